@@ -1,0 +1,71 @@
+// Object model helpers: canonical encoding, size limits, validation of names,
+// paths and references. All parsers take untrusted bytes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "cairn/hash.h"
+#include "cairn/v1/objects.pb.h"
+
+namespace cairn {
+
+inline constexpr std::string_view kManifestPayloadType = "application/vnd.cairn.manifest.v1+proto";
+inline constexpr std::string_view kTagPayloadType = "application/vnd.cairn.tag.v1+proto";
+inline constexpr std::string_view kTrustRootPayloadType = "application/vnd.cairn.trustroot.v1+proto";
+inline constexpr std::string_view kSessionPayloadType = "application/vnd.cairn.session.v1";
+
+// Size limits per object type (bytes as encoded). Larger input is refused
+// before it is parsed.
+inline constexpr size_t kMaxManifestBytes = 16 << 20;   // 16 MiB
+inline constexpr size_t kMaxEnvelopeBytes = 17 << 20;   // manifest + signatures
+inline constexpr size_t kMaxChunkListBytes = 48 << 20;  // ~1.2 M chunks: ~80 GB at 64 KiB
+inline constexpr size_t kMaxTagBytes = 64 << 10;        // 64 KiB
+inline constexpr size_t kMaxTrustRootBytes = 1 << 20;   // 1 MiB
+inline constexpr size_t kMaxFiles = 100000;
+inline constexpr size_t kMaxPathBytes = 4096;
+inline constexpr size_t kMaxSignatures = 32;
+
+// Deterministic protobuf serialization. For Manifest and TrustRoot, call the
+// Canonicalize* function first so order-free fields are sorted.
+std::string SerializeCanonical(const google::protobuf::MessageLite& m);
+void CanonicalizeManifest(cairn::v1::Manifest* m);
+void CanonicalizeTrustRoot(cairn::v1::TrustRoot* t);
+
+// Manifest path rules: relative, '/'-separated, no "." or ".." or empty
+// segment, no leading '/', no backslash, no NUL, not under ".cairn/" (reserved
+// for the signed manifest kept beside a pulled tree), at most kMaxPathBytes.
+absl::Status ValidatePath(std::string_view path);
+// "namespace/model": two segments of [A-Za-z0-9._-], 1..64 chars each, not
+// starting with '.' or '-'.
+absl::Status ValidateName(std::string_view name);
+absl::Status ValidateVersion(std::string_view version);  // [A-Za-z0-9._+-]{1,128}
+absl::Status ValidateTag(std::string_view tag);          // [A-Za-z0-9._-]{1,128}
+std::string_view NamespaceOf(std::string_view name);     // part before '/'
+
+// Parsers: size limit, wire parse, then structural validation.
+absl::StatusOr<cairn::v1::Envelope> ParseEnvelope(std::string_view bytes, size_t max_bytes);
+absl::StatusOr<cairn::v1::ChunkList> ParseChunkList(std::string_view bytes);
+// Validates names, version, paths (sorted, unique), sizes, parents.
+absl::StatusOr<cairn::v1::Manifest> ParseManifest(std::string_view bytes);
+absl::Status ValidateManifest(const cairn::v1::Manifest& m);
+absl::StatusOr<cairn::v1::TagRecord> ParseTagRecord(std::string_view bytes);
+absl::StatusOr<cairn::v1::TrustRoot> ParseTrustRoot(std::string_view bytes);
+
+// A reference: NAME, NAME:TAG or NAME@sha256:<hex>. `tag` defaults to "latest"
+// when neither tag nor digest is given.
+struct Ref {
+  std::string name;
+  std::string tag;     // empty when by digest
+  std::string digest;  // empty when by tag
+  std::string ToString() const;
+};
+absl::StatusOr<Ref> ParseRef(std::string_view ref);
+
+absl::StatusOr<cairn::v1::Relation> ParseRelation(std::string_view s);
+std::string RelationName(cairn::v1::Relation r);
+
+}  // namespace cairn

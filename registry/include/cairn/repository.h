@@ -1,0 +1,113 @@
+// A node's content: verified releases, tags and chunks, and the publish
+// protocol that admits new ones. The gRPC services in mirror-node/ are thin
+// adapters over this class.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cairn/store.h"
+#include "cairn/trust.h"
+#include "cairn/v1/service.pb.h"
+
+namespace cairn {
+
+using Clock = std::function<int64_t()>;  // unix seconds
+int64_t SystemNowUnix();
+
+struct RepositoryOptions {
+  PackStoreOptions pack;
+  // Lifetime of a publish session. Default: 1 hour.
+  int64_t session_seconds = 3600;
+  // Lifetime of a challenge. Default: 5 minutes.
+  int64_t challenge_seconds = 300;
+  // Most sessions and challenges held at once. Default: 4096 each.
+  size_t max_sessions = 4096;
+};
+
+// Thread-safe.
+class Repository {
+ public:
+  // Opens (creating) DIR/meta and DIR/chunks and locks DIR/LOCK.
+  // FailedPrecondition when another process holds DIR.
+  static absl::StatusOr<std::unique_ptr<Repository>> Open(const std::string& dir,
+                                                          TrustRootView trust,
+                                                          const RepositoryOptions& opts = {},
+                                                          Clock clock = SystemNowUnix);
+  // Over injected stores (tests). Takes ownership.
+  Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkStore> chunks,
+             TrustRootView trust, const RepositoryOptions& opts, Clock clock);
+  ~Repository();
+  Repository(const Repository&) = delete;
+  Repository& operator=(const Repository&) = delete;
+
+  // ---- Registry (read-only) ----
+  // NotFound for an unknown name, tag or digest; InvalidArgument for a bad ref.
+  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(std::string_view ref);
+  // A committed object's bytes by "sha256:..." name. NotFound when absent.
+  absl::StatusOr<std::string> GetObject(std::string_view digest);
+  absl::StatusOr<cairn::v1::ListResponse> List(std::string_view prefix);
+  absl::StatusOr<cairn::v1::LineageResponse> Lineage(std::string_view ref);
+
+  ChunkStore* chunks() { return chunks_.get(); }
+  const TrustRootView& trust() const { return trust_; }
+
+  // ---- Publish ----
+  // A one-time challenge for a session on `name`.
+  absl::StatusOr<cairn::v1::ChallengeResponse> Challenge(std::string_view name);
+  // Opens a session when the challenge is live and at least one signature is
+  // by a key delegated for the name's namespace. PermissionDenied /
+  // Unauthenticated otherwise.
+  absl::StatusOr<cairn::v1::OpenSessionResponse> OpenSession(const cairn::v1::OpenSessionRequest& r);
+  // Unauthenticated when the session is unknown or expired. Returns its name.
+  absl::StatusOr<std::string> CheckSession(std::string_view session_id);
+  // Stores a chunk list uploaded in a session (invisible until a commit names
+  // it). Returns its digest name.
+  absl::StatusOr<std::string> StageChunkList(std::string_view session_id, std::string_view bytes);
+  // Verifies and atomically commits a release (and optional tag): signatures
+  // against the trust root and the namespace delegation, paths, every chunk
+  // list and every chunk present. PermissionDenied for trust failures,
+  // InvalidArgument for malformed objects, FailedPrecondition for missing
+  // chunks or lists, AlreadyExists for a different release under an existing
+  // name+version or a tag version that does not increase.
+  absl::StatusOr<cairn::v1::CommitResponse> Commit(std::string_view session_id,
+                                                   std::string_view manifest_envelope,
+                                                   std::string_view tag_envelope);
+
+ private:
+  struct Session {
+    std::string name;
+    int64_t expires;
+  };
+  absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
+
+  std::unique_ptr<MetaStore> meta_;
+  std::unique_ptr<ChunkStore> chunks_;
+  TrustRootView trust_;
+  RepositoryOptions opts_;
+  Clock clock_;
+  int lock_fd_ = -1;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Session> challenges_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex commit_mu_;  // serializes check-then-write of releases and tags
+};
+
+// Verifies a tag envelope against the trust root: payload type, record,
+// namespace delegation, expiry at `now`. Returns the record.
+absl::StatusOr<cairn::v1::TagRecord> VerifyTagEnvelope(const TrustRootView& trust,
+                                                       std::string_view bytes, int64_t now);
+// Verifies a manifest envelope: payload type, delegation signatures, manifest
+// validity. *digest gets the manifest digest (SHA-256 of the payload as sent).
+absl::StatusOr<cairn::v1::Manifest> VerifyManifestEnvelope(const TrustRootView& trust,
+                                                           std::string_view bytes,
+                                                           std::string* digest);
+
+}  // namespace cairn

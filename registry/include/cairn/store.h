@@ -1,0 +1,153 @@
+// Storage interfaces of a node (and of the client's chunk cache).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cairn/hash.h"
+
+namespace cairn {
+
+// Content-addressed chunk bytes. Implementations are thread-safe.
+class ChunkStore {
+ public:
+  ChunkStore() = default;
+  virtual ~ChunkStore() = default;
+  ChunkStore(const ChunkStore&) = delete;
+  ChunkStore& operator=(const ChunkStore&) = delete;
+
+  // Stores `data` under `digest` after checking SHA-256(data) == digest:
+  // DataLoss on mismatch (nothing stored). Storing a present chunk is a no-op.
+  // The chunk is visible to Get/Has at once, readable after a process crash
+  // once Flush() returned, and durable after a power loss once Sync() returned.
+  // ResourceExhausted when the disk is full.
+  virtual absl::Status Put(const Digest& digest, std::string_view data) = 0;
+  // Reads a chunk into *out. NotFound when absent; DataLoss when the stored
+  // bytes no longer match the digest (implementations that verify on read).
+  virtual absl::Status Get(const Digest& digest, std::string* out) = 0;
+  virtual absl::StatusOr<bool> Has(const Digest& digest) = 0;
+  // Makes every Put so far survive a crash of this process.
+  virtual absl::Status Flush() = 0;
+  // Makes every Put so far durable (fdatasync).
+  virtual absl::Status Sync() = 0;
+};
+
+// Forwards every call; subclass and override what a test breaks.
+class ChunkStoreWrapper : public ChunkStore {
+ public:
+  explicit ChunkStoreWrapper(ChunkStore* target) : target_(target) {}
+  absl::Status Put(const Digest& d, std::string_view data) override { return target_->Put(d, data); }
+  absl::Status Get(const Digest& d, std::string* out) override { return target_->Get(d, out); }
+  absl::StatusOr<bool> Has(const Digest& d) override { return target_->Has(d); }
+  absl::Status Flush() override { return target_->Flush(); }
+  absl::Status Sync() override { return target_->Sync(); }
+
+ protected:
+  ChunkStore* target() { return target_; }
+
+ private:
+  ChunkStore* target_;  // not owned
+};
+
+struct PackStoreOptions {
+  // fdatasync pack data, then sync the index, on every buffer flush.
+  // Default: true (a node). The client cache sets false (survives a killed
+  // process, not a power loss; it re-verifies on read).
+  bool sync_on_flush = true;
+  // Re-hash chunks on Get and report DataLoss on mismatch. Default: true.
+  bool verify_on_read = true;
+  // Bytes buffered in memory before a write(). Default: 4 MiB.
+  size_t buffer_bytes = 4 << 20;
+  // A new pack file starts past this size. Default: 4 GiB.
+  uint64_t pack_bytes = 4ULL << 30;
+};
+
+// Append-only pack files (DIR/packs/pack-NNNNNNNN.dat) indexed by RocksDB
+// (DIR/index). FailedPrecondition when another process holds DIR open.
+absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string& dir,
+                                                               const PackStoreOptions& opts);
+
+// Chunk bytes as RocksDB values in integrated BlobDB blob files (DIR/blobdb).
+// Kept for the storage benchmark and as an alternative backend.
+absl::StatusOr<std::unique_ptr<ChunkStore>> OpenBlobChunkStore(const std::string& dir,
+                                                               bool verify_on_read = true);
+
+// Tables of the metadata store (RocksDB column families).
+enum class Table : int {
+  kObjects = 0,  // digest name -> bytes (manifests, chunk lists) of committed releases
+  kStaging,      // digest name -> chunk lists uploaded but not yet committed
+  kEnvelopes,    // manifest digest -> signed manifest envelope bytes
+  kReleases,     // name \0 version -> manifest digest
+  kTags,         // name \0 tag -> signed tag envelope bytes
+  kChildren,     // parent digest \0 child digest -> child name \0 version \0 relation
+  kState,        // node state
+  kCount
+};
+
+struct WriteOp {
+  Table table;
+  std::string key;
+  std::optional<std::string> value;  // nullopt deletes
+};
+
+// Key-value metadata with atomic multi-table commits. Thread-safe.
+class MetaStore {
+ public:
+  MetaStore() = default;
+  virtual ~MetaStore() = default;
+  MetaStore(const MetaStore&) = delete;
+  MetaStore& operator=(const MetaStore&) = delete;
+
+  // NotFound when absent.
+  virtual absl::StatusOr<std::string> Get(Table t, std::string_view key) = 0;
+  // Calls fn for each key with `prefix`, in key order, until fn returns false.
+  virtual absl::Status Scan(Table t, std::string_view prefix,
+                            const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
+  // Applies all ops atomically; durable on return when `sync`.
+  virtual absl::Status Commit(const std::vector<WriteOp>& ops, bool sync) = 0;
+};
+
+class MetaStoreWrapper : public MetaStore {
+ public:
+  explicit MetaStoreWrapper(MetaStore* target) : target_(target) {}
+  absl::StatusOr<std::string> Get(Table t, std::string_view key) override {
+    return target_->Get(t, key);
+  }
+  absl::Status Scan(Table t, std::string_view prefix,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return target_->Scan(t, prefix, fn);
+  }
+  absl::Status Commit(const std::vector<WriteOp>& ops, bool sync) override {
+    return target_->Commit(ops, sync);
+  }
+
+ private:
+  MetaStore* target_;  // not owned
+};
+
+// RocksDB with one column family per Table, at DIR.
+absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir);
+
+// Test fault injection over any ChunkStore: fail the next Puts with ENOSPC,
+// store only a prefix of a chunk (torn write), or flip a byte on read.
+class FaultInjectingChunkStore : public ChunkStoreWrapper {
+ public:
+  using ChunkStoreWrapper::ChunkStoreWrapper;
+  void FailPuts(int n) { fail_puts_ = n; }
+  void TearNextPut() { tear_next_ = true; }
+  void CorruptReads(bool on) { corrupt_reads_ = on; }
+  absl::Status Put(const Digest& d, std::string_view data) override;
+  absl::Status Get(const Digest& d, std::string* out) override;
+
+ private:
+  int fail_puts_ = 0;
+  bool tear_next_ = false;
+  bool corrupt_reads_ = false;
+};
+
+}  // namespace cairn

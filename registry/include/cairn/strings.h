@@ -1,0 +1,82 @@
+// String helpers over std::string_view. Debian's absl has its own
+// absl::string_view that std::string_view does not convert to, so absl::StrCat
+// and friends do not take std::string_view: these do.
+#pragma once
+
+#include <charconv>
+#include <concepts>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace cairn {
+
+class AlphaNum {
+ public:
+  AlphaNum(std::string_view s) : view_(s) {}                     // NOLINT
+  AlphaNum(const char* s) : view_(s) {}                          // NOLINT
+  AlphaNum(const std::string& s) : view_(s) {}                   // NOLINT
+  AlphaNum(absl::string_view s) : view_(s.data(), s.size()) {}   // NOLINT
+  AlphaNum(char c) : buf_(1, c), view_(buf_) {}                  // NOLINT
+  template <std::integral T>
+    requires(!std::same_as<T, char> && !std::same_as<T, bool>)
+  AlphaNum(T v) : buf_(std::to_string(v)), view_(buf_) {}        // NOLINT
+  AlphaNum(double v) : buf_(std::to_string(v)), view_(buf_) {}   // NOLINT
+  AlphaNum(const AlphaNum&) = delete;
+  std::string_view view() const { return view_; }
+
+ private:
+  std::string buf_;
+  std::string_view view_;
+};
+
+inline std::string StrCatImpl(std::initializer_list<std::string_view> parts) {
+  size_t n = 0;
+  for (auto p : parts) n += p.size();
+  std::string out;
+  out.reserve(n);
+  for (auto p : parts) out.append(p);
+  return out;
+}
+
+template <typename... Args>
+std::string StrCat(const Args&... args) {
+  return StrCatImpl({AlphaNum(args).view()...});
+}
+
+template <typename Range>
+std::string StrJoin(const Range& r, std::string_view sep) {
+  std::string out;
+  bool first = true;
+  for (const auto& x : r) {
+    if (!first) out.append(sep);
+    first = false;
+    out.append(std::string_view(x));
+  }
+  return out;
+}
+
+// Splits on every `sep`; "" gives one empty piece. At most `max_pieces` pieces
+// (the last holds the rest).
+inline std::vector<std::string_view> Split(std::string_view s, char sep,
+                                           size_t max_pieces = static_cast<size_t>(-1)) {
+  std::vector<std::string_view> out;
+  while (out.size() + 1 < max_pieces) {
+    size_t p = s.find(sep);
+    if (p == std::string_view::npos) break;
+    out.push_back(s.substr(0, p));
+    s.remove_prefix(p + 1);
+  }
+  out.push_back(s);
+  return out;
+}
+
+template <std::integral T>
+bool ParseInt(std::string_view s, T* out) {
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
+}
+
+}  // namespace cairn

@@ -1,0 +1,99 @@
+#include <sys/stat.h>
+
+#include "cairn/status.h"
+#include "cairn/store.h"
+#include "rocks_util.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+
+namespace cairn {
+namespace {
+
+constexpr const char* kTableNames[] = {"objects", "staging", "envelopes", "releases",
+                                       "tags",    "children", "state"};
+static_assert(std::size(kTableNames) == static_cast<size_t>(Table::kCount));
+
+class RocksMetaStore final : public MetaStore {
+ public:
+  RocksMetaStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> cfs)
+      : db_(std::move(db)), cfs_(std::move(cfs)) {}
+  ~RocksMetaStore() override {
+    for (auto* h : cfs_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+
+  absl::StatusOr<std::string> Get(Table t, std::string_view key) override {
+    std::string v;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Cf(t), key, &v);
+    if (s.IsNotFound()) return absl::NotFoundError(StrCat(kTableNames[int(t)], " entry not found"));
+    CAIRN_RETURN_IF_ERROR(FromRocks(s, "metadata read"));
+    return v;
+  }
+
+  absl::Status Scan(Table t, std::string_view prefix,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), Cf(t)));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (!fn(it->key().ToStringView(), it->value().ToStringView())) break;
+    }
+    return FromRocks(it->status(), "metadata scan");
+  }
+
+  absl::Status Commit(const std::vector<WriteOp>& ops, bool sync) override {
+    rocksdb::WriteBatch batch;
+    for (const auto& op : ops) {
+      rocksdb::Status s = op.value ? batch.Put(Cf(op.table), op.key, *op.value)
+                                   : batch.Delete(Cf(op.table), op.key);
+      CAIRN_RETURN_IF_ERROR(FromRocks(s, "metadata batch"));
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    return FromRocks(db_->Write(wo, &batch), "metadata commit");
+  }
+
+ private:
+  rocksdb::ColumnFamilyHandle* Cf(Table t) { return cfs_[static_cast<int>(t) + 1]; }
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // [0] is "default"
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, "cannot create " + dir);
+  }
+  rocksdb::DBOptions o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  o.keep_log_file_num = 4;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  descs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (const char* n : kTableNames) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, dir, descs, &handles, &db), dir));
+  return std::unique_ptr<MetaStore>(
+      new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db), std::move(handles)));
+}
+
+absl::Status FaultInjectingChunkStore::Put(const Digest& d, std::string_view data) {
+  if (fail_puts_ > 0) {
+    --fail_puts_;
+    return ErrnoStatus(ENOSPC, "injected");
+  }
+  if (tear_next_) {
+    tear_next_ = false;
+    // A torn write: only half the bytes reach the store. A verifying store
+    // refuses them, which is the point.
+    return ChunkStoreWrapper::Put(d, data.substr(0, data.size() / 2));
+  }
+  return ChunkStoreWrapper::Put(d, data);
+}
+
+absl::Status FaultInjectingChunkStore::Get(const Digest& d, std::string* out) {
+  CAIRN_RETURN_IF_ERROR(ChunkStoreWrapper::Get(d, out));
+  if (corrupt_reads_ && !out->empty()) (*out)[out->size() / 2] ^= 0x5a;
+  return absl::OkStatus();
+}
+
+}  // namespace cairn

@@ -1,0 +1,297 @@
+#include "cairn/objects.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include <algorithm>
+
+#include "cairn/strings.h"
+#include "cairn/chunker.h"
+#include "cairn/status.h"
+
+namespace cairn {
+
+using cairn::v1::ChunkList;
+using cairn::v1::Envelope;
+using cairn::v1::Manifest;
+using cairn::v1::TagRecord;
+using cairn::v1::TrustRoot;
+
+std::string SerializeCanonical(const google::protobuf::MessageLite& m) {
+  std::string out;
+  out.reserve(m.ByteSizeLong());  // also caches sizes for SerializeWithCachedSizes
+  {
+    google::protobuf::io::StringOutputStream sos(&out);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    m.SerializeWithCachedSizes(&cos);
+  }
+  return out;
+}
+
+void CanonicalizeManifest(Manifest* m) {
+  std::sort(m->mutable_files()->begin(), m->mutable_files()->end(),
+            [](const auto& a, const auto& b) { return a.path() < b.path(); });
+  std::sort(m->mutable_metadata()->begin(), m->mutable_metadata()->end(),
+            [](const auto& a, const auto& b) { return a.key() < b.key(); });
+}
+
+void CanonicalizeTrustRoot(TrustRoot* t) {
+  auto* keys = t->mutable_keys();
+  std::sort(keys->begin(), keys->end(),
+            [](const auto& a, const auto& b) { return a.key_id() < b.key_id(); });
+  std::sort(t->mutable_root_key_ids()->begin(), t->mutable_root_key_ids()->end());
+  std::sort(t->mutable_revoked_key_ids()->begin(), t->mutable_revoked_key_ids()->end());
+  for (auto& d : *t->mutable_delegations()) {
+    std::sort(d.mutable_key_ids()->begin(), d.mutable_key_ids()->end());
+  }
+  std::sort(t->mutable_delegations()->begin(), t->mutable_delegations()->end(),
+            [](const auto& a, const auto& b) { return a.namespace_() < b.namespace_(); });
+}
+
+namespace {
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+absl::Status ValidateSegment(std::string_view seg, std::string_view what, std::string_view whole) {
+  if (seg.empty() || seg.size() > 64) {
+    return absl::InvalidArgumentError(
+        StrCat("invalid ", what, " '", whole, "': each part must be 1..64 characters"));
+  }
+  if (seg[0] == '.' || seg[0] == '-') {
+    return absl::InvalidArgumentError(
+        StrCat("invalid ", what, " '", whole, "': a part may not start with '.' or '-'"));
+  }
+  for (char c : seg) {
+    if (!IsNameChar(c)) {
+      return absl::InvalidArgumentError(
+          StrCat("invalid ", what, " '", whole, "': only A-Z a-z 0-9 . _ - are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::StatusOr<T> ParseLimited(std::string_view bytes, size_t max, std::string_view what) {
+  if (bytes.size() > max) {
+    return absl::InvalidArgumentError(
+        StrCat(what, " is ", bytes.size(), " bytes, over the limit of ", max));
+  }
+  T m;
+  if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InvalidArgumentError(StrCat(what, " does not parse (corrupt or truncated)"));
+  }
+  return m;
+}
+
+}  // namespace
+
+absl::Status ValidatePath(std::string_view path) {
+  auto bad = [&](std::string_view why) {
+    std::string shown(path.substr(0, 200));
+    for (char& c : shown) {
+      if (static_cast<unsigned char>(c) < 0x20) c = '?';
+    }
+    return absl::InvalidArgumentError(StrCat("unsafe path '", shown, "': ", why));
+  };
+  if (path.empty()) return bad("empty");
+  if (path.size() > kMaxPathBytes) return bad("too long");
+  if (path.find('\0') != std::string_view::npos) return bad("contains NUL");
+  if (path.find('\\') != std::string_view::npos) return bad("contains a backslash");
+  if (path[0] == '/') return bad("absolute");
+  for (std::string_view seg : Split(path, '/')) {
+    if (seg.empty()) return bad("empty segment");
+    if (seg == "." || seg == "..") return bad("'.' or '..' segment");
+  }
+  if (path == ".cairn" || path.starts_with(".cairn/")) return bad("'.cairn/' is reserved");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateName(std::string_view name) {
+  std::vector<std::string_view> parts = Split(name, '/');
+  if (parts.size() != 2) {
+    return absl::InvalidArgumentError(
+        StrCat("invalid name '", name.substr(0, 200), "': want namespace/model"));
+  }
+  for (auto p : parts) CAIRN_RETURN_IF_ERROR(ValidateSegment(p, "name", name));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateVersion(std::string_view v) {
+  if (v.empty() || v.size() > 128) {
+    return absl::InvalidArgumentError("invalid version: must be 1..128 characters");
+  }
+  for (char c : v) {
+    if (!IsNameChar(c) && c != '+') {
+      return absl::InvalidArgumentError(
+          StrCat("invalid version '", v, "': only A-Z a-z 0-9 . _ + - are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTag(std::string_view t) {
+  if (t.empty() || t.size() > 128) {
+    return absl::InvalidArgumentError("invalid tag: must be 1..128 characters");
+  }
+  for (char c : t) {
+    if (!IsNameChar(c)) {
+      return absl::InvalidArgumentError(
+          StrCat("invalid tag '", t, "': only A-Z a-z 0-9 . _ - are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string_view NamespaceOf(std::string_view name) { return name.substr(0, name.find('/')); }
+
+absl::StatusOr<Envelope> ParseEnvelope(std::string_view bytes, size_t max_bytes) {
+  CAIRN_ASSIGN_OR_RETURN(Envelope e, ParseLimited<Envelope>(bytes, max_bytes, "envelope"));
+  if (e.signatures_size() == 0) return absl::UnauthenticatedError("envelope has no signatures");
+  if (e.signatures_size() > static_cast<int>(kMaxSignatures)) {
+    return absl::InvalidArgumentError("envelope has too many signatures");
+  }
+  return e;
+}
+
+absl::StatusOr<ChunkList> ParseChunkList(std::string_view bytes) {
+  CAIRN_ASSIGN_OR_RETURN(ChunkList cl, ParseLimited<ChunkList>(bytes, kMaxChunkListBytes,
+                                                                "chunk list"));
+  for (const auto& c : cl.chunks()) {
+    if (c.digest().size() != 32) return absl::InvalidArgumentError("chunk list: bad digest size");
+    if (c.length() == 0 || c.length() > kMaxChunkSize) {
+      return absl::InvalidArgumentError(
+          StrCat("chunk list: chunk length ", c.length(), " out of range"));
+    }
+  }
+  return cl;
+}
+
+absl::Status ValidateManifest(const Manifest& m) {
+  CAIRN_RETURN_IF_ERROR(ValidateName(m.name()));
+  CAIRN_RETURN_IF_ERROR(ValidateVersion(m.version()));
+  if (m.files_size() == 0) return absl::InvalidArgumentError("manifest has no files");
+  if (m.files_size() > static_cast<int>(kMaxFiles)) {
+    return absl::InvalidArgumentError("manifest has too many files");
+  }
+  for (int i = 0; i < m.files_size(); ++i) {
+    const auto& f = m.files(i);
+    CAIRN_RETURN_IF_ERROR(ValidatePath(f.path()));
+    if (i > 0 && !(m.files(i - 1).path() < f.path())) {
+      return absl::InvalidArgumentError(
+          StrCat("manifest files not sorted or duplicate path '", f.path(), "'"));
+    }
+    // A file may not also be a directory of another file ("a" and "a/b").
+    if (i > 0 && f.path().starts_with(m.files(i - 1).path() + "/")) {
+      return absl::InvalidArgumentError(
+          StrCat("manifest path '", f.path(), "' is under file '", m.files(i - 1).path(),
+                       "'"));
+    }
+    CAIRN_RETURN_IF_ERROR(ParseDigestName(f.sha256()).status());
+    CAIRN_RETURN_IF_ERROR(ParseDigestName(f.root()).status());
+  }
+  for (const auto& p : m.parents()) {
+    CAIRN_RETURN_IF_ERROR(ValidateName(p.name()));
+    CAIRN_RETURN_IF_ERROR(ParseDigestName(p.manifest_digest()).status());
+    if (!cairn::v1::Relation_IsValid(p.relation())) {
+      return absl::InvalidArgumentError("manifest parent has an unknown relation");
+    }
+  }
+  if (m.license().size() > 256) return absl::InvalidArgumentError("license too long");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Manifest> ParseManifest(std::string_view bytes) {
+  CAIRN_ASSIGN_OR_RETURN(Manifest m, ParseLimited<Manifest>(bytes, kMaxManifestBytes, "manifest"));
+  CAIRN_RETURN_IF_ERROR(ValidateManifest(m));
+  return m;
+}
+
+absl::StatusOr<TagRecord> ParseTagRecord(std::string_view bytes) {
+  CAIRN_ASSIGN_OR_RETURN(TagRecord t, ParseLimited<TagRecord>(bytes, kMaxTagBytes, "tag record"));
+  CAIRN_RETURN_IF_ERROR(ValidateName(t.name()));
+  CAIRN_RETURN_IF_ERROR(ValidateTag(t.tag()));
+  CAIRN_RETURN_IF_ERROR(ParseDigestName(t.manifest_digest()).status());
+  if (t.version() == 0) return absl::InvalidArgumentError("tag record version must be >= 1");
+  return t;
+}
+
+absl::StatusOr<TrustRoot> ParseTrustRoot(std::string_view bytes) {
+  CAIRN_ASSIGN_OR_RETURN(TrustRoot t,
+                         ParseLimited<TrustRoot>(bytes, kMaxTrustRootBytes, "trust root"));
+  if (t.version() == 0) return absl::InvalidArgumentError("trust root version must be >= 1");
+  if (t.root_key_ids_size() == 0) return absl::InvalidArgumentError("trust root has no root keys");
+  if (t.root_threshold() == 0 || t.root_threshold() > static_cast<uint32_t>(t.root_key_ids_size())) {
+    return absl::InvalidArgumentError("trust root threshold out of range");
+  }
+  for (const auto& k : t.keys()) {
+    if (k.ed25519().size() != 32) return absl::InvalidArgumentError("trust root: bad key size");
+  }
+  for (const auto& d : t.delegations()) {
+    if (ValidateSegment(d.namespace_(), "namespace", d.namespace_()) != absl::OkStatus()) {
+      return absl::InvalidArgumentError("trust root: bad delegation namespace");
+    }
+    if (d.threshold() == 0 || d.threshold() > static_cast<uint32_t>(d.key_ids_size())) {
+      return absl::InvalidArgumentError(
+          StrCat("trust root: delegation '", d.namespace_(), "' threshold out of range"));
+    }
+  }
+  return t;
+}
+
+std::string Ref::ToString() const {
+  if (!digest.empty()) return StrCat(name, "@", digest);
+  return StrCat(name, ":", tag);
+}
+
+absl::StatusOr<Ref> ParseRef(std::string_view ref) {
+  Ref r;
+  size_t at = ref.find('@');
+  size_t colon = ref.find(':');
+  if (at != std::string_view::npos) {
+    r.name = std::string(ref.substr(0, at));
+    r.digest = std::string(ref.substr(at + 1));
+    CAIRN_RETURN_IF_ERROR(ParseDigestName(r.digest).status());
+  } else if (colon != std::string_view::npos) {
+    r.name = std::string(ref.substr(0, colon));
+    r.tag = std::string(ref.substr(colon + 1));
+    CAIRN_RETURN_IF_ERROR(ValidateTag(r.tag));
+  } else {
+    r.name = std::string(ref);
+    r.tag = "latest";
+  }
+  CAIRN_RETURN_IF_ERROR(ValidateName(r.name));
+  return r;
+}
+
+absl::StatusOr<cairn::v1::Relation> ParseRelation(std::string_view s) {
+  if (s == "finetune") return cairn::v1::RELATION_FINETUNE;
+  if (s == "quantization") return cairn::v1::RELATION_QUANTIZATION;
+  if (s == "adapter") return cairn::v1::RELATION_ADAPTER;
+  if (s == "merge") return cairn::v1::RELATION_MERGE;
+  if (s == "other") return cairn::v1::RELATION_OTHER;
+  return absl::InvalidArgumentError(StrCat(
+      "unknown relation '", s, "' (want finetune, quantization, adapter, merge or other)"));
+}
+
+std::string RelationName(cairn::v1::Relation r) {
+  switch (r) {
+    case cairn::v1::RELATION_FINETUNE:
+      return "finetune";
+    case cairn::v1::RELATION_QUANTIZATION:
+      return "quantization";
+    case cairn::v1::RELATION_ADAPTER:
+      return "adapter";
+    case cairn::v1::RELATION_MERGE:
+      return "merge";
+    case cairn::v1::RELATION_OTHER:
+      return "other";
+    default:
+      return "unspecified";
+  }
+}
+
+}  // namespace cairn

@@ -1,0 +1,421 @@
+#include "cairn/repository.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+
+#include "cairn/strings.h"
+#include "cairn/objects.h"
+#include "cairn/status.h"
+
+namespace cairn {
+
+using cairn::v1::Envelope;
+using cairn::v1::Manifest;
+using cairn::v1::TagRecord;
+
+int64_t SystemNowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+std::string Key2(std::string_view a, std::string_view b) {
+  std::string k(a);
+  k.push_back('\0');
+  k.append(b);
+  return k;
+}
+
+std::string RandomHex(size_t n) {
+  std::string b(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(b.data()), static_cast<int>(n)) != 1) {
+    std::abort();  // the CSPRNG failing is not recoverable
+  }
+  return ToHex(reinterpret_cast<const uint8_t*>(b.data()), n);
+}
+
+}  // namespace
+
+absl::StatusOr<TagRecord> VerifyTagEnvelope(const TrustRootView& trust, std::string_view bytes,
+                                            int64_t now) {
+  CAIRN_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, kMaxTagBytes + 8192));
+  if (env.payload_type() != kTagPayloadType) {
+    return absl::InvalidArgumentError("tag envelope has payload type '" + env.payload_type() + "'");
+  }
+  CAIRN_ASSIGN_OR_RETURN(TagRecord rec, ParseTagRecord(env.payload()));
+  auto st = trust.VerifyDelegated(env, NamespaceOf(rec.name()));
+  if (!st.ok()) return Annotate(st, "tag " + rec.name() + ":" + rec.tag());
+  if (rec.expires_unix() <= now) {
+    return absl::FailedPreconditionError(StrCat(
+        "tag ", rec.name(), ":", rec.tag(), " v", rec.version(), " expired at unix time ",
+        rec.expires_unix(), "; ask the publisher to re-sign it (cairn publish ... --tag)"));
+  }
+  return rec;
+}
+
+absl::StatusOr<Manifest> VerifyManifestEnvelope(const TrustRootView& trust,
+                                                std::string_view bytes, std::string* digest) {
+  CAIRN_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, kMaxEnvelopeBytes));
+  if (env.payload_type() != kManifestPayloadType) {
+    return absl::InvalidArgumentError("manifest envelope has payload type '" +
+                                      env.payload_type() + "'");
+  }
+  CAIRN_ASSIGN_OR_RETURN(Manifest m, ParseManifest(env.payload()));
+  auto st = trust.VerifyDelegated(env, NamespaceOf(m.name()));
+  if (!st.ok()) return Annotate(st, "release " + m.name() + " " + m.version());
+  *digest = DigestName(Sha256Of(env.payload()));
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
+                                                             TrustRootView trust,
+                                                             const RepositoryOptions& opts,
+                                                             Clock clock) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, "cannot create data directory " + dir);
+  }
+  std::string lock_path = dir + "/LOCK";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus(errno, "cannot open " + lock_path);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return absl::FailedPreconditionError("data directory " + dir +
+                                         " is in use by another cairn-node");
+  }
+  auto meta = OpenRocksMetaStore(dir + "/meta");
+  if (!meta.ok()) {
+    ::close(fd);
+    return meta.status();
+  }
+  auto chunks = OpenPackChunkStore(dir + "/chunks", opts.pack);
+  if (!chunks.ok()) {
+    ::close(fd);
+    return chunks.status();
+  }
+  auto repo = std::make_unique<Repository>(std::move(*meta), std::move(*chunks), std::move(trust),
+                                           opts, std::move(clock));
+  repo->lock_fd_ = fd;
+  return repo;
+}
+
+Repository::Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkStore> chunks,
+                       TrustRootView trust, const RepositoryOptions& opts, Clock clock)
+    : meta_(std::move(meta)),
+      chunks_(std::move(chunks)),
+      trust_(std::move(trust)),
+      opts_(opts),
+      clock_(std::move(clock)) {}
+
+Repository::~Repository() {
+  chunks_.reset();
+  meta_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+// ---------------- Registry ----------------
+
+absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view ref_text) {
+  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
+  cairn::v1::ResolveResponse out;
+  std::string digest = ref.digest;
+  if (digest.empty()) {
+    auto tag = meta_->Get(Table::kTags, Key2(ref.name, ref.tag));
+    if (absl::IsNotFound(tag.status())) {
+      return absl::NotFoundError(StrCat("unknown name or tag: ", ref.ToString()));
+    }
+    CAIRN_RETURN_IF_ERROR(tag.status());
+    Envelope env;
+    TagRecord rec;
+    if (!env.ParseFromString(*tag) || !rec.ParseFromString(env.payload())) {
+      return absl::DataLossError("stored tag record is corrupt: " + ref.ToString());
+    }
+    digest = rec.manifest_digest();
+    out.set_tag_envelope(std::move(*tag));
+  }
+  auto env = meta_->Get(Table::kEnvelopes, digest);
+  if (absl::IsNotFound(env.status())) {
+    return absl::NotFoundError(StrCat("unknown release: ", ref.ToString()));
+  }
+  CAIRN_RETURN_IF_ERROR(env.status());
+  Envelope e;
+  Manifest m;
+  if (!e.ParseFromString(*env) || !m.ParseFromString(e.payload())) {
+    return absl::DataLossError("stored manifest envelope is corrupt: " + digest);
+  }
+  if (m.name() != ref.name) {
+    return absl::NotFoundError(StrCat(digest, " is not a release of ", ref.name));
+  }
+  out.set_manifest_digest(digest);
+  out.set_manifest_envelope(std::move(*env));
+  return out;
+}
+
+absl::StatusOr<std::string> Repository::GetObject(std::string_view digest) {
+  CAIRN_RETURN_IF_ERROR(ParseDigestName(digest).status());
+  return LoadObject(digest, /*allow_staged=*/false);
+}
+
+absl::StatusOr<std::string> Repository::LoadObject(std::string_view digest, bool allow_staged) {
+  auto v = meta_->Get(Table::kObjects, digest);
+  if (absl::IsNotFound(v.status()) && allow_staged) v = meta_->Get(Table::kStaging, digest);
+  if (absl::IsNotFound(v.status())) {
+    return absl::NotFoundError(StrCat("object ", digest, " not found"));
+  }
+  return v;
+}
+
+absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix) {
+  std::map<std::string, cairn::v1::ListEntry> entries;
+  absl::Status inner;
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kReleases, prefix, [&](std::string_view k,
+                                                                  std::string_view v) {
+    std::vector<std::string_view> parts = Split(k, '\0', 2);
+    if (parts.size() != 2) return true;
+    auto& e = entries[std::string(parts[0])];
+    e.set_name(std::string(parts[0]));
+    auto* r = e.add_releases();
+    r->set_version(std::string(parts[1]));
+    r->set_manifest_digest(std::string(v));
+    auto obj = meta_->Get(Table::kObjects, v);
+    Manifest m;
+    if (obj.ok() && m.ParseFromString(*obj)) {
+      uint64_t bytes = 0;
+      for (const auto& f : m.files()) bytes += f.size();
+      r->set_bytes(bytes);
+      r->set_files(m.files_size());
+    }
+    return true;
+  }));
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kTags, prefix, [&](std::string_view k, std::string_view v) {
+        Envelope env;
+        TagRecord rec;
+        if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload())) {
+          return true;
+        }
+        auto& e = entries[rec.name()];
+        e.set_name(rec.name());
+        auto* t = e.add_tags();
+        t->set_tag(rec.tag());
+        t->set_version(rec.version());
+        t->set_manifest_digest(rec.manifest_digest());
+        t->set_expires_unix(rec.expires_unix());
+        return true;
+      }));
+  cairn::v1::ListResponse out;
+  for (auto& [name, e] : entries) *out.add_entries() = std::move(e);
+  return out;
+}
+
+absl::StatusOr<cairn::v1::LineageResponse> Repository::Lineage(std::string_view ref) {
+  CAIRN_ASSIGN_OR_RETURN(auto res, Resolve(ref));
+  cairn::v1::LineageResponse out;
+  out.set_manifest_digest(res.manifest_digest());
+  out.set_manifest_envelope(res.manifest_envelope());
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(
+      Table::kChildren, Key2(res.manifest_digest(), ""), [&](std::string_view k, std::string_view v) {
+        std::vector<std::string_view> parts = Split(v, '\0');
+        if (parts.size() != 3) return true;
+        auto* c = out.add_children();
+        c->set_manifest_digest(std::string(k.substr(k.find('\0') + 1)));
+        c->set_name(std::string(parts[0]));
+        c->set_version(std::string(parts[1]));
+        int rel = 0;
+        if (ParseInt(parts[2], &rel) && cairn::v1::Relation_IsValid(rel)) {
+          c->set_relation(static_cast<cairn::v1::Relation>(rel));
+        }
+        return true;
+      }));
+  return out;
+}
+
+// ---------------- Publish ----------------
+
+absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_view name) {
+  CAIRN_RETURN_IF_ERROR(ValidateName(name));
+  int64_t now = clock_();
+  std::string c = RandomHex(32);
+  absl::MutexLock l(&mu_);
+  absl::erase_if(challenges_, [&](const auto& kv) { return kv.second.expires <= now; });
+  if (challenges_.size() >= opts_.max_sessions) {
+    return absl::ResourceExhaustedError("too many pending publish challenges; retry later");
+  }
+  challenges_[c] = Session{std::string(name), now + opts_.challenge_seconds};
+  cairn::v1::ChallengeResponse out;
+  out.set_challenge(c);
+  out.set_expires_unix(now + opts_.challenge_seconds);
+  return out;
+}
+
+absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
+    const cairn::v1::OpenSessionRequest& r) {
+  CAIRN_RETURN_IF_ERROR(ValidateName(r.name()));
+  int64_t now = clock_();
+  {
+    absl::MutexLock l(&mu_);
+    auto it = challenges_.find(r.challenge());
+    if (it == challenges_.end() || it->second.expires <= now || it->second.name != r.name()) {
+      return absl::UnauthenticatedError("unknown or expired publish challenge");
+    }
+    challenges_.erase(it);  // one use only
+  }
+  std::string_view ns = NamespaceOf(r.name());
+  std::string pae = Pae(kSessionPayloadType, StrCat(r.challenge(), "\n", r.name()));
+  std::vector<std::string> tried;
+  bool ok = false;
+  for (const auto& s : r.signatures()) {
+    tried.push_back(s.key_id());
+    const auto* key = trust_.FindKey(s.key_id());
+    if (key && trust_.IsDelegated(s.key_id(), ns) && VerifyEd25519(key->ed25519(), pae, s.sig())) {
+      ok = true;
+      break;
+    }
+  }
+  if (!ok) {
+    return absl::PermissionDeniedError(StrCat(
+        "key(s) ", StrJoin(tried, ", "), " not delegated for namespace '", ns,
+        "' in this node's trust root v", trust_.root().version(),
+        " (or bad signature): run cairn trust delegate, then restart the node with the new trust file"));
+  }
+  cairn::v1::OpenSessionResponse out;
+  out.set_session_id(RandomHex(24));
+  out.set_expires_unix(now + opts_.session_seconds);
+  absl::MutexLock l(&mu_);
+  absl::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires <= now; });
+  if (sessions_.size() >= opts_.max_sessions) {
+    return absl::ResourceExhaustedError("too many open publish sessions; retry later");
+  }
+  sessions_[out.session_id()] = Session{r.name(), out.expires_unix()};
+  return out;
+}
+
+absl::StatusOr<std::string> Repository::CheckSession(std::string_view id) {
+  absl::MutexLock l(&mu_);
+  auto it = sessions_.find(std::string(id));
+  if (it == sessions_.end() || it->second.expires <= clock_()) {
+    return absl::UnauthenticatedError("publish session unknown or expired; open a new one");
+  }
+  return it->second.name;
+}
+
+absl::StatusOr<std::string> Repository::StageChunkList(std::string_view session_id,
+                                                       std::string_view bytes) {
+  CAIRN_RETURN_IF_ERROR(CheckSession(session_id).status());
+  CAIRN_RETURN_IF_ERROR(ParseChunkList(bytes).status());
+  std::string digest = DigestName(Sha256Of(bytes));
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Commit({WriteOp{Table::kStaging, digest, std::string(bytes)}}, /*sync=*/false));
+  return digest;
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view session_id,
+                                                             std::string_view manifest_envelope,
+                                                             std::string_view tag_envelope) {
+  CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
+  std::string digest;
+  CAIRN_ASSIGN_OR_RETURN(Manifest m,
+                         VerifyManifestEnvelope(trust_, manifest_envelope, &digest));
+  if (m.name() != session_name) {
+    return absl::PermissionDeniedError(StrCat("session was opened for ", session_name,
+                                                    ", not for ", m.name()));
+  }
+  int64_t now = clock_();
+  std::optional<TagRecord> tag;
+  if (!tag_envelope.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(tag, VerifyTagEnvelope(trust_, tag_envelope, now));
+    if (tag->name() != m.name() || tag->manifest_digest() != digest) {
+      return absl::InvalidArgumentError("tag record does not point at this release");
+    }
+  }
+
+  std::vector<WriteOp> ops;
+  // Every file's chunk list must be uploaded, consistent with the file size,
+  // and every chunk present.
+  for (const auto& f : m.files()) {
+    auto cl_bytes = LoadObject(f.root(), /*allow_staged=*/true);
+    if (absl::IsNotFound(cl_bytes.status())) {
+      return absl::FailedPreconditionError(
+          StrCat("chunk list ", f.root(), " of ", f.path(), " was not uploaded"));
+    }
+    CAIRN_RETURN_IF_ERROR(cl_bytes.status());
+    if (DigestName(Sha256Of(*cl_bytes)) != f.root()) {
+      return absl::DataLossError("stored chunk list " + f.root() + " is corrupt");
+    }
+    CAIRN_ASSIGN_OR_RETURN(auto cl, ParseChunkList(*cl_bytes));
+    uint64_t total = 0;
+    for (const auto& c : cl.chunks()) {
+      total += c.length();
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+      CAIRN_ASSIGN_OR_RETURN(bool has, chunks_->Has(d));
+      if (!has) {
+        return absl::FailedPreconditionError(
+            StrCat("chunk ", DigestName(d), " of ", f.path(), " was not uploaded"));
+      }
+    }
+    if (total != f.size()) {
+      return absl::InvalidArgumentError(StrCat("chunk list of ", f.path(), " covers ", total,
+                                                     " bytes, manifest says ", f.size()));
+    }
+    ops.push_back(WriteOp{Table::kObjects, f.root(), std::move(*cl_bytes)});
+    ops.push_back(WriteOp{Table::kStaging, f.root(), std::nullopt});
+  }
+
+  absl::MutexLock commit_lock(&commit_mu_);
+  cairn::v1::CommitResponse out;
+  out.set_manifest_digest(digest);
+  const std::string release_key = Key2(m.name(), m.version());
+  auto existing = meta_->Get(Table::kReleases, release_key);
+  if (existing.ok() && *existing != digest) {
+    return absl::AlreadyExistsError(StrCat(
+        "release ", m.name(), " ", m.version(), " already exists with different content (",
+        *existing, "); releases are immutable: publish a new version"));
+  }
+  if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+  out.set_already_present(existing.ok());
+  if (tag) {
+    auto cur = meta_->Get(Table::kTags, Key2(tag->name(), tag->tag()));
+    if (cur.ok()) {
+      Envelope ce;
+      TagRecord cr;
+      if (ce.ParseFromString(*cur) && cr.ParseFromString(ce.payload()) &&
+          cr.version() >= tag->version()) {
+        if (cr.version() == tag->version() && *cur == tag_envelope) {
+          // Same record again: idempotent.
+        } else {
+          return absl::AlreadyExistsError(StrCat(
+              "tag ", tag->name(), ":", tag->tag(), " version ", tag->version(),
+              " does not increase on the node's version ", cr.version()));
+        }
+      }
+    } else if (!absl::IsNotFound(cur.status())) {
+      return cur.status();
+    }
+    ops.push_back(WriteOp{Table::kTags, Key2(tag->name(), tag->tag()), std::string(tag_envelope)});
+  }
+  // Chunks must be durable before the release that names them is.
+  CAIRN_RETURN_IF_ERROR(chunks_->Sync());
+  {
+    Envelope env;
+    env.ParseFromArray(manifest_envelope.data(), manifest_envelope.size());
+    ops.push_back(WriteOp{Table::kObjects, digest, env.payload()});
+  }
+  ops.push_back(WriteOp{Table::kEnvelopes, digest, std::string(manifest_envelope)});
+  ops.push_back(WriteOp{Table::kReleases, release_key, digest});
+  for (const auto& p : m.parents()) {
+    ops.push_back(WriteOp{Table::kChildren, Key2(p.manifest_digest(), digest),
+                          StrCat(m.name(), std::string(1, '\0'), m.version(),
+                                       std::string(1, '\0'), static_cast<int>(p.relation()))});
+  }
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  return out;
+}
+
+}  // namespace cairn
