@@ -1,0 +1,140 @@
+// cairn-node: a Cairn mirror node.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "server.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+#include "toml++/toml.h"
+
+namespace {
+
+struct ServeConfig {
+  std::string data;
+  std::string listen = "127.0.0.1:7070";
+  std::string trust;
+  std::string log_level = "info";
+};
+
+std::string DefaultDataDir() {
+  if (::geteuid() == 0) return "/var/lib/cairn";
+  const char* xdg = std::getenv("XDG_DATA_HOME");
+  if (xdg && *xdg) return std::string(xdg) + "/cairn/node";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.local/share/cairn/node";
+}
+
+// Config file: [node] data, listen, trust, log_level. Flags win over it.
+absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(cairn::StrCat(
+        "config ", path, ":", e.source().begin.line, ": ", std::string(e.description())));
+  }
+  if (!t.contains("node")) return absl::OkStatus();
+  const toml::table* node = t["node"].as_table();
+  if (node == nullptr) {
+    return absl::InvalidArgumentError("config " + path + ": [node] must be a table");
+  }
+  for (auto [key, val] : *node) {
+    std::string k(key.str());
+    if (!val.is_string()) {
+      return absl::InvalidArgumentError("config " + path + ": node." + k + " must be a string");
+    }
+    std::string v = *val.value<std::string>();
+    if (k == "data") c->data = v;
+    else if (k == "listen") c->listen = v;
+    else if (k == "trust") c->trust = v;
+    else if (k == "log_level") c->log_level = v;
+    else return absl::InvalidArgumentError("config " + path + ": unknown key node." + k);
+  }
+  return absl::OkStatus();
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "cairn-node: error: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+int Serve(ServeConfig cfg) {
+  auto level = spdlog::level::from_str(cfg.log_level);
+  spdlog::set_level(level);
+  if (cfg.trust.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "no trust file: pass --trust FILE (made by `cairn trust init`) or set node.trust"));
+  }
+  if (cfg.data.empty()) cfg.data = DefaultDataDir();
+  auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::SystemNowUnix());
+  if (!trust.ok()) return Fail(trust.status());
+
+  // Block the stop signals before any thread starts, then wait for them here.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  auto repo = cairn::Repository::Open(cfg.data, std::move(*trust));
+  if (!repo.ok()) return Fail(repo.status());
+  auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen);
+  if (!server.ok()) return Fail(server.status());
+  spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
+               (*repo)->trust().digest());
+  std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("signal {}: stopping", sig);
+  (*server)->Shutdown(5);
+  (*server)->Wait();
+  server->reset();
+  absl::Status st = (*repo)->chunks()->Sync();
+  if (!st.ok()) spdlog::error("final sync: {}", st.ToString());
+  repo->reset();
+  spdlog::info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cairn::node::TuneMalloc();
+  auto logger = spdlog::stderr_color_mt("cairn-node");
+  spdlog::set_default_logger(logger);
+
+  CLI::App app{"cairn-node: a Cairn mirror node"};
+  app.require_subcommand(1);
+  ServeConfig flags;
+  std::string config;
+  auto* serve = app.add_subcommand("serve", "serve models from a data directory");
+  serve->add_option("--config", config, "TOML config file ([node] data, listen, trust, log_level)");
+  auto* o_data = serve->add_option("--data", flags.data, "data directory");
+  auto* o_listen = serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
+  auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
+  auto* o_log = serve->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  ServeConfig cfg;
+  if (!config.empty()) {
+    absl::Status st = LoadConfig(config, &cfg);
+    if (!st.ok()) return Fail(st);
+  }
+  if (*o_data) cfg.data = flags.data;
+  if (*o_listen) cfg.listen = flags.listen;
+  if (*o_trust) cfg.trust = flags.trust;
+  if (*o_log) cfg.log_level = flags.log_level;
+  return Serve(cfg);
+}

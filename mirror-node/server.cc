@@ -1,0 +1,367 @@
+#include "server.h"
+
+#include <malloc.h>
+
+#include <deque>
+
+#include "absl/synchronization/mutex.h"
+#include "cairn/chunker.h"
+#include "cairn/objects.h"
+#include "cairn/status.h"
+#include "cairn/v1/service.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace cairn::node {
+
+using namespace cairn::v1;  // NOLINT: generated message names
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+void TuneMalloc() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+}
+
+namespace {
+
+// Finishes a unary call with the result of `fn` (absl::StatusOr<Resp>).
+template <typename Resp, typename Fn>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Resp* resp, Fn&& fn) {
+  auto* r = ctx->DefaultReactor();
+  auto result = fn();
+  if (result.ok()) {
+    *resp = std::move(*result);
+    r->Finish(grpc::Status::OK);
+  } else {
+    r->Finish(ToGrpc(result.status()));
+  }
+  return r;
+}
+
+class RegistryImpl final : public Registry::CallbackService {
+ public:
+  explicit RegistryImpl(Repository* repo) : repo_(repo) {}
+  grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* ctx, const ResolveRequest* req,
+                                    ResolveResponse* resp) override {
+    return Unary(ctx, resp, [&] { return repo_->Resolve(req->ref()); });
+  }
+  grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx,
+                                      const GetObjectRequest* req,
+                                      GetObjectResponse* resp) override {
+    return Unary(ctx, resp, [&]() -> absl::StatusOr<GetObjectResponse> {
+      CAIRN_ASSIGN_OR_RETURN(std::string data, repo_->GetObject(req->digest()));
+      GetObjectResponse out;
+      out.set_data(std::move(data));
+      return out;
+    });
+  }
+  grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx, const ListRequest* req,
+                                 ListResponse* resp) override {
+    return Unary(ctx, resp, [&] { return repo_->List(req->prefix()); });
+  }
+  grpc::ServerUnaryReactor* Lineage(grpc::CallbackServerContext* ctx, const LineageRequest* req,
+                                    LineageResponse* resp) override {
+    return Unary(ctx, resp, [&] { return repo_->Lineage(req->ref()); });
+  }
+
+ private:
+  Repository* repo_;
+};
+
+absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& req) {
+  if (req.digests_size() > 65536) {
+    return absl::InvalidArgumentError("at most 65536 digests per HasMany");
+  }
+  HasManyResponse out;
+  for (const auto& raw : req.digests()) {
+    CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
+    CAIRN_ASSIGN_OR_RETURN(bool has, repo->chunks()->Has(d));
+    out.add_present(has);
+  }
+  return out;
+}
+
+// Serves GetMany: answers each request message with one response message, in
+// order. Keeps at most kMaxQueued responses built ahead of the network.
+class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse> {
+ public:
+  explicit GetManyReactor(Repository* repo) : repo_(repo) { StartRead(&req_); }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    if (!ok) {
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    GetChunksResponse resp;
+    absl::Status st = Build(req_, &resp);
+    if (!st.ok()) {
+      error_ = ToGrpc(st);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    queue_.push_back(std::move(resp));
+    if (!writing_) WriteNextLocked();
+    if (queue_.size() < kMaxQueued) {
+      StartRead(&req_);
+    } else {
+      read_paused_ = true;
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    writing_ = false;
+    queue_.pop_front();
+    if (!ok) {
+      // The client went away: nothing more to send.
+      error_ = grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading");
+      queue_.clear();
+    }
+    if (read_paused_ && ok) {
+      read_paused_ = false;
+      StartRead(&req_);
+    }
+    if (!queue_.empty()) {
+      WriteNextLocked();
+    } else if (!ok) {
+      reads_done_ = true;
+      MaybeFinishLocked();
+    } else {
+      MaybeFinishLocked();
+    }
+  }
+
+  void OnDone() override { delete this; }
+  void OnCancel() override {}
+
+ private:
+  static constexpr size_t kMaxQueued = 4;
+
+  absl::Status Build(const GetChunksRequest& req, GetChunksResponse* resp) {
+    if (req.digests_size() > kMaxChunksPerMessage) {
+      return absl::InvalidArgumentError(
+          StrCat("at most ", kMaxChunksPerMessage, " digests per GetMany message"));
+    }
+    for (const auto& raw : req.digests()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
+      ChunkData* c = resp->add_chunks();
+      c->set_digest(raw);
+      absl::Status st = repo_->chunks()->Get(d, c->mutable_data());
+      if (absl::IsNotFound(st)) {
+        c->clear_data();
+        c->set_missing(true);
+      } else if (absl::IsDataLoss(st)) {
+        // A corrupt stored chunk is never served; say "missing" so the client
+        // looks elsewhere, and log it for the operator.
+        spdlog::error("refusing to serve corrupt chunk {}", DigestName(d));
+        c->clear_data();
+        c->set_missing(true);
+      } else if (!st.ok()) {
+        return st;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reads_done_ && !writing_ && queue_.empty() && !finished_) {
+      finished_ = true;
+      Finish(error_);
+    }
+  }
+
+  Repository* repo_;
+  absl::Mutex mu_;
+  GetChunksRequest req_;
+  std::deque<GetChunksResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status error_ ABSL_GUARDED_BY(mu_);
+};
+
+class ChunksImpl final : public Chunks::CallbackService {
+ public:
+  explicit ChunksImpl(Repository* repo) : repo_(repo) {}
+  grpc::ServerUnaryReactor* HasMany(grpc::CallbackServerContext* ctx, const HasManyRequest* req,
+                                    HasManyResponse* resp) override {
+    return Unary(ctx, resp, [&] { return node::HasMany(repo_, *req); });
+  }
+  grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>* GetMany(
+      grpc::CallbackServerContext* ctx) override {
+    return new GetManyReactor(repo_);
+  }
+
+ private:
+  Repository* repo_;
+};
+
+// Receives a stream of chunks in an authenticated session; verifies and stores
+// each. Reads are sequential, so no lock is needed.
+class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> {
+ public:
+  PutChunksReactor(Repository* repo, PutChunksResponse* resp) : repo_(repo), resp_(resp) {
+    StartRead(&req_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      absl::Status st = repo_->chunks()->Flush();
+      Finish(ToGrpc(st));
+      return;
+    }
+    absl::Status st = Store();
+    if (!st.ok()) {
+      Finish(ToGrpc(st));
+      return;
+    }
+    StartRead(&req_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Store() {
+    if (!authenticated_) {
+      CAIRN_RETURN_IF_ERROR(repo_->CheckSession(req_.session_id()).status());
+      authenticated_ = true;
+    }
+    if (req_.chunks_size() > kMaxChunksPerMessage) {
+      return absl::InvalidArgumentError("too many chunks in one message");
+    }
+    for (const auto& c : req_.chunks()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+      if (c.data().empty() || c.data().size() > kMaxChunkSize) {
+        return absl::InvalidArgumentError(
+            StrCat("chunk ", DigestName(d), " has size ", c.data().size(), ", out of range"));
+      }
+      CAIRN_ASSIGN_OR_RETURN(bool had, repo_->chunks()->Has(d));
+      if (had) {
+        resp_->set_chunks_already_present(resp_->chunks_already_present() + 1);
+        continue;
+      }
+      CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, c.data()));  // verifies the hash
+      resp_->set_chunks_stored(resp_->chunks_stored() + 1);
+      resp_->set_bytes_stored(resp_->bytes_stored() + c.data().size());
+    }
+    return absl::OkStatus();
+  }
+
+  Repository* repo_;
+  PutChunksResponse* resp_;
+  PutChunksRequest req_;
+  bool authenticated_ = false;
+};
+
+class PublishImpl final : public Publish::CallbackService {
+ public:
+  explicit PublishImpl(Repository* repo) : repo_(repo) {}
+  grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx,
+                                      const ChallengeRequest* req,
+                                      ChallengeResponse* resp) override {
+    return Unary(ctx, resp, [&] { return repo_->Challenge(req->name()); });
+  }
+  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* ctx,
+                                        const OpenSessionRequest* req,
+                                        OpenSessionResponse* resp) override {
+    return Unary(ctx, resp, [&] {
+      auto r = repo_->OpenSession(*req);
+      if (r.ok()) spdlog::info("publish session opened for {} from {}", req->name(), ctx->peer());
+      else spdlog::warn("publish session refused for {}: {}", req->name(), r.status().ToString());
+      return r;
+    });
+  }
+  grpc::ServerUnaryReactor* MissingChunks(grpc::CallbackServerContext* ctx,
+                                          const HasManyRequest* req,
+                                          HasManyResponse* resp) override {
+    return Unary(ctx, resp, [&] { return node::HasMany(repo_, *req); });
+  }
+  grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
+                                                       PutChunksResponse* resp) override {
+    return new PutChunksReactor(repo_, resp);
+  }
+  grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx,
+                                      const PutObjectRequest* req,
+                                      PutObjectResponse* resp) override {
+    return Unary(ctx, resp, [&]() -> absl::StatusOr<PutObjectResponse> {
+      CAIRN_ASSIGN_OR_RETURN(std::string d, repo_->StageChunkList(req->session_id(), req->data()));
+      PutObjectResponse out;
+      out.set_digest(d);
+      return out;
+    });
+  }
+  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const CommitRequest* req,
+                                   CommitResponse* resp) override {
+    return Unary(ctx, resp, [&] {
+      auto r = repo_->Commit(req->session_id(), req->manifest_envelope(), req->tag_envelope());
+      if (r.ok()) spdlog::info("committed release {}", r->manifest_digest());
+      else spdlog::warn("commit refused: {}", r.status().ToString());
+      return r;
+    });
+  }
+
+ private:
+  Repository* repo_;
+};
+
+}  // namespace
+
+struct NodeServer::Services {
+  explicit Services(Repository* repo) : registry(repo), chunks(repo), publish(repo) {}
+  RegistryImpl registry;
+  ChunksImpl chunks;
+  PublishImpl publish;
+};
+
+absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
+                                                             const std::string& listen) {
+  std::unique_ptr<NodeServer> s(new NodeServer());
+  s->services_ = std::make_unique<Services>(repo);
+  grpc::ServerBuilder b;
+  b.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  b.SetMaxSendMessageSize(kMaxMessageBytes);
+  b.AddListeningPort(listen, grpc::InsecureServerCredentials(), &s->port_);
+  b.RegisterService(&s->services_->registry);
+  b.RegisterService(&s->services_->chunks);
+  b.RegisterService(&s->services_->publish);
+  s->server_ = b.BuildAndStart();
+  if (!s->server_ || s->port_ == 0) {
+    return absl::UnavailableError("cannot listen on " + listen +
+                                  " (address in use or not valid HOST:PORT)");
+  }
+  std::string host = listen.substr(0, listen.rfind(':'));
+  s->address_ = StrCat(host, ":", s->port_);
+  return s;
+}
+
+NodeServer::~NodeServer() { Shutdown(0); }
+
+void NodeServer::Shutdown(int grace_seconds) {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(grace_seconds));
+  }
+}
+
+void NodeServer::Wait() {
+  if (server_) server_->Wait();
+}
+
+std::shared_ptr<grpc::Channel> NodeServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  return server_->InProcessChannel(args);
+}
+
+}  // namespace cairn::node

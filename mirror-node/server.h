@@ -1,0 +1,56 @@
+// cairn-node's gRPC server: Registry, Chunks and Publish services over a
+// Repository, on the callback API.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cairn/repository.h"
+
+namespace cairn::node {
+
+// Largest gRPC message either way: chunk batches and chunk lists. 64 MiB.
+inline constexpr int kMaxMessageBytes = 64 << 20;
+// Most chunk digests in one GetMany / PutChunks message.
+inline constexpr int kMaxChunksPerMessage = 64;
+
+// Canonical status to gRPC status: the one conversion at the server edge.
+grpc::Status ToGrpc(const absl::Status& s);
+
+// A running server. Not copyable; Shutdown() is thread-safe and idempotent.
+class NodeServer {
+ public:
+  // Binds `listen` (HOST:PORT; port 0 picks one) and starts serving `repo`,
+  // which must outlive the server. Unavailable when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<NodeServer>> Start(Repository* repo,
+                                                          const std::string& listen);
+  ~NodeServer();
+  NodeServer(const NodeServer&) = delete;
+  NodeServer& operator=(const NodeServer&) = delete;
+
+  int port() const { return port_; }
+  // "HOST:PORT" with the bound port.
+  const std::string& address() const { return address_; }
+  // Stops accepting calls and waits up to `grace_seconds` for running ones.
+  void Shutdown(int grace_seconds = 5);
+  void Wait();
+  // An in-process channel (tests).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+ private:
+  NodeServer() = default;
+  struct Services;
+  std::unique_ptr<Services> services_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string address_;
+};
+
+// glibc malloc settings that keep gRPC's large buffers from being returned to
+// the OS and faulted back in (LIMITS.md: 1.5-3x faster streaming here).
+void TuneMalloc();
+
+}  // namespace cairn::node
