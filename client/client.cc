@@ -1,0 +1,888 @@
+#include "client.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "progress.h"
+
+namespace cairn::client {
+
+using cairn::v1::ChunkList;
+using cairn::v1::Manifest;
+
+namespace {
+
+constexpr int kMaxMessageBytes = 64 << 20;
+constexpr int kChunksPerMessage = 16;           // <= node's kMaxChunksPerMessage
+constexpr size_t kBytesPerMessage = 1 << 20;    // batch target
+constexpr int kHasManyBatch = 8192;
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// RAII fd.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (fd >= 0) ::close(fd);
+    fd = o.fd;
+    o.fd = -1;
+    return *this;
+  }
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+absl::Status PreadAll(int fd, char* buf, size_t len, uint64_t off) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = ::pread(fd, buf + got, len - got, off + got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return ErrnoStatus(errno, "read");
+    if (r == 0) return absl::DataLossError("file shrank while being read");
+    got += r;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, const char* buf, size_t len) {
+  while (len > 0) {
+    ssize_t w = ::write(fd, buf, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return ErrnoStatus(errno, "write");
+    buf += w;
+    len -= w;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  auto code = static_cast<absl::StatusCode>(s.error_code());
+  std::string msg = s.error_message();
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    msg = "deadline exceeded (node too slow or unreachable)";
+  } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    msg = "node unavailable: " + msg;
+  }
+  return absl::Status(code, StrCat(what, ": ", msg));
+}
+
+// ---------------- Connection ----------------
+
+Connection::Connection(std::shared_ptr<grpc::Channel> channel, std::string address,
+                       int timeout_seconds)
+    : channel_(std::move(channel)),
+      address_(std::move(address)),
+      timeout_seconds_(timeout_seconds),
+      registry_(cairn::v1::Registry::NewStub(channel_)),
+      chunks_(cairn::v1::Chunks::NewStub(channel_)),
+      publish_(cairn::v1::Publish::NewStub(channel_)) {}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& address,
+                                                             int timeout_seconds) {
+  if (address.empty() || address.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError("node address '" + address + "' is not HOST:PORT");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Don't let gRPC's reconnect backoff outlast our deadline.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  auto ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds);
+  if (!ch->WaitForConnected(deadline)) {
+    return absl::UnavailableError(
+        StrCat("cannot reach node ", address, " within ", timeout_seconds, "s"));
+  }
+  return std::make_unique<Connection>(std::move(ch), address, timeout_seconds);
+}
+
+std::unique_ptr<grpc::ClientContext> Connection::Context() const {
+  return Context(timeout_seconds_);
+}
+
+std::unique_ptr<grpc::ClientContext> Connection::Context(int seconds) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return ctx;
+}
+
+// ---------------- Resolve ----------------
+
+absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
+                                         const std::string& ref_text) {
+  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
+  cairn::v1::ResolveRequest req;
+  req.set_ref(ref_text);
+  cairn::v1::ResolveResponse resp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->Resolve(ctx.get(), req, &resp),
+                                 StrCat("resolve ", ref.ToString(), " on ", node.address())));
+  Resolved out;
+  std::string want = ref.digest;
+  int64_t now = SystemNowUnix();
+  if (!resp.tag_envelope().empty() || want.empty()) {
+    if (resp.tag_envelope().empty()) {
+      return absl::DataLossError("node returned no signed tag for " + ref.ToString());
+    }
+    if (trust) {
+      CAIRN_ASSIGN_OR_RETURN(out.tag, VerifyTagEnvelope(*trust, resp.tag_envelope(), now));
+    } else {
+      cairn::v1::Envelope e;
+      cairn::v1::TagRecord rec;
+      if (!e.ParseFromString(resp.tag_envelope()) || !rec.ParseFromString(e.payload())) {
+        return absl::DataLossError("node returned a corrupt tag record");
+      }
+      out.tag = rec;
+    }
+    if (out.tag->name() != ref.name || out.tag->tag() != ref.tag) {
+      return absl::PermissionDeniedError(StrCat("node returned tag ", out.tag->name(), ":",
+                                                out.tag->tag(), " for ", ref.ToString()));
+    }
+    want = out.tag->manifest_digest();
+  }
+  std::string digest;
+  if (trust) {
+    CAIRN_ASSIGN_OR_RETURN(out.manifest,
+                           VerifyManifestEnvelope(*trust, resp.manifest_envelope(), &digest));
+  } else {
+    cairn::v1::Envelope e;
+    if (!e.ParseFromString(resp.manifest_envelope())) {
+      return absl::DataLossError("node returned a corrupt manifest envelope");
+    }
+    CAIRN_ASSIGN_OR_RETURN(out.manifest, ParseManifest(e.payload()));
+    digest = DigestName(Sha256Of(e.payload()));
+  }
+  if (digest != want) {
+    return absl::PermissionDeniedError(
+        StrCat("node returned manifest ", digest, " but ", ref.ToString(), " names ", want));
+  }
+  if (out.manifest.name() != ref.name) {
+    return absl::PermissionDeniedError(
+        StrCat("node returned a manifest of ", out.manifest.name(), " for ", ref.name));
+  }
+  out.digest = digest;
+  out.envelope = resp.manifest_envelope();
+  return out;
+}
+
+// ---------------- Publish ----------------
+
+namespace {
+
+struct LocalFile {
+  std::string path;  // relative
+  std::string abs;
+  uint64_t size = 0;
+  std::vector<ChunkInfo> chunks;
+  Digest sha256{};
+  std::string chunk_list;  // canonical bytes
+  std::string root;
+};
+
+absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::file_status st = fs::symlink_status(dir, ec);
+  if (ec || !fs::is_directory(st)) {
+    return absl::InvalidArgumentError(dir + " is not a directory");
+  }
+  fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec);
+  if (ec) return absl::InvalidArgumentError("cannot list " + dir + ": " + ec.message());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) return absl::InvalidArgumentError("cannot list " + dir + ": " + ec.message());
+    std::string rel = fs::relative(it->path(), dir, ec).generic_string();
+    if (it.depth() == 0 && it->path().filename() == ".cairn") {
+      it.disable_recursion_pending();  // a pulled tree's signed manifest: not content
+      continue;
+    }
+    fs::file_status s = it->symlink_status(ec);
+    if (fs::is_symlink(s)) {
+      return absl::InvalidArgumentError(
+          "refusing to publish symlink " + rel + ": copy the target in, or remove the link");
+    }
+    if (fs::is_directory(s)) continue;
+    if (!fs::is_regular_file(s)) {
+      return absl::InvalidArgumentError("refusing to publish special file " + rel);
+    }
+    CAIRN_RETURN_IF_ERROR(ValidatePath(rel));
+    LocalFile f;
+    f.path = rel;
+    f.abs = it->path().string();
+    out->push_back(std::move(f));
+  }
+  if (out->empty()) {
+    return absl::InvalidArgumentError("nothing to publish: " + dir + " has no files");
+  }
+  std::sort(out->begin(), out->end(),
+            [](const LocalFile& a, const LocalFile& b) { return a.path < b.path; });
+  return absl::OkStatus();
+}
+
+bool SameStat(const struct stat& a, const struct stat& b) {
+  return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec && a.st_ino == b.st_ino;
+}
+
+absl::Status ChunkLocalFile(LocalFile* f, const ChunkerParams& params, Progress* progress) {
+  Fd fd(::open(f->abs.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (fd.fd < 0) return ErrnoStatus(errno, "cannot open " + f->path);
+  struct stat before, after;
+  if (::fstat(fd.fd, &before) != 0) return ErrnoStatus(errno, "stat " + f->path);
+  ChunkList cl;
+  auto st = ChunkFd(
+      fd.fd, params,
+      [&](const ChunkInfo& c, std::string_view) {
+        f->chunks.push_back(c);
+        auto* ref = cl.add_chunks();
+        ref->set_digest(std::string(DigestBytes(c.digest)));
+        ref->set_length(c.length);
+        if (progress) progress->Add(c.length);
+        return absl::OkStatus();
+      },
+      &f->sha256, &f->size);
+  if (!st.ok()) return Annotate(st, "chunking " + f->path);
+  if (::fstat(fd.fd, &after) != 0) return ErrnoStatus(errno, "stat " + f->path);
+  if (!SameStat(before, after) || static_cast<uint64_t>(after.st_size) != f->size) {
+    return absl::AbortedError("file " + f->path + " changed while being read; publish again");
+  }
+  if (f->size == 0) {
+    // An empty file has an empty chunk list; that is fine.
+  }
+  f->chunk_list = SerializeCanonical(cl);
+  f->root = DigestName(Sha256Of(f->chunk_list));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<SigningKey>>> LoadKeys(
+    const std::vector<std::string>& paths) {
+  if (paths.empty()) return absl::InvalidArgumentError("publish needs --key KEYFILE");
+  std::vector<std::unique_ptr<SigningKey>> keys;
+  for (const auto& p : paths) {
+    auto k = SigningKey::LoadPrivate(p);
+    if (!k.ok()) return k.status();
+    keys.push_back(std::move(*k));
+  }
+  return keys;
+}
+
+}  // namespace
+
+absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  CAIRN_RETURN_IF_ERROR(ValidateName(o.name));
+  CAIRN_RETURN_IF_ERROR(ValidateVersion(o.version));
+  if (!o.tag.empty()) CAIRN_RETURN_IF_ERROR(ValidateTag(o.tag));
+  CAIRN_ASSIGN_OR_RETURN(auto keys, LoadKeys(o.key_paths));
+  std::vector<const SigningKey*> signers;
+  for (auto& k : keys) signers.push_back(k.get());
+
+  std::vector<LocalFile> files;
+  CAIRN_RETURN_IF_ERROR(ListFiles(o.dir, &files));
+
+  // Parent, resolved on the node (no trust needed: the digest is what we sign).
+  std::optional<cairn::v1::Parent> parent;
+  if (!o.base.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(auto rel, ParseRelation(o.relation));
+    CAIRN_ASSIGN_OR_RETURN(Resolved base, ResolveVerified(node, nullptr, o.base));
+    parent.emplace();
+    parent->set_name(base.manifest.name());
+    parent->set_manifest_digest(base.digest);
+    parent->set_relation(rel);
+  }
+
+  // Session first, so a key the node does not accept fails before any work.
+  std::string session;
+  {
+    cairn::v1::ChallengeRequest creq;
+    creq.set_name(o.name);
+    cairn::v1::ChallengeResponse cresp;
+    auto ctx = node.Context();
+    CAIRN_RETURN_IF_ERROR(
+        FromGrpc(node.publish()->Challenge(ctx.get(), creq, &cresp), "publish challenge"));
+    cairn::v1::OpenSessionRequest sreq;
+    sreq.set_name(o.name);
+    sreq.set_challenge(cresp.challenge());
+    std::string pae = Pae(kSessionPayloadType, StrCat(cresp.challenge(), "\n", o.name));
+    for (const auto* k : signers) {
+      CAIRN_ASSIGN_OR_RETURN(std::string sig, k->Sign(pae));
+      auto* s = sreq.add_signatures();
+      s->set_key_id(k->key_id());
+      s->set_sig(sig);
+    }
+    cairn::v1::OpenSessionResponse sresp;
+    auto ctx2 = node.Context();
+    CAIRN_RETURN_IF_ERROR(
+        FromGrpc(node.publish()->OpenSession(ctx2.get(), sreq, &sresp), "publish session"));
+    session = sresp.session_id();
+  }
+
+  PublishResult res;
+  res.name = o.name;
+  res.version = o.version;
+  uint64_t total = 0;
+  for (auto& f : files) {
+    struct stat st;
+    if (::lstat(f.abs.c_str(), &st) == 0) total += st.st_size;
+  }
+  {
+    Progress prog(o.progress, "chunking", total);
+    for (auto& f : files) CAIRN_RETURN_IF_ERROR(ChunkLocalFile(&f, o.chunker, &prog));
+  }
+  for (const auto& f : files) {
+    res.bytes_total += f.size;
+    res.chunks_total += f.chunks.size();
+  }
+
+  // Which chunks does the node lack? Ask once per distinct chunk.
+  absl::flat_hash_set<Digest, DigestHash> missing;
+  {
+    absl::flat_hash_set<Digest, DigestHash> asked;
+    std::vector<Digest> batch;
+    auto flush = [&]() -> absl::Status {
+      if (batch.empty()) return absl::OkStatus();
+      cairn::v1::HasManyRequest req;
+      for (const auto& d : batch) req.add_digests(std::string(DigestBytes(d)));
+      cairn::v1::HasManyResponse resp;
+      auto ctx = node.Context();
+      CAIRN_RETURN_IF_ERROR(
+          FromGrpc(node.publish()->MissingChunks(ctx.get(), req, &resp), "missing-chunks query"));
+      if (resp.present_size() != static_cast<int>(batch.size())) {
+        return absl::DataLossError("node answered the missing-chunks query with the wrong count");
+      }
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!resp.present(i)) missing.insert(batch[i]);
+      }
+      batch.clear();
+      return absl::OkStatus();
+    };
+    for (const auto& f : files) {
+      for (const auto& c : f.chunks) {
+        if (!asked.insert(c.digest).second) continue;
+        batch.push_back(c.digest);
+        if (batch.size() == kHasManyBatch) CAIRN_RETURN_IF_ERROR(flush());
+      }
+    }
+    CAIRN_RETURN_IF_ERROR(flush());
+  }
+
+  // Upload the missing chunks, re-reading each and checking it did not change.
+  if (!missing.empty()) {
+    uint64_t upload_bytes = 0;
+    for (const auto& f : files) {
+      for (const auto& c : f.chunks) {
+        if (missing.contains(c.digest)) upload_bytes += c.length;
+      }
+    }
+    Progress prog(o.progress, "uploading", upload_bytes);
+    // Deadline: generous for a slow uplink (32 KiB/s minimum) plus the timeout.
+    auto ctx = node.Context(node.timeout_seconds() + static_cast<int>(upload_bytes / (32 << 10)));
+    cairn::v1::PutChunksResponse presp;
+    auto writer = node.publish()->PutChunks(ctx.get(), &presp);
+    cairn::v1::PutChunksRequest req;
+    req.set_session_id(session);
+    size_t req_bytes = 0;
+    absl::flat_hash_set<Digest, DigestHash> sent;
+    absl::Status local;
+    bool stream_ok = true;
+    auto send = [&]() {
+      if (req.chunks_size() == 0) return;
+      if (!writer->Write(req)) stream_ok = false;
+      req.Clear();
+      req_bytes = 0;
+    };
+    for (const auto& f : files) {
+      if (!stream_ok || !local.ok()) break;
+      Fd fd(::open(f.abs.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      if (fd.fd < 0) {
+        local = ErrnoStatus(errno, "cannot reopen " + f.path);
+        break;
+      }
+      for (const auto& c : f.chunks) {
+        if (!missing.contains(c.digest) || !sent.insert(c.digest).second) continue;
+        auto* cd = req.add_chunks();
+        cd->set_digest(std::string(DigestBytes(c.digest)));
+        std::string* data = cd->mutable_data();
+        data->resize(c.length);
+        local = PreadAll(fd.fd, data->data(), c.length, c.offset);
+        if (local.ok() && Sha256Of(*data) != c.digest) {
+          local = absl::AbortedError("file " + f.path + " changed while being read; publish again");
+        }
+        if (!local.ok()) break;
+        res.chunks_uploaded++;
+        res.bytes_uploaded += c.length;
+        prog.Add(c.length);
+        req_bytes += c.length;
+        if (req.chunks_size() >= kChunksPerMessage || req_bytes >= kBytesPerMessage) send();
+        if (!stream_ok) break;
+      }
+    }
+    if (local.ok() && stream_ok) send();
+    if (!local.ok()) {
+      ctx->TryCancel();
+      writer->Finish().ok();  // the local error is the one to report
+      return local;
+    }
+    writer->WritesDone();
+    CAIRN_RETURN_IF_ERROR(FromGrpc(writer->Finish(), "uploading chunks"));
+  }
+
+  // Chunk lists, then the signed manifest and tag.
+  for (const auto& f : files) {
+    cairn::v1::PutObjectRequest req;
+    req.set_session_id(session);
+    req.set_data(f.chunk_list);
+    cairn::v1::PutObjectResponse resp;
+    auto ctx = node.Context();
+    CAIRN_RETURN_IF_ERROR(
+        FromGrpc(node.publish()->PutObject(ctx.get(), req, &resp), "uploading chunk list"));
+    if (resp.digest() != f.root) {
+      return absl::DataLossError("node stored chunk list under a different digest");
+    }
+  }
+  Manifest m;
+  m.set_name(o.name);
+  m.set_version(o.version);
+  m.set_license(o.license);
+  m.set_created_unix(SystemNowUnix());
+  for (const auto& f : files) {
+    auto* fe = m.add_files();
+    fe->set_path(f.path);
+    fe->set_size(f.size);
+    fe->set_sha256(DigestName(f.sha256));
+    fe->set_root(f.root);
+  }
+  if (parent) *m.add_parents() = *parent;
+  auto* md = m.add_metadata();
+  md->set_key("cairn.chunker");
+  md->set_value(StrCat("fastcdc min=", o.chunker.min_size, " avg=", o.chunker.avg_size,
+                       " max=", o.chunker.max_size,
+                       o.chunker.tensor_boundaries ? " tensor-boundaries" : ""));
+  CanonicalizeManifest(&m);
+  CAIRN_RETURN_IF_ERROR(ValidateManifest(m));
+  std::string payload = SerializeCanonical(m);
+  res.manifest = DigestName(Sha256Of(payload));
+  CAIRN_ASSIGN_OR_RETURN(auto menv, SignEnvelope(kManifestPayloadType, payload, signers));
+
+  cairn::v1::CommitRequest creq;
+  creq.set_session_id(session);
+  creq.set_manifest_envelope(SerializeCanonical(menv));
+  if (!o.tag.empty()) {
+    uint64_t version = 1;
+    if (o.tag_version) {
+      version = *o.tag_version;
+    } else {
+      auto cur = ResolveVerified(node, nullptr, StrCat(o.name, ":", o.tag));
+      if (cur.ok()) {
+        version = cur->tag->version() + 1;
+      } else if (!absl::IsNotFound(cur.status())) {
+        return cur.status();
+      }
+    }
+    cairn::v1::TagRecord rec;
+    rec.set_name(o.name);
+    rec.set_tag(o.tag);
+    rec.set_manifest_digest(res.manifest);
+    rec.set_version(version);
+    rec.set_expires_unix(SystemNowUnix() + int64_t{o.tag_expires_days} * 86400);
+    CAIRN_ASSIGN_OR_RETURN(auto tenv,
+                           SignEnvelope(kTagPayloadType, SerializeCanonical(rec), signers));
+    creq.set_tag_envelope(SerializeCanonical(tenv));
+    res.tag = o.tag;
+    res.tag_version = version;
+  }
+  cairn::v1::CommitResponse cresp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), "commit"));
+  res.already_present = cresp.already_present();
+  res.files = files.size();
+  res.seconds = Since(t0);
+  return res;
+}
+
+// ---------------- Pull ----------------
+
+namespace {
+
+// Opens directory `rel` ('/'-separated, validated) beneath `root_fd`, creating
+// missing components when `create`, never following a symlink: a pre-existing
+// link in OUT cannot redirect a write outside it.
+absl::StatusOr<Fd> OpenDirBeneath(int root_fd, std::string_view rel, bool create) {
+  Fd cur(::dup(root_fd));
+  if (cur.fd < 0) return ErrnoStatus(errno, "dup");
+  if (rel.empty()) return cur;
+  for (std::string_view seg : Split(rel, '/')) {
+    std::string s(seg);
+    if (create && ::mkdirat(cur.fd, s.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus(errno, "cannot create directory " + std::string(rel));
+    }
+    int next = ::openat(cur.fd, s.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) {
+      if (errno == ELOOP || errno == ENOTDIR) {
+        return absl::FailedPreconditionError("refusing to write through " + std::string(rel) +
+                                             ": a component is a symlink or not a directory");
+      }
+      return ErrnoStatus(errno, "cannot open directory " + std::string(rel));
+    }
+    cur = Fd(next);
+  }
+  return cur;
+}
+
+std::pair<std::string, std::string> SplitDirBase(const std::string& path) {
+  size_t p = path.rfind('/');
+  if (p == std::string::npos) return {"", path};
+  return {path.substr(0, p), path.substr(p + 1)};
+}
+
+// Writes `data` to `name` in `dir_fd` atomically (temp + fsync + rename).
+absl::Status WriteFileAt(int dir_fd, const std::string& name, std::string_view data) {
+  std::string tmp = StrCat(".", name, ".tmp.", ::getpid());
+  Fd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                 0644));
+  if (fd.fd < 0) return ErrnoStatus(errno, "cannot create " + name);
+  absl::Status st = WriteAll(fd.fd, data.data(), data.size());
+  if (st.ok() && ::fdatasync(fd.fd) != 0) st = ErrnoStatus(errno, "fdatasync " + name);
+  if (st.ok() && ::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) {
+    st = ErrnoStatus(errno, "rename " + name);
+  }
+  if (!st.ok()) ::unlinkat(dir_fd, tmp.c_str(), 0);
+  return st;
+}
+
+// One GetMany stream for a list of chunks, with a bounded window of bytes in
+// flight. A writer thread sends requests as the window allows; Next() reads
+// the answers in order on the caller's thread.
+class ChunkStream {
+ public:
+  struct Want {
+    Digest digest;
+    uint32_t length;
+  };
+  ChunkStream(Connection& node, std::vector<Want> wanted, size_t window, uint64_t min_rate)
+      : wanted_(std::move(wanted)), window_(window) {
+    uint64_t bytes = 0;
+    for (const auto& w : wanted_) bytes += w.length;
+    ctx_.set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::seconds(node.timeout_seconds() + bytes / std::max<uint64_t>(min_rate, 1)));
+    stream_ = node.chunks()->GetMany(&ctx_);
+    writer_ = std::thread([this] { WriteLoop(); });
+  }
+  ~ChunkStream() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cancelled_ = true;
+    }
+    cv_.notify_all();
+    if (!finished_) ctx_.TryCancel();
+    writer_.join();
+    if (!finished_) stream_->Finish().ok();  // cancelled: nothing to report
+  }
+
+  // The next wanted chunk's bytes (not yet hash-checked: the cache Put does).
+  absl::Status Next(std::string* data) {
+    if (pending_.empty()) {
+      cairn::v1::GetChunksResponse resp;
+      if (!stream_->Read(&resp)) {
+        finished_ = true;
+        grpc::Status s = stream_->Finish();
+        if (s.ok()) return absl::DataLossError("node ended the chunk stream early");
+        return FromGrpc(s, "fetching chunks");
+      }
+      for (auto& c : *resp.mutable_chunks()) pending_.push_back(std::move(c));
+      if (pending_.empty()) return absl::DataLossError("node sent an empty chunk batch");
+    }
+    if (next_ >= wanted_.size()) return absl::DataLossError("node sent more chunks than asked");
+    cairn::v1::ChunkData c = std::move(pending_.front());
+    pending_.pop_front();
+    const Want& w = wanted_[next_++];
+    if (c.digest() != DigestBytes(w.digest)) {
+      return absl::DataLossError("node answered chunks out of order");
+    }
+    if (c.missing()) {
+      return absl::NotFoundError("node does not have chunk " + DigestName(w.digest));
+    }
+    if (c.data().size() != w.length) {
+      return absl::DataLossError(StrCat("node sent ", c.data().size(), " bytes for chunk ",
+                                        DigestName(w.digest), " of ", w.length));
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      inflight_ -= w.length;
+    }
+    cv_.notify_all();
+    *data = std::move(*c.mutable_data());
+    if (next_ == wanted_.size()) {
+      // Drain the end of the stream so the call finishes cleanly.
+      cairn::v1::GetChunksResponse extra;
+      if (stream_->Read(&extra)) return absl::DataLossError("node sent more chunks than asked");
+      finished_ = true;
+      grpc::Status s = stream_->Finish();
+      if (!s.ok()) return FromGrpc(s, "finishing chunk stream");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  void WriteLoop() {
+    size_t i = 0;
+    while (i < wanted_.size()) {
+      cairn::v1::GetChunksRequest req;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] {
+          return cancelled_ || inflight_ == 0 || inflight_ + wanted_[i].length <= window_;
+        });
+        if (cancelled_) return;
+        size_t batch = 0;
+        while (i < wanted_.size() && req.digests_size() < kChunksPerMessage &&
+               batch < kBytesPerMessage &&
+               (inflight_ == 0 || inflight_ + wanted_[i].length <= window_)) {
+          req.add_digests(std::string(DigestBytes(wanted_[i].digest)));
+          inflight_ += wanted_[i].length;
+          batch += wanted_[i].length;
+          ++i;
+        }
+      }
+      if (!stream_->Write(req)) return;
+    }
+    stream_->WritesDone();
+  }
+
+  const std::vector<Want> wanted_;
+  const size_t window_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>
+      stream_;
+  std::thread writer_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t inflight_ = 0;  // guarded by mu_
+  bool cancelled_ = false;  // guarded by mu_
+  std::deque<cairn::v1::ChunkData> pending_;  // reader thread only
+  size_t next_ = 0;                           // reader thread only
+  bool finished_ = false;                     // reader thread only
+};
+
+absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::FileEntry& f) {
+  cairn::v1::GetObjectRequest req;
+  req.set_digest(f.root());
+  cairn::v1::GetObjectResponse resp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(node.registry()->GetObject(ctx.get(), req, &resp), "fetching chunk list of " + f.path()));
+  if (DigestName(Sha256Of(resp.data())) != f.root()) {
+    return absl::DataLossError("node served a chunk list for " + f.path() +
+                               " that does not match the signed manifest");
+  }
+  CAIRN_ASSIGN_OR_RETURN(ChunkList cl, ParseChunkList(resp.data()));
+  uint64_t total = 0;
+  for (const auto& c : cl.chunks()) total += c.length();
+  if (total != f.size()) {
+    return absl::DataLossError("chunk list of " + f.path() + " does not add up to its size");
+  }
+  return cl;
+}
+
+}  // namespace
+
+absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
+                                const PullOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  // Everything signed is verified before anything is written.
+  CAIRN_ASSIGN_OR_RETURN(Resolved r, ResolveVerified(node, &trust, o.ref));
+  PullResult res;
+  res.manifest = r.digest;
+  res.name = r.manifest.name();
+  res.version = r.manifest.version();
+  for (const auto& f : r.manifest.files()) res.bytes_total += f.size();
+
+  PackStoreOptions cache_opts;
+  cache_opts.sync_on_flush = false;  // a cache: survive a killed process, re-verify on read
+  cache_opts.verify_on_read = true;
+  cache_opts.buffer_bytes = 0;  // every chunk reaches the file at once: a killed pull resumes
+  auto cache = OpenPackChunkStore(o.cache_dir, cache_opts);
+  if (!cache.ok()) {
+    if (absl::IsFailedPrecondition(cache.status())) {
+      return absl::FailedPreconditionError("cache " + o.cache_dir +
+                                           " is in use by another cairn process; wait or pass --cache");
+    }
+    return Annotate(cache.status(), "cache");
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(o.out, ec);
+  if (ec) return absl::InvalidArgumentError("cannot create " + o.out + ": " + ec.message());
+  Fd root(::open(o.out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + o.out);
+
+  Progress prog(o.progress, "pulling", res.bytes_total);
+  std::string data, wbuf;
+  wbuf.reserve(4 << 20);
+  int file_index = 0;
+  for (const auto& f : r.manifest.files()) {
+    CAIRN_ASSIGN_OR_RETURN(ChunkList cl, FetchChunkList(node, f));
+    res.chunks_total += cl.chunks_size();
+    std::vector<ChunkStream::Want> wanted;
+    absl::flat_hash_set<Digest, DigestHash> to_fetch;
+    for (const auto& c : cl.chunks()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+      if (to_fetch.contains(d)) continue;
+      CAIRN_ASSIGN_OR_RETURN(bool cached, (*cache)->Has(d));
+      if (cached) continue;
+      to_fetch.insert(d);
+      wanted.push_back({d, c.length()});
+    }
+    auto [dir, base] = SplitDirBase(f.path());
+    CAIRN_ASSIGN_OR_RETURN(Fd dfd, OpenDirBeneath(root.fd, dir, /*create=*/true));
+    std::string tmp = StrCat(".cairn-partial-", ::getpid(), "-", file_index++);
+    Fd out(::openat(dfd.fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                    0644));
+    if (out.fd < 0) return ErrnoStatus(errno, "cannot create a temporary file for " + f.path());
+    auto fail = [&](absl::Status st) {
+      ::unlinkat(dfd.fd, tmp.c_str(), 0);
+      return st;
+    };
+    std::optional<ChunkStream> stream;
+    if (!wanted.empty()) stream.emplace(node, std::move(wanted), o.window_bytes, o.min_rate);
+    Sha256 sha;
+    uint64_t written = 0;
+    for (const auto& c : cl.chunks()) {
+      Digest d;
+      std::memcpy(d.data(), c.digest().data(), 32);
+      if (to_fetch.erase(d) > 0) {
+        absl::Status st = stream->Next(&data);
+        if (st.ok()) {
+          st = (*cache)->Put(d, data);  // checks SHA-256 against the digest
+          if (absl::IsDataLoss(st)) {
+            st = absl::DataLossError(StrCat("node ", node.address(), " served corrupt bytes for chunk ",
+                                            DigestName(d), " of ", f.path(), "; nothing written"));
+          }
+        }
+        if (!st.ok()) return fail(st);
+        res.chunks_fetched++;
+        res.bytes_fetched += data.size();
+      } else {
+        absl::Status st = (*cache)->Get(d, &data);
+        if (!st.ok()) return fail(Annotate(st, "cache"));
+        res.chunks_from_cache++;
+      }
+      sha.Update(data);
+      wbuf.append(data);
+      written += data.size();
+      prog.Add(data.size());
+      if (wbuf.size() >= (4u << 20)) {
+        absl::Status st = WriteAll(out.fd, wbuf.data(), wbuf.size());
+        if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
+        wbuf.clear();
+      }
+    }
+    stream.reset();
+    absl::Status st = WriteAll(out.fd, wbuf.data(), wbuf.size());
+    wbuf.clear();
+    if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
+    if (written != f.size() || DigestName(sha.Finish()) != f.sha256()) {
+      return fail(absl::DataLossError("assembled " + f.path() +
+                                      " does not match its signed SHA-256; nothing kept"));
+    }
+    if (o.fsync && ::fdatasync(out.fd) != 0) return fail(ErrnoStatus(errno, "fdatasync " + f.path()));
+    if (::renameat(dfd.fd, tmp.c_str(), dfd.fd, base.c_str()) != 0) {
+      return fail(ErrnoStatus(errno, "cannot rename into place " + f.path()));
+    }
+    res.files++;
+  }
+  CAIRN_ASSIGN_OR_RETURN(Fd meta_dir, OpenDirBeneath(root.fd, ".cairn", /*create=*/true));
+  CAIRN_RETURN_IF_ERROR(WriteFileAt(meta_dir.fd, "manifest.envelope", r.envelope));
+  res.seconds = Since(t0);
+  return res;
+}
+
+// ---------------- Verify ----------------
+
+absl::StatusOr<VerifyResult> VerifyTree(const std::string& dir, const TrustRootView& trust) {
+  auto env = ReadFileLimited(dir + "/.cairn/manifest.envelope", kMaxEnvelopeBytes);
+  if (!env.ok()) {
+    return absl::NotFoundError(dir + " has no readable signed manifest (.cairn/manifest.envelope): " +
+                               std::string(env.status().message()));
+  }
+  VerifyResult res;
+  CAIRN_ASSIGN_OR_RETURN(Manifest m, VerifyManifestEnvelope(trust, *env, &res.manifest));
+  res.name = m.name();
+  res.version = m.version();
+  Fd root(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + dir);
+  absl::flat_hash_set<std::string> listed;
+  std::string buf(4 << 20, '\0');
+  for (const auto& f : m.files()) {
+    listed.insert(f.path());
+    auto [d, base] = SplitDirBase(f.path());
+    auto dfd = OpenDirBeneath(root.fd, d, /*create=*/false);
+    if (!dfd.ok()) {
+      res.problems.push_back(f.path() + ": missing");
+      continue;
+    }
+    Fd fd(::openat(dfd->fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st;
+    if (fd.fd < 0) {
+      res.problems.push_back(f.path() + (errno == ENOENT ? ": missing" : ": cannot open"));
+      continue;
+    }
+    if (::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      res.problems.push_back(f.path() + ": not a regular file");
+      continue;
+    }
+    if (static_cast<uint64_t>(st.st_size) != f.size()) {
+      res.problems.push_back(StrCat(f.path(), ": size ", st.st_size, ", signed ", f.size()));
+      continue;
+    }
+    Sha256 sha;
+    ssize_t n;
+    while ((n = ::read(fd.fd, buf.data(), buf.size())) > 0) sha.Update(buf.data(), n);
+    if (n < 0) {
+      res.problems.push_back(f.path() + ": read error");
+      continue;
+    }
+    if (DigestName(sha.Finish()) != f.sha256()) {
+      res.problems.push_back(f.path() + ": content differs from the signed SHA-256");
+      continue;
+    }
+    res.files_ok++;
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::string rel = std::filesystem::relative(it->path(), dir, ec).generic_string();
+    if (it.depth() == 0 && rel == ".cairn") {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_directory() && !listed.contains(rel)) res.extra.push_back(rel);
+  }
+  std::sort(res.extra.begin(), res.extra.end());
+  return res;
+}
+
+}  // namespace cairn::client

@@ -1,0 +1,531 @@
+// cairn: the Cairn command-line client.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "cairn/crypto.h"
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "cairn/trust.h"
+#include "client.h"
+#include "nlohmann/json.hpp"
+#include "progress.h"
+#include "toml++/toml.h"
+
+namespace {
+
+using cairn::StrCat;
+using json = nlohmann::json;
+
+// Defaults: config file < CAIRN_* environment < flags.
+struct Settings {
+  std::string node;
+  std::string trust;
+  std::string cache;
+  int timeout = 15;
+};
+
+std::string HomeDir() {
+  const char* h = std::getenv("HOME");
+  return h ? h : ".";
+}
+
+std::string XdgDir(const char* var, const std::string& fallback) {
+  const char* v = std::getenv(var);
+  return (v && *v) ? std::string(v) : HomeDir() + "/" + fallback;
+}
+
+absl::Status LoadSettings(Settings* s) {
+  s->cache = XdgDir("XDG_CACHE_HOME", ".cache") + "/cairn";
+  const char* cfg_env = std::getenv("CAIRN_CONFIG");
+  std::string path = cfg_env && *cfg_env ? cfg_env : XdgDir("XDG_CONFIG_HOME", ".config") + "/cairn/config.toml";
+  if (::access(path.c_str(), F_OK) == 0) {
+    toml::table t;
+    try {
+      t = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      return absl::InvalidArgumentError(StrCat("config ", path, ":", e.source().begin.line, ": ",
+                                               std::string(e.description())));
+    }
+    for (auto [key, val] : t) {
+      std::string k(key.str());
+      if (k == "timeout") {
+        if (!val.is_integer()) return absl::InvalidArgumentError("config " + path + ": timeout must be an integer");
+        s->timeout = static_cast<int>(*val.value<int64_t>());
+        continue;
+      }
+      if (!val.is_string()) {
+        return absl::InvalidArgumentError("config " + path + ": " + k + " must be a string");
+      }
+      std::string v = *val.value<std::string>();
+      if (k == "node") s->node = v;
+      else if (k == "trust") s->trust = v;
+      else if (k == "cache") s->cache = v;
+      else return absl::InvalidArgumentError("config " + path + ": unknown key " + k);
+    }
+  }
+  if (const char* v = std::getenv("CAIRN_NODE"); v && *v) s->node = v;
+  if (const char* v = std::getenv("CAIRN_TRUST"); v && *v) s->trust = v;
+  if (const char* v = std::getenv("CAIRN_CACHE"); v && *v) s->cache = v;
+  if (const char* v = std::getenv("CAIRN_TIMEOUT"); v && *v) {
+    if (!cairn::ParseInt(std::string_view(v), &s->timeout) || s->timeout <= 0) {
+      return absl::InvalidArgumentError("CAIRN_TIMEOUT must be a positive number of seconds");
+    }
+  }
+  return absl::OkStatus();
+}
+
+int Fail(const absl::Status& s) {
+  std::string msg(s.message());
+  for (char& c : msg) {
+    if (c == '\n') c = ' ';
+  }
+  std::fprintf(stderr, "cairn: error: %s\n", msg.c_str());
+  return 1;
+}
+
+void PrintJson(const json& j) { std::cout << j.dump() << std::endl; }
+
+absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Settings& s) {
+  if (s.node.empty()) {
+    return absl::InvalidArgumentError("no node: pass --node HOST:PORT, set CAIRN_NODE, or node in config.toml");
+  }
+  return cairn::client::Connection::Open(s.node, s.timeout);
+}
+
+absl::StatusOr<cairn::TrustRootView> LoadTrust(const Settings& s) {
+  if (s.trust.empty()) {
+    return absl::InvalidArgumentError("no trust root: pass --trust FILE, set CAIRN_TRUST, or trust in config.toml");
+  }
+  return cairn::TrustRootView::Load(s.trust, cairn::SystemNowUnix());
+}
+
+json TrustJson(const cairn::TrustRootView& v) {
+  const auto& r = v.root();
+  json j;
+  j["digest"] = v.digest();
+  j["version"] = r.version();
+  j["expires_unix"] = r.expires_unix();
+  j["root_keys"] = std::vector<std::string>(r.root_key_ids().begin(), r.root_key_ids().end());
+  j["root_threshold"] = r.root_threshold();
+  json dels = json::array();
+  for (const auto& d : r.delegations()) {
+    dels.push_back({{"namespace", d.namespace_()},
+                    {"keys", std::vector<std::string>(d.key_ids().begin(), d.key_ids().end())},
+                    {"threshold", d.threshold()}});
+  }
+  j["delegations"] = dels;
+  j["revoked"] = std::vector<std::string>(r.revoked_key_ids().begin(), r.revoked_key_ids().end());
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cairn: pull, publish and verify open model weights from Cairn mirrors"};
+  app.require_subcommand(1);
+  Settings set;
+  {
+    absl::Status st = LoadSettings(&set);
+    if (!st.ok()) return Fail(st);
+  }
+  bool as_json = false;
+  std::string node_flag, trust_flag, cache_flag;
+  int timeout_flag = 0;
+  auto add_node = [&](CLI::App* c) {
+    c->add_option("--node", node_flag, "node HOST:PORT (default: CAIRN_NODE or config)");
+    c->add_option("--timeout", timeout_flag, "seconds to wait for the node per call (default 15)");
+  };
+  auto add_trust = [&](CLI::App* c, bool required_note) {
+    c->add_option("--trust", trust_flag, "trust root file (default: CAIRN_TRUST or config)");
+  };
+  auto add_json = [&](CLI::App* c) { c->add_flag("--json", as_json, "machine-readable output"); };
+
+  // keygen
+  std::string key_out;
+  auto* keygen = app.add_subcommand("keygen", "make an Ed25519 key pair (KEY, KEY.pub)");
+  keygen->add_option("--out", key_out, "private key file to write (mode 0600)")->required();
+  add_json(keygen);
+
+  // trust
+  auto* trust = app.add_subcommand("trust", "trust-root administration");
+  trust->require_subcommand(1);
+  std::string t_key, t_out, t_trust, t_ns, t_pub, t_show;
+  int t_days = 365;
+  unsigned t_threshold = 1;
+  auto* tinit = trust->add_subcommand("init", "make a version-1 trust root signed by a root key");
+  tinit->add_option("--key", t_key, "root private key")->required();
+  tinit->add_option("--out", t_out, "trust file to write")->required();
+  tinit->add_option("--expires-days", t_days, "validity in days (default 365)");
+  add_json(tinit);
+  auto* tdel = trust->add_subcommand("delegate", "let a publisher key sign releases of a namespace");
+  tdel->add_option("--trust", t_trust, "trust file to update")->required();
+  tdel->add_option("--key", t_key, "root private key")->required();
+  tdel->add_option("--namespace", t_ns, "namespace")->required();
+  tdel->add_option("--publisher", t_pub, "publisher public key (KEY.pub)")->required();
+  tdel->add_option("--threshold", t_threshold, "signatures needed for the namespace (default 1)");
+  add_json(tdel);
+  auto* tshow = trust->add_subcommand("show", "print a trust root");
+  tshow->add_option("TRUST", t_show, "trust file")->required();
+  add_json(tshow);
+
+  // publish
+  cairn::client::PublishOptions po;
+  uint64_t tag_version = 0;
+  uint32_t avg_chunk = 0;
+  auto* publish = app.add_subcommand("publish", "publish a directory as a signed release");
+  publish->add_option("DIR", po.dir, "directory to publish")->required();
+  publish->add_option("--name", po.name, "NS/MODEL")->required();
+  publish->add_option("--version", po.version, "release version (immutable)")->required();
+  publish->add_option("--key", po.key_paths, "publisher private key (repeat for co-signers)")->required();
+  publish->add_option("--tag", po.tag, "tag to point at the release (default latest; '' for none)");
+  publish->add_option("--tag-version", tag_version, "tag record version (default: node's + 1)");
+  publish->add_option("--tag-expires-days", po.tag_expires_days, "tag validity (default 90)");
+  publish->add_option("--base", po.base, "parent release NS/MODEL@sha256:... (or NS/MODEL:TAG)");
+  publish->add_option("--relation", po.relation, "finetune|quantization|adapter|merge|other");
+  publish->add_option("--license", po.license, "license identifier (e.g. apache-2.0)");
+  publish->add_option("--avg-chunk", avg_chunk, "average chunk size in bytes (default 65536)");
+  add_node(publish);
+  add_json(publish);
+
+  // pull
+  cairn::client::PullOptions pl;
+  bool no_fsync = false;
+  auto* pull = app.add_subcommand("pull", "fetch and verify a release into a directory");
+  pull->add_option("REF", pl.ref, "NS/MODEL[:TAG|@sha256:...]")->required();
+  pull->add_option("--out", pl.out, "directory to write")->required();
+  pull->add_option("--cache", cache_flag, "chunk cache directory (default $XDG_CACHE_HOME/cairn)");
+  pull->add_flag("--no-fsync", no_fsync, "don't fdatasync files before renaming them");
+  add_node(pull);
+  add_trust(pull, true);
+  add_json(pull);
+
+  // verify
+  std::string v_dir;
+  auto* verify = app.add_subcommand("verify", "re-check a pulled tree against its signed manifest");
+  verify->add_option("DIR", v_dir, "pulled directory")->required();
+  add_trust(verify, true);
+  add_json(verify);
+
+  // info, ls, lineage
+  std::string ref_arg, prefix_arg;
+  auto* info = app.add_subcommand("info", "show a release the node holds (exit 0 iff it does)");
+  info->add_option("NAME", ref_arg, "NS/MODEL[:TAG|@sha256:...]")->required();
+  add_node(info);
+  add_trust(info, false);
+  add_json(info);
+  auto* ls = app.add_subcommand("ls", "list names, releases and tags on a node");
+  ls->add_option("PREFIX", prefix_arg, "namespace/ or name prefix");
+  add_node(ls);
+  add_json(ls);
+  auto* lineage = app.add_subcommand("lineage", "parents (signed) and children (known to the node)");
+  lineage->add_option("NAME", ref_arg, "NS/MODEL[:TAG|@sha256:...]")->required();
+  add_node(lineage);
+  add_trust(lineage, false);
+  add_json(lineage);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (!node_flag.empty()) set.node = node_flag;
+  if (!trust_flag.empty()) set.trust = trust_flag;
+  if (!cache_flag.empty()) set.cache = cache_flag;
+  if (timeout_flag > 0) set.timeout = timeout_flag;
+  const bool tty = ::isatty(2) && !as_json;
+
+  if (*keygen) {
+    auto k = cairn::SigningKey::Generate();
+    if (!k.ok()) return Fail(k.status());
+    absl::Status st = (*k)->Save(key_out);
+    if (!st.ok()) return Fail(st);
+    if (as_json) PrintJson({{"key_id", (*k)->key_id()}, {"private", key_out}, {"public", key_out + ".pub"}});
+    else std::printf("%s\n", (*k)->key_id().c_str());
+    return 0;
+  }
+
+  if (*tinit) {
+    auto k = cairn::SigningKey::LoadPrivate(t_key);
+    if (!k.ok()) return Fail(k.status());
+    if (::access(t_out.c_str(), F_OK) == 0) {
+      return Fail(absl::AlreadyExistsError(t_out + " already exists; not overwriting a trust root"));
+    }
+    cairn::v1::TrustRoot root;
+    root.set_version(1);
+    root.set_expires_unix(cairn::SystemNowUnix() + int64_t{t_days} * 86400);
+    cairn::AddKey(&root, **k);
+    root.add_root_key_ids((*k)->key_id());
+    root.set_root_threshold(1);
+    auto bytes = cairn::SignTrustRoot(root, {k->get()});
+    if (!bytes.ok()) return Fail(bytes.status());
+    absl::Status st = cairn::WriteFileAtomic(t_out, *bytes);
+    if (!st.ok()) return Fail(st);
+    auto v = cairn::TrustRootView::FromEnvelopeBytes(*bytes, cairn::SystemNowUnix());
+    if (!v.ok()) return Fail(v.status());
+    if (as_json) PrintJson(TrustJson(*v));
+    else std::printf("trust root v1 %s (root key %s)\n", v->digest().c_str(), (*k)->key_id().c_str());
+    return 0;
+  }
+
+  if (*tdel) {
+    auto v = cairn::TrustRootView::Load(t_trust, cairn::SystemNowUnix());
+    if (!v.ok()) return Fail(v.status());
+    auto k = cairn::SigningKey::LoadPrivate(t_key);
+    if (!k.ok()) return Fail(k.status());
+    auto pub = cairn::SigningKey::LoadPublic(t_pub);
+    if (!pub.ok()) return Fail(pub.status());
+    absl::Status st = cairn::ValidateName(t_ns + "/x");
+    if (!st.ok()) return Fail(absl::InvalidArgumentError("invalid namespace '" + t_ns + "'"));
+    cairn::v1::TrustRoot root = v->root();
+    bool is_root = false;
+    for (const auto& id : root.root_key_ids()) is_root |= id == (*k)->key_id();
+    if (!is_root) {
+      return Fail(absl::PermissionDeniedError("key " + (*k)->key_id() + " is not a root key of " + t_trust));
+    }
+    root.set_version(root.version() + 1);
+    cairn::AddKey(&root, **pub);
+    cairn::v1::Delegation* d = nullptr;
+    for (auto& x : *root.mutable_delegations()) {
+      if (x.namespace_() == t_ns) d = &x;
+    }
+    if (d == nullptr) {
+      d = root.add_delegations();
+      d->set_namespace_(t_ns);
+    }
+    bool present = false;
+    for (const auto& id : d->key_ids()) present |= id == (*pub)->key_id();
+    if (!present) d->add_key_ids((*pub)->key_id());
+    if (t_threshold == 0 || t_threshold > static_cast<unsigned>(d->key_ids_size())) {
+      return Fail(absl::InvalidArgumentError(StrCat("--threshold must be 1..", d->key_ids_size())));
+    }
+    d->set_threshold(t_threshold);
+    auto bytes = cairn::SignTrustRoot(root, {k->get()});
+    if (!bytes.ok()) return Fail(bytes.status());
+    auto nv = cairn::TrustRootView::FromEnvelopeBytes(*bytes, cairn::SystemNowUnix());
+    if (!nv.ok()) return Fail(nv.status());  // never write a root that does not verify
+    st = cairn::WriteFileAtomic(t_trust, *bytes);
+    if (!st.ok()) return Fail(st);
+    if (as_json) PrintJson(TrustJson(*nv));
+    else std::printf("trust root v%lu: namespace %s delegated to %s (threshold %u)\n",
+                     static_cast<unsigned long>(root.version()), t_ns.c_str(),
+                     (*pub)->key_id().c_str(), t_threshold);
+    return 0;
+  }
+
+  if (*tshow) {
+    auto v = cairn::TrustRootView::Load(t_show, cairn::SystemNowUnix());
+    if (!v.ok()) return Fail(v.status());
+    json j = TrustJson(*v);
+    if (as_json) {
+      PrintJson(j);
+    } else {
+      std::printf("trust root v%lu  %s\nexpires   %ld (unix)\nroot keys %s (threshold %u)\n",
+                  static_cast<unsigned long>(v->root().version()), v->digest().c_str(),
+                  static_cast<long>(v->root().expires_unix()),
+                  cairn::StrJoin(v->root().root_key_ids(), ", ").c_str(), v->root().root_threshold());
+      for (const auto& d : v->root().delegations()) {
+        std::printf("namespace %s: %s (threshold %u)\n", d.namespace_().c_str(),
+                    cairn::StrJoin(d.key_ids(), ", ").c_str(), d.threshold());
+      }
+    }
+    return 0;
+  }
+
+  if (*publish) {
+    if (tag_version > 0) po.tag_version = tag_version;
+    if (avg_chunk > 0) {
+      if (avg_chunk < 1024 || avg_chunk > 256 * 1024 || (avg_chunk & (avg_chunk - 1)) != 0) {
+        return Fail(absl::InvalidArgumentError("--avg-chunk must be a power of two in 1 KiB..256 KiB"));
+      }
+      po.chunker = cairn::ChunkerParams::ForAverage(avg_chunk);
+    }
+    po.progress = tty;
+    auto conn = Connect(set);
+    if (!conn.ok()) return Fail(conn.status());
+    auto r = cairn::client::Publish(**conn, po);
+    if (!r.ok()) return Fail(r.status());
+    if (as_json) {
+      PrintJson({{"manifest", r->manifest}, {"name", r->name}, {"version", r->version},
+                 {"tag", r->tag}, {"tag_version", r->tag_version}, {"files", r->files},
+                 {"bytes_total", r->bytes_total}, {"bytes_uploaded", r->bytes_uploaded},
+                 {"chunks_total", r->chunks_total}, {"chunks_uploaded", r->chunks_uploaded},
+                 {"already_present", r->already_present}, {"seconds", r->seconds}});
+    } else {
+      using cairn::client::Progress;
+      std::printf("published %s %s %s\n  %lu files, %s; uploaded %s in %lu of %lu chunks (%.1fs)%s\n",
+                  r->name.c_str(), r->version.c_str(), r->manifest.c_str(),
+                  static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
+                  Progress::Bytes(r->bytes_uploaded).c_str(),
+                  static_cast<unsigned long>(r->chunks_uploaded),
+                  static_cast<unsigned long>(r->chunks_total), r->seconds,
+                  r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
+    }
+    return 0;
+  }
+
+  if (*pull) {
+    auto tr = LoadTrust(set);
+    if (!tr.ok()) return Fail(tr.status());
+    pl.cache_dir = set.cache;
+    pl.fsync = !no_fsync;
+    pl.progress = tty;
+    auto conn = Connect(set);
+    if (!conn.ok()) return Fail(conn.status());
+    auto r = cairn::client::Pull(**conn, *tr, pl);
+    if (!r.ok()) return Fail(r.status());
+    if (as_json) {
+      PrintJson({{"manifest", r->manifest}, {"name", r->name}, {"version", r->version},
+                 {"files", r->files}, {"bytes_total", r->bytes_total},
+                 {"bytes_fetched", r->bytes_fetched}, {"chunks_total", r->chunks_total},
+                 {"chunks_fetched", r->chunks_fetched},
+                 {"chunks_from_cache", r->chunks_from_cache}, {"seconds", r->seconds}});
+    } else {
+      using cairn::client::Progress;
+      std::printf("pulled %s %s %s into %s\n  %lu files, %s; fetched %s (%lu chunks), %lu chunks from cache (%.1fs)\n",
+                  r->name.c_str(), r->version.c_str(), r->manifest.c_str(), pl.out.c_str(),
+                  static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
+                  Progress::Bytes(r->bytes_fetched).c_str(),
+                  static_cast<unsigned long>(r->chunks_fetched),
+                  static_cast<unsigned long>(r->chunks_from_cache), r->seconds);
+    }
+    return 0;
+  }
+
+  if (*verify) {
+    auto tr = LoadTrust(set);
+    if (!tr.ok()) return Fail(tr.status());
+    auto r = cairn::client::VerifyTree(v_dir, *tr);
+    if (!r.ok()) return Fail(r.status());
+    if (as_json) {
+      PrintJson({{"manifest", r->manifest}, {"name", r->name}, {"version", r->version},
+                 {"files_ok", r->files_ok}, {"problems", r->problems}, {"extra", r->extra},
+                 {"ok", r->problems.empty()}});
+    } else {
+      for (const auto& p : r->problems) std::printf("DIFFERS %s\n", p.c_str());
+      for (const auto& p : r->extra) std::printf("extra   %s (not in the manifest)\n", p.c_str());
+      if (r->problems.empty()) {
+        std::printf("verified %s %s %s: %lu files OK\n", r->name.c_str(), r->version.c_str(),
+                    r->manifest.c_str(), static_cast<unsigned long>(r->files_ok));
+      }
+    }
+    if (!r->problems.empty()) {
+      return Fail(absl::DataLossError(StrCat(r->problems.size(), " file(s) differ from the signed manifest")));
+    }
+    return 0;
+  }
+
+  auto conn = Connect(set);
+  if (!conn.ok()) return Fail(conn.status());
+  std::optional<cairn::TrustRootView> tr;
+  if (!set.trust.empty() && (*info || *lineage)) {
+    auto t = LoadTrust(set);
+    if (!t.ok()) return Fail(t.status());
+    tr = std::move(*t);
+  }
+
+  if (*info) {
+    auto r = cairn::client::ResolveVerified(**conn, tr ? &*tr : nullptr, ref_arg);
+    if (!r.ok()) return Fail(r.status());
+    uint64_t bytes = 0;
+    json files = json::array();
+    for (const auto& f : r->manifest.files()) {
+      bytes += f.size();
+      files.push_back({{"path", f.path()}, {"size", f.size()}, {"sha256", f.sha256()}});
+    }
+    if (as_json) {
+      PrintJson({{"manifest", r->digest}, {"name", r->manifest.name()},
+                 {"version", r->manifest.version()}, {"bytes", bytes}, {"files", files},
+                 {"license", r->manifest.license()}, {"verified", tr.has_value()},
+                 {"tag_version", r->tag ? r->tag->version() : 0}});
+    } else {
+      std::printf("%s %s %s%s\n  %d files, %s%s\n", r->manifest.name().c_str(),
+                  r->manifest.version().c_str(), r->digest.c_str(),
+                  tr ? " (signature verified)" : " (not verified: no --trust)",
+                  r->manifest.files_size(), cairn::client::Progress::Bytes(bytes).c_str(),
+                  r->manifest.license().empty() ? "" : (", license " + r->manifest.license()).c_str());
+      for (const auto& f : r->manifest.files()) {
+        std::printf("  %12lu  %s\n", static_cast<unsigned long>(f.size()), f.path().c_str());
+      }
+    }
+    return 0;
+  }
+
+  if (*ls) {
+    cairn::v1::ListRequest req;
+    req.set_prefix(prefix_arg);
+    cairn::v1::ListResponse resp;
+    auto ctx = (*conn)->Context();
+    absl::Status st = cairn::client::FromGrpc((*conn)->registry()->List(ctx.get(), req, &resp), "list");
+    if (!st.ok()) return Fail(st);
+    json out = json::array();
+    for (const auto& e : resp.entries()) {
+      json rel = json::array(), tags = json::array();
+      for (const auto& r : e.releases()) {
+        rel.push_back({{"version", r.version()}, {"manifest", r.manifest_digest()},
+                       {"bytes", r.bytes()}, {"files", r.files()}});
+      }
+      for (const auto& t : e.tags()) {
+        tags.push_back({{"tag", t.tag()}, {"version", t.version()}, {"manifest", t.manifest_digest()}});
+      }
+      out.push_back({{"name", e.name()}, {"releases", rel}, {"tags", tags}});
+      if (!as_json) {
+        std::printf("%s\n", e.name().c_str());
+        for (const auto& r : e.releases()) {
+          std::printf("  %-16s %s  %s\n", r.version().c_str(), r.manifest_digest().c_str(),
+                      cairn::client::Progress::Bytes(r.bytes()).c_str());
+        }
+        for (const auto& t : e.tags()) {
+          std::printf("  :%-15s -> %s (v%lu)\n", t.tag().c_str(), t.manifest_digest().c_str(),
+                      static_cast<unsigned long>(t.version()));
+        }
+      }
+    }
+    if (as_json) PrintJson(out);
+    return 0;
+  }
+
+  if (*lineage) {
+    auto r = cairn::client::ResolveVerified(**conn, tr ? &*tr : nullptr, ref_arg);
+    if (!r.ok()) return Fail(r.status());
+    cairn::v1::LineageRequest req;
+    req.set_ref(ref_arg);
+    cairn::v1::LineageResponse resp;
+    auto ctx = (*conn)->Context();
+    absl::Status st =
+        cairn::client::FromGrpc((*conn)->registry()->Lineage(ctx.get(), req, &resp), "lineage");
+    if (!st.ok()) return Fail(st);
+    json parents = json::array(), children = json::array();
+    for (const auto& p : r->manifest.parents()) {
+      parents.push_back({{"name", p.name()}, {"manifest", p.manifest_digest()},
+                         {"relation", cairn::RelationName(p.relation())}});
+    }
+    for (const auto& c : resp.children()) {
+      children.push_back({{"name", c.name()}, {"version", c.version()},
+                          {"manifest", c.manifest_digest()},
+                          {"relation", cairn::RelationName(c.relation())}});
+    }
+    if (as_json) {
+      PrintJson({{"manifest", r->digest}, {"name", r->manifest.name()},
+                 {"version", r->manifest.version()}, {"parents", parents}, {"children", children}});
+    } else {
+      std::printf("%s %s %s\n", r->manifest.name().c_str(), r->manifest.version().c_str(),
+                  r->digest.c_str());
+      for (const auto& p : r->manifest.parents()) {
+        std::printf("  parent  %s@%s (%s)\n", p.name().c_str(), p.manifest_digest().c_str(),
+                    cairn::RelationName(p.relation()).c_str());
+      }
+      for (const auto& c : resp.children()) {
+        std::printf("  child   %s %s@%s (%s)\n", c.name().c_str(), c.version().c_str(),
+                    c.manifest_digest().c_str(), cairn::RelationName(c.relation()).c_str());
+      }
+    }
+    return 0;
+  }
+  return 0;
+}
