@@ -96,6 +96,21 @@ std::vector<uint64_t> SafetensorsBoundaries(std::string_view head, uint64_t file
   return out;
 }
 
+std::vector<uint64_t> KeepLargeRegionBoundaries(const std::vector<uint64_t>& bounds,
+                                                uint64_t file_size, uint64_t min_region) {
+  // A boundary forces a cut when the region on either side of it is at least
+  // min_region long: large tensors start and end on a cut, so an in-place edit
+  // of one never disturbs its neighbours' chunks, while runs of small tensors
+  // are left to CDC instead of becoming tiny chunks.
+  std::vector<uint64_t> out;
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    uint64_t prev = i == 0 ? 0 : bounds[i - 1];
+    uint64_t next = i + 1 < bounds.size() ? bounds[i + 1] : file_size;
+    if (bounds[i] - prev >= min_region || next - bounds[i] >= min_region) out.push_back(bounds[i]);
+  }
+  return out;
+}
+
 absl::Status ChunkFd(int fd, const ChunkerParams& params,
                      const std::function<absl::Status(const ChunkInfo&, std::string_view)>& sink,
                      Digest* file_digest, uint64_t* file_size) {
@@ -135,6 +150,7 @@ absl::Status ChunkFd(int fd, const ChunkerParams& params,
           struct stat st;
           if (::fstat(fd, &st) == 0) {
             bounds = SafetensorsBoundaries(std::string_view(buf.data(), have), st.st_size);
+            bounds = KeepLargeRegionBoundaries(bounds, st.st_size, params.min_size);
           }
         }
       }
@@ -142,9 +158,7 @@ absl::Status ChunkFd(int fd, const ChunkerParams& params,
     size_t avail = have - start;
     if (avail == 0) break;
     uint64_t pos = base + start;
-    // Next forced boundary strictly after pos, skipping ones that would make a
-    // chunk shorter than min_size (small tensors merge with their neighbours).
-    while (next_bound < bounds.size() && bounds[next_bound] <= pos + params.min_size) ++next_bound;
+    while (next_bound < bounds.size() && bounds[next_bound] <= pos) ++next_bound;
     size_t limit = avail;
     if (next_bound < bounds.size() && bounds[next_bound] - pos < limit) {
       limit = bounds[next_bound] - pos;

@@ -54,6 +54,11 @@ class FastCdc {
 // the file) does not parse as safetensors; never fails.
 std::vector<uint64_t> SafetensorsBoundaries(std::string_view head, uint64_t file_size);
 
+// The boundaries adjacent to a region of at least `min_region` bytes: those a
+// chunker forces cuts at.
+std::vector<uint64_t> KeepLargeRegionBoundaries(const std::vector<uint64_t>& bounds,
+                                                uint64_t file_size, uint64_t min_region);
+
 struct ChunkInfo {
   uint64_t offset;
   uint32_t length;

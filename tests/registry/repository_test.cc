@@ -1,0 +1,288 @@
+#include "cairn/repository.h"
+
+#include "cairn/objects.h"
+#include "testing.h"
+
+namespace cairn {
+namespace {
+
+using ::cairn::testing::StatusIs;
+using ::cairn::testing::TrustFixture;
+using ::testing::HasSubstr;
+
+// Fails the next metadata commit (a crash before the commit reaches disk).
+class FailingMetaStore : public MetaStoreWrapper {
+ public:
+  using MetaStoreWrapper::MetaStoreWrapper;
+  bool fail_next = false;
+  absl::Status Commit(const std::vector<WriteOp>& ops, bool sync) override {
+    if (fail_next) {
+      fail_next = false;
+      return absl::UnavailableError("injected crash");
+    }
+    return MetaStoreWrapper::Commit(ops, sync);
+  }
+};
+
+class RepositoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trust_ = TrustFixture::Make("acme");
+    meta_base_ = std::move(OpenRocksMetaStore(dir_ / "meta")).value();
+    chunks_base_ = std::move(OpenPackChunkStore(dir_ / "chunks", {})).value();
+    auto meta = std::make_unique<FailingMetaStore>(meta_base_.get());
+    meta_ = meta.get();
+    auto chunks = std::make_unique<FaultInjectingChunkStore>(chunks_base_.get());
+    chunks_ = chunks.get();
+    repo_ = std::make_unique<Repository>(std::move(meta), std::move(chunks), trust_.view,
+                                         RepositoryOptions{}, [this] { return now_; });
+  }
+
+  std::string Session(const std::string& name, const SigningKey* key) {
+    auto c = repo_->Challenge(name);
+    EXPECT_TRUE(c.ok());
+    cairn::v1::OpenSessionRequest r;
+    r.set_name(name);
+    r.set_challenge(c->challenge());
+    auto* s = r.add_signatures();
+    s->set_key_id(key->key_id());
+    s->set_sig(*key->Sign(Pae(kSessionPayloadType, c->challenge() + "\n" + name)));
+    auto o = repo_->OpenSession(r);
+    EXPECT_TRUE(o.ok()) << o.status();
+    return o.ok() ? o->session_id() : "";
+  }
+
+  // Uploads files' chunks and lists; returns the signed manifest envelope bytes.
+  std::string Upload(const std::string& session, const std::string& name,
+                     const std::string& version, const std::map<std::string, std::string>& files,
+                     const SigningKey* key, bool upload_chunks = true) {
+    cairn::v1::Manifest m;
+    m.set_name(name);
+    m.set_version(version);
+    for (const auto& [path, data] : files) {
+      cairn::v1::ChunkList cl;
+      for (size_t off = 0; off < data.size(); off += 100000) {
+        std::string c = data.substr(off, 100000);
+        Digest d = Sha256Of(c);
+        if (upload_chunks) EXPECT_TRUE(repo_->chunks()->Put(d, c).ok());
+        auto* ref = cl.add_chunks();
+        ref->set_digest(std::string(DigestBytes(d)));
+        ref->set_length(c.size());
+      }
+      std::string clb = SerializeCanonical(cl);
+      auto staged = repo_->StageChunkList(session, clb);
+      EXPECT_TRUE(staged.ok()) << staged.status();
+      auto* f = m.add_files();
+      f->set_path(path);
+      f->set_size(data.size());
+      f->set_sha256(DigestName(Sha256Of(data)));
+      f->set_root(DigestName(Sha256Of(clb)));
+    }
+    CanonicalizeManifest(&m);
+    return SerializeCanonical(*SignEnvelope(kManifestPayloadType, SerializeCanonical(m), {key}));
+  }
+
+  std::string Tag(const std::string& name, const std::string& tag, const std::string& digest,
+                  uint64_t version, const SigningKey* key, int64_t expires_in = 3600) {
+    cairn::v1::TagRecord t;
+    t.set_name(name);
+    t.set_tag(tag);
+    t.set_manifest_digest(digest);
+    t.set_version(version);
+    t.set_expires_unix(now_ + expires_in);
+    return SerializeCanonical(*SignEnvelope(kTagPayloadType, SerializeCanonical(t), {key}));
+  }
+
+  static std::string DigestOf(const std::string& env_bytes) {
+    cairn::v1::Envelope e;
+    e.ParseFromString(env_bytes);
+    return DigestName(Sha256Of(e.payload()));
+  }
+
+  testing::TempDir dir_;
+  TrustFixture trust_;
+  std::unique_ptr<MetaStore> meta_base_;
+  std::unique_ptr<ChunkStore> chunks_base_;
+  FailingMetaStore* meta_;
+  FaultInjectingChunkStore* chunks_;
+  std::unique_ptr<Repository> repo_;
+  int64_t now_ = SystemNowUnix();
+};
+
+TEST_F(RepositoryTest, CommitThenResolveByTagAndDigest) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env = Upload(s, "acme/m", "1", {{"w.bin", testing::RandomBytes(250000, 1)}},
+                           trust_.publisher.get());
+  std::string d = DigestOf(env);
+  auto c = repo_->Commit(s, env, Tag("acme/m", "latest", d, 1, trust_.publisher.get()));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->manifest_digest(), d);
+  auto r = repo_->Resolve("acme/m");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->manifest_digest(), d);
+  EXPECT_EQ(r->manifest_envelope(), env);
+  r = repo_->Resolve("acme/m@" + d);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->tag_envelope().empty());
+  auto list = repo_->List("acme/");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->entries_size(), 1);
+  EXPECT_EQ(list->entries(0).releases(0).bytes(), 250000u);
+}
+
+TEST_F(RepositoryTest, UnknownNameTagOrDigestIsNotFound) {
+  EXPECT_THAT(repo_->Resolve("acme/none"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(repo_->Resolve("acme/none:v9"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(repo_->Resolve("acme/none@" + DigestName(Sha256Of("x"))),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(repo_->Resolve("not a ref"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(RepositoryTest, SessionNeedsADelegatedKeyForTheNamespace) {
+  auto stranger = std::move(SigningKey::Generate()).value();
+  auto c = repo_->Challenge("acme/m");
+  cairn::v1::OpenSessionRequest r;
+  r.set_name("acme/m");
+  r.set_challenge(c->challenge());
+  auto* s = r.add_signatures();
+  s->set_key_id(stranger->key_id());
+  s->set_sig(*stranger->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
+  EXPECT_THAT(repo_->OpenSession(r), StatusIs(absl::StatusCode::kPermissionDenied));
+  // Another namespace with the real publisher key.
+  auto c2 = repo_->Challenge("other/m");
+  r.set_name("other/m");
+  r.set_challenge(c2->challenge());
+  s->set_key_id(trust_.publisher->key_id());
+  s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c2->challenge() + "\nother/m")));
+  EXPECT_THAT(repo_->OpenSession(r), StatusIs(absl::StatusCode::kPermissionDenied));
+  // A challenge is single-use.
+  EXPECT_THAT(repo_->OpenSession(r), StatusIs(absl::StatusCode::kUnauthenticated));
+  // No session, no staging.
+  EXPECT_THAT(repo_->StageChunkList("bogus", ""), StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST_F(RepositoryTest, RefusesReleaseSignedByUndelegatedKey) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env = Upload(s, "acme/m", "1", {{"a", "hello"}}, trust_.root.get());
+  auto c = repo_->Commit(s, env, "");
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr(trust_.root->key_id()));
+  EXPECT_THAT(repo_->Resolve("acme/m@" + DigestOf(env)), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(RepositoryTest, RefusesReleaseOutsideTheSessionName) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env = Upload(s, "acme/other", "1", {{"a", "hello"}}, trust_.publisher.get());
+  EXPECT_THAT(repo_->Commit(s, env, ""), StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+TEST_F(RepositoryTest, RefusesMissingChunks) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env = Upload(s, "acme/m", "1", {{"a", testing::RandomBytes(1000, 3)}},
+                           trust_.publisher.get(), /*upload_chunks=*/false);
+  auto c = repo_->Commit(s, env, "");
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("not uploaded"));
+}
+
+TEST_F(RepositoryTest, ReleasesAreImmutable) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
+  ASSERT_TRUE(repo_->Commit(s, env1, "").ok());
+  // Same content again: fine, idempotent.
+  auto again = repo_->Commit(s, env1, "");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->already_present());
+  std::string env2 = Upload(s, "acme/m", "1", {{"a", "two"}}, trust_.publisher.get());
+  auto c = repo_->Commit(s, env2, "");
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("immutable"));
+}
+
+TEST_F(RepositoryTest, TagVersionsMustIncrease) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
+  std::string env2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
+  ASSERT_TRUE(repo_->Commit(s, env1, Tag("acme/m", "latest", DigestOf(env1), 5, trust_.publisher.get())).ok());
+  EXPECT_THAT(repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 5, trust_.publisher.get())),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 4, trust_.publisher.get())),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(repo_->Resolve("acme/m")->manifest_digest(), DigestOf(env1));
+  ASSERT_TRUE(repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 6, trust_.publisher.get())).ok());
+  EXPECT_EQ(repo_->Resolve("acme/m")->manifest_digest(), DigestOf(env2));
+}
+
+TEST_F(RepositoryTest, RefusesExpiredAndMismatchedTags) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
+  EXPECT_THAT(repo_->Commit(s, env, Tag("acme/m", "latest", DigestOf(env), 1, trust_.publisher.get(), -1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(repo_->Commit(s, env, Tag("acme/m", "latest", DigestName(Sha256Of("x")), 1,
+                                        trust_.publisher.get())),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(RepositoryTest, RefusesHostilePathEvenWhenSigned) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  cairn::v1::Manifest m;
+  m.set_name("acme/m");
+  m.set_version("1");
+  auto* f = m.add_files();
+  f->set_path("../../etc/cron.d/x");
+  f->set_size(0);
+  f->set_sha256(DigestName(Sha256Of("")));
+  f->set_root(DigestName(Sha256Of("")));
+  std::string env = SerializeCanonical(
+      *SignEnvelope(kManifestPayloadType, SerializeCanonical(m), {trust_.publisher.get()}));
+  EXPECT_THAT(repo_->Commit(s, env, ""), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(RepositoryTest, FailedCommitLeavesNothingVisible) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string env = Upload(s, "acme/m", "1", {{"a", testing::RandomBytes(300000, 8)}},
+                           trust_.publisher.get());
+  std::string d = DigestOf(env);
+  meta_->fail_next = true;
+  EXPECT_FALSE(repo_->Commit(s, env, Tag("acme/m", "latest", d, 1, trust_.publisher.get())).ok());
+  EXPECT_THAT(repo_->Resolve("acme/m"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(repo_->Resolve("acme/m@" + d), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(repo_->List("")->entries_size(), 0);
+  // And the retry succeeds.
+  ASSERT_TRUE(repo_->Commit(s, env, Tag("acme/m", "latest", d, 1, trust_.publisher.get())).ok());
+}
+
+TEST_F(RepositoryTest, LineageListsSignedParentsAndKnownChildren) {
+  std::string s = Session("acme/base", trust_.publisher.get());
+  std::string base = Upload(s, "acme/base", "1", {{"a", "base"}}, trust_.publisher.get());
+  ASSERT_TRUE(repo_->Commit(s, base, "").ok());
+  std::string s2 = Session("acme/ft", trust_.publisher.get());
+  cairn::v1::Manifest m;
+  cairn::v1::Envelope e;
+  e.ParseFromString(Upload(s2, "acme/ft", "1", {{"a", "ft"}}, trust_.publisher.get()));
+  m.ParseFromString(e.payload());
+  auto* p = m.add_parents();
+  p->set_name("acme/base");
+  p->set_manifest_digest(DigestOf(base));
+  p->set_relation(cairn::v1::RELATION_FINETUNE);
+  std::string ft = SerializeCanonical(
+      *SignEnvelope(kManifestPayloadType, SerializeCanonical(m), {trust_.publisher.get()}));
+  ASSERT_TRUE(repo_->Commit(s2, ft, "").ok());
+  auto l = repo_->Lineage("acme/base@" + DigestOf(base));
+  ASSERT_TRUE(l.ok()) << l.status();
+  ASSERT_EQ(l->children_size(), 1);
+  EXPECT_EQ(l->children(0).name(), "acme/ft");
+  EXPECT_EQ(l->children(0).relation(), cairn::v1::RELATION_FINETUNE);
+}
+
+TEST_F(RepositoryTest, SecondOpenOfDataDirectoryIsRefused) {
+  testing::TempDir d;
+  auto a = Repository::Open(d / "node", trust_.view);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = Repository::Open(d / "node", trust_.view);
+  EXPECT_THAT(b, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(b.status().message()), HasSubstr("in use by another cairn-node"));
+}
+
+}  // namespace
+}  // namespace cairn
