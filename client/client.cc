@@ -289,6 +289,40 @@ absl::StatusOr<std::vector<std::unique_ptr<SigningKey>>> LoadKeys(
   return keys;
 }
 
+// The manifest of release name+version on the node, if it has one.
+absl::StatusOr<std::optional<Manifest>> FindRelease(Connection& node, const std::string& name,
+                                                    const std::string& version) {
+  cairn::v1::ListRequest req;
+  req.set_prefix(name);
+  cairn::v1::ListResponse resp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->List(ctx.get(), req, &resp), "list"));
+  for (const auto& e : resp.entries()) {
+    if (e.name() != name) continue;
+    for (const auto& r : e.releases()) {
+      if (r.version() != version) continue;
+      CAIRN_ASSIGN_OR_RETURN(Resolved res,
+                             ResolveVerified(node, nullptr, name + "@" + r.manifest_digest()));
+      return std::optional<Manifest>(std::move(res.manifest));
+    }
+  }
+  return std::optional<Manifest>();
+}
+
+bool SameContent(const Manifest& a, const Manifest& b) {
+  if (a.files_size() != b.files_size() || a.parents_size() != b.parents_size() ||
+      a.license() != b.license()) {
+    return false;
+  }
+  for (int i = 0; i < a.files_size(); ++i) {
+    if (SerializeCanonical(a.files(i)) != SerializeCanonical(b.files(i))) return false;
+  }
+  for (int i = 0; i < a.parents_size(); ++i) {
+    if (SerializeCanonical(a.parents(i)) != SerializeCanonical(b.parents(i))) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o) {
@@ -483,6 +517,14 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
                        o.chunker.tensor_boundaries ? " tensor-boundaries" : ""));
   CanonicalizeManifest(&m);
   CAIRN_RETURN_IF_ERROR(ValidateManifest(m));
+  // Publishing the same content again (say, after an interrupted publish whose
+  // commit did land) must be idempotent: reuse the existing release's
+  // creation time so the manifest comes out byte-identical.
+  CAIRN_ASSIGN_OR_RETURN(std::optional<Manifest> existing, FindRelease(node, o.name, o.version));
+  if (existing && SameContent(*existing, m)) {
+    m.set_created_unix(existing->created_unix());
+    *m.mutable_metadata() = existing->metadata();
+  }
   std::string payload = SerializeCanonical(m);
   res.manifest = DigestName(Sha256Of(payload));
   CAIRN_ASSIGN_OR_RETURN(auto menv, SignEnvelope(kManifestPayloadType, payload, signers));

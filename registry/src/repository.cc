@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 
 #include "cairn/strings.h"
@@ -79,9 +80,9 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
                                                              TrustRootView trust,
                                                              const RepositoryOptions& opts,
                                                              Clock clock) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return ErrnoStatus(errno, "cannot create data directory " + dir);
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return ErrnoStatus(ec.value(), "cannot create data directory " + dir);
   std::string lock_path = dir + "/LOCK";
   int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, "cannot open " + lock_path);

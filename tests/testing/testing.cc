@@ -240,7 +240,7 @@ std::unique_ptr<Child> StartNode(const std::string& data, const std::string& tru
                                  std::string* address) {
   std::string line;
   auto c = Child::Start({CairnNodeBin(), "serve", "--data", data, "--listen", "127.0.0.1:0",
-                         "--trust", trust, "--log-level", "warn"},
+                         "--trust", trust},
                         "listening on", &line);
   if (c) *address = line.substr(line.rfind(' ') + 1);
   return c;

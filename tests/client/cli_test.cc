@@ -1,0 +1,258 @@
+// End-to-end tests of the real binaries: cairn-node on 127.0.0.1:0 and the
+// cairn CLI, checking exit codes, one-line errors and what lands on disk.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "nlohmann/json.hpp"
+#include "testing.h"
+
+namespace cairn {
+namespace {
+
+
+using testing::RunResult;
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trust_ = testing::TrustFixture::Make("acme");
+    trust_.Save(dir_ / "keys");
+    node_ = testing::StartNode(dir_ / "data", dir_ / "keys/trust.root", &addr_);
+    ASSERT_TRUE(node_);
+    testing::WriteFile(dir_ / "model/weights.safetensors",
+                       testing::MakeSafetensors(std::vector<size_t>(6, 300000), 1));
+    testing::WriteFile(dir_ / "model/config.json", "{}");
+  }
+
+  // Runs cairn with HOME and XDG dirs inside the test directory.
+  RunResult Cairn(std::vector<std::string> args) {
+    args.insert(args.begin(), testing::CairnBin());
+    return testing::Run(args, {"HOME=" + dir_.path(), "XDG_CACHE_HOME=" + (dir_ / "xdg-cache"),
+                      "XDG_CONFIG_HOME=" + (dir_ / "xdg-config")});
+  }
+  RunResult Publish(const std::string& dir, const std::string& name, const std::string& version,
+                    std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {"publish", dir,     "--name", name, "--version", version,
+                                  "--key",   dir_ / "keys/publisher.key", "--node", addr_, "--json"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return Cairn(a);
+  }
+  RunResult Pull(const std::string& ref, const std::string& out, std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {"pull", ref, "--out", out, "--node", addr_,
+                                  "--trust", dir_ / "keys/trust.root", "--json"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return Cairn(a);
+  }
+  // A failure: non-zero exit and exactly one line on stderr naming `what`.
+  static void ExpectOneLineError(const RunResult& r, const std::string& what) {
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_THAT(r.err, HasSubstr(what));
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("cairn: error: ", 0), 0u) << r.err;
+  }
+
+  testing::TempDir dir_;
+  testing::TrustFixture trust_;
+  std::unique_ptr<testing::Child> node_;
+  std::string addr_;
+};
+
+TEST_F(CliTest, PublishPullVerifyRoundTrip) {
+  auto p = Publish(dir_ / "model", "acme/m", "1", {"--license", "apache-2.0"});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  auto pj = nlohmann::json::parse(p.out);
+  for (const char* k : {"manifest", "bytes_total", "bytes_uploaded", "chunks_total",
+                        "chunks_uploaded", "seconds"}) {
+    EXPECT_TRUE(pj.contains(k)) << k;
+  }
+  auto r = Pull("acme/m", dir_ / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rj = nlohmann::json::parse(r.out);
+  for (const char* k : {"manifest", "bytes_total", "bytes_fetched", "chunks_fetched",
+                        "chunks_from_cache", "seconds"}) {
+    EXPECT_TRUE(rj.contains(k)) << k;
+  }
+  EXPECT_EQ(rj["manifest"], pj["manifest"]);
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.safetensors"),
+            testing::ReadFile(dir_ / "model/weights.safetensors"));
+  auto v = Cairn({"verify", dir_ / "out", "--trust", dir_ / "keys/trust.root"});
+  EXPECT_EQ(v.exit_code, 0) << v.err;
+  // Tamper: verify names the file and fails.
+  testing::WriteFile(dir_ / "out/config.json", "{\"evil\": 1}");
+  v = Cairn({"verify", dir_ / "out", "--trust", dir_ / "keys/trust.root"});
+  EXPECT_NE(v.exit_code, 0);
+  EXPECT_THAT(v.out, HasSubstr("config.json"));
+  // The cache defaulted to $XDG_CACHE_HOME/cairn.
+  EXPECT_TRUE(fs::exists(dir_ / "xdg-cache/cairn"));
+}
+
+TEST_F(CliTest, InfoLsLineage) {
+  auto p = Publish(dir_ / "model", "acme/base", "1");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  std::string base = nlohmann::json::parse(p.out)["manifest"];
+  testing::WriteFile(dir_ / "model/config.json", "{\"ft\": true}");
+  auto d = Publish(dir_ / "model", "acme/ft", "1", {"--base", "acme/base@" + base, "--relation", "adapter"});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  auto info = Cairn({"info", "acme/base", "--node", addr_, "--json"});
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(info.out)["manifest"], base);
+  EXPECT_NE(Cairn({"info", "acme/nothing", "--node", addr_}).exit_code, 0);
+  auto ls = Cairn({"ls", "acme/", "--node", addr_, "--json"});
+  ASSERT_EQ(ls.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(ls.out).size(), 2u);
+  auto lin = Cairn({"lineage", "acme/ft", "--node", addr_, "--trust", dir_ / "keys/trust.root", "--json"});
+  ASSERT_EQ(lin.exit_code, 0) << lin.err;
+  auto lj = nlohmann::json::parse(lin.out);
+  EXPECT_EQ(lj["parents"][0]["manifest"], base);
+  EXPECT_EQ(lj["parents"][0]["relation"], "adapter");
+  lin = Cairn({"lineage", "acme/base", "--node", addr_, "--json"});
+  EXPECT_EQ(nlohmann::json::parse(lin.out)["children"][0]["name"], "acme/ft");
+}
+
+TEST_F(CliTest, RefusesUndelegatedKeyAndOtherNamespace) {
+  ASSERT_EQ(Cairn({"keygen", "--out", dir_ / "stranger.key"}).exit_code, 0);
+  auto r = Cairn({"publish", dir_ / "model", "--name", "acme/m", "--version", "1", "--key",
+                  dir_ / "stranger.key", "--node", addr_});
+  ExpectOneLineError(r, "not delegated");
+  r = Publish(dir_ / "model", "other/m", "1");
+  ExpectOneLineError(r, "not delegated for namespace 'other'");
+}
+
+TEST_F(CliTest, UnknownNameOrTag) {
+  ExpectOneLineError(Pull("acme/none", dir_ / "out"), "unknown name or tag");
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  ExpectOneLineError(Pull("acme/m:nope", dir_ / "out"), "unknown name or tag");
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
+
+TEST_F(CliTest, UnreachableNodeFailsWithinTheDeadline) {
+  auto t0 = std::chrono::steady_clock::now();
+  // A port nothing listens on: bind and close one.
+  auto r = Cairn({"pull", "acme/m", "--out", dir_ / "out", "--node", "127.0.0.1:1", "--trust",
+                  dir_ / "keys/trust.root", "--timeout", "2"});
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ExpectOneLineError(r, "cannot reach node 127.0.0.1:1");
+  EXPECT_LT(secs, 8.0);
+}
+
+TEST_F(CliTest, CorruptOrTruncatedTrustAndKeyFiles) {
+  std::string t = testing::ReadFile(dir_ / "keys/trust.root");
+  testing::WriteFile(dir_ / "trunc.root", t.substr(0, t.size() / 2));
+  ExpectOneLineError(Cairn({"pull", "acme/m", "--out", dir_ / "o", "--node", addr_, "--trust",
+                            dir_ / "trunc.root"}),
+                     "trust");
+  testing::WriteFile(dir_ / "garbage.root", "garbage");
+  ExpectOneLineError(Cairn({"trust", "show", dir_ / "garbage.root"}), "trust");
+  std::string k = testing::ReadFile(dir_ / "keys/publisher.key");
+  testing::WriteFile(dir_ / "trunc.key", k.substr(0, 40));
+  ExpectOneLineError(Cairn({"publish", dir_ / "model", "--name", "acme/m", "--version", "1",
+                            "--key", dir_ / "trunc.key", "--node", addr_}),
+                     "not a valid PEM private key");
+  ExpectOneLineError(Cairn({"publish", dir_ / "model", "--name", "acme/m", "--version", "1",
+                            "--key", dir_ / "absent.key", "--node", addr_}),
+                     "absent.key");
+}
+
+TEST_F(CliTest, RepublishingAVersionWithDifferentContentIsRefused) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  testing::WriteFile(dir_ / "model/config.json", "{\"changed\": true}");
+  ExpectOneLineError(Publish(dir_ / "model", "acme/m", "1"), "immutable");
+}
+
+TEST_F(CliTest, NonIncreasingTagVersionIsRefused) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1", {"--tag-version", "5"}).exit_code, 0);
+  testing::WriteFile(dir_ / "model/config.json", "{\"v\": 2}");
+  ExpectOneLineError(Publish(dir_ / "model", "acme/m", "2", {"--tag-version", "5"}),
+                     "does not increase");
+  ExpectOneLineError(Publish(dir_ / "model", "acme/m", "2", {"--tag-version", "3"}),
+                     "does not increase");
+  // Default: node's version + 1.
+  auto ok = Publish(dir_ / "model", "acme/m", "2");
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(nlohmann::json::parse(ok.out)["tag_version"], 6);
+}
+
+TEST_F(CliTest, EmptyDirectoryAndSymlinkAreRefused) {
+  fs::create_directories(dir_ / "empty");
+  ExpectOneLineError(Publish(dir_ / "empty", "acme/m", "1"), "no files");
+  fs::create_symlink("/etc/hostname", dir_ / "model/link");
+  ExpectOneLineError(Publish(dir_ / "model", "acme/m", "1"), "symlink");
+}
+
+TEST_F(CliTest, SecondNodeOnTheSameDataDirectoryIsRefused) {
+  auto r = testing::Run({testing::CairnNodeBin(), "serve", "--data", dir_ / "data", "--listen",
+                "127.0.0.1:0", "--trust", dir_ / "keys/trust.root"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("in use by another cairn-node"));
+}
+
+TEST_F(CliTest, NodeStopsCleanlyOnSigterm) {
+  node_->Kill(SIGTERM);
+  EXPECT_EQ(node_->Wait(), 0) << node_->stderr_text();
+  EXPECT_THAT(node_->stderr_text(), HasSubstr("stopped cleanly"));
+}
+
+TEST_F(CliTest, ConfigFileAndEnvironmentSupplyDefaults) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  testing::WriteFile(dir_ / "xdg-config/cairn/config.toml",
+                     "node = \"" + addr_ + "\"\ntrust = \"" + (dir_ / "keys/trust.root") + "\"\n");
+  auto r = Cairn({"pull", "acme/m", "--out", dir_ / "out1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  testing::WriteFile(dir_ / "xdg-config/cairn/config.toml", "node = 5\n");
+  ExpectOneLineError(Cairn({"ls"}), "config");
+  testing::WriteFile(dir_ / "xdg-config/cairn/config.toml", "nod = \"x\"\n");
+  ExpectOneLineError(Cairn({"ls"}), "unknown key nod");
+}
+
+// kill -9 the node at several points while a publish runs; after each restart
+// the node serves either nothing or the complete, verified release.
+TEST_F(CliTest, KilledNodeServesOnlyCompleteReleasesAfterRestart) {
+  testing::WriteFile(dir_ / "big/weights.bin", testing::RandomBytes(48 << 20, 11));
+  for (int delay_ms : {20, 80, 200, 400}) {
+    std::string pub_out = dir_ / "pub.out";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(pub_out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::string bin = testing::CairnBin();
+      std::string name = "acme/big" + std::to_string(delay_ms);
+      std::string dir = dir_ / "big", key = dir_ / "keys/publisher.key";
+      execl(bin.c_str(), bin.c_str(), "publish", dir.c_str(), "--name", name.c_str(), "--version",
+            "1", "--key", key.c_str(), "--node", addr_.c_str(), "--timeout", "3", nullptr);
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    node_->Kill(SIGKILL);
+    node_->Wait();
+    int status;
+    ::waitpid(pid, &status, 0);
+    node_ = testing::StartNode(dir_ / "data", dir_ / "keys/trust.root", &addr_);
+    ASSERT_TRUE(node_);
+    std::string name = "acme/big" + std::to_string(delay_ms);
+    auto info = Cairn({"info", name, "--node", addr_});
+    if (info.exit_code == 0) {
+      auto r = Pull(name, dir_ / ("out" + std::to_string(delay_ms)));
+      ASSERT_EQ(r.exit_code, 0) << "listed but not servable: " << r.err;
+      EXPECT_EQ(testing::ReadFile(dir_ / ("out" + std::to_string(delay_ms)) + "/weights.bin"),
+                testing::ReadFile(dir_ / "big/weights.bin"));
+    } else {
+      EXPECT_THAT(info.err, HasSubstr("unknown"));
+    }
+    // Publishing again always completes, uploading only what is missing.
+    auto again = Publish(dir_ / "big", name, "1");
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    ASSERT_EQ(Pull(name, dir_ / ("again" + std::to_string(delay_ms))).exit_code, 0);
+  }
+}
+
+}  // namespace
+}  // namespace cairn
