@@ -763,7 +763,7 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
   for (const auto& f : r.manifest.files()) res.bytes_total += f.size();
 
   PackStoreOptions cache_opts;
-  cache_opts.sync_on_flush = false;  // a cache: survive a killed process, re-verify on read
+  cache_opts.durable = false;  // a cache: survive a killed process, re-verify on read
   cache_opts.verify_on_read = true;
   cache_opts.buffer_bytes = 0;  // every chunk reaches the file at once: a killed pull resumes
   auto cache = OpenPackChunkStore(o.cache_dir, cache_opts);

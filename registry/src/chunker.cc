@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <thread>
 
 #include "cairn/status.h"
 #include "nlohmann/json.hpp"
@@ -115,6 +116,41 @@ absl::Status ChunkFd(int fd, const ChunkerParams& params,
                      const std::function<absl::Status(const ChunkInfo&, std::string_view)>& sink,
                      Digest* file_digest, uint64_t* file_size) {
   FastCdc cdc(params);
+  // The whole-file SHA-256 runs on a second thread over its own preads of the
+  // same (page-cached) file: hashing every byte twice on one core would halve
+  // ingest. Its size is checked against ours, and callers stat the file
+  // before and after, so a file changing underneath is still caught.
+  Digest parallel_digest{};
+  uint64_t parallel_size = 0;
+  absl::Status parallel_status;
+  std::thread whole_thread;
+  const bool parallel_whole = params.parallel_file_hash && std::thread::hardware_concurrency() > 1;
+  if (parallel_whole) {
+    whole_thread = std::thread([&] {
+      Sha256 h;
+      std::string b(4 << 20, '\0');
+      uint64_t off = 0;
+      while (true) {
+        ssize_t r = ::pread(fd, b.data(), b.size(), off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+          parallel_status = ErrnoStatus(errno, "read");
+          break;
+        }
+        if (r == 0) break;
+        h.Update(b.data(), r);
+        off += r;
+      }
+      parallel_digest = h.Finish();
+      parallel_size = off;
+    });
+  }
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();
+    }
+  } joiner{whole_thread};
   const size_t kRead = 4 << 20;
   std::string buf(kRead + 2 * static_cast<size_t>(params.max_size), '\0');
   size_t have = 0;       // bytes in buf
@@ -140,7 +176,7 @@ absl::Status ChunkFd(int fd, const ChunkerParams& params,
           return ErrnoStatus(errno, "read");
         }
         if (r == 0) eof = true;
-        whole.Update(buf.data() + have, r);
+        if (!parallel_whole) whole.Update(buf.data() + have, r);
         have += r;
         if (have >= kRead) break;
       }
@@ -170,8 +206,17 @@ absl::Status ChunkFd(int fd, const ChunkerParams& params,
     CAIRN_RETURN_IF_ERROR(sink(info, bytes));
     start += n;
   }
-  *file_digest = whole.Finish();
   *file_size = base + start;
+  if (parallel_whole) {
+    whole_thread.join();
+    CAIRN_RETURN_IF_ERROR(parallel_status);
+    if (parallel_size != *file_size) {
+      return absl::AbortedError("file changed while being read (size differs between reads)");
+    }
+    *file_digest = parallel_digest;
+  } else {
+    *file_digest = whole.Finish();
+  }
   return absl::OkStatus();
 }
 

@@ -2,10 +2,11 @@
 //
 // Pack record: "CRN1" | u32 length | 32-byte digest | bytes. The index maps a
 // raw digest to (pack id, data offset, length). An index entry is written only
-// after its bytes reached the pack file (and, with sync_on_flush, after they
-// were fdatasync'ed), so the index never points at bytes that are not there.
-// A crash can leave unindexed bytes at a pack's tail: they are never read, and
-// a restarted store appends to a fresh pack.
+// after its bytes reached the pack file (durable: after they were
+// fdatasync'ed, one fdatasync per commit or per sync_bytes rather than per
+// write), so the index never points at bytes that are not there. A crash can
+// leave unindexed bytes at a pack's tail: they are never read, and a
+// restarted store appends to a fresh pack.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -69,7 +70,8 @@ class PackChunkStore final : public ChunkStore {
 
   ~PackChunkStore() override {
     absl::MutexLock l(&mu_);
-    FlushLocked(opts_.sync_on_flush).IgnoreError();  // best effort: Sync() is the contract
+    // Best effort on a clean shutdown; Sync() is the contract.
+    (opts_.durable ? SyncLocked() : IndexUnsyncedLocked()).IgnoreError();
     if (active_fd_ >= 0) ::close(active_fd_);
     for (auto& [id, fd] : read_fds_) ::close(fd);
   }
@@ -88,20 +90,21 @@ class PackChunkStore final : public ChunkStore {
     return OpenActiveLocked(max_id + 1);
   }
 
-  absl::Status Put(const Digest& digest, std::string_view data) override {
+  absl::Status Put(const Digest& digest, std::string_view data, PutMode mode) override {
     if (data.empty() || data.size() > (64u << 20)) {
       return absl::InvalidArgumentError(StrCat("chunk size ", data.size(), " out of range"));
     }
-    if (Sha256Of(data) != digest) {
+    if (mode == PutMode::kVerify && Sha256Of(data) != digest) {
       return absl::DataLossError("chunk bytes do not match digest " + DigestName(digest));
     }
     absl::MutexLock l(&mu_);
-    if (pending_.contains(digest)) return absl::OkStatus();
+    if (mem_.contains(digest)) return absl::OkStatus();
     CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(digest));
     if (indexed) return absl::OkStatus();
     if (active_size_ + buffer_.size() + kHeader + data.size() > opts_.pack_bytes &&
         active_size_ + buffer_.size() > 0) {
-      CAIRN_RETURN_IF_ERROR(FlushLocked(opts_.sync_on_flush));
+      // Everything of the old pack is indexed before a new one starts.
+      CAIRN_RETURN_IF_ERROR(opts_.durable ? SyncLocked() : IndexUnsyncedLocked());
       CAIRN_RETURN_IF_ERROR(OpenActiveLocked(active_id_ + 1));
     }
     Loc loc{active_id_, active_size_ + buffer_.size() + kHeader,
@@ -111,8 +114,11 @@ class PackChunkStore final : public ChunkStore {
     buffer_.append(reinterpret_cast<const char*>(&len), 4);
     buffer_.append(reinterpret_cast<const char*>(digest.data()), 32);
     buffer_.append(data.data(), data.size());
-    pending_.emplace(digest, loc);
-    if (buffer_.size() >= opts_.buffer_bytes) return FlushLocked(opts_.sync_on_flush);
+    mem_.emplace(digest, loc);
+    if (buffer_.size() < opts_.buffer_bytes) return absl::OkStatus();
+    if (!opts_.durable) return IndexUnsyncedLocked();
+    CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
+    if (unsynced_bytes_ >= opts_.sync_bytes) return SyncLocked();
     return absl::OkStatus();
   }
 
@@ -121,16 +127,20 @@ class PackChunkStore final : public ChunkStore {
     int fd;
     {
       absl::MutexLock l(&mu_);
-      auto it = pending_.find(digest);
-      if (it != pending_.end()) {
-        out->assign(buffer_.data() + (it->second.offset - active_size_), it->second.length);
-        return absl::OkStatus();
+      auto it = mem_.find(digest);
+      if (it != mem_.end()) {
+        loc = it->second;
+        if (loc.pack == active_id_ && loc.offset >= active_size_) {
+          out->assign(buffer_.data() + (loc.offset - active_size_), loc.length);
+          return absl::OkStatus();
+        }
+      } else {
+        std::string v;
+        rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
+        if (s.IsNotFound()) return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
+        CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
+        if (!DecodeLoc(v, &loc)) return absl::DataLossError("corrupt chunk index entry");
       }
-      std::string v;
-      rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
-      if (s.IsNotFound()) return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
-      CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
-      if (!DecodeLoc(v, &loc)) return absl::DataLossError("corrupt chunk index entry");
       CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(loc.pack));
     }
     out->resize(loc.length);
@@ -150,18 +160,18 @@ class PackChunkStore final : public ChunkStore {
 
   absl::StatusOr<bool> Has(const Digest& digest) override {
     absl::MutexLock l(&mu_);
-    if (pending_.contains(digest)) return true;
+    if (mem_.contains(digest)) return true;
     return InIndexLocked(digest);
   }
 
   absl::Status Flush() override {
     absl::MutexLock l(&mu_);
-    return FlushLocked(opts_.sync_on_flush);
+    return opts_.durable ? SyncLocked() : IndexUnsyncedLocked();
   }
 
   absl::Status Sync() override {
     absl::MutexLock l(&mu_);
-    return FlushLocked(true);
+    return SyncLocked();
   }
 
  private:
@@ -194,39 +204,65 @@ class PackChunkStore final : public ChunkStore {
     return fd;
   }
 
-  absl::Status FlushLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (buffer_.empty() && !sync) return absl::OkStatus();
+  // Forgets the chunks whose bytes were still in the buffer (they are not
+  // stored, and Has() says so, so a writer sends them again).
+  void DropBufferedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::erase_if(mem_, [&](const auto& kv) {
+      return kv.second.pack == active_id_ && kv.second.offset >= active_size_;
+    });
+    buffer_.clear();
+  }
+
+  absl::Status WriteBufferLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     size_t done = 0;
     while (done < buffer_.size()) {
       ssize_t w = ::pwrite(active_fd_, buffer_.data() + done, buffer_.size() - done,
                            active_size_ + done);
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) {
-        // Drop what was not written: those chunks are not stored, and Has()
-        // says so, so the writer sends them again.
         int err = errno;
-        if (::ftruncate(active_fd_, active_size_) != 0) { /* tail stays unindexed */ }
-        buffer_.clear();
-        pending_.clear();
+        if (::ftruncate(active_fd_, active_size_) != 0) { /* the tail stays unindexed */ }
+        DropBufferedLocked();
         return ErrnoStatus(err, "pack write");
       }
       done += w;
     }
-    if (sync && ::fdatasync(active_fd_) != 0) {
-      int err = errno;
-      buffer_.clear();
-      pending_.clear();
-      return ErrnoStatus(err, "pack fdatasync");
-    }
+    active_size_ += buffer_.size();
+    unsynced_bytes_ += buffer_.size();
+    buffer_.clear();
+    return absl::OkStatus();
+  }
+
+  absl::Status IndexLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (mem_.empty()) return absl::OkStatus();
     rocksdb::WriteBatch batch;
-    for (const auto& [digest, loc] : pending_) batch.Put(DigestSlice(digest), EncodeLoc(loc));
+    for (const auto& [digest, loc] : mem_) batch.Put(DigestSlice(digest), EncodeLoc(loc));
     rocksdb::WriteOptions wo;
     wo.sync = sync;
-    rocksdb::Status s = index_->Write(wo, &batch);
-    active_size_ += buffer_.size();
-    buffer_.clear();
-    pending_.clear();
-    return FromRocks(s, "chunk index write");
+    CAIRN_RETURN_IF_ERROR(FromRocks(index_->Write(wo, &batch), "chunk index write"));
+    mem_.clear();
+    return absl::OkStatus();
+  }
+
+  // Non-durable mode: bytes to the file, then their index entries at once.
+  absl::Status IndexUnsyncedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
+    return IndexLocked(/*sync=*/false);
+  }
+
+  // Bytes to the file, fdatasync, then the index entries, synced.
+  absl::Status SyncLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
+    if (unsynced_bytes_ > 0 || !mem_.empty()) {
+      if (::fdatasync(active_fd_) != 0) {
+        int err = errno;
+        // Nothing unsynced can be trusted now: forget it (it is re-sent).
+        mem_.clear();
+        return ErrnoStatus(err, "pack fdatasync");
+      }
+    }
+    unsynced_bytes_ = 0;
+    return IndexLocked(/*sync=*/true);
   }
 
   const std::string dir_;
@@ -235,9 +271,11 @@ class PackChunkStore final : public ChunkStore {
   std::unique_ptr<rocksdb::DB> index_;
   uint32_t active_id_ ABSL_GUARDED_BY(mu_) = 0;
   int active_fd_ ABSL_GUARDED_BY(mu_) = -1;
-  uint64_t active_size_ ABSL_GUARDED_BY(mu_) = 0;  // bytes written to the active pack
-  std::string buffer_ ABSL_GUARDED_BY(mu_);          // bytes after active_size_
-  absl::flat_hash_map<Digest, Loc, DigestHash> pending_ ABSL_GUARDED_BY(mu_);
+  uint64_t active_size_ ABSL_GUARDED_BY(mu_) = 0;     // bytes written to the active pack
+  uint64_t unsynced_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // written, not yet fdatasync'ed
+  std::string buffer_ ABSL_GUARDED_BY(mu_);            // bytes after active_size_
+  // Chunks not in the index yet: in buffer_, or written but not synced.
+  absl::flat_hash_map<Digest, Loc, DigestHash> mem_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, int> read_fds_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -217,7 +217,7 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   std::set<Digest> cached;
   {
     PackStoreOptions co;
-    co.sync_on_flush = false;
+    co.durable = false;
     auto cache = std::move(OpenPackChunkStore(dir_ / "cache", co)).value();
     for (const auto& d : all) {
       if (*cache->Has(d)) cached.insert(d);

@@ -21,6 +21,9 @@ struct ChunkerParams {
   // Force cuts at safetensors tensor boundaries when the file parses as one.
   // Default: true (docs/benchmarks.md: dedup for in-place tensor edits).
   bool tensor_boundaries = true;
+  // ChunkFd: compute the whole-file SHA-256 on a second thread when the
+  // machine has more than one core. Default: true.
+  bool parallel_file_hash = true;
 
   // Params with min = avg/4 and max = avg*4.
   static ChunkerParams ForAverage(uint32_t avg);
@@ -65,7 +68,7 @@ struct ChunkInfo {
   Digest digest;
 };
 
-// Chunks an open file descriptor from offset 0, calling `sink` for each chunk
+// Chunks an open file descriptor (must support pread) from offset 0, calling `sink` for each chunk
 // with its bytes (valid only during the call). Also computes the whole-file
 // SHA-256 into *file_digest and the byte count into *file_size.
 // Memory: one buffer of 2 * max_size + 4 MiB, reused.

@@ -13,6 +13,15 @@
 
 namespace cairn {
 
+// How Put treats the digest it is given.
+enum class PutMode {
+  kVerify,  // re-hash the bytes and refuse a mismatch (anything from outside)
+  // The caller computed the digest from these very bytes a moment ago (local
+  // ingest straight from the chunker); skips the second hash. Greppable on
+  // purpose: never use it for bytes that came from the network or disk.
+  kDigestComputedFromData,
+};
+
 // Content-addressed chunk bytes. Implementations are thread-safe.
 class ChunkStore {
  public:
@@ -26,7 +35,8 @@ class ChunkStore {
   // The chunk is visible to Get/Has at once, readable after a process crash
   // once Flush() returned, and durable after a power loss once Sync() returned.
   // ResourceExhausted when the disk is full.
-  virtual absl::Status Put(const Digest& digest, std::string_view data) = 0;
+  virtual absl::Status Put(const Digest& digest, std::string_view data,
+                           PutMode mode = PutMode::kVerify) = 0;
   // Reads a chunk into *out. NotFound when absent; DataLoss when the stored
   // bytes no longer match the digest (implementations that verify on read).
   virtual absl::Status Get(const Digest& digest, std::string* out) = 0;
@@ -41,7 +51,10 @@ class ChunkStore {
 class ChunkStoreWrapper : public ChunkStore {
  public:
   explicit ChunkStoreWrapper(ChunkStore* target) : target_(target) {}
-  absl::Status Put(const Digest& d, std::string_view data) override { return target_->Put(d, data); }
+  absl::Status Put(const Digest& d, std::string_view data,
+                   PutMode mode = PutMode::kVerify) override {
+    return target_->Put(d, data, mode);
+  }
   absl::Status Get(const Digest& d, std::string* out) override { return target_->Get(d, out); }
   absl::StatusOr<bool> Has(const Digest& d) override { return target_->Has(d); }
   absl::Status Flush() override { return target_->Flush(); }
@@ -55,10 +68,16 @@ class ChunkStoreWrapper : public ChunkStore {
 };
 
 struct PackStoreOptions {
-  // fdatasync pack data, then sync the index, on every buffer flush.
-  // Default: true (a node). The client cache sets false (survives a killed
-  // process, not a power loss; it re-verifies on read).
-  bool sync_on_flush = true;
+  // true (a node): index entries are written only after the pack bytes they
+  // point at were fdatasync'ed, at Sync() or every `sync_bytes`; until then
+  // chunks are found through memory, and a crash forgets them (never points
+  // at missing bytes). false (the client cache): index entries follow each
+  // write() at once, so a killed process keeps every chunk it stored, but a
+  // power loss may leave entries whose bytes are gone (found by verify_on_read).
+  // Default: true.
+  bool durable = true;
+  // With durable: Sync() by itself after this many unsynced bytes. Default: 1 GiB.
+  uint64_t sync_bytes = 1ULL << 30;
   // Re-hash chunks on Get and report DataLoss on mismatch. Default: true.
   bool verify_on_read = true;
   // Bytes buffered in memory before a write(). Default: 4 MiB.
@@ -141,7 +160,8 @@ class FaultInjectingChunkStore : public ChunkStoreWrapper {
   void FailPuts(int n) { fail_puts_ = n; }
   void TearNextPut() { tear_next_ = true; }
   void CorruptReads(bool on) { corrupt_reads_ = on; }
-  absl::Status Put(const Digest& d, std::string_view data) override;
+  absl::Status Put(const Digest& d, std::string_view data,
+                   PutMode mode = PutMode::kVerify) override;
   absl::Status Get(const Digest& d, std::string* out) override;
 
  private:
