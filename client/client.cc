@@ -674,9 +674,16 @@ class ChunkStream {
     {
       std::lock_guard<std::mutex> l(mu_);
       inflight_ -= w.length;
+      // Wake the writer only when it waits and a batch's worth of room opened.
+      if (!writer_waiting_ || inflight_ + kBytesPerMessage > window_) return Take(&c, data);
     }
-    cv_.notify_all();
-    *data = std::move(*c.mutable_data());
+    cv_.notify_one();
+    return Take(&c, data);
+  }
+
+ private:
+  absl::Status Take(cairn::v1::ChunkData* c, std::string* data) {
+    *data = std::move(*c->mutable_data());
     if (next_ == wanted_.size()) {
       // Drain the end of the stream so the call finishes cleanly.
       cairn::v1::GetChunksResponse extra;
@@ -688,16 +695,17 @@ class ChunkStream {
     return absl::OkStatus();
   }
 
- private:
   void WriteLoop() {
     size_t i = 0;
     while (i < wanted_.size()) {
       cairn::v1::GetChunksRequest req;
       {
         std::unique_lock<std::mutex> l(mu_);
+        writer_waiting_ = true;
         cv_.wait(l, [&] {
           return cancelled_ || inflight_ == 0 || inflight_ + wanted_[i].length <= window_;
         });
+        writer_waiting_ = false;
         if (cancelled_) return;
         size_t batch = 0;
         while (i < wanted_.size() && req.digests_size() < kChunksPerMessage &&
@@ -724,6 +732,7 @@ class ChunkStream {
   std::condition_variable cv_;
   size_t inflight_ = 0;  // guarded by mu_
   bool cancelled_ = false;  // guarded by mu_
+  bool writer_waiting_ = false;  // guarded by mu_
   std::deque<cairn::v1::ChunkData> pending_;  // reader thread only
   size_t next_ = 0;                           // reader thread only
   bool finished_ = false;                     // reader thread only
@@ -810,7 +819,7 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
     };
     std::optional<ChunkStream> stream;
     if (!wanted.empty()) stream.emplace(node, std::move(wanted), o.window_bytes, o.min_rate);
-    Sha256 sha;
+    ParallelSha256 sha;  // whole-file hash on the second core
     uint64_t written = 0;
     for (const auto& c : cl.chunks()) {
       Digest d;
@@ -832,19 +841,21 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
         if (!st.ok()) return fail(Annotate(st, "cache"));
         res.chunks_from_cache++;
       }
-      sha.Update(data);
       wbuf.append(data);
       written += data.size();
       prog.Add(data.size());
       if (wbuf.size() >= (4u << 20)) {
         absl::Status st = WriteAll(out.fd, wbuf.data(), wbuf.size());
         if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
-        wbuf.clear();
+        sha.Update(std::move(wbuf));
+        wbuf = sha.TakeBuffer();
+        wbuf.reserve(4 << 20);
       }
     }
     stream.reset();
     absl::Status st = WriteAll(out.fd, wbuf.data(), wbuf.size());
-    wbuf.clear();
+    sha.Update(std::move(wbuf));
+    wbuf = sha.TakeBuffer();
     if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
     if (written != f.size() || DigestName(sha.Finish()) != f.sha256()) {
       return fail(absl::DataLossError("assembled " + f.path() +

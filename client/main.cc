@@ -12,6 +12,7 @@
 #include "cairn/repository.h"
 #include "cairn/status.h"
 #include "cairn/trust.h"
+#include "cairn/tuning.h"
 #include "client.h"
 #include "nlohmann/json.hpp"
 #include "progress.h"
@@ -127,6 +128,7 @@ json TrustJson(const cairn::TrustRootView& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cairn::TuneProcess(argv);
   CLI::App app{"cairn: pull, publish and verify open model weights from Cairn mirrors"};
   app.require_subcommand(1);
   Settings set;
@@ -201,6 +203,8 @@ int main(int argc, char** argv) {
   pull->add_option("--out", pl.out, "directory to write")->required();
   pull->add_option("--cache", cache_flag, "chunk cache directory (default $XDG_CACHE_HOME/cairn)");
   pull->add_flag("--no-fsync", no_fsync, "don't fdatasync files before renaming them");
+  size_t window_mib = 0;
+  pull->add_option("--window-mib", window_mib, "MiB requested but not yet received (default 32)");
   add_node(pull);
   add_trust(pull, true);
   add_json(pull);
@@ -374,6 +378,7 @@ int main(int argc, char** argv) {
     if (!tr.ok()) return Fail(tr.status());
     pl.cache_dir = set.cache;
     pl.fsync = !no_fsync;
+    if (window_mib > 0) pl.window_bytes = window_mib << 20;
     pl.progress = tty;
     auto conn = Connect(set);
     if (!conn.ok()) return Fail(conn.status());

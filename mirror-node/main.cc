@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "cairn/repository.h"
+#include "cairn/tuning.h"
 #include "cairn/status.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -108,7 +109,7 @@ int Serve(ServeConfig cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cairn::node::TuneMalloc();
+  cairn::TuneProcess(argv);
   auto logger = spdlog::stderr_color_mt("cairn-node");
   spdlog::set_default_logger(logger);
 

@@ -1,7 +1,5 @@
 #include "server.h"
 
-#include <malloc.h>
-
 #include <deque>
 
 #include "absl/synchronization/mutex.h"
@@ -18,12 +16,6 @@ using namespace cairn::v1;  // NOLINT: generated message names
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-void TuneMalloc() {
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 64 << 20);
 }
 
 namespace {
@@ -89,7 +81,9 @@ absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& 
 // order. Keeps at most kMaxQueued responses built ahead of the network.
 class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse> {
  public:
-  explicit GetManyReactor(Repository* repo) : repo_(repo) { StartRead(&req_); }
+  GetManyReactor(Repository* repo, std::string peer) : repo_(repo), peer_(std::move(peer)) {
+    StartRead(&req_);
+  }
 
   void OnReadDone(bool ok) override {
     absl::MutexLock l(&mu_);
@@ -138,7 +132,10 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
     }
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    spdlog::info("GetMany from {}: served {} chunks, {} bytes", peer_, chunks_served_, bytes_served_);
+    delete this;
+  }
   void OnCancel() override {}
 
  private:
@@ -165,6 +162,9 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
         c->set_missing(true);
       } else if (!st.ok()) {
         return st;
+      } else {
+        chunks_served_++;
+        bytes_served_ += c->data().size();
       }
     }
     return absl::OkStatus();
@@ -183,6 +183,9 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   }
 
   Repository* repo_;
+  const std::string peer_;
+  uint64_t chunks_served_ = 0;  // touched only in OnReadDone (one read at a time)
+  uint64_t bytes_served_ = 0;
   absl::Mutex mu_;
   GetChunksRequest req_;
   std::deque<GetChunksResponse> queue_ ABSL_GUARDED_BY(mu_);
@@ -202,7 +205,7 @@ class ChunksImpl final : public Chunks::CallbackService {
   }
   grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>* GetMany(
       grpc::CallbackServerContext* ctx) override {
-    return new GetManyReactor(repo_);
+    return new GetManyReactor(repo_, ctx->peer());
   }
 
  private:

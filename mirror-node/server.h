@@ -49,8 +49,4 @@ class NodeServer {
   std::string address_;
 };
 
-// glibc malloc settings that keep gRPC's large buffers from being returned to
-// the OS and faulted back in (LIMITS.md: 1.5-3x faster streaming here).
-void TuneMalloc();
-
 }  // namespace cairn::node

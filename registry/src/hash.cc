@@ -1,7 +1,12 @@
 #include "cairn/hash.h"
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "cairn/status.h"
 
@@ -47,6 +52,68 @@ Digest Sha256::Finish() {
   if (EVP_DigestFinal_ex(ctx_.get(), d.data(), &n) != 1 || n != d.size()) std::abort();
   Reset();
   return d;
+}
+
+struct ParallelSha256::State {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> queue;  // to hash
+  std::vector<std::string> free;  // hashed, for reuse
+  bool busy = false;              // the worker holds a block
+  bool stop = false;
+  Sha256 sha;
+  std::thread worker;
+};
+
+ParallelSha256::ParallelSha256() : state_(std::make_unique<State>()) {
+  State* st = state_.get();
+  st->worker = std::thread([st] {
+    std::unique_lock<std::mutex> l(st->mu);
+    while (true) {
+      st->cv.wait(l, [st] { return st->stop || !st->queue.empty(); });
+      if (st->queue.empty()) return;  // stop requested and drained
+      std::string block = std::move(st->queue.front());
+      st->queue.pop_front();
+      st->busy = true;
+      l.unlock();
+      st->sha.Update(block);
+      block.clear();
+      l.lock();
+      st->busy = false;
+      if (st->free.size() < 4) st->free.push_back(std::move(block));
+      st->cv.notify_all();
+    }
+  });
+}
+
+ParallelSha256::~ParallelSha256() {
+  {
+    std::lock_guard<std::mutex> l(state_->mu);
+    state_->stop = true;
+  }
+  state_->cv.notify_all();
+  state_->worker.join();
+}
+
+void ParallelSha256::Update(std::string block) {
+  std::unique_lock<std::mutex> l(state_->mu);
+  state_->cv.wait(l, [this] { return state_->queue.size() < 4; });
+  state_->queue.push_back(std::move(block));
+  state_->cv.notify_all();
+}
+
+Digest ParallelSha256::Finish() {
+  std::unique_lock<std::mutex> l(state_->mu);
+  state_->cv.wait(l, [this] { return state_->queue.empty() && !state_->busy; });
+  return state_->sha.Finish();
+}
+
+std::string ParallelSha256::TakeBuffer() {
+  std::lock_guard<std::mutex> l(state_->mu);
+  if (state_->free.empty()) return std::string();
+  std::string b = std::move(state_->free.back());
+  state_->free.pop_back();
+  return b;
 }
 
 Digest Sha256Of(const void* data, size_t len) {

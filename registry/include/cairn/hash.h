@@ -37,6 +37,29 @@ class Sha256 {
   std::unique_ptr<EVP_MD_CTX, CtxFree> ctx_;
 };
 
+// SHA-256 of a stream of blocks, computed on a worker thread so the producer's
+// core is free for other work. Blocks are hashed in order. One producer
+// thread; not otherwise thread-safe. At most 4 blocks are queued (Update
+// blocks beyond that), bounding memory.
+class ParallelSha256 {
+ public:
+  ParallelSha256();
+  ~ParallelSha256();
+  ParallelSha256(const ParallelSha256&) = delete;
+  ParallelSha256& operator=(const ParallelSha256&) = delete;
+
+  // Queues `block` (moved in) for hashing.
+  void Update(std::string block);
+  // Waits for every queued block; returns the digest and resets.
+  Digest Finish();
+  // An empty buffer to fill next (recycled from hashed blocks when possible).
+  std::string TakeBuffer();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // One-shot SHA-256.
 Digest Sha256Of(const void* data, size_t len);
 inline Digest Sha256Of(std::string_view s) { return Sha256Of(s.data(), s.size()); }

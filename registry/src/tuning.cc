@@ -1,0 +1,28 @@
+#include "cairn/tuning.h"
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace cairn {
+
+void TuneProcess(char** argv) {
+  const char* tun = std::getenv("GLIBC_TUNABLES");
+  if (std::getenv("CAIRN_NO_REEXEC") == nullptr &&
+      (tun == nullptr || std::strstr(tun, "glibc.malloc.hugetlb") == nullptr)) {
+    std::string v = tun && *tun ? std::string(tun) + ":glibc.malloc.hugetlb=1"
+                                : std::string("glibc.malloc.hugetlb=1");
+    ::setenv("GLIBC_TUNABLES", v.c_str(), 1);
+    ::setenv("CAIRN_NO_REEXEC", "1", 1);  // never loop, whatever happens
+    ::execv("/proc/self/exe", argv);
+    // exec failed (no /proc?): carry on untuned.
+  }
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+}
+
+}  // namespace cairn

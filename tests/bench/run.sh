@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Cairn benchmarks, each against a reference tool on the same data in the same
+# run, printing the ratio. Results go to stdout; copy them into
+# docs/benchmarks.md with the machine they ran on.
+#
+#   tests/bench/run.sh [--size-mib N] [--rss-gib G] [--skip-rss]
+#
+# Default: a 1 GiB two-shard model for throughput, an 8 GiB model for peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+SIZE_MIB=1024
+RSS_GIB=8
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size-mib) SIZE_MIB=$2; shift 2 ;;
+    --rss-gib) RSS_GIB=$2; shift 2 ;;
+    --skip-rss) RSS_GIB=0; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+deploy/install-deps.sh
+if ! command -v nginx >/dev/null || ! [ -x /usr/bin/time ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx time >/dev/null
+fi
+deploy/build.sh cairn cairn-node gen_model chunking_bench store_bench
+BIN=$REPO/${CAIRN_BUILD_DIR:-build}
+CAIRN=$BIN/client/cairn
+NODE=$BIN/mirror-node/cairn-node
+GEN=$BIN/tests/bench/gen_model
+
+WORK=$(mktemp -d /var/tmp/cairn-bench.XXXXXX)  # on disk, not tmpfs
+chmod 755 "$WORK"  # nginx workers read the model as an unprivileged user
+NODE_PID="" NGINX_PID=""
+cleanup() {
+  [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$WORK"
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+now() { date +%s.%N; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+gbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.2f", b / s / 1e9 }'; }
+jqr() { jq -r "$1" "$2"; }
+
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "# date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$REPO" rev-parse --short HEAD)"
+
+echo; echo "## chunking (dedup and throughput)"
+"$BIN/tests/bench/chunking_bench"
+echo; echo "## ingest: chunk + hash + store, pack files vs BlobDB (on disk: $WORK)"
+TMPDIR=$WORK "$BIN/tests/bench/store_bench" "$SIZE_MIB"
+
+echo; echo "## setup: ${SIZE_MIB} MiB model in two safetensors shards"
+"$GEN" make model --shards 2 --shard-mib $((SIZE_MIB / 2)) --seed 1
+BYTES=$(du -cb model/*.safetensors | tail -1 | cut -f1)
+$CAIRN keygen --out root.key >/dev/null; $CAIRN keygen --out pub.key >/dev/null
+$CAIRN trust init --key root.key --out trust.root >/dev/null
+$CAIRN trust delegate --trust trust.root --key root.key --namespace bench --publisher pub.key.pub >/dev/null
+$NODE serve --data node --listen 127.0.0.1:0 --trust trust.root >node.out 2>node.log &
+NODE_PID=$!
+for _ in $(seq 100); do grep -q listening node.out && break; sleep 0.1; done
+ADDR=$(sed -n 's/^cairn-node listening on //p' node.out)
+export CAIRN_NODE=$ADDR CAIRN_TRUST=$WORK/trust.root
+
+T0=$(now); $CAIRN publish model --name bench/base --version 1 --key pub.key --json >pub.json; T1=$(now)
+BASE=$(jqr .manifest pub.json)
+echo "publish (client chunk+hash, upload, node verify+store+fsync, commit), end to end: $(gbps "$BYTES" "$(echo "$T1 - $T0" | bc)") GB/s"
+
+# nginx serving the same files.
+for PORT in $(shuf -i 20000-60000 -n 20); do ss -ltn | grep -q ":$PORT " || break; done
+mkdir -p nginx/logs
+cat >nginx/nginx.conf <<NGX
+daemon off; worker_processes 1; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log;
+events { worker_connections 64; }
+http { access_log off; sendfile on; server { listen 127.0.0.1:$PORT; root $WORK/model; } }
+NGX
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+NGINX_PID=$!
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/config.json" && break; sleep 0.1; done
+curl -sf -o /dev/null "http://127.0.0.1:$PORT/config.json" || { cat nginx/error.log; echo "nginx did not serve the model" >&2; exit 1; }
+SHARDS=$(cd model && ls *.safetensors)
+cat model/*.safetensors >/dev/null; cat node/chunks/packs/* >/dev/null  # both warm
+
+echo; echo "## pull over loopback, verified and written to disk (median of 3, warm page cache)"
+for i in 1 2 3; do
+  rm -rf c && mkdir c; T0=$(now)
+  for s in $SHARDS; do curl -sf -o "c/$s" "http://127.0.0.1:$PORT/$s"; done; T1=$(now)
+  echo "$T1 - $T0" | bc >>t_curl
+  rm -rf cs && mkdir cs; T0=$(now)
+  for s in $SHARDS; do curl -sf -o "cs/$s" "http://127.0.0.1:$PORT/$s" && sha256sum "cs/$s" >/dev/null; done; T1=$(now)
+  echo "$T1 - $T0" | bc >>t_curlsha
+  rm -rf p cache; T0=$(now)
+  $CAIRN pull bench/base --out p --cache cache --json >pull.json; T1=$(now)
+  echo "$T1 - $T0" | bc >>t_cairn
+  rm -rf p cache; T0=$(now)
+  $CAIRN pull bench/base --out p --cache cache --json --no-fsync >pull_nofsync.json; T1=$(now)
+  echo "$T1 - $T0" | bc >>t_cairn_nofsync
+done
+cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
+TC=$(median <t_curl); TS=$(median <t_curlsha); TP=$(median <t_cairn); TN=$(median <t_cairn_nofsync)
+echo "nginx -> curl -o (2 shards):          $(gbps "$BYTES" "$TC") GB/s"
+echo "curl -o && sha256sum:                 $(gbps "$BYTES" "$TS") GB/s"
+echo "cairn pull (verified, fdatasync):     $(gbps "$BYTES" "$TP") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TP")x (goal >= 0.6), vs curl&&sha256sum $(ratio "$TS" "$TP")x (goal >= 4)"
+echo "cairn pull (verified, --no-fsync):    $(gbps "$BYTES" "$TN") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TN")x, vs curl&&sha256sum $(ratio "$TS" "$TN")x"
+
+echo; echo "## derivative: 10% of tensor bytes changed in place"
+cp -r model ft
+CHANGED=0
+SEED=7
+for s in $SHARDS; do CHANGED=$((CHANGED + $("$GEN" mutate "ft/$s" --fraction 0.10 --seed $SEED))); SEED=$((SEED + 1)); done
+$CAIRN publish ft --name bench/ft --version 1 --key pub.key --base "bench/base@$BASE" --json >pubft.json
+rm -rf p; $CAIRN pull bench/base --out p --cache cache2 --json --no-fsync >/dev/null
+$CAIRN pull bench/ft --out pft --cache cache2 --json --no-fsync >pullft.json
+UP=$(jqr .bytes_uploaded pubft.json); FE=$(jqr .bytes_fetched pullft.json); TOT=$(jqr .bytes_total pullft.json)
+echo "changed bytes: $CHANGED of $TOT ($(awk -v c="$CHANGED" -v t="$TOT" 'BEGIN {printf "%.1f%%", 100*c/t}'))"
+echo "uploaded: $UP bytes = $(ratio "$UP" "$CHANGED") x changed (goal <= 1.02 + manifest); $(awk -v u="$UP" -v t="$TOT" 'BEGIN {printf "%.2f%%", 100*u/t}') of the model (goal <= 12%)"
+echo "fetched:  $FE bytes = $(ratio "$FE" "$CHANGED") x changed; $(awk -v u="$FE" -v t="$TOT" 'BEGIN {printf "%.2f%%", 100*u/t}') of the model"
+
+echo; echo "## resume after a cut at 50%"
+rm -rf p cache3; : >node.log.mark; LOGLINES=$(wc -l <node.log)
+$CAIRN pull bench/base --out p --cache cache3 --json --no-fsync >/dev/null 2>&1 &
+PULL=$!
+while kill -0 $PULL 2>/dev/null; do
+  SZ=$(du -sb cache3/packs 2>/dev/null | cut -f1 || echo 0)
+  [ "${SZ:-0}" -ge $((BYTES / 2)) ] && break
+  sleep 0.01
+done
+kill -9 $PULL 2>/dev/null || true; wait $PULL 2>/dev/null || true
+echo "cut at $(du -sb cache3/packs | cut -f1) of $BYTES bytes"
+$CAIRN pull bench/base --out p --cache cache3 --json --no-fsync >resume.json
+cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
+echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_from_cache resume.json) from cache"
+echo "client side (chunks stored twice in the cache): $("$GEN" packdups cache3)  (goal <= 1)"
+sleep 0.5
+tail -n +"$((LOGLINES + 1))" node.log | grep -o 'served [0-9]* chunks' | awk '{ s += $2 } END { print "node side: chunks served for both runs:", s }'
+echo "unique chunks in the model: $(jqr .chunks_total resume.json)  (the difference is what was in flight, not received, when the client died)"
+
+if [ "$RSS_GIB" -gt 0 ]; then
+  echo; echo "## peak RSS on a ${RSS_GIB} GiB model (goal <= 256 MiB each)"
+  "$GEN" make big --shards 4 --shard-mib $((RSS_GIB * 256)) --seed 3
+  /usr/bin/time -f "%M" -o rss_pub $CAIRN publish big --name bench/big --version 1 --key pub.key --json >pubbig.json
+  rm -rf p cache
+  /usr/bin/time -f "%M" -o rss_pull $CAIRN pull bench/big --out pbig --cache cache4 --json --no-fsync >pullbig.json
+  NODE_RSS=$(awk '/VmHWM/ {print $2}' /proc/$NODE_PID/status)
+  echo "cairn publish: $(( $(tail -1 rss_pub) / 1024 )) MiB   ($(jqr .bytes_total pubbig.json) bytes in $(jqr .seconds pubbig.json)s)"
+  echo "cairn pull:    $(( $(tail -1 rss_pull) / 1024 )) MiB   ($(jqr .bytes_total pullbig.json) bytes in $(jqr .seconds pullbig.json)s)"
+  echo "cairn-node:    $(( NODE_RSS / 1024 )) MiB (VmHWM over the whole run, serving and ingesting)"
+fi
+echo; echo "bench done"
