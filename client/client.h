@@ -85,7 +85,10 @@ struct PullOptions {
   std::string cache_dir;
   size_t window_bytes = 32 << 20;  // bytes requested but not yet received
   uint64_t min_rate = 32 << 10;    // bytes/s below which a chunk stream times out
-  bool fsync = true;               // fdatasync each file before its rename
+  // fdatasync each file before its rename. Default: false, like curl, wget
+  // and huggingface_hub: a file appears under its name only once verified,
+  // and `cairn verify` re-checks a tree after a power loss.
+  bool fsync = false;
   bool progress = false;
 };
 

@@ -197,12 +197,14 @@ int main(int argc, char** argv) {
 
   // pull
   cairn::client::PullOptions pl;
-  bool no_fsync = false;
+  bool do_fsync = false;
   auto* pull = app.add_subcommand("pull", "fetch and verify a release into a directory");
   pull->add_option("REF", pl.ref, "NS/MODEL[:TAG|@sha256:...]")->required();
   pull->add_option("--out", pl.out, "directory to write")->required();
   pull->add_option("--cache", cache_flag, "chunk cache directory (default $XDG_CACHE_HOME/cairn)");
-  pull->add_flag("--no-fsync", no_fsync, "don't fdatasync files before renaming them");
+  pull->add_flag("--fsync", do_fsync, "fdatasync each file before renaming it into place (survives a power loss; slower)");
+  bool no_fsync_compat = false;
+  pull->add_flag("--no-fsync", no_fsync_compat, "the default; kept for scripts")->group("");
   size_t window_mib = 0;
   pull->add_option("--window-mib", window_mib, "MiB requested but not yet received (default 32)");
   add_node(pull);
@@ -377,7 +379,7 @@ int main(int argc, char** argv) {
     auto tr = LoadTrust(set);
     if (!tr.ok()) return Fail(tr.status());
     pl.cache_dir = set.cache;
-    pl.fsync = !no_fsync;
+    pl.fsync = do_fsync;
     if (window_mib > 0) pl.window_bytes = window_mib << 20;
     pl.progress = tty;
     auto conn = Connect(set);

@@ -22,6 +22,7 @@ struct ServeConfig {
   std::string listen = "127.0.0.1:7070";
   std::string trust;
   std::string log_level = "info";
+  bool verify_reads = true;
 };
 
 std::string DefaultDataDir() {
@@ -48,6 +49,13 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
   }
   for (auto [key, val] : *node) {
     std::string k(key.str());
+    if (k == "verify_reads") {
+      if (!val.is_boolean()) {
+        return absl::InvalidArgumentError("config " + path + ": node.verify_reads must be true or false");
+      }
+      c->verify_reads = *val.value<bool>();
+      continue;
+    }
     if (!val.is_string()) {
       return absl::InvalidArgumentError("config " + path + ": node." + k + " must be a string");
     }
@@ -84,7 +92,9 @@ int Serve(ServeConfig cfg) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  auto repo = cairn::Repository::Open(cfg.data, std::move(*trust));
+  cairn::RepositoryOptions ropts;
+  ropts.pack.verify_on_read = cfg.verify_reads;
+  auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
   if (!repo.ok()) return Fail(repo.status());
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen);
   if (!server.ok()) return Fail(server.status());
@@ -118,11 +128,14 @@ int main(int argc, char** argv) {
   ServeConfig flags;
   std::string config;
   auto* serve = app.add_subcommand("serve", "serve models from a data directory");
-  serve->add_option("--config", config, "TOML config file ([node] data, listen, trust, log_level)");
+  serve->add_option("--config", config, "TOML config file ([node] data, listen, trust, log_level, verify_reads)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen = serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
   auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
   auto* o_log = serve->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error");
+  bool no_verify_reads = false;
+  auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
+                               "serve chunks without re-hashing them (clients verify anyway)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -137,5 +150,6 @@ int main(int argc, char** argv) {
   if (*o_listen) cfg.listen = flags.listen;
   if (*o_trust) cfg.trust = flags.trust;
   if (*o_log) cfg.log_level = flags.log_level;
+  if (*o_nv) cfg.verify_reads = false;
   return Serve(cfg);
 }
