@@ -83,7 +83,7 @@ struct PullOptions {
   std::string ref;
   std::string out;
   std::string cache_dir;
-  size_t window_bytes = 32 << 20;  // bytes requested but not yet received
+  size_t window_bytes = 16 << 20;  // bytes requested but not yet received
   uint64_t min_rate = 32 << 10;    // bytes/s below which a chunk stream times out
   // fdatasync each file before its rename. Default: false, like curl, wget
   // and huggingface_hub: a file appears under its name only once verified,

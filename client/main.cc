@@ -128,7 +128,7 @@ json TrustJson(const cairn::TrustRootView& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cairn::TuneProcess(argv);
+  cairn::TuneProcess(argv, /*max_arenas=*/2);
   CLI::App app{"cairn: pull, publish and verify open model weights from Cairn mirrors"};
   app.require_subcommand(1);
   Settings set;
@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   bool no_fsync_compat = false;
   pull->add_flag("--no-fsync", no_fsync_compat, "the default; kept for scripts")->group("");
   size_t window_mib = 0;
-  pull->add_option("--window-mib", window_mib, "MiB requested but not yet received (default 32)");
+  pull->add_option("--window-mib", window_mib, "MiB requested but not yet received (default 16)");
   add_node(pull);
   add_trust(pull, true);
   add_json(pull);

@@ -119,7 +119,7 @@ int Serve(ServeConfig cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cairn::TuneProcess(argv);
+  cairn::TuneProcess(argv, /*max_arenas=*/4);
   auto logger = spdlog::stderr_color_mt("cairn-node");
   spdlog::set_default_logger(logger);
 

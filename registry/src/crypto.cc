@@ -54,36 +54,42 @@ absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::Generate() {
       new SigningKey(std::unique_ptr<EVP_PKEY, EvpPkeyFree>(k), true));
 }
 
-absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPrivate(const std::string& path) {
+namespace {
+
+// Reads a PEM key file with `read` (PEM_read_bio_PrivateKey or _PUBKEY) and
+// checks it is Ed25519.
+template <typename ReadFn>
+absl::StatusOr<std::unique_ptr<EVP_PKEY, EvpPkeyFree>> LoadPem(const std::string& path,
+                                                               std::string_view what,
+                                                               ReadFn read) {
   CAIRN_ASSIGN_OR_RETURN(std::string pem, ReadFileLimited(path, 64 << 10));
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, const_cast<char*>(""));
-  if (k == nullptr) {
+  std::unique_ptr<EVP_PKEY, EvpPkeyFree> k(read(bio.get()));
+  if (!k) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(
-        StrCat("key file ", path, " is not a valid PEM private key (corrupt or truncated?)"));
+    return absl::InvalidArgumentError(StrCat("key file ", path, " is not a valid PEM ", what,
+                                             " (corrupt or truncated?)"));
   }
-  std::unique_ptr<EVP_PKEY, EvpPkeyFree> owned(k);
-  if (EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
+  if (EVP_PKEY_get_base_id(k.get()) != EVP_PKEY_ED25519) {
     return absl::InvalidArgumentError(StrCat("key file ", path, " is not an Ed25519 key"));
   }
-  return std::unique_ptr<SigningKey>(new SigningKey(std::move(owned), true));
+  return k;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPrivate(const std::string& path) {
+  CAIRN_ASSIGN_OR_RETURN(auto k, LoadPem(path, "private key", [](BIO* b) {
+    return PEM_read_bio_PrivateKey(b, nullptr, nullptr, const_cast<char*>(""));
+  }));
+  return std::unique_ptr<SigningKey>(new SigningKey(std::move(k), true));
 }
 
 absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPublic(const std::string& path) {
-  CAIRN_ASSIGN_OR_RETURN(std::string pem, ReadFileLimited(path, 64 << 10));
-  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  EVP_PKEY* k = PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
-  if (k == nullptr) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(
-        StrCat("key file ", path, " is not a valid PEM public key (corrupt or truncated?)"));
-  }
-  std::unique_ptr<EVP_PKEY, EvpPkeyFree> owned(k);
-  if (EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
-    return absl::InvalidArgumentError(StrCat("key file ", path, " is not an Ed25519 key"));
-  }
-  return std::unique_ptr<SigningKey>(new SigningKey(std::move(owned), false));
+  CAIRN_ASSIGN_OR_RETURN(auto k, LoadPem(path, "public key", [](BIO* b) {
+    return PEM_read_bio_PUBKEY(b, nullptr, nullptr, nullptr);
+  }));
+  return std::unique_ptr<SigningKey>(new SigningKey(std::move(k), false));
 }
 
 absl::Status SigningKey::Save(const std::string& path) const {

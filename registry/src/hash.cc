@@ -80,7 +80,7 @@ ParallelSha256::ParallelSha256() : state_(std::make_unique<State>()) {
       block.clear();
       l.lock();
       st->busy = false;
-      if (st->free.size() < 4) st->free.push_back(std::move(block));
+      if (st->free.size() < 2) st->free.push_back(std::move(block));
       st->cv.notify_all();
     }
   });
@@ -97,7 +97,7 @@ ParallelSha256::~ParallelSha256() {
 
 void ParallelSha256::Update(std::string block) {
   std::unique_lock<std::mutex> l(state_->mu);
-  state_->cv.wait(l, [this] { return state_->queue.size() < 4; });
+  state_->cv.wait(l, [this] { return state_->queue.size() < 2; });
   state_->queue.push_back(std::move(block));
   state_->cv.notify_all();
 }

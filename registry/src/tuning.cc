@@ -9,7 +9,7 @@
 
 namespace cairn {
 
-void TuneProcess(char** argv) {
+void TuneProcess(char** argv, int max_arenas) {
   const char* tun = std::getenv("GLIBC_TUNABLES");
   if (std::getenv("CAIRN_NO_REEXEC") == nullptr &&
       (tun == nullptr || std::strstr(tun, "glibc.malloc.hugetlb") == nullptr)) {
@@ -23,6 +23,7 @@ void TuneProcess(char** argv) {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 64 << 20);
+  if (max_arenas > 0) mallopt(M_ARENA_MAX, max_arenas);
 }
 
 }  // namespace cairn

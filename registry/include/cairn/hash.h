@@ -39,7 +39,7 @@ class Sha256 {
 
 // SHA-256 of a stream of blocks, computed on a worker thread so the producer's
 // core is free for other work. Blocks are hashed in order. One producer
-// thread; not otherwise thread-safe. At most 4 blocks are queued (Update
+// thread; not otherwise thread-safe. At most 2 blocks are queued (Update
 // blocks beyond that), bounding memory.
 class ParallelSha256 {
  public:
