@@ -8,6 +8,7 @@
 #include "cairn/status.h"
 #include "cairn/v1/service.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "work_pool.h"
 
 namespace cairn::node {
 
@@ -20,31 +21,45 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 namespace {
 
-// Finishes a unary call with the result of `fn` (absl::StatusOr<Resp>).
+// Blocking work (disk, hashing, fdatasync) runs on this many threads; at most
+// kMaxQueuedWork tasks wait before calls are refused with RESOURCE_EXHAUSTED.
+constexpr int kWorkThreads = 8;
+constexpr size_t kMaxQueuedWork = 1024;
+
+const grpc::Status kBusy(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                         "node busy: too much work queued, retry shortly");
+
+// Runs `fn` (returning absl::StatusOr<Resp>) on the work pool and finishes the
+// unary call with its result. `fn` must capture by value: it runs after the
+// handler returned (the request and response live until Finish).
 template <typename Resp, typename Fn>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Resp* resp, Fn&& fn) {
+grpc::ServerUnaryReactor* Unary(WorkPool* pool, grpc::CallbackServerContext* ctx, Resp* resp,
+                                Fn fn) {
   auto* r = ctx->DefaultReactor();
-  auto result = fn();
-  if (result.ok()) {
-    *resp = std::move(*result);
-    r->Finish(grpc::Status::OK);
-  } else {
-    r->Finish(ToGrpc(result.status()));
-  }
+  bool queued = pool->TrySubmit([r, resp, fn = std::move(fn)] {
+    auto result = fn();
+    if (result.ok()) {
+      *resp = std::move(*result);
+      r->Finish(grpc::Status::OK);
+    } else {
+      r->Finish(ToGrpc(result.status()));
+    }
+  });
+  if (!queued) r->Finish(kBusy);
   return r;
 }
 
 class RegistryImpl final : public Registry::CallbackService {
  public:
-  explicit RegistryImpl(Repository* repo) : repo_(repo) {}
+  RegistryImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
   grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* ctx, const ResolveRequest* req,
                                     ResolveResponse* resp) override {
-    return Unary(ctx, resp, [&] { return repo_->Resolve(req->ref()); });
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->Resolve(req->ref()); });
   }
   grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx,
                                       const GetObjectRequest* req,
                                       GetObjectResponse* resp) override {
-    return Unary(ctx, resp, [&]() -> absl::StatusOr<GetObjectResponse> {
+    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<GetObjectResponse> {
       CAIRN_ASSIGN_OR_RETURN(std::string data, repo_->GetObject(req->digest()));
       GetObjectResponse out;
       out.set_data(std::move(data));
@@ -53,15 +68,16 @@ class RegistryImpl final : public Registry::CallbackService {
   }
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx, const ListRequest* req,
                                  ListResponse* resp) override {
-    return Unary(ctx, resp, [&] { return repo_->List(req->prefix()); });
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->List(req->prefix()); });
   }
   grpc::ServerUnaryReactor* Lineage(grpc::CallbackServerContext* ctx, const LineageRequest* req,
                                     LineageResponse* resp) override {
-    return Unary(ctx, resp, [&] { return repo_->Lineage(req->ref()); });
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->Lineage(req->ref()); });
   }
 
  private:
   Repository* repo_;
+  WorkPool* pool_;
 };
 
 absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& req) {
@@ -81,10 +97,13 @@ absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& 
 // order. Keeps at most kMaxQueued responses built ahead of the network.
 class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse> {
  public:
-  GetManyReactor(Repository* repo, std::string peer) : repo_(repo), peer_(std::move(peer)) {
+  GetManyReactor(Repository* repo, WorkPool* pool, std::string peer)
+      : repo_(repo), pool_(pool), peer_(std::move(peer)) {
     StartRead(&req_);
   }
 
+  // The next read starts only after this request's response is built, so at
+  // most one build per stream is in flight and responses stay in order.
   void OnReadDone(bool ok) override {
     absl::MutexLock l(&mu_);
     if (!ok) {
@@ -92,8 +111,20 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
       MaybeFinishLocked();
       return;
     }
+    building_ = true;
+    if (!pool_->TrySubmit([this] { BuildAndQueue(); })) {
+      building_ = false;
+      error_ = kBusy;
+      reads_done_ = true;
+      MaybeFinishLocked();
+    }
+  }
+
+  void BuildAndQueue() {
     GetChunksResponse resp;
-    absl::Status st = Build(req_, &resp);
+    absl::Status st = Build(req_, &resp);  // req_ is not touched until the next StartRead
+    absl::MutexLock l(&mu_);
+    building_ = false;
     if (!st.ok()) {
       error_ = ToGrpc(st);
       reads_done_ = true;
@@ -176,20 +207,22 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   }
 
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reads_done_ && !writing_ && queue_.empty() && !finished_) {
+    if (reads_done_ && !writing_ && !building_ && queue_.empty() && !finished_) {
       finished_ = true;
       Finish(error_);
     }
   }
 
   Repository* repo_;
+  WorkPool* pool_;
   const std::string peer_;
-  uint64_t chunks_served_ = 0;  // touched only in OnReadDone (one read at a time)
+  uint64_t chunks_served_ = 0;  // touched only by the one build in flight
   uint64_t bytes_served_ = 0;
   absl::Mutex mu_;
   GetChunksRequest req_;
   std::deque<GetChunksResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool building_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -198,39 +231,44 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
 
 class ChunksImpl final : public Chunks::CallbackService {
  public:
-  explicit ChunksImpl(Repository* repo) : repo_(repo) {}
+  ChunksImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
   grpc::ServerUnaryReactor* HasMany(grpc::CallbackServerContext* ctx, const HasManyRequest* req,
                                     HasManyResponse* resp) override {
-    return Unary(ctx, resp, [&] { return node::HasMany(repo_, *req); });
+    return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
   }
   grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>* GetMany(
       grpc::CallbackServerContext* ctx) override {
-    return new GetManyReactor(repo_, ctx->peer());
+    return new GetManyReactor(repo_, pool_, ctx->peer());
   }
 
  private:
   Repository* repo_;
+  WorkPool* pool_;
 };
 
 // Receives a stream of chunks in an authenticated session; verifies and stores
 // each. Reads are sequential, so no lock is needed.
 class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> {
  public:
-  PutChunksReactor(Repository* repo, PutChunksResponse* resp) : repo_(repo), resp_(resp) {
+  PutChunksReactor(Repository* repo, WorkPool* pool, PutChunksResponse* resp)
+      : repo_(repo), pool_(pool), resp_(resp) {
     StartRead(&req_);
   }
+  // Verifying and storing run on the pool; the next read starts after.
   void OnReadDone(bool ok) override {
-    if (!ok) {
-      absl::Status st = repo_->chunks()->Flush();
-      Finish(ToGrpc(st));
-      return;
-    }
-    absl::Status st = Store();
-    if (!st.ok()) {
-      Finish(ToGrpc(st));
-      return;
-    }
-    StartRead(&req_);
+    bool queued = pool_->TrySubmit([this, ok] {
+      if (!ok) {
+        Finish(ToGrpc(repo_->chunks()->Flush()));
+        return;
+      }
+      absl::Status st = Store();
+      if (!st.ok()) {
+        Finish(ToGrpc(st));
+        return;
+      }
+      StartRead(&req_);
+    });
+    if (!queued) Finish(kBusy);
   }
   void OnDone() override { delete this; }
 
@@ -262,6 +300,7 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
   }
 
   Repository* repo_;
+  WorkPool* pool_;
   PutChunksResponse* resp_;
   PutChunksRequest req_;
   bool authenticated_ = false;
@@ -269,16 +308,16 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
 
 class PublishImpl final : public Publish::CallbackService {
  public:
-  explicit PublishImpl(Repository* repo) : repo_(repo) {}
+  PublishImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
   grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx,
                                       const ChallengeRequest* req,
                                       ChallengeResponse* resp) override {
-    return Unary(ctx, resp, [&] { return repo_->Challenge(req->name()); });
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->Challenge(req->name()); });
   }
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* ctx,
                                         const OpenSessionRequest* req,
                                         OpenSessionResponse* resp) override {
-    return Unary(ctx, resp, [&] {
+    return Unary(pool_, ctx, resp, [=, this] {
       auto r = repo_->OpenSession(*req);
       if (r.ok()) spdlog::info("publish session opened for {} from {}", req->name(), ctx->peer());
       else spdlog::warn("publish session refused for {}: {}", req->name(), r.status().ToString());
@@ -288,16 +327,16 @@ class PublishImpl final : public Publish::CallbackService {
   grpc::ServerUnaryReactor* MissingChunks(grpc::CallbackServerContext* ctx,
                                           const HasManyRequest* req,
                                           HasManyResponse* resp) override {
-    return Unary(ctx, resp, [&] { return node::HasMany(repo_, *req); });
+    return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
   }
   grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
                                                        PutChunksResponse* resp) override {
-    return new PutChunksReactor(repo_, resp);
+    return new PutChunksReactor(repo_, pool_, resp);
   }
   grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx,
                                       const PutObjectRequest* req,
                                       PutObjectResponse* resp) override {
-    return Unary(ctx, resp, [&]() -> absl::StatusOr<PutObjectResponse> {
+    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<PutObjectResponse> {
       CAIRN_ASSIGN_OR_RETURN(std::string d, repo_->StageChunkList(req->session_id(), req->data()));
       PutObjectResponse out;
       out.set_digest(d);
@@ -306,7 +345,7 @@ class PublishImpl final : public Publish::CallbackService {
   }
   grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const CommitRequest* req,
                                    CommitResponse* resp) override {
-    return Unary(ctx, resp, [&] {
+    return Unary(pool_, ctx, resp, [=, this] {
       auto r = repo_->Commit(req->session_id(), req->manifest_envelope(), req->tag_envelope());
       if (r.ok()) spdlog::info("committed release {}", r->manifest_digest());
       else spdlog::warn("commit refused: {}", r.status().ToString());
@@ -316,12 +355,17 @@ class PublishImpl final : public Publish::CallbackService {
 
  private:
   Repository* repo_;
+  WorkPool* pool_;
 };
 
 }  // namespace
 
 struct NodeServer::Services {
-  explicit Services(Repository* repo) : registry(repo), chunks(repo), publish(repo) {}
+  explicit Services(Repository* repo)
+      : pool(kWorkThreads, kMaxQueuedWork), registry(repo, &pool), chunks(repo, &pool),
+        publish(repo, &pool) {}
+  // Declared first: destroyed last, after the services and the server.
+  WorkPool pool;
   RegistryImpl registry;
   ChunksImpl chunks;
   PublishImpl publish;
