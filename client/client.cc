@@ -391,6 +391,39 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
     res.chunks_total += f.chunks.size();
   }
 
+  Manifest m;
+  m.set_name(o.name);
+  m.set_version(o.version);
+  m.set_license(o.license);
+  m.set_created_unix(SystemNowUnix());
+  for (const auto& f : files) {
+    auto* fe = m.add_files();
+    fe->set_path(f.path);
+    fe->set_size(f.size);
+    fe->set_sha256(DigestName(f.sha256));
+    fe->set_root(f.root);
+  }
+  if (parent) *m.add_parents() = *parent;
+  auto* md = m.add_metadata();
+  md->set_key("cairn.chunker");
+  md->set_value(StrCat("fastcdc min=", o.chunker.min_size, " avg=", o.chunker.avg_size,
+                       " max=", o.chunker.max_size,
+                       o.chunker.tensor_boundaries ? " tensor-boundaries" : ""));
+  CanonicalizeManifest(&m);
+  CAIRN_RETURN_IF_ERROR(ValidateManifest(m));
+  // Publishing the same content again (say, after an interrupted publish whose
+  // commit did land) must be idempotent: reuse the existing release's
+  // creation time so the manifest comes out byte-identical.
+  CAIRN_ASSIGN_OR_RETURN(std::optional<Manifest> existing, FindRelease(node, o.name, o.version));
+  if (existing && SameContent(*existing, m)) {
+    m.set_created_unix(existing->created_unix());
+    *m.mutable_metadata() = existing->metadata();
+  } else if (existing) {
+    // Refuse before uploading anything; the node would refuse at commit.
+    return absl::AlreadyExistsError(StrCat(
+        "release ", o.name, " ", o.version,
+        " already exists with different content; releases are immutable: publish a new version"));
+  }
   // Which chunks does the node lack? Ask once per distinct chunk.
   absl::flat_hash_set<Digest, DigestHash> missing;
   {
@@ -496,34 +529,6 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
     if (resp.digest() != f.root) {
       return absl::DataLossError("node stored chunk list under a different digest");
     }
-  }
-  Manifest m;
-  m.set_name(o.name);
-  m.set_version(o.version);
-  m.set_license(o.license);
-  m.set_created_unix(SystemNowUnix());
-  for (const auto& f : files) {
-    auto* fe = m.add_files();
-    fe->set_path(f.path);
-    fe->set_size(f.size);
-    fe->set_sha256(DigestName(f.sha256));
-    fe->set_root(f.root);
-  }
-  if (parent) *m.add_parents() = *parent;
-  auto* md = m.add_metadata();
-  md->set_key("cairn.chunker");
-  md->set_value(StrCat("fastcdc min=", o.chunker.min_size, " avg=", o.chunker.avg_size,
-                       " max=", o.chunker.max_size,
-                       o.chunker.tensor_boundaries ? " tensor-boundaries" : ""));
-  CanonicalizeManifest(&m);
-  CAIRN_RETURN_IF_ERROR(ValidateManifest(m));
-  // Publishing the same content again (say, after an interrupted publish whose
-  // commit did land) must be idempotent: reuse the existing release's
-  // creation time so the manifest comes out byte-identical.
-  CAIRN_ASSIGN_OR_RETURN(std::optional<Manifest> existing, FindRelease(node, o.name, o.version));
-  if (existing && SameContent(*existing, m)) {
-    m.set_created_unix(existing->created_unix());
-    *m.mutable_metadata() = existing->metadata();
   }
   std::string payload = SerializeCanonical(m);
   res.manifest = DigestName(Sha256Of(payload));

@@ -42,3 +42,24 @@ TEST(DigestNameTest, RejectsMalformed) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST(ParallelSha256Test, EqualsSerialHashAndReusesBuffers) {
+  std::string data = testing::RandomBytes(9 << 20, 11);
+  ParallelSha256 p;
+  for (size_t off = 0; off < data.size(); off += 1 << 20) {
+    std::string b = p.TakeBuffer();
+    b.assign(data, off, 1 << 20);
+    p.Update(std::move(b));
+  }
+  EXPECT_EQ(p.Finish(), Sha256Of(data));
+  // Finish resets: a second stream hashes independently.
+  p.Update("abc");
+  EXPECT_EQ(p.Finish(), Sha256Of("abc"));
+  EXPECT_EQ(p.Finish(), Sha256Of(""));
+}
+
+}  // namespace
+}  // namespace cairn
