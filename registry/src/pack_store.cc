@@ -23,6 +23,8 @@
 #include "cairn/store.h"
 #include "rocks_util.h"
 #include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 
 namespace cairn {
@@ -287,6 +289,12 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string
   rocksdb::Options o;
   o.create_if_missing = true;
   o.max_open_files = 256;
+  // Most lookups are for chunks not yet stored (every Put checks first): a
+  // bloom filter answers those without touching index blocks.
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  o.optimize_filters_for_hits = false;
   o.keep_log_file_num = 2;
   rocksdb::DB* db = nullptr;
   CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, dir + "/index", &db), dir));
