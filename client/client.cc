@@ -27,8 +27,8 @@ using cairn::v1::Manifest;
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
-constexpr int kChunksPerMessage = 16;           // <= node's kMaxChunksPerMessage
-constexpr size_t kBytesPerMessage = 1 << 20;    // batch target
+constexpr int kChunksPerMessage = 16;         // <= node's kMaxChunksPerMessage
+constexpr size_t kBytesPerMessage = 1 << 20;  // batch target
 constexpr int kHasManyBatch = 8192;
 
 double Since(std::chrono::steady_clock::time_point t0) {
@@ -221,8 +221,8 @@ absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
     }
     fs::file_status s = it->symlink_status(ec);
     if (fs::is_symlink(s)) {
-      return absl::InvalidArgumentError(
-          "refusing to publish symlink " + rel + ": copy the target in, or remove the link");
+      return absl::InvalidArgumentError("refusing to publish symlink " + rel +
+                                        ": copy the target in, or remove the link");
     }
     if (fs::is_directory(s)) continue;
     if (!fs::is_regular_file(s)) {
@@ -608,8 +608,7 @@ std::pair<std::string, std::string> SplitDirBase(const std::string& path) {
 // Writes `data` to `name` in `dir_fd` atomically (temp + fsync + rename).
 absl::Status WriteFileAt(int dir_fd, const std::string& name, std::string_view data) {
   std::string tmp = StrCat(".", name, ".tmp.", ::getpid());
-  Fd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                 0644));
+  Fd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (fd.fd < 0) return ErrnoStatus(errno, "cannot create " + name);
   absl::Status st = WriteAll(fd.fd, data.data(), data.size());
   if (st.ok() && ::fdatasync(fd.fd) != 0) st = ErrnoStatus(errno, "fdatasync " + name);
@@ -633,8 +632,9 @@ class ChunkStream {
       : wanted_(std::move(wanted)), window_(window) {
     uint64_t bytes = 0;
     for (const auto& w : wanted_) bytes += w.length;
-    ctx_.set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::seconds(node.timeout_seconds() + bytes / std::max<uint64_t>(min_rate, 1)));
+    ctx_.set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::seconds(node.timeout_seconds() + bytes / std::max<uint64_t>(min_rate, 1)));
     stream_ = node.chunks()->GetMany(&ctx_);
     writer_ = std::thread([this] { WriteLoop(); });
   }
@@ -730,14 +730,15 @@ class ChunkStream {
   const std::vector<Want> wanted_;
   const size_t window_;
   grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>
+  std::unique_ptr<
+      grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>
       stream_;
   std::thread writer_;
   std::mutex mu_;
   std::condition_variable cv_;
-  size_t inflight_ = 0;  // guarded by mu_
-  bool cancelled_ = false;  // guarded by mu_
-  bool writer_waiting_ = false;  // guarded by mu_
+  size_t inflight_ = 0;                       // guarded by mu_
+  bool cancelled_ = false;                    // guarded by mu_
+  bool writer_waiting_ = false;               // guarded by mu_
   std::deque<cairn::v1::ChunkData> pending_;  // reader thread only
   size_t next_ = 0;                           // reader thread only
   bool finished_ = false;                     // reader thread only
@@ -748,8 +749,8 @@ absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::File
   req.set_digest(f.root());
   cairn::v1::GetObjectResponse resp;
   auto ctx = node.Context();
-  CAIRN_RETURN_IF_ERROR(
-      FromGrpc(node.registry()->GetObject(ctx.get(), req, &resp), "fetching chunk list of " + f.path()));
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->GetObject(ctx.get(), req, &resp),
+                                 "fetching chunk list of " + f.path()));
   if (DigestName(Sha256Of(resp.data())) != f.root()) {
     return absl::DataLossError("node served a chunk list for " + f.path() +
                                " that does not match the signed manifest");
@@ -783,8 +784,8 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
   auto cache = OpenPackChunkStore(o.cache_dir, cache_opts);
   if (!cache.ok()) {
     if (absl::IsFailedPrecondition(cache.status())) {
-      return absl::FailedPreconditionError("cache " + o.cache_dir +
-                                           " is in use by another cairn process; wait or pass --cache");
+      return absl::FailedPreconditionError(
+          "cache " + o.cache_dir + " is in use by another cairn process; wait or pass --cache");
     }
     return Annotate(cache.status(), "cache");
   }
@@ -815,8 +816,8 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
     auto [dir, base] = SplitDirBase(f.path());
     CAIRN_ASSIGN_OR_RETURN(Fd dfd, OpenDirBeneath(root.fd, dir, /*create=*/true));
     std::string tmp = StrCat(".cairn-partial-", ::getpid(), "-", file_index++);
-    Fd out(::openat(dfd.fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                    0644));
+    Fd out(
+        ::openat(dfd.fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (out.fd < 0) return ErrnoStatus(errno, "cannot create a temporary file for " + f.path());
     auto fail = [&](absl::Status st) {
       ::unlinkat(dfd.fd, tmp.c_str(), 0);
@@ -834,8 +835,9 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
         if (st.ok()) {
           st = (*cache)->Put(d, data);  // checks SHA-256 against the digest
           if (absl::IsDataLoss(st)) {
-            st = absl::DataLossError(StrCat("node ", node.address(), " served corrupt bytes for chunk ",
-                                            DigestName(d), " of ", f.path(), "; nothing written"));
+            st = absl::DataLossError(StrCat("node ", node.address(),
+                                            " served corrupt bytes for chunk ", DigestName(d),
+                                            " of ", f.path(), "; nothing written"));
           }
         }
         if (!st.ok()) return fail(st);
@@ -866,7 +868,8 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
       return fail(absl::DataLossError("assembled " + f.path() +
                                       " does not match its signed SHA-256; nothing kept"));
     }
-    if (o.fsync && ::fdatasync(out.fd) != 0) return fail(ErrnoStatus(errno, "fdatasync " + f.path()));
+    if (o.fsync && ::fdatasync(out.fd) != 0)
+      return fail(ErrnoStatus(errno, "fdatasync " + f.path()));
     if (::renameat(dfd.fd, tmp.c_str(), dfd.fd, base.c_str()) != 0) {
       return fail(ErrnoStatus(errno, "cannot rename into place " + f.path()));
     }
@@ -883,7 +886,8 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
 absl::StatusOr<VerifyResult> VerifyTree(const std::string& dir, const TrustRootView& trust) {
   auto env = ReadFileLimited(dir + "/.cairn/manifest.envelope", kMaxEnvelopeBytes);
   if (!env.ok()) {
-    return absl::NotFoundError(dir + " has no readable signed manifest (.cairn/manifest.envelope): " +
+    return absl::NotFoundError(dir +
+                               " has no readable signed manifest (.cairn/manifest.envelope): " +
                                std::string(env.status().message()));
   }
   VerifyResult res;

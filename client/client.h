@@ -53,8 +53,8 @@ struct PublishOptions {
   std::string dir;
   std::string name;
   std::string version;
-  std::vector<std::string> key_paths;  // at least one
-  std::string tag = "latest";          // empty: no tag
+  std::vector<std::string> key_paths;   // at least one
+  std::string tag = "latest";           // empty: no tag
   std::optional<uint64_t> tag_version;  // default: node's current + 1
   int tag_expires_days = 90;
   std::string base;  // NS/MODEL@sha256:... or NS/MODEL[:TAG], resolved on the node

@@ -44,19 +44,21 @@ std::string XdgDir(const char* var, const std::string& fallback) {
 absl::Status LoadSettings(Settings* s) {
   s->cache = XdgDir("XDG_CACHE_HOME", ".cache") + "/cairn";
   const char* cfg_env = std::getenv("CAIRN_CONFIG");
-  std::string path = cfg_env && *cfg_env ? cfg_env : XdgDir("XDG_CONFIG_HOME", ".config") + "/cairn/config.toml";
+  std::string path =
+      cfg_env && *cfg_env ? cfg_env : XdgDir("XDG_CONFIG_HOME", ".config") + "/cairn/config.toml";
   if (::access(path.c_str(), F_OK) == 0) {
     toml::table t;
     try {
       t = toml::parse_file(path);
     } catch (const toml::parse_error& e) {
-      return absl::InvalidArgumentError(StrCat("config ", path, ":", e.source().begin.line, ": ",
-                                               std::string(e.description())));
+      return absl::InvalidArgumentError(
+          StrCat("config ", path, ":", e.source().begin.line, ": ", std::string(e.description())));
     }
     for (auto [key, val] : t) {
       std::string k(key.str());
       if (k == "timeout") {
-        if (!val.is_integer()) return absl::InvalidArgumentError("config " + path + ": timeout must be an integer");
+        if (!val.is_integer())
+          return absl::InvalidArgumentError("config " + path + ": timeout must be an integer");
         s->timeout = static_cast<int>(*val.value<int64_t>());
         continue;
       }
@@ -64,10 +66,14 @@ absl::Status LoadSettings(Settings* s) {
         return absl::InvalidArgumentError("config " + path + ": " + k + " must be a string");
       }
       std::string v = *val.value<std::string>();
-      if (k == "node") s->node = v;
-      else if (k == "trust") s->trust = v;
-      else if (k == "cache") s->cache = v;
-      else return absl::InvalidArgumentError("config " + path + ": unknown key " + k);
+      if (k == "node")
+        s->node = v;
+      else if (k == "trust")
+        s->trust = v;
+      else if (k == "cache")
+        s->cache = v;
+      else
+        return absl::InvalidArgumentError("config " + path + ": unknown key " + k);
     }
   }
   if (const char* v = std::getenv("CAIRN_NODE"); v && *v) s->node = v;
@@ -94,14 +100,16 @@ void PrintJson(const json& j) { std::cout << j.dump() << std::endl; }
 
 absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Settings& s) {
   if (s.node.empty()) {
-    return absl::InvalidArgumentError("no node: pass --node HOST:PORT, set CAIRN_NODE, or node in config.toml");
+    return absl::InvalidArgumentError(
+        "no node: pass --node HOST:PORT, set CAIRN_NODE, or node in config.toml");
   }
   return cairn::client::Connection::Open(s.node, s.timeout);
 }
 
 absl::StatusOr<cairn::TrustRootView> LoadTrust(const Settings& s) {
   if (s.trust.empty()) {
-    return absl::InvalidArgumentError("no trust root: pass --trust FILE, set CAIRN_TRUST, or trust in config.toml");
+    return absl::InvalidArgumentError(
+        "no trust root: pass --trust FILE, set CAIRN_TRUST, or trust in config.toml");
   }
   return cairn::TrustRootView::Load(s.trust, cairn::SystemNowUnix());
 }
@@ -165,7 +173,8 @@ int main(int argc, char** argv) {
   tinit->add_option("--out", t_out, "trust file to write")->required();
   tinit->add_option("--expires-days", t_days, "validity in days (default 365)");
   add_json(tinit);
-  auto* tdel = trust->add_subcommand("delegate", "let a publisher key sign releases of a namespace");
+  auto* tdel =
+      trust->add_subcommand("delegate", "let a publisher key sign releases of a namespace");
   tdel->add_option("--trust", t_trust, "trust file to update")->required();
   tdel->add_option("--key", t_key, "root private key")->required();
   tdel->add_option("--namespace", t_ns, "namespace")->required();
@@ -184,7 +193,8 @@ int main(int argc, char** argv) {
   publish->add_option("DIR", po.dir, "directory to publish")->required();
   publish->add_option("--name", po.name, "NS/MODEL")->required();
   publish->add_option("--version", po.version, "release version (immutable)")->required();
-  publish->add_option("--key", po.key_paths, "publisher private key (repeat for co-signers)")->required();
+  publish->add_option("--key", po.key_paths, "publisher private key (repeat for co-signers)")
+      ->required();
   publish->add_option("--tag", po.tag, "tag to point at the release (default latest; '' for none)");
   publish->add_option("--tag-version", tag_version, "tag record version (default: node's + 1)");
   publish->add_option("--tag-expires-days", po.tag_expires_days, "tag validity (default 90)");
@@ -202,7 +212,9 @@ int main(int argc, char** argv) {
   pull->add_option("REF", pl.ref, "NS/MODEL[:TAG|@sha256:...]")->required();
   pull->add_option("--out", pl.out, "directory to write")->required();
   pull->add_option("--cache", cache_flag, "chunk cache directory (default $XDG_CACHE_HOME/cairn)");
-  pull->add_flag("--fsync", do_fsync, "fdatasync each file before renaming it into place (survives a power loss; slower)");
+  pull->add_flag(
+      "--fsync", do_fsync,
+      "fdatasync each file before renaming it into place (survives a power loss; slower)");
   bool no_fsync_compat = false;
   pull->add_flag("--no-fsync", no_fsync_compat, "the default; kept for scripts")->group("");
   size_t window_mib = 0;
@@ -229,7 +241,8 @@ int main(int argc, char** argv) {
   ls->add_option("PREFIX", prefix_arg, "namespace/ or name prefix");
   add_node(ls);
   add_json(ls);
-  auto* lineage = app.add_subcommand("lineage", "parents (signed) and children (known to the node)");
+  auto* lineage =
+      app.add_subcommand("lineage", "parents (signed) and children (known to the node)");
   lineage->add_option("NAME", ref_arg, "NS/MODEL[:TAG|@sha256:...]")->required();
   add_node(lineage);
   add_trust(lineage, false);
@@ -251,8 +264,10 @@ int main(int argc, char** argv) {
     if (!k.ok()) return Fail(k.status());
     absl::Status st = (*k)->Save(key_out);
     if (!st.ok()) return Fail(st);
-    if (as_json) PrintJson({{"key_id", (*k)->key_id()}, {"private", key_out}, {"public", key_out + ".pub"}});
-    else std::printf("%s\n", (*k)->key_id().c_str());
+    if (as_json)
+      PrintJson({{"key_id", (*k)->key_id()}, {"private", key_out}, {"public", key_out + ".pub"}});
+    else
+      std::printf("%s\n", (*k)->key_id().c_str());
     return 0;
   }
 
@@ -260,7 +275,8 @@ int main(int argc, char** argv) {
     auto k = cairn::SigningKey::LoadPrivate(t_key);
     if (!k.ok()) return Fail(k.status());
     if (::access(t_out.c_str(), F_OK) == 0) {
-      return Fail(absl::AlreadyExistsError(t_out + " already exists; not overwriting a trust root"));
+      return Fail(
+          absl::AlreadyExistsError(t_out + " already exists; not overwriting a trust root"));
     }
     cairn::v1::TrustRoot root;
     root.set_version(1);
@@ -274,8 +290,10 @@ int main(int argc, char** argv) {
     if (!st.ok()) return Fail(st);
     auto v = cairn::TrustRootView::FromEnvelopeBytes(*bytes, cairn::SystemNowUnix());
     if (!v.ok()) return Fail(v.status());
-    if (as_json) PrintJson(TrustJson(*v));
-    else std::printf("trust root v1 %s (root key %s)\n", v->digest().c_str(), (*k)->key_id().c_str());
+    if (as_json)
+      PrintJson(TrustJson(*v));
+    else
+      std::printf("trust root v1 %s (root key %s)\n", v->digest().c_str(), (*k)->key_id().c_str());
     return 0;
   }
 
@@ -292,7 +310,8 @@ int main(int argc, char** argv) {
     bool is_root = false;
     for (const auto& id : root.root_key_ids()) is_root |= id == (*k)->key_id();
     if (!is_root) {
-      return Fail(absl::PermissionDeniedError("key " + (*k)->key_id() + " is not a root key of " + t_trust));
+      return Fail(absl::PermissionDeniedError("key " + (*k)->key_id() + " is not a root key of " +
+                                              t_trust));
     }
     root.set_version(root.version() + 1);
     cairn::AddKey(&root, **pub);
@@ -317,10 +336,12 @@ int main(int argc, char** argv) {
     if (!nv.ok()) return Fail(nv.status());  // never write a root that does not verify
     st = cairn::WriteFileAtomic(t_trust, *bytes);
     if (!st.ok()) return Fail(st);
-    if (as_json) PrintJson(TrustJson(*nv));
-    else std::printf("trust root v%lu: namespace %s delegated to %s (threshold %u)\n",
-                     static_cast<unsigned long>(root.version()), t_ns.c_str(),
-                     (*pub)->key_id().c_str(), t_threshold);
+    if (as_json)
+      PrintJson(TrustJson(*nv));
+    else
+      std::printf("trust root v%lu: namespace %s delegated to %s (threshold %u)\n",
+                  static_cast<unsigned long>(root.version()), t_ns.c_str(),
+                  (*pub)->key_id().c_str(), t_threshold);
     return 0;
   }
 
@@ -334,7 +355,8 @@ int main(int argc, char** argv) {
       std::printf("trust root v%lu  %s\nexpires   %ld (unix)\nroot keys %s (threshold %u)\n",
                   static_cast<unsigned long>(v->root().version()), v->digest().c_str(),
                   static_cast<long>(v->root().expires_unix()),
-                  cairn::StrJoin(v->root().root_key_ids(), ", ").c_str(), v->root().root_threshold());
+                  cairn::StrJoin(v->root().root_key_ids(), ", ").c_str(),
+                  v->root().root_threshold());
       for (const auto& d : v->root().delegations()) {
         std::printf("namespace %s: %s (threshold %u)\n", d.namespace_().c_str(),
                     cairn::StrJoin(d.key_ids(), ", ").c_str(), d.threshold());
@@ -347,7 +369,8 @@ int main(int argc, char** argv) {
     if (tag_version > 0) po.tag_version = tag_version;
     if (avg_chunk > 0) {
       if (avg_chunk < 1024 || avg_chunk > 256 * 1024 || (avg_chunk & (avg_chunk - 1)) != 0) {
-        return Fail(absl::InvalidArgumentError("--avg-chunk must be a power of two in 1 KiB..256 KiB"));
+        return Fail(
+            absl::InvalidArgumentError("--avg-chunk must be a power of two in 1 KiB..256 KiB"));
       }
       po.chunker = cairn::ChunkerParams::ForAverage(avg_chunk);
     }
@@ -357,20 +380,28 @@ int main(int argc, char** argv) {
     auto r = cairn::client::Publish(**conn, po);
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
-      PrintJson({{"manifest", r->manifest}, {"name", r->name}, {"version", r->version},
-                 {"tag", r->tag}, {"tag_version", r->tag_version}, {"files", r->files},
-                 {"bytes_total", r->bytes_total}, {"bytes_uploaded", r->bytes_uploaded},
-                 {"chunks_total", r->chunks_total}, {"chunks_uploaded", r->chunks_uploaded},
-                 {"already_present", r->already_present}, {"seconds", r->seconds}});
+      PrintJson({{"manifest", r->manifest},
+                 {"name", r->name},
+                 {"version", r->version},
+                 {"tag", r->tag},
+                 {"tag_version", r->tag_version},
+                 {"files", r->files},
+                 {"bytes_total", r->bytes_total},
+                 {"bytes_uploaded", r->bytes_uploaded},
+                 {"chunks_total", r->chunks_total},
+                 {"chunks_uploaded", r->chunks_uploaded},
+                 {"already_present", r->already_present},
+                 {"seconds", r->seconds}});
     } else {
       using cairn::client::Progress;
-      std::printf("published %s %s %s\n  %lu files, %s; uploaded %s in %lu of %lu chunks (%.1fs)%s\n",
-                  r->name.c_str(), r->version.c_str(), r->manifest.c_str(),
-                  static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
-                  Progress::Bytes(r->bytes_uploaded).c_str(),
-                  static_cast<unsigned long>(r->chunks_uploaded),
-                  static_cast<unsigned long>(r->chunks_total), r->seconds,
-                  r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
+      std::printf(
+          "published %s %s %s\n  %lu files, %s; uploaded %s in %lu of %lu chunks (%.1fs)%s\n",
+          r->name.c_str(), r->version.c_str(), r->manifest.c_str(),
+          static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
+          Progress::Bytes(r->bytes_uploaded).c_str(),
+          static_cast<unsigned long>(r->chunks_uploaded),
+          static_cast<unsigned long>(r->chunks_total), r->seconds,
+          r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
     }
     return 0;
   }
@@ -387,19 +418,25 @@ int main(int argc, char** argv) {
     auto r = cairn::client::Pull(**conn, *tr, pl);
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
-      PrintJson({{"manifest", r->manifest}, {"name", r->name}, {"version", r->version},
-                 {"files", r->files}, {"bytes_total", r->bytes_total},
-                 {"bytes_fetched", r->bytes_fetched}, {"chunks_total", r->chunks_total},
+      PrintJson({{"manifest", r->manifest},
+                 {"name", r->name},
+                 {"version", r->version},
+                 {"files", r->files},
+                 {"bytes_total", r->bytes_total},
+                 {"bytes_fetched", r->bytes_fetched},
+                 {"chunks_total", r->chunks_total},
                  {"chunks_fetched", r->chunks_fetched},
-                 {"chunks_from_cache", r->chunks_from_cache}, {"seconds", r->seconds}});
+                 {"chunks_from_cache", r->chunks_from_cache},
+                 {"seconds", r->seconds}});
     } else {
       using cairn::client::Progress;
-      std::printf("pulled %s %s %s into %s\n  %lu files, %s; fetched %s (%lu chunks), %lu chunks from cache (%.1fs)\n",
-                  r->name.c_str(), r->version.c_str(), r->manifest.c_str(), pl.out.c_str(),
-                  static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
-                  Progress::Bytes(r->bytes_fetched).c_str(),
-                  static_cast<unsigned long>(r->chunks_fetched),
-                  static_cast<unsigned long>(r->chunks_from_cache), r->seconds);
+      std::printf(
+          "pulled %s %s %s into %s\n  %lu files, %s; fetched %s (%lu chunks), %lu chunks from "
+          "cache (%.1fs)\n",
+          r->name.c_str(), r->version.c_str(), r->manifest.c_str(), pl.out.c_str(),
+          static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
+          Progress::Bytes(r->bytes_fetched).c_str(), static_cast<unsigned long>(r->chunks_fetched),
+          static_cast<unsigned long>(r->chunks_from_cache), r->seconds);
     }
     return 0;
   }
@@ -410,8 +447,12 @@ int main(int argc, char** argv) {
     auto r = cairn::client::VerifyTree(v_dir, *tr);
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
-      PrintJson({{"manifest", r->manifest}, {"name", r->name}, {"version", r->version},
-                 {"files_ok", r->files_ok}, {"problems", r->problems}, {"extra", r->extra},
+      PrintJson({{"manifest", r->manifest},
+                 {"name", r->name},
+                 {"version", r->version},
+                 {"files_ok", r->files_ok},
+                 {"problems", r->problems},
+                 {"extra", r->extra},
                  {"ok", r->problems.empty()}});
     } else {
       for (const auto& p : r->problems) std::printf("DIFFERS %s\n", p.c_str());
@@ -422,7 +463,8 @@ int main(int argc, char** argv) {
       }
     }
     if (!r->problems.empty()) {
-      return Fail(absl::DataLossError(StrCat(r->problems.size(), " file(s) differ from the signed manifest")));
+      return Fail(absl::DataLossError(
+          StrCat(r->problems.size(), " file(s) differ from the signed manifest")));
     }
     return 0;
   }
@@ -446,16 +488,21 @@ int main(int argc, char** argv) {
       files.push_back({{"path", f.path()}, {"size", f.size()}, {"sha256", f.sha256()}});
     }
     if (as_json) {
-      PrintJson({{"manifest", r->digest}, {"name", r->manifest.name()},
-                 {"version", r->manifest.version()}, {"bytes", bytes}, {"files", files},
-                 {"license", r->manifest.license()}, {"verified", tr.has_value()},
+      PrintJson({{"manifest", r->digest},
+                 {"name", r->manifest.name()},
+                 {"version", r->manifest.version()},
+                 {"bytes", bytes},
+                 {"files", files},
+                 {"license", r->manifest.license()},
+                 {"verified", tr.has_value()},
                  {"tag_version", r->tag ? r->tag->version() : 0}});
     } else {
-      std::printf("%s %s %s%s\n  %d files, %s%s\n", r->manifest.name().c_str(),
-                  r->manifest.version().c_str(), r->digest.c_str(),
-                  tr ? " (signature verified)" : " (not verified: no --trust)",
-                  r->manifest.files_size(), cairn::client::Progress::Bytes(bytes).c_str(),
-                  r->manifest.license().empty() ? "" : (", license " + r->manifest.license()).c_str());
+      std::printf(
+          "%s %s %s%s\n  %d files, %s%s\n", r->manifest.name().c_str(),
+          r->manifest.version().c_str(), r->digest.c_str(),
+          tr ? " (signature verified)" : " (not verified: no --trust)", r->manifest.files_size(),
+          cairn::client::Progress::Bytes(bytes).c_str(),
+          r->manifest.license().empty() ? "" : (", license " + r->manifest.license()).c_str());
       for (const auto& f : r->manifest.files()) {
         std::printf("  %12lu  %s\n", static_cast<unsigned long>(f.size()), f.path().c_str());
       }
@@ -468,17 +515,21 @@ int main(int argc, char** argv) {
     req.set_prefix(prefix_arg);
     cairn::v1::ListResponse resp;
     auto ctx = (*conn)->Context();
-    absl::Status st = cairn::client::FromGrpc((*conn)->registry()->List(ctx.get(), req, &resp), "list");
+    absl::Status st =
+        cairn::client::FromGrpc((*conn)->registry()->List(ctx.get(), req, &resp), "list");
     if (!st.ok()) return Fail(st);
     json out = json::array();
     for (const auto& e : resp.entries()) {
       json rel = json::array(), tags = json::array();
       for (const auto& r : e.releases()) {
-        rel.push_back({{"version", r.version()}, {"manifest", r.manifest_digest()},
-                       {"bytes", r.bytes()}, {"files", r.files()}});
+        rel.push_back({{"version", r.version()},
+                       {"manifest", r.manifest_digest()},
+                       {"bytes", r.bytes()},
+                       {"files", r.files()}});
       }
       for (const auto& t : e.tags()) {
-        tags.push_back({{"tag", t.tag()}, {"version", t.version()}, {"manifest", t.manifest_digest()}});
+        tags.push_back(
+            {{"tag", t.tag()}, {"version", t.version()}, {"manifest", t.manifest_digest()}});
       }
       out.push_back({{"name", e.name()}, {"releases", rel}, {"tags", tags}});
       if (!as_json) {
@@ -509,17 +560,22 @@ int main(int argc, char** argv) {
     if (!st.ok()) return Fail(st);
     json parents = json::array(), children = json::array();
     for (const auto& p : r->manifest.parents()) {
-      parents.push_back({{"name", p.name()}, {"manifest", p.manifest_digest()},
+      parents.push_back({{"name", p.name()},
+                         {"manifest", p.manifest_digest()},
                          {"relation", cairn::RelationName(p.relation())}});
     }
     for (const auto& c : resp.children()) {
-      children.push_back({{"name", c.name()}, {"version", c.version()},
+      children.push_back({{"name", c.name()},
+                          {"version", c.version()},
                           {"manifest", c.manifest_digest()},
                           {"relation", cairn::RelationName(c.relation())}});
     }
     if (as_json) {
-      PrintJson({{"manifest", r->digest}, {"name", r->manifest.name()},
-                 {"version", r->manifest.version()}, {"parents", parents}, {"children", children}});
+      PrintJson({{"manifest", r->digest},
+                 {"name", r->manifest.name()},
+                 {"version", r->manifest.version()},
+                 {"parents", parents},
+                 {"children", children}});
     } else {
       std::printf("%s %s %s\n", r->manifest.name().c_str(), r->manifest.version().c_str(),
                   r->digest.c_str());

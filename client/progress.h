@@ -12,8 +12,11 @@ namespace cairn::client {
 class Progress {
  public:
   Progress(bool enabled, std::string label, uint64_t total)
-      : enabled_(enabled && total > 0), label_(std::move(label)), total_(total),
-        t0_(std::chrono::steady_clock::now()), last_(t0_) {}
+      : enabled_(enabled && total > 0),
+        label_(std::move(label)),
+        total_(total),
+        t0_(std::chrono::steady_clock::now()),
+        last_(t0_) {}
   ~Progress() {
     if (enabled_ && drawn_) {
       Draw();

@@ -8,8 +8,8 @@
 
 #include "CLI/CLI.hpp"
 #include "cairn/repository.h"
-#include "cairn/tuning.h"
 #include "cairn/status.h"
+#include "cairn/tuning.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -39,8 +39,8 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
   try {
     t = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(cairn::StrCat(
-        "config ", path, ":", e.source().begin.line, ": ", std::string(e.description())));
+    return absl::InvalidArgumentError(cairn::StrCat("config ", path, ":", e.source().begin.line,
+                                                    ": ", std::string(e.description())));
   }
   if (!t.contains("node")) return absl::OkStatus();
   const toml::table* node = t["node"].as_table();
@@ -51,7 +51,8 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
     std::string k(key.str());
     if (k == "verify_reads") {
       if (!val.is_boolean()) {
-        return absl::InvalidArgumentError("config " + path + ": node.verify_reads must be true or false");
+        return absl::InvalidArgumentError("config " + path +
+                                          ": node.verify_reads must be true or false");
       }
       c->verify_reads = *val.value<bool>();
       continue;
@@ -60,11 +61,16 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
       return absl::InvalidArgumentError("config " + path + ": node." + k + " must be a string");
     }
     std::string v = *val.value<std::string>();
-    if (k == "data") c->data = v;
-    else if (k == "listen") c->listen = v;
-    else if (k == "trust") c->trust = v;
-    else if (k == "log_level") c->log_level = v;
-    else return absl::InvalidArgumentError("config " + path + ": unknown key node." + k);
+    if (k == "data")
+      c->data = v;
+    else if (k == "listen")
+      c->listen = v;
+    else if (k == "trust")
+      c->trust = v;
+    else if (k == "log_level")
+      c->log_level = v;
+    else
+      return absl::InvalidArgumentError("config " + path + ": unknown key node." + k);
   }
   return absl::OkStatus();
 }
@@ -128,9 +134,11 @@ int main(int argc, char** argv) {
   ServeConfig flags;
   std::string config;
   auto* serve = app.add_subcommand("serve", "serve models from a data directory");
-  serve->add_option("--config", config, "TOML config file ([node] data, listen, trust, log_level, verify_reads)");
+  serve->add_option("--config", config,
+                    "TOML config file ([node] data, listen, trust, log_level, verify_reads)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
-  auto* o_listen = serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
+  auto* o_listen =
+      serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
   auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
   auto* o_log = serve->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error");
   bool no_verify_reads = false;

@@ -56,8 +56,7 @@ class RegistryImpl final : public Registry::CallbackService {
                                     ResolveResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] { return repo_->Resolve(req->ref()); });
   }
-  grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx,
-                                      const GetObjectRequest* req,
+  grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx, const GetObjectRequest* req,
                                       GetObjectResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<GetObjectResponse> {
       CAIRN_ASSIGN_OR_RETURN(std::string data, repo_->GetObject(req->digest()));
@@ -164,7 +163,8 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   }
 
   void OnDone() override {
-    spdlog::info("GetMany from {}: served {} chunks, {} bytes", peer_, chunks_served_, bytes_served_);
+    spdlog::info("GetMany from {}: served {} chunks, {} bytes", peer_, chunks_served_,
+                 bytes_served_);
     delete this;
   }
   void OnCancel() override {}
@@ -309,8 +309,7 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
 class PublishImpl final : public Publish::CallbackService {
  public:
   PublishImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
-  grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx,
-                                      const ChallengeRequest* req,
+  grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx, const ChallengeRequest* req,
                                       ChallengeResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] { return repo_->Challenge(req->name()); });
   }
@@ -319,8 +318,10 @@ class PublishImpl final : public Publish::CallbackService {
                                         OpenSessionResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] {
       auto r = repo_->OpenSession(*req);
-      if (r.ok()) spdlog::info("publish session opened for {} from {}", req->name(), ctx->peer());
-      else spdlog::warn("publish session refused for {}: {}", req->name(), r.status().ToString());
+      if (r.ok())
+        spdlog::info("publish session opened for {} from {}", req->name(), ctx->peer());
+      else
+        spdlog::warn("publish session refused for {}: {}", req->name(), r.status().ToString());
       return r;
     });
   }
@@ -333,8 +334,7 @@ class PublishImpl final : public Publish::CallbackService {
                                                        PutChunksResponse* resp) override {
     return new PutChunksReactor(repo_, pool_, resp);
   }
-  grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx,
-                                      const PutObjectRequest* req,
+  grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx, const PutObjectRequest* req,
                                       PutObjectResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<PutObjectResponse> {
       CAIRN_ASSIGN_OR_RETURN(std::string d, repo_->StageChunkList(req->session_id(), req->data()));
@@ -347,8 +347,10 @@ class PublishImpl final : public Publish::CallbackService {
                                    CommitResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] {
       auto r = repo_->Commit(req->session_id(), req->manifest_envelope(), req->tag_envelope());
-      if (r.ok()) spdlog::info("committed release {}", r->manifest_digest());
-      else spdlog::warn("commit refused: {}", r.status().ToString());
+      if (r.ok())
+        spdlog::info("committed release {}", r->manifest_digest());
+      else
+        spdlog::warn("commit refused: {}", r.status().ToString());
       return r;
     });
   }
@@ -362,7 +364,9 @@ class PublishImpl final : public Publish::CallbackService {
 
 struct NodeServer::Services {
   explicit Services(Repository* repo)
-      : pool(kWorkThreads, kMaxQueuedWork), registry(repo, &pool), chunks(repo, &pool),
+      : pool(kWorkThreads, kMaxQueuedWork),
+        registry(repo, &pool),
+        chunks(repo, &pool),
         publish(repo, &pool) {}
   // Declared first: destroyed last, after the services and the server.
   WorkPool pool;
@@ -372,7 +376,7 @@ struct NodeServer::Services {
 };
 
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
-                                                             const std::string& listen) {
+                                                              const std::string& listen) {
   std::unique_ptr<NodeServer> s(new NodeServer());
   s->services_ = std::make_unique<Services>(repo);
   grpc::ServerBuilder b;

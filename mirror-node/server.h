@@ -26,7 +26,7 @@ class NodeServer {
   // Binds `listen` (HOST:PORT; port 0 picks one) and starts serving `repo`,
   // which must outlive the server. Unavailable when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(Repository* repo,
-                                                          const std::string& listen);
+                                                           const std::string& listen);
   ~NodeServer();
   NodeServer(const NodeServer&) = delete;
   NodeServer& operator=(const NodeServer&) = delete;

@@ -34,7 +34,8 @@ class BlobChunkStore final : public ChunkStore {
     // KeyMayExist avoids reading the blob for the common "absent" case.
     if (!db_->KeyMayExist(rocksdb::ReadOptions(), Key(digest), &v)) return false;
     rocksdb::PinnableSlice p;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), Key(digest), &p);
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), Key(digest), &p);
     if (s.IsNotFound()) return false;
     CAIRN_RETURN_IF_ERROR(FromRocks(s, "blob has"));
     return true;

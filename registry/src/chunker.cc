@@ -153,9 +153,9 @@ absl::Status ChunkFd(int fd, const ChunkerParams& params,
   } joiner{whole_thread};
   const size_t kRead = 4 << 20;
   std::string buf(kRead + 2 * static_cast<size_t>(params.max_size), '\0');
-  size_t have = 0;       // bytes in buf
-  size_t start = 0;      // start of the current chunk in buf
-  uint64_t base = 0;     // file offset of buf[0]
+  size_t have = 0;    // bytes in buf
+  size_t start = 0;   // start of the current chunk in buf
+  uint64_t base = 0;  // file offset of buf[0]
   bool eof = false;
   Sha256 whole;
   std::vector<uint64_t> bounds;

@@ -60,15 +60,14 @@ namespace {
 // checks it is Ed25519.
 template <typename ReadFn>
 absl::StatusOr<std::unique_ptr<EVP_PKEY, EvpPkeyFree>> LoadPem(const std::string& path,
-                                                               std::string_view what,
-                                                               ReadFn read) {
+                                                               std::string_view what, ReadFn read) {
   CAIRN_ASSIGN_OR_RETURN(std::string pem, ReadFileLimited(path, 64 << 10));
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   std::unique_ptr<EVP_PKEY, EvpPkeyFree> k(read(bio.get()));
   if (!k) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(StrCat("key file ", path, " is not a valid PEM ", what,
-                                             " (corrupt or truncated?)"));
+    return absl::InvalidArgumentError(
+        StrCat("key file ", path, " is not a valid PEM ", what, " (corrupt or truncated?)"));
   }
   if (EVP_PKEY_get_base_id(k.get()) != EVP_PKEY_ED25519) {
     return absl::InvalidArgumentError(StrCat("key file ", path, " is not an Ed25519 key"));
@@ -80,15 +79,16 @@ absl::StatusOr<std::unique_ptr<EVP_PKEY, EvpPkeyFree>> LoadPem(const std::string
 
 absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPrivate(const std::string& path) {
   CAIRN_ASSIGN_OR_RETURN(auto k, LoadPem(path, "private key", [](BIO* b) {
-    return PEM_read_bio_PrivateKey(b, nullptr, nullptr, const_cast<char*>(""));
-  }));
+                           return PEM_read_bio_PrivateKey(b, nullptr, nullptr,
+                                                          const_cast<char*>(""));
+                         }));
   return std::unique_ptr<SigningKey>(new SigningKey(std::move(k), true));
 }
 
 absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPublic(const std::string& path) {
   CAIRN_ASSIGN_OR_RETURN(auto k, LoadPem(path, "public key", [](BIO* b) {
-    return PEM_read_bio_PUBKEY(b, nullptr, nullptr, nullptr);
-  }));
+                           return PEM_read_bio_PUBKEY(b, nullptr, nullptr, nullptr);
+                         }));
   return std::unique_ptr<SigningKey>(new SigningKey(std::move(k), false));
 }
 
@@ -122,7 +122,8 @@ cairn::v1::PublicKey SigningKey::ToProto() const {
 }
 
 absl::StatusOr<std::string> SigningKey::Sign(std::string_view message) const {
-  if (!has_private_) return absl::FailedPreconditionError("key " + key_id_ + " has no private half");
+  if (!has_private_)
+    return absl::FailedPreconditionError("key " + key_id_ + " has no private half");
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   std::string sig(64, '\0');
   size_t len = sig.size();
@@ -144,21 +145,20 @@ bool VerifyEd25519(std::string_view raw_public, std::string_view message, std::s
     return false;
   }
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  bool ok = EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, k.get()) == 1 &&
-            EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
-                             sig.size(), reinterpret_cast<const unsigned char*>(message.data()),
-                             message.size()) == 1;
+  bool ok =
+      EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, k.get()) == 1 &&
+      EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
   ERR_clear_error();
   return ok;
 }
 
 std::string Pae(std::string_view payload_type, std::string_view payload) {
   return StrCat("DSSEv1 ", payload_type.size(), " ", payload_type, " ", payload.size(), " ",
-                      payload);
+                payload);
 }
 
-absl::StatusOr<cairn::v1::Envelope> SignEnvelope(std::string_view payload_type,
-                                                 std::string payload,
+absl::StatusOr<cairn::v1::Envelope> SignEnvelope(std::string_view payload_type, std::string payload,
                                                  const std::vector<const SigningKey*>& keys) {
   cairn::v1::Envelope e;
   e.set_payload_type(std::string(payload_type));

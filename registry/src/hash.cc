@@ -161,8 +161,7 @@ absl::StatusOr<Digest> ParseDigestName(std::string_view name) {
 
 absl::StatusOr<Digest> DigestFromBytes(std::string_view raw) {
   if (raw.size() != 32) {
-    return absl::InvalidArgumentError(
-        StrCat("chunk digest must be 32 bytes, got ", raw.size()));
+    return absl::InvalidArgumentError(StrCat("chunk digest must be 32 bytes, got ", raw.size()));
   }
   Digest d;
   std::memcpy(d.data(), raw.data(), 32);

@@ -9,7 +9,7 @@
 namespace cairn {
 namespace {
 
-constexpr const char* kTableNames[] = {"objects", "staging", "envelopes", "releases",
+constexpr const char* kTableNames[] = {"objects", "staging",  "envelopes", "releases",
                                        "tags",    "children", "state"};
 static_assert(std::size(kTableNames) == static_cast<size_t>(Table::kCount));
 

@@ -5,9 +5,9 @@
 
 #include <algorithm>
 
-#include "cairn/strings.h"
 #include "cairn/chunker.h"
 #include "cairn/status.h"
+#include "cairn/strings.h"
 
 namespace cairn {
 
@@ -158,8 +158,8 @@ absl::StatusOr<Envelope> ParseEnvelope(std::string_view bytes, size_t max_bytes)
 }
 
 absl::StatusOr<ChunkList> ParseChunkList(std::string_view bytes) {
-  CAIRN_ASSIGN_OR_RETURN(ChunkList cl, ParseLimited<ChunkList>(bytes, kMaxChunkListBytes,
-                                                                "chunk list"));
+  CAIRN_ASSIGN_OR_RETURN(ChunkList cl,
+                         ParseLimited<ChunkList>(bytes, kMaxChunkListBytes, "chunk list"));
   for (const auto& c : cl.chunks()) {
     if (c.digest().size() != 32) return absl::InvalidArgumentError("chunk list: bad digest size");
     if (c.length() == 0 || c.length() > kMaxChunkSize) {
@@ -187,8 +187,7 @@ absl::Status ValidateManifest(const Manifest& m) {
     // A file may not also be a directory of another file ("a" and "a/b").
     if (i > 0 && f.path().starts_with(m.files(i - 1).path() + "/")) {
       return absl::InvalidArgumentError(
-          StrCat("manifest path '", f.path(), "' is under file '", m.files(i - 1).path(),
-                       "'"));
+          StrCat("manifest path '", f.path(), "' is under file '", m.files(i - 1).path(), "'"));
     }
     CAIRN_RETURN_IF_ERROR(ParseDigestName(f.sha256()).status());
     CAIRN_RETURN_IF_ERROR(ParseDigestName(f.root()).status());
@@ -224,7 +223,8 @@ absl::StatusOr<TrustRoot> ParseTrustRoot(std::string_view bytes) {
                          ParseLimited<TrustRoot>(bytes, kMaxTrustRootBytes, "trust root"));
   if (t.version() == 0) return absl::InvalidArgumentError("trust root version must be >= 1");
   if (t.root_key_ids_size() == 0) return absl::InvalidArgumentError("trust root has no root keys");
-  if (t.root_threshold() == 0 || t.root_threshold() > static_cast<uint32_t>(t.root_key_ids_size())) {
+  if (t.root_threshold() == 0 ||
+      t.root_threshold() > static_cast<uint32_t>(t.root_key_ids_size())) {
     return absl::InvalidArgumentError("trust root threshold out of range");
   }
   for (const auto& k : t.keys()) {
@@ -273,8 +273,8 @@ absl::StatusOr<cairn::v1::Relation> ParseRelation(std::string_view s) {
   if (s == "adapter") return cairn::v1::RELATION_ADAPTER;
   if (s == "merge") return cairn::v1::RELATION_MERGE;
   if (s == "other") return cairn::v1::RELATION_OTHER;
-  return absl::InvalidArgumentError(StrCat(
-      "unknown relation '", s, "' (want finetune, quantization, adapter, merge or other)"));
+  return absl::InvalidArgumentError(
+      StrCat("unknown relation '", s, "' (want finetune, quantization, adapter, merge or other)"));
 }
 
 std::string RelationName(cairn::v1::Relation r) {

@@ -17,10 +17,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
-#include "cairn/strings.h"
 #include "absl/synchronization/mutex.h"
 #include "cairn/status.h"
 #include "cairn/store.h"
+#include "cairn/strings.h"
 #include "rocks_util.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -85,7 +85,8 @@ class PackChunkStore final : public ChunkStore {
     if (d == nullptr) return ErrnoStatus(errno, "cannot list " + dir_ + "/packs");
     while (dirent* e = ::readdir(d)) {
       unsigned id;
-      if (std::sscanf(e->d_name, "pack-%08u.dat", &id) == 1) max_id = std::max<uint32_t>(max_id, id);
+      if (std::sscanf(e->d_name, "pack-%08u.dat", &id) == 1)
+        max_id = std::max<uint32_t>(max_id, id);
     }
     ::closedir(d);
     absl::MutexLock l(&mu_);
@@ -139,7 +140,8 @@ class PackChunkStore final : public ChunkStore {
       } else {
         std::string v;
         rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
-        if (s.IsNotFound()) return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
+        if (s.IsNotFound())
+          return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
         CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
         if (!DecodeLoc(v, &loc)) return absl::DataLossError("corrupt chunk index entry");
       }
@@ -218,12 +220,13 @@ class PackChunkStore final : public ChunkStore {
   absl::Status WriteBufferLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     size_t done = 0;
     while (done < buffer_.size()) {
-      ssize_t w = ::pwrite(active_fd_, buffer_.data() + done, buffer_.size() - done,
-                           active_size_ + done);
+      ssize_t w =
+          ::pwrite(active_fd_, buffer_.data() + done, buffer_.size() - done, active_size_ + done);
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) {
         int err = errno;
-        if (::ftruncate(active_fd_, active_size_) != 0) { /* the tail stays unindexed */ }
+        if (::ftruncate(active_fd_, active_size_) != 0) { /* the tail stays unindexed */
+        }
         DropBufferedLocked();
         return ErrnoStatus(err, "pack write");
       }
@@ -275,7 +278,7 @@ class PackChunkStore final : public ChunkStore {
   int active_fd_ ABSL_GUARDED_BY(mu_) = -1;
   uint64_t active_size_ ABSL_GUARDED_BY(mu_) = 0;     // bytes written to the active pack
   uint64_t unsynced_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // written, not yet fdatasync'ed
-  std::string buffer_ ABSL_GUARDED_BY(mu_);            // bytes after active_size_
+  std::string buffer_ ABSL_GUARDED_BY(mu_);           // bytes after active_size_
   // Chunks not in the index yet: in buffer_, or written but not synced.
   absl::flat_hash_map<Digest, Loc, DigestHash> mem_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, int> read_fds_ ABSL_GUARDED_BY(mu_);

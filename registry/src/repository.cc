@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <map>
 
-#include "cairn/strings.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
+#include "cairn/strings.h"
 
 namespace cairn {
 
@@ -55,19 +55,19 @@ absl::StatusOr<TagRecord> VerifyTagEnvelope(const TrustRootView& trust, std::str
   auto st = trust.VerifyDelegated(env, NamespaceOf(rec.name()));
   if (!st.ok()) return Annotate(st, "tag " + rec.name() + ":" + rec.tag());
   if (rec.expires_unix() <= now) {
-    return absl::FailedPreconditionError(StrCat(
-        "tag ", rec.name(), ":", rec.tag(), " v", rec.version(), " expired at unix time ",
-        rec.expires_unix(), "; ask the publisher to re-sign it (cairn publish ... --tag)"));
+    return absl::FailedPreconditionError(
+        StrCat("tag ", rec.name(), ":", rec.tag(), " v", rec.version(), " expired at unix time ",
+               rec.expires_unix(), "; ask the publisher to re-sign it (cairn publish ... --tag)"));
   }
   return rec;
 }
 
-absl::StatusOr<Manifest> VerifyManifestEnvelope(const TrustRootView& trust,
-                                                std::string_view bytes, std::string* digest) {
+absl::StatusOr<Manifest> VerifyManifestEnvelope(const TrustRootView& trust, std::string_view bytes,
+                                                std::string* digest) {
   CAIRN_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, kMaxEnvelopeBytes));
   if (env.payload_type() != kManifestPayloadType) {
-    return absl::InvalidArgumentError("manifest envelope has payload type '" +
-                                      env.payload_type() + "'");
+    return absl::InvalidArgumentError("manifest envelope has payload type '" + env.payload_type() +
+                                      "'");
   }
   CAIRN_ASSIGN_OR_RETURN(Manifest m, ParseManifest(env.payload()));
   auto st = trust.VerifyDelegated(env, NamespaceOf(m.name()));
@@ -176,25 +176,25 @@ absl::StatusOr<std::string> Repository::LoadObject(std::string_view digest, bool
 absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix) {
   std::map<std::string, cairn::v1::ListEntry> entries;
   absl::Status inner;
-  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kReleases, prefix, [&](std::string_view k,
-                                                                  std::string_view v) {
-    std::vector<std::string_view> parts = Split(k, '\0', 2);
-    if (parts.size() != 2) return true;
-    auto& e = entries[std::string(parts[0])];
-    e.set_name(std::string(parts[0]));
-    auto* r = e.add_releases();
-    r->set_version(std::string(parts[1]));
-    r->set_manifest_digest(std::string(v));
-    auto obj = meta_->Get(Table::kObjects, v);
-    Manifest m;
-    if (obj.ok() && m.ParseFromString(*obj)) {
-      uint64_t bytes = 0;
-      for (const auto& f : m.files()) bytes += f.size();
-      r->set_bytes(bytes);
-      r->set_files(m.files_size());
-    }
-    return true;
-  }));
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kReleases, prefix, [&](std::string_view k, std::string_view v) {
+        std::vector<std::string_view> parts = Split(k, '\0', 2);
+        if (parts.size() != 2) return true;
+        auto& e = entries[std::string(parts[0])];
+        e.set_name(std::string(parts[0]));
+        auto* r = e.add_releases();
+        r->set_version(std::string(parts[1]));
+        r->set_manifest_digest(std::string(v));
+        auto obj = meta_->Get(Table::kObjects, v);
+        Manifest m;
+        if (obj.ok() && m.ParseFromString(*obj)) {
+          uint64_t bytes = 0;
+          for (const auto& f : m.files()) bytes += f.size();
+          r->set_bytes(bytes);
+          r->set_files(m.files_size());
+        }
+        return true;
+      }));
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kTags, prefix, [&](std::string_view k, std::string_view v) {
         Envelope env;
@@ -221,20 +221,21 @@ absl::StatusOr<cairn::v1::LineageResponse> Repository::Lineage(std::string_view 
   cairn::v1::LineageResponse out;
   out.set_manifest_digest(res.manifest_digest());
   out.set_manifest_envelope(res.manifest_envelope());
-  CAIRN_RETURN_IF_ERROR(meta_->Scan(
-      Table::kChildren, Key2(res.manifest_digest(), ""), [&](std::string_view k, std::string_view v) {
-        std::vector<std::string_view> parts = Split(v, '\0');
-        if (parts.size() != 3) return true;
-        auto* c = out.add_children();
-        c->set_manifest_digest(std::string(k.substr(k.find('\0') + 1)));
-        c->set_name(std::string(parts[0]));
-        c->set_version(std::string(parts[1]));
-        int rel = 0;
-        if (ParseInt(parts[2], &rel) && cairn::v1::Relation_IsValid(rel)) {
-          c->set_relation(static_cast<cairn::v1::Relation>(rel));
-        }
-        return true;
-      }));
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kChildren, Key2(res.manifest_digest(), ""),
+                  [&](std::string_view k, std::string_view v) {
+                    std::vector<std::string_view> parts = Split(v, '\0');
+                    if (parts.size() != 3) return true;
+                    auto* c = out.add_children();
+                    c->set_manifest_digest(std::string(k.substr(k.find('\0') + 1)));
+                    c->set_name(std::string(parts[0]));
+                    c->set_version(std::string(parts[1]));
+                    int rel = 0;
+                    if (ParseInt(parts[2], &rel) && cairn::v1::Relation_IsValid(rel)) {
+                      c->set_relation(static_cast<cairn::v1::Relation>(rel));
+                    }
+                    return true;
+                  }));
   return out;
 }
 
@@ -281,10 +282,11 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
     }
   }
   if (!ok) {
-    return absl::PermissionDeniedError(StrCat(
-        "key(s) ", StrJoin(tried, ", "), " not delegated for namespace '", ns,
-        "' in this node's trust root v", trust_.root().version(),
-        " (or bad signature): run cairn trust delegate, then restart the node with the new trust file"));
+    return absl::PermissionDeniedError(
+        StrCat("key(s) ", StrJoin(tried, ", "), " not delegated for namespace '", ns,
+               "' in this node's trust root v", trust_.root().version(),
+               " (or bad signature): run cairn trust delegate, then restart the node with the new "
+               "trust file"));
   }
   cairn::v1::OpenSessionResponse out;
   out.set_session_id(RandomHex(24));
@@ -322,11 +324,10 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
                                                              std::string_view tag_envelope) {
   CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
   std::string digest;
-  CAIRN_ASSIGN_OR_RETURN(Manifest m,
-                         VerifyManifestEnvelope(trust_, manifest_envelope, &digest));
+  CAIRN_ASSIGN_OR_RETURN(Manifest m, VerifyManifestEnvelope(trust_, manifest_envelope, &digest));
   if (m.name() != session_name) {
-    return absl::PermissionDeniedError(StrCat("session was opened for ", session_name,
-                                                    ", not for ", m.name()));
+    return absl::PermissionDeniedError(
+        StrCat("session was opened for ", session_name, ", not for ", m.name()));
   }
   int64_t now = clock_();
   std::optional<TagRecord> tag;
@@ -363,7 +364,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
     }
     if (total != f.size()) {
       return absl::InvalidArgumentError(StrCat("chunk list of ", f.path(), " covers ", total,
-                                                     " bytes, manifest says ", f.size()));
+                                               " bytes, manifest says ", f.size()));
     }
     ops.push_back(WriteOp{Table::kObjects, f.root(), std::move(*cl_bytes)});
     ops.push_back(WriteOp{Table::kStaging, f.root(), std::nullopt});
@@ -375,9 +376,9 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
   const std::string release_key = Key2(m.name(), m.version());
   auto existing = meta_->Get(Table::kReleases, release_key);
   if (existing.ok() && *existing != digest) {
-    return absl::AlreadyExistsError(StrCat(
-        "release ", m.name(), " ", m.version(), " already exists with different content (",
-        *existing, "); releases are immutable: publish a new version"));
+    return absl::AlreadyExistsError(StrCat("release ", m.name(), " ", m.version(),
+                                           " already exists with different content (", *existing,
+                                           "); releases are immutable: publish a new version"));
   }
   if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
   out.set_already_present(existing.ok());
@@ -391,9 +392,9 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
         if (cr.version() == tag->version() && *cur == tag_envelope) {
           // Same record again: idempotent.
         } else {
-          return absl::AlreadyExistsError(StrCat(
-              "tag ", tag->name(), ":", tag->tag(), " version ", tag->version(),
-              " does not increase on the node's version ", cr.version()));
+          return absl::AlreadyExistsError(
+              StrCat("tag ", tag->name(), ":", tag->tag(), " version ", tag->version(),
+                     " does not increase on the node's version ", cr.version()));
         }
       }
     } else if (!absl::IsNotFound(cur.status())) {
@@ -412,8 +413,8 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
   ops.push_back(WriteOp{Table::kReleases, release_key, digest});
   for (const auto& p : m.parents()) {
     ops.push_back(WriteOp{Table::kChildren, Key2(p.manifest_digest(), digest),
-                          StrCat(m.name(), std::string(1, '\0'), m.version(),
-                                       std::string(1, '\0'), static_cast<int>(p.relation()))});
+                          StrCat(m.name(), std::string(1, '\0'), m.version(), std::string(1, '\0'),
+                                 static_cast<int>(p.relation()))});
   }
   CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
   return out;

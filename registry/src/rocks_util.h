@@ -17,8 +17,7 @@ inline absl::Status FromRocks(const rocksdb::Status& s, const std::string& what)
   if (s.IsNotFound()) return absl::NotFoundError(msg);
   if (s.IsCorruption()) return absl::DataLossError(msg);
   if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
-    return absl::FailedPreconditionError(what +
-                                         ": in use by another process (its LOCK is held)");
+    return absl::FailedPreconditionError(what + ": in use by another process (its LOCK is held)");
   }
   if (s.IsNoSpace() || absl::StrContains(s.ToString(), "No space")) {
     return absl::ResourceExhaustedError(msg);

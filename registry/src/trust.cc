@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "cairn/strings.h"
 #include "cairn/hash.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
+#include "cairn/strings.h"
 
 namespace cairn {
 
@@ -48,14 +48,14 @@ absl::StatusOr<TrustRootView> TrustRootView::FromEnvelopeBytes(std::string_view 
   std::vector<std::string> signers;
   int n = CountValidSignatures(root, *env, allowed, &signers);
   if (n < static_cast<int>(root.root_threshold())) {
-    return absl::UnauthenticatedError(StrCat(
-        "trust root v", root.version(), " has ", n, " valid root signature(s), needs ",
-        root.root_threshold()));
+    return absl::UnauthenticatedError(StrCat("trust root v", root.version(), " has ", n,
+                                             " valid root signature(s), needs ",
+                                             root.root_threshold()));
   }
   if (root.expires_unix() <= now_unix) {
-    return absl::FailedPreconditionError(StrCat(
-        "trust root v", root.version(), " expired at unix time ", root.expires_unix(),
-        "; get a newer trust file from the root key holders (cairn trust rotate)"));
+    return absl::FailedPreconditionError(
+        StrCat("trust root v", root.version(), " expired at unix time ", root.expires_unix(),
+               "; get a newer trust file from the root key holders (cairn trust rotate)"));
   }
   TrustRootView v;
   v.root_ = std::move(root);
@@ -100,18 +100,18 @@ absl::Status TrustRootView::VerifyDelegated(const Envelope& env, std::string_vie
   std::vector<std::string> claimed;
   for (const auto& s : env.signatures()) claimed.push_back(s.key_id());
   if (del == nullptr) {
-    return absl::PermissionDeniedError(StrCat(
-        "namespace '", ns, "' has no delegation in trust root v", root_.version(),
-        " (signed by key(s) ", StrJoin(claimed, ", "), ")"));
+    return absl::PermissionDeniedError(
+        StrCat("namespace '", ns, "' has no delegation in trust root v", root_.version(),
+               " (signed by key(s) ", StrJoin(claimed, ", "), ")"));
   }
   std::vector<std::string> allowed(del->key_ids().begin(), del->key_ids().end());
   std::vector<std::string> signers;
   int n = CountValidSignatures(root_, env, allowed, &signers);
   if (n < static_cast<int>(del->threshold())) {
-    return absl::PermissionDeniedError(StrCat(
-        "signature check failed: namespace '", ns, "' needs ", del->threshold(),
-        " valid signature(s) from its delegated keys, got ", n, " (signed by key(s) ",
-        StrJoin(claimed, ", "), "; delegated: ", StrJoin(allowed, ", "), ")"));
+    return absl::PermissionDeniedError(
+        StrCat("signature check failed: namespace '", ns, "' needs ", del->threshold(),
+               " valid signature(s) from its delegated keys, got ", n, " (signed by key(s) ",
+               StrJoin(claimed, ", "), "; delegated: ", StrJoin(allowed, ", "), ")"));
   }
   return absl::OkStatus();
 }

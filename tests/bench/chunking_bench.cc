@@ -35,10 +35,13 @@ std::vector<cairn::ChunkInfo> Chunks(const std::string& data, const ChunkerParam
   std::vector<cairn::ChunkInfo> out;
   Digest d;
   uint64_t n;
-  (void)cairn::ChunkFd(fd, p, [&](const cairn::ChunkInfo& c, std::string_view) {
-    out.push_back(c);
-    return absl::OkStatus();
-  }, &d, &n);
+  (void)cairn::ChunkFd(
+      fd, p,
+      [&](const cairn::ChunkInfo& c, std::string_view) {
+        out.push_back(c);
+        return absl::OkStatus();
+      },
+      &d, &n);
   ::close(fd);
   return out;
 }
@@ -128,8 +131,8 @@ int main() {
         if (sink == 0xff && n == 0) std::puts("");
       }
       std::printf("%-8s %-10s %8zu %10.3f %10.2f %10.2f %10.3f %10.2f %13.2f\n",
-                  (std::to_string(avg >> 10) + "KiB").c_str(), tb ? "tensor+CDC" : "CDC",
-                  a0.size(), a, b1, b2, c, best_cdc, best_both);
+                  (std::to_string(avg >> 10) + "KiB").c_str(), tb ? "tensor+CDC" : "CDC", a0.size(),
+                  a, b1, b2, c, best_cdc, best_both);
     }
   }
   // Reference: SHA-256 alone over the same buffer (OpenSSL EVP, one core).
@@ -142,8 +145,9 @@ int main() {
     best_sha = std::max(best_sha, base.size() / Secs(t0) / 1e9);
   }
   std::printf("reference: OpenSSL SHA-256 alone, 64 KiB blocks: %.2f GB/s\n", best_sha);
-  std::printf("columns: A new/chg = new bytes / changed bytes (1.000 is ideal); B1 = new MiB after a\n"
-              "100-byte insert in a raw blob; B2 = new MiB after the safetensors header grew 100 bytes;\n"
-              "C new/unq = new bytes / unshared bytes (1.000 is ideal)\n");
+  std::printf(
+      "columns: A new/chg = new bytes / changed bytes (1.000 is ideal); B1 = new MiB after a\n"
+      "100-byte insert in a raw blob; B2 = new MiB after the safetensors header grew 100 bytes;\n"
+      "C new/unq = new bytes / unshared bytes (1.000 is ideal)\n");
   return 0;
 }

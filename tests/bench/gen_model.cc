@@ -36,7 +36,8 @@ struct Rng {
   }
 };
 
-int Make(const std::string& dir, int shards, uint64_t shard_mib, uint64_t tensor_kib, uint64_t seed) {
+int Make(const std::string& dir, int shards, uint64_t shard_mib, uint64_t tensor_kib,
+         uint64_t seed) {
   std::filesystem::create_directories(dir);
   Rng rng{seed};
   std::vector<char> buf(4 << 20);
@@ -70,7 +71,8 @@ int Make(const std::string& dir, int shards, uint64_t shard_mib, uint64_t tensor
     std::fclose(f);
   }
   FILE* c = std::fopen((dir + "/config.json").c_str(), "w");
-  std::fprintf(c, "{\"architectures\": [\"Generated\"], \"seed\": %lu}\n", static_cast<unsigned long>(seed));
+  std::fprintf(c, "{\"architectures\": [\"Generated\"], \"seed\": %lu}\n",
+               static_cast<unsigned long>(seed));
   std::fclose(c);
   return 0;
 }
@@ -100,7 +102,8 @@ int Mutate(const std::string& path, double fraction, uint64_t seed) {
     if (changed >= fraction * total) break;
     buf.resize(e - b);
     rng.Fill(buf.data(), buf.size());
-    if (::pwrite(fd, buf.data(), buf.size(), 8 + n + b) != static_cast<ssize_t>(buf.size())) return 1;
+    if (::pwrite(fd, buf.data(), buf.size(), 8 + n + b) != static_cast<ssize_t>(buf.size()))
+      return 1;
     changed += buf.size();
   }
   ::close(fd);
@@ -138,8 +141,9 @@ int PackDups(const std::string& dir) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {  // packdups DIR: count chunk records stored twice in a pack store
-    std::fprintf(stderr, "usage: gen_model make DIR --shards N --shard-mib M [--tensor-kib K] [--seed S]\n"
-                         "       gen_model mutate FILE --fraction F [--seed S]\n");
+    std::fprintf(stderr,
+                 "usage: gen_model make DIR --shards N --shard-mib M [--tensor-kib K] [--seed S]\n"
+                 "       gen_model mutate FILE --fraction F [--seed S]\n");
     return 2;
   }
   std::string cmd = argv[1], target = argv[2];
@@ -148,11 +152,16 @@ int main(int argc, char** argv) {
   double fraction = 0.1;
   for (int i = 3; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--shards") shards = std::stoi(v);
-    else if (k == "--shard-mib") mib = std::stoull(v);
-    else if (k == "--tensor-kib") kib = std::stoull(v);
-    else if (k == "--seed") seed = std::stoull(v);
-    else if (k == "--fraction") fraction = std::stod(v);
+    if (k == "--shards")
+      shards = std::stoi(v);
+    else if (k == "--shard-mib")
+      mib = std::stoull(v);
+    else if (k == "--tensor-kib")
+      kib = std::stoull(v);
+    else if (k == "--seed")
+      seed = std::stoull(v);
+    else if (k == "--fraction")
+      fraction = std::stod(v);
   }
   if (cmd == "make") return Make(target, shards, mib, kib, seed);
   if (cmd == "mutate") return Mutate(target, fraction, seed);

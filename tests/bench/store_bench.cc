@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
 
   // Disk reference in the same run: the same bytes through dd with fdatasync.
   {
-    std::string cmd = "dd if=" + file + " of=" + (tmp / "dd.out") +
-                      " bs=4M conv=fdatasync 2>&1 | tail -1";
+    std::string cmd =
+        "dd if=" + file + " of=" + (tmp / "dd.out") + " bs=4M conv=fdatasync 2>&1 | tail -1";
     auto t0 = std::chrono::steady_clock::now();
     if (std::system(cmd.c_str()) != 0) std::printf("dd failed\n");
     std::printf("disk reference: dd bs=4M conv=fdatasync: %.2f GB/s\n", bytes / Secs(t0) / 1e9);
@@ -68,9 +68,9 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     cairn::Digest whole;
     uint64_t n;
-    (void)cairn::ChunkFd(fd, q, [&](const cairn::ChunkInfo&, std::string_view) {
-      return absl::OkStatus();
-    }, &whole, &n);
+    (void)cairn::ChunkFd(
+        fd, q, [&](const cairn::ChunkInfo&, std::string_view) { return absl::OkStatus(); }, &whole,
+        &n);
     ::close(fd);
     std::printf("ChunkFd alone (chunk + chunk hashes + whole-file hash%s): %.2f GB/s\n",
                 parallel ? " on a 2nd thread" : ", one core", bytes / Secs(t0) / 1e9);
@@ -87,27 +87,35 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     cairn::Digest whole;
     uint64_t n;
-    absl::Status st = cairn::ChunkFd(fd, p, [&](const cairn::ChunkInfo& c, std::string_view b) {
-      return store->Put(c.digest, b, cairn::PutMode::kDigestComputedFromData);
-    }, &whole, &n);
+    absl::Status st = cairn::ChunkFd(
+        fd, p,
+        [&](const cairn::ChunkInfo& c, std::string_view b) {
+          return store->Put(c.digest, b, cairn::PutMode::kDigestComputedFromData);
+        },
+        &whole, &n);
     double chunk_secs = Secs(t0);
     if (st.ok()) st = store->Sync();
     double secs = Secs(t0);
-    std::printf("  %s: chunk+hash+store %.2fs, final sync %.2fs\n", kind, chunk_secs, secs - chunk_secs);
+    std::printf("  %s: chunk+hash+store %.2fs, final sync %.2fs\n", kind, chunk_secs,
+                secs - chunk_secs);
     ::close(fd);
     if (!st.ok()) {
       std::printf("%s: error %s\n", kind, std::string(st.message()).c_str());
       return 1;
     }
-    std::printf("ingest into %-6s: %.2f GB/s  (%.2fx the limit)  [chunk + hash + store + fdatasync]\n",
-                kind, bytes / secs / 1e9, bytes / secs / 1e9 / limit);
+    std::printf(
+        "ingest into %-6s: %.2f GB/s  (%.2fx the limit)  [chunk + hash + store + fdatasync]\n",
+        kind, bytes / secs / 1e9, bytes / secs / 1e9 / limit);
     // Read back: sequential Gets, verified, as a node serves.
     fd = ::open(file.c_str(), O_RDONLY);
     std::vector<cairn::Digest> ds;
-    (void)cairn::ChunkFd(fd, p, [&](const cairn::ChunkInfo& c, std::string_view) {
-      ds.push_back(c.digest);
-      return absl::OkStatus();
-    }, &whole, &n);
+    (void)cairn::ChunkFd(
+        fd, p,
+        [&](const cairn::ChunkInfo& c, std::string_view) {
+          ds.push_back(c.digest);
+          return absl::OkStatus();
+        },
+        &whole, &n);
     ::close(fd);
     std::string out;
     t0 = std::chrono::steady_clock::now();

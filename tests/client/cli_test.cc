@@ -3,11 +3,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 #include "testing.h"
@@ -15,9 +15,8 @@
 namespace cairn {
 namespace {
 
-
-using testing::RunResult;
 using ::testing::HasSubstr;
+using testing::RunResult;
 namespace fs = std::filesystem;
 
 class CliTest : public ::testing::Test {
@@ -36,18 +35,20 @@ class CliTest : public ::testing::Test {
   RunResult Cairn(std::vector<std::string> args) {
     args.insert(args.begin(), testing::CairnBin());
     return testing::Run(args, {"HOME=" + dir_.path(), "XDG_CACHE_HOME=" + (dir_ / "xdg-cache"),
-                      "XDG_CONFIG_HOME=" + (dir_ / "xdg-config")});
+                               "XDG_CONFIG_HOME=" + (dir_ / "xdg-config")});
   }
   RunResult Publish(const std::string& dir, const std::string& name, const std::string& version,
                     std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {"publish", dir,     "--name", name, "--version", version,
-                                  "--key",   dir_ / "keys/publisher.key", "--node", addr_, "--json"};
+    std::vector<std::string> a = {"publish",   dir,     "--name", name,
+                                  "--version", version, "--key",  dir_ / "keys/publisher.key",
+                                  "--node",    addr_,   "--json"};
     a.insert(a.end(), extra.begin(), extra.end());
     return Cairn(a);
   }
-  RunResult Pull(const std::string& ref, const std::string& out, std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {"pull", ref, "--out", out, "--node", addr_,
-                                  "--trust", dir_ / "keys/trust.root", "--json"};
+  RunResult Pull(const std::string& ref, const std::string& out,
+                 std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {
+        "pull", ref, "--out", out, "--node", addr_, "--trust", dir_ / "keys/trust.root", "--json"};
     a.insert(a.end(), extra.begin(), extra.end());
     return Cairn(a);
   }
@@ -99,7 +100,8 @@ TEST_F(CliTest, InfoLsLineage) {
   ASSERT_EQ(p.exit_code, 0) << p.err;
   std::string base = nlohmann::json::parse(p.out)["manifest"];
   testing::WriteFile(dir_ / "model/config.json", "{\"ft\": true}");
-  auto d = Publish(dir_ / "model", "acme/ft", "1", {"--base", "acme/base@" + base, "--relation", "adapter"});
+  auto d = Publish(dir_ / "model", "acme/ft", "1",
+                   {"--base", "acme/base@" + base, "--relation", "adapter"});
   ASSERT_EQ(d.exit_code, 0) << d.err;
   auto info = Cairn({"info", "acme/base", "--node", addr_, "--json"});
   EXPECT_EQ(info.exit_code, 0);
@@ -108,7 +110,8 @@ TEST_F(CliTest, InfoLsLineage) {
   auto ls = Cairn({"ls", "acme/", "--node", addr_, "--json"});
   ASSERT_EQ(ls.exit_code, 0);
   EXPECT_EQ(nlohmann::json::parse(ls.out).size(), 2u);
-  auto lin = Cairn({"lineage", "acme/ft", "--node", addr_, "--trust", dir_ / "keys/trust.root", "--json"});
+  auto lin =
+      Cairn({"lineage", "acme/ft", "--node", addr_, "--trust", dir_ / "keys/trust.root", "--json"});
   ASSERT_EQ(lin.exit_code, 0) << lin.err;
   auto lj = nlohmann::json::parse(lin.out);
   EXPECT_EQ(lj["parents"][0]["manifest"], base);
@@ -189,7 +192,7 @@ TEST_F(CliTest, EmptyDirectoryAndSymlinkAreRefused) {
 
 TEST_F(CliTest, SecondNodeOnTheSameDataDirectoryIsRefused) {
   auto r = testing::Run({testing::CairnNodeBin(), "serve", "--data", dir_ / "data", "--listen",
-                "127.0.0.1:0", "--trust", dir_ / "keys/trust.root"});
+                         "127.0.0.1:0", "--trust", dir_ / "keys/trust.root"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("in use by another cairn-node"));
 }

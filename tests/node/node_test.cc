@@ -14,8 +14,8 @@
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "client.h"
-#include "server.h"
 #include "nlohmann/json.hpp"
+#include "server.h"
 #include "testing.h"
 
 namespace cairn {
@@ -182,9 +182,18 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   std::string model = MakeModel("m", 16, 1 << 20, 5);
   ASSERT_TRUE(PublishDir(model, "acme/m", "1").ok());
   chunks_->delay_us_ = 3000;  // ~3 ms per chunk: the pull takes about a second
-  std::vector<std::string> argv = {Cli(), "pull", "acme/m", "--out", dir_ / "out",
-                                   "--node", server_->address(), "--trust",
-                                   dir_ / "keys/trust.root", "--cache", dir_ / "cache", "--json"};
+  std::vector<std::string> argv = {Cli(),
+                                   "pull",
+                                   "acme/m",
+                                   "--out",
+                                   dir_ / "out",
+                                   "--node",
+                                   server_->address(),
+                                   "--trust",
+                                   dir_ / "keys/trust.root",
+                                   "--cache",
+                                   dir_ / "cache",
+                                   "--json"};
   pid_t pid = ::fork();
   if (pid == 0) {
     int devnull = ::open("/dev/null", O_WRONLY);
@@ -235,7 +244,8 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   // ...and the resumed pull fetches exactly the rest.
   EXPECT_EQ(second["chunks_fetched"].get<size_t>(),
             std::set<Digest>(all.begin(), all.end()).size() - cached.size());
-  EXPECT_EQ(second["chunks_from_cache"].get<size_t>(), all.size() - second["chunks_fetched"].get<size_t>());
+  EXPECT_EQ(second["chunks_from_cache"].get<size_t>(),
+            all.size() - second["chunks_fetched"].get<size_t>());
   EXPECT_EQ(testing::ReadFile(dir_ / "out/model.safetensors"),
             testing::ReadFile(model + "/model.safetensors"));
 }
@@ -316,8 +326,8 @@ TEST_F(NodeTest, PullRefusesHostilePathFromASignedManifestBeforeWriting) {
   f->set_sha256(DigestName(Sha256Of("x")));
   f->set_root(DigestName(Sha256Of("x")));
   std::string payload = SerializeCanonical(m);
-  std::string env = SerializeCanonical(
-      *SignEnvelope(kManifestPayloadType, payload, {trust_.publisher.get()}));
+  std::string env =
+      SerializeCanonical(*SignEnvelope(kManifestPayloadType, payload, {trust_.publisher.get()}));
   std::string digest = DigestName(Sha256Of(payload));
   ASSERT_TRUE(meta_view_->Commit({{Table::kEnvelopes, digest, env}}, true).ok());
   auto r = client::Pull(*conn_, trust_.view, PullOpts("acme/evil@" + digest, "out"));

@@ -16,11 +16,11 @@ TEST(ValidatePathTest, AcceptsOrdinaryPaths) {
 }
 
 TEST(ValidatePathTest, RejectsHostilePaths) {
-  for (std::string p : {std::string(""), std::string("/etc/passwd"), std::string("../x"),
-                        std::string("a/../../x"), std::string("a//b"), std::string("a/"),
-                        std::string("./a"), std::string("a\\b"), std::string("a\0b", 3),
-                        std::string(".cairn/manifest.envelope"), std::string(".cairn"),
-                        std::string(5000, 'a')}) {
+  for (std::string p :
+       {std::string(""), std::string("/etc/passwd"), std::string("../x"), std::string("a/../../x"),
+        std::string("a//b"), std::string("a/"), std::string("./a"), std::string("a\\b"),
+        std::string("a\0b", 3), std::string(".cairn/manifest.envelope"), std::string(".cairn"),
+        std::string(5000, 'a')}) {
     EXPECT_THAT(ValidatePath(p), StatusIs(absl::StatusCode::kInvalidArgument)) << p;
   }
 }

@@ -203,24 +203,32 @@ TEST_F(RepositoryTest, TagVersionsMustIncrease) {
   std::string s = Session("acme/m", trust_.publisher.get());
   std::string env1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
   std::string env2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
-  ASSERT_TRUE(repo_->Commit(s, env1, Tag("acme/m", "latest", DigestOf(env1), 5, trust_.publisher.get())).ok());
-  EXPECT_THAT(repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 5, trust_.publisher.get())),
-              StatusIs(absl::StatusCode::kAlreadyExists));
-  EXPECT_THAT(repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 4, trust_.publisher.get())),
-              StatusIs(absl::StatusCode::kAlreadyExists));
+  ASSERT_TRUE(
+      repo_->Commit(s, env1, Tag("acme/m", "latest", DigestOf(env1), 5, trust_.publisher.get()))
+          .ok());
+  EXPECT_THAT(
+      repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 5, trust_.publisher.get())),
+      StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(
+      repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 4, trust_.publisher.get())),
+      StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_EQ(repo_->Resolve("acme/m")->manifest_digest(), DigestOf(env1));
-  ASSERT_TRUE(repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 6, trust_.publisher.get())).ok());
+  ASSERT_TRUE(
+      repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 6, trust_.publisher.get()))
+          .ok());
   EXPECT_EQ(repo_->Resolve("acme/m")->manifest_digest(), DigestOf(env2));
 }
 
 TEST_F(RepositoryTest, RefusesExpiredAndMismatchedTags) {
   std::string s = Session("acme/m", trust_.publisher.get());
   std::string env = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
-  EXPECT_THAT(repo_->Commit(s, env, Tag("acme/m", "latest", DigestOf(env), 1, trust_.publisher.get(), -1)),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(repo_->Commit(s, env, Tag("acme/m", "latest", DigestName(Sha256Of("x")), 1,
-                                        trust_.publisher.get())),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      repo_->Commit(s, env, Tag("acme/m", "latest", DigestOf(env), 1, trust_.publisher.get(), -1)),
+      StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(
+      repo_->Commit(s, env,
+                    Tag("acme/m", "latest", DigestName(Sha256Of("x")), 1, trust_.publisher.get())),
+      StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(RepositoryTest, RefusesHostilePathEvenWhenSigned) {
@@ -240,8 +248,8 @@ TEST_F(RepositoryTest, RefusesHostilePathEvenWhenSigned) {
 
 TEST_F(RepositoryTest, FailedCommitLeavesNothingVisible) {
   std::string s = Session("acme/m", trust_.publisher.get());
-  std::string env = Upload(s, "acme/m", "1", {{"a", testing::RandomBytes(300000, 8)}},
-                           trust_.publisher.get());
+  std::string env =
+      Upload(s, "acme/m", "1", {{"a", testing::RandomBytes(300000, 8)}}, trust_.publisher.get());
   std::string d = DigestOf(env);
   meta_->fail_next = true;
   EXPECT_FALSE(repo_->Commit(s, env, Tag("acme/m", "latest", d, 1, trust_.publisher.get())).ok());

@@ -168,8 +168,16 @@ TEST(FaultInjectingChunkStoreTest, InjectsEnospcTornWritesAndCorruptReads) {
 TEST(MetaStoreTest, CommitIsAtomicAcrossTablesAndScanHonoursPrefix) {
   testing::TempDir dir;
   auto m = std::move(OpenRocksMetaStore(dir / "meta")).value();
-  ASSERT_TRUE(m->Commit({{Table::kReleases, std::string("a/b\0" "1", 5), "d1"},
-                         {Table::kReleases, std::string("a/c\0" "1", 5), "d2"},
+  ASSERT_TRUE(m->Commit({{Table::kReleases,
+                          std::string("a/b\0"
+                                      "1",
+                                      5),
+                          "d1"},
+                         {Table::kReleases,
+                          std::string("a/c\0"
+                                      "1",
+                                      5),
+                          "d2"},
                          {Table::kObjects, "d1", "bytes"}},
                         true)
                   .ok());
@@ -177,9 +185,9 @@ TEST(MetaStoreTest, CommitIsAtomicAcrossTablesAndScanHonoursPrefix) {
   EXPECT_THAT(m->Get(Table::kTags, "d1"), StatusIs(absl::StatusCode::kNotFound));
   std::vector<std::string> keys;
   ASSERT_TRUE(m->Scan(Table::kReleases, "a/b", [&](std::string_view k, std::string_view) {
-                  keys.emplace_back(k);
-                  return true;
-                }).ok());
+                 keys.emplace_back(k);
+                 return true;
+               }).ok());
   EXPECT_EQ(keys.size(), 1u);
   ASSERT_TRUE(m->Commit({{Table::kObjects, "d1", std::nullopt}}, false).ok());
   EXPECT_THAT(m->Get(Table::kObjects, "d1"), StatusIs(absl::StatusCode::kNotFound));

@@ -75,7 +75,8 @@ TEST(TrustRootTest, DelegationThresholdAndNamespace) {
   EXPECT_THAT(std::string(other.message()), HasSubstr(f.publisher->key_id()));
   // Root key is not a publisher.
   auto by_root = SignEnvelope(kManifestPayloadType, "payload", {f.root.get()});
-  EXPECT_THAT(f.view.VerifyDelegated(*by_root, "acme"), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(f.view.VerifyDelegated(*by_root, "acme"),
+              StatusIs(absl::StatusCode::kPermissionDenied));
   // Tampered payload.
   env->set_payload("payloaD");
   EXPECT_THAT(f.view.VerifyDelegated(*env, "acme"), StatusIs(absl::StatusCode::kPermissionDenied));

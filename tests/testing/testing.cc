@@ -90,8 +90,9 @@ std::string MakeSafetensors(const std::vector<size_t>& tensor_bytes, uint64_t se
   h["__metadata__"] = {{"format", "pt"}};
   size_t off = 0;
   for (size_t i = 0; i < tensor_bytes.size(); ++i) {
-    h["layer." + std::to_string(i) + ".weight"] = {
-        {"dtype", "F16"}, {"shape", {tensor_bytes[i] / 2}}, {"data_offsets", {off, off + tensor_bytes[i]}}};
+    h["layer." + std::to_string(i) + ".weight"] = {{"dtype", "F16"},
+                                                   {"shape", {tensor_bytes[i] / 2}},
+                                                   {"data_offsets", {off, off + tensor_bytes[i]}}};
     off += tensor_bytes[i];
   }
   std::string header = h.dump();
@@ -239,9 +240,9 @@ std::string Child::stderr_text() const { return ReadFile(err_path_); }
 std::unique_ptr<Child> StartNode(const std::string& data, const std::string& trust,
                                  std::string* address) {
   std::string line;
-  auto c = Child::Start({CairnNodeBin(), "serve", "--data", data, "--listen", "127.0.0.1:0",
-                         "--trust", trust},
-                        "listening on", &line);
+  auto c = Child::Start(
+      {CairnNodeBin(), "serve", "--data", data, "--listen", "127.0.0.1:0", "--trust", trust},
+      "listening on", &line);
   if (c) *address = line.substr(line.rfind(' ') + 1);
   return c;
 }

@@ -20,21 +20,21 @@ namespace cairn::testing {
 
 #define CAIRN_TEST_CONCAT_(a, b) a##b
 #define CAIRN_TEST_CONCAT(a, b) CAIRN_TEST_CONCAT_(a, b)
-#define ASSERT_OK(expr)                                   \
-  do {                                                    \
-    auto cairn_s_ = (expr);                               \
+#define ASSERT_OK(expr)                                                   \
+  do {                                                                    \
+    auto cairn_s_ = (expr);                                               \
     ASSERT_TRUE(cairn_s_.ok()) << ::cairn::testing::StatusText(cairn_s_); \
   } while (0)
-#define EXPECT_OK(expr)                                   \
-  do {                                                    \
-    auto cairn_s_ = (expr);                               \
+#define EXPECT_OK(expr)                                                   \
+  do {                                                                    \
+    auto cairn_s_ = (expr);                                               \
     EXPECT_TRUE(cairn_s_.ok()) << ::cairn::testing::StatusText(cairn_s_); \
   } while (0)
 #define ASSERT_OK_AND_ASSIGN(lhs, expr) \
   ASSERT_OK_AND_ASSIGN_IMPL_(CAIRN_TEST_CONCAT(cairn_or_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr)                          \
-  auto tmp = (expr);                                                        \
-  ASSERT_TRUE(tmp.ok()) << ::cairn::testing::StatusText(tmp.status());      \
+#define ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr)                     \
+  auto tmp = (expr);                                                   \
+  ASSERT_TRUE(tmp.ok()) << ::cairn::testing::StatusText(tmp.status()); \
   lhs = std::move(tmp).value()
 
 inline std::string StatusText(const absl::Status& s) { return std::string(s.ToString()); }
@@ -102,8 +102,9 @@ class Child {
  public:
   // Starts argv; returns once a stdout line contains `ready` (or fails the
   // test if it exits or 20 s pass). The matched line goes to *line.
-  static std::unique_ptr<Child> Start(const std::vector<std::string>& argv, const std::string& ready,
-                                      std::string* line, const std::vector<std::string>& env = {});
+  static std::unique_ptr<Child> Start(const std::vector<std::string>& argv,
+                                      const std::string& ready, std::string* line,
+                                      const std::vector<std::string>& env = {});
   ~Child();
   pid_t pid() const { return pid_; }
   void Kill(int sig);

@@ -61,8 +61,7 @@ bool VerifyEd25519(std::string_view raw_public, std::string_view message, std::s
 std::string Pae(std::string_view payload_type, std::string_view payload);
 
 // Builds an envelope signed by every key in `keys`.
-absl::StatusOr<cairn::v1::Envelope> SignEnvelope(std::string_view payload_type,
-                                                 std::string payload,
+absl::StatusOr<cairn::v1::Envelope> SignEnvelope(std::string_view payload_type, std::string payload,
                                                  const std::vector<const SigningKey*>& keys);
 
 // Reads a whole file (at most max_bytes). NotFound, PermissionDenied,

@@ -15,7 +15,8 @@ namespace cairn {
 
 inline constexpr std::string_view kManifestPayloadType = "application/vnd.cairn.manifest.v1+proto";
 inline constexpr std::string_view kTagPayloadType = "application/vnd.cairn.tag.v1+proto";
-inline constexpr std::string_view kTrustRootPayloadType = "application/vnd.cairn.trustroot.v1+proto";
+inline constexpr std::string_view kTrustRootPayloadType =
+    "application/vnd.cairn.trustroot.v1+proto";
 inline constexpr std::string_view kSessionPayloadType = "application/vnd.cairn.session.v1";
 
 // Size limits per object type (bytes as encoded). Larger input is refused

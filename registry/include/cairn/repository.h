@@ -64,7 +64,8 @@ class Repository {
   // Opens a session when the challenge is live and at least one signature is
   // by a key delegated for the name's namespace. PermissionDenied /
   // Unauthenticated otherwise.
-  absl::StatusOr<cairn::v1::OpenSessionResponse> OpenSession(const cairn::v1::OpenSessionRequest& r);
+  absl::StatusOr<cairn::v1::OpenSessionResponse> OpenSession(
+      const cairn::v1::OpenSessionRequest& r);
   // Unauthenticated when the session is unknown or expired. Returns its name.
   absl::StatusOr<std::string> CheckSession(std::string_view session_id);
   // Stores a chunk list uploaded in a session (invisible until a commit names

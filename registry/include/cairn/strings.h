@@ -15,15 +15,15 @@ namespace cairn {
 
 class AlphaNum {
  public:
-  AlphaNum(std::string_view s) : view_(s) {}                     // NOLINT
-  AlphaNum(const char* s) : view_(s) {}                          // NOLINT
-  AlphaNum(const std::string& s) : view_(s) {}                   // NOLINT
-  AlphaNum(absl::string_view s) : view_(s.data(), s.size()) {}   // NOLINT
-  AlphaNum(char c) : buf_(1, c), view_(buf_) {}                  // NOLINT
+  AlphaNum(std::string_view s) : view_(s) {}                    // NOLINT
+  AlphaNum(const char* s) : view_(s) {}                         // NOLINT
+  AlphaNum(const std::string& s) : view_(s) {}                  // NOLINT
+  AlphaNum(absl::string_view s) : view_(s.data(), s.size()) {}  // NOLINT
+  AlphaNum(char c) : buf_(1, c), view_(buf_) {}                 // NOLINT
   template <std::integral T>
-    requires(!std::same_as<T, char> && !std::same_as<T, bool>)
-  AlphaNum(T v) : buf_(std::to_string(v)), view_(buf_) {}        // NOLINT
-  AlphaNum(double v) : buf_(std::to_string(v)), view_(buf_) {}   // NOLINT
+  requires(!std::same_as<T, char> && !std::same_as<T, bool>) AlphaNum(T v)
+      : buf_(std::to_string(v)), view_(buf_) {}                 // NOLINT
+  AlphaNum(double v) : buf_(std::to_string(v)), view_(buf_) {}  // NOLINT
   AlphaNum(const AlphaNum&) = delete;
   std::string_view view() const { return view_; }
 

@@ -46,7 +46,8 @@ class TrustRootView {
 
 // Counts distinct keys in `allowed` with a valid signature over env's PAE.
 int CountValidSignatures(const cairn::v1::TrustRoot& root, const cairn::v1::Envelope& env,
-                         const std::vector<std::string>& allowed, std::vector<std::string>* signers);
+                         const std::vector<std::string>& allowed,
+                         std::vector<std::string>* signers);
 
 // Signs `root` (after canonicalizing it) with `signers` into envelope bytes.
 absl::StatusOr<std::string> SignTrustRoot(cairn::v1::TrustRoot root,
