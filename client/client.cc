@@ -781,14 +781,23 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
   cache_opts.durable = false;  // a cache: survive a killed process, re-verify on read
   cache_opts.verify_on_read = true;
   cache_opts.buffer_bytes = 0;  // every chunk reaches the file at once: a killed pull resumes
+  // One process at a time owns the cache; like apt's lock, wait for it (the
+  // other pull's chunks are then ours for free) rather than fail.
   auto cache = OpenPackChunkStore(o.cache_dir, cache_opts);
-  if (!cache.ok()) {
-    if (absl::IsFailedPrecondition(cache.status())) {
-      return absl::FailedPreconditionError(
-          "cache " + o.cache_dir + " is in use by another cairn process; wait or pass --cache");
+  for (int waited = 0; absl::IsFailedPrecondition(cache.status()); ++waited) {
+    if (waited == 0) {
+      std::fprintf(stderr, "cairn: waiting for the cache %s, in use by another cairn process...\n",
+                   o.cache_dir.c_str());
     }
-    return Annotate(cache.status(), "cache");
+    if (o.cache_wait_seconds >= 0 && waited >= o.cache_wait_seconds * 4) {
+      return absl::FailedPreconditionError(
+          "cache " + o.cache_dir +
+          " is still in use by another cairn process; pass --cache DIR to use another");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    cache = OpenPackChunkStore(o.cache_dir, cache_opts);
   }
+  if (!cache.ok()) return Annotate(cache.status(), "cache");
 
   std::error_code ec;
   std::filesystem::create_directories(o.out, ec);

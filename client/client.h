@@ -90,6 +90,9 @@ struct PullOptions {
   // and `cairn verify` re-checks a tree after a power loss.
   bool fsync = false;
   bool progress = false;
+  // How long to wait for a cache held by another cairn process; < 0 waits
+  // for ever. Default: for ever (like apt's lock), with a message on stderr.
+  int cache_wait_seconds = -1;
 };
 
 struct PullResult {

@@ -392,3 +392,31 @@ TEST_F(NodeTest, PullDoesNotFollowSymlinksPlantedInTheOutputDirectory) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(NodeTest, PullWaitsForACacheHeldByAnotherProcess) {
+  std::string model = MakeModel("m", 2, 100000, 12);
+  ASSERT_TRUE(PublishDir(model, "acme/m", "1").ok());
+  PackStoreOptions co;
+  co.durable = false;
+  auto holder = OpenPackChunkStore(dir_ / "cache", co);
+  ASSERT_TRUE(holder.ok());
+  auto opts = PullOpts("acme/m", "out");
+  opts.cache_wait_seconds = 1;
+  EXPECT_THAT(client::Pull(*conn_, trust_.view, opts),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // Released while the pull waits: the pull goes ahead.
+  opts.cache_wait_seconds = 30;
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    holder->reset();
+  });
+  auto r = client::Pull(*conn_, trust_.view, opts);
+  release.join();
+  ASSERT_TRUE(r.ok()) << r.status();
+}
+
+}  // namespace
+}  // namespace cairn
