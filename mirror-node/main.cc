@@ -23,6 +23,7 @@ struct ServeConfig {
   std::string trust;
   std::string log_level = "info";
   bool verify_reads = true;
+  std::string region;
 };
 
 std::string DefaultDataDir() {
@@ -69,6 +70,8 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
       c->trust = v;
     else if (k == "log_level")
       c->log_level = v;
+    else if (k == "region")
+      c->region = v;
     else
       return absl::InvalidArgumentError("config " + path + ": unknown key node." + k);
   }
@@ -100,6 +103,7 @@ int Serve(ServeConfig cfg) {
 
   cairn::RepositoryOptions ropts;
   ropts.pack.verify_on_read = cfg.verify_reads;
+  ropts.region = cfg.region;
   auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
   if (!repo.ok()) return Fail(repo.status());
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen);
@@ -134,13 +138,15 @@ int main(int argc, char** argv) {
   ServeConfig flags;
   std::string config;
   auto* serve = app.add_subcommand("serve", "serve models from a data directory");
-  serve->add_option("--config", config,
-                    "TOML config file ([node] data, listen, trust, log_level, verify_reads)");
+  serve->add_option(
+      "--config", config,
+      "TOML config file ([node] data, listen, trust, log_level, region, verify_reads)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen =
       serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
   auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
   auto* o_log = serve->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error");
+  auto* o_region = serve->add_option("--region", flags.region, "region label reported to peers");
   bool no_verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
                                "serve chunks without re-hashing them (clients verify anyway)");
@@ -158,6 +164,7 @@ int main(int argc, char** argv) {
   if (*o_listen) cfg.listen = flags.listen;
   if (*o_trust) cfg.trust = flags.trust;
   if (*o_log) cfg.log_level = flags.log_level;
+  if (*o_region) cfg.region = flags.region;
   if (*o_nv) cfg.verify_reads = false;
   return Serve(cfg);
 }

@@ -360,6 +360,32 @@ class PublishImpl final : public Publish::CallbackService {
   WorkPool* pool_;
 };
 
+class FederationImpl final : public Federation::CallbackService {
+ public:
+  FederationImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
+  grpc::ServerUnaryReactor* Feed(grpc::CallbackServerContext* ctx, const FeedRequest* req,
+                                 FeedResponse* resp) override {
+    return Unary(pool_, ctx, resp,
+                 [=, this] { return repo_->Feed(req->after(), req->max_events()); });
+  }
+  grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx, const NodeInfoRequest* req,
+                                     NodeInfoResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->NodeInfo(); });
+  }
+  grpc::ServerUnaryReactor* TrustRoot(grpc::CallbackServerContext* ctx, const TrustRootRequest* req,
+                                      TrustRootResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<TrustRootResponse> {
+      TrustRootResponse out;
+      out.set_envelope(repo_->trust().envelope_bytes());
+      return out;
+    });
+  }
+
+ private:
+  Repository* repo_;
+  WorkPool* pool_;
+};
+
 }  // namespace
 
 struct NodeServer::Services {
@@ -367,12 +393,14 @@ struct NodeServer::Services {
       : pool(kWorkThreads, kMaxQueuedWork),
         registry(repo, &pool),
         chunks(repo, &pool),
-        publish(repo, &pool) {}
+        publish(repo, &pool),
+        federation(repo, &pool) {}
   // Declared first: destroyed last, after the services and the server.
   WorkPool pool;
   RegistryImpl registry;
   ChunksImpl chunks;
   PublishImpl publish;
+  FederationImpl federation;
 };
 
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
@@ -386,6 +414,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
   b.RegisterService(&s->services_->registry);
   b.RegisterService(&s->services_->chunks);
   b.RegisterService(&s->services_->publish);
+  b.RegisterService(&s->services_->federation);
   s->server_ = b.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     return absl::UnavailableError("cannot listen on " + listen +

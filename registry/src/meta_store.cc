@@ -10,7 +10,7 @@ namespace cairn {
 namespace {
 
 constexpr const char* kTableNames[] = {"objects", "staging",  "envelopes", "releases",
-                                       "tags",    "children", "state"};
+                                       "tags",    "children", "state",     "feed"};
 static_assert(std::size(kTableNames) == static_cast<size_t>(Table::kCount));
 
 class RocksMetaStore final : public MetaStore {

@@ -4,11 +4,13 @@
 #include <openssl/rand.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -104,6 +106,8 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
   auto repo = std::make_unique<Repository>(std::move(*meta), std::move(*chunks), std::move(trust),
                                            opts, std::move(clock));
   repo->lock_fd_ = fd;
+  repo->data_dir_ = dir;
+  CAIRN_RETURN_IF_ERROR(repo->init_status_);
   return repo;
 }
 
@@ -113,7 +117,44 @@ Repository::Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkSto
       chunks_(std::move(chunks)),
       trust_(std::move(trust)),
       opts_(opts),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)) {
+  init_status_ = InitState();
+}
+
+namespace {
+
+std::string SeqKey(uint64_t seq) {
+  std::string k(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    k[i] = static_cast<char>(seq & 0xff);
+    seq >>= 8;
+  }
+  return k;
+}
+
+uint64_t ParseU64(std::string_view s) {
+  uint64_t v = 0;
+  return ParseInt(s, &v) ? v : 0;
+}
+
+}  // namespace
+
+absl::Status Repository::InitState() {
+  auto id = meta_->Get(Table::kState, "node_id");
+  if (absl::IsNotFound(id.status())) {
+    node_id_ = RandomHex(8);
+    CAIRN_RETURN_IF_ERROR(meta_->Commit({{Table::kState, "node_id", node_id_}}, /*sync=*/true));
+  } else {
+    CAIRN_RETURN_IF_ERROR(id.status());
+    node_id_ = *id;
+  }
+  absl::MutexLock l(&commit_mu_);
+  auto head = meta_->Get(Table::kState, "feed_head");
+  if (head.ok()) feed_head_ = ParseU64(*head);
+  auto tail = meta_->Get(Table::kState, "feed_tail");
+  if (tail.ok()) feed_tail_ = std::max<uint64_t>(1, ParseU64(*tail));
+  return absl::OkStatus();
+}
 
 Repository::~Repository() {
   chunks_.reset();
@@ -239,6 +280,101 @@ absl::StatusOr<cairn::v1::LineageResponse> Repository::Lineage(std::string_view 
   return out;
 }
 
+// ---------------- Federation ----------------
+
+absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_t max_events) {
+  CAIRN_RETURN_IF_ERROR(init_status_);
+  uint32_t max = max_events == 0 ? 1000 : std::min<uint32_t>(max_events, 1000);
+  uint64_t head, tail;
+  {
+    absl::MutexLock l(&commit_mu_);
+    head = feed_head_;
+    tail = feed_tail_;
+  }
+  cairn::v1::FeedResponse out;
+  out.set_head(head);
+  if (after > head) {
+    return absl::InvalidArgumentError(StrCat("cursor ", after,
+                                             " is ahead of this node's feed head ", head,
+                                             " (a different node, or one restored from backup?)"));
+  }
+  if (after + 1 < tail) {
+    // The events after `after` were dropped: send the current state instead.
+    out.set_snapshot(true);
+    std::map<std::string, cairn::v1::FeedEvent> by_digest;
+    CAIRN_RETURN_IF_ERROR(
+        meta_->Scan(Table::kReleases, "", [&](std::string_view k, std::string_view v) {
+          std::vector<std::string_view> parts = Split(k, '\0', 2);
+          if (parts.size() != 2) return true;
+          auto env = meta_->Get(Table::kEnvelopes, v);
+          if (!env.ok()) return true;
+          auto& ev = by_digest[std::string(v)];
+          ev.set_name(std::string(parts[0]));
+          ev.set_version(std::string(parts[1]));
+          ev.set_manifest_digest(std::string(v));
+          ev.set_manifest_envelope(std::move(*env));
+          return true;
+        }));
+    std::vector<cairn::v1::FeedEvent> tag_events;
+    CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view, std::string_view v) {
+      cairn::v1::Envelope env;
+      TagRecord rec;
+      if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload())) {
+        return true;
+      }
+      auto it = by_digest.find(rec.manifest_digest());
+      if (it == by_digest.end()) return true;
+      cairn::v1::FeedEvent ev = it->second;  // one event per tag, with its release
+      ev.set_tag_envelope(std::string(v));
+      tag_events.push_back(std::move(ev));
+      return true;
+    }));
+    for (auto& [d, ev] : by_digest) *out.add_events() = std::move(ev);
+    for (auto& ev : tag_events) *out.add_events() = std::move(ev);
+    return out;
+  }
+  uint64_t next = after + 1;
+  while (next <= head && out.events_size() < static_cast<int>(max)) {
+    auto v = meta_->Get(Table::kFeed, SeqKey(next));
+    if (absl::IsNotFound(v.status())) break;  // dropped by retention meanwhile
+    CAIRN_RETURN_IF_ERROR(v.status());
+    if (!out.add_events()->ParseFromString(*v)) {
+      return absl::DataLossError(StrCat("feed event ", next, " is corrupt"));
+    }
+    ++next;
+  }
+  return out;
+}
+
+absl::StatusOr<cairn::v1::NodeInfoResponse> Repository::NodeInfo() {
+  CAIRN_RETURN_IF_ERROR(init_status_);
+  cairn::v1::NodeInfoResponse out;
+  out.set_node_id(node_id_);
+  out.set_region(opts_.region);
+  out.set_trust_version(trust_.root().version());
+  {
+    absl::MutexLock l(&commit_mu_);
+    out.set_feed_head(feed_head_);
+  }
+  if (!data_dir_.empty()) {
+    struct statvfs vfs;
+    if (::statvfs(data_dir_.c_str(), &vfs) == 0) {
+      out.set_free_bytes(static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize);
+    }
+  }
+  std::set<std::string> namespaces;
+  uint64_t releases = 0;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kReleases, "", [&](std::string_view k, std::string_view) {
+        namespaces.insert(std::string(NamespaceOf(k)));
+        ++releases;
+        return true;
+      }));
+  for (const auto& ns : namespaces) out.add_namespaces(ns);
+  out.set_releases(releases);
+  return out;
+}
+
 // ---------------- Publish ----------------
 
 absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_view name) {
@@ -322,6 +458,7 @@ absl::StatusOr<std::string> Repository::StageChunkList(std::string_view session_
 absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view session_id,
                                                              std::string_view manifest_envelope,
                                                              std::string_view tag_envelope) {
+  CAIRN_RETURN_IF_ERROR(init_status_);
   CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
   std::string digest;
   CAIRN_ASSIGN_OR_RETURN(Manifest m, VerifyManifestEnvelope(trust_, manifest_envelope, &digest));
@@ -382,7 +519,9 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
   }
   if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
   out.set_already_present(existing.ok());
+  bool tag_moved = false;
   if (tag) {
+    tag_moved = true;
     auto cur = meta_->Get(Table::kTags, Key2(tag->name(), tag->tag()));
     if (cur.ok()) {
       Envelope ce;
@@ -390,7 +529,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
       if (ce.ParseFromString(*cur) && cr.ParseFromString(ce.payload()) &&
           cr.version() >= tag->version()) {
         if (cr.version() == tag->version() && *cur == tag_envelope) {
-          // Same record again: idempotent.
+          tag_moved = false;  // same record again: idempotent
         } else {
           return absl::AlreadyExistsError(
               StrCat("tag ", tag->name(), ":", tag->tag(), " version ", tag->version(),
@@ -416,7 +555,30 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
                           StrCat(m.name(), std::string(1, '\0'), m.version(), std::string(1, '\0'),
                                  static_cast<int>(p.relation()))});
   }
+  // The feed: one event per commit that changed something, in the same batch.
+  uint64_t seq = feed_head_;
+  uint64_t tail = feed_tail_;
+  if (!existing.ok() || tag_moved) {
+    seq = feed_head_ + 1;
+    cairn::v1::FeedEvent ev;
+    ev.set_seq(seq);
+    ev.set_name(m.name());
+    ev.set_version(m.version());
+    ev.set_manifest_digest(digest);
+    ev.set_manifest_envelope(std::string(manifest_envelope));
+    if (tag_moved) ev.set_tag_envelope(std::string(tag_envelope));
+    ev.set_accepted_unix(now);
+    ops.push_back(WriteOp{Table::kFeed, SeqKey(seq), ev.SerializeAsString()});
+    ops.push_back(WriteOp{Table::kState, "feed_head", StrCat(seq)});
+    while (seq - tail + 1 > opts_.feed_retain) {
+      ops.push_back(WriteOp{Table::kFeed, SeqKey(tail), std::nullopt});
+      ++tail;
+    }
+    ops.push_back(WriteOp{Table::kState, "feed_tail", StrCat(tail)});
+  }
   CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  feed_head_ = seq;
+  feed_tail_ = tail;
   return out;
 }
 

@@ -420,3 +420,38 @@ TEST_F(NodeTest, PullWaitsForACacheHeldByAnotherProcess) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(NodeTest, FederationServiceServesFeedNodeInfoAndTrustRoot) {
+  std::string model = MakeModel("m", 2, 100000, 13);
+  auto pub = PublishDir(model, "acme/m", "1");
+  ASSERT_TRUE(pub.ok());
+  auto stub = cairn::v1::Federation::NewStub(
+      grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  cairn::v1::FeedRequest req;
+  cairn::v1::FeedResponse resp;
+  auto ctx = conn_->Context();
+  ASSERT_TRUE(stub->Feed(ctx.get(), req, &resp).ok());
+  ASSERT_EQ(resp.events_size(), 1);
+  EXPECT_EQ(resp.events(0).manifest_digest(), pub->manifest);
+  // A follower verifies what it is fed against its own trust root.
+  std::string digest;
+  ASSERT_TRUE(
+      VerifyManifestEnvelope(trust_.view, resp.events(0).manifest_envelope(), &digest).ok());
+  EXPECT_EQ(digest, pub->manifest);
+  ASSERT_TRUE(VerifyTagEnvelope(trust_.view, resp.events(0).tag_envelope(), SystemNowUnix()).ok());
+  cairn::v1::NodeInfoResponse info;
+  auto ctx2 = conn_->Context();
+  ASSERT_TRUE(stub->NodeInfo(ctx2.get(), cairn::v1::NodeInfoRequest(), &info).ok());
+  EXPECT_EQ(info.node_id(), repo_->node_id());
+  EXPECT_EQ(info.feed_head(), 1u);
+  cairn::v1::TrustRootResponse tr;
+  auto ctx3 = conn_->Context();
+  ASSERT_TRUE(stub->TrustRoot(ctx3.get(), cairn::v1::TrustRootRequest(), &tr).ok());
+  EXPECT_EQ(tr.envelope(), trust_.envelope);
+}
+
+}  // namespace
+}  // namespace cairn

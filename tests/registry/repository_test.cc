@@ -294,3 +294,115 @@ TEST_F(RepositoryTest, SecondOpenOfDataDirectoryIsRefused) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(RepositoryTest, FeedRecordsEachChangeOnceInOrderAndResumesFromACursor) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string e1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
+  std::string e2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
+  ASSERT_TRUE(
+      repo_->Commit(s, e1, Tag("acme/m", "latest", DigestOf(e1), 1, trust_.publisher.get())).ok());
+  ASSERT_TRUE(repo_->Commit(s, e1, "").ok());  // idempotent: no event
+  ASSERT_TRUE(repo_->Commit(s, e2, "").ok());
+  ASSERT_TRUE(
+      repo_->Commit(s, e2, Tag("acme/m", "latest", DigestOf(e2), 2, trust_.publisher.get())).ok());
+  auto f = repo_->Feed(0, 0);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_FALSE(f->snapshot());
+  EXPECT_EQ(f->head(), 3u);
+  ASSERT_EQ(f->events_size(), 3);
+  EXPECT_EQ(f->events(0).seq(), 1u);
+  EXPECT_EQ(f->events(0).manifest_digest(), DigestOf(e1));
+  EXPECT_FALSE(f->events(0).tag_envelope().empty());
+  EXPECT_EQ(f->events(1).manifest_digest(), DigestOf(e2));
+  EXPECT_TRUE(f->events(1).tag_envelope().empty());
+  EXPECT_EQ(f->events(2).manifest_digest(), DigestOf(e2));  // the tag moved
+  EXPECT_FALSE(f->events(2).tag_envelope().empty());
+  // Each event carries the signed manifest exactly as committed.
+  EXPECT_EQ(f->events(0).manifest_envelope(), e1);
+  // Resume from a cursor, and page.
+  auto tail = repo_->Feed(2, 0);
+  ASSERT_EQ(tail->events_size(), 1);
+  EXPECT_EQ(tail->events(0).seq(), 3u);
+  EXPECT_EQ(repo_->Feed(0, 2)->events_size(), 2);
+  EXPECT_EQ(repo_->Feed(3, 0)->events_size(), 0);
+  EXPECT_THAT(repo_->Feed(9, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(RepositoryTest, FailedCommitAddsNoFeedEvent) {
+  std::string s = Session("acme/m", trust_.publisher.get());
+  std::string e1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
+  meta_->fail_next = true;
+  EXPECT_FALSE(repo_->Commit(s, e1, "").ok());
+  EXPECT_EQ(repo_->Feed(0, 0)->head(), 0u);
+  ASSERT_TRUE(repo_->Commit(s, e1, "").ok());
+  EXPECT_EQ(repo_->Feed(0, 0)->head(), 1u);
+}
+
+TEST(RepositoryFeedTest, StaleCursorGetsASnapshotAndTheFeedSurvivesRestart) {
+  testing::TempDir dir;
+  auto trust = TrustFixture::Make("acme");
+  RepositoryOptions opts;
+  opts.feed_retain = 2;
+  opts.region = "af-east";
+  std::string node_id;
+  std::vector<std::string> envs;
+  {
+    auto repo = std::move(Repository::Open(dir / "node", trust.view, opts)).value();
+    node_id = repo->node_id();
+    auto c = repo->Challenge("acme/m");
+    cairn::v1::OpenSessionRequest r;
+    r.set_name("acme/m");
+    r.set_challenge(c->challenge());
+    auto* sig = r.add_signatures();
+    sig->set_key_id(trust.publisher->key_id());
+    sig->set_sig(*trust.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
+    std::string s = repo->OpenSession(r)->session_id();
+    for (int v = 1; v <= 4; ++v) {
+      std::string data = "v" + std::to_string(v);
+      Digest d = Sha256Of(data);
+      ASSERT_TRUE(repo->chunks()->Put(d, data).ok());
+      cairn::v1::ChunkList cl;
+      cl.add_chunks()->set_digest(std::string(DigestBytes(d)));
+      cl.mutable_chunks(0)->set_length(data.size());
+      std::string clb = SerializeCanonical(cl);
+      ASSERT_TRUE(repo->StageChunkList(s, clb).ok());
+      cairn::v1::Manifest m;
+      m.set_name("acme/m");
+      m.set_version(std::to_string(v));
+      auto* f = m.add_files();
+      f->set_path("w");
+      f->set_size(data.size());
+      f->set_sha256(DigestName(d));
+      f->set_root(DigestName(Sha256Of(clb)));
+      envs.push_back(SerializeCanonical(
+          *SignEnvelope(kManifestPayloadType, SerializeCanonical(m), {trust.publisher.get()})));
+      ASSERT_TRUE(repo->Commit(s, envs.back(), "").ok());
+    }
+    auto info = repo->NodeInfo();
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->region(), "af-east");
+    EXPECT_EQ(info->feed_head(), 4u);
+    EXPECT_EQ(info->releases(), 4u);
+    ASSERT_EQ(info->namespaces_size(), 1);
+    EXPECT_GT(info->free_bytes(), 0u);
+  }
+  auto repo = std::move(Repository::Open(dir / "node", trust.view, opts)).value();
+  EXPECT_EQ(repo->node_id(), node_id);  // kept across restarts
+  // Events 1 and 2 were dropped (retain 2): a follower at 3 gets the tail...
+  auto tail = repo->Feed(2, 0);
+  ASSERT_TRUE(tail.ok());
+  EXPECT_FALSE(tail->snapshot());
+  EXPECT_EQ(tail->events_size(), 2);
+  // ...a follower at 0 or 1 gets every current release, and continues at head.
+  auto snap = repo->Feed(1, 0);
+  ASSERT_TRUE(snap.ok());
+  EXPECT_TRUE(snap->snapshot());
+  EXPECT_EQ(snap->head(), 4u);
+  EXPECT_EQ(snap->events_size(), 4);
+}
+
+}  // namespace
+}  // namespace cairn

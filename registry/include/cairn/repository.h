@@ -29,6 +29,11 @@ struct RepositoryOptions {
   int64_t challenge_seconds = 300;
   // Most sessions and challenges held at once. Default: 4096 each.
   size_t max_sessions = 4096;
+  // Change-feed events kept; a follower whose cursor is older than the oldest
+  // kept event gets a snapshot instead. Default: 1,000,000.
+  uint64_t feed_retain = 1000000;
+  // Free-form region label reported in NodeInfo. Default: empty.
+  std::string region;
 };
 
 // Thread-safe.
@@ -56,6 +61,17 @@ class Repository {
   absl::StatusOr<cairn::v1::LineageResponse> Lineage(std::string_view ref);
 
   ChunkStore* chunks() { return chunks_.get(); }
+
+  // ---- Federation ----
+  // Events after `after` (at most max_events, capped at 1000), or a snapshot
+  // of every current release and tag when `after` is older than the oldest
+  // retained event. Every commit that adds a release or moves a tag appends
+  // one event in the same atomic batch, so the feed never names a release the
+  // node does not hold.
+  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
+  absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
+  // A random id made at first start and kept in the node state.
+  const std::string& node_id() const { return node_id_; }
   const TrustRootView& trust() const { return trust_; }
 
   // ---- Publish ----
@@ -87,6 +103,8 @@ class Repository {
     int64_t expires;
   };
   absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
+  // Reads (or creates) node_id and the feed's head and tail.
+  absl::Status InitState();
 
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
@@ -94,11 +112,16 @@ class Repository {
   RepositoryOptions opts_;
   Clock clock_;
   int lock_fd_ = -1;
+  std::string data_dir_;      // empty over injected stores
+  absl::Status init_status_;  // of InitState(), reported by Commit and Feed
+  std::string node_id_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> challenges_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
   absl::Mutex commit_mu_;  // serializes check-then-write of releases and tags
+  uint64_t feed_head_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last seq written
+  uint64_t feed_tail_ ABSL_GUARDED_BY(commit_mu_) = 1;  // oldest seq kept
 };
 
 // Verifies a tag envelope against the trust root: payload type, record,

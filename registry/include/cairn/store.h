@@ -104,7 +104,8 @@ enum class Table : int {
   kReleases,     // name \0 version -> manifest digest
   kTags,         // name \0 tag -> signed tag envelope bytes
   kChildren,     // parent digest \0 child digest -> child name \0 version \0 relation
-  kState,        // node state
+  kState,        // node state: node_id, feed_head, feed_tail
+  kFeed,         // big-endian u64 seq -> FeedEvent (what this node accepted, in order)
   kCount
 };
 
