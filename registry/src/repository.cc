@@ -460,11 +460,49 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
                                                              std::string_view tag_envelope) {
   CAIRN_RETURN_IF_ERROR(init_status_);
   CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
+  CommitSpec spec;
+  spec.required_name = session_name;
+  return CommitVerified(manifest_envelope, tag_envelope, spec);
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitReplicated(
+    std::string_view manifest_envelope, std::string_view tag_envelope, std::string cursor_key,
+    uint64_t cursor) {
+  CAIRN_RETURN_IF_ERROR(init_status_);
+  CommitSpec spec;
+  spec.stale_tag_is_ok = true;
+  spec.extra_ops.push_back(WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)});
+  return CommitVerified(manifest_envelope, tag_envelope, spec);
+}
+
+absl::Status Repository::SetCursor(std::string cursor_key, uint64_t cursor) {
+  return meta_->Commit({WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)}}, true);
+}
+
+uint64_t Repository::GetCursor(const std::string& cursor_key) {
+  auto v = meta_->Get(Table::kState, cursor_key);
+  return v.ok() ? ParseU64(*v) : 0;
+}
+
+absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_view bytes) {
+  CAIRN_RETURN_IF_ERROR(ParseChunkList(bytes).status());
+  std::string digest = DigestName(Sha256Of(bytes));
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Commit({WriteOp{Table::kStaging, digest, std::string(bytes)}}, /*sync=*/false));
+  return digest;
+}
+
+bool Repository::HasObject(std::string_view digest) {
+  return LoadObject(digest, /*allow_staged=*/true).ok();
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
+    std::string_view manifest_envelope, std::string_view tag_envelope, const CommitSpec& spec) {
   std::string digest;
   CAIRN_ASSIGN_OR_RETURN(Manifest m, VerifyManifestEnvelope(trust_, manifest_envelope, &digest));
-  if (m.name() != session_name) {
+  if (!spec.required_name.empty() && m.name() != spec.required_name) {
     return absl::PermissionDeniedError(
-        StrCat("session was opened for ", session_name, ", not for ", m.name()));
+        StrCat("session was opened for ", spec.required_name, ", not for ", m.name()));
   }
   int64_t now = clock_();
   std::optional<TagRecord> tag;
@@ -530,6 +568,12 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
           cr.version() >= tag->version()) {
         if (cr.version() == tag->version() && *cur == tag_envelope) {
           tag_moved = false;  // same record again: idempotent
+        } else if (spec.stale_tag_is_ok) {
+          // Replication: the highest valid version wins. An older (or
+          // conflicting equal) version from a peer is dropped; the release
+          // still lands.
+          tag_moved = false;
+          out.set_tag_not_newer(true);
         } else {
           return absl::AlreadyExistsError(
               StrCat("tag ", tag->name(), ":", tag->tag(), " version ", tag->version(),
@@ -539,7 +583,10 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
     } else if (!absl::IsNotFound(cur.status())) {
       return cur.status();
     }
-    ops.push_back(WriteOp{Table::kTags, Key2(tag->name(), tag->tag()), std::string(tag_envelope)});
+    if (tag_moved) {
+      ops.push_back(
+          WriteOp{Table::kTags, Key2(tag->name(), tag->tag()), std::string(tag_envelope)});
+    }
   }
   // Chunks must be durable before the release that names them is.
   CAIRN_RETURN_IF_ERROR(chunks_->Sync());
@@ -576,6 +623,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
     }
     ops.push_back(WriteOp{Table::kState, "feed_tail", StrCat(tail)});
   }
+  for (const auto& op : spec.extra_ops) ops.push_back(op);
   CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
   feed_head_ = seq;
   feed_tail_ = tail;

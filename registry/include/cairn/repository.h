@@ -70,6 +70,25 @@ class Repository {
   // node does not hold.
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
+
+  // ---- Replication (a peer's releases, verified against this node's trust) ----
+  // Stores a chunk list fetched from a peer (invisible until committed).
+  absl::StatusOr<std::string> StageReplicatedChunkList(std::string_view bytes);
+  // True when a chunk list or manifest is committed or staged here.
+  bool HasObject(std::string_view digest);
+  // Verifies and commits a release received from a peer exactly as Commit
+  // does (signatures against this node's own trust root, every chunk list and
+  // chunk present), with no session; a tag that is not newer than the held one
+  // is dropped (the highest valid version wins) and reported in
+  // tag_not_newer. Stores `cursor` under `cursor_key` in the same batch, so a
+  // crash never loses or repeats a step.
+  absl::StatusOr<cairn::v1::CommitResponse> CommitReplicated(std::string_view manifest_envelope,
+                                                             std::string_view tag_envelope,
+                                                             std::string cursor_key,
+                                                             uint64_t cursor);
+  // A follower's persisted cursor (0 when none) and a cursor-only update.
+  uint64_t GetCursor(const std::string& cursor_key);
+  absl::Status SetCursor(std::string cursor_key, uint64_t cursor);
   // A random id made at first start and kept in the node state.
   const std::string& node_id() const { return node_id_; }
   const TrustRootView& trust() const { return trust_; }
@@ -102,6 +121,14 @@ class Repository {
     std::string name;
     int64_t expires;
   };
+  struct CommitSpec {
+    std::string required_name;          // a session's name; empty: any
+    bool stale_tag_is_ok = false;       // replication: drop a tag that is not newer
+    std::vector<WriteOp> extra_ops;     // written in the same batch
+  };
+  absl::StatusOr<cairn::v1::CommitResponse> CommitVerified(std::string_view manifest_envelope,
+                                                           std::string_view tag_envelope,
+                                                           const CommitSpec& spec);
   absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
   // Reads (or creates) node_id and the feed's head and tail.
   absl::Status InitState();
