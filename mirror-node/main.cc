@@ -14,6 +14,7 @@
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "toml++/toml.h"
+#include "upstream.h"
 
 namespace {
 
@@ -24,6 +25,7 @@ struct ServeConfig {
   std::string log_level = "info";
   bool verify_reads = true;
   std::string region;
+  std::vector<std::string> upstreams;
 };
 
 std::string DefaultDataDir() {
@@ -50,6 +52,21 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
   }
   for (auto [key, val] : *node) {
     std::string k(key.str());
+    if (k == "upstreams") {
+      const toml::array* arr = val.as_array();
+      if (arr == nullptr) {
+        return absl::InvalidArgumentError("config " + path +
+                                          ": node.upstreams must be an array of \"HOST:PORT\"");
+      }
+      for (const auto& e : *arr) {
+        if (!e.is_string()) {
+          return absl::InvalidArgumentError("config " + path +
+                                            ": node.upstreams must hold strings");
+        }
+        c->upstreams.push_back(*e.value<std::string>());
+      }
+      continue;
+    }
     if (k == "verify_reads") {
       if (!val.is_boolean()) {
         return absl::InvalidArgumentError("config " + path +
@@ -112,10 +129,16 @@ int Serve(ServeConfig cfg) {
                (*repo)->trust().digest());
   std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
+  std::unique_ptr<cairn::node::ReplicationLoop> replication;
+  if (!cfg.upstreams.empty()) {
+    spdlog::info("following upstreams: {}", cairn::StrJoin(cfg.upstreams, ", "));
+    replication = std::make_unique<cairn::node::ReplicationLoop>(repo->get(), cfg.upstreams);
+  }
 
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("signal {}: stopping", sig);
+  replication.reset();
   (*server)->Shutdown(5);
   (*server)->Wait();
   server->reset();
@@ -147,6 +170,8 @@ int main(int argc, char** argv) {
   auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
   auto* o_log = serve->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error");
   auto* o_region = serve->add_option("--region", flags.region, "region label reported to peers");
+  auto* o_up = serve->add_option("--upstream", flags.upstreams,
+                                 "follow this node's feed, HOST:PORT (repeatable)");
   bool no_verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
                                "serve chunks without re-hashing them (clients verify anyway)");
@@ -165,6 +190,7 @@ int main(int argc, char** argv) {
   if (*o_trust) cfg.trust = flags.trust;
   if (*o_log) cfg.log_level = flags.log_level;
   if (*o_region) cfg.region = flags.region;
+  if (*o_up) cfg.upstreams = flags.upstreams;
   if (*o_nv) cfg.verify_reads = false;
   return Serve(cfg);
 }

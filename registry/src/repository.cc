@@ -492,8 +492,8 @@ absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_vie
   return digest;
 }
 
-bool Repository::HasObject(std::string_view digest) {
-  return LoadObject(digest, /*allow_staged=*/true).ok();
+absl::StatusOr<std::string> Repository::GetObjectOrStaged(std::string_view digest) {
+  return LoadObject(digest, /*allow_staged=*/true);
 }
 
 absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(

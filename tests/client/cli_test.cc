@@ -259,3 +259,35 @@ TEST_F(CliTest, KilledNodeServesOnlyCompleteReleasesAfterRestart) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(CliTest, NodeFollowingAnUpstreamServesItsReleases) {
+  std::string line;
+  auto follower = testing::Child::Start(
+      {testing::CairnNodeBin(), "serve", "--data", dir_ / "data-b", "--listen", "127.0.0.1:0",
+       "--trust", dir_ / "keys/trust.root", "--upstream", addr_},
+      "listening on", &line);
+  ASSERT_TRUE(follower);
+  std::string addr_b = line.substr(line.rfind(' ') + 1);
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  // The follower polls every 2 s; wait for it (bounded), then pull from it.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (Cairn({"info", "acme/m", "--node", addr_b}).exit_code != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << follower->stderr_text();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  node_->Kill(SIGTERM);  // the upstream goes away; the follower keeps serving
+  node_->Wait();
+  auto r = Cairn({"pull", "acme/m", "--out", dir_ / "out", "--node", addr_b, "--trust",
+                  dir_ / "keys/trust.root"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.safetensors"),
+            testing::ReadFile(dir_ / "model/weights.safetensors"));
+  follower->Kill(SIGTERM);
+  EXPECT_EQ(follower->Wait(), 0) << follower->stderr_text();
+}
+
+}  // namespace
+}  // namespace cairn

@@ -74,8 +74,8 @@ class Repository {
   // ---- Replication (a peer's releases, verified against this node's trust) ----
   // Stores a chunk list fetched from a peer (invisible until committed).
   absl::StatusOr<std::string> StageReplicatedChunkList(std::string_view bytes);
-  // True when a chunk list or manifest is committed or staged here.
-  bool HasObject(std::string_view digest);
+  // A chunk list or manifest committed or staged here. NotFound otherwise.
+  absl::StatusOr<std::string> GetObjectOrStaged(std::string_view digest);
   // Verifies and commits a release received from a peer exactly as Commit
   // does (signatures against this node's own trust root, every chunk list and
   // chunk present), with no session; a tag that is not newer than the held one
@@ -122,9 +122,9 @@ class Repository {
     int64_t expires;
   };
   struct CommitSpec {
-    std::string required_name;          // a session's name; empty: any
-    bool stale_tag_is_ok = false;       // replication: drop a tag that is not newer
-    std::vector<WriteOp> extra_ops;     // written in the same batch
+    std::string required_name;       // a session's name; empty: any
+    bool stale_tag_is_ok = false;    // replication: drop a tag that is not newer
+    std::vector<WriteOp> extra_ops;  // written in the same batch
   };
   absl::StatusOr<cairn::v1::CommitResponse> CommitVerified(std::string_view manifest_envelope,
                                                            std::string_view tag_envelope,

@@ -1,0 +1,155 @@
+#include "upstream.h"
+
+#include <random>
+
+#include "cairn/status.h"
+#include "server.h"
+#include "spdlog/spdlog.h"
+
+namespace cairn::node {
+
+namespace {
+absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      StrCat(what, ": ", s.error_message()));
+}
+}  // namespace
+
+GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds)
+    : address_(std::move(address)), timeout_seconds_(timeout_seconds) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  federation_ = cairn::v1::Federation::NewStub(channel_);
+  registry_ = cairn::v1::Registry::NewStub(channel_);
+  chunks_ = cairn::v1::Chunks::NewStub(channel_);
+}
+
+std::unique_ptr<grpc::ClientContext> GrpcUpstream::Context(int seconds) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return ctx;
+}
+
+absl::StatusOr<std::string> GrpcUpstream::NodeId() {
+  cairn::v1::NodeInfoResponse r;
+  auto ctx = Context(timeout_seconds_);
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(federation_->NodeInfo(ctx.get(), {}, &r), "node info of " + address_));
+  if (r.node_id().empty()) return absl::DataLossError("upstream " + address_ + " has no node id");
+  return r.node_id();
+}
+
+absl::StatusOr<cairn::v1::FeedResponse> GrpcUpstream::Feed(uint64_t after, uint32_t max_events) {
+  cairn::v1::FeedRequest req;
+  req.set_after(after);
+  req.set_max_events(max_events);
+  cairn::v1::FeedResponse r;
+  auto ctx = Context(timeout_seconds_);
+  CAIRN_RETURN_IF_ERROR(FromGrpc(federation_->Feed(ctx.get(), req, &r), "feed of " + address_));
+  return r;
+}
+
+absl::StatusOr<std::string> GrpcUpstream::GetObject(const std::string& digest) {
+  cairn::v1::GetObjectRequest req;
+  req.set_digest(digest);
+  cairn::v1::GetObjectResponse r;
+  auto ctx = Context(timeout_seconds_);
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(registry_->GetObject(ctx.get(), req, &r), "object from " + address_));
+  return std::move(*r.mutable_data());
+}
+
+absl::Status GrpcUpstream::GetChunks(
+    const std::vector<Want>& wanted,
+    const std::function<absl::Status(const Digest&, std::string_view)>& sink) {
+  uint64_t bytes = 0;
+  for (const auto& w : wanted) bytes += w.length;
+  // Generous for a thin link: at least 32 KiB/s on top of the call timeout.
+  auto ctx = Context(timeout_seconds_ + static_cast<int>(bytes / (32 << 10)));
+  auto stream = chunks_->GetMany(ctx.get());
+  absl::Status local;
+  for (size_t i = 0; i < wanted.size() && local.ok();) {
+    cairn::v1::GetChunksRequest req;
+    size_t start = i;
+    for (; i < wanted.size() && req.digests_size() < kMaxChunksPerMessage; ++i) {
+      req.add_digests(std::string(DigestBytes(wanted[i].digest)));
+    }
+    cairn::v1::GetChunksResponse resp;
+    if (!stream->Write(req) || !stream->Read(&resp)) break;
+    if (resp.chunks_size() != static_cast<int>(i - start)) {
+      local = absl::DataLossError("upstream " + address_ + " answered the wrong number of chunks");
+      break;
+    }
+    for (int k = 0; k < resp.chunks_size() && local.ok(); ++k) {
+      const auto& c = resp.chunks(k);
+      const Want& w = wanted[start + k];
+      if (c.digest() != DigestBytes(w.digest)) {
+        local = absl::DataLossError("upstream " + address_ + " answered chunks out of order");
+      } else if (c.missing()) {
+        local =
+            absl::NotFoundError("upstream " + address_ + " lacks chunk " + DigestName(w.digest));
+      } else if (c.data().size() != w.length) {
+        local = absl::DataLossError("upstream " + address_ + " sent a chunk of the wrong size");
+      } else {
+        local = sink(w.digest, c.data());
+      }
+    }
+  }
+  if (!local.ok()) {
+    ctx->TryCancel();
+    stream->Finish().ok();  // the local error is the one to report
+    return local;
+  }
+  stream->WritesDone();
+  return FromGrpc(stream->Finish(), "chunks from " + address_);
+}
+
+ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<std::string> upstreams,
+                                 int poll_seconds)
+    : repo_(repo), poll_seconds_(poll_seconds) {
+  for (auto& a : upstreams) threads_.emplace_back([this, a] { Run(a); });
+}
+
+ReplicationLoop::~ReplicationLoop() {
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = true;
+  }
+  for (auto& t : threads_) t.join();
+}
+
+void ReplicationLoop::Run(std::string address) {
+  Replicator rep(repo_, std::make_unique<GrpcUpstream>(address, 15),
+                 [address](const std::string& line) {
+                   spdlog::warn("replication from {}: {}", address, line);
+                 });
+  std::mt19937_64 rng(std::random_device{}());
+  double backoff = 1;
+  while (true) {
+    absl::Status st = rep.SyncOnce();
+    double wait;
+    if (st.ok()) {
+      backoff = 1;
+      wait = poll_seconds_;
+      if (rep.stats().releases_committed > 0) {
+        spdlog::info("replication from {}: cursor {} of {}, {} releases, {} bytes fetched so far",
+                     address, rep.stats().cursor, rep.stats().upstream_head,
+                     rep.stats().releases_committed, rep.stats().bytes_fetched);
+      }
+    } else {
+      spdlog::warn("replication from {}: {} (retrying in ~{:.0f}s)", address, st.ToString(),
+                   backoff);
+      wait = backoff * std::uniform_real_distribution<double>(0.5, 1.5)(rng);  // jitter
+      backoff = std::min(backoff * 2, 60.0);
+    }
+    absl::MutexLock l(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(wait))) return;
+  }
+}
+
+}  // namespace cairn::node

@@ -1,0 +1,60 @@
+// Upstream over gRPC, and the loop that keeps a node following its upstreams.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "cairn/replication.h"
+#include "cairn/v1/service.grpc.pb.h"
+
+namespace cairn::node {
+
+// An upstream node reached over gRPC. Every call has a deadline. Chunks are
+// fetched in batches of 64 over one GetMany stream (request, answer, next).
+class GrpcUpstream final : public Upstream {
+ public:
+  GrpcUpstream(std::string address, int timeout_seconds);
+  absl::StatusOr<std::string> NodeId() override;
+  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override;
+  absl::StatusOr<std::string> GetObject(const std::string& digest) override;
+  absl::Status GetChunks(
+      const std::vector<Want>& wanted,
+      const std::function<absl::Status(const Digest&, std::string_view)>& sink) override;
+  std::string address() const override { return address_; }
+
+ private:
+  std::unique_ptr<grpc::ClientContext> Context(int seconds) const;
+  std::string address_;
+  int timeout_seconds_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<cairn::v1::Federation::Stub> federation_;
+  std::unique_ptr<cairn::v1::Registry::Stub> registry_;
+  std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
+};
+
+// One background thread per upstream: SyncOnce, then wait `poll_seconds`; on
+// failure back off exponentially with jitter (1 s .. 60 s). The node keeps
+// serving whatever it holds meanwhile. Thread-safe.
+class ReplicationLoop {
+ public:
+  ReplicationLoop(Repository* repo, std::vector<std::string> upstreams, int poll_seconds = 2);
+  ~ReplicationLoop();  // stops and joins
+  ReplicationLoop(const ReplicationLoop&) = delete;
+  ReplicationLoop& operator=(const ReplicationLoop&) = delete;
+
+ private:
+  void Run(std::string address);
+  Repository* repo_;
+  const int poll_seconds_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace cairn::node

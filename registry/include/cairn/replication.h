@@ -1,0 +1,78 @@
+// Following an upstream node's change feed: the node-to-node half of
+// federation. A replicator never trusts its upstream: every release is
+// verified against the local node's own trust root before it is committed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cairn/hash.h"
+#include "cairn/repository.h"
+#include "cairn/v1/service.pb.h"
+
+namespace cairn {
+
+// What a replicator needs from an upstream node (gRPC in mirror-node/; tests
+// may wrap it to inject faults). Calls may block; each has its own deadline.
+class Upstream {
+ public:
+  virtual ~Upstream() = default;
+  // The upstream's node id (cursors are kept per upstream node, not address).
+  virtual absl::StatusOr<std::string> NodeId() = 0;
+  virtual absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) = 0;
+  virtual absl::StatusOr<std::string> GetObject(const std::string& digest) = 0;
+  struct Want {
+    Digest digest;
+    uint32_t length;
+  };
+  // Fetches `wanted`, calling `sink` for each chunk in order (bytes not yet
+  // verified: the sink's store does that). NotFound when the upstream lacks one.
+  virtual absl::Status GetChunks(
+      const std::vector<Want>& wanted,
+      const std::function<absl::Status(const Digest&, std::string_view)>& sink) = 0;
+  virtual std::string address() const = 0;
+};
+
+struct ReplicationStats {
+  uint64_t cursor = 0;
+  uint64_t upstream_head = 0;
+  uint64_t events_applied = 0;
+  uint64_t releases_committed = 0;
+  uint64_t chunks_fetched = 0;
+  uint64_t bytes_fetched = 0;
+  uint64_t events_refused = 0;  // failed verification: logged, skipped
+  std::string last_error;
+};
+
+// Applies an upstream's feed to a repository. Not thread-safe: one thread per
+// upstream. Idempotent and resumable: the cursor is committed in the same
+// batch as each release, chunks already held are never fetched again.
+class Replicator {
+ public:
+  // `log` receives one line per refused event or error (may be empty).
+  Replicator(Repository* repo, std::unique_ptr<Upstream> upstream,
+             std::function<void(const std::string&)> log = {});
+
+  // Applies every event past the persisted cursor, then returns. Unavailable
+  // (and the cursor where it stopped) when the upstream fails mid-way; a
+  // release that does not verify is skipped and counted, never committed.
+  absl::Status SyncOnce();
+
+  const ReplicationStats& stats() const { return stats_; }
+  Upstream* upstream() { return upstream_.get(); }
+
+ private:
+  absl::Status Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_after);
+
+  Repository* repo_;
+  std::unique_ptr<Upstream> upstream_;
+  std::function<void(const std::string&)> log_;
+  std::string cursor_key_;
+  ReplicationStats stats_;
+};
+
+}  // namespace cairn

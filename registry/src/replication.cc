@@ -1,0 +1,126 @@
+#include "cairn/replication.h"
+
+#include "absl/container/flat_hash_set.h"
+#include "cairn/objects.h"
+#include "cairn/status.h"
+
+namespace cairn {
+
+Replicator::Replicator(Repository* repo, std::unique_ptr<Upstream> upstream,
+                       std::function<void(const std::string&)> log)
+    : repo_(repo), upstream_(std::move(upstream)), log_(std::move(log)) {}
+
+absl::Status Replicator::SyncOnce() {
+  if (cursor_key_.empty()) {
+    auto id = upstream_->NodeId();
+    if (!id.ok()) {
+      stats_.last_error = std::string(id.status().message());
+      return id.status();
+    }
+    cursor_key_ = "cursor/" + *id;
+  }
+  stats_.cursor = repo_->GetCursor(cursor_key_);
+  while (true) {
+    auto feed = upstream_->Feed(stats_.cursor, 100);
+    if (!feed.ok()) {
+      stats_.last_error = std::string(feed.status().message());
+      return feed.status();
+    }
+    stats_.upstream_head = feed->head();
+    if (feed->events_size() == 0) {
+      if (feed->snapshot()) {
+        CAIRN_RETURN_IF_ERROR(repo_->SetCursor(cursor_key_, feed->head()));
+        stats_.cursor = feed->head();
+      }
+      return absl::OkStatus();
+    }
+    for (int i = 0; i < feed->events_size(); ++i) {
+      const auto& ev = feed->events(i);
+      // A snapshot's events have no seq: the cursor jumps to head after the last.
+      uint64_t next = feed->snapshot()
+                          ? (i + 1 == feed->events_size() ? feed->head() : stats_.cursor)
+                          : ev.seq();
+      if (!feed->snapshot() && ev.seq() <= stats_.cursor) continue;
+      absl::Status st = Apply(ev, next);
+      // Only what fails verification here is skipped (it can never commit on
+      // this node); anything else, such as a missing or corrupt chunk from the
+      // upstream or an unreachable upstream, is retried from this cursor.
+      bool unverifiable = absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
+                          absl::IsInvalidArgument(st) || absl::IsAlreadyExists(st);
+      if (!st.ok() && !unverifiable) {
+        stats_.last_error = std::string(st.message());
+        return st;
+      }
+      if (!st.ok()) {
+        // Not verifiable here (another trust root, a bad signature, a
+        // corrupt object): never committed; skip it so one bad event cannot
+        // stall the feed.
+        stats_.events_refused++;
+        stats_.last_error = StrCat("refused ", ev.name(), " ", ev.version(), ": ", st.message());
+        if (log_) log_(stats_.last_error);
+        CAIRN_RETURN_IF_ERROR(repo_->SetCursor(cursor_key_, next));
+      }
+      stats_.cursor = next;
+      stats_.events_applied++;
+    }
+    if (feed->snapshot()) {
+      CAIRN_RETURN_IF_ERROR(repo_->SetCursor(cursor_key_, feed->head()));
+      stats_.cursor = feed->head();
+    }
+  }
+}
+
+absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_after) {
+  // Verify the signed manifest against our own trust root before fetching
+  // anything for it.
+  std::string digest;
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m,
+                         VerifyManifestEnvelope(repo_->trust(), ev.manifest_envelope(), &digest));
+  if (digest != ev.manifest_digest()) {
+    return absl::DataLossError("feed event's digest does not match its manifest");
+  }
+  // A tag that does not verify here (expired, say) is dropped; the release
+  // still replicates.
+  std::string tag_envelope = ev.tag_envelope();
+  if (!tag_envelope.empty()) {
+    auto tag = VerifyTagEnvelope(repo_->trust(), tag_envelope, SystemNowUnix());
+    if (!tag.ok()) {
+      if (log_) log_(StrCat("dropping tag of ", ev.name(), ": ", tag.status().message()));
+      tag_envelope.clear();
+    }
+  }
+  std::vector<Upstream::Want> wanted;
+  absl::flat_hash_set<Digest, DigestHash> seen;
+  for (const auto& f : m.files()) {
+    auto bytes = repo_->GetObjectOrStaged(f.root());
+    if (!bytes.ok()) {
+      bytes = upstream_->GetObject(f.root());
+      CAIRN_RETURN_IF_ERROR(bytes.status());
+      if (DigestName(Sha256Of(*bytes)) != f.root()) {
+        return absl::DataLossError("upstream served a chunk list that does not match " + f.root());
+      }
+      CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(*bytes).status());
+    }
+    CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl, ParseChunkList(*bytes));
+    for (const auto& c : cl.chunks()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+      if (!seen.insert(d).second) continue;
+      CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
+      if (!has) wanted.push_back({d, c.length()});
+    }
+  }
+  if (!wanted.empty()) {
+    CAIRN_RETURN_IF_ERROR(upstream_->GetChunks(wanted, [&](const Digest& d, std::string_view b) {
+      CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, b));  // verifies the hash
+      stats_.chunks_fetched++;
+      stats_.bytes_fetched += b.size();
+      return absl::OkStatus();
+    }));
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,
+                                                           cursor_key_, cursor_after));
+  if (!res.already_present()) stats_.releases_committed++;
+  return absl::OkStatus();
+}
+
+}  // namespace cairn

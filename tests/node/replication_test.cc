@@ -1,0 +1,195 @@
+// Node-to-node replication: real nodes on 127.0.0.1:0 following each other's
+// feeds through GrpcUpstream.
+#include "cairn/replication.h"
+
+#include <filesystem>
+
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "client.h"
+#include "server.h"
+#include "testing.h"
+#include "upstream.h"
+
+namespace cairn {
+namespace {
+
+using ::cairn::testing::StatusIs;
+using ::cairn::testing::TrustFixture;
+
+struct TestNode {
+  std::unique_ptr<Repository> repo;
+  std::unique_ptr<node::NodeServer> server;
+  std::string address() const { return server->address(); }
+  void Stop() {
+    server->Shutdown(0);
+    server.reset();
+  }
+};
+
+// Fails GetChunks after `budget` chunks: an upstream that dies mid-release.
+class FlakyUpstream : public Upstream {
+ public:
+  FlakyUpstream(std::unique_ptr<Upstream> inner, int budget)
+      : inner_(std::move(inner)), budget_(budget) {}
+  absl::StatusOr<std::string> NodeId() override { return inner_->NodeId(); }
+  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t a, uint32_t m) override {
+    return inner_->Feed(a, m);
+  }
+  absl::StatusOr<std::string> GetObject(const std::string& d) override {
+    return inner_->GetObject(d);
+  }
+  absl::Status GetChunks(
+      const std::vector<Want>& wanted,
+      const std::function<absl::Status(const Digest&, std::string_view)>& sink) override {
+    return inner_->GetChunks(wanted, [&](const Digest& d, std::string_view b) -> absl::Status {
+      if (budget_-- <= 0) return absl::UnavailableError("upstream went away");
+      fetched_++;
+      return sink(d, b);
+    });
+  }
+  std::string address() const override { return inner_->address(); }
+  int budget_;
+  int fetched_ = 0;
+
+ private:
+  std::unique_ptr<Upstream> inner_;
+};
+
+class ReplicationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trust_ = TrustFixture::Make("acme");
+    trust_.Save(dir_ / "keys");
+  }
+  TestNode Start(const std::string& name, const TrustRootView& trust) {
+    TestNode n;
+    n.repo = std::move(Repository::Open(dir_ / name, trust)).value();
+    n.server = std::move(node::NodeServer::Start(n.repo.get(), "127.0.0.1:0")).value();
+    return n;
+  }
+  client::PublishResult Publish(const TestNode& n, const std::string& dir, const std::string& name,
+                                const std::string& base = "") {
+    auto conn = std::move(client::Connection::Open(n.address(), 10)).value();
+    client::PublishOptions o;
+    o.dir = dir;
+    o.name = name;
+    o.version = "1";
+    o.key_paths = {dir_ / "keys/publisher.key"};
+    o.base = base;
+    auto r = client::Publish(*conn, o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : client::PublishResult{};
+  }
+  std::string Model(const std::string& name, uint64_t seed) {
+    std::string d = dir_ / name;
+    testing::WriteFile(d + "/model.safetensors",
+                       testing::MakeSafetensors(std::vector<size_t>(20, 256 << 10), seed));
+    return d;
+  }
+  testing::TempDir dir_;
+  TrustFixture trust_;
+};
+
+TEST_F(ReplicationTest, ThreeTierChainServesFromTheLastTierAfterTheFirstTwoStop) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
+  std::string model = Model("m", 1);
+  auto pub = Publish(a, model, "acme/m");
+  Replicator ab(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator bc(c.repo.get(), std::make_unique<node::GrpcUpstream>(b.address(), 10));
+  ASSERT_TRUE(ab.SyncOnce().ok()) << ab.stats().last_error;
+  ASSERT_TRUE(bc.SyncOnce().ok()) << bc.stats().last_error;
+  EXPECT_EQ(ab.stats().releases_committed, 1u);
+  EXPECT_EQ(bc.stats().releases_committed, 1u);
+  a.Stop();
+  b.Stop();
+  auto conn = std::move(client::Connection::Open(c.address(), 10)).value();
+  client::PullOptions po;
+  po.ref = "acme/m";
+  po.out = dir_ / "out";
+  po.cache_dir = dir_ / "cache";
+  auto r = client::Pull(*conn, trust_.view, po);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->manifest, pub.manifest);
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/model.safetensors"),
+            testing::ReadFile(model + "/model.safetensors"));
+  // The tag replicated too, and C's own feed has the release for its followers.
+  EXPECT_EQ(c.repo->Resolve("acme/m:latest")->manifest_digest(), pub.manifest);
+  EXPECT_EQ(c.repo->Feed(0, 0)->events_size(), 1);
+}
+
+TEST_F(ReplicationTest, IdempotentAndResumesAfterTheUpstreamDiesMidRelease) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
+  Publish(a, Model("m", 2), "acme/m");
+  auto flaky =
+      std::make_unique<FlakyUpstream>(std::make_unique<node::GrpcUpstream>(a.address(), 10), 30);
+  FlakyUpstream* f = flaky.get();
+  Replicator rep(b.repo.get(), std::move(flaky));
+  EXPECT_THAT(rep.SyncOnce(), StatusIs(absl::StatusCode::kUnavailable));
+  // Nothing half-visible on B, and the cursor did not move.
+  EXPECT_THAT(b.repo->Resolve("acme/m"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(rep.stats().cursor, 0u);
+  int first = f->fetched_;
+  f->budget_ = 1 << 30;
+  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
+  EXPECT_TRUE(b.repo->Resolve("acme/m").ok());
+  // No chunk fetched twice: the first attempt's chunks were kept.
+  auto cl_count = [&] {
+    auto res = a.repo->Resolve("acme/m");
+    cairn::v1::Envelope e;
+    cairn::v1::Manifest m;
+    e.ParseFromString(res->manifest_envelope());
+    m.ParseFromString(e.payload());
+    cairn::v1::ChunkList cl;
+    cl.ParseFromString(*a.repo->GetObject(m.files(0).root()));
+    return cl.chunks_size();
+  };
+  EXPECT_EQ(first + (f->fetched_ - first), cl_count());
+  EXPECT_EQ(f->fetched_, cl_count());
+  // Again: nothing to do, nothing fetched.
+  int before = f->fetched_;
+  ASSERT_TRUE(rep.SyncOnce().ok());
+  EXPECT_EQ(f->fetched_, before);
+}
+
+TEST_F(ReplicationTest, DerivativeReplicatesOnlyItsNewChunks) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
+  std::string base = Model("base", 3);
+  auto pb = Publish(a, base, "acme/base");
+  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  ASSERT_TRUE(rep.SyncOnce().ok());
+  uint64_t base_bytes = rep.stats().bytes_fetched;
+  std::filesystem::copy(base, dir_ / "ft", std::filesystem::copy_options::recursive);
+  std::string st = testing::ReadFile(dir_ / "ft/model.safetensors");
+  uint64_t changed = testing::MutateTensors(&st, 0.10, 9);
+  testing::WriteFile(dir_ / "ft/model.safetensors", st);
+  Publish(a, dir_ / "ft", "acme/ft", "acme/base@" + pb.manifest);
+  ASSERT_TRUE(rep.SyncOnce().ok());
+  EXPECT_LE(rep.stats().bytes_fetched - base_bytes, changed * 102 / 100);
+  EXPECT_EQ(b.repo->Lineage("acme/base")->children_size(), 1);
+}
+
+TEST_F(ReplicationTest, ReleasesThatDoNotVerifyUnderTheDownstreamTrustAreNeverCommitted) {
+  TestNode a = Start("a", trust_.view);
+  auto other = TrustFixture::Make("acme");  // same namespace, different keys
+  TestNode b = Start("b", other.view);
+  Publish(a, Model("m", 4), "acme/m");
+  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  ASSERT_TRUE(rep.SyncOnce().ok());
+  EXPECT_EQ(rep.stats().events_refused, 1u);
+  EXPECT_EQ(rep.stats().releases_committed, 0u);
+  EXPECT_EQ(rep.stats().chunks_fetched, 0u);  // refused before fetching anything
+  EXPECT_THAT(b.repo->Resolve("acme/m"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ReplicationTest, UnreachableUpstreamFailsWithinTheDeadline) {
+  TestNode b = Start("b", trust_.view);
+  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>("127.0.0.1:1", 2));
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(rep.SyncOnce().ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
+  EXPECT_FALSE(rep.stats().last_error.empty());
+}
+
+}  // namespace
+}  // namespace cairn
