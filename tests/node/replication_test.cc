@@ -193,3 +193,55 @@ TEST_F(ReplicationTest, UnreachableUpstreamFailsWithinTheDeadline) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(ReplicationTest, MeshConvergesOnTheHighestTagWithoutLoops) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
+  // A <-> B <-> C <-> A
+  auto follow = [](TestNode& down, TestNode& up) {
+    return std::make_unique<Replicator>(down.repo.get(),
+                                        std::make_unique<node::GrpcUpstream>(up.address(), 10));
+  };
+  std::vector<std::unique_ptr<Replicator>> reps;
+  reps.push_back(follow(a, b));
+  reps.push_back(follow(b, a));
+  reps.push_back(follow(b, c));
+  reps.push_back(follow(c, b));
+  reps.push_back(follow(c, a));
+  reps.push_back(follow(a, c));
+  // v1 published at A, v2 (tag version 2) at C, concurrently.
+  std::string m1 = Model("m1", 5), m2 = Model("m2", 6);
+  auto p1 = Publish(a, m1, "acme/m");
+  auto conn_c = std::move(client::Connection::Open(c.address(), 10)).value();
+  client::PublishOptions o;
+  o.dir = m2;
+  o.name = "acme/m";
+  o.version = "2";
+  o.key_paths = {dir_ / "keys/publisher.key"};
+  o.tag_version = 2;
+  auto p2 = client::Publish(*conn_c, o);
+  ASSERT_TRUE(p2.ok()) << p2.status();
+  for (int round = 0; round < 3; ++round) {
+    for (auto& r : reps) ASSERT_TRUE(r->SyncOnce().ok()) << r->stats().last_error;
+  }
+  for (TestNode* n : {&a, &b, &c}) {
+    EXPECT_EQ(n->repo->Resolve("acme/m:latest")->manifest_digest(), p2->manifest);
+    EXPECT_TRUE(n->repo->Resolve("acme/m@" + p1.manifest).ok());
+  }
+  // No loops: each node's feed holds each change once (two releases, plus the
+  // tag move on nodes that saw v1's tag before v2's), and a further round of
+  // syncing adds nothing anywhere.
+  std::vector<uint64_t> heads;
+  for (TestNode* n : {&a, &b, &c}) {
+    heads.push_back(n->repo->Feed(0, 0)->head());
+    EXPECT_LE(heads.back(), 3u);
+  }
+  for (auto& r : reps) ASSERT_TRUE(r->SyncOnce().ok());
+  int i = 0;
+  for (TestNode* n : {&a, &b, &c}) EXPECT_EQ(n->repo->Feed(0, 0)->head(), heads[i++]);
+}
+
+}  // namespace
+}  // namespace cairn
