@@ -39,6 +39,7 @@ class Connection {
   cairn::v1::Publish::Stub* publish() { return publish_.get(); }
   const std::string& address() const { return address_; }
   int timeout_seconds() const { return timeout_seconds_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

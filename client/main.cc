@@ -237,6 +237,10 @@ int main(int argc, char** argv) {
   add_node(info);
   add_trust(info, false);
   add_json(info);
+  auto* status =
+      app.add_subcommand("status", "a node's identity, feed, and how its upstreams are followed");
+  add_node(status);
+  add_json(status);
   auto* ls = app.add_subcommand("ls", "list names, releases and tags on a node");
   ls->add_option("PREFIX", prefix_arg, "namespace/ or name prefix");
   add_node(ls);
@@ -506,6 +510,62 @@ int main(int argc, char** argv) {
       for (const auto& f : r->manifest.files()) {
         std::printf("  %12lu  %s\n", static_cast<unsigned long>(f.size()), f.path().c_str());
       }
+    }
+    return 0;
+  }
+
+  if (*status) {
+    auto stub = cairn::v1::Federation::NewStub((*conn)->channel());
+    cairn::v1::NodeInfoResponse info;
+    auto ctx = (*conn)->Context();
+    absl::Status st = cairn::client::FromGrpc(stub->NodeInfo(ctx.get(), {}, &info), "node info");
+    if (!st.ok()) return Fail(st);
+    json ups = json::array();
+    for (const auto& u : info.upstreams()) {
+      ups.push_back(
+          {{"address", u.address()},
+           {"cursor", u.cursor()},
+           {"upstream_head", u.upstream_head()},
+           {"events_behind", u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0},
+           {"releases_replicated", u.releases_committed()},
+           {"chunks_fetched", u.chunks_fetched()},
+           {"bytes_fetched", u.bytes_fetched()},
+           {"events_refused", u.events_refused()},
+           {"last_error", u.last_error()},
+           {"last_success_unix", u.last_success_unix()},
+           {"policy", "all namespaces, all tags, no rate cap"}});
+    }
+    if (as_json) {
+      PrintJson({{"node_id", info.node_id()},
+                 {"region", info.region()},
+                 {"free_bytes", info.free_bytes()},
+                 {"namespaces",
+                  std::vector<std::string>(info.namespaces().begin(), info.namespaces().end())},
+                 {"releases", info.releases()},
+                 {"feed_head", info.feed_head()},
+                 {"trust_version", info.trust_version()},
+                 {"upstreams", ups}});
+      return 0;
+    }
+    std::printf(
+        "node %s%s at %s\n  trust root v%lu, %lu releases in %d namespace(s), feed head %lu, %s "
+        "free\n",
+        info.node_id().c_str(), info.region().empty() ? "" : (" (" + info.region() + ")").c_str(),
+        set.node.c_str(), static_cast<unsigned long>(info.trust_version()),
+        static_cast<unsigned long>(info.releases()), info.namespaces_size(),
+        static_cast<unsigned long>(info.feed_head()),
+        cairn::client::Progress::Bytes(info.free_bytes()).c_str());
+    if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
+    for (const auto& u : info.upstreams()) {
+      uint64_t behind = u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0;
+      std::printf(
+          "  upstream %s: %lu events behind (cursor %lu of %lu), %lu releases, %s fetched%s%s\n",
+          u.address().c_str(), static_cast<unsigned long>(behind),
+          static_cast<unsigned long>(u.cursor()), static_cast<unsigned long>(u.upstream_head()),
+          static_cast<unsigned long>(u.releases_committed()),
+          cairn::client::Progress::Bytes(u.bytes_fetched()).c_str(),
+          u.events_refused() ? StrCat(", ", u.events_refused(), " refused").c_str() : "",
+          u.last_error().empty() ? "" : ("; last error: " + u.last_error()).c_str());
     }
     return 0;
   }

@@ -133,11 +133,13 @@ int Serve(ServeConfig cfg) {
   if (!cfg.upstreams.empty()) {
     spdlog::info("following upstreams: {}", cairn::StrJoin(cfg.upstreams, ", "));
     replication = std::make_unique<cairn::node::ReplicationLoop>(repo->get(), cfg.upstreams);
+    (*server)->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
   }
 
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("signal {}: stopping", sig);
+  (*server)->SetUpstreamStatus({});
   replication.reset();
   (*server)->Shutdown(5);
   (*server)->Wait();

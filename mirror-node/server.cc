@@ -370,7 +370,22 @@ class FederationImpl final : public Federation::CallbackService {
   }
   grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx, const NodeInfoRequest* req,
                                      NodeInfoResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return repo_->NodeInfo(); });
+    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<NodeInfoResponse> {
+      CAIRN_ASSIGN_OR_RETURN(NodeInfoResponse out, repo_->NodeInfo());
+      std::function<std::vector<UpstreamStatus>()> fn;
+      {
+        absl::MutexLock l(&mu_);
+        fn = upstream_status_;
+      }
+      if (fn) {
+        for (auto& u : fn()) *out.add_upstreams() = std::move(u);
+      }
+      return out;
+    });
+  }
+  void SetUpstreamStatus(std::function<std::vector<UpstreamStatus>()> fn) {
+    absl::MutexLock l(&mu_);
+    upstream_status_ = std::move(fn);
   }
   grpc::ServerUnaryReactor* TrustRoot(grpc::CallbackServerContext* ctx, const TrustRootRequest* req,
                                       TrustRootResponse* resp) override {
@@ -382,6 +397,8 @@ class FederationImpl final : public Federation::CallbackService {
   }
 
  private:
+  absl::Mutex mu_;
+  std::function<std::vector<UpstreamStatus>()> upstream_status_ ABSL_GUARDED_BY(mu_);
   Repository* repo_;
   WorkPool* pool_;
 };
@@ -426,6 +443,10 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
 }
 
 NodeServer::~NodeServer() { Shutdown(0); }
+
+void NodeServer::SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn) {
+  services_->federation.SetUpstreamStatus(std::move(fn));
+}
 
 void NodeServer::Shutdown(int grace_seconds) {
   if (server_) {

@@ -4,11 +4,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cairn/repository.h"
+#include "cairn/v1/service.pb.h"
 
 namespace cairn::node {
 
@@ -27,6 +30,9 @@ class NodeServer {
   // which must outlive the server. Unavailable when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(Repository* repo,
                                                            const std::string& listen);
+  // Reports replication state in NodeInfo. `fn` must be thread-safe and
+  // outlive the server (or be cleared with an empty function first).
+  void SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn);
   ~NodeServer();
   NodeServer(const NodeServer&) = delete;
   NodeServer& operator=(const NodeServer&) = delete;

@@ -112,7 +112,19 @@ absl::Status GrpcUpstream::GetChunks(
 ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<std::string> upstreams,
                                  int poll_seconds)
     : repo_(repo), poll_seconds_(poll_seconds) {
-  for (auto& a : upstreams) threads_.emplace_back([this, a] { Run(a); });
+  {
+    absl::MutexLock l(&mu_);
+    status_.resize(upstreams.size());
+    for (size_t i = 0; i < upstreams.size(); ++i) status_[i].set_address(upstreams[i]);
+  }
+  for (size_t i = 0; i < upstreams.size(); ++i) {
+    threads_.emplace_back([this, i, a = upstreams[i]] { Run(i, a); });
+  }
+}
+
+std::vector<cairn::v1::UpstreamStatus> ReplicationLoop::Status() {
+  absl::MutexLock l(&mu_);
+  return status_;
 }
 
 ReplicationLoop::~ReplicationLoop() {
@@ -123,7 +135,7 @@ ReplicationLoop::~ReplicationLoop() {
   for (auto& t : threads_) t.join();
 }
 
-void ReplicationLoop::Run(std::string address) {
+void ReplicationLoop::Run(size_t index, std::string address) {
   Replicator rep(repo_, std::make_unique<GrpcUpstream>(address, 15),
                  [address](const std::string& line) {
                    spdlog::warn("replication from {}: {}", address, line);
@@ -148,6 +160,16 @@ void ReplicationLoop::Run(std::string address) {
       backoff = std::min(backoff * 2, 60.0);
     }
     absl::MutexLock l(&mu_);
+    const ReplicationStats& rs = rep.stats();
+    cairn::v1::UpstreamStatus& us = status_[index];
+    us.set_cursor(rs.cursor);
+    us.set_upstream_head(rs.upstream_head);
+    us.set_releases_committed(rs.releases_committed);
+    us.set_chunks_fetched(rs.chunks_fetched);
+    us.set_bytes_fetched(rs.bytes_fetched);
+    us.set_events_refused(rs.events_refused);
+    us.set_last_error(st.ok() ? "" : std::string(st.message()));
+    if (st.ok()) us.set_last_success_unix(SystemNowUnix());
     if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(wait))) return;
   }
 }

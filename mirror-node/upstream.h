@@ -48,12 +48,16 @@ class ReplicationLoop {
   ReplicationLoop(const ReplicationLoop&) = delete;
   ReplicationLoop& operator=(const ReplicationLoop&) = delete;
 
+  // A snapshot of every upstream's status, in the order given.
+  std::vector<cairn::v1::UpstreamStatus> Status();
+
  private:
-  void Run(std::string address);
+  void Run(size_t index, std::string address);
   Repository* repo_;
   const int poll_seconds_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<cairn::v1::UpstreamStatus> status_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
 

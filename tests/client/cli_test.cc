@@ -278,6 +278,22 @@ TEST_F(CliTest, NodeFollowingAnUpstreamServesItsReleases) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << follower->stderr_text();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+  // cairn status shows the follower's upstream and how far it got.
+  auto deadline2 = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  nlohmann::json sj;
+  do {
+    auto st = Cairn({"status", "--node", addr_b, "--json"});
+    ASSERT_EQ(st.exit_code, 0) << st.err;
+    sj = nlohmann::json::parse(st.out);
+    ASSERT_EQ(sj["upstreams"].size(), 1u);
+    if (sj["upstreams"][0]["releases_replicated"] == 1) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (true);
+  EXPECT_EQ(sj["upstreams"][0]["address"], addr_);
+  EXPECT_EQ(sj["upstreams"][0]["events_behind"], 0);
+  EXPECT_GT(sj["upstreams"][0]["bytes_fetched"].get<uint64_t>(), 0u);
+  EXPECT_EQ(sj["releases"], 1);
   node_->Kill(SIGTERM);  // the upstream goes away; the follower keeps serving
   node_->Wait();
   auto r = Cairn({"pull", "acme/m", "--out", dir_ / "out", "--node", addr_b, "--trust",
