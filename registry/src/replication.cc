@@ -79,6 +79,10 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   if (digest != ev.manifest_digest()) {
     return absl::DataLossError("feed event's digest does not match its manifest");
   }
+  // One replicator per release at a time on this node: another upstream
+  // offering the same release waits, then finds it held and fetches nothing.
+  auto claim = repo_->ClaimFetch(digest);
+  const bool held = repo_->HasRelease(digest);
   // A tag that does not verify here (expired, say) is dropped; the release
   // still replicates.
   std::string tag_envelope = ev.tag_envelope();
@@ -91,24 +95,26 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   }
   std::vector<Upstream::Want> wanted;
   absl::flat_hash_set<Digest, DigestHash> seen;
-  for (const auto& f : m.files()) {
-    auto bytes = repo_->GetObjectOrStaged(f.root());
-    if (!bytes.ok()) {
-      bytes = upstream_->GetObject(f.root());
-      CAIRN_RETURN_IF_ERROR(bytes.status());
-      if (DigestName(Sha256Of(*bytes)) != f.root()) {
-        return absl::DataLossError("upstream served a chunk list that does not match " + f.root());
+  if (!held)
+    for (const auto& f : m.files()) {
+      auto bytes = repo_->GetObjectOrStaged(f.root());
+      if (!bytes.ok()) {
+        bytes = upstream_->GetObject(f.root());
+        CAIRN_RETURN_IF_ERROR(bytes.status());
+        if (DigestName(Sha256Of(*bytes)) != f.root()) {
+          return absl::DataLossError("upstream served a chunk list that does not match " +
+                                     f.root());
+        }
+        CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(*bytes).status());
       }
-      CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(*bytes).status());
+      CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl, ParseChunkList(*bytes));
+      for (const auto& c : cl.chunks()) {
+        CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+        if (!seen.insert(d).second) continue;
+        CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
+        if (!has) wanted.push_back({d, c.length()});
+      }
     }
-    CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl, ParseChunkList(*bytes));
-    for (const auto& c : cl.chunks()) {
-      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-      if (!seen.insert(d).second) continue;
-      CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
-      if (!has) wanted.push_back({d, c.length()});
-    }
-  }
   if (!wanted.empty()) {
     CAIRN_RETURN_IF_ERROR(upstream_->GetChunks(wanted, [&](const Digest& d, std::string_view b) {
       CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, b));  // verifies the hash

@@ -492,6 +492,23 @@ absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_vie
   return digest;
 }
 
+std::unique_ptr<Repository::FetchClaim> Repository::ClaimFetch(const std::string& digest) {
+  absl::MutexLock l(&fetch_mu_);
+  while (fetching_.contains(digest)) fetch_cv_.Wait(&fetch_mu_);
+  fetching_.insert(digest);
+  return std::make_unique<FetchClaim>(this, digest);
+}
+
+Repository::FetchClaim::~FetchClaim() {
+  absl::MutexLock l(&repo_->fetch_mu_);
+  repo_->fetching_.erase(digest_);
+  repo_->fetch_cv_.SignalAll();
+}
+
+bool Repository::HasRelease(std::string_view digest) {
+  return meta_->Get(Table::kEnvelopes, digest).ok();
+}
+
 absl::StatusOr<std::string> Repository::GetObjectOrStaged(std::string_view digest) {
   return LoadObject(digest, /*allow_staged=*/true);
 }

@@ -245,3 +245,30 @@ TEST_F(ReplicationTest, MeshConvergesOnTheHighestTagWithoutLoops) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(ReplicationTest, TwoUpstreamsOfferingTheSameReleaseTransferItOnce) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
+  std::string model = Model("m", 8);
+  Publish(a, model, "acme/m");
+  Replicator ba(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  ASSERT_TRUE(ba.SyncOnce().ok());
+  // C follows both A and B, concurrently.
+  Replicator ca(c.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator cb(c.repo.get(), std::make_unique<node::GrpcUpstream>(b.address(), 10));
+  absl::Status sa, sb;
+  std::thread t1([&] { sa = ca.SyncOnce(); });
+  std::thread t2([&] { sb = cb.SyncOnce(); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(sa.ok()) << sa;
+  ASSERT_TRUE(sb.ok()) << sb;
+  EXPECT_EQ(ca.stats().bytes_fetched + cb.stats().bytes_fetched, ba.stats().bytes_fetched);
+  EXPECT_EQ(ca.stats().releases_committed + cb.stats().releases_committed, 1u);
+  EXPECT_EQ(c.repo->Feed(0, 0)->head(), 1u);
+}
+
+}  // namespace
+}  // namespace cairn

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "cairn/store.h"
@@ -86,6 +87,25 @@ class Repository {
                                                              std::string_view tag_envelope,
                                                              std::string cursor_key,
                                                              uint64_t cursor);
+  // Marks release `digest` as being fetched by one replicator: a second
+  // replicator (another upstream) claiming the same release waits until the
+  // first lets go, then finds it held and fetches nothing, so a node in a mesh
+  // never transfers a release twice. The claim ends when the guard dies.
+  class FetchClaim {
+   public:
+    FetchClaim(Repository* r, std::string d) : repo_(r), digest_(std::move(d)) {}
+    ~FetchClaim();
+    FetchClaim(const FetchClaim&) = delete;
+    FetchClaim& operator=(const FetchClaim&) = delete;
+
+   private:
+    Repository* repo_;
+    std::string digest_;
+  };
+  std::unique_ptr<FetchClaim> ClaimFetch(const std::string& digest);
+  // True when the release `digest` is committed here.
+  bool HasRelease(std::string_view digest);
+
   // A follower's persisted cursor (0 when none) and a cursor-only update.
   uint64_t GetCursor(const std::string& cursor_key);
   absl::Status SetCursor(std::string cursor_key, uint64_t cursor);
@@ -146,6 +166,9 @@ class Repository {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> challenges_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex fetch_mu_;
+  absl::CondVar fetch_cv_;
+  absl::flat_hash_set<std::string> fetching_ ABSL_GUARDED_BY(fetch_mu_);
   absl::Mutex commit_mu_;  // serializes check-then-write of releases and tags
   uint64_t feed_head_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last seq written
   uint64_t feed_tail_ ABSL_GUARDED_BY(commit_mu_) = 1;  // oldest seq kept
