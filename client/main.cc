@@ -533,7 +533,8 @@ int main(int argc, char** argv) {
            {"events_refused", u.events_refused()},
            {"last_error", u.last_error()},
            {"last_success_unix", u.last_success_unix()},
-           {"policy", "all namespaces, all tags, no rate cap"}});
+           {"events_outside_policy", u.events_outside_policy()},
+           {"policy", u.policy()}});
     }
     if (as_json) {
       PrintJson({{"node_id", info.node_id()},
@@ -566,6 +567,8 @@ int main(int argc, char** argv) {
           cairn::client::Progress::Bytes(u.bytes_fetched()).c_str(),
           u.events_refused() ? StrCat(", ", u.events_refused(), " refused").c_str() : "",
           u.last_error().empty() ? "" : ("; last error: " + u.last_error()).c_str());
+      std::printf("    policy: %s (%lu releases skipped by it)\n", u.policy().c_str(),
+                  static_cast<unsigned long>(u.events_outside_policy()));
     }
     return 0;
   }

@@ -26,7 +26,22 @@ struct ServeConfig {
   bool verify_reads = true;
   std::string region;
   std::vector<std::string> upstreams;
+  std::vector<cairn::node::ReplicationLoop::UpstreamConfig> upstream_tables;
 };
+
+// A string array at t[key] into *out. InvalidArgument naming `where` otherwise.
+absl::Status StringArray(const toml::table& t, const char* key, const std::string& where,
+                         std::vector<std::string>* out) {
+  if (!t.contains(key)) return absl::OkStatus();
+  const toml::array* arr = t[key].as_array();
+  if (arr == nullptr)
+    return absl::InvalidArgumentError(where + "." + key + " must be an array of strings");
+  for (const auto& e : *arr) {
+    if (!e.is_string()) return absl::InvalidArgumentError(where + "." + key + " must hold strings");
+    out->push_back(*e.value<std::string>());
+  }
+  return absl::OkStatus();
+}
 
 std::string DefaultDataDir() {
   if (::geteuid() == 0) return "/var/lib/cairn";
@@ -44,6 +59,33 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
   } catch (const toml::parse_error& e) {
     return absl::InvalidArgumentError(cairn::StrCat("config ", path, ":", e.source().begin.line,
                                                     ": ", std::string(e.description())));
+  }
+  // [[upstream]] tables: address, include, exclude, max_release_bytes.
+  if (t.contains("upstream")) {
+    const toml::array* ups = t["upstream"].as_array();
+    if (ups == nullptr) {
+      return absl::InvalidArgumentError("config " + path + ": use [[upstream]] tables");
+    }
+    for (const auto& u : *ups) {
+      const toml::table* ut = u.as_table();
+      std::string where = "config " + path + ": upstream";
+      if (ut == nullptr) return absl::InvalidArgumentError(where + " must be a table");
+      cairn::node::ReplicationLoop::UpstreamConfig uc;
+      for (auto [key, val] : *ut) {
+        std::string k(key.str());
+        if (k == "address" && val.is_string()) {
+          uc.address = *val.value<std::string>();
+        } else if (k == "max_release_bytes" && val.is_integer() && *val.value<int64_t>() >= 0) {
+          uc.policy.max_release_bytes = static_cast<uint64_t>(*val.value<int64_t>());
+        } else if (k != "include" && k != "exclude") {
+          return absl::InvalidArgumentError(where + ": unknown key or wrong type: " + k);
+        }
+      }
+      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "include", where, &uc.policy.include));
+      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "exclude", where, &uc.policy.exclude));
+      if (uc.address.empty()) return absl::InvalidArgumentError(where + " needs an address");
+      c->upstream_tables.push_back(std::move(uc));
+    }
   }
   if (!t.contains("node")) return absl::OkStatus();
   const toml::table* node = t["node"].as_table();
@@ -130,9 +172,13 @@ int Serve(ServeConfig cfg) {
   std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
   std::unique_ptr<cairn::node::ReplicationLoop> replication;
-  if (!cfg.upstreams.empty()) {
-    spdlog::info("following upstreams: {}", cairn::StrJoin(cfg.upstreams, ", "));
-    replication = std::make_unique<cairn::node::ReplicationLoop>(repo->get(), cfg.upstreams);
+  std::vector<cairn::node::ReplicationLoop::UpstreamConfig> ups = cfg.upstream_tables;
+  for (const auto& a : cfg.upstreams) ups.push_back({a, {}});
+  if (!ups.empty()) {
+    for (const auto& u : ups) {
+      spdlog::info("following upstream {} ({})", u.address, u.policy.ToString());
+    }
+    replication = std::make_unique<cairn::node::ReplicationLoop>(repo->get(), ups);
     (*server)->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
   }
 
@@ -165,7 +211,8 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serve models from a data directory");
   serve->add_option(
       "--config", config,
-      "TOML config file ([node] data, listen, trust, log_level, region, verify_reads)");
+      "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams; "
+      "[[upstream]] address, include, exclude, max_release_bytes)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen =
       serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");

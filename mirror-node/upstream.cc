@@ -109,16 +109,19 @@ absl::Status GrpcUpstream::GetChunks(
   return FromGrpc(stream->Finish(), "chunks from " + address_);
 }
 
-ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<std::string> upstreams,
+ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams,
                                  int poll_seconds)
     : repo_(repo), poll_seconds_(poll_seconds) {
   {
     absl::MutexLock l(&mu_);
     status_.resize(upstreams.size());
-    for (size_t i = 0; i < upstreams.size(); ++i) status_[i].set_address(upstreams[i]);
+    for (size_t i = 0; i < upstreams.size(); ++i) {
+      status_[i].set_address(upstreams[i].address);
+      status_[i].set_policy(upstreams[i].policy.ToString());
+    }
   }
   for (size_t i = 0; i < upstreams.size(); ++i) {
-    threads_.emplace_back([this, i, a = upstreams[i]] { Run(i, a); });
+    threads_.emplace_back([this, i, c = upstreams[i]] { Run(i, c); });
   }
 }
 
@@ -135,11 +138,14 @@ ReplicationLoop::~ReplicationLoop() {
   for (auto& t : threads_) t.join();
 }
 
-void ReplicationLoop::Run(size_t index, std::string address) {
-  Replicator rep(repo_, std::make_unique<GrpcUpstream>(address, 15),
-                 [address](const std::string& line) {
-                   spdlog::warn("replication from {}: {}", address, line);
-                 });
+void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
+  const std::string address = config.address;
+  Replicator rep(
+      repo_, std::make_unique<GrpcUpstream>(address, 15),
+      [address](const std::string& line) {
+        spdlog::warn("replication from {}: {}", address, line);
+      },
+      std::move(config.policy));
   std::mt19937_64 rng(std::random_device{}());
   double backoff = 1;
   while (true) {
@@ -168,6 +174,7 @@ void ReplicationLoop::Run(size_t index, std::string address) {
     us.set_chunks_fetched(rs.chunks_fetched);
     us.set_bytes_fetched(rs.bytes_fetched);
     us.set_events_refused(rs.events_refused);
+    us.set_events_outside_policy(rs.events_outside_policy);
     us.set_last_error(st.ok() ? "" : std::string(st.message()));
     if (st.ok()) us.set_last_success_unix(SystemNowUnix());
     if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(wait))) return;

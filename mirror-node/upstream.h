@@ -43,7 +43,11 @@ class GrpcUpstream final : public Upstream {
 // serving whatever it holds meanwhile. Thread-safe.
 class ReplicationLoop {
  public:
-  ReplicationLoop(Repository* repo, std::vector<std::string> upstreams, int poll_seconds = 2);
+  struct UpstreamConfig {
+    std::string address;
+    ReplicationPolicy policy;
+  };
+  ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams, int poll_seconds = 2);
   ~ReplicationLoop();  // stops and joins
   ReplicationLoop(const ReplicationLoop&) = delete;
   ReplicationLoop& operator=(const ReplicationLoop&) = delete;
@@ -52,7 +56,7 @@ class ReplicationLoop {
   std::vector<cairn::v1::UpstreamStatus> Status();
 
  private:
-  void Run(size_t index, std::string address);
+  void Run(size_t index, UpstreamConfig config);
   Repository* repo_;
   const int poll_seconds_;
   absl::Mutex mu_;

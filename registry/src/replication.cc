@@ -1,14 +1,40 @@
 #include "cairn/replication.h"
 
+#include <fnmatch.h>
+
 #include "absl/container/flat_hash_set.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 
 namespace cairn {
 
+std::string ReplicationPolicy::Refuses(const std::string& name, uint64_t bytes) const {
+  for (const auto& g : exclude) {
+    if (::fnmatch(g.c_str(), name.c_str(), 0) == 0) return "excluded by '" + g + "'";
+  }
+  bool in = include.empty();
+  for (const auto& g : include) in |= ::fnmatch(g.c_str(), name.c_str(), 0) == 0;
+  if (!in) return "not in include " + StrJoin(include, ",");
+  if (max_release_bytes > 0 && bytes > max_release_bytes) {
+    return StrCat(bytes, " bytes, over max_release_bytes ", max_release_bytes);
+  }
+  return "";
+}
+
+std::string ReplicationPolicy::ToString() const {
+  std::string s = include.empty() ? "all names" : "include " + StrJoin(include, ",");
+  if (!exclude.empty()) s += "; exclude " + StrJoin(exclude, ",");
+  s += max_release_bytes ? StrCat("; releases up to ", max_release_bytes, " bytes")
+                         : std::string("; any size");
+  return s;
+}
+
 Replicator::Replicator(Repository* repo, std::unique_ptr<Upstream> upstream,
-                       std::function<void(const std::string&)> log)
-    : repo_(repo), upstream_(std::move(upstream)), log_(std::move(log)) {}
+                       std::function<void(const std::string&)> log, ReplicationPolicy policy)
+    : repo_(repo),
+      upstream_(std::move(upstream)),
+      log_(std::move(log)),
+      policy_(std::move(policy)) {}
 
 absl::Status Replicator::SyncOnce() {
   if (cursor_key_.empty()) {
@@ -78,6 +104,13 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
                          VerifyManifestEnvelope(repo_->trust(), ev.manifest_envelope(), &digest));
   if (digest != ev.manifest_digest()) {
     return absl::DataLossError("feed event's digest does not match its manifest");
+  }
+  uint64_t bytes = 0;
+  for (const auto& f : m.files()) bytes += f.size();
+  if (std::string why = policy_.Refuses(m.name(), bytes); !why.empty()) {
+    stats_.events_outside_policy++;
+    if (log_) log_(StrCat("skipping ", m.name(), " ", m.version(), ": ", why));
+    return repo_->SetCursor(cursor_key_, cursor_after);  // skipped, never fetched
   }
   // One replicator per release at a time on this node: another upstream
   // offering the same release waits, then finds it held and fetches nothing.

@@ -272,3 +272,63 @@ TEST_F(ReplicationTest, TwoUpstreamsOfferingTheSameReleaseTransferItOnce) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(ReplicationTest, PolicyKeepsExcludedNamespacesAndOversizedReleasesOut) {
+  auto trust2 = TrustFixture::Make("acme");  // one trust root delegating two namespaces
+  cairn::v1::TrustRoot r = trust_.view.root();
+  auto* d = r.add_delegations();
+  d->set_namespace_("lab");
+  d->add_key_ids(trust_.publisher->key_id());
+  d->set_threshold(1);
+  r.set_version(2);
+  auto view = std::move(TrustRootView::FromEnvelopeBytes(*SignTrustRoot(r, {trust_.root.get()}),
+                                                         SystemNowUnix()))
+                  .value();
+  TestNode a = Start("a", view), b = Start("b", view), c = Start("c", view);
+  Publish(a, Model("small", 10), "acme/small");
+  Publish(a, Model("lab", 11), "lab/experiment");
+  std::string big = dir_ / "big";
+  testing::WriteFile(big + "/w.bin", testing::RandomBytes(8 << 20, 12));
+  Publish(a, big, "acme/big");
+
+  ReplicationPolicy p;
+  p.include = {"acme/*", "lab/*"};
+  p.exclude = {"lab/*"};
+  Replicator rb(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10), {}, p);
+  ASSERT_TRUE(rb.SyncOnce().ok());
+  EXPECT_TRUE(b.repo->Resolve("acme/small").ok());
+  EXPECT_TRUE(b.repo->Resolve("acme/big").ok());
+  EXPECT_THAT(b.repo->Resolve("lab/experiment"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(rb.stats().events_outside_policy, 1u);
+
+  ReplicationPolicy cap;
+  cap.max_release_bytes = 6 << 20;  // the models are ~5 MiB, "big" is 8 MiB
+  Replicator rc(c.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10), {}, cap);
+  ASSERT_TRUE(rc.SyncOnce().ok());
+  EXPECT_TRUE(c.repo->Resolve("acme/small").ok());
+  EXPECT_THAT(c.repo->Resolve("acme/big"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_LT(rc.stats().bytes_fetched, 16u << 20);  // the two 5 MiB models, never the 8 MiB one
+  EXPECT_EQ(rc.stats().events_outside_policy, 1u);
+  // The cursor moved past what the policy skipped.
+  EXPECT_EQ(rc.stats().cursor, rc.stats().upstream_head);
+}
+
+TEST(ReplicationPolicyTest, GlobsAndSizes) {
+  ReplicationPolicy p;
+  EXPECT_EQ(p.Refuses("a/b", 1 << 30), "");
+  p.include = {"qwen/*", "meta-llama/Llama-3*"};
+  EXPECT_EQ(p.Refuses("qwen/Qwen2.5-7B", 1), "");
+  EXPECT_EQ(p.Refuses("meta-llama/Llama-3.1-8B", 1), "");
+  EXPECT_NE(p.Refuses("meta-llama/Llama-2-7b", 1), "");
+  p.exclude = {"qwen/*-72B*"};
+  EXPECT_NE(p.Refuses("qwen/Qwen2.5-72B-Instruct", 1), "");
+  p.max_release_bytes = 100;
+  EXPECT_NE(p.Refuses("qwen/Qwen2.5-7B", 101), "");
+  EXPECT_EQ(p.Refuses("qwen/Qwen2.5-7B", 100), "");
+}
+
+}  // namespace
+}  // namespace cairn

@@ -37,6 +37,20 @@ class Upstream {
   virtual std::string address() const = 0;
 };
 
+// Which of an upstream's releases a node takes. Checked on the signed
+// manifest before anything is fetched; a release outside it is skipped (the
+// cursor moves on) and counted.
+struct ReplicationPolicy {
+  // Globs (fnmatch) over "namespace/model". Empty include: everything.
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;  // wins over include
+  // Largest release (sum of file sizes) to take; 0: no limit. Default: 0.
+  uint64_t max_release_bytes = 0;
+  // "" when `name` (of a release of `bytes`) is taken, else why not.
+  std::string Refuses(const std::string& name, uint64_t bytes) const;
+  std::string ToString() const;
+};
+
 struct ReplicationStats {
   uint64_t cursor = 0;
   uint64_t upstream_head = 0;
@@ -44,7 +58,8 @@ struct ReplicationStats {
   uint64_t releases_committed = 0;
   uint64_t chunks_fetched = 0;
   uint64_t bytes_fetched = 0;
-  uint64_t events_refused = 0;  // failed verification: logged, skipped
+  uint64_t events_refused = 0;         // failed verification: logged, skipped
+  uint64_t events_outside_policy = 0;  // skipped by the policy, never fetched
   std::string last_error;
 };
 
@@ -55,7 +70,7 @@ class Replicator {
  public:
   // `log` receives one line per refused event or error (may be empty).
   Replicator(Repository* repo, std::unique_ptr<Upstream> upstream,
-             std::function<void(const std::string&)> log = {});
+             std::function<void(const std::string&)> log = {}, ReplicationPolicy policy = {});
 
   // Applies every event past the persisted cursor, then returns. Unavailable
   // (and the cursor where it stopped) when the upstream fails mid-way; a
@@ -71,6 +86,7 @@ class Replicator {
   Repository* repo_;
   std::unique_ptr<Upstream> upstream_;
   std::function<void(const std::string&)> log_;
+  ReplicationPolicy policy_;
   std::string cursor_key_;
   ReplicationStats stats_;
 };
