@@ -5,13 +5,7 @@
 # model to the hub, shows it replicating, pulls it from the campus mirror after
 # the hub and the regional mirror have stopped, and stops everything cleanly.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
-deploy/install-deps.sh
-deploy/build.sh cairn cairn-node
-BIN=$REPO/${CAIRN_BUILD_DIR:-build}
-CAIRN=$BIN/client/cairn
-NODE=$BIN/mirror-node/cairn-node
+source "$(dirname "$0")/lib.sh"
 WORK=$(mktemp -d /tmp/cairn-federation.XXXXXX)
 PIDS=()
 cleanup() {

@@ -6,13 +6,7 @@
 # of it, pulls both back through a fresh cache into fresh directories,
 # verifies them byte for byte, and stops the node cleanly.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
-deploy/install-deps.sh
-deploy/build.sh cairn cairn-node
-BIN=$REPO/${CAIRN_BUILD_DIR:-build}
-CAIRN=$BIN/client/cairn
-NODE=$BIN/mirror-node/cairn-node
+source "$(dirname "$0")/lib.sh"
 
 WORK=$(mktemp -d /tmp/cairn-quickstart.XXXXXX)
 NODE_PID=""
