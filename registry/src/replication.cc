@@ -2,6 +2,9 @@
 
 #include <fnmatch.h>
 
+#include <chrono>
+#include <thread>
+
 #include "absl/container/flat_hash_set.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -26,6 +29,7 @@ std::string ReplicationPolicy::ToString() const {
   if (!exclude.empty()) s += "; exclude " + StrJoin(exclude, ",");
   s += max_release_bytes ? StrCat("; releases up to ", max_release_bytes, " bytes")
                          : std::string("; any size");
+  if (max_bytes_per_second) s += StrCat("; at most ", max_bytes_per_second, " bytes/s");
   return s;
 }
 
@@ -149,10 +153,20 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
       }
     }
   if (!wanted.empty()) {
+    // Pacing: after each chunk, sleep until the bytes so far fit the cap. The
+    // stream's flow control then slows the upstream to the same rate.
+    const auto t0 = std::chrono::steady_clock::now();
+    uint64_t paced = 0;
     CAIRN_RETURN_IF_ERROR(upstream_->GetChunks(wanted, [&](const Digest& d, std::string_view b) {
       CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, b));  // verifies the hash
       stats_.chunks_fetched++;
       stats_.bytes_fetched += b.size();
+      paced += b.size();
+      if (policy_.max_bytes_per_second > 0) {
+        auto due = t0 + std::chrono::duration<double>(double(paced) / policy_.max_bytes_per_second);
+        std::this_thread::sleep_until(
+            std::chrono::time_point_cast<std::chrono::steady_clock::duration>(due));
+      }
       return absl::OkStatus();
     }));
   }

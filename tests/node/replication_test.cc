@@ -332,3 +332,26 @@ TEST(ReplicationPolicyTest, GlobsAndSizes) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(ReplicationTest, BandwidthCapHoldsWithinTenPercent) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
+  std::string d = dir_ / "m";
+  testing::WriteFile(d + "/w.bin", testing::RandomBytes(6 << 20, 21));
+  Publish(a, d, "acme/m");
+  ReplicationPolicy p;
+  p.max_bytes_per_second = 4 << 20;  // 4 MiB/s: 6 MiB takes 1.5 s
+  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10), {}, p);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double rate = rep.stats().bytes_fetched / secs;
+  EXPECT_EQ(rep.stats().bytes_fetched, 6u << 20);
+  EXPECT_LE(rate, p.max_bytes_per_second * 1.10) << rate;
+  EXPECT_GE(rate, p.max_bytes_per_second * 0.50) << rate;  // not wildly under either
+}
+
+}  // namespace
+}  // namespace cairn

@@ -46,6 +46,9 @@ struct ReplicationPolicy {
   std::vector<std::string> exclude;  // wins over include
   // Largest release (sum of file sizes) to take; 0: no limit. Default: 0.
   uint64_t max_release_bytes = 0;
+  // Average fetch rate cap for this upstream, bytes per second; 0: none.
+  // Default: 0. Paced per chunk, so it holds over any span of a few chunks.
+  uint64_t max_bytes_per_second = 0;
   // "" when `name` (of a release of `bytes`) is taken, else why not.
   std::string Refuses(const std::string& name, uint64_t bytes) const;
   std::string ToString() const;
