@@ -52,6 +52,16 @@ absl::Status Replicator::SyncOnce() {
   stats_.cursor = repo_->GetCursor(cursor_key_);
   while (true) {
     auto feed = upstream_->Feed(stats_.cursor, 100);
+    if (absl::IsOutOfRange(feed.status()) && stats_.cursor > 0) {
+      // Our cursor is past the upstream's head: it was restored from an older
+      // copy (or replaced). Replay its whole feed: applying what we already
+      // hold is a no-op that fetches nothing.
+      if (log_)
+        log_(StrCat("upstream feed went back below cursor ", stats_.cursor, "; replaying it"));
+      CAIRN_RETURN_IF_ERROR(repo_->SetCursor(cursor_key_, 0));
+      stats_.cursor = 0;
+      continue;
+    }
     if (!feed.ok()) {
       stats_.last_error = std::string(feed.status().message());
       return feed.status();

@@ -294,9 +294,8 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
   cairn::v1::FeedResponse out;
   out.set_head(head);
   if (after > head) {
-    return absl::InvalidArgumentError(StrCat("cursor ", after,
-                                             " is ahead of this node's feed head ", head,
-                                             " (a different node, or one restored from backup?)"));
+    return absl::OutOfRangeError(StrCat("cursor ", after, " is ahead of this node's feed head ",
+                                        head, " (a different node, or one restored from backup?)"));
   }
   if (after + 1 < tail) {
     // The events after `after` were dropped: send the current state instead.

@@ -355,3 +355,39 @@ TEST_F(ReplicationTest, BandwidthCapHoldsWithinTenPercent) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(ReplicationTest, FollowerRecoversWhenItsUpstreamIsRestoredFromAnOlderCopy) {
+  TestNode b = Start("b", trust_.view);
+  std::string old_copy = dir_ / "a-backup";
+  std::string id;
+  {
+    TestNode a = Start("a", trust_.view);
+    Publish(a, Model("m1", 31), "acme/m1");
+    a.Stop();
+    a.repo.reset();
+    std::filesystem::copy(dir_ / "a", old_copy, std::filesystem::copy_options::recursive);
+    a = Start("a", trust_.view);
+    Publish(a, Model("m2", 32), "acme/m2");
+    Publish(a, Model("m3", 33), "acme/m3");
+    Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+    ASSERT_TRUE(rep.SyncOnce().ok());
+    EXPECT_EQ(rep.stats().cursor, 3u);
+    a.Stop();
+  }
+  // The upstream comes back from the old copy (feed head 1) and gets a new release.
+  std::filesystem::remove_all(dir_ / "a");
+  std::filesystem::rename(old_copy, dir_ / "a");
+  TestNode a = Start("a", trust_.view);
+  Publish(a, Model("m4", 34), "acme/m4");
+  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
+  EXPECT_TRUE(b.repo->Resolve("acme/m4").ok());
+  EXPECT_TRUE(b.repo->Resolve("acme/m2").ok());   // kept
+  EXPECT_EQ(rep.stats().releases_committed, 1u);  // m1 replayed as a no-op, m4 new
+}
+
+}  // namespace
+}  // namespace cairn

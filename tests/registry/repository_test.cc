@@ -328,7 +328,7 @@ TEST_F(RepositoryTest, FeedRecordsEachChangeOnceInOrderAndResumesFromACursor) {
   EXPECT_EQ(tail->events(0).seq(), 3u);
   EXPECT_EQ(repo_->Feed(0, 2)->events_size(), 2);
   EXPECT_EQ(repo_->Feed(3, 0)->events_size(), 0);
-  EXPECT_THAT(repo_->Feed(9, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(repo_->Feed(9, 0), StatusIs(absl::StatusCode::kOutOfRange));
 }
 
 TEST_F(RepositoryTest, FailedCommitAddsNoFeedEvent) {

@@ -68,7 +68,8 @@ class Repository {
   // of every current release and tag when `after` is older than the oldest
   // retained event. Every commit that adds a release or moves a tag appends
   // one event in the same atomic batch, so the feed never names a release the
-  // node does not hold.
+  // node does not hold. OutOfRange when `after` is past the head (this node
+  // was restored from an older copy, or is another node).
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
 
