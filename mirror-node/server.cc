@@ -363,6 +363,10 @@ class PublishImpl final : public Publish::CallbackService {
 class FederationImpl final : public Federation::CallbackService {
  public:
   FederationImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
+  grpc::ServerUnaryReactor* Summary(grpc::CallbackServerContext* ctx, const SummaryRequest* req,
+                                    SummaryResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->Summary(); });
+  }
   grpc::ServerUnaryReactor* Feed(grpc::CallbackServerContext* ctx, const FeedRequest* req,
                                  FeedResponse* resp) override {
     return Unary(pool_, ctx, resp,

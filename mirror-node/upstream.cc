@@ -54,6 +54,23 @@ absl::StatusOr<cairn::v1::FeedResponse> GrpcUpstream::Feed(uint64_t after, uint3
   return r;
 }
 
+absl::StatusOr<cairn::v1::SummaryResponse> GrpcUpstream::Summary() {
+  cairn::v1::SummaryResponse r;
+  auto ctx = Context(timeout_seconds_ * 4);
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(federation_->Summary(ctx.get(), {}, &r), "summary of " + address_));
+  return r;
+}
+
+absl::StatusOr<cairn::v1::ResolveResponse> GrpcUpstream::Resolve(const std::string& ref) {
+  cairn::v1::ResolveRequest req;
+  req.set_ref(ref);
+  cairn::v1::ResolveResponse r;
+  auto ctx = Context(timeout_seconds_);
+  CAIRN_RETURN_IF_ERROR(FromGrpc(registry_->Resolve(ctx.get(), req, &r), "resolve on " + address_));
+  return r;
+}
+
 absl::StatusOr<std::string> GrpcUpstream::GetObject(const std::string& digest) {
   cairn::v1::GetObjectRequest req;
   req.set_digest(digest);
@@ -148,8 +165,17 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
       std::move(config.policy));
   std::mt19937_64 rng(std::random_device{}());
   double backoff = 1;
-  while (true) {
+  for (uint64_t round = 0;; ++round) {
     absl::Status st = rep.SyncOnce();
+    if (st.ok() && round % 30 == 0) {  // anti-entropy about once a minute
+      auto fixed = rep.Reconcile();
+      if (fixed.ok() && *fixed > 0) {
+        spdlog::warn("anti-entropy with {}: repaired {} release(s)/tag(s) the feed missed", address,
+                     *fixed);
+      } else if (!fixed.ok()) {
+        st = fixed.status();
+      }
+    }
     double wait;
     if (st.ok()) {
       backoff = 1;

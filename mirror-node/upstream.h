@@ -22,6 +22,8 @@ class GrpcUpstream final : public Upstream {
   GrpcUpstream(std::string address, int timeout_seconds);
   absl::StatusOr<std::string> NodeId() override;
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override;
+  absl::StatusOr<cairn::v1::SummaryResponse> Summary() override;
+  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& ref) override;
   absl::StatusOr<std::string> GetObject(const std::string& digest) override;
   absl::Status GetChunks(
       const std::vector<Want>& wanted,

@@ -110,6 +110,39 @@ absl::Status Replicator::SyncOnce() {
   }
 }
 
+absl::StatusOr<int> Replicator::Reconcile() {
+  if (cursor_key_.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(std::string id, upstream_->NodeId());
+    cursor_key_ = "cursor/" + id;
+  }
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::SummaryResponse theirs, upstream_->Summary());
+  const uint64_t cursor = repo_->GetCursor(cursor_key_);
+  int repaired = 0;
+  auto apply_ref = [&](const std::string& ref) -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(cairn::v1::ResolveResponse r, upstream_->Resolve(ref));
+    cairn::v1::FeedEvent ev;
+    ev.set_manifest_digest(r.manifest_digest());
+    ev.set_manifest_envelope(r.manifest_envelope());
+    ev.set_tag_envelope(r.tag_envelope());
+    absl::Status st = Apply(ev, cursor);
+    if (st.ok()) {
+      ++repaired;
+    } else if (log_) {
+      log_(StrCat("anti-entropy: ", ref, ": ", st.message()));
+    }
+    return absl::OkStatus();  // one bad entry never stops the rest
+  };
+  for (const auto& rel : theirs.releases()) {
+    if (repo_->HasRelease(rel.manifest_digest())) continue;
+    CAIRN_RETURN_IF_ERROR(apply_ref(rel.name() + "@" + rel.manifest_digest()));
+  }
+  for (const auto& t : theirs.tags()) {
+    if (repo_->TagVersion(t.name(), t.tag()) >= t.version()) continue;
+    CAIRN_RETURN_IF_ERROR(apply_ref(t.name() + ":" + t.tag()));
+  }
+  return repaired;
+}
+
 absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_after) {
   // Verify the signed manifest against our own trust root before fetching
   // anything for it.

@@ -345,6 +345,40 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
   return out;
 }
 
+absl::StatusOr<cairn::v1::SummaryResponse> Repository::Summary() {
+  cairn::v1::SummaryResponse out;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kReleases, "", [&](std::string_view k, std::string_view v) {
+        std::vector<std::string_view> parts = Split(k, '\0', 2);
+        if (parts.size() != 2) return true;
+        auto* r = out.add_releases();
+        r->set_name(std::string(parts[0]));
+        r->set_version(std::string(parts[1]));
+        r->set_manifest_digest(std::string(v));
+        return true;
+      }));
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view, std::string_view v) {
+    Envelope env;
+    TagRecord rec;
+    if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload())) return true;
+    auto* t = out.add_tags();
+    t->set_name(rec.name());
+    t->set_tag(rec.tag());
+    t->set_version(rec.version());
+    t->set_manifest_digest(rec.manifest_digest());
+    return true;
+  }));
+  return out;
+}
+
+uint64_t Repository::TagVersion(const std::string& name, const std::string& tag) {
+  auto cur = meta_->Get(Table::kTags, Key2(name, tag));
+  Envelope env;
+  TagRecord rec;
+  if (!cur.ok() || !env.ParseFromString(*cur) || !rec.ParseFromString(env.payload())) return 0;
+  return rec.version();
+}
+
 absl::StatusOr<cairn::v1::NodeInfoResponse> Repository::NodeInfo() {
   CAIRN_RETURN_IF_ERROR(init_status_);
   cairn::v1::NodeInfoResponse out;

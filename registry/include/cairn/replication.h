@@ -24,6 +24,9 @@ class Upstream {
   // The upstream's node id (cursors are kept per upstream node, not address).
   virtual absl::StatusOr<std::string> NodeId() = 0;
   virtual absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) = 0;
+  virtual absl::StatusOr<cairn::v1::SummaryResponse> Summary() = 0;
+  // Registry.Resolve on the upstream (bytes unverified: the caller verifies).
+  virtual absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& ref) = 0;
   virtual absl::StatusOr<std::string> GetObject(const std::string& digest) = 0;
   struct Want {
     Digest digest;
@@ -79,6 +82,12 @@ class Replicator {
   // (and the cursor where it stopped) when the upstream fails mid-way; a
   // release that does not verify is skipped and counted, never committed.
   absl::Status SyncOnce();
+
+  // Anti-entropy: compares the upstream's summary with this node's and
+  // repairs what the feed missed (releases not held, tags older than the
+  // upstream's), through the same verification as the feed. The cursor does
+  // not move. Returns how many releases or tags were repaired.
+  absl::StatusOr<int> Reconcile();
 
   const ReplicationStats& stats() const { return stats_; }
   Upstream* upstream() { return upstream_.get(); }

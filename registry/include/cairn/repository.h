@@ -72,6 +72,10 @@ class Repository {
   // was restored from an older copy, or is another node).
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
+  // Every release (name, version, digest) and tag (name, tag, version, digest).
+  absl::StatusOr<cairn::v1::SummaryResponse> Summary();
+  // True when a release `digest` is held and the tag is at `version` or newer.
+  uint64_t TagVersion(const std::string& name, const std::string& tag);
 
   // ---- Replication (a peer's releases, verified against this node's trust) ----
   // Stores a chunk list fetched from a peer (invisible until committed).
