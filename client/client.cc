@@ -17,6 +17,7 @@
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "cairn/status.h"
+#include "fetcher.h"
 #include "progress.h"
 
 namespace cairn::client {
@@ -619,131 +620,6 @@ absl::Status WriteFileAt(int dir_fd, const std::string& name, std::string_view d
   return st;
 }
 
-// One GetMany stream for a list of chunks, with a bounded window of bytes in
-// flight. A writer thread sends requests as the window allows; Next() reads
-// the answers in order on the caller's thread.
-class ChunkStream {
- public:
-  struct Want {
-    Digest digest;
-    uint32_t length;
-  };
-  ChunkStream(Connection& node, std::vector<Want> wanted, size_t window, uint64_t min_rate)
-      : wanted_(std::move(wanted)), window_(window) {
-    uint64_t bytes = 0;
-    for (const auto& w : wanted_) bytes += w.length;
-    ctx_.set_deadline(
-        std::chrono::system_clock::now() +
-        std::chrono::seconds(node.timeout_seconds() + bytes / std::max<uint64_t>(min_rate, 1)));
-    stream_ = node.chunks()->GetMany(&ctx_);
-    writer_ = std::thread([this] { WriteLoop(); });
-  }
-  ~ChunkStream() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cancelled_ = true;
-    }
-    cv_.notify_all();
-    if (!finished_) ctx_.TryCancel();
-    writer_.join();
-    if (!finished_) stream_->Finish().ok();  // cancelled: nothing to report
-  }
-
-  // The next wanted chunk's bytes (not yet hash-checked: the cache Put does).
-  absl::Status Next(std::string* data) {
-    if (pending_.empty()) {
-      cairn::v1::GetChunksResponse resp;
-      if (!stream_->Read(&resp)) {
-        finished_ = true;
-        grpc::Status s = stream_->Finish();
-        if (s.ok()) return absl::DataLossError("node ended the chunk stream early");
-        return FromGrpc(s, "fetching chunks");
-      }
-      for (auto& c : *resp.mutable_chunks()) pending_.push_back(std::move(c));
-      if (pending_.empty()) return absl::DataLossError("node sent an empty chunk batch");
-    }
-    if (next_ >= wanted_.size()) return absl::DataLossError("node sent more chunks than asked");
-    cairn::v1::ChunkData c = std::move(pending_.front());
-    pending_.pop_front();
-    const Want& w = wanted_[next_++];
-    if (c.digest() != DigestBytes(w.digest)) {
-      return absl::DataLossError("node answered chunks out of order");
-    }
-    if (c.missing()) {
-      return absl::NotFoundError("node does not have chunk " + DigestName(w.digest));
-    }
-    if (c.data().size() != w.length) {
-      return absl::DataLossError(StrCat("node sent ", c.data().size(), " bytes for chunk ",
-                                        DigestName(w.digest), " of ", w.length));
-    }
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      inflight_ -= w.length;
-      // Wake the writer only when it waits and a batch's worth of room opened.
-      if (!writer_waiting_ || inflight_ + kBytesPerMessage > window_) return Take(&c, data);
-    }
-    cv_.notify_one();
-    return Take(&c, data);
-  }
-
- private:
-  absl::Status Take(cairn::v1::ChunkData* c, std::string* data) {
-    *data = std::move(*c->mutable_data());
-    if (next_ == wanted_.size()) {
-      // Drain the end of the stream so the call finishes cleanly.
-      cairn::v1::GetChunksResponse extra;
-      if (stream_->Read(&extra)) return absl::DataLossError("node sent more chunks than asked");
-      finished_ = true;
-      grpc::Status s = stream_->Finish();
-      if (!s.ok()) return FromGrpc(s, "finishing chunk stream");
-    }
-    return absl::OkStatus();
-  }
-
-  void WriteLoop() {
-    size_t i = 0;
-    while (i < wanted_.size()) {
-      cairn::v1::GetChunksRequest req;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        writer_waiting_ = true;
-        cv_.wait(l, [&] {
-          return cancelled_ || inflight_ == 0 || inflight_ + wanted_[i].length <= window_;
-        });
-        writer_waiting_ = false;
-        if (cancelled_) return;
-        size_t batch = 0;
-        while (i < wanted_.size() && req.digests_size() < kChunksPerMessage &&
-               batch < kBytesPerMessage &&
-               (inflight_ == 0 || inflight_ + wanted_[i].length <= window_)) {
-          req.add_digests(std::string(DigestBytes(wanted_[i].digest)));
-          inflight_ += wanted_[i].length;
-          batch += wanted_[i].length;
-          ++i;
-        }
-      }
-      if (!stream_->Write(req)) return;
-    }
-    stream_->WritesDone();
-  }
-
-  const std::vector<Want> wanted_;
-  const size_t window_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<
-      grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>
-      stream_;
-  std::thread writer_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  size_t inflight_ = 0;                       // guarded by mu_
-  bool cancelled_ = false;                    // guarded by mu_
-  bool writer_waiting_ = false;               // guarded by mu_
-  std::deque<cairn::v1::ChunkData> pending_;  // reader thread only
-  size_t next_ = 0;                           // reader thread only
-  bool finished_ = false;                     // reader thread only
-};
-
 absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::FileEntry& f) {
   cairn::v1::GetObjectRequest req;
   req.set_digest(f.root());
@@ -766,11 +642,108 @@ absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::File
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
+    const std::vector<std::string>& addresses, int timeout_seconds,
+    std::vector<std::string>* unreachable) {
+  if (addresses.empty()) return absl::InvalidArgumentError("no node given");
+  std::vector<absl::StatusOr<std::unique_ptr<Connection>>> got;
+  for (size_t i = 0; i < addresses.size(); ++i) got.emplace_back(absl::UnknownError(""));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = Connection::Open(addresses[i], timeout_seconds); });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<std::unique_ptr<Connection>> out;
+  std::vector<std::string> errors;
+  for (auto& g : got) {
+    if (g.ok()) {
+      out.push_back(std::move(*g));
+    } else {
+      errors.push_back(std::string(g.status().message()));
+      if (unreachable) unreachable->push_back(errors.back());
+    }
+  }
+  if (out.empty()) {
+    if (errors.size() == 1) return absl::UnavailableError(errors[0]);
+    return absl::UnavailableError("no node reachable: " + StrJoin(errors, "; "));
+  }
+  return out;
+}
+
+absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& nodes,
+                                            const TrustRootView* trust, const std::string& ref) {
+  std::vector<absl::StatusOr<Resolved>> got(nodes.size(), absl::UnknownError(""));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = ResolveVerified(*nodes[i], trust, ref); });
+  }
+  for (auto& t : threads) t.join();
+  MultiResolved out;
+  std::optional<size_t> best;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!got[i].ok()) {
+      out.warnings.push_back(std::string(got[i].status().message()));
+      continue;
+    }
+    if (!best) {
+      best = i;
+      continue;
+    }
+    const Resolved& b = *got[*best];
+    const Resolved& r = *got[i];
+    if (!r.tag || !b.tag) continue;  // by digest: every answer is the same release
+    if (r.tag->version() > b.tag->version()) {
+      best = i;
+    } else if (r.tag->version() == b.tag->version() && r.digest != b.digest) {
+      out.warnings.push_back(StrCat(
+          "nodes ", nodes[*best]->address(), " and ", nodes[i]->address(), " hold ", r.tag->name(),
+          ":", r.tag->tag(), " version ", r.tag->version(),
+          " naming different manifests (a signing error); using ", nodes[*best]->address(), "'s"));
+    }
+  }
+  if (!best) {
+    // The most telling error: a verification failure beats "not found".
+    for (auto code : {absl::StatusCode::kPermissionDenied, absl::StatusCode::kDataLoss,
+                      absl::StatusCode::kFailedPrecondition, absl::StatusCode::kNotFound}) {
+      for (auto& g : got) {
+        if (g.status().code() == code) {
+          if (nodes.size() == 1) return g.status();
+          return absl::Status(code, StrJoin(out.warnings, "; "));
+        }
+      }
+    }
+    if (nodes.size() == 1) return got[0].status();
+    return absl::UnavailableError(StrJoin(out.warnings, "; "));
+  }
+  out.resolved = std::move(*got[*best]);
+  out.node = *best;
+  // Nodes that hold this very release first: they have its chunk lists.
+  out.order.push_back(*best);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (i != *best && got[i].ok() && got[i]->digest == out.resolved.digest) out.order.push_back(i);
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (std::find(out.order.begin(), out.order.end(), i) == out.order.end()) out.order.push_back(i);
+  }
+  return out;
+}
+
 absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
                                 const PullOptions& o) {
+  return Pull(std::vector<Connection*>{&node}, trust, o);
+}
+
+absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const TrustRootView& trust,
+                                const PullOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
+  if (nodes.empty()) return absl::InvalidArgumentError("no node to pull from");
   // Everything signed is verified before anything is written.
-  CAIRN_ASSIGN_OR_RETURN(Resolved r, ResolveVerified(node, &trust, o.ref));
+  CAIRN_ASSIGN_OR_RETURN(MultiResolved mr, ResolveAcross(nodes, &trust, o.ref));
+  for (const auto& w : mr.warnings) std::fprintf(stderr, "cairn: warning: %s\n", w.c_str());
+  Resolved& r = mr.resolved;
+  if (r.tag && !o.state_dir.empty()) {
+    CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(o.state_dir, *r.tag, nodes[mr.node]->address()));
+  }
   PullResult res;
   res.manifest = r.digest;
   res.name = r.manifest.name();
@@ -805,16 +778,35 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
   Fd root(::open(o.out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + o.out);
 
+  std::vector<Connection*> ordered;
+  for (size_t i : mr.order) ordered.push_back(nodes[i]);
+  FetchOptions fo;
+  fo.window_bytes = o.window_bytes;
+  fo.min_rate = o.min_rate;
+  fo.rate_seconds = o.rate_seconds;
+  fo.stall_seconds = o.stall_seconds;
+  Fetcher fetcher(ordered, cache->get(), fo);
+
   Progress prog(o.progress, "pulling", res.bytes_total);
   std::string data, wbuf;
   wbuf.reserve(4 << 20);
   int file_index = 0;
   for (const auto& f : r.manifest.files()) {
-    CAIRN_ASSIGN_OR_RETURN(ChunkList cl, FetchChunkList(node, f));
-    res.chunks_total += cl.chunks_size();
-    std::vector<ChunkStream::Want> wanted;
+    absl::StatusOr<ChunkList> cl = absl::UnavailableError("no node left to ask");
+    std::vector<std::string> cl_errors;
+    for (size_t i = 0; i < ordered.size(); ++i) {
+      if (!fetcher.Usable(i)) continue;
+      cl = FetchChunkList(*ordered[i], f);
+      if (cl.ok()) break;
+      cl_errors.push_back(StrCat(ordered[i]->address(), ": ", cl.status().message()));
+    }
+    if (!cl.ok()) {
+      return absl::Status(cl.status().code(), StrJoin(cl_errors, "; "));
+    }
+    res.chunks_total += cl->chunks_size();
+    std::vector<Fetcher::Want> wanted;
     absl::flat_hash_set<Digest, DigestHash> to_fetch;
-    for (const auto& c : cl.chunks()) {
+    for (const auto& c : cl->chunks()) {
       CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
       if (to_fetch.contains(d)) continue;
       CAIRN_ASSIGN_OR_RETURN(bool cached, (*cache)->Has(d));
@@ -832,24 +824,16 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
       ::unlinkat(dfd.fd, tmp.c_str(), 0);
       return st;
     };
-    std::optional<ChunkStream> stream;
-    if (!wanted.empty()) stream.emplace(node, std::move(wanted), o.window_bytes, o.min_rate);
+    fetcher.Add(wanted);
     ParallelSha256 sha;  // whole-file hash on the second core
     uint64_t written = 0;
-    for (const auto& c : cl.chunks()) {
+    for (const auto& c : cl->chunks()) {
       Digest d;
       std::memcpy(d.data(), c.digest().data(), 32);
       if (to_fetch.erase(d) > 0) {
-        absl::Status st = stream->Next(&data);
-        if (st.ok()) {
-          st = (*cache)->Put(d, data);  // checks SHA-256 against the digest
-          if (absl::IsDataLoss(st)) {
-            st = absl::DataLossError(StrCat("node ", node.address(),
-                                            " served corrupt bytes for chunk ", DigestName(d),
-                                            " of ", f.path(), "; nothing written"));
-          }
-        }
-        if (!st.ok()) return fail(st);
+        // Verified against its digest (and stored in the cache) by the fetcher.
+        absl::Status st = fetcher.Next(&data);
+        if (!st.ok()) return fail(Annotate(st, "fetching " + f.path() + "; nothing written"));
         res.chunks_fetched++;
         res.bytes_fetched += data.size();
       } else {
@@ -868,7 +852,6 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
         wbuf.reserve(4 << 20);
       }
     }
-    stream.reset();
     absl::Status st = WriteAll(out.fd, wbuf.data(), wbuf.size());
     sha.Update(std::move(wbuf));
     wbuf = sha.TakeBuffer();
@@ -886,6 +869,9 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
   }
   CAIRN_ASSIGN_OR_RETURN(Fd meta_dir, OpenDirBeneath(root.fd, ".cairn", /*create=*/true));
   CAIRN_RETURN_IF_ERROR(WriteFileAt(meta_dir.fd, "manifest.envelope", r.envelope));
+  for (const auto& st : fetcher.Stats()) {
+    res.sources.push_back({st.address, st.bytes, st.chunks, st.demoted});
+  }
   res.seconds = Since(t0);
   return res;
 }

@@ -84,8 +84,17 @@ struct PullOptions {
   std::string ref;
   std::string out;
   std::string cache_dir;
-  size_t window_bytes = 16 << 20;  // bytes requested but not yet received
-  uint64_t min_rate = 32 << 10;    // bytes/s below which a chunk stream times out
+  size_t window_bytes = 16 << 20;  // most bytes one node may owe us at a time
+  // Slow-retrieval guard: a node owing chunks that delivers less than
+  // min_rate bytes/s over rate_seconds, or nothing for stall_seconds, is
+  // dropped and its chunks go to the other nodes (with one node: the pull
+  // fails, naming it).
+  uint64_t min_rate = 32 << 10;
+  int rate_seconds = 10;
+  int stall_seconds = 10;
+  // Where the highest verified version of each tag is recorded (rollback
+  // protection); empty disables the check.
+  std::string state_dir;
   // fdatasync each file before its rename. Default: false, like curl, wget
   // and huggingface_hub: a file appears under its name only once verified,
   // and `cairn verify` re-checks a tree after a power loss.
@@ -102,12 +111,22 @@ struct PullResult {
   uint64_t chunks_total = 0, chunks_fetched = 0, chunks_from_cache = 0;
   uint64_t files = 0;
   double seconds = 0;
+  struct Source {
+    std::string address;
+    uint64_t bytes = 0, chunks = 0;
+    std::string demoted;  // why it was dropped, if it was
+  };
+  std::vector<Source> sources;
 };
 
 // Resolves, verifies against `trust` before writing anything, then assembles
 // each file under a temporary name, checks its SHA-256 and renames it.
 // Writes the signed manifest to OUT/.cairn/manifest.envelope.
 absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
+                                const PullOptions& opts);
+// The same from several nodes at once: metadata from all of them (the
+// highest valid tag version wins), chunks from every node that has them.
+absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const TrustRootView& trust,
                                 const PullOptions& opts);
 
 struct VerifyResult {
@@ -130,5 +149,30 @@ struct Resolved {
 };
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
                                          const std::string& ref);
+
+// Resolves on every node in parallel and keeps the highest valid tag version.
+struct MultiResolved {
+  Resolved resolved;
+  size_t node = 0;                    // index of the node it came from
+  std::vector<size_t> order;          // all nodes, those holding this release first
+  std::vector<std::string> warnings;  // nodes that failed, conflicting tags
+};
+absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& nodes,
+                                            const TrustRootView* trust, const std::string& ref);
+
+// Opens every address in parallel. Unreachable ones are skipped (their errors
+// appended to *unreachable); Unavailable only when none answers.
+absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
+    const std::vector<std::string>& addresses, int timeout_seconds,
+    std::vector<std::string>* unreachable);
+
+// Rollback protection. The highest tag version verified so far for each
+// name:tag lives in STATE_DIR/tags (one "name tag version manifest" line per
+// tag). PermissionDenied, naming `node`, for a lower version or for the same
+// version naming another manifest; otherwise records `rec`.
+absl::Status CheckAndRecordTag(const std::string& state_dir, const cairn::v1::TagRecord& rec,
+                               const std::string& node);
+// $XDG_STATE_HOME/cairn, else ~/.local/state/cairn.
+std::string DefaultStateDir();
 
 }  // namespace cairn::client

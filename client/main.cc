@@ -25,7 +25,7 @@ using json = nlohmann::json;
 
 // Defaults: config file < CAIRN_* environment < flags.
 struct Settings {
-  std::string node;
+  std::vector<std::string> nodes;
   std::string trust;
   std::string cache;
   int timeout = 15;
@@ -62,13 +62,29 @@ absl::Status LoadSettings(Settings* s) {
         s->timeout = static_cast<int>(*val.value<int64_t>());
         continue;
       }
+      if (k == "node" || k == "nodes") {
+        // One address, or a list of them: every mirror a pull may use.
+        s->nodes.clear();
+        if (val.is_string()) {
+          s->nodes.push_back(*val.value<std::string>());
+        } else if (auto* arr = val.as_array(); arr && !arr->empty()) {
+          for (auto& e : *arr) {
+            if (!e.is_string())
+              return absl::InvalidArgumentError("config " + path + ": " + k +
+                                                " must list HOST:PORT strings");
+            s->nodes.push_back(*e.value<std::string>());
+          }
+        } else {
+          return absl::InvalidArgumentError("config " + path + ": " + k +
+                                            " must be \"HOST:PORT\" or a non-empty list of them");
+        }
+        continue;
+      }
       if (!val.is_string()) {
         return absl::InvalidArgumentError("config " + path + ": " + k + " must be a string");
       }
       std::string v = *val.value<std::string>();
-      if (k == "node")
-        s->node = v;
-      else if (k == "trust")
+      if (k == "trust")
         s->trust = v;
       else if (k == "cache")
         s->cache = v;
@@ -76,7 +92,12 @@ absl::Status LoadSettings(Settings* s) {
         return absl::InvalidArgumentError("config " + path + ": unknown key " + k);
     }
   }
-  if (const char* v = std::getenv("CAIRN_NODE"); v && *v) s->node = v;
+  if (const char* v = std::getenv("CAIRN_NODE"); v && *v) {
+    s->nodes.clear();  // comma-separated
+    for (auto part : cairn::Split(v, ',')) {
+      if (!part.empty()) s->nodes.emplace_back(part);
+    }
+  }
   if (const char* v = std::getenv("CAIRN_TRUST"); v && *v) s->trust = v;
   if (const char* v = std::getenv("CAIRN_CACHE"); v && *v) s->cache = v;
   if (const char* v = std::getenv("CAIRN_TIMEOUT"); v && *v) {
@@ -98,12 +119,48 @@ int Fail(const absl::Status& s) {
 
 void PrintJson(const json& j) { std::cout << j.dump() << std::endl; }
 
-absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Settings& s) {
-  if (s.node.empty()) {
+json SourcesJson(const std::vector<cairn::client::PullResult::Source>& sources) {
+  json out = json::array();
+  for (const auto& s : sources) {
+    out.push_back({{"address", s.address},
+                   {"bytes", s.bytes},
+                   {"chunks", s.chunks},
+                   {"dropped", s.demoted}});
+  }
+  return out;
+}
+
+absl::Status NeedNode(const Settings& s) {
+  if (s.nodes.empty()) {
     return absl::InvalidArgumentError(
         "no node: pass --node HOST:PORT, set CAIRN_NODE, or node in config.toml");
   }
-  return cairn::client::Connection::Open(s.node, s.timeout);
+  return absl::OkStatus();
+}
+
+// The first node (commands that talk to one node: publish, ls, lineage).
+absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Settings& s) {
+  CAIRN_RETURN_IF_ERROR(NeedNode(s));
+  return cairn::client::Connection::Open(s.nodes[0], s.timeout);
+}
+
+// Every reachable node; warns about the others.
+absl::StatusOr<std::vector<std::unique_ptr<cairn::client::Connection>>> ConnectAll(
+    const Settings& s) {
+  CAIRN_RETURN_IF_ERROR(NeedNode(s));
+  std::vector<std::string> unreachable;
+  auto conns = cairn::client::OpenAll(s.nodes, s.timeout, &unreachable);
+  if (conns.ok()) {
+    for (const auto& u : unreachable) std::fprintf(stderr, "cairn: warning: %s\n", u.c_str());
+  }
+  return conns;
+}
+
+std::vector<cairn::client::Connection*> Raw(
+    const std::vector<std::unique_ptr<cairn::client::Connection>>& conns) {
+  std::vector<cairn::client::Connection*> out;
+  for (const auto& c : conns) out.push_back(c.get());
+  return out;
 }
 
 absl::StatusOr<cairn::TrustRootView> LoadTrust(const Settings& s) {
@@ -145,10 +202,12 @@ int main(int argc, char** argv) {
     if (!st.ok()) return Fail(st);
   }
   bool as_json = false;
-  std::string node_flag, trust_flag, cache_flag;
+  std::vector<std::string> node_flag;
+  std::string trust_flag, cache_flag;
   int timeout_flag = 0;
   auto add_node = [&](CLI::App* c) {
-    c->add_option("--node", node_flag, "node HOST:PORT (default: CAIRN_NODE or config)");
+    c->add_option("--node", node_flag,
+                  "node HOST:PORT; repeat to use several mirrors (default: CAIRN_NODE or config)");
     c->add_option("--timeout", timeout_flag, "seconds to wait for the node per call (default 15)");
   };
   auto add_trust = [&](CLI::App* c, bool required_note) {
@@ -218,7 +277,12 @@ int main(int argc, char** argv) {
   bool no_fsync_compat = false;
   pull->add_flag("--no-fsync", no_fsync_compat, "the default; kept for scripts")->group("");
   size_t window_mib = 0;
-  pull->add_option("--window-mib", window_mib, "MiB requested but not yet received (default 16)");
+  pull->add_option("--window-mib", window_mib,
+                   "most MiB one node may owe at a time (default 16)");
+  pull->add_option("--min-rate", pl.min_rate,
+                   "bytes/s a node must sustain while it owes chunks (default 32768)");
+  pull->add_option("--stall-seconds", pl.stall_seconds,
+                   "drop a node that sends nothing for this long (default 10)");
   add_node(pull);
   add_trust(pull, true);
   add_json(pull);
@@ -257,7 +321,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (!node_flag.empty()) set.node = node_flag;
+  if (!node_flag.empty()) set.nodes = node_flag;
   if (!trust_flag.empty()) set.trust = trust_flag;
   if (!cache_flag.empty()) set.cache = cache_flag;
   if (timeout_flag > 0) set.timeout = timeout_flag;
@@ -417,9 +481,11 @@ int main(int argc, char** argv) {
     pl.fsync = do_fsync;
     if (window_mib > 0) pl.window_bytes = window_mib << 20;
     pl.progress = tty;
-    auto conn = Connect(set);
-    if (!conn.ok()) return Fail(conn.status());
-    auto r = cairn::client::Pull(**conn, *tr, pl);
+    pl.state_dir = cairn::client::DefaultStateDir();
+    pl.rate_seconds = std::max(1, pl.stall_seconds);
+    auto conns = ConnectAll(set);
+    if (!conns.ok()) return Fail(conns.status());
+    auto r = cairn::client::Pull(Raw(*conns), *tr, pl);
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
       PrintJson({{"manifest", r->manifest},
@@ -431,6 +497,7 @@ int main(int argc, char** argv) {
                  {"chunks_total", r->chunks_total},
                  {"chunks_fetched", r->chunks_fetched},
                  {"chunks_from_cache", r->chunks_from_cache},
+                 {"nodes", SourcesJson(r->sources)},
                  {"seconds", r->seconds}});
     } else {
       using cairn::client::Progress;
@@ -441,6 +508,13 @@ int main(int argc, char** argv) {
           static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
           Progress::Bytes(r->bytes_fetched).c_str(), static_cast<unsigned long>(r->chunks_fetched),
           static_cast<unsigned long>(r->chunks_from_cache), r->seconds);
+      if (r->sources.size() > 1 || !r->sources[0].demoted.empty()) {
+        for (const auto& src : r->sources) {
+          std::printf("  %-22s %s in %lu chunks%s\n", src.address.c_str(),
+                      Progress::Bytes(src.bytes).c_str(), static_cast<unsigned long>(src.chunks),
+                      src.demoted.empty() ? "" : (" (dropped: " + src.demoted + ")").c_str());
+        }
+      }
     }
     return 0;
   }
@@ -473,8 +547,9 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto conn = Connect(set);
-  if (!conn.ok()) return Fail(conn.status());
+  auto conns = ConnectAll(set);
+  if (!conns.ok()) return Fail(conns.status());
+  auto* conn = &(*conns)[0];  // ls, lineage, status: the first reachable node
   std::optional<cairn::TrustRootView> tr;
   if (!set.trust.empty() && (*info || *lineage)) {
     auto t = LoadTrust(set);
@@ -483,8 +558,18 @@ int main(int argc, char** argv) {
   }
 
   if (*info) {
-    auto r = cairn::client::ResolveVerified(**conn, tr ? &*tr : nullptr, ref_arg);
-    if (!r.ok()) return Fail(r.status());
+    // Every node is asked; the highest valid tag version wins.
+    auto mr = cairn::client::ResolveAcross(Raw(*conns), tr ? &*tr : nullptr, ref_arg);
+    if (!mr.ok()) return Fail(mr.status());
+    if (conns->size() > 1) {
+      for (const auto& w : mr->warnings) std::fprintf(stderr, "cairn: warning: %s\n", w.c_str());
+    }
+    const cairn::client::Resolved* r = &mr->resolved;
+    if (tr && r->tag) {
+      absl::Status st = cairn::client::CheckAndRecordTag(
+          cairn::client::DefaultStateDir(), *r->tag, (*conns)[mr->node]->address());
+      if (!st.ok()) return Fail(st);
+    }
     uint64_t bytes = 0;
     json files = json::array();
     for (const auto& f : r->manifest.files()) {
@@ -552,7 +637,7 @@ int main(int argc, char** argv) {
         "node %s%s at %s\n  trust root v%lu, %lu releases in %d namespace(s), feed head %lu, %s "
         "free\n",
         info.node_id().c_str(), info.region().empty() ? "" : (" (" + info.region() + ")").c_str(),
-        set.node.c_str(), static_cast<unsigned long>(info.trust_version()),
+        (*conn)->address().c_str(), static_cast<unsigned long>(info.trust_version()),
         static_cast<unsigned long>(info.releases()), info.namespaces_size(),
         static_cast<unsigned long>(info.feed_head()),
         cairn::client::Progress::Bytes(info.free_bytes()).c_str());

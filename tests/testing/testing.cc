@@ -19,6 +19,24 @@
 
 namespace cairn::testing {
 
+namespace {
+// Each test gets its own client state (rollback records), so tests that
+// publish "acme/m" version 1 with fresh keys never see each other's, and
+// nothing is written to the real ~/.local/state.
+class IsolateClientState : public ::testing::EmptyTestEventListener {
+  void OnTestStart(const ::testing::TestInfo&) override {
+    dir_ = std::make_unique<TempDir>();
+    ::setenv("XDG_STATE_HOME", dir_->path().c_str(), 1);
+  }
+  void OnTestEnd(const ::testing::TestInfo&) override { dir_.reset(); }
+  std::unique_ptr<TempDir> dir_;
+};
+const bool kIsolated = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new IsolateClientState);
+  return true;
+}();
+}  // namespace
+
 TempDir::TempDir() {
   const char* t = std::getenv("TMPDIR");
   std::string tmpl = std::string(t && *t ? t : "/tmp") + "/cairn-test-XXXXXX";

@@ -1,0 +1,374 @@
+#include "fetcher.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "cairn/status.h"
+#include "cairn/strings.h"
+
+namespace cairn::client {
+
+namespace {
+constexpr int kChunksPerMessage = 16;         // <= node's kMaxChunksPerMessage
+constexpr size_t kBytesPerMessage = 1 << 20;  // batch target
+constexpr size_t kMinWindow = 1 << 20;
+constexpr int kMaxScan = 4096;  // queue entries a writer looks at per batch
+}  // namespace
+
+struct Fetcher::Source {
+  struct Owed {
+    uint64_t index;
+    Digest digest;
+    uint32_t length;
+  };
+  size_t id = 0;
+  uint64_t bit = 0;
+  Connection* conn = nullptr;
+  grpc::ClientContext ctx;
+  std::unique_ptr<
+      grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>
+      stream;
+  std::thread writer, reader;
+  // Everything below is guarded by Fetcher::mu_.
+  std::deque<Owed> owed;  // in request order; the node answers in that order
+  size_t owed_bytes = 0;
+  size_t window = 0;
+  bool dead = false, writer_done = false, reader_done = false;
+  std::string why;
+  absl::StatusCode code = absl::StatusCode::kUnavailable;  // what the demotion means
+  Clock::time_point last_byte, rate_start, sample_start;
+  uint64_t rate_bytes = 0, sample_bytes = 0;
+  double rate_ewma = 0;
+  uint64_t bytes = 0, chunks = 0;
+};
+
+Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptions opts)
+    : opts_(opts), cache_(cache) {
+  if (sources.size() > 64) sources.resize(64);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    auto s = std::make_unique<Source>();
+    s->id = i;
+    s->bit = uint64_t{1} << i;
+    s->conn = sources[i];
+    s->window = std::min(opts_.window_bytes, size_t{4} << 20);
+    s->stream = s->conn->chunks()->GetMany(&s->ctx);
+    sources_.push_back(std::move(s));
+  }
+  for (auto& s : sources_) {
+    Source* p = s.get();
+    p->writer = std::thread([this, p] { WriteLoop(p); });
+    p->reader = std::thread([this, p] { ReadLoop(p); });
+  }
+}
+
+Fetcher::~Fetcher() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+    // Cancel rather than half-close: a hostile node could keep a half-closed
+    // call open for ever.
+    for (auto& s : sources_) s->ctx.TryCancel();
+  }
+  cv_.notify_all();
+  for (auto& s : sources_) {
+    s->writer.join();
+    s->reader.join();
+  }
+}
+
+void Fetcher::Add(const std::vector<Want>& wants) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (items_.empty()) head_since_ = Clock::now();
+    for (const Want& w : wants) {
+      uint64_t index = base_ + items_.size();
+      Item it;
+      it.digest = w.digest;
+      it.length = w.length;
+      items_.push_back(std::move(it));
+      queue_.insert(index);
+    }
+  }
+  cv_.notify_all();
+}
+
+Fetcher::Item* Fetcher::ItemAt(uint64_t index) {
+  if (index < base_ || index - base_ >= items_.size()) return nullptr;
+  return &items_[index - base_];
+}
+
+size_t Fetcher::Live() const {
+  size_t n = 0;
+  for (const auto& s : sources_) n += s->dead ? 0 : 1;
+  return n;
+}
+
+bool Fetcher::Usable(size_t source) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return source < sources_.size() && !sources_[source]->dead;
+}
+
+std::vector<Fetcher::SourceStats> Fetcher::Stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<SourceStats> out;
+  for (const auto& s : sources_) {
+    out.push_back({s->conn->address(), s->bytes, s->chunks, s->why});
+  }
+  return out;
+}
+
+void Fetcher::Release(Source* s, uint64_t index) {
+  Item* it = ItemAt(index);
+  if (it == nullptr) return;
+  it->owners &= ~s->bit;
+  if (!it->done && it->owners == 0) queue_.insert(index);
+}
+
+void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
+  if (s->dead) return;
+  s->dead = true;
+  s->code = code;
+  s->why = std::move(why);
+  for (const auto& o : s->owed) Release(s, o.index);
+  owed_bytes_ -= s->owed_bytes;
+  s->owed_bytes = 0;
+  s->owed.clear();
+  s->ctx.TryCancel();
+  if (!stop_) {
+    std::fprintf(stderr, "cairn: not using node %s any more: %s\n", s->conn->address().c_str(),
+                 s->why.c_str());
+  }
+  cv_.notify_all();
+}
+
+bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
+  if (s->dead || stop_ || s->reader_done || !fatal_.ok()) return false;
+  size_t bytes = 0;
+  int scanned = 0;
+  for (auto it = queue_.begin(); it != queue_.end() && batch->size() < kChunksPerMessage &&
+                                 bytes < kBytesPerMessage && scanned < kMaxScan;
+       ++scanned) {
+    uint64_t index = *it;
+    Item* item = ItemAt(index);
+    if (item == nullptr || item->done) {
+      it = queue_.erase(it);
+      continue;
+    }
+    if ((item->missing | item->owners) & s->bit) {
+      ++it;
+      continue;
+    }
+    size_t len = item->length;
+    bool idle = s->owed.empty() && batch->empty();
+    if (!idle && s->owed_bytes + len > s->window) break;
+    // The chunk the caller waits for is always allowed, so memory never
+    // deadlocks the fetch.
+    if (index != base_ && owed_bytes_ + buffered_bytes_ + len > opts_.memory_bytes) break;
+    if (s->owed.empty()) {
+      auto now = Clock::now();
+      s->last_byte = s->rate_start = s->sample_start = now;
+      s->rate_bytes = s->sample_bytes = 0;
+    }
+    item->owners |= s->bit;
+    s->owed.push_back({index, item->digest, item->length});
+    s->owed_bytes += len;
+    owed_bytes_ += len;
+    bytes += len;
+    batch->push_back(index);
+    it = queue_.erase(it);
+  }
+  return !batch->empty();
+}
+
+void Fetcher::WriteLoop(Source* s) {
+  for (;;) {
+    cairn::v1::GetChunksRequest req;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      std::vector<uint64_t> batch;
+      cv_.wait(l, [&] { return stop_ || s->dead || s->reader_done || TakeBatch(s, &batch); });
+      if (batch.empty()) break;
+      for (uint64_t index : batch) req.add_digests(std::string(DigestBytes(ItemAt(index)->digest)));
+    }
+    if (!s->stream->Write(req)) break;
+  }
+  bool graceful;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    graceful = !s->dead && !s->reader_done;
+  }
+  if (graceful) s->stream->WritesDone();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    s->writer_done = true;
+  }
+  cv_.notify_all();
+}
+
+void Fetcher::ReadLoop(Source* s) {
+  cairn::v1::GetChunksResponse resp;
+  std::string why;
+  while (why.empty() && s->stream->Read(&resp)) {
+    for (auto& c : *resp.mutable_chunks()) {
+      Source::Owed o;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (s->dead) break;
+        if (s->owed.empty()) {
+          why = "sent more chunks than it was asked for";
+          break;
+        }
+        o = s->owed.front();
+      }
+      if (c.digest() != DigestBytes(o.digest)) {
+        why = "answered with a chunk it was not asked for";
+        break;
+      }
+      if (c.missing()) {
+        std::lock_guard<std::mutex> l(mu_);
+        if (s->dead) break;
+        s->owed.pop_front();
+        s->owed_bytes -= o.length;
+        owed_bytes_ -= o.length;
+        s->last_byte = Clock::now();
+        if (Item* it = ItemAt(o.index)) it->missing |= s->bit;
+        Release(s, o.index);
+        cv_.notify_all();
+        continue;
+      }
+      if (c.data().size() != o.length) {
+        why = StrCat("sent ", c.data().size(), " bytes for a chunk of ", o.length);
+        break;
+      }
+      // Hash here, on this node's thread, so several nodes hash in parallel.
+      if (Sha256Of(c.data()) != o.digest) {
+        why = "served corrupt bytes for chunk " + DigestName(o.digest);
+        break;
+      }
+      absl::Status st = cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
+      auto now = Clock::now();
+      std::lock_guard<std::mutex> l(mu_);
+      if (s->dead) break;
+      if (!st.ok() && fatal_.ok()) fatal_ = Annotate(st, "cache");
+      s->owed.pop_front();
+      s->owed_bytes -= o.length;
+      owed_bytes_ -= o.length;
+      s->bytes += o.length;
+      s->chunks++;
+      s->last_byte = now;
+      s->rate_bytes += o.length;
+      s->sample_bytes += o.length;
+      double dt = std::chrono::duration<double>(now - s->sample_start).count();
+      if (dt >= 0.25) {
+        double rate = s->sample_bytes / dt;
+        s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
+        // About two seconds of this node's throughput in flight.
+        s->window = std::clamp<size_t>(static_cast<size_t>(2 * s->rate_ewma), kMinWindow,
+                                       std::max(opts_.window_bytes, kMinWindow));
+        s->sample_start = now;
+        s->sample_bytes = 0;
+      }
+      if (Item* it = ItemAt(o.index)) {
+        it->owners &= ~s->bit;
+        if (!it->done) {
+          it->done = true;
+          it->data = std::move(*c.mutable_data());
+          buffered_bytes_ += o.length;
+        }
+      }
+      cv_.notify_all();
+    }
+  }
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!why.empty()) Demote(s, absl::StatusCode::kDataLoss, why);
+    s->reader_done = true;
+    cv_.notify_all();
+    // Finish() may only run once the writer is done with the stream.
+    cv_.wait(l, [&] { return s->writer_done; });
+  }
+  grpc::Status st = s->stream->Finish();
+  std::lock_guard<std::mutex> l(mu_);
+  if (!stop_) {
+    Demote(s, absl::StatusCode::kUnavailable,
+           st.ok() ? std::string("ended the chunk stream early")
+                      : StrCat("chunk stream failed: ", st.error_message()));
+  }
+  cv_.notify_all();
+}
+
+void Fetcher::Monitor(Clock::time_point now) {
+  for (auto& s : sources_) {
+    if (s->dead || s->owed.empty()) continue;
+    double since_byte = std::chrono::duration<double>(now - s->last_byte).count();
+    if (since_byte > opts_.stall_seconds) {
+      Demote(s.get(), absl::StatusCode::kDeadlineExceeded, StrCat("stalled: no data for ", opts_.stall_seconds, "s"));
+      continue;
+    }
+    double window = std::chrono::duration<double>(now - s->rate_start).count();
+    if (window >= opts_.rate_seconds) {
+      uint64_t rate = static_cast<uint64_t>(s->rate_bytes / window);
+      if (rate < opts_.min_rate) {
+        Demote(s.get(), absl::StatusCode::kDeadlineExceeded, StrCat("too slow: ", rate, " bytes/s over ", opts_.rate_seconds,
+                               "s, below the minimum of ", opts_.min_rate));
+        continue;
+      }
+      s->rate_start = now;
+      s->rate_bytes = 0;
+    }
+  }
+  // The head chunk is late: let an idle node race the one that owes it.
+  Item& head = items_.front();
+  if (!head.done && head.owners != 0 && !queue_.contains(base_) &&
+      now - head_since_ > std::chrono::milliseconds(opts_.duplicate_after_ms)) {
+    for (auto& s : sources_) {
+      if (!s->dead && s->owed.empty() && !((head.owners | head.missing) & s->bit)) {
+        queue_.insert(base_);
+        cv_.notify_all();
+        break;
+      }
+    }
+  }
+}
+
+absl::Status Fetcher::Next(std::string* data) {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    if (!fatal_.ok()) return fatal_;
+    if (items_.empty()) return absl::InternalError("Fetcher::Next with nothing queued");
+    Item& head = items_.front();
+    if (head.done) {
+      *data = std::move(head.data);
+      buffered_bytes_ -= head.length;
+      items_.pop_front();
+      ++base_;
+      head_since_ = Clock::now();
+      cv_.notify_all();
+      return absl::OkStatus();
+    }
+    bool someone = false;
+    for (const auto& s : sources_) someone |= !s->dead && !(head.missing & s->bit);
+    if (!someone) {
+      std::vector<std::string> why;
+      for (const auto& s : sources_) {
+        why.push_back(StrCat(s->conn->address(), ": ",
+                             s->dead ? s->why : std::string("does not have it")));
+      }
+      std::string msg = StrCat("no node can serve chunk ", DigestName(head.digest), " (",
+                               StrJoin(why, "; "), ")");
+      if (Live() == 0) {
+        // One cause for all (say, the only node served corrupt bytes): say so.
+        absl::StatusCode code = sources_.empty() ? absl::StatusCode::kUnavailable : sources_[0]->code;
+        for (const auto& s : sources_) {
+          if (s->code != code) code = absl::StatusCode::kUnavailable;
+        }
+        return absl::Status(code, msg);
+      }
+      return absl::NotFoundError(msg);
+    }
+    Monitor(Clock::now());
+    cv_.wait_for(l, std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace cairn::client

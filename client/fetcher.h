@@ -1,0 +1,108 @@
+// Fetches chunks from several nodes at once, in the order the caller needs
+// them, and never hands out a byte whose SHA-256 did not match.
+//
+// Each node gets one GetMany stream with a reader and a writer thread. Work is
+// pulled, not pushed: a node's writer takes the next unassigned chunks when
+// its window has room, and the window follows the node's measured throughput
+// (about two seconds' worth), so faster nodes carry more of the load. A node
+// that errors, stalls, falls below the minimum rate, sends more than it was
+// asked or serves a chunk whose hash is wrong is demoted for the rest of the
+// fetch, and its outstanding chunks go back to the others. When the chunk the
+// caller waits for is held up by a slow node, an idle node is asked for it as
+// well and the first verified copy wins.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "cairn/hash.h"
+#include "cairn/store.h"
+#include "client.h"
+
+namespace cairn::client {
+
+struct FetchOptions {
+  size_t window_bytes = 16 << 20;   // most bytes one node may owe us
+  size_t memory_bytes = 64 << 20;   // owed + received-but-not-consumed, all nodes
+  uint64_t min_rate = 32 << 10;     // bytes/s a node owing chunks must sustain...
+  int rate_seconds = 10;            // ...measured over this long
+  int stall_seconds = 10;           // no byte at all for this long while owing: demoted
+  int duplicate_after_ms = 1000;    // head chunk late this long: ask an idle node too
+};
+
+class Fetcher {
+ public:
+  struct Want {
+    Digest digest;
+    uint32_t length;
+  };
+  struct SourceStats {
+    std::string address;
+    uint64_t bytes = 0, chunks = 0;
+    std::string demoted;  // why, empty while in use
+  };
+
+  // `sources` (at most 64, not owned) must outlive the fetcher. Verified
+  // chunks are also stored in `cache` (not owned, thread-safe).
+  Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptions opts);
+  ~Fetcher();
+  Fetcher(const Fetcher&) = delete;
+  Fetcher& operator=(const Fetcher&) = delete;
+
+  // Queues chunks; Next() returns them in the order they were added.
+  void Add(const std::vector<Want>& wants);
+  // The next chunk's verified bytes. Blocks until it arrived from some node.
+  // NotFound when no remaining node has it; Unavailable when every node was
+  // demoted (the message says why for each); the cache's error if it fails.
+  absl::Status Next(std::string* data);
+
+  bool Usable(size_t source) const;
+  std::vector<SourceStats> Stats() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Item {
+    Digest digest;
+    uint32_t length = 0;
+    bool done = false;
+    uint64_t owners = 0;   // bit per source with it outstanding
+    uint64_t missing = 0;  // bit per source that said it lacks it
+    std::string data;
+  };
+  struct Source;
+
+  void WriteLoop(Source* s);
+  void ReadLoop(Source* s);
+  // All under mu_.
+  Item* ItemAt(uint64_t index);
+  void Demote(Source* s, absl::StatusCode code, std::string why);
+  void Release(Source* s, uint64_t index);
+  bool TakeBatch(Source* s, std::vector<uint64_t>* batch);
+  void Monitor(Clock::time_point now);
+  size_t Live() const;
+
+  FetchOptions opts_;
+  ChunkStore* cache_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Source>> sources_;
+  std::deque<Item> items_;      // index base_ + i
+  uint64_t base_ = 0;           // index of items_.front() == next to hand out
+  std::set<uint64_t> queue_;    // indices waiting for a node
+  size_t owed_bytes_ = 0;       // requested and not yet answered, all nodes
+  size_t buffered_bytes_ = 0;   // received, not yet handed out
+  Clock::time_point head_since_;
+  absl::Status fatal_;
+  bool stop_ = false;
+};
+
+}  // namespace cairn::client
