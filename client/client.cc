@@ -801,6 +801,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
       cl_errors.push_back(StrCat(ordered[i]->address(), ": ", cl.status().message()));
     }
     if (!cl.ok()) {
+      if (cl_errors.empty()) return fetcher.NoneLeft("the chunk list of " + f.path());
       return absl::Status(cl.status().code(), StrJoin(cl_errors, "; "));
     }
     res.chunks_total += cl->chunks_size();

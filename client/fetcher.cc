@@ -50,7 +50,7 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
     s->id = i;
     s->bit = uint64_t{1} << i;
     s->conn = sources[i];
-    s->window = std::min(opts_.window_bytes, size_t{4} << 20);
+    s->window = kMinWindow;  // grows like TCP slow start until the rate is known
     s->stream = s->conn->chunks()->GetMany(&s->ctx);
     sources_.push_back(std::move(s));
   }
@@ -258,13 +258,16 @@ void Fetcher::ReadLoop(Source* s) {
       s->last_byte = now;
       s->rate_bytes += o.length;
       s->sample_bytes += o.length;
+      const size_t max_window = std::max(opts_.window_bytes, kMinWindow);
+      if (s->rate_ewma == 0) s->window = std::min(max_window, s->window + o.length);
       double dt = std::chrono::duration<double>(now - s->sample_start).count();
       if (dt >= 0.25) {
         double rate = s->sample_bytes / dt;
         s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
-        // About two seconds of this node's throughput in flight.
-        s->window = std::clamp<size_t>(static_cast<size_t>(2 * s->rate_ewma), kMinWindow,
-                                       std::max(opts_.window_bytes, kMinWindow));
+        // About a second of this node's throughput in flight: enough to cover
+        // a long round trip, little enough that a slow node does not sit on
+        // chunks the others could have sent.
+        s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma), kMinWindow, max_window);
         s->sample_start = now;
         s->sample_bytes = 0;
       }
@@ -331,6 +334,27 @@ void Fetcher::Monitor(Clock::time_point now) {
   }
 }
 
+absl::Status Fetcher::NoneCanServe(const std::string& what, uint64_t missing) const {
+  std::vector<std::string> why;
+  for (const auto& s : sources_) {
+    why.push_back(StrCat(s->conn->address(), ": ",
+                         s->dead ? s->why : std::string("does not have it")));
+  }
+  std::string msg = StrCat("no node can serve ", what, " (", StrJoin(why, "; "), ")");
+  if (Live() > 0) return absl::NotFoundError(msg);
+  // One cause for all (say, the only node served corrupt bytes): say which.
+  absl::StatusCode code = sources_.empty() ? absl::StatusCode::kUnavailable : sources_[0]->code;
+  for (const auto& s : sources_) {
+    if (s->code != code) code = absl::StatusCode::kUnavailable;
+  }
+  return absl::Status(code, msg);
+}
+
+absl::Status Fetcher::NoneLeft(const std::string& what) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return NoneCanServe(what, 0);
+}
+
 absl::Status Fetcher::Next(std::string* data) {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
@@ -348,24 +372,7 @@ absl::Status Fetcher::Next(std::string* data) {
     }
     bool someone = false;
     for (const auto& s : sources_) someone |= !s->dead && !(head.missing & s->bit);
-    if (!someone) {
-      std::vector<std::string> why;
-      for (const auto& s : sources_) {
-        why.push_back(StrCat(s->conn->address(), ": ",
-                             s->dead ? s->why : std::string("does not have it")));
-      }
-      std::string msg = StrCat("no node can serve chunk ", DigestName(head.digest), " (",
-                               StrJoin(why, "; "), ")");
-      if (Live() == 0) {
-        // One cause for all (say, the only node served corrupt bytes): say so.
-        absl::StatusCode code = sources_.empty() ? absl::StatusCode::kUnavailable : sources_[0]->code;
-        for (const auto& s : sources_) {
-          if (s->code != code) code = absl::StatusCode::kUnavailable;
-        }
-        return absl::Status(code, msg);
-      }
-      return absl::NotFoundError(msg);
-    }
+    if (!someone) return NoneCanServe("chunk " + DigestName(head.digest), head.missing);
     Monitor(Clock::now());
     cv_.wait_for(l, std::chrono::milliseconds(100));
   }

@@ -66,6 +66,9 @@ class Fetcher {
   absl::Status Next(std::string* data);
 
   bool Usable(size_t source) const;
+  // The error for "every node was dropped" when asking for `what`, each
+  // node's reason included.
+  absl::Status NoneLeft(const std::string& what) const;
   std::vector<SourceStats> Stats() const;
 
  private:
@@ -89,6 +92,7 @@ class Fetcher {
   bool TakeBatch(Source* s, std::vector<uint64_t>* batch);
   void Monitor(Clock::time_point now);
   size_t Live() const;
+  absl::Status NoneCanServe(const std::string& what, uint64_t missing) const;
 
   FetchOptions opts_;
   ChunkStore* cache_;

@@ -1,0 +1,256 @@
+// A client pulling from several mirrors at once, some of them hostile: the
+// attack suite. Every mirror is a real gRPC server on 127.0.0.1:0; the
+// hostile ones serve the honest node's data bent by one attack each.
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "client.h"
+#include "hostile_node.h"
+#include "server.h"
+#include "testing.h"
+
+namespace cairn {
+namespace {
+
+using ::cairn::testing::Attack;
+using ::cairn::testing::HostileNode;
+using ::cairn::testing::StatusIs;
+using ::cairn::testing::TrustFixture;
+using ::testing::HasSubstr;
+
+class MirrorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trust_ = TrustFixture::Make("acme");
+    trust_.Save(dir_ / "keys");
+    auto meta = std::move(OpenRocksMetaStore(dir_ / "meta")).value();
+    auto chunks = std::move(OpenPackChunkStore(dir_ / "chunks", {})).value();
+    chunks_ = chunks.get();
+    repo_ = std::make_unique<Repository>(std::move(meta), std::move(chunks), trust_.view,
+                                         RepositoryOptions{}, SystemNowUnix);
+    server_ = std::move(node::NodeServer::Start(repo_.get(), "127.0.0.1:0")).value();
+    honest_ = std::move(client::Connection::Open(server_->address(), 10)).value();
+    model_ = dir_ / "model";
+    testing::WriteFile(model_ + "/model.safetensors",
+                       testing::MakeSafetensors(std::vector<size_t>(16, 512 << 10), 7));
+    testing::WriteFile(model_ + "/config.json", "{\"hidden\": 64}");
+    Publish("1", 1);
+  }
+  void TearDown() override {
+    conns_.clear();
+    hostile_.clear();
+    honest_.reset();
+    server_->Shutdown(0);
+  }
+
+  void Publish(const std::string& version, uint64_t tag_version) {
+    client::PublishOptions o;
+    o.dir = model_;
+    o.name = "acme/m";
+    o.version = version;
+    o.tag_version = tag_version;
+    o.key_paths = {dir_ / "keys/publisher.key"};
+    ASSERT_TRUE(client::Publish(*honest_, o).ok());
+  }
+
+  HostileNode* Hostile(Attack a) {
+    hostile_.push_back(std::make_unique<HostileNode>(repo_.get(), chunks_, a));
+    return hostile_.back().get();
+  }
+  client::Connection* Conn(const std::string& address) {
+    conns_.push_back(std::move(client::Connection::Open(address, 10)).value());
+    return conns_.back().get();
+  }
+
+  client::PullOptions Opts(const std::string& out) {
+    client::PullOptions o;
+    o.ref = "acme/m";
+    o.out = dir_ / out;
+    o.cache_dir = dir_ / (out + ".cache");
+    o.state_dir = dir_ / "state";
+    o.stall_seconds = 2;
+    o.rate_seconds = 2;
+    o.min_rate = 256 << 10;
+    return o;
+  }
+
+  // A failed pull leaves no byte that did not verify: every file under `out`
+  // is a complete, exact file of the release (already-verified files stay,
+  // like a partial download that resumes), no partial file, and no signed
+  // manifest that would mark the tree as complete.
+  void ExpectNothingUnverified(const std::string& out) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(dir_ / out, ec);
+         it != std::filesystem::recursive_directory_iterator(); ++it) {
+      if (it->is_directory()) continue;
+      std::string rel = std::filesystem::relative(it->path(), dir_ / out).string();
+      ASSERT_TRUE(std::filesystem::exists(model_ + "/" + rel)) << "wrote " << rel;
+      EXPECT_EQ(testing::ReadFile(it->path()), testing::ReadFile(model_ + "/" + rel)) << rel;
+    }
+  }
+  void ExpectExact(const std::string& out) {
+    for (const char* f : {"model.safetensors", "config.json"}) {
+      EXPECT_EQ(testing::ReadFile(dir_ / (out + "/" + f)), testing::ReadFile(model_ + "/" + f))
+          << f;
+    }
+  }
+
+  testing::TempDir dir_;
+  TrustFixture trust_;
+  ChunkStore* chunks_;
+  std::unique_ptr<Repository> repo_;
+  std::unique_ptr<node::NodeServer> server_;
+  std::unique_ptr<client::Connection> honest_;
+  std::vector<std::unique_ptr<HostileNode>> hostile_;
+  std::vector<std::unique_ptr<client::Connection>> conns_;
+  std::string model_;
+};
+
+std::string DeadAddress() {
+  // A port that was just free: nothing listens there.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+}
+
+TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactBytes) {
+  HostileNode* stalled = Hostile(Attack::kStall);
+  HostileNode* corrupt = Hostile(Attack::kWrongChunkBytes);
+  std::vector<std::string> unreachable;
+  auto conns = client::OpenAll(
+      {DeadAddress(), stalled->address(), corrupt->address(), server_->address()}, 2,
+      &unreachable);
+  ASSERT_TRUE(conns.ok()) << conns.status();
+  EXPECT_EQ(unreachable.size(), 1u);
+  ASSERT_EQ(conns->size(), 3u);
+  std::vector<client::Connection*> nodes;
+  for (auto& c : *conns) nodes.push_back(c.get());
+  auto r = client::Pull(nodes, trust_.view, Opts("out"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectExact("out");
+  ASSERT_EQ(r->sources.size(), 3u);
+  // Both bad mirrors were given work, and dropped for what they did.
+  std::map<std::string, client::PullResult::Source> by;
+  for (const auto& s : r->sources) by[s.address] = s;
+  EXPECT_THAT(by[stalled->address()].demoted, HasSubstr("stalled"));
+  EXPECT_THAT(by[corrupt->address()].demoted, HasSubstr("corrupt"));
+  EXPECT_EQ(by[server_->address()].demoted, "");
+  EXPECT_GT(corrupt->chunks_served.load(), 0u);
+}
+
+TEST_F(MirrorTest, ChunksComeFromEveryMirrorWeightedByThroughput) {
+  HostileNode* fast = Hostile(Attack::kNone);
+  HostileNode* slow = Hostile(Attack::kNone);
+  slow->delay_ms_per_batch = 200;
+  auto r = client::Pull({Conn(fast->address()), Conn(slow->address())}, trust_.view, Opts("out"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectExact("out");
+  ASSERT_EQ(r->sources.size(), 2u);
+  EXPECT_GT(r->sources[1].bytes, 0u) << "the slow mirror was not used at all";
+  EXPECT_GT(r->sources[0].bytes, 2 * r->sources[1].bytes);
+  EXPECT_EQ(r->sources[0].bytes + r->sources[1].bytes, r->bytes_fetched);
+}
+
+TEST_F(MirrorTest, HighestValidTagAcrossMirrorsWins) {
+  // A stale mirror still serves v1 of the tag; the honest one has v2.
+  HostileNode* stale = Hostile(Attack::kOldTag);
+  stale->old_resolve = *repo_->Resolve("acme/m:latest");
+  testing::WriteFile(model_ + "/config.json", "{\"hidden\": 128}");
+  Publish("2", 2);
+  auto r = client::Pull({Conn(stale->address()), honest_.get()}, trust_.view, Opts("out"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->version, "2");
+  ExpectExact("out");
+}
+
+TEST_F(MirrorTest, RollbackToAnOlderTagIsRefusedEvenFromTheOnlyMirror) {
+  HostileNode* stale = Hostile(Attack::kOldTag);
+  stale->old_resolve = *repo_->Resolve("acme/m:latest");
+  Publish("2", 2);
+  ASSERT_TRUE(client::Pull(*honest_, trust_.view, Opts("first")).ok());
+  auto r = client::Pull({Conn(stale->address())}, trust_.view, Opts("out"));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("rollback refused"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("version 1"));
+  ExpectNothingUnverified("out");
+}
+
+struct AttackCase {
+  Attack attack;
+  const char* name;
+  absl::StatusCode alone;  // what a pull from this mirror alone ends with
+  const char* says;        // and what its message says
+};
+
+class AttackTest : public MirrorTest, public ::testing::WithParamInterface<AttackCase> {};
+
+TEST_P(AttackTest, RefusedWritesNothingAndCompletesFromTheHonestMirror) {
+  const AttackCase& c = GetParam();
+  HostileNode* bad = Hostile(c.attack);
+  // Material for the attacks that swap objects: another release.
+  testing::WriteFile(dir_ / "other/weights.bin", testing::RandomBytes(300000, 99));
+  client::PublishOptions o;
+  o.dir = dir_ / "other";
+  o.name = "acme/other";
+  o.version = "1";
+  o.key_paths = {dir_ / "keys/publisher.key"};
+  auto other = client::Publish(*honest_, o);
+  ASSERT_TRUE(other.ok());
+  auto other_resolved = repo_->Resolve("acme/other");
+  bad->other_manifest = other_resolved->manifest_envelope();
+  cairn::v1::Envelope env;
+  cairn::v1::Manifest man;
+  env.ParseFromString(bad->other_manifest);
+  man.ParseFromString(env.payload());
+  bad->other_object = *repo_->GetObject(man.files(0).root());
+  bad->trickle_ms = 1500;
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto alone = client::Pull({Conn(bad->address())}, trust_.view, Opts("alone"));
+  double alone_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_THAT(alone, StatusIs(c.alone));
+  EXPECT_THAT(std::string(alone.status().message()), HasSubstr(c.says));
+  EXPECT_LT(alone_s, 20) << "a hostile mirror held the client too long";
+  ExpectNothingUnverified("alone");
+
+  auto both = client::Pull({Conn(bad->address()), honest_.get()}, trust_.view, Opts("both"));
+  ASSERT_TRUE(both.ok()) << both.status();
+  ExpectExact("both");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Attacks, AttackTest,
+    ::testing::Values(
+        AttackCase{Attack::kWrongChunkBytes, "WrongChunkBytes", absl::StatusCode::kDataLoss,
+                   "corrupt bytes"},
+        AttackCase{Attack::kLongChunks, "EndlessChunk", absl::StatusCode::kDataLoss,
+                   "bytes for a chunk of"},
+        AttackCase{Attack::kExtraChunks, "EndlessStream", absl::StatusCode::kDataLoss,
+                   "more chunks than it was asked for"},
+        AttackCase{Attack::kTrickle, "Trickle", absl::StatusCode::kDeadlineExceeded, "too slow"},
+        AttackCase{Attack::kStall, "Stall", absl::StatusCode::kDeadlineExceeded, "stalled"},
+        AttackCase{Attack::kOversized, "OversizedMessage", absl::StatusCode::kUnavailable,
+                   "chunk stream failed"},
+        AttackCase{Attack::kOtherManifest, "ManifestOfAnotherRelease",
+                   absl::StatusCode::kPermissionDenied, "names"},
+        AttackCase{Attack::kForgedTag, "ForgedSignature", absl::StatusCode::kPermissionDenied,
+                   "signature"},
+        AttackCase{Attack::kWrongChunkList, "ChunkListOfAnotherFile", absl::StatusCode::kDataLoss,
+                   "does not match the signed manifest"},
+        AttackCase{Attack::kMissingChunks, "WithholdsChunks", absl::StatusCode::kNotFound,
+                   "does not have it"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace cairn
