@@ -135,8 +135,12 @@ void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
   s->owed.clear();
   s->ctx.TryCancel();
   if (!stop_) {
-    std::fprintf(stderr, "cairn: not using node %s any more: %s\n", s->conn->address().c_str(),
-                 s->why.c_str());
+    std::string line = StrCat("not using node ", s->conn->address(), " any more: ", s->why);
+    if (opts_.log) {
+      opts_.log(line);
+    } else {
+      std::fprintf(stderr, "cairn: %s\n", line.c_str());
+    }
   }
   cv_.notify_all();
 }
@@ -245,7 +249,9 @@ void Fetcher::ReadLoop(Source* s) {
         why = "served corrupt bytes for chunk " + DigestName(o.digest);
         break;
       }
-      absl::Status st = cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
+      absl::Status st = cache_ == nullptr
+                            ? absl::OkStatus()
+                            : cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
       auto now = Clock::now();
       std::lock_guard<std::mutex> l(mu_);
       if (s->dead) break;

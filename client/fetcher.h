@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -37,6 +38,8 @@ struct FetchOptions {
   int rate_seconds = 10;            // ...measured over this long
   int stall_seconds = 10;           // no byte at all for this long while owing: demoted
   int duplicate_after_ms = 1000;    // head chunk late this long: ask an idle node too
+  // Where "not using node X any more: why" goes; default: stderr.
+  std::function<void(const std::string&)> log;
 };
 
 class Fetcher {
@@ -52,7 +55,7 @@ class Fetcher {
   };
 
   // `sources` (at most 64, not owned) must outlive the fetcher. Verified
-  // chunks are also stored in `cache` (not owned, thread-safe).
+  // chunks are also stored in `cache` (not owned, thread-safe) unless null.
   Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptions opts);
   ~Fetcher();
   Fetcher(const Fetcher&) = delete;

@@ -619,6 +619,7 @@ int main(int argc, char** argv) {
            {"last_error", u.last_error()},
            {"last_success_unix", u.last_success_unix()},
            {"events_outside_policy", u.events_outside_policy()},
+           {"outside_window", u.outside_window()},
            {"policy", u.policy()}});
     }
     if (as_json) {
@@ -652,8 +653,9 @@ int main(int argc, char** argv) {
           cairn::client::Progress::Bytes(u.bytes_fetched()).c_str(),
           u.events_refused() ? StrCat(", ", u.events_refused(), " refused").c_str() : "",
           u.last_error().empty() ? "" : ("; last error: " + u.last_error()).c_str());
-      std::printf("    policy: %s (%lu releases skipped by it)\n", u.policy().c_str(),
-                  static_cast<unsigned long>(u.events_outside_policy()));
+      std::printf("    policy: %s (%lu releases skipped by it)%s\n", u.policy().c_str(),
+                  static_cast<unsigned long>(u.events_outside_policy()),
+                  u.outside_window() ? "; waiting for its time window" : "");
     }
     return 0;
   }

@@ -26,6 +26,7 @@ struct ServeConfig {
   bool verify_reads = true;
   std::string region;
   std::vector<std::string> upstreams;
+  std::vector<std::string> peers;
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> upstream_tables;
 };
 
@@ -79,12 +80,20 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
           uc.policy.max_release_bytes = static_cast<uint64_t>(*val.value<int64_t>());
         } else if (k == "max_bytes_per_second" && val.is_integer() && *val.value<int64_t>() >= 0) {
           uc.policy.max_bytes_per_second = static_cast<uint64_t>(*val.value<int64_t>());
-        } else if (k != "include" && k != "exclude") {
+        } else if (k != "include" && k != "exclude" && k != "tags" && k != "windows") {
           return absl::InvalidArgumentError(where + ": unknown key or wrong type: " + k);
         }
       }
       CAIRN_RETURN_IF_ERROR(StringArray(*ut, "include", where, &uc.policy.include));
       CAIRN_RETURN_IF_ERROR(StringArray(*ut, "exclude", where, &uc.policy.exclude));
+      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "tags", where, &uc.policy.tags));
+      std::vector<std::string> windows;
+      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "windows", where, &windows));
+      for (const auto& w : windows) {
+        auto parsed = cairn::ReplicationPolicy::ParseWindow(w);
+        if (!parsed.ok()) return cairn::Annotate(parsed.status(), where);
+        uc.policy.windows.push_back(*parsed);
+      }
       if (uc.address.empty()) return absl::InvalidArgumentError(where + " needs an address");
       c->upstream_tables.push_back(std::move(uc));
     }
@@ -96,19 +105,9 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
   }
   for (auto [key, val] : *node) {
     std::string k(key.str());
-    if (k == "upstreams") {
-      const toml::array* arr = val.as_array();
-      if (arr == nullptr) {
-        return absl::InvalidArgumentError("config " + path +
-                                          ": node.upstreams must be an array of \"HOST:PORT\"");
-      }
-      for (const auto& e : *arr) {
-        if (!e.is_string()) {
-          return absl::InvalidArgumentError("config " + path +
-                                            ": node.upstreams must hold strings");
-        }
-        c->upstreams.push_back(*e.value<std::string>());
-      }
+    if (k == "upstreams" || k == "peers") {
+      CAIRN_RETURN_IF_ERROR(StringArray(*node, k.c_str(), "config " + path + ": node",
+                                        k == "peers" ? &c->peers : &c->upstreams));
       continue;
     }
     if (k == "verify_reads") {
@@ -180,7 +179,9 @@ int Serve(ServeConfig cfg) {
     for (const auto& u : ups) {
       spdlog::info("following upstream {} ({})", u.address, u.policy.ToString());
     }
-    replication = std::make_unique<cairn::node::ReplicationLoop>(repo->get(), ups);
+    for (const auto& p : cfg.peers) spdlog::info("peer {}: asked for chunks too", p);
+    replication =
+        std::make_unique<cairn::node::ReplicationLoop>(repo->get(), ups, 2, cfg.peers);
     (*server)->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
   }
 
@@ -213,8 +214,9 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serve models from a data directory");
   serve->add_option(
       "--config", config,
-      "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams; "
-      "[[upstream]] address, include, exclude, max_release_bytes, max_bytes_per_second)");
+      "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams, "
+      "peers; [[upstream]] address, include, exclude, max_release_bytes, max_bytes_per_second, "
+      "tags, windows)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen =
       serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
@@ -223,6 +225,9 @@ int main(int argc, char** argv) {
   auto* o_region = serve->add_option("--region", flags.region, "region label reported to peers");
   auto* o_up = serve->add_option("--upstream", flags.upstreams,
                                  "follow this node's feed, HOST:PORT (repeatable)");
+  auto* o_peer = serve->add_option(
+      "--peer", flags.peers,
+      "also ask this node for chunks of replicated releases, HOST:PORT (repeatable)");
   bool no_verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
                                "serve chunks without re-hashing them (clients verify anyway)");
@@ -242,6 +247,7 @@ int main(int argc, char** argv) {
   if (*o_log) cfg.log_level = flags.log_level;
   if (*o_region) cfg.region = flags.region;
   if (*o_up) cfg.upstreams = flags.upstreams;
+  if (*o_peer) cfg.peers = flags.peers;
   if (*o_nv) cfg.verify_reads = false;
   return Serve(cfg);
 }

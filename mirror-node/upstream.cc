@@ -3,6 +3,7 @@
 #include <random>
 
 #include "cairn/status.h"
+#include "fetcher.h"
 #include "server.h"
 #include "spdlog/spdlog.h"
 
@@ -16,17 +17,29 @@ absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
 }
 }  // namespace
 
-GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds)
-    : address_(std::move(address)), timeout_seconds_(timeout_seconds) {
+namespace {
+std::shared_ptr<grpc::Channel> NodeChannel(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+}  // namespace
+
+GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds,
+                           std::vector<std::string> peers)
+    : address_(std::move(address)), timeout_seconds_(timeout_seconds) {
+  channel_ = NodeChannel(address_);
   federation_ = cairn::v1::Federation::NewStub(channel_);
   registry_ = cairn::v1::Registry::NewStub(channel_);
   chunks_ = cairn::v1::Chunks::NewStub(channel_);
+  sources_.push_back(std::make_unique<client::Connection>(channel_, address_, timeout_seconds));
+  for (auto& p : peers) {
+    if (p == address_) continue;
+    sources_.push_back(std::make_unique<client::Connection>(NodeChannel(p), p, timeout_seconds));
+  }
 }
 
 std::unique_ptr<grpc::ClientContext> GrpcUpstream::Context(int seconds) const {
@@ -84,51 +97,37 @@ absl::StatusOr<std::string> GrpcUpstream::GetObject(const std::string& digest) {
 absl::Status GrpcUpstream::GetChunks(
     const std::vector<Want>& wanted,
     const std::function<absl::Status(const Digest&, std::string_view)>& sink) {
-  uint64_t bytes = 0;
-  for (const auto& w : wanted) bytes += w.length;
-  // Generous for a thin link: at least 32 KiB/s on top of the call timeout.
-  auto ctx = Context(timeout_seconds_ + static_cast<int>(bytes / (32 << 10)));
-  auto stream = chunks_->GetMany(ctx.get());
-  absl::Status local;
-  for (size_t i = 0; i < wanted.size() && local.ok();) {
-    cairn::v1::GetChunksRequest req;
-    size_t start = i;
-    for (; i < wanted.size() && req.digests_size() < kMaxChunksPerMessage; ++i) {
-      req.add_digests(std::string(DigestBytes(wanted[i].digest)));
-    }
-    cairn::v1::GetChunksResponse resp;
-    if (!stream->Write(req) || !stream->Read(&resp)) break;
-    if (resp.chunks_size() != static_cast<int>(i - start)) {
-      local = absl::DataLossError("upstream " + address_ + " answered the wrong number of chunks");
-      break;
-    }
-    for (int k = 0; k < resp.chunks_size() && local.ok(); ++k) {
-      const auto& c = resp.chunks(k);
-      const Want& w = wanted[start + k];
-      if (c.digest() != DigestBytes(w.digest)) {
-        local = absl::DataLossError("upstream " + address_ + " answered chunks out of order");
-      } else if (c.missing()) {
-        local =
-            absl::NotFoundError("upstream " + address_ + " lacks chunk " + DigestName(w.digest));
-      } else if (c.data().size() != w.length) {
-        local = absl::DataLossError("upstream " + address_ + " sent a chunk of the wrong size");
-      } else {
-        local = sink(w.digest, c.data());
-      }
+  // Peers that cannot be reached right now are simply not asked this time.
+  std::vector<client::Connection*> sources = {sources_[0].get()};
+  for (size_t i = 1; i < sources_.size(); ++i) {
+    auto state = sources_[i]->channel()->GetState(/*try_to_connect=*/true);
+    if (state != GRPC_CHANNEL_TRANSIENT_FAILURE && state != GRPC_CHANNEL_SHUTDOWN) {
+      sources.push_back(sources_[i].get());
     }
   }
-  if (!local.ok()) {
-    ctx->TryCancel();
-    stream->Finish().ok();  // the local error is the one to report
-    return local;
+  client::FetchOptions fo;
+  fo.log = [](const std::string& line) { spdlog::warn("replication: {}", line); };
+  if (buffer_limit_ > 0) {
+    fo.memory_bytes = std::max<size_t>(buffer_limit_, 1 << 20);
+    fo.window_bytes = fo.memory_bytes;
   }
-  stream->WritesDone();
-  return FromGrpc(stream->Finish(), "chunks from " + address_);
+  client::Fetcher fetcher(sources, /*cache=*/nullptr, fo);
+  std::vector<client::Fetcher::Want> wants;
+  wants.reserve(wanted.size());
+  for (const auto& w : wanted) wants.push_back({w.digest, w.length});
+  fetcher.Add(wants);
+  std::string data;
+  for (const auto& w : wanted) {
+    absl::Status st = fetcher.Next(&data);
+    if (!st.ok()) return Annotate(st, "chunks from " + address_);
+    CAIRN_RETURN_IF_ERROR(sink(w.digest, data));
+  }
+  return absl::OkStatus();
 }
 
 ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams,
-                                 int poll_seconds)
-    : repo_(repo), poll_seconds_(poll_seconds) {
+                                 int poll_seconds, std::vector<std::string> peers)
+    : repo_(repo), poll_seconds_(poll_seconds), peers_(std::move(peers)) {
   {
     absl::MutexLock l(&mu_);
     status_.resize(upstreams.size());
@@ -158,7 +157,7 @@ ReplicationLoop::~ReplicationLoop() {
 void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
   const std::string address = config.address;
   Replicator rep(
-      repo_, std::make_unique<GrpcUpstream>(address, 15),
+      repo_, std::make_unique<GrpcUpstream>(address, 15, peers_),
       [address](const std::string& line) {
         spdlog::warn("replication from {}: {}", address, line);
       },
@@ -201,6 +200,7 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
     us.set_bytes_fetched(rs.bytes_fetched);
     us.set_events_refused(rs.events_refused);
     us.set_events_outside_policy(rs.events_outside_policy);
+    us.set_outside_window(rs.outside_window);
     us.set_last_error(st.ok() ? "" : std::string(st.message()));
     if (st.ok()) us.set_last_success_unix(SystemNowUnix());
     if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(wait))) return;

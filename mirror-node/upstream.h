@@ -12,14 +12,17 @@
 #include "absl/synchronization/mutex.h"
 #include "cairn/replication.h"
 #include "cairn/v1/service.grpc.pb.h"
+#include "client.h"
 
 namespace cairn::node {
 
-// An upstream node reached over gRPC. Every call has a deadline. Chunks are
-// fetched in batches of 64 over one GetMany stream (request, answer, next).
+// An upstream node reached over gRPC. Every call has a deadline. Chunks come
+// through the client's Fetcher: a windowed GetMany stream to the upstream and
+// to each peer (nodes asked for chunks, not followed), weighted by measured
+// throughput; a peer that lacks a chunk or misbehaves is passed over.
 class GrpcUpstream final : public Upstream {
  public:
-  GrpcUpstream(std::string address, int timeout_seconds);
+  GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers = {});
   absl::StatusOr<std::string> NodeId() override;
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override;
   absl::StatusOr<cairn::v1::SummaryResponse> Summary() override;
@@ -29,6 +32,7 @@ class GrpcUpstream final : public Upstream {
       const std::vector<Want>& wanted,
       const std::function<absl::Status(const Digest&, std::string_view)>& sink) override;
   std::string address() const override { return address_; }
+  void LimitBuffer(size_t bytes) override { buffer_limit_ = bytes; }
 
  private:
   std::unique_ptr<grpc::ClientContext> Context(int seconds) const;
@@ -38,6 +42,8 @@ class GrpcUpstream final : public Upstream {
   std::unique_ptr<cairn::v1::Federation::Stub> federation_;
   std::unique_ptr<cairn::v1::Registry::Stub> registry_;
   std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
+  std::vector<std::unique_ptr<client::Connection>> sources_;  // upstream, then peers
+  size_t buffer_limit_ = 0;
 };
 
 // One background thread per upstream: SyncOnce, then wait `poll_seconds`; on
@@ -49,7 +55,9 @@ class ReplicationLoop {
     std::string address;
     ReplicationPolicy policy;
   };
-  ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams, int poll_seconds = 2);
+  // `peers`: nodes also asked for chunks of every upstream's releases.
+  ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams, int poll_seconds = 2,
+                  std::vector<std::string> peers = {});
   ~ReplicationLoop();  // stops and joins
   ReplicationLoop(const ReplicationLoop&) = delete;
   ReplicationLoop& operator=(const ReplicationLoop&) = delete;
@@ -61,6 +69,7 @@ class ReplicationLoop {
   void Run(size_t index, UpstreamConfig config);
   Repository* repo_;
   const int poll_seconds_;
+  const std::vector<std::string> peers_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<cairn::v1::UpstreamStatus> status_ ABSL_GUARDED_BY(mu_);

@@ -2,7 +2,9 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
@@ -24,12 +26,60 @@ std::string ReplicationPolicy::Refuses(const std::string& name, uint64_t bytes) 
   return "";
 }
 
+bool ReplicationPolicy::FollowsTag(const std::string& tag) const {
+  if (tags.empty()) return true;
+  return std::find(tags.begin(), tags.end(), tag) != tags.end();
+}
+
+bool ReplicationPolicy::InWindow(int64_t now) const {
+  if (windows.empty()) return true;
+  time_t t = static_cast<time_t>(now);
+  struct tm local;
+  if (::localtime_r(&t, &local) == nullptr) return true;
+  int m = local.tm_hour * 60 + local.tm_min;
+  for (const auto& [start, end] : windows) {
+    if (start <= end ? (m >= start && m < end) : (m >= start || m < end)) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::pair<int, int>> ReplicationPolicy::ParseWindow(std::string_view text) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(StrCat("time window '", text,
+                                             "' is not HH:MM-HH:MM in local time (e.g. 01:00-06:00)"));
+  };
+  auto parts = Split(text, '-');
+  if (parts.size() != 2) return bad();
+  int minutes[2];
+  for (int i = 0; i < 2; ++i) {
+    auto hm = Split(parts[i], ':');
+    int h = -1, mi = -1;
+    if (hm.size() != 2 || hm[0].size() != 2 || hm[1].size() != 2 || !ParseInt(hm[0], &h) ||
+        !ParseInt(hm[1], &mi) || h < 0 || h > 24 || mi < 0 || mi > 59 || (h == 24 && mi != 0)) {
+      return bad();
+    }
+    minutes[i] = h * 60 + mi;
+  }
+  if (minutes[0] == minutes[1]) return bad();
+  return std::make_pair(minutes[0], minutes[1] % (24 * 60));
+}
+
 std::string ReplicationPolicy::ToString() const {
   std::string s = include.empty() ? "all names" : "include " + StrJoin(include, ",");
   if (!exclude.empty()) s += "; exclude " + StrJoin(exclude, ",");
   s += max_release_bytes ? StrCat("; releases up to ", max_release_bytes, " bytes")
                          : std::string("; any size");
   if (max_bytes_per_second) s += StrCat("; at most ", max_bytes_per_second, " bytes/s");
+  if (!tags.empty()) s += "; tags " + StrJoin(tags, ",");
+  if (!windows.empty()) {
+    std::vector<std::string> w;
+    char buf[32];
+    for (const auto& [a, b] : windows) {
+      std::snprintf(buf, sizeof buf, "%02d:%02d-%02d:%02d", a / 60, a % 60, b / 60, b % 60);
+      w.push_back(buf);
+    }
+    s += "; only " + StrJoin(w, ",") + " local time";
+  }
   return s;
 }
 
@@ -38,7 +88,9 @@ Replicator::Replicator(Repository* repo, std::unique_ptr<Upstream> upstream,
     : repo_(repo),
       upstream_(std::move(upstream)),
       log_(std::move(log)),
-      policy_(std::move(policy)) {}
+      policy_(std::move(policy)) {
+  if (policy_.max_bytes_per_second > 0) upstream_->LimitBuffer(policy_.max_bytes_per_second);
+}
 
 absl::Status Replicator::SyncOnce() {
   if (cursor_key_.empty()) {
@@ -50,6 +102,7 @@ absl::Status Replicator::SyncOnce() {
     cursor_key_ = "cursor/" + *id;
   }
   stats_.cursor = repo_->GetCursor(cursor_key_);
+  stats_.outside_window = false;
   while (true) {
     auto feed = upstream_->Feed(stats_.cursor, 100);
     if (absl::IsOutOfRange(feed.status()) && stats_.cursor > 0) {
@@ -81,6 +134,11 @@ absl::Status Replicator::SyncOnce() {
                           ? (i + 1 == feed->events_size() ? feed->head() : stats_.cursor)
                           : ev.seq();
       if (!feed->snapshot() && ev.seq() <= stats_.cursor) continue;
+      if (!policy_.InWindow(SystemNowUnix())) {
+        // The cursor stays: the rest is fetched when the window opens.
+        stats_.outside_window = true;
+        return absl::OkStatus();
+      }
       absl::Status st = Apply(ev, next);
       // Only what fails verification here is skipped (it can never commit on
       // this node); anything else, such as a missing or corrupt chunk from the
@@ -115,6 +173,7 @@ absl::StatusOr<int> Replicator::Reconcile() {
     CAIRN_ASSIGN_OR_RETURN(std::string id, upstream_->NodeId());
     cursor_key_ = "cursor/" + id;
   }
+  if (!policy_.InWindow(SystemNowUnix())) return 0;
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::SummaryResponse theirs, upstream_->Summary());
   const uint64_t cursor = repo_->GetCursor(cursor_key_);
   int repaired = 0;
@@ -133,10 +192,12 @@ absl::StatusOr<int> Replicator::Reconcile() {
     return absl::OkStatus();  // one bad entry never stops the rest
   };
   for (const auto& rel : theirs.releases()) {
+    if (!policy_.tags.empty()) break;  // releases come with a followed tag
     if (repo_->HasRelease(rel.manifest_digest())) continue;
     CAIRN_RETURN_IF_ERROR(apply_ref(rel.name() + "@" + rel.manifest_digest()));
   }
   for (const auto& t : theirs.tags()) {
+    if (!policy_.FollowsTag(t.tag())) continue;
     if (repo_->TagVersion(t.name(), t.tag()) >= t.version()) continue;
     CAIRN_RETURN_IF_ERROR(apply_ref(t.name() + ":" + t.tag()));
   }
@@ -154,7 +215,20 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   }
   uint64_t bytes = 0;
   for (const auto& f : m.files()) bytes += f.size();
-  if (std::string why = policy_.Refuses(m.name(), bytes); !why.empty()) {
+  std::string why = policy_.Refuses(m.name(), bytes);
+  if (why.empty() && !policy_.tags.empty()) {
+    // Only a valid record of a followed tag brings its release in.
+    std::string tag;
+    if (!ev.tag_envelope().empty()) {
+      auto rec = VerifyTagEnvelope(repo_->trust(), ev.tag_envelope(), SystemNowUnix());
+      if (rec.ok()) tag = rec->tag();
+    }
+    if (!policy_.FollowsTag(tag)) {
+      why = tag.empty() ? "no followed tag names it (tags " + StrJoin(policy_.tags, ",") + ")"
+                        : "tag " + tag + " is not followed";
+    }
+  }
+  if (!why.empty()) {
     stats_.events_outside_policy++;
     if (log_) log_(StrCat("skipping ", m.name(), " ", m.version(), ": ", why));
     return repo_->SetCursor(cursor_key_, cursor_after);  // skipped, never fetched

@@ -38,6 +38,9 @@ class Upstream {
       const std::vector<Want>& wanted,
       const std::function<absl::Status(const Digest&, std::string_view)>& sink) = 0;
   virtual std::string address() const = 0;
+  // The sink is slow on purpose (a bandwidth cap): hold at most about this
+  // many bytes fetched ahead of it.
+  virtual void LimitBuffer(size_t bytes) {}
 };
 
 // Which of an upstream's releases a node takes. Checked on the signed
@@ -52,8 +55,22 @@ struct ReplicationPolicy {
   // Average fetch rate cap for this upstream, bytes per second; 0: none.
   // Default: 0. Paced per chunk, so it holds over any span of a few chunks.
   uint64_t max_bytes_per_second = 0;
+  // Local-time windows in which releases are fetched, as minutes since
+  // midnight [start, end); end < start wraps past midnight. Empty: any time.
+  // Outside them the node still serves, and polls nothing.
+  std::vector<std::pair<int, int>> windows;
+  // Tags to follow: only releases a followed tag names are fetched (the
+  // release comes with its tag). Empty: every release and every tag.
+  std::vector<std::string> tags;
+
   // "" when `name` (of a release of `bytes`) is taken, else why not.
   std::string Refuses(const std::string& name, uint64_t bytes) const;
+  // Whether a tag named `tag` ("" for none) is followed.
+  bool FollowsTag(const std::string& tag) const;
+  // Whether `now` (unix seconds) falls in a window, in the local time zone.
+  bool InWindow(int64_t now) const;
+  // "HH:MM-HH:MM" -> minutes; InvalidArgument naming the text otherwise.
+  static absl::StatusOr<std::pair<int, int>> ParseWindow(std::string_view text);
   std::string ToString() const;
 };
 
@@ -66,6 +83,7 @@ struct ReplicationStats {
   uint64_t bytes_fetched = 0;
   uint64_t events_refused = 0;         // failed verification: logged, skipped
   uint64_t events_outside_policy = 0;  // skipped by the policy, never fetched
+  bool outside_window = false;         // last sync found the time window closed
   std::string last_error;
 };
 
