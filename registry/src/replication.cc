@@ -13,6 +13,10 @@
 
 namespace cairn {
 
+namespace {
+constexpr auto kSyncEvery = std::chrono::seconds(2);
+}  // namespace
+
 std::string ReplicationPolicy::Refuses(const std::string& name, uint64_t bytes) const {
   for (const auto& g : exclude) {
     if (::fnmatch(g.c_str(), name.c_str(), 0) == 0) return "excluded by '" + g + "'";
@@ -273,9 +277,16 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     // Pacing: after each chunk, sleep until the bytes so far fit the cap. The
     // stream's flow control then slows the upstream to the same rate.
     const auto t0 = std::chrono::steady_clock::now();
+    auto last_sync = t0;
     uint64_t paced = 0;
     CAIRN_RETURN_IF_ERROR(upstream_->GetChunks(wanted, [&](const Digest& d, std::string_view b) {
       CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, b));  // verifies the hash
+      // A node killed mid-release keeps what it fetched up to the last sync:
+      // make that at most a couple of seconds ago.
+      if (auto now = std::chrono::steady_clock::now(); now - last_sync > kSyncEvery) {
+        CAIRN_RETURN_IF_ERROR(repo_->chunks()->Sync());
+        last_sync = now;
+      }
       stats_.chunks_fetched++;
       stats_.bytes_fetched += b.size();
       paced += b.size();
