@@ -101,24 +101,38 @@ Connection::Connection(std::shared_ptr<grpc::Channel> channel, std::string addre
       chunks_(cairn::v1::Chunks::NewStub(channel_)),
       publish_(cairn::v1::Publish::NewStub(channel_)) {}
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& address,
-                                                             int timeout_seconds) {
-  if (address.empty() || address.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError("node address '" + address + "' is not HOST:PORT");
-  }
+namespace {
+// Its own TCP connection (a private subchannel pool): parallel streams to one
+// node then ride separate congestion windows, which is what wins on a lossy
+// long link.
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // Don't let gRPC's reconnect backoff outlast our deadline.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  auto ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& address,
+                                                             int timeout_seconds) {
+  if (address.empty() || address.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError("node address '" + address + "' is not HOST:PORT");
+  }
+  auto ch = NewChannel(address);
   auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds);
   if (!ch->WaitForConnected(deadline)) {
     return absl::UnavailableError(
         StrCat("cannot reach node ", address, " within ", timeout_seconds, "s"));
   }
   return std::make_unique<Connection>(std::move(ch), address, timeout_seconds);
+}
+
+std::unique_ptr<Connection> Connection::Another() const {
+  return std::make_unique<Connection>(NewChannel(address_), address_, timeout_seconds_);
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::Context() const {
@@ -778,14 +792,25 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   Fd root(::open(o.out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + o.out);
 
-  std::vector<Connection*> ordered;
+  // Chunk lists come from `ordered` (one connection per node); chunks from
+  // `sources`: `streams_per_node` connections to each node.
+  const int streams = std::clamp(o.streams_per_node, 1, 8);
+  std::vector<Connection*> ordered, sources;
+  std::vector<std::unique_ptr<Connection>> extra;
   for (size_t i : mr.order) ordered.push_back(nodes[i]);
+  for (Connection* c : ordered) {
+    sources.push_back(c);
+    for (int k = 1; k < streams; ++k) {
+      extra.push_back(c->Another());
+      sources.push_back(extra.back().get());
+    }
+  }
   FetchOptions fo;
   fo.window_bytes = o.window_bytes;
   fo.min_rate = o.min_rate;
   fo.rate_seconds = o.rate_seconds;
   fo.stall_seconds = o.stall_seconds;
-  Fetcher fetcher(ordered, cache->get(), fo);
+  Fetcher fetcher(sources, cache->get(), fo);
 
   Progress prog(o.progress, "pulling", res.bytes_total);
   std::string data, wbuf;
@@ -795,7 +820,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     absl::StatusOr<ChunkList> cl = absl::UnavailableError("no node left to ask");
     std::vector<std::string> cl_errors;
     for (size_t i = 0; i < ordered.size(); ++i) {
-      if (!fetcher.Usable(i)) continue;
+      if (!fetcher.Usable(i * streams)) continue;
       cl = FetchChunkList(*ordered[i], f);
       if (cl.ok()) break;
       cl_errors.push_back(StrCat(ordered[i]->address(), ": ", cl.status().message()));
@@ -870,8 +895,16 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   }
   CAIRN_ASSIGN_OR_RETURN(Fd meta_dir, OpenDirBeneath(root.fd, ".cairn", /*create=*/true));
   CAIRN_RETURN_IF_ERROR(WriteFileAt(meta_dir.fd, "manifest.envelope", r.envelope));
-  for (const auto& st : fetcher.Stats()) {
-    res.sources.push_back({st.address, st.bytes, st.chunks, st.demoted});
+  for (const auto& st : fetcher.Stats()) {  // one line per node, streams added up
+    auto it = std::find_if(res.sources.begin(), res.sources.end(),
+                           [&](const auto& s) { return s.address == st.address; });
+    if (it == res.sources.end()) {
+      res.sources.push_back({st.address, 0, 0, ""});
+      it = res.sources.end() - 1;
+    }
+    it->bytes += st.bytes;
+    it->chunks += st.chunks;
+    if (it->demoted.empty()) it->demoted = st.demoted;
   }
   res.seconds = Since(t0);
   return res;

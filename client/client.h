@@ -27,6 +27,9 @@ class Connection {
   // (naming the node) when it cannot be reached in time.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& address,
                                                           int timeout_seconds);
+  // A second connection to the same node (its own TCP connection), not yet
+  // connected: for parallel streams.
+  std::unique_ptr<Connection> Another() const;
   // Over an existing channel (tests: in-process channels).
   Connection(std::shared_ptr<grpc::Channel> channel, std::string address, int timeout_seconds);
 
@@ -84,7 +87,10 @@ struct PullOptions {
   std::string ref;
   std::string out;
   std::string cache_dir;
-  size_t window_bytes = 16 << 20;  // most bytes one node may owe us at a time
+  size_t window_bytes = 16 << 20;  // most bytes one stream may owe us at a time
+  // Parallel streams (TCP connections) to each node. On a long lossy link
+  // each has its own congestion window, so throughput scales with them.
+  int streams_per_node = 2;
   // Slow-retrieval guard: a node owing chunks that delivers less than
   // min_rate bytes/s over rate_seconds, or nothing for stall_seconds, is
   // dropped and its chunks go to the other nodes (with one node: the pull

@@ -279,6 +279,9 @@ int main(int argc, char** argv) {
   size_t window_mib = 0;
   pull->add_option("--window-mib", window_mib,
                    "most MiB one node may owe at a time (default 16)");
+  pull->add_option("--streams", pl.streams_per_node,
+                   "parallel connections to each node, 1-8 (default 2; more helps on lossy links)")
+      ->check(CLI::Range(1, 8));
   pull->add_option("--min-rate", pl.min_rate,
                    "bytes/s a node must sustain while it owes chunks (default 32768)");
   pull->add_option("--stall-seconds", pl.stall_seconds,

@@ -78,6 +78,9 @@ absl::Status LoadConfig(const std::string& path, ServeConfig* c) {
           uc.address = *val.value<std::string>();
         } else if (k == "max_release_bytes" && val.is_integer() && *val.value<int64_t>() >= 0) {
           uc.policy.max_release_bytes = static_cast<uint64_t>(*val.value<int64_t>());
+        } else if (k == "streams" && val.is_integer() && *val.value<int64_t>() >= 1 &&
+                   *val.value<int64_t>() <= 8) {
+          uc.streams = static_cast<int>(*val.value<int64_t>());
         } else if (k == "max_bytes_per_second" && val.is_integer() && *val.value<int64_t>() >= 0) {
           uc.policy.max_bytes_per_second = static_cast<uint64_t>(*val.value<int64_t>());
         } else if (k != "include" && k != "exclude" && k != "tags" && k != "windows") {
@@ -216,7 +219,7 @@ int main(int argc, char** argv) {
       "--config", config,
       "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams, "
       "peers; [[upstream]] address, include, exclude, max_release_bytes, max_bytes_per_second, "
-      "tags, windows)");
+      "tags, windows, streams)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen =
       serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");

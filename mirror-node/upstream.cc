@@ -29,13 +29,15 @@ std::shared_ptr<grpc::Channel> NodeChannel(const std::string& address) {
 }  // namespace
 
 GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds,
-                           std::vector<std::string> peers)
+                           std::vector<std::string> peers, int streams)
     : address_(std::move(address)), timeout_seconds_(timeout_seconds) {
   channel_ = NodeChannel(address_);
   federation_ = cairn::v1::Federation::NewStub(channel_);
   registry_ = cairn::v1::Registry::NewStub(channel_);
   chunks_ = cairn::v1::Chunks::NewStub(channel_);
   sources_.push_back(std::make_unique<client::Connection>(channel_, address_, timeout_seconds));
+  upstream_streams_ = static_cast<size_t>(std::clamp(streams, 1, 8));
+  for (size_t k = 1; k < upstream_streams_; ++k) sources_.push_back(sources_[0]->Another());
   for (auto& p : peers) {
     if (p == address_) continue;
     sources_.push_back(std::make_unique<client::Connection>(NodeChannel(p), p, timeout_seconds));
@@ -98,8 +100,9 @@ absl::Status GrpcUpstream::GetChunks(
     const std::vector<Want>& wanted,
     const std::function<absl::Status(const Digest&, std::string_view)>& sink) {
   // Peers that cannot be reached right now are simply not asked this time.
-  std::vector<client::Connection*> sources = {sources_[0].get()};
-  for (size_t i = 1; i < sources_.size(); ++i) {
+  std::vector<client::Connection*> sources;
+  for (size_t i = 0; i < upstream_streams_; ++i) sources.push_back(sources_[i].get());
+  for (size_t i = upstream_streams_; i < sources_.size(); ++i) {
     auto state = sources_[i]->channel()->GetState(/*try_to_connect=*/true);
     if (state != GRPC_CHANNEL_TRANSIENT_FAILURE && state != GRPC_CHANNEL_SHUTDOWN) {
       sources.push_back(sources_[i].get());
@@ -157,7 +160,7 @@ ReplicationLoop::~ReplicationLoop() {
 void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
   const std::string address = config.address;
   Replicator rep(
-      repo_, std::make_unique<GrpcUpstream>(address, 15, peers_),
+      repo_, std::make_unique<GrpcUpstream>(address, 15, peers_, config.streams),
       [address](const std::string& line) {
         spdlog::warn("replication from {}: {}", address, line);
       },

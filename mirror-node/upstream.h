@@ -22,7 +22,10 @@ namespace cairn::node {
 // throughput; a peer that lacks a chunk or misbehaves is passed over.
 class GrpcUpstream final : public Upstream {
  public:
-  GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers = {});
+  // `streams`: parallel connections to the upstream for chunks (each its own
+  // TCP congestion window: what keeps a long lossy link busy).
+  GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers = {},
+               int streams = 4);
   absl::StatusOr<std::string> NodeId() override;
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override;
   absl::StatusOr<cairn::v1::SummaryResponse> Summary() override;
@@ -42,7 +45,8 @@ class GrpcUpstream final : public Upstream {
   std::unique_ptr<cairn::v1::Federation::Stub> federation_;
   std::unique_ptr<cairn::v1::Registry::Stub> registry_;
   std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
-  std::vector<std::unique_ptr<client::Connection>> sources_;  // upstream, then peers
+  std::vector<std::unique_ptr<client::Connection>> sources_;  // upstream streams, then peers
+  size_t upstream_streams_ = 1;
   size_t buffer_limit_ = 0;
 };
 
@@ -54,6 +58,7 @@ class ReplicationLoop {
   struct UpstreamConfig {
     std::string address;
     ReplicationPolicy policy;
+    int streams = 4;  // parallel chunk connections to it, 1..8
   };
   // `peers`: nodes also asked for chunks of every upstream's releases.
   ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams, int poll_seconds = 2,
