@@ -1,6 +1,7 @@
 #include "fetcher.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdio>
 
 #include "cairn/status.h"
@@ -11,7 +12,7 @@ namespace cairn::client {
 namespace {
 constexpr int kChunksPerMessage = 16;         // <= node's kMaxChunksPerMessage
 constexpr size_t kBytesPerMessage = 1 << 20;  // batch target
-constexpr size_t kMinWindow = 1 << 20;
+constexpr size_t kMinWindow = 2 << 20;
 constexpr int kMaxScan = 4096;  // queue entries a writer looks at per batch
 }  // namespace
 
@@ -20,6 +21,7 @@ struct Fetcher::Source {
     uint64_t index;
     Digest digest;
     uint32_t length;
+    Clock::time_point asked;
   };
   size_t id = 0;
   uint64_t bit = 0;
@@ -39,6 +41,10 @@ struct Fetcher::Source {
   Clock::time_point last_byte, rate_start, sample_start;
   uint64_t rate_bytes = 0, sample_bytes = 0;
   double rate_ewma = 0;
+  // Shortest time seen from asking for a chunk to having it: the path's
+  // round trip, without the queue this fetcher itself builds (like BBR's
+  // min_rtt; the average would feed on its own window).
+  double min_latency = 1e9;
   uint64_t bytes = 0, chunks = 0;
 };
 
@@ -51,6 +57,9 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
     s->bit = uint64_t{1} << i;
     s->conn = sources[i];
     s->window = kMinWindow;  // grows like TCP slow start until the rate is known
+    // A connection still being set up (a SYN lost on a lossy link) is waited
+    // for; the stall check bounds the wait.
+    s->ctx.set_wait_for_ready(true);
     s->stream = s->conn->chunks()->GetMany(&s->ctx);
     sources_.push_back(std::move(s));
   }
@@ -174,12 +183,37 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
       s->rate_bytes = s->sample_bytes = 0;
     }
     item->owners |= s->bit;
-    s->owed.push_back({index, item->digest, item->length});
+    s->owed.push_back({index, item->digest, item->length, Clock::now()});
     s->owed_bytes += len;
     owed_bytes_ += len;
     bytes += len;
     batch->push_back(index);
     it = queue_.erase(it);
+  }
+  // Endgame: nothing left to hand out, yet this node is idle while others
+  // still owe chunks. Ask it for those too (at most two copies in flight);
+  // the first verified copy wins. Without this, the slowest connection's
+  // share sets the finish time.
+  if (batch->empty() && s->owed.empty() && queue_.empty()) {
+    int looked = 0;
+    for (uint64_t index = base_; index < base_ + items_.size() && looked < kMaxScan &&
+                                 batch->size() < kChunksPerMessage && bytes < kBytesPerMessage;
+         ++index, ++looked) {
+      Item* item = ItemAt(index);
+      if (item->done || item->owners == 0 || ((item->missing | item->owners) & s->bit)) continue;
+      if (std::popcount(item->owners) >= 2) continue;
+      if (s->owed.empty()) {
+        auto now = Clock::now();
+        s->last_byte = s->rate_start = s->sample_start = now;
+        s->rate_bytes = s->sample_bytes = 0;
+      }
+      item->owners |= s->bit;
+      s->owed.push_back({index, item->digest, item->length, Clock::now()});
+      s->owed_bytes += item->length;
+      owed_bytes_ += item->length;
+      bytes += item->length;
+      batch->push_back(index);
+    }
   }
   return !batch->empty();
 }
@@ -259,30 +293,35 @@ void Fetcher::ReadLoop(Source* s) {
       s->owed.pop_front();
       s->owed_bytes -= o.length;
       owed_bytes_ -= o.length;
-      s->bytes += o.length;
-      s->chunks++;
       s->last_byte = now;
       s->rate_bytes += o.length;
       s->sample_bytes += o.length;
       const size_t max_window = std::max(opts_.window_bytes, kMinWindow);
       if (s->rate_ewma == 0) s->window = std::min(max_window, s->window + o.length);
       double dt = std::chrono::duration<double>(now - s->sample_start).count();
+      s->min_latency =
+          std::min(s->min_latency, std::chrono::duration<double>(now - o.asked).count());
       if (dt >= 0.25) {
         double rate = s->sample_bytes / dt;
         s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
-        // About a second of this node's throughput in flight: enough to cover
-        // a long round trip, little enough that a slow node does not sit on
-        // chunks the others could have sent.
-        s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma), kMinWindow, max_window);
+        // Twice the bandwidth-delay product this node shows (at least a
+        // second of its throughput): enough to keep a long lossy pipe full,
+        // little enough that a slow node does not sit on chunks the others
+        // could have sent.
+        double horizon = std::max(1.0, 2 * s->min_latency);
+        s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * horizon), kMinWindow,
+                                       max_window);
         s->sample_start = now;
         s->sample_bytes = 0;
       }
       if (Item* it = ItemAt(o.index)) {
         it->owners &= ~s->bit;
-        if (!it->done) {
+        if (!it->done) {  // the first verified copy wins; only it counts
           it->done = true;
           it->data = std::move(*c.mutable_data());
           buffered_bytes_ += o.length;
+          s->bytes += o.length;
+          s->chunks++;
         }
       }
       cv_.notify_all();

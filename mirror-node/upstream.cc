@@ -167,6 +167,7 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
       std::move(config.policy));
   std::mt19937_64 rng(std::random_device{}());
   double backoff = 1;
+  uint64_t logged_releases = 0;
   for (uint64_t round = 0;; ++round) {
     absl::Status st = rep.SyncOnce();
     if (st.ok() && round % 30 == 0) {  // anti-entropy about once a minute
@@ -182,7 +183,8 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
     if (st.ok()) {
       backoff = 1;
       wait = poll_seconds_;
-      if (rep.stats().releases_committed > 0) {
+      if (rep.stats().releases_committed != logged_releases) {
+        logged_releases = rep.stats().releases_committed;
         spdlog::info("replication from {}: cursor {} of {}, {} releases, {} bytes fetched so far",
                      address, rep.stats().cursor, rep.stats().upstream_head,
                      rep.stats().releases_committed, rep.stats().bytes_fetched);
