@@ -182,6 +182,7 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
       s->last_byte = s->rate_start = s->sample_start = now;
       s->rate_bytes = s->sample_bytes = 0;
     }
+    if (item->owners == 0) item->asked = Clock::now();
     item->owners |= s->bit;
     s->owed.push_back({index, item->digest, item->length, Clock::now()});
     s->owed_bytes += len;
@@ -195,13 +196,14 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
   // the first verified copy wins. Without this, the slowest connection's
   // share sets the finish time.
   if (batch->empty() && s->owed.empty() && queue_.empty()) {
+    const auto late = Clock::now() - std::chrono::milliseconds(opts_.endgame_after_ms);
     int looked = 0;
     for (uint64_t index = base_; index < base_ + items_.size() && looked < kMaxScan &&
                                  batch->size() < kChunksPerMessage && bytes < kBytesPerMessage;
          ++index, ++looked) {
       Item* item = ItemAt(index);
       if (item->done || item->owners == 0 || ((item->missing | item->owners) & s->bit)) continue;
-      if (std::popcount(item->owners) >= 2) continue;
+      if (std::popcount(item->owners) >= 2 || item->asked > late) continue;
       if (s->owed.empty()) {
         auto now = Clock::now();
         s->last_byte = s->rate_start = s->sample_start = now;
@@ -365,6 +367,8 @@ void Fetcher::Monitor(Clock::time_point now) {
       s->rate_bytes = 0;
     }
   }
+  // Idle writers re-check for endgame work as chunks grow late.
+  cv_.notify_all();
   // The head chunk is late: let an idle node race the one that owes it.
   Item& head = items_.front();
   if (!head.done && head.owners != 0 && !queue_.contains(base_) &&

@@ -38,6 +38,7 @@ struct FetchOptions {
   int rate_seconds = 10;            // ...measured over this long
   int stall_seconds = 10;           // no byte at all for this long while owing: demoted
   int duplicate_after_ms = 1000;    // head chunk late this long: ask an idle node too
+  int endgame_after_ms = 500;       // tail chunk owed this long: an idle node may race it
   // Where "not using node X any more: why" goes; default: stderr.
   std::function<void(const std::string&)> log;
 };
@@ -82,6 +83,7 @@ class Fetcher {
     bool done = false;
     uint64_t owners = 0;   // bit per source with it outstanding
     uint64_t missing = 0;  // bit per source that said it lacks it
+    std::chrono::steady_clock::time_point asked;  // first handed to a node
     std::string data;
   };
   struct Source;

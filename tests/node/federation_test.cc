@@ -208,7 +208,8 @@ TEST_F(FederationTest, ChunksAlsoComeFromPeersThatHoldThem) {
   EXPECT_GT(from_b, 0) << "the peer was never asked";
   EXPECT_GT(from_a, 0);
   EXPECT_GE(static_cast<size_t>(from_a + from_b), unique);
-  EXPECT_LE(static_cast<size_t>(from_a + from_b), unique + unique / 10);  // few duplicates
+  // Endgame duplicates (the tail asked of both) stay a fraction.
+  EXPECT_LE(static_cast<size_t>(from_a + from_b), unique + unique / 2);
 }
 
 TEST_F(FederationTest, APeerServingCorruptChunksIsPassedOver) {

@@ -150,12 +150,23 @@ TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactByt
 }
 
 TEST_F(MirrorTest, ChunksComeFromEveryMirrorWeightedByThroughput) {
+  // Large against the first windows (2 MiB per stream), so that what each
+  // node carries follows its speed.
+  testing::WriteFile(dir_ / "big/w.bin", testing::RandomBytes(32 << 20, 8));
+  client::PublishOptions o;
+  o.dir = dir_ / "big";
+  o.name = "acme/big";
+  o.version = "1";
+  o.key_paths = {dir_ / "keys/publisher.key"};
+  ASSERT_TRUE(client::Publish(*honest_, o).ok());
   HostileNode* fast = Hostile(Attack::kNone);
   HostileNode* slow = Hostile(Attack::kNone);
-  slow->delay_ms_per_batch = 200;
-  auto r = client::Pull({Conn(fast->address()), Conn(slow->address())}, trust_.view, Opts("out"));
+  slow->delay_ms_per_batch = 100;  // about 10 MiB/s
+  auto opts = Opts("out");
+  opts.ref = "acme/big";
+  auto r = client::Pull({Conn(fast->address()), Conn(slow->address())}, trust_.view, opts);
   ASSERT_TRUE(r.ok()) << r.status();
-  ExpectExact("out");
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/w.bin"), testing::ReadFile(dir_ / "big/w.bin"));
   ASSERT_EQ(r->sources.size(), 2u);
   EXPECT_GT(r->sources[1].bytes, 0u) << "the slow mirror was not used at all";
   EXPECT_GT(r->sources[0].bytes, 2 * r->sources[1].bytes);
