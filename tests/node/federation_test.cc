@@ -214,7 +214,7 @@ TEST_F(FederationTest, ChunksAlsoComeFromPeersThatHoldThem) {
 
 TEST_F(FederationTest, APeerServingCorruptChunksIsPassedOver) {
   auto a = Start("a"), c = Start("c");
-  Publish(*a, Model("m", 4 << 20, 6), "acme/m");
+  Publish(*a, Model("m", 16 << 20, 6), "acme/m");  // more than the first windows
   testing::HostileNode bad(a->repo.get(), a->counting, testing::Attack::kWrongChunkBytes);
   Replicator ac(c->repo.get(), std::make_unique<node::GrpcUpstream>(
                                    a->address(), 10, std::vector<std::string>{bad.address()}));
