@@ -143,6 +143,14 @@ void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
   s->owed_bytes = 0;
   s->owed.clear();
   s->ctx.TryCancel();
+  // Bad bytes condemn the node, not just this connection to it.
+  if (code == absl::StatusCode::kDataLoss) {
+    for (auto& other : sources_) {
+      if (!other->dead && other->conn->address() == s->conn->address()) {
+        Demote(other.get(), code, s->why);
+      }
+    }
+  }
   if (!stop_) {
     std::string line = StrCat("not using node ", s->conn->address(), " any more: ", s->why);
     if (opts_.log) {
