@@ -2,8 +2,9 @@
 # A local Cairn federation on loopback: a hub, a regional mirror that follows
 # the hub (a tier), and a campus mirror that follows the regional mirror and
 # the hub (a mesh: regional and campus also follow each other). Publishes a
-# model to the hub, shows it replicating, pulls it from the campus mirror after
-# the hub and the regional mirror have stopped, and stops everything cleanly.
+# model to the hub, shows it replicating, pulls it from all three mirrors at
+# once, then again with every mirror named after the hub and the regional
+# mirror have stopped (the client skips them), and stops everything cleanly.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 WORK=$(mktemp -d /tmp/cairn-federation.XXXXXX)
@@ -60,10 +61,16 @@ wait_for "$CAMPUS" cmu/en-us
 echo "replicated to both mirrors in $(echo "$(date +%s.%N) - $T0" | bc | cut -c1-4) s (they poll every 2 s)"
 $CAIRN status --node "$CAMPUS"
 
-say "stopping the hub and the regional mirror; pulling from the campus mirror"
+say "pulling from the edge with every mirror named: chunks come from all three"
+$CAIRN pull cmu/en-us --out pulled-all --node "$CAMPUS" --node "$REGIONAL" --node "$HUB" \
+  --trust trust.root --cache "$WORK/cache-all"
+diff -r --exclude=.cairn model pulled-all
+
+say "stopping the hub and the regional mirror; pulling again with all three named"
 kill -TERM "$PID_hub" "$PID_regional"
 wait "$PID_hub" "$PID_regional"
-$CAIRN pull cmu/en-us --out pulled --node "$CAMPUS" --trust trust.root --cache "$WORK/cache"
+$CAIRN pull cmu/en-us --out pulled --node "$CAMPUS" --node "$REGIONAL" --node "$HUB" \
+  --timeout 2 --trust trust.root --cache "$WORK/cache"
 $CAIRN verify pulled --trust trust.root
 diff -r --exclude=.cairn model pulled && echo "byte-for-byte identical to what was published at the hub"
 
