@@ -36,6 +36,7 @@ class GrpcUpstream final : public Upstream {
       const std::function<absl::Status(const Digest&, std::string_view)>& sink) override;
   std::string address() const override { return address_; }
   void LimitBuffer(size_t bytes) override { buffer_limit_ = bytes; }
+  bool VerifiesChunks() const override { return true; }  // the Fetcher hashes each
 
  private:
   std::unique_ptr<grpc::ClientContext> Context(int seconds) const;

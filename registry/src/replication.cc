@@ -280,7 +280,9 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     auto last_sync = t0;
     uint64_t paced = 0;
     CAIRN_RETURN_IF_ERROR(upstream_->GetChunks(wanted, [&](const Digest& d, std::string_view b) {
-      CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, b));  // verifies the hash
+      // Hash-checked here unless the upstream's fetcher already did it.
+      CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(
+          d, b, upstream_->VerifiesChunks() ? PutMode::kDigestComputedFromData : PutMode::kVerify));
       // A node killed mid-release keeps what it fetched up to the last sync:
       // make that at most a couple of seconds ago.
       if (auto now = std::chrono::steady_clock::now(); now - last_sync > kSyncEvery) {

@@ -41,6 +41,9 @@ class Upstream {
   // The sink is slow on purpose (a bandwidth cap): hold at most about this
   // many bytes fetched ahead of it.
   virtual void LimitBuffer(size_t bytes) {}
+  // True when GetChunks hands the sink only chunks whose SHA-256 it has
+  // already checked against the digest (the sink then skips a second hash).
+  virtual bool VerifiesChunks() const { return false; }
 };
 
 // Which of an upstream's releases a node takes. Checked on the signed

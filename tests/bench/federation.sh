@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Federation benchmarks, each beside a reference measured in the same run:
+#   1. node -> node replication over loopback vs nginx -> curl of the same files
+#   2. replicating a derivative whose base the follower holds: bytes on the wire
+#   3. time for a release to reach the third tier of a chain; 5-node mesh convergence
+#   4. replication over a lossy link (20 Mbit/s, 300 ms RTT, 2 % loss each way,
+#      through cairn-wire) vs curl over the same link (needs root; skipped otherwise)
+#
+#   tests/bench/federation.sh [--size-mib N] [--lossy-mib M]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+SIZE_MIB=1024 LOSSY_MIB=32
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size-mib) SIZE_MIB=$2; shift 2 ;;
+    --lossy-mib) LOSSY_MIB=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+deploy/install-deps.sh
+command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null
+deploy/build.sh cairn cairn-node gen_model cairn-wire
+BIN=$REPO/${CAIRN_BUILD_DIR:-build}
+CAIRN=$BIN/client/cairn NODE=$BIN/mirror-node/cairn-node GEN=$BIN/tests/bench/gen_model
+WORK=$(mktemp -d /var/tmp/cairn-fbench.XXXXXX)
+chmod 755 "$WORK"
+export XDG_STATE_HOME=$WORK/state XDG_CACHE_HOME=$WORK/cache
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$WORK"
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+gbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.2f", b / s / 1e9 }'; }
+
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+echo "# date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$REPO" rev-parse --short HEAD)"
+$CAIRN keygen --out root.key >/dev/null; $CAIRN keygen --out pub.key >/dev/null
+$CAIRN trust init --key root.key --out trust.root >/dev/null
+$CAIRN trust delegate --trust trust.root --key root.key --namespace acme --publisher pub.key.pub >/dev/null
+
+# start NAME [serve args...]: a node on 127.0.0.1:0; sets ADDR_<NAME>.
+start() {
+  local name=$1; shift
+  $NODE serve --data "$WORK/$name" --listen 127.0.0.1:0 --trust trust.root "$@" >"$name.out" 2>"$name.log" &
+  PIDS+=($!)
+  eval "PID_$name=$!"
+  for _ in $(seq 200); do grep -q listening "$name.out" 2>/dev/null && break; sleep 0.02; done
+  eval "ADDR_$name=$(awk '{print $NF}' "$name.out")"
+}
+# start_at NAME PORT [args]: a node on a fixed port (for meshes).
+start_at() {
+  local name=$1 port=$2; shift 2
+  $NODE serve --data "$WORK/$name" --listen 127.0.0.1:$port --trust trust.root "$@" >"$name.out" 2>"$name.log" &
+  PIDS+=($!)
+}
+has() { $CAIRN info "$2" --node "$1" --timeout 2 >/dev/null 2>&1; }
+wait_has() { for _ in $(seq 6000); do has "$1" "$2" && return; sleep 0.02; done; echo "timeout waiting for $2 on $1" >&2; exit 1; }
+fetched() { $CAIRN status --node "$1" --json | jq '[.upstreams[].bytes_fetched] | add'; }
+
+echo; echo "## 1. node -> node replication over loopback, ${SIZE_MIB} MiB model"
+"$GEN" make model --shards 2 --shard-mib $((SIZE_MIB / 2)) --seed 1 >/dev/null
+BYTES=$(du -cb model/* | tail -1 | cut -f1)
+start a
+$CAIRN publish model --name acme/m --version 1 --key pub.key --node "$ADDR_a" >/dev/null
+PORT=$(shuf -i 20000-60000 -n 1)
+mkdir -p nginx
+cat >nginx/nginx.conf <<NGX
+daemon off; worker_processes 1; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log;
+events {}
+http { access_log off; sendfile on; server { listen 127.0.0.1:$PORT; root $WORK/model; } }
+NGX
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/config.json" && break; sleep 0.1; done
+for run in 1 2 3; do
+  rm -rf c; mkdir c; sync
+  T0=$(now); for f in $(cd model && ls); do curl -sf -o "c/$f" "http://127.0.0.1:$PORT/$f"; done; sync -f c; TC=$(since "$T0")
+  rm -rf "$WORK/b$run"; sync
+  T0=$(now); start "b$run" --upstream "$ADDR_a"; eval "wait_has \$ADDR_b$run acme/m"; TB=$(since "$T0")
+  eval "kill \$PID_b$run"
+  echo "run $run: nginx -> curl $TC s ($(gbps "$BYTES" "$TC") GB/s); node -> node $TB s ($(gbps "$BYTES" "$TB") GB/s, includes node start and a synced commit); ratio $(ratio "$TC" "$TB")x (goal >= 0.6)"
+done
+
+echo; echo "## 2. derivative replication: the follower holds the base"
+start d --upstream "$ADDR_a"
+wait_has "$ADDR_d" acme/m
+BEFORE=$(fetched "$ADDR_d")
+cp -r model ft
+CHANGED=0 SEED=7
+for f in ft/*.safetensors; do CHANGED=$((CHANGED + $("$GEN" mutate "$f" --fraction 0.10 --seed $SEED))); SEED=$((SEED + 1)); done
+$CAIRN publish ft --name acme/m-ft --version 1 --key pub.key --node "$ADDR_a" --base acme/m:latest >/dev/null
+wait_has "$ADDR_d" acme/m-ft
+WIRE=$(( $(fetched "$ADDR_d") - BEFORE ))
+echo "changed bytes $CHANGED; chunk bytes replicated $WIRE; ratio $(ratio "$WIRE" "$CHANGED")x (goal <= 1.02 + metadata)"
+kill "$PID_d"
+
+echo; echo "## 3. a chain of three tiers, and a five-node mesh (nodes poll their upstreams every 2 s)"
+"$GEN" make small --shards 1 --shard-mib 64 --seed 3 >/dev/null
+start t1; start t2 --upstream "$ADDR_t1"; start t3 --upstream "$ADDR_t2"
+sleep 2.5  # every node past its first (empty) poll
+T0=$(now)
+$CAIRN publish small --name acme/small --version 1 --key pub.key --node "$ADDR_t1" >/dev/null
+wait_has "$ADDR_t3" acme/small
+echo "64 MiB release: publish done -> held by tier 3 in $(since "$T0") s"
+BASE=$(shuf -i 20000-50000 -n 1)
+for i in 0 1 2 3 4; do
+  up1=$(( (i + 1) % 5 )) up2=$(( (i + 4) % 5 ))
+  start_at "m$i" $((BASE + i)) --upstream 127.0.0.1:$((BASE + up1)) --upstream 127.0.0.1:$((BASE + up2))
+done
+for i in 0 1 2 3 4; do for _ in $(seq 200); do grep -q listening "m$i.out" 2>/dev/null && break; sleep 0.02; done; done
+sleep 2.5
+T0=$(now)
+$CAIRN publish small --name acme/small --version 1 --key pub.key --node 127.0.0.1:$BASE >/dev/null
+for i in 1 2 3 4; do wait_has 127.0.0.1:$((BASE + i)) acme/small; done
+TM=$(since "$T0")
+TOTAL=0
+for i in 1 2 3 4; do TOTAL=$((TOTAL + $(fetched 127.0.0.1:$((BASE + i))))); done
+echo "5-node ring mesh (each follows both neighbours): all five hold it in $TM s; chunk bytes moved $TOTAL = $(ratio "$TOTAL" $((64 << 20)))x the release over 4 followers (ideal 4.00)"
+
+echo; echo "## 4. replication over a lossy link vs curl (${LOSSY_MIB} MiB)"
+if [ "$(id -u)" != 0 ]; then echo "skipped: needs root for network namespaces"; exit 0; fi
+ID=$$ NA=cairn-fa-$$ NB=cairn-fb-$$
+ip netns add $NA; ip netns add $NB
+trap 'cleanup; ip netns del $NA 2>/dev/null; ip netns del $NB 2>/dev/null' EXIT
+ip -n $NA link set lo up; ip -n $NB link set lo up
+"$BIN/tests/net/cairn-wire" --ns-a $NA --ns-b $NB --dev cw0 --delay-ms 150 --loss 0.02 --rate-mbit 20 >wire.out 2>wire.log & PIDS+=($!)
+for _ in $(seq 100); do grep -q ready wire.out && break; sleep 0.05; done
+ip -n $NA addr add 10.79.0.1 peer 10.79.0.2 dev cw0; ip -n $NB addr add 10.79.0.2 peer 10.79.0.1 dev cw0
+ip -n $NA link set cw0 up; ip -n $NB link set cw0 up
+mkdir -p lossy; head -c $((LOSSY_MIB << 20)) /dev/urandom >lossy/weights.bin
+sed -i "s|root $WORK/model;|root $WORK/lossy;|; s|listen 127.0.0.1:$PORT;|listen 10.79.0.1:$PORT;|" nginx/nginx.conf
+ip netns exec $NA nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
+ip netns exec $NA $NODE serve --data "$WORK/la" --listen 10.79.0.1:7000 --trust trust.root >la.out 2>la.log & PIDS+=($!)
+sleep 1
+ip netns exec $NA $CAIRN publish lossy --name acme/lossy --version 1 --key pub.key --node 10.79.0.1:7000 >/dev/null
+T0=$(now); ip netns exec $NB curl -sf -o "$WORK/lossy.curl" "http://10.79.0.1:$PORT/weights.bin"; TC=$(since "$T0")
+T0=$(now)
+ip netns exec $NB $NODE serve --data "$WORK/lb" --listen 127.0.0.1:7001 --trust trust.root --upstream 10.79.0.1:7000 >lb.out 2>lb.log & PIDS+=($!)
+for _ in $(seq 3000); do ip netns exec $NB $CAIRN info acme/lossy --node 127.0.0.1:7001 --timeout 2 >/dev/null 2>&1 && break; sleep 0.1; done
+TL=$(since "$T0")
+echo "curl over the link: $TC s; cairn-node replication (4 streams): $TL s; ratio $(ratio "$TC" "$TL")x (goal >= 1.0)"
