@@ -9,6 +9,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev
   pocketsphinx-en-us jq curl procps iproute2 bc
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -59,37 +59,53 @@ namespace {
 // Reads a PEM key file with `read` (PEM_read_bio_PrivateKey or _PUBKEY) and
 // checks it is Ed25519.
 template <typename ReadFn>
-absl::StatusOr<std::unique_ptr<EVP_PKEY, EvpPkeyFree>> LoadPem(const std::string& path,
-                                                               std::string_view what, ReadFn read) {
-  CAIRN_ASSIGN_OR_RETURN(std::string pem, ReadFileLimited(path, 64 << 10));
+absl::StatusOr<std::unique_ptr<EVP_PKEY, EvpPkeyFree>> ParsePem(std::string_view pem,
+                                                                const std::string& source,
+                                                                std::string_view what,
+                                                                ReadFn read) {
+  if (pem.size() > (64 << 10)) {
+    return absl::InvalidArgumentError(StrCat("key file ", source, " is too large for a key"));
+  }
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   std::unique_ptr<EVP_PKEY, EvpPkeyFree> k(read(bio.get()));
   if (!k) {
     ERR_clear_error();
     return absl::InvalidArgumentError(
-        StrCat("key file ", path, " is not a valid PEM ", what, " (corrupt or truncated?)"));
+        StrCat("key file ", source, " is not a valid PEM ", what, " (corrupt or truncated?)"));
   }
   if (EVP_PKEY_get_base_id(k.get()) != EVP_PKEY_ED25519) {
-    return absl::InvalidArgumentError(StrCat("key file ", path, " is not an Ed25519 key"));
+    return absl::InvalidArgumentError(StrCat("key file ", source, " is not an Ed25519 key"));
   }
   return k;
 }
 
+EVP_PKEY* ReadPrivate(BIO* b) {
+  return PEM_read_bio_PrivateKey(b, nullptr, nullptr, const_cast<char*>(""));
+}
+EVP_PKEY* ReadPublic(BIO* b) { return PEM_read_bio_PUBKEY(b, nullptr, nullptr, nullptr); }
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPrivate(const std::string& path) {
-  CAIRN_ASSIGN_OR_RETURN(auto k, LoadPem(path, "private key", [](BIO* b) {
-                           return PEM_read_bio_PrivateKey(b, nullptr, nullptr,
-                                                          const_cast<char*>(""));
-                         }));
+absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::ParsePrivate(std::string_view pem,
+                                                                     const std::string& source) {
+  CAIRN_ASSIGN_OR_RETURN(auto k, ParsePem(pem, source, "private key", ReadPrivate));
   return std::unique_ptr<SigningKey>(new SigningKey(std::move(k), true));
 }
 
-absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPublic(const std::string& path) {
-  CAIRN_ASSIGN_OR_RETURN(auto k, LoadPem(path, "public key", [](BIO* b) {
-                           return PEM_read_bio_PUBKEY(b, nullptr, nullptr, nullptr);
-                         }));
+absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::ParsePublic(std::string_view pem,
+                                                                    const std::string& source) {
+  CAIRN_ASSIGN_OR_RETURN(auto k, ParsePem(pem, source, "public key", ReadPublic));
   return std::unique_ptr<SigningKey>(new SigningKey(std::move(k), false));
+}
+
+absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPrivate(const std::string& path) {
+  CAIRN_ASSIGN_OR_RETURN(std::string pem, ReadFileLimited(path, 64 << 10));
+  return ParsePrivate(pem, path);
+}
+
+absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadPublic(const std::string& path) {
+  CAIRN_ASSIGN_OR_RETURN(std::string pem, ReadFileLimited(path, 64 << 10));
+  return ParsePublic(pem, path);
 }
 
 absl::Status SigningKey::Save(const std::string& path) const {

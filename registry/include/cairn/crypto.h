@@ -27,6 +27,11 @@ class SigningKey {
   static absl::StatusOr<std::unique_ptr<SigningKey>> LoadPrivate(const std::string& path);
   // Reads a PEM public key (KEY.pub).
   static absl::StatusOr<std::unique_ptr<SigningKey>> LoadPublic(const std::string& path);
+  // The same from bytes; `source` names them in errors.
+  static absl::StatusOr<std::unique_ptr<SigningKey>> ParsePrivate(std::string_view pem,
+                                                                  const std::string& source);
+  static absl::StatusOr<std::unique_ptr<SigningKey>> ParsePublic(std::string_view pem,
+                                                                 const std::string& source);
 
   SigningKey(const SigningKey&) = delete;
   SigningKey& operator=(const SigningKey&) = delete;

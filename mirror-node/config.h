@@ -1,0 +1,35 @@
+// cairn-node's configuration: TOML file ([node] and [[upstream]] tables),
+// overridden by flags.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "upstream.h"
+
+namespace cairn::node {
+
+struct ServeConfig {
+  std::string data;
+  std::string listen = "127.0.0.1:7070";
+  std::string trust;
+  std::string log_level = "info";
+  bool verify_reads = true;
+  std::string region;
+  std::vector<std::string> upstreams;
+  std::vector<std::string> peers;
+  std::vector<cairn::node::ReplicationLoop::UpstreamConfig> upstream_tables;
+};
+
+// Reads and parses a config file (at most 1 MiB). InvalidArgument naming the
+// file, line and key for anything wrong.
+absl::Status LoadConfig(const std::string& path, ServeConfig* c);
+// The same over text; `path` names it in errors.
+absl::Status ParseConfig(std::string_view text, const std::string& path, ServeConfig* c);
+
+// /var/lib/cairn for root, else $XDG_DATA_HOME/cairn/node.
+std::string DefaultDataDir();
+
+}  // namespace cairn::node
