@@ -101,6 +101,11 @@ absl::Status ValidatePath(std::string_view path) {
   if (path.size() > kMaxPathBytes) return bad("too long");
   if (path.find('\0') != std::string_view::npos) return bad("contains NUL");
   if (path.find('\\') != std::string_view::npos) return bad("contains a backslash");
+  for (char c : path) {
+    // Control characters: harmless to the file system, hostile to the
+    // terminal that lists the files.
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return bad("contains a control character");
+  }
   if (path[0] == '/') return bad("absolute");
   for (std::string_view seg : Split(path, '/')) {
     if (seg.empty()) return bad("empty segment");

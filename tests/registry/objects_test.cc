@@ -20,7 +20,8 @@ TEST(ValidatePathTest, RejectsHostilePaths) {
        {std::string(""), std::string("/etc/passwd"), std::string("../x"), std::string("a/../../x"),
         std::string("a//b"), std::string("a/"), std::string("./a"), std::string("a\\b"),
         std::string("a\0b", 3), std::string(".cairn/manifest.envelope"), std::string(".cairn"),
-        std::string(5000, 'a')}) {
+        std::string(5000, 'a'), std::string("..\x1b[2Jx/passwd"), std::string("a\nb"),
+        std::string("a\x7f")}) {
     EXPECT_THAT(ValidatePath(p), StatusIs(absl::StatusCode::kInvalidArgument)) << p;
   }
 }
