@@ -58,8 +58,11 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
     s->conn = sources[i];
     s->window = kMinWindow;  // grows like TCP slow start until the rate is known
     // A connection still being set up (a SYN lost on a lossy link) is waited
-    // for; the stall check bounds the wait.
+    // for; the stall check bounds the wait. Corked: the call's headers go out
+    // with the first request, so creating the stream never blocks here (with
+    // the link down it would block for ever, before any stall check runs).
     s->ctx.set_wait_for_ready(true);
+    s->ctx.set_initial_metadata_corked(true);
     s->stream = s->conn->chunks()->GetMany(&s->ctx);
     sources_.push_back(std::move(s));
   }

@@ -14,7 +14,7 @@ inns a "$CAIRN" publish "$T/model" --name acme/m --version 1 --key "$T/pub.key" 
 START=$(now)
 node b b 127.0.0.1:7001 --upstream 10.77.0.1:7000
 info() { inns b "$CAIRN" info acme/m --node 127.0.0.1:7001 --trust "$T/trust.root" --timeout 5 >/dev/null 2>&1; }
-sleep 6
+sleep "${DOWN_AFTER:-6}"
 info && fail "B already had the whole release before the link dropped: nothing was tested"
 echo "link down at $(elapsed "$START") s"
 kill -USR1 "$WIRE_PID"
