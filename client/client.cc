@@ -756,7 +756,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   for (const auto& w : mr.warnings) std::fprintf(stderr, "cairn: warning: %s\n", w.c_str());
   Resolved& r = mr.resolved;
   if (r.tag && !o.state_dir.empty()) {
-    CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(o.state_dir, *r.tag, nodes[mr.node]->address()));
+    CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(o.state_dir, trust, *r.tag, nodes[mr.node]->address()));
   }
   PullResult res;
   res.manifest = r.digest;

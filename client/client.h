@@ -173,11 +173,16 @@ absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
     std::vector<std::string>* unreachable);
 
 // Rollback protection. The highest tag version verified so far for each
-// name:tag lives in STATE_DIR/tags (one "name tag version manifest" line per
-// tag). PermissionDenied, naming `node`, for a lower version or for the same
-// version naming another manifest; otherwise records `rec`.
-absl::Status CheckAndRecordTag(const std::string& state_dir, const cairn::v1::TagRecord& rec,
-                               const std::string& node);
+// name:tag lives in STATE_DIR/tags-<scope> (one "name tag version manifest"
+// line per tag), where the scope names the trust root's root keys (see
+// TrustScope): floors recorded under one trust root never judge releases
+// verified under an unrelated one. PermissionDenied, naming `node`, for a
+// lower version or for the same version naming another manifest; otherwise
+// records `rec`.
+absl::Status CheckAndRecordTag(const std::string& state_dir, const TrustRootView& trust,
+                               const cairn::v1::TagRecord& rec, const std::string& node);
+// 16 hex digits of SHA-256 over the trust root's sorted root key ids.
+std::string TrustScope(const TrustRootView& trust);
 // $XDG_STATE_HOME/cairn, else ~/.local/state/cairn.
 std::string DefaultStateDir();
 

@@ -570,7 +570,7 @@ int main(int argc, char** argv) {
     const cairn::client::Resolved* r = &mr->resolved;
     if (tr && r->tag) {
       absl::Status st = cairn::client::CheckAndRecordTag(
-          cairn::client::DefaultStateDir(), *r->tag, (*conns)[mr->node]->address());
+          cairn::client::DefaultStateDir(), *tr, *r->tag, (*conns)[mr->node]->address());
       if (!st.ok()) return Fail(st);
     }
     uint64_t bytes = 0;

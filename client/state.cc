@@ -6,9 +6,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <algorithm>
 #include <map>
 
 #include "cairn/crypto.h"
+#include "cairn/hash.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "client.h"
@@ -32,8 +34,15 @@ std::string DefaultStateDir() {
   return std::string(home && *home ? home : ".") + "/.local/state/cairn";
 }
 
-absl::Status CheckAndRecordTag(const std::string& state_dir, const cairn::v1::TagRecord& rec,
-                               const std::string& node) {
+std::string TrustScope(const TrustRootView& trust) {
+  std::vector<std::string> ids(trust.root().root_key_ids().begin(),
+                               trust.root().root_key_ids().end());
+  std::sort(ids.begin(), ids.end());
+  return DigestName(Sha256Of(StrJoin(ids, ","))).substr(7, 16);  // after "sha256:"
+}
+
+absl::Status CheckAndRecordTag(const std::string& state_dir, const TrustRootView& trust,
+                               const cairn::v1::TagRecord& rec, const std::string& node) {
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
   if (ec) return absl::FailedPreconditionError("cannot create " + state_dir + ": " + ec.message());
@@ -46,7 +55,7 @@ absl::Status CheckAndRecordTag(const std::string& state_dir, const cairn::v1::Ta
   } closer{lock};
   if (::flock(lock, LOCK_EX) != 0) return ErrnoStatus(errno, "cannot lock " + lock_path);
 
-  std::string path = state_dir + "/tags";
+  std::string path = state_dir + "/tags-" + TrustScope(trust);
   std::map<std::pair<std::string, std::string>, Seen> seen;
   if (std::filesystem::exists(path, ec)) {
     CAIRN_ASSIGN_OR_RETURN(std::string text, ReadFileLimited(path, kMaxStateBytes));

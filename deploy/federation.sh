@@ -8,6 +8,8 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 WORK=$(mktemp -d /tmp/cairn-federation.XXXXXX)
+# The demo's client state (rollback floors) stays with the demo.
+export XDG_STATE_HOME=$WORK/state
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

@@ -9,6 +9,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 WORK=$(mktemp -d /tmp/cairn-quickstart.XXXXXX)
+# The demo's client state (rollback floors) stays with the demo.
+export XDG_STATE_HOME=$WORK/state
 NODE_PID=""
 cleanup() {
   if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then kill -TERM "$NODE_PID"; wait "$NODE_PID" || true; fi

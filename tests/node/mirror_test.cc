@@ -274,3 +274,37 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST(RollbackFloorTest, FloorsAreKeptPerTrustRootAndRefuseLowerAndConflictingVersions) {
+  testing::TempDir dir;
+  auto one = TrustFixture::Make("acme"), other = TrustFixture::Make("acme");
+  cairn::v1::TagRecord rec;
+  rec.set_name("acme/m");
+  rec.set_tag("latest");
+  rec.set_version(5);
+  rec.set_manifest_digest("sha256:aa");
+  ASSERT_TRUE(client::CheckAndRecordTag(dir.path(), one.view, rec, "n1").ok());
+  rec.set_version(4);
+  EXPECT_THAT(client::CheckAndRecordTag(dir.path(), one.view, rec, "n1"),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  rec.set_version(5);
+  rec.set_manifest_digest("sha256:bb");
+  EXPECT_THAT(client::CheckAndRecordTag(dir.path(), one.view, rec, "n1"),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  // An unrelated trust root (other root keys) has its own floors.
+  rec.set_version(1);
+  EXPECT_TRUE(client::CheckAndRecordTag(dir.path(), other.view, rec, "n1").ok());
+  EXPECT_NE(client::TrustScope(one.view), client::TrustScope(other.view));
+  // A corrupt state file is reported, never silently reset.
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    if (e.path().filename().string().starts_with("tags-")) testing::WriteFile(e.path(), "garbage\n");
+  }
+  EXPECT_THAT(client::CheckAndRecordTag(dir.path(), one.view, rec, "n1"),
+              StatusIs(absl::StatusCode::kDataLoss));
+}
+
+}  // namespace
+}  // namespace cairn
