@@ -623,6 +623,8 @@ int main(int argc, char** argv) {
            {"last_success_unix", u.last_success_unix()},
            {"events_outside_policy", u.events_outside_policy()},
            {"outside_window", u.outside_window()},
+           {"tag_conflicts", u.tag_conflicts()},
+           {"last_conflict", u.last_conflict()},
            {"policy", u.policy()}});
     }
     if (as_json) {
@@ -659,6 +661,10 @@ int main(int argc, char** argv) {
       std::printf("    policy: %s (%lu releases skipped by it)%s\n", u.policy().c_str(),
                   static_cast<unsigned long>(u.events_outside_policy()),
                   u.outside_window() ? "; waiting for its time window" : "");
+      if (u.tag_conflicts() > 0) {
+        std::printf("    %lu tag conflict(s) (equal version, different release); latest: %s\n",
+                    static_cast<unsigned long>(u.tag_conflicts()), u.last_conflict().c_str());
+      }
     }
     return 0;
   }

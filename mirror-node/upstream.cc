@@ -206,6 +206,8 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
     us.set_events_refused(rs.events_refused);
     us.set_events_outside_policy(rs.events_outside_policy);
     us.set_outside_window(rs.outside_window);
+    us.set_tag_conflicts(rs.tag_conflicts);
+    us.set_last_conflict(rs.last_conflict);
     us.set_last_error(st.ok() ? "" : std::string(st.message()));
     if (st.ok()) us.set_last_success_unix(SystemNowUnix());
     if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(wait))) return;

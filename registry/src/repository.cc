@@ -624,6 +624,12 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
           // still lands.
           tag_moved = false;
           out.set_tag_not_newer(true);
+          if (cr.version() == tag->version() && cr.manifest_digest() != tag->manifest_digest()) {
+            out.set_tag_conflict(StrCat("tag ", tag->name(), ":", tag->tag(), " version ",
+                                        tag->version(), " names ", tag->manifest_digest(),
+                                        " upstream but ", cr.manifest_digest(),
+                                        " here (a signing error; keeping ours)"));
+          }
         } else {
           return absl::AlreadyExistsError(
               StrCat("tag ", tag->name(), ":", tag->tag(), " version ", tag->version(),

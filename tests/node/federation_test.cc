@@ -143,6 +143,33 @@ TEST_F(FederationTest, TagPolicyFetchesOnlyReleasesAFollowedTagNames) {
   EXPECT_THAT(b->repo->Resolve("acme/n"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(FederationTest, EqualTagVersionsNamingDifferentReleasesAreKeptAndCountedAsConflicts) {
+  // A signing error: tag acme/m:latest version 1 names one release on a and
+  // another on b. b keeps its own, still takes a's release, and says so.
+  auto a = Start("a"), b = Start("b");
+  auto on_a = Publish(*a, Model("m1", 1 << 20, 11), "acme/m");
+  client::PublishResult on_b;
+  {
+    auto conn = std::move(client::Connection::Open(b->address(), 10)).value();
+    client::PublishOptions o;
+    o.dir = Model("m2", 1 << 20, 12);
+    o.name = "acme/m";
+    o.version = "2";
+    o.tag = "latest";
+    o.tag_version = 1;
+    o.key_paths = {dir_ / "keys/publisher.key"};
+    on_b = *client::Publish(*conn, o);
+  }
+  ASSERT_NE(on_a.manifest, on_b.manifest);
+  Replicator rep(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10));
+  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
+  EXPECT_EQ(rep.stats().tag_conflicts, 1u);
+  EXPECT_THAT(rep.stats().last_conflict, ::testing::HasSubstr("acme/m:latest version 1"));
+  EXPECT_THAT(rep.stats().last_conflict, ::testing::HasSubstr(on_a.manifest));
+  EXPECT_EQ(b->repo->Resolve("acme/m:latest")->manifest_digest(), on_b.manifest);
+  EXPECT_TRUE(b->repo->HasRelease(on_a.manifest));  // the release itself still lands
+}
+
 // A window [start, end) that contains (or not) the current local minute.
 std::pair<int, int> WindowAroundNow(bool open) {
   time_t t = std::time(nullptr);
