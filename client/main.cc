@@ -636,6 +636,8 @@ int main(int argc, char** argv) {
                  {"releases", info.releases()},
                  {"feed_head", info.feed_head()},
                  {"trust_version", info.trust_version()},
+                 {"releases_withheld", info.releases_withheld()},
+                 {"tags_withheld", info.tags_withheld()},
                  {"upstreams", ups}});
       return 0;
     }
@@ -647,6 +649,13 @@ int main(int argc, char** argv) {
         static_cast<unsigned long>(info.releases()), info.namespaces_size(),
         static_cast<unsigned long>(info.feed_head()),
         cairn::client::Progress::Bytes(info.free_bytes()).c_str());
+    if (info.releases_withheld() + info.tags_withheld() > 0) {
+      std::printf("  withheld: %lu release(s), %lu tag(s) no longer verify under trust root v%lu "
+                  "(revoked or undelegated keys); kept on disk, not served\n",
+                  static_cast<unsigned long>(info.releases_withheld()),
+                  static_cast<unsigned long>(info.tags_withheld()),
+                  static_cast<unsigned long>(info.trust_version()));
+    }
     if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
     for (const auto& u : info.upstreams()) {
       uint64_t behind = u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0;

@@ -32,7 +32,10 @@ int Serve(cairn::node::ServeConfig cfg) {
         "no trust file: pass --trust FILE (made by `cairn trust init`) or set node.trust"));
   }
   if (cfg.data.empty()) cfg.data = cairn::node::DefaultDataDir();
-  auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::SystemNowUnix());
+  // Expiry is checked by the repository on the newest root it holds: a node
+  // that received newer roots from its peers starts even when the file's
+  // root has expired since.
+  auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::kIgnoreExpiry);
   if (!trust.ok()) return Fail(trust.status());
 
   // Block the stop signals before any thread starts, then wait for them here.
@@ -51,6 +54,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   if (!server.ok()) return Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
                (*repo)->trust().digest());
+  if (!(*repo)->trust_note().empty()) spdlog::warn("{}", (*repo)->trust_note());
   std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
   std::unique_ptr<cairn::node::ReplicationLoop> replication;

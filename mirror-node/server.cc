@@ -396,6 +396,29 @@ class FederationImpl final : public Federation::CallbackService {
     return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<TrustRootResponse> {
       TrustRootResponse out;
       out.set_envelope(repo_->trust().envelope_bytes());
+      if (req->after_version() > 0) {
+        CAIRN_ASSIGN_OR_RETURN(auto chain, repo_->TrustChainAfter(req->after_version()));
+        for (auto& r : chain) out.add_chain(std::move(r));
+      }
+      return out;
+    });
+  }
+  grpc::ServerUnaryReactor* OfferTrustRoots(grpc::CallbackServerContext* ctx,
+                                            const OfferTrustRootsRequest* req,
+                                            OfferTrustRootsResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<OfferTrustRootsResponse> {
+      if (req->chain_size() > 64) {
+        return absl::InvalidArgumentError("at most 64 trust roots per offer");
+      }
+      std::vector<std::string> chain(req->chain().begin(), req->chain().end());
+      CAIRN_ASSIGN_OR_RETURN(int advanced, repo_->AdoptTrustChain(chain));
+      if (advanced > 0) {
+        spdlog::warn("trust root updated to v{} (offered by {})", repo_->trust().root().version(),
+                     ctx->peer());
+      }
+      OfferTrustRootsResponse out;
+      out.set_version(repo_->trust().root().version());
+      out.set_advanced(static_cast<uint32_t>(advanced));
       return out;
     });
   }

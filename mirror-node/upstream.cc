@@ -96,6 +96,28 @@ absl::StatusOr<std::string> GrpcUpstream::GetObject(const std::string& digest) {
   return std::move(*r.mutable_data());
 }
 
+absl::StatusOr<std::vector<std::string>> GrpcUpstream::TrustChain(uint64_t after_version) {
+  cairn::v1::TrustRootRequest req;
+  req.set_after_version(after_version);
+  auto ask = [&](cairn::v1::Federation::Stub* stub,
+                 const std::string& who) -> absl::StatusOr<std::vector<std::string>> {
+    cairn::v1::TrustRootResponse r;
+    auto ctx = Context(timeout_seconds_);
+    CAIRN_RETURN_IF_ERROR(FromGrpc(stub->TrustRoot(ctx.get(), req, &r), "trust roots of " + who));
+    return std::vector<std::string>(r.chain().begin(), r.chain().end());
+  };
+  auto mine = ask(federation_.get(), address_);
+  if (mine.ok() && !mine->empty()) return mine;
+  for (size_t i = upstream_streams_; i < sources_.size(); ++i) {
+    auto state = sources_[i]->channel()->GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) continue;
+    auto stub = cairn::v1::Federation::NewStub(sources_[i]->channel());
+    auto theirs = ask(stub.get(), sources_[i]->address());
+    if (theirs.ok() && !theirs->empty()) return theirs;
+  }
+  return mine;
+}
+
 absl::Status GrpcUpstream::GetChunks(
     const std::vector<Want>& wanted,
     const std::function<absl::Status(const Digest&, std::string_view)>& sink) {
@@ -207,6 +229,7 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
     us.set_events_outside_policy(rs.events_outside_policy);
     us.set_outside_window(rs.outside_window);
     us.set_tag_conflicts(rs.tag_conflicts);
+    us.set_trust_updates(rs.trust_updates);
     us.set_last_conflict(rs.last_conflict);
     us.set_last_error(st.ok() ? "" : std::string(st.message()));
     if (st.ok()) us.set_last_success_unix(SystemNowUnix());

@@ -37,6 +37,8 @@ class GrpcUpstream final : public Upstream {
   std::string address() const override { return address_; }
   void LimitBuffer(size_t bytes) override { buffer_limit_ = bytes; }
   bool VerifiesChunks() const override { return true; }  // the Fetcher hashes each
+  // From the upstream; when it has nothing newer, from the first peer that does.
+  absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) override;
 
  private:
   std::unique_ptr<grpc::ClientContext> Context(int seconds) const;

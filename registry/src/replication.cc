@@ -107,6 +107,13 @@ absl::Status Replicator::SyncOnce() {
   }
   stats_.cursor = repo_->GetCursor(cursor_key_);
   stats_.outside_window = false;
+  // A root that does not verify is logged and ignored: the node keeps its own.
+  if (auto st = UpdateTrust(); !st.ok()) {
+    if (log_ && st.status().message() != last_trust_error_) log_(std::string(st.status().message()));
+    last_trust_error_ = std::string(st.status().message());
+  } else {
+    last_trust_error_.clear();
+  }
   while (true) {
     auto feed = upstream_->Feed(stats_.cursor, 100);
     if (absl::IsOutOfRange(feed.status()) && stats_.cursor > 0) {
@@ -125,9 +132,11 @@ absl::Status Replicator::SyncOnce() {
     }
     stats_.upstream_head = feed->head();
     if (feed->events_size() == 0) {
-      if (feed->snapshot()) {
-        CAIRN_RETURN_IF_ERROR(repo_->SetCursor(cursor_key_, feed->head()));
-        stats_.cursor = feed->head();
+      // Nothing left, or only events the upstream withholds: move past them.
+      uint64_t to = feed->snapshot() ? feed->head() : feed->covered();
+      if (to > stats_.cursor && to <= feed->head()) {
+        CAIRN_RETURN_IF_ERROR(repo_->SetCursor(cursor_key_, to));
+        stats_.cursor = to;
       }
       return absl::OkStatus();
     }
@@ -170,6 +179,24 @@ absl::Status Replicator::SyncOnce() {
       stats_.cursor = feed->head();
     }
   }
+}
+
+absl::StatusOr<int> Replicator::UpdateTrust() {
+  const uint64_t mine = repo_->trust().root().version();
+  auto chain = upstream_->TrustChain(mine);
+  if (!chain.ok()) return Annotate(chain.status(), "asking for newer trust roots");
+  if (chain->empty()) return 0;
+  auto adopted = repo_->AdoptTrustChain(*chain);
+  if (!adopted.ok()) {
+    return Annotate(adopted.status(), StrCat("refused trust roots offered past v", mine));
+  }
+  if (*adopted > 0) {
+    stats_.trust_updates += *adopted;
+    if (log_) {
+      log_(StrCat("trust root updated from v", mine, " to v", repo_->trust().root().version()));
+    }
+  }
+  return *adopted;
 }
 
 absl::StatusOr<int> Replicator::Reconcile() {

@@ -115,10 +115,11 @@ Repository::Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkSto
                        TrustRootView trust, const RepositoryOptions& opts, Clock clock)
     : meta_(std::move(meta)),
       chunks_(std::move(chunks)),
-      trust_(std::move(trust)),
       opts_(opts),
       clock_(std::move(clock)) {
+  trust_ = std::make_shared<const TrustRootView>(trust);
   init_status_ = InitState();
+  if (init_status_.ok()) init_status_ = InitTrust(std::move(trust));
 }
 
 namespace {
@@ -156,6 +157,148 @@ absl::Status Repository::InitState() {
   return absl::OkStatus();
 }
 
+namespace {
+
+constexpr std::string_view kTrustPrefix = "trust/";
+
+std::string TrustKey(uint64_t version) {
+  std::string v = StrCat(version);
+  return StrCat(kTrustPrefix, std::string(20 - std::min<size_t>(20, v.size()), '0'), v);
+}
+
+}  // namespace
+
+std::shared_ptr<const TrustRootView> Repository::TrustPtr() const {
+  absl::MutexLock l(&trust_mu_);
+  return trust_;
+}
+
+TrustRootView Repository::trust() const { return *TrustPtr(); }
+
+absl::Status Repository::InitTrust(TrustRootView file_root) {
+  std::map<uint64_t, std::string> stored;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kState, kTrustPrefix, [&](std::string_view k, std::string_view v) {
+        uint64_t version = 0;
+        if (ParseInt(k.substr(kTrustPrefix.size()), &version)) stored[version] = std::string(v);
+        return true;
+      }));
+  const uint64_t fv = file_root.root().version();
+  TrustRootView cur = file_root;
+  std::vector<WriteOp> ops;
+  auto same = stored.find(fv);
+  if (same != stored.end() && same->second == file_root.envelope_bytes()) {
+    std::vector<std::string> newer;
+    for (const auto& [v, bytes] : stored) {
+      if (v > fv) newer.push_back(bytes);
+    }
+    if (!newer.empty()) {
+      auto walked = WalkTrustChain(file_root, newer, kIgnoreExpiry);
+      if (walked.ok()) {
+        cur = std::move(*walked);
+        trust_note_ = StrCat("trust file is v", fv, "; using v", cur.root().version(),
+                             " received since and stored");
+      } else {
+        trust_note_ = StrCat("stored trust roots past the file's v", fv,
+                             " do not verify (", walked.status().message(), "); using the file");
+      }
+    }
+  } else if (!stored.empty() && stored.rbegin()->first >= fv) {
+    // The file is another lineage (a new trust root): the operator's file wins.
+    trust_note_ = StrCat("trust file v", fv, " is not the v", fv,
+                         " this node stored; starting over from the file");
+    for (const auto& [v, bytes] : stored) {
+      ops.push_back(WriteOp{Table::kState, TrustKey(v), std::nullopt});
+    }
+  }
+  ops.push_back(WriteOp{Table::kState, TrustKey(fv), file_root.envelope_bytes()});
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  if (cur.root().expires_unix() <= clock_()) {
+    return absl::FailedPreconditionError(StrCat(
+        "trust root v", cur.root().version(), " expired at unix time ", cur.root().expires_unix(),
+        "; start the node with a newer trust file (cairn trust update, or from the root key "
+        "holders)"));
+  }
+  {
+    absl::MutexLock l(&trust_mu_);
+    trust_ = std::make_shared<const TrustRootView>(cur);
+  }
+  return RecheckHeld(cur);
+}
+
+absl::Status Repository::RecheckHeld(const TrustRootView& trust) {
+  absl::flat_hash_map<std::string, std::string> releases, tags;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kEnvelopes, "", [&](std::string_view k, std::string_view v) {
+        std::string digest;
+        auto m = VerifyManifestEnvelope(trust, v, &digest);
+        if (!m.ok()) releases[std::string(k)] = std::string(m.status().message());
+        return true;
+      }));
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view k, std::string_view v) {
+    // Expiry is the client's check; here only who signed it matters.
+    auto rec = VerifyTagEnvelope(trust, v, kIgnoreExpiry);
+    if (!rec.ok()) tags[std::string(k)] = std::string(rec.status().message());
+    return true;
+  }));
+  absl::MutexLock l(&trust_mu_);
+  withheld_ = std::move(releases);
+  withheld_tags_ = std::move(tags);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> Repository::AdoptTrustChain(const std::vector<std::string>& chain) {
+  CAIRN_RETURN_IF_ERROR(init_status_);
+  absl::MutexLock adopt(&adopt_mu_);
+  std::shared_ptr<const TrustRootView> cur = TrustPtr();
+  CAIRN_ASSIGN_OR_RETURN(TrustRootView next, WalkTrustChain(*cur, chain, clock_()));
+  const uint64_t from = cur->root().version(), to = next.root().version();
+  if (to == from) return 0;
+  std::vector<WriteOp> ops;
+  for (const auto& bytes : chain) {
+    Envelope env;
+    cairn::v1::TrustRoot root;
+    if (!env.ParseFromString(bytes) || !root.ParseFromString(env.payload())) continue;
+    if (root.version() > from && root.version() <= to) {
+      ops.push_back(WriteOp{Table::kState, TrustKey(root.version()), bytes});
+    }
+  }
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  {
+    absl::MutexLock l(&trust_mu_);
+    trust_ = std::make_shared<const TrustRootView>(next);
+  }
+  CAIRN_RETURN_IF_ERROR(RecheckHeld(next));
+  return static_cast<int>(to - from);
+}
+
+absl::StatusOr<std::vector<std::string>> Repository::TrustChainAfter(uint64_t version) {
+  std::vector<std::string> out;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kState, kTrustPrefix, [&](std::string_view k, std::string_view v) {
+        uint64_t ver = 0;
+        if (ParseInt(k.substr(kTrustPrefix.size()), &ver) && ver > version) {
+          out.push_back(std::string(v));
+        }
+        return true;
+      }));
+  return out;  // keys are zero-padded: oldest first
+}
+
+std::string Repository::WithheldReason(std::string_view manifest_digest) const {
+  absl::MutexLock l(&trust_mu_);
+  auto it = withheld_.find(std::string(manifest_digest));
+  return it == withheld_.end() ? std::string() : it->second;
+}
+
+bool Repository::TagWithheld(const std::string& key, std::string* why) const {
+  absl::MutexLock l(&trust_mu_);
+  auto it = withheld_tags_.find(key);
+  if (it == withheld_tags_.end()) return false;
+  if (why) *why = it->second;
+  return true;
+}
+
 Repository::~Repository() {
   chunks_.reset();
   meta_.reset();
@@ -180,6 +323,11 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
       return absl::DataLossError("stored tag record is corrupt: " + ref.ToString());
     }
     digest = rec.manifest_digest();
+    if (std::string why; TagWithheld(Key2(ref.name, ref.tag), &why)) {
+      return absl::FailedPreconditionError(
+          StrCat("tag ", ref.ToString(), " is withheld by this node: it no longer verifies under "
+                 "trust root v", trust().root().version(), " (", why, ")"));
+    }
     out.set_tag_envelope(std::move(*tag));
   }
   auto env = meta_->Get(Table::kEnvelopes, digest);
@@ -194,6 +342,12 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
   }
   if (m.name() != ref.name) {
     return absl::NotFoundError(StrCat(digest, " is not a release of ", ref.name));
+  }
+  if (std::string why = WithheldReason(digest); !why.empty()) {
+    return absl::FailedPreconditionError(
+        StrCat("release ", m.name(), " ", m.version(), " (", digest,
+               ") is withheld by this node: it no longer verifies under trust root v",
+               trust().root().version(), " (", why, "); kept on disk until garbage collection"));
   }
   out.set_manifest_digest(digest);
   out.set_manifest_envelope(std::move(*env));
@@ -306,7 +460,7 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
           std::vector<std::string_view> parts = Split(k, '\0', 2);
           if (parts.size() != 2) return true;
           auto env = meta_->Get(Table::kEnvelopes, v);
-          if (!env.ok()) return true;
+          if (!env.ok() || !WithheldReason(v).empty()) return true;
           auto& ev = by_digest[std::string(v)];
           ev.set_name(std::string(parts[0]));
           ev.set_version(std::string(parts[1]));
@@ -315,10 +469,11 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
           return true;
         }));
     std::vector<cairn::v1::FeedEvent> tag_events;
-    CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view, std::string_view v) {
+    CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view k, std::string_view v) {
       cairn::v1::Envelope env;
       TagRecord rec;
-      if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload())) {
+      if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload()) ||
+          TagWithheld(std::string(k), nullptr)) {
         return true;
       }
       auto it = by_digest.find(rec.manifest_digest());
@@ -333,14 +488,31 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
     return out;
   }
   uint64_t next = after + 1;
+  out.set_covered(after);
   while (next <= head && out.events_size() < static_cast<int>(max)) {
     auto v = meta_->Get(Table::kFeed, SeqKey(next));
     if (absl::IsNotFound(v.status())) break;  // dropped by retention meanwhile
     CAIRN_RETURN_IF_ERROR(v.status());
-    if (!out.add_events()->ParseFromString(*v)) {
+    cairn::v1::FeedEvent* ev = out.add_events();
+    if (!ev->ParseFromString(*v)) {
       return absl::DataLossError(StrCat("feed event ", next, " is corrupt"));
     }
+    out.set_covered(next);
     ++next;
+    // What no longer verifies here is not passed on (the follower's cursor
+    // still moves past it: events skipped at the end are covered by head).
+    if (!WithheldReason(ev->manifest_digest()).empty()) {
+      out.mutable_events()->RemoveLast();
+      continue;
+    }
+    if (!ev->tag_envelope().empty()) {
+      Envelope te;
+      TagRecord tr;
+      if (te.ParseFromString(ev->tag_envelope()) && tr.ParseFromString(te.payload()) &&
+          TagWithheld(Key2(tr.name(), tr.tag()), nullptr)) {
+        ev->clear_tag_envelope();
+      }
+    }
   }
   return out;
 }
@@ -351,16 +523,18 @@ absl::StatusOr<cairn::v1::SummaryResponse> Repository::Summary() {
       meta_->Scan(Table::kReleases, "", [&](std::string_view k, std::string_view v) {
         std::vector<std::string_view> parts = Split(k, '\0', 2);
         if (parts.size() != 2) return true;
+        if (!WithheldReason(v).empty()) return true;
         auto* r = out.add_releases();
         r->set_name(std::string(parts[0]));
         r->set_version(std::string(parts[1]));
         r->set_manifest_digest(std::string(v));
         return true;
       }));
-  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view, std::string_view v) {
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view k, std::string_view v) {
     Envelope env;
     TagRecord rec;
     if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload())) return true;
+    if (TagWithheld(std::string(k), nullptr)) return true;
     auto* t = out.add_tags();
     t->set_name(rec.name());
     t->set_tag(rec.tag());
@@ -384,7 +558,12 @@ absl::StatusOr<cairn::v1::NodeInfoResponse> Repository::NodeInfo() {
   cairn::v1::NodeInfoResponse out;
   out.set_node_id(node_id_);
   out.set_region(opts_.region);
-  out.set_trust_version(trust_.root().version());
+  out.set_trust_version(trust().root().version());
+  {
+    absl::MutexLock l(&trust_mu_);
+    out.set_releases_withheld(withheld_.size());
+    out.set_tags_withheld(withheld_tags_.size());
+  }
   {
     absl::MutexLock l(&commit_mu_);
     out.set_feed_head(feed_head_);
@@ -442,10 +621,11 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
   std::string pae = Pae(kSessionPayloadType, StrCat(r.challenge(), "\n", r.name()));
   std::vector<std::string> tried;
   bool ok = false;
+  std::shared_ptr<const TrustRootView> trust = TrustPtr();
   for (const auto& s : r.signatures()) {
     tried.push_back(s.key_id());
-    const auto* key = trust_.FindKey(s.key_id());
-    if (key && trust_.IsDelegated(s.key_id(), ns) && VerifyEd25519(key->ed25519(), pae, s.sig())) {
+    const auto* key = trust->FindKey(s.key_id());
+    if (key && trust->IsDelegated(s.key_id(), ns) && VerifyEd25519(key->ed25519(), pae, s.sig())) {
       ok = true;
       break;
     }
@@ -453,9 +633,9 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
   if (!ok) {
     return absl::PermissionDeniedError(
         StrCat("key(s) ", StrJoin(tried, ", "), " not delegated for namespace '", ns,
-               "' in this node's trust root v", trust_.root().version(),
-               " (or bad signature): run cairn trust delegate, then restart the node with the new "
-               "trust file"));
+               "' (or revoked) in this node's trust root v", trust->root().version(),
+               " (or bad signature): run cairn trust delegate, then cairn trust push --node to "
+               "give the node the new root"));
   }
   cairn::v1::OpenSessionResponse out;
   out.set_session_id(RandomHex(24));
@@ -548,8 +728,9 @@ absl::StatusOr<std::string> Repository::GetObjectOrStaged(std::string_view diges
 
 absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
     std::string_view manifest_envelope, std::string_view tag_envelope, const CommitSpec& spec) {
+  std::shared_ptr<const TrustRootView> trust = TrustPtr();
   std::string digest;
-  CAIRN_ASSIGN_OR_RETURN(Manifest m, VerifyManifestEnvelope(trust_, manifest_envelope, &digest));
+  CAIRN_ASSIGN_OR_RETURN(Manifest m, VerifyManifestEnvelope(*trust, manifest_envelope, &digest));
   if (!spec.required_name.empty() && m.name() != spec.required_name) {
     return absl::PermissionDeniedError(
         StrCat("session was opened for ", spec.required_name, ", not for ", m.name()));
@@ -557,7 +738,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
   int64_t now = clock_();
   std::optional<TagRecord> tag;
   if (!tag_envelope.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(tag, VerifyTagEnvelope(trust_, tag_envelope, now));
+    CAIRN_ASSIGN_OR_RETURN(tag, VerifyTagEnvelope(*trust, tag_envelope, now));
     if (tag->name() != m.name() || tag->manifest_digest() != digest) {
       return absl::InvalidArgumentError("tag record does not point at this release");
     }
@@ -683,6 +864,12 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
   CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
   feed_head_ = seq;
   feed_tail_ = tail;
+  {
+    // A withheld release (or tag) re-signed validly is served again.
+    absl::MutexLock l(&trust_mu_);
+    withheld_.erase(digest);
+    if (tag_moved) withheld_tags_.erase(Key2(tag->name(), tag->tag()));
+  }
   return out;
 }
 

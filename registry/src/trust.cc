@@ -1,6 +1,7 @@
 #include "cairn/trust.h"
 
 #include <algorithm>
+#include <map>
 
 #include "cairn/hash.h"
 #include "cairn/objects.h"
@@ -55,7 +56,8 @@ absl::StatusOr<TrustRootView> TrustRootView::FromEnvelopeBytes(std::string_view 
   if (root.expires_unix() <= now_unix) {
     return absl::FailedPreconditionError(
         StrCat("trust root v", root.version(), " expired at unix time ", root.expires_unix(),
-               "; get a newer trust file from the root key holders (cairn trust rotate)"));
+               "; get a newer one: cairn trust update --node HOST:PORT (or ask the root key holders "
+               "for a trust file made by cairn trust rotate)"));
   }
   TrustRootView v;
   v.root_ = std::move(root);
@@ -108,12 +110,104 @@ absl::Status TrustRootView::VerifyDelegated(const Envelope& env, std::string_vie
   std::vector<std::string> signers;
   int n = CountValidSignatures(root_, env, allowed, &signers);
   if (n < static_cast<int>(del->threshold())) {
-    return absl::PermissionDeniedError(
-        StrCat("signature check failed: namespace '", ns, "' needs ", del->threshold(),
-               " valid signature(s) from its delegated keys, got ", n, " (signed by key(s) ",
-               StrJoin(claimed, ", "), "; delegated: ", StrJoin(allowed, ", "), ")"));
+    std::vector<std::string> revoked;
+    for (const auto& id : claimed) {
+      if (std::find(root_.revoked_key_ids().begin(), root_.revoked_key_ids().end(), id) !=
+          root_.revoked_key_ids().end()) {
+        revoked.push_back(id);
+      }
+    }
+    return absl::PermissionDeniedError(StrCat(
+        "signature check failed: namespace '", ns, "' needs ", del->threshold(),
+        " valid signature(s) from its delegated keys, got ", n, " (signed by key(s) ",
+        StrJoin(claimed, ", "), "; delegated: ", StrJoin(allowed, ", "), ")",
+        revoked.empty() ? std::string()
+                        : StrCat("; key(s) ", StrJoin(revoked, ", "), " revoked in trust root v",
+                                 root_.version())));
   }
   return absl::OkStatus();
+}
+
+std::string SuccessorSignatures::ToString() const {
+  return StrCat(prev_have, " of ", prev_need, " needed from the previous root's keys (",
+                StrJoin(prev_keys, ", "), "), ", next_have, " of ", next_need,
+                " needed from its own root keys (", StrJoin(next_keys, ", "), ")");
+}
+
+SuccessorSignatures CountSuccessorSignatures(const TrustRoot& prev, const TrustRoot& next,
+                                             const Envelope& env) {
+  SuccessorSignatures s;
+  s.prev_keys.assign(prev.root_key_ids().begin(), prev.root_key_ids().end());
+  s.next_keys.assign(next.root_key_ids().begin(), next.root_key_ids().end());
+  s.prev_need = static_cast<int>(prev.root_threshold());
+  s.next_need = static_cast<int>(next.root_threshold());
+  // Each key is checked against the root that names it: prev's keys with
+  // prev's copies, the new root's keys with its own.
+  s.prev_have = CountValidSignatures(prev, env, s.prev_keys, nullptr);
+  s.next_have = CountValidSignatures(next, env, s.next_keys, nullptr);
+  return s;
+}
+
+absl::StatusOr<TrustRootView> VerifySuccessor(const TrustRootView& prev, std::string_view next_bytes,
+                                              int64_t now_unix) {
+  auto env = ParseEnvelope(next_bytes, kMaxTrustRootBytes + 8192);
+  if (!env.ok()) return Annotate(env.status(), "trust root");
+  if (env->payload_type() != kTrustRootPayloadType) {
+    return absl::InvalidArgumentError("not a trust root (payload type '" + env->payload_type() +
+                                      "')");
+  }
+  CAIRN_ASSIGN_OR_RETURN(TrustRoot next, ParseTrustRoot(env->payload()));
+  const uint64_t want = prev.root().version() + 1;
+  if (next.version() != want) {
+    return absl::InvalidArgumentError(StrCat("trust root v", next.version(),
+                                             " cannot follow v", prev.root().version(),
+                                             " (roots advance one version at a time)"));
+  }
+  SuccessorSignatures sigs = CountSuccessorSignatures(prev.root(), next, *env);
+  if (!sigs.complete()) {
+    return absl::UnauthenticatedError(
+        StrCat("trust root v", next.version(), " is not signed well enough to follow v",
+               prev.root().version(), ": ", sigs.ToString()));
+  }
+  // Self-consistency and expiry, exactly as for a root loaded on its own.
+  return TrustRootView::FromEnvelopeBytes(next_bytes, now_unix);
+}
+
+absl::StatusOr<TrustRootView> WalkTrustChain(const TrustRootView& from,
+                                             const std::vector<std::string>& chain,
+                                             int64_t now_unix) {
+  std::map<uint64_t, const std::string*> by_version;
+  for (const auto& bytes : chain) {
+    auto env = ParseEnvelope(bytes, kMaxTrustRootBytes + 8192);
+    if (!env.ok()) return Annotate(env.status(), "trust root in chain");
+    auto root = ParseTrustRoot(env->payload());
+    if (!root.ok()) return Annotate(root.status(), "trust root in chain");
+    if (root->version() <= from.root().version()) continue;
+    auto [it, fresh] = by_version.emplace(root->version(), &bytes);
+    if (!fresh && *it->second != bytes) {
+      return absl::InvalidArgumentError(
+          StrCat("two different trust roots claim version ", root->version()));
+    }
+  }
+  TrustRootView cur = from;
+  for (const auto& [version, bytes] : by_version) {
+    if (version != cur.root().version() + 1) {
+      return absl::NotFoundError(StrCat("trust root v", cur.root().version() + 1,
+                                        " is missing: cannot reach v", version, " from v",
+                                        cur.root().version()));
+    }
+    auto next = VerifySuccessor(cur, *bytes, kIgnoreExpiry);
+    if (!next.ok()) return next.status();
+    cur = std::move(*next);
+  }
+  if (cur.root().expires_unix() <= now_unix) {
+    return absl::FailedPreconditionError(
+        StrCat("trust root v", cur.root().version(), " expired at unix time ",
+               cur.root().expires_unix(),
+               "; the root key holders must make a newer one (cairn trust rotate) and publish it "
+               "to the nodes (cairn trust push); then run cairn trust update"));
+  }
+  return cur;
 }
 
 absl::StatusOr<std::string> SignTrustRoot(TrustRoot root,

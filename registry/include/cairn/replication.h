@@ -44,6 +44,11 @@ class Upstream {
   // True when GetChunks hands the sink only chunks whose SHA-256 it has
   // already checked against the digest (the sink then skips a second hash).
   virtual bool VerifiesChunks() const { return false; }
+  // Trust roots newer than `after_version` that the upstream (or a peer)
+  // holds, oldest first; unverified (the caller walks the chain).
+  virtual absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) {
+    return std::vector<std::string>{};
+  }
 };
 
 // Which of an upstream's releases a node takes. Checked on the signed
@@ -87,6 +92,7 @@ struct ReplicationStats {
   uint64_t events_refused = 0;         // failed verification: logged, skipped
   uint64_t events_outside_policy = 0;  // skipped by the policy, never fetched
   bool outside_window = false;         // last sync found the time window closed
+  uint64_t trust_updates = 0;  // newer trust root versions adopted from this upstream
   uint64_t tag_conflicts = 0;  // equal tag version, different manifest: ours kept
   std::string last_conflict;
   std::string last_error;
@@ -106,6 +112,12 @@ class Replicator {
   // release that does not verify is skipped and counted, never committed.
   absl::Status SyncOnce();
 
+  // Asks the upstream for trust roots newer than this node's and adopts them
+  // when the chain verifies (the node's Repository::AdoptTrustChain). Called
+  // by SyncOnce first, so a revocation reaches a follower before the releases
+  // it invalidates. Returns how many versions were adopted.
+  absl::StatusOr<int> UpdateTrust();
+
   // Anti-entropy: compares the upstream's summary with this node's and
   // repairs what the feed missed (releases not held, tags older than the
   // upstream's), through the same verification as the feed. The cursor does
@@ -123,6 +135,7 @@ class Replicator {
   std::function<void(const std::string&)> log_;
   ReplicationPolicy policy_;
   std::string cursor_key_;
+  std::string last_trust_error_;  // logged once, not every poll
   ReplicationStats stats_;
 };
 

@@ -116,7 +116,27 @@ class Repository {
   absl::Status SetCursor(std::string cursor_key, uint64_t cursor);
   // A random id made at first start and kept in the node state.
   const std::string& node_id() const { return node_id_; }
-  const TrustRootView& trust() const { return trust_; }
+  // The trust root in force (a copy: it may be replaced by a newer one at any
+  // time by AdoptTrustChain).
+  TrustRootView trust() const;
+
+  // ---- Trust root updates ----
+  // Walks from the root in force through `chain` (TUF rotation: each version
+  // signed by a threshold of the previous one's root keys and of its own),
+  // stores every new version and makes the newest the root in force. Then
+  // re-checks every held release and tag: whatever no longer verifies (signed
+  // by a revoked key, a namespace no longer delegated) is withheld: kept on
+  // disk, never served, counted in NodeInfo. Returns how many versions it
+  // advanced (0 when the chain holds nothing newer).
+  absl::StatusOr<int> AdoptTrustChain(const std::vector<std::string>& chain);
+  // The stored roots newer than `version`, oldest first (for peers and
+  // clients walking the chain).
+  absl::StatusOr<std::vector<std::string>> TrustChainAfter(uint64_t version);
+  // Why release `manifest_digest` is withheld, or empty when it is not.
+  std::string WithheldReason(std::string_view manifest_digest) const;
+  // Set when the node started on stored roots newer than its trust file, or
+  // refused stored roots that do not follow from the file.
+  const std::string& trust_note() const { return trust_note_; }
 
   // ---- Publish ----
   // A one-time challenge for a session on `name`.
@@ -157,10 +177,22 @@ class Repository {
   absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
   // Reads (or creates) node_id and the feed's head and tail.
   absl::Status InitState();
+  // Picks the root in force from the trust file's root and the stored chain.
+  absl::Status InitTrust(TrustRootView file_root);
+  // Recomputes the withheld releases and tags under `trust`.
+  absl::Status RecheckHeld(const TrustRootView& trust);
+  std::shared_ptr<const TrustRootView> TrustPtr() const;
+  bool TagWithheld(const std::string& key, std::string* why) const;
 
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
-  TrustRootView trust_;
+  mutable absl::Mutex trust_mu_;
+  std::shared_ptr<const TrustRootView> trust_ ABSL_GUARDED_BY(trust_mu_);
+  // manifest digest (or name \0 tag) -> why it no longer verifies
+  absl::flat_hash_map<std::string, std::string> withheld_ ABSL_GUARDED_BY(trust_mu_);
+  absl::flat_hash_map<std::string, std::string> withheld_tags_ ABSL_GUARDED_BY(trust_mu_);
+  absl::Mutex adopt_mu_;  // one trust update at a time
+  std::string trust_note_;
   RepositoryOptions opts_;
   Clock clock_;
   int lock_fd_ = -1;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,11 @@
 #include "cairn/v1/objects.pb.h"
 
 namespace cairn {
+
+// Passed as `now_unix`: skip the expiry check. Walking a chain of roots skips
+// it for the roots in the middle (they may have expired since); only the root
+// a walk ends on must be current (TUF's client workflow, 5.3).
+inline constexpr int64_t kIgnoreExpiry = std::numeric_limits<int64_t>::min();
 
 // A verified trust root. Immutable; thread-safe.
 class TrustRootView {
@@ -43,6 +49,35 @@ class TrustRootView {
   std::string envelope_bytes_;
   std::string digest_;
 };
+
+// How far a candidate root N+1 is from being a valid successor of root N: it
+// needs `prev_need` signatures from N's root keys and `next_need` from its own.
+struct SuccessorSignatures {
+  int prev_have = 0, prev_need = 0, next_have = 0, next_need = 0;
+  std::vector<std::string> prev_keys, next_keys;  // root key ids that may sign
+  bool complete() const { return prev_have >= prev_need && next_have >= next_need; }
+  std::string ToString() const;  // "1 of 2 from v3's root keys, 1 of 1 from its own"
+};
+SuccessorSignatures CountSuccessorSignatures(const cairn::v1::TrustRoot& prev,
+                                             const cairn::v1::TrustRoot& next,
+                                             const cairn::v1::Envelope& env);
+
+// Verifies `next_bytes` as the successor of `prev` (TUF root rotation): its
+// version is prev's + 1, a threshold of prev's root keys and a threshold of
+// its own root keys signed it, and it has not expired at `now_unix` (pass
+// kIgnoreExpiry inside a chain). Unauthenticated names the missing
+// signatures; FailedPrecondition when expired; InvalidArgument otherwise.
+absl::StatusOr<TrustRootView> VerifySuccessor(const TrustRootView& prev, std::string_view next_bytes,
+                                              int64_t now_unix);
+
+// Walks from `from` through `chain` (envelopes in any order; versions at or
+// below from's are ignored) one version at a time, each verified by the one
+// before, and returns the newest root reached, which must not have expired at
+// `now_unix`. Returns `from` itself (expiry checked) when the chain holds
+// nothing newer. A gap or a bad link is an error naming the version.
+absl::StatusOr<TrustRootView> WalkTrustChain(const TrustRootView& from,
+                                             const std::vector<std::string>& chain,
+                                             int64_t now_unix);
 
 // Counts distinct keys in `allowed` with a valid signature over env's PAE.
 int CountValidSignatures(const cairn::v1::TrustRoot& root, const cairn::v1::Envelope& env,
