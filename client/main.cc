@@ -13,9 +13,11 @@
 #include "cairn/status.h"
 #include "cairn/trust.h"
 #include "cairn/tuning.h"
+#include "cli_util.h"
 #include "client.h"
 #include "nlohmann/json.hpp"
 #include "progress.h"
+#include "trust_cmd.h"
 #include "toml++/toml.h"
 
 namespace {
@@ -108,16 +110,8 @@ absl::Status LoadSettings(Settings* s) {
   return absl::OkStatus();
 }
 
-int Fail(const absl::Status& s) {
-  std::string msg(s.message());
-  for (char& c : msg) {
-    if (c == '\n') c = ' ';
-  }
-  std::fprintf(stderr, "cairn: error: %s\n", msg.c_str());
-  return 1;
-}
-
-void PrintJson(const json& j) { std::cout << j.dump() << std::endl; }
+using cairn::client::Fail;
+using cairn::client::PrintJson;
 
 json SourcesJson(const std::vector<cairn::client::PullResult::Source>& sources) {
   json out = json::array();
@@ -171,25 +165,6 @@ absl::StatusOr<cairn::TrustRootView> LoadTrust(const Settings& s) {
   return cairn::TrustRootView::Load(s.trust, cairn::SystemNowUnix());
 }
 
-json TrustJson(const cairn::TrustRootView& v) {
-  const auto& r = v.root();
-  json j;
-  j["digest"] = v.digest();
-  j["version"] = r.version();
-  j["expires_unix"] = r.expires_unix();
-  j["root_keys"] = std::vector<std::string>(r.root_key_ids().begin(), r.root_key_ids().end());
-  j["root_threshold"] = r.root_threshold();
-  json dels = json::array();
-  for (const auto& d : r.delegations()) {
-    dels.push_back({{"namespace", d.namespace_()},
-                    {"keys", std::vector<std::string>(d.key_ids().begin(), d.key_ids().end())},
-                    {"threshold", d.threshold()}});
-  }
-  j["delegations"] = dels;
-  j["revoked"] = std::vector<std::string>(r.revoked_key_ids().begin(), r.revoked_key_ids().end());
-  return j;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -222,27 +197,7 @@ int main(int argc, char** argv) {
   add_json(keygen);
 
   // trust
-  auto* trust = app.add_subcommand("trust", "trust-root administration");
-  trust->require_subcommand(1);
-  std::string t_key, t_out, t_trust, t_ns, t_pub, t_show;
-  int t_days = 365;
-  unsigned t_threshold = 1;
-  auto* tinit = trust->add_subcommand("init", "make a version-1 trust root signed by a root key");
-  tinit->add_option("--key", t_key, "root private key")->required();
-  tinit->add_option("--out", t_out, "trust file to write")->required();
-  tinit->add_option("--expires-days", t_days, "validity in days (default 365)");
-  add_json(tinit);
-  auto* tdel =
-      trust->add_subcommand("delegate", "let a publisher key sign releases of a namespace");
-  tdel->add_option("--trust", t_trust, "trust file to update")->required();
-  tdel->add_option("--key", t_key, "root private key")->required();
-  tdel->add_option("--namespace", t_ns, "namespace")->required();
-  tdel->add_option("--publisher", t_pub, "publisher public key (KEY.pub)")->required();
-  tdel->add_option("--threshold", t_threshold, "signatures needed for the namespace (default 1)");
-  add_json(tdel);
-  auto* tshow = trust->add_subcommand("show", "print a trust root");
-  tshow->add_option("TRUST", t_show, "trust file")->required();
-  add_json(tshow);
+  cairn::client::TrustCommands trust_cmds(&app, &as_json, add_node);
 
   // publish
   cairn::client::PublishOptions po;
@@ -342,99 +297,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  if (*tinit) {
-    auto k = cairn::SigningKey::LoadPrivate(t_key);
-    if (!k.ok()) return Fail(k.status());
-    if (::access(t_out.c_str(), F_OK) == 0) {
-      return Fail(
-          absl::AlreadyExistsError(t_out + " already exists; not overwriting a trust root"));
-    }
-    cairn::v1::TrustRoot root;
-    root.set_version(1);
-    root.set_expires_unix(cairn::SystemNowUnix() + int64_t{t_days} * 86400);
-    cairn::AddKey(&root, **k);
-    root.add_root_key_ids((*k)->key_id());
-    root.set_root_threshold(1);
-    auto bytes = cairn::SignTrustRoot(root, {k->get()});
-    if (!bytes.ok()) return Fail(bytes.status());
-    absl::Status st = cairn::WriteFileAtomic(t_out, *bytes);
-    if (!st.ok()) return Fail(st);
-    auto v = cairn::TrustRootView::FromEnvelopeBytes(*bytes, cairn::SystemNowUnix());
-    if (!v.ok()) return Fail(v.status());
-    if (as_json)
-      PrintJson(TrustJson(*v));
-    else
-      std::printf("trust root v1 %s (root key %s)\n", v->digest().c_str(), (*k)->key_id().c_str());
-    return 0;
-  }
-
-  if (*tdel) {
-    auto v = cairn::TrustRootView::Load(t_trust, cairn::SystemNowUnix());
-    if (!v.ok()) return Fail(v.status());
-    auto k = cairn::SigningKey::LoadPrivate(t_key);
-    if (!k.ok()) return Fail(k.status());
-    auto pub = cairn::SigningKey::LoadPublic(t_pub);
-    if (!pub.ok()) return Fail(pub.status());
-    absl::Status st = cairn::ValidateName(t_ns + "/x");
-    if (!st.ok()) return Fail(absl::InvalidArgumentError("invalid namespace '" + t_ns + "'"));
-    cairn::v1::TrustRoot root = v->root();
-    bool is_root = false;
-    for (const auto& id : root.root_key_ids()) is_root |= id == (*k)->key_id();
-    if (!is_root) {
-      return Fail(absl::PermissionDeniedError("key " + (*k)->key_id() + " is not a root key of " +
-                                              t_trust));
-    }
-    root.set_version(root.version() + 1);
-    cairn::AddKey(&root, **pub);
-    cairn::v1::Delegation* d = nullptr;
-    for (auto& x : *root.mutable_delegations()) {
-      if (x.namespace_() == t_ns) d = &x;
-    }
-    if (d == nullptr) {
-      d = root.add_delegations();
-      d->set_namespace_(t_ns);
-    }
-    bool present = false;
-    for (const auto& id : d->key_ids()) present |= id == (*pub)->key_id();
-    if (!present) d->add_key_ids((*pub)->key_id());
-    if (t_threshold == 0 || t_threshold > static_cast<unsigned>(d->key_ids_size())) {
-      return Fail(absl::InvalidArgumentError(StrCat("--threshold must be 1..", d->key_ids_size())));
-    }
-    d->set_threshold(t_threshold);
-    auto bytes = cairn::SignTrustRoot(root, {k->get()});
-    if (!bytes.ok()) return Fail(bytes.status());
-    auto nv = cairn::TrustRootView::FromEnvelopeBytes(*bytes, cairn::SystemNowUnix());
-    if (!nv.ok()) return Fail(nv.status());  // never write a root that does not verify
-    st = cairn::WriteFileAtomic(t_trust, *bytes);
-    if (!st.ok()) return Fail(st);
-    if (as_json)
-      PrintJson(TrustJson(*nv));
-    else
-      std::printf("trust root v%lu: namespace %s delegated to %s (threshold %u)\n",
-                  static_cast<unsigned long>(root.version()), t_ns.c_str(),
-                  (*pub)->key_id().c_str(), t_threshold);
-    return 0;
-  }
-
-  if (*tshow) {
-    auto v = cairn::TrustRootView::Load(t_show, cairn::SystemNowUnix());
-    if (!v.ok()) return Fail(v.status());
-    json j = TrustJson(*v);
-    if (as_json) {
-      PrintJson(j);
-    } else {
-      std::printf("trust root v%lu  %s\nexpires   %ld (unix)\nroot keys %s (threshold %u)\n",
-                  static_cast<unsigned long>(v->root().version()), v->digest().c_str(),
-                  static_cast<long>(v->root().expires_unix()),
-                  cairn::StrJoin(v->root().root_key_ids(), ", ").c_str(),
-                  v->root().root_threshold());
-      for (const auto& d : v->root().delegations()) {
-        std::printf("namespace %s: %s (threshold %u)\n", d.namespace_().c_str(),
-                    cairn::StrJoin(d.key_ids(), ", ").c_str(), d.threshold());
-      }
-    }
-    return 0;
-  }
+  if (trust_cmds.parsed()) return trust_cmds.Run([&] { return ConnectAll(set); });
 
   if (*publish) {
     if (tag_version > 0) po.tag_version = tag_version;

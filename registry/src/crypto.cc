@@ -189,6 +189,20 @@ absl::StatusOr<cairn::v1::Envelope> SignEnvelope(std::string_view payload_type, 
   return e;
 }
 
+absl::Status AddSignatures(cairn::v1::Envelope* env, const std::vector<const SigningKey*>& keys) {
+  std::string pae = Pae(env->payload_type(), env->payload());
+  for (const SigningKey* k : keys) {
+    bool present = false;
+    for (const auto& s : env->signatures()) present |= s.key_id() == k->key_id();
+    if (present) continue;
+    CAIRN_ASSIGN_OR_RETURN(std::string sig, k->Sign(pae));
+    auto* s = env->add_signatures();
+    s->set_key_id(k->key_id());
+    s->set_sig(std::move(sig));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ReadFileLimited(const std::string& path, size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, "cannot open " + path);

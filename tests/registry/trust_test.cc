@@ -1,5 +1,8 @@
 #include "cairn/trust.h"
 
+#include <algorithm>
+#include <functional>
+
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "testing.h"
@@ -99,6 +102,106 @@ TEST(TrustRootTest, DelegationThresholdAndNamespace) {
                                                        SystemNowUnix()))
                 .value();
   EXPECT_THAT(v3.VerifyDelegated(*both, "acme"), StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+// Root v(N+1) from v(N): same content, new version, signed by `signers`.
+std::string NextRoot(const cairn::v1::TrustRoot& prev, const std::vector<const SigningKey*>& signers,
+                     const std::function<void(cairn::v1::TrustRoot*)>& edit = {}) {
+  cairn::v1::TrustRoot r = prev;
+  r.set_version(prev.version() + 1);
+  if (edit) edit(&r);
+  return std::move(SignTrustRoot(r, signers)).value();
+}
+
+TEST(TrustChainTest, RotationNeedsThresholdsOfTheOldAndTheNewRootKeys) {
+  auto f = TrustFixture::Make("acme");
+  auto r2 = std::move(SigningKey::Generate()).value();
+  auto r3 = std::move(SigningKey::Generate()).value();
+  // v2 adds r2 and r3 as root keys with threshold 2 (old root key signs).
+  auto add_keys = [&](cairn::v1::TrustRoot* r) {
+    AddKey(r, *r2);
+    AddKey(r, *r3);
+    r->add_root_key_ids(r2->key_id());
+    r->add_root_key_ids(r3->key_id());
+    r->set_root_threshold(2);
+  };
+  // Only the old key: v1's threshold met, v2's own (2 of 3) not.
+  auto only_old = NextRoot(f.view.root(), {f.root.get()}, add_keys);
+  auto st = VerifySuccessor(f.view, only_old, SystemNowUnix());
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("1 of 2 needed from its own"));
+  // Only new keys: v2's threshold met, v1's (its root key) not.
+  auto only_new = NextRoot(f.view.root(), {r2.get(), r3.get()}, add_keys);
+  EXPECT_THAT(VerifySuccessor(f.view, only_new, SystemNowUnix()),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  auto v2_bytes = NextRoot(f.view.root(), {f.root.get(), r2.get()}, add_keys);
+  auto v2 = VerifySuccessor(f.view, v2_bytes, SystemNowUnix());
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  // v3 retires the first root key: two of v2's keys must sign it.
+  auto retire = [&](cairn::v1::TrustRoot* r) {
+    auto* ids = r->mutable_root_key_ids();
+    ids->erase(std::remove(ids->begin(), ids->end(), f.root->key_id()), ids->end());
+  };
+  auto weak = NextRoot(v2->root(), {r2.get()}, retire);
+  EXPECT_THAT(VerifySuccessor(*v2, weak, SystemNowUnix()),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  auto v3_bytes = NextRoot(v2->root(), {r2.get(), r3.get()}, retire);
+  // The retired key alone can no longer make v4.
+  auto v3 = std::move(VerifySuccessor(*v2, v3_bytes, SystemNowUnix())).value();
+  auto by_retired = NextRoot(v3.root(), {f.root.get()});
+  EXPECT_THAT(VerifySuccessor(v3, by_retired, SystemNowUnix()),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  // Walking v1 -> v3 in any order; a skipped version or a gap is refused.
+  auto walked = WalkTrustChain(f.view, {v3_bytes, v2_bytes, f.envelope}, SystemNowUnix());
+  ASSERT_TRUE(walked.ok()) << walked.status();
+  EXPECT_EQ(walked->root().version(), 3u);
+  auto gap = WalkTrustChain(f.view, {v3_bytes}, SystemNowUnix());
+  EXPECT_THAT(gap, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(std::string(gap.status().message()), HasSubstr("v2 is missing"));
+  EXPECT_THAT(VerifySuccessor(f.view, v3_bytes, SystemNowUnix()),
+              StatusIs(absl::StatusCode::kInvalidArgument));  // not the next version
+  // Two different roots claiming one version.
+  auto other_v2 = NextRoot(f.view.root(), {f.root.get(), r2.get()},
+                           [&](cairn::v1::TrustRoot* r) {
+                             add_keys(r);
+                             r->set_expires_unix(r->expires_unix() + 1);
+                           });
+  EXPECT_THAT(WalkTrustChain(f.view, {v2_bytes, other_v2}, SystemNowUnix()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Nothing newer: the start, expiry checked.
+  EXPECT_EQ(WalkTrustChain(v3, {v2_bytes}, SystemNowUnix())->digest(), v3.digest());
+}
+
+TEST(TrustChainTest, OnlyTheRootAWalkEndsOnMustBeCurrent) {
+  auto f = TrustFixture::Make("acme");  // expires in 30 days
+  const int64_t later = SystemNowUnix() + 86400 * 40;
+  auto v2_bytes = NextRoot(f.view.root(), {f.root.get()},
+                           [](cairn::v1::TrustRoot* r) { r->set_expires_unix(r->expires_unix() + 86400 * 365); });
+  // v1 has expired by `later`, v2 has not: the walk succeeds.
+  auto v1_then = TrustRootView::FromEnvelopeBytes(f.envelope, kIgnoreExpiry);
+  ASSERT_TRUE(v1_then.ok());
+  auto walked = WalkTrustChain(*v1_then, {v2_bytes}, later);
+  ASSERT_TRUE(walked.ok()) << walked.status();
+  // Ending on an expired root: refused, saying how to refresh.
+  auto stale = WalkTrustChain(*v1_then, {}, later);
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("cairn trust update"));
+}
+
+TEST(TrustRootTest, RevokedKeyIsNamedInTheRefusal) {
+  auto f = TrustFixture::Make("acme");
+  auto env = SignEnvelope(kManifestPayloadType, "payload", {f.publisher.get()});
+  cairn::v1::TrustRoot r = f.view.root();
+  r.add_revoked_key_ids(f.publisher->key_id());
+  r.set_version(2);
+  auto v2 = std::move(TrustRootView::FromEnvelopeBytes(*SignTrustRoot(r, {f.root.get()}),
+                                                       SystemNowUnix()))
+                .value();
+  auto st = v2.VerifyDelegated(*env, "acme");
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr("key(s) " + f.publisher->key_id() + " revoked in trust root v2"));
 }
 
 }  // namespace

@@ -71,6 +71,11 @@ absl::StatusOr<cairn::v1::Envelope> SignEnvelope(std::string_view payload_type, 
 
 // Reads a whole file (at most max_bytes). NotFound, PermissionDenied,
 // InvalidArgument (too large).
+// Adds a signature by each of `keys` over env's PAE, skipping keys that
+// already signed it (co-signing: the payload, and so every digest naming it,
+// does not change).
+absl::Status AddSignatures(cairn::v1::Envelope* env, const std::vector<const SigningKey*>& keys);
+
 absl::StatusOr<std::string> ReadFileLimited(const std::string& path, size_t max_bytes);
 // Writes a file atomically (temp + fsync + rename) with `mode`.
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode = 0644);
