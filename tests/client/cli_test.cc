@@ -305,5 +305,136 @@ TEST_F(CliTest, NodeFollowingAnUpstreamServesItsReleases) {
   EXPECT_EQ(follower->Wait(), 0) << follower->stderr_text();
 }
 
+TEST_F(CliTest, TrustLifecycleDelegateRevokeRotateCoSignPushAndUpdate) {
+  const std::string T = dir_ / "keys/trust.root";
+  const std::string K = dir_ / "keys";
+  fs::copy_file(T, dir_ / "client.root");  // a client's copy, still v1
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  for (const char* k : {"second", "root2", "root3"}) {
+    ASSERT_EQ(Cairn({"keygen", "--out", K + "/" + k + ".key"}).exit_code, 0);
+  }
+  // v2: a second publisher key for acme.
+  auto d = Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key", "--namespace",
+                  "acme", "--publisher", K + "/second.key.pub", "--json"});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_EQ(nlohmann::json::parse(d.out)["version"], 2);
+  EXPECT_TRUE(fs::exists(T + ".v1"));
+  // v3: revoke the first publisher key.
+  auto rv = Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key", "--publisher",
+                   K + "/publisher.key.pub", "--json"});
+  ASSERT_EQ(rv.exit_code, 0) << rv.err;
+  EXPECT_EQ(nlohmann::json::parse(rv.out)["trust"]["revoked"].size(), 1u);
+  ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key",
+                            "--publisher", K + "/publisher.key.pub"}),
+                     "already revoked");
+  ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/second.key",
+                            "--namespace", "acme"}),
+                     "is not a root key");
+  // v4: two more root keys, threshold 2: the old root key plus one new one
+  // sign now; it stays pending with the old key alone.
+  auto rot = Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root.key", "--add-root",
+                    K + "/root2.key.pub", "--add-root", K + "/root3.key.pub", "--root-threshold",
+                    "2", "--json"});
+  ASSERT_EQ(rot.exit_code, 0) << rot.err;
+  auto rj = nlohmann::json::parse(rot.out);
+  EXPECT_TRUE(rj["pending"]);
+  EXPECT_EQ(rj["signatures"]["own_root_keys"]["have"], 1);
+  EXPECT_EQ(rj["signatures"]["own_root_keys"]["need"], 2);
+  ExpectOneLineError(Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key",
+                            "--namespace", "other", "--publisher", K + "/second.key.pub"}),
+                     "pending");
+  auto show = Cairn({"trust", "show", T, "--json"});
+  EXPECT_EQ(nlohmann::json::parse(show.out)["version"], 3);
+  EXPECT_EQ(nlohmann::json::parse(show.out)["pending"]["version"], 4);
+  auto cos = Cairn({"trust", "sign", "--trust", T, "--key", K + "/root2.key", "--json"});
+  ASSERT_EQ(cos.exit_code, 0) << cos.err;
+  EXPECT_FALSE(nlohmann::json::parse(cos.out)["pending"]);
+  EXPECT_FALSE(fs::exists(T + ".pending"));
+  // v5: the first root key retired; one old key is no longer enough.
+  auto ret = Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root2.key", "--key",
+                    K + "/root3.key", "--remove-root", K + "/root.key.pub", "--json"});
+  ASSERT_EQ(ret.exit_code, 0) << ret.err;
+  EXPECT_EQ(nlohmann::json::parse(ret.out)["version"], 5);
+
+  // The node still has v1 and serves acme/m; push gives it v2..v5.
+  auto st = nlohmann::json::parse(Cairn({"status", "--node", addr_, "--json"}).out);
+  EXPECT_EQ(st["trust_version"], 1);
+  auto push = Cairn({"trust", "push", "--trust", T, "--node", addr_, "--json"});
+  ASSERT_EQ(push.exit_code, 0) << push.err;
+  EXPECT_EQ(nlohmann::json::parse(push.out)[0]["version"], 5);
+  EXPECT_EQ(nlohmann::json::parse(push.out)[0]["advanced"], 4);
+  st = nlohmann::json::parse(Cairn({"status", "--node", addr_, "--json"}).out);
+  EXPECT_EQ(st["trust_version"], 5);
+  EXPECT_EQ(st["releases_withheld"], 1);
+  EXPECT_THAT(Cairn({"status", "--node", addr_}).out, HasSubstr("withheld: 1 release(s)"));
+  ExpectOneLineError(Cairn({"info", "acme/m", "--node", addr_}), "withheld");
+  // The revoked key cannot publish; the second key can, and its release pulls
+  // with the client's updated trust file.
+  ExpectOneLineError(Publish(dir_ / "model", "acme/m", "2"), "revoked");
+  auto p2 = Cairn({"publish", dir_ / "model", "--name", "acme/n", "--version", "1", "--key",
+                   K + "/second.key", "--node", addr_});
+  ASSERT_EQ(p2.exit_code, 0) << p2.err;
+  ExpectOneLineError(Cairn({"pull", "acme/n", "--out", dir_ / "out-old", "--node", addr_,
+                            "--trust", dir_ / "client.root"}),
+                     "signature check failed");  // v1 does not know the second key
+  auto up = Cairn({"trust", "update", "--trust", dir_ / "client.root", "--node", addr_, "--json"});
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_EQ(nlohmann::json::parse(up.out)["from"], 1);
+  EXPECT_EQ(nlohmann::json::parse(up.out)["to"], 5);
+  EXPECT_TRUE(fs::exists(dir_ / "client.root.v4"));
+  auto pull = Cairn({"pull", "acme/n", "--out", dir_ / "out", "--node", addr_, "--trust",
+                     dir_ / "client.root"});
+  EXPECT_EQ(pull.exit_code, 0) << pull.err;
+  EXPECT_THAT(Cairn({"trust", "update", "--trust", dir_ / "client.root", "--node", addr_}).out,
+              HasSubstr("v5 is current"));
+  // A restarted node keeps v5 although its --trust file is v1.
+  node_->Kill(SIGTERM);
+  node_->Wait();
+  node_ = testing::StartNode(dir_ / "data", dir_ / "client.root.v1", &addr_);
+  ASSERT_TRUE(node_);
+  st = nlohmann::json::parse(Cairn({"status", "--node", addr_, "--json"}).out);
+  EXPECT_EQ(st["trust_version"], 5);
+  EXPECT_EQ(st["releases_withheld"], 1);
+}
+
+TEST_F(CliTest, TrustCommandsRefuseWrongInput) {
+  const std::string T = dir_ / "keys/trust.root";
+  const std::string K = dir_ / "keys";
+  ExpectOneLineError(Cairn({"trust", "sign", "--trust", T, "--key", K + "/root.key"}),
+                     "no pending trust root");
+  ExpectOneLineError(Cairn({"trust", "delegate", "--trust", T, "--key", K + "/publisher.key",
+                            "--namespace", "acme", "--publisher", K + "/publisher.key.pub"}),
+                     "is not a root key");
+  ExpectOneLineError(Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key",
+                            "--namespace", "bad/ns", "--publisher", K + "/publisher.key.pub"}),
+                     "invalid namespace");
+  ExpectOneLineError(Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key",
+                            "--namespace", "acme", "--publisher", K + "/publisher.key.pub",
+                            "--threshold", "3"}),
+                     "--threshold must be 1..1");
+  ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key",
+                            "--publisher", "nonsense"}),
+                     "neither a public key file nor");
+  ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key",
+                            "--publisher", K + "/root.key.pub"}),
+                     "is a root key");
+  ExpectOneLineError(Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root.key",
+                            "--remove-root", K + "/root.key.pub"}),
+                     "at least one root key");
+  ExpectOneLineError(Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root.key",
+                            "--root-threshold", "2"}),
+                     "exceeds the 1 root keys");
+  ExpectOneLineError(Cairn({"trust", "init", "--key", K + "/root.key", "--root-key",
+                            K + "/publisher.key.pub", "--root-threshold", "2", "--out",
+                            dir_ / "new.root"}),
+                     "must be signed by 2 root keys");
+  testing::WriteFile(dir_ / "junk.root", "not a root");
+  ExpectOneLineError(Cairn({"trust", "show", dir_ / "junk.root"}), "trust");
+  // Nothing was written by any of them.
+  EXPECT_FALSE(fs::exists(T + ".v1"));
+  EXPECT_FALSE(fs::exists(T + ".pending"));
+  EXPECT_EQ(testing::ReadFile(T), trust_.envelope);
+}
+
 }  // namespace
 }  // namespace cairn

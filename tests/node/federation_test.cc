@@ -2,6 +2,7 @@
 // for chunks, and a real cairn-node process killed mid-replication.
 #include <signal.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,108 @@ TEST_F(FederationTest, EqualTagVersionsNamingDifferentReleasesAreKeptAndCountedA
   EXPECT_THAT(rep.stats().last_conflict, ::testing::HasSubstr(on_a.manifest));
   EXPECT_EQ(b->repo->Resolve("acme/m:latest")->manifest_digest(), on_b.manifest);
   EXPECT_TRUE(b->repo->HasRelease(on_a.manifest));  // the release itself still lands
+}
+
+TEST_F(FederationTest, RevocationTravelsDownTheChainAndWithholdsWhatTheRevokedKeySigned) {
+  // a <- b <- c. Two publisher keys for acme; one is revoked after its
+  // release reached b, but before c caught up.
+  auto a = Start("a"), b = Start("b"), c = Start("c");
+  auto second = std::move(SigningKey::Generate()).value();
+  ASSERT_TRUE(second->Save(dir_ / "keys/second.key").ok());
+  cairn::v1::TrustRoot r = trust_.view.root();
+  r.set_version(2);
+  AddKey(&r, *second);
+  r.mutable_delegations(0)->add_key_ids(second->key_id());
+  const std::string v2 = *SignTrustRoot(r, {trust_.root.get()});
+  r.set_version(3);
+  r.add_revoked_key_ids(trust_.publisher->key_id());
+  auto* keys = r.mutable_delegations(0)->mutable_key_ids();
+  keys->erase(std::remove(keys->begin(), keys->end(), trust_.publisher->key_id()), keys->end());
+  const std::string v3 = *SignTrustRoot(r, {trust_.root.get()});
+
+  ASSERT_EQ(*a->repo->AdoptTrustChain({v2}), 1);
+  auto revoked = Publish(*a, Model("m", 1 << 20, 21), "acme/m");
+  client::PublishResult kept;
+  {
+    auto conn = std::move(client::Connection::Open(a->address(), 10)).value();
+    client::PublishOptions o;
+    o.dir = Model("n", 1 << 20, 22);
+    o.name = "acme/n";
+    o.version = "1";
+    o.key_paths = {dir_ / "keys/second.key"};
+    kept = *client::Publish(*conn, o);
+  }
+  Replicator ab(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10));
+  ASSERT_TRUE(ab.SyncOnce().ok()) << ab.stats().last_error;
+  EXPECT_EQ(b->repo->trust().root().version(), 2u);  // fetched from its upstream
+  EXPECT_EQ(ab.stats().trust_updates, 1u);
+  ASSERT_TRUE(b->repo->Resolve("acme/m").ok());
+
+  // The revocation is offered to a only; b and c learn it by following.
+  ASSERT_EQ(*a->repo->AdoptTrustChain({trust_.envelope, v2, v3}), 1);
+  auto refused = a->repo->Resolve("acme/m");
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("withheld"));
+  EXPECT_EQ(a->repo->NodeInfo()->releases_withheld(), 1u);
+  EXPECT_EQ(a->repo->NodeInfo()->tags_withheld(), 1u);
+  EXPECT_TRUE(a->repo->HasRelease(revoked.manifest));  // kept on disk
+
+  ASSERT_TRUE(ab.SyncOnce().ok()) << ab.stats().last_error;
+  EXPECT_EQ(b->repo->trust().root().version(), 3u);
+  EXPECT_THAT(b->repo->Resolve("acme/m"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(b->repo->Resolve("acme/n").ok());
+
+  Replicator bc(c->repo.get(), std::make_unique<node::GrpcUpstream>(b->address(), 10));
+  ASSERT_TRUE(bc.SyncOnce().ok()) << bc.stats().last_error;
+  EXPECT_EQ(c->repo->trust().root().version(), 3u);  // walked v1 -> v2 -> v3
+  EXPECT_TRUE(c->repo->Resolve("acme/n").ok());
+  EXPECT_THAT(c->repo->Resolve("acme/m"), StatusIs(absl::StatusCode::kNotFound));  // never sent
+  EXPECT_FALSE(c->repo->HasRelease(revoked.manifest));
+  EXPECT_EQ(bc.stats().cursor, b->repo->NodeInfo()->feed_head());  // moved past it
+  EXPECT_EQ(bc.stats().events_refused, 0u);
+
+  // A new release signed by the revoked key is refused, naming the key.
+  auto conn = std::move(client::Connection::Open(a->address(), 10)).value();
+  client::PublishOptions o;
+  o.dir = dir_ / "m";
+  o.name = "acme/m";
+  o.version = "2";
+  o.key_paths = {dir_ / "keys/publisher.key"};
+  auto again = client::Publish(*conn, o);
+  EXPECT_THAT(again, StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(std::string(again.status().message()),
+              ::testing::HasSubstr(trust_.publisher->key_id()));
+  // An offer that does not chain from the node's root changes nothing.
+  auto stranger = TrustFixture::Make("acme");
+  cairn::v1::TrustRoot sr = stranger.view.root();
+  sr.set_version(4);
+  EXPECT_FALSE(a->repo->AdoptTrustChain({*SignTrustRoot(sr, {stranger.root.get()})}).ok());
+  EXPECT_EQ(a->repo->trust().root().version(), 3u);
+}
+
+TEST_F(FederationTest, ANodeRestartedOnItsOldTrustFileKeepsTheNewerRootsItStored) {
+  cairn::v1::TrustRoot r = trust_.view.root();
+  r.set_version(2);
+  r.add_revoked_key_ids(trust_.publisher->key_id());
+  r.mutable_delegations(0)->clear_key_ids();
+  auto second = std::move(SigningKey::Generate()).value();
+  AddKey(&r, *second);
+  r.mutable_delegations(0)->add_key_ids(second->key_id());
+  const std::string v2 = *SignTrustRoot(r, {trust_.root.get()});
+  {
+    auto repo = std::move(Repository::Open(dir_ / "node", trust_.view)).value();
+    ASSERT_EQ(*repo->AdoptTrustChain({v2}), 1);
+  }
+  auto repo = std::move(Repository::Open(dir_ / "node", trust_.view)).value();
+  EXPECT_EQ(repo->trust().root().version(), 2u);
+  EXPECT_THAT(repo->trust_note(), ::testing::HasSubstr("using v2"));
+  EXPECT_EQ(repo->TrustChainAfter(1)->size(), 1u);
+  // Another trust lineage in the file: the operator's file wins.
+  repo.reset();
+  auto other = TrustFixture::Make("acme");
+  repo = std::move(Repository::Open(dir_ / "node", other.view)).value();
+  EXPECT_EQ(repo->trust().digest(), other.view.digest());
+  EXPECT_THAT(repo->trust_note(), ::testing::HasSubstr("starting over"));
 }
 
 // A window [start, end) that contains (or not) the current local minute.
