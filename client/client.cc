@@ -580,9 +580,86 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   auto ctx = node.Context();
   CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), "commit"));
   res.already_present = cresp.already_present();
+  res.pending = cresp.pending();
+  res.signatures = cresp.signatures();
+  res.signatures_needed = cresp.signatures_needed();
   res.files = files.size();
   res.seconds = Since(t0);
   return res;
+}
+
+absl::StatusOr<CoSignResult> CoSign(Connection& node, const std::string& ref,
+                                    const std::vector<const SigningKey*>& keys,
+                                    const TrustRootView* trust) {
+  CAIRN_ASSIGN_OR_RETURN(Ref r, ParseRef(ref));
+  if (r.digest.empty()) {
+    return absl::InvalidArgumentError("name the pending release by digest: NAME@sha256:... (as "
+                                      "printed by cairn publish)");
+  }
+  cairn::v1::PendingRequest req;
+  req.set_manifest_digest(r.digest);
+  cairn::v1::PendingResponse p;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->GetPending(ctx.get(), req, &p), "pending release"));
+  // Sign only what was asked for: the payload must hash to the digest given.
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::Envelope menv,
+                         ParseEnvelope(p.manifest_envelope(), kMaxEnvelopeBytes));
+  if (menv.payload_type() != kManifestPayloadType ||
+      DigestName(Sha256Of(menv.payload())) != r.digest) {
+    return absl::DataLossError("the node's pending release is not " + r.digest);
+  }
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m, ParseManifest(menv.payload()));
+  if (m.name() != r.name) {
+    return absl::InvalidArgumentError(StrCat(r.digest, " is a release of ", m.name()));
+  }
+  if (trust != nullptr) {
+    for (const SigningKey* k : keys) {
+      if (!trust->IsDelegated(k->key_id(), NamespaceOf(m.name()))) {
+        return absl::PermissionDeniedError(StrCat("key ", k->key_id(),
+                                                  " is not delegated for namespace '",
+                                                  NamespaceOf(m.name()), "' in trust root v",
+                                                  trust->root().version()));
+      }
+    }
+  }
+  cairn::v1::CoSignRequest creq;
+  creq.set_manifest_digest(r.digest);
+  std::string pae = Pae(menv.payload_type(), menv.payload());
+  for (const SigningKey* k : keys) {
+    CAIRN_ASSIGN_OR_RETURN(std::string sig, k->Sign(pae));
+    auto* s = creq.add_manifest_signatures();
+    s->set_key_id(k->key_id());
+    s->set_sig(std::move(sig));
+  }
+  if (!p.tag_envelope().empty()) {
+    CAIRN_ASSIGN_OR_RETURN(cairn::v1::Envelope tenv,
+                           ParseEnvelope(p.tag_envelope(), kMaxTagBytes + 8192));
+    CAIRN_ASSIGN_OR_RETURN(cairn::v1::TagRecord rec, ParseTagRecord(tenv.payload()));
+    if (tenv.payload_type() != kTagPayloadType || rec.manifest_digest() != r.digest ||
+        rec.name() != m.name()) {
+      return absl::DataLossError("the pending tag record does not name this release");
+    }
+    std::string tpae = Pae(tenv.payload_type(), tenv.payload());
+    for (const SigningKey* k : keys) {
+      CAIRN_ASSIGN_OR_RETURN(std::string sig, k->Sign(tpae));
+      auto* s = creq.add_tag_signatures();
+      s->set_key_id(k->key_id());
+      s->set_sig(std::move(sig));
+    }
+  }
+  cairn::v1::CommitResponse cresp;
+  auto ctx2 = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->CoSign(ctx2.get(), creq, &cresp), "co-sign"));
+  CoSignResult out;
+  out.name = m.name();
+  out.version = m.version();
+  out.manifest = r.digest;
+  out.files = m.files_size();
+  for (const auto& f : m.files()) out.bytes += f.size();
+  out.pending = cresp.pending();
+  out.signatures = cresp.signatures();
+  out.signatures_needed = cresp.signatures_needed();
+  return out;
 }
 
 // ---------------- Pull ----------------

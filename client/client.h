@@ -76,8 +76,25 @@ struct PublishResult {
   uint64_t chunks_total = 0, chunks_uploaded = 0;
   uint64_t files = 0;
   bool already_present = false;
+  // The namespace needs more signatures than the keys given: the node keeps
+  // the release pending until co-signers run `cairn sign`.
+  bool pending = false;
+  uint32_t signatures = 0, signatures_needed = 0;
   double seconds = 0;
 };
+
+// Adds `keys`' signatures to a release pending on `node` ("NAME@sha256:...").
+// The manifest is checked to be that release (and, with `trust`, each key to be
+// delegated for its namespace) before anything is signed.
+struct CoSignResult {
+  std::string name, version, manifest;
+  uint64_t files = 0, bytes = 0;
+  bool pending = true;
+  uint32_t signatures = 0, signatures_needed = 0;
+};
+absl::StatusOr<CoSignResult> CoSign(Connection& node, const std::string& ref,
+                                    const std::vector<const SigningKey*>& keys,
+                                    const TrustRootView* trust);
 
 // Publishes opts.dir. Refuses (InvalidArgument) an empty directory, symlinks,
 // special files, unsafe paths and files that change while being read.

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -17,6 +18,7 @@
 #include "client.h"
 #include "nlohmann/json.hpp"
 #include "progress.h"
+#include "trust_admin.h"
 #include "trust_cmd.h"
 #include "toml++/toml.h"
 
@@ -219,6 +221,17 @@ int main(int argc, char** argv) {
   add_node(publish);
   add_json(publish);
 
+  // sign
+  std::string sign_ref;
+  std::vector<std::string> sign_keys;
+  auto* sign = app.add_subcommand("sign", "co-sign a release waiting for signatures on a node");
+  sign->add_option("REF", sign_ref, "NS/MODEL@sha256:... (as printed by cairn publish)")
+      ->required();
+  sign->add_option("--key", sign_keys, "publisher private key; repeatable")->required();
+  add_node(sign);
+  add_trust(sign, false);
+  add_json(sign);
+
   // pull
   cairn::client::PullOptions pl;
   bool do_fsync = false;
@@ -325,7 +338,16 @@ int main(int argc, char** argv) {
                  {"chunks_total", r->chunks_total},
                  {"chunks_uploaded", r->chunks_uploaded},
                  {"already_present", r->already_present},
+                 {"pending", r->pending},
+                 {"signatures", r->signatures},
+                 {"signatures_needed", r->signatures_needed},
                  {"seconds", r->seconds}});
+    } else if (r->pending) {
+      std::printf(
+          "uploaded %s %s %s: pending, %u of %u signatures\n  each co-signer runs: cairn sign "
+          "%s@%s --key KEY --node %s\n",
+          r->name.c_str(), r->version.c_str(), r->manifest.c_str(), r->signatures,
+          r->signatures_needed, r->name.c_str(), r->manifest.c_str(), (*conn)->address().c_str());
     } else {
       using cairn::client::Progress;
       std::printf(
@@ -336,6 +358,36 @@ int main(int argc, char** argv) {
           static_cast<unsigned long>(r->chunks_uploaded),
           static_cast<unsigned long>(r->chunks_total), r->seconds,
           r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
+    }
+    return 0;
+  }
+
+  if (*sign) {
+    auto keys = cairn::client::LoadPrivateKeys(sign_keys);
+    if (!keys.ok()) return Fail(keys.status());
+    std::optional<cairn::TrustRootView> tr;
+    if (!set.trust.empty()) {
+      auto t = LoadTrust(set);
+      if (!t.ok()) return Fail(t.status());
+      tr = std::move(*t);
+    }
+    auto conn = Connect(set);
+    if (!conn.ok()) return Fail(conn.status());
+    std::vector<const cairn::SigningKey*> ptrs;
+    for (const auto& k : *keys) ptrs.push_back(k.get());
+    auto r = cairn::client::CoSign(**conn, sign_ref, ptrs, tr ? &*tr : nullptr);
+    if (!r.ok()) return Fail(r.status());
+    if (as_json) {
+      PrintJson({{"manifest", r->manifest},
+                 {"name", r->name},
+                 {"version", r->version},
+                 {"pending", r->pending},
+                 {"signatures", r->signatures},
+                 {"signatures_needed", r->signatures_needed}});
+    } else {
+      std::printf("%s %s %s: %s (%u of %u signatures)\n", r->name.c_str(), r->version.c_str(),
+                  r->manifest.c_str(), r->pending ? "still pending" : "published",
+                  r->signatures, r->signatures_needed);
     }
     return 0;
   }

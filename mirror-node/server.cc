@@ -347,10 +347,28 @@ class PublishImpl final : public Publish::CallbackService {
                                    CommitResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] {
       auto r = repo_->Commit(req->session_id(), req->manifest_envelope(), req->tag_envelope());
-      if (r.ok())
+      if (r.ok() && r->pending())
+        spdlog::info("release {} pending: {} of {} signatures", r->manifest_digest(),
+                     r->signatures(), r->signatures_needed());
+      else if (r.ok())
         spdlog::info("committed release {}", r->manifest_digest());
       else
         spdlog::warn("commit refused: {}", r.status().ToString());
+      return r;
+    });
+  }
+  grpc::ServerUnaryReactor* GetPending(grpc::CallbackServerContext* ctx, const PendingRequest* req,
+                                       PendingResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->GetPending(req->manifest_digest()); });
+  }
+  grpc::ServerUnaryReactor* CoSign(grpc::CallbackServerContext* ctx, const CoSignRequest* req,
+                                   CommitResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] {
+      auto r = repo_->CoSign(*req);
+      if (r.ok() && !r->pending())
+        spdlog::info("committed co-signed release {}", r->manifest_digest());
+      else if (!r.ok())
+        spdlog::warn("co-signature refused: {}", r.status().ToString());
       return r;
     });
   }

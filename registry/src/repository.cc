@@ -160,6 +160,7 @@ absl::Status Repository::InitState() {
 namespace {
 
 constexpr std::string_view kTrustPrefix = "trust/";
+constexpr std::string_view kPendingPrefix = "pending/";
 
 std::string TrustKey(uint64_t version) {
   std::string v = StrCat(version);
@@ -675,7 +676,124 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
   CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
   CommitSpec spec;
   spec.required_name = session_name;
+  // Short of the namespace's threshold, but signed by at least one of its
+  // keys: keep it for co-signers.
+  auto env = ParseEnvelope(manifest_envelope, kMaxEnvelopeBytes);
+  if (env.ok() && env->payload_type() == kManifestPayloadType) {
+    auto m = ParseManifest(env->payload());
+    int have = 0, need = 0;
+    if (m.ok() && m->name() == session_name) {
+      trust().CountDelegated(*env, NamespaceOf(m->name()), &have, &need);
+    }
+    if (have > 0 && have < need) {
+      cairn::v1::PendingResponse p;
+      p.set_manifest_envelope(std::string(manifest_envelope));
+      p.set_tag_envelope(std::string(tag_envelope));
+      p.set_signatures(have);
+      p.set_signatures_needed(need);
+      p.set_expires_unix(clock_() + opts_.pending_seconds);
+      const std::string digest = DigestName(Sha256Of(env->payload()));
+      CAIRN_RETURN_IF_ERROR(meta_->Commit(
+          {WriteOp{Table::kState, StrCat(kPendingPrefix, digest), p.SerializeAsString()}}, true));
+      cairn::v1::CommitResponse out;
+      out.set_manifest_digest(digest);
+      out.set_pending(true);
+      out.set_signatures(have);
+      out.set_signatures_needed(need);
+      return out;
+    }
+  }
   return CommitVerified(manifest_envelope, tag_envelope, spec);
+}
+
+absl::StatusOr<cairn::v1::PendingResponse> Repository::GetPending(
+    std::string_view manifest_digest) {
+  CAIRN_RETURN_IF_ERROR(ParseDigestName(manifest_digest).status());
+  auto v = meta_->Get(Table::kState, StrCat(kPendingPrefix, manifest_digest));
+  if (absl::IsNotFound(v.status())) {
+    return absl::NotFoundError(StrCat("no release ", manifest_digest, " waits for signatures here"));
+  }
+  CAIRN_RETURN_IF_ERROR(v.status());
+  cairn::v1::PendingResponse p;
+  if (!p.ParseFromString(*v)) return absl::DataLossError("stored pending release is corrupt");
+  if (p.expires_unix() <= clock_()) {
+    CAIRN_RETURN_IF_ERROR(meta_->Commit(
+        {WriteOp{Table::kState, StrCat(kPendingPrefix, manifest_digest), std::nullopt}}, true));
+    return absl::NotFoundError(StrCat("pending release ", manifest_digest,
+                                      " expired before enough co-signatures; publish it again"));
+  }
+  return p;
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::CoSign(const cairn::v1::CoSignRequest& req) {
+  CAIRN_RETURN_IF_ERROR(init_status_);
+  if (req.manifest_signatures_size() + req.tag_signatures_size() > 2 * int(kMaxSignatures)) {
+    return absl::InvalidArgumentError("too many signatures");
+  }
+  absl::MutexLock l(&cosign_mu_);
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::PendingResponse p, GetPending(req.manifest_digest()));
+  const TrustRootView trust = this->trust();
+  Envelope menv, tenv;
+  menv.ParseFromString(p.manifest_envelope());
+  Manifest m;
+  if (!m.ParseFromString(menv.payload())) return absl::DataLossError("pending manifest is corrupt");
+  const std::string_view ns = NamespaceOf(m.name());
+  // Keeps only signatures by keys delegated for ns that verify over env.
+  int added = 0;
+  auto add = [&](Envelope* env, const google::protobuf::RepeatedPtrField<cairn::v1::Signature>& sigs) {
+    std::string pae = Pae(env->payload_type(), env->payload());
+    for (const auto& s : sigs) {
+      bool present = false;
+      for (const auto& e : env->signatures()) present |= e.key_id() == s.key_id();
+      const auto* key = trust.FindKey(s.key_id());
+      if (present || key == nullptr || !trust.IsDelegated(s.key_id(), ns) ||
+          !VerifyEd25519(key->ed25519(), pae, s.sig()) ||
+          env->signatures_size() >= static_cast<int>(kMaxSignatures)) {
+        continue;
+      }
+      *env->add_signatures() = s;
+      ++added;
+    }
+  };
+  add(&menv, req.manifest_signatures());
+  if (!p.tag_envelope().empty()) {
+    tenv.ParseFromString(p.tag_envelope());
+    add(&tenv, req.tag_signatures());
+  }
+  if (added == 0) {
+    std::vector<std::string> ids;
+    for (const auto& s : req.manifest_signatures()) ids.push_back(s.key_id());
+    return absl::PermissionDeniedError(
+        StrCat("no new valid signature from a key delegated for namespace '", ns, "' (offered: ",
+               StrJoin(ids, ", "), "; already signed or not delegated in trust root v",
+               trust.root().version(), ")"));
+  }
+  p.set_manifest_envelope(SerializeCanonical(menv));
+  if (!p.tag_envelope().empty()) p.set_tag_envelope(SerializeCanonical(tenv));
+  int have = 0, need = 0;
+  trust.CountDelegated(menv, ns, &have, &need);
+  int tag_have = need, tag_need = 0;
+  if (!p.tag_envelope().empty()) trust.CountDelegated(tenv, ns, &tag_have, &tag_need);
+  const std::string key = StrCat(kPendingPrefix, req.manifest_digest());
+  if (have < need || tag_have < tag_need) {
+    p.set_signatures(have);
+    CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kState, key, p.SerializeAsString()}}, true));
+    cairn::v1::CommitResponse out;
+    out.set_manifest_digest(req.manifest_digest());
+    out.set_pending(true);
+    out.set_signatures(have);
+    out.set_signatures_needed(need);
+    return out;
+  }
+  CommitSpec spec;
+  spec.required_name = m.name();
+  spec.extra_ops.push_back(WriteOp{Table::kState, key, std::nullopt});
+  auto out = CommitVerified(p.manifest_envelope(), p.tag_envelope(), spec);
+  if (out.ok()) {
+    out->set_signatures(have);
+    out->set_signatures_needed(need);
+  }
+  return out;
 }
 
 absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitReplicated(

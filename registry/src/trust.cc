@@ -74,6 +74,18 @@ absl::StatusOr<TrustRootView> TrustRootView::Load(const std::string& path, int64
   return v;
 }
 
+void TrustRootView::CountDelegated(const Envelope& env, std::string_view ns, int* have,
+                                   int* need) const {
+  *have = 0;
+  *need = 0;
+  for (const auto& d : root_.delegations()) {
+    if (d.namespace_() != ns) continue;
+    std::vector<std::string> allowed(d.key_ids().begin(), d.key_ids().end());
+    *have = CountValidSignatures(root_, env, allowed, nullptr);
+    *need = static_cast<int>(d.threshold());
+  }
+}
+
 bool TrustRootView::IsDelegated(std::string_view key_id, std::string_view ns) const {
   for (const auto& r : root_.revoked_key_ids()) {
     if (r == key_id) return false;

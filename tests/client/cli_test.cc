@@ -436,5 +436,52 @@ TEST_F(CliTest, TrustCommandsRefuseWrongInput) {
   EXPECT_EQ(testing::ReadFile(T), trust_.envelope);
 }
 
+TEST_F(CliTest, TwoOfTwoNamespaceIsPublishedByCoSigningFromAnotherMachine) {
+  const std::string T = dir_ / "keys/trust.root";
+  const std::string K = dir_ / "keys";
+  ASSERT_EQ(Cairn({"keygen", "--out", K + "/bob.key"}).exit_code, 0);
+  ASSERT_EQ(Cairn({"keygen", "--out", K + "/eve.key"}).exit_code, 0);
+  ASSERT_EQ(Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key", "--namespace",
+                   "acme", "--publisher", K + "/bob.key.pub", "--threshold", "2"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Cairn({"trust", "push", "--trust", T, "--node", addr_}).exit_code, 0);
+  // Alice alone: uploaded, pending, not served.
+  auto p = Publish(dir_ / "model", "acme/m", "1");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  auto pj = nlohmann::json::parse(p.out);
+  EXPECT_TRUE(pj["pending"]);
+  EXPECT_EQ(pj["signatures"], 1);
+  EXPECT_EQ(pj["signatures_needed"], 2);
+  const std::string ref = "acme/m@" + pj["manifest"].get<std::string>();
+  ExpectOneLineError(Cairn({"info", "acme/m", "--node", addr_}), "unknown");
+  // Wrong co-signers are refused: a stranger, or alice again.
+  ExpectOneLineError(Cairn({"sign", ref, "--key", K + "/eve.key", "--node", addr_}),
+                     "no new valid signature");
+  ExpectOneLineError(Cairn({"sign", ref, "--key", K + "/eve.key", "--node", addr_, "--trust", T}),
+                     "not delegated");
+  ExpectOneLineError(Cairn({"sign", ref, "--key", K + "/publisher.key", "--node", addr_}),
+                     "no new valid signature");
+  ExpectOneLineError(Cairn({"sign", "acme/m:latest", "--key", K + "/bob.key", "--node", addr_}),
+                     "by digest");
+  ExpectOneLineError(Cairn({"sign", "acme/other@" + pj["manifest"].get<std::string>(), "--key",
+                            K + "/bob.key", "--node", addr_}),
+                     "is a release of acme/m");
+  // Bob co-signs: committed, tag and all.
+  auto s = Cairn({"sign", ref, "--key", K + "/bob.key", "--node", addr_, "--trust", T, "--json"});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_FALSE(nlohmann::json::parse(s.out)["pending"]);
+  auto r = Cairn({"pull", "acme/m:latest", "--out", dir_ / "out", "--node", addr_, "--trust", T});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.safetensors"),
+            testing::ReadFile(dir_ / "model/weights.safetensors"));
+  ExpectOneLineError(Cairn({"sign", ref, "--key", K + "/bob.key", "--node", addr_}),
+                     "no release");  // nothing pending any more
+  // Both keys on one machine publish directly.
+  auto both = Publish(dir_ / "model", "acme/m2", "1", {"--key", K + "/bob.key"});
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_FALSE(nlohmann::json::parse(both.out)["pending"]);
+}
+
 }  // namespace
 }  // namespace cairn

@@ -28,6 +28,8 @@ struct RepositoryOptions {
   int64_t session_seconds = 3600;
   // Lifetime of a challenge. Default: 5 minutes.
   int64_t challenge_seconds = 300;
+  // How long a release waiting for co-signatures is kept. Default: 7 days.
+  int64_t pending_seconds = 7 * 86400;
   // Most sessions and challenges held at once. Default: 4096 each.
   size_t max_sessions = 4096;
   // Change-feed events kept; a follower whose cursor is older than the oldest
@@ -157,9 +159,19 @@ class Repository {
   // InvalidArgument for malformed objects, FailedPrecondition for missing
   // chunks or lists, AlreadyExists for a different release under an existing
   // name+version or a tag version that does not increase.
+  // When the manifest carries at least one valid delegated signature but
+  // fewer than the namespace's threshold, the release is kept as pending
+  // (pending = true in the response) for `pending_seconds`, unserved, until
+  // CoSign completes it.
   absl::StatusOr<cairn::v1::CommitResponse> Commit(std::string_view session_id,
                                                    std::string_view manifest_envelope,
                                                    std::string_view tag_envelope);
+  // A pending release. NotFound when there is none (or it expired).
+  absl::StatusOr<cairn::v1::PendingResponse> GetPending(std::string_view manifest_digest);
+  // Adds the valid signatures among `req`'s to a pending release and commits
+  // it once the threshold is met (as Commit would). PermissionDenied when no
+  // offered signature is valid and delegated.
+  absl::StatusOr<cairn::v1::CommitResponse> CoSign(const cairn::v1::CoSignRequest& req);
 
  private:
   struct Session {
@@ -191,7 +203,8 @@ class Repository {
   // manifest digest (or name \0 tag) -> why it no longer verifies
   absl::flat_hash_map<std::string, std::string> withheld_ ABSL_GUARDED_BY(trust_mu_);
   absl::flat_hash_map<std::string, std::string> withheld_tags_ ABSL_GUARDED_BY(trust_mu_);
-  absl::Mutex adopt_mu_;  // one trust update at a time
+  absl::Mutex adopt_mu_;   // one trust update at a time
+  absl::Mutex cosign_mu_;  // one co-signature at a time
   std::string trust_note_;
   RepositoryOptions opts_;
   Clock clock_;

@@ -34,6 +34,11 @@ class TrustRootView {
   // PermissionDenied otherwise, naming the keys that signed and the rule.
   absl::Status VerifyDelegated(const cairn::v1::Envelope& env, std::string_view ns) const;
 
+  // Valid signatures on `env` by distinct non-revoked keys delegated for `ns`
+  // (`have`) and the namespace's threshold (`need`, 0 without a delegation).
+  void CountDelegated(const cairn::v1::Envelope& env, std::string_view ns, int* have,
+                      int* need) const;
+
   // True iff `key_id` is delegated (and not revoked) for `ns`.
   bool IsDelegated(std::string_view key_id, std::string_view ns) const;
   // The public key for `key_id`, or nullptr.
