@@ -20,18 +20,39 @@ namespace cairn::client {
 // gRPC status to canonical status, prefixed with what was being done.
 absl::Status FromGrpc(const grpc::Status& s, std::string_view what);
 
+// Transport security for connections to nodes. Default: plaintext.
+struct TlsOptions {
+  std::string ca_pem;    // verify the node's certificate against these roots; empty: no TLS
+  std::string cert_pem;  // present this certificate (mutual TLS); optional
+  std::string key_pem;
+  bool enabled() const { return !ca_pem.empty(); }
+  // Reads the PEM files; empty `ca` gives plaintext. A certificate needs its
+  // key. InvalidArgument naming the file otherwise.
+  static absl::StatusOr<TlsOptions> Load(const std::string& ca, const std::string& cert,
+                                         const std::string& key);
+};
+
+// A channel to HOST:PORT with Cairn's message limits and reconnect backoff.
+// `private_pool`: its own TCP connection (parallel streams to one node then
+// ride separate congestion windows, which is what wins on a lossy long link).
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, const TlsOptions& tls,
+                                          bool private_pool = true);
+
 // A connection to one node. Every call carries a deadline. Thread-compatible.
 class Connection {
  public:
   // Connects to HOST:PORT, waiting at most `timeout_seconds`. Unavailable
   // (naming the node) when it cannot be reached in time.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& address,
-                                                          int timeout_seconds);
+                                                          int timeout_seconds,
+                                                          const TlsOptions& tls = {});
   // A second connection to the same node (its own TCP connection), not yet
   // connected: for parallel streams.
   std::unique_ptr<Connection> Another() const;
   // Over an existing channel (tests: in-process channels).
-  Connection(std::shared_ptr<grpc::Channel> channel, std::string address, int timeout_seconds);
+  // `tls`: what Another() uses for its own channel.
+  Connection(std::shared_ptr<grpc::Channel> channel, std::string address, int timeout_seconds,
+             TlsOptions tls = {});
 
   // A client context whose deadline is `timeout_seconds` from now.
   std::unique_ptr<grpc::ClientContext> Context() const;
@@ -48,6 +69,7 @@ class Connection {
   std::shared_ptr<grpc::Channel> channel_;
   std::string address_;
   int timeout_seconds_;
+  TlsOptions tls_;
   std::unique_ptr<cairn::v1::Registry::Stub> registry_;
   std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
   std::unique_ptr<cairn::v1::Publish::Stub> publish_;
@@ -187,7 +209,7 @@ absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& node
 // appended to *unreachable); Unavailable only when none answers.
 absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
     const std::vector<std::string>& addresses, int timeout_seconds,
-    std::vector<std::string>* unreachable);
+    std::vector<std::string>* unreachable, const TlsOptions& tls = {});
 
 // Rollback protection. The highest tag version verified so far for each
 // name:tag lives in STATE_DIR/tags-<scope> (one "name tag version manifest"

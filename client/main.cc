@@ -33,6 +33,7 @@ struct Settings {
   std::string trust;
   std::string cache;
   int timeout = 15;
+  std::string tls_ca, tls_cert, tls_key;  // PEM files; no CA: plaintext
 };
 
 std::string HomeDir() {
@@ -92,6 +93,12 @@ absl::Status LoadSettings(Settings* s) {
         s->trust = v;
       else if (k == "cache")
         s->cache = v;
+      else if (k == "tls_ca")
+        s->tls_ca = v;
+      else if (k == "tls_cert")
+        s->tls_cert = v;
+      else if (k == "tls_key")
+        s->tls_key = v;
       else
         return absl::InvalidArgumentError("config " + path + ": unknown key " + k);
     }
@@ -103,6 +110,7 @@ absl::Status LoadSettings(Settings* s) {
     }
   }
   if (const char* v = std::getenv("CAIRN_TRUST"); v && *v) s->trust = v;
+  if (const char* v = std::getenv("CAIRN_TLS_CA"); v && *v) s->tls_ca = v;
   if (const char* v = std::getenv("CAIRN_CACHE"); v && *v) s->cache = v;
   if (const char* v = std::getenv("CAIRN_TIMEOUT"); v && *v) {
     if (!cairn::ParseInt(std::string_view(v), &s->timeout) || s->timeout <= 0) {
@@ -137,15 +145,17 @@ absl::Status NeedNode(const Settings& s) {
 // The first node (commands that talk to one node: publish, ls, lineage).
 absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Settings& s) {
   CAIRN_RETURN_IF_ERROR(NeedNode(s));
-  return cairn::client::Connection::Open(s.nodes[0], s.timeout);
+  CAIRN_ASSIGN_OR_RETURN(auto tls, cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
+  return cairn::client::Connection::Open(s.nodes[0], s.timeout, tls);
 }
 
 // Every reachable node; warns about the others.
 absl::StatusOr<std::vector<std::unique_ptr<cairn::client::Connection>>> ConnectAll(
     const Settings& s) {
   CAIRN_RETURN_IF_ERROR(NeedNode(s));
+  CAIRN_ASSIGN_OR_RETURN(auto tls, cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
   std::vector<std::string> unreachable;
-  auto conns = cairn::client::OpenAll(s.nodes, s.timeout, &unreachable);
+  auto conns = cairn::client::OpenAll(s.nodes, s.timeout, &unreachable, tls);
   if (conns.ok()) {
     for (const auto& u : unreachable) std::fprintf(stderr, "cairn: warning: %s\n", u.c_str());
   }
@@ -180,12 +190,16 @@ int main(int argc, char** argv) {
   }
   bool as_json = false;
   std::vector<std::string> node_flag;
-  std::string trust_flag, cache_flag;
+  std::string trust_flag, cache_flag, tls_ca_flag, tls_cert_flag, tls_key_flag;
   int timeout_flag = 0;
   auto add_node = [&](CLI::App* c) {
     c->add_option("--node", node_flag,
                   "node HOST:PORT; repeat to use several mirrors (default: CAIRN_NODE or config)");
     c->add_option("--timeout", timeout_flag, "seconds to wait for the node per call (default 15)");
+    c->add_option("--tls-ca", tls_ca_flag,
+                  "connect over TLS, trusting this CA (PEM; default: CAIRN_TLS_CA or config)");
+    c->add_option("--tls-cert", tls_cert_flag, "client certificate for mutual TLS (PEM)");
+    c->add_option("--tls-key", tls_key_flag, "its private key (PEM)");
   };
   auto add_trust = [&](CLI::App* c, bool required_note) {
     c->add_option("--trust", trust_flag, "trust root file (default: CAIRN_TRUST or config)");
@@ -296,6 +310,9 @@ int main(int argc, char** argv) {
   if (!trust_flag.empty()) set.trust = trust_flag;
   if (!cache_flag.empty()) set.cache = cache_flag;
   if (timeout_flag > 0) set.timeout = timeout_flag;
+  if (!tls_ca_flag.empty()) set.tls_ca = tls_ca_flag;
+  if (!tls_cert_flag.empty()) set.tls_cert = tls_cert_flag;
+  if (!tls_key_flag.empty()) set.tls_key = tls_key_flag;
   const bool tty = ::isatty(2) && !as_json;
 
   if (*keygen) {

@@ -91,6 +91,23 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       c->upstream_tables.push_back(std::move(uc));
     }
   }
+  // [quota]: publisher key id = bytes per day.
+  if (t.contains("quota")) {
+    const toml::table* q = t["quota"].as_table();
+    if (q == nullptr) return absl::InvalidArgumentError("config " + path + ": [quota] must be a table");
+    for (auto [key, val] : *q) {
+      std::string k(key.str());
+      if (!val.is_integer() || *val.value<int64_t>() < 0) {
+        return absl::InvalidArgumentError("config " + path + ": quota." + k +
+                                          " must be a number of bytes per day");
+      }
+      if (k.size() != 32 || k.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        return absl::InvalidArgumentError("config " + path + ": quota." + k +
+                                          ": keys are publisher key ids (32 hex digits)");
+      }
+      c->upload_quota_by_key.emplace_back(k, static_cast<uint64_t>(*val.value<int64_t>()));
+    }
+  }
   if (!t.contains("node")) return absl::OkStatus();
   const toml::table* node = t["node"].as_table();
   if (node == nullptr) {
@@ -103,12 +120,26 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
                                         k == "peers" ? &c->peers : &c->upstreams));
       continue;
     }
-    if (k == "verify_reads") {
+    if (k == "verify_reads" || k == "tls_require_client_cert") {
       if (!val.is_boolean()) {
-        return absl::InvalidArgumentError("config " + path +
-                                          ": node.verify_reads must be true or false");
+        return absl::InvalidArgumentError("config " + path + ": node." + k +
+                                          " must be true or false");
       }
-      c->verify_reads = *val.value<bool>();
+      (k == "verify_reads" ? c->verify_reads : c->tls_require_client_cert) = *val.value<bool>();
+      continue;
+    }
+    if (k == "max_streams_per_peer" || k == "max_sessions_per_peer" ||
+        k == "upload_bytes_per_day") {
+      if (!val.is_integer() || *val.value<int64_t>() < 0 ||
+          (k != "upload_bytes_per_day" && *val.value<int64_t>() > 100000)) {
+        return absl::InvalidArgumentError("config " + path + ": node." + k +
+                                          " must be a non-negative number" +
+                                          (k == "upload_bytes_per_day" ? "" : " up to 100000"));
+      }
+      int64_t v = *val.value<int64_t>();
+      if (k == "max_streams_per_peer") c->max_streams_per_peer = static_cast<int>(v);
+      if (k == "max_sessions_per_peer") c->max_sessions_per_peer = static_cast<int>(v);
+      if (k == "upload_bytes_per_day") c->upload_bytes_per_day = static_cast<uint64_t>(v);
       continue;
     }
     if (!val.is_string()) {
@@ -125,6 +156,12 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       c->log_level = v;
     else if (k == "region")
       c->region = v;
+    else if (k == "tls_cert")
+      c->tls_cert = v;
+    else if (k == "tls_key")
+      c->tls_key = v;
+    else if (k == "tls_ca")
+      c->tls_ca = v;
     else
       return absl::InvalidArgumentError("config " + path + ": unknown key node." + k);
   }

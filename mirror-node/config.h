@@ -2,7 +2,9 @@
 // overridden by flags.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -21,6 +23,15 @@ struct ServeConfig {
   std::vector<std::string> upstreams;
   std::vector<std::string> peers;
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> upstream_tables;
+  // TLS (PEM file paths): the node's certificate and key; a CA to verify
+  // clients (mutual TLS) and the nodes this one connects to.
+  std::string tls_cert, tls_key, tls_ca;
+  bool tls_require_client_cert = false;
+  // Abuse limits.
+  int max_streams_per_peer = 64;
+  int max_sessions_per_peer = 16;
+  uint64_t upload_bytes_per_day = 0;  // per publisher key; 0: unlimited
+  std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
 };
 
 // Reads and parses a config file (at most 1 MiB). InvalidArgument naming the

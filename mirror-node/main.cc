@@ -48,13 +48,50 @@ int Serve(cairn::node::ServeConfig cfg) {
   cairn::RepositoryOptions ropts;
   ropts.pack.verify_on_read = cfg.verify_reads;
   ropts.region = cfg.region;
+  ropts.max_sessions_per_peer = static_cast<size_t>(cfg.max_sessions_per_peer);
+  ropts.upload_bytes_per_day = cfg.upload_bytes_per_day;
+  for (const auto& [k, v] : cfg.upload_quota_by_key) ropts.upload_quota_by_key[k] = v;
+
+  // TLS: the node's own certificate serves its port and is presented to the
+  // nodes it follows; the CA verifies both directions.
+  cairn::node::ServerOptions sopts;
+  sopts.max_streams_per_peer = cfg.max_streams_per_peer;
+  sopts.require_client_cert = cfg.tls_require_client_cert;
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
+    return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"));
+  }
+  if (!cfg.tls_ca.empty() && cfg.tls_cert.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--tls-ca needs --tls-cert and --tls-key (mutual TLS between nodes)"));
+  }
+  if (cfg.tls_require_client_cert && cfg.tls_ca.empty()) {
+    return Fail(absl::InvalidArgumentError("--tls-require-client-cert needs --tls-ca"));
+  }
+  cairn::client::TlsOptions outbound;
+  if (!cfg.tls_cert.empty()) {
+    auto own = cairn::client::TlsOptions::Load(cfg.tls_ca.empty() ? cfg.tls_cert : cfg.tls_ca,
+                                               cfg.tls_cert, cfg.tls_key);
+    if (!own.ok()) return Fail(own.status());
+    sopts.tls_cert_pem = own->cert_pem;
+    sopts.tls_key_pem = own->key_pem;
+    if (!cfg.tls_ca.empty()) {
+      sopts.tls_ca_pem = own->ca_pem;
+      outbound = *own;
+    }
+  }
   auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
   if (!repo.ok()) return Fail(repo.status());
-  auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen);
+  auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
   if (!server.ok()) return Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
                (*repo)->trust().digest());
   if (!(*repo)->trust_note().empty()) spdlog::warn("{}", (*repo)->trust_note());
+  if (!sopts.tls_cert_pem.empty()) {
+    spdlog::info("TLS on; client certificates {}",
+                 sopts.tls_ca_pem.empty()  ? "not requested"
+                 : sopts.require_client_cert ? "required"
+                                             : "verified when presented");
+  }
   std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
   std::unique_ptr<cairn::node::ReplicationLoop> replication;
@@ -66,7 +103,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     }
     for (const auto& p : cfg.peers) spdlog::info("peer {}: asked for chunks too", p);
     replication =
-        std::make_unique<cairn::node::ReplicationLoop>(repo->get(), ups, 2, cfg.peers);
+        std::make_unique<cairn::node::ReplicationLoop>(repo->get(), ups, 2, cfg.peers, outbound);
     (*server)->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
   }
 
@@ -100,8 +137,10 @@ int main(int argc, char** argv) {
   serve->add_option(
       "--config", config,
       "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams, "
-      "peers; [[upstream]] address, include, exclude, max_release_bytes, max_bytes_per_second, "
-      "tags, windows, streams)");
+      "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
+      "max_sessions_per_peer, upload_bytes_per_day; [[upstream]] address, include, exclude, "
+      "max_release_bytes, max_bytes_per_second, tags, windows, streams; [quota] KEYID = "
+      "bytes/day)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen =
       serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
@@ -113,6 +152,20 @@ int main(int argc, char** argv) {
   auto* o_peer = serve->add_option(
       "--peer", flags.peers,
       "also ask this node for chunks of replicated releases, HOST:PORT (repeatable)");
+  auto* o_cert = serve->add_option("--tls-cert", flags.tls_cert, "TLS certificate (PEM)");
+  auto* o_key = serve->add_option("--tls-key", flags.tls_key, "TLS private key (PEM)");
+  auto* o_ca = serve->add_option(
+      "--tls-ca", flags.tls_ca,
+      "CA (PEM) that signs the federation's node certificates: verifies client certificates "
+      "and the upstreams' (mutual TLS)");
+  auto* o_req = serve->add_flag("--tls-require-client-cert", flags.tls_require_client_cert,
+                                "with --tls-ca: refuse clients without a certificate");
+  auto* o_streams = serve->add_option("--max-streams-per-peer", flags.max_streams_per_peer,
+                                      "concurrent chunk streams per client address (default 64)")
+                        ->check(CLI::Range(1, 100000));
+  auto* o_quota = serve->add_option("--upload-quota", flags.upload_bytes_per_day,
+                                    "bytes of new chunks per publisher key per UTC day (default "
+                                    "0: unlimited; [quota] in the config sets it per key)");
   bool no_verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
                                "serve chunks without re-hashing them (clients verify anyway)");
@@ -134,5 +187,11 @@ int main(int argc, char** argv) {
   if (*o_up) cfg.upstreams = flags.upstreams;
   if (*o_peer) cfg.peers = flags.peers;
   if (*o_nv) cfg.verify_reads = false;
+  if (*o_cert) cfg.tls_cert = flags.tls_cert;
+  if (*o_key) cfg.tls_key = flags.tls_key;
+  if (*o_ca) cfg.tls_ca = flags.tls_ca;
+  if (*o_req) cfg.tls_require_client_cert = true;
+  if (*o_streams) cfg.max_streams_per_peer = flags.max_streams_per_peer;
+  if (*o_quota) cfg.upload_bytes_per_day = flags.upload_bytes_per_day;
   return Serve(cfg);
 }

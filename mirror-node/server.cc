@@ -2,6 +2,8 @@
 
 #include <deque>
 
+#include "absl/container/flat_hash_map.h"
+
 #include "absl/synchronization/mutex.h"
 #include "cairn/chunker.h"
 #include "cairn/objects.h"
@@ -94,10 +96,54 @@ absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& 
 
 // Serves GetMany: answers each request message with one response message, in
 // order. Keeps at most kMaxQueued responses built ahead of the network.
+// The client's address without its port ("ipv4:10.0.0.1"): what per-peer
+// limits count.
+std::string PeerAddress(const std::string& peer) {
+  size_t colon = peer.rfind(':');
+  return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
+}
+
+// Concurrent streams per client address. Thread-safe.
+class PeerStreams {
+ public:
+  explicit PeerStreams(int max) : max_(max) {}
+  // A slot, released when the returned guard dies; nullptr when `peer` holds
+  // `max` already.
+  std::shared_ptr<void> Acquire(const std::string& peer) {
+    std::string addr = PeerAddress(peer);
+    absl::MutexLock l(&mu_);
+    int& n = open_[addr];
+    if (max_ > 0 && n >= max_) return nullptr;
+    ++n;
+    return std::shared_ptr<void>(nullptr, [this, addr](void*) {
+      absl::MutexLock l(&mu_);
+      if (--open_[addr] <= 0) open_.erase(addr);
+    });
+  }
+  grpc::Status Refusal() const {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        StrCat("too many concurrent chunk streams from your address (limit ", max_,
+                               "); retry when some finish"));
+  }
+
+ private:
+  const int max_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int> open_ ABSL_GUARDED_BY(mu_);
+};
+
+// Finishes a streaming call at once with `status`.
+template <typename Base>
+class Refused final : public Base {
+ public:
+  explicit Refused(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse> {
  public:
-  GetManyReactor(Repository* repo, WorkPool* pool, std::string peer)
-      : repo_(repo), pool_(pool), peer_(std::move(peer)) {
+  GetManyReactor(Repository* repo, WorkPool* pool, std::string peer, std::shared_ptr<void> slot)
+      : repo_(repo), pool_(pool), peer_(std::move(peer)), slot_(std::move(slot)) {
     StartRead(&req_);
   }
 
@@ -216,6 +262,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   Repository* repo_;
   WorkPool* pool_;
   const std::string peer_;
+  std::shared_ptr<void> slot_;  // this stream's place in its peer's limit
   uint64_t chunks_served_ = 0;  // touched only by the one build in flight
   uint64_t bytes_served_ = 0;
   absl::Mutex mu_;
@@ -231,27 +278,35 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
 
 class ChunksImpl final : public Chunks::CallbackService {
  public:
-  ChunksImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
+  ChunksImpl(Repository* repo, WorkPool* pool, PeerStreams* streams)
+      : repo_(repo), pool_(pool), streams_(streams) {}
   grpc::ServerUnaryReactor* HasMany(grpc::CallbackServerContext* ctx, const HasManyRequest* req,
                                     HasManyResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
   }
   grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>* GetMany(
       grpc::CallbackServerContext* ctx) override {
-    return new GetManyReactor(repo_, pool_, ctx->peer());
+    auto slot = streams_->Acquire(ctx->peer());
+    if (!slot) {
+      return new Refused<grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>>(
+          streams_->Refusal());
+    }
+    return new GetManyReactor(repo_, pool_, ctx->peer(), std::move(slot));
   }
 
  private:
   Repository* repo_;
   WorkPool* pool_;
+  PeerStreams* streams_;
 };
 
 // Receives a stream of chunks in an authenticated session; verifies and stores
 // each. Reads are sequential, so no lock is needed.
 class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> {
  public:
-  PutChunksReactor(Repository* repo, WorkPool* pool, PutChunksResponse* resp)
-      : repo_(repo), pool_(pool), resp_(resp) {
+  PutChunksReactor(Repository* repo, WorkPool* pool, PutChunksResponse* resp,
+                   std::shared_ptr<void> slot)
+      : repo_(repo), pool_(pool), resp_(resp), slot_(std::move(slot)) {
     StartRead(&req_);
   }
   // Verifying and storing run on the pool; the next read starts after.
@@ -274,9 +329,9 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
 
  private:
   absl::Status Store() {
-    if (!authenticated_) {
+    if (session_.empty()) {
       CAIRN_RETURN_IF_ERROR(repo_->CheckSession(req_.session_id()).status());
-      authenticated_ = true;
+      session_ = req_.session_id();
     }
     if (req_.chunks_size() > kMaxChunksPerMessage) {
       return absl::InvalidArgumentError("too many chunks in one message");
@@ -292,6 +347,8 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
         resp_->set_chunks_already_present(resp_->chunks_already_present() + 1);
         continue;
       }
+      // The publisher key's daily quota is charged before anything is stored.
+      CAIRN_RETURN_IF_ERROR(repo_->ChargeUpload(session_, c.data().size()));
       CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, c.data()));  // verifies the hash
       resp_->set_chunks_stored(resp_->chunks_stored() + 1);
       resp_->set_bytes_stored(resp_->bytes_stored() + c.data().size());
@@ -303,21 +360,25 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
   WorkPool* pool_;
   PutChunksResponse* resp_;
   PutChunksRequest req_;
-  bool authenticated_ = false;
+  std::shared_ptr<void> slot_;
+  std::string session_;  // set once the first message's session checked out
 };
 
 class PublishImpl final : public Publish::CallbackService {
  public:
-  PublishImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
+  PublishImpl(Repository* repo, WorkPool* pool, PeerStreams* streams)
+      : repo_(repo), pool_(pool), streams_(streams) {}
   grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx, const ChallengeRequest* req,
                                       ChallengeResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return repo_->Challenge(req->name()); });
+    return Unary(pool_, ctx, resp, [=, this] {
+      return repo_->Challenge(req->name(), PeerAddress(ctx->peer()));
+    });
   }
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* ctx,
                                         const OpenSessionRequest* req,
                                         OpenSessionResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] {
-      auto r = repo_->OpenSession(*req);
+      auto r = repo_->OpenSession(*req, PeerAddress(ctx->peer()));
       if (r.ok())
         spdlog::info("publish session opened for {} from {}", req->name(), ctx->peer());
       else
@@ -332,7 +393,9 @@ class PublishImpl final : public Publish::CallbackService {
   }
   grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
                                                        PutChunksResponse* resp) override {
-    return new PutChunksReactor(repo_, pool_, resp);
+    auto slot = streams_->Acquire(ctx->peer());
+    if (!slot) return new Refused<grpc::ServerReadReactor<PutChunksRequest>>(streams_->Refusal());
+    return new PutChunksReactor(repo_, pool_, resp, std::move(slot));
   }
   grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx, const PutObjectRequest* req,
                                       PutObjectResponse* resp) override {
@@ -376,6 +439,7 @@ class PublishImpl final : public Publish::CallbackService {
  private:
   Repository* repo_;
   WorkPool* pool_;
+  PeerStreams* streams_;
 };
 
 class FederationImpl final : public Federation::CallbackService {
@@ -451,14 +515,16 @@ class FederationImpl final : public Federation::CallbackService {
 }  // namespace
 
 struct NodeServer::Services {
-  explicit Services(Repository* repo)
+  Services(Repository* repo, int max_streams_per_peer)
       : pool(kWorkThreads, kMaxQueuedWork),
+        streams(max_streams_per_peer),
         registry(repo, &pool),
-        chunks(repo, &pool),
-        publish(repo, &pool),
+        chunks(repo, &pool, &streams),
+        publish(repo, &pool, &streams),
         federation(repo, &pool) {}
   // Declared first: destroyed last, after the services and the server.
   WorkPool pool;
+  PeerStreams streams;
   RegistryImpl registry;
   ChunksImpl chunks;
   PublishImpl publish;
@@ -466,13 +532,28 @@ struct NodeServer::Services {
 };
 
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
-                                                              const std::string& listen) {
+                                                              const std::string& listen,
+                                                              const ServerOptions& options) {
   std::unique_ptr<NodeServer> s(new NodeServer());
-  s->services_ = std::make_unique<Services>(repo);
+  s->services_ = std::make_unique<Services>(repo, options.max_streams_per_peer);
   grpc::ServerBuilder b;
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);
   b.SetMaxSendMessageSize(kMaxMessageBytes);
-  b.AddListeningPort(listen, grpc::InsecureServerCredentials(), &s->port_);
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_pem.empty()) {
+    grpc::SslServerCredentialsOptions o(
+        options.tls_ca_pem.empty()
+            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : (options.require_client_cert
+                   ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                   : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY));
+    o.pem_root_certs = options.tls_ca_pem;
+    o.pem_key_cert_pairs.push_back({options.tls_key_pem, options.tls_cert_pem});
+    creds = grpc::SslServerCredentials(o);
+  } else if (!options.tls_ca_pem.empty()) {
+    return absl::InvalidArgumentError("--tls-ca needs --tls-cert and --tls-key");
+  }
+  b.AddListeningPort(listen, creds, &s->port_);
   b.RegisterService(&s->services_->registry);
   b.RegisterService(&s->services_->chunks);
   b.RegisterService(&s->services_->publish);

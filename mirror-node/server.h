@@ -23,13 +23,28 @@ inline constexpr int kMaxChunksPerMessage = 64;
 // Canonical status to gRPC status: the one conversion at the server edge.
 grpc::Status ToGrpc(const absl::Status& s);
 
+struct ServerOptions {
+  // TLS on the port: PEM certificate chain and key. Empty: plaintext.
+  std::string tls_cert_pem, tls_key_pem;
+  // With TLS: verify client certificates against this CA (mutual TLS between
+  // nodes). A client presenting a certificate the CA did not sign is refused.
+  std::string tls_ca_pem;
+  // With tls_ca_pem: refuse clients that present no certificate (a closed
+  // federation; reads are then no longer open to everyone).
+  bool require_client_cert = false;
+  // Most concurrent chunk streams (GetMany, PutChunks) from one client
+  // address; more are refused with RESOURCE_EXHAUSTED. Default: 64.
+  int max_streams_per_peer = 64;
+};
+
 // A running server. Not copyable; Shutdown() is thread-safe and idempotent.
 class NodeServer {
  public:
   // Binds `listen` (HOST:PORT; port 0 picks one) and starts serving `repo`,
   // which must outlive the server. Unavailable when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(Repository* repo,
-                                                           const std::string& listen);
+                                                           const std::string& listen,
+                                                           const ServerOptions& options = {});
   // Reports replication state in NodeInfo. `fn` must be thread-safe and
   // outlive the server (or be cleared with an empty function first).
   void SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn);

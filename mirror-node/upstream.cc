@@ -9,38 +9,24 @@
 
 namespace cairn::node {
 
-namespace {
-absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      StrCat(what, ": ", s.error_message()));
-}
-}  // namespace
-
-namespace {
-std::shared_ptr<grpc::Channel> NodeChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  args.SetMaxSendMessageSize(kMaxMessageBytes);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
-}  // namespace
+using client::FromGrpc;
 
 GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds,
-                           std::vector<std::string> peers, int streams)
+                           std::vector<std::string> peers, int streams,
+                           const client::TlsOptions& tls)
     : address_(std::move(address)), timeout_seconds_(timeout_seconds) {
-  channel_ = NodeChannel(address_);
+  channel_ = client::NewChannel(address_, tls, /*private_pool=*/false);
   federation_ = cairn::v1::Federation::NewStub(channel_);
   registry_ = cairn::v1::Registry::NewStub(channel_);
   chunks_ = cairn::v1::Chunks::NewStub(channel_);
-  sources_.push_back(std::make_unique<client::Connection>(channel_, address_, timeout_seconds));
+  sources_.push_back(
+      std::make_unique<client::Connection>(channel_, address_, timeout_seconds, tls));
   upstream_streams_ = static_cast<size_t>(std::clamp(streams, 1, 8));
   for (size_t k = 1; k < upstream_streams_; ++k) sources_.push_back(sources_[0]->Another());
   for (auto& p : peers) {
     if (p == address_) continue;
-    sources_.push_back(std::make_unique<client::Connection>(NodeChannel(p), p, timeout_seconds));
+    sources_.push_back(std::make_unique<client::Connection>(
+        client::NewChannel(p, tls, /*private_pool=*/false), p, timeout_seconds, tls));
   }
 }
 
@@ -151,8 +137,9 @@ absl::Status GrpcUpstream::GetChunks(
 }
 
 ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams,
-                                 int poll_seconds, std::vector<std::string> peers)
-    : repo_(repo), poll_seconds_(poll_seconds), peers_(std::move(peers)) {
+                                 int poll_seconds, std::vector<std::string> peers,
+                                 client::TlsOptions tls)
+    : repo_(repo), poll_seconds_(poll_seconds), peers_(std::move(peers)), tls_(std::move(tls)) {
   {
     absl::MutexLock l(&mu_);
     status_.resize(upstreams.size());
@@ -182,7 +169,7 @@ ReplicationLoop::~ReplicationLoop() {
 void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
   const std::string address = config.address;
   Replicator rep(
-      repo_, std::make_unique<GrpcUpstream>(address, 15, peers_, config.streams),
+      repo_, std::make_unique<GrpcUpstream>(address, 15, peers_, config.streams, tls_),
       [address](const std::string& line) {
         spdlog::warn("replication from {}: {}", address, line);
       },

@@ -25,7 +25,7 @@ class GrpcUpstream final : public Upstream {
   // `streams`: parallel connections to the upstream for chunks (each its own
   // TCP congestion window: what keeps a long lossy link busy).
   GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers = {},
-               int streams = 4);
+               int streams = 4, const client::TlsOptions& tls = {});
   absl::StatusOr<std::string> NodeId() override;
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override;
   absl::StatusOr<cairn::v1::SummaryResponse> Summary() override;
@@ -64,8 +64,9 @@ class ReplicationLoop {
     int streams = 4;  // parallel chunk connections to it, 1..8
   };
   // `peers`: nodes also asked for chunks of every upstream's releases.
+  // `tls`: how to reach upstreams and peers (plaintext by default).
   ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams, int poll_seconds = 2,
-                  std::vector<std::string> peers = {});
+                  std::vector<std::string> peers = {}, client::TlsOptions tls = {});
   ~ReplicationLoop();  // stops and joins
   ReplicationLoop(const ReplicationLoop&) = delete;
   ReplicationLoop& operator=(const ReplicationLoop&) = delete;
@@ -78,6 +79,7 @@ class ReplicationLoop {
   Repository* repo_;
   const int poll_seconds_;
   const std::vector<std::string> peers_;
+  const client::TlsOptions tls_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<cairn::v1::UpstreamStatus> status_ ABSL_GUARDED_BY(mu_);

@@ -590,7 +590,18 @@ absl::StatusOr<cairn::v1::NodeInfoResponse> Repository::NodeInfo() {
 
 // ---------------- Publish ----------------
 
-absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_view name) {
+namespace {
+template <typename Map>
+size_t CountPeer(const Map& m, std::string_view peer) {
+  if (peer.empty()) return 0;
+  size_t n = 0;
+  for (const auto& [id, s] : m) n += s.peer == peer;
+  return n;
+}
+}  // namespace
+
+absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_view name,
+                                                                   std::string_view peer) {
   CAIRN_RETURN_IF_ERROR(ValidateName(name));
   int64_t now = clock_();
   std::string c = RandomHex(32);
@@ -599,7 +610,11 @@ absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_v
   if (challenges_.size() >= opts_.max_sessions) {
     return absl::ResourceExhaustedError("too many pending publish challenges; retry later");
   }
-  challenges_[c] = Session{std::string(name), now + opts_.challenge_seconds};
+  if (CountPeer(challenges_, peer) >= opts_.max_sessions_per_peer) {
+    return absl::ResourceExhaustedError(StrCat("too many pending publish challenges from ", peer,
+                                               " (limit ", opts_.max_sessions_per_peer, ")"));
+  }
+  challenges_[c] = Session{std::string(name), now + opts_.challenge_seconds, std::string(peer), ""};
   cairn::v1::ChallengeResponse out;
   out.set_challenge(c);
   out.set_expires_unix(now + opts_.challenge_seconds);
@@ -607,7 +622,7 @@ absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_v
 }
 
 absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
-    const cairn::v1::OpenSessionRequest& r) {
+    const cairn::v1::OpenSessionRequest& r, std::string_view peer) {
   CAIRN_RETURN_IF_ERROR(ValidateName(r.name()));
   int64_t now = clock_();
   {
@@ -622,12 +637,14 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
   std::string pae = Pae(kSessionPayloadType, StrCat(r.challenge(), "\n", r.name()));
   std::vector<std::string> tried;
   bool ok = false;
+  std::string signer;
   std::shared_ptr<const TrustRootView> trust = TrustPtr();
   for (const auto& s : r.signatures()) {
     tried.push_back(s.key_id());
     const auto* key = trust->FindKey(s.key_id());
     if (key && trust->IsDelegated(s.key_id(), ns) && VerifyEd25519(key->ed25519(), pae, s.sig())) {
       ok = true;
+      signer = s.key_id();
       break;
     }
   }
@@ -646,8 +663,52 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
   if (sessions_.size() >= opts_.max_sessions) {
     return absl::ResourceExhaustedError("too many open publish sessions; retry later");
   }
-  sessions_[out.session_id()] = Session{r.name(), out.expires_unix()};
+  if (CountPeer(sessions_, peer) >= opts_.max_sessions_per_peer) {
+    return absl::ResourceExhaustedError(
+        StrCat("too many open publish sessions from ", peer, " (limit ",
+               opts_.max_sessions_per_peer, "); they expire ", opts_.session_seconds,
+               "s after opening"));
+  }
+  sessions_[out.session_id()] = Session{r.name(), out.expires_unix(), std::string(peer), signer};
   return out;
+}
+
+absl::Status Repository::ChargeUpload(std::string_view session_id, uint64_t bytes) {
+  const int64_t now = clock_();
+  const int64_t day = now / 86400;
+  absl::MutexLock l(&mu_);
+  auto it = sessions_.find(std::string(session_id));
+  if (it == sessions_.end() || it->second.expires <= now) {
+    return absl::UnauthenticatedError("unknown or expired publish session");
+  }
+  const std::string& key = it->second.key_id;
+  uint64_t quota = opts_.upload_bytes_per_day;
+  if (auto q = opts_.upload_quota_by_key.find(key); q != opts_.upload_quota_by_key.end()) {
+    quota = q->second;
+  }
+  if (quota == 0) return absl::OkStatus();
+  auto& [d, used] = uploads_[key];
+  if (d != day) {
+    d = day;
+    used = 0;
+    auto stored = meta_->Get(Table::kState, StrCat("quota/", key, "/", day));
+    if (stored.ok()) used = ParseU64(*stored);
+  }
+  if (used + bytes > quota) {
+    return absl::ResourceExhaustedError(
+        StrCat("upload quota of publisher key ", key, " exhausted: ", used, " of ", quota,
+               " bytes used today; it resets at 00:00 UTC (in ", (day + 1) * 86400 - now,
+               " s), or ask the node operator to raise it"));
+  }
+  used += bytes;
+  return meta_->Commit({WriteOp{Table::kState, StrCat("quota/", key, "/", day), StrCat(used)}},
+                       /*sync=*/false);
+}
+
+uint64_t Repository::UploadedToday(const std::string& key_id) {
+  const int64_t day = clock_() / 86400;
+  auto stored = meta_->Get(Table::kState, StrCat("quota/", key_id, "/", day));
+  return stored.ok() ? ParseU64(*stored) : 0;
 }
 
 absl::StatusOr<std::string> Repository::CheckSession(std::string_view id) {

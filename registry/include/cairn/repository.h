@@ -30,6 +30,13 @@ struct RepositoryOptions {
   int64_t challenge_seconds = 300;
   // How long a release waiting for co-signatures is kept. Default: 7 days.
   int64_t pending_seconds = 7 * 86400;
+  // Most open sessions (and, separately, pending challenges) per client
+  // address. Default: 16.
+  size_t max_sessions_per_peer = 16;
+  // Bytes of new chunks each publisher key may upload per UTC day; 0: no
+  // limit. Default: 0. `upload_quota_by_key` overrides it per key id.
+  uint64_t upload_bytes_per_day = 0;
+  absl::flat_hash_map<std::string, uint64_t> upload_quota_by_key;
   // Most sessions and challenges held at once. Default: 4096 each.
   size_t max_sessions = 4096;
   // Change-feed events kept; a follower whose cursor is older than the oldest
@@ -142,12 +149,20 @@ class Repository {
 
   // ---- Publish ----
   // A one-time challenge for a session on `name`.
-  absl::StatusOr<cairn::v1::ChallengeResponse> Challenge(std::string_view name);
+  // `peer`: the client's address, for the per-peer limit ("" in tests).
+  absl::StatusOr<cairn::v1::ChallengeResponse> Challenge(std::string_view name,
+                                                         std::string_view peer = "");
   // Opens a session when the challenge is live and at least one signature is
   // by a key delegated for the name's namespace. PermissionDenied /
   // Unauthenticated otherwise.
   absl::StatusOr<cairn::v1::OpenSessionResponse> OpenSession(
-      const cairn::v1::OpenSessionRequest& r);
+      const cairn::v1::OpenSessionRequest& r, std::string_view peer = "");
+  // Counts `bytes` of new chunks against the quota of the key that opened
+  // `session_id`. ResourceExhausted (saying how much is left and when it
+  // resets) when they do not fit today; nothing is charged then.
+  absl::Status ChargeUpload(std::string_view session_id, uint64_t bytes);
+  // Bytes the key uploaded today (UTC).
+  uint64_t UploadedToday(const std::string& key_id);
   // Unauthenticated when the session is unknown or expired. Returns its name.
   absl::StatusOr<std::string> CheckSession(std::string_view session_id);
   // Stores a chunk list uploaded in a session (invisible until a commit names
@@ -177,6 +192,8 @@ class Repository {
   struct Session {
     std::string name;
     int64_t expires;
+    std::string peer;
+    std::string key_id;  // the delegated key that opened it
   };
   struct CommitSpec {
     std::string required_name;       // a session's name; empty: any
@@ -216,6 +233,8 @@ class Repository {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> challenges_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // key id -> (UTC day, bytes uploaded that day); persisted in kState.
+  absl::flat_hash_map<std::string, std::pair<int64_t, uint64_t>> uploads_ ABSL_GUARDED_BY(mu_);
   absl::Mutex fetch_mu_;
   absl::CondVar fetch_cv_;
   absl::flat_hash_set<std::string> fetching_ ABSL_GUARDED_BY(fetch_mu_);
