@@ -1,4 +1,5 @@
 // cairn: the Cairn command-line client.
+#include <grpc/support/log.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -181,6 +182,12 @@ absl::StatusOr<cairn::TrustRootView> LoadTrust(const Settings& s) {
 
 int main(int argc, char** argv) {
   cairn::TuneProcess(argv, /*max_arenas=*/2);
+  // gRPC's own log lines (a failed TLS handshake, say) would break the
+  // one-line error contract; what went wrong comes back as a status anyway.
+  // CAIRN_GRPC_LOG=1 keeps them for debugging.
+  if (const char* v = std::getenv("CAIRN_GRPC_LOG"); !v || std::string(v) != "1") {
+    gpr_set_log_function([](gpr_log_func_args*) {});
+  }
   CLI::App app{"cairn: pull, publish and verify open model weights from Cairn mirrors"};
   app.require_subcommand(1);
   Settings set;

@@ -8,7 +8,7 @@ PKGS=(
   librocksdb-dev libssl-dev libboost-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev
-  pocketsphinx-en-us jq curl procps iproute2 bc
+  pocketsphinx-en-us jq curl procps iproute2 bc openssl
   clang libclang-rt-14-dev
 )
 missing=()

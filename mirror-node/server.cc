@@ -115,7 +115,8 @@ class PeerStreams {
     int& n = open_[addr];
     if (max_ > 0 && n >= max_) return nullptr;
     ++n;
-    return std::shared_ptr<void>(nullptr, [this, addr](void*) {
+    // Non-null (a null shared_ptr reads as "refused"); nothing is deleted.
+    return std::shared_ptr<void>(this, [this, addr](void*) {
       absl::MutexLock l(&mu_);
       if (--open_[addr] <= 0) open_.erase(addr);
     });

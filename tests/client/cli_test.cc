@@ -483,5 +483,130 @@ TEST_F(CliTest, TwoOfTwoNamespaceIsPublishedByCoSigningFromAnotherMachine) {
   EXPECT_FALSE(nlohmann::json::parse(both.out)["pending"]);
 }
 
+// A CA and certificates made with the openssl CLI, as an operator would.
+class TlsTest : public CliTest {
+ protected:
+  void SetUp() override {
+    CliTest::SetUp();
+    tls_ = dir_ / "tls";
+    fs::create_directories(tls_);
+    testing::WriteFile(tls_ + "/san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    MakeCa("ca");
+    MakeCa("rogue-ca");
+    Issue("ca", "node");
+    Issue("ca", "client");
+    Issue("rogue-ca", "rogue");
+  }
+  void Openssl(std::vector<std::string> args) {
+    args.insert(args.begin(), "/usr/bin/openssl");
+    auto r = testing::Run(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  void MakeCa(const std::string& name) {
+    Openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", tls_ + "/" + name + ".key", "-out", tls_ + "/" + name + ".pem", "-days",
+             "2", "-subj", "/CN=" + name});
+  }
+  void Issue(const std::string& ca, const std::string& name) {
+    const std::string b = tls_ + "/" + name;
+    Openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+             b + ".key", "-out", b + ".csr", "-subj", "/CN=localhost"});
+    Openssl({"x509", "-req", "-in", b + ".csr", "-CA", tls_ + "/" + ca + ".pem", "-CAkey",
+             tls_ + "/" + ca + ".key", "-CAcreateserial", "-out", b + ".pem", "-days", "2",
+             "-extfile", tls_ + "/san.ext"});
+  }
+  std::unique_ptr<testing::Child> StartTlsNode(const std::string& data,
+                                               std::vector<std::string> extra, std::string* addr) {
+    std::vector<std::string> argv = {testing::CairnNodeBin(), "serve",  "--data",
+                                     data,                    "--listen", "127.0.0.1:0",
+                                     "--trust",               dir_ / "keys/trust.root",
+                                     "--tls-cert",            tls_ + "/node.pem",
+                                     "--tls-key",             tls_ + "/node.key"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::string line;
+    auto c = testing::Child::Start(argv, "listening on", &line);
+    if (c) *addr = line.substr(line.rfind(' ') + 1);
+    return c;
+  }
+  std::string tls_;
+};
+
+TEST_F(TlsTest, TlsPortsMutualTlsBetweenNodesAndClientCertificates) {
+  // a: TLS, verifies client certificates when presented.
+  std::string a_addr, b_addr, c_addr;
+  auto a = StartTlsNode(dir_ / "tls-a", {"--tls-ca", tls_ + "/ca.pem"}, &a_addr);
+  ASSERT_TRUE(a);
+  const std::vector<std::string> ca = {"--tls-ca", tls_ + "/ca.pem"};
+  auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  auto pub = Cairn(with({"publish", dir_ / "model", "--name", "acme/m", "--version", "1", "--key",
+                         dir_ / "keys/publisher.key", "--node", a_addr, "--timeout", "5"},
+                        ca));
+  ASSERT_EQ(pub.exit_code, 0) << pub.err;
+  // Plaintext, or the wrong CA: refused with a clear error.
+  ExpectOneLineError(Cairn({"info", "acme/m", "--node", a_addr, "--timeout", "2"}),
+                     "cannot reach node");
+  ExpectOneLineError(Cairn({"info", "acme/m", "--node", a_addr, "--timeout", "2", "--tls-ca",
+                            tls_ + "/rogue-ca.pem"}),
+                     "over TLS");
+  // A certificate from another CA is refused even where certificates are optional.
+  ExpectOneLineError(Cairn(with({"info", "acme/m", "--node", a_addr, "--timeout", "2",
+                                 "--tls-cert", tls_ + "/rogue.pem", "--tls-key",
+                                 tls_ + "/rogue.key"},
+                                ca)),
+                     "cannot reach node");
+  ExpectOneLineError(Cairn({"info", "acme/m", "--node", a_addr, "--tls-cert", tls_ + "/client.pem"}),
+                     "need --tls-ca");
+  // b follows a over mutual TLS and requires client certificates itself.
+  auto b = StartTlsNode(dir_ / "tls-b",
+                        {"--tls-ca", tls_ + "/ca.pem", "--tls-require-client-cert",
+                         "--upstream", a_addr},
+                        &b_addr);
+  ASSERT_TRUE(b);
+  const std::vector<std::string> mtls = {"--tls-ca", tls_ + "/ca.pem", "--tls-cert",
+                                         tls_ + "/client.pem", "--tls-key", tls_ + "/client.key"};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (Cairn(with({"info", "acme/m", "--node", b_addr}, mtls)).exit_code != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << b->stderr_text();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ExpectOneLineError(Cairn(with({"info", "acme/m", "--node", b_addr, "--timeout", "2"}, ca)),
+                     "cannot reach node");  // no client certificate
+  auto pull = Cairn(with({"pull", "acme/m", "--out", dir_ / "out", "--node", b_addr, "--trust",
+                          dir_ / "keys/trust.root"},
+                         mtls));
+  ASSERT_EQ(pull.exit_code, 0) << pull.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.safetensors"),
+            testing::ReadFile(dir_ / "model/weights.safetensors"));
+  // c follows a without presenting a certificate trusted by a... it has
+  // none: a plaintext node cannot follow a TLS upstream, and says so.
+  std::string line;
+  auto c = testing::Child::Start({testing::CairnNodeBin(), "serve", "--data", dir_ / "tls-c",
+                                  "--listen", "127.0.0.1:0", "--trust", dir_ / "keys/trust.root",
+                                  "--upstream", a_addr},
+                                 "listening on", &line);
+  ASSERT_TRUE(c);
+  c_addr = line.substr(line.rfind(' ') + 1);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  auto st = Cairn({"status", "--node", c_addr, "--json"});
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  auto sj = nlohmann::json::parse(st.out);
+  EXPECT_EQ(sj["releases"], 0);
+  EXPECT_NE(sj["upstreams"][0]["last_error"], "");
+  // Bad TLS configuration is refused at start.
+  auto bad = testing::Run({testing::CairnNodeBin(), "serve", "--data", dir_ / "tls-d", "--listen",
+                           "127.0.0.1:0", "--trust", dir_ / "keys/trust.root", "--tls-cert",
+                           tls_ + "/node.pem"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, HasSubstr("--tls-cert and --tls-key go together"));
+  bad = testing::Run({testing::CairnNodeBin(), "serve", "--data", dir_ / "tls-d", "--listen",
+                      "127.0.0.1:0", "--trust", dir_ / "keys/trust.root", "--tls-cert",
+                      tls_ + "/node.pem", "--tls-key", tls_ + "/san.ext"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, HasSubstr("not PEM"));
+}
+
 }  // namespace
 }  // namespace cairn

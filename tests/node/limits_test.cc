@@ -1,0 +1,185 @@
+// Abuse limits: concurrent chunk streams and publish sessions per client
+// address, and daily upload quotas per publisher key.
+#include <set>
+#include <thread>
+
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "client.h"
+#include "config.h"
+#include "server.h"
+#include "testing.h"
+
+namespace cairn {
+namespace {
+
+using ::cairn::testing::StatusIs;
+using ::cairn::testing::TrustFixture;
+using ::testing::HasSubstr;
+
+class LimitsTest : public ::testing::Test {
+ protected:
+  void Start(RepositoryOptions ro, node::ServerOptions so = {}) {
+    trust_ = TrustFixture::Make("acme");
+    trust_.Save(dir_ / "keys");
+    repo_ = std::move(Repository::Open(dir_ / "node", trust_.view, ro)).value();
+    server_ = std::move(node::NodeServer::Start(repo_.get(), "127.0.0.1:0", so)).value();
+  }
+  absl::StatusOr<client::PublishResult> Publish(const std::string& name, size_t bytes,
+                                                uint64_t seed) {
+    std::string d = dir_ / name;
+    testing::WriteFile(d + "/w.bin", testing::RandomBytes(bytes, seed));
+    auto conn = std::move(client::Connection::Open(server_->address(), 10)).value();
+    client::PublishOptions o;
+    o.dir = d;
+    o.name = "acme/" + name;
+    o.version = "1";
+    o.key_paths = {dir_ / "keys/publisher.key"};
+    return client::Publish(*conn, o);
+  }
+  testing::TempDir dir_;
+  TrustFixture trust_;
+  std::unique_ptr<Repository> repo_;
+  std::unique_ptr<node::NodeServer> server_;
+};
+
+TEST_F(LimitsTest, ChunkStreamsPerPeerAreCapped) {
+  node::ServerOptions so;
+  so.max_streams_per_peer = 2;
+  Start({}, so);
+  auto ch = client::NewChannel(server_->address(), {});
+  auto stub = cairn::v1::Chunks::NewStub(ch);
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::set<size_t> done;  // refused streams (finished by the test)
+  std::vector<std::unique_ptr<
+      grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>>
+      streams;
+  auto open = [&] {
+    ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->GetMany(ctxs.back().get()));
+    // A request for an unknown chunk: answered "missing" by an admitted stream.
+    cairn::v1::GetChunksRequest req;
+    req.add_digests(std::string(32, 'x'));
+    streams.back()->Write(req);
+    cairn::v1::GetChunksResponse resp;
+    bool ok = streams.back()->Read(&resp);
+    if (!ok) done.insert(streams.size() - 1);
+    return ok;
+  };
+  EXPECT_TRUE(open());
+  EXPECT_TRUE(open());
+  EXPECT_FALSE(open());  // the third is refused...
+  streams.back()->WritesDone();
+  grpc::Status st = streams.back()->Finish();
+  done.erase(2);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(st.error_message(), HasSubstr("limit 2"));
+  // ...until one of the first two ends.
+  streams[0]->WritesDone();
+  EXPECT_TRUE(streams[0]->Finish().ok());
+  bool admitted = false;
+  for (int i = 0; i < 50 && !admitted; ++i) {
+    admitted = open();
+    if (!admitted) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(admitted);
+  for (size_t i = 1; i < streams.size(); ++i) {
+    if (i == 2) continue;  // finished above
+    streams[i]->WritesDone();
+    streams[i]->Finish();
+  }
+}
+
+TEST_F(LimitsTest, PublishSessionsAndChallengesPerPeerAreCapped) {
+  RepositoryOptions ro;
+  ro.max_sessions_per_peer = 3;
+  Start(ro);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(repo_->Challenge("acme/m", "ipv4:10.0.0.1").ok());
+  auto r = repo_->Challenge("acme/m", "ipv4:10.0.0.1");
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("ipv4:10.0.0.1"));
+  EXPECT_TRUE(repo_->Challenge("acme/m", "ipv4:10.0.0.2").ok());  // another address is fine
+  // Sessions: signed challenges from one address, up to the limit.
+  auto session = [&](const std::string& peer) {
+    auto c = repo_->Challenge("acme/m", "");
+    cairn::v1::OpenSessionRequest req;
+    req.set_name("acme/m");
+    req.set_challenge(c->challenge());
+    auto* s = req.add_signatures();
+    s->set_key_id(trust_.publisher->key_id());
+    s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
+    return repo_->OpenSession(req, peer);
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(session("ipv4:10.0.0.1").ok());
+  EXPECT_THAT(session("ipv4:10.0.0.1"), StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_TRUE(session("ipv4:10.0.0.3").ok());
+}
+
+TEST_F(LimitsTest, DailyUploadQuotaPerPublisherKey) {
+  RepositoryOptions ro;
+  ro.upload_bytes_per_day = 3 << 20;
+  Start(ro);
+  ASSERT_TRUE(Publish("a", 2 << 20, 1).ok());
+  EXPECT_GE(repo_->UploadedToday(trust_.publisher->key_id()), 2u << 20);
+  // The next 2 MiB do not fit in what is left today: refused before storing.
+  auto second = Publish("b", 2 << 20, 2);
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("upload quota of publisher key " + trust_.publisher->key_id()));
+  EXPECT_LT(repo_->UploadedToday(trust_.publisher->key_id()), 3u << 20);
+  // Re-publishing what the node holds costs nothing.
+  EXPECT_TRUE(Publish("a", 2 << 20, 1).ok());
+  // The count survives a restart (it is kept in the node's state).
+  server_.reset();
+  repo_.reset();
+  repo_ = std::move(Repository::Open(dir_ / "node", trust_.view, ro)).value();
+  EXPECT_GE(repo_->UploadedToday(trust_.publisher->key_id()), 2u << 20);
+  // A per-key override lifts it for this key.
+  server_.reset();
+  repo_.reset();
+  ro.upload_quota_by_key[trust_.publisher->key_id()] = 0;  // unlimited
+  repo_ = std::move(Repository::Open(dir_ / "node", trust_.view, ro)).value();
+  server_ = std::move(node::NodeServer::Start(repo_.get(), "127.0.0.1:0")).value();
+  EXPECT_TRUE(Publish("b", 2 << 20, 2).ok());
+}
+
+}  // namespace
+}  // namespace cairn
+
+namespace cairn::node {
+namespace {
+
+TEST(NodeConfigTest, LimitsTlsAndQuotasParseAndWrongValuesAreNamed) {
+  ServeConfig c;
+  ASSERT_TRUE(ParseConfig(R"([node]
+tls_cert = "n.pem"
+tls_key = "n.key"
+tls_ca = "ca.pem"
+tls_require_client_cert = true
+max_streams_per_peer = 8
+max_sessions_per_peer = 2
+upload_bytes_per_day = 1000000
+[quota]
+0123456789abcdef0123456789abcdef = 5
+)",
+                          "t.toml", &c)
+                  .ok());
+  EXPECT_EQ(c.tls_ca, "ca.pem");
+  EXPECT_TRUE(c.tls_require_client_cert);
+  EXPECT_EQ(c.max_streams_per_peer, 8);
+  EXPECT_EQ(c.max_sessions_per_peer, 2);
+  EXPECT_EQ(c.upload_bytes_per_day, 1000000u);
+  ASSERT_EQ(c.upload_quota_by_key.size(), 1u);
+  EXPECT_EQ(c.upload_quota_by_key[0].second, 5u);
+  for (const char* bad : {"[node]\nmax_streams_per_peer = -1\n", "[node]\ntls_require_client_cert = 1\n",
+                          "[quota]\nnotakey = 5\n", "[quota]\n0123456789abcdef0123456789abcdef = \"x\"\n",
+                          "quota = 3\n"}) {
+    ServeConfig d;
+    auto st = ParseConfig(bad, "t.toml", &d);
+    EXPECT_THAT(st, cairn::testing::StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("t.toml")) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace cairn::node
