@@ -375,7 +375,7 @@ absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kReleases, prefix, [&](std::string_view k, std::string_view v) {
         std::vector<std::string_view> parts = Split(k, '\0', 2);
-        if (parts.size() != 2) return true;
+        if (parts.size() != 2 || !WithheldReason(v).empty()) return true;
         auto& e = entries[std::string(parts[0])];
         e.set_name(std::string(parts[0]));
         auto* r = e.add_releases();
@@ -395,7 +395,8 @@ absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix
       meta_->Scan(Table::kTags, prefix, [&](std::string_view k, std::string_view v) {
         Envelope env;
         TagRecord rec;
-        if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload())) {
+        if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload()) ||
+            TagWithheld(std::string(k), nullptr)) {
           return true;
         }
         auto& e = entries[rec.name()];
