@@ -273,6 +273,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 8));
   pull->add_option("--min-rate", pl.min_rate,
                    "bytes/s a node must sustain while it owes chunks (default 32768)");
+  bool no_trust_update = false;
+  pull->add_flag("--no-trust-update", no_trust_update,
+                 "judge by the trust file as it is (default: first walk it forward to the newest "
+                 "root the nodes hold)");
   pull->add_option("--stall-seconds", pl.stall_seconds,
                    "drop a node that sends nothing for this long (default 10)");
   add_node(pull);
@@ -417,6 +421,24 @@ int main(int argc, char** argv) {
   }
 
   if (*pull) {
+    if (set.trust.empty()) return Fail(LoadTrust(set).status());
+    auto conns = ConnectAll(set);
+    if (!conns.ok()) return Fail(conns.status());
+    if (!no_trust_update) {
+      // TUF's client workflow: first move the trust root forward along the
+      // chain the mirrors hold (each version verified by the one before), so
+      // a revocation takes effect before anything is judged by the old root.
+      std::vector<std::string> refused;
+      auto up = cairn::client::UpdateTrustFile(Raw(*conns), set.trust, &refused);
+      for (const auto& r : refused) {
+        std::fprintf(stderr, "cairn: warning: trust roots refused: %s\n", r.c_str());
+      }
+      if (up.ok() && up->to > up->from) {
+        std::fprintf(stderr, "cairn: trust root updated v%lu -> v%lu (from %s)\n",
+                     static_cast<unsigned long>(up->from), static_cast<unsigned long>(up->to),
+                     up->source.c_str());
+      }
+    }
     auto tr = LoadTrust(set);
     if (!tr.ok()) return Fail(tr.status());
     pl.cache_dir = set.cache;
@@ -425,8 +447,6 @@ int main(int argc, char** argv) {
     pl.progress = tty;
     pl.state_dir = cairn::client::DefaultStateDir();
     pl.rate_seconds = std::max(1, pl.stall_seconds);
-    auto conns = ConnectAll(set);
-    if (!conns.ok()) return Fail(conns.status());
     auto r = cairn::client::Pull(Raw(*conns), *tr, pl);
     if (!r.ok()) return Fail(r.status());
     if (as_json) {

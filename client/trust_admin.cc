@@ -223,7 +223,8 @@ absl::StatusOr<cairn::v1::OfferTrustRootsResponse> PushTrust(Connection& node,
 }
 
 absl::StatusOr<TrustUpdate> UpdateTrustFile(const std::vector<Connection*>& nodes,
-                                            const std::string& trust_path) {
+                                            const std::string& trust_path,
+                                            std::vector<std::string>* refused) {
   CAIRN_ASSIGN_OR_RETURN(TrustRootView cur, LoadTrustFileForAdmin(trust_path));
   TrustUpdate out;
   out.from = out.to = cur.root().version();
@@ -246,6 +247,7 @@ absl::StatusOr<TrustUpdate> UpdateTrustFile(const std::vector<Connection*>& node
     auto walked = WalkTrustChain(cur, chain, SystemNowUnix());
     if (!walked.ok()) {
       errors.push_back(StrCat(n->address(), ": ", walked.status().message()));
+      if (refused) refused->push_back(errors.back());
       continue;
     }
     if (walked->root().version() > (best ? best->root().version() : cur.root().version())) {
@@ -255,7 +257,7 @@ absl::StatusOr<TrustUpdate> UpdateTrustFile(const std::vector<Connection*>& node
     }
   }
   if (!best) {
-    if (!errors.empty() && errors.size() == nodes.size()) {
+    if (refused == nullptr && !errors.empty() && errors.size() == nodes.size()) {
       return absl::UnavailableError("no node gave a usable trust root chain: " +
                                     StrJoin(errors, "; "));
     }

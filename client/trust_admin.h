@@ -60,8 +60,11 @@ struct TrustUpdate {
   uint64_t from = 0, to = 0;
   std::string source;  // the node the newest root came from
 };
+// `refused` (optional) receives one line per node whose offered chain did not
+// verify; nodes that could not be asked are skipped silently when it is given.
 absl::StatusOr<TrustUpdate> UpdateTrustFile(const std::vector<Connection*>& nodes,
-                                            const std::string& trust_path);
+                                            const std::string& trust_path,
+                                            std::vector<std::string>* refused = nullptr);
 
 // Loads private keys; InvalidArgument when none is given.
 absl::StatusOr<std::vector<std::unique_ptr<SigningKey>>> LoadPrivateKeys(

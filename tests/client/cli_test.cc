@@ -374,9 +374,16 @@ TEST_F(CliTest, TrustLifecycleDelegateRevokeRotateCoSignPushAndUpdate) {
   auto p2 = Cairn({"publish", dir_ / "model", "--name", "acme/n", "--version", "1", "--key",
                    K + "/second.key", "--node", addr_});
   ASSERT_EQ(p2.exit_code, 0) << p2.err;
+  fs::copy_file(dir_ / "client.root", dir_ / "auto.root");
   ExpectOneLineError(Cairn({"pull", "acme/n", "--out", dir_ / "out-old", "--node", addr_,
-                            "--trust", dir_ / "client.root"}),
+                            "--trust", dir_ / "client.root", "--no-trust-update"}),
                      "signature check failed");  // v1 does not know the second key
+  // By default a pull first walks the trust file forward.
+  auto auto_pull = Cairn({"pull", "acme/n", "--out", dir_ / "out-auto", "--node", addr_,
+                          "--trust", dir_ / "auto.root"});
+  EXPECT_EQ(auto_pull.exit_code, 0) << auto_pull.err;
+  EXPECT_THAT(auto_pull.err, HasSubstr("trust root updated v1 -> v5"));
+  EXPECT_TRUE(fs::exists(dir_ / "auto.root.v4"));
   auto up = Cairn({"trust", "update", "--trust", dir_ / "client.root", "--node", addr_, "--json"});
   ASSERT_EQ(up.exit_code, 0) << up.err;
   EXPECT_EQ(nlohmann::json::parse(up.out)["from"], 1);
