@@ -1,6 +1,8 @@
 #include "server.h"
 
 #include <deque>
+#include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 
@@ -446,15 +448,39 @@ class PublishImpl final : public Publish::CallbackService {
 class FederationImpl final : public Federation::CallbackService {
  public:
   FederationImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
+  static constexpr size_t kMaxWaiters = 4096;
   grpc::ServerUnaryReactor* Summary(grpc::CallbackServerContext* ctx, const SummaryRequest* req,
                                     SummaryResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] { return repo_->Summary(); });
   }
   grpc::ServerUnaryReactor* Feed(grpc::CallbackServerContext* ctx, const FeedRequest* req,
                                  FeedResponse* resp) override {
+    if (req->wait_ms() > 0) {
+      // Long poll: park the call when nothing follows the cursor; the waiter
+      // thread answers it on the next commit or at its deadline.
+      absl::MutexLock l(&wait_mu_);
+      if (!stopping_ && repo_->WaitForFeed(req->after(), absl::ZeroDuration()) == req->after() &&
+          waiters_.size() < kMaxWaiters) {
+        auto* r = ctx->DefaultReactor();
+        waiters_.push_back(Waiter{
+            r, ctx, req, resp,
+            absl::Now() + absl::Milliseconds(std::min<uint32_t>(req->wait_ms(), 30000))});
+        if (!waiter_thread_.joinable()) waiter_thread_ = std::thread([this] { WaitLoop(); });
+        return r;
+      }
+    }
     return Unary(pool_, ctx, resp,
                  [=, this] { return repo_->Feed(req->after(), req->max_events()); });
   }
+  // Answers every parked long poll now (the server is stopping).
+  void StopWaiting() {
+    {
+      absl::MutexLock l(&wait_mu_);
+      stopping_ = true;
+    }
+    if (waiter_thread_.joinable()) waiter_thread_.join();
+  }
+  ~FederationImpl() override { StopWaiting(); }
   grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx, const NodeInfoRequest* req,
                                      NodeInfoResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<NodeInfoResponse> {
@@ -507,6 +533,53 @@ class FederationImpl final : public Federation::CallbackService {
   }
 
  private:
+  struct Waiter {
+    grpc::ServerUnaryReactor* reactor;
+    grpc::CallbackServerContext* ctx;
+    const FeedRequest* req;
+    FeedResponse* resp;
+    absl::Time deadline;
+  };
+  // One thread for every parked call: wakes on each commit (or every 200 ms)
+  // and answers those with news, past their deadline, or cancelled.
+  void WaitLoop() {
+    uint64_t head = repo_->WaitForFeed(UINT64_MAX - 1, absl::ZeroDuration());
+    for (;;) {
+      std::vector<Waiter> due;
+      bool stopping;
+      {
+        absl::MutexLock l(&wait_mu_);
+        stopping = stopping_;
+        const absl::Time now = absl::Now();
+        for (size_t i = 0; i < waiters_.size();) {
+          Waiter& w = waiters_[i];
+          if (stopping || w.req->after() < head || w.deadline <= now || w.ctx->IsCancelled()) {
+            due.push_back(w);
+            waiters_[i] = waiters_.back();
+            waiters_.pop_back();
+          } else {
+            ++i;
+          }
+        }
+      }
+      for (const Waiter& w : due) {
+        if (w.ctx->IsCancelled()) {
+          w.reactor->Finish(grpc::Status::CANCELLED);
+          continue;
+        }
+        auto r = repo_->Feed(w.req->after(), w.req->max_events());
+        if (r.ok()) *w.resp = std::move(*r);
+        w.reactor->Finish(ToGrpc(r.status()));
+      }
+      if (stopping) return;
+      head = repo_->WaitForFeed(head, absl::Milliseconds(200));
+    }
+  }
+
+  absl::Mutex wait_mu_;
+  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(wait_mu_);
+  bool stopping_ ABSL_GUARDED_BY(wait_mu_) = false;
+  std::thread waiter_thread_;
   absl::Mutex mu_;
   std::function<std::vector<UpstreamStatus>()> upstream_status_ ABSL_GUARDED_BY(mu_);
   Repository* repo_;
@@ -576,6 +649,7 @@ void NodeServer::SetUpstreamStatus(std::function<std::vector<cairn::v1::Upstream
 }
 
 void NodeServer::Shutdown(int grace_seconds) {
+  if (services_) services_->federation.StopWaiting();  // parked long polls answer now
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(grace_seconds));
   }

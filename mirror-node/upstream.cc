@@ -49,10 +49,29 @@ absl::StatusOr<cairn::v1::FeedResponse> GrpcUpstream::Feed(uint64_t after, uint3
   cairn::v1::FeedRequest req;
   req.set_after(after);
   req.set_max_events(max_events);
+  req.set_wait_ms(long_poll_ms_);
   cairn::v1::FeedResponse r;
-  auto ctx = Context(timeout_seconds_);
-  CAIRN_RETURN_IF_ERROR(FromGrpc(federation_->Feed(ctx.get(), req, &r), "feed of " + address_));
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds_) +
+                    std::chrono::milliseconds(long_poll_ms_));
+  {
+    absl::MutexLock l(&cancel_mu_);
+    if (cancelled_) return absl::CancelledError("stopping");
+    feed_ctx_ = ctx.get();
+  }
+  grpc::Status st = federation_->Feed(ctx.get(), req, &r);
+  {
+    absl::MutexLock l(&cancel_mu_);
+    feed_ctx_ = nullptr;
+  }
+  CAIRN_RETURN_IF_ERROR(FromGrpc(st, "feed of " + address_));
   return r;
+}
+
+void GrpcUpstream::Cancel() {
+  absl::MutexLock l(&cancel_mu_);
+  cancelled_ = true;
+  if (feed_ctx_) feed_ctx_->TryCancel();
 }
 
 absl::StatusOr<cairn::v1::SummaryResponse> GrpcUpstream::Summary() {
@@ -136,6 +155,10 @@ absl::Status GrpcUpstream::GetChunks(
   return absl::OkStatus();
 }
 
+namespace {
+constexpr uint32_t kLongPollMs = 20000;
+}  // namespace
+
 ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams,
                                  int poll_seconds, std::vector<std::string> peers,
                                  client::TlsOptions tls)
@@ -162,6 +185,7 @@ ReplicationLoop::~ReplicationLoop() {
   {
     absl::MutexLock l(&mu_);
     stop_ = true;
+    for (Upstream* u : active_) u->Cancel();  // a long poll in flight ends now
   }
   for (auto& t : threads_) t.join();
 }
@@ -174,12 +198,31 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
         spdlog::warn("replication from {}: {}", address, line);
       },
       std::move(config.policy));
+  rep.set_long_poll_ms(kLongPollMs);
+  {
+    absl::MutexLock l(&mu_);
+    if (stop_) return;
+    active_.push_back(rep.upstream());
+  }
+  struct Unregister {
+    ReplicationLoop* loop;
+    Upstream* u;
+    ~Unregister() {
+      absl::MutexLock l(&loop->mu_);
+      std::erase(loop->active_, u);
+    }
+  } unregister{this, rep.upstream()};
   std::mt19937_64 rng(std::random_device{}());
   double backoff = 1;
   uint64_t logged_releases = 0;
-  for (uint64_t round = 0;; ++round) {
+  auto last_reconcile = std::chrono::steady_clock::time_point();
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t applied_before = rep.stats().events_applied;
     absl::Status st = rep.SyncOnce();
-    if (st.ok() && round % 30 == 0) {  // anti-entropy about once a minute
+    const bool held = std::chrono::steady_clock::now() - t0 > std::chrono::seconds(1);
+    if (st.ok() && std::chrono::steady_clock::now() - last_reconcile > std::chrono::seconds(60)) {
+      last_reconcile = std::chrono::steady_clock::now();  // anti-entropy about once a minute
       auto fixed = rep.Reconcile();
       if (fixed.ok() && *fixed > 0) {
         spdlog::warn("anti-entropy with {}: repaired {} release(s)/tag(s) the feed missed", address,
@@ -191,7 +234,10 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
     double wait;
     if (st.ok()) {
       backoff = 1;
-      wait = poll_seconds_;
+      // Again at once after news or a held long poll; an upstream that
+      // answers at once with nothing (no long poll) is asked every
+      // poll_seconds.
+      wait = (rep.stats().events_applied != applied_before || held) ? 0 : poll_seconds_;
       if (rep.stats().releases_committed != logged_releases) {
         logged_releases = rep.stats().releases_committed;
         spdlog::info("replication from {}: cursor {} of {}, {} releases, {} bytes fetched so far",
@@ -199,6 +245,10 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
                      rep.stats().releases_committed, rep.stats().bytes_fetched);
       }
     } else {
+      if (absl::IsCancelled(st)) {
+        absl::MutexLock l(&mu_);
+        if (stop_) return;
+      }
       spdlog::warn("replication from {}: {} (retrying in ~{:.0f}s)", address, st.ToString(),
                    backoff);
       wait = backoff * std::uniform_real_distribution<double>(0.5, 1.5)(rng);  // jitter

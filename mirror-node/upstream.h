@@ -37,6 +37,8 @@ class GrpcUpstream final : public Upstream {
   std::string address() const override { return address_; }
   void LimitBuffer(size_t bytes) override { buffer_limit_ = bytes; }
   bool VerifiesChunks() const override { return true; }  // the Fetcher hashes each
+  void SetLongPoll(uint32_t wait_ms) override { long_poll_ms_ = wait_ms; }
+  void Cancel() override;
   // From the upstream; when it has nothing newer, from the first peer that does.
   absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) override;
 
@@ -51,10 +53,16 @@ class GrpcUpstream final : public Upstream {
   std::vector<std::unique_ptr<client::Connection>> sources_;  // upstream streams, then peers
   size_t upstream_streams_ = 1;
   size_t buffer_limit_ = 0;
+  uint32_t long_poll_ms_ = 0;
+  absl::Mutex cancel_mu_;
+  grpc::ClientContext* feed_ctx_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
+  bool cancelled_ ABSL_GUARDED_BY(cancel_mu_) = false;
 };
 
-// One background thread per upstream: SyncOnce, then wait `poll_seconds`; on
-// failure back off exponentially with jitter (1 s .. 60 s). The node keeps
+// One background thread per upstream: SyncOnce with a long-polled feed (the
+// upstream answers as soon as it commits something, or after 20 s), again at
+// once; `poll_seconds` between syncs only for an upstream that does not hold
+// the call. On failure back off exponentially with jitter (1 s .. 60 s). The node keeps
 // serving whatever it holds meanwhile. Thread-safe.
 class ReplicationLoop {
  public:
@@ -77,6 +85,7 @@ class ReplicationLoop {
  private:
   void Run(size_t index, UpstreamConfig config);
   Repository* repo_;
+  std::vector<Upstream*> active_ ABSL_GUARDED_BY(mu_);  // cancelled on stop
   const int poll_seconds_;
   const std::vector<std::string> peers_;
   const client::TlsOptions tls_;

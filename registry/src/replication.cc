@@ -114,7 +114,10 @@ absl::Status Replicator::SyncOnce() {
   } else {
     last_trust_error_.clear();
   }
-  while (true) {
+  for (bool first = true;; first = false) {
+    // Only the first call waits: once something arrived, drain and return
+    // (so status and logs follow each batch).
+    upstream_->SetLongPoll(first ? long_poll_ms_ : 0);
     auto feed = upstream_->Feed(stats_.cursor, 100);
     if (absl::IsOutOfRange(feed.status()) && stats_.cursor > 0) {
       // Our cursor is past the upstream's head: it was restored from an older

@@ -519,6 +519,20 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
   return out;
 }
 
+uint64_t Repository::WaitForFeed(uint64_t after, absl::Duration timeout) {
+  struct Arg {
+    Repository* repo;
+    uint64_t after;
+  } arg{this, after};
+  absl::MutexLock l(&commit_mu_);
+  commit_mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->repo->feed_head_ > a->after; },
+          &arg),
+      timeout);
+  return feed_head_;
+}
+
 absl::StatusOr<cairn::v1::SummaryResponse> Repository::Summary() {
   cairn::v1::SummaryResponse out;
   CAIRN_RETURN_IF_ERROR(

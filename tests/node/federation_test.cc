@@ -273,6 +273,47 @@ TEST_F(FederationTest, ANodeRestartedOnItsOldTrustFileKeepsTheNewerRootsItStored
   EXPECT_THAT(repo->trust_note(), ::testing::HasSubstr("starting over"));
 }
 
+TEST_F(FederationTest, ALongPolledFeedAnswersOnTheNextCommitAndOnShutdown) {
+  auto a = Start("a");
+  auto stub = cairn::v1::Federation::NewStub(client::NewChannel(a->address(), {}));
+  auto poll = [&](uint64_t after, uint32_t wait_ms, cairn::v1::FeedResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    cairn::v1::FeedRequest req;
+    req.set_after(after);
+    req.set_wait_ms(wait_ms);
+    return stub->Feed(&ctx, req, out);
+  };
+  // Nothing new: held for about wait_ms, then answered empty.
+  cairn::v1::FeedResponse empty;
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(poll(0, 700, &empty).ok());
+  EXPECT_EQ(empty.events_size(), 0);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(600));
+  // A commit while the call is held answers it with the event.
+  cairn::v1::FeedResponse got;
+  grpc::Status st;
+  std::thread waiter([&] { st = poll(0, 30000, &got); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  t0 = std::chrono::steady_clock::now();
+  Publish(*a, Model("m", 1 << 16, 31), "acme/m");
+  waiter.join();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(got.events_size(), 1);
+  EXPECT_EQ(got.events(0).name(), "acme/m");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));  // not the 30 s
+  // A cursor behind the head is answered at once, a cursor past it too.
+  ASSERT_TRUE(poll(0, 30000, &got).ok());
+  EXPECT_EQ(got.events_size(), 1);
+  // Shutdown answers a held call instead of waiting for it.
+  std::thread held([&] { st = poll(1, 30000, &got); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  t0 = std::chrono::steady_clock::now();
+  a->server->Shutdown(10);
+  held.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
+}
+
 // A window [start, end) that contains (or not) the current local minute.
 std::pair<int, int> WindowAroundNow(bool open) {
   time_t t = std::time(nullptr);

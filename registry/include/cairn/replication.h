@@ -44,6 +44,11 @@ class Upstream {
   // True when GetChunks hands the sink only chunks whose SHA-256 it has
   // already checked against the digest (the sink then skips a second hash).
   virtual bool VerifiesChunks() const { return false; }
+  // Long poll: Feed waits up to `wait_ms` for something new when the cursor
+  // is at the head (0: answer at once). Default: 0.
+  virtual void SetLongPoll(uint32_t wait_ms) {}
+  // Ends a call in progress (a long poll) early, from another thread.
+  virtual void Cancel() {}
   // Trust roots newer than `after_version` that the upstream (or a peer)
   // holds, oldest first; unverified (the caller walks the chain).
   virtual absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) {
@@ -124,6 +129,10 @@ class Replicator {
   // not move. Returns how many releases or tags were repaired.
   absl::StatusOr<int> Reconcile();
 
+  // Long-poll the upstream's feed for up to `ms` at the start of each
+  // SyncOnce when there is nothing new (0: do not wait). Default: 0.
+  void set_long_poll_ms(uint32_t ms) { long_poll_ms_ = ms; }
+
   const ReplicationStats& stats() const { return stats_; }
   Upstream* upstream() { return upstream_.get(); }
 
@@ -136,6 +145,7 @@ class Replicator {
   ReplicationPolicy policy_;
   std::string cursor_key_;
   std::string last_trust_error_;  // logged once, not every poll
+  uint32_t long_poll_ms_ = 0;
   ReplicationStats stats_;
 };
 

@@ -81,6 +81,9 @@ class Repository {
   // was restored from an older copy, or is another node).
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
+  // Blocks until the feed head passes `after` or `timeout` passes; returns
+  // the head.
+  uint64_t WaitForFeed(uint64_t after, absl::Duration timeout);
   // Every release (name, version, digest) and tag (name, tag, version, digest).
   absl::StatusOr<cairn::v1::SummaryResponse> Summary();
   // True when a release `digest` is held and the tag is at `version` or newer.
