@@ -100,7 +100,7 @@ WIRE=$(( $(fetched "$ADDR_d") - BEFORE ))
 echo "changed bytes $CHANGED; chunk bytes replicated $WIRE; ratio $(ratio "$WIRE" "$CHANGED")x (goal <= 1.02 + metadata)"
 kill "$PID_d"
 
-echo; echo "## 3. a chain of three tiers, and a five-node mesh (nodes poll their upstreams every 2 s)"
+echo; echo "## 3. a chain of three tiers, and a five-node mesh (followers long-poll their upstreams)"
 "$GEN" make small --shards 1 --shard-mib 64 --seed 3 >/dev/null
 start t1; start t2 --upstream "$ADDR_t1"; start t3 --upstream "$ADDR_t2"
 sleep 2.5  # every node past its first (empty) poll
