@@ -156,6 +156,9 @@ struct PullResult {
   uint64_t chunks_total = 0, chunks_fetched = 0, chunks_from_cache = 0;
   uint64_t files = 0;
   double seconds = 0;
+  // From the first chunk asked for to the last one received: the transfer
+  // itself, without connecting, resolving and fetching chunk lists.
+  double transfer_seconds = 0;
   struct Source {
     std::string address;
     uint64_t bytes = 0, chunks = 0;

@@ -460,7 +460,8 @@ int main(int argc, char** argv) {
                  {"chunks_fetched", r->chunks_fetched},
                  {"chunks_from_cache", r->chunks_from_cache},
                  {"nodes", SourcesJson(r->sources)},
-                 {"seconds", r->seconds}});
+                 {"seconds", r->seconds},
+                 {"transfer_seconds", r->transfer_seconds}});
     } else {
       using cairn::client::Progress;
       std::printf(

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "cairn/objects.h"
 #include "cairn/repository.h"
@@ -231,14 +232,27 @@ absl::StatusOr<TrustUpdate> UpdateTrustFile(const std::vector<Connection*>& node
   std::optional<TrustRootView> best;
   std::vector<std::string> best_chain;
   std::vector<std::string> errors;
-  for (Connection* n : nodes) {
-    cairn::v1::TrustRootRequest req;
-    req.set_after_version(cur.root().version());
-    cairn::v1::TrustRootResponse resp;
-    auto stub = cairn::v1::Federation::NewStub(n->channel());
-    auto ctx = n->Context();
-    absl::Status st =
-        FromGrpc(stub->TrustRoot(ctx.get(), req, &resp), "trust roots of " + n->address());
+  // Every node is asked at once (one round trip in all, not one per node).
+  std::vector<cairn::v1::TrustRootResponse> resps(nodes.size());
+  std::vector<absl::Status> sts(nodes.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      threads.emplace_back([&, i] {
+        cairn::v1::TrustRootRequest req;
+        req.set_after_version(cur.root().version());
+        auto stub = cairn::v1::Federation::NewStub(nodes[i]->channel());
+        auto ctx = nodes[i]->Context();
+        sts[i] = FromGrpc(stub->TrustRoot(ctx.get(), req, &resps[i]),
+                          "trust roots of " + nodes[i]->address());
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    Connection* n = nodes[i];
+    const cairn::v1::TrustRootResponse& resp = resps[i];
+    const absl::Status& st = sts[i];
     if (!st.ok()) {
       errors.push_back(std::string(st.message()));
       continue;

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # A client C with a thin, long, lossy link (20 Mbit/s, 300 ms RTT, 2 % loss
 # each way) to each of two mirrors A and B that hold the same release. Pulling
-# from both must use both links, give exact bytes, and be faster than pulling
-# from one. The issue's goal is 1.5x; this build reaches about 1.1-1.3x (see
-# docs/benchmarks.md: two plain curls on the same links reach 2x, so the
-# limit is in the client's gRPC transport, not the links). The ratio is
-# printed; the test fails below 1.05x.
+# from both must use both links, give exact bytes, and deliver more goodput
+# than pulling from one. The issue's goal is 1.5x; measured over the transfer
+# itself (first chunk asked -> last received) this build reaches 1.50-1.72x
+# at 32 MiB, and 1.44-1.49x end to end (which also pays ~5 round trips to
+# connect, update the trust root, resolve and fetch chunk lists: 1.5-2 s on
+# this link). Both ratios are printed; the test fails below 1.3x goodput (the
+# runs are noisy: random loss on a 30 s transfer) or if a link goes unused.
+# SIZE_MIB (default 32) and STREAMS (default 2) override the defaults.
 source "$(dirname "$0")/lib.sh"
-SIZE=$((16 << 20))
+SIZE=$((${SIZE_MIB:-32} << 20))
 ns a; ns b; ns c
 PROFILE=(--delay-ms 150 --loss 0.02 --rate-mbit 20)
 wire a c cwa 10.78.1.1 10.78.1.2 "${PROFILE[@]}" --seed 1
@@ -36,11 +39,16 @@ pull() {  # pull OUT NODE...
 ONE=$(pull one 10.78.1.1:7000)
 TWO=$(pull two 10.78.1.1:7000 10.78.2.1:7000)
 RATIO=$(awk -v a="$ONE" -v b="$TWO" 'BEGIN { printf "%.2f", a / b }')
-echo "one mirror: $ONE s; two mirrors: $TWO s; goodput ratio $RATIO (issue goal 1.5)"
+# Goodput over the transfer itself (first chunk asked -> last received),
+# without the round trips to connect, resolve and fetch chunk lists.
+XONE=$(jq .transfer_seconds "$T/one.json") XTWO=$(jq .transfer_seconds "$T/two.json")
+GOODPUT=$(awk -v a="$XONE" -v b="$XTWO" 'BEGIN { printf "%.2f", a / b }')
+echo "one mirror: $ONE s (transfer $XONE s); two mirrors: $TWO s (transfer $XTWO s);" \
+  "end-to-end ratio $RATIO, transfer goodput ratio $GOODPUT (issue goal 1.5)"
 jq -c '.nodes' "$T/two.json"
 for n in 0 1; do
   B=$(jq ".nodes[$n].bytes" "$T/two.json")
   [ "$B" -gt $((SIZE / 5)) ] || fail "mirror $n carried only $B bytes: both links must be used"
 done
-awk -v r="$RATIO" 'BEGIN { exit !(r >= 1.05) }' || fail "two links gave only ${RATIO}x the goodput of one"
+awk -v r="$GOODPUT" 'BEGIN { exit !(r >= 1.3) }' || fail "two links gave only ${GOODPUT}x the goodput of one"
 echo "PASS"
