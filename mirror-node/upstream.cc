@@ -23,6 +23,9 @@ GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds,
       std::make_unique<client::Connection>(channel_, address_, timeout_seconds, tls));
   upstream_streams_ = static_cast<size_t>(std::clamp(streams, 1, 8));
   for (size_t k = 1; k < upstream_streams_; ++k) sources_.push_back(sources_[0]->Another());
+  // Connect every chunk connection now: on a long link the handshakes would
+  // otherwise delay the first release's chunks by a few round trips.
+  for (auto& c : sources_) c->channel()->GetState(/*try_to_connect=*/true);
   for (auto& p : peers) {
     if (p == address_) continue;
     sources_.push_back(std::make_unique<client::Connection>(
