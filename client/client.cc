@@ -161,15 +161,13 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
   if (!ch->WaitForConnected(deadline)) {
     return absl::UnavailableError(StrCat(
         "cannot reach node ", address, " within ", timeout_seconds, "s",
-        tls.enabled() ? " (over TLS: check the node's certificate, its name and --tls-ca)"
-                      : ""));
+        tls.enabled() ? " (over TLS: check the node's certificate, its name and --tls-ca)" : ""));
   }
   return std::make_unique<Connection>(std::move(ch), address, timeout_seconds, tls);
 }
 
 std::unique_ptr<Connection> Connection::Another() const {
-  return std::make_unique<Connection>(NewChannel(address_, tls_), address_, timeout_seconds_,
-                                      tls_);
+  return std::make_unique<Connection>(NewChannel(address_, tls_), address_, timeout_seconds_, tls_);
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::Context() const {
@@ -630,14 +628,16 @@ absl::StatusOr<CoSignResult> CoSign(Connection& node, const std::string& ref,
                                     const TrustRootView* trust) {
   CAIRN_ASSIGN_OR_RETURN(Ref r, ParseRef(ref));
   if (r.digest.empty()) {
-    return absl::InvalidArgumentError("name the pending release by digest: NAME@sha256:... (as "
-                                      "printed by cairn publish)");
+    return absl::InvalidArgumentError(
+        "name the pending release by digest: NAME@sha256:... (as "
+        "printed by cairn publish)");
   }
   cairn::v1::PendingRequest req;
   req.set_manifest_digest(r.digest);
   cairn::v1::PendingResponse p;
   auto ctx = node.Context();
-  CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->GetPending(ctx.get(), req, &p), "pending release"));
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(node.publish()->GetPending(ctx.get(), req, &p), "pending release"));
   // Sign only what was asked for: the payload must hash to the digest given.
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::Envelope menv,
                          ParseEnvelope(p.manifest_envelope(), kMaxEnvelopeBytes));
@@ -652,10 +652,9 @@ absl::StatusOr<CoSignResult> CoSign(Connection& node, const std::string& ref,
   if (trust != nullptr) {
     for (const SigningKey* k : keys) {
       if (!trust->IsDelegated(k->key_id(), NamespaceOf(m.name()))) {
-        return absl::PermissionDeniedError(StrCat("key ", k->key_id(),
-                                                  " is not delegated for namespace '",
-                                                  NamespaceOf(m.name()), "' in trust root v",
-                                                  trust->root().version()));
+        return absl::PermissionDeniedError(
+            StrCat("key ", k->key_id(), " is not delegated for namespace '", NamespaceOf(m.name()),
+                   "' in trust root v", trust->root().version()));
       }
     }
   }

@@ -19,9 +19,9 @@
 #include "client.h"
 #include "nlohmann/json.hpp"
 #include "progress.h"
+#include "toml++/toml.h"
 #include "trust_admin.h"
 #include "trust_cmd.h"
-#include "toml++/toml.h"
 
 namespace {
 
@@ -127,10 +127,8 @@ using cairn::client::PrintJson;
 json SourcesJson(const std::vector<cairn::client::PullResult::Source>& sources) {
   json out = json::array();
   for (const auto& s : sources) {
-    out.push_back({{"address", s.address},
-                   {"bytes", s.bytes},
-                   {"chunks", s.chunks},
-                   {"dropped", s.demoted}});
+    out.push_back(
+        {{"address", s.address}, {"bytes", s.bytes}, {"chunks", s.chunks}, {"dropped", s.demoted}});
   }
   return out;
 }
@@ -146,7 +144,8 @@ absl::Status NeedNode(const Settings& s) {
 // The first node (commands that talk to one node: publish, ls, lineage).
 absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Settings& s) {
   CAIRN_RETURN_IF_ERROR(NeedNode(s));
-  CAIRN_ASSIGN_OR_RETURN(auto tls, cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
+  CAIRN_ASSIGN_OR_RETURN(auto tls,
+                         cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
   return cairn::client::Connection::Open(s.nodes[0], s.timeout, tls);
 }
 
@@ -154,7 +153,8 @@ absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Setting
 absl::StatusOr<std::vector<std::unique_ptr<cairn::client::Connection>>> ConnectAll(
     const Settings& s) {
   CAIRN_RETURN_IF_ERROR(NeedNode(s));
-  CAIRN_ASSIGN_OR_RETURN(auto tls, cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
+  CAIRN_ASSIGN_OR_RETURN(auto tls,
+                         cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
   std::vector<std::string> unreachable;
   auto conns = cairn::client::OpenAll(s.nodes, s.timeout, &unreachable, tls);
   if (conns.ok()) {
@@ -266,8 +266,7 @@ int main(int argc, char** argv) {
   bool no_fsync_compat = false;
   pull->add_flag("--no-fsync", no_fsync_compat, "the default; kept for scripts")->group("");
   size_t window_mib = 0;
-  pull->add_option("--window-mib", window_mib,
-                   "most MiB one node may owe at a time (default 16)");
+  pull->add_option("--window-mib", window_mib, "most MiB one node may owe at a time (default 16)");
   pull->add_option("--streams", pl.streams_per_node,
                    "parallel connections to each node, 1-8 (default 2; more helps on lossy links)")
       ->check(CLI::Range(1, 8));
@@ -414,8 +413,8 @@ int main(int argc, char** argv) {
                  {"signatures_needed", r->signatures_needed}});
     } else {
       std::printf("%s %s %s: %s (%u of %u signatures)\n", r->name.c_str(), r->version.c_str(),
-                  r->manifest.c_str(), r->pending ? "still pending" : "published",
-                  r->signatures, r->signatures_needed);
+                  r->manifest.c_str(), r->pending ? "still pending" : "published", r->signatures,
+                  r->signatures_needed);
     }
     return 0;
   }
@@ -529,8 +528,8 @@ int main(int argc, char** argv) {
     }
     const cairn::client::Resolved* r = &mr->resolved;
     if (tr && r->tag) {
-      absl::Status st = cairn::client::CheckAndRecordTag(
-          cairn::client::DefaultStateDir(), *tr, *r->tag, (*conns)[mr->node]->address());
+      absl::Status st = cairn::client::CheckAndRecordTag(cairn::client::DefaultStateDir(), *tr,
+                                                         *r->tag, (*conns)[mr->node]->address());
       if (!st.ok()) return Fail(st);
     }
     uint64_t bytes = 0;
@@ -610,11 +609,12 @@ int main(int argc, char** argv) {
         static_cast<unsigned long>(info.feed_head()),
         cairn::client::Progress::Bytes(info.free_bytes()).c_str());
     if (info.releases_withheld() + info.tags_withheld() > 0) {
-      std::printf("  withheld: %lu release(s), %lu tag(s) no longer verify under trust root v%lu "
-                  "(revoked or undelegated keys); kept on disk, not served\n",
-                  static_cast<unsigned long>(info.releases_withheld()),
-                  static_cast<unsigned long>(info.tags_withheld()),
-                  static_cast<unsigned long>(info.trust_version()));
+      std::printf(
+          "  withheld: %lu release(s), %lu tag(s) no longer verify under trust root v%lu "
+          "(revoked or undelegated keys); kept on disk, not served\n",
+          static_cast<unsigned long>(info.releases_withheld()),
+          static_cast<unsigned long>(info.tags_withheld()),
+          static_cast<unsigned long>(info.trust_version()));
     }
     if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
     for (const auto& u : info.upstreams()) {

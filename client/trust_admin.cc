@@ -54,9 +54,8 @@ absl::Status Archive(const std::string& trust_path, uint64_t version, const std:
   if (::access(arch.c_str(), F_OK) == 0) {
     auto have = ReadFileLimited(arch, kMaxRootFile);
     if (have.ok() && *have == bytes) return absl::OkStatus();
-    return absl::AlreadyExistsError(
-        StrCat(arch, " already holds a different trust root v", version,
-               "; move it away if it belongs to another trust root"));
+    return absl::AlreadyExistsError(StrCat(arch, " already holds a different trust root v", version,
+                                           "; move it away if it belongs to another trust root"));
   }
   return WriteFileAtomic(arch, bytes);
 }
@@ -90,10 +89,9 @@ absl::Status CheckSigners(const TrustRoot& cur, const TrustRoot& next,
                           const std::vector<const SigningKey*>& keys) {
   for (const SigningKey* k : keys) {
     if (!Contains(cur.root_key_ids(), k->key_id()) && !Contains(next.root_key_ids(), k->key_id())) {
-      return absl::PermissionDeniedError(StrCat("key ", k->key_id(), " is not a root key of v",
-                                                cur.version(), " or v", next.version(),
-                                                " (root keys: ", StrJoin(cur.root_key_ids(), ", "),
-                                                ")"));
+      return absl::PermissionDeniedError(
+          StrCat("key ", k->key_id(), " is not a root key of v", cur.version(), " or v",
+                 next.version(), " (root keys: ", StrJoin(cur.root_key_ids(), ", "), ")"));
     }
   }
   return absl::OkStatus();
@@ -131,17 +129,16 @@ absl::StatusOr<RootChange> ProposeRoot(const std::string& trust_path, const Trus
                                        TrustRoot next, const std::vector<const SigningKey*>& keys) {
   if (::access(PendingPath(trust_path).c_str(), F_OK) == 0) {
     return absl::FailedPreconditionError(
-        StrCat(PendingPath(trust_path),
-               " exists: finish it first (cairn trust sign --trust ", trust_path,
-               " --key ROOTKEY) or delete it to abandon it"));
+        StrCat(PendingPath(trust_path), " exists: finish it first (cairn trust sign --trust ",
+               trust_path, " --key ROOTKEY) or delete it to abandon it"));
   }
   if (next.version() != cur.root().version() + 1) {
     return absl::InternalError("new root must be the next version");
   }
   if (next.root_key_ids_size() == 0 || next.root_threshold() == 0 ||
       next.root_threshold() > static_cast<uint32_t>(next.root_key_ids_size())) {
-    return absl::InvalidArgumentError(StrCat("root threshold must be 1..",
-                                             next.root_key_ids_size(), " (the root keys)"));
+    return absl::InvalidArgumentError(
+        StrCat("root threshold must be 1..", next.root_key_ids_size(), " (the root keys)"));
   }
   CAIRN_RETURN_IF_ERROR(CheckSigners(cur.root(), next, keys));
   CanonicalizeTrustRoot(&next);

@@ -112,7 +112,9 @@ TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
     : as_json_(as_json) {
   auto* trust = app->add_subcommand("trust", "trust-root administration");
   trust->require_subcommand(1);
-  auto json_flag = [&](CLI::App* c) { c->add_flag("--json", *as_json_, "machine-readable output"); };
+  auto json_flag = [&](CLI::App* c) {
+    c->add_flag("--json", *as_json_, "machine-readable output");
+  };
   auto signing_keys = [&](CLI::App* c, const char* help) {
     c->add_option("--key", keys_, help)->required();
   };
@@ -146,7 +148,8 @@ TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
       "revoke", "revoke publisher keys (everywhere), or a namespace's delegation");
   trust_file(revoke_);
   signing_keys(revoke_, "root private key (repeat until the root threshold is met)");
-  revoke_->add_option("--publisher", publishers_, "public key file or key id to revoke; repeatable");
+  revoke_->add_option("--publisher", publishers_,
+                      "public key file or key id to revoke; repeatable");
   revoke_->add_option("--namespace", ns_,
                       "with --publisher: only remove it from this namespace; alone: remove the "
                       "namespace's delegation");
@@ -176,8 +179,8 @@ TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
   add_node(push_);
   json_flag(push_);
 
-  update_ = trust->add_subcommand(
-      "update", "walk the trust file forward to the newest root the nodes hold");
+  update_ = trust->add_subcommand("update",
+                                  "walk the trust file forward to the newest root the nodes hold");
   trust_file(update_);
   add_node(update_);
   json_flag(update_);
@@ -226,9 +229,9 @@ int TrustCommands::Run(
           StrCat("--root-threshold ", t, " exceeds the ", root.root_key_ids_size(), " root keys")));
     }
     if (t > keys->size()) {
-      return Fail(absl::InvalidArgumentError(StrCat(
-          "version 1 must be signed by ", t, " root keys; pass that many --key (", keys->size(),
-          " given)")));
+      return Fail(absl::InvalidArgumentError(StrCat("version 1 must be signed by ", t,
+                                                    " root keys; pass that many --key (",
+                                                    keys->size(), " given)")));
     }
     root.set_root_threshold(t);
     auto bytes = SignTrustRoot(root, Ptrs(*keys));
@@ -359,8 +362,8 @@ int TrustCommands::Run(
       added.push_back((*pub)->key_id());
     }
     if (threshold_ == 0 || threshold_ > static_cast<unsigned>(d->key_ids_size())) {
-      return Fail(absl::InvalidArgumentError(StrCat("--threshold must be 1..", d->key_ids_size(),
-                                                    " (the namespace's keys)")));
+      return Fail(absl::InvalidArgumentError(
+          StrCat("--threshold must be 1..", d->key_ids_size(), " (the namespace's keys)")));
     }
     d->set_threshold(threshold_);
     what = StrCat("namespace ", ns_, " delegated to ", StrJoin(added, ", "), " (threshold ",
@@ -450,9 +453,9 @@ int TrustCommands::Run(
       return Fail(absl::InvalidArgumentError("a trust root needs at least one root key"));
     }
     if (next.root_threshold() > static_cast<uint32_t>(next.root_key_ids_size())) {
-      return Fail(absl::InvalidArgumentError(
-          StrCat("root threshold ", next.root_threshold(), " exceeds the ",
-                 next.root_key_ids_size(), " root keys: pass --root-threshold")));
+      return Fail(absl::InvalidArgumentError(StrCat("root threshold ", next.root_threshold(),
+                                                    " exceeds the ", next.root_key_ids_size(),
+                                                    " root keys: pass --root-threshold")));
     }
     next.set_expires_unix(expires(365));
     what = StrCat("root keys ", StrJoin(next.root_key_ids(), ", "), " (threshold ",

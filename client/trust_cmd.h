@@ -24,8 +24,7 @@ class TrustCommands {
   // Whether a trust subcommand was parsed.
   bool parsed() const;
   // Runs it; `connect` opens every node named. Returns the exit code.
-  int Run(const std::function<absl::StatusOr<std::vector<std::unique_ptr<Connection>>>()>&
-              connect);
+  int Run(const std::function<absl::StatusOr<std::vector<std::unique_ptr<Connection>>>()>& connect);
 
  private:
   bool* as_json_;

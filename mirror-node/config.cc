@@ -13,7 +13,6 @@ namespace cairn::node {
 
 namespace {
 
-
 // A string array at t[key] into *out. InvalidArgument naming `where` otherwise.
 absl::Status StringArray(const toml::table& t, const char* key, const std::string& where,
                          std::vector<std::string>* out) {
@@ -94,7 +93,8 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
   // [quota]: publisher key id = bytes per day.
   if (t.contains("quota")) {
     const toml::table* q = t["quota"].as_table();
-    if (q == nullptr) return absl::InvalidArgumentError("config " + path + ": [quota] must be a table");
+    if (q == nullptr)
+      return absl::InvalidArgumentError("config " + path + ": [quota] must be a table");
     for (auto [key, val] : *q) {
       std::string k(key.str());
       if (!val.is_integer() || *val.value<int64_t>() < 0) {
@@ -167,6 +167,5 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
   }
   return absl::OkStatus();
 }
-
 
 }  // namespace cairn::node

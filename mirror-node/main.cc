@@ -10,12 +10,12 @@
 #include "cairn/repository.h"
 #include "cairn/status.h"
 #include "cairn/tuning.h"
+#include "config.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "toml++/toml.h"
 #include "upstream.h"
-#include "config.h"
 
 namespace {
 
@@ -87,10 +87,10 @@ int Serve(cairn::node::ServeConfig cfg) {
                (*repo)->trust().digest());
   if (!(*repo)->trust_note().empty()) spdlog::warn("{}", (*repo)->trust_note());
   if (!sopts.tls_cert_pem.empty()) {
-    spdlog::info("TLS on; client certificates {}",
-                 sopts.tls_ca_pem.empty()  ? "not requested"
-                 : sopts.require_client_cert ? "required"
-                                             : "verified when presented");
+    spdlog::info("TLS on; client certificates {}", sopts.tls_ca_pem.empty() ? "not requested"
+                                                   : sopts.require_client_cert
+                                                       ? "required"
+                                                       : "verified when presented");
   }
   std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
@@ -160,8 +160,9 @@ int main(int argc, char** argv) {
       "and the upstreams' (mutual TLS)");
   auto* o_req = serve->add_flag("--tls-require-client-cert", flags.tls_require_client_cert,
                                 "with --tls-ca: refuse clients without a certificate");
-  auto* o_streams = serve->add_option("--max-streams-per-peer", flags.max_streams_per_peer,
-                                      "concurrent chunk streams per client address (default 64)")
+  auto* o_streams = serve
+                        ->add_option("--max-streams-per-peer", flags.max_streams_per_peer,
+                                     "concurrent chunk streams per client address (default 64)")
                         ->check(CLI::Range(1, 100000));
   auto* o_quota = serve->add_option("--upload-quota", flags.upload_bytes_per_day,
                                     "bytes of new chunks per publisher key per UTC day (default "

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-
 #include "absl/synchronization/mutex.h"
 #include "cairn/chunker.h"
 #include "cairn/objects.h"
@@ -373,9 +372,8 @@ class PublishImpl final : public Publish::CallbackService {
       : repo_(repo), pool_(pool), streams_(streams) {}
   grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx, const ChallengeRequest* req,
                                       ChallengeResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] {
-      return repo_->Challenge(req->name(), PeerAddress(ctx->peer()));
-    });
+    return Unary(pool_, ctx, resp,
+                 [=, this] { return repo_->Challenge(req->name(), PeerAddress(ctx->peer())); });
   }
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* ctx,
                                         const OpenSessionRequest* req,
@@ -462,9 +460,9 @@ class FederationImpl final : public Federation::CallbackService {
       if (!stopping_ && repo_->WaitForFeed(req->after(), absl::ZeroDuration()) == req->after() &&
           waiters_.size() < kMaxWaiters) {
         auto* r = ctx->DefaultReactor();
-        waiters_.push_back(Waiter{
-            r, ctx, req, resp,
-            absl::Now() + absl::Milliseconds(std::min<uint32_t>(req->wait_ms(), 30000))});
+        waiters_.push_back(
+            Waiter{r, ctx, req, resp,
+                   absl::Now() + absl::Milliseconds(std::min<uint32_t>(req->wait_ms(), 30000))});
         if (!waiter_thread_.joinable()) waiter_thread_ = std::thread([this] { WaitLoop(); });
         return r;
       }

@@ -11,9 +11,8 @@ namespace cairn::node {
 
 using client::FromGrpc;
 
-GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds,
-                           std::vector<std::string> peers, int streams,
-                           const client::TlsOptions& tls)
+GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers,
+                           int streams, const client::TlsOptions& tls)
     : address_(std::move(address)), timeout_seconds_(timeout_seconds) {
   channel_ = client::NewChannel(address_, tls, /*private_pool=*/false);
   federation_ = cairn::v1::Federation::NewStub(channel_);

@@ -49,8 +49,8 @@ bool ReplicationPolicy::InWindow(int64_t now) const {
 
 absl::StatusOr<std::pair<int, int>> ReplicationPolicy::ParseWindow(std::string_view text) {
   auto bad = [&] {
-    return absl::InvalidArgumentError(StrCat("time window '", text,
-                                             "' is not HH:MM-HH:MM in local time (e.g. 01:00-06:00)"));
+    return absl::InvalidArgumentError(
+        StrCat("time window '", text, "' is not HH:MM-HH:MM in local time (e.g. 01:00-06:00)"));
   };
   auto parts = Split(text, '-');
   if (parts.size() != 2) return bad();
@@ -109,7 +109,8 @@ absl::Status Replicator::SyncOnce() {
   stats_.outside_window = false;
   // A root that does not verify is logged and ignored: the node keeps its own.
   if (auto st = UpdateTrust(); !st.ok()) {
-    if (log_ && st.status().message() != last_trust_error_) log_(std::string(st.status().message()));
+    if (log_ && st.status().message() != last_trust_error_)
+      log_(std::string(st.status().message()));
     last_trust_error_ = std::string(st.status().message());
   } else {
     last_trust_error_.clear();

@@ -113,10 +113,7 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
 
 Repository::Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkStore> chunks,
                        TrustRootView trust, const RepositoryOptions& opts, Clock clock)
-    : meta_(std::move(meta)),
-      chunks_(std::move(chunks)),
-      opts_(opts),
-      clock_(std::move(clock)) {
+    : meta_(std::move(meta)), chunks_(std::move(chunks)), opts_(opts), clock_(std::move(clock)) {
   trust_ = std::make_shared<const TrustRootView>(trust);
   init_status_ = InitState();
   if (init_status_.ok()) init_status_ = InitTrust(std::move(trust));
@@ -200,8 +197,8 @@ absl::Status Repository::InitTrust(TrustRootView file_root) {
         trust_note_ = StrCat("trust file is v", fv, "; using v", cur.root().version(),
                              " received since and stored");
       } else {
-        trust_note_ = StrCat("stored trust roots past the file's v", fv,
-                             " do not verify (", walked.status().message(), "); using the file");
+        trust_note_ = StrCat("stored trust roots past the file's v", fv, " do not verify (",
+                             walked.status().message(), "); using the file");
       }
     }
   } else if (!stored.empty() && stored.rbegin()->first >= fv) {
@@ -326,8 +323,10 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
     digest = rec.manifest_digest();
     if (std::string why; TagWithheld(Key2(ref.name, ref.tag), &why)) {
       return absl::FailedPreconditionError(
-          StrCat("tag ", ref.ToString(), " is withheld by this node: it no longer verifies under "
-                 "trust root v", trust().root().version(), " (", why, ")"));
+          StrCat("tag ", ref.ToString(),
+                 " is withheld by this node: it no longer verifies under "
+                 "trust root v",
+                 trust().root().version(), " (", why, ")"));
     }
     out.set_tag_envelope(std::move(*tag));
   }
@@ -471,20 +470,21 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
           return true;
         }));
     std::vector<cairn::v1::FeedEvent> tag_events;
-    CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view k, std::string_view v) {
-      cairn::v1::Envelope env;
-      TagRecord rec;
-      if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload()) ||
-          TagWithheld(std::string(k), nullptr)) {
-        return true;
-      }
-      auto it = by_digest.find(rec.manifest_digest());
-      if (it == by_digest.end()) return true;
-      cairn::v1::FeedEvent ev = it->second;  // one event per tag, with its release
-      ev.set_tag_envelope(std::string(v));
-      tag_events.push_back(std::move(ev));
-      return true;
-    }));
+    CAIRN_RETURN_IF_ERROR(
+        meta_->Scan(Table::kTags, "", [&](std::string_view k, std::string_view v) {
+          cairn::v1::Envelope env;
+          TagRecord rec;
+          if (!env.ParseFromArray(v.data(), v.size()) || !rec.ParseFromString(env.payload()) ||
+              TagWithheld(std::string(k), nullptr)) {
+            return true;
+          }
+          auto it = by_digest.find(rec.manifest_digest());
+          if (it == by_digest.end()) return true;
+          cairn::v1::FeedEvent ev = it->second;  // one event per tag, with its release
+          ev.set_tag_envelope(std::string(v));
+          tag_events.push_back(std::move(ev));
+          return true;
+        }));
     for (auto& [d, ev] : by_digest) *out.add_events() = std::move(ev);
     for (auto& ev : tag_events) *out.add_events() = std::move(ev);
     return out;
@@ -679,10 +679,9 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
     return absl::ResourceExhaustedError("too many open publish sessions; retry later");
   }
   if (CountPeer(sessions_, peer) >= opts_.max_sessions_per_peer) {
-    return absl::ResourceExhaustedError(
-        StrCat("too many open publish sessions from ", peer, " (limit ",
-               opts_.max_sessions_per_peer, "); they expire ", opts_.session_seconds,
-               "s after opening"));
+    return absl::ResourceExhaustedError(StrCat(
+        "too many open publish sessions from ", peer, " (limit ", opts_.max_sessions_per_peer,
+        "); they expire ", opts_.session_seconds, "s after opening"));
   }
   sessions_[out.session_id()] = Session{r.name(), out.expires_unix(), std::string(peer), signer};
   return out;
@@ -787,7 +786,8 @@ absl::StatusOr<cairn::v1::PendingResponse> Repository::GetPending(
   CAIRN_RETURN_IF_ERROR(ParseDigestName(manifest_digest).status());
   auto v = meta_->Get(Table::kState, StrCat(kPendingPrefix, manifest_digest));
   if (absl::IsNotFound(v.status())) {
-    return absl::NotFoundError(StrCat("no release ", manifest_digest, " waits for signatures here"));
+    return absl::NotFoundError(
+        StrCat("no release ", manifest_digest, " waits for signatures here"));
   }
   CAIRN_RETURN_IF_ERROR(v.status());
   cairn::v1::PendingResponse p;
@@ -816,7 +816,8 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CoSign(const cairn::v1::Co
   const std::string_view ns = NamespaceOf(m.name());
   // Keeps only signatures by keys delegated for ns that verify over env.
   int added = 0;
-  auto add = [&](Envelope* env, const google::protobuf::RepeatedPtrField<cairn::v1::Signature>& sigs) {
+  auto add = [&](Envelope* env,
+                 const google::protobuf::RepeatedPtrField<cairn::v1::Signature>& sigs) {
     std::string pae = Pae(env->payload_type(), env->payload());
     for (const auto& s : sigs) {
       bool present = false;
@@ -840,9 +841,9 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CoSign(const cairn::v1::Co
     std::vector<std::string> ids;
     for (const auto& s : req.manifest_signatures()) ids.push_back(s.key_id());
     return absl::PermissionDeniedError(
-        StrCat("no new valid signature from a key delegated for namespace '", ns, "' (offered: ",
-               StrJoin(ids, ", "), "; already signed or not delegated in trust root v",
-               trust.root().version(), ")"));
+        StrCat("no new valid signature from a key delegated for namespace '", ns,
+               "' (offered: ", StrJoin(ids, ", "),
+               "; already signed or not delegated in trust root v", trust.root().version(), ")"));
   }
   p.set_manifest_envelope(SerializeCanonical(menv));
   if (!p.tag_envelope().empty()) p.set_tag_envelope(SerializeCanonical(tenv));
@@ -853,7 +854,8 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CoSign(const cairn::v1::Co
   const std::string key = StrCat(kPendingPrefix, req.manifest_digest());
   if (have < need || tag_have < tag_need) {
     p.set_signatures(have);
-    CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kState, key, p.SerializeAsString()}}, true));
+    CAIRN_RETURN_IF_ERROR(
+        meta_->Commit({WriteOp{Table::kState, key, p.SerializeAsString()}}, true));
     cairn::v1::CommitResponse out;
     out.set_manifest_digest(req.manifest_digest());
     out.set_pending(true);

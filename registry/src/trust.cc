@@ -54,10 +54,10 @@ absl::StatusOr<TrustRootView> TrustRootView::FromEnvelopeBytes(std::string_view 
                                              root.root_threshold()));
   }
   if (root.expires_unix() <= now_unix) {
-    return absl::FailedPreconditionError(
-        StrCat("trust root v", root.version(), " expired at unix time ", root.expires_unix(),
-               "; get a newer one: cairn trust update --node HOST:PORT (or ask the root key holders "
-               "for a trust file made by cairn trust rotate)"));
+    return absl::FailedPreconditionError(StrCat(
+        "trust root v", root.version(), " expired at unix time ", root.expires_unix(),
+        "; get a newer one: cairn trust update --node HOST:PORT (or ask the root key holders "
+        "for a trust file made by cairn trust rotate)"));
   }
   TrustRootView v;
   v.root_ = std::move(root);
@@ -129,13 +129,13 @@ absl::Status TrustRootView::VerifyDelegated(const Envelope& env, std::string_vie
         revoked.push_back(id);
       }
     }
-    return absl::PermissionDeniedError(StrCat(
-        "signature check failed: namespace '", ns, "' needs ", del->threshold(),
-        " valid signature(s) from its delegated keys, got ", n, " (signed by key(s) ",
-        StrJoin(claimed, ", "), "; delegated: ", StrJoin(allowed, ", "), ")",
-        revoked.empty() ? std::string()
-                        : StrCat("; key(s) ", StrJoin(revoked, ", "), " revoked in trust root v",
-                                 root_.version())));
+    return absl::PermissionDeniedError(
+        StrCat("signature check failed: namespace '", ns, "' needs ", del->threshold(),
+               " valid signature(s) from its delegated keys, got ", n, " (signed by key(s) ",
+               StrJoin(claimed, ", "), "; delegated: ", StrJoin(allowed, ", "), ")",
+               revoked.empty() ? std::string()
+                               : StrCat("; key(s) ", StrJoin(revoked, ", "),
+                                        " revoked in trust root v", root_.version())));
   }
   return absl::OkStatus();
 }
@@ -160,8 +160,8 @@ SuccessorSignatures CountSuccessorSignatures(const TrustRoot& prev, const TrustR
   return s;
 }
 
-absl::StatusOr<TrustRootView> VerifySuccessor(const TrustRootView& prev, std::string_view next_bytes,
-                                              int64_t now_unix) {
+absl::StatusOr<TrustRootView> VerifySuccessor(const TrustRootView& prev,
+                                              std::string_view next_bytes, int64_t now_unix) {
   auto env = ParseEnvelope(next_bytes, kMaxTrustRootBytes + 8192);
   if (!env.ok()) return Annotate(env.status(), "trust root");
   if (env->payload_type() != kTrustRootPayloadType) {
@@ -171,15 +171,15 @@ absl::StatusOr<TrustRootView> VerifySuccessor(const TrustRootView& prev, std::st
   CAIRN_ASSIGN_OR_RETURN(TrustRoot next, ParseTrustRoot(env->payload()));
   const uint64_t want = prev.root().version() + 1;
   if (next.version() != want) {
-    return absl::InvalidArgumentError(StrCat("trust root v", next.version(),
-                                             " cannot follow v", prev.root().version(),
+    return absl::InvalidArgumentError(StrCat("trust root v", next.version(), " cannot follow v",
+                                             prev.root().version(),
                                              " (roots advance one version at a time)"));
   }
   SuccessorSignatures sigs = CountSuccessorSignatures(prev.root(), next, *env);
   if (!sigs.complete()) {
-    return absl::UnauthenticatedError(
-        StrCat("trust root v", next.version(), " is not signed well enough to follow v",
-               prev.root().version(), ": ", sigs.ToString()));
+    return absl::UnauthenticatedError(StrCat("trust root v", next.version(),
+                                             " is not signed well enough to follow v",
+                                             prev.root().version(), ": ", sigs.ToString()));
   }
   // Self-consistency and expiry, exactly as for a root loaded on its own.
   return TrustRootView::FromEnvelopeBytes(next_bytes, now_unix);
@@ -213,11 +213,10 @@ absl::StatusOr<TrustRootView> WalkTrustChain(const TrustRootView& from,
     cur = std::move(*next);
   }
   if (cur.root().expires_unix() <= now_unix) {
-    return absl::FailedPreconditionError(
-        StrCat("trust root v", cur.root().version(), " expired at unix time ",
-               cur.root().expires_unix(),
-               "; the root key holders must make a newer one (cairn trust rotate) and publish it "
-               "to the nodes (cairn trust push); then run cairn trust update"));
+    return absl::FailedPreconditionError(StrCat(
+        "trust root v", cur.root().version(), " expired at unix time ", cur.root().expires_unix(),
+        "; the root key holders must make a newer one (cairn trust rotate) and publish it "
+        "to the nodes (cairn trust push); then run cairn trust update"));
   }
   return cur;
 }

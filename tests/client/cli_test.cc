@@ -327,9 +327,9 @@ TEST_F(CliTest, TrustLifecycleDelegateRevokeRotateCoSignPushAndUpdate) {
   ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key",
                             "--publisher", K + "/publisher.key.pub"}),
                      "already revoked");
-  ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/second.key",
-                            "--namespace", "acme"}),
-                     "is not a root key");
+  ExpectOneLineError(
+      Cairn({"trust", "revoke", "--trust", T, "--key", K + "/second.key", "--namespace", "acme"}),
+      "is not a root key");
   // v4: two more root keys, threshold 2: the old root key plus one new one
   // sign now; it stays pending with the old key alone.
   auto rot = Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root.key", "--add-root",
@@ -375,12 +375,12 @@ TEST_F(CliTest, TrustLifecycleDelegateRevokeRotateCoSignPushAndUpdate) {
                    K + "/second.key", "--node", addr_});
   ASSERT_EQ(p2.exit_code, 0) << p2.err;
   fs::copy_file(dir_ / "client.root", dir_ / "auto.root");
-  ExpectOneLineError(Cairn({"pull", "acme/n", "--out", dir_ / "out-old", "--node", addr_,
-                            "--trust", dir_ / "client.root", "--no-trust-update"}),
+  ExpectOneLineError(Cairn({"pull", "acme/n", "--out", dir_ / "out-old", "--node", addr_, "--trust",
+                            dir_ / "client.root", "--no-trust-update"}),
                      "signature check failed");  // v1 does not know the second key
   // By default a pull first walks the trust file forward.
-  auto auto_pull = Cairn({"pull", "acme/n", "--out", dir_ / "out-auto", "--node", addr_,
-                          "--trust", dir_ / "auto.root"});
+  auto auto_pull = Cairn({"pull", "acme/n", "--out", dir_ / "out-auto", "--node", addr_, "--trust",
+                          dir_ / "auto.root"});
   EXPECT_EQ(auto_pull.exit_code, 0) << auto_pull.err;
   EXPECT_THAT(auto_pull.err, HasSubstr("trust root updated v1 -> v5"));
   EXPECT_TRUE(fs::exists(dir_ / "auto.root.v4"));
@@ -389,8 +389,8 @@ TEST_F(CliTest, TrustLifecycleDelegateRevokeRotateCoSignPushAndUpdate) {
   EXPECT_EQ(nlohmann::json::parse(up.out)["from"], 1);
   EXPECT_EQ(nlohmann::json::parse(up.out)["to"], 5);
   EXPECT_TRUE(fs::exists(dir_ / "client.root.v4"));
-  auto pull = Cairn({"pull", "acme/n", "--out", dir_ / "out", "--node", addr_, "--trust",
-                     dir_ / "client.root"});
+  auto pull = Cairn(
+      {"pull", "acme/n", "--out", dir_ / "out", "--node", addr_, "--trust", dir_ / "client.root"});
   EXPECT_EQ(pull.exit_code, 0) << pull.err;
   EXPECT_THAT(Cairn({"trust", "update", "--trust", dir_ / "client.root", "--node", addr_}).out,
               HasSubstr("v5 is current"));
@@ -415,26 +415,26 @@ TEST_F(CliTest, TrustCommandsRefuseWrongInput) {
   ExpectOneLineError(Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key",
                             "--namespace", "bad/ns", "--publisher", K + "/publisher.key.pub"}),
                      "invalid namespace");
-  ExpectOneLineError(Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key",
-                            "--namespace", "acme", "--publisher", K + "/publisher.key.pub",
-                            "--threshold", "3"}),
-                     "--threshold must be 1..1");
-  ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key",
-                            "--publisher", "nonsense"}),
-                     "neither a public key file nor");
+  ExpectOneLineError(
+      Cairn({"trust", "delegate", "--trust", T, "--key", K + "/root.key", "--namespace", "acme",
+             "--publisher", K + "/publisher.key.pub", "--threshold", "3"}),
+      "--threshold must be 1..1");
+  ExpectOneLineError(
+      Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key", "--publisher", "nonsense"}),
+      "neither a public key file nor");
   ExpectOneLineError(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key",
                             "--publisher", K + "/root.key.pub"}),
                      "is a root key");
   ExpectOneLineError(Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root.key",
                             "--remove-root", K + "/root.key.pub"}),
                      "at least one root key");
-  ExpectOneLineError(Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root.key",
-                            "--root-threshold", "2"}),
-                     "exceeds the 1 root keys");
-  ExpectOneLineError(Cairn({"trust", "init", "--key", K + "/root.key", "--root-key",
-                            K + "/publisher.key.pub", "--root-threshold", "2", "--out",
-                            dir_ / "new.root"}),
-                     "must be signed by 2 root keys");
+  ExpectOneLineError(
+      Cairn({"trust", "rotate", "--trust", T, "--key", K + "/root.key", "--root-threshold", "2"}),
+      "exceeds the 1 root keys");
+  ExpectOneLineError(
+      Cairn({"trust", "init", "--key", K + "/root.key", "--root-key", K + "/publisher.key.pub",
+             "--root-threshold", "2", "--out", dir_ / "new.root"}),
+      "must be signed by 2 root keys");
   testing::WriteFile(dir_ / "junk.root", "not a root");
   ExpectOneLineError(Cairn({"trust", "show", dir_ / "junk.root"}), "trust");
   // Nothing was written by any of them.
@@ -524,11 +524,18 @@ class TlsTest : public CliTest {
   }
   std::unique_ptr<testing::Child> StartTlsNode(const std::string& data,
                                                std::vector<std::string> extra, std::string* addr) {
-    std::vector<std::string> argv = {testing::CairnNodeBin(), "serve",  "--data",
-                                     data,                    "--listen", "127.0.0.1:0",
-                                     "--trust",               dir_ / "keys/trust.root",
-                                     "--tls-cert",            tls_ + "/node.pem",
-                                     "--tls-key",             tls_ + "/node.key"};
+    std::vector<std::string> argv = {testing::CairnNodeBin(),
+                                     "serve",
+                                     "--data",
+                                     data,
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--trust",
+                                     dir_ / "keys/trust.root",
+                                     "--tls-cert",
+                                     tls_ + "/node.pem",
+                                     "--tls-key",
+                                     tls_ + "/node.key"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::string line;
     auto c = testing::Child::Start(argv, "listening on", &line);
@@ -559,21 +566,21 @@ TEST_F(TlsTest, TlsPortsMutualTlsBetweenNodesAndClientCertificates) {
                             tls_ + "/rogue-ca.pem"}),
                      "over TLS");
   // A certificate from another CA is refused even where certificates are optional.
-  ExpectOneLineError(Cairn(with({"info", "acme/m", "--node", a_addr, "--timeout", "2",
-                                 "--tls-cert", tls_ + "/rogue.pem", "--tls-key",
-                                 tls_ + "/rogue.key"},
+  ExpectOneLineError(Cairn(with({"info", "acme/m", "--node", a_addr, "--timeout", "2", "--tls-cert",
+                                 tls_ + "/rogue.pem", "--tls-key", tls_ + "/rogue.key"},
                                 ca)),
                      "cannot reach node");
-  ExpectOneLineError(Cairn({"info", "acme/m", "--node", a_addr, "--tls-cert", tls_ + "/client.pem"}),
-                     "need --tls-ca");
+  ExpectOneLineError(
+      Cairn({"info", "acme/m", "--node", a_addr, "--tls-cert", tls_ + "/client.pem"}),
+      "need --tls-ca");
   // b follows a over mutual TLS and requires client certificates itself.
-  auto b = StartTlsNode(dir_ / "tls-b",
-                        {"--tls-ca", tls_ + "/ca.pem", "--tls-require-client-cert",
-                         "--upstream", a_addr},
-                        &b_addr);
+  auto b = StartTlsNode(
+      dir_ / "tls-b",
+      {"--tls-ca", tls_ + "/ca.pem", "--tls-require-client-cert", "--upstream", a_addr}, &b_addr);
   ASSERT_TRUE(b);
-  const std::vector<std::string> mtls = {"--tls-ca", tls_ + "/ca.pem", "--tls-cert",
-                                         tls_ + "/client.pem", "--tls-key", tls_ + "/client.key"};
+  const std::vector<std::string> mtls = {"--tls-ca",   tls_ + "/ca.pem",
+                                         "--tls-cert", tls_ + "/client.pem",
+                                         "--tls-key",  tls_ + "/client.key"};
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (Cairn(with({"info", "acme/m", "--node", b_addr}, mtls)).exit_code != 0) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << b->stderr_text();
@@ -590,10 +597,10 @@ TEST_F(TlsTest, TlsPortsMutualTlsBetweenNodesAndClientCertificates) {
   // c follows a without presenting a certificate trusted by a... it has
   // none: a plaintext node cannot follow a TLS upstream, and says so.
   std::string line;
-  auto c = testing::Child::Start({testing::CairnNodeBin(), "serve", "--data", dir_ / "tls-c",
-                                  "--listen", "127.0.0.1:0", "--trust", dir_ / "keys/trust.root",
-                                  "--upstream", a_addr},
-                                 "listening on", &line);
+  auto c = testing::Child::Start(
+      {testing::CairnNodeBin(), "serve", "--data", dir_ / "tls-c", "--listen", "127.0.0.1:0",
+       "--trust", dir_ / "keys/trust.root", "--upstream", a_addr},
+      "listening on", &line);
   ASSERT_TRUE(c);
   c_addr = line.substr(line.rfind(' ') + 1);
   std::this_thread::sleep_for(std::chrono::seconds(3));

@@ -350,8 +350,8 @@ TEST(ReplicationPolicyTest, TimeWindowsParseAndWrapPastMidnight) {
   EXPECT_EQ(*ReplicationPolicy::ParseWindow("01:00-06:00"), std::make_pair(60, 360));
   EXPECT_EQ(*ReplicationPolicy::ParseWindow("22:30-02:00"), std::make_pair(1350, 120));
   EXPECT_EQ(*ReplicationPolicy::ParseWindow("18:00-24:00"), std::make_pair(1080, 0));
-  for (const char* bad : {"1:00-06:00", "25:00-01:00", "01:00-01:00", "01:60-02:00", "abc",
-                          "01:00", "01:00-02:00-03:00", ""}) {
+  for (const char* bad : {"1:00-06:00", "25:00-01:00", "01:00-01:00", "01:60-02:00", "abc", "01:00",
+                          "01:00-02:00-03:00", ""}) {
     EXPECT_THAT(ReplicationPolicy::ParseWindow(bad), StatusIs(absl::StatusCode::kInvalidArgument))
         << bad;
   }
@@ -414,8 +414,8 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
     return path;
   };
   std::string line;
-  auto node = testing::Child::Start(
-      {testing::CairnNodeBin(), "serve", "--config", config(6 << 20)}, "listening on", &line);
+  auto node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(6 << 20)},
+                                    "listening on", &line);
   ASSERT_TRUE(node);
   // At 6 MiB/s the 24 MiB release takes 4 s; the node syncs what it fetched
   // every 2 s. kill -9 it 3 s in.

@@ -171,9 +171,9 @@ upload_bytes_per_day = 1000000
   EXPECT_EQ(c.upload_bytes_per_day, 1000000u);
   ASSERT_EQ(c.upload_quota_by_key.size(), 1u);
   EXPECT_EQ(c.upload_quota_by_key[0].second, 5u);
-  for (const char* bad : {"[node]\nmax_streams_per_peer = -1\n", "[node]\ntls_require_client_cert = 1\n",
-                          "[quota]\nnotakey = 5\n", "[quota]\n0123456789abcdef0123456789abcdef = \"x\"\n",
-                          "quota = 3\n"}) {
+  for (const char* bad : {"[node]\nmax_streams_per_peer = -1\n",
+                          "[node]\ntls_require_client_cert = 1\n", "[quota]\nnotakey = 5\n",
+                          "[quota]\n0123456789abcdef0123456789abcdef = \"x\"\n", "quota = 3\n"}) {
     ServeConfig d;
     auto st = ParseConfig(bad, "t.toml", &d);
     EXPECT_THAT(st, cairn::testing::StatusIs(absl::StatusCode::kInvalidArgument)) << bad;

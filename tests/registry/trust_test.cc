@@ -105,7 +105,8 @@ TEST(TrustRootTest, DelegationThresholdAndNamespace) {
 }
 
 // Root v(N+1) from v(N): same content, new version, signed by `signers`.
-std::string NextRoot(const cairn::v1::TrustRoot& prev, const std::vector<const SigningKey*>& signers,
+std::string NextRoot(const cairn::v1::TrustRoot& prev,
+                     const std::vector<const SigningKey*>& signers,
                      const std::function<void(cairn::v1::TrustRoot*)>& edit = {}) {
   cairn::v1::TrustRoot r = prev;
   r.set_version(prev.version() + 1);
@@ -162,11 +163,10 @@ TEST(TrustChainTest, RotationNeedsThresholdsOfTheOldAndTheNewRootKeys) {
   EXPECT_THAT(VerifySuccessor(f.view, v3_bytes, SystemNowUnix()),
               StatusIs(absl::StatusCode::kInvalidArgument));  // not the next version
   // Two different roots claiming one version.
-  auto other_v2 = NextRoot(f.view.root(), {f.root.get(), r2.get()},
-                           [&](cairn::v1::TrustRoot* r) {
-                             add_keys(r);
-                             r->set_expires_unix(r->expires_unix() + 1);
-                           });
+  auto other_v2 = NextRoot(f.view.root(), {f.root.get(), r2.get()}, [&](cairn::v1::TrustRoot* r) {
+    add_keys(r);
+    r->set_expires_unix(r->expires_unix() + 1);
+  });
   EXPECT_THAT(WalkTrustChain(f.view, {v2_bytes, other_v2}, SystemNowUnix()),
               StatusIs(absl::StatusCode::kInvalidArgument));
   // Nothing newer: the start, expiry checked.
@@ -176,8 +176,9 @@ TEST(TrustChainTest, RotationNeedsThresholdsOfTheOldAndTheNewRootKeys) {
 TEST(TrustChainTest, OnlyTheRootAWalkEndsOnMustBeCurrent) {
   auto f = TrustFixture::Make("acme");  // expires in 30 days
   const int64_t later = SystemNowUnix() + 86400 * 40;
-  auto v2_bytes = NextRoot(f.view.root(), {f.root.get()},
-                           [](cairn::v1::TrustRoot* r) { r->set_expires_unix(r->expires_unix() + 86400 * 365); });
+  auto v2_bytes = NextRoot(f.view.root(), {f.root.get()}, [](cairn::v1::TrustRoot* r) {
+    r->set_expires_unix(r->expires_unix() + 86400 * 365);
+  });
   // v1 has expired by `later`, v2 has not: the walk succeeds.
   auto v1_then = TrustRootView::FromEnvelopeBytes(f.envelope, kIgnoreExpiry);
   ASSERT_TRUE(v1_then.ok());

@@ -97,8 +97,8 @@ struct ReplicationStats {
   uint64_t events_refused = 0;         // failed verification: logged, skipped
   uint64_t events_outside_policy = 0;  // skipped by the policy, never fetched
   bool outside_window = false;         // last sync found the time window closed
-  uint64_t trust_updates = 0;  // newer trust root versions adopted from this upstream
-  uint64_t tag_conflicts = 0;  // equal tag version, different manifest: ours kept
+  uint64_t trust_updates = 0;          // newer trust root versions adopted from this upstream
+  uint64_t tag_conflicts = 0;          // equal tag version, different manifest: ours kept
   std::string last_conflict;
   std::string last_error;
 };

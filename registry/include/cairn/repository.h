@@ -158,8 +158,8 @@ class Repository {
   // Opens a session when the challenge is live and at least one signature is
   // by a key delegated for the name's namespace. PermissionDenied /
   // Unauthenticated otherwise.
-  absl::StatusOr<cairn::v1::OpenSessionResponse> OpenSession(
-      const cairn::v1::OpenSessionRequest& r, std::string_view peer = "");
+  absl::StatusOr<cairn::v1::OpenSessionResponse> OpenSession(const cairn::v1::OpenSessionRequest& r,
+                                                             std::string_view peer = "");
   // Counts `bytes` of new chunks against the quota of the key that opened
   // `session_id`. ResourceExhausted (saying how much is left and when it
   // resets) when they do not fit today; nothing is charged then.

@@ -72,8 +72,8 @@ SuccessorSignatures CountSuccessorSignatures(const cairn::v1::TrustRoot& prev,
 // its own root keys signed it, and it has not expired at `now_unix` (pass
 // kIgnoreExpiry inside a chain). Unauthenticated names the missing
 // signatures; FailedPrecondition when expired; InvalidArgument otherwise.
-absl::StatusOr<TrustRootView> VerifySuccessor(const TrustRootView& prev, std::string_view next_bytes,
-                                              int64_t now_unix);
+absl::StatusOr<TrustRootView> VerifySuccessor(const TrustRootView& prev,
+                                              std::string_view next_bytes, int64_t now_unix);
 
 // Walks from `from` through `chain` (envelopes in any order; versions at or
 // below from's are ignored) one version at a time, each verified by the one
