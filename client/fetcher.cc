@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstdio>
 
+#include "absl/container/flat_hash_map.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 
@@ -322,8 +323,8 @@ void Fetcher::ReadLoop(Source* s) {
         // little enough that a slow node does not sit on chunks the others
         // could have sent.
         double horizon = std::max(1.0, 2 * s->min_latency);
-        s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * horizon), kMinWindow,
-                                       max_window);
+        s->window =
+            std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * horizon), kMinWindow, max_window);
         s->sample_start = now;
         s->sample_bytes = 0;
       }
@@ -353,25 +354,39 @@ void Fetcher::ReadLoop(Source* s) {
   if (!stop_) {
     Demote(s, absl::StatusCode::kUnavailable,
            st.ok() ? std::string("ended the chunk stream early")
-                      : StrCat("chunk stream failed: ", st.error_message()));
+                   : StrCat("chunk stream failed: ", st.error_message()));
   }
   cv_.notify_all();
 }
 
 void Fetcher::Monitor(Clock::time_point now) {
+  // The minimum rate is a node's, not a connection's: its live streams share
+  // it (four streams over one thin link each carry a quarter).
+  absl::flat_hash_map<std::string, int> live_streams;
+  for (auto& s : sources_)
+    if (!s->dead) live_streams[std::string(s->conn->address())]++;
   for (auto& s : sources_) {
     if (s->dead || s->owed.empty()) continue;
+    const double min_rate = std::max<double>(
+        1.0, double(opts_.min_rate) / std::max(1, live_streams[std::string(s->conn->address())]));
+    // A chunk arrives whole, so a stream busy with one large chunk shows no
+    // progress until its last byte: allow the head chunk its time at the
+    // minimum rate before calling it a stall.
+    const double allowance =
+        opts_.stall_seconds + (opts_.min_rate > 0 ? s->owed.front().length / min_rate : 0);
     double since_byte = std::chrono::duration<double>(now - s->last_byte).count();
-    if (since_byte > opts_.stall_seconds) {
-      Demote(s.get(), absl::StatusCode::kDeadlineExceeded, StrCat("stalled: no data for ", opts_.stall_seconds, "s"));
+    if (since_byte > allowance) {
+      Demote(s.get(), absl::StatusCode::kDeadlineExceeded,
+             StrCat("stalled: no chunk for ", static_cast<int>(since_byte), "s"));
       continue;
     }
     double window = std::chrono::duration<double>(now - s->rate_start).count();
-    if (window >= opts_.rate_seconds) {
+    if (window >= std::max<double>(opts_.rate_seconds, allowance)) {
       uint64_t rate = static_cast<uint64_t>(s->rate_bytes / window);
-      if (rate < opts_.min_rate) {
-        Demote(s.get(), absl::StatusCode::kDeadlineExceeded, StrCat("too slow: ", rate, " bytes/s over ", opts_.rate_seconds,
-                               "s, below the minimum of ", opts_.min_rate));
+      if (rate < min_rate) {
+        Demote(s.get(), absl::StatusCode::kDeadlineExceeded,
+               StrCat("too slow: ", rate, " bytes/s over ", static_cast<int>(window),
+                      "s, below the minimum of ", opts_.min_rate, " bytes/s per node"));
         continue;
       }
       s->rate_start = now;
@@ -397,8 +412,8 @@ void Fetcher::Monitor(Clock::time_point now) {
 absl::Status Fetcher::NoneCanServe(const std::string& what, uint64_t missing) const {
   std::vector<std::string> why;
   for (const auto& s : sources_) {
-    why.push_back(StrCat(s->conn->address(), ": ",
-                         s->dead ? s->why : std::string("does not have it")));
+    why.push_back(
+        StrCat(s->conn->address(), ": ", s->dead ? s->why : std::string("does not have it")));
   }
   std::string msg = StrCat("no node can serve ", what, " (", StrJoin(why, "; "), ")");
   if (Live() > 0) return absl::NotFoundError(msg);

@@ -70,6 +70,8 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
         } else if (k == "streams" && val.is_integer() && *val.value<int64_t>() >= 1 &&
                    *val.value<int64_t>() <= 8) {
           uc.streams = static_cast<int>(*val.value<int64_t>());
+        } else if (k == "min_bytes_per_second" && val.is_integer() && *val.value<int64_t>() >= 1) {
+          uc.min_bytes_per_second = static_cast<uint64_t>(*val.value<int64_t>());
         } else if (k == "max_bytes_per_second" && val.is_integer() && *val.value<int64_t>() >= 0) {
           uc.policy.max_bytes_per_second = static_cast<uint64_t>(*val.value<int64_t>());
         } else if (k != "include" && k != "exclude" && k != "tags" && k != "windows") {

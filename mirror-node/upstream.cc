@@ -139,9 +139,12 @@ absl::Status GrpcUpstream::GetChunks(
   }
   client::FetchOptions fo;
   fo.log = [](const std::string& line) { spdlog::warn("replication: {}", line); };
+  fo.min_rate = min_rate_;
   if (buffer_limit_ > 0) {
     fo.memory_bytes = std::max<size_t>(buffer_limit_, 1 << 20);
     fo.window_bytes = fo.memory_bytes;
+    // A bandwidth cap paces the upstream: never call it slow for obeying.
+    fo.min_rate = std::min<uint64_t>(fo.min_rate, std::max<size_t>(1, buffer_limit_ / 2));
   }
   client::Fetcher fetcher(sources, /*cache=*/nullptr, fo);
   std::vector<client::Fetcher::Want> wants;
@@ -194,8 +197,10 @@ ReplicationLoop::~ReplicationLoop() {
 
 void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
   const std::string address = config.address;
+  auto upstream = std::make_unique<GrpcUpstream>(address, 15, peers_, config.streams, tls_);
+  upstream->SetMinRate(config.min_bytes_per_second);
   Replicator rep(
-      repo_, std::make_unique<GrpcUpstream>(address, 15, peers_, config.streams, tls_),
+      repo_, std::move(upstream),
       [address](const std::string& line) {
         spdlog::warn("replication from {}: {}", address, line);
       },

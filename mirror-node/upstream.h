@@ -22,6 +22,9 @@ namespace cairn::node {
 // throughput; a peer that lacks a chunk or misbehaves is passed over.
 class GrpcUpstream final : public Upstream {
  public:
+  // 64 kbit/s: far below any link worth replicating over, far above a
+  // trickle. A client's default is higher (it has other mirrors to go to).
+  static constexpr uint64_t kDefaultMinRate = 8 << 10;
   // `streams`: parallel connections to the upstream for chunks (each its own
   // TCP congestion window: what keeps a long lossy link busy).
   GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers = {},
@@ -36,6 +39,11 @@ class GrpcUpstream final : public Upstream {
       const std::function<absl::Status(const Digest&, std::string_view)>& sink) override;
   std::string address() const override { return address_; }
   void LimitBuffer(size_t bytes) override { buffer_limit_ = bytes; }
+  // Slowest the upstream may deliver (bytes/s over all its streams) before
+  // its connections are dropped and the release retried later.
+  void SetMinRate(uint64_t bytes_per_second) {
+    min_rate_ = std::max<uint64_t>(1, bytes_per_second);
+  }
   bool VerifiesChunks() const override { return true; }  // the Fetcher hashes each
   void SetLongPoll(uint32_t wait_ms) override { long_poll_ms_ = wait_ms; }
   void Cancel() override;
@@ -53,6 +61,7 @@ class GrpcUpstream final : public Upstream {
   std::vector<std::unique_ptr<client::Connection>> sources_;  // upstream streams, then peers
   size_t upstream_streams_ = 1;
   size_t buffer_limit_ = 0;
+  uint64_t min_rate_ = kDefaultMinRate;
   uint32_t long_poll_ms_ = 0;
   absl::Mutex cancel_mu_;
   grpc::ClientContext* feed_ctx_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
@@ -70,6 +79,9 @@ class ReplicationLoop {
     std::string address;
     ReplicationPolicy policy;
     int streams = 4;  // parallel chunk connections to it, 1..8
+    // Slowest acceptable delivery, bytes/s over all its streams; a slower
+    // upstream's connections are dropped and the release retried later.
+    uint64_t min_bytes_per_second = GrpcUpstream::kDefaultMinRate;
   };
   // `peers`: nodes also asked for chunks of every upstream's releases.
   // `tls`: how to reach upstreams and peers (plaintext by default).

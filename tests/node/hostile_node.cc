@@ -69,10 +69,9 @@ class HostileNode::Chunks final : public cairn::v1::Chunks::Service {
  public:
   Chunks(HostileNode* h, ChunkStore* store, Attack a) : h_(h), store_(store), attack_(a) {}
 
-  grpc::Status GetMany(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<cairn::v1::GetChunksResponse, cairn::v1::GetChunksRequest>* stream)
-      override {
+  grpc::Status GetMany(grpc::ServerContext* ctx,
+                       grpc::ServerReaderWriter<cairn::v1::GetChunksResponse,
+                                                cairn::v1::GetChunksRequest>* stream) override {
     cairn::v1::GetChunksRequest req;
     std::string last;
     while (stream->Read(&req)) {
@@ -107,7 +106,10 @@ class HostileNode::Chunks final : public cairn::v1::Chunks::Service {
         c->set_data(std::move(data));
         h_->chunks_served++;
         if (attack_ == Attack::kTrickle) {
-          if (!SleepUnlessCancelled(ctx, h_->trickle_ms)) return grpc::Status::CANCELLED;
+          int ms = h_->trickle_bytes_per_second == 0
+                       ? h_->trickle_ms
+                       : static_cast<int>(c->data().size() * 1000 / h_->trickle_bytes_per_second);
+          if (!SleepUnlessCancelled(ctx, ms)) return grpc::Status::CANCELLED;
           cairn::v1::GetChunksResponse one;
           *one.add_chunks() = *c;
           if (!stream->Write(one)) return grpc::Status::OK;

@@ -18,17 +18,17 @@ namespace cairn::testing {
 
 enum class Attack {
   kNone,
-  kWrongChunkBytes,   // every chunk's bytes altered (length kept)
-  kLongChunks,        // every chunk longer than asked (endless data)
-  kExtraChunks,       // answers each request, then keeps sending chunks
-  kTrickle,           // one chunk every `trickle_ms`
-  kStall,             // reads requests, never answers
-  kOversized,         // one 70 MiB message
-  kOldTag,            // Resolve returns `old_resolve` (an older, validly signed tag)
-  kOtherManifest,     // the tag it is asked for, with `other_manifest` as the manifest
-  kForgedTag,         // tag record's version raised to 1000, signature kept
-  kWrongChunkList,    // GetObject answers with `other_object`
-  kMissingChunks,     // says it has no chunk
+  kWrongChunkBytes,  // every chunk's bytes altered (length kept)
+  kLongChunks,       // every chunk longer than asked (endless data)
+  kExtraChunks,      // answers each request, then keeps sending chunks
+  kTrickle,          // one chunk every `trickle_ms`
+  kStall,            // reads requests, never answers
+  kOversized,        // one 70 MiB message
+  kOldTag,           // Resolve returns `old_resolve` (an older, validly signed tag)
+  kOtherManifest,    // the tag it is asked for, with `other_manifest` as the manifest
+  kForgedTag,        // tag record's version raised to 1000, signature kept
+  kWrongChunkList,   // GetObject answers with `other_object`
+  kMissingChunks,    // says it has no chunk
 };
 
 class HostileNode {
@@ -43,6 +43,9 @@ class HostileNode {
   std::string other_manifest;
   std::string other_object;
   int trickle_ms = 1500;
+  // kTrickle: if set, each chunk instead takes its length at this rate (a
+  // thin link: a large chunk arrives whole after a long gap, a small one soon).
+  uint64_t trickle_bytes_per_second = 0;
   int delay_ms_per_batch = 0;  // any attack: a slower link
   std::atomic<uint64_t> chunks_served{0};
 

@@ -161,6 +161,11 @@ max_sessions_per_peer = 2
 upload_bytes_per_day = 1000000
 [quota]
 0123456789abcdef0123456789abcdef = 5
+[[upstream]]
+address = "hub:7070"
+min_bytes_per_second = 2048
+[[upstream]]
+address = "other:7070"
 )",
                           "t.toml", &c)
                   .ok());
@@ -171,9 +176,13 @@ upload_bytes_per_day = 1000000
   EXPECT_EQ(c.upload_bytes_per_day, 1000000u);
   ASSERT_EQ(c.upload_quota_by_key.size(), 1u);
   EXPECT_EQ(c.upload_quota_by_key[0].second, 5u);
-  for (const char* bad : {"[node]\nmax_streams_per_peer = -1\n",
-                          "[node]\ntls_require_client_cert = 1\n", "[quota]\nnotakey = 5\n",
-                          "[quota]\n0123456789abcdef0123456789abcdef = \"x\"\n", "quota = 3\n"}) {
+  ASSERT_EQ(c.upstream_tables.size(), 2u);
+  EXPECT_EQ(c.upstream_tables[0].min_bytes_per_second, 2048u);
+  EXPECT_EQ(c.upstream_tables[1].min_bytes_per_second, GrpcUpstream::kDefaultMinRate);
+  for (const char* bad :
+       {"[node]\nmax_streams_per_peer = -1\n", "[node]\ntls_require_client_cert = 1\n",
+        "[quota]\nnotakey = 5\n", "[quota]\n0123456789abcdef0123456789abcdef = \"x\"\n",
+        "quota = 3\n", "[[upstream]]\naddress = \"h:1\"\nmin_bytes_per_second = 0\n"}) {
     ServeConfig d;
     auto st = ParseConfig(bad, "t.toml", &d);
     EXPECT_THAT(st, cairn::testing::StatusIs(absl::StatusCode::kInvalidArgument)) << bad;

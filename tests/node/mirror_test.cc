@@ -1,8 +1,8 @@
 // A client pulling from several mirrors at once, some of them hostile: the
 // attack suite. Every mirror is a real gRPC server on 127.0.0.1:0; the
 // hostile ones serve the honest node's data bent by one attack each.
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -129,8 +129,7 @@ TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactByt
   HostileNode* corrupt = Hostile(Attack::kWrongChunkBytes);
   std::vector<std::string> unreachable;
   auto conns = client::OpenAll(
-      {DeadAddress(), stalled->address(), corrupt->address(), server_->address()}, 2,
-      &unreachable);
+      {DeadAddress(), stalled->address(), corrupt->address(), server_->address()}, 2, &unreachable);
   ASSERT_TRUE(conns.ok()) << conns.status();
   EXPECT_EQ(unreachable.size(), 1u);
   ASSERT_EQ(conns->size(), 3u);
@@ -152,6 +151,33 @@ TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactByt
   EXPECT_THAT(by[corrupt->address()].demoted, HasSubstr("corrupt"));
   EXPECT_EQ(by[server_->address()].demoted, "");
   EXPECT_GT(corrupt->chunks_served.load(), 0u);
+}
+
+// A thin link delivers each chunk whole after a while: a mirror whose chunks
+// arrive further apart than the stall time, yet whose streams together beat
+// the minimum rate, is slow, not stalled, and must not be dropped (it was:
+// nodes on 2 % loss links with a loss-based TCP lost their only upstream).
+TEST_F(MirrorTest, ASlowSteadyMirrorIsNotTakenForAStalledOne) {
+  const std::string small = dir_ / "small";
+  testing::WriteFile(small + "/model.safetensors",
+                     testing::MakeSafetensors(std::vector<size_t>(2, 96 << 10), 11));
+  client::PublishOptions po;
+  po.dir = small;
+  po.name = "acme/small";
+  po.version = "1";
+  po.key_paths = {dir_ / "keys/publisher.key"};
+  ASSERT_TRUE(client::Publish(*honest_, po).ok());
+  HostileNode* thin = Hostile(Attack::kTrickle);
+  thin->trickle_bytes_per_second = 48 << 10;  // per stream; a 96 KiB chunk takes 2 s
+  client::PullOptions o = Opts("thin");
+  o.ref = "acme/small";
+  o.stall_seconds = 1;  // shorter than the gap before a large chunk
+  o.rate_seconds = 2;
+  o.min_rate = 16 << 10;  // for the node, over its two streams
+  auto r = client::Pull({Conn(thin->address())}, trust_.view, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(testing::ReadFile(dir_ / "thin/model.safetensors"),
+            testing::ReadFile(small + "/model.safetensors"));
 }
 
 TEST_F(MirrorTest, ChunksComeFromEveryMirrorWeightedByThroughput) {
@@ -300,7 +326,8 @@ TEST(RollbackFloorTest, FloorsAreKeptPerTrustRootAndRefuseLowerAndConflictingVer
   EXPECT_NE(client::TrustScope(one.view), client::TrustScope(other.view));
   // A corrupt state file is reported, never silently reset.
   for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
-    if (e.path().filename().string().starts_with("tags-")) testing::WriteFile(e.path(), "garbage\n");
+    if (e.path().filename().string().starts_with("tags-"))
+      testing::WriteFile(e.path(), "garbage\n");
   }
   EXPECT_THAT(client::CheckAndRecordTag(dir.path(), one.view, rec, "n1"),
               StatusIs(absl::StatusCode::kDataLoss));
