@@ -361,21 +361,35 @@ void Fetcher::ReadLoop(Source* s) {
 
 void Fetcher::Monitor(Clock::time_point now) {
   // The minimum rate is a node's, not a connection's: its live streams share
-  // it (four streams over one thin link each carry a quarter).
-  absl::flat_hash_map<std::string, int> live_streams;
-  for (auto& s : sources_)
-    if (!s->dead) live_streams[std::string(s->conn->address())]++;
+  // it (four streams over one thin link each carry a quarter), and a node
+  // stalls only when none of its streams moves (one stream of a loss-based
+  // TCP sits out retransmission timeouts while the others carry on).
+  struct NodeView {
+    int live = 0;
+    Clock::time_point last_chunk;
+  };
+  absl::flat_hash_map<std::string, NodeView> nodes;
+  for (auto& s : sources_) {
+    if (s->dead) continue;
+    NodeView& n = nodes[std::string(s->conn->address())];
+    n.live++;
+    if (!s->owed.empty()) n.last_chunk = std::max(n.last_chunk, s->last_byte);
+  }
   for (auto& s : sources_) {
     if (s->dead || s->owed.empty()) continue;
-    const double min_rate = std::max<double>(
-        1.0, double(opts_.min_rate) / std::max(1, live_streams[std::string(s->conn->address())]));
-    // A chunk arrives whole, so a stream busy with one large chunk shows no
+    const NodeView& node = nodes[std::string(s->conn->address())];
+    const double min_rate = std::max<double>(1.0, double(opts_.min_rate) / std::max(1, node.live));
+    // A chunk arrives whole, so a stream busy with a large chunk shows no
     // progress until its last byte: allow the head chunk its time at the
-    // minimum rate before calling it a stall.
+    // node's minimum rate, up to twice the stall time, before calling it a
+    // stall.
     const double allowance =
-        opts_.stall_seconds + (opts_.min_rate > 0 ? s->owed.front().length / min_rate : 0);
+        opts_.stall_seconds +
+        std::min<double>(opts_.stall_seconds,
+                         s->owed.front().length / std::max<double>(1.0, double(opts_.min_rate)));
     double since_byte = std::chrono::duration<double>(now - s->last_byte).count();
-    if (since_byte > allowance) {
+    double node_since = std::chrono::duration<double>(now - node.last_chunk).count();
+    if (since_byte > allowance && node_since > allowance) {
       Demote(s.get(), absl::StatusCode::kDeadlineExceeded,
              StrCat("stalled: no chunk for ", static_cast<int>(since_byte), "s"));
       continue;

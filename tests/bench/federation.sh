@@ -4,17 +4,19 @@
 #   2. replicating a derivative whose base the follower holds: bytes on the wire
 #   3. time for a release to reach the third tier of a chain; 5-node mesh convergence
 #   4. replication over a lossy link (20 Mbit/s, 300 ms RTT, 2 % loss each way,
-#      through cairn-wire) vs curl over the same link (needs root; skipped otherwise)
+#      through cairn-wire) vs curl over the same link, with BBR and with Reno
+#      congestion control at both ends (needs root; skipped otherwise)
 #
-#   tests/bench/federation.sh [--size-mib N] [--lossy-mib M]
+#   tests/bench/federation.sh [--size-mib N] [--lossy-mib M] [--reno-mib R]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-SIZE_MIB=1024 LOSSY_MIB=32
+SIZE_MIB=1024 LOSSY_MIB=32 RENO_MIB=4
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mib) SIZE_MIB=$2; shift 2 ;;
     --lossy-mib) LOSSY_MIB=$2; shift 2 ;;
+    --reno-mib) RENO_MIB=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -123,25 +125,44 @@ TOTAL=0
 for i in 1 2 3 4; do TOTAL=$((TOTAL + $(fetched 127.0.0.1:$((BASE + i))))); done
 echo "5-node ring mesh (each follows both neighbours): all five hold it in $TM s; chunk bytes moved $TOTAL = $(ratio "$TOTAL" $((64 << 20)))x the release over 4 followers (ideal 4.00)"
 
-echo; echo "## 4. replication over a lossy link vs curl (${LOSSY_MIB} MiB)"
+echo; echo "## 4. replication over a lossy link vs curl"
 if [ "$(id -u)" != 0 ]; then echo "skipped: needs root for network namespaces"; exit 0; fi
-ID=$$ NA=cairn-fa-$$ NB=cairn-fb-$$
-ip netns add $NA; ip netns add $NB
-trap 'cleanup; ip netns del $NA 2>/dev/null; ip netns del $NB 2>/dev/null' EXIT
-ip -n $NA link set lo up; ip -n $NB link set lo up
-"$BIN/tests/net/cairn-wire" --ns-a $NA --ns-b $NB --dev cw0 --delay-ms 150 --loss 0.02 --rate-mbit 20 >wire.out 2>wire.log & PIDS+=($!)
-for _ in $(seq 100); do grep -q ready wire.out && break; sleep 0.05; done
-ip -n $NA addr add 10.79.0.1 peer 10.79.0.2 dev cw0; ip -n $NB addr add 10.79.0.2 peer 10.79.0.1 dev cw0
-ip -n $NA link set cw0 up; ip -n $NB link set cw0 up
-mkdir -p lossy; head -c $((LOSSY_MIB << 20)) /dev/urandom >lossy/weights.bin
-sed -i "s|root $WORK/model;|root $WORK/lossy;|; s|listen 127.0.0.1:$PORT;|listen 10.79.0.1:$PORT;|" nginx/nginx.conf
-ip netns exec $NA nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
-ip netns exec $NA $NODE serve --data "$WORK/la" --listen 10.79.0.1:7000 --trust trust.root >la.out 2>la.log & PIDS+=($!)
-sleep 1
-ip netns exec $NA $CAIRN publish lossy --name acme/lossy --version 1 --key pub.key --node 10.79.0.1:7000 >/dev/null
-T0=$(now); ip netns exec $NB curl -sf -o "$WORK/lossy.curl" "http://10.79.0.1:$PORT/weights.bin"; TC=$(since "$T0")
-T0=$(now)
-ip netns exec $NB $NODE serve --data "$WORK/lb" --listen 127.0.0.1:7001 --trust trust.root --upstream 10.79.0.1:7000 >lb.out 2>lb.log & PIDS+=($!)
-for _ in $(seq 3000); do ip netns exec $NB $CAIRN info acme/lossy --node 127.0.0.1:7001 --timeout 2 >/dev/null 2>&1 && break; sleep 0.1; done
-TL=$(since "$T0")
-echo "curl over the link: $TC s; cairn-node replication (4 streams): $TL s; ratio $(ratio "$TC" "$TL")x (goal >= 1.0)"
+NSS=()
+trap 'cleanup; for n in "${NSS[@]}"; do ip netns del $n 2>/dev/null; done' EXIT
+# lossy CC MIB STREAMS: both ends use TCP congestion control CC; curl, then a
+# fresh follower with STREAMS chunk connections, fetch the same MIB over the
+# same emulated link.
+LOSSY_RUN=0
+lossy() {
+  local cc=$1 mib=$2 streams=$3
+  LOSSY_RUN=$((LOSSY_RUN + 1))
+  local na=cairn-fa$LOSSY_RUN-$$ nb=cairn-fb$LOSSY_RUN-$$ dir=$WORK/lossy$LOSSY_RUN
+  ip netns add $na; ip netns add $nb; NSS+=($na $nb)
+  ip -n $na link set lo up; ip -n $nb link set lo up
+  ip netns exec $na sysctl -qw net.ipv4.tcp_congestion_control=$cc
+  ip netns exec $nb sysctl -qw net.ipv4.tcp_congestion_control=$cc
+  mkdir -p $dir/www $dir/nginx
+  "$BIN/tests/net/cairn-wire" --ns-a $na --ns-b $nb --dev cw0 --delay-ms 150 --loss 0.02 --rate-mbit 20 >$dir/wire.out 2>$dir/wire.log & PIDS+=($!)
+  for _ in $(seq 100); do grep -q ready $dir/wire.out && break; sleep 0.05; done
+  ip -n $na addr add 10.79.0.1 peer 10.79.0.2 dev cw0; ip -n $nb addr add 10.79.0.2 peer 10.79.0.1 dev cw0
+  ip -n $na link set cw0 up; ip -n $nb link set cw0 up
+  head -c $((mib << 20)) /dev/urandom >$dir/www/weights.bin
+  sed "s|root $WORK/model;|root $dir/www;|; s|listen 127.0.0.1:$PORT;|listen 10.79.0.1:$PORT;|; s|$WORK/nginx/|$dir/nginx/|g" nginx/nginx.conf >$dir/nginx/nginx.conf
+  ip netns exec $na nginx -c "$dir/nginx/nginx.conf" -p "$dir/nginx" & PIDS+=($!)
+  ip netns exec $na $NODE serve --data "$dir/a" --listen 10.79.0.1:7000 --trust trust.root >$dir/a.out 2>$dir/a.log & PIDS+=($!)
+  sleep 1
+  ip netns exec $na $CAIRN publish $dir/www --name acme/lossy --version 1 --key pub.key --node 10.79.0.1:7000 >/dev/null
+  printf '[[upstream]]\naddress = "10.79.0.1:7000"\nstreams = %s\n' "$streams" >$dir/b.toml
+  T0=$(now); ip netns exec $nb curl -sf -o "$dir/curl.out" "http://10.79.0.1:$PORT/weights.bin"; TC=$(since "$T0")
+  T0=$(now)
+  ip netns exec $nb $NODE serve --data "$dir/b" --listen 127.0.0.1:7001 --trust trust.root --config $dir/b.toml >$dir/b.out 2>$dir/b.log & PIDS+=($!)
+  for _ in $(seq 30000); do ip netns exec $nb $CAIRN info acme/lossy --node 127.0.0.1:7001 --timeout 2 >/dev/null 2>&1 && break; sleep 0.1; done
+  TL=$(since "$T0")
+  echo "$cc, $mib MiB: curl over the link $TC s; cairn-node replication ($streams streams) $TL s; ratio $(ratio "$TC" "$TL")x (goal >= 1.0)"
+}
+# BBR (this machine's default): one TCP connection keeps the link ~70 % full.
+lossy bbr "$LOSSY_MIB" 1
+lossy bbr "$LOSSY_MIB" 4
+# Reno (loss-based, like Debian's default CUBIC; network namespaces here allow
+# only reno and bbr): one connection gets a few percent of the link.
+lossy reno "$RENO_MIB" 4

@@ -62,8 +62,11 @@ inns() { local n=$(nsname "$1"); shift; ip netns exec "$n" "$@"; }
 node() {
   local n=$1 name=$2 listen=$3
   shift 3
-  inns "$n" "$NODE" serve --data "$T/$name" --listen "$listen" --trust "$T/trust.root" "$@" \
-    >"$T/$name.out" 2>"$T/$name.log" &
+  # ip netns exec, not the inns function: `&` on a function forks a subshell,
+  # and $! would be the subshell's pid, not the node's (killing it left the
+  # node running after the test).
+  ip netns exec "$(nsname "$n")" "$NODE" serve --data "$T/$name" --listen "$listen" \
+    --trust "$T/trust.root" "$@" >"$T/$name.out" 2>"$T/$name.log" &
   NODE_PID=$!
   PIDS+=("$NODE_PID")
   for _ in $(seq 200); do grep -q "listening on" "$T/$name.out" 2>/dev/null && break; sleep 0.05; done

@@ -158,9 +158,10 @@ TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactByt
 // the minimum rate, is slow, not stalled, and must not be dropped (it was:
 // nodes on 2 % loss links with a loss-based TCP lost their only upstream).
 TEST_F(MirrorTest, ASlowSteadyMirrorIsNotTakenForAStalledOne) {
+  // 16 KiB tensors: one 16 KiB chunk each (the chunker's minimum).
   const std::string small = dir_ / "small";
   testing::WriteFile(small + "/model.safetensors",
-                     testing::MakeSafetensors(std::vector<size_t>(2, 96 << 10), 11));
+                     testing::MakeSafetensors(std::vector<size_t>(4, 16 << 10), 11));
   client::PublishOptions po;
   po.dir = small;
   po.name = "acme/small";
@@ -168,12 +169,12 @@ TEST_F(MirrorTest, ASlowSteadyMirrorIsNotTakenForAStalledOne) {
   po.key_paths = {dir_ / "keys/publisher.key"};
   ASSERT_TRUE(client::Publish(*honest_, po).ok());
   HostileNode* thin = Hostile(Attack::kTrickle);
-  thin->trickle_bytes_per_second = 48 << 10;  // per stream; a 96 KiB chunk takes 2 s
+  thin->trickle_bytes_per_second = 5 << 10;  // per stream: a 16 KiB chunk every 3.2 s
   client::PullOptions o = Opts("thin");
   o.ref = "acme/small";
-  o.stall_seconds = 1;  // shorter than the gap before a large chunk
+  o.stall_seconds = 2;    // shorter than the gap between chunks...
   o.rate_seconds = 2;
-  o.min_rate = 16 << 10;  // for the node, over its two streams
+  o.min_rate = 4 << 10;  // ...which at this rate a 16 KiB chunk needs (4 s)
   auto r = client::Pull({Conn(thin->address())}, trust_.view, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(testing::ReadFile(dir_ / "thin/model.safetensors"),
