@@ -32,6 +32,10 @@ struct TlsOptions {
                                          const std::string& key);
 };
 
+// Keepalive ping interval (and ping timeout) of every channel NewChannel makes;
+// nodes accept pings this often.
+inline constexpr int kKeepaliveMs = 10000;
+
 // A channel to HOST:PORT with Cairn's message limits and reconnect backoff.
 // `private_pool`: its own TCP connection (parallel streams to one node then
 // ride separate congestion windows, which is what wins on a lossy long link).

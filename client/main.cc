@@ -577,6 +577,8 @@ int main(int argc, char** argv) {
            {"releases_replicated", u.releases_committed()},
            {"chunks_fetched", u.chunks_fetched()},
            {"bytes_fetched", u.bytes_fetched()},
+           {"bytes_behind", u.bytes_behind()},
+           {"bytes_per_second", u.bytes_per_second()},
            {"events_refused", u.events_refused()},
            {"last_error", u.last_error()},
            {"last_success_unix", u.last_success_unix()},
@@ -619,12 +621,19 @@ int main(int argc, char** argv) {
     if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
     for (const auto& u : info.upstreams()) {
       uint64_t behind = u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0;
+      std::string fetching = u.bytes_behind() > 0
+                                 ? StrCat(" (", cairn::client::Progress::Bytes(u.bytes_behind()),
+                                          " of the current release to go)")
+                                 : "";
+      if (u.bytes_per_second() > 0) {
+        fetching += StrCat(", ", cairn::client::Progress::Bytes(u.bytes_per_second()), "/s");
+      }
       std::printf(
-          "  upstream %s: %lu events behind (cursor %lu of %lu), %lu releases, %s fetched%s%s\n",
+          "  upstream %s: %lu events behind (cursor %lu of %lu), %lu releases, %s fetched%s%s%s\n",
           u.address().c_str(), static_cast<unsigned long>(behind),
           static_cast<unsigned long>(u.cursor()), static_cast<unsigned long>(u.upstream_head()),
           static_cast<unsigned long>(u.releases_committed()),
-          cairn::client::Progress::Bytes(u.bytes_fetched()).c_str(),
+          cairn::client::Progress::Bytes(u.bytes_fetched()).c_str(), fetching.c_str(),
           u.events_refused() ? StrCat(", ", u.events_refused(), " refused").c_str() : "",
           u.last_error().empty() ? "" : ("; last error: " + u.last_error()).c_str());
       std::printf("    policy: %s (%lu releases skipped by it)%s\n", u.policy().c_str(),

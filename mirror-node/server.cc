@@ -10,6 +10,7 @@
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/v1/service.grpc.pb.h"
+#include "client.h"
 #include "spdlog/spdlog.h"
 #include "work_pool.h"
 
@@ -611,6 +612,11 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
   grpc::ServerBuilder b;
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);
   b.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Accept the keepalive pings clients and followers send (client::kKeepaliveMs)
+  // even on a call that is quiet, such as a long-polled feed.
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                       client::kKeepaliveMs / 2);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!options.tls_cert_pem.empty()) {
     grpc::SslServerCredentialsOptions o(

@@ -140,6 +140,10 @@ absl::Status GrpcUpstream::GetChunks(
   client::FetchOptions fo;
   fo.log = [](const std::string& line) { spdlog::warn("replication: {}", line); };
   fo.min_rate = min_rate_;
+  // A thin lossy link can take this long to deliver one whole chunk (a
+  // loss-based TCP sits out retransmission timeouts); a dead link is found
+  // sooner by the channel's keepalive.
+  fo.stall_seconds = kStallSeconds;
   if (buffer_limit_ > 0) {
     fo.memory_bytes = std::max<size_t>(buffer_limit_, 1 << 20);
     fo.window_bytes = fo.memory_bytes;
@@ -171,6 +175,7 @@ ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> u
   {
     absl::MutexLock l(&mu_);
     status_.resize(upstreams.size());
+    samples_.resize(upstreams.size());
     for (size_t i = 0; i < upstreams.size(); ++i) {
       status_[i].set_address(upstreams[i].address);
       status_[i].set_policy(upstreams[i].policy.ToString());
@@ -181,8 +186,50 @@ ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> u
   }
 }
 
+void ReplicationLoop::Publish(size_t index, const ReplicationStats& s,
+                              const absl::Status* outcome) {
+  absl::MutexLock l(&mu_);
+  const ReplicationStats& rs = s;
+  cairn::v1::UpstreamStatus& us = status_[index];
+  us.set_cursor(rs.cursor);
+  us.set_upstream_head(rs.upstream_head);
+  us.set_releases_committed(rs.releases_committed);
+  us.set_chunks_fetched(rs.chunks_fetched);
+  us.set_bytes_fetched(rs.bytes_fetched);
+  us.set_events_refused(rs.events_refused);
+  us.set_events_outside_policy(rs.events_outside_policy);
+  us.set_outside_window(rs.outside_window);
+  us.set_tag_conflicts(rs.tag_conflicts);
+  us.set_trust_updates(rs.trust_updates);
+  us.set_last_conflict(rs.last_conflict);
+  us.set_bytes_behind(rs.bytes_pending);
+  auto now = std::chrono::steady_clock::now();
+  auto& samples = samples_[index];
+  if (samples.empty() || samples.back().second != rs.bytes_fetched) {
+    samples.emplace_back(now, rs.bytes_fetched);
+  }
+  if (outcome == nullptr) return;  // progress within a sync
+  us.set_last_error(outcome->ok() ? "" : std::string(outcome->message()));
+  if (outcome->ok()) us.set_last_success_unix(SystemNowUnix());
+}
+
 std::vector<cairn::v1::UpstreamStatus> ReplicationLoop::Status() {
   absl::MutexLock l(&mu_);
+  const auto now = std::chrono::steady_clock::now();
+  const auto since = now - std::chrono::seconds(10);
+  for (size_t i = 0; i < status_.size(); ++i) {
+    // Keep one sample at or before the window's start as the baseline.
+    auto& samples = samples_[i];
+    while (samples.size() >= 2 && samples[1].first <= since) samples.pop_front();
+    uint64_t rate = 0;
+    if (samples.size() >= 2) {
+      const auto from = std::max(samples.front().first, since);
+      const double secs = std::chrono::duration<double>(now - from).count();
+      if (secs > 0)
+        rate = static_cast<uint64_t>((samples.back().second - samples.front().second) / secs);
+    }
+    status_[i].set_bytes_per_second(rate);
+  }
   return status_;
 }
 
@@ -206,6 +253,7 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
       },
       std::move(config.policy));
   rep.set_long_poll_ms(kLongPollMs);
+  rep.set_progress([this, index](const ReplicationStats& s) { Publish(index, s, nullptr); });
   {
     absl::MutexLock l(&mu_);
     if (stop_) return;
@@ -261,22 +309,8 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
       wait = backoff * std::uniform_real_distribution<double>(0.5, 1.5)(rng);  // jitter
       backoff = std::min(backoff * 2, 60.0);
     }
+    Publish(index, rep.stats(), &st);
     absl::MutexLock l(&mu_);
-    const ReplicationStats& rs = rep.stats();
-    cairn::v1::UpstreamStatus& us = status_[index];
-    us.set_cursor(rs.cursor);
-    us.set_upstream_head(rs.upstream_head);
-    us.set_releases_committed(rs.releases_committed);
-    us.set_chunks_fetched(rs.chunks_fetched);
-    us.set_bytes_fetched(rs.bytes_fetched);
-    us.set_events_refused(rs.events_refused);
-    us.set_events_outside_policy(rs.events_outside_policy);
-    us.set_outside_window(rs.outside_window);
-    us.set_tag_conflicts(rs.tag_conflicts);
-    us.set_trust_updates(rs.trust_updates);
-    us.set_last_conflict(rs.last_conflict);
-    us.set_last_error(st.ok() ? "" : std::string(st.message()));
-    if (st.ok()) us.set_last_success_unix(SystemNowUnix());
     if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(wait))) return;
   }
 }

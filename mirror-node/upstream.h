@@ -25,6 +25,7 @@ class GrpcUpstream final : public Upstream {
   // 64 kbit/s: far below any link worth replicating over, far above a
   // trickle. A client's default is higher (it has other mirrors to go to).
   static constexpr uint64_t kDefaultMinRate = 8 << 10;
+  static constexpr int kStallSeconds = 60;
   // `streams`: parallel connections to the upstream for chunks (each its own
   // TCP congestion window: what keeps a long lossy link busy).
   GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers = {},
@@ -96,6 +97,8 @@ class ReplicationLoop {
 
  private:
   void Run(size_t index, UpstreamConfig config);
+  // Copies `s` (and the sync's outcome, unless null) into status_[index].
+  void Publish(size_t index, const ReplicationStats& s, const absl::Status* outcome);
   Repository* repo_;
   std::vector<Upstream*> active_ ABSL_GUARDED_BY(mu_);  // cancelled on stop
   const int poll_seconds_;
@@ -104,6 +107,9 @@ class ReplicationLoop {
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<cairn::v1::UpstreamStatus> status_ ABSL_GUARDED_BY(mu_);
+  // Per upstream: (when, bytes_fetched) samples of the last 10 s, for the rate.
+  std::vector<std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>>> samples_
+      ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
 

@@ -305,10 +305,18 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
       }
     }
   if (!wanted.empty()) {
+    stats_.bytes_pending = 0;
+    for (const auto& w : wanted) stats_.bytes_pending += w.length;
+    // Whatever way this ends, nothing is pending once it has.
+    struct ClearPending {
+      ReplicationStats* s;
+      ~ClearPending() { s->bytes_pending = 0; }
+    } clear_pending{&stats_};
     // Pacing: after each chunk, sleep until the bytes so far fit the cap. The
     // stream's flow control then slows the upstream to the same rate.
     const auto t0 = std::chrono::steady_clock::now();
-    auto last_sync = t0;
+    auto last_sync = t0, last_progress = t0;
+    if (progress_) progress_(stats_);
     uint64_t paced = 0;
     CAIRN_RETURN_IF_ERROR(upstream_->GetChunks(wanted, [&](const Digest& d, std::string_view b) {
       // Hash-checked here unless the upstream's fetcher already did it.
@@ -322,6 +330,12 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
       }
       stats_.chunks_fetched++;
       stats_.bytes_fetched += b.size();
+      stats_.bytes_pending -= std::min<uint64_t>(stats_.bytes_pending, b.size());
+      if (auto now = std::chrono::steady_clock::now();
+          progress_ && now - last_progress >= std::chrono::milliseconds(500)) {
+        progress_(stats_);
+        last_progress = now;
+      }
       paced += b.size();
       if (policy_.max_bytes_per_second > 0) {
         auto due = t0 + std::chrono::duration<double>(double(paced) / policy_.max_bytes_per_second);

@@ -31,7 +31,14 @@ echo "B holds the release at $(elapsed "$START") s"
 inns b "$CAIRN" pull acme/m --node 127.0.0.1:7001 --trust "$T/trust.root" --out "$T/out" \
   --cache "$T/cache" >/dev/null
 cmp "$T/out/weights.bin" "$T/model/weights.bin" || fail "pulled bytes differ"
-FETCHED=$(inns b "$CAIRN" status --node 127.0.0.1:7001 --json | jq '.upstreams[0].bytes_fetched')
+# Status is published when the sync that committed the release returns.
+for _ in $(seq 100); do
+  STATUS=$(inns b "$CAIRN" status --node 127.0.0.1:7001 --json)
+  [ "$(echo "$STATUS" | jq '.upstreams[0].releases_replicated')" -ge 1 ] && break
+  sleep 0.2
+done
+FETCHED=$(echo "$STATUS" | jq '.upstreams[0].bytes_fetched')
 echo "B fetched $FETCHED bytes for a $SIZE-byte release"
+[ "$FETCHED" -ge "$SIZE" ] || fail "B's status counts $FETCHED bytes fetched, less than the release: $STATUS"
 [ "$FETCHED" -le $((SIZE + SIZE / 100 + 4096)) ] || fail "B fetched chunks twice ($FETCHED bytes)"
 echo "PASS"

@@ -423,7 +423,25 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
   while (a->counting->total() == 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  {
+    // Mid-release, status follows the fetch as it goes: bytes so far, what
+    // the release still needs, and the rate (held to the cap).
+    auto conn = std::move(client::Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
+    auto stub = cairn::v1::Federation::NewStub(conn->channel());
+    grpc::ClientContext ctx;
+    cairn::v1::NodeInfoResponse info;
+    ASSERT_TRUE(stub->NodeInfo(&ctx, {}, &info).ok());
+    ASSERT_EQ(info.upstreams_size(), 1);
+    const auto& u = info.upstreams(0);
+    EXPECT_GT(u.bytes_fetched(), 0u);
+    EXPECT_GT(u.bytes_behind(), 0u);
+    EXPECT_LE(u.bytes_fetched() + u.bytes_behind(), 25u << 20);
+    EXPECT_GE(u.bytes_fetched() + u.bytes_behind(), 23u << 20);
+    EXPECT_GT(u.bytes_per_second(), 3u << 20);
+    EXPECT_LT(u.bytes_per_second(), 7u << 20);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
   node->Kill(SIGKILL);
   node->Wait();
   // What did C hold when it died?

@@ -94,6 +94,8 @@ struct ReplicationStats {
   uint64_t releases_committed = 0;
   uint64_t chunks_fetched = 0;
   uint64_t bytes_fetched = 0;
+  // Chunk bytes the release being fetched still needs (0 between releases).
+  uint64_t bytes_pending = 0;
   uint64_t events_refused = 0;         // failed verification: logged, skipped
   uint64_t events_outside_policy = 0;  // skipped by the policy, never fetched
   bool outside_window = false;         // last sync found the time window closed
@@ -132,6 +134,9 @@ class Replicator {
   // Long-poll the upstream's feed for up to `ms` at the start of each
   // SyncOnce when there is nothing new (0: do not wait). Default: 0.
   void set_long_poll_ms(uint32_t ms) { long_poll_ms_ = ms; }
+  // Called on the replicating thread twice a second while chunks
+  // arrive, so that status can follow a long release as it goes.
+  void set_progress(std::function<void(const ReplicationStats&)> cb) { progress_ = std::move(cb); }
 
   const ReplicationStats& stats() const { return stats_; }
   Upstream* upstream() { return upstream_.get(); }
@@ -147,6 +152,7 @@ class Replicator {
   std::string last_trust_error_;  // logged once, not every poll
   uint32_t long_poll_ms_ = 0;
   ReplicationStats stats_;
+  std::function<void(const ReplicationStats&)> progress_;
 };
 
 }  // namespace cairn
