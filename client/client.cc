@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -942,19 +943,30 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   std::string data, wbuf;
   wbuf.reserve(4 << 20);
   int file_index = 0;
-  for (const auto& f : r.manifest.files()) {
+  // A file's chunk list from the first usable node that serves a valid one.
+  auto chunk_list = [&](const cairn::v1::FileEntry& f) -> absl::StatusOr<ChunkList> {
     absl::StatusOr<ChunkList> cl = absl::UnavailableError("no node left to ask");
     std::vector<std::string> cl_errors;
     for (size_t i = 0; i < ordered.size(); ++i) {
       if (!fetcher.Usable(i * streams)) continue;
       cl = FetchChunkList(*ordered[i], f);
-      if (cl.ok()) break;
+      if (cl.ok()) return cl;
       cl_errors.push_back(StrCat(ordered[i]->address(), ": ", cl.status().message()));
     }
-    if (!cl.ok()) {
-      if (cl_errors.empty()) return fetcher.NoneLeft("the chunk list of " + f.path());
-      return absl::Status(cl.status().code(), StrJoin(cl_errors, "; "));
+    if (cl_errors.empty()) return fetcher.NoneLeft("the chunk list of " + f.path());
+    return absl::Status(cl.status().code(), StrJoin(cl_errors, "; "));
+  };
+  // The next file's chunk list is asked for while this file's chunks arrive,
+  // so a many-file release pays no round trip per file.
+  std::future<absl::StatusOr<ChunkList>> next_list;
+  const int nfiles = r.manifest.files_size();
+  for (int fi = 0; fi < nfiles; ++fi) {
+    const cairn::v1::FileEntry& f = r.manifest.files(fi);
+    absl::StatusOr<ChunkList> cl = fi == 0 ? chunk_list(f) : next_list.get();
+    if (fi + 1 < nfiles) {
+      next_list = std::async(std::launch::async, chunk_list, std::cref(r.manifest.files(fi + 1)));
     }
+    if (!cl.ok()) return cl.status();
     res.chunks_total += cl->chunks_size();
     std::vector<Fetcher::Want> wanted;
     absl::flat_hash_set<Digest, DigestHash> to_fetch;

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <future>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -284,11 +286,35 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   }
   std::vector<Upstream::Want> wanted;
   absl::flat_hash_set<Digest, DigestHash> seen;
+  // The chunk lists this node lacks, asked for several at a time: on a long
+  // link one round trip per file would otherwise come before any chunk.
+  absl::flat_hash_map<std::string, absl::StatusOr<std::string>> lists;
+  if (!held) {
+    std::vector<std::string> need;
+    for (const auto& f : m.files()) {
+      if (!lists.contains(f.root()) && !repo_->GetObjectOrStaged(f.root()).ok()) {
+        lists.emplace(f.root(), absl::UnavailableError("not asked"));
+        need.push_back(f.root());
+      }
+    }
+    constexpr size_t kListsInFlight = 8;
+    for (size_t i = 0; i < need.size(); i += kListsInFlight) {
+      std::vector<std::future<absl::StatusOr<std::string>>> asked;
+      for (size_t j = i; j < std::min(need.size(), i + kListsInFlight); ++j) {
+        asked.push_back(std::async(std::launch::async,
+                                   [this, root = need[j]] { return upstream_->GetObject(root); }));
+      }
+      for (size_t j = i; j < std::min(need.size(), i + kListsInFlight); ++j) {
+        lists.insert_or_assign(need[j], asked[j - i].get());
+      }
+    }
+  }
   if (!held)
     for (const auto& f : m.files()) {
       auto bytes = repo_->GetObjectOrStaged(f.root());
       if (!bytes.ok()) {
-        bytes = upstream_->GetObject(f.root());
+        auto it = lists.find(f.root());
+        bytes = it != lists.end() ? it->second : upstream_->GetObject(f.root());
         CAIRN_RETURN_IF_ERROR(bytes.status());
         if (DigestName(Sha256Of(*bytes)) != f.root()) {
           return absl::DataLossError("upstream served a chunk list that does not match " +
