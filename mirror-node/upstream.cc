@@ -186,10 +186,9 @@ ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> u
   }
 }
 
-void ReplicationLoop::Publish(size_t index, const ReplicationStats& s,
+void ReplicationLoop::Publish(size_t index, const ReplicationStats& rs,
                               const absl::Status* outcome) {
   absl::MutexLock l(&mu_);
-  const ReplicationStats& rs = s;
   cairn::v1::UpstreamStatus& us = status_[index];
   us.set_cursor(rs.cursor);
   us.set_upstream_head(rs.upstream_head);
