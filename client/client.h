@@ -1,10 +1,13 @@
-// The cairn client library: talk to a node, publish a directory as a signed
-// release, pull a release into a directory, verify a pulled tree.
+// The cairn client library: resolve (resolve.cc), publish a directory as a
+// signed release (publish.cc), pull a release into a directory (pull.cc),
+// verify a pulled tree (verify_tree.cc). Connections, TLS and the chunk
+// fetcher come from the transport library (cairn/transport/).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,72 +15,11 @@
 
 #include "absl/status/statusor.h"
 #include "cairn/chunker.h"
+#include "cairn/transport/channel.h"
 #include "cairn/trust.h"
 #include "cairn/v1/service.grpc.pb.h"
 
 namespace cairn::client {
-
-// gRPC status to canonical status, prefixed with what was being done.
-absl::Status FromGrpc(const grpc::Status& s, std::string_view what);
-
-// Transport security for connections to nodes. Default: plaintext.
-struct TlsOptions {
-  std::string ca_pem;    // verify the node's certificate against these roots; empty: no TLS
-  std::string cert_pem;  // present this certificate (mutual TLS); optional
-  std::string key_pem;
-  bool enabled() const { return !ca_pem.empty(); }
-  // Reads the PEM files; empty `ca` gives plaintext. A certificate needs its
-  // key. InvalidArgument naming the file otherwise.
-  static absl::StatusOr<TlsOptions> Load(const std::string& ca, const std::string& cert,
-                                         const std::string& key);
-};
-
-// Keepalive ping interval (and ping timeout) of every channel NewChannel makes;
-// nodes accept pings this often.
-inline constexpr int kKeepaliveMs = 10000;
-
-// A channel to HOST:PORT with Cairn's message limits and reconnect backoff.
-// `private_pool`: its own TCP connection (parallel streams to one node then
-// ride separate congestion windows, which is what wins on a lossy long link).
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, const TlsOptions& tls,
-                                          bool private_pool = true);
-
-// A connection to one node. Every call carries a deadline. Thread-compatible.
-class Connection {
- public:
-  // Connects to HOST:PORT, waiting at most `timeout_seconds`. Unavailable
-  // (naming the node) when it cannot be reached in time.
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& address,
-                                                          int timeout_seconds,
-                                                          const TlsOptions& tls = {});
-  // A second connection to the same node (its own TCP connection), not yet
-  // connected: for parallel streams.
-  std::unique_ptr<Connection> Another() const;
-  // Over an existing channel (tests: in-process channels).
-  // `tls`: what Another() uses for its own channel.
-  Connection(std::shared_ptr<grpc::Channel> channel, std::string address, int timeout_seconds,
-             TlsOptions tls = {});
-
-  // A client context whose deadline is `timeout_seconds` from now.
-  std::unique_ptr<grpc::ClientContext> Context() const;
-  std::unique_ptr<grpc::ClientContext> Context(int seconds) const;
-
-  cairn::v1::Registry::Stub* registry() { return registry_.get(); }
-  cairn::v1::Chunks::Stub* chunks() { return chunks_.get(); }
-  cairn::v1::Publish::Stub* publish() { return publish_.get(); }
-  const std::string& address() const { return address_; }
-  int timeout_seconds() const { return timeout_seconds_; }
-  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::string address_;
-  int timeout_seconds_;
-  TlsOptions tls_;
-  std::unique_ptr<cairn::v1::Registry::Stub> registry_;
-  std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
-  std::unique_ptr<cairn::v1::Publish::Stub> publish_;
-};
 
 struct PublishOptions {
   std::string dir;
@@ -150,8 +92,12 @@ struct PullOptions {
   bool fsync = false;
   bool progress = false;
   // How long to wait for a cache held by another cairn process; < 0 waits
-  // for ever. Default: for ever (like apt's lock), with a message on stderr.
+  // for ever. Default: for ever (like apt's lock), with a notice.
   int cache_wait_seconds = -1;
+  // Notices as they happen (a mirror dropped and why, conflicting tags,
+  // waiting for the cache); the CLI prints them on stderr. Called from the
+  // fetch threads too. Default: none (they are still in PullResult::warnings).
+  std::function<void(const std::string&)> log;
 };
 
 struct PullResult {
@@ -169,6 +115,8 @@ struct PullResult {
     std::string demoted;  // why it was dropped, if it was
   };
   std::vector<Source> sources;
+  // Every notice of the pull (also given to PullOptions::log as it happened).
+  std::vector<std::string> warnings;
 };
 
 // Resolves, verifies against `trust` before writing anything, then assembles

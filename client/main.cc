@@ -11,7 +11,9 @@
 #include "CLI/CLI.hpp"
 #include "cairn/crypto.h"
 #include "cairn/objects.h"
-#include "cairn/repository.h"
+#include "cairn/clock.h"
+#include "cairn/transport/grpc_status.h"
+#include "cairn/verify.h"
 #include "cairn/status.h"
 #include "cairn/trust.h"
 #include "cairn/tuning.h"
@@ -142,19 +144,19 @@ absl::Status NeedNode(const Settings& s) {
 }
 
 // The first node (commands that talk to one node: publish, ls, lineage).
-absl::StatusOr<std::unique_ptr<cairn::client::Connection>> Connect(const Settings& s) {
+absl::StatusOr<std::unique_ptr<cairn::Connection>> Connect(const Settings& s) {
   CAIRN_RETURN_IF_ERROR(NeedNode(s));
   CAIRN_ASSIGN_OR_RETURN(auto tls,
-                         cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
-  return cairn::client::Connection::Open(s.nodes[0], s.timeout, tls);
+                         cairn::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
+  return cairn::Connection::Open(s.nodes[0], s.timeout, tls);
 }
 
 // Every reachable node; warns about the others.
-absl::StatusOr<std::vector<std::unique_ptr<cairn::client::Connection>>> ConnectAll(
+absl::StatusOr<std::vector<std::unique_ptr<cairn::Connection>>> ConnectAll(
     const Settings& s) {
   CAIRN_RETURN_IF_ERROR(NeedNode(s));
   CAIRN_ASSIGN_OR_RETURN(auto tls,
-                         cairn::client::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
+                         cairn::TlsOptions::Load(s.tls_ca, s.tls_cert, s.tls_key));
   std::vector<std::string> unreachable;
   auto conns = cairn::client::OpenAll(s.nodes, s.timeout, &unreachable, tls);
   if (conns.ok()) {
@@ -163,9 +165,9 @@ absl::StatusOr<std::vector<std::unique_ptr<cairn::client::Connection>>> ConnectA
   return conns;
 }
 
-std::vector<cairn::client::Connection*> Raw(
-    const std::vector<std::unique_ptr<cairn::client::Connection>>& conns) {
-  std::vector<cairn::client::Connection*> out;
+std::vector<cairn::Connection*> Raw(
+    const std::vector<std::unique_ptr<cairn::Connection>>& conns) {
+  std::vector<cairn::Connection*> out;
   for (const auto& c : conns) out.push_back(c.get());
   return out;
 }
@@ -446,6 +448,7 @@ int main(int argc, char** argv) {
     pl.progress = tty;
     pl.state_dir = cairn::client::DefaultStateDir();
     pl.rate_seconds = std::max(1, pl.stall_seconds);
+    pl.log = [](const std::string& line) { std::fprintf(stderr, "cairn: %s\n", line.c_str()); };
     auto r = cairn::client::Pull(Raw(*conns), *tr, pl);
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
@@ -565,7 +568,7 @@ int main(int argc, char** argv) {
     auto stub = cairn::v1::Federation::NewStub((*conn)->channel());
     cairn::v1::NodeInfoResponse info;
     auto ctx = (*conn)->Context();
-    absl::Status st = cairn::client::FromGrpc(stub->NodeInfo(ctx.get(), {}, &info), "node info");
+    absl::Status st = cairn::FromGrpc(stub->NodeInfo(ctx.get(), {}, &info), "node info");
     if (!st.ok()) return Fail(st);
     json ups = json::array();
     for (const auto& u : info.upstreams()) {
@@ -653,7 +656,7 @@ int main(int argc, char** argv) {
     cairn::v1::ListResponse resp;
     auto ctx = (*conn)->Context();
     absl::Status st =
-        cairn::client::FromGrpc((*conn)->registry()->List(ctx.get(), req, &resp), "list");
+        cairn::FromGrpc((*conn)->registry()->List(ctx.get(), req, &resp), "list");
     if (!st.ok()) return Fail(st);
     json out = json::array();
     for (const auto& e : resp.entries()) {
@@ -693,7 +696,7 @@ int main(int argc, char** argv) {
     cairn::v1::LineageResponse resp;
     auto ctx = (*conn)->Context();
     absl::Status st =
-        cairn::client::FromGrpc((*conn)->registry()->Lineage(ctx.get(), req, &resp), "lineage");
+        cairn::FromGrpc((*conn)->registry()->Lineage(ctx.get(), req, &resp), "lineage");
     if (!st.ok()) return Fail(st);
     json parents = json::array(), children = json::array();
     for (const auto& p : r->manifest.parents()) {

@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "cairn/objects.h"
-#include "cairn/repository.h"
+#include "cairn/clock.h"
+#include "cairn/transport/grpc_status.h"
+#include "cairn/verify.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 

@@ -6,7 +6,9 @@
 
 #include "cairn/crypto.h"
 #include "cairn/objects.h"
-#include "cairn/repository.h"
+#include "cairn/clock.h"
+#include "cairn/transport/grpc_status.h"
+#include "cairn/verify.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cli_util.h"

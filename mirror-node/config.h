@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "upstream.h"
+#include "replication_loop.h"
 
 namespace cairn::node {
 

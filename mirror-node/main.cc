@@ -15,7 +15,7 @@
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "toml++/toml.h"
-#include "upstream.h"
+#include "replication_loop.h"
 
 namespace {
 
@@ -67,9 +67,9 @@ int Serve(cairn::node::ServeConfig cfg) {
   if (cfg.tls_require_client_cert && cfg.tls_ca.empty()) {
     return Fail(absl::InvalidArgumentError("--tls-require-client-cert needs --tls-ca"));
   }
-  cairn::client::TlsOptions outbound;
+  cairn::TlsOptions outbound;
   if (!cfg.tls_cert.empty()) {
-    auto own = cairn::client::TlsOptions::Load(cfg.tls_ca.empty() ? cfg.tls_cert : cfg.tls_ca,
+    auto own = cairn::TlsOptions::Load(cfg.tls_ca.empty() ? cfg.tls_cert : cfg.tls_ca,
                                                cfg.tls_cert, cfg.tls_key);
     if (!own.ok()) return Fail(own.status());
     sopts.tls_cert_pem = own->cert_pem;
@@ -110,6 +110,11 @@ int Serve(cairn::node::ServeConfig cfg) {
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("signal {}: stopping", sig);
+  // Replication stops first and at once (a transfer or a pacing wait in
+  // progress is cancelled; what arrived is kept). The status function is
+  // cleared before the loop goes: SetUpstreamStatus waits for NodeInfo calls
+  // in flight, so none can reach a destroyed loop.
+  if (replication) replication->Stop();
   (*server)->SetUpstreamStatus({});
   replication.reset();
   (*server)->Shutdown(5);

@@ -1,5 +1,6 @@
-// cairn-node's gRPC server: Registry, Chunks and Publish services over a
-// Repository, on the callback API.
+// cairn-node's gRPC server: the Registry, Chunks, Publish and Federation
+// services (one file each) over a Repository, on the callback API. Wire
+// limits: cairn/limits.h; status mapping: cairn/transport/grpc_status.h.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -14,14 +15,6 @@
 #include "cairn/v1/service.pb.h"
 
 namespace cairn::node {
-
-// Largest gRPC message either way: chunk batches and chunk lists. 64 MiB.
-inline constexpr int kMaxMessageBytes = 64 << 20;
-// Most chunk digests in one GetMany / PutChunks message.
-inline constexpr int kMaxChunksPerMessage = 64;
-
-// Canonical status to gRPC status: the one conversion at the server edge.
-grpc::Status ToGrpc(const absl::Status& s);
 
 struct ServerOptions {
   // TLS on the port: PEM certificate chain and key. Empty: plaintext.
@@ -45,8 +38,9 @@ class NodeServer {
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(Repository* repo,
                                                            const std::string& listen,
                                                            const ServerOptions& options = {});
-  // Reports replication state in NodeInfo. `fn` must be thread-safe and
-  // outlive the server (or be cleared with an empty function first).
+  // Reports replication state in NodeInfo. `fn` must be thread-safe. Once
+  // SetUpstreamStatus returns, no call of the previous function is in
+  // flight, so clearing it (an empty function) lets its owner go.
   void SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn);
   ~NodeServer();
   NodeServer(const NodeServer&) = delete;

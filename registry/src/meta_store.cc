@@ -76,24 +76,4 @@ absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string&
       new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db), std::move(handles)));
 }
 
-absl::Status FaultInjectingChunkStore::Put(const Digest& d, std::string_view data, PutMode mode) {
-  if (fail_puts_ > 0) {
-    --fail_puts_;
-    return ErrnoStatus(ENOSPC, "injected");
-  }
-  if (tear_next_) {
-    tear_next_ = false;
-    // A torn write: only half the bytes reach the store. A verifying store
-    // refuses them, which is the point.
-    return ChunkStoreWrapper::Put(d, data.substr(0, data.size() / 2), mode);
-  }
-  return ChunkStoreWrapper::Put(d, data, mode);
-}
-
-absl::Status FaultInjectingChunkStore::Get(const Digest& d, std::string* out) {
-  CAIRN_RETURN_IF_ERROR(ChunkStoreWrapper::Get(d, out));
-  if (corrupt_reads_ && !out->empty()) (*out)[out->size() / 2] ^= 0x5a;
-  return absl::OkStatus();
-}
-
 }  // namespace cairn

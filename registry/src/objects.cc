@@ -175,6 +175,23 @@ absl::StatusOr<ChunkList> ParseChunkList(std::string_view bytes) {
   return cl;
 }
 
+absl::StatusOr<ChunkList> CheckChunkList(std::string_view bytes, std::string_view root,
+                                         uint64_t file_size, std::string_view path) {
+  if (DigestName(Sha256Of(bytes)) != root) {
+    return absl::DataLossError(
+        StrCat("chunk list of ", path, " does not match the signed manifest's ", root));
+  }
+  CAIRN_ASSIGN_OR_RETURN(ChunkList cl, ParseChunkList(bytes));
+  uint64_t total = 0;
+  for (const auto& c : cl.chunks()) total += c.length();
+  if (total != file_size) {
+    // The list is the signed one: the release itself is inconsistent.
+    return absl::InvalidArgumentError(
+        StrCat("chunk list of ", path, " covers ", total, " bytes, manifest says ", file_size));
+  }
+  return cl;
+}
+
 absl::Status ValidateManifest(const Manifest& m) {
   CAIRN_RETURN_IF_ERROR(ValidateName(m.name()));
   CAIRN_RETURN_IF_ERROR(ValidateVersion(m.version()));

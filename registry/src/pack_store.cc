@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "cairn/limits.h"
 #include "cairn/status.h"
 #include "cairn/store.h"
 #include "cairn/strings.h"
@@ -94,7 +95,7 @@ class PackChunkStore final : public ChunkStore {
   }
 
   absl::Status Put(const Digest& digest, std::string_view data, PutMode mode) override {
-    if (data.empty() || data.size() > (64u << 20)) {
+    if (data.empty() || data.size() > kMaxChunkSize) {
       return absl::InvalidArgumentError(StrCat("chunk size ", data.size(), " out of range"));
     }
     if (mode == PutMode::kVerify && Sha256Of(data) != digest) {

@@ -1,92 +1,31 @@
 #include "cairn/replication.h"
 
-#include <fnmatch.h>
-
 #include <algorithm>
 #include <chrono>
-#include <ctime>
-#include <future>
-#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
+#include "cairn/strings.h"
 
 namespace cairn {
 
 namespace {
+// A node killed mid-release keeps what it fetched up to the last sync: make
+// that at most a couple of seconds ago.
 constexpr auto kSyncEvery = std::chrono::seconds(2);
+constexpr auto kProgressEvery = std::chrono::milliseconds(500);
+// Chunk lists asked for at once: on a long link one round trip per file
+// would otherwise come before any chunk.
+constexpr size_t kListsInFlight = 8;
 }  // namespace
 
-std::string ReplicationPolicy::Refuses(const std::string& name, uint64_t bytes) const {
-  for (const auto& g : exclude) {
-    if (::fnmatch(g.c_str(), name.c_str(), 0) == 0) return "excluded by '" + g + "'";
-  }
-  bool in = include.empty();
-  for (const auto& g : include) in |= ::fnmatch(g.c_str(), name.c_str(), 0) == 0;
-  if (!in) return "not in include " + StrJoin(include, ",");
-  if (max_release_bytes > 0 && bytes > max_release_bytes) {
-    return StrCat(bytes, " bytes, over max_release_bytes ", max_release_bytes);
-  }
-  return "";
-}
-
-bool ReplicationPolicy::FollowsTag(const std::string& tag) const {
-  if (tags.empty()) return true;
-  return std::find(tags.begin(), tags.end(), tag) != tags.end();
-}
-
-bool ReplicationPolicy::InWindow(int64_t now) const {
-  if (windows.empty()) return true;
-  time_t t = static_cast<time_t>(now);
-  struct tm local;
-  if (::localtime_r(&t, &local) == nullptr) return true;
-  int m = local.tm_hour * 60 + local.tm_min;
-  for (const auto& [start, end] : windows) {
-    if (start <= end ? (m >= start && m < end) : (m >= start || m < end)) return true;
-  }
-  return false;
-}
-
-absl::StatusOr<std::pair<int, int>> ReplicationPolicy::ParseWindow(std::string_view text) {
-  auto bad = [&] {
-    return absl::InvalidArgumentError(
-        StrCat("time window '", text, "' is not HH:MM-HH:MM in local time (e.g. 01:00-06:00)"));
-  };
-  auto parts = Split(text, '-');
-  if (parts.size() != 2) return bad();
-  int minutes[2];
-  for (int i = 0; i < 2; ++i) {
-    auto hm = Split(parts[i], ':');
-    int h = -1, mi = -1;
-    if (hm.size() != 2 || hm[0].size() != 2 || hm[1].size() != 2 || !ParseInt(hm[0], &h) ||
-        !ParseInt(hm[1], &mi) || h < 0 || h > 24 || mi < 0 || mi > 59 || (h == 24 && mi != 0)) {
-      return bad();
-    }
-    minutes[i] = h * 60 + mi;
-  }
-  if (minutes[0] == minutes[1]) return bad();
-  return std::make_pair(minutes[0], minutes[1] % (24 * 60));
-}
-
-std::string ReplicationPolicy::ToString() const {
-  std::string s = include.empty() ? "all names" : "include " + StrJoin(include, ",");
-  if (!exclude.empty()) s += "; exclude " + StrJoin(exclude, ",");
-  s += max_release_bytes ? StrCat("; releases up to ", max_release_bytes, " bytes")
-                         : std::string("; any size");
-  if (max_bytes_per_second) s += StrCat("; at most ", max_bytes_per_second, " bytes/s");
-  if (!tags.empty()) s += "; tags " + StrJoin(tags, ",");
-  if (!windows.empty()) {
-    std::vector<std::string> w;
-    char buf[32];
-    for (const auto& [a, b] : windows) {
-      std::snprintf(buf, sizeof buf, "%02d:%02d-%02d:%02d", a / 60, a % 60, b / 60, b % 60);
-      w.push_back(buf);
-    }
-    s += "; only " + StrJoin(w, ",") + " local time";
-  }
-  return s;
+std::vector<absl::StatusOr<std::string>> Upstream::GetObjects(
+    const std::vector<std::string>& digests) {
+  std::vector<absl::StatusOr<std::string>> out;
+  for (const auto& d : digests) out.push_back(GetObject(d));
+  return out;
 }
 
 Replicator::Replicator(Repository* repo, std::unique_ptr<Upstream> upstream,
@@ -98,16 +37,21 @@ Replicator::Replicator(Repository* repo, std::unique_ptr<Upstream> upstream,
   if (policy_.max_bytes_per_second > 0) upstream_->LimitBuffer(policy_.max_bytes_per_second);
 }
 
-absl::Status Replicator::SyncOnce() {
-  if (cursor_key_.empty()) {
-    auto id = upstream_->NodeId();
-    if (!id.ok()) {
-      stats_.last_error = std::string(id.status().message());
-      return id.status();
-    }
-    cursor_key_ = "cursor/" + *id;
+absl::Status Replicator::EnsureCursorKey() {
+  if (!cursor_key_.empty()) return absl::OkStatus();
+  auto id = upstream_->NodeId();
+  if (!id.ok()) {
+    stats_.last_error = std::string(id.status().message());
+    return id.status();
   }
-  stats_.cursor = repo_->GetCursor(cursor_key_);
+  cursor_key_ = "cursor/" + *id;
+  return absl::OkStatus();
+}
+
+absl::Status Replicator::SyncOnce() {
+  CAIRN_RETURN_IF_ERROR(EnsureCursorKey());
+  // A cursor that cannot be read is an error, never 0 (a replay from 0).
+  CAIRN_ASSIGN_OR_RETURN(stats_.cursor, repo_->GetCursor(cursor_key_));
   stats_.outside_window = false;
   // A root that does not verify is logged and ignored: the node keeps its own.
   if (auto st = UpdateTrust(); !st.ok()) {
@@ -153,7 +97,7 @@ absl::Status Replicator::SyncOnce() {
                           ? (i + 1 == feed->events_size() ? feed->head() : stats_.cursor)
                           : ev.seq();
       if (!feed->snapshot() && ev.seq() <= stats_.cursor) continue;
-      if (!policy_.InWindow(SystemNowUnix())) {
+      if (!policy_.InWindow(repo_->clock()->NowUnix())) {
         // The cursor stays: the rest is fetched when the window opens.
         stats_.outside_window = true;
         return absl::OkStatus();
@@ -206,13 +150,10 @@ absl::StatusOr<int> Replicator::UpdateTrust() {
 }
 
 absl::StatusOr<int> Replicator::Reconcile() {
-  if (cursor_key_.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(std::string id, upstream_->NodeId());
-    cursor_key_ = "cursor/" + id;
-  }
-  if (!policy_.InWindow(SystemNowUnix())) return 0;
+  CAIRN_RETURN_IF_ERROR(EnsureCursorKey());
+  if (!policy_.InWindow(repo_->clock()->NowUnix())) return 0;
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::SummaryResponse theirs, upstream_->Summary());
-  const uint64_t cursor = repo_->GetCursor(cursor_key_);
+  CAIRN_ASSIGN_OR_RETURN(const uint64_t cursor, repo_->GetCursor(cursor_key_));
   int repaired = 0;
   auto apply_ref = [&](const std::string& ref) -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(cairn::v1::ResolveResponse r, upstream_->Resolve(ref));
@@ -230,12 +171,14 @@ absl::StatusOr<int> Replicator::Reconcile() {
   };
   for (const auto& rel : theirs.releases()) {
     if (!policy_.tags.empty()) break;  // releases come with a followed tag
-    if (repo_->HasRelease(rel.manifest_digest())) continue;
+    CAIRN_ASSIGN_OR_RETURN(bool held, repo_->HasRelease(rel.manifest_digest()));
+    if (held) continue;
     CAIRN_RETURN_IF_ERROR(apply_ref(rel.name() + "@" + rel.manifest_digest()));
   }
   for (const auto& t : theirs.tags()) {
     if (!policy_.FollowsTag(t.tag())) continue;
-    if (repo_->TagVersion(t.name(), t.tag()) >= t.version()) continue;
+    CAIRN_ASSIGN_OR_RETURN(uint64_t have, repo_->TagVersion(t.name(), t.tag()));
+    if (have >= t.version()) continue;
     CAIRN_RETURN_IF_ERROR(apply_ref(t.name() + ":" + t.tag()));
   }
   return repaired;
@@ -244,6 +187,7 @@ absl::StatusOr<int> Replicator::Reconcile() {
 absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_after) {
   // Verify the signed manifest against our own trust root before fetching
   // anything for it.
+  const int64_t now = repo_->clock()->NowUnix();
   std::string digest;
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m,
                          VerifyManifestEnvelope(repo_->trust(), ev.manifest_envelope(), &digest));
@@ -257,7 +201,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     // Only a valid record of a followed tag brings its release in.
     std::string tag;
     if (!ev.tag_envelope().empty()) {
-      auto rec = VerifyTagEnvelope(repo_->trust(), ev.tag_envelope(), SystemNowUnix());
+      auto rec = VerifyTagEnvelope(repo_->trust(), ev.tag_envelope(), now);
       if (rec.ok()) tag = rec->tag();
     }
     if (!policy_.FollowsTag(tag)) {
@@ -273,103 +217,20 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   // One replicator per release at a time on this node: another upstream
   // offering the same release waits, then finds it held and fetches nothing.
   auto claim = repo_->ClaimFetch(digest);
-  const bool held = repo_->HasRelease(digest);
+  CAIRN_ASSIGN_OR_RETURN(const bool held, repo_->HasRelease(digest));
   // A tag that does not verify here (expired, say) is dropped; the release
   // still replicates.
   std::string tag_envelope = ev.tag_envelope();
   if (!tag_envelope.empty()) {
-    auto tag = VerifyTagEnvelope(repo_->trust(), tag_envelope, SystemNowUnix());
+    auto tag = VerifyTagEnvelope(repo_->trust(), tag_envelope, now);
     if (!tag.ok()) {
       if (log_) log_(StrCat("dropping tag of ", ev.name(), ": ", tag.status().message()));
       tag_envelope.clear();
     }
   }
-  std::vector<Upstream::Want> wanted;
-  absl::flat_hash_set<Digest, DigestHash> seen;
-  // The chunk lists this node lacks, asked for several at a time: on a long
-  // link one round trip per file would otherwise come before any chunk.
-  absl::flat_hash_map<std::string, absl::StatusOr<std::string>> lists;
   if (!held) {
-    std::vector<std::string> need;
-    for (const auto& f : m.files()) {
-      if (!lists.contains(f.root()) && !repo_->GetObjectOrStaged(f.root()).ok()) {
-        lists.emplace(f.root(), absl::UnavailableError("not asked"));
-        need.push_back(f.root());
-      }
-    }
-    constexpr size_t kListsInFlight = 8;
-    for (size_t i = 0; i < need.size(); i += kListsInFlight) {
-      std::vector<std::future<absl::StatusOr<std::string>>> asked;
-      for (size_t j = i; j < std::min(need.size(), i + kListsInFlight); ++j) {
-        asked.push_back(std::async(std::launch::async,
-                                   [this, root = need[j]] { return upstream_->GetObject(root); }));
-      }
-      for (size_t j = i; j < std::min(need.size(), i + kListsInFlight); ++j) {
-        lists.insert_or_assign(need[j], asked[j - i].get());
-      }
-    }
-  }
-  if (!held)
-    for (const auto& f : m.files()) {
-      auto bytes = repo_->GetObjectOrStaged(f.root());
-      if (!bytes.ok()) {
-        auto it = lists.find(f.root());
-        bytes = it != lists.end() ? it->second : upstream_->GetObject(f.root());
-        CAIRN_RETURN_IF_ERROR(bytes.status());
-        if (DigestName(Sha256Of(*bytes)) != f.root()) {
-          return absl::DataLossError("upstream served a chunk list that does not match " +
-                                     f.root());
-        }
-        CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(*bytes).status());
-      }
-      CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl, ParseChunkList(*bytes));
-      for (const auto& c : cl.chunks()) {
-        CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-        if (!seen.insert(d).second) continue;
-        CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
-        if (!has) wanted.push_back({d, c.length()});
-      }
-    }
-  if (!wanted.empty()) {
-    stats_.bytes_pending = 0;
-    for (const auto& w : wanted) stats_.bytes_pending += w.length;
-    // Whatever way this ends, nothing is pending once it has.
-    struct ClearPending {
-      ReplicationStats* s;
-      ~ClearPending() { s->bytes_pending = 0; }
-    } clear_pending{&stats_};
-    // Pacing: after each chunk, sleep until the bytes so far fit the cap. The
-    // stream's flow control then slows the upstream to the same rate.
-    const auto t0 = std::chrono::steady_clock::now();
-    auto last_sync = t0, last_progress = t0;
-    if (progress_) progress_(stats_);
-    uint64_t paced = 0;
-    CAIRN_RETURN_IF_ERROR(upstream_->GetChunks(wanted, [&](const Digest& d, std::string_view b) {
-      // Hash-checked here unless the upstream's fetcher already did it.
-      CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(
-          d, b, upstream_->VerifiesChunks() ? PutMode::kDigestComputedFromData : PutMode::kVerify));
-      // A node killed mid-release keeps what it fetched up to the last sync:
-      // make that at most a couple of seconds ago.
-      if (auto now = std::chrono::steady_clock::now(); now - last_sync > kSyncEvery) {
-        CAIRN_RETURN_IF_ERROR(repo_->chunks()->Sync());
-        last_sync = now;
-      }
-      stats_.chunks_fetched++;
-      stats_.bytes_fetched += b.size();
-      stats_.bytes_pending -= std::min<uint64_t>(stats_.bytes_pending, b.size());
-      if (auto now = std::chrono::steady_clock::now();
-          progress_ && now - last_progress >= std::chrono::milliseconds(500)) {
-        progress_(stats_);
-        last_progress = now;
-      }
-      paced += b.size();
-      if (policy_.max_bytes_per_second > 0) {
-        auto due = t0 + std::chrono::duration<double>(double(paced) / policy_.max_bytes_per_second);
-        std::this_thread::sleep_until(
-            std::chrono::time_point_cast<std::chrono::steady_clock::duration>(due));
-      }
-      return absl::OkStatus();
-    }));
+    CAIRN_ASSIGN_OR_RETURN(std::vector<ChunkWant> wanted, Missing(m));
+    if (!wanted.empty()) CAIRN_RETURN_IF_ERROR(Transfer(wanted));
   }
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,
                                                            cursor_key_, cursor_after));
@@ -380,6 +241,98 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     if (log_) log_(res.tag_conflict());
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ChunkWant>> Replicator::Missing(const cairn::v1::Manifest& m) {
+  // The chunk lists this node lacks, asked for several at a time.
+  absl::flat_hash_map<std::string, absl::StatusOr<std::string>> lists;
+  std::vector<std::string> need;
+  for (const auto& f : m.files()) {
+    if (lists.contains(f.root())) continue;
+    auto held = repo_->GetObjectOrStaged(f.root());
+    if (held.ok()) {
+      lists.emplace(f.root(), std::move(held));
+    } else if (absl::IsNotFound(held.status())) {
+      lists.emplace(f.root(), absl::UnavailableError("not asked"));
+      need.push_back(f.root());
+    } else {
+      return held.status();
+    }
+  }
+  for (size_t i = 0; i < need.size(); i += kListsInFlight) {
+    std::vector<std::string> batch(need.begin() + i,
+                                   need.begin() + std::min(need.size(), i + kListsInFlight));
+    std::vector<absl::StatusOr<std::string>> got = upstream_->GetObjects(batch);
+    if (got.size() != batch.size()) return absl::InternalError("GetObjects lost results");
+    for (size_t j = 0; j < batch.size(); ++j) {
+      CAIRN_RETURN_IF_ERROR(got[j].status());
+      lists.insert_or_assign(batch[j], std::move(got[j]));
+    }
+  }
+  std::vector<ChunkWant> wanted;
+  absl::flat_hash_set<Digest, DigestHash> seen;
+  absl::flat_hash_set<std::string> staged;
+  for (const auto& f : m.files()) {
+    const std::string& list = *lists.at(f.root());
+    auto cl = CheckChunkList(list, f.root(), f.size(), f.path());
+    if (absl::IsDataLoss(cl.status())) {
+      return absl::DataLossError("upstream served a chunk list that does not match " + f.root());
+    }
+    CAIRN_RETURN_IF_ERROR(cl.status());
+    if (std::find(need.begin(), need.end(), f.root()) != need.end() &&
+        staged.insert(f.root()).second) {
+      CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(list).status());
+    }
+    for (const auto& c : cl->chunks()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+      if (!seen.insert(d).second) continue;
+      CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
+      if (!has) wanted.push_back({d, c.length()});
+    }
+  }
+  return wanted;
+}
+
+absl::Status Replicator::Transfer(const std::vector<ChunkWant>& wanted) {
+  Clock* clock = repo_->clock();
+  ChunkStore* store = repo_->chunks();
+  stats_.bytes_pending = 0;
+  for (const auto& w : wanted) stats_.bytes_pending += w.length;
+  // Whatever way this ends, nothing is pending once it has, and what arrived
+  // is on disk (a restart, say after SIGTERM, does not fetch it again).
+  struct Finally {
+    ReplicationStats* s;
+    ChunkStore* store;
+    ~Finally() {
+      s->bytes_pending = 0;
+      store->Sync().IgnoreError();  // best effort; the commit syncs again
+    }
+  } finally{&stats_, store};
+  if (progress_) progress_(stats_);
+  SteadyTime last_sync = clock->SteadyNow();
+  // Store (hash-checked here unless the upstream's fetcher already did),
+  // sync every couple of seconds, count.
+  ChunkSink sink = [&](const Digest& d, std::string_view b) -> absl::Status {
+    CAIRN_RETURN_IF_ERROR(store->Put(
+        d, b, upstream_->VerifiesChunks() ? PutMode::kDigestComputedFromData : PutMode::kVerify));
+    if (const SteadyTime now = clock->SteadyNow(); now - last_sync > kSyncEvery) {
+      CAIRN_RETURN_IF_ERROR(store->Sync());
+      last_sync = now;
+    }
+    stats_.chunks_fetched++;
+    stats_.bytes_fetched += b.size();
+    stats_.bytes_pending -= std::min<uint64_t>(stats_.bytes_pending, b.size());
+    if (cancel_ != nullptr && cancel_->cancelled()) {
+      return absl::CancelledError("replication stopped");
+    }
+    return absl::OkStatus();
+  };
+  if (progress_) {
+    sink = WithProgress(std::move(sink), clock, kProgressEvery,
+                        [this](uint64_t) { progress_(stats_); });
+  }
+  sink = RateCapped(std::move(sink), policy_.max_bytes_per_second, clock, cancel_);
+  return upstream_->GetChunks(wanted, sink);
 }
 
 }  // namespace cairn

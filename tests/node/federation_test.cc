@@ -18,7 +18,8 @@
 #include "hostile_node.h"
 #include "server.h"
 #include "testing.h"
-#include "upstream.h"
+#include "grpc_upstream.h"
+#include "replication_loop.h"
 
 namespace cairn {
 namespace {
@@ -76,15 +77,14 @@ class FederationTest : public ::testing::Test {
     n->base = std::move(OpenPackChunkStore(dir_ / (name + "/chunks"), {})).value();
     auto counting = std::make_unique<CountingChunkStore>(n->base.get());
     n->counting = counting.get();
-    n->repo = std::make_unique<Repository>(
-        std::move(OpenRocksMetaStore(dir_ / (name + "/meta"))).value(), std::move(counting),
-        trust_.view, RepositoryOptions{}, SystemNowUnix);
+    n->repo = std::move(Repository::Create(std::move(OpenRocksMetaStore(dir_ / (name + "/meta"))).value(), std::move(counting),
+        trust_.view)).value();
     n->server = std::move(node::NodeServer::Start(n->repo.get(), "127.0.0.1:0")).value();
     return n;
   }
   client::PublishResult Publish(const Node& n, const std::string& dir, const std::string& name,
                                 const std::string& tag = "latest") {
-    auto conn = std::move(client::Connection::Open(n.address(), 10)).value();
+    auto conn = std::move(Connection::Open(n.address(), 10)).value();
     client::PublishOptions o;
     o.dir = dir;
     o.name = name;
@@ -151,7 +151,7 @@ TEST_F(FederationTest, EqualTagVersionsNamingDifferentReleasesAreKeptAndCountedA
   auto on_a = Publish(*a, Model("m1", 1 << 20, 11), "acme/m");
   client::PublishResult on_b;
   {
-    auto conn = std::move(client::Connection::Open(b->address(), 10)).value();
+    auto conn = std::move(Connection::Open(b->address(), 10)).value();
     client::PublishOptions o;
     o.dir = Model("m2", 1 << 20, 12);
     o.name = "acme/m";
@@ -168,7 +168,7 @@ TEST_F(FederationTest, EqualTagVersionsNamingDifferentReleasesAreKeptAndCountedA
   EXPECT_THAT(rep.stats().last_conflict, ::testing::HasSubstr("acme/m:latest version 1"));
   EXPECT_THAT(rep.stats().last_conflict, ::testing::HasSubstr(on_a.manifest));
   EXPECT_EQ(b->repo->Resolve("acme/m:latest")->manifest_digest(), on_b.manifest);
-  EXPECT_TRUE(b->repo->HasRelease(on_a.manifest));  // the release itself still lands
+  EXPECT_TRUE(*b->repo->HasRelease(on_a.manifest));  // the release itself still lands
 }
 
 TEST_F(FederationTest, RevocationTravelsDownTheChainAndWithholdsWhatTheRevokedKeySigned) {
@@ -192,7 +192,7 @@ TEST_F(FederationTest, RevocationTravelsDownTheChainAndWithholdsWhatTheRevokedKe
   auto revoked = Publish(*a, Model("m", 1 << 20, 21), "acme/m");
   client::PublishResult kept;
   {
-    auto conn = std::move(client::Connection::Open(a->address(), 10)).value();
+    auto conn = std::move(Connection::Open(a->address(), 10)).value();
     client::PublishOptions o;
     o.dir = Model("n", 1 << 20, 22);
     o.name = "acme/n";
@@ -213,7 +213,7 @@ TEST_F(FederationTest, RevocationTravelsDownTheChainAndWithholdsWhatTheRevokedKe
   EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("withheld"));
   EXPECT_EQ(a->repo->NodeInfo()->releases_withheld(), 1u);
   EXPECT_EQ(a->repo->NodeInfo()->tags_withheld(), 1u);
-  EXPECT_TRUE(a->repo->HasRelease(revoked.manifest));  // kept on disk
+  EXPECT_TRUE(*a->repo->HasRelease(revoked.manifest));  // kept on disk
 
   ASSERT_TRUE(ab.SyncOnce().ok()) << ab.stats().last_error;
   EXPECT_EQ(b->repo->trust().root().version(), 3u);
@@ -225,12 +225,12 @@ TEST_F(FederationTest, RevocationTravelsDownTheChainAndWithholdsWhatTheRevokedKe
   EXPECT_EQ(c->repo->trust().root().version(), 3u);  // walked v1 -> v2 -> v3
   EXPECT_TRUE(c->repo->Resolve("acme/n").ok());
   EXPECT_THAT(c->repo->Resolve("acme/m"), StatusIs(absl::StatusCode::kNotFound));  // never sent
-  EXPECT_FALSE(c->repo->HasRelease(revoked.manifest));
+  EXPECT_FALSE(*c->repo->HasRelease(revoked.manifest));
   EXPECT_EQ(bc.stats().cursor, b->repo->NodeInfo()->feed_head());  // moved past it
   EXPECT_EQ(bc.stats().events_refused, 0u);
 
   // A new release signed by the revoked key is refused, naming the key.
-  auto conn = std::move(client::Connection::Open(a->address(), 10)).value();
+  auto conn = std::move(Connection::Open(a->address(), 10)).value();
   client::PublishOptions o;
   o.dir = dir_ / "m";
   o.name = "acme/m";
@@ -275,7 +275,7 @@ TEST_F(FederationTest, ANodeRestartedOnItsOldTrustFileKeepsTheNewerRootsItStored
 
 TEST_F(FederationTest, ALongPolledFeedAnswersOnTheNextCommitAndOnShutdown) {
   auto a = Start("a");
-  auto stub = cairn::v1::Federation::NewStub(client::NewChannel(a->address(), {}));
+  auto stub = cairn::v1::Federation::NewStub(NewChannel(a->address(), {}));
   auto poll = [&](uint64_t after, uint32_t wait_ms, cairn::v1::FeedResponse* out) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
@@ -427,7 +427,7 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
   {
     // Mid-release, status follows the fetch as it goes: bytes so far, what
     // the release still needs, and the rate (held to the cap).
-    auto conn = std::move(client::Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
+    auto conn = std::move(Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
     auto stub = cairn::v1::Federation::NewStub(conn->channel());
     grpc::ClientContext ctx;
     cairn::v1::NodeInfoResponse info;
@@ -460,7 +460,7 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
                                "listening on", &line);
   ASSERT_TRUE(node);
   address = line.substr(line.rfind(' ') + 1);
-  auto conn = std::move(client::Connection::Open(address, 10)).value();
+  auto conn = std::move(Connection::Open(address, 10)).value();
   absl::StatusOr<client::Resolved> r = absl::NotFoundError("");
   deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!(r = client::ResolveVerified(*conn, &trust_.view, "acme/m")).ok() &&

@@ -29,7 +29,7 @@ class LimitsTest : public ::testing::Test {
                                                 uint64_t seed) {
     std::string d = dir_ / name;
     testing::WriteFile(d + "/w.bin", testing::RandomBytes(bytes, seed));
-    auto conn = std::move(client::Connection::Open(server_->address(), 10)).value();
+    auto conn = std::move(Connection::Open(server_->address(), 10)).value();
     client::PublishOptions o;
     o.dir = d;
     o.name = "acme/" + name;
@@ -47,7 +47,7 @@ TEST_F(LimitsTest, ChunkStreamsPerPeerAreCapped) {
   node::ServerOptions so;
   so.max_streams_per_peer = 2;
   Start({}, so);
-  auto ch = client::NewChannel(server_->address(), {});
+  auto ch = NewChannel(server_->address(), {});
   auto stub = cairn::v1::Chunks::NewStub(ch);
   std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
   std::set<size_t> done;  // refused streams (finished by the test)
@@ -120,20 +120,20 @@ TEST_F(LimitsTest, DailyUploadQuotaPerPublisherKey) {
   ro.upload_bytes_per_day = 3 << 20;
   Start(ro);
   ASSERT_TRUE(Publish("a", 2 << 20, 1).ok());
-  EXPECT_GE(repo_->UploadedToday(trust_.publisher->key_id()), 2u << 20);
+  EXPECT_GE(*repo_->UploadedToday(trust_.publisher->key_id()), 2u << 20);
   // The next 2 MiB do not fit in what is left today: refused before storing.
   auto second = Publish("b", 2 << 20, 2);
   EXPECT_THAT(second, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(std::string(second.status().message()),
               HasSubstr("upload quota of publisher key " + trust_.publisher->key_id()));
-  EXPECT_LT(repo_->UploadedToday(trust_.publisher->key_id()), 3u << 20);
+  EXPECT_LT(*repo_->UploadedToday(trust_.publisher->key_id()), 3u << 20);
   // Re-publishing what the node holds costs nothing.
   EXPECT_TRUE(Publish("a", 2 << 20, 1).ok());
   // The count survives a restart (it is kept in the node's state).
   server_.reset();
   repo_.reset();
   repo_ = std::move(Repository::Open(dir_ / "node", trust_.view, ro)).value();
-  EXPECT_GE(repo_->UploadedToday(trust_.publisher->key_id()), 2u << 20);
+  EXPECT_GE(*repo_->UploadedToday(trust_.publisher->key_id()), 2u << 20);
   // A per-key override lifts it for this key.
   server_.reset();
   repo_.reset();

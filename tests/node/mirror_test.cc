@@ -31,10 +31,9 @@ class MirrorTest : public ::testing::Test {
     auto meta = std::move(OpenRocksMetaStore(dir_ / "meta")).value();
     auto chunks = std::move(OpenPackChunkStore(dir_ / "chunks", {})).value();
     chunks_ = chunks.get();
-    repo_ = std::make_unique<Repository>(std::move(meta), std::move(chunks), trust_.view,
-                                         RepositoryOptions{}, SystemNowUnix);
+    repo_ = std::move(Repository::Create(std::move(meta), std::move(chunks), trust_.view)).value();
     server_ = std::move(node::NodeServer::Start(repo_.get(), "127.0.0.1:0")).value();
-    honest_ = std::move(client::Connection::Open(server_->address(), 10)).value();
+    honest_ = std::move(Connection::Open(server_->address(), 10)).value();
     model_ = dir_ / "model";
     testing::WriteFile(model_ + "/model.safetensors",
                        testing::MakeSafetensors(std::vector<size_t>(16, 512 << 10), 7));
@@ -62,8 +61,8 @@ class MirrorTest : public ::testing::Test {
     hostile_.push_back(std::make_unique<HostileNode>(repo_.get(), chunks_, a));
     return hostile_.back().get();
   }
-  client::Connection* Conn(const std::string& address) {
-    conns_.push_back(std::move(client::Connection::Open(address, 10)).value());
+  Connection* Conn(const std::string& address) {
+    conns_.push_back(std::move(Connection::Open(address, 10)).value());
     return conns_.back().get();
   }
 
@@ -105,9 +104,9 @@ class MirrorTest : public ::testing::Test {
   ChunkStore* chunks_;
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<node::NodeServer> server_;
-  std::unique_ptr<client::Connection> honest_;
+  std::unique_ptr<Connection> honest_;
   std::vector<std::unique_ptr<HostileNode>> hostile_;
-  std::vector<std::unique_ptr<client::Connection>> conns_;
+  std::vector<std::unique_ptr<Connection>> conns_;
   std::string model_;
 };
 
@@ -133,7 +132,7 @@ TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactByt
   ASSERT_TRUE(conns.ok()) << conns.status();
   EXPECT_EQ(unreachable.size(), 1u);
   ASSERT_EQ(conns->size(), 3u);
-  std::vector<client::Connection*> nodes;
+  std::vector<Connection*> nodes;
   for (auto& c : *conns) nodes.push_back(c.get());
   auto r = client::Pull(nodes, trust_.view, Opts("out"));
   ASSERT_TRUE(r.ok()) << r.status();

@@ -16,6 +16,7 @@
 #include "client.h"
 #include "nlohmann/json.hpp"
 #include "server.h"
+#include "fault_stores.h"
 #include "testing.h"
 
 namespace cairn {
@@ -26,9 +27,9 @@ using ::cairn::testing::TrustFixture;
 using ::testing::HasSubstr;
 
 // Counts Gets per chunk; can slow them down or corrupt them.
-class ObservedChunkStore : public FaultInjectingChunkStore {
+class ObservedChunkStore : public testing::FaultInjectingChunkStore {
  public:
-  using FaultInjectingChunkStore::FaultInjectingChunkStore;
+  using testing::FaultInjectingChunkStore::FaultInjectingChunkStore;
   absl::Status Get(const Digest& d, std::string* out) override {
     {
       absl::MutexLock l(&mu_);
@@ -36,7 +37,7 @@ class ObservedChunkStore : public FaultInjectingChunkStore {
       total_gets_++;
     }
     if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_.load()));
-    return FaultInjectingChunkStore::Get(d, out);
+    return testing::FaultInjectingChunkStore::Get(d, out);
   }
   int total_gets() {
     absl::MutexLock l(&mu_);
@@ -65,10 +66,9 @@ class NodeTest : public ::testing::Test {
     chunks_ = observed.get();
     auto meta = std::make_unique<MetaStoreWrapper>(meta_.get());
     meta_view_ = meta_.get();
-    repo_ = std::make_unique<Repository>(std::move(meta), std::move(observed), trust_.view,
-                                         RepositoryOptions{}, SystemNowUnix);
+    repo_ = std::move(Repository::Create(std::move(meta), std::move(observed), trust_.view)).value();
     server_ = std::move(node::NodeServer::Start(repo_.get(), "127.0.0.1:0")).value();
-    conn_ = std::move(client::Connection::Open(server_->address(), 10)).value();
+    conn_ = std::move(Connection::Open(server_->address(), 10)).value();
   }
   void TearDown() override {
     conn_.reset();
@@ -116,7 +116,7 @@ class NodeTest : public ::testing::Test {
   ObservedChunkStore* chunks_;
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<node::NodeServer> server_;
-  std::unique_ptr<client::Connection> conn_;
+  std::unique_ptr<Connection> conn_;
 };
 
 TEST_F(NodeTest, PublishPullRoundTripIsByteExact) {

@@ -9,7 +9,8 @@
 #include "client.h"
 #include "server.h"
 #include "testing.h"
-#include "upstream.h"
+#include "grpc_upstream.h"
+#include "replication_loop.h"
 
 namespace cairn {
 namespace {
@@ -28,36 +29,19 @@ struct TestNode {
 };
 
 // Fails GetChunks after `budget` chunks: an upstream that dies mid-release.
-class FlakyUpstream : public Upstream {
+class FlakyUpstream : public UpstreamWrapper {
  public:
   FlakyUpstream(std::unique_ptr<Upstream> inner, int budget)
-      : inner_(std::move(inner)), budget_(budget) {}
-  absl::StatusOr<std::string> NodeId() override { return inner_->NodeId(); }
-  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t a, uint32_t m) override {
-    return inner_->Feed(a, m);
-  }
-  absl::StatusOr<std::string> GetObject(const std::string& d) override {
-    return inner_->GetObject(d);
-  }
-  absl::StatusOr<cairn::v1::SummaryResponse> Summary() override { return inner_->Summary(); }
-  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& r) override {
-    return inner_->Resolve(r);
-  }
-  absl::Status GetChunks(
-      const std::vector<Want>& wanted,
-      const std::function<absl::Status(const Digest&, std::string_view)>& sink) override {
-    return inner_->GetChunks(wanted, [&](const Digest& d, std::string_view b) -> absl::Status {
+      : UpstreamWrapper(std::move(inner)), budget_(budget) {}
+  absl::Status GetChunks(const std::vector<ChunkWant>& wanted, const ChunkSink& sink) override {
+    return target()->GetChunks(wanted, [&](const Digest& d, std::string_view b) -> absl::Status {
       if (budget_-- <= 0) return absl::UnavailableError("upstream went away");
       fetched_++;
       return sink(d, b);
     });
   }
-  std::string address() const override { return inner_->address(); }
   int budget_;
   int fetched_ = 0;
-
- private:
-  std::unique_ptr<Upstream> inner_;
 };
 
 class ReplicationTest : public ::testing::Test {
@@ -74,7 +58,7 @@ class ReplicationTest : public ::testing::Test {
   }
   client::PublishResult Publish(const TestNode& n, const std::string& dir, const std::string& name,
                                 const std::string& base = "") {
-    auto conn = std::move(client::Connection::Open(n.address(), 10)).value();
+    auto conn = std::move(Connection::Open(n.address(), 10)).value();
     client::PublishOptions o;
     o.dir = dir;
     o.name = name;
@@ -107,7 +91,7 @@ TEST_F(ReplicationTest, ThreeTierChainServesFromTheLastTierAfterTheFirstTwoStop)
   EXPECT_EQ(bc.stats().releases_committed, 1u);
   a.Stop();
   b.Stop();
-  auto conn = std::move(client::Connection::Open(c.address(), 10)).value();
+  auto conn = std::move(Connection::Open(c.address(), 10)).value();
   client::PullOptions po;
   po.ref = "acme/m";
   po.out = dir_ / "out";
@@ -218,7 +202,7 @@ TEST_F(ReplicationTest, MeshConvergesOnTheHighestTagWithoutLoops) {
   // v1 published at A, v2 (tag version 2) at C, concurrently.
   std::string m1 = Model("m1", 5), m2 = Model("m2", 6);
   auto p1 = Publish(a, m1, "acme/m");
-  auto conn_c = std::move(client::Connection::Open(c.address(), 10)).value();
+  auto conn_c = std::move(Connection::Open(c.address(), 10)).value();
   client::PublishOptions o;
   o.dir = m2;
   o.name = "acme/m";
@@ -418,7 +402,7 @@ TEST_F(ReplicationTest, AntiEntropyRepairsWhatTheFeedMissed) {
   EXPECT_EQ(b.repo->Resolve("acme/m2:latest")->manifest_digest(), p2.manifest);
   // In sync now: nothing more to repair, and the cursor did not move.
   EXPECT_EQ(*rep.Reconcile(), 0);
-  EXPECT_EQ(b.repo->GetCursor("cursor/" + id), 2u);
+  EXPECT_EQ(*b.repo->GetCursor("cursor/" + id), 2u);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "cairn/repository.h"
 
 #include "cairn/objects.h"
+#include "fault_stores.h"
 #include "testing.h"
 
 namespace cairn {
@@ -32,10 +33,11 @@ class RepositoryTest : public ::testing::Test {
     chunks_base_ = std::move(OpenPackChunkStore(dir_ / "chunks", {})).value();
     auto meta = std::make_unique<FailingMetaStore>(meta_base_.get());
     meta_ = meta.get();
-    auto chunks = std::make_unique<FaultInjectingChunkStore>(chunks_base_.get());
+    auto chunks = std::make_unique<testing::FaultInjectingChunkStore>(chunks_base_.get());
     chunks_ = chunks.get();
-    repo_ = std::make_unique<Repository>(std::move(meta), std::move(chunks), trust_.view,
-                                         RepositoryOptions{}, [this] { return now_; });
+    repo_ = std::move(Repository::Create(std::move(meta), std::move(chunks), trust_.view,
+                                         RepositoryOptions{}, &clock_))
+                .value();
   }
 
   std::string Session(const std::string& name, const SigningKey* key) {
@@ -104,9 +106,10 @@ class RepositoryTest : public ::testing::Test {
   std::unique_ptr<MetaStore> meta_base_;
   std::unique_ptr<ChunkStore> chunks_base_;
   FailingMetaStore* meta_;
-  FaultInjectingChunkStore* chunks_;
+  testing::FaultInjectingChunkStore* chunks_;
   std::unique_ptr<Repository> repo_;
-  int64_t now_ = SystemNowUnix();
+  SimulatedClock clock_{SystemNowUnix()};
+  int64_t now_ = clock_.NowUnix();
 };
 
 TEST_F(RepositoryTest, CommitThenResolveByTagAndDigest) {

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fault_stores.h"
 #include "testing.h"
 
 namespace cairn {
@@ -149,7 +150,7 @@ TEST(PackChunkStoreTest, CorruptPackBytesAreDataLossOnRead) {
 TEST(FaultInjectingChunkStoreTest, InjectsEnospcTornWritesAndCorruptReads) {
   testing::TempDir dir;
   auto base = std::move(OpenPackChunkStore(dir / "s", {})).value();
-  FaultInjectingChunkStore f(base.get());
+  testing::FaultInjectingChunkStore f(base.get());
   std::string c = testing::RandomBytes(10000, 5);
   Digest d = Sha256Of(c);
   f.FailPuts(1);

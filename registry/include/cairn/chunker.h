@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "cairn/hash.h"
+#include "cairn/limits.h"
 
 namespace cairn {
 
@@ -29,8 +30,7 @@ struct ChunkerParams {
   static ChunkerParams ForAverage(uint32_t avg);
 };
 
-// Hard bounds every chunk list must respect, whatever parameters made it.
-inline constexpr uint32_t kMaxChunkSize = 1024 * 1024;
+// kMaxChunkSize (cairn/limits.h) bounds every chunk, whatever parameters made it.
 
 // Stateless cut-point finder. Thread-compatible (const methods only).
 class FastCdc {

@@ -76,6 +76,12 @@ inline std::string_view DigestBytes(const Digest& d) {
   return std::string_view(reinterpret_cast<const char*>(d.data()), d.size());
 }
 
+// A chunk to fetch: its digest and its length from the signed chunk list.
+struct ChunkWant {
+  Digest digest;
+  uint32_t length;
+};
+
 struct DigestHash {
   size_t operator()(const Digest& d) const {
     size_t h;

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "cairn/hash.h"
+#include "cairn/limits.h"
 #include "cairn/v1/objects.pb.h"
 
 namespace cairn {
@@ -19,16 +20,7 @@ inline constexpr std::string_view kTrustRootPayloadType =
     "application/vnd.cairn.trustroot.v1+proto";
 inline constexpr std::string_view kSessionPayloadType = "application/vnd.cairn.session.v1";
 
-// Size limits per object type (bytes as encoded). Larger input is refused
-// before it is parsed.
-inline constexpr size_t kMaxManifestBytes = 16 << 20;   // 16 MiB
-inline constexpr size_t kMaxEnvelopeBytes = 17 << 20;   // manifest + signatures
-inline constexpr size_t kMaxChunkListBytes = 48 << 20;  // ~1.2 M chunks: ~80 GB at 64 KiB
-inline constexpr size_t kMaxTagBytes = 64 << 10;        // 64 KiB
-inline constexpr size_t kMaxTrustRootBytes = 1 << 20;   // 1 MiB
-inline constexpr size_t kMaxFiles = 100000;
-inline constexpr size_t kMaxPathBytes = 4096;
-inline constexpr size_t kMaxSignatures = 32;
+// Size limits: cairn/limits.h.
 
 // Deterministic protobuf serialization. For Manifest and TrustRoot, call the
 // Canonicalize* function first so order-free fields are sorted.
@@ -50,6 +42,12 @@ std::string_view NamespaceOf(std::string_view name);     // part before '/'
 // Parsers: size limit, wire parse, then structural validation.
 absl::StatusOr<cairn::v1::Envelope> ParseEnvelope(std::string_view bytes, size_t max_bytes);
 absl::StatusOr<cairn::v1::ChunkList> ParseChunkList(std::string_view bytes);
+// Checks that chunk list `bytes` is the one named `root` (its SHA-256), that
+// it parses, and that its chunks add up to `file_size`: DataLoss naming
+// `path` otherwise. The one check that a fetched, uploaded or stored chunk
+// list belongs to a manifest's file.
+absl::StatusOr<cairn::v1::ChunkList> CheckChunkList(std::string_view bytes, std::string_view root,
+                                                    uint64_t file_size, std::string_view path);
 // Validates names, version, paths (sorted, unique), sizes, parents.
 absl::StatusOr<cairn::v1::Manifest> ParseManifest(std::string_view bytes);
 absl::Status ValidateManifest(const cairn::v1::Manifest& m);

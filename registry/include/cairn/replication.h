@@ -12,12 +12,15 @@
 #include "absl/status/statusor.h"
 #include "cairn/hash.h"
 #include "cairn/repository.h"
+#include "cairn/transfer.h"
 #include "cairn/v1/service.pb.h"
 
 namespace cairn {
 
 // What a replicator needs from an upstream node (gRPC in mirror-node/; tests
-// may wrap it to inject faults). Calls may block; each has its own deadline.
+// wrap it with UpstreamWrapper to inject faults). Calls may block; each has
+// its own deadline. Thread-compatible: one thread calls at a time, except
+// Cancel(), which any thread may call at any time.
 class Upstream {
  public:
   virtual ~Upstream() = default;
@@ -28,15 +31,15 @@ class Upstream {
   // Registry.Resolve on the upstream (bytes unverified: the caller verifies).
   virtual absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& ref) = 0;
   virtual absl::StatusOr<std::string> GetObject(const std::string& digest) = 0;
-  struct Want {
-    Digest digest;
-    uint32_t length;
-  };
+  // Several objects, one result per digest in order; an implementation may
+  // ask for them at once (a long link pays one round trip, not one per
+  // object). Default: one GetObject after another.
+  virtual std::vector<absl::StatusOr<std::string>> GetObjects(
+      const std::vector<std::string>& digests);
   // Fetches `wanted`, calling `sink` for each chunk in order (bytes not yet
-  // verified: the sink's store does that). NotFound when the upstream lacks one.
-  virtual absl::Status GetChunks(
-      const std::vector<Want>& wanted,
-      const std::function<absl::Status(const Digest&, std::string_view)>& sink) = 0;
+  // verified unless VerifiesChunks()). NotFound when the upstream lacks one;
+  // Cancelled once Cancel() was called.
+  virtual absl::Status GetChunks(const std::vector<ChunkWant>& wanted, const ChunkSink& sink) = 0;
   virtual std::string address() const = 0;
   // The sink is slow on purpose (a bandwidth cap): hold at most about this
   // many bytes fetched ahead of it.
@@ -47,13 +50,52 @@ class Upstream {
   // Long poll: Feed waits up to `wait_ms` for something new when the cursor
   // is at the head (0: answer at once). Default: 0.
   virtual void SetLongPoll(uint32_t wait_ms) {}
-  // Ends a call in progress (a long poll) early, from another thread.
+  // Ends the calls in progress (a long poll, a chunk transfer) and every later
+  // one with Cancelled. Any thread.
   virtual void Cancel() {}
   // Trust roots newer than `after_version` that the upstream (or a peer)
   // holds, oldest first; unverified (the caller walks the chain).
   virtual absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) {
     return std::vector<std::string>{};
   }
+};
+
+// Forwards every call; subclass and override what a test breaks.
+class UpstreamWrapper : public Upstream {
+ public:
+  explicit UpstreamWrapper(std::unique_ptr<Upstream> target) : target_(std::move(target)) {}
+  absl::StatusOr<std::string> NodeId() override { return target_->NodeId(); }
+  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override {
+    return target_->Feed(after, max_events);
+  }
+  absl::StatusOr<cairn::v1::SummaryResponse> Summary() override { return target_->Summary(); }
+  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& ref) override {
+    return target_->Resolve(ref);
+  }
+  absl::StatusOr<std::string> GetObject(const std::string& digest) override {
+    return target_->GetObject(digest);
+  }
+  std::vector<absl::StatusOr<std::string>> GetObjects(
+      const std::vector<std::string>& digests) override {
+    return target_->GetObjects(digests);
+  }
+  absl::Status GetChunks(const std::vector<ChunkWant>& wanted, const ChunkSink& sink) override {
+    return target_->GetChunks(wanted, sink);
+  }
+  std::string address() const override { return target_->address(); }
+  void LimitBuffer(size_t bytes) override { target_->LimitBuffer(bytes); }
+  bool VerifiesChunks() const override { return target_->VerifiesChunks(); }
+  void SetLongPoll(uint32_t wait_ms) override { target_->SetLongPoll(wait_ms); }
+  void Cancel() override { target_->Cancel(); }
+  absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) override {
+    return target_->TrustChain(after_version);
+  }
+
+ protected:
+  Upstream* target() { return target_.get(); }
+
+ private:
+  std::unique_ptr<Upstream> target_;
 };
 
 // Which of an upstream's releases a node takes. Checked on the signed
@@ -107,7 +149,8 @@ struct ReplicationStats {
 
 // Applies an upstream's feed to a repository. Not thread-safe: one thread per
 // upstream. Idempotent and resumable: the cursor is committed in the same
-// batch as each release, chunks already held are never fetched again.
+// batch as each release, chunks already held are never fetched again. Time
+// (stamps, expiry, pacing) comes from the repository's clock.
 class Replicator {
  public:
   // `log` receives one line per refused event or error (may be empty).
@@ -137,12 +180,21 @@ class Replicator {
   // Called on the replicating thread twice a second while chunks
   // arrive, so that status can follow a long release as it goes.
   void set_progress(std::function<void(const ReplicationStats&)> cb) { progress_ = std::move(cb); }
+  // Once `cancel` (not owned; outlives the replicator) fires, pacing waits
+  // end and the transfer in progress stops with Cancelled; the chunks
+  // fetched so far are kept (synced), so a restart does not fetch them again.
+  void set_cancel(Cancellation* cancel) { cancel_ = cancel; }
 
   const ReplicationStats& stats() const { return stats_; }
   Upstream* upstream() { return upstream_.get(); }
 
  private:
   absl::Status Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_after);
+  // The chunks release `m` needs that this node lacks; stages the chunk
+  // lists it lacks on the way.
+  absl::StatusOr<std::vector<ChunkWant>> Missing(const cairn::v1::Manifest& m);
+  absl::Status Transfer(const std::vector<ChunkWant>& wanted);
+  absl::Status EnsureCursorKey();
 
   Repository* repo_;
   std::unique_ptr<Upstream> upstream_;
@@ -153,6 +205,7 @@ class Replicator {
   uint32_t long_poll_ms_ = 0;
   ReplicationStats stats_;
   std::function<void(const ReplicationStats&)> progress_;
+  Cancellation* cancel_ = nullptr;
 };
 
 }  // namespace cairn

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,14 +14,17 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "cairn/clock.h"
 #include "cairn/store.h"
 #include "cairn/trust.h"
 #include "cairn/v1/service.pb.h"
+#include "cairn/verify.h"
 
 namespace cairn {
 
-using Clock = std::function<int64_t()>;  // unix seconds
-int64_t SystemNowUnix();
+class ChangeFeed;
+class PublishSessions;
+class TrustState;
 
 struct RepositoryOptions {
   PackStoreOptions pack;
@@ -46,18 +50,26 @@ struct RepositoryOptions {
   std::string region;
 };
 
-// Thread-safe.
+// A node's content. The facade over its parts: the meta-key schema
+// (meta_schema), the change feed (change_feed), trust state and withholding
+// (trust_state), publish sessions and quotas (publish_sessions), and commit
+// and co-signing (repository_commit.cc). Thread-safe.
 class Repository {
  public:
   // Opens (creating) DIR/meta and DIR/chunks and locks DIR/LOCK.
-  // FailedPrecondition when another process holds DIR.
+  // FailedPrecondition when another process holds DIR. `clock` (not owned)
+  // must outlive the repository.
   static absl::StatusOr<std::unique_ptr<Repository>> Open(const std::string& dir,
                                                           TrustRootView trust,
                                                           const RepositoryOptions& opts = {},
-                                                          Clock clock = SystemNowUnix);
-  // Over injected stores (tests). Takes ownership.
-  Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkStore> chunks,
-             TrustRootView trust, const RepositoryOptions& opts, Clock clock);
+                                                          Clock* clock = Clock::Real());
+  // Over given stores (tests inject faults through them). Takes ownership.
+  // Reads the node state: a failed read is returned, never taken as empty.
+  static absl::StatusOr<std::unique_ptr<Repository>> Create(std::unique_ptr<MetaStore> meta,
+                                                            std::unique_ptr<ChunkStore> chunks,
+                                                            TrustRootView trust,
+                                                            const RepositoryOptions& opts = {},
+                                                            Clock* clock = Clock::Real());
   ~Repository();
   Repository(const Repository&) = delete;
   Repository& operator=(const Repository&) = delete;
@@ -81,13 +93,16 @@ class Repository {
   // was restored from an older copy, or is another node).
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
+  // The feed's head now. Never waits for a commit in progress.
+  uint64_t FeedHead() const;
   // Blocks until the feed head passes `after` or `timeout` passes; returns
   // the head.
   uint64_t WaitForFeed(uint64_t after, absl::Duration timeout);
   // Every release (name, version, digest) and tag (name, tag, version, digest).
   absl::StatusOr<cairn::v1::SummaryResponse> Summary();
-  // True when a release `digest` is held and the tag is at `version` or newer.
-  uint64_t TagVersion(const std::string& name, const std::string& tag);
+  // The held version of tag name:tag (0 when there is none); the store's
+  // error or DataLoss when it cannot be read.
+  absl::StatusOr<uint64_t> TagVersion(const std::string& name, const std::string& tag);
 
   // ---- Replication (a peer's releases, verified against this node's trust) ----
   // Stores a chunk list fetched from a peer (invisible until committed).
@@ -120,11 +135,13 @@ class Repository {
     std::string digest_;
   };
   std::unique_ptr<FetchClaim> ClaimFetch(const std::string& digest);
-  // True when the release `digest` is committed here.
-  bool HasRelease(std::string_view digest);
+  // Whether the release `digest` is committed here; the store's error when
+  // it cannot tell.
+  absl::StatusOr<bool> HasRelease(std::string_view digest);
 
-  // A follower's persisted cursor (0 when none) and a cursor-only update.
-  uint64_t GetCursor(const std::string& cursor_key);
+  // A follower's persisted cursor (0 when none; a read error is returned, so
+  // a follower never replays from 0 by mistake) and a cursor-only update.
+  absl::StatusOr<uint64_t> GetCursor(const std::string& cursor_key);
   absl::Status SetCursor(std::string cursor_key, uint64_t cursor);
   // A random id made at first start and kept in the node state.
   const std::string& node_id() const { return node_id_; }
@@ -148,7 +165,8 @@ class Repository {
   std::string WithheldReason(std::string_view manifest_digest) const;
   // Set when the node started on stored roots newer than its trust file, or
   // refused stored roots that do not follow from the file.
-  const std::string& trust_note() const { return trust_note_; }
+  const std::string& trust_note() const;
+  Clock* clock() const { return clock_; }
 
   // ---- Publish ----
   // A one-time challenge for a session on `name`.
@@ -165,7 +183,7 @@ class Repository {
   // resets) when they do not fit today; nothing is charged then.
   absl::Status ChargeUpload(std::string_view session_id, uint64_t bytes);
   // Bytes the key uploaded today (UTC).
-  uint64_t UploadedToday(const std::string& key_id);
+  absl::StatusOr<uint64_t> UploadedToday(const std::string& key_id);
   // Unauthenticated when the session is unknown or expired. Returns its name.
   absl::StatusOr<std::string> CheckSession(std::string_view session_id);
   // Stores a chunk list uploaded in a session (invisible until a commit names
@@ -192,12 +210,9 @@ class Repository {
   absl::StatusOr<cairn::v1::CommitResponse> CoSign(const cairn::v1::CoSignRequest& req);
 
  private:
-  struct Session {
-    std::string name;
-    int64_t expires;
-    std::string peer;
-    std::string key_id;  // the delegated key that opened it
-  };
+  Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkStore> chunks,
+             const RepositoryOptions& opts, Clock* clock);
+  absl::Status Init(TrustRootView trust);
   struct CommitSpec {
     std::string required_name;       // a session's name; empty: any
     bool stale_tag_is_ok = false;    // replication: drop a tag that is not newer
@@ -206,54 +221,31 @@ class Repository {
   absl::StatusOr<cairn::v1::CommitResponse> CommitVerified(std::string_view manifest_envelope,
                                                            std::string_view tag_envelope,
                                                            const CommitSpec& spec);
+  // Keeps a release short of its namespace's threshold for co-signers.
+  absl::StatusOr<std::optional<cairn::v1::CommitResponse>> MaybeKeepPending(
+      std::string_view session_name, std::string_view manifest_envelope,
+      std::string_view tag_envelope);
   absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
-  // Reads (or creates) node_id and the feed's head and tail.
-  absl::Status InitState();
-  // Picks the root in force from the trust file's root and the stored chain.
-  absl::Status InitTrust(TrustRootView file_root);
-  // Recomputes the withheld releases and tags under `trust`.
-  absl::Status RecheckHeld(const TrustRootView& trust);
-  std::shared_ptr<const TrustRootView> TrustPtr() const;
-  bool TagWithheld(const std::string& key, std::string* why) const;
+  // The current releases and tags as feed events (a follower too far behind).
+  absl::Status Snapshot(cairn::v1::FeedResponse* out);
 
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
-  mutable absl::Mutex trust_mu_;
-  std::shared_ptr<const TrustRootView> trust_ ABSL_GUARDED_BY(trust_mu_);
-  // manifest digest (or name \0 tag) -> why it no longer verifies
-  absl::flat_hash_map<std::string, std::string> withheld_ ABSL_GUARDED_BY(trust_mu_);
-  absl::flat_hash_map<std::string, std::string> withheld_tags_ ABSL_GUARDED_BY(trust_mu_);
-  absl::Mutex adopt_mu_;   // one trust update at a time
-  absl::Mutex cosign_mu_;  // one co-signature at a time
-  std::string trust_note_;
-  RepositoryOptions opts_;
-  Clock clock_;
+  const RepositoryOptions opts_;
+  Clock* const clock_;
   int lock_fd_ = -1;
-  std::string data_dir_;      // empty over injected stores
-  absl::Status init_status_;  // of InitState(), reported by Commit and Feed
+  std::string data_dir_;  // empty over injected stores
   std::string node_id_;
-
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Session> challenges_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
-  // key id -> (UTC day, bytes uploaded that day); persisted in kState.
-  absl::flat_hash_map<std::string, std::pair<int64_t, uint64_t>> uploads_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<TrustState> trust_;
+  std::unique_ptr<ChangeFeed> feed_;
+  std::unique_ptr<PublishSessions> sessions_;
+  absl::Mutex cosign_mu_;  // one co-signature at a time
   absl::Mutex fetch_mu_;
   absl::CondVar fetch_cv_;
   absl::flat_hash_set<std::string> fetching_ ABSL_GUARDED_BY(fetch_mu_);
-  absl::Mutex commit_mu_;  // serializes check-then-write of releases and tags
-  uint64_t feed_head_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last seq written
-  uint64_t feed_tail_ ABSL_GUARDED_BY(commit_mu_) = 1;  // oldest seq kept
+  // Serializes check-then-write of releases, tags and feed appends. Held
+  // across the commit's fdatasync: nothing that serves reads takes it.
+  absl::Mutex commit_mu_;
 };
-
-// Verifies a tag envelope against the trust root: payload type, record,
-// namespace delegation, expiry at `now`. Returns the record.
-absl::StatusOr<cairn::v1::TagRecord> VerifyTagEnvelope(const TrustRootView& trust,
-                                                       std::string_view bytes, int64_t now);
-// Verifies a manifest envelope: payload type, delegation signatures, manifest
-// validity. *digest gets the manifest digest (SHA-256 of the payload as sent).
-absl::StatusOr<cairn::v1::Manifest> VerifyManifestEnvelope(const TrustRootView& trust,
-                                                           std::string_view bytes,
-                                                           std::string* digest);
 
 }  // namespace cairn

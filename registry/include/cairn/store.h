@@ -132,6 +132,7 @@ class MetaStore {
   virtual absl::Status Commit(const std::vector<WriteOp>& ops, bool sync) = 0;
 };
 
+// Forwards every call; subclass and override what a test breaks.
 class MetaStoreWrapper : public MetaStore {
  public:
   explicit MetaStoreWrapper(MetaStore* target) : target_(target) {}
@@ -152,23 +153,5 @@ class MetaStoreWrapper : public MetaStore {
 
 // RocksDB with one column family per Table, at DIR.
 absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir);
-
-// Test fault injection over any ChunkStore: fail the next Puts with ENOSPC,
-// store only a prefix of a chunk (torn write), or flip a byte on read.
-class FaultInjectingChunkStore : public ChunkStoreWrapper {
- public:
-  using ChunkStoreWrapper::ChunkStoreWrapper;
-  void FailPuts(int n) { fail_puts_ = n; }
-  void TearNextPut() { tear_next_ = true; }
-  void CorruptReads(bool on) { corrupt_reads_ = on; }
-  absl::Status Put(const Digest& d, std::string_view data,
-                   PutMode mode = PutMode::kVerify) override;
-  absl::Status Get(const Digest& d, std::string* out) override;
-
- private:
-  int fail_puts_ = 0;
-  bool tear_next_ = false;
-  bool corrupt_reads_ = false;
-};
 
 }  // namespace cairn

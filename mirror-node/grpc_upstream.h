@@ -1,4 +1,4 @@
-// Upstream over gRPC, and the loop that keeps a node following its upstreams.
+// An upstream node reached over gRPC: the replicator's Upstream.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -6,18 +6,18 @@
 #include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "cairn/clock.h"
 #include "cairn/replication.h"
 #include "cairn/v1/service.grpc.pb.h"
-#include "client.h"
+#include "cairn/transport/channel.h"
 
 namespace cairn::node {
 
 // An upstream node reached over gRPC. Every call has a deadline. Chunks come
-// through the client's Fetcher: a windowed GetMany stream to the upstream and
+// through the transport's Fetcher: a windowed GetMany stream to the upstream and
 // to each peer (nodes asked for chunks, not followed), weighted by measured
 // throughput; a peer that lacks a chunk or misbehaves is passed over.
 class GrpcUpstream final : public Upstream {
@@ -29,15 +29,16 @@ class GrpcUpstream final : public Upstream {
   // `streams`: parallel connections to the upstream for chunks (each its own
   // TCP congestion window: what keeps a long lossy link busy).
   GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers = {},
-               int streams = 4, const client::TlsOptions& tls = {});
+               int streams = 4, const TlsOptions& tls = {});
   absl::StatusOr<std::string> NodeId() override;
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override;
   absl::StatusOr<cairn::v1::SummaryResponse> Summary() override;
   absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& ref) override;
   absl::StatusOr<std::string> GetObject(const std::string& digest) override;
-  absl::Status GetChunks(
-      const std::vector<Want>& wanted,
-      const std::function<absl::Status(const Digest&, std::string_view)>& sink) override;
+  // All at once, on gRPC's asynchronous client API (no thread per call).
+  std::vector<absl::StatusOr<std::string>> GetObjects(
+      const std::vector<std::string>& digests) override;
+  absl::Status GetChunks(const std::vector<ChunkWant>& wanted, const ChunkSink& sink) override;
   std::string address() const override { return address_; }
   void LimitBuffer(size_t bytes) override { buffer_limit_ = bytes; }
   // Slowest the upstream may deliver (bytes/s over all its streams) before
@@ -53,13 +54,15 @@ class GrpcUpstream final : public Upstream {
 
  private:
   std::unique_ptr<grpc::ClientContext> Context(int seconds) const;
+  // Cancelled by Cancel(): ends a chunk transfer in progress.
+  Cancellation cancel_;
   std::string address_;
   int timeout_seconds_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<cairn::v1::Federation::Stub> federation_;
   std::unique_ptr<cairn::v1::Registry::Stub> registry_;
   std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
-  std::vector<std::unique_ptr<client::Connection>> sources_;  // upstream streams, then peers
+  std::vector<std::unique_ptr<Connection>> sources_;  // upstream streams, then peers
   size_t upstream_streams_ = 1;
   size_t buffer_limit_ = 0;
   uint64_t min_rate_ = kDefaultMinRate;
@@ -67,50 +70,6 @@ class GrpcUpstream final : public Upstream {
   absl::Mutex cancel_mu_;
   grpc::ClientContext* feed_ctx_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
   bool cancelled_ ABSL_GUARDED_BY(cancel_mu_) = false;
-};
-
-// One background thread per upstream: SyncOnce with a long-polled feed (the
-// upstream answers as soon as it commits something, or after 20 s), again at
-// once; `poll_seconds` between syncs only for an upstream that does not hold
-// the call. On failure back off exponentially with jitter (1 s .. 60 s). The node keeps
-// serving whatever it holds meanwhile. Thread-safe.
-class ReplicationLoop {
- public:
-  struct UpstreamConfig {
-    std::string address;
-    ReplicationPolicy policy;
-    int streams = 4;  // parallel chunk connections to it, 1..8
-    // Slowest acceptable delivery, bytes/s over all its streams; a slower
-    // upstream's connections are dropped and the release retried later.
-    uint64_t min_bytes_per_second = GrpcUpstream::kDefaultMinRate;
-  };
-  // `peers`: nodes also asked for chunks of every upstream's releases.
-  // `tls`: how to reach upstreams and peers (plaintext by default).
-  ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams, int poll_seconds = 2,
-                  std::vector<std::string> peers = {}, client::TlsOptions tls = {});
-  ~ReplicationLoop();  // stops and joins
-  ReplicationLoop(const ReplicationLoop&) = delete;
-  ReplicationLoop& operator=(const ReplicationLoop&) = delete;
-
-  // A snapshot of every upstream's status, in the order given.
-  std::vector<cairn::v1::UpstreamStatus> Status();
-
- private:
-  void Run(size_t index, UpstreamConfig config);
-  // Copies `s` (and the sync's outcome, unless null) into status_[index].
-  void Publish(size_t index, const ReplicationStats& s, const absl::Status* outcome);
-  Repository* repo_;
-  std::vector<Upstream*> active_ ABSL_GUARDED_BY(mu_);  // cancelled on stop
-  const int poll_seconds_;
-  const std::vector<std::string> peers_;
-  const client::TlsOptions tls_;
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<cairn::v1::UpstreamStatus> status_ ABSL_GUARDED_BY(mu_);
-  // Per upstream: (when, bytes_fetched) samples of the last 10 s, for the rate.
-  std::vector<std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>>> samples_
-      ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace cairn::node

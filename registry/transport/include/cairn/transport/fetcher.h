@@ -27,9 +27,10 @@
 #include "absl/status/status.h"
 #include "cairn/hash.h"
 #include "cairn/store.h"
-#include "client.h"
+#include "cairn/clock.h"
+#include "cairn/transport/channel.h"
 
-namespace cairn::client {
+namespace cairn {
 
 struct FetchOptions {
   size_t window_bytes = 16 << 20;   // most bytes one node may owe us
@@ -41,14 +42,15 @@ struct FetchOptions {
   int endgame_after_ms = 500;       // tail chunk owed this long: an idle node may race it
   // Where "not using node X any more: why" goes; default: stderr.
   std::function<void(const std::string&)> log;
+  // Time for rates, stalls and lateness (not owned). Default: the real clock.
+  Clock* clock = Clock::Real();
+  // Once it fires, Next() returns Cancelled and the streams are cancelled
+  // (not owned; may be null).
+  Cancellation* cancel = nullptr;
 };
 
 class Fetcher {
  public:
-  struct Want {
-    Digest digest;
-    uint32_t length;
-  };
   struct SourceStats {
     std::string address;
     uint64_t bytes = 0, chunks = 0;
@@ -63,7 +65,7 @@ class Fetcher {
   Fetcher& operator=(const Fetcher&) = delete;
 
   // Queues chunks; Next() returns them in the order they were added.
-  void Add(const std::vector<Want>& wants);
+  void Add(const std::vector<ChunkWant>& wants);
   // The next chunk's verified bytes. Blocks until it arrived from some node.
   // NotFound when no remaining node has it; Unavailable when every node was
   // demoted (the message says why for each); the cache's error if it fails.
@@ -76,14 +78,13 @@ class Fetcher {
   std::vector<SourceStats> Stats() const;
 
  private:
-  using Clock = std::chrono::steady_clock;
   struct Item {
     Digest digest;
     uint32_t length = 0;
     bool done = false;
     uint64_t owners = 0;   // bit per source with it outstanding
     uint64_t missing = 0;  // bit per source that said it lacks it
-    std::chrono::steady_clock::time_point asked;  // first handed to a node
+    SteadyTime asked;  // first handed to a node
     std::string data;
   };
   struct Source;
@@ -95,7 +96,7 @@ class Fetcher {
   void Demote(Source* s, absl::StatusCode code, std::string why);
   void Release(Source* s, uint64_t index);
   bool TakeBatch(Source* s, std::vector<uint64_t>* batch);
-  void Monitor(Clock::time_point now);
+  void Monitor(SteadyTime now);
   size_t Live() const;
   absl::Status NoneCanServe(const std::string& what, uint64_t missing) const;
 
@@ -109,9 +110,10 @@ class Fetcher {
   std::set<uint64_t> queue_;    // indices waiting for a node
   size_t owed_bytes_ = 0;       // requested and not yet answered, all nodes
   size_t buffered_bytes_ = 0;   // received, not yet handed out
-  Clock::time_point head_since_;
+  SteadyTime head_since_;
   absl::Status fatal_;
   bool stop_ = false;
+  int cancel_callback_ = 0;
 };
 
-}  // namespace cairn::client
+}  // namespace cairn

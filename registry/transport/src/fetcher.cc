@@ -1,18 +1,19 @@
-#include "fetcher.h"
+#include "cairn/transport/fetcher.h"
 
 #include <algorithm>
 #include <bit>
 #include <cstdio>
 
 #include "absl/container/flat_hash_map.h"
+#include "cairn/limits.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 
-namespace cairn::client {
+namespace cairn {
 
 namespace {
-constexpr int kChunksPerMessage = 16;         // <= node's kMaxChunksPerMessage
-constexpr size_t kBytesPerMessage = 1 << 20;  // batch target
+constexpr int kChunksPerMessage = kChunksPerRequest;
+constexpr size_t kBytesPerMessage = kBytesPerRequest;
 constexpr size_t kMinWindow = 2 << 20;
 constexpr int kMaxScan = 4096;  // queue entries a writer looks at per batch
 }  // namespace
@@ -22,7 +23,7 @@ struct Fetcher::Source {
     uint64_t index;
     Digest digest;
     uint32_t length;
-    Clock::time_point asked;
+    SteadyTime asked;
   };
   size_t id = 0;
   uint64_t bit = 0;
@@ -39,7 +40,7 @@ struct Fetcher::Source {
   bool dead = false, writer_done = false, reader_done = false;
   std::string why;
   absl::StatusCode code = absl::StatusCode::kUnavailable;  // what the demotion means
-  Clock::time_point last_byte, rate_start, sample_start;
+  SteadyTime last_byte, rate_start, sample_start;
   uint64_t rate_bytes = 0, sample_bytes = 0;
   double rate_ewma = 0;
   // Shortest time seen from asking for a chunk to having it: the path's
@@ -72,9 +73,19 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
     p->writer = std::thread([this, p] { WriteLoop(p); });
     p->reader = std::thread([this, p] { ReadLoop(p); });
   }
+  if (opts_.cancel != nullptr) {
+    // Cancelling ends every stream at once and wakes Next().
+    cancel_callback_ = opts_.cancel->AddCallback([this] {
+      std::lock_guard<std::mutex> l(mu_);
+      if (fatal_.ok()) fatal_ = absl::CancelledError("fetch cancelled");
+      for (auto& s : sources_) s->ctx.TryCancel();
+      cv_.notify_all();
+    });
+  }
 }
 
 Fetcher::~Fetcher() {
+  if (opts_.cancel != nullptr) opts_.cancel->RemoveCallback(cancel_callback_);
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
@@ -89,11 +100,11 @@ Fetcher::~Fetcher() {
   }
 }
 
-void Fetcher::Add(const std::vector<Want>& wants) {
+void Fetcher::Add(const std::vector<ChunkWant>& wants) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (items_.empty()) head_since_ = Clock::now();
-    for (const Want& w : wants) {
+    if (items_.empty()) head_since_ = opts_.clock->SteadyNow();
+    for (const ChunkWant& w : wants) {
       uint64_t index = base_ + items_.size();
       Item it;
       it.digest = w.digest;
@@ -190,13 +201,13 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
     // deadlocks the fetch.
     if (index != base_ && owed_bytes_ + buffered_bytes_ + len > opts_.memory_bytes) break;
     if (s->owed.empty()) {
-      auto now = Clock::now();
+      auto now = opts_.clock->SteadyNow();
       s->last_byte = s->rate_start = s->sample_start = now;
       s->rate_bytes = s->sample_bytes = 0;
     }
-    if (item->owners == 0) item->asked = Clock::now();
+    if (item->owners == 0) item->asked = opts_.clock->SteadyNow();
     item->owners |= s->bit;
-    s->owed.push_back({index, item->digest, item->length, Clock::now()});
+    s->owed.push_back({index, item->digest, item->length, opts_.clock->SteadyNow()});
     s->owed_bytes += len;
     owed_bytes_ += len;
     bytes += len;
@@ -208,7 +219,7 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
   // the first verified copy wins. Without this, the slowest connection's
   // share sets the finish time.
   if (batch->empty() && s->owed.empty() && queue_.empty()) {
-    const auto late = Clock::now() - std::chrono::milliseconds(opts_.endgame_after_ms);
+    const auto late = opts_.clock->SteadyNow() - std::chrono::milliseconds(opts_.endgame_after_ms);
     int looked = 0;
     for (uint64_t index = base_; index < base_ + items_.size() && looked < kMaxScan &&
                                  batch->size() < kChunksPerMessage && bytes < kBytesPerMessage;
@@ -217,12 +228,12 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
       if (item->done || item->owners == 0 || ((item->missing | item->owners) & s->bit)) continue;
       if (std::popcount(item->owners) >= 2 || item->asked > late) continue;
       if (s->owed.empty()) {
-        auto now = Clock::now();
+        auto now = opts_.clock->SteadyNow();
         s->last_byte = s->rate_start = s->sample_start = now;
         s->rate_bytes = s->sample_bytes = 0;
       }
       item->owners |= s->bit;
-      s->owed.push_back({index, item->digest, item->length, Clock::now()});
+      s->owed.push_back({index, item->digest, item->length, opts_.clock->SteadyNow()});
       s->owed_bytes += item->length;
       owed_bytes_ += item->length;
       bytes += item->length;
@@ -282,7 +293,7 @@ void Fetcher::ReadLoop(Source* s) {
         s->owed.pop_front();
         s->owed_bytes -= o.length;
         owed_bytes_ -= o.length;
-        s->last_byte = Clock::now();
+        s->last_byte = opts_.clock->SteadyNow();
         if (Item* it = ItemAt(o.index)) it->missing |= s->bit;
         Release(s, o.index);
         cv_.notify_all();
@@ -300,7 +311,7 @@ void Fetcher::ReadLoop(Source* s) {
       absl::Status st = cache_ == nullptr
                             ? absl::OkStatus()
                             : cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
-      auto now = Clock::now();
+      auto now = opts_.clock->SteadyNow();
       std::lock_guard<std::mutex> l(mu_);
       if (s->dead) break;
       if (!st.ok() && fatal_.ok()) fatal_ = Annotate(st, "cache");
@@ -359,14 +370,14 @@ void Fetcher::ReadLoop(Source* s) {
   cv_.notify_all();
 }
 
-void Fetcher::Monitor(Clock::time_point now) {
+void Fetcher::Monitor(SteadyTime now) {
   // The minimum rate is a node's, not a connection's: its live streams share
   // it (four streams over one thin link each carry a quarter), and a node
   // stalls only when none of its streams moves (one stream of a loss-based
   // TCP sits out retransmission timeouts while the others carry on).
   struct NodeView {
     int live = 0;
-    Clock::time_point last_chunk;
+    SteadyTime last_chunk;
   };
   absl::flat_hash_map<std::string, NodeView> nodes;
   for (auto& s : sources_) {
@@ -455,16 +466,16 @@ absl::Status Fetcher::Next(std::string* data) {
       buffered_bytes_ -= head.length;
       items_.pop_front();
       ++base_;
-      head_since_ = Clock::now();
+      head_since_ = opts_.clock->SteadyNow();
       cv_.notify_all();
       return absl::OkStatus();
     }
     bool someone = false;
     for (const auto& s : sources_) someone |= !s->dead && !(head.missing & s->bit);
     if (!someone) return NoneCanServe("chunk " + DigestName(head.digest), head.missing);
-    Monitor(Clock::now());
+    Monitor(opts_.clock->SteadyNow());
     cv_.wait_for(l, std::chrono::milliseconds(100));
   }
 }
 
-}  // namespace cairn::client
+}  // namespace cairn

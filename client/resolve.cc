@@ -1,0 +1,185 @@
+// Resolving a ref on one node or across several, verified against the trust root.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
+#include "cairn/limits.h"
+#include "cairn/objects.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "cairn/transport/fetcher.h"
+#include "cairn/transport/grpc_status.h"
+#include "cairn/verify.h"
+#include "client.h"
+#include "progress.h"
+#include "safe_fs.h"
+
+namespace cairn::client {
+
+using cairn::v1::ChunkList;
+using cairn::v1::Manifest;
+
+namespace {
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+// ---------------- Resolve ----------------
+
+absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
+                                         const std::string& ref_text) {
+  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
+  cairn::v1::ResolveRequest req;
+  req.set_ref(ref_text);
+  cairn::v1::ResolveResponse resp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->Resolve(ctx.get(), req, &resp),
+                                 StrCat("resolve ", ref.ToString(), " on ", node.address())));
+  Resolved out;
+  std::string want = ref.digest;
+  int64_t now = SystemNowUnix();
+  if (!resp.tag_envelope().empty() || want.empty()) {
+    if (resp.tag_envelope().empty()) {
+      return absl::DataLossError("node returned no signed tag for " + ref.ToString());
+    }
+    if (trust) {
+      CAIRN_ASSIGN_OR_RETURN(out.tag, VerifyTagEnvelope(*trust, resp.tag_envelope(), now));
+    } else {
+      cairn::v1::Envelope e;
+      cairn::v1::TagRecord rec;
+      if (!e.ParseFromString(resp.tag_envelope()) || !rec.ParseFromString(e.payload())) {
+        return absl::DataLossError("node returned a corrupt tag record");
+      }
+      out.tag = rec;
+    }
+    if (out.tag->name() != ref.name || out.tag->tag() != ref.tag) {
+      return absl::PermissionDeniedError(StrCat("node returned tag ", out.tag->name(), ":",
+                                                out.tag->tag(), " for ", ref.ToString()));
+    }
+    want = out.tag->manifest_digest();
+  }
+  std::string digest;
+  if (trust) {
+    CAIRN_ASSIGN_OR_RETURN(out.manifest,
+                           VerifyManifestEnvelope(*trust, resp.manifest_envelope(), &digest));
+  } else {
+    cairn::v1::Envelope e;
+    if (!e.ParseFromString(resp.manifest_envelope())) {
+      return absl::DataLossError("node returned a corrupt manifest envelope");
+    }
+    CAIRN_ASSIGN_OR_RETURN(out.manifest, ParseManifest(e.payload()));
+    digest = DigestName(Sha256Of(e.payload()));
+  }
+  if (digest != want) {
+    return absl::PermissionDeniedError(
+        StrCat("node returned manifest ", digest, " but ", ref.ToString(), " names ", want));
+  }
+  if (out.manifest.name() != ref.name) {
+    return absl::PermissionDeniedError(
+        StrCat("node returned a manifest of ", out.manifest.name(), " for ", ref.name));
+  }
+  out.digest = digest;
+  out.envelope = resp.manifest_envelope();
+  return out;
+}
+
+
+absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
+    const std::vector<std::string>& addresses, int timeout_seconds,
+    std::vector<std::string>* unreachable, const TlsOptions& tls) {
+  if (addresses.empty()) return absl::InvalidArgumentError("no node given");
+  std::vector<absl::StatusOr<std::unique_ptr<Connection>>> got;
+  for (size_t i = 0; i < addresses.size(); ++i) got.emplace_back(absl::UnknownError(""));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = Connection::Open(addresses[i], timeout_seconds, tls); });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<std::unique_ptr<Connection>> out;
+  std::vector<std::string> errors;
+  for (auto& g : got) {
+    if (g.ok()) {
+      out.push_back(std::move(*g));
+    } else {
+      errors.push_back(std::string(g.status().message()));
+      if (unreachable) unreachable->push_back(errors.back());
+    }
+  }
+  if (out.empty()) {
+    if (errors.size() == 1) return absl::UnavailableError(errors[0]);
+    return absl::UnavailableError("no node reachable: " + StrJoin(errors, "; "));
+  }
+  return out;
+}
+
+absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& nodes,
+                                            const TrustRootView* trust, const std::string& ref) {
+  std::vector<absl::StatusOr<Resolved>> got(nodes.size(), absl::UnknownError(""));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = ResolveVerified(*nodes[i], trust, ref); });
+  }
+  for (auto& t : threads) t.join();
+  MultiResolved out;
+  std::optional<size_t> best;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!got[i].ok()) {
+      out.warnings.push_back(std::string(got[i].status().message()));
+      continue;
+    }
+    if (!best) {
+      best = i;
+      continue;
+    }
+    const Resolved& b = *got[*best];
+    const Resolved& r = *got[i];
+    if (!r.tag || !b.tag) continue;  // by digest: every answer is the same release
+    if (r.tag->version() > b.tag->version()) {
+      best = i;
+    } else if (r.tag->version() == b.tag->version() && r.digest != b.digest) {
+      out.warnings.push_back(StrCat(
+          "nodes ", nodes[*best]->address(), " and ", nodes[i]->address(), " hold ", r.tag->name(),
+          ":", r.tag->tag(), " version ", r.tag->version(),
+          " naming different manifests (a signing error); using ", nodes[*best]->address(), "'s"));
+    }
+  }
+  if (!best) {
+    // The most telling error: a verification failure beats "not found".
+    for (auto code : {absl::StatusCode::kPermissionDenied, absl::StatusCode::kDataLoss,
+                      absl::StatusCode::kFailedPrecondition, absl::StatusCode::kNotFound}) {
+      for (auto& g : got) {
+        if (g.status().code() == code) {
+          if (nodes.size() == 1) return g.status();
+          return absl::Status(code, StrJoin(out.warnings, "; "));
+        }
+      }
+    }
+    if (nodes.size() == 1) return got[0].status();
+    return absl::UnavailableError(StrJoin(out.warnings, "; "));
+  }
+  out.resolved = std::move(*got[*best]);
+  out.node = *best;
+  // Nodes that hold this very release first: they have its chunk lists.
+  out.order.push_back(*best);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (i != *best && got[i].ok() && got[i]->digest == out.resolved.digest) out.order.push_back(i);
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (std::find(out.order.begin(), out.order.end(), i) == out.order.end()) out.order.push_back(i);
+  }
+  return out;
+}
+
+}  // namespace cairn::client

@@ -1,0 +1,215 @@
+#include "chunks_service.h"
+
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "cairn/chunker.h"
+#include "cairn/limits.h"
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "cairn/v1/service.grpc.pb.h"
+#include "service_common.h"
+#include "spdlog/spdlog.h"
+
+namespace cairn::node {
+
+using namespace cairn::v1;  // NOLINT: generated message names
+
+absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& req) {
+  if (req.digests_size() > 65536) {
+    return absl::InvalidArgumentError("at most 65536 digests per HasMany");
+  }
+  HasManyResponse out;
+  for (const auto& raw : req.digests()) {
+    CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
+    CAIRN_ASSIGN_OR_RETURN(bool has, repo->chunks()->Has(d));
+    out.add_present(has);
+  }
+  return out;
+}
+
+namespace {
+
+
+// Serves GetMany: answers each request message with one response message, in
+// order. Keeps at most kMaxQueued responses built ahead of the network.
+// The client's address without its port ("ipv4:10.0.0.1"): what per-peer
+// limits count.
+
+// Serves GetMany: answers each request message with one response message, in
+// order. Keeps at most kMaxQueued responses built ahead of the network.
+class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse> {
+ public:
+  GetManyReactor(Repository* repo, WorkPool* pool, std::string peer, std::shared_ptr<void> slot)
+      : repo_(repo), pool_(pool), peer_(std::move(peer)), slot_(std::move(slot)) {
+    StartRead(&req_);
+  }
+
+  // The next read starts only after this request's response is built, so at
+  // most one build per stream is in flight and responses stay in order.
+  void OnReadDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    if (!ok) {
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    building_ = true;
+    if (!pool_->TrySubmit([this] { BuildAndQueue(); })) {
+      building_ = false;
+      error_ = kBusy;
+      reads_done_ = true;
+      MaybeFinishLocked();
+    }
+  }
+
+  void BuildAndQueue() {
+    GetChunksResponse resp;
+    absl::Status st = Build(req_, &resp);  // req_ is not touched until the next StartRead
+    absl::MutexLock l(&mu_);
+    building_ = false;
+    if (!st.ok()) {
+      error_ = ToGrpc(st);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    queue_.push_back(std::move(resp));
+    if (!writing_) WriteNextLocked();
+    if (queue_.size() < kMaxQueued) {
+      StartRead(&req_);
+    } else {
+      read_paused_ = true;
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    writing_ = false;
+    queue_.pop_front();
+    if (!ok) {
+      // The client went away: nothing more to send.
+      error_ = grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading");
+      queue_.clear();
+    }
+    if (read_paused_ && ok) {
+      read_paused_ = false;
+      StartRead(&req_);
+    }
+    if (!queue_.empty()) {
+      WriteNextLocked();
+    } else if (!ok) {
+      reads_done_ = true;
+      MaybeFinishLocked();
+    } else {
+      MaybeFinishLocked();
+    }
+  }
+
+  void OnDone() override {
+    spdlog::info("GetMany from {}: served {} chunks, {} bytes", peer_, chunks_served_,
+                 bytes_served_);
+    delete this;
+  }
+  void OnCancel() override {}
+
+ private:
+  static constexpr size_t kMaxQueued = 4;
+
+  absl::Status Build(const GetChunksRequest& req, GetChunksResponse* resp) {
+    if (req.digests_size() > kMaxChunksPerMessage) {
+      return absl::InvalidArgumentError(
+          StrCat("at most ", kMaxChunksPerMessage, " digests per GetMany message"));
+    }
+    for (const auto& raw : req.digests()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
+      ChunkData* c = resp->add_chunks();
+      c->set_digest(raw);
+      absl::Status st = repo_->chunks()->Get(d, c->mutable_data());
+      if (absl::IsNotFound(st)) {
+        c->clear_data();
+        c->set_missing(true);
+      } else if (absl::IsDataLoss(st)) {
+        // A corrupt stored chunk is never served; say "missing" so the client
+        // looks elsewhere, and log it for the operator.
+        spdlog::error("refusing to serve corrupt chunk {}", DigestName(d));
+        c->clear_data();
+        c->set_missing(true);
+      } else if (!st.ok()) {
+        return st;
+      } else {
+        chunks_served_++;
+        bytes_served_ += c->data().size();
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reads_done_ && !writing_ && !building_ && queue_.empty() && !finished_) {
+      finished_ = true;
+      Finish(error_);
+    }
+  }
+
+  Repository* repo_;
+  WorkPool* pool_;
+  const std::string peer_;
+  std::shared_ptr<void> slot_;  // this stream's place in its peer's limit
+  uint64_t chunks_served_ = 0;  // touched only by the one build in flight
+  uint64_t bytes_served_ = 0;
+  absl::Mutex mu_;
+  GetChunksRequest req_;
+  std::deque<GetChunksResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool building_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status error_ ABSL_GUARDED_BY(mu_);
+};
+
+class ChunksImpl final : public Chunks::CallbackService {
+ public:
+  ChunksImpl(Repository* repo, WorkPool* pool, PeerStreams* streams)
+      : repo_(repo), pool_(pool), streams_(streams) {}
+  grpc::ServerUnaryReactor* HasMany(grpc::CallbackServerContext* ctx, const HasManyRequest* req,
+                                    HasManyResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
+  }
+  grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>* GetMany(
+      grpc::CallbackServerContext* ctx) override {
+    auto slot = streams_->Acquire(ctx->peer());
+    if (!slot) {
+      return new Refused<grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>>(
+          streams_->Refusal());
+    }
+    return new GetManyReactor(repo_, pool_, ctx->peer(), std::move(slot));
+  }
+
+ private:
+  Repository* repo_;
+  WorkPool* pool_;
+  PeerStreams* streams_;
+};
+
+// Receives a stream of chunks in an authenticated session; verifies and stores
+
+}  // namespace
+
+std::unique_ptr<cairn::v1::Chunks::CallbackService> NewChunksService(Repository* repo,
+                                                                     WorkPool* pool,
+                                                                     PeerStreams* streams) {
+  return std::make_unique<ChunksImpl>(repo, pool, streams);
+}
+
+}  // namespace cairn::node

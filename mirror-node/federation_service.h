@@ -1,0 +1,26 @@
+// The Federation service: the change feed (long-polled through the feed
+// waiter), summary, node info with replication status, trust roots.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "cairn/repository.h"
+#include "cairn/v1/service.grpc.pb.h"
+#include "service_common.h"
+
+namespace cairn::node {
+
+class FederationService : public cairn::v1::Federation::CallbackService {
+ public:
+  // Reports replication state in NodeInfo. Once it returns, no call to the
+  // previous function is in flight: its owner may be destroyed.
+  virtual void SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn) = 0;
+  // Answers every parked long poll now and parks no more.
+  virtual void StopWaiting() = 0;
+};
+
+std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool);
+
+}  // namespace cairn::node

@@ -1,0 +1,174 @@
+#include "publish_service.h"
+
+#include "chunks_service.h"
+
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "cairn/chunker.h"
+#include "cairn/limits.h"
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "cairn/v1/service.grpc.pb.h"
+#include "service_common.h"
+#include "spdlog/spdlog.h"
+
+namespace cairn::node {
+
+using namespace cairn::v1;  // NOLINT: generated message names
+
+namespace {
+
+// each. Reads are sequential, so no lock is needed.
+class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> {
+ public:
+  PutChunksReactor(Repository* repo, WorkPool* pool, PutChunksResponse* resp,
+                   std::shared_ptr<void> slot)
+      : repo_(repo), pool_(pool), resp_(resp), slot_(std::move(slot)) {
+    StartRead(&req_);
+  }
+  // Verifying and storing run on the pool; the next read starts after.
+  void OnReadDone(bool ok) override {
+    bool queued = pool_->TrySubmit([this, ok] {
+      if (!ok) {
+        Finish(ToGrpc(repo_->chunks()->Flush()));
+        return;
+      }
+      absl::Status st = Store();
+      if (!st.ok()) {
+        Finish(ToGrpc(st));
+        return;
+      }
+      StartRead(&req_);
+    });
+    if (!queued) Finish(kBusy);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Store() {
+    if (session_.empty()) {
+      CAIRN_RETURN_IF_ERROR(repo_->CheckSession(req_.session_id()).status());
+      session_ = req_.session_id();
+    }
+    if (req_.chunks_size() > kMaxChunksPerMessage) {
+      return absl::InvalidArgumentError("too many chunks in one message");
+    }
+    for (const auto& c : req_.chunks()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+      if (c.data().empty() || c.data().size() > kMaxChunkSize) {
+        return absl::InvalidArgumentError(
+            StrCat("chunk ", DigestName(d), " has size ", c.data().size(), ", out of range"));
+      }
+      CAIRN_ASSIGN_OR_RETURN(bool had, repo_->chunks()->Has(d));
+      if (had) {
+        resp_->set_chunks_already_present(resp_->chunks_already_present() + 1);
+        continue;
+      }
+      // The publisher key's daily quota is charged before anything is stored.
+      CAIRN_RETURN_IF_ERROR(repo_->ChargeUpload(session_, c.data().size()));
+      CAIRN_RETURN_IF_ERROR(repo_->chunks()->Put(d, c.data()));  // verifies the hash
+      resp_->set_chunks_stored(resp_->chunks_stored() + 1);
+      resp_->set_bytes_stored(resp_->bytes_stored() + c.data().size());
+    }
+    return absl::OkStatus();
+  }
+
+  Repository* repo_;
+  WorkPool* pool_;
+  PutChunksResponse* resp_;
+  PutChunksRequest req_;
+  std::shared_ptr<void> slot_;
+  std::string session_;  // set once the first message's session checked out
+};
+
+class PublishImpl final : public Publish::CallbackService {
+ public:
+  PublishImpl(Repository* repo, WorkPool* pool, PeerStreams* streams)
+      : repo_(repo), pool_(pool), streams_(streams) {}
+  grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx, const ChallengeRequest* req,
+                                      ChallengeResponse* resp) override {
+    return Unary(pool_, ctx, resp,
+                 [=, this] { return repo_->Challenge(req->name(), PeerAddress(ctx->peer())); });
+  }
+  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* ctx,
+                                        const OpenSessionRequest* req,
+                                        OpenSessionResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] {
+      auto r = repo_->OpenSession(*req, PeerAddress(ctx->peer()));
+      if (r.ok())
+        spdlog::info("publish session opened for {} from {}", req->name(), ctx->peer());
+      else
+        spdlog::warn("publish session refused for {}: {}", req->name(), r.status().ToString());
+      return r;
+    });
+  }
+  grpc::ServerUnaryReactor* MissingChunks(grpc::CallbackServerContext* ctx,
+                                          const HasManyRequest* req,
+                                          HasManyResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
+  }
+  grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
+                                                       PutChunksResponse* resp) override {
+    auto slot = streams_->Acquire(ctx->peer());
+    if (!slot) return new Refused<grpc::ServerReadReactor<PutChunksRequest>>(streams_->Refusal());
+    return new PutChunksReactor(repo_, pool_, resp, std::move(slot));
+  }
+  grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx, const PutObjectRequest* req,
+                                      PutObjectResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<PutObjectResponse> {
+      CAIRN_ASSIGN_OR_RETURN(std::string d, repo_->StageChunkList(req->session_id(), req->data()));
+      PutObjectResponse out;
+      out.set_digest(d);
+      return out;
+    });
+  }
+  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const CommitRequest* req,
+                                   CommitResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] {
+      auto r = repo_->Commit(req->session_id(), req->manifest_envelope(), req->tag_envelope());
+      if (r.ok() && r->pending())
+        spdlog::info("release {} pending: {} of {} signatures", r->manifest_digest(),
+                     r->signatures(), r->signatures_needed());
+      else if (r.ok())
+        spdlog::info("committed release {}", r->manifest_digest());
+      else
+        spdlog::warn("commit refused: {}", r.status().ToString());
+      return r;
+    });
+  }
+  grpc::ServerUnaryReactor* GetPending(grpc::CallbackServerContext* ctx, const PendingRequest* req,
+                                       PendingResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] { return repo_->GetPending(req->manifest_digest()); });
+  }
+  grpc::ServerUnaryReactor* CoSign(grpc::CallbackServerContext* ctx, const CoSignRequest* req,
+                                   CommitResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this] {
+      auto r = repo_->CoSign(*req);
+      if (r.ok() && !r->pending())
+        spdlog::info("committed co-signed release {}", r->manifest_digest());
+      else if (!r.ok())
+        spdlog::warn("co-signature refused: {}", r.status().ToString());
+      return r;
+    });
+  }
+
+ private:
+  Repository* repo_;
+  WorkPool* pool_;
+  PeerStreams* streams_;
+};
+
+}  // namespace
+
+std::unique_ptr<cairn::v1::Publish::CallbackService> NewPublishService(Repository* repo,
+                                                                       WorkPool* pool,
+                                                                       PeerStreams* streams) {
+  return std::make_unique<PublishImpl>(repo, pool, streams);
+}
+
+}  // namespace cairn::node

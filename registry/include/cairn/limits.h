@@ -1,0 +1,41 @@
+// Every size limit of the protocol, in one place. Nodes, clients and the
+// transport all read them from here; a change is a protocol change (see
+// docs/protocol.md, "Limits").
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cairn {
+
+// ---- Objects (bytes as encoded; larger input is refused before parsing) ----
+inline constexpr size_t kMaxManifestBytes = 16 << 20;   // 16 MiB
+inline constexpr size_t kMaxEnvelopeBytes = 17 << 20;   // manifest + signatures
+inline constexpr size_t kMaxChunkListBytes = 48 << 20;  // ~1.2 M chunks: ~80 GB at 64 KiB
+inline constexpr size_t kMaxTagBytes = 64 << 10;        // 64 KiB
+inline constexpr size_t kMaxTrustRootBytes = 1 << 20;   // 1 MiB
+inline constexpr size_t kMaxFiles = 100000;
+inline constexpr size_t kMaxPathBytes = 4096;
+inline constexpr size_t kMaxSignatures = 32;
+
+// ---- Chunks ----
+// The largest chunk any chunk list, store or message may carry, whatever
+// chunker parameters made it.
+inline constexpr uint32_t kMaxChunkSize = 1024 * 1024;
+
+// ---- gRPC messages ----
+// Largest message either way (chunk batches and chunk lists). 64 MiB: above
+// kMaxChunkListBytes and kMaxChunksPerMessage * kMaxChunkSize.
+inline constexpr int kMaxMessageBytes = 64 << 20;
+// Most chunk digests a node accepts in one GetMany / PutChunks message.
+inline constexpr int kMaxChunksPerMessage = 64;
+// What clients and followers put in one request (<= kMaxChunksPerMessage),
+// and the bytes they aim for per batch.
+inline constexpr int kChunksPerRequest = 16;
+inline constexpr size_t kBytesPerRequest = 1 << 20;
+
+static_assert(kChunksPerRequest <= kMaxChunksPerMessage);
+static_assert(size_t{kMaxChunksPerMessage} * kMaxChunkSize <= size_t{kMaxMessageBytes});
+static_assert(kMaxChunkListBytes < size_t{kMaxMessageBytes});
+
+}  // namespace cairn

@@ -1,0 +1,75 @@
+// Publish sessions: one-time challenges, sessions opened by a delegated key,
+// per-peer and global caps, and per-key daily upload quotas.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cairn/clock.h"
+#include "cairn/store.h"
+#include "cairn/trust.h"
+#include "cairn/v1/service.pb.h"
+
+namespace cairn {
+
+struct PublishSessionOptions {
+  int64_t session_seconds = 3600;   // a session's lifetime
+  int64_t challenge_seconds = 300;  // a challenge's lifetime
+  size_t max_sessions_per_peer = 16;
+  size_t max_sessions = 4096;  // and, separately, challenges
+  uint64_t upload_bytes_per_day = 0;  // per key; 0: no limit
+  absl::flat_hash_map<std::string, uint64_t> upload_quota_by_key;
+};
+
+// Thread-safe. `meta` (quota counters) and `clock` are not owned and must
+// outlive it. Sessions and challenges live in memory: a restart ends them.
+class PublishSessions {
+ public:
+  PublishSessions(MetaStore* meta, Clock* clock, PublishSessionOptions opts)
+      : meta_(meta), clock_(clock), opts_(std::move(opts)) {}
+
+  // A one-time challenge for a session on `name`, live challenge_seconds.
+  // ResourceExhausted past the caps.
+  absl::StatusOr<cairn::v1::ChallengeResponse> Challenge(std::string_view name,
+                                                         std::string_view peer);
+  // Spends the challenge and opens a session when one signature over it is
+  // by a key `trust` delegates for the name's namespace. Unauthenticated for
+  // an unknown, spent or expired challenge; PermissionDenied for keys.
+  absl::StatusOr<cairn::v1::OpenSessionResponse> Open(const cairn::v1::OpenSessionRequest& r,
+                                                      std::string_view peer,
+                                                      const TrustRootView& trust);
+  // The session's name. Unauthenticated when unknown or expired.
+  absl::StatusOr<std::string> Check(std::string_view session_id);
+  // Counts `bytes` against the quota of the key that opened the session, for
+  // the current UTC day. ResourceExhausted (how much is left, when it resets)
+  // when they do not fit: nothing charged. A failed read of the stored
+  // counter is returned, never taken as zero.
+  absl::Status Charge(std::string_view session_id, uint64_t bytes);
+  // Bytes `key_id` uploaded in the current UTC day.
+  absl::StatusOr<uint64_t> UploadedToday(const std::string& key_id);
+
+ private:
+  struct Session {
+    std::string name;
+    int64_t expires;
+    std::string peer;
+    std::string key_id;  // the delegated key that opened it
+  };
+  static size_t CountPeer(const absl::flat_hash_map<std::string, Session>& m,
+                          std::string_view peer);
+
+  MetaStore* const meta_;
+  Clock* const clock_;
+  const PublishSessionOptions opts_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Session> challenges_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // key id -> (UTC day, bytes uploaded that day); persisted in kState.
+  absl::flat_hash_map<std::string, std::pair<int64_t, uint64_t>> uploads_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cairn

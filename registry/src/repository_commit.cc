@@ -1,0 +1,299 @@
+// Repository: admitting releases. Staging chunk lists, the verified atomic
+// commit (publish and replication), and co-signing of pending releases.
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "change_feed.h"
+#include "meta_schema.h"
+#include "publish_sessions.h"
+#include "trust_state.h"
+
+namespace cairn {
+
+using cairn::v1::Envelope;
+using cairn::v1::Manifest;
+using cairn::v1::TagRecord;
+using meta::Key2;
+
+absl::StatusOr<std::string> Repository::StageChunkList(std::string_view session_id,
+                                                       std::string_view bytes) {
+  CAIRN_RETURN_IF_ERROR(CheckSession(session_id).status());
+  return StageReplicatedChunkList(bytes);
+}
+
+absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_view bytes) {
+  CAIRN_RETURN_IF_ERROR(ParseChunkList(bytes).status());
+  std::string digest = DigestName(Sha256Of(bytes));
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Commit({WriteOp{Table::kStaging, digest, std::string(bytes)}}, /*sync=*/false));
+  return digest;
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view session_id,
+                                                             std::string_view manifest_envelope,
+                                                             std::string_view tag_envelope) {
+  CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
+  CAIRN_ASSIGN_OR_RETURN(std::optional<cairn::v1::CommitResponse> pending,
+                         MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
+  if (pending) return *pending;
+  CommitSpec spec;
+  spec.required_name = session_name;
+  return CommitVerified(manifest_envelope, tag_envelope, spec);
+}
+
+absl::StatusOr<std::optional<cairn::v1::CommitResponse>> Repository::MaybeKeepPending(
+    std::string_view session_name, std::string_view manifest_envelope,
+    std::string_view tag_envelope) {
+  // Short of the namespace's threshold, but signed by at least one of its
+  // keys: keep it for co-signers.
+  auto env = ParseEnvelope(manifest_envelope, kMaxEnvelopeBytes);
+  if (!env.ok() || env->payload_type() != kManifestPayloadType) return std::nullopt;
+  auto m = ParseManifest(env->payload());
+  int have = 0, need = 0;
+  if (m.ok() && m->name() == session_name) {
+    trust().CountDelegated(*env, NamespaceOf(m->name()), &have, &need);
+  }
+  if (have == 0 || have >= need) return std::nullopt;
+  cairn::v1::PendingResponse p;
+  p.set_manifest_envelope(std::string(manifest_envelope));
+  p.set_tag_envelope(std::string(tag_envelope));
+  p.set_signatures(have);
+  p.set_signatures_needed(need);
+  p.set_expires_unix(clock_->NowUnix() + opts_.pending_seconds);
+  const std::string digest = DigestName(Sha256Of(env->payload()));
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(
+      {WriteOp{Table::kState, meta::PendingKey(digest), p.SerializeAsString()}}, true));
+  cairn::v1::CommitResponse out;
+  out.set_manifest_digest(digest);
+  out.set_pending(true);
+  out.set_signatures(have);
+  out.set_signatures_needed(need);
+  return out;
+}
+
+absl::StatusOr<cairn::v1::PendingResponse> Repository::GetPending(
+    std::string_view manifest_digest) {
+  CAIRN_RETURN_IF_ERROR(ParseDigestName(manifest_digest).status());
+  const std::string key = meta::PendingKey(manifest_digest);
+  auto v = meta_->Get(Table::kState, key);
+  if (absl::IsNotFound(v.status())) {
+    return absl::NotFoundError(
+        StrCat("no release ", manifest_digest, " waits for signatures here"));
+  }
+  CAIRN_RETURN_IF_ERROR(v.status());
+  cairn::v1::PendingResponse p;
+  if (!p.ParseFromString(*v)) return absl::DataLossError("stored pending release is corrupt");
+  if (p.expires_unix() <= clock_->NowUnix()) {
+    CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kState, key, std::nullopt}}, true));
+    return absl::NotFoundError(StrCat("pending release ", manifest_digest,
+                                      " expired before enough co-signatures; publish it again"));
+  }
+  return p;
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::CoSign(const cairn::v1::CoSignRequest& req) {
+  if (req.manifest_signatures_size() + req.tag_signatures_size() > 2 * int(kMaxSignatures)) {
+    return absl::InvalidArgumentError("too many signatures");
+  }
+  absl::MutexLock l(&cosign_mu_);
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::PendingResponse p, GetPending(req.manifest_digest()));
+  const TrustRootView trust = this->trust();
+  Envelope menv, tenv;
+  Manifest m;
+  if (!menv.ParseFromString(p.manifest_envelope()) || !m.ParseFromString(menv.payload())) {
+    return absl::DataLossError("pending manifest is corrupt");
+  }
+  const std::string_view ns = NamespaceOf(m.name());
+  // Keeps only signatures by keys delegated for ns that verify over env.
+  int added = 0;
+  auto add = [&](Envelope* env,
+                 const google::protobuf::RepeatedPtrField<cairn::v1::Signature>& sigs) {
+    std::string pae = Pae(env->payload_type(), env->payload());
+    for (const auto& s : sigs) {
+      bool present = false;
+      for (const auto& e : env->signatures()) present |= e.key_id() == s.key_id();
+      const auto* key = trust.FindKey(s.key_id());
+      if (present || key == nullptr || !trust.IsDelegated(s.key_id(), ns) ||
+          !VerifyEd25519(key->ed25519(), pae, s.sig()) ||
+          env->signatures_size() >= static_cast<int>(kMaxSignatures)) {
+        continue;
+      }
+      *env->add_signatures() = s;
+      ++added;
+    }
+  };
+  add(&menv, req.manifest_signatures());
+  if (!p.tag_envelope().empty()) {
+    if (!tenv.ParseFromString(p.tag_envelope())) {
+      return absl::DataLossError("pending tag record is corrupt");
+    }
+    add(&tenv, req.tag_signatures());
+  }
+  if (added == 0) {
+    std::vector<std::string> ids;
+    for (const auto& s : req.manifest_signatures()) ids.push_back(s.key_id());
+    return absl::PermissionDeniedError(
+        StrCat("no new valid signature from a key delegated for namespace '", ns,
+               "' (offered: ", StrJoin(ids, ", "),
+               "; already signed or not delegated in trust root v", trust.root().version(), ")"));
+  }
+  p.set_manifest_envelope(SerializeCanonical(menv));
+  if (!p.tag_envelope().empty()) p.set_tag_envelope(SerializeCanonical(tenv));
+  int have = 0, need = 0;
+  trust.CountDelegated(menv, ns, &have, &need);
+  int tag_have = need, tag_need = 0;
+  if (!p.tag_envelope().empty()) trust.CountDelegated(tenv, ns, &tag_have, &tag_need);
+  const std::string key = meta::PendingKey(req.manifest_digest());
+  if (have < need || tag_have < tag_need) {
+    p.set_signatures(have);
+    CAIRN_RETURN_IF_ERROR(
+        meta_->Commit({WriteOp{Table::kState, key, p.SerializeAsString()}}, true));
+    cairn::v1::CommitResponse out;
+    out.set_manifest_digest(req.manifest_digest());
+    out.set_pending(true);
+    out.set_signatures(have);
+    out.set_signatures_needed(need);
+    return out;
+  }
+  CommitSpec spec;
+  spec.required_name = m.name();
+  spec.extra_ops.push_back(WriteOp{Table::kState, key, std::nullopt});
+  auto out = CommitVerified(p.manifest_envelope(), p.tag_envelope(), spec);
+  if (out.ok()) {
+    out->set_signatures(have);
+    out->set_signatures_needed(need);
+  }
+  return out;
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitReplicated(
+    std::string_view manifest_envelope, std::string_view tag_envelope, std::string cursor_key,
+    uint64_t cursor) {
+  CommitSpec spec;
+  spec.stale_tag_is_ok = true;
+  spec.extra_ops.push_back(WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)});
+  return CommitVerified(manifest_envelope, tag_envelope, spec);
+}
+
+absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
+    std::string_view manifest_envelope, std::string_view tag_envelope, const CommitSpec& spec) {
+  std::shared_ptr<const TrustRootView> trust = trust_->Current();
+  std::string digest;
+  CAIRN_ASSIGN_OR_RETURN(Manifest m, VerifyManifestEnvelope(*trust, manifest_envelope, &digest));
+  if (!spec.required_name.empty() && m.name() != spec.required_name) {
+    return absl::PermissionDeniedError(
+        StrCat("session was opened for ", spec.required_name, ", not for ", m.name()));
+  }
+  const int64_t now = clock_->NowUnix();
+  std::optional<TagRecord> tag;
+  if (!tag_envelope.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(tag, VerifyTagEnvelope(*trust, tag_envelope, now));
+    if (tag->name() != m.name() || tag->manifest_digest() != digest) {
+      return absl::InvalidArgumentError("tag record does not point at this release");
+    }
+  }
+
+  std::vector<WriteOp> ops;
+  // Every file's chunk list must be uploaded, consistent with the file size,
+  // and every chunk present.
+  for (const auto& f : m.files()) {
+    auto cl_bytes = LoadObject(f.root(), /*allow_staged=*/true);
+    if (absl::IsNotFound(cl_bytes.status())) {
+      return absl::FailedPreconditionError(
+          StrCat("chunk list ", f.root(), " of ", f.path(), " was not uploaded"));
+    }
+    CAIRN_RETURN_IF_ERROR(cl_bytes.status());
+    CAIRN_ASSIGN_OR_RETURN(auto cl, CheckChunkList(*cl_bytes, f.root(), f.size(), f.path()));
+    for (const auto& c : cl.chunks()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+      CAIRN_ASSIGN_OR_RETURN(bool has, chunks_->Has(d));
+      if (!has) {
+        return absl::FailedPreconditionError(
+            StrCat("chunk ", DigestName(d), " of ", f.path(), " was not uploaded"));
+      }
+    }
+    ops.push_back(WriteOp{Table::kObjects, f.root(), std::move(*cl_bytes)});
+    ops.push_back(WriteOp{Table::kStaging, f.root(), std::nullopt});
+  }
+
+  absl::MutexLock commit_lock(&commit_mu_);
+  cairn::v1::CommitResponse out;
+  out.set_manifest_digest(digest);
+  const std::string release_key = Key2(m.name(), m.version());
+  auto existing = meta_->Get(Table::kReleases, release_key);
+  if (existing.ok() && *existing != digest) {
+    return absl::AlreadyExistsError(StrCat("release ", m.name(), " ", m.version(),
+                                           " already exists with different content (", *existing,
+                                           "); releases are immutable: publish a new version"));
+  }
+  if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+  out.set_already_present(existing.ok());
+  bool tag_moved = false;
+  if (tag) {
+    tag_moved = true;
+    CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredTag> cur,
+                           meta::ReadTag(meta_.get(), tag->name(), tag->tag()));
+    if (cur && cur->record.version() >= tag->version()) {
+      const TagRecord& cr = cur->record;
+      if (cr.version() == tag->version() && cur->envelope == tag_envelope) {
+        tag_moved = false;  // same record again: idempotent
+      } else if (spec.stale_tag_is_ok) {
+        // Replication: the highest valid version wins. An older (or
+        // conflicting equal) version from a peer is dropped; the release
+        // still lands.
+        tag_moved = false;
+        out.set_tag_not_newer(true);
+        if (cr.version() == tag->version() && cr.manifest_digest() != tag->manifest_digest()) {
+          out.set_tag_conflict(StrCat("tag ", tag->name(), ":", tag->tag(), " version ",
+                                      tag->version(), " names ", tag->manifest_digest(),
+                                      " upstream but ", cr.manifest_digest(),
+                                      " here (a signing error; keeping ours)"));
+        }
+      } else {
+        return absl::AlreadyExistsError(
+            StrCat("tag ", tag->name(), ":", tag->tag(), " version ", tag->version(),
+                   " does not increase on the node's version ", cr.version()));
+      }
+    }
+    if (tag_moved) {
+      ops.push_back(
+          WriteOp{Table::kTags, Key2(tag->name(), tag->tag()), std::string(tag_envelope)});
+    }
+  }
+  // Chunks must be durable before the release that names them is.
+  CAIRN_RETURN_IF_ERROR(chunks_->Sync());
+  {
+    Envelope env;
+    env.ParseFromArray(manifest_envelope.data(), static_cast<int>(manifest_envelope.size()));
+    ops.push_back(WriteOp{Table::kObjects, digest, env.payload()});
+  }
+  ops.push_back(WriteOp{Table::kEnvelopes, digest, std::string(manifest_envelope)});
+  ops.push_back(WriteOp{Table::kReleases, release_key, digest});
+  for (const auto& p : m.parents()) {
+    ops.push_back(WriteOp{Table::kChildren, Key2(p.manifest_digest(), digest),
+                          StrCat(m.name(), std::string(1, '\0'), m.version(), std::string(1, '\0'),
+                                 static_cast<int>(p.relation()))});
+  }
+  // The feed: one event per commit that changed something, in the same batch.
+  std::optional<ChangeFeed::Append> append;
+  if (!existing.ok() || tag_moved) {
+    cairn::v1::FeedEvent ev;
+    ev.set_name(m.name());
+    ev.set_version(m.version());
+    ev.set_manifest_digest(digest);
+    ev.set_manifest_envelope(std::string(manifest_envelope));
+    if (tag_moved) ev.set_tag_envelope(std::string(tag_envelope));
+    ev.set_accepted_unix(now);
+    append = feed_->Prepare(std::move(ev), &ops);
+  }
+  for (const auto& op : spec.extra_ops) ops.push_back(op);
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  if (append) feed_->Publish(*append);
+  // A withheld release (or tag) re-signed validly is served again.
+  const std::string tag_key = tag ? Key2(tag->name(), tag->tag()) : std::string();
+  trust_->Cleared(digest, tag_moved ? &tag_key : nullptr);
+  return out;
+}
+
+}  // namespace cairn
