@@ -95,7 +95,7 @@ bool SimulatedClock::SleepUntil(SteadyTime deadline, Cancellation* cancel) {
   bool reached;
   {
     absl::MutexLock l(&mu_);
-    ++sleepers_;
+    auto me = deadlines_.insert(deadline);
     for (;;) {
       if (cancel != nullptr && cancel->cancelled()) {
         reached = false;
@@ -118,7 +118,7 @@ bool SimulatedClock::SleepUntil(SteadyTime deadline, Cancellation* cancel) {
           },
           &arg));
     }
-    --sleepers_;
+    deadlines_.erase(me);
   }
   if (cancel != nullptr) cancel->RemoveCallback(cb);
   return reached;
@@ -135,9 +135,14 @@ void SimulatedClock::SetUnix(int64_t unix_seconds) {
   unix_ns_ = unix_seconds * 1000000000;
 }
 
+int SimulatedClock::PendingLocked() const {
+  const SteadyTime now(std::chrono::duration_cast<SteadyDuration>(steady_));
+  return static_cast<int>(std::distance(deadlines_.upper_bound(now), deadlines_.end()));
+}
+
 int SimulatedClock::sleepers() const {
   absl::MutexLock l(&mu_);
-  return sleepers_;
+  return PendingLocked();
 }
 
 bool SimulatedClock::AwaitSleepers(int n, absl::Duration timeout) const {
@@ -148,7 +153,7 @@ bool SimulatedClock::AwaitSleepers(int n, absl::Duration timeout) const {
   absl::MutexLock l(&mu_);
   return mu_.AwaitWithTimeout(
       absl::Condition(+[](Arg* a)
-                          ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->c->sleepers_ >= a->n; },
+                          ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->c->PendingLocked() >= a->n; },
                       &arg),
       timeout);
 }

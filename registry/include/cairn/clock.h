@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -82,7 +83,8 @@ class SimulatedClock final : public Clock {
   }
   // Sets the wall clock only (a jump, as NTP may make).
   void SetUnix(int64_t unix_seconds);
-  // Threads blocked in SleepUntil right now.
+  // Threads blocked in SleepUntil whose deadline is still ahead (one that
+  // Advance() just woke no longer counts, even before it has run).
   int sleepers() const;
   // Blocks (for real) until at least `n` threads sleep in SleepUntil, or
   // `timeout` real time passes; true when they do. For tests that advance
@@ -93,7 +95,8 @@ class SimulatedClock final : public Clock {
   mutable absl::Mutex mu_;
   std::chrono::nanoseconds steady_ ABSL_GUARDED_BY(mu_){std::chrono::hours(1)};
   int64_t unix_ns_ ABSL_GUARDED_BY(mu_);
-  int sleepers_ ABSL_GUARDED_BY(mu_) = 0;
+  int PendingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::multiset<SteadyTime> deadlines_ ABSL_GUARDED_BY(mu_);  // of the sleepers
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by cancellations
 };
 
