@@ -17,6 +17,7 @@
 #include "client.h"
 #include "hostile_node.h"
 #include "server.h"
+#include "absl/synchronization/notification.h"
 #include "testing.h"
 #include "grpc_upstream.h"
 #include "replication_loop.h"
@@ -397,6 +398,112 @@ TEST_F(FederationTest, APeerServingCorruptChunksIsPassedOver) {
     std::string data;
     ASSERT_TRUE(c->repo->chunks()->Get(d, &data).ok());
   }
+}
+
+// SIGTERM reaches a transfer paced by a rate cap: the node stops within 2 s
+// (it waited out the whole release before: 96 s for 20 MB at 200 kB/s) and
+// keeps what it fetched, so the restarted node does not fetch it again.
+TEST_F(FederationTest, SigtermDuringARateCappedReleaseStopsWithinTwoSecondsAndResumes) {
+  auto a = Start("a");
+  std::string model = Model("m", 8 << 20, 9);
+  Publish(*a, model, "acme/m");
+  std::vector<Digest> all = Chunks(a->repo.get(), "acme/m");
+  std::string data = dir_ / "c";
+  auto config = [&](uint64_t cap) {
+    std::string path = dir_ / "c.toml";
+    std::ofstream f(path);
+    f << "[node]\ndata = \"" << data << "\"\nlisten = \"127.0.0.1:0\"\ntrust = \""
+      << (dir_ / "keys/trust.root") << "\"\n[[upstream]]\naddress = \"" << a->address() << "\"\n";
+    if (cap) f << "max_bytes_per_second = " << cap << "\n";
+    return path;
+  };
+  std::string line;
+  auto node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(200000)},
+                                    "listening on", &line);
+  ASSERT_TRUE(node);
+  // Until the node reports chunks stored (a bounded wait on real progress;
+  // 8 MB at 200 kB/s takes 40 s, so the release is mid-way).
+  {
+    auto conn = std::move(Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
+    auto stub = cairn::v1::Federation::NewStub(conn->channel());
+    uint64_t stored = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (stored < 300000 && std::chrono::steady_clock::now() < deadline) {
+      grpc::ClientContext ctx;
+      cairn::v1::NodeInfoResponse info;
+      if (stub->NodeInfo(&ctx, {}, &info).ok() && info.upstreams_size() == 1) {
+        stored = info.upstreams(0).bytes_fetched();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_GE(stored, 300000u);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  node->Kill(SIGTERM);
+  EXPECT_EQ(node->Wait(30), 0) << node->stderr_text();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(took, 2.0) << "a SIGTERM'd node must not wait out its rate cap";
+  std::set<Digest> held;
+  {
+    auto chunks = std::move(OpenPackChunkStore(data + "/chunks", {})).value();
+    for (const auto& d : all) {
+      if (*chunks->Has(d)) held.insert(d);
+    }
+  }
+  ASSERT_GT(held.size(), 0u) << "what arrived before SIGTERM was not kept: " << node->stderr_text();
+  ASSERT_LT(held.size(), all.size()) << "the release finished: the test proves nothing";
+  node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(0)},
+                               "listening on", &line);
+  ASSERT_TRUE(node);
+  auto conn = std::move(Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
+  absl::StatusOr<client::Resolved> r = absl::NotFoundError("");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!(r = client::ResolveVerified(*conn, &trust_.view, "acme/m")).ok() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const auto& d : held) EXPECT_EQ(a->counting->gets(d), 1) << "refetched a chunk it held";
+  node->Kill(SIGTERM);
+  EXPECT_EQ(node->Wait(30), 0);
+}
+
+// NodeInfo calls the replication status function on a work-pool thread;
+// clearing the function must wait for such a call, or the loop behind it
+// could be destroyed under it (it was: main reset the loop while a NodeInfo
+// call still held a copy of the function).
+TEST_F(FederationTest, ClearingTheUpstreamStatusWaitsForNodeInfoCallsInFlight) {
+  auto a = Start("a");
+  absl::Notification entered, release;
+  std::atomic<bool> returned{false};
+  a->server->SetUpstreamStatus([&] {
+    entered.Notify();
+    release.WaitForNotification();
+    returned = true;
+    return std::vector<cairn::v1::UpstreamStatus>(1);
+  });
+  std::thread caller([&] {
+    auto stub = cairn::v1::Federation::NewStub(NewChannel(a->address(), {}));
+    grpc::ClientContext ctx;
+    cairn::v1::NodeInfoResponse info;
+    EXPECT_TRUE(stub->NodeInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.upstreams_size(), 1);
+  });
+  entered.WaitForNotification();
+  std::atomic<bool> cleared{false};
+  std::thread clearer([&] {
+    a->server->SetUpstreamStatus({});
+    cleared = true;
+    EXPECT_TRUE(returned) << "cleared while the old function was still running";
+  });
+  // The clearer stays blocked while the call in flight runs (on the old code
+  // it returned at once: give it half a second to show that).
+  for (int i = 0; i < 50 && !cleared; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(cleared);
+  release.Notify();
+  clearer.join();
+  caller.join();
+  EXPECT_TRUE(cleared);
 }
 
 TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) {

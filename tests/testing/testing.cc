@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <thread>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -244,10 +246,30 @@ void Child::Kill(int sig) {
   if (!reaped_) ::kill(pid_, sig);
 }
 
-int Child::Wait() {
+int Child::Wait(double timeout_seconds) {
   if (reaped_) return code_;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(timeout_seconds));
   int status = 0;
-  ::waitpid(pid_, &status, 0);
+  for (;;) {
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) break;
+    if (r < 0 && errno != EINTR) {
+      ADD_FAILURE() << "waitpid: " << std::strerror(errno);
+      reaped_ = true;
+      return code_ = -1;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ADD_FAILURE() << "child " << pid_ << " still running after " << timeout_seconds
+                    << " s; killed";
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      reaped_ = true;
+      return code_ = -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a bounded poll
+  }
   reaped_ = true;
   code_ = DecodeWait(status);
   return code_;

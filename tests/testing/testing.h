@@ -108,8 +108,10 @@ class Child {
   ~Child();
   pid_t pid() const { return pid_; }
   void Kill(int sig);
-  // Waits for exit; returns the exit code (128+signal when killed).
-  int Wait();
+  // Waits for exit, at most `timeout_seconds`; returns the exit code
+  // (128+signal when killed). Past the deadline the child is killed, the test
+  // fails and -1 is returned: no test waits for ever.
+  int Wait(double timeout_seconds = 120);
   std::string stderr_text() const;
 
  private:
