@@ -9,6 +9,11 @@
 
 namespace cairn::client {
 
+// Seconds from `t0` to now (steady clock).
+inline double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 class Progress {
  public:
   Progress(bool enabled, std::string label, uint64_t total)

@@ -6,19 +6,14 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
-#include <future>
-#include <mutex>
-#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "cairn/limits.h"
+#include "cairn/clock.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
-#include "cairn/transport/fetcher.h"
 #include "cairn/transport/grpc_status.h"
 #include "cairn/verify.h"
 #include "client.h"
@@ -29,12 +24,6 @@ namespace cairn::client {
 
 using cairn::v1::ChunkList;
 using cairn::v1::Manifest;
-
-namespace {
-double Since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 namespace {
 constexpr int kHasManyBatch = 8192;
@@ -420,7 +409,7 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   res.signatures = cresp.signatures();
   res.signatures_needed = cresp.signatures_needed();
   res.files = files.size();
-  res.seconds = Since(t0);
+  res.seconds = SecondsSince(t0);
   return res;
 }
 

@@ -1,20 +1,17 @@
 // Pulling a release into a directory from one or several nodes.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
-#include "cairn/limits.h"
+#include "cairn/clock.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -29,12 +26,6 @@ namespace cairn::client {
 
 using cairn::v1::ChunkList;
 using cairn::v1::Manifest;
-
-namespace {
-double Since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 namespace {
 
@@ -246,7 +237,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     it->chunks += st.chunks;
     if (it->demoted.empty()) it->demoted = st.demoted;
   }
-  res.seconds = Since(t0);
+  res.seconds = SecondsSince(t0);
   if (first_ask) {
     res.transfer_seconds = std::chrono::duration<double>(last_chunk - *first_ask).count();
   }

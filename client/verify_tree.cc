@@ -1,40 +1,22 @@
 // Re-checking a pulled tree against its signed manifest.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
-#include <future>
-#include <mutex>
-#include <thread>
 
 #include "absl/container/flat_hash_set.h"
-#include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
-#include "cairn/transport/fetcher.h"
-#include "cairn/transport/grpc_status.h"
 #include "cairn/verify.h"
 #include "client.h"
-#include "progress.h"
 #include "safe_fs.h"
 
 namespace cairn::client {
 
-using cairn::v1::ChunkList;
 using cairn::v1::Manifest;
-
-namespace {
-double Since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 // ---------------- Verify ----------------
 

@@ -184,9 +184,25 @@ absl::StatusOr<std::string> Repository::LoadObject(std::string_view digest, bool
   return v;
 }
 
+absl::Status Repository::ScanServedTags(
+    std::string_view prefix,
+    const std::function<void(std::string_view, const cairn::v1::TagRecord&)>& fn) {
+  absl::Status inner;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kTags, prefix, [&](std::string_view k, std::string_view v) {
+        auto rec = meta::DecodeStoredTag(k, v);
+        if (!rec.ok()) {
+          inner = rec.status();
+          return false;
+        }
+        if (!trust_->TagWithheld(std::string(k))) fn(v, *rec);
+        return true;
+      }));
+  return inner;
+}
+
 absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix) {
   std::map<std::string, cairn::v1::ListEntry> entries;
-  absl::Status inner;
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kReleases, prefix, [&](std::string_view k, std::string_view v) {
         std::vector<std::string_view> parts = Split(k, '\0', 2);
@@ -206,24 +222,15 @@ absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix
         }
         return true;
       }));
-  CAIRN_RETURN_IF_ERROR(
-      meta_->Scan(Table::kTags, prefix, [&](std::string_view k, std::string_view v) {
-        auto rec = meta::DecodeStoredTag(k, v);
-        if (!rec.ok()) {
-          inner = rec.status();
-          return false;
-        }
-        if (trust_->TagWithheld(std::string(k))) return true;
-        auto& e = entries[rec->name()];
-        e.set_name(rec->name());
-        auto* t = e.add_tags();
-        t->set_tag(rec->tag());
-        t->set_version(rec->version());
-        t->set_manifest_digest(rec->manifest_digest());
-        t->set_expires_unix(rec->expires_unix());
-        return true;
-      }));
-  CAIRN_RETURN_IF_ERROR(inner);
+  CAIRN_RETURN_IF_ERROR(ScanServedTags(prefix, [&](std::string_view, const TagRecord& rec) {
+    auto& e = entries[rec.name()];
+    e.set_name(rec.name());
+    auto* t = e.add_tags();
+    t->set_tag(rec.tag());
+    t->set_version(rec.version());
+    t->set_manifest_digest(rec.manifest_digest());
+    t->set_expires_unix(rec.expires_unix());
+  }));
   cairn::v1::ListResponse out;
   for (auto& [name, e] : entries) *out.add_entries() = std::move(e);
   return out;
@@ -298,21 +305,13 @@ absl::Status Repository::Snapshot(cairn::v1::FeedResponse* out) {
       }));
   CAIRN_RETURN_IF_ERROR(inner);
   std::vector<cairn::v1::FeedEvent> tag_events;
-  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view k, std::string_view v) {
-    auto rec = meta::DecodeStoredTag(k, v);
-    if (!rec.ok()) {
-      inner = rec.status();
-      return false;
-    }
-    if (trust_->TagWithheld(std::string(k))) return true;
-    auto it = by_digest.find(rec->manifest_digest());
-    if (it == by_digest.end()) return true;
+  CAIRN_RETURN_IF_ERROR(ScanServedTags("", [&](std::string_view envelope, const TagRecord& rec) {
+    auto it = by_digest.find(rec.manifest_digest());
+    if (it == by_digest.end()) return;
     cairn::v1::FeedEvent ev = it->second;  // one event per tag, with its release
-    ev.set_tag_envelope(std::string(v));
+    ev.set_tag_envelope(std::string(envelope));
     tag_events.push_back(std::move(ev));
-    return true;
   }));
-  CAIRN_RETURN_IF_ERROR(inner);
   for (auto& [d, ev] : by_digest) *out->add_events() = std::move(ev);
   for (auto& ev : tag_events) *out->add_events() = std::move(ev);
   return absl::OkStatus();
@@ -337,22 +336,13 @@ absl::StatusOr<cairn::v1::SummaryResponse> Repository::Summary() {
         r->set_manifest_digest(std::string(v));
         return true;
       }));
-  absl::Status inner;
-  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kTags, "", [&](std::string_view k, std::string_view v) {
-    auto rec = meta::DecodeStoredTag(k, v);
-    if (!rec.ok()) {
-      inner = rec.status();
-      return false;
-    }
-    if (trust_->TagWithheld(std::string(k))) return true;
+  CAIRN_RETURN_IF_ERROR(ScanServedTags("", [&](std::string_view, const TagRecord& rec) {
     auto* t = out.add_tags();
-    t->set_name(rec->name());
-    t->set_tag(rec->tag());
-    t->set_version(rec->version());
-    t->set_manifest_digest(rec->manifest_digest());
-    return true;
+    t->set_name(rec.name());
+    t->set_tag(rec.tag());
+    t->set_version(rec.version());
+    t->set_manifest_digest(rec.manifest_digest());
   }));
-  CAIRN_RETURN_IF_ERROR(inner);
   return out;
 }
 

@@ -96,6 +96,17 @@ class FederationTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : client::PublishResult{};
   }
+  // A config file for a cairn-node at `data` following `upstream`, capped
+  // at `cap` bytes/s (0: no cap).
+  std::string FollowerConfig(const std::string& data, const std::string& upstream, uint64_t cap) {
+    std::string path = dir_ / "c.toml";
+    std::ofstream f(path);
+    f << "[node]\ndata = \"" << data << "\"\nlisten = \"127.0.0.1:0\"\ntrust = \""
+      << (dir_ / "keys/trust.root") << "\"\n[[upstream]]\naddress = \"" << upstream << "\"\n";
+    if (cap) f << "max_bytes_per_second = " << cap << "\n";
+    return path;
+  }
+
   std::string Model(const std::string& name, size_t bytes, uint64_t seed) {
     std::string d = dir_ / name;
     testing::WriteFile(d + "/w.bin", testing::RandomBytes(bytes, seed));
@@ -409,14 +420,7 @@ TEST_F(FederationTest, SigtermDuringARateCappedReleaseStopsWithinTwoSecondsAndRe
   Publish(*a, model, "acme/m");
   std::vector<Digest> all = Chunks(a->repo.get(), "acme/m");
   std::string data = dir_ / "c";
-  auto config = [&](uint64_t cap) {
-    std::string path = dir_ / "c.toml";
-    std::ofstream f(path);
-    f << "[node]\ndata = \"" << data << "\"\nlisten = \"127.0.0.1:0\"\ntrust = \""
-      << (dir_ / "keys/trust.root") << "\"\n[[upstream]]\naddress = \"" << a->address() << "\"\n";
-    if (cap) f << "max_bytes_per_second = " << cap << "\n";
-    return path;
-  };
+  auto config = [&](uint64_t cap) { return FollowerConfig(data, a->address(), cap); };
   std::string line;
   auto node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(200000)},
                                     "listening on", &line);
@@ -512,14 +516,7 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
   Publish(*a, model, "acme/m");
   std::vector<Digest> all = Chunks(a->repo.get(), "acme/m");
   std::string data = dir_ / "c";
-  auto config = [&](uint64_t cap) {
-    std::string path = dir_ / "c.toml";
-    std::ofstream f(path);
-    f << "[node]\ndata = \"" << data << "\"\nlisten = \"127.0.0.1:0\"\ntrust = \""
-      << (dir_ / "keys/trust.root") << "\"\n[[upstream]]\naddress = \"" << a->address() << "\"\n";
-    if (cap) f << "max_bytes_per_second = " << cap << "\n";
-    return path;
-  };
+  auto config = [&](uint64_t cap) { return FollowerConfig(data, a->address(), cap); };
   std::string line;
   auto node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(6 << 20)},
                                     "listening on", &line);

@@ -228,6 +228,11 @@ class Repository {
   absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
   // The current releases and tags as feed events (a follower too far behind).
   absl::Status Snapshot(cairn::v1::FeedResponse* out);
+  // Calls fn(envelope, record) for each stored tag under `prefix` that is not
+  // withheld; DataLoss for a stored tag that does not decode.
+  absl::Status ScanServedTags(
+      std::string_view prefix,
+      const std::function<void(std::string_view, const cairn::v1::TagRecord&)>& fn);
 
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
