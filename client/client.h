@@ -160,6 +160,14 @@ struct MultiResolved {
 absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& nodes,
                                             const TrustRootView* trust, const std::string& ref);
 
+// A node's identity, feed and replication status (Federation.NodeInfo).
+absl::StatusOr<cairn::v1::NodeInfoResponse> NodeStatus(Connection& node);
+// Names under `prefix` with their releases and tags (Registry.List).
+absl::StatusOr<cairn::v1::ListResponse> ListNames(Connection& node, const std::string& prefix);
+// The release `ref` names and the children the node knows of
+// (Registry.Lineage; the parents are in its signed manifest).
+absl::StatusOr<cairn::v1::LineageResponse> Children(Connection& node, const std::string& ref);
+
 // Opens every address in parallel. Unreachable ones are skipped (their errors
 // appended to *unreachable); Unavailable only when none answers.
 absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(

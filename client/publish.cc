@@ -9,8 +9,8 @@
 #include <filesystem>
 
 #include "absl/container/flat_hash_set.h"
-#include "cairn/limits.h"
 #include "cairn/clock.h"
+#include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"

@@ -41,7 +41,6 @@ absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::File
 
 }  // namespace
 
-
 absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
                                 const PullOptions& o) {
   return Pull(std::vector<Connection*>{&node}, trust, o);

@@ -74,7 +74,6 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
   return out;
 }
 
-
 absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
     const std::vector<std::string>& addresses, int timeout_seconds,
     std::vector<std::string>* unreachable, const TlsOptions& tls) {

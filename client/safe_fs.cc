@@ -43,7 +43,6 @@ absl::Status WriteAll(int fd, const char* buf, size_t len) {
   return absl::OkStatus();
 }
 
-
 // Opens directory `rel` ('/'-separated, validated) beneath `root_fd`, creating
 // missing components when `create`, never following a symlink: a pre-existing
 // link in OUT cannot redirect a write outside it.

@@ -4,9 +4,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <algorithm>
 #include <map>
 
 #include "cairn/crypto.h"
@@ -66,9 +66,10 @@ absl::Status CheckAndRecordTag(const std::string& state_dir, const TrustRootView
       std::vector<std::string_view> f = Split(line, ' ');
       uint64_t v = 0;
       if (f.size() != 4 || !ParseInt(f[2], &v)) {
-        return absl::DataLossError(StrCat(path, ":", line_no,
-                                          " is not 'name tag version manifest'; fix or delete "
-                                          "the line (that forgets the rollback floor of that tag)"));
+        return absl::DataLossError(
+            StrCat(path, ":", line_no,
+                   " is not 'name tag version manifest'; fix or delete "
+                   "the line (that forgets the rollback floor of that tag)"));
       }
       seen[{std::string(f[0]), std::string(f[1])}] = {v, std::string(f[3])};
     }
@@ -85,10 +86,10 @@ absl::Status CheckAndRecordTag(const std::string& state_dir, const TrustRootView
     }
     if (rec.version() == it->second.version) {
       if (rec.manifest_digest() != it->second.manifest) {
-        return absl::PermissionDeniedError(
-            StrCat("node ", node, " offers ", rec.name(), ":", rec.tag(), " version ",
-                   rec.version(), " naming ", rec.manifest_digest(), " but the same version named ",
-                   it->second.manifest, " before; two records with one version is a signing error"));
+        return absl::PermissionDeniedError(StrCat(
+            "node ", node, " offers ", rec.name(), ":", rec.tag(), " version ", rec.version(),
+            " naming ", rec.manifest_digest(), " but the same version named ", it->second.manifest,
+            " before; two records with one version is a signing error"));
       }
       return absl::OkStatus();
     }

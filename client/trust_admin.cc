@@ -8,12 +8,12 @@
 #include <optional>
 #include <thread>
 
-#include "cairn/objects.h"
 #include "cairn/clock.h"
-#include "cairn/transport/grpc_status.h"
-#include "cairn/verify.h"
+#include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/transport/grpc_status.h"
+#include "cairn/verify.h"
 
 namespace cairn::client {
 

@@ -4,13 +4,13 @@
 
 #include <algorithm>
 
+#include "cairn/clock.h"
 #include "cairn/crypto.h"
 #include "cairn/objects.h"
-#include "cairn/clock.h"
-#include "cairn/transport/grpc_status.h"
-#include "cairn/verify.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/transport/grpc_status.h"
+#include "cairn/verify.h"
 #include "cli_util.h"
 #include "trust_admin.h"
 

@@ -34,7 +34,6 @@ absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& 
 
 namespace {
 
-
 // Serves GetMany: answers each request message with one response message, in
 // order. Keeps at most kMaxQueued responses built ahead of the network.
 // The client's address without its port ("ipv4:10.0.0.1"): what per-peer

@@ -14,9 +14,9 @@ grpc::ServerUnaryReactor* FeedWaiter::Park(grpc::CallbackServerContext* ctx,
     return nullptr;
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  waiters_.push_back(Waiter{
-      reactor, ctx, req, resp,
-      absl::Now() + absl::Milliseconds(std::min<uint32_t>(req->wait_ms(), 30000))});
+  waiters_.push_back(
+      Waiter{reactor, ctx, req, resp,
+             absl::Now() + absl::Milliseconds(std::min<uint32_t>(req->wait_ms(), 30000))});
   if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
   return reactor;
 }

@@ -16,8 +16,7 @@ GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds, std::vector
   federation_ = cairn::v1::Federation::NewStub(channel_);
   registry_ = cairn::v1::Registry::NewStub(channel_);
   chunks_ = cairn::v1::Chunks::NewStub(channel_);
-  sources_.push_back(
-      std::make_unique<Connection>(channel_, address_, timeout_seconds, tls));
+  sources_.push_back(std::make_unique<Connection>(channel_, address_, timeout_seconds, tls));
   upstream_streams_ = static_cast<size_t>(std::clamp(streams, 1, 8));
   for (size_t k = 1; k < upstream_streams_; ++k) sources_.push_back(sources_[0]->Another());
   // Connect every chunk connection now: on a long link the handshakes would
@@ -25,8 +24,8 @@ GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds, std::vector
   for (auto& c : sources_) c->channel()->GetState(/*try_to_connect=*/true);
   for (auto& p : peers) {
     if (p == address_) continue;
-    sources_.push_back(std::make_unique<Connection>(
-        NewChannel(p, tls, /*private_pool=*/false), p, timeout_seconds, tls));
+    sources_.push_back(std::make_unique<Connection>(NewChannel(p, tls, /*private_pool=*/false), p,
+                                                    timeout_seconds, tls));
   }
 }
 
@@ -139,8 +138,7 @@ std::vector<absl::StatusOr<std::string>> GrpcUpstream::GetObjects(
   size_t pending = digests.size();
   for (const auto& d : digests) {
     auto c = std::make_unique<Call>();
-    c->ctx.set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(timeout_seconds_));
+    c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds_));
     c->req.set_digest(d);
     Call* raw = c.get();
     calls.push_back(std::move(c));
@@ -153,7 +151,8 @@ std::vector<absl::StatusOr<std::string>> GrpcUpstream::GetObjects(
   }
   {
     absl::MutexLock l(&mu);
-    mu.Await(absl::Condition(+[](size_t* n) { return *n == 0; }, &pending));
+    mu.Await(absl::Condition(
+        +[](size_t* n) { return *n == 0; }, &pending));
   }
   std::vector<absl::StatusOr<std::string>> out;
   for (auto& c : calls) {

@@ -11,8 +11,8 @@
 #include "absl/synchronization/mutex.h"
 #include "cairn/clock.h"
 #include "cairn/replication.h"
-#include "cairn/v1/service.grpc.pb.h"
 #include "cairn/transport/channel.h"
+#include "cairn/v1/service.grpc.pb.h"
 
 namespace cairn::node {
 

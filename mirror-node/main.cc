@@ -11,11 +11,11 @@
 #include "cairn/status.h"
 #include "cairn/tuning.h"
 #include "config.h"
+#include "replication_loop.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "toml++/toml.h"
-#include "replication_loop.h"
 
 namespace {
 
@@ -69,8 +69,8 @@ int Serve(cairn::node::ServeConfig cfg) {
   }
   cairn::TlsOptions outbound;
   if (!cfg.tls_cert.empty()) {
-    auto own = cairn::TlsOptions::Load(cfg.tls_ca.empty() ? cfg.tls_cert : cfg.tls_ca,
-                                               cfg.tls_cert, cfg.tls_key);
+    auto own = cairn::TlsOptions::Load(cfg.tls_ca.empty() ? cfg.tls_cert : cfg.tls_ca, cfg.tls_cert,
+                                       cfg.tls_key);
     if (!own.ok()) return Fail(own.status());
     sopts.tls_cert_pem = own->cert_pem;
     sopts.tls_key_pem = own->key_pem;

@@ -1,7 +1,5 @@
 #include "publish_service.h"
 
-#include "chunks_service.h"
-
 #include <deque>
 #include <thread>
 #include <vector>
@@ -14,6 +12,7 @@
 #include "cairn/repository.h"
 #include "cairn/status.h"
 #include "cairn/v1/service.grpc.pb.h"
+#include "chunks_service.h"
 #include "service_common.h"
 #include "spdlog/spdlog.h"
 

@@ -51,7 +51,6 @@ class RegistryImpl final : public Registry::CallbackService {
   WorkPool* pool_;
 };
 
-
 }  // namespace
 
 std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(Repository* repo,

@@ -13,8 +13,7 @@ constexpr uint32_t kLongPollMs = 20000;
 }  // namespace
 
 ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> upstreams,
-                                 int poll_seconds, std::vector<std::string> peers,
-                                 TlsOptions tls)
+                                 int poll_seconds, std::vector<std::string> peers, TlsOptions tls)
     : repo_(repo),
       clock_(repo->clock()),
       poll_seconds_(poll_seconds),
@@ -162,9 +161,9 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
       wait = backoff.Next();
     }
     Publish(index, rep.stats(), &st);
-    if (!clock_->SleepFor(std::chrono::duration_cast<SteadyDuration>(
-                              std::chrono::duration<double>(wait)),
-                          &cancel_)) {
+    if (!clock_->SleepFor(
+            std::chrono::duration_cast<SteadyDuration>(std::chrono::duration<double>(wait)),
+            &cancel_)) {
       return;
     }
   }

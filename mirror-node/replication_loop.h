@@ -53,8 +53,8 @@ class ReplicationLoop {
   // Copies `s` (and the sync's outcome, unless null) into status_[index].
   void Publish(size_t index, const ReplicationStats& s, const absl::Status* outcome);
   Repository* repo_;
-  Clock* const clock_;  // the repository's
-  Cancellation cancel_;  // fired by Stop()
+  Clock* const clock_;                                  // the repository's
+  Cancellation cancel_;                                 // fired by Stop()
   std::vector<Upstream*> active_ ABSL_GUARDED_BY(mu_);  // cancelled on stop
   const int poll_seconds_;
   const std::vector<std::string> peers_;
@@ -63,8 +63,7 @@ class ReplicationLoop {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<cairn::v1::UpstreamStatus> status_ ABSL_GUARDED_BY(mu_);
   // Per upstream: (when, bytes_fetched) samples of the last 10 s, for the rate.
-  std::vector<std::deque<std::pair<SteadyTime, uint64_t>>> samples_
-      ABSL_GUARDED_BY(mu_);
+  std::vector<std::deque<std::pair<SteadyTime, uint64_t>>> samples_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
 

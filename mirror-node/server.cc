@@ -46,8 +46,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
   b.SetMaxSendMessageSize(kMaxMessageBytes);
   // Accept the keepalive pings clients and followers send (kKeepaliveMs)
   // even on a call that is quiet, such as a long-polled feed.
-  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                       kKeepaliveMs / 2);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepaliveMs / 2);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!options.tls_cert_pem.empty()) {

@@ -38,7 +38,6 @@ grpc::ServerUnaryReactor* Unary(WorkPool* pool, grpc::CallbackServerContext* ctx
   return r;
 }
 
-
 // The client's address without its port ("ipv4:10.0.0.1"): what per-peer
 // limits count.
 inline std::string PeerAddress(const std::string& peer) {
@@ -83,6 +82,5 @@ class Refused final : public Base {
   explicit Refused(const grpc::Status& status) { this->Finish(status); }
   void OnDone() override { delete this; }
 };
-
 
 }  // namespace cairn::node

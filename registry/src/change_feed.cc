@@ -94,10 +94,10 @@ uint64_t ChangeFeed::WaitPast(uint64_t after, absl::Duration timeout) const {
     uint64_t after;
   } arg{this, after};
   absl::MutexLock l(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(
-                           +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->f->head_ > a->after; },
-                           &arg),
-                       timeout);
+  mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->f->head_ > a->after; }, &arg),
+      timeout);
   return head_;
 }
 

@@ -66,8 +66,9 @@ bool RealClock::SleepUntil(SteadyTime deadline, Cancellation* cancel) {
     auto now = SteadyNow();
     if (now >= deadline) return true;
     // Woken by Cancel()'s unlock; re-checked at least every 100 ms.
-    cancel->mu_.AwaitWithTimeout(absl::Condition(&cancel->cancelled_),
-                                 std::min(absl::FromChrono(deadline - now), absl::Milliseconds(100)));
+    cancel->mu_.AwaitWithTimeout(
+        absl::Condition(&cancel->cancelled_),
+        std::min(absl::FromChrono(deadline - now), absl::Milliseconds(100)));
   }
 }
 
@@ -152,9 +153,9 @@ bool SimulatedClock::AwaitSleepers(int n, absl::Duration timeout) const {
   } arg{this, n};
   absl::MutexLock l(&mu_);
   return mu_.AwaitWithTimeout(
-      absl::Condition(+[](Arg* a)
-                          ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->c->PendingLocked() >= a->n; },
-                      &arg),
+      absl::Condition(
+          +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->c->PendingLocked() >= a->n; },
+          &arg),
       timeout);
 }
 

@@ -43,8 +43,8 @@ std::string QuotaKey(std::string_view key_id, int64_t utc_day) {
 absl::StatusOr<uint64_t> ParseCounter(std::string_view stored, std::string_view what) {
   uint64_t v = 0;
   if (!ParseInt(stored, &v)) {
-    return absl::DataLossError(StrCat("stored ", what, " is corrupt ('", stored.substr(0, 32),
-                                      "' is not a number)"));
+    return absl::DataLossError(
+        StrCat("stored ", what, " is corrupt ('", stored.substr(0, 32), "' is not a number)"));
   }
   return v;
 }
@@ -56,8 +56,7 @@ absl::StatusOr<uint64_t> ReadCounter(MetaStore* meta, std::string_view key, uint
   return ParseCounter(*v, key);
 }
 
-absl::StatusOr<cairn::v1::TagRecord> DecodeStoredTag(std::string_view key,
-                                                     std::string_view value) {
+absl::StatusOr<cairn::v1::TagRecord> DecodeStoredTag(std::string_view key, std::string_view value) {
   auto rec = DecodeTagEnvelope(value);
   if (!rec.ok()) {
     std::string shown(key);

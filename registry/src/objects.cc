@@ -104,7 +104,8 @@ absl::Status ValidatePath(std::string_view path) {
   for (char c : path) {
     // Control characters: harmless to the file system, hostile to the
     // terminal that lists the files.
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return bad("contains a control character");
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return bad("contains a control character");
   }
   if (path[0] == '/') return bad("absolute");
   for (std::string_view seg : Split(path, '/')) {

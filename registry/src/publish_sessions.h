@@ -20,7 +20,7 @@ struct PublishSessionOptions {
   int64_t session_seconds = 3600;   // a session's lifetime
   int64_t challenge_seconds = 300;  // a challenge's lifetime
   size_t max_sessions_per_peer = 16;
-  size_t max_sessions = 4096;  // and, separately, challenges
+  size_t max_sessions = 4096;         // and, separately, challenges
   uint64_t upload_bytes_per_day = 0;  // per key; 0: no limit
   absl::flat_hash_map<std::string, uint64_t> upload_quota_by_key;
 };

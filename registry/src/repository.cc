@@ -62,8 +62,7 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<M
                                                                TrustRootView trust,
                                                                const RepositoryOptions& opts,
                                                                Clock* clock) {
-  std::unique_ptr<Repository> repo(
-      new Repository(std::move(meta), std::move(chunks), opts, clock));
+  std::unique_ptr<Repository> repo(new Repository(std::move(meta), std::move(chunks), opts, clock));
   CAIRN_RETURN_IF_ERROR(repo->Init(std::move(trust)));
   return repo;
 }
@@ -271,14 +270,17 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
   }
   // What no longer verifies here is not passed on (the follower's cursor
   // still moves past it: events skipped at the end are covered by head).
-  CAIRN_RETURN_IF_ERROR(feed_->Read(after, max_events, [this](cairn::v1::FeedEvent* ev) {
-    if (!WithheldReason(ev->manifest_digest()).empty()) return false;
-    if (!ev->tag_envelope().empty()) {
-      auto tr = DecodeTagEnvelope(ev->tag_envelope());
-      if (tr.ok() && trust_->TagWithheld(Key2(tr->name(), tr->tag()))) ev->clear_tag_envelope();
-    }
-    return true;
-  }, &out));
+  CAIRN_RETURN_IF_ERROR(feed_->Read(
+      after, max_events,
+      [this](cairn::v1::FeedEvent* ev) {
+        if (!WithheldReason(ev->manifest_digest()).empty()) return false;
+        if (!ev->tag_envelope().empty()) {
+          auto tr = DecodeTagEnvelope(ev->tag_envelope());
+          if (tr.ok() && trust_->TagWithheld(Key2(tr->name(), tr->tag()))) ev->clear_tag_envelope();
+        }
+        return true;
+      },
+      &out));
   return out;
 }
 

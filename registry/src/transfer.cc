@@ -22,8 +22,9 @@ ChunkSink RateCapped(ChunkSink next, uint64_t bytes_per_second, Clock* clock,
     if (!st.ok()) return st;
     state->bytes += b.size();
     // The stream's flow control then slows the sender to the same rate.
-    const auto due = state->t0 + std::chrono::duration_cast<SteadyDuration>(std::chrono::duration<double>(
-                                     double(state->bytes) / double(bytes_per_second)));
+    const auto due =
+        state->t0 + std::chrono::duration_cast<SteadyDuration>(std::chrono::duration<double>(
+                        double(state->bytes) / double(bytes_per_second)));
     if (!clock->SleepUntil(due, cancel)) return absl::CancelledError("transfer cancelled");
     return absl::OkStatus();
   };

@@ -57,7 +57,7 @@ class TrustState {
 
   MetaStore* const meta_;
   Clock* const clock_;
-  std::string note_;  // set once by Init
+  std::string note_;      // set once by Init
   absl::Mutex adopt_mu_;  // one update at a time
   mutable absl::Mutex mu_;
   std::shared_ptr<const TrustRootView> trust_ ABSL_GUARDED_BY(mu_);

@@ -94,9 +94,8 @@ TEST(RateCappedTest, HoldsTheAverageRateExactlyOnSimulatedTime) {
 TEST(RateCappedTest, ACancelledTransferStopsInsteadOfWaitingOutTheCap) {
   SimulatedClock clock;
   Cancellation cancel;
-  ChunkSink capped =
-      RateCapped([](const Digest&, std::string_view) { return absl::OkStatus(); }, 1000, &clock,
-                 &cancel);
+  ChunkSink capped = RateCapped([](const Digest&, std::string_view) { return absl::OkStatus(); },
+                                1000, &clock, &cancel);
   std::thread canceller([&] {
     clock.AwaitSleepers(1);
     cancel.Cancel();

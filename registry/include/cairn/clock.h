@@ -97,7 +97,7 @@ class SimulatedClock final : public Clock {
   int64_t unix_ns_ ABSL_GUARDED_BY(mu_);
   int PendingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::multiset<SteadyTime> deadlines_ ABSL_GUARDED_BY(mu_);  // of the sleepers
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by cancellations
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;              // bumped by cancellations
 };
 
 // Real wall-clock unix seconds (the CLI's stamps; a node uses its Clock).

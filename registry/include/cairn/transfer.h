@@ -20,8 +20,7 @@ using ChunkSink = std::function<absl::Status(const Digest&, std::string_view)>;
 // Holds the average rate from the first chunk on to `bytes_per_second`: after
 // each chunk, waits on `clock` until the bytes so far fit. The wait ends early
 // with Cancelled when `cancel` (may be null) fires. 0: no cap.
-ChunkSink RateCapped(ChunkSink next, uint64_t bytes_per_second, Clock* clock,
-                     Cancellation* cancel);
+ChunkSink RateCapped(ChunkSink next, uint64_t bytes_per_second, Clock* clock, Cancellation* cancel);
 
 // Calls `report(bytes_so_far)` after a chunk when `every` has passed since the
 // last report (and once before the first chunk, from the caller).

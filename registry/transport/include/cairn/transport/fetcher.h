@@ -25,21 +25,21 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "cairn/clock.h"
 #include "cairn/hash.h"
 #include "cairn/store.h"
-#include "cairn/clock.h"
 #include "cairn/transport/channel.h"
 
 namespace cairn {
 
 struct FetchOptions {
-  size_t window_bytes = 16 << 20;   // most bytes one node may owe us
-  size_t memory_bytes = 64 << 20;   // owed + received-but-not-consumed, all nodes
-  uint64_t min_rate = 32 << 10;     // bytes/s a node owing chunks must sustain...
-  int rate_seconds = 10;            // ...measured over this long
-  int stall_seconds = 10;           // no byte at all for this long while owing: demoted
-  int duplicate_after_ms = 1000;    // head chunk late this long: ask an idle node too
-  int endgame_after_ms = 500;       // tail chunk owed this long: an idle node may race it
+  size_t window_bytes = 16 << 20;  // most bytes one node may owe us
+  size_t memory_bytes = 64 << 20;  // owed + received-but-not-consumed, all nodes
+  uint64_t min_rate = 32 << 10;    // bytes/s a node owing chunks must sustain...
+  int rate_seconds = 10;           // ...measured over this long
+  int stall_seconds = 10;          // no byte at all for this long while owing: demoted
+  int duplicate_after_ms = 1000;   // head chunk late this long: ask an idle node too
+  int endgame_after_ms = 500;      // tail chunk owed this long: an idle node may race it
   // Where "not using node X any more: why" goes; default: stderr.
   std::function<void(const std::string&)> log;
   // Time for rates, stalls and lateness (not owned). Default: the real clock.
@@ -84,7 +84,7 @@ class Fetcher {
     bool done = false;
     uint64_t owners = 0;   // bit per source with it outstanding
     uint64_t missing = 0;  // bit per source that said it lacks it
-    SteadyTime asked;  // first handed to a node
+    SteadyTime asked;      // first handed to a node
     std::string data;
   };
   struct Source;
@@ -105,11 +105,11 @@ class Fetcher {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Source>> sources_;
-  std::deque<Item> items_;      // index base_ + i
-  uint64_t base_ = 0;           // index of items_.front() == next to hand out
-  std::set<uint64_t> queue_;    // indices waiting for a node
-  size_t owed_bytes_ = 0;       // requested and not yet answered, all nodes
-  size_t buffered_bytes_ = 0;   // received, not yet handed out
+  std::deque<Item> items_;     // index base_ + i
+  uint64_t base_ = 0;          // index of items_.front() == next to hand out
+  std::set<uint64_t> queue_;   // indices waiting for a node
+  size_t owed_bytes_ = 0;      // requested and not yet answered, all nodes
+  size_t buffered_bytes_ = 0;  // received, not yet handed out
   SteadyTime head_since_;
   absl::Status fatal_;
   bool stop_ = false;

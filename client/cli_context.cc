@@ -1,0 +1,178 @@
+#include "cli_context.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "cairn/clock.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "client.h"
+#include "toml++/toml.h"
+
+namespace cairn::client {
+
+namespace {
+
+std::string HomeDir() {
+  const char* h = std::getenv("HOME");
+  return h ? h : ".";
+}
+
+std::string XdgDir(const char* var, const std::string& fallback) {
+  const char* v = std::getenv(var);
+  return (v && *v) ? std::string(v) : HomeDir() + "/" + fallback;
+}
+
+}  // namespace
+
+absl::Status LoadSettings(Settings* s) {
+  s->cache = XdgDir("XDG_CACHE_HOME", ".cache") + "/cairn";
+  const char* cfg_env = std::getenv("CAIRN_CONFIG");
+  std::string path =
+      cfg_env && *cfg_env ? cfg_env : XdgDir("XDG_CONFIG_HOME", ".config") + "/cairn/config.toml";
+  if (::access(path.c_str(), F_OK) == 0) {
+    toml::table t;
+    try {
+      t = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      return absl::InvalidArgumentError(
+          StrCat("config ", path, ":", e.source().begin.line, ": ", std::string(e.description())));
+    }
+    for (auto [key, val] : t) {
+      std::string k(key.str());
+      if (k == "timeout") {
+        if (!val.is_integer())
+          return absl::InvalidArgumentError("config " + path + ": timeout must be an integer");
+        s->timeout = static_cast<int>(*val.value<int64_t>());
+        continue;
+      }
+      if (k == "node" || k == "nodes") {
+        // One address, or a list of them: every mirror a pull may use.
+        s->nodes.clear();
+        if (val.is_string()) {
+          s->nodes.push_back(*val.value<std::string>());
+        } else if (auto* arr = val.as_array(); arr && !arr->empty()) {
+          for (auto& e : *arr) {
+            if (!e.is_string())
+              return absl::InvalidArgumentError("config " + path + ": " + k +
+                                                " must list HOST:PORT strings");
+            s->nodes.push_back(*e.value<std::string>());
+          }
+        } else {
+          return absl::InvalidArgumentError("config " + path + ": " + k +
+                                            " must be \"HOST:PORT\" or a non-empty list of them");
+        }
+        continue;
+      }
+      if (!val.is_string()) {
+        return absl::InvalidArgumentError("config " + path + ": " + k + " must be a string");
+      }
+      std::string v = *val.value<std::string>();
+      if (k == "trust")
+        s->trust = v;
+      else if (k == "cache")
+        s->cache = v;
+      else if (k == "tls_ca")
+        s->tls_ca = v;
+      else if (k == "tls_cert")
+        s->tls_cert = v;
+      else if (k == "tls_key")
+        s->tls_key = v;
+      else
+        return absl::InvalidArgumentError("config " + path + ": unknown key " + k);
+    }
+  }
+  if (const char* v = std::getenv("CAIRN_NODE"); v && *v) {
+    s->nodes.clear();  // comma-separated
+    for (auto part : Split(v, ',')) {
+      if (!part.empty()) s->nodes.emplace_back(part);
+    }
+  }
+  if (const char* v = std::getenv("CAIRN_TRUST"); v && *v) s->trust = v;
+  if (const char* v = std::getenv("CAIRN_TLS_CA"); v && *v) s->tls_ca = v;
+  if (const char* v = std::getenv("CAIRN_CACHE"); v && *v) s->cache = v;
+  if (const char* v = std::getenv("CAIRN_TIMEOUT"); v && *v) {
+    if (!ParseInt(std::string_view(v), &s->timeout) || s->timeout <= 0) {
+      return absl::InvalidArgumentError("CAIRN_TIMEOUT must be a positive number of seconds");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void CliContext::AddNode(CLI::App* c) {
+  c->add_option("--node", node_flag_,
+                "node HOST:PORT; repeat to use several mirrors (default: CAIRN_NODE or config)");
+  c->add_option("--timeout", timeout_flag_, "seconds to wait for the node per call (default 15)");
+  c->add_option("--tls-ca", tls_ca_flag_,
+                "connect over TLS, trusting this CA (PEM; default: CAIRN_TLS_CA or config)");
+  c->add_option("--tls-cert", tls_cert_flag_, "client certificate for mutual TLS (PEM)");
+  c->add_option("--tls-key", tls_key_flag_, "its private key (PEM)");
+}
+
+void CliContext::AddTrust(CLI::App* c) {
+  c->add_option("--trust", trust_flag_, "trust root file (default: CAIRN_TRUST or config)");
+}
+
+void CliContext::AddCache(CLI::App* c) {
+  c->add_option("--cache", cache_flag_, "chunk cache directory (default $XDG_CACHE_HOME/cairn)");
+}
+
+void CliContext::AddJson(CLI::App* c) { c->add_flag("--json", as_json, "machine-readable output"); }
+
+void CliContext::ApplyFlags() {
+  Settings& set = settings;
+  if (!node_flag_.empty()) set.nodes = node_flag_;
+  if (!trust_flag_.empty()) set.trust = trust_flag_;
+  if (!cache_flag_.empty()) set.cache = cache_flag_;
+  if (timeout_flag_ > 0) set.timeout = timeout_flag_;
+  if (!tls_ca_flag_.empty()) set.tls_ca = tls_ca_flag_;
+  if (!tls_cert_flag_.empty()) set.tls_cert = tls_cert_flag_;
+  if (!tls_key_flag_.empty()) set.tls_key = tls_key_flag_;
+}
+
+bool CliContext::tty() const { return ::isatty(2) && !as_json; }
+
+absl::Status CliContext::NeedNode() const {
+  if (settings.nodes.empty()) {
+    return absl::InvalidArgumentError(
+        "no node: pass --node HOST:PORT, set CAIRN_NODE, or node in config.toml");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> CliContext::Connect() const {
+  CAIRN_RETURN_IF_ERROR(NeedNode());
+  CAIRN_ASSIGN_OR_RETURN(auto tls,
+                         TlsOptions::Load(settings.tls_ca, settings.tls_cert, settings.tls_key));
+  return Connection::Open(settings.nodes[0], settings.timeout, tls);
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<Connection>>> CliContext::ConnectAll() const {
+  CAIRN_RETURN_IF_ERROR(NeedNode());
+  CAIRN_ASSIGN_OR_RETURN(auto tls,
+                         TlsOptions::Load(settings.tls_ca, settings.tls_cert, settings.tls_key));
+  std::vector<std::string> unreachable;
+  auto conns = OpenAll(settings.nodes, settings.timeout, &unreachable, tls);
+  if (conns.ok()) {
+    for (const auto& u : unreachable) std::fprintf(stderr, "cairn: warning: %s\n", u.c_str());
+  }
+  return conns;
+}
+
+absl::StatusOr<TrustRootView> CliContext::LoadTrust() const {
+  if (settings.trust.empty()) {
+    return absl::InvalidArgumentError(
+        "no trust root: pass --trust FILE, set CAIRN_TRUST, or trust in config.toml");
+  }
+  return TrustRootView::Load(settings.trust, SystemNowUnix());
+}
+
+std::vector<Connection*> Raw(const std::vector<std::unique_ptr<Connection>>& conns) {
+  std::vector<Connection*> out;
+  for (const auto& c : conns) out.push_back(c.get());
+  return out;
+}
+
+}  // namespace cairn::client

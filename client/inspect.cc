@@ -1,0 +1,36 @@
+// Asking a node what it holds: status, names, lineage.
+#include "cairn/status.h"
+#include "cairn/transport/grpc_status.h"
+#include "client.h"
+
+namespace cairn::client {
+
+absl::StatusOr<cairn::v1::NodeInfoResponse> NodeStatus(Connection& node) {
+  cairn::v1::NodeInfoResponse info;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.federation()->NodeInfo(ctx.get(), {}, &info),
+                                 "node info of " + node.address()));
+  return info;
+}
+
+absl::StatusOr<cairn::v1::ListResponse> ListNames(Connection& node, const std::string& prefix) {
+  cairn::v1::ListRequest req;
+  req.set_prefix(prefix);
+  cairn::v1::ListResponse resp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(node.registry()->List(ctx.get(), req, &resp), "list on " + node.address()));
+  return resp;
+}
+
+absl::StatusOr<cairn::v1::LineageResponse> Children(Connection& node, const std::string& ref) {
+  cairn::v1::LineageRequest req;
+  req.set_ref(ref);
+  cairn::v1::LineageResponse resp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(node.registry()->Lineage(ctx.get(), req, &resp), "lineage on " + node.address()));
+  return resp;
+}
+
+}  // namespace cairn::client

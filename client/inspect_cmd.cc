@@ -1,0 +1,253 @@
+#include "inspect_cmd.h"
+
+#include <cstdio>
+#include <optional>
+
+#include "cairn/objects.h"
+#include "cairn/strings.h"
+#include "cli_util.h"
+#include "nlohmann/json.hpp"
+#include "progress.h"
+#include "trust_admin.h"
+
+namespace cairn::client {
+
+using json = nlohmann::json;
+
+InspectCommands::InspectCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
+  // info, ls, lineage
+  info_ = app->add_subcommand("info", "show a release the node holds (exit 0 iff it does)");
+  info_->add_option("NAME", ref_arg_, "NS/MODEL[:TAG|@sha256:...]")->required();
+  ctx_->AddNode(info_);
+  ctx_->AddTrust(info_);
+  ctx_->AddJson(info_);
+  status_ =
+      app->add_subcommand("status", "a node's identity, feed, and how its upstreams are followed");
+  ctx_->AddNode(status_);
+  ctx_->AddJson(status_);
+  ls_ = app->add_subcommand("ls", "list names, releases and tags on a node");
+  ls_->add_option("PREFIX", prefix_arg_, "namespace/ or name prefix");
+  ctx_->AddNode(ls_);
+  ctx_->AddJson(ls_);
+  lineage_ = app->add_subcommand("lineage", "parents (signed) and children (known to the node)");
+  lineage_->add_option("NAME", ref_arg_, "NS/MODEL[:TAG|@sha256:...]")->required();
+  ctx_->AddNode(lineage_);
+  ctx_->AddTrust(lineage_);
+  ctx_->AddJson(lineage_);
+}
+
+bool InspectCommands::parsed() const {
+  return info_->parsed() || status_->parsed() || ls_->parsed() || lineage_->parsed();
+}
+
+int InspectCommands::Run() {
+  auto conns = ctx_->ConnectAll();
+  if (!conns.ok()) return Fail(conns.status());
+  auto* conn = &(*conns)[0];  // ls, lineage, status: the first reachable node
+  std::optional<TrustRootView> tr;
+  if (!ctx_->settings.trust.empty() && (info_->parsed() || lineage_->parsed())) {
+    auto t = ctx_->LoadTrust();
+    if (!t.ok()) return Fail(t.status());
+    tr = std::move(*t);
+  }
+
+  if (info_->parsed()) {
+    // Every node is asked; the highest valid tag version wins.
+    auto mr = ResolveAcross(Raw(*conns), tr ? &*tr : nullptr, ref_arg_);
+    if (!mr.ok()) return Fail(mr.status());
+    if (conns->size() > 1) {
+      for (const auto& w : mr->warnings) std::fprintf(stderr, "cairn: warning: %s\n", w.c_str());
+    }
+    const Resolved* r = &mr->resolved;
+    if (tr && r->tag) {
+      absl::Status st =
+          CheckAndRecordTag(DefaultStateDir(), *tr, *r->tag, (*conns)[mr->node]->address());
+      if (!st.ok()) return Fail(st);
+    }
+    uint64_t bytes = 0;
+    json files = json::array();
+    for (const auto& f : r->manifest.files()) {
+      bytes += f.size();
+      files.push_back({{"path", f.path()}, {"size", f.size()}, {"sha256", f.sha256()}});
+    }
+    if (ctx_->as_json) {
+      PrintJson({{"manifest", r->digest},
+                 {"name", r->manifest.name()},
+                 {"version", r->manifest.version()},
+                 {"bytes", bytes},
+                 {"files", files},
+                 {"license", r->manifest.license()},
+                 {"verified", tr.has_value()},
+                 {"tag_version", r->tag ? r->tag->version() : 0}});
+    } else {
+      std::printf(
+          "%s %s %s%s\n  %d files, %s%s\n", r->manifest.name().c_str(),
+          r->manifest.version().c_str(), r->digest.c_str(),
+          tr ? " (signature verified)" : " (not verified: no --trust)", r->manifest.files_size(),
+          Progress::Bytes(bytes).c_str(),
+          r->manifest.license().empty() ? "" : (", license " + r->manifest.license()).c_str());
+      for (const auto& f : r->manifest.files()) {
+        std::printf("  %12lu  %s\n", static_cast<unsigned long>(f.size()), f.path().c_str());
+      }
+    }
+    return 0;
+  }
+
+  if (status_->parsed()) {
+    auto got = NodeStatus(**conn);
+    if (!got.ok()) return Fail(got.status());
+    const cairn::v1::NodeInfoResponse& info = *got;
+    json ups = json::array();
+    for (const auto& u : info.upstreams()) {
+      ups.push_back(
+          {{"address", u.address()},
+           {"cursor", u.cursor()},
+           {"upstream_head", u.upstream_head()},
+           {"events_behind", u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0},
+           {"releases_replicated", u.releases_committed()},
+           {"chunks_fetched", u.chunks_fetched()},
+           {"bytes_fetched", u.bytes_fetched()},
+           {"bytes_behind", u.bytes_behind()},
+           {"bytes_per_second", u.bytes_per_second()},
+           {"events_refused", u.events_refused()},
+           {"last_error", u.last_error()},
+           {"last_success_unix", u.last_success_unix()},
+           {"events_outside_policy", u.events_outside_policy()},
+           {"outside_window", u.outside_window()},
+           {"tag_conflicts", u.tag_conflicts()},
+           {"last_conflict", u.last_conflict()},
+           {"policy", u.policy()}});
+    }
+    if (ctx_->as_json) {
+      PrintJson({{"node_id", info.node_id()},
+                 {"region", info.region()},
+                 {"free_bytes", info.free_bytes()},
+                 {"namespaces",
+                  std::vector<std::string>(info.namespaces().begin(), info.namespaces().end())},
+                 {"releases", info.releases()},
+                 {"feed_head", info.feed_head()},
+                 {"trust_version", info.trust_version()},
+                 {"releases_withheld", info.releases_withheld()},
+                 {"tags_withheld", info.tags_withheld()},
+                 {"upstreams", ups}});
+      return 0;
+    }
+    std::printf(
+        "node %s%s at %s\n  trust root v%lu, %lu releases in %d namespace(s), feed head %lu, %s "
+        "free\n",
+        info.node_id().c_str(), info.region().empty() ? "" : (" (" + info.region() + ")").c_str(),
+        (*conn)->address().c_str(), static_cast<unsigned long>(info.trust_version()),
+        static_cast<unsigned long>(info.releases()), info.namespaces_size(),
+        static_cast<unsigned long>(info.feed_head()), Progress::Bytes(info.free_bytes()).c_str());
+    if (info.releases_withheld() + info.tags_withheld() > 0) {
+      std::printf(
+          "  withheld: %lu release(s), %lu tag(s) no longer verify under trust root v%lu "
+          "(revoked or undelegated keys); kept on disk, not served\n",
+          static_cast<unsigned long>(info.releases_withheld()),
+          static_cast<unsigned long>(info.tags_withheld()),
+          static_cast<unsigned long>(info.trust_version()));
+    }
+    if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
+    for (const auto& u : info.upstreams()) {
+      uint64_t behind = u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0;
+      std::string fetching = u.bytes_behind() > 0 ? StrCat(" (", Progress::Bytes(u.bytes_behind()),
+                                                           " of the current release to go)")
+                                                  : "";
+      if (u.bytes_per_second() > 0) {
+        fetching += StrCat(", ", Progress::Bytes(u.bytes_per_second()), "/s");
+      }
+      std::printf(
+          "  upstream %s: %lu events behind (cursor %lu of %lu), %lu releases, %s fetched%s%s%s\n",
+          u.address().c_str(), static_cast<unsigned long>(behind),
+          static_cast<unsigned long>(u.cursor()), static_cast<unsigned long>(u.upstream_head()),
+          static_cast<unsigned long>(u.releases_committed()),
+          Progress::Bytes(u.bytes_fetched()).c_str(), fetching.c_str(),
+          u.events_refused() ? StrCat(", ", u.events_refused(), " refused").c_str() : "",
+          u.last_error().empty() ? "" : ("; last error: " + u.last_error()).c_str());
+      std::printf("    policy: %s (%lu releases skipped by it)%s\n", u.policy().c_str(),
+                  static_cast<unsigned long>(u.events_outside_policy()),
+                  u.outside_window() ? "; waiting for its time window" : "");
+      if (u.tag_conflicts() > 0) {
+        std::printf("    %lu tag conflict(s) (equal version, different release); latest: %s\n",
+                    static_cast<unsigned long>(u.tag_conflicts()), u.last_conflict().c_str());
+      }
+    }
+    return 0;
+  }
+
+  if (ls_->parsed()) {
+    auto listed = ListNames(**conn, prefix_arg_);
+    if (!listed.ok()) return Fail(listed.status());
+    const cairn::v1::ListResponse& resp = *listed;
+    json out = json::array();
+    for (const auto& e : resp.entries()) {
+      json rel = json::array(), tags = json::array();
+      for (const auto& r : e.releases()) {
+        rel.push_back({{"version", r.version()},
+                       {"manifest", r.manifest_digest()},
+                       {"bytes", r.bytes()},
+                       {"files", r.files()}});
+      }
+      for (const auto& t : e.tags()) {
+        tags.push_back(
+            {{"tag", t.tag()}, {"version", t.version()}, {"manifest", t.manifest_digest()}});
+      }
+      out.push_back({{"name", e.name()}, {"releases", rel}, {"tags", tags}});
+      if (!ctx_->as_json) {
+        std::printf("%s\n", e.name().c_str());
+        for (const auto& r : e.releases()) {
+          std::printf("  %-16s %s  %s\n", r.version().c_str(), r.manifest_digest().c_str(),
+                      Progress::Bytes(r.bytes()).c_str());
+        }
+        for (const auto& t : e.tags()) {
+          std::printf("  :%-15s -> %s (v%lu)\n", t.tag().c_str(), t.manifest_digest().c_str(),
+                      static_cast<unsigned long>(t.version()));
+        }
+      }
+    }
+    if (ctx_->as_json) PrintJson(out);
+    return 0;
+  }
+
+  if (lineage_->parsed()) {
+    auto r = ResolveVerified(**conn, tr ? &*tr : nullptr, ref_arg_);
+    if (!r.ok()) return Fail(r.status());
+    auto known = Children(**conn, ref_arg_);
+    if (!known.ok()) return Fail(known.status());
+    const cairn::v1::LineageResponse& resp = *known;
+    json parents = json::array(), children = json::array();
+    for (const auto& p : r->manifest.parents()) {
+      parents.push_back({{"name", p.name()},
+                         {"manifest", p.manifest_digest()},
+                         {"relation", RelationName(p.relation())}});
+    }
+    for (const auto& c : resp.children()) {
+      children.push_back({{"name", c.name()},
+                          {"version", c.version()},
+                          {"manifest", c.manifest_digest()},
+                          {"relation", RelationName(c.relation())}});
+    }
+    if (ctx_->as_json) {
+      PrintJson({{"manifest", r->digest},
+                 {"name", r->manifest.name()},
+                 {"version", r->manifest.version()},
+                 {"parents", parents},
+                 {"children", children}});
+    } else {
+      std::printf("%s %s %s\n", r->manifest.name().c_str(), r->manifest.version().c_str(),
+                  r->digest.c_str());
+      for (const auto& p : r->manifest.parents()) {
+        std::printf("  parent  %s@%s (%s)\n", p.name().c_str(), p.manifest_digest().c_str(),
+                    RelationName(p.relation()).c_str());
+      }
+      for (const auto& c : resp.children()) {
+        std::printf("  child   %s %s@%s (%s)\n", c.name().c_str(), c.version().c_str(),
+                    c.manifest_digest().c_str(), RelationName(c.relation()).c_str());
+      }
+    }
+    return 0;
+  }
+  return 0;
+}
+
+}  // namespace cairn::client

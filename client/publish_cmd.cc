@@ -1,0 +1,129 @@
+#include "publish_cmd.h"
+
+#include <cstdio>
+#include <optional>
+
+#include "cairn/objects.h"
+#include "cairn/strings.h"
+#include "cli_util.h"
+#include "nlohmann/json.hpp"
+#include "progress.h"
+#include "trust_admin.h"
+
+namespace cairn::client {
+
+using json = nlohmann::json;
+
+PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
+  publish_ = app->add_subcommand("publish", "publish a directory as a signed release");
+  publish_->add_option("DIR", po_.dir, "directory to publish")->required();
+  publish_->add_option("--name", po_.name, "NS/MODEL")->required();
+  publish_->add_option("--version", po_.version, "release version (immutable)")->required();
+  publish_->add_option("--key", po_.key_paths, "publisher private key (repeat for co-signers)")
+      ->required();
+  publish_->add_option("--tag", po_.tag,
+                       "tag to point at the release (default latest; '' for none)");
+  publish_->add_option("--tag-version", tag_version_, "tag record version (default: node's + 1)");
+  publish_->add_option("--tag-expires-days", po_.tag_expires_days, "tag validity (default 90)");
+  publish_->add_option("--base", po_.base, "parent release NS/MODEL@sha256:... (or NS/MODEL:TAG)");
+  publish_->add_option("--relation", po_.relation, "finetune|quantization|adapter|merge|other");
+  publish_->add_option("--license", po_.license, "license identifier (e.g. apache-2.0)");
+  publish_->add_option("--avg-chunk", avg_chunk_, "average chunk size in bytes (default 65536)");
+  ctx_->AddNode(publish_);
+  ctx_->AddJson(publish_);
+
+  // sign
+  sign_ = app->add_subcommand("sign", "co-sign a release waiting for signatures on a node");
+  sign_->add_option("REF", sign_ref_, "NS/MODEL@sha256:... (as printed by cairn publish)")
+      ->required();
+  sign_->add_option("--key", sign_keys_, "publisher private key; repeatable")->required();
+  ctx_->AddNode(sign_);
+  ctx_->AddTrust(sign_);
+  ctx_->AddJson(sign_);
+}
+
+bool PublishCommands::parsed() const { return publish_->parsed() || sign_->parsed(); }
+
+int PublishCommands::Run() {
+  if (publish_->parsed()) {
+    if (tag_version_ > 0) po_.tag_version = tag_version_;
+    if (avg_chunk_ > 0) {
+      if (avg_chunk_ < 1024 || avg_chunk_ > 256 * 1024 || (avg_chunk_ & (avg_chunk_ - 1)) != 0) {
+        return Fail(
+            absl::InvalidArgumentError("--avg-chunk must be a power of two in 1 KiB..256 KiB"));
+      }
+      po_.chunker = ChunkerParams::ForAverage(avg_chunk_);
+    }
+    po_.progress = ctx_->tty();
+    auto conn = ctx_->Connect();
+    if (!conn.ok()) return Fail(conn.status());
+    auto r = Publish(**conn, po_);
+    if (!r.ok()) return Fail(r.status());
+    if (ctx_->as_json) {
+      PrintJson({{"manifest", r->manifest},
+                 {"name", r->name},
+                 {"version", r->version},
+                 {"tag", r->tag},
+                 {"tag_version", r->tag_version},
+                 {"files", r->files},
+                 {"bytes_total", r->bytes_total},
+                 {"bytes_uploaded", r->bytes_uploaded},
+                 {"chunks_total", r->chunks_total},
+                 {"chunks_uploaded", r->chunks_uploaded},
+                 {"already_present", r->already_present},
+                 {"pending", r->pending},
+                 {"signatures", r->signatures},
+                 {"signatures_needed", r->signatures_needed},
+                 {"seconds", r->seconds}});
+    } else if (r->pending) {
+      std::printf(
+          "uploaded %s %s %s: pending, %u of %u signatures\n  each co-signer runs: cairn sign "
+          "%s@%s --key KEY --node %s\n",
+          r->name.c_str(), r->version.c_str(), r->manifest.c_str(), r->signatures,
+          r->signatures_needed, r->name.c_str(), r->manifest.c_str(), (*conn)->address().c_str());
+    } else {
+      std::printf(
+          "published %s %s %s\n  %lu files, %s; uploaded %s in %lu of %lu chunks (%.1fs)%s\n",
+          r->name.c_str(), r->version.c_str(), r->manifest.c_str(),
+          static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
+          Progress::Bytes(r->bytes_uploaded).c_str(),
+          static_cast<unsigned long>(r->chunks_uploaded),
+          static_cast<unsigned long>(r->chunks_total), r->seconds,
+          r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
+    }
+    return 0;
+  }
+
+  if (sign_->parsed()) {
+    auto keys = LoadPrivateKeys(sign_keys_);
+    if (!keys.ok()) return Fail(keys.status());
+    std::optional<TrustRootView> tr;
+    if (!ctx_->settings.trust.empty()) {
+      auto t = ctx_->LoadTrust();
+      if (!t.ok()) return Fail(t.status());
+      tr = std::move(*t);
+    }
+    auto conn = ctx_->Connect();
+    if (!conn.ok()) return Fail(conn.status());
+    std::vector<const SigningKey*> ptrs;
+    for (const auto& k : *keys) ptrs.push_back(k.get());
+    auto r = CoSign(**conn, sign_ref_, ptrs, tr ? &*tr : nullptr);
+    if (!r.ok()) return Fail(r.status());
+    if (ctx_->as_json) {
+      PrintJson({{"manifest", r->manifest},
+                 {"name", r->name},
+                 {"version", r->version},
+                 {"pending", r->pending},
+                 {"signatures", r->signatures},
+                 {"signatures_needed", r->signatures_needed}});
+    } else {
+      std::printf("%s %s %s: %s (%u of %u signatures)\n", r->name.c_str(), r->version.c_str(),
+                  r->manifest.c_str(), r->pending ? "still pending" : "published", r->signatures,
+                  r->signatures_needed);
+    }
+    return 0;
+  }
+  return 0;
+}
+
+}  // namespace cairn::client

@@ -1,0 +1,30 @@
+// `cairn publish` and `cairn sign`: signed releases to a node.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "cli_context.h"
+#include "client.h"
+
+namespace cairn::client {
+
+class PublishCommands {
+ public:
+  PublishCommands(CLI::App* app, CliContext* ctx);
+  bool parsed() const;
+  // Runs the parsed command; returns the exit code.
+  int Run();
+
+ private:
+  CliContext* ctx_;
+  PublishOptions po_;
+  uint64_t tag_version_ = 0;
+  uint32_t avg_chunk_ = 0;
+  std::string sign_ref_;
+  std::vector<std::string> sign_keys_;
+  CLI::App *publish_, *sign_;
+};
+
+}  // namespace cairn::client
