@@ -29,6 +29,7 @@ class FederationImpl final : public FederationService {
                  [=, this] { return repo_->Feed(req->after(), req->max_events()); });
   }
   void StopWaiting() override { waiter_.Stop(); }
+  size_t parked() const override { return waiter_.parked(); }
   ~FederationImpl() override { StopWaiting(); }
   grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx, const NodeInfoRequest* req,
                                      NodeInfoResponse* resp) override {

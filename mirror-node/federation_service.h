@@ -19,6 +19,8 @@ class FederationService : public cairn::v1::Federation::CallbackService {
   virtual void SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn) = 0;
   // Answers every parked long poll now and parks no more.
   virtual void StopWaiting() = 0;
+  // Long-polled Feed calls parked right now.
+  virtual size_t parked() const = 0;
 };
 
 std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool);

@@ -90,6 +90,10 @@ void NodeServer::Shutdown(int grace_seconds) {
   }
 }
 
+size_t NodeServer::parked_feed_calls() const {
+  return services_ ? services_->federation->parked() : 0;
+}
+
 void NodeServer::Wait() {
   if (server_) server_->Wait();
 }

@@ -52,6 +52,8 @@ class NodeServer {
   // Stops accepting calls and waits up to `grace_seconds` for running ones.
   void Shutdown(int grace_seconds = 5);
   void Wait();
+  // Long-polled Feed calls held right now (status, tests).
+  size_t parked_feed_calls() const;
   // An in-process channel (tests).
   std::shared_ptr<grpc::Channel> InProcessChannel();
 

@@ -96,6 +96,23 @@ class FederationTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : client::PublishResult{};
   }
+  // The replication status of the node at `address` (its first upstream);
+  // nullopt while it cannot say.
+  static std::optional<cairn::v1::UpstreamStatus> UpstreamOf(const std::string& address) {
+    auto conn = Connection::Open(address, 10);
+    if (!conn.ok()) return std::nullopt;
+    auto info = client::NodeStatus(**conn);
+    if (!info.ok() || info->upstreams_size() != 1) return std::nullopt;
+    return info->upstreams(0);
+  }
+  // Resolves `ref` on `conn` once the node holds it (bounded wait).
+  absl::StatusOr<client::Resolved> ResolveOnce(Connection& conn, const std::string& ref) {
+    absl::StatusOr<client::Resolved> r = absl::NotFoundError("never asked");
+    testing::WaitUntil([&] { return (r = client::ResolveVerified(conn, &trust_.view, ref)).ok(); },
+                       absl::Seconds(60));
+    return r;
+  }
+
   // A config file for a cairn-node at `data` following `upstream`, capped
   // at `cap` bytes/s (0: no cap).
   std::string FollowerConfig(const std::string& data, const std::string& upstream, uint64_t cap) {
@@ -306,7 +323,7 @@ TEST_F(FederationTest, ALongPolledFeedAnswersOnTheNextCommitAndOnShutdown) {
   cairn::v1::FeedResponse got;
   grpc::Status st;
   std::thread waiter([&] { st = poll(0, 30000, &got); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(testing::WaitUntil([&] { return a->server->parked_feed_calls() == 1; }));
   t0 = std::chrono::steady_clock::now();
   Publish(*a, Model("m", 1 << 16, 31), "acme/m");
   waiter.join();
@@ -319,7 +336,7 @@ TEST_F(FederationTest, ALongPolledFeedAnswersOnTheNextCommitAndOnShutdown) {
   EXPECT_EQ(got.events_size(), 1);
   // Shutdown answers a held call instead of waiting for it.
   std::thread held([&] { st = poll(1, 30000, &got); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(testing::WaitUntil([&] { return a->server->parked_feed_calls() == 1; }));
   t0 = std::chrono::steady_clock::now();
   a->server->Shutdown(10);
   held.join();
@@ -427,21 +444,11 @@ TEST_F(FederationTest, SigtermDuringARateCappedReleaseStopsWithinTwoSecondsAndRe
   ASSERT_TRUE(node);
   // Until the node reports chunks stored (a bounded wait on real progress;
   // 8 MB at 200 kB/s takes 40 s, so the release is mid-way).
-  {
-    auto conn = std::move(Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
-    auto stub = cairn::v1::Federation::NewStub(conn->channel());
-    uint64_t stored = 0;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (stored < 300000 && std::chrono::steady_clock::now() < deadline) {
-      grpc::ClientContext ctx;
-      cairn::v1::NodeInfoResponse info;
-      if (stub->NodeInfo(&ctx, {}, &info).ok() && info.upstreams_size() == 1) {
-        stored = info.upstreams(0).bytes_fetched();
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ASSERT_GE(stored, 300000u);
-  }
+  const std::string address = line.substr(line.rfind(' ') + 1);
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto u = UpstreamOf(address);
+    return u && u->bytes_fetched() >= 300000;
+  }));
   const auto t0 = std::chrono::steady_clock::now();
   node->Kill(SIGTERM);
   EXPECT_EQ(node->Wait(30), 0) << node->stderr_text();
@@ -460,12 +467,7 @@ TEST_F(FederationTest, SigtermDuringARateCappedReleaseStopsWithinTwoSecondsAndRe
                                "listening on", &line);
   ASSERT_TRUE(node);
   auto conn = std::move(Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
-  absl::StatusOr<client::Resolved> r = absl::NotFoundError("");
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!(r = client::ResolveVerified(*conn, &trust_.view, "acme/m")).ok() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  auto r = ResolveOnce(*conn, "acme/m");
   ASSERT_TRUE(r.ok()) << r.status();
   for (const auto& d : held) EXPECT_EQ(a->counting->gets(d), 1) << "refetched a chunk it held";
   node->Kill(SIGTERM);
@@ -502,8 +504,7 @@ TEST_F(FederationTest, ClearingTheUpstreamStatusWaitsForNodeInfoCallsInFlight) {
   });
   // The clearer stays blocked while the call in flight runs (on the old code
   // it returned at once: give it half a second to show that).
-  for (int i = 0; i < 50 && !cleared; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_FALSE(cleared);
+  EXPECT_FALSE(testing::WaitUntil([&] { return cleared.load(); }, absl::Milliseconds(500)));
   release.Notify();
   clearer.join();
   caller.join();
@@ -522,22 +523,18 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
                                     "listening on", &line);
   ASSERT_TRUE(node);
   // At 6 MiB/s the 24 MiB release takes 4 s; the node syncs what it fetched
-  // every 2 s. kill -9 it 3 s in.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (a->counting->total() == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // every 2 s. Once it reports 14 MiB (over 2 s in: at least one sync
+  // behind it, 10 MiB still to go), kill -9 it.
+  const std::string c_address = line.substr(line.rfind(' ') + 1);
+  std::optional<cairn::v1::UpstreamStatus> mid;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    mid = UpstreamOf(c_address);
+    return mid && mid->bytes_fetched() >= (14u << 20);
+  }));
   {
     // Mid-release, status follows the fetch as it goes: bytes so far, what
     // the release still needs, and the rate (held to the cap).
-    auto conn = std::move(Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
-    auto stub = cairn::v1::Federation::NewStub(conn->channel());
-    grpc::ClientContext ctx;
-    cairn::v1::NodeInfoResponse info;
-    ASSERT_TRUE(stub->NodeInfo(&ctx, {}, &info).ok());
-    ASSERT_EQ(info.upstreams_size(), 1);
-    const auto& u = info.upstreams(0);
+    const auto& u = *mid;
     EXPECT_GT(u.bytes_fetched(), 0u);
     EXPECT_GT(u.bytes_behind(), 0u);
     EXPECT_LE(u.bytes_fetched() + u.bytes_behind(), 25u << 20);
@@ -545,7 +542,6 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
     EXPECT_GT(u.bytes_per_second(), 3u << 20);
     EXPECT_LT(u.bytes_per_second(), 7u << 20);
   }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
   node->Kill(SIGKILL);
   node->Wait();
   // What did C hold when it died?
@@ -565,12 +561,7 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
   ASSERT_TRUE(node);
   address = line.substr(line.rfind(' ') + 1);
   auto conn = std::move(Connection::Open(address, 10)).value();
-  absl::StatusOr<client::Resolved> r = absl::NotFoundError("");
-  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!(r = client::ResolveVerified(*conn, &trust_.view, "acme/m")).ok() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto r = ResolveOnce(*conn, "acme/m");
   ASSERT_TRUE(r.ok()) << r.status();
   for (const auto& d : held) EXPECT_EQ(a->counting->gets(d), 1) << "refetched a chunk it held";
   for (const auto& d : all) EXPECT_GE(a->counting->gets(d), 1);

@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "server.h"
 #include "fault_stores.h"
+#include "absl/synchronization/notification.h"
 #include "testing.h"
 
 namespace cairn {
@@ -205,7 +206,7 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
     _exit(127);
   }
   // Kill it once about a third of the chunks went out.
-  while (chunks_->total_gets() < 100) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(testing::WaitUntil([&] { return chunks_->total_gets() >= 100; }));
   ::kill(pid, SIGKILL);
   int status;
   ::waitpid(pid, &status, 0);
@@ -409,8 +410,12 @@ TEST_F(NodeTest, PullWaitsForACacheHeldByAnotherProcess) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
   // Released while the pull waits: the pull goes ahead.
   opts.cache_wait_seconds = 30;
+  absl::Notification waiting;
+  opts.log = [&](const std::string& line) {
+    if (line.find("waiting for the cache") != std::string::npos) waiting.Notify();
+  };
   std::thread release([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    waiting.WaitForNotification();
     holder->reset();
   });
   auto r = client::Pull(*conn_, trust_.view, opts);

@@ -275,6 +275,15 @@ int Child::Wait(double timeout_seconds) {
   return code_;
 }
 
+bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    if (cond()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
 std::string Child::stderr_text() const { return ReadFile(err_path_); }
 
 std::unique_ptr<Child> StartNode(const std::string& data, const std::string& trust,

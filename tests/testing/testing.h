@@ -5,12 +5,14 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cairn/crypto.h"
 #include "cairn/trust.h"
 #include "gmock/gmock.h"
@@ -121,6 +123,11 @@ class Child {
   bool reaped_ = false;
   int code_ = -1;
 };
+
+// Waits until `cond` holds, checking it every few milliseconds, at most
+// `timeout`. Returns whether it held. For conditions that another process or
+// a real network makes true, which no in-process signal can report.
+bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(30));
 
 // Starts cairn-node on 127.0.0.1:0; fills *address.
 std::unique_ptr<Child> StartNode(const std::string& data, const std::string& trust,
