@@ -1,5 +1,7 @@
 // Pulling a release into a directory from one or several nodes.
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +39,35 @@ absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::File
   CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->GetObject(ctx.get(), req, &resp),
                                  "fetching chunk list of " + f.path()));
   return CheckChunkList(resp.data(), f.root(), f.size(), f.path());
+}
+
+constexpr std::string_view kPartialPrefix = ".cairn-partial-";
+
+// Removes the partial files a killed pull left in `dir_fd`:
+// ".cairn-partial-<pid>-<n>" whose <pid> is no longer a running process (a
+// pull running now into the same tree keeps its own). Returns how many.
+int RemoveStalePartials(int dir_fd) {
+  int fd = ::dup(dir_fd);
+  if (fd < 0) return 0;
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return 0;
+  }
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name.substr(0, kPartialPrefix.size()) != kPartialPrefix) continue;
+    std::string_view rest = name.substr(kPartialPrefix.size());
+    int pid = 0;
+    if (!ParseInt(rest.substr(0, rest.find('-')), &pid) || pid <= 0) continue;
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    stale.emplace_back(name);
+  }
+  int removed = 0;
+  for (const auto& name : stale) removed += ::unlinkat(::dirfd(d), name.c_str(), 0) == 0;
+  ::closedir(d);
+  return removed;
 }
 
 }  // namespace
@@ -170,7 +201,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     }
     auto [dir, base] = SplitDirBase(f.path());
     CAIRN_ASSIGN_OR_RETURN(Fd dfd, OpenDirBeneath(root.fd, dir, /*create=*/true));
-    std::string tmp = StrCat(".cairn-partial-", ::getpid(), "-", file_index++);
+    std::string tmp = StrCat(kPartialPrefix, ::getpid(), "-", file_index++);
     Fd out(
         ::openat(dfd.fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (out.fd < 0) return ErrnoStatus(errno, "cannot create a temporary file for " + f.path());
@@ -225,6 +256,20 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   }
   CAIRN_ASSIGN_OR_RETURN(Fd meta_dir, OpenDirBeneath(root.fd, ".cairn", /*create=*/true));
   CAIRN_RETURN_IF_ERROR(WriteFileAt(meta_dir.fd, "manifest.envelope", r.envelope));
+  // What an interrupted pull left behind in the directories this release
+  // writes to goes now that the release is complete.
+  {
+    absl::flat_hash_set<std::string> dirs;
+    for (const auto& f : r.manifest.files()) dirs.insert(SplitDirBase(f.path()).first);
+    int removed = 0;
+    for (const auto& dir : dirs) {
+      auto dfd = OpenDirBeneath(root.fd, dir, /*create=*/false);
+      if (dfd.ok()) removed += RemoveStalePartials(dfd->fd);
+    }
+    if (removed > 0) {
+      notice(StrCat("removed ", removed, " partial file(s) left by an interrupted pull"));
+    }
+  }
   for (const auto& st : fetcher.Stats()) {  // one line per node, streams added up
     auto it = std::find_if(res.sources.begin(), res.sources.end(),
                            [&](const auto& s) { return s.address == st.address; });

@@ -141,8 +141,13 @@ int PullCommands::Run() {
       for (const auto& p : r->problems) std::printf("DIFFERS %s\n", p.c_str());
       for (const auto& p : r->extra) std::printf("extra   %s (not in the manifest)\n", p.c_str());
       if (r->problems.empty()) {
-        std::printf("verified %s %s %s: %lu files OK\n", r->name.c_str(), r->version.c_str(),
-                    r->manifest.c_str(), static_cast<unsigned long>(r->files_ok));
+        std::printf("verified %s %s %s: %lu files OK%s\n", r->name.c_str(), r->version.c_str(),
+                    r->manifest.c_str(), static_cast<unsigned long>(r->files_ok),
+                    r->extra.empty()
+                        ? ""
+                        : StrCat("; ", r->extra.size(),
+                                 " file(s) in the tree are not in the manifest (listed above)")
+                              .c_str());
       }
     }
     if (!r->problems.empty()) {

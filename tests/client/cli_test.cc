@@ -139,10 +139,11 @@ TEST_F(CliTest, UnknownNameOrTag) {
 TEST_F(CliTest, UnreachableNodeFailsWithinTheDeadline) {
   auto t0 = std::chrono::steady_clock::now();
   // A port nothing listens on: bind and close one.
-  auto r = Cairn({"pull", "acme/m", "--out", dir_ / "out", "--node", "127.0.0.1:1", "--trust",
+  const std::string dead = testing::ClosedPortAddress();
+  auto r = Cairn({"pull", "acme/m", "--out", dir_ / "out", "--node", dead, "--trust",
                   dir_ / "keys/trust.root", "--timeout", "2"});
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ExpectOneLineError(r, "cannot reach node 127.0.0.1:1");
+  ExpectOneLineError(r, "cannot reach node " + dead);
   EXPECT_LT(secs, 8.0);
 }
 

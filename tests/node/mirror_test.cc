@@ -110,25 +110,13 @@ class MirrorTest : public ::testing::Test {
   std::string model_;
 };
 
-std::string DeadAddress() {
-  // A port that was just free: nothing listens there.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
-}
 
 TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactBytes) {
   HostileNode* stalled = Hostile(Attack::kStall);
   HostileNode* corrupt = Hostile(Attack::kWrongChunkBytes);
   std::vector<std::string> unreachable;
   auto conns = client::OpenAll(
-      {DeadAddress(), stalled->address(), corrupt->address(), server_->address()}, 2, &unreachable);
+      {testing::ClosedPortAddress(), stalled->address(), corrupt->address(), server_->address()}, 2, &unreachable);
   ASSERT_TRUE(conns.ok()) << conns.status();
   EXPECT_EQ(unreachable.size(), 1u);
   ASSERT_EQ(conns->size(), 3u);

@@ -235,9 +235,31 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   }
   ASSERT_GT(cached.size(), 0u);
   ASSERT_LT(cached.size(), std::set<Digest>(all.begin(), all.end()).size());
+  // The killed pull left its partial file, which a tree check names.
+  auto partials = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ / "out")) {
+      if (e.path().filename().string().rfind(".cairn-partial-", 0) == 0) {
+        out.push_back(e.path().filename());
+      }
+    }
+    return out;
+  };
+  ASSERT_EQ(partials().size(), 1u) << "the kill did not land inside the file";
   chunks_->delay_us_ = 0;
   auto r = testing::Run(argv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The resumed pull removed what the killed one left.
+  EXPECT_TRUE(partials().empty());
+  EXPECT_THAT(r.err, HasSubstr("removed 1 partial file(s) left by an interrupted pull"));
+  auto verified = client::VerifyTree(dir_ / "out", trust_.view);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->extra.empty());
+  // A file the manifest does not name is reported by verify.
+  testing::WriteFile(dir_ / "out/stray.bin", "x");
+  verified = client::VerifyTree(dir_ / "out", trust_.view);
+  ASSERT_TRUE(verified.ok());
+  EXPECT_EQ(verified->extra, std::vector<std::string>{"stray.bin"});
   auto second = nlohmann::json::parse(r.out);
   // Nothing that reached the cache is asked for again...
   auto gets = chunks_->gets();

@@ -172,7 +172,8 @@ TEST_F(ReplicationTest, ReleasesThatDoNotVerifyUnderTheDownstreamTrustAreNeverCo
 
 TEST_F(ReplicationTest, UnreachableUpstreamFailsWithinTheDeadline) {
   TestNode b = Start("b", trust_.view);
-  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>("127.0.0.1:1", 2));
+  Replicator rep(b.repo.get(),
+                 std::make_unique<node::GrpcUpstream>(testing::ClosedPortAddress(), 2));
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_FALSE(rep.SyncOnce().ok());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
@@ -324,7 +325,9 @@ TEST(ReplicationPolicyTest, GlobsAndSizes) {
 namespace cairn {
 namespace {
 
-TEST_F(ReplicationTest, BandwidthCapHoldsWithinTenPercent) {
+// End to end over gRPC the cap is never exceeded (its exact pacing is
+// RateCappedTest's, on simulated time; a busy machine only makes this slower).
+TEST_F(ReplicationTest, BandwidthCapIsNeverExceeded) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
   std::string d = dir_ / "m";
   testing::WriteFile(d + "/w.bin", testing::RandomBytes(6 << 20, 21));
@@ -338,7 +341,6 @@ TEST_F(ReplicationTest, BandwidthCapHoldsWithinTenPercent) {
   double rate = rep.stats().bytes_fetched / secs;
   EXPECT_EQ(rep.stats().bytes_fetched, 6u << 20);
   EXPECT_LE(rate, p.max_bytes_per_second * 1.10) << rate;
-  EXPECT_GE(rate, p.max_bytes_per_second * 0.50) << rate;  // not wildly under either
 }
 
 }  // namespace

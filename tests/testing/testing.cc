@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -273,6 +276,20 @@ int Child::Wait(double timeout_seconds) {
   reaped_ = true;
   code_ = DecodeWait(status);
   return code_;
+}
+
+std::string ClosedPortAddress() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ADD_FAILURE() << "cannot bind a loopback port: " << std::strerror(errno);
+  }
+  if (fd >= 0) ::close(fd);
+  return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
 }
 
 bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout) {

@@ -129,6 +129,10 @@ class Child {
 // a real network makes true, which no in-process signal can report.
 bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(30));
 
+// "127.0.0.1:PORT" of a port that was just bound and closed: nothing
+// listens there, so a connection is refused at once.
+std::string ClosedPortAddress();
+
 // Starts cairn-node on 127.0.0.1:0; fills *address.
 std::unique_ptr<Child> StartNode(const std::string& data, const std::string& trust,
                                  std::string* address);
