@@ -2,7 +2,10 @@
 // feeds through GrpcUpstream.
 #include "cairn/replication.h"
 
+#include <atomic>
 #include <filesystem>
+#include <set>
+#include <thread>
 
 #include "cairn/objects.h"
 #include "cairn/repository.h"
@@ -42,6 +45,45 @@ class FlakyUpstream : public UpstreamWrapper {
   }
   int budget_;
   int fetched_ = 0;
+};
+
+// Counts calls in flight and the threads they come from: the Upstream
+// contract is one caller at a time (Cancel aside).
+class ContractCheckingUpstream : public UpstreamWrapper {
+ public:
+  using UpstreamWrapper::UpstreamWrapper;
+  struct Call {
+    explicit Call(ContractCheckingUpstream* u) : u_(u) {
+      int now = ++u_->in_flight_;
+      int seen = u_->max_in_flight_.load();
+      while (now > seen && !u_->max_in_flight_.compare_exchange_weak(seen, now)) {
+      }
+      absl::MutexLock l(&u_->mu_);
+      u_->threads_.insert(std::this_thread::get_id());
+    }
+    ~Call() { --u_->in_flight_; }
+    ContractCheckingUpstream* u_;
+  };
+  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t a, uint32_t m) override {
+    Call c(this);
+    return UpstreamWrapper::Feed(a, m);
+  }
+  absl::StatusOr<std::string> GetObject(const std::string& d) override {
+    Call c(this);
+    return UpstreamWrapper::GetObject(d);
+  }
+  std::vector<absl::StatusOr<std::string>> GetObjects(const std::vector<std::string>& d) override {
+    Call c(this);
+    batches_++;
+    return UpstreamWrapper::GetObjects(d);
+  }
+  absl::Status GetChunks(const std::vector<ChunkWant>& w, const ChunkSink& sink) override {
+    Call c(this);
+    return UpstreamWrapper::GetChunks(w, sink);
+  }
+  std::atomic<int> in_flight_{0}, max_in_flight_{0}, batches_{0};
+  absl::Mutex mu_;
+  std::set<std::thread::id> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 class ReplicationTest : public ::testing::Test {
@@ -237,6 +279,31 @@ TEST_F(ReplicationTest, MeshConvergesOnTheHighestTagWithoutLoops) {
 
 namespace cairn {
 namespace {
+
+// A release of 20 files: its chunk lists are asked for in batches (one round
+// trip per 8 on a long link), yet the replicator calls its upstream from one
+// thread, one call at a time, as Upstream promises. It called GetObject from
+// eight std::async threads before.
+TEST_F(ReplicationTest, TheReplicatorKeepsTheUpstreamContractOneCallAtATime) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
+  std::string d = dir_ / "many";
+  for (int i = 0; i < 20; ++i) {
+    testing::WriteFile(d + "/f" + std::to_string(i) + ".bin", testing::RandomBytes(40000, 100 + i));
+  }
+  Publish(a, d, "acme/many");
+  auto checked = std::make_unique<ContractCheckingUpstream>(
+      std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  ContractCheckingUpstream* u = checked.get();
+  Replicator rep(b.repo.get(), std::move(checked));
+  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
+  EXPECT_EQ(rep.stats().releases_committed, 1u);
+  EXPECT_EQ(u->max_in_flight_.load(), 1);
+  {
+    absl::MutexLock l(&u->mu_);
+    EXPECT_EQ(u->threads_.size(), 1u);
+  }
+  EXPECT_EQ(u->batches_.load(), 3);  // 20 lists: 8 + 8 + 4
+}
 
 TEST_F(ReplicationTest, TwoUpstreamsOfferingTheSameReleaseTransferItOnce) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
