@@ -14,7 +14,7 @@ namespace {
 class FederationImpl final : public FederationService {
  public:
   FederationImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool), waiter_(repo) {}
-  grpc::ServerUnaryReactor* Summary(grpc::CallbackServerContext* ctx, const SummaryRequest* req,
+  grpc::ServerUnaryReactor* Summary(grpc::CallbackServerContext* ctx, const SummaryRequest* /*req*/,
                                     SummaryResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] { return repo_->Summary(); });
   }
@@ -31,7 +31,7 @@ class FederationImpl final : public FederationService {
   void StopWaiting() override { waiter_.Stop(); }
   size_t parked() const override { return waiter_.parked(); }
   ~FederationImpl() override { StopWaiting(); }
-  grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx, const NodeInfoRequest* req,
+  grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx, const NodeInfoRequest* /*req*/,
                                      NodeInfoResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<NodeInfoResponse> {
       CAIRN_ASSIGN_OR_RETURN(NodeInfoResponse out, repo_->NodeInfo());

@@ -2,7 +2,9 @@
 # Installs dependencies, builds, and runs the whole test suite:
 #   1. ctest on the normal build (unit, integration, network-namespace tests);
 #   2. the unit and integration tests again under ASan + UBSan (build-asan/);
-#   3. every libFuzzer target for FUZZ_SECONDS each (default 20; build-fuzz/).
+#   3. a clang build (build-fuzz/) that checks every library with
+#      -Wthread-safety, then every libFuzzer target for FUZZ_SECONDS each
+#      (default 20).
 # Exits non-zero on any failure. CAIRN_SKIP_ASAN=1 / CAIRN_SKIP_FUZZ=1 skip
 # steps 2 / 3 (for a quick local run; CI runs everything).
 set -euo pipefail
@@ -23,6 +25,6 @@ if [ -z "${CAIRN_SKIP_ASAN:-}" ]; then
 fi
 
 if [ -z "${CAIRN_SKIP_FUZZ:-}" ]; then
-  echo "== fuzzing"
+  echo "== clang -Wthread-safety build and fuzzing"
   tests/fuzz/run.sh
 fi

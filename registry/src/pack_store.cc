@@ -212,8 +212,10 @@ class PackChunkStore final : public ChunkStore {
   // Forgets the chunks whose bytes were still in the buffer (they are not
   // stored, and Has() says so, so a writer sends them again).
   void DropBufferedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto id = active_id_;
+    const auto size = active_size_;
     absl::erase_if(mem_, [&](const auto& kv) {
-      return kv.second.pack == active_id_ && kv.second.offset >= active_size_;
+      return kv.second.pack == id && kv.second.offset >= size;
     });
     buffer_.clear();
   }

@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan + fuzzer coverage) in
 # build-fuzz/ and runs each from its seed corpus (tests/fuzz/corpus/NAME) for
 # FUZZ_SECONDS (default 20). Fails on any crash, leak, sanitizer report or
-# timeout; the reproducer is left in build-fuzz/crashes/.
+# timeout; the reproducer is left in build-fuzz/crashes/. The same clang build
+# compiles cairn and cairn-node with -Wthread-safety -Werror=thread-safety.
 #   tests/fuzz/run.sh [target...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,9 @@ if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCAIRN_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 fi
-cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]/#/fuzz_}"
+# cairn and cairn-node too: this clang build is also the -Wthread-safety
+# check of every library (an unannotated or unlocked access fails it).
+cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]/#/fuzz_}" cairn cairn-node
 mkdir -p "$BUILD/crashes"
 for t in "${TARGETS[@]}"; do
   work=$(mktemp -d)

@@ -42,7 +42,9 @@ TEST(ChunkerTest, ChunksCoverFileWithinBounds) {
   for (size_t i = 0; i < chunks.size(); ++i) {
     EXPECT_EQ(chunks[i].offset, off);
     EXPECT_LE(chunks[i].length, p.max_size);
-    if (i + 1 < chunks.size()) EXPECT_GE(chunks[i].length, p.min_size);
+    if (i + 1 < chunks.size()) {
+      EXPECT_GE(chunks[i].length, p.min_size);
+    }
     off += chunks[i].length;
   }
   EXPECT_EQ(off, data.size());
@@ -90,7 +92,9 @@ TEST(ChunkerTest, CutsAtSafetensorsTensorBoundaries) {
   std::set<uint64_t> cuts;
   for (auto& c : chunks) cuts.insert(c.offset + c.length);
   for (uint64_t b : bounds) {
-    if (b > p.min_size) EXPECT_TRUE(cuts.count(b)) << "no cut at tensor boundary " << b;
+    if (b > p.min_size) {
+      EXPECT_TRUE(cuts.count(b)) << "no cut at tensor boundary " << b;
+    }
   }
 }
 

@@ -67,7 +67,9 @@ class RepositoryTest : public ::testing::Test {
       for (size_t off = 0; off < data.size(); off += 100000) {
         std::string c = data.substr(off, 100000);
         Digest d = Sha256Of(c);
-        if (upload_chunks) EXPECT_TRUE(repo_->chunks()->Put(d, c).ok());
+        if (upload_chunks) {
+          EXPECT_TRUE(repo_->chunks()->Put(d, c).ok());
+        }
         auto* ref = cl.add_chunks();
         ref->set_digest(std::string(DigestBytes(d)));
         ref->set_length(c.size());

@@ -43,19 +43,19 @@ class Upstream {
   virtual std::string address() const = 0;
   // The sink is slow on purpose (a bandwidth cap): hold at most about this
   // many bytes fetched ahead of it.
-  virtual void LimitBuffer(size_t bytes) {}
+  virtual void LimitBuffer(size_t /*bytes*/) {}
   // True when GetChunks hands the sink only chunks whose SHA-256 it has
   // already checked against the digest (the sink then skips a second hash).
   virtual bool VerifiesChunks() const { return false; }
   // Long poll: Feed waits up to `wait_ms` for something new when the cursor
   // is at the head (0: answer at once). Default: 0.
-  virtual void SetLongPoll(uint32_t wait_ms) {}
+  virtual void SetLongPoll(uint32_t /*wait_ms*/) {}
   // Ends the calls in progress (a long poll, a chunk transfer) and every later
   // one with Cancelled. Any thread.
   virtual void Cancel() {}
   // Trust roots newer than `after_version` that the upstream (or a peer)
   // holds, oldest first; unverified (the caller walks the chain).
-  virtual absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) {
+  virtual absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t /*after_version*/) {
     return std::vector<std::string>{};
   }
 };

@@ -76,10 +76,10 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
   if (opts_.cancel != nullptr) {
     // Cancelling ends every stream at once and wakes Next().
     cancel_callback_ = opts_.cancel->AddCallback([this] {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       if (fatal_.ok()) fatal_ = absl::CancelledError("fetch cancelled");
       for (auto& s : sources_) s->ctx.TryCancel();
-      cv_.notify_all();
+      cv_.SignalAll();
     });
   }
 }
@@ -87,13 +87,13 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
 Fetcher::~Fetcher() {
   if (opts_.cancel != nullptr) opts_.cancel->RemoveCallback(cancel_callback_);
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     stop_ = true;
     // Cancel rather than half-close: a hostile node could keep a half-closed
     // call open for ever.
     for (auto& s : sources_) s->ctx.TryCancel();
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   for (auto& s : sources_) {
     s->writer.join();
     s->reader.join();
@@ -102,7 +102,7 @@ Fetcher::~Fetcher() {
 
 void Fetcher::Add(const std::vector<ChunkWant>& wants) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     if (items_.empty()) head_since_ = opts_.clock->SteadyNow();
     for (const ChunkWant& w : wants) {
       uint64_t index = base_ + items_.size();
@@ -113,7 +113,7 @@ void Fetcher::Add(const std::vector<ChunkWant>& wants) {
       queue_.insert(index);
     }
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 Fetcher::Item* Fetcher::ItemAt(uint64_t index) {
@@ -128,12 +128,12 @@ size_t Fetcher::Live() const {
 }
 
 bool Fetcher::Usable(size_t source) const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   return source < sources_.size() && !sources_[source]->dead;
 }
 
 std::vector<Fetcher::SourceStats> Fetcher::Stats() const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   std::vector<SourceStats> out;
   for (const auto& s : sources_) {
     out.push_back({s->conn->address(), s->bytes, s->chunks, s->why});
@@ -174,7 +174,7 @@ void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
       std::fprintf(stderr, "cairn: %s\n", line.c_str());
     }
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
@@ -247,9 +247,9 @@ void Fetcher::WriteLoop(Source* s) {
   for (;;) {
     cairn::v1::GetChunksRequest req;
     {
-      std::unique_lock<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       std::vector<uint64_t> batch;
-      cv_.wait(l, [&] { return stop_ || s->dead || s->reader_done || TakeBatch(s, &batch); });
+      while (!(stop_ || s->dead || s->reader_done || TakeBatch(s, &batch))) cv_.Wait(&mu_);
       if (batch.empty()) break;
       for (uint64_t index : batch) req.add_digests(std::string(DigestBytes(ItemAt(index)->digest)));
     }
@@ -257,15 +257,15 @@ void Fetcher::WriteLoop(Source* s) {
   }
   bool graceful;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     graceful = !s->dead && !s->reader_done;
   }
   if (graceful) s->stream->WritesDone();
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     s->writer_done = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void Fetcher::ReadLoop(Source* s) {
@@ -275,7 +275,7 @@ void Fetcher::ReadLoop(Source* s) {
     for (auto& c : *resp.mutable_chunks()) {
       Source::Owed o;
       {
-        std::lock_guard<std::mutex> l(mu_);
+        absl::MutexLock l(&mu_);
         if (s->dead) break;
         if (s->owed.empty()) {
           why = "sent more chunks than it was asked for";
@@ -288,7 +288,7 @@ void Fetcher::ReadLoop(Source* s) {
         break;
       }
       if (c.missing()) {
-        std::lock_guard<std::mutex> l(mu_);
+        absl::MutexLock l(&mu_);
         if (s->dead) break;
         s->owed.pop_front();
         s->owed_bytes -= o.length;
@@ -296,7 +296,7 @@ void Fetcher::ReadLoop(Source* s) {
         s->last_byte = opts_.clock->SteadyNow();
         if (Item* it = ItemAt(o.index)) it->missing |= s->bit;
         Release(s, o.index);
-        cv_.notify_all();
+        cv_.SignalAll();
         continue;
       }
       if (c.data().size() != o.length) {
@@ -312,7 +312,7 @@ void Fetcher::ReadLoop(Source* s) {
                             ? absl::OkStatus()
                             : cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
       auto now = opts_.clock->SteadyNow();
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       if (s->dead) break;
       if (!st.ok() && fatal_.ok()) fatal_ = Annotate(st, "cache");
       s->owed.pop_front();
@@ -349,25 +349,25 @@ void Fetcher::ReadLoop(Source* s) {
           s->chunks++;
         }
       }
-      cv_.notify_all();
+      cv_.SignalAll();
     }
   }
   {
-    std::unique_lock<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     if (!why.empty()) Demote(s, absl::StatusCode::kDataLoss, why);
     s->reader_done = true;
-    cv_.notify_all();
+    cv_.SignalAll();
     // Finish() may only run once the writer is done with the stream.
-    cv_.wait(l, [&] { return s->writer_done; });
+    while (!s->writer_done) cv_.Wait(&mu_);
   }
   grpc::Status st = s->stream->Finish();
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   if (!stop_) {
     Demote(s, absl::StatusCode::kUnavailable,
            st.ok() ? std::string("ended the chunk stream early")
                    : StrCat("chunk stream failed: ", st.error_message()));
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void Fetcher::Monitor(SteadyTime now) {
@@ -419,7 +419,7 @@ void Fetcher::Monitor(SteadyTime now) {
     }
   }
   // Idle writers re-check for endgame work as chunks grow late.
-  cv_.notify_all();
+  cv_.SignalAll();
   // The head chunk is late: let an idle node race the one that owes it.
   Item& head = items_.front();
   if (!head.done && head.owners != 0 && !queue_.contains(base_) &&
@@ -427,14 +427,14 @@ void Fetcher::Monitor(SteadyTime now) {
     for (auto& s : sources_) {
       if (!s->dead && s->owed.empty() && !((head.owners | head.missing) & s->bit)) {
         queue_.insert(base_);
-        cv_.notify_all();
+        cv_.SignalAll();
         break;
       }
     }
   }
 }
 
-absl::Status Fetcher::NoneCanServe(const std::string& what, uint64_t missing) const {
+absl::Status Fetcher::NoneCanServe(const std::string& what) const {
   std::vector<std::string> why;
   for (const auto& s : sources_) {
     why.push_back(
@@ -451,12 +451,12 @@ absl::Status Fetcher::NoneCanServe(const std::string& what, uint64_t missing) co
 }
 
 absl::Status Fetcher::NoneLeft(const std::string& what) const {
-  std::lock_guard<std::mutex> l(mu_);
-  return NoneCanServe(what, 0);
+  absl::MutexLock l(&mu_);
+  return NoneCanServe(what);
 }
 
 absl::Status Fetcher::Next(std::string* data) {
-  std::unique_lock<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   for (;;) {
     if (!fatal_.ok()) return fatal_;
     if (items_.empty()) return absl::InternalError("Fetcher::Next with nothing queued");
@@ -467,14 +467,14 @@ absl::Status Fetcher::Next(std::string* data) {
       items_.pop_front();
       ++base_;
       head_since_ = opts_.clock->SteadyNow();
-      cv_.notify_all();
+      cv_.SignalAll();
       return absl::OkStatus();
     }
     bool someone = false;
     for (const auto& s : sources_) someone |= !s->dead && !(head.missing & s->bit);
-    if (!someone) return NoneCanServe("chunk " + DigestName(head.digest), head.missing);
+    if (!someone) return NoneCanServe("chunk " + DigestName(head.digest));
     Monitor(opts_.clock->SteadyNow());
-    cv_.wait_for(l, std::chrono::milliseconds(100));
+    cv_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
   }
 }
 

@@ -13,18 +13,17 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "cairn/clock.h"
 #include "cairn/hash.h"
 #include "cairn/store.h"
@@ -92,27 +91,27 @@ class Fetcher {
   void WriteLoop(Source* s);
   void ReadLoop(Source* s);
   // All under mu_.
-  Item* ItemAt(uint64_t index);
-  void Demote(Source* s, absl::StatusCode code, std::string why);
-  void Release(Source* s, uint64_t index);
-  bool TakeBatch(Source* s, std::vector<uint64_t>* batch);
-  void Monitor(SteadyTime now);
-  size_t Live() const;
-  absl::Status NoneCanServe(const std::string& what, uint64_t missing) const;
+  Item* ItemAt(uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Demote(Source* s, absl::StatusCode code, std::string why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Release(Source* s, uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool TakeBatch(Source* s, std::vector<uint64_t>* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Monitor(SteadyTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t Live() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status NoneCanServe(const std::string& what) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   FetchOptions opts_;
   ChunkStore* cache_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<Source>> sources_;
-  std::deque<Item> items_;     // index base_ + i
-  uint64_t base_ = 0;          // index of items_.front() == next to hand out
-  std::set<uint64_t> queue_;   // indices waiting for a node
-  size_t owed_bytes_ = 0;      // requested and not yet answered, all nodes
-  size_t buffered_bytes_ = 0;  // received, not yet handed out
-  SteadyTime head_since_;
-  absl::Status fatal_;
-  bool stop_ = false;
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::vector<std::unique_ptr<Source>> sources_ ABSL_GUARDED_BY(mu_);
+  std::deque<Item> items_ ABSL_GUARDED_BY(mu_);     // index base_ + i
+  uint64_t base_ ABSL_GUARDED_BY(mu_) = 0;          // index of items_.front() == next to hand out
+  std::set<uint64_t> queue_ ABSL_GUARDED_BY(mu_);   // indices waiting for a node
+  size_t owed_bytes_ ABSL_GUARDED_BY(mu_) = 0;      // requested and not yet answered, all nodes
+  size_t buffered_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // received, not yet handed out
+  SteadyTime head_since_ ABSL_GUARDED_BY(mu_);
+  absl::Status fatal_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int cancel_callback_ = 0;
 };
 

@@ -1,0 +1,75 @@
+// The pack store: the conformance suite, and what is its own (one opener at a
+// time, corrupt pack bytes). Also the fault-injecting wrapper tests use.
+#include "cairn/store.h"
+
+#include "chunk_store_conformance.h"
+#include "fault_stores.h"
+#include "testing.h"
+
+namespace cairn::testing {
+
+struct PackFactory {
+  static absl::StatusOr<std::unique_ptr<ChunkStore>> Open(const std::string& dir) {
+    PackStoreOptions o;
+    o.buffer_bytes = 256 << 10;
+    o.pack_bytes = 1 << 20;  // small packs: exercise rolling
+    return OpenPackChunkStore(dir, o);
+  }
+};
+INSTANTIATE_TYPED_TEST_SUITE_P(Pack, ChunkStoreConformance, PackFactory);
+
+}  // namespace cairn::testing
+
+namespace cairn {
+namespace {
+
+using ::cairn::testing::StatusIs;
+
+
+TEST(PackChunkStoreTest, SecondOpenOfSameDirectoryFails) {
+  testing::TempDir dir;
+  auto a = OpenPackChunkStore(dir / "s", {});
+  ASSERT_TRUE(a.ok());
+  EXPECT_THAT(OpenPackChunkStore(dir / "s", {}), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(PackChunkStoreTest, CorruptPackBytesAreDataLossOnRead) {
+  testing::TempDir dir;
+  std::string c = testing::RandomBytes(50000, 9);
+  {
+    auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
+    ASSERT_TRUE(s->Put(Sha256Of(c), c).ok());
+    ASSERT_TRUE(s->Sync().ok());
+  }
+  // Flip a byte in the middle of the pack file.
+  std::string pack = dir / "s/packs/pack-00000001.dat";
+  std::string bytes = testing::ReadFile(pack);
+  ASSERT_GT(bytes.size(), 30000u);
+  bytes[30000] ^= 0xff;
+  testing::WriteFile(pack, bytes);
+  auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
+  std::string out;
+  EXPECT_THAT(s->Get(Sha256Of(c), &out), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(FaultInjectingChunkStoreTest, InjectsEnospcTornWritesAndCorruptReads) {
+  testing::TempDir dir;
+  auto base = std::move(OpenPackChunkStore(dir / "s", {})).value();
+  testing::FaultInjectingChunkStore f(base.get());
+  std::string c = testing::RandomBytes(10000, 5);
+  Digest d = Sha256Of(c);
+  f.FailPuts(1);
+  EXPECT_THAT(f.Put(d, c), StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_FALSE(*f.Has(d));
+  f.TearNextPut();
+  EXPECT_THAT(f.Put(d, c), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_FALSE(*f.Has(d));
+  ASSERT_TRUE(f.Put(d, c).ok());
+  f.CorruptReads(true);
+  std::string out;
+  ASSERT_TRUE(f.Get(d, &out).ok());
+  EXPECT_NE(out, c);
+}
+
+}  // namespace
+}  // namespace cairn
