@@ -244,46 +244,46 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
 }
 
 absl::StatusOr<std::vector<ChunkWant>> Replicator::Missing(const cairn::v1::Manifest& m) {
-  // The chunk lists this node lacks, asked for several at a time.
-  absl::flat_hash_map<std::string, absl::StatusOr<std::string>> lists;
-  std::vector<std::string> need;
+  // The chunk lists this node lacks, asked for kListsInFlight at a time and
+  // staged as each batch arrives, checked against the signed manifest: at
+  // most one batch of lists is held in memory.
+  absl::flat_hash_map<std::string, const cairn::v1::FileEntry*> need;  // root -> a file naming it
+  std::vector<std::string> order;
   for (const auto& f : m.files()) {
-    if (lists.contains(f.root())) continue;
+    if (need.contains(f.root())) continue;
     auto held = repo_->GetObjectOrStaged(f.root());
-    if (held.ok()) {
-      lists.emplace(f.root(), std::move(held));
-    } else if (absl::IsNotFound(held.status())) {
-      lists.emplace(f.root(), absl::UnavailableError("not asked"));
-      need.push_back(f.root());
-    } else {
+    if (absl::IsNotFound(held.status())) {
+      need.emplace(f.root(), &f);
+      order.push_back(f.root());
+    } else if (!held.ok()) {
       return held.status();
     }
   }
-  for (size_t i = 0; i < need.size(); i += kListsInFlight) {
-    std::vector<std::string> batch(need.begin() + i,
-                                   need.begin() + std::min(need.size(), i + kListsInFlight));
+  for (size_t i = 0; i < order.size(); i += kListsInFlight) {
+    std::vector<std::string> batch(order.begin() + i,
+                                   order.begin() + std::min(order.size(), i + kListsInFlight));
     std::vector<absl::StatusOr<std::string>> got = upstream_->GetObjects(batch);
     if (got.size() != batch.size()) return absl::InternalError("GetObjects lost results");
     for (size_t j = 0; j < batch.size(); ++j) {
       CAIRN_RETURN_IF_ERROR(got[j].status());
-      lists.insert_or_assign(batch[j], std::move(got[j]));
+      const cairn::v1::FileEntry& f = *need.at(batch[j]);
+      auto cl = CheckChunkList(*got[j], f.root(), f.size(), f.path());
+      if (absl::IsDataLoss(cl.status())) {
+        return absl::DataLossError("upstream served a chunk list that does not match " + f.root());
+      }
+      CAIRN_RETURN_IF_ERROR(cl.status());
+      CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(*got[j]).status());
     }
   }
+  // Every list is held now; the chunks they name that this node lacks.
   std::vector<ChunkWant> wanted;
   absl::flat_hash_set<Digest, DigestHash> seen;
-  absl::flat_hash_set<std::string> staged;
+  absl::flat_hash_set<std::string> done;
   for (const auto& f : m.files()) {
-    const std::string& list = *lists.at(f.root());
-    auto cl = CheckChunkList(list, f.root(), f.size(), f.path());
-    if (absl::IsDataLoss(cl.status())) {
-      return absl::DataLossError("upstream served a chunk list that does not match " + f.root());
-    }
-    CAIRN_RETURN_IF_ERROR(cl.status());
-    if (std::find(need.begin(), need.end(), f.root()) != need.end() &&
-        staged.insert(f.root()).second) {
-      CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(list).status());
-    }
-    for (const auto& c : cl->chunks()) {
+    if (!done.insert(f.root()).second) continue;
+    CAIRN_ASSIGN_OR_RETURN(std::string list, repo_->GetObjectOrStaged(f.root()));
+    CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl, ParseChunkList(list));
+    for (const auto& c : cl.chunks()) {
       CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
       if (!seen.insert(d).second) continue;
       CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
