@@ -12,11 +12,9 @@ namespace cairn::node {
 GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers,
                            int streams, const TlsOptions& tls)
     : address_(std::move(address)), timeout_seconds_(timeout_seconds) {
-  channel_ = NewChannel(address_, tls, /*private_pool=*/false);
-  federation_ = cairn::v1::Federation::NewStub(channel_);
-  registry_ = cairn::v1::Registry::NewStub(channel_);
-  chunks_ = cairn::v1::Chunks::NewStub(channel_);
-  sources_.push_back(std::make_unique<Connection>(channel_, address_, timeout_seconds, tls));
+  // sources_[0] carries the metadata calls as well as chunk streams.
+  sources_.push_back(std::make_unique<Connection>(NewChannel(address_, tls, /*private_pool=*/false),
+                                                  address_, timeout_seconds, tls));
   upstream_streams_ = static_cast<size_t>(std::clamp(streams, 1, 8));
   for (size_t k = 1; k < upstream_streams_; ++k) sources_.push_back(sources_[0]->Another());
   // Connect every chunk connection now: on a long link the handshakes would
@@ -29,17 +27,11 @@ GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds, std::vector
   }
 }
 
-std::unique_ptr<grpc::ClientContext> GrpcUpstream::Context(int seconds) const {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
-
 absl::StatusOr<std::string> GrpcUpstream::NodeId() {
   cairn::v1::NodeInfoResponse r;
-  auto ctx = Context(timeout_seconds_);
+  auto ctx = sources_[0]->Context();
   CAIRN_RETURN_IF_ERROR(
-      FromGrpc(federation_->NodeInfo(ctx.get(), {}, &r), "node info of " + address_));
+      FromGrpc(sources_[0]->federation()->NodeInfo(ctx.get(), {}, &r), "node info of " + address_));
   if (r.node_id().empty()) return absl::DataLossError("upstream " + address_ + " has no node id");
   return r.node_id();
 }
@@ -58,7 +50,7 @@ absl::StatusOr<cairn::v1::FeedResponse> GrpcUpstream::Feed(uint64_t after, uint3
     if (cancelled_) return absl::CancelledError("stopping");
     feed_ctx_ = ctx.get();
   }
-  grpc::Status st = federation_->Feed(ctx.get(), req, &r);
+  grpc::Status st = sources_[0]->federation()->Feed(ctx.get(), req, &r);
   {
     absl::MutexLock l(&cancel_mu_);
     feed_ctx_ = nullptr;
@@ -78,9 +70,9 @@ void GrpcUpstream::Cancel() {
 
 absl::StatusOr<cairn::v1::SummaryResponse> GrpcUpstream::Summary() {
   cairn::v1::SummaryResponse r;
-  auto ctx = Context(timeout_seconds_ * 4);
+  auto ctx = sources_[0]->Context(timeout_seconds_ * 4);
   CAIRN_RETURN_IF_ERROR(
-      FromGrpc(federation_->Summary(ctx.get(), {}, &r), "summary of " + address_));
+      FromGrpc(sources_[0]->federation()->Summary(ctx.get(), {}, &r), "summary of " + address_));
   return r;
 }
 
@@ -88,8 +80,8 @@ absl::StatusOr<cairn::v1::ResolveResponse> GrpcUpstream::Resolve(const std::stri
   cairn::v1::ResolveRequest req;
   req.set_ref(ref);
   cairn::v1::ResolveResponse r;
-  auto ctx = Context(timeout_seconds_);
-  CAIRN_RETURN_IF_ERROR(FromGrpc(registry_->Resolve(ctx.get(), req, &r), "resolve on " + address_));
+  auto ctx = sources_[0]->Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(sources_[0]->registry()->Resolve(ctx.get(), req, &r), "resolve on " + address_));
   return r;
 }
 
@@ -97,9 +89,9 @@ absl::StatusOr<std::string> GrpcUpstream::GetObject(const std::string& digest) {
   cairn::v1::GetObjectRequest req;
   req.set_digest(digest);
   cairn::v1::GetObjectResponse r;
-  auto ctx = Context(timeout_seconds_);
+  auto ctx = sources_[0]->Context();
   CAIRN_RETURN_IF_ERROR(
-      FromGrpc(registry_->GetObject(ctx.get(), req, &r), "object from " + address_));
+      FromGrpc(sources_[0]->registry()->GetObject(ctx.get(), req, &r), "object from " + address_));
   return std::move(*r.mutable_data());
 }
 
@@ -109,17 +101,16 @@ absl::StatusOr<std::vector<std::string>> GrpcUpstream::TrustChain(uint64_t after
   auto ask = [&](cairn::v1::Federation::Stub* stub,
                  const std::string& who) -> absl::StatusOr<std::vector<std::string>> {
     cairn::v1::TrustRootResponse r;
-    auto ctx = Context(timeout_seconds_);
+    auto ctx = sources_[0]->Context();
     CAIRN_RETURN_IF_ERROR(FromGrpc(stub->TrustRoot(ctx.get(), req, &r), "trust roots of " + who));
     return std::vector<std::string>(r.chain().begin(), r.chain().end());
   };
-  auto mine = ask(federation_.get(), address_);
+  auto mine = ask(sources_[0]->federation(), address_);
   if (mine.ok() && !mine->empty()) return mine;
   for (size_t i = upstream_streams_; i < sources_.size(); ++i) {
     auto state = sources_[i]->channel()->GetState(/*try_to_connect=*/true);
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) continue;
-    auto stub = cairn::v1::Federation::NewStub(sources_[i]->channel());
-    auto theirs = ask(stub.get(), sources_[i]->address());
+    auto theirs = ask(sources_[i]->federation(), sources_[i]->address());
     if (theirs.ok() && !theirs->empty()) return theirs;
   }
   return mine;
@@ -142,7 +133,7 @@ std::vector<absl::StatusOr<std::string>> GrpcUpstream::GetObjects(
     c->req.set_digest(d);
     Call* raw = c.get();
     calls.push_back(std::move(c));
-    registry_->async()->GetObject(&raw->ctx, &raw->req, &raw->resp,
+    sources_[0]->registry()->async()->GetObject(&raw->ctx, &raw->req, &raw->resp,
                                   [raw, &mu, &pending](grpc::Status st) {
                                     absl::MutexLock l(&mu);
                                     raw->status = std::move(st);

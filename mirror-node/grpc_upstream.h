@@ -53,15 +53,10 @@ class GrpcUpstream final : public Upstream {
   absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) override;
 
  private:
-  std::unique_ptr<grpc::ClientContext> Context(int seconds) const;
   // Cancelled by Cancel(): ends a chunk transfer in progress.
   Cancellation cancel_;
   std::string address_;
   int timeout_seconds_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<cairn::v1::Federation::Stub> federation_;
-  std::unique_ptr<cairn::v1::Registry::Stub> registry_;
-  std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
   std::vector<std::unique_ptr<Connection>> sources_;  // upstream streams, then peers
   size_t upstream_streams_ = 1;
   size_t buffer_limit_ = 0;
