@@ -75,6 +75,7 @@ class HostileNode::Chunks final : public cairn::v1::Chunks::Service {
     cairn::v1::GetChunksRequest req;
     std::string last;
     while (stream->Read(&req)) {
+      h_->batches_seen++;
       if (attack_ == Attack::kStall) {
         SleepUnlessCancelled(ctx, 600000);
         return grpc::Status::CANCELLED;

@@ -48,6 +48,8 @@ class HostileNode {
   uint64_t trickle_bytes_per_second = 0;
   int delay_ms_per_batch = 0;  // any attack: a slower link
   std::atomic<uint64_t> chunks_served{0};
+  // GetMany request messages received (whatever the attack does with them).
+  std::atomic<uint64_t> batches_seen{0};
 
  private:
   class Registry;

@@ -6,9 +6,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
+#include "absl/synchronization/notification.h"
+#include "cairn/clock.h"
 #include "cairn/objects.h"
 #include "cairn/repository.h"
+#include "cairn/transport/fetcher.h"
 #include "client.h"
 #include "hostile_node.h"
 #include "server.h"
@@ -110,6 +114,55 @@ class MirrorTest : public ::testing::Test {
   std::string model_;
 };
 
+
+// Stall detection on simulated time: a mirror that accepts a request and
+// never answers is dropped once the fetcher's clock passes the stall time,
+// not before, whatever real time does meanwhile.
+TEST_F(MirrorTest, AStalledMirrorIsDroppedWhenTheClockPassesTheStallTime) {
+  HostileNode* stalled = Hostile(Attack::kStall);
+  SimulatedClock clock;
+  FetchOptions fo;
+  fo.clock = &clock;
+  fo.stall_seconds = 10;
+  fo.min_rate = 1;  // only the stall rule can drop it
+  std::vector<std::string> dropped;
+  absl::Mutex mu;
+  fo.log = [&](const std::string& line) {
+    absl::MutexLock l(&mu);
+    dropped.push_back(line);
+  };
+  Fetcher fetcher({Conn(stalled->address())}, /*cache=*/nullptr, fo);
+  auto res = repo_->Resolve("acme/m");
+  ASSERT_TRUE(res.ok());
+  cairn::v1::Envelope env;
+  cairn::v1::Manifest man;
+  ASSERT_TRUE(env.ParseFromString(res->manifest_envelope()) && man.ParseFromString(env.payload()));
+  auto cl = ParseChunkList(*repo_->GetObject(man.files(0).root()));
+  ASSERT_TRUE(cl.ok());
+  const auto& c = cl->chunks(0);
+  fetcher.Add({ChunkWant{*DigestFromBytes(c.digest()), c.length()}});
+  absl::Status got;
+  absl::Notification done;
+  std::thread next([&] {
+    std::string data;
+    got = fetcher.Next(&data);
+    done.Notify();
+  });
+  // The request is out; 9 simulated seconds are not enough...
+  ASSERT_TRUE(testing::WaitUntil([&] { return stalled->batches_seen.load() > 0; }));
+  clock.AdvanceSeconds(9);
+  EXPECT_FALSE(done.WaitForNotificationWithTimeout(absl::Milliseconds(300)));
+  // ...past the stall time (10 s plus the chunk's time at the minimum rate,
+  // at most twice 10 s) it is dropped and the fetch fails, naming why.
+  clock.AdvanceSeconds(12);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  next.join();
+  EXPECT_FALSE(got.ok());
+  EXPECT_THAT(std::string(got.message()), HasSubstr("stalled"));
+  absl::MutexLock l(&mu);
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_THAT(dropped[0], HasSubstr("stalled: no chunk for 21s"));
+}
 
 TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactBytes) {
   HostileNode* stalled = Hostile(Attack::kStall);
