@@ -169,6 +169,7 @@ absl::Status GrpcUpstream::GetChunks(const std::vector<ChunkWant>& wanted, const
   }
   FetchOptions fo;
   fo.cancel = &cancel_;
+  fo.clock = clock_;
   fo.log = [](const std::string& line) { spdlog::warn("replication: {}", line); };
   fo.min_rate = min_rate_;
   // A thin lossy link can take this long to deliver one whole chunk (a

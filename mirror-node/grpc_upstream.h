@@ -47,6 +47,9 @@ class GrpcUpstream final : public Upstream {
     min_rate_ = std::max<uint64_t>(1, bytes_per_second);
   }
   bool VerifiesChunks() const override { return true; }  // the Fetcher hashes each
+  // The clock the chunk fetcher judges stalls and rates by (not owned).
+  // Default: the real clock.
+  void SetClock(Clock* clock) { clock_ = clock; }
   void SetLongPoll(uint32_t wait_ms) override { long_poll_ms_ = wait_ms; }
   void Cancel() override;
   // From the upstream; when it has nothing newer, from the first peer that does.
@@ -57,6 +60,7 @@ class GrpcUpstream final : public Upstream {
   Cancellation cancel_;
   std::string address_;
   int timeout_seconds_;
+  Clock* clock_ = Clock::Real();
   std::vector<std::unique_ptr<Connection>> sources_;  // upstream streams, then peers
   size_t upstream_streams_ = 1;
   size_t buffer_limit_ = 0;
