@@ -181,8 +181,22 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
   if (s->dead || stop_ || s->reader_done || !fatal_.ok()) return false;
   size_t bytes = 0;
   int scanned = 0;
-  for (auto it = queue_.begin(); it != queue_.end() && batch->size() < kChunksPerMessage &&
-                                 bytes < kBytesPerMessage && scanned < kMaxScan;
+  // Until its rate is known, a source holds at most an equal share of the
+  // work: which writer thread the scheduler wakes first must not decide that
+  // one connection takes a whole small fetch and a peer none of it.
+  size_t max_owed = SIZE_MAX;
+  if (s->rate_ewma == 0) {
+    size_t live = 0, outstanding = queue_.size();
+    for (const auto& o : sources_) {
+      if (o->dead) continue;
+      ++live;
+      outstanding += o->owed.size();
+    }
+    max_owed = std::max<size_t>(1, (outstanding + live - 1) / std::max<size_t>(live, 1));
+  }
+  for (auto it = queue_.begin();
+       it != queue_.end() && batch->size() < kChunksPerMessage && s->owed.size() < max_owed &&
+       bytes < kBytesPerMessage && scanned < kMaxScan;
        ++scanned) {
     uint64_t index = *it;
     Item* item = ItemAt(index);
