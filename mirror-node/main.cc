@@ -176,10 +176,23 @@ int main(int argc, char** argv) {
   bool no_verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
                                "serve chunks without re-hashing them (clients verify anyway)");
+  std::string repair_dir;
+  auto* repair = app.add_subcommand(
+      "repair",
+      "rebuild a stopped node's metadata database and chunk index from the files left in its "
+      "data directory (after meta/CURRENT or a MANIFEST was lost)");
+  repair->add_option("--data", repair_dir, "data directory")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (*repair) {
+    absl::Status st = cairn::Repository::Repair(repair_dir);
+    if (!st.ok()) return Fail(st);
+    std::printf("repaired %s: start the node to check what it holds (cairn status)\n",
+                repair_dir.c_str());
+    return 0;
   }
   cairn::node::ServeConfig cfg;
   if (!config.empty()) {

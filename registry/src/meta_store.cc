@@ -18,6 +18,9 @@ class RocksMetaStore final : public MetaStore {
   RocksMetaStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> cfs)
       : db_(std::move(db)), cfs_(std::move(cfs)) {}
   ~RocksMetaStore() override {
+    // Everything in table files at a clean close: RepairDB, the last resort
+    // after a lost MANIFEST, drops column families that live only in the WAL.
+    db_->Flush(rocksdb::FlushOptions(), cfs_).PermitUncheckedError();
     for (auto* h : cfs_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
 
@@ -58,22 +61,38 @@ class RocksMetaStore final : public MetaStore {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return ErrnoStatus(errno, "cannot create " + dir);
-  }
-  rocksdb::DBOptions o;
-  o.create_if_missing = true;
-  o.create_missing_column_families = true;
-  o.keep_log_file_num = 4;
+namespace {
+std::vector<rocksdb::ColumnFamilyDescriptor> Families() {
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   descs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
   for (const char* n : kTableNames) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  return descs;
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir,
+                                                              bool create_if_missing) {
+  if (create_if_missing && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, "cannot create " + dir);
+  }
+  rocksdb::DBOptions o;
+  o.create_if_missing = create_if_missing;
+  o.create_missing_column_families = true;
+  o.keep_log_file_num = 4;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs = Families();
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, dir, descs, &handles, &db), dir));
   return std::unique_ptr<MetaStore>(
       new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db), std::move(handles)));
+}
+
+absl::Status RepairRocksMetaStore(const std::string& dir) {
+  if (RestoreCurrent(dir) && OpenRocksMetaStore(dir, /*create_if_missing=*/false).ok()) {
+    return absl::OkStatus();
+  }
+  rocksdb::DBOptions o;
+  return FromRocks(rocksdb::RepairDB(dir, o, Families()), "repair of " + dir);
 }
 
 }  // namespace cairn

@@ -214,9 +214,8 @@ class PackChunkStore final : public ChunkStore {
   void DropBufferedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto id = active_id_;
     const auto size = active_size_;
-    absl::erase_if(mem_, [&](const auto& kv) {
-      return kv.second.pack == id && kv.second.offset >= size;
-    });
+    absl::erase_if(
+        mem_, [&](const auto& kv) { return kv.second.pack == id && kv.second.offset >= size; });
     buffer_.clear();
   }
 
@@ -307,6 +306,18 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string
   auto store = std::make_unique<PackChunkStore>(dir, opts, std::unique_ptr<rocksdb::DB>(db));
   CAIRN_RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<ChunkStore>(std::move(store));
+}
+
+absl::Status RepairPackIndex(const std::string& dir) {
+  rocksdb::Options o;
+  if (RestoreCurrent(dir + "/index")) {
+    rocksdb::DB* db = nullptr;
+    if (rocksdb::DB::Open(o, dir + "/index", &db).ok()) {
+      delete db;
+      return absl::OkStatus();
+    }
+  }
+  return FromRocks(rocksdb::RepairDB(dir + "/index", o), "repair of " + dir + "/index");
 }
 
 }  // namespace cairn

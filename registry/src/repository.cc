@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -24,10 +25,10 @@ using cairn::v1::Manifest;
 using cairn::v1::TagRecord;
 using meta::Key2;
 
-absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
-                                                             TrustRootView trust,
-                                                             const RepositoryOptions& opts,
-                                                             Clock* clock) {
+namespace {
+
+// The data directory's lock, held for the repository's life. -1 on error.
+absl::StatusOr<int> LockDataDir(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return ErrnoStatus(ec.value(), "cannot create data directory " + dir);
@@ -39,7 +40,74 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
     return absl::FailedPreconditionError("data directory " + dir +
                                          " is in use by another cairn-node");
   }
-  auto meta = OpenRocksMetaStore(dir + "/meta");
+  return fd;
+}
+
+// Some file under DIR other than DIR/LOCK, or "" when DIR holds none.
+std::string AnyFileUnder(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec)) continue;
+    if (it->path() == fs::path(dir) / "LOCK") continue;
+    return it->path().string();
+  }
+  // A directory that cannot be listed is not taken as empty.
+  return ec ? dir : "";
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+absl::Status Refuse(const std::string& dir, const std::string& found, const std::string& what) {
+  return absl::FailedPreconditionError(
+      "data directory " + dir + " holds data (" + found + ") but " + what +
+      "; refusing to create a fresh one over it. Run `cairn-node repair --data " + dir +
+      "` to rebuild it from the files that are left, or restore " + dir + " from a backup");
+}
+
+// A fresh database is only ever created in a directory without data: a lost
+// meta/CURRENT must not turn into an empty node that deletes the old files.
+absl::Status CheckDataDir(const std::string& dir, bool* fresh) {
+  *fresh = !Exists(dir + "/meta/CURRENT");
+  if (*fresh) {
+    std::string found = AnyFileUnder(dir);
+    if (!found.empty()) return Refuse(dir, found, "no metadata database (meta/CURRENT is missing)");
+    return absl::OkStatus();
+  }
+  if (!Exists(dir + "/chunks/index/CURRENT")) {
+    std::string found = AnyFileUnder(dir + "/chunks");
+    if (!found.empty()) {
+      return Refuse(dir, found, "no chunk index (chunks/index/CURRENT is missing)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Repository::Repair(const std::string& dir) {
+  if (!Exists(dir + "/meta")) return absl::NotFoundError("no data directory at " + dir);
+  CAIRN_ASSIGN_OR_RETURN(int fd, LockDataDir(dir));
+  absl::Status st = RepairRocksMetaStore(dir + "/meta");
+  if (st.ok() && Exists(dir + "/chunks/index")) st = RepairPackIndex(dir + "/chunks");
+  ::close(fd);
+  return st;
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
+                                                             TrustRootView trust,
+                                                             const RepositoryOptions& opts,
+                                                             Clock* clock) {
+  CAIRN_ASSIGN_OR_RETURN(int fd, LockDataDir(dir));
+  bool fresh = false;
+  if (absl::Status st = CheckDataDir(dir, &fresh); !st.ok()) {
+    ::close(fd);
+    return st;
+  }
+  auto meta = OpenRocksMetaStore(dir + "/meta", /*create_if_missing=*/fresh);
   if (!meta.ok()) {
     ::close(fd);
     return meta.status();

@@ -1,6 +1,11 @@
 // Internal helpers shared by the RocksDB-backed stores.
 #pragma once
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <string>
 
 #include "absl/status/status.h"
@@ -24,6 +29,35 @@ inline absl::Status FromRocks(const rocksdb::Status& s, const std::string& what)
   }
   if (s.IsIOError()) return absl::UnavailableError(msg);
   return absl::InternalError(msg);
+}
+
+// When DIR/CURRENT is gone but a MANIFEST is left, points CURRENT at the
+// newest MANIFEST: lossless where RepairDB is not (it drops what sits only in
+// the WAL of a non-default column family). True when CURRENT was rewritten.
+inline bool RestoreCurrent(const std::string& dir) {
+  if (::access((dir + "/CURRENT").c_str(), F_OK) == 0) return false;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  unsigned long best = 0;
+  std::string name;
+  while (dirent* e = ::readdir(d)) {
+    unsigned long n;
+    char tail;
+    if (std::sscanf(e->d_name, "MANIFEST-%lu%c", &n, &tail) == 1 && n >= best) {
+      best = n;
+      name = e->d_name;
+    }
+  }
+  ::closedir(d);
+  if (name.empty()) return false;
+  std::string tmp = dir + "/CURRENT.cairn-repair";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  std::string line = name + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  return ok && ::rename(tmp.c_str(), (dir + "/CURRENT").c_str()) == 0;
 }
 
 }  // namespace cairn

@@ -9,62 +9,12 @@
 #include <filesystem>
 #include <thread>
 
+#include "cli_fixture.h"
 #include "nlohmann/json.hpp"
 #include "testing.h"
 
 namespace cairn {
 namespace {
-
-using ::testing::HasSubstr;
-using testing::RunResult;
-namespace fs = std::filesystem;
-
-class CliTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    trust_ = testing::TrustFixture::Make("acme");
-    trust_.Save(dir_ / "keys");
-    node_ = testing::StartNode(dir_ / "data", dir_ / "keys/trust.root", &addr_);
-    ASSERT_TRUE(node_);
-    testing::WriteFile(dir_ / "model/weights.safetensors",
-                       testing::MakeSafetensors(std::vector<size_t>(6, 300000), 1));
-    testing::WriteFile(dir_ / "model/config.json", "{}");
-  }
-
-  // Runs cairn with HOME and XDG dirs inside the test directory.
-  RunResult Cairn(std::vector<std::string> args) {
-    args.insert(args.begin(), testing::CairnBin());
-    return testing::Run(args, {"HOME=" + dir_.path(), "XDG_CACHE_HOME=" + (dir_ / "xdg-cache"),
-                               "XDG_CONFIG_HOME=" + (dir_ / "xdg-config")});
-  }
-  RunResult Publish(const std::string& dir, const std::string& name, const std::string& version,
-                    std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {"publish",   dir,     "--name", name,
-                                  "--version", version, "--key",  dir_ / "keys/publisher.key",
-                                  "--node",    addr_,   "--json"};
-    a.insert(a.end(), extra.begin(), extra.end());
-    return Cairn(a);
-  }
-  RunResult Pull(const std::string& ref, const std::string& out,
-                 std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {
-        "pull", ref, "--out", out, "--node", addr_, "--trust", dir_ / "keys/trust.root", "--json"};
-    a.insert(a.end(), extra.begin(), extra.end());
-    return Cairn(a);
-  }
-  // A failure: non-zero exit and exactly one line on stderr naming `what`.
-  static void ExpectOneLineError(const RunResult& r, const std::string& what) {
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_THAT(r.err, HasSubstr(what));
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_EQ(r.err.rfind("cairn: error: ", 0), 0u) << r.err;
-  }
-
-  testing::TempDir dir_;
-  testing::TrustFixture trust_;
-  std::unique_ptr<testing::Child> node_;
-  std::string addr_;
-};
 
 TEST_F(CliTest, PublishPullVerifyRoundTrip) {
   auto p = Publish(dir_ / "model", "acme/m", "1", {"--license", "apache-2.0"});
@@ -287,9 +237,9 @@ TEST_F(CliTest, NodeFollowingAnUpstreamServesItsReleases) {
   std::string addr_b = line.substr(line.rfind(' ') + 1);
   ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
   // The follower polls every 2 s; wait for it (bounded), then pull from it.
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] { return Cairn({"info", "acme/m", "--node", addr_b}).exit_code == 0; }))
-      << follower->stderr_text();
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    return Cairn({"info", "acme/m", "--node", addr_b}).exit_code == 0;
+  })) << follower->stderr_text();
   // cairn status shows the follower's upstream and how far it got.
   nlohmann::json sj;
   ASSERT_TRUE(testing::WaitUntil([&] {
@@ -589,9 +539,9 @@ TEST_F(TlsTest, TlsPortsMutualTlsBetweenNodesAndClientCertificates) {
   const std::vector<std::string> mtls = {"--tls-ca",   tls_ + "/ca.pem",
                                          "--tls-cert", tls_ + "/client.pem",
                                          "--tls-key",  tls_ + "/client.key"};
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] { return Cairn(with({"info", "acme/m", "--node", b_addr}, mtls)).exit_code == 0; }))
-      << b->stderr_text();
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    return Cairn(with({"info", "acme/m", "--node", b_addr}, mtls)).exit_code == 0;
+  })) << b->stderr_text();
   ExpectOneLineError(Cairn(with({"info", "acme/m", "--node", b_addr, "--timeout", "2"}, ca)),
                      "cannot reach node");  // no client certificate
   auto pull = Cairn(with({"pull", "acme/m", "--out", dir_ / "out", "--node", b_addr, "--trust",

@@ -56,13 +56,17 @@ struct RepositoryOptions {
 // and co-signing (repository_commit.cc). Thread-safe.
 class Repository {
  public:
-  // Opens (creating) DIR/meta and DIR/chunks and locks DIR/LOCK.
-  // FailedPrecondition when another process holds DIR. `clock` (not owned)
-  // must outlive the repository.
+  // Opens DIR/meta and DIR/chunks and locks DIR/LOCK, creating them only in
+  // a directory without data. FailedPrecondition when another process holds
+  // DIR, or when DIR holds files but its database is gone (see Repair).
+  // `clock` (not owned) must outlive the repository.
   static absl::StatusOr<std::unique_ptr<Repository>> Open(const std::string& dir,
                                                           TrustRootView trust,
                                                           const RepositoryOptions& opts = {},
                                                           Clock* clock = Clock::Real());
+  // Rebuilds DIR's metadata database and chunk index from the files left in
+  // them (after meta/CURRENT or a MANIFEST was lost). DIR must not be in use.
+  static absl::Status Repair(const std::string& dir);
   // Over given stores (tests inject faults through them). Takes ownership.
   // Reads the node state: a failed read is returned, never taken as empty.
   static absl::StatusOr<std::unique_ptr<Repository>> Create(std::unique_ptr<MetaStore> meta,

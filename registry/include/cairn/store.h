@@ -90,6 +90,8 @@ struct PackStoreOptions {
 // (DIR/index). FailedPrecondition when another process holds DIR open.
 absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string& dir,
                                                                const PackStoreOptions& opts);
+// Rebuilds DIR/index from its table and log files (RocksDB's RepairDB).
+absl::Status RepairPackIndex(const std::string& dir);
 
 // Chunk bytes as RocksDB values in integrated BlobDB blob files (DIR/blobdb).
 // Kept for the storage benchmark and as an alternative backend.
@@ -151,7 +153,12 @@ class MetaStoreWrapper : public MetaStore {
   MetaStore* target_;  // not owned
 };
 
-// RocksDB with one column family per Table, at DIR.
-absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir);
+// RocksDB with one column family per Table, at DIR. Without
+// create_if_missing, a missing database is an error.
+absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir,
+                                                              bool create_if_missing = true);
+// Rebuilds DIR's database from the table and log files left in it (after its
+// CURRENT or MANIFEST was lost): RocksDB's RepairDB with every table.
+absl::Status RepairRocksMetaStore(const std::string& dir);
 
 }  // namespace cairn

@@ -1,0 +1,84 @@
+// What a careless operator, a hostile user and a thin disk did to Cairn from
+// outside (issue 12), each as a regression test on the real binaries.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include "cli_fixture.h"
+#include "nlohmann/json.hpp"
+#include "testing.h"
+
+namespace cairn {
+namespace {
+
+// Every file under DIR with its size, but the lock file.
+std::map<std::string, uintmax_t> Listing(const std::string& dir) {
+  std::map<std::string, uintmax_t> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file() && e.path().filename() != "LOCK") out[e.path()] = e.file_size();
+  }
+  return out;
+}
+
+std::string NodeId(const RunResult& r) {
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return nlohmann::json::parse(r.out).value("node_id", "");
+}
+
+// A lost meta/CURRENT used to make the next start create an empty database
+// with a new node id, and RocksDB then deleted the old files.
+TEST_F(CliTest, ADataDirectoryWithoutItsDatabaseIsRefusedUntouchedAndRepairBringsItBack) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  std::string id = NodeId(Cairn({"status", "--node", addr_, "--json"}));
+  node_->Kill(SIGTERM);
+  ASSERT_EQ(node_->Wait(), 0);
+  ASSERT_TRUE(fs::remove(dir_ / "data/meta/CURRENT"));
+  auto before = Listing(dir_ / "data");
+  // Twice: the first refusal must not leave anything that lets a second
+  // start (systemd's Restart=on-failure) succeed.
+  for (int i = 0; i < 2; ++i) {
+    auto r = testing::Run({testing::CairnNodeBin(), "serve", "--data", dir_ / "data", "--listen",
+                           "127.0.0.1:0", "--trust", dir_ / "keys/trust.root"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_THAT(r.err, HasSubstr("meta/CURRENT is missing"));
+    EXPECT_THAT(r.err, HasSubstr("cairn-node repair --data " + (dir_ / "data")));
+    EXPECT_EQ(Listing(dir_ / "data"), before);
+  }
+  auto rep = testing::Run({testing::CairnNodeBin(), "repair", "--data", dir_ / "data"});
+  ASSERT_EQ(rep.exit_code, 0) << rep.err;
+  node_ = testing::StartNode(dir_ / "data", dir_ / "keys/trust.root", &addr_);
+  ASSERT_TRUE(node_);
+  EXPECT_EQ(NodeId(Cairn({"status", "--node", addr_, "--json"})), id);
+  auto pull = Pull("acme/m", dir_ / "out");
+  EXPECT_EQ(pull.exit_code, 0) << pull.err;
+
+  // MANIFEST gone too, after a clean stop: rebuilt from the table files.
+  node_->Kill(SIGTERM);
+  ASSERT_EQ(node_->Wait(), 0);
+  for (const auto& e : fs::directory_iterator(dir_ / "data/meta")) {
+    std::string n = e.path().filename();
+    if (n == "CURRENT" || n.rfind("MANIFEST-", 0) == 0) fs::remove(e.path());
+  }
+  rep = testing::Run({testing::CairnNodeBin(), "repair", "--data", dir_ / "data"});
+  ASSERT_EQ(rep.exit_code, 0) << rep.err;
+  node_ = testing::StartNode(dir_ / "data", dir_ / "keys/trust.root", &addr_);
+  ASSERT_TRUE(node_);
+  EXPECT_EQ(NodeId(Cairn({"status", "--node", addr_, "--json"})), id);
+  pull = Pull("acme/m", dir_ / "out2");
+  EXPECT_EQ(pull.exit_code, 0) << pull.err;
+}
+
+TEST_F(CliTest, AnEmptyOrNewDataDirectoryStillStartsAFreshNode) {
+  fs::create_directories(dir_ / "empty/meta");
+  std::string addr;
+  auto n = testing::StartNode(dir_ / "empty", dir_ / "keys/trust.root", &addr);
+  ASSERT_TRUE(n);
+  auto n2 = testing::StartNode(dir_ / "new/sub", dir_ / "keys/trust.root", &addr);
+  ASSERT_TRUE(n2);
+}
+
+}  // namespace
+}  // namespace cairn
