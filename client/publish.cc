@@ -52,8 +52,16 @@ absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
   }
   fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec);
   if (ec) return absl::InvalidArgumentError("cannot list " + dir + ": " + ec.message());
-  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) return absl::InvalidArgumentError("cannot list " + dir + ": " + ec.message());
+  // A directory that cannot be read ends the iteration with an error: the
+  // error is checked before the end, or a release would silently lack it.
+  std::string last = dir;
+  for (;; it.increment(ec)) {
+    if (ec) {
+      return absl::PermissionDeniedError("cannot read " + last + " (" + ec.message() +
+                                         "): nothing was published");
+    }
+    if (it == fs::recursive_directory_iterator()) break;
+    last = it->path().string();
     std::string rel = fs::relative(it->path(), dir, ec).generic_string();
     if (it.depth() == 0 && it->path().filename() == ".cairn") {
       it.disable_recursion_pending();  // a pulled tree's signed manifest: not content
@@ -69,6 +77,9 @@ absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
       return absl::InvalidArgumentError("refusing to publish special file " + rel);
     }
     CAIRN_RETURN_IF_ERROR(ValidatePath(rel));
+    if (::access(it->path().c_str(), R_OK) != 0) {
+      return ErrnoStatus(errno, "cannot read " + it->path().string() + ": nothing was published");
+    }
     LocalFile f;
     f.path = rel;
     f.abs = it->path().string();

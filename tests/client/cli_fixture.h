@@ -2,6 +2,8 @@
 // and the cairn binary run with HOME and XDG dirs inside the test directory.
 #pragma once
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <string>
@@ -54,6 +56,17 @@ class CliTest : public ::testing::Test {
     EXPECT_THAT(r.err, HasSubstr(what));
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_EQ(r.err.rfind("cairn: error: ", 0), 0u) << r.err;
+  }
+
+  // Runs cairn without the power to read what permissions forbid, even as
+  // root (CI runs as root, where chmod 000 stops nothing).
+  RunResult CairnWithoutDacOverride(std::vector<std::string> args) {
+    if (::geteuid() == 0) {
+      args.insert(args.begin(), {"/usr/bin/setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                                 testing::CairnBin()});
+      return testing::Run(args, {"HOME=" + dir_.path()});
+    }
+    return Cairn(args);
   }
 
   testing::TempDir dir_;

@@ -80,5 +80,24 @@ TEST_F(CliTest, AnEmptyOrNewDataDirectoryStillStartsAFreshNode) {
   ASSERT_TRUE(n2);
 }
 
+// A chmod 000 directory used to end the listing early: "published 16 files"
+// of 30, exit 0, a signed release missing files.
+TEST_F(CliTest, AnUnreadableDirectoryOrFileFailsThePublishNamingIt) {
+  for (int i = 0; i < 4; ++i) {
+    testing::WriteFile(dir_ / ("model/sub/f" + std::to_string(i)), "x" + std::to_string(i));
+  }
+  testing::WriteFile(dir_ / "model/z/last.bin", "z");
+  for (const std::string bad : {"model/sub", "model/z/last.bin"}) {
+    ::chmod((dir_ / bad).c_str(), 0);
+    auto r = CairnWithoutDacOverride({"publish", dir_ / "model", "--name", "acme/m", "--version",
+                                      "1", "--key", dir_ / "keys/publisher.key", "--node", addr_});
+    ::chmod((dir_ / bad).c_str(), 0755);
+    ExpectOneLineError(r, "cannot read " + (dir_ / bad));
+    auto info = Cairn({"info", "acme/m", "--node", addr_});
+    EXPECT_NE(info.exit_code, 0) << "a release was committed: " << info.out;
+  }
+  EXPECT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+}
+
 }  // namespace
 }  // namespace cairn
