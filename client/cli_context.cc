@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -14,6 +15,8 @@
 namespace cairn::client {
 
 namespace {
+
+constexpr int kMinTimeout = 1, kMaxTimeout = 3600;
 
 std::string HomeDir() {
   const char* h = std::getenv("HOME");
@@ -40,11 +43,26 @@ absl::Status LoadSettings(Settings* s) {
       return absl::InvalidArgumentError(
           StrCat("config ", path, ":", e.source().begin.line, ": ", std::string(e.description())));
     }
+    const std::vector<std::string> keys = {"node",  "nodes",  "timeout",  "trust",
+                                           "cache", "tls_ca", "tls_cert", "tls_key"};
     for (auto [key, val] : t) {
       std::string k(key.str());
+      std::string at = StrCat("config ", path, ":", val.source().begin.line);
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+        // The client's config has no tables: every key is at the top.
+        std::string near = Nearest(k, keys);
+        return absl::InvalidArgumentError(
+            StrCat(at, ": unknown ", val.is_table() ? "table [" + k + "]" : "key " + k,
+                   near.empty() ? "" : " (did you mean " + near + "?)",
+                   val.is_table() ? " (the client's keys go at the top, without a table)" : ""));
+      }
       if (k == "timeout") {
-        if (!val.is_integer())
-          return absl::InvalidArgumentError("config " + path + ": timeout must be an integer");
+        if (!val.is_integer() || *val.value<int64_t>() < kMinTimeout ||
+            *val.value<int64_t>() > kMaxTimeout) {
+          return absl::InvalidArgumentError(
+              StrCat(at, ": timeout must be a whole number of seconds from ", kMinTimeout, " to ",
+                     kMaxTimeout));
+        }
         s->timeout = static_cast<int>(*val.value<int64_t>());
         continue;
       }
@@ -66,9 +84,7 @@ absl::Status LoadSettings(Settings* s) {
         }
         continue;
       }
-      if (!val.is_string()) {
-        return absl::InvalidArgumentError("config " + path + ": " + k + " must be a string");
-      }
+      if (!val.is_string()) return absl::InvalidArgumentError(at + ": " + k + " must be a string");
       std::string v = *val.value<std::string>();
       if (k == "trust")
         s->trust = v;
@@ -94,8 +110,11 @@ absl::Status LoadSettings(Settings* s) {
   if (const char* v = std::getenv("CAIRN_TLS_CA"); v && *v) s->tls_ca = v;
   if (const char* v = std::getenv("CAIRN_CACHE"); v && *v) s->cache = v;
   if (const char* v = std::getenv("CAIRN_TIMEOUT"); v && *v) {
-    if (!ParseInt(std::string_view(v), &s->timeout) || s->timeout <= 0) {
-      return absl::InvalidArgumentError("CAIRN_TIMEOUT must be a positive number of seconds");
+    if (!ParseInt(std::string_view(v), &s->timeout) || s->timeout < kMinTimeout ||
+        s->timeout > kMaxTimeout) {
+      return absl::InvalidArgumentError(
+          StrCat("CAIRN_TIMEOUT must be a whole number of seconds from ", kMinTimeout, " to ",
+                 kMaxTimeout));
     }
   }
   return absl::OkStatus();
@@ -104,7 +123,8 @@ absl::Status LoadSettings(Settings* s) {
 void CliContext::AddNode(CLI::App* c) {
   c->add_option("--node", node_flag_,
                 "node HOST:PORT; repeat to use several mirrors (default: CAIRN_NODE or config)");
-  c->add_option("--timeout", timeout_flag_, "seconds to wait for the node per call (default 15)");
+  c->add_option("--timeout", timeout_flag_, "seconds to wait for the node per call (default 15)")
+      ->check(CLI::Range(kMinTimeout, kMaxTimeout));
   c->add_option("--tls-ca", tls_ca_flag_,
                 "connect over TLS, trusting this CA (PEM; default: CAIRN_TLS_CA or config)");
   c->add_option("--tls-cert", tls_cert_flag_, "client certificate for mutual TLS (PEM)");
@@ -139,6 +159,7 @@ absl::Status CliContext::NeedNode() const {
     return absl::InvalidArgumentError(
         "no node: pass --node HOST:PORT, set CAIRN_NODE, or node in config.toml");
   }
+  for (const auto& n : settings.nodes) CAIRN_RETURN_IF_ERROR(ParseNodeAddress(n).status());
   return absl::OkStatus();
 }
 

@@ -3,29 +3,134 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 
+#include "absl/strings/ascii.h"
 #include "cairn/crypto.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/transport/address.h"
 #include "toml++/toml.h"
 
 namespace cairn::node {
 
 namespace {
 
-// A string array at t[key] into *out. InvalidArgument naming `where` otherwise.
-absl::Status StringArray(const toml::table& t, const char* key, const std::string& where,
-                         std::vector<std::string>* out) {
-  if (!t.contains(key)) return absl::OkStatus();
-  const toml::array* arr = t[key].as_array();
-  if (arr == nullptr)
-    return absl::InvalidArgumentError(where + "." + key + " must be an array of strings");
-  for (const auto& e : *arr) {
-    if (!e.is_string()) return absl::InvalidArgumentError(where + "." + key + " must hold strings");
-    out->push_back(*e.value<std::string>());
+// Where a config error is: "config PATH:LINE".
+std::string At(const std::string& path, const toml::node& n) {
+  return StrCat("config ", path, ":", n.source().begin.line);
+}
+
+absl::Status Unknown(const std::string& where, const std::string& what, const std::string& key,
+                     const std::vector<std::string>& valid) {
+  std::string near = Nearest(key, valid);
+  return absl::InvalidArgumentError(StrCat(where, ": unknown ", what, " ", key,
+                                           near.empty() ? "" : " (did you mean " + near + "?)"));
+}
+
+// One key of a table: how to check and store its value. Returns an error
+// message ("must be ...") or "".
+using Setter = std::function<std::string(const toml::node&)>;
+
+Setter Str(std::string* out) {
+  return [out](const toml::node& v) -> std::string {
+    if (!v.is_string()) return "must be a string";
+    *out = *v.value<std::string>();
+    return "";
+  };
+}
+
+Setter Bool(bool* out) {
+  return [out](const toml::node& v) -> std::string {
+    if (!v.is_boolean()) return "must be true or false";
+    *out = *v.value<bool>();
+    return "";
+  };
+}
+
+template <typename T>
+Setter Int(T* out, int64_t lo, int64_t hi, std::string note = "") {
+  return [out, lo, hi, note](const toml::node& v) -> std::string {
+    if (!v.is_integer() || *v.value<int64_t>() < lo || *v.value<int64_t>() > hi) {
+      return StrCat("must be a whole number from ", lo, " to ", hi, note);
+    }
+    *out = static_cast<T>(*v.value<int64_t>());
+    return "";
+  };
+}
+
+Setter Strings(std::vector<std::string>* out) {
+  return [out](const toml::node& v) -> std::string {
+    const toml::array* arr = v.as_array();
+    if (arr == nullptr) return "must be an array of strings";
+    for (const auto& e : *arr) {
+      if (!e.is_string()) return "must hold only strings";
+      out->push_back(*e.value<std::string>());
+    }
+    return "";
+  };
+}
+
+// Applies `keys` to table `t`: every key must be known and well-typed.
+absl::Status ApplyTable(const toml::table& t, const std::string& path, const std::string& prefix,
+                        const std::vector<std::pair<std::string, Setter>>& keys) {
+  std::vector<std::string> names;
+  for (const auto& [name, set] : keys) names.push_back(name);
+  for (auto [key, val] : t) {
+    std::string k(key.str());
+    auto it = std::find_if(keys.begin(), keys.end(), [&](const auto& e) { return e.first == k; });
+    if (it == keys.end()) {
+      std::vector<std::string> qualified;
+      for (const auto& n : names) qualified.push_back(prefix + n);
+      return Unknown(At(path, val), "key", prefix + k, qualified);
+    }
+    if (std::string why = it->second(val); !why.empty()) {
+      return absl::InvalidArgumentError(StrCat(At(path, val), ": ", prefix, k, " ", why));
+    }
   }
   return absl::OkStatus();
 }
+
+constexpr int64_t kMaxLimit = 100000;
+
+std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
+  return {
+      {"data", Str(&c->data)},
+      {"listen", Str(&c->listen)},
+      {"trust", Str(&c->trust)},
+      {"log_level", Str(&c->log_level)},
+      {"region", Str(&c->region)},
+      {"verify_reads", Bool(&c->verify_reads)},
+      {"upstreams", Strings(&c->upstreams)},
+      {"peers", Strings(&c->peers)},
+      {"tls_cert", Str(&c->tls_cert)},
+      {"tls_key", Str(&c->tls_key)},
+      {"tls_ca", Str(&c->tls_ca)},
+      {"tls_require_client_cert", Bool(&c->tls_require_client_cert)},
+      {"max_streams_per_peer", Int(&c->max_streams_per_peer, 1, kMaxLimit)},
+      {"max_sessions_per_peer", Int(&c->max_sessions_per_peer, 1, kMaxLimit)},
+      {"upload_bytes_per_day", Int(&c->upload_bytes_per_day, 0, INT64_MAX, " (0: unlimited)")},
+  };
+}
+
+std::vector<std::pair<std::string, Setter>> UpstreamKeys(ReplicationLoop::UpstreamConfig* uc,
+                                                         std::vector<std::string>* windows) {
+  return {
+      {"address", Str(&uc->address)},
+      {"include", Strings(&uc->policy.include)},
+      {"exclude", Strings(&uc->policy.exclude)},
+      {"tags", Strings(&uc->policy.tags)},
+      {"windows", Strings(windows)},
+      {"max_release_bytes", Int(&uc->policy.max_release_bytes, 0, INT64_MAX, " (0: no limit)")},
+      {"max_bytes_per_second",
+       Int(&uc->policy.max_bytes_per_second, 0, INT64_MAX, " (0: no limit)")},
+      {"min_bytes_per_second", Int(&uc->min_bytes_per_second, 1, INT64_MAX)},
+      {"streams", Int(&uc->streams, 1, 8)},
+  };
+}
+
+const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warning",
+                                             "error", "critical", "off"};
 
 }  // namespace
 
@@ -50,61 +155,56 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
     return absl::InvalidArgumentError(cairn::StrCat("config ", path, ":", e.source().begin.line,
                                                     ": ", std::string(e.description())));
   }
-  // [[upstream]] tables: address, include, exclude, max_release_bytes.
+  // Top level: only the [node] and [quota] tables and [[upstream]] tables.
+  // A key written above [node] would otherwise be silently ignored.
+  std::vector<std::string> node_keys;
+  for (const auto& [name, set] : NodeKeys(c)) node_keys.push_back("node." + name);
+  for (auto [key, val] : t) {
+    std::string k(key.str());
+    if (k == "node" || k == "quota" || k == "upstream") continue;
+    if (val.is_table() || val.is_array_of_tables()) {
+      return Unknown(At(path, val), "table", "[" + k + "]", {"[node]", "[quota]", "[[upstream]]"});
+    }
+    std::string near = Nearest(k, node_keys);
+    return absl::InvalidArgumentError(
+        StrCat(At(path, val), ": unknown top-level key ", k,
+               near.empty() ? " (keys go in [node])" : " (did you mean " + near + "?)"));
+  }
   if (t.contains("upstream")) {
     const toml::array* ups = t["upstream"].as_array();
-    if (ups == nullptr) {
-      return absl::InvalidArgumentError("config " + path + ": use [[upstream]] tables");
+    if (ups == nullptr || !t["upstream"].is_array_of_tables()) {
+      return absl::InvalidArgumentError(At(path, *t.get("upstream")) + ": use [[upstream]] tables");
     }
     for (const auto& u : *ups) {
       const toml::table* ut = u.as_table();
-      std::string where = "config " + path + ": upstream";
-      if (ut == nullptr) return absl::InvalidArgumentError(where + " must be a table");
       cairn::node::ReplicationLoop::UpstreamConfig uc;
-      for (auto [key, val] : *ut) {
-        std::string k(key.str());
-        if (k == "address" && val.is_string()) {
-          uc.address = *val.value<std::string>();
-        } else if (k == "max_release_bytes" && val.is_integer() && *val.value<int64_t>() >= 0) {
-          uc.policy.max_release_bytes = static_cast<uint64_t>(*val.value<int64_t>());
-        } else if (k == "streams" && val.is_integer() && *val.value<int64_t>() >= 1 &&
-                   *val.value<int64_t>() <= 8) {
-          uc.streams = static_cast<int>(*val.value<int64_t>());
-        } else if (k == "min_bytes_per_second" && val.is_integer() && *val.value<int64_t>() >= 1) {
-          uc.min_bytes_per_second = static_cast<uint64_t>(*val.value<int64_t>());
-        } else if (k == "max_bytes_per_second" && val.is_integer() && *val.value<int64_t>() >= 0) {
-          uc.policy.max_bytes_per_second = static_cast<uint64_t>(*val.value<int64_t>());
-        } else if (k != "include" && k != "exclude" && k != "tags" && k != "windows") {
-          return absl::InvalidArgumentError(where + ": unknown key or wrong type: " + k);
-        }
-      }
-      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "include", where, &uc.policy.include));
-      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "exclude", where, &uc.policy.exclude));
-      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "tags", where, &uc.policy.tags));
       std::vector<std::string> windows;
-      CAIRN_RETURN_IF_ERROR(StringArray(*ut, "windows", where, &windows));
+      CAIRN_RETURN_IF_ERROR(ApplyTable(*ut, path, "upstream.", UpstreamKeys(&uc, &windows)));
       for (const auto& w : windows) {
         auto parsed = cairn::ReplicationPolicy::ParseWindow(w);
-        if (!parsed.ok()) return cairn::Annotate(parsed.status(), where);
+        if (!parsed.ok()) return cairn::Annotate(parsed.status(), At(path, u) + ": upstream");
         uc.policy.windows.push_back(*parsed);
       }
-      if (uc.address.empty()) return absl::InvalidArgumentError(where + " needs an address");
+      if (uc.address.empty()) {
+        return absl::InvalidArgumentError(At(path, u) + ": [[upstream]] needs an address");
+      }
       c->upstream_tables.push_back(std::move(uc));
     }
   }
   // [quota]: publisher key id = bytes per day.
   if (t.contains("quota")) {
     const toml::table* q = t["quota"].as_table();
-    if (q == nullptr)
-      return absl::InvalidArgumentError("config " + path + ": [quota] must be a table");
+    if (q == nullptr) {
+      return absl::InvalidArgumentError(At(path, *t.get("quota")) + ": [quota] must be a table");
+    }
     for (auto [key, val] : *q) {
       std::string k(key.str());
       if (!val.is_integer() || *val.value<int64_t>() < 0) {
-        return absl::InvalidArgumentError("config " + path + ": quota." + k +
-                                          " must be a number of bytes per day");
+        return absl::InvalidArgumentError(At(path, val) + ": quota." + k +
+                                          " must be a number of bytes per day (0: unlimited)");
       }
       if (k.size() != 32 || k.find_first_not_of("0123456789abcdef") != std::string::npos) {
-        return absl::InvalidArgumentError("config " + path + ": quota." + k +
+        return absl::InvalidArgumentError(At(path, val) + ": quota." + k +
                                           ": keys are publisher key ids (32 hex digits)");
       }
       c->upload_quota_by_key.emplace_back(k, static_cast<uint64_t>(*val.value<int64_t>()));
@@ -113,59 +213,40 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
   if (!t.contains("node")) return absl::OkStatus();
   const toml::table* node = t["node"].as_table();
   if (node == nullptr) {
-    return absl::InvalidArgumentError("config " + path + ": [node] must be a table");
+    return absl::InvalidArgumentError(At(path, *t.get("node")) + ": [node] must be a table");
   }
-  for (auto [key, val] : *node) {
-    std::string k(key.str());
-    if (k == "upstreams" || k == "peers") {
-      CAIRN_RETURN_IF_ERROR(StringArray(*node, k.c_str(), "config " + path + ": node",
-                                        k == "peers" ? &c->peers : &c->upstreams));
-      continue;
+  return ApplyTable(*node, path, "node.", NodeKeys(c));
+}
+
+absl::StatusOr<std::string> CanonicalLogLevel(const std::string& level) {
+  std::string l = absl::AsciiStrToLower(level);
+  if (l == "warn") l = "warning";
+  if (l == "err") l = "error";
+  for (const auto& n : kLogLevels) {
+    if (l == n) return n;
+  }
+  return absl::InvalidArgumentError("log level " + level + " is not one of " +
+                                    StrJoin(kLogLevels, ", ") + " (any case)");
+}
+
+absl::Status ValidateConfig(ServeConfig* c) {
+  CAIRN_ASSIGN_OR_RETURN(c->log_level, CanonicalLogLevel(c->log_level));
+  auto listen = ParseNodeAddress(c->listen, /*allow_port_zero=*/true);
+  if (!listen.ok()) return Annotate(listen.status(), "listen");
+  for (const auto* list : {&c->upstreams, &c->peers}) {
+    for (const auto& a : *list) {
+      auto parsed = ParseNodeAddress(a);
+      if (!parsed.ok()) return Annotate(parsed.status(), list == &c->peers ? "peer" : "upstream");
     }
-    if (k == "verify_reads" || k == "tls_require_client_cert") {
-      if (!val.is_boolean()) {
-        return absl::InvalidArgumentError("config " + path + ": node." + k +
-                                          " must be true or false");
-      }
-      (k == "verify_reads" ? c->verify_reads : c->tls_require_client_cert) = *val.value<bool>();
-      continue;
-    }
-    if (k == "max_streams_per_peer" || k == "max_sessions_per_peer" ||
-        k == "upload_bytes_per_day") {
-      if (!val.is_integer() || *val.value<int64_t>() < 0 ||
-          (k != "upload_bytes_per_day" && *val.value<int64_t>() > 100000)) {
-        return absl::InvalidArgumentError("config " + path + ": node." + k +
-                                          " must be a non-negative number" +
-                                          (k == "upload_bytes_per_day" ? "" : " up to 100000"));
-      }
-      int64_t v = *val.value<int64_t>();
-      if (k == "max_streams_per_peer") c->max_streams_per_peer = static_cast<int>(v);
-      if (k == "max_sessions_per_peer") c->max_sessions_per_peer = static_cast<int>(v);
-      if (k == "upload_bytes_per_day") c->upload_bytes_per_day = static_cast<uint64_t>(v);
-      continue;
-    }
-    if (!val.is_string()) {
-      return absl::InvalidArgumentError("config " + path + ": node." + k + " must be a string");
-    }
-    std::string v = *val.value<std::string>();
-    if (k == "data")
-      c->data = v;
-    else if (k == "listen")
-      c->listen = v;
-    else if (k == "trust")
-      c->trust = v;
-    else if (k == "log_level")
-      c->log_level = v;
-    else if (k == "region")
-      c->region = v;
-    else if (k == "tls_cert")
-      c->tls_cert = v;
-    else if (k == "tls_key")
-      c->tls_key = v;
-    else if (k == "tls_ca")
-      c->tls_ca = v;
-    else
-      return absl::InvalidArgumentError("config " + path + ": unknown key node." + k);
+  }
+  for (const auto& u : c->upstream_tables) {
+    auto parsed = ParseNodeAddress(u.address);
+    if (!parsed.ok()) return Annotate(parsed.status(), "upstream");
+  }
+  if (c->max_streams_per_peer < 1 || c->max_streams_per_peer > kMaxLimit ||
+      c->max_sessions_per_peer < 1 || c->max_sessions_per_peer > kMaxLimit) {
+    return absl::InvalidArgumentError(
+        StrCat("max_streams_per_peer and max_sessions_per_peer must be from 1 to ", kMaxLimit));
   }
   return absl::OkStatus();
 }

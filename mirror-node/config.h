@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "replication_loop.h"
 
 namespace cairn::node {
@@ -39,6 +40,11 @@ struct ServeConfig {
 absl::Status LoadConfig(const std::string& path, ServeConfig* c);
 // The same over text; `path` names it in errors.
 absl::Status ParseConfig(std::string_view text, const std::string& path, ServeConfig* c);
+
+// Checks what flags and the file gave together: the log level (any case of
+// the names the node prints; stored in canonical form), every address, the
+// per-peer limits. InvalidArgument naming the setting and the allowed values.
+absl::Status ValidateConfig(ServeConfig* c);
 
 // /var/lib/cairn for root, else $XDG_DATA_HOME/cairn/node.
 std::string DefaultDataDir();

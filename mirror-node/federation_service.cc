@@ -31,7 +31,8 @@ class FederationImpl final : public FederationService {
   void StopWaiting() override { waiter_.Stop(); }
   size_t parked() const override { return waiter_.parked(); }
   ~FederationImpl() override { StopWaiting(); }
-  grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx, const NodeInfoRequest* /*req*/,
+  grpc::ServerUnaryReactor* NodeInfo(grpc::CallbackServerContext* ctx,
+                                     const NodeInfoRequest* /*req*/,
                                      NodeInfoResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<NodeInfoResponse> {
       CAIRN_ASSIGN_OR_RETURN(NodeInfoResponse out, repo_->NodeInfo());

@@ -81,7 +81,8 @@ absl::StatusOr<cairn::v1::ResolveResponse> GrpcUpstream::Resolve(const std::stri
   req.set_ref(ref);
   cairn::v1::ResolveResponse r;
   auto ctx = sources_[0]->Context();
-  CAIRN_RETURN_IF_ERROR(FromGrpc(sources_[0]->registry()->Resolve(ctx.get(), req, &r), "resolve on " + address_));
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(sources_[0]->registry()->Resolve(ctx.get(), req, &r), "resolve on " + address_));
   return r;
 }
 
@@ -134,11 +135,11 @@ std::vector<absl::StatusOr<std::string>> GrpcUpstream::GetObjects(
     Call* raw = c.get();
     calls.push_back(std::move(c));
     sources_[0]->registry()->async()->GetObject(&raw->ctx, &raw->req, &raw->resp,
-                                  [raw, &mu, &pending](grpc::Status st) {
-                                    absl::MutexLock l(&mu);
-                                    raw->status = std::move(st);
-                                    --pending;
-                                  });
+                                                [raw, &mu, &pending](grpc::Status st) {
+                                                  absl::MutexLock l(&mu);
+                                                  raw->status = std::move(st);
+                                                  --pending;
+                                                });
   }
   {
     absl::MutexLock l(&mu);

@@ -25,6 +25,7 @@ int Fail(const absl::Status& s) {
 }
 
 int Serve(cairn::node::ServeConfig cfg) {
+  if (absl::Status st = cairn::node::ValidateConfig(&cfg); !st.ok()) return Fail(st);
   auto level = spdlog::level::from_str(cfg.log_level);
   spdlog::set_level(level);
   if (cfg.trust.empty()) {
@@ -151,7 +152,8 @@ int main(int argc, char** argv) {
   auto* o_listen =
       serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
   auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
-  auto* o_log = serve->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error");
+  auto* o_log = serve->add_option("--log-level", flags.log_level,
+                                  "trace|debug|info|warning|error|critical|off (any case)");
   auto* o_region = serve->add_option("--region", flags.region, "region label reported to peers");
   auto* o_up = serve->add_option("--upstream", flags.upstreams,
                                  "follow this node's feed, HOST:PORT (repeatable)");

@@ -1,7 +1,17 @@
 #include "server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
 #include "cairn/limits.h"
+#include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/transport/address.h"
 #include "cairn/transport/channel.h"
 #include "chunks_service.h"
 #include "federation_service.h"
@@ -17,6 +27,37 @@ namespace {
 // kMaxQueuedWork tasks wait before calls are refused with RESOURCE_EXHAUSTED.
 constexpr int kWorkThreads = 8;
 constexpr size_t kMaxQueuedWork = 1024;
+// Why a listening socket cannot be bound on `a`, or "" when it can: binds a
+// socket the way gRPC does and reports the errno (gRPC only logs it).
+std::string WhyNoListen(const NodeAddress& a) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  std::string port = std::to_string(a.port);
+  if (int rc = ::getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    return StrCat("cannot resolve ", a.host, ": ", ::gai_strerror(rc));
+  }
+  std::string why;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      why = std::strerror(errno);
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = ::bind(fd, ai->ai_addr, ai->ai_addrlen);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) {
+      why = std::strerror(err);
+      break;
+    }
+  }
+  ::freeaddrinfo(res);
+  return absl::AsciiStrToLower(why);
+}
+
 }  // namespace
 
 struct NodeServer::Services {
@@ -39,6 +80,14 @@ struct NodeServer::Services {
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
                                                               const std::string& listen,
                                                               const ServerOptions& options) {
+  CAIRN_ASSIGN_OR_RETURN(NodeAddress addr, ParseNodeAddress(listen, /*allow_port_zero=*/true));
+  if (addr.scheme != NodeAddress::Scheme::kDefault) {
+    return absl::InvalidArgumentError("listen address " + listen +
+                                      " takes no scheme: TLS comes from --tls-cert and --tls-key");
+  }
+  if (std::string why = WhyNoListen(addr); !why.empty()) {
+    return absl::UnavailableError("cannot listen on " + listen + ": " + why);
+  }
   std::unique_ptr<NodeServer> s(new NodeServer());
   s->services_ = std::make_unique<Services>(repo, options.max_streams_per_peer);
   grpc::ServerBuilder b;
@@ -62,18 +111,22 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
   } else if (!options.tls_ca_pem.empty()) {
     return absl::InvalidArgumentError("--tls-ca needs --tls-cert and --tls-key");
   }
-  b.AddListeningPort(listen, creds, &s->port_);
+  b.AddListeningPort(addr.target(), creds, &s->port_);
   b.RegisterService(s->services_->registry.get());
   b.RegisterService(s->services_->chunks.get());
   b.RegisterService(s->services_->publish.get());
   b.RegisterService(s->services_->federation.get());
+  // gRPC sets SO_REUSEPORT by default: a second node on a busy port would
+  // then start and share the port's connections with the first.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   s->server_ = b.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
-    return absl::UnavailableError("cannot listen on " + listen +
-                                  " (address in use or not valid HOST:PORT)");
+    std::string why = WhyNoListen(addr);
+    return absl::UnavailableError("cannot listen on " + listen + ": " +
+                                  (why.empty() ? "gRPC could not start the server" : why));
   }
-  std::string host = listen.substr(0, listen.rfind(':'));
-  s->address_ = StrCat(host, ":", s->port_);
+  addr.port = s->port_;
+  s->address_ = addr.target();
   return s;
 }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 
@@ -97,6 +98,53 @@ TEST_F(CliTest, AnUnreadableDirectoryOrFileFailsThePublishNamingIt) {
     EXPECT_NE(info.exit_code, 0) << "a release was committed: " << info.out;
   }
   EXPECT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+}
+
+// #3: gRPC's SO_REUSEPORT let a second node start on a busy port; both
+// printed "listening" and clients alternated between them.
+TEST_F(CliTest, ASecondNodeOnABusyPortFailsWithAddressAlreadyInUse) {
+  // Under `timeout`: a node that does start must not hang the test.
+  auto r = testing::Run({"/usr/bin/timeout", "20", testing::CairnNodeBin(), "serve", "--data",
+                         dir_ / "data2", "--listen", addr_, "--trust", dir_ / "keys/trust.root"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("cannot listen on " + addr_ + ": address already in use"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// #14: a malformed address waited the whole timeout, then "cannot reach".
+TEST_F(CliTest, MalformedNodeAddressesFailAtOnceNamingTheForm) {
+  for (const char* bad : {"http://x", "::::", "127.0.0.1:99999", "http://127.0.0.1:7070"}) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = Cairn({"ls", "--node", bad});
+    ExpectOneLineError(r, "expected HOST:PORT or [IPv6]:PORT");
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3)) << bad;
+  }
+  auto bad_node = testing::Run({testing::CairnNodeBin(), "serve", "--data", dir_ / "d3", "--listen",
+                                "127.0.0.1:0", "--trust", dir_ / "keys/trust.root", "--upstream",
+                                "http://hub"});
+  EXPECT_NE(bad_node.exit_code, 0);
+  EXPECT_THAT(bad_node.err, HasSubstr("upstream: bad node address \"http://hub\""));
+}
+
+// #11, #13 on the client: a misspelt key or a table was "must be a string";
+// timeout = -1 made every command fail with "within -1s"; --timeout 0 and -1
+// were ignored.
+TEST_F(CliTest, ClientConfigAndTimeoutsAreCheckedWithTheAllowedValues) {
+  const std::string cfg = dir_ / "xdg-config/cairn/config.toml";
+  testing::WriteFile(cfg, "node = \"" + addr_ + "\"\ntimout = 5\n");
+  ExpectOneLineError(Cairn({"ls"}), "config.toml:2: unknown key timout (did you mean timeout?)");
+  testing::WriteFile(cfg, "[client]\nnode = \"" + addr_ + "\"\n");
+  ExpectOneLineError(Cairn({"ls"}), "unknown table [client]");
+  testing::WriteFile(cfg, "timeout = -1\n");
+  ExpectOneLineError(Cairn({"ls", "--node", addr_}),
+                     "timeout must be a whole number of seconds from 1 to 3600");
+  fs::remove(cfg);
+  for (const char* t : {"0", "-1", "99999"}) {
+    auto r = Cairn({"ls", "--node", addr_, "--timeout", t});
+    EXPECT_NE(r.exit_code, 0) << t;
+    EXPECT_THAT(r.err, HasSubstr("--timeout")) << t;
+  }
+  EXPECT_EQ(Cairn({"ls", "--node", addr_, "--timeout", "1"}).exit_code, 0);
 }
 
 }  // namespace

@@ -186,5 +186,92 @@ address = "other:7070"
   }
 }
 
+// Issue 12 #11: tables and keys the node does not know were silently ignored
+// (a quota under [quotas] was never applied). Each is refused with the file,
+// the line and the nearest valid name.
+TEST(NodeConfigTest, UnknownTablesAndKeysAreNamedWithLineAndNearestValidKey) {
+  struct Case {
+    const char* text;
+    const char* says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"[Node]\ndata = \"/d\"\n", "t.toml:1: unknown table [Node] (did you mean [node]?)"},
+           {"[node]\ndata = \"/d\"\n[quotas]\nx = 1\n",
+            "t.toml:3: unknown table [quotas] (did you mean [quota]?)"},
+           {"upload_bytes_per_day = 5\n[node]\n",
+            "t.toml:1: unknown top-level key upload_bytes_per_day (did you mean "
+            "node.upload_bytes_per_day?)"},
+           {"[node]\n\nmax_stream_per_peer = 4\n",
+            "t.toml:3: unknown key node.max_stream_per_peer (did you mean "
+            "node.max_streams_per_peer?)"},
+           {"[node]\nlisten = 7070\n", "t.toml:2: node.listen must be a string"},
+           {"[[upstream]]\naddress = \"h:1\"\nstream = 2\n",
+            "t.toml:3: unknown key upstream.stream (did you mean upstream.streams?)"},
+       }) {
+    ServeConfig d;
+    auto st = ParseConfig(c.text, "t.toml", &d);
+    EXPECT_THAT(st, cairn::testing::StatusIs(absl::StatusCode::kInvalidArgument)) << c.text;
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr(c.says)) << c.text;
+  }
+}
+
+// #13: 0 meant "refuse every publish" for one limit and "unlimited" for the
+// other. Both now take 1..100000 and say so.
+TEST(NodeConfigTest, LimitsOfZeroAreRefusedNamingTheRange) {
+  for (const char* bad :
+       {"[node]\nmax_sessions_per_peer = 0\n", "[node]\nmax_streams_per_peer = 0\n",
+        "[node]\nmax_streams_per_peer = 100001\n"}) {
+    ServeConfig d;
+    auto st = ParseConfig(bad, "t.toml", &d);
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("from 1 to 100000")) << bad;
+  }
+  ServeConfig flags;
+  flags.max_sessions_per_peer = 0;
+  EXPECT_THAT(std::string(ValidateConfig(&flags).message()),
+              ::testing::HasSubstr("from 1 to 100000"));
+}
+
+// #12: --log-level verbose silently turned all logging off.
+TEST(NodeConfigTest, LogLevelsAreTheNamesTheNodePrintsInAnyCase) {
+  for (const char* ok : {"INFO", "warning", "Warn", "error", "trace", "debug", "critical", "off"}) {
+    ServeConfig c;
+    c.log_level = ok;
+    EXPECT_TRUE(ValidateConfig(&c).ok()) << ok;
+  }
+  ServeConfig w;
+  w.log_level = "WARN";
+  ASSERT_TRUE(ValidateConfig(&w).ok());
+  EXPECT_EQ(w.log_level, "warning");
+  for (const char* bad : {"verbose", "", "inf", "1"}) {
+    ServeConfig c;
+    c.log_level = bad;
+    auto st = ValidateConfig(&c);
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("is not one of trace, debug"))
+        << bad;
+  }
+}
+
+// #14: malformed addresses waited out the whole timeout.
+TEST(NodeConfigTest, MalformedAddressesAreRefusedAtOnceWithTheExpectedForm) {
+  for (const char* bad :
+       {"http://x:1", "::::", "127.0.0.1:99999", "host", "host:", ":7070", "h:0", "h:-1", "h:12ab",
+        "grpc://h:1", "h:1/path", "[::1", "[zz]:1", "::1:7070", "bad host:1"}) {
+    ServeConfig c;
+    c.upstreams = {bad};
+    auto st = ValidateConfig(&c);
+    EXPECT_THAT(st, cairn::testing::StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("expected HOST:PORT")) << bad;
+  }
+  for (const char* ok : {"h:1", "127.0.0.1:65535", "[::1]:7070", "tls://hub.example.org:443",
+                         "plain://10.0.0.1:7070", "my-node_1.lan:7070"}) {
+    ServeConfig c;
+    c.peers = {ok};
+    EXPECT_TRUE(ValidateConfig(&c).ok()) << ok;
+  }
+  ServeConfig l;
+  l.listen = "127.0.0.1:0";
+  EXPECT_TRUE(ValidateConfig(&l).ok());
+}
+
 }  // namespace
 }  // namespace cairn::node

@@ -3,6 +3,7 @@
 // and friends do not take std::string_view: these do.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <concepts>
 #include <string>
@@ -71,6 +72,33 @@ inline std::vector<std::string_view> Split(std::string_view s, char sep,
   }
   out.push_back(s);
   return out;
+}
+
+// The candidate closest to `word` by edit distance (case-insensitive), or ""
+// when none is within a third of its length: for "did you mean" hints.
+inline std::string Nearest(std::string_view word, const std::vector<std::string>& candidates) {
+  auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; };
+  std::string best;
+  size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    std::vector<size_t> row(c.size() + 1);
+    for (size_t j = 0; j <= c.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= word.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= c.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                           diag + (lower(word[i - 1]) == lower(c[j - 1]) ? 0 : 1)});
+        diag = up;
+      }
+    }
+    if (row[c.size()] < best_d) {
+      best_d = row[c.size()];
+      best = c;
+    }
+  }
+  return best;
 }
 
 template <std::integral T>

@@ -63,28 +63,45 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, const TlsO
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (tls.enabled()) {
+  auto parsed = ParseNodeAddress(address);
+  // Unparsable addresses were refused by Open and the config loaders; one
+  // that gets here anyway is handed to gRPC as it is and fails to connect.
+  std::string target = parsed.ok() ? parsed->target() : address;
+  if (UsesTls(address, tls)) {
     grpc::SslCredentialsOptions o;
-    o.pem_root_certs = tls.ca_pem;
+    o.pem_root_certs = tls.ca_pem;  // empty (tls:// without --tls-ca): the system's roots
     o.pem_cert_chain = tls.cert_pem;
     o.pem_private_key = tls.key_pem;
     creds = grpc::SslCredentials(o);
   }
-  return grpc::CreateCustomChannel(address, creds, args);
+  return grpc::CreateCustomChannel(target, creds, args);
+}
+
+bool UsesTls(const std::string& address, const TlsOptions& tls) {
+  auto parsed = ParseNodeAddress(address);
+  if (!parsed.ok()) return tls.enabled();
+  switch (parsed->scheme) {
+    case NodeAddress::Scheme::kTls:
+      return true;
+    case NodeAddress::Scheme::kPlain:
+      return false;
+    case NodeAddress::Scheme::kDefault:
+      break;
+  }
+  return tls.enabled();
 }
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& address,
                                                              int timeout_seconds,
                                                              const TlsOptions& tls) {
-  if (address.empty() || address.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError("node address '" + address + "' is not HOST:PORT");
-  }
+  CAIRN_RETURN_IF_ERROR(ParseNodeAddress(address).status());
   auto ch = NewChannel(address, tls);
   auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds);
   if (!ch->WaitForConnected(deadline)) {
     return absl::UnavailableError(StrCat(
         "cannot reach node ", address, " within ", timeout_seconds, "s",
-        tls.enabled() ? " (over TLS: check the node's certificate, its name and --tls-ca)" : ""));
+        UsesTls(address, tls) ? " (over TLS: check the node's certificate, its name and --tls-ca)"
+                              : ""));
   }
   return std::make_unique<Connection>(std::move(ch), address, timeout_seconds, tls);
 }

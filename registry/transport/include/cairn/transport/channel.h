@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "cairn/transport/address.h"
 #include "cairn/v1/service.grpc.pb.h"
 
 namespace cairn {
@@ -32,8 +33,12 @@ inline constexpr int kKeepaliveMs = 10000;
 // keepalive and reconnect backoff. `private_pool`: its own TCP connection
 // (parallel streams to one node then ride separate congestion windows, which
 // is what wins on a lossy long link).
+// `address` as ParseNodeAddress takes it (cairn/transport/address.h).
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, const TlsOptions& tls,
                                           bool private_pool = true);
+// Whether a channel to `address` uses TLS: tls:// always, plain:// never,
+// otherwise when `tls` has a CA.
+bool UsesTls(const std::string& address, const TlsOptions& tls);
 
 // A connection to one node: a channel and a stub per service. Every context
 // it makes carries a deadline. Thread-safe: gRPC channels and stubs may be
