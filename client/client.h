@@ -91,6 +91,9 @@ struct PullOptions {
   // and `cairn verify` re-checks a tree after a power loss.
   bool fsync = false;
   bool progress = false;
+  // Replace files in `out` that no earlier pull wrote there (by default the
+  // pull refuses, naming them, before writing anything).
+  bool force = false;
   // How long to wait for a cache held by another cairn process; < 0 waits
   // for ever. Default: for ever (like apt's lock), with a notice.
   int cache_wait_seconds = -1;

@@ -14,6 +14,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "cairn/clock.h"
+#include "cairn/hash.h"
+#include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -68,6 +70,70 @@ int RemoveStalePartials(int dir_fd) {
   for (const auto& name : stale) removed += ::unlinkat(::dirfd(d), name.c_str(), 0) == 0;
   ::closedir(d);
   return removed;
+}
+
+// The paths of the release an earlier pull recorded in OUT/.cairn, if any.
+absl::flat_hash_set<std::string> EarlierPulledPaths(int root_fd) {
+  absl::flat_hash_set<std::string> out;
+  auto meta = OpenDirBeneath(root_fd, ".cairn", /*create=*/false);
+  if (!meta.ok()) return out;
+  Fd fd(::openat(meta->fd, "manifest.envelope", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.fd < 0) return out;
+  std::string bytes(kMaxEnvelopeBytes + 1, '\0');
+  ssize_t n = ::read(fd.fd, bytes.data(), bytes.size());
+  if (n <= 0 || static_cast<size_t>(n) > kMaxEnvelopeBytes) return out;
+  bytes.resize(n);
+  cairn::v1::Envelope env;
+  if (!env.ParseFromString(bytes)) return out;
+  auto m = ParseManifest(env.payload());
+  if (!m.ok()) return out;
+  for (const auto& f : m->files()) out.insert(f.path());
+  return out;
+}
+
+// Whether the file at `rel` beneath `root_fd` already holds `f`'s bytes.
+bool HoldsSameBytes(int root_fd, const cairn::v1::FileEntry& f) {
+  auto [dir, base] = SplitDirBase(f.path());
+  auto dfd = OpenDirBeneath(root_fd, dir, /*create=*/false);
+  if (!dfd.ok()) return false;
+  Fd fd(::openat(dfd->fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (fd.fd < 0 || ::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) != f.size()) {
+    return false;
+  }
+  Sha256 sha;
+  std::string buf(1 << 20, '\0');
+  ssize_t n;
+  while ((n = ::read(fd.fd, buf.data(), buf.size())) > 0) sha.Update(buf.data(), n);
+  return n == 0 && DigestName(sha.Finish()) == f.sha256();
+}
+
+absl::Status CheckNothingForeignReplaced(int root_fd, const std::string& out,
+                                         const cairn::v1::Manifest& m) {
+  absl::flat_hash_set<std::string> ours;
+  bool read_ours = false;
+  std::vector<std::string> foreign;
+  for (const auto& f : m.files()) {
+    struct stat st;
+    if (::fstatat(root_fd, f.path().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!read_ours) {
+      ours = EarlierPulledPaths(root_fd);
+      read_ours = true;
+    }
+    if (S_ISREG(st.st_mode) && (ours.contains(f.path()) || HoldsSameBytes(root_fd, f))) continue;
+    foreign.push_back(f.path());
+  }
+  if (foreign.empty()) return absl::OkStatus();
+  std::string shown =
+      StrJoin(std::vector<std::string>(foreign.begin(),
+                                       foreign.begin() + std::min<size_t>(5, foreign.size())),
+              ", ");
+  if (foreign.size() > 5) shown += StrCat(" and ", foreign.size() - 5, " more");
+  return absl::FailedPreconditionError(
+      StrCat("refusing to replace ", foreign.size(), " file(s) in ", out,
+             " that no earlier pull of a release wrote there: ", shown,
+             " (nothing was written; pass --force to replace them)"));
 }
 
 }  // namespace
@@ -137,10 +203,18 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   if (!cache.ok()) return Annotate(cache.status(), "cache");
 
   std::error_code ec;
+  if (struct stat ls; ::lstat(o.out.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode) &&
+                      ::access(o.out.c_str(), F_OK) != 0) {
+    std::error_code rec;
+    auto target = std::filesystem::read_symlink(o.out, rec);
+    return absl::InvalidArgumentError("--out " + o.out + " is a symlink to " + target.string() +
+                                      ", which does not exist: create it, or remove the link");
+  }
   std::filesystem::create_directories(o.out, ec);
   if (ec) return absl::InvalidArgumentError("cannot create " + o.out + ": " + ec.message());
   Fd root(::open(o.out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + o.out);
+  if (!o.force) CAIRN_RETURN_IF_ERROR(CheckNothingForeignReplaced(root.fd, o.out, r.manifest));
 
   // Chunk lists come from `ordered` (one connection per node); chunks from
   // `sources`: `streams_per_node` connections to each node.

@@ -19,6 +19,8 @@ PullCommands::PullCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   pull_ = app->add_subcommand("pull", "fetch and verify a release into a directory");
   pull_->add_option("REF", pl_.ref, "NS/MODEL[:TAG|@sha256:...]")->required();
   pull_->add_option("--out", pl_.out, "directory to write")->required();
+  pull_->add_flag("--force", pl_.force,
+                  "replace files in --out that no earlier pull wrote there (refused by default)");
   ctx_->AddCache(pull_);
   pull_->add_flag(
       "--fsync", do_fsync_,

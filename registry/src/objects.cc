@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "cairn/chunker.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -89,11 +90,56 @@ absl::StatusOr<T> ParseLimited(std::string_view bytes, size_t max, std::string_v
 
 }  // namespace
 
+namespace {
+
+// Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
+// what protobuf requires of a string field.
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // the sequence runs past the end
+    for (size_t k = 1; k <= n; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::Status ValidatePath(std::string_view path) {
   auto bad = [&](std::string_view why) {
+    // Shown as it is when it is UTF-8; else every non-ASCII byte as '?'.
+    const bool utf8 = ValidUtf8(path.substr(0, 200));
     std::string shown(path.substr(0, 200));
     for (char& c : shown) {
-      if (static_cast<unsigned char>(c) < 0x20) c = '?';
+      auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || (!utf8 && u >= 0x80)) c = '?';
     }
     return absl::InvalidArgumentError(StrCat("unsafe path '", shown, "': ", why));
   };
@@ -107,10 +153,15 @@ absl::Status ValidatePath(std::string_view path) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
       return bad("contains a control character");
   }
+  if (!ValidUtf8(path)) return bad("not valid UTF-8 (rename the file)");
   if (path[0] == '/') return bad("absolute");
   for (std::string_view seg : Split(path, '/')) {
     if (seg.empty()) return bad("empty segment");
     if (seg == "." || seg == "..") return bad("'.' or '..' segment");
+    if (seg.size() > kMaxPathSegmentBytes) {
+      return bad(StrCat("a name is longer than ", kMaxPathSegmentBytes,
+                        " bytes, which no Linux file system stores"));
+    }
   }
   if (path == ".cairn" || path.starts_with(".cairn/")) return bad("'.cairn/' is reserved");
   return absl::OkStatus();
@@ -200,6 +251,7 @@ absl::Status ValidateManifest(const Manifest& m) {
   if (m.files_size() > static_cast<int>(kMaxFiles)) {
     return absl::InvalidArgumentError("manifest has too many files");
   }
+  absl::flat_hash_set<std::string_view> paths;
   for (int i = 0; i < m.files_size(); ++i) {
     const auto& f = m.files(i);
     CAIRN_RETURN_IF_ERROR(ValidatePath(f.path()));
@@ -207,11 +259,22 @@ absl::Status ValidateManifest(const Manifest& m) {
       return absl::InvalidArgumentError(
           StrCat("manifest files not sorted or duplicate path '", f.path(), "'"));
     }
-    // A file may not also be a directory of another file ("a" and "a/b").
-    if (i > 0 && f.path().starts_with(m.files(i - 1).path() + "/")) {
-      return absl::InvalidArgumentError(
-          StrCat("manifest path '", f.path(), "' is under file '", m.files(i - 1).path(), "'"));
+    paths.insert(f.path());
+  }
+  // A file may not also be a directory of another file ("a" and "a/b"). Not
+  // only sorted neighbours: "a", "a.x", "a/b" sort with "a.x" between.
+  for (const auto& f : m.files()) {
+    std::string_view p = f.path();
+    for (size_t slash = p.find('/'); slash != std::string_view::npos;
+         slash = p.find('/', slash + 1)) {
+      if (paths.contains(p.substr(0, slash))) {
+        return absl::InvalidArgumentError(
+            StrCat("manifest path '", p, "' is under file '", p.substr(0, slash), "'"));
+      }
     }
+  }
+  for (int i = 0; i < m.files_size(); ++i) {
+    const auto& f = m.files(i);
     CAIRN_RETURN_IF_ERROR(ParseDigestName(f.sha256()).status());
     CAIRN_RETURN_IF_ERROR(ParseDigestName(f.root()).status());
   }

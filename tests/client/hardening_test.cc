@@ -147,5 +147,48 @@ TEST_F(CliTest, ClientConfigAndTimeoutsAreCheckedWithTheAllowedValues) {
   EXPECT_EQ(Cairn({"ls", "--node", addr_, "--timeout", "1"}).exit_code, 0);
 }
 
+// #4: a pull replaced the user's own file of the same name in --out.
+TEST_F(CliTest, PullRefusesToReplaceFilesItDidNotWriteUnlessForced) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  testing::WriteFile(dir_ / "out/config.json", "my own notes");
+  testing::WriteFile(dir_ / "out/other.txt", "untouched");
+  ExpectOneLineError(Pull("acme/m", dir_ / "out"),
+                     "refusing to replace 1 file(s) in " + (dir_ / "out") +
+                         " that no earlier pull of a release wrote there: config.json");
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/config.json"), "my own notes");
+  EXPECT_FALSE(fs::exists(dir_ / "out/weights.safetensors")) << "written before refusing";
+  // A file that already holds the release's bytes is no conflict.
+  testing::WriteFile(dir_ / "same/config.json", "{}");
+  EXPECT_EQ(Pull("acme/m", dir_ / "same").exit_code, 0);
+  // An earlier pull's files are replaced by the next version in place.
+  testing::WriteFile(dir_ / "model/config.json", "{\"v\": 2}");
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "2").exit_code, 0);
+  auto again = Pull("acme/m", dir_ / "same");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "same/config.json"), "{\"v\": 2}");
+  // --force replaces, and leaves other files alone.
+  auto forced = Pull("acme/m", dir_ / "out", {"--force"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/config.json"), "{\"v\": 2}");
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/other.txt"), "untouched");
+}
+
+// #24: --out at a dangling symlink said "cannot create dangle: File exists".
+TEST_F(CliTest, OutAtADanglingSymlinkNamesTheMissingTarget) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  fs::create_symlink(dir_ / "nowhere", dir_ / "dangle");
+  ExpectOneLineError(Pull("acme/m", dir_ / "dangle"),
+                     "is a symlink to " + (dir_ / "nowhere") + ", which does not exist");
+}
+
+// #18: a file name that is not UTF-8 was uploaded, then the commit failed
+// with "manifest does not parse" and libprotobuf ERROR lines.
+TEST_F(CliTest, AFileNameThatIsNotUtf8IsRefusedBeforeUploading) {
+  testing::WriteFile(dir_ / "model/bad\xff.bin", "x");
+  auto r = Publish(dir_ / "model", "acme/m", "1");
+  ExpectOneLineError(r, "unsafe path 'bad?.bin': not valid UTF-8");
+  EXPECT_THAT(node_->stderr_text(), ::testing::Not(HasSubstr("publish session opened")));
+}
+
 }  // namespace
 }  // namespace cairn

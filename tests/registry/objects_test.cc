@@ -100,6 +100,42 @@ TEST(ManifestTest, RejectsUnsortedDuplicateAndHostile) {
   EXPECT_FALSE(ParseManifest(SerializeCanonical(m)).ok());
 }
 
+// Issue 12 F: only sorted neighbours were compared, so "a", "a.x", "a/b" (a
+// file and a directory of one name, "a.x" sorting between) got through.
+TEST(ManifestTest, AFileThatIsAlsoADirectoryIsRefusedWhateverSortsBetween) {
+  cairn::v1::Manifest m = GoodManifest();
+  m.clear_files();
+  for (const char* p : {"a", "a.x", "a/b"}) {
+    auto* f = m.add_files();
+    f->set_path(p);
+    f->set_size(1);
+    f->set_sha256(DigestName(Sha256Of(p)));
+    f->set_root(DigestName(Sha256Of(p)));
+  }
+  CanonicalizeManifest(&m);
+  auto r = ParseManifest(SerializeCanonical(m));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("'a/b' is under file 'a'"));
+  m.mutable_files(2)->set_path("a.y/b");  // a directory beside files: fine
+  CanonicalizeManifest(&m);
+  EXPECT_TRUE(ParseManifest(SerializeCanonical(m)).ok());
+}
+
+// H: a 256-byte name committed, and no Linux client could write it. #18: a
+// name that is not UTF-8 made the commit fail with "manifest does not parse".
+TEST(ValidatePathTest, NamesOverNameMaxAndNamesNotInUtf8AreRefused) {
+  EXPECT_TRUE(ValidatePath(std::string(255, 'a')).ok());
+  EXPECT_TRUE(ValidatePath("d/" + std::string(255, 'a') + "/x").ok());
+  auto r = ValidatePath("d/" + std::string(256, 'a'));
+  EXPECT_THAT(std::string(r.message()), HasSubstr("longer than 255 bytes"));
+  EXPECT_TRUE(ValidatePath("mod\xc3\xa8le/\xe6\xa8\xa1\xe5\x9e\x8b.bin").ok());  // modèle/模型
+  for (std::string bad :
+       {"a\xff.bin", "\xc3", "a\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "x\xe6\xa8"}) {
+    auto st = ValidatePath(bad);
+    EXPECT_THAT(std::string(st.message()), HasSubstr("not valid UTF-8")) << bad;
+  }
+}
+
 TEST(ManifestTest, RejectsGarbageAndOversize) {
   EXPECT_THAT(ParseManifest("\xff\xff\xff garbage"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseManifest(std::string(kMaxManifestBytes + 1, '\0')),

@@ -16,6 +16,8 @@ inline constexpr size_t kMaxTagBytes = 64 << 10;        // 64 KiB
 inline constexpr size_t kMaxTrustRootBytes = 1 << 20;   // 1 MiB
 inline constexpr size_t kMaxFiles = 100000;
 inline constexpr size_t kMaxPathBytes = 4096;
+// One path segment: Linux's NAME_MAX.
+inline constexpr size_t kMaxPathSegmentBytes = 255;
 inline constexpr size_t kMaxSignatures = 32;
 
 // ---- Chunks ----
