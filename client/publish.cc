@@ -62,7 +62,8 @@ absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
     }
     if (it == fs::recursive_directory_iterator()) break;
     last = it->path().string();
-    std::string rel = fs::relative(it->path(), dir, ec).generic_string();
+    // Lexically: fs::relative follows symlinks, naming a link by its target.
+    std::string rel = it->path().lexically_relative(dir).generic_string();
     if (it.depth() == 0 && it->path().filename() == ".cairn") {
       it.disable_recursion_pending();  // a pulled tree's signed manifest: not content
       continue;

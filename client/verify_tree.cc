@@ -73,7 +73,7 @@ absl::StatusOr<VerifyResult> VerifyTree(const std::string& dir, const TrustRootV
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
        !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    std::string rel = std::filesystem::relative(it->path(), dir, ec).generic_string();
+    std::string rel = it->path().lexically_relative(dir).generic_string();
     if (it.depth() == 0 && rel == ".cairn") {
       it.disable_recursion_pending();
       continue;

@@ -122,9 +122,12 @@ absl::Status SigningKey::Save(const std::string& path) const {
     long n = BIO_get_mem_data(b, &p);
     return std::string(p, n);
   };
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
-    return absl::AlreadyExistsError(StrCat(path, " already exists; not overwriting a key"));
+  // Neither half may replace an existing file (or a symlink, even dangling).
+  for (const std::string& p : {path, path + ".pub"}) {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) == 0) {
+      return absl::AlreadyExistsError(StrCat(p, " already exists; not overwriting a key"));
+    }
   }
   CAIRN_RETURN_IF_ERROR(WriteFileAtomic(path, bio_str(priv.get()), 0600));
   return WriteFileAtomic(path + ".pub", bio_str(pub.get()), 0644);

@@ -75,7 +75,13 @@ class PackChunkStore final : public ChunkStore {
     absl::MutexLock l(&mu_);
     // Best effort on a clean shutdown; Sync() is the contract.
     (opts_.durable ? SyncLocked() : IndexUnsyncedLocked()).IgnoreError();
-    if (active_fd_ >= 0) ::close(active_fd_);
+    if (active_fd_ >= 0) {
+      ::close(active_fd_);
+      // A store opened and closed without a write leaves no empty pack.
+      if (active_size_ == 0 && buffer_.empty()) {
+        ::unlink(absl::StrFormat("%s/packs/pack-%08u.dat", dir_, active_id_).c_str());
+      }
+    }
     for (auto& [id, fd] : read_fds_) ::close(fd);
   }
 
@@ -90,8 +96,14 @@ class PackChunkStore final : public ChunkStore {
         max_id = std::max<uint32_t>(max_id, id);
     }
     ::closedir(d);
+    // An empty newest pack (left by a crash before its first write) is reused.
+    struct stat st;
+    bool reuse =
+        max_id > 0 &&
+        ::stat(absl::StrFormat("%s/packs/pack-%08u.dat", dir_, max_id).c_str(), &st) == 0 &&
+        st.st_size == 0;
     absl::MutexLock l(&mu_);
-    return OpenActiveLocked(max_id + 1);
+    return OpenActiveLocked(reuse ? max_id : max_id + 1);
   }
 
   absl::Status Put(const Digest& digest, std::string_view data, PutMode mode) override {

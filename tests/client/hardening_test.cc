@@ -190,5 +190,25 @@ TEST_F(CliTest, AFileNameThatIsNotUtf8IsRefusedBeforeUploading) {
   EXPECT_THAT(node_->stderr_text(), ::testing::Not(HasSubstr("publish session opened")));
 }
 
+// #20: keygen --out k.key overwrote k.key.pub when k.key was absent.
+TEST_F(CliTest, KeygenRefusesWhenEitherFileExists) {
+  testing::WriteFile(dir_ / "k.key.pub", "someone else's public key");
+  ExpectOneLineError(Cairn({"keygen", "--out", dir_ / "k.key"}),
+                     (dir_ / "k.key.pub") + " already exists; not overwriting a key");
+  EXPECT_EQ(testing::ReadFile(dir_ / "k.key.pub"), "someone else's public key");
+  EXPECT_FALSE(fs::exists(dir_ / "k.key"));
+  EXPECT_EQ(Cairn({"keygen", "--out", dir_ / "k2.key"}).exit_code, 0);
+  ExpectOneLineError(Cairn({"keygen", "--out", dir_ / "k2.key"}), "already exists");
+}
+
+// #22: the refusal named the link's target ("../../../../etc/passwd").
+TEST_F(CliTest, ASymlinkIsRefusedUnderItsOwnName) {
+  fs::create_directories(dir_ / "model/sub");
+  fs::create_symlink("/etc/passwd", dir_ / "model/sub/passwd");
+  auto r = Publish(dir_ / "model", "acme/m", "1");
+  ExpectOneLineError(r, "refusing to publish symlink sub/passwd");
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("etc")));
+}
+
 }  // namespace
 }  // namespace cairn

@@ -1,7 +1,8 @@
 // The pack store: the conformance suite, and what is its own (one opener at a
 // time, corrupt pack bytes). Also the fault-injecting wrapper tests use.
-#include "cairn/store.h"
+#include <filesystem>
 
+#include "cairn/store.h"
 #include "chunk_store_conformance.h"
 #include "fault_stores.h"
 #include "testing.h"
@@ -24,7 +25,6 @@ namespace cairn {
 namespace {
 
 using ::cairn::testing::StatusIs;
-
 
 TEST(PackChunkStoreTest, SecondOpenOfSameDirectoryFails) {
   testing::TempDir dir;
@@ -50,6 +50,33 @@ TEST(PackChunkStoreTest, CorruptPackBytesAreDataLossOnRead) {
   auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
   std::string out;
   EXPECT_THAT(s->Get(Sha256Of(c), &out), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+// Issue 12 #23: every open (each pull, on the client cache) left an empty
+// pack behind: 5 pulls, 2 -> 7 files.
+TEST(PackChunkStoreTest, OpeningWithoutWritingLeavesNoNewPackFile) {
+  testing::TempDir dir;
+  auto count = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "s/packs")) n += e.exists();
+    return n;
+  };
+  {
+    auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
+    ASSERT_TRUE(s->Put(Sha256Of("abc"), "abc", PutMode::kVerify).ok());
+    ASSERT_TRUE(s->Sync().ok());
+  }
+  size_t after_write = count();
+  for (int i = 0; i < 5; ++i) {
+    auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
+    std::string got;
+    ASSERT_TRUE(s->Get(Sha256Of("abc"), &got).ok());
+  }
+  EXPECT_EQ(count(), after_write);
+  // An empty pack left by a crash is reused, not added to.
+  testing::WriteFile(dir / "s/packs/pack-00000009.dat", "");
+  { auto s = std::move(OpenPackChunkStore(dir / "s", {})).value(); }
+  EXPECT_EQ(count(), after_write);
 }
 
 TEST(FaultInjectingChunkStoreTest, InjectsEnospcTornWritesAndCorruptReads) {
