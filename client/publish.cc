@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
 #include "cairn/clock.h"
 #include "cairn/limits.h"
@@ -225,6 +226,16 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
         FromGrpc(node.publish()->OpenSession(ctx2.get(), sreq, &sresp), "publish session"));
     session = sresp.session_id();
   }
+  // A publish that fails from here on frees its session on the node at once.
+  bool session_used = false;
+  absl::Cleanup end_session = [&] {
+    if (session_used) return;
+    cairn::v1::EndSessionRequest ereq;
+    ereq.set_session_id(session);
+    cairn::v1::EndSessionResponse eresp;
+    auto ectx = node.Context(5);
+    node.publish()->EndSession(ectx.get(), ereq, &eresp).ok();  // best effort
+  };
 
   PublishResult res;
   res.name = o.name;
@@ -415,7 +426,9 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   }
   cairn::v1::CommitResponse cresp;
   auto ctx = node.Context();
-  CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), "commit"));
+  absl::Status committed = FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), "commit");
+  session_used = committed.ok();  // the node freed it
+  CAIRN_RETURN_IF_ERROR(committed);
   res.already_present = cresp.already_present();
   res.pending = cresp.pending();
   res.signatures = cresp.signatures();

@@ -140,6 +140,14 @@ class PublishImpl final : public Publish::CallbackService {
       return r;
     });
   }
+  grpc::ServerUnaryReactor* EndSession(grpc::CallbackServerContext* ctx,
+                                       const cairn::v1::EndSessionRequest* req,
+                                       cairn::v1::EndSessionResponse* resp) override {
+    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<cairn::v1::EndSessionResponse> {
+      repo_->EndSession(req->session_id());
+      return cairn::v1::EndSessionResponse();
+    });
+  }
   grpc::ServerUnaryReactor* GetPending(grpc::CallbackServerContext* ctx, const PendingRequest* req,
                                        PendingResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] { return repo_->GetPending(req->manifest_digest()); });

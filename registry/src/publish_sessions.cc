@@ -85,6 +85,11 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> PublishSessions::Open(
   return out;
 }
 
+void PublishSessions::End(std::string_view id) {
+  absl::MutexLock l(&mu_);
+  sessions_.erase(std::string(id));
+}
+
 absl::StatusOr<std::string> PublishSessions::Check(std::string_view id) {
   const int64_t now = clock_->NowUnix();
   absl::MutexLock l(&mu_);

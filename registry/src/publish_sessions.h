@@ -42,6 +42,8 @@ class PublishSessions {
   absl::StatusOr<cairn::v1::OpenSessionResponse> Open(const cairn::v1::OpenSessionRequest& r,
                                                       std::string_view peer,
                                                       const TrustRootView& trust);
+  // Frees the session (committed or abandoned); no-op when unknown.
+  void End(std::string_view session_id);
   // The session's name. Unauthenticated when unknown or expired.
   absl::StatusOr<std::string> Check(std::string_view session_id);
   // Counts `bytes` against the quota of the key that opened the session, for

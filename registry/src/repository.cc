@@ -502,4 +502,6 @@ absl::StatusOr<std::string> Repository::CheckSession(std::string_view id) {
   return sessions_->Check(id);
 }
 
+void Repository::EndSession(std::string_view id) { sessions_->End(id); }
+
 }  // namespace cairn

@@ -36,10 +36,17 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
   CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
   CAIRN_ASSIGN_OR_RETURN(std::optional<cairn::v1::CommitResponse> pending,
                          MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
-  if (pending) return *pending;
+  if (pending) {
+    EndSession(session_id);
+    return *pending;
+  }
   CommitSpec spec;
   spec.required_name = session_name;
-  return CommitVerified(manifest_envelope, tag_envelope, spec);
+  auto r = CommitVerified(manifest_envelope, tag_envelope, spec);
+  // A commit frees its session at once: the per-peer cap counts open
+  // sessions, not the releases of the last hour.
+  if (r.ok()) EndSession(session_id);
+  return r;
 }
 
 absl::StatusOr<std::optional<cairn::v1::CommitResponse>> Repository::MaybeKeepPending(

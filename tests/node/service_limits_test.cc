@@ -111,6 +111,23 @@ TEST_F(LimitsTest, PublishSessionsAndChallengesPerPeerAreCapped) {
   EXPECT_TRUE(session("ipv4:10.0.0.3").ok());
 }
 
+// Issue 12 #8: a committed session was only freed when it expired an hour
+// later, so the 17th publish within the hour from one address was refused.
+TEST_F(LimitsTest, CommitsAndGivenUpPublishesFreeTheirSessionsAtOnce) {
+  Start({});  // the default cap: 16 per address
+  for (int i = 0; i < 100; ++i) {
+    auto r = Publish("m" + std::to_string(i), 1000, i);
+    ASSERT_TRUE(r.ok()) << "publish " << i << ": " << r.status();
+  }
+  // A publish that fails after opening its session (the node refuses the
+  // commit: the version exists with other content) frees it too.
+  for (int i = 0; i < 20; ++i) {
+    auto r = Publish("m0", 1000, 1000 + i);
+    ASSERT_THAT(r, StatusIs(absl::StatusCode::kAlreadyExists)) << i;
+  }
+  EXPECT_TRUE(Publish("last", 1000, 7).ok());
+}
+
 TEST_F(LimitsTest, DailyUploadQuotaPerPublisherKey) {
   RepositoryOptions ro;
   ro.upload_bytes_per_day = 3 << 20;

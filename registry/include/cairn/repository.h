@@ -190,6 +190,8 @@ class Repository {
   absl::StatusOr<uint64_t> UploadedToday(const std::string& key_id);
   // Unauthenticated when the session is unknown or expired. Returns its name.
   absl::StatusOr<std::string> CheckSession(std::string_view session_id);
+  // Frees a session (a publisher gave up; commits free theirs by themselves).
+  void EndSession(std::string_view session_id);
   // Stores a chunk list uploaded in a session (invisible until a commit names
   // it). Returns its digest name.
   absl::StatusOr<std::string> StageChunkList(std::string_view session_id, std::string_view bytes);
