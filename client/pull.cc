@@ -299,8 +299,21 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
         res.bytes_fetched += data.size();
       } else {
         absl::Status st = (*cache)->Get(d, &data);
-        if (!st.ok()) return fail(Annotate(st, "cache"));
-        res.chunks_from_cache++;
+        if (absl::IsDataLoss(st)) {
+          // A rotten cache entry (the cache dropped it) is fetched again
+          // from the nodes rather than failing this and every later pull.
+          notice(StrCat("cache: ", st.message(), "; fetching it again"));
+          Fetcher again(sources, cache->get(), fo);
+          again.Add({{d, c.length()}});
+          st = again.Next(&data);
+          if (!st.ok()) return fail(Annotate(st, "fetching " + f.path() + "; nothing written"));
+          res.chunks_fetched++;
+          res.bytes_fetched += data.size();
+        } else if (!st.ok()) {
+          return fail(Annotate(st, "cache"));
+        } else {
+          res.chunks_from_cache++;
+        }
       }
       wbuf.append(data);
       written += data.size();

@@ -156,7 +156,11 @@ class PackChunkStore final : public ChunkStore {
         if (s.IsNotFound())
           return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
         CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
-        if (!DecodeLoc(v, &loc)) return absl::DataLossError("corrupt chunk index entry");
+        if (!DecodeLoc(v, &loc)) {
+          index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
+          return absl::DataLossError("corrupt chunk index entry for " + DigestName(digest) +
+                                     "; dropped, to be stored again");
+        }
       }
       CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(loc.pack));
     }
@@ -166,13 +170,30 @@ class PackChunkStore final : public ChunkStore {
       ssize_t r = ::pread(fd, out->data() + got, loc.length - got, loc.offset + got);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return ErrnoStatus(errno, "pack read");
-      if (r == 0) return absl::DataLossError("pack file shorter than its index says");
+      if (r == 0) {
+        Forget(digest);
+        return absl::DataLossError("stored chunk " + DigestName(digest) +
+                                   " is cut short (its pack file is shorter than its index "
+                                   "says); dropped from the index, to be stored again");
+      }
       got += r;
     }
     if (opts_.verify_on_read && Sha256Of(*out) != digest) {
-      return absl::DataLossError("stored chunk " + DigestName(digest) + " is corrupt");
+      Forget(digest);
+      return absl::DataLossError("stored chunk " + DigestName(digest) +
+                                 " is corrupt; dropped from the index, to be stored again");
     }
     return absl::OkStatus();
+  }
+
+  // A chunk found bad on read is no longer held: Has() says so, and the next
+  // Put (a re-publish, a replication, a client fetching it again) stores a
+  // good copy. The bad bytes stay unreferenced in their pack.
+  void Forget(const Digest& digest) {
+    absl::MutexLock l(&mu_);
+    mem_.erase(digest);
+    rocksdb::WriteOptions wo;
+    index_->Delete(wo, DigestSlice(digest)).PermitUncheckedError();
   }
 
   absl::StatusOr<bool> Has(const Digest& digest) override {

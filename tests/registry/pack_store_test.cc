@@ -50,6 +50,12 @@ TEST(PackChunkStoreTest, CorruptPackBytesAreDataLossOnRead) {
   auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
   std::string out;
   EXPECT_THAT(s->Get(Sha256Of(c), &out), StatusIs(absl::StatusCode::kDataLoss));
+  // Issue 12 #9, #10: a chunk found bad is no longer held, so the next Put
+  // (a re-publish, a replication, a fetch) stores a good copy.
+  EXPECT_FALSE(*s->Has(Sha256Of(c)));
+  ASSERT_TRUE(s->Put(Sha256Of(c), c).ok());
+  ASSERT_TRUE(s->Get(Sha256Of(c), &out).ok());
+  EXPECT_EQ(out, c);
 }
 
 // Issue 12 #23: every open (each pull, on the client cache) left an empty
