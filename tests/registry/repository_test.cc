@@ -195,10 +195,14 @@ TEST_F(RepositoryTest, ReleasesAreImmutable) {
   std::string s = Session("acme/m", trust_.publisher.get());
   std::string env1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
   ASSERT_TRUE(repo_->Commit(s, env1, "").ok());
+  // A commit ends its session.
+  EXPECT_THAT(repo_->Commit(s, env1, ""), StatusIs(absl::StatusCode::kUnauthenticated));
+  s = Session("acme/m", trust_.publisher.get());
   // Same content again: fine, idempotent.
   auto again = repo_->Commit(s, env1, "");
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->already_present());
+  s = Session("acme/m", trust_.publisher.get());
   std::string env2 = Upload(s, "acme/m", "1", {{"a", "two"}}, trust_.publisher.get());
   auto c = repo_->Commit(s, env2, "");
   EXPECT_THAT(c, StatusIs(absl::StatusCode::kAlreadyExists));
@@ -212,6 +216,7 @@ TEST_F(RepositoryTest, TagVersionsMustIncrease) {
   ASSERT_TRUE(
       repo_->Commit(s, env1, Tag("acme/m", "latest", DigestOf(env1), 5, trust_.publisher.get()))
           .ok());
+  s = Session("acme/m", trust_.publisher.get());  // a commit ends its session
   EXPECT_THAT(
       repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 5, trust_.publisher.get())),
       StatusIs(absl::StatusCode::kAlreadyExists));
@@ -308,12 +313,15 @@ TEST_F(RepositoryTest, FeedRecordsEachChangeOnceInOrderAndResumesFromACursor) {
   std::string s = Session("acme/m", trust_.publisher.get());
   std::string e1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
   std::string e2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
+  // Each commit ends its session: a new one for the next.
+  auto fresh = [&] { return Session("acme/m", trust_.publisher.get()); };
   ASSERT_TRUE(
       repo_->Commit(s, e1, Tag("acme/m", "latest", DigestOf(e1), 1, trust_.publisher.get())).ok());
-  ASSERT_TRUE(repo_->Commit(s, e1, "").ok());  // idempotent: no event
-  ASSERT_TRUE(repo_->Commit(s, e2, "").ok());
+  ASSERT_TRUE(repo_->Commit(fresh(), e1, "").ok());  // idempotent: no event
+  ASSERT_TRUE(repo_->Commit(fresh(), e2, "").ok());
   ASSERT_TRUE(
-      repo_->Commit(s, e2, Tag("acme/m", "latest", DigestOf(e2), 2, trust_.publisher.get())).ok());
+      repo_->Commit(fresh(), e2, Tag("acme/m", "latest", DigestOf(e2), 2, trust_.publisher.get()))
+          .ok());
   auto f = repo_->Feed(0, 0);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_FALSE(f->snapshot());
@@ -358,15 +366,16 @@ TEST(RepositoryFeedTest, StaleCursorGetsASnapshotAndTheFeedSurvivesRestart) {
   {
     auto repo = std::move(Repository::Open(dir / "node", trust.view, opts)).value();
     node_id = repo->node_id();
-    auto c = repo->Challenge("acme/m");
-    cairn::v1::OpenSessionRequest r;
-    r.set_name("acme/m");
-    r.set_challenge(c->challenge());
-    auto* sig = r.add_signatures();
-    sig->set_key_id(trust.publisher->key_id());
-    sig->set_sig(*trust.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
-    std::string s = repo->OpenSession(r)->session_id();
     for (int v = 1; v <= 4; ++v) {
+      // A session per commit: a commit ends its session.
+      auto c = repo->Challenge("acme/m");
+      cairn::v1::OpenSessionRequest r;
+      r.set_name("acme/m");
+      r.set_challenge(c->challenge());
+      auto* sig = r.add_signatures();
+      sig->set_key_id(trust.publisher->key_id());
+      sig->set_sig(*trust.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
+      std::string s = repo->OpenSession(r)->session_id();
       std::string data = "v" + std::to_string(v);
       Digest d = Sha256Of(data);
       ASSERT_TRUE(repo->chunks()->Put(d, data).ok());
@@ -467,8 +476,7 @@ TEST_F(RepositoryTest, APendingReleaseExpiresAfterItsLifetime) {
     }
   }
   CanonicalizeTrustRoot(&root);
-  auto env = SignEnvelope(kTrustRootPayloadType, SerializeCanonical(root),
-                          {trust_.root.get()});
+  auto env = SignEnvelope(kTrustRootPayloadType, SerializeCanonical(root), {trust_.root.get()});
   ASSERT_TRUE(env.ok()) << env.status();
   ASSERT_OK(repo_->AdoptTrustChain({SerializeCanonical(*env)}).status());
   std::string session = Session("acme/p", trust_.publisher.get());
@@ -507,14 +515,14 @@ class ReadErrorTest : public ::testing::Test {
 };
 
 TEST_F(ReadErrorTest, AFeedHeadThatCannotBeReadStopsTheStartInsteadOfRewritingSequenceOne) {
-  ASSERT_OK(base_->Commit({{Table::kState, "feed_head", "7"}, {Table::kState, "feed_tail", "1"}},
-                          true));
+  ASSERT_OK(
+      base_->Commit({{Table::kState, "feed_head", "7"}, {Table::kState, "feed_tail", "1"}}, true));
   ASSERT_OK(Create().status());  // fine while the disk reads
   auto meta = std::make_unique<testing::FaultInjectingMetaStore>(base_.get());
   meta->FailReads(Table::kState, "feed_head");
-  auto repo = Repository::Create(std::move(meta),
-                                 std::make_unique<ChunkStoreWrapper>(chunks_.get()), trust_.view,
-                                 RepositoryOptions{}, &clock_);
+  auto repo =
+      Repository::Create(std::move(meta), std::make_unique<ChunkStoreWrapper>(chunks_.get()),
+                         trust_.view, RepositoryOptions{}, &clock_);
   EXPECT_THAT(repo, StatusIs(absl::StatusCode::kDataLoss));
   // A corrupt head is DataLoss, not 0.
   ASSERT_OK(base_->Commit({{Table::kState, "feed_head", "x7"}}, true));
@@ -544,16 +552,15 @@ TEST_F(ReadErrorTest, AFailedQuotaReadRefusesTheUploadInsteadOfResettingTheDay) 
   o.upload_bytes_per_day = 1000;
   auto meta = std::make_unique<testing::FaultInjectingMetaStore>(base_.get());
   faulty_ = meta.get();
-  ASSERT_OK_AND_ASSIGN(auto repo,
-                       Repository::Create(std::move(meta),
-                                          std::make_unique<ChunkStoreWrapper>(chunks_.get()),
-                                          trust_.view, o, &clock_));
+  ASSERT_OK_AND_ASSIGN(
+      auto repo,
+      Repository::Create(std::move(meta), std::make_unique<ChunkStoreWrapper>(chunks_.get()),
+                         trust_.view, o, &clock_));
   // 900 bytes already used today, persisted by an earlier run.
-  ASSERT_OK(base_->Commit({{Table::kState,
-                            StrCat("quota/", trust_.publisher->key_id(), "/",
-                                   clock_.NowUnix() / 86400),
-                            "900"}},
-                          true));
+  ASSERT_OK(base_->Commit(
+      {{Table::kState, StrCat("quota/", trust_.publisher->key_id(), "/", clock_.NowUnix() / 86400),
+        "900"}},
+      true));
   auto c = repo->Challenge("acme/q");
   ASSERT_TRUE(c.ok());
   cairn::v1::OpenSessionRequest r;
@@ -564,8 +571,7 @@ TEST_F(ReadErrorTest, AFailedQuotaReadRefusesTheUploadInsteadOfResettingTheDay) 
   sig->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/q")));
   ASSERT_OK_AND_ASSIGN(auto session, repo->OpenSession(r));
   faulty_->FailReads(Table::kState);
-  EXPECT_THAT(repo->ChargeUpload(session.session_id(), 500),
-              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(repo->ChargeUpload(session.session_id(), 500), StatusIs(absl::StatusCode::kDataLoss));
   faulty_->Heal();
   EXPECT_THAT(repo->ChargeUpload(session.session_id(), 500),
               StatusIs(absl::StatusCode::kResourceExhausted));
