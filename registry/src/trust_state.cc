@@ -32,35 +32,46 @@ absl::Status TrustState::Init(TrustRootView file_root) {
         return true;
       }));
   const uint64_t fv = file_root.root().version();
+  const uint64_t held = stored.empty() ? 0 : stored.rbegin()->first;
   TrustRootView cur = file_root;
   std::vector<WriteOp> ops;
-  auto same = stored.find(fv);
-  if (same != stored.end() && same->second == file_root.envelope_bytes()) {
+  auto refuse = [&](const std::string& why) {
+    return absl::FailedPreconditionError(StrCat(
+        "the trust file is v", fv, " but this node already holds trust root v", held, " and ", why,
+        "; a node never goes back to an older trust root. Start it with its newest trust "
+        "file (cairn trust update writes one), or use a new data directory for another trust "
+        "root"));
+  };
+  if (fv <= held) {
+    // The file may be older than what the node received since, or the same
+    // version with other bytes (more signatures): the stored chain must
+    // follow from it, and the newest stored root is used.
     std::vector<std::string> newer;
     for (const auto& [v, bytes] : stored) {
       if (v > fv) newer.push_back(bytes);
     }
-    if (!newer.empty()) {
-      auto walked = WalkTrustChain(file_root, newer, kIgnoreExpiry);
-      if (walked.ok()) {
-        cur = std::move(*walked);
-        note_ = StrCat("trust file is v", fv, "; using v", cur.root().version(),
-                       " received since and stored");
-      } else {
-        note_ = StrCat("stored trust roots past the file's v", fv, " do not verify (",
-                       walked.status().message(), "); using the file");
+    if (newer.empty()) {
+      auto stored_same = TrustRootView::FromEnvelopeBytes(stored.at(fv), kIgnoreExpiry);
+      if (!stored_same.ok() ||
+          stored_same->root().SerializeAsString() != file_root.root().SerializeAsString()) {
+        return refuse(StrCat("its stored v", fv, " is a different root"));
       }
+      cur = std::move(*stored_same);
+    } else {
+      auto walked = WalkTrustChain(file_root, newer, kIgnoreExpiry);
+      if (!walked.ok()) {
+        return refuse(StrCat("the stored roots do not follow from the file (",
+                             walked.status().message(), ")"));
+      }
+      cur = std::move(*walked);
+      note_ = StrCat("trust file is v", fv, "; using v", cur.root().version(),
+                     " received since and stored");
     }
-  } else if (!stored.empty() && stored.rbegin()->first >= fv) {
-    // The file is another lineage (a new trust root): the operator's file wins.
-    note_ = StrCat("trust file v", fv, " is not the v", fv,
-                   " this node stored; starting over from the file");
-    for (const auto& [v, bytes] : stored) {
-      ops.push_back(WriteOp{Table::kState, meta::TrustKey(v), std::nullopt});
-    }
+  } else {
+    // A newer file: the operator moved forward (cairn trust update).
+    ops.push_back(WriteOp{Table::kState, meta::TrustKey(fv), file_root.envelope_bytes()});
   }
-  ops.push_back(WriteOp{Table::kState, meta::TrustKey(fv), file_root.envelope_bytes()});
-  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  if (!ops.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
   if (cur.root().expires_unix() <= clock_->NowUnix()) {
     return absl::FailedPreconditionError(StrCat(
         "trust root v", cur.root().version(), " expired at unix time ", cur.root().expires_unix(),

@@ -1,5 +1,7 @@
 // Federation beyond one upstream: tag and time-window policies, peers asked
 // for chunks, and a real cairn-node process killed mid-replication.
+#include "replication_loop.h"
+
 #include <signal.h>
 
 #include <algorithm>
@@ -11,16 +13,15 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "cairn/objects.h"
 #include "cairn/replication.h"
 #include "cairn/repository.h"
 #include "client.h"
+#include "grpc_upstream.h"
 #include "hostile_node.h"
 #include "server.h"
-#include "absl/synchronization/notification.h"
 #include "testing.h"
-#include "grpc_upstream.h"
-#include "replication_loop.h"
 
 namespace cairn {
 namespace {
@@ -78,8 +79,10 @@ class FederationTest : public ::testing::Test {
     n->base = std::move(OpenPackChunkStore(dir_ / (name + "/chunks"), {})).value();
     auto counting = std::make_unique<CountingChunkStore>(n->base.get());
     n->counting = counting.get();
-    n->repo = std::move(Repository::Create(std::move(OpenRocksMetaStore(dir_ / (name + "/meta"))).value(), std::move(counting),
-        trust_.view)).value();
+    n->repo =
+        std::move(Repository::Create(std::move(OpenRocksMetaStore(dir_ / (name + "/meta"))).value(),
+                                     std::move(counting), trust_.view))
+            .value();
     n->server = std::move(node::NodeServer::Start(n->repo.get(), "127.0.0.1:0")).value();
     return n;
   }
@@ -294,12 +297,33 @@ TEST_F(FederationTest, ANodeRestartedOnItsOldTrustFileKeepsTheNewerRootsItStored
   EXPECT_EQ(repo->trust().root().version(), 2u);
   EXPECT_THAT(repo->trust_note(), ::testing::HasSubstr("using v2"));
   EXPECT_EQ(repo->TrustChainAfter(1)->size(), 1u);
-  // Another trust lineage in the file: the operator's file wins.
+  // Issue 12 #5: a v1 the node never stored (another lineage, or the same
+  // version with other bytes) used to make it start over from the file,
+  // back at v1. It never goes back: the start is refused, nothing changes.
   repo.reset();
   auto other = TrustFixture::Make("acme");
-  repo = std::move(Repository::Open(dir_ / "node", other.view)).value();
-  EXPECT_EQ(repo->trust().digest(), other.view.digest());
-  EXPECT_THAT(repo->trust_note(), ::testing::HasSubstr("starting over"));
+  auto refused = Repository::Open(dir_ / "node", other.view);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("never goes back to an older trust root"));
+  repo = std::move(Repository::Open(dir_ / "node", trust_.view)).value();
+  EXPECT_EQ(repo->trust().root().version(), 2u);
+  // The same v2 with one more signature in the file: the stored chain
+  // follows from it.
+  repo.reset();
+  const std::string v2_cosigned = *SignTrustRoot(r, {trust_.root.get(), second.get()});
+  auto file_v2 = std::move(TrustRootView::FromEnvelopeBytes(v2_cosigned, kIgnoreExpiry)).value();
+  repo = std::move(Repository::Open(dir_ / "node", file_v2)).value();
+  EXPECT_EQ(repo->trust().root().version(), 2u);
+  // A newer file moves the node forward, whatever it held.
+  repo.reset();
+  cairn::v1::TrustRoot o3 = other.view.root();
+  o3.set_version(3);
+  auto file_v3 = std::move(TrustRootView::FromEnvelopeBytes(*SignTrustRoot(o3, {other.root.get()}),
+                                                            kIgnoreExpiry))
+                     .value();
+  repo = std::move(Repository::Open(dir_ / "node", file_v3)).value();
+  EXPECT_EQ(repo->trust().root().version(), 3u);
 }
 
 TEST_F(FederationTest, ALongPolledFeedAnswersOnTheNextCommitAndOnShutdown) {
