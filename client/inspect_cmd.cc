@@ -116,6 +116,8 @@ int InspectCommands::Run() {
            {"outside_window", u.outside_window()},
            {"tag_conflicts", u.tag_conflicts()},
            {"last_conflict", u.last_conflict()},
+           {"tags_rolled_back", u.tags_rolled_back()},
+           {"last_rollback", u.last_rollback()},
            {"policy", u.policy()}});
     }
     if (ctx_->as_json) {
@@ -170,6 +172,10 @@ int InspectCommands::Run() {
       if (u.tag_conflicts() > 0) {
         std::printf("    %lu tag conflict(s) (equal version, different release); latest: %s\n",
                     static_cast<unsigned long>(u.tag_conflicts()), u.last_conflict().c_str());
+      }
+      if (u.tags_rolled_back() > 0) {
+        std::printf("    %lu older tag(s) refused (rollback attempts); latest: %s\n",
+                    static_cast<unsigned long>(u.tags_rolled_back()), u.last_rollback().c_str());
       }
     }
     return 0;

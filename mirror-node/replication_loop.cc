@@ -48,6 +48,8 @@ void ReplicationLoop::Publish(size_t index, const ReplicationStats& rs,
   us.set_tag_conflicts(rs.tag_conflicts);
   us.set_trust_updates(rs.trust_updates);
   us.set_last_conflict(rs.last_conflict);
+  us.set_tags_rolled_back(rs.tags_rolled_back);
+  us.set_last_rollback(rs.last_rollback);
   us.set_bytes_behind(rs.bytes_pending);
   auto now = clock_->SteadyNow();
   auto& samples = samples_[index];

@@ -235,6 +235,11 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,
                                                            cursor_key_, cursor_after));
   if (!res.already_present()) stats_.releases_committed++;
+  if (!res.tag_older().empty()) {
+    stats_.tags_rolled_back++;
+    stats_.last_rollback = res.tag_older();
+    if (log_) log_(res.tag_older());
+  }
   if (!res.tag_conflict().empty()) {
     stats_.tag_conflicts++;
     stats_.last_conflict = res.tag_conflict();

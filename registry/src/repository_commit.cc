@@ -251,6 +251,11 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
         // still lands.
         tag_moved = false;
         out.set_tag_not_newer(true);
+        if (cr.version() > tag->version()) {
+          out.set_tag_older(StrCat("tag ", tag->name(), ":", tag->tag(), " version ",
+                                   tag->version(), " is older than the held version ", cr.version(),
+                                   "; dropped"));
+        }
         if (cr.version() == tag->version() && cr.manifest_digest() != tag->manifest_digest()) {
           out.set_tag_conflict(StrCat("tag ", tag->name(), ":", tag->tag(), " version ",
                                       tag->version(), " names ", tag->manifest_digest(),

@@ -10,10 +10,10 @@
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "client.h"
-#include "server.h"
-#include "testing.h"
 #include "grpc_upstream.h"
 #include "replication_loop.h"
+#include "server.h"
+#include "testing.h"
 
 namespace cairn {
 namespace {
@@ -272,6 +272,28 @@ TEST_F(ReplicationTest, MeshConvergesOnTheHighestTagWithoutLoops) {
   for (auto& r : reps) ASSERT_TRUE(r->SyncOnce().ok());
   int i = 0;
   for (TestNode* n : {&a, &b, &c}) EXPECT_EQ(n->repo->Feed(0, 0)->head(), heads[i++]);
+}
+
+// Issue 12 I: a tag older than the one held (a rollback attempt) was refused
+// but reported nowhere. It is counted, with the latest in words.
+TEST_F(ReplicationTest, AnOlderTagFromAnUpstreamIsDroppedAndCounted) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
+  Publish(a, Model("m1", 5), "acme/m");  // tag version 1 at A
+  auto conn_b = std::move(Connection::Open(b.address(), 10)).value();
+  client::PublishOptions o;
+  o.dir = Model("m2", 6);
+  o.name = "acme/m";
+  o.version = "2";
+  o.key_paths = {dir_ / "keys/publisher.key"};
+  o.tag_version = 2;
+  auto p2 = client::Publish(*conn_b, o);  // tag version 2 at B
+  ASSERT_TRUE(p2.ok()) << p2.status();
+  Replicator ba(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  ASSERT_TRUE(ba.SyncOnce().ok()) << ba.stats().last_error;
+  EXPECT_EQ(b.repo->Resolve("acme/m:latest")->manifest_digest(), p2->manifest);
+  EXPECT_EQ(ba.stats().tags_rolled_back, 1u);
+  EXPECT_THAT(ba.stats().last_rollback, ::testing::HasSubstr("older than the held version 2"));
+  EXPECT_EQ(ba.stats().tag_conflicts, 0u);
 }
 
 }  // namespace

@@ -144,6 +144,8 @@ struct ReplicationStats {
   uint64_t trust_updates = 0;          // newer trust root versions adopted from this upstream
   uint64_t tag_conflicts = 0;          // equal tag version, different manifest: ours kept
   std::string last_conflict;
+  uint64_t tags_rolled_back = 0;  // older than the held tag: dropped (a rollback attempt)
+  std::string last_rollback;
   std::string last_error;
 };
 
