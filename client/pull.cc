@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -287,6 +288,27 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     fetcher.Add(wanted);
     ParallelSha256 sha;  // whole-file hash on the second core
     uint64_t written = 0;
+    // wbuf's bytes start at file offset wbuf_at; `holes` are the all-zero
+    // chunks in it (offset in wbuf, length), skipped when it is written.
+    uint64_t wbuf_at = 0;
+    std::vector<std::pair<size_t, size_t>> holes;
+    bool any_hole = false;
+    auto flush = [&]() -> absl::Status {
+      size_t pos = 0;
+      holes.emplace_back(wbuf.size(), 0);  // the end
+      for (const auto& [at, len] : holes) {
+        if (at > pos) {
+          if (::lseek(out.fd, static_cast<off_t>(wbuf_at + pos), SEEK_SET) < 0) {
+            return ErrnoStatus(errno, "lseek");
+          }
+          CAIRN_RETURN_IF_ERROR(WriteAll(out.fd, wbuf.data() + pos, at - pos));
+        }
+        pos = at + len;
+      }
+      holes.clear();
+      wbuf_at += wbuf.size();
+      return absl::OkStatus();
+    };
     for (const auto& c : cl->chunks()) {
       Digest d;
       std::memcpy(d.data(), c.digest().data(), 32);
@@ -315,20 +337,29 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
           res.chunks_from_cache++;
         }
       }
+      // An all-zero chunk becomes a hole, as cp --sparse=auto makes one.
+      if (data.size() >= 4096 && data[0] == 0 &&
+          std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0) {
+        holes.emplace_back(wbuf.size(), data.size());
+        any_hole = true;
+      }
       wbuf.append(data);
       written += data.size();
       prog.Add(data.size());
       if (wbuf.size() >= (4u << 20)) {
-        absl::Status st = WriteAll(out.fd, wbuf.data(), wbuf.size());
+        absl::Status st = flush();
         if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
         sha.Update(std::move(wbuf));
         wbuf = sha.TakeBuffer();
         wbuf.reserve(4 << 20);
       }
     }
-    absl::Status st = WriteAll(out.fd, wbuf.data(), wbuf.size());
+    absl::Status st = flush();
     sha.Update(std::move(wbuf));
     wbuf = sha.TakeBuffer();
+    if (st.ok() && any_hole && ::ftruncate(out.fd, static_cast<off_t>(written)) != 0) {
+      st = ErrnoStatus(errno, "ftruncate");  // a trailing hole still sets the size
+    }
     if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
     if (written != f.size() || DigestName(sha.Finish()) != f.sha256()) {
       return fail(absl::DataLossError("assembled " + f.path() +

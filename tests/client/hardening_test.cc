@@ -230,5 +230,24 @@ TEST_F(CliTest, ACorruptChunkInTheClientCacheIsFetchedAgain) {
   }
 }
 
+// #21: all-zero regions were written in full (a 20 GiB sparse file that
+// moved 262 KB took 21 GB on disk).
+TEST_F(CliTest, AllZeroRegionsArePulledAsHoles) {
+  std::string zeros(32 << 20, '\0');
+  std::string body = testing::RandomBytes(1 << 20, 5) + zeros + testing::RandomBytes(1 << 20, 6) +
+                     zeros;  // a trailing hole too
+  testing::WriteFile(dir_ / "sparse/disk.img", body);
+  ASSERT_EQ(Publish(dir_ / "sparse", "acme/sparse", "1").exit_code, 0);
+  auto r = Pull("acme/sparse", dir_ / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/disk.img"), body);
+  struct stat st;
+  ASSERT_EQ(::stat((dir_ / "out/disk.img").c_str(), &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), body.size());
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, 8u << 20)
+      << "64 MiB of zeros were written, not left as holes";
+  EXPECT_EQ(Cairn({"verify", dir_ / "out", "--trust", dir_ / "keys/trust.root"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace cairn
