@@ -1,5 +1,10 @@
 #include "publish_sessions.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
 #include "cairn/crypto.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -16,24 +21,34 @@ size_t PublishSessions::CountPeer(const absl::flat_hash_map<std::string, Session
   return n;
 }
 
+std::string PublishSessions::Mac(std::string_view name, int64_t expires,
+                                 std::string_view nonce) const {
+  std::string msg = StrCat(name, "\n", expires, "\n", nonce);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out, &len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[out[i] >> 4];
+    hex += kHex[out[i] & 15];
+  }
+  return hex;
+}
+
+// Stateless: "EXPIRES.NONCE.MAC", the MAC (HMAC-SHA256 under a key only this
+// process knows) binding the name and the expiry. Asking costs the node no
+// memory, so no client can exhaust challenges for others.
 absl::StatusOr<cairn::v1::ChallengeResponse> PublishSessions::Challenge(std::string_view name,
                                                                         std::string_view peer) {
+  (void)peer;
   CAIRN_RETURN_IF_ERROR(ValidateName(name));
-  const int64_t now = clock_->NowUnix();
-  std::string c = meta::RandomHex(32);
-  absl::MutexLock l(&mu_);
-  absl::erase_if(challenges_, [&](const auto& kv) { return kv.second.expires <= now; });
-  if (challenges_.size() >= opts_.max_sessions) {
-    return absl::ResourceExhaustedError("too many pending publish challenges; retry later");
-  }
-  if (CountPeer(challenges_, peer) >= opts_.max_sessions_per_peer) {
-    return absl::ResourceExhaustedError(StrCat("too many pending publish challenges from ", peer,
-                                               " (limit ", opts_.max_sessions_per_peer, ")"));
-  }
-  challenges_[c] = Session{std::string(name), now + opts_.challenge_seconds, std::string(peer), ""};
+  const int64_t expires = clock_->NowUnix() + opts_.challenge_seconds;
+  std::string nonce = meta::RandomHex(16);
   cairn::v1::ChallengeResponse out;
-  out.set_challenge(c);
-  out.set_expires_unix(now + opts_.challenge_seconds);
+  out.set_challenge(StrCat(expires, ".", nonce, ".", Mac(name, expires, nonce)));
+  out.set_expires_unix(expires);
   return out;
 }
 
@@ -41,13 +56,17 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> PublishSessions::Open(
     const cairn::v1::OpenSessionRequest& r, std::string_view peer, const TrustRootView& trust) {
   CAIRN_RETURN_IF_ERROR(ValidateName(r.name()));
   const int64_t now = clock_->NowUnix();
-  {
-    absl::MutexLock l(&mu_);
-    auto it = challenges_.find(r.challenge());
-    if (it == challenges_.end() || it->second.expires <= now || it->second.name != r.name()) {
-      return absl::UnauthenticatedError("unknown or expired publish challenge");
-    }
-    challenges_.erase(it);  // one use only
+  const auto unknown = absl::UnauthenticatedError("unknown or expired publish challenge");
+  std::vector<std::string_view> parts = Split(r.challenge(), '.');
+  int64_t expires = 0;
+  if (parts.size() != 3 || !ParseInt(parts[0], &expires) || expires <= now ||
+      expires > now + opts_.challenge_seconds || parts[1].size() != 32) {
+    return unknown;
+  }
+  std::string mac = Mac(r.name(), expires, parts[1]);
+  if (parts[2].size() != mac.size() ||
+      CRYPTO_memcmp(parts[2].data(), mac.data(), mac.size()) != 0) {
+    return unknown;
   }
   std::string_view ns = NamespaceOf(r.name());
   std::string pae = Pae(kSessionPayloadType, StrCat(r.challenge(), "\n", r.name()));
@@ -73,6 +92,10 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> PublishSessions::Open(
   out.set_expires_unix(now + opts_.session_seconds);
   absl::MutexLock l(&mu_);
   absl::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires <= now; });
+  // One use only. Only challenges a delegated key answered are remembered
+  // (until they expire), so this set is as bounded as the sessions.
+  absl::erase_if(spent_, [&](const auto& kv) { return kv.second <= now; });
+  if (spent_.contains(r.challenge())) return unknown;
   if (sessions_.size() >= opts_.max_sessions) {
     return absl::ResourceExhaustedError("too many open publish sessions; retry later");
   }
@@ -81,6 +104,7 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> PublishSessions::Open(
         "too many open publish sessions from ", peer, " (limit ", opts_.max_sessions_per_peer,
         "); they expire ", opts_.session_seconds, "s after opening"));
   }
+  spent_[r.challenge()] = expires;
   sessions_[out.session_id()] = Session{r.name(), out.expires_unix(), std::string(peer), signer};
   return out;
 }

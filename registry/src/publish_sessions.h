@@ -13,6 +13,7 @@
 #include "cairn/store.h"
 #include "cairn/trust.h"
 #include "cairn/v1/service.pb.h"
+#include "meta_schema.h"
 
 namespace cairn {
 
@@ -30,10 +31,10 @@ struct PublishSessionOptions {
 class PublishSessions {
  public:
   PublishSessions(MetaStore* meta, Clock* clock, PublishSessionOptions opts)
-      : meta_(meta), clock_(clock), opts_(std::move(opts)) {}
+      : meta_(meta), clock_(clock), opts_(std::move(opts)), secret_(meta::RandomHex(32)) {}
 
   // A one-time challenge for a session on `name`, live challenge_seconds.
-  // ResourceExhausted past the caps.
+  // Stateless (authenticated by the node itself): asking costs no memory.
   absl::StatusOr<cairn::v1::ChallengeResponse> Challenge(std::string_view name,
                                                          std::string_view peer);
   // Spends the challenge and opens a session when one signature over it is
@@ -68,7 +69,11 @@ class PublishSessions {
   Clock* const clock_;
   const PublishSessionOptions opts_;
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Session> challenges_ ABSL_GUARDED_BY(mu_);
+  std::string Mac(std::string_view name, int64_t expires, std::string_view nonce) const;
+
+  const std::string secret_;  // the challenges' MAC key, random per process
+  // Challenges spent by an opened session -> their expiry.
+  absl::flat_hash_map<std::string, int64_t> spent_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
   // key id -> (UTC day, bytes uploaded that day); persisted in kState.
   absl::flat_hash_map<std::string, std::pair<int64_t, uint64_t>> uploads_ ABSL_GUARDED_BY(mu_);

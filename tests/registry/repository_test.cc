@@ -161,7 +161,22 @@ TEST_F(RepositoryTest, SessionNeedsADelegatedKeyForTheNamespace) {
   s->set_key_id(trust_.publisher->key_id());
   s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c2->challenge() + "\nother/m")));
   EXPECT_THAT(repo_->OpenSession(r), StatusIs(absl::StatusCode::kPermissionDenied));
-  // A challenge is single-use.
+  // A challenge is single-use: once answered by a delegated key.
+  auto c3 = repo_->Challenge("acme/m");
+  r.set_name("acme/m");
+  r.set_challenge(c3->challenge());
+  s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c3->challenge() + "\nacme/m")));
+  EXPECT_TRUE(repo_->OpenSession(r).ok());
+  EXPECT_THAT(repo_->OpenSession(r), StatusIs(absl::StatusCode::kUnauthenticated));
+  // Nor can a challenge be moved to another name, or forged.
+  r.set_name("acme/n");
+  s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c3->challenge() + "\nacme/n")));
+  EXPECT_THAT(repo_->OpenSession(r), StatusIs(absl::StatusCode::kUnauthenticated));
+  std::string forged = c3->challenge();
+  forged.back() = forged.back() == '0' ? '1' : '0';
+  r.set_name("acme/m");
+  r.set_challenge(forged);
+  s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, forged + "\nacme/m")));
   EXPECT_THAT(repo_->OpenSession(r), StatusIs(absl::StatusCode::kUnauthenticated));
   // No session, no staging.
   EXPECT_THAT(repo_->StageChunkList("bogus", ""), StatusIs(absl::StatusCode::kUnauthenticated));
