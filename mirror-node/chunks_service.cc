@@ -48,15 +48,33 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
     StartRead(&req_);
   }
 
-  // The next read starts only after this request's response is built, so at
-  // most one build per stream is in flight and responses stay in order.
+  // A request is answered in response messages of at most kResponseBytes
+  // (the client reads chunk by chunk, whatever the message boundaries), built
+  // one at a time and at most kMaxQueued ahead of the network: a client that
+  // asks for 64 of the largest chunks and stops reading pins a few MiB, not
+  // the 256 MiB four whole answers took. The next request is read only after
+  // this one is answered, so responses stay in order.
   void OnReadDone(bool ok) override {
     absl::MutexLock l(&mu_);
+    reading_next_ = false;
     if (!ok) {
       reads_done_ = true;
       MaybeFinishLocked();
       return;
     }
+    if (req_.digests_size() > kMaxChunksPerMessage) {
+      error_ =
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       StrCat("at most ", kMaxChunksPerMessage, " digests per GetMany message"));
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    next_ = 0;
+    SubmitBuildLocked();
+  }
+
+  void SubmitBuildLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     building_ = true;
     if (!pool_->TrySubmit([this] { BuildAndQueue(); })) {
       building_ = false;
@@ -68,7 +86,8 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
 
   void BuildAndQueue() {
     GetChunksResponse resp;
-    absl::Status st = Build(req_, &resp);  // req_ is not touched until the next StartRead
+    // req_ and next_ are not touched by anyone else while a build runs.
+    absl::Status st = Build(req_, &next_, &resp);
     absl::MutexLock l(&mu_);
     building_ = false;
     if (!st.ok()) {
@@ -79,10 +98,21 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
     }
     queue_.push_back(std::move(resp));
     if (!writing_) WriteNextLocked();
-    if (queue_.size() < kMaxQueued) {
-      StartRead(&req_);
+    ContinueLocked();
+  }
+
+  // After a response is queued or written: build more of this request, or
+  // read the next one, unless kMaxQueued responses wait for the network.
+  void ContinueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // While a read is outstanding gRPC fills req_: OnReadDone continues.
+    if (building_ || reading_next_ || reads_done_ || !error_.ok() || queue_.size() >= kMaxQueued) {
+      return;
+    }
+    if (next_ < req_.digests_size()) {
+      SubmitBuildLocked();
     } else {
-      read_paused_ = true;
+      reading_next_ = true;
+      StartRead(&req_);
     }
   }
 
@@ -94,19 +124,13 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
       // The client went away: nothing more to send.
       error_ = grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading");
       queue_.clear();
-    }
-    if (read_paused_ && ok) {
-      read_paused_ = false;
-      StartRead(&req_);
-    }
-    if (!queue_.empty()) {
-      WriteNextLocked();
-    } else if (!ok) {
       reads_done_ = true;
       MaybeFinishLocked();
-    } else {
-      MaybeFinishLocked();
+      return;
     }
+    if (!queue_.empty()) WriteNextLocked();
+    ContinueLocked();
+    MaybeFinishLocked();
   }
 
   void OnDone() override {
@@ -117,14 +141,16 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   void OnCancel() override {}
 
  private:
-  static constexpr size_t kMaxQueued = 4;
+  static constexpr size_t kMaxQueued = 2;
+  static constexpr size_t kResponseBytes = 2 << 20;
 
-  absl::Status Build(const GetChunksRequest& req, GetChunksResponse* resp) {
-    if (req.digests_size() > kMaxChunksPerMessage) {
-      return absl::InvalidArgumentError(
-          StrCat("at most ", kMaxChunksPerMessage, " digests per GetMany message"));
-    }
-    for (const auto& raw : req.digests()) {
+  // Builds the answer to req.digests(*next...) up to kResponseBytes (at least
+  // one chunk), advancing *next.
+  absl::Status Build(const GetChunksRequest& req, int* next, GetChunksResponse* resp) {
+    size_t bytes = 0;
+    for (; *next < req.digests_size() && (bytes < kResponseBytes || resp->chunks_size() == 0);
+         ++*next) {
+      const std::string& raw = req.digests(*next);
       CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
       ChunkData* c = resp->add_chunks();
       c->set_digest(raw);
@@ -143,6 +169,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
       } else {
         chunks_served_++;
         bytes_served_ += c->data().size();
+        bytes += c->data().size();
       }
     }
     return absl::OkStatus();
@@ -171,7 +198,8 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   std::deque<GetChunksResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool building_ ABSL_GUARDED_BY(mu_) = false;
-  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_next_ ABSL_GUARDED_BY(mu_) = true;  // a StartRead is outstanding
+  int next_ = 0;  // the next digest of req_ to answer; only the build in flight touches it
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status error_ ABSL_GUARDED_BY(mu_);
