@@ -155,6 +155,12 @@ TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
   revoke_->add_option("--namespace", ns_,
                       "with --publisher: only remove it from this namespace; alone: remove the "
                       "namespace's delegation");
+  revoke_->add_option("--replacement", replacements_,
+                      "with --publisher: delegate this public key (KEY.pub) in its place in "
+                      "every namespace the revoked keys served, in the same change; repeatable");
+  revoke_->add_flag("--allow-empty-namespace", allow_empty_,
+                    "with --publisher: let namespaces left without any key be dropped (all "
+                    "their releases are withheld)");
   revoke_->add_option("--expires-days", days_, "also renew: validity from now, in days");
   json_flag(revoke_);
 
@@ -394,9 +400,40 @@ int TrustCommands::Run(
         }
         ids.push_back(*id);
       }
+      std::vector<std::unique_ptr<SigningKey>> repl;
+      for (const auto& p : replacements_) {
+        auto pub = SigningKey::LoadPublic(p);
+        if (!pub.ok()) return Fail(pub.status());
+        if (HasId(next.revoked_key_ids(), (*pub)->key_id()) ||
+            std::find(ids.begin(), ids.end(), (*pub)->key_id()) != ids.end()) {
+          return Fail(absl::InvalidArgumentError("replacement key " + (*pub)->key_id() +
+                                                 " is revoked; make a new key (cairn keygen)"));
+        }
+        repl.push_back(std::move(*pub));
+      }
+      std::vector<std::string> emptied;
       for (auto& d : *next.mutable_delegations()) {
         if (!ns_.empty() && d.namespace_() != ns_) continue;
-        for (const auto& id : ids) RemoveId(d.mutable_key_ids(), id);
+        bool served = false;
+        for (const auto& id : ids) {
+          served |= HasId(d.key_ids(), id);
+          RemoveId(d.mutable_key_ids(), id);
+        }
+        if (!served) continue;
+        for (const auto& k : repl) {
+          AddKey(&next, *k);
+          if (!HasId(d.key_ids(), k->key_id())) d.add_key_ids(k->key_id());
+        }
+        if (d.key_ids_size() == 0) emptied.push_back(d.namespace_());
+      }
+      // Revoking a namespace's only key would silently withhold the whole
+      // namespace ("namespace has no delegation"): only on request.
+      if (!emptied.empty() && !allow_empty_) {
+        return Fail(absl::FailedPreconditionError(
+            StrCat("namespace(s) ", StrJoin(emptied, ", "),
+                   " would be left without a publisher key, and everything in them withheld: "
+                   "pass --replacement NEW.key.pub to delegate a new key in the same change, or "
+                   "--allow-empty-namespace to drop them")));
       }
       bool found = false;
       for (const auto& id : ids) {

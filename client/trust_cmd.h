@@ -29,7 +29,8 @@ class TrustCommands {
  private:
   bool* as_json_;
   CLI::App *init_, *delegate_, *revoke_, *rotate_, *sign_, *show_, *push_, *update_;
-  std::vector<std::string> keys_, root_pubs_, remove_roots_, publishers_, key_ids_;
+  std::vector<std::string> keys_, root_pubs_, remove_roots_, publishers_, key_ids_, replacements_;
+  bool allow_empty_ = false;
   std::string out_, trust_, ns_, show_path_;
   int days_ = 0;
   unsigned threshold_ = 1, root_threshold_ = 0;

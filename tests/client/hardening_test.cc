@@ -249,5 +249,24 @@ TEST_F(CliTest, AllZeroRegionsArePulledAsHoles) {
   EXPECT_EQ(Cairn({"verify", dir_ / "out", "--trust", dir_ / "keys/trust.root"}).exit_code, 0);
 }
 
+// #6: revoking a namespace's only key silently withheld everything in it.
+TEST_F(CliTest, RevokingANamespacesOnlyKeyNeedsAReplacementOrExplicitConsent) {
+  const std::string T = dir_ / "keys/trust.root", K = dir_ / "keys";
+  auto refused = Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key", "--publisher",
+                        K + "/publisher.key.pub"});
+  ExpectOneLineError(refused, "namespace(s) acme would be left without a publisher key");
+  EXPECT_THAT(refused.err, HasSubstr("--replacement"));
+  EXPECT_FALSE(fs::exists(T + ".v1")) << "a new root was written";
+  ASSERT_EQ(Cairn({"keygen", "--out", K + "/next.key"}).exit_code, 0);
+  auto r = Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key", "--publisher",
+                  K + "/publisher.key.pub", "--replacement", K + "/next.key.pub", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(T + ".v1"));  // the old root, kept
+  ASSERT_EQ(Cairn({"trust", "push", "--trust", T, "--node", addr_}).exit_code, 0);
+  auto p = Cairn({"publish", dir_ / "model", "--name", "acme/m", "--version", "1", "--key",
+                  K + "/next.key", "--node", addr_});
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+}
+
 }  // namespace
 }  // namespace cairn
