@@ -183,6 +183,12 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   CAIRN_RETURN_IF_ERROR(ValidateName(o.name));
   CAIRN_RETURN_IF_ERROR(ValidateVersion(o.version));
   if (!o.tag.empty()) CAIRN_RETURN_IF_ERROR(ValidateTag(o.tag));
+  // Checked before any upload: a tag that expires at once only fails the
+  // commit, after every chunk was sent.
+  if (!o.tag.empty() && (o.tag_expires_days < 1 || o.tag_expires_days > 3650)) {
+    return absl::InvalidArgumentError(
+        StrCat("--tag-expires-days must be from 1 to 3650 (got ", o.tag_expires_days, ")"));
+  }
   CAIRN_ASSIGN_OR_RETURN(auto keys, LoadKeys(o.key_paths));
   std::vector<const SigningKey*> signers;
   for (auto& k : keys) signers.push_back(k.get());

@@ -24,7 +24,10 @@ PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   publish_->add_option("--tag", po_.tag,
                        "tag to point at the release (default latest; '' for none)");
   publish_->add_option("--tag-version", tag_version_, "tag record version (default: node's + 1)");
-  publish_->add_option("--tag-expires-days", po_.tag_expires_days, "tag validity (default 90)");
+  publish_
+      ->add_option("--tag-expires-days", po_.tag_expires_days,
+                   "days until the tag expires and clients refuse it (default 90; 1-3650)")
+      ->check(CLI::Range(1, 3650));
   publish_->add_option("--base", po_.base, "parent release NS/MODEL@sha256:... (or NS/MODEL:TAG)");
   publish_->add_option("--relation", po_.relation, "finetune|quantization|adapter|merge|other");
   publish_->add_option("--license", po_.license, "license identifier (e.g. apache-2.0)");

@@ -268,5 +268,17 @@ TEST_F(CliTest, RevokingANamespacesOnlyKeyNeedsAReplacementOrExplicitConsent) {
   EXPECT_EQ(p.exit_code, 0) << p.err;
 }
 
+// #17 (in part): --tag-expires-days 0 was accepted, every chunk uploaded,
+// then the commit failed.
+TEST_F(CliTest, ImpossibleTagLifetimesAreRefusedBeforeAnyUpload) {
+  for (const char* days : {"0", "-1", "3651"}) {
+    auto r = Publish(dir_ / "model", "acme/m", "1", {"--tag-expires-days", days});
+    EXPECT_NE(r.exit_code, 0) << days;
+    EXPECT_THAT(r.err, HasSubstr("--tag-expires-days")) << days;
+  }
+  EXPECT_THAT(node_->stderr_text(), ::testing::Not(HasSubstr("publish session opened")));
+  EXPECT_EQ(Publish(dir_ / "model", "acme/m", "1", {"--tag-expires-days", "1"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace cairn
