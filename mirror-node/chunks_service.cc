@@ -19,14 +19,15 @@ namespace cairn::node {
 
 using namespace cairn::v1;  // NOLINT: generated message names
 
-absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& req) {
+absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& req, bool intact) {
   if (req.digests_size() > 65536) {
     return absl::InvalidArgumentError("at most 65536 digests per HasMany");
   }
   HasManyResponse out;
   for (const auto& raw : req.digests()) {
     CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
-    CAIRN_ASSIGN_OR_RETURN(bool has, repo->chunks()->Has(d));
+    CAIRN_ASSIGN_OR_RETURN(bool has,
+                           intact ? repo->chunks()->HasIntact(d) : repo->chunks()->Has(d));
     out.add_present(has);
   }
   return out;

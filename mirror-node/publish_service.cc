@@ -109,7 +109,8 @@ class PublishImpl final : public Publish::CallbackService {
   grpc::ServerUnaryReactor* MissingChunks(grpc::CallbackServerContext* ctx,
                                           const HasManyRequest* req,
                                           HasManyResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
+    return Unary(pool_, ctx, resp,
+                 [=, this] { return node::HasMany(repo_, *req, /*intact=*/true); });
   }
   grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
                                                        PutChunksResponse* resp) override {

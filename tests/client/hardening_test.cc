@@ -280,5 +280,26 @@ TEST_F(CliTest, ImpossibleTagLifetimesAreRefusedBeforeAnyUpload) {
   EXPECT_EQ(Publish(dir_ / "model", "acme/m", "1", {"--tag-expires-days", "1"}).exit_code, 0);
 }
 
+// #9: after a pack file was cut short, re-publishing uploaded 0 chunks (the
+// index still listed them) and nothing could be pulled.
+TEST_F(CliTest, ARepublishRepairsChunksWhosePackWasCutShort) {
+  testing::WriteFile(dir_ / "big/weights.bin", testing::RandomBytes(4 << 20, 21));
+  ASSERT_EQ(Publish(dir_ / "big", "acme/big", "1").exit_code, 0);
+  node_->Kill(SIGTERM);
+  ASSERT_EQ(node_->Wait(), 0);
+  for (const auto& e : fs::directory_iterator(dir_ / "data/chunks/packs")) {
+    if (fs::file_size(e.path()) > (1 << 20)) fs::resize_file(e.path(), fs::file_size(e.path()) / 2);
+  }
+  node_ = testing::StartNode(dir_ / "data", dir_ / "keys/trust.root", &addr_);
+  ASSERT_TRUE(node_);
+  auto again = Publish(dir_ / "big", "acme/big", "1");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_GT(nlohmann::json::parse(again.out).value("chunks_uploaded", 0), 0);
+  auto r = Pull("acme/big", dir_ / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.bin"),
+            testing::ReadFile(dir_ / "big/weights.bin"));
+}
+
 }  // namespace
 }  // namespace cairn

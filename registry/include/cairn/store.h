@@ -41,6 +41,11 @@ class ChunkStore {
   // bytes no longer match the digest (implementations that verify on read).
   virtual absl::Status Get(const Digest& digest, std::string* out) = 0;
   virtual absl::StatusOr<bool> Has(const Digest& digest) = 0;
+  // Has, and where the store can tell cheaply (without reading the bytes),
+  // that what it stored is still there: a damaged record (a truncated pack,
+  // an overwritten header) is dropped and reported absent, so the caller
+  // stores it again. Default: Has.
+  virtual absl::StatusOr<bool> HasIntact(const Digest& digest) { return Has(digest); }
   // Makes every Put so far survive a crash of this process.
   virtual absl::Status Flush() = 0;
   // Makes every Put so far durable (fdatasync).
@@ -57,6 +62,7 @@ class ChunkStoreWrapper : public ChunkStore {
   }
   absl::Status Get(const Digest& d, std::string* out) override { return target_->Get(d, out); }
   absl::StatusOr<bool> Has(const Digest& d) override { return target_->Has(d); }
+  absl::StatusOr<bool> HasIntact(const Digest& d) override { return target_->HasIntact(d); }
   absl::Status Flush() override { return target_->Flush(); }
   absl::Status Sync() override { return target_->Sync(); }
 
