@@ -9,6 +9,7 @@
 #include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/repository.h"
+#include "cairn/transport/channel.h"
 #include "client.h"
 #include "config.h"
 #include "server.h"
@@ -343,6 +344,21 @@ TEST(NodeConfigTest, MalformedAddressesAreRefusedAtOnceWithTheExpectedForm) {
   ServeConfig l;
   l.listen = "127.0.0.1:0";
   EXPECT_TRUE(ValidateConfig(&l).ok());
+}
+
+// #15 (in part): TLS per node, so TLS and plaintext mirrors mix in one pull.
+TEST(NodeConfigTest, TlsAndPlainSchemesChooseTransportSecurityPerNode) {
+  TlsOptions none, with_ca;
+  with_ca.ca_pem = "-----BEGIN CERTIFICATE-----";
+  EXPECT_FALSE(UsesTls("h:1", none));
+  EXPECT_TRUE(UsesTls("h:1", with_ca));     // as before: a CA means TLS
+  EXPECT_TRUE(UsesTls("tls://h:1", none));  // the system's roots
+  EXPECT_TRUE(UsesTls("TLS://h:1", with_ca));
+  EXPECT_FALSE(UsesTls("plain://h:1", with_ca));
+  auto a = ParseNodeAddress("tls://[::1]:7070");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->target(), "[::1]:7070");
+  EXPECT_EQ(a->scheme, NodeAddress::Scheme::kTls);
 }
 
 }  // namespace
