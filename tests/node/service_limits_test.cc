@@ -175,8 +175,18 @@ TEST_F(LimitsTest, AClientThatStopsReadingPinsOnlyAFewMegabytesPerStream) {
     streams.push_back(stub->GetMany(ctxs.back().get()));
     for (int r = 0; r < 4; ++r) streams.back()->Write(req);  // and never read
   }
-  // Give the node time to build whatever it will build ahead.
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // Whatever the node builds ahead has been built once its memory stops
+  // growing: the same within 1 MiB over 100 polls in a row.
+  size_t last = 0;
+  int steady = 0;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        size_t now = ResidentBytes();
+        steady = (now > last ? now - last : last - now) < (1u << 20) ? steady + 1 : 0;
+        last = now;
+        return steady >= 100;
+      },
+      absl::Seconds(30)));
   const size_t grown = ResidentBytes() - std::min(before, ResidentBytes());
   EXPECT_LT(grown, size_t{100} << 20) << "8 streams that do not read pinned " << (grown >> 20)
                                       << " MiB (4 whole answers each would be 2 GiB)";
