@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "cairn/clock.h"
+#include "cairn/crypto.h"
 #include "cairn/hash.h"
 #include "cairn/limits.h"
 #include "cairn/objects.h"
@@ -74,22 +75,16 @@ int RemoveStalePartials(int dir_fd) {
 }
 
 // The paths of the release an earlier pull recorded in OUT/.cairn, if any.
-absl::flat_hash_set<std::string> EarlierPulledPaths(int root_fd) {
-  absl::flat_hash_set<std::string> out;
-  auto meta = OpenDirBeneath(root_fd, ".cairn", /*create=*/false);
-  if (!meta.ok()) return out;
-  Fd fd(::openat(meta->fd, "manifest.envelope", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (fd.fd < 0) return out;
-  std::string bytes(kMaxEnvelopeBytes + 1, '\0');
-  ssize_t n = ::read(fd.fd, bytes.data(), bytes.size());
-  if (n <= 0 || static_cast<size_t>(n) > kMaxEnvelopeBytes) return out;
-  bytes.resize(n);
-  cairn::v1::Envelope env;
-  if (!env.ParseFromString(bytes)) return out;
-  auto m = ParseManifest(env.payload());
-  if (!m.ok()) return out;
-  for (const auto& f : m->files()) out.insert(f.path());
-  return out;
+absl::flat_hash_set<std::string> EarlierPulledPaths(const std::string& out) {
+  absl::flat_hash_set<std::string> paths;
+  auto bytes = ReadFileLimited(out + "/.cairn/manifest.envelope", kMaxEnvelopeBytes);
+  if (!bytes.ok()) return paths;
+  auto env = ParseEnvelope(*bytes, kMaxEnvelopeBytes);
+  if (!env.ok()) return paths;
+  auto m = ParseManifest(env->payload());
+  if (!m.ok()) return paths;
+  for (const auto& f : m->files()) paths.insert(f.path());
+  return paths;
 }
 
 // Whether the file at `rel` beneath `root_fd` already holds `f`'s bytes.
@@ -119,7 +114,7 @@ absl::Status CheckNothingForeignReplaced(int root_fd, const std::string& out,
     struct stat st;
     if (::fstatat(root_fd, f.path().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (!read_ours) {
-      ours = EarlierPulledPaths(root_fd);
+      ours = EarlierPulledPaths(out);
       read_ours = true;
     }
     if (S_ISREG(st.st_mode) && (ours.contains(f.path()) || HoldsSameBytes(root_fd, f))) continue;
