@@ -37,15 +37,22 @@ namespace {
 
 // Serves GetMany: answers each request message with one response message, in
 // order. Keeps at most kMaxQueued responses built ahead of the network.
-// The client's address without its port ("ipv4:10.0.0.1"): what per-peer
-// limits count.
-
-// Serves GetMany: answers each request message with one response message, in
-// order. Keeps at most kMaxQueued responses built ahead of the network.
 class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse> {
  public:
-  GetManyReactor(Repository* repo, WorkPool* pool, std::string peer, std::shared_ptr<void> slot)
-      : repo_(repo), pool_(pool), peer_(std::move(peer)), slot_(std::move(slot)) {
+  GetManyReactor(Repository* repo, WorkPool* pool, grpc::CallbackServerContext* ctx,
+                 StreamLimits limits, std::shared_ptr<void> slot)
+      : repo_(repo),
+        pool_(pool),
+        peer_(ctx->peer()),
+        limits_(limits),
+        slot_(std::move(slot)),
+        watch_(limits.watchdog->Watch([ctx, peer = peer_, idle = limits.idle] {
+          spdlog::warn("GetMany from {}: no request read and no answer taken for {}s, cancelled",
+                       peer, std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+          ctx->TryCancel();
+        })) {
+    absl::MutexLock l(&mu_);
+    ArmLocked();
     StartRead(&req_);
   }
 
@@ -58,6 +65,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   void OnReadDone(bool ok) override {
     absl::MutexLock l(&mu_);
     reading_next_ = false;
+    ArmLocked();
     if (!ok) {
       reads_done_ = true;
       MaybeFinishLocked();
@@ -98,7 +106,10 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
       return;
     }
     queue_.push_back(std::move(resp));
-    if (!writing_) WriteNextLocked();
+    if (!writing_) {
+      WriteNextLocked();
+      ArmLocked();
+    }
     ContinueLocked();
   }
 
@@ -130,11 +141,13 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
       return;
     }
     if (!queue_.empty()) WriteNextLocked();
+    ArmLocked();
     ContinueLocked();
     MaybeFinishLocked();
   }
 
   void OnDone() override {
+    limits_.watchdog->Forget(watch_);
     spdlog::info("GetMany from {}: served {} chunks, {} bytes", peer_, chunks_served_,
                  bytes_served_);
     delete this;
@@ -176,6 +189,14 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
     return absl::OkStatus();
   }
 
+  // Progress was made: the stream may now wait `idle` for the client, plus
+  // the time the answer being written takes at StreamLimits::min_rate.
+  void ArmLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    SteadyDuration limit = limits_.idle;
+    if (writing_) limit += limits_.TimeToSend(queue_.front().ByteSizeLong());
+    limits_.watchdog->Arm(watch_, limit);
+  }
+
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     writing_ = true;
     StartWrite(&queue_.front());
@@ -191,7 +212,9 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   Repository* repo_;
   WorkPool* pool_;
   const std::string peer_;
+  const StreamLimits limits_;
   std::shared_ptr<void> slot_;  // this stream's place in its peer's limit
+  const uint64_t watch_;        // this stream in limits_.watchdog
   uint64_t chunks_served_ = 0;  // touched only by the one build in flight
   uint64_t bytes_served_ = 0;
   absl::Mutex mu_;
@@ -208,8 +231,8 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
 
 class ChunksImpl final : public Chunks::CallbackService {
  public:
-  ChunksImpl(Repository* repo, WorkPool* pool, PeerStreams* streams)
-      : repo_(repo), pool_(pool), streams_(streams) {}
+  ChunksImpl(Repository* repo, WorkPool* pool, PeerStreams* streams, StreamLimits limits)
+      : repo_(repo), pool_(pool), streams_(streams), limits_(limits) {}
   grpc::ServerUnaryReactor* HasMany(grpc::CallbackServerContext* ctx, const HasManyRequest* req,
                                     HasManyResponse* resp) override {
     return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
@@ -221,23 +244,23 @@ class ChunksImpl final : public Chunks::CallbackService {
       return new Refused<grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>>(
           streams_->Refusal());
     }
-    return new GetManyReactor(repo_, pool_, ctx->peer(), std::move(slot));
+    return new GetManyReactor(repo_, pool_, ctx, limits_, std::move(slot));
   }
 
  private:
   Repository* repo_;
   WorkPool* pool_;
   PeerStreams* streams_;
+  const StreamLimits limits_;
 };
-
-// Receives a stream of chunks in an authenticated session; verifies and stores
 
 }  // namespace
 
 std::unique_ptr<cairn::v1::Chunks::CallbackService> NewChunksService(Repository* repo,
                                                                      WorkPool* pool,
-                                                                     PeerStreams* streams) {
-  return std::make_unique<ChunksImpl>(repo, pool, streams);
+                                                                     PeerStreams* streams,
+                                                                     StreamLimits limits) {
+  return std::make_unique<ChunksImpl>(repo, pool, streams, limits);
 }
 
 }  // namespace cairn::node

@@ -22,6 +22,7 @@ absl::StatusOr<cairn::v1::HasManyResponse> HasMany(Repository* repo,
 
 std::unique_ptr<cairn::v1::Chunks::CallbackService> NewChunksService(Repository* repo,
                                                                      WorkPool* pool,
-                                                                     PeerStreams* streams);
+                                                                     PeerStreams* streams,
+                                                                     StreamLimits limits);
 
 }  // namespace cairn::node

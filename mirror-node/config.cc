@@ -109,6 +109,7 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"tls_require_client_cert", Bool(&c->tls_require_client_cert)},
       {"max_streams_per_peer", Int(&c->max_streams_per_peer, 1, kMaxLimit)},
       {"max_sessions_per_peer", Int(&c->max_sessions_per_peer, 1, kMaxLimit)},
+      {"stream_idle_seconds", Int(&c->stream_idle_seconds, 1, 3600)},
       {"upload_bytes_per_day", Int(&c->upload_bytes_per_day, 0, INT64_MAX, " (0: unlimited)")},
   };
 }
@@ -247,6 +248,9 @@ absl::Status ValidateConfig(ServeConfig* c) {
       c->max_sessions_per_peer < 1 || c->max_sessions_per_peer > kMaxLimit) {
     return absl::InvalidArgumentError(
         StrCat("max_streams_per_peer and max_sessions_per_peer must be from 1 to ", kMaxLimit));
+  }
+  if (c->stream_idle_seconds < 1 || c->stream_idle_seconds > 3600) {
+    return absl::InvalidArgumentError("stream_idle_seconds must be from 1 to 3600");
   }
   return absl::OkStatus();
 }

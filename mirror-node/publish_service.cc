@@ -22,16 +22,29 @@ using namespace cairn::v1;  // NOLINT: generated message names
 
 namespace {
 
-// each. Reads are sequential, so no lock is needed.
+// Receives a stream of chunks in an authenticated session; verifies and stores
+// each. Reads are sequential, so no lock is needed. A client that sends
+// nothing for StreamLimits::idle is cancelled.
 class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> {
  public:
-  PutChunksReactor(Repository* repo, WorkPool* pool, PutChunksResponse* resp,
-                   std::shared_ptr<void> slot)
-      : repo_(repo), pool_(pool), resp_(resp), slot_(std::move(slot)) {
+  PutChunksReactor(Repository* repo, WorkPool* pool, grpc::CallbackServerContext* ctx,
+                   PutChunksResponse* resp, StreamLimits limits, std::shared_ptr<void> slot)
+      : repo_(repo),
+        pool_(pool),
+        resp_(resp),
+        limits_(limits),
+        slot_(std::move(slot)),
+        watch_(limits.watchdog->Watch([ctx, peer = ctx->peer(), idle = limits.idle] {
+          spdlog::warn("PutChunks from {}: nothing sent for {}s, cancelled", peer,
+                       std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+          ctx->TryCancel();
+        })) {
+    limits_.watchdog->Arm(watch_, limits_.idle);
     StartRead(&req_);
   }
   // Verifying and storing run on the pool; the next read starts after.
   void OnReadDone(bool ok) override {
+    limits_.watchdog->Disarm(watch_);  // storing is the node's time, not the client's
     bool queued = pool_->TrySubmit([this, ok] {
       if (!ok) {
         Finish(ToGrpc(repo_->chunks()->Flush()));
@@ -42,11 +55,15 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
         Finish(ToGrpc(st));
         return;
       }
+      limits_.watchdog->Arm(watch_, limits_.idle);
       StartRead(&req_);
     });
     if (!queued) Finish(kBusy);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    limits_.watchdog->Forget(watch_);
+    delete this;
+  }
 
  private:
   absl::Status Store() {
@@ -81,14 +98,16 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
   WorkPool* pool_;
   PutChunksResponse* resp_;
   PutChunksRequest req_;
+  const StreamLimits limits_;
   std::shared_ptr<void> slot_;
+  const uint64_t watch_;
   std::string session_;  // set once the first message's session checked out
 };
 
 class PublishImpl final : public Publish::CallbackService {
  public:
-  PublishImpl(Repository* repo, WorkPool* pool, PeerStreams* streams)
-      : repo_(repo), pool_(pool), streams_(streams) {}
+  PublishImpl(Repository* repo, WorkPool* pool, PeerStreams* streams, StreamLimits limits)
+      : repo_(repo), pool_(pool), streams_(streams), limits_(limits) {}
   grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx, const ChallengeRequest* req,
                                       ChallengeResponse* resp) override {
     return Unary(pool_, ctx, resp,
@@ -116,7 +135,7 @@ class PublishImpl final : public Publish::CallbackService {
                                                        PutChunksResponse* resp) override {
     auto slot = streams_->Acquire(ctx->peer());
     if (!slot) return new Refused<grpc::ServerReadReactor<PutChunksRequest>>(streams_->Refusal());
-    return new PutChunksReactor(repo_, pool_, resp, std::move(slot));
+    return new PutChunksReactor(repo_, pool_, ctx, resp, limits_, std::move(slot));
   }
   grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx, const PutObjectRequest* req,
                                       PutObjectResponse* resp) override {
@@ -169,14 +188,16 @@ class PublishImpl final : public Publish::CallbackService {
   Repository* repo_;
   WorkPool* pool_;
   PeerStreams* streams_;
+  const StreamLimits limits_;
 };
 
 }  // namespace
 
 std::unique_ptr<cairn::v1::Publish::CallbackService> NewPublishService(Repository* repo,
                                                                        WorkPool* pool,
-                                                                       PeerStreams* streams) {
-  return std::make_unique<PublishImpl>(repo, pool, streams);
+                                                                       PeerStreams* streams,
+                                                                       StreamLimits limits) {
+  return std::make_unique<PublishImpl>(repo, pool, streams, limits);
 }
 
 }  // namespace cairn::node

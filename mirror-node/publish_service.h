@@ -13,6 +13,7 @@ namespace cairn::node {
 
 std::unique_ptr<cairn::v1::Publish::CallbackService> NewPublishService(Repository* repo,
                                                                        WorkPool* pool,
-                                                                       PeerStreams* streams);
+                                                                       PeerStreams* streams,
+                                                                       StreamLimits limits);
 
 }  // namespace cairn::node

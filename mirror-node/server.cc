@@ -61,16 +61,21 @@ std::string WhyNoListen(const NodeAddress& a) {
 }  // namespace
 
 struct NodeServer::Services {
-  Services(Repository* repo, int max_streams_per_peer)
+  Services(Repository* repo, const ServerOptions& o)
       : pool(kWorkThreads, kMaxQueuedWork),
-        streams(max_streams_per_peer),
+        streams(o.max_streams_per_peer),
+        watchdog(o.clock ? o.clock : repo->clock()),
         registry(NewRegistryService(repo, &pool)),
-        chunks(NewChunksService(repo, &pool, &streams)),
-        publish(NewPublishService(repo, &pool, &streams)),
+        chunks(NewChunksService(repo, &pool, &streams, Limits(o))),
+        publish(NewPublishService(repo, &pool, &streams, Limits(o))),
         federation(NewFederationService(repo, &pool)) {}
+  StreamLimits Limits(const ServerOptions& o) {
+    return StreamLimits{&watchdog, std::chrono::seconds(o.stream_idle_seconds)};
+  }
   // Declared first: destroyed last, after the services and the server.
   WorkPool pool;
   PeerStreams streams;
+  StreamWatchdog watchdog;
   std::unique_ptr<cairn::v1::Registry::CallbackService> registry;
   std::unique_ptr<cairn::v1::Chunks::CallbackService> chunks;
   std::unique_ptr<cairn::v1::Publish::CallbackService> publish;
@@ -89,7 +94,10 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
     return absl::UnavailableError("cannot listen on " + listen + ": " + why);
   }
   std::unique_ptr<NodeServer> s(new NodeServer());
-  s->services_ = std::make_unique<Services>(repo, options.max_streams_per_peer);
+  if (options.stream_idle_seconds < 1 || options.stream_idle_seconds > 3600) {
+    return absl::InvalidArgumentError("stream idle timeout must be 1..3600 seconds");
+  }
+  s->services_ = std::make_unique<Services>(repo, options);
   grpc::ServerBuilder b;
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);
   b.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -141,6 +149,10 @@ void NodeServer::Shutdown(int grace_seconds) {
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(grace_seconds));
   }
+}
+
+uint64_t NodeServer::streams_timed_out() const {
+  return services_ ? services_->watchdog.expired() : 0;
 }
 
 size_t NodeServer::parked_feed_calls() const {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cairn/clock.h"
 #include "cairn/repository.h"
 #include "cairn/v1/service.pb.h"
 
@@ -28,6 +29,11 @@ struct ServerOptions {
   // Most concurrent chunk streams (GetMany, PutChunks) from one client
   // address; more are refused with RESOURCE_EXHAUSTED. Default: 64.
   int max_streams_per_peer = 64;
+  // A chunk stream that waits this long for its client (no request sent, no
+  // answer taken beyond what a 64 kbit/s link needs) is cancelled.
+  int stream_idle_seconds = 30;
+  // The clock those timeouts run on; null: the repository's.
+  Clock* clock = nullptr;
 };
 
 // A running server. Not copyable; Shutdown() is thread-safe and idempotent.
@@ -52,6 +58,8 @@ class NodeServer {
   // Stops accepting calls and waits up to `grace_seconds` for running ones.
   void Shutdown(int grace_seconds = 5);
   void Wait();
+  // Chunk streams cancelled for making no progress (status, tests).
+  uint64_t streams_timed_out() const;
   // Long-polled Feed calls held right now (status, tests).
   size_t parked_feed_calls() const;
   // An in-process channel (tests).

@@ -9,8 +9,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "cairn/clock.h"
 #include "cairn/strings.h"
 #include "cairn/transport/grpc_status.h"
+#include "stream_watchdog.h"
 #include "work_pool.h"
 
 namespace cairn::node {
@@ -73,6 +75,20 @@ class PeerStreams {
   const int max_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, int> open_ ABSL_GUARDED_BY(mu_);
+};
+
+// How long a chunk stream (GetMany, PutChunks) may go without progress
+// before the node cancels it: `idle` waiting for the client's next message,
+// plus, while an answer is being written, the time its bytes take at
+// `min_rate` bytes/s (a client on a thin link is slow, not idle).
+struct StreamLimits {
+  StreamWatchdog* watchdog;
+  SteadyDuration idle;
+  uint64_t min_rate = 8 << 10;  // 64 kbit/s
+  SteadyDuration TimeToSend(uint64_t bytes) const {
+    return std::chrono::duration_cast<SteadyDuration>(
+        std::chrono::duration<double>(static_cast<double>(bytes) / min_rate));
+  }
 };
 
 // Finishes a streaming call at once with `status`.

@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "cairn/clock.h"
 #include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/repository.h"
@@ -192,6 +193,90 @@ TEST_F(LimitsTest, AClientThatStopsReadingPinsOnlyAFewMegabytesPerStream) {
                                       << " MiB (4 whole answers each would be 2 GiB)";
   for (auto& c : ctxs) c->TryCancel();
   for (auto& st : streams) st->Finish().IgnoreError();
+}
+
+// Issue 12 E, G: GetMany streams that neither sent a request nor read an
+// answer were held forever, so 64 of them locked everyone behind one
+// address out of pulling, and slow readers pinned their answers. A stream
+// that waits stream_idle_seconds for its client (plus, while an answer is
+// being written, what 64 kbit/s needs for it) is now cancelled; one that
+// keeps making progress is not.
+TEST_F(LimitsTest, ChunkStreamsThatWaitForTheirClientAreCancelled) {
+  SimulatedClock clock;
+  node::ServerOptions so;
+  so.max_streams_per_peer = 3;
+  so.stream_idle_seconds = 30;
+  so.clock = &clock;
+  Start({}, so);
+  cairn::v1::GetChunksRequest big;  // 16 MiB: more than any window holds
+  for (int i = 0; i < 16; ++i) {
+    std::string c = testing::RandomBytes(1 << 20, 200 + i);
+    ASSERT_TRUE(repo_->chunks()->Put(Sha256Of(c), c).ok());
+    big.add_digests(std::string(DigestBytes(Sha256Of(c))));
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto ch = grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args);
+  auto stub = cairn::v1::Chunks::NewStub(ch);
+  using Stream =
+      grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>;
+  struct Call {
+    grpc::ClientContext ctx;
+    std::unique_ptr<Stream> s;
+  };
+  auto open = [&] {
+    auto c = std::make_unique<Call>();
+    c->s = stub->GetMany(&c->ctx);
+    return c;
+  };
+  // One round trip on `c`: true when the node answered.
+  auto ping = [](Call* c) {
+    cairn::v1::GetChunksRequest req;
+    req.add_digests(std::string(32, 'x'));
+    cairn::v1::GetChunksResponse resp;
+    return c->s->Write(req) && c->s->Read(&resp) && resp.chunks_size() == 1;
+  };
+  // The watchdog has looked at the time once it sleeps again.
+  auto tick = [&](double seconds) {
+    clock.AdvanceSeconds(seconds);
+    ASSERT_TRUE(clock.AwaitSleepers(1));
+  };
+  auto idle = open();     // says nothing
+  auto active = open();   // a request now and then
+  auto reader = open();   // asks for 16 MiB and reads one answer
+  ASSERT_TRUE(ping(active.get()));
+  cairn::v1::GetChunksResponse resp;
+  ASSERT_TRUE(reader->s->Write(big) && reader->s->Read(&resp));
+  auto fourth = open();  // over the limit of 3
+  EXPECT_FALSE(ping(fourth.get()));
+  EXPECT_EQ(fourth->s->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  tick(20);
+  ASSERT_TRUE(ping(active.get()));
+  tick(15);  // 35 s: the idle stream is past 30 s, the active one is not
+  EXPECT_FALSE(idle->s->Read(&resp));
+  EXPECT_EQ(idle->s->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(ping(active.get()));
+  EXPECT_GE(server_->streams_timed_out(), 1u);
+  // The idle stream's slot is free again.
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto again = open();
+    bool ok = ping(again.get());
+    again->s->WritesDone();
+    again->s->Finish().IgnoreError();
+    return ok;
+  }));
+  // At 235 s the active stream, quiet since 35 s, is gone too.
+  tick(200);
+  EXPECT_FALSE(ping(active.get()));
+  EXPECT_EQ(active->s->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The reader goes as well: at the latest 30 s plus the 256 s a 2 MiB
+  // answer takes at 64 kbit/s after the node last wrote to it.
+  for (int t = 235; server_->streams_timed_out() < 3 && t < 600; t += 5) tick(5);
+  EXPECT_EQ(server_->streams_timed_out(), 3u);
+  reader->ctx.TryCancel();
+  reader->s->Finish().IgnoreError();
+  server_.reset();  // before the clock its watchdog sleeps on
 }
 
 TEST_F(LimitsTest, DailyUploadQuotaPerPublisherKey) {
