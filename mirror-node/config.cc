@@ -110,6 +110,8 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"max_streams_per_peer", Int(&c->max_streams_per_peer, 1, kMaxLimit)},
       {"max_sessions_per_peer", Int(&c->max_sessions_per_peer, 1, kMaxLimit)},
       {"stream_idle_seconds", Int(&c->stream_idle_seconds, 1, 3600)},
+      {"call_memory_mib", Int(&c->call_memory_mib, 64, 1 << 20)},
+      {"max_streams_per_connection", Int(&c->max_streams_per_connection, 1, 1000)},
       {"upload_bytes_per_day", Int(&c->upload_bytes_per_day, 0, INT64_MAX, " (0: unlimited)")},
   };
 }
@@ -251,6 +253,12 @@ absl::Status ValidateConfig(ServeConfig* c) {
   }
   if (c->stream_idle_seconds < 1 || c->stream_idle_seconds > 3600) {
     return absl::InvalidArgumentError("stream_idle_seconds must be from 1 to 3600");
+  }
+  if (c->call_memory_mib < 64 || c->call_memory_mib > (1 << 20)) {
+    return absl::InvalidArgumentError("call_memory_mib must be from 64 to 1048576");
+  }
+  if (c->max_streams_per_connection < 1 || c->max_streams_per_connection > 1000) {
+    return absl::InvalidArgumentError("max_streams_per_connection must be from 1 to 1000");
   }
   return absl::OkStatus();
 }

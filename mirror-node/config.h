@@ -32,6 +32,8 @@ struct ServeConfig {
   int max_streams_per_peer = 64;
   int max_sessions_per_peer = 16;
   int stream_idle_seconds = 30;
+  int call_memory_mib = 1024;
+  int max_streams_per_connection = 100;
   uint64_t upload_bytes_per_day = 0;  // per publisher key; 0: unlimited
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
 };

@@ -58,6 +58,8 @@ int Serve(cairn::node::ServeConfig cfg) {
   cairn::node::ServerOptions sopts;
   sopts.max_streams_per_peer = cfg.max_streams_per_peer;
   sopts.stream_idle_seconds = cfg.stream_idle_seconds;
+  sopts.call_memory_bytes = uint64_t(cfg.call_memory_mib) << 20;
+  sopts.max_streams_per_connection = cfg.max_streams_per_connection;
   sopts.require_client_cert = cfg.tls_require_client_cert;
   if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
     return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"));
@@ -145,7 +147,7 @@ int main(int argc, char** argv) {
       "--config", config,
       "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams, "
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
-      "max_sessions_per_peer, stream_idle_seconds, upload_bytes_per_day; [[upstream]] address, include, exclude, "
+      "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, upload_bytes_per_day; [[upstream]] address, include, exclude, "
       "max_release_bytes, max_bytes_per_second, min_bytes_per_second, tags, windows, streams; "
       "[quota] KEYID = "
       "bytes/day)");

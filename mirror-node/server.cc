@@ -94,12 +94,24 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
     return absl::UnavailableError("cannot listen on " + listen + ": " + why);
   }
   std::unique_ptr<NodeServer> s(new NodeServer());
+  if (options.call_memory_bytes < (64u << 20) || options.max_streams_per_connection < 1) {
+    return absl::InvalidArgumentError(
+        "call memory must be at least 64 MiB and streams per connection at least 1");
+  }
   if (options.stream_idle_seconds < 1 || options.stream_idle_seconds > 3600) {
     return absl::InvalidArgumentError("stream idle timeout must be 1..3600 seconds");
   }
   s->services_ = std::make_unique<Services>(repo, options);
   grpc::ServerBuilder b;
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // Memory for calls in flight, node-wide: gRPC opens a stream's window to
+  // the size its request declares, so without a quota every stalled partial
+  // request is held in full. Under pressure gRPC resets the streams holding
+  // the most, and refuses new ones.
+  s->quota_ = std::make_unique<grpc::ResourceQuota>("cairn-node");
+  s->quota_->Resize(options.call_memory_bytes);
+  b.SetResourceQuota(*s->quota_);
+  b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_streams_per_connection);
   b.SetMaxSendMessageSize(kMaxMessageBytes);
   // Accept the keepalive pings clients and followers send (kKeepaliveMs)
   // even on a call that is quiet, such as a long-polled feed.

@@ -32,6 +32,11 @@ struct ServerOptions {
   // A chunk stream that waits this long for its client (no request sent, no
   // answer taken beyond what a 64 kbit/s link needs) is cancelled.
   int stream_idle_seconds = 30;
+  // Memory for calls in flight (partly received requests, answers queued
+  // for the network), node-wide. Default: 1 GiB.
+  uint64_t call_memory_bytes = uint64_t{1} << 30;
+  // Most concurrent calls on one HTTP/2 connection. Default: 100.
+  int max_streams_per_connection = 100;
   // The clock those timeouts run on; null: the repository's.
   Clock* clock = nullptr;
 };
@@ -69,6 +74,7 @@ class NodeServer {
   NodeServer() = default;
   struct Services;
   std::unique_ptr<Services> services_;
+  std::unique_ptr<grpc::ResourceQuota> quota_;  // outlives server_
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string address_;
