@@ -147,7 +147,8 @@ int main(int argc, char** argv) {
       "--config", config,
       "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams, "
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
-      "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, upload_bytes_per_day; [[upstream]] address, include, exclude, "
+      "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
+      "upload_bytes_per_day; [[upstream]] address, include, exclude, "
       "max_release_bytes, max_bytes_per_second, min_bytes_per_second, tags, windows, streams; "
       "[quota] KEYID = "
       "bytes/day)");

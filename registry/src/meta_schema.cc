@@ -32,6 +32,10 @@ std::string TrustKey(uint64_t version) {
   return StrCat(kTrustPrefix, std::string(20 - std::min<size_t>(20, v.size()), '0'), v);
 }
 
+std::string SessionStagedKey(std::string_view digest) {
+  return StrCat(kSessionStagedPrefix, digest);
+}
+
 std::string PendingKey(std::string_view manifest_digest) {
   return StrCat(kPendingPrefix, manifest_digest);
 }

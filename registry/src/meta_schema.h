@@ -10,6 +10,7 @@
 //              "trust/<20-digit version>"  -> trust root envelope
 //              "pending/<manifest digest>" -> PendingResponse
 //              "quota/<key id>/<UTC day>"  -> decimal bytes
+//              "session-staged/<digest>"   -> "" (see SessionStagedKey)
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,7 @@ inline constexpr std::string_view kFeedHead = "feed_head";
 inline constexpr std::string_view kFeedTail = "feed_tail";
 inline constexpr std::string_view kTrustPrefix = "trust/";
 inline constexpr std::string_view kPendingPrefix = "pending/";
+inline constexpr std::string_view kSessionStagedPrefix = "session-staged/";
 
 // a \0 b: release, tag and child keys.
 std::string Key2(std::string_view a, std::string_view b);
@@ -36,6 +38,9 @@ std::string SeqKey(uint64_t seq);
 // "trust/" and the version zero-padded to 20 digits (oldest first in a scan).
 std::string TrustKey(uint64_t version);
 std::string PendingKey(std::string_view manifest_digest);
+// "session-staged/<digest>": a chunk list in kStaging that a publish session
+// (not a replication) staged; removed with it when no commit consumed it.
+std::string SessionStagedKey(std::string_view digest);
 std::string QuotaKey(std::string_view key_id, int64_t utc_day);
 
 // A stored decimal counter. DataLoss when the bytes are not one.

@@ -91,7 +91,11 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> PublishSessions::Open(
   out.set_session_id(meta::RandomHex(24));
   out.set_expires_unix(now + opts_.session_seconds);
   absl::MutexLock l(&mu_);
-  absl::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires <= now; });
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto next = std::next(it);
+    if (it->second.expires <= now) DropLocked(it);
+    it = next;
+  }
   // One use only. Only challenges a delegated key answered are remembered
   // (until they expire), so this set is as bounded as the sessions.
   absl::erase_if(spent_, [&](const auto& kv) { return kv.second <= now; });
@@ -111,7 +115,44 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> PublishSessions::Open(
 
 void PublishSessions::End(std::string_view id) {
   absl::MutexLock l(&mu_);
-  sessions_.erase(std::string(id));
+  if (auto it = sessions_.find(std::string(id)); it != sessions_.end()) DropLocked(it);
+}
+
+void PublishSessions::DropLocked(absl::flat_hash_map<std::string, Session>::iterator it) {
+  for (auto& d : it->second.staged) orphans_.push_back(std::move(d));
+  sessions_.erase(it);
+}
+
+absl::Status PublishSessions::AddStaged(std::string_view session_id, std::string digest) {
+  const int64_t now = clock_->NowUnix();
+  absl::MutexLock l(&mu_);
+  auto it = sessions_.find(std::string(session_id));
+  if (it == sessions_.end() || it->second.expires <= now) {
+    return absl::UnauthenticatedError("unknown or expired publish session");
+  }
+  it->second.staged.push_back(std::move(digest));
+  return absl::OkStatus();
+}
+
+std::vector<std::string> PublishSessions::TakeStaged(std::string_view session_id) {
+  absl::MutexLock l(&mu_);
+  auto it = sessions_.find(std::string(session_id));
+  if (it == sessions_.end()) return {};
+  return std::exchange(it->second.staged, {});
+}
+
+std::vector<std::string> PublishSessions::TakeOrphans() {
+  absl::MutexLock l(&mu_);
+  std::vector<std::string> out;
+  for (auto& d : orphans_) {
+    bool live = false;
+    for (const auto& [id, s] : sessions_) {
+      live = live || std::find(s.staged.begin(), s.staged.end(), d) != s.staged.end();
+    }
+    if (!live) out.push_back(std::move(d));
+  }
+  orphans_.clear();
+  return out;
 }
 
 absl::StatusOr<std::string> PublishSessions::Check(std::string_view id) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -45,6 +46,16 @@ class PublishSessions {
                                                       const TrustRootView& trust);
   // Frees the session (committed or abandoned); no-op when unknown.
   void End(std::string_view session_id);
+  // Records that the session staged chunk list `digest` (it goes when the
+  // session ends, unless a commit consumed it first). Unauthenticated when
+  // the session is unknown or expired.
+  absl::Status AddStaged(std::string_view session_id, std::string digest);
+  // Staged chunk lists of sessions that ended or expired since the last
+  // call, that no live session staged too: the caller deletes them.
+  std::vector<std::string> TakeOrphans();
+  // The session's staged lists, which it no longer owns (a pending release
+  // keeps them).
+  std::vector<std::string> TakeStaged(std::string_view session_id);
   // The session's name. Unauthenticated when unknown or expired.
   absl::StatusOr<std::string> Check(std::string_view session_id);
   // Counts `bytes` against the quota of the key that opened the session, for
@@ -60,8 +71,13 @@ class PublishSessions {
     std::string name;
     int64_t expires;
     std::string peer;
-    std::string key_id;  // the delegated key that opened it
+    std::string key_id;               // the delegated key that opened it
+    std::vector<std::string> staged;  // chunk lists it staged
   };
+  // Moves the staged lists of sessions_[it] to orphans_ and erases it.
+  void DropLocked(absl::flat_hash_map<std::string, Session>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> orphans_ ABSL_GUARDED_BY(mu_);
   static size_t CountPeer(const absl::flat_hash_map<std::string, Session>& m,
                           std::string_view peer);
 

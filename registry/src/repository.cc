@@ -159,6 +159,18 @@ absl::Status Repository::Init(TrustRootView trust) {
   so.upload_bytes_per_day = opts_.upload_bytes_per_day;
   so.upload_quota_by_key = opts_.upload_quota_by_key;
   sessions_ = std::make_unique<PublishSessions>(meta_.get(), clock_, std::move(so));
+  // Sessions end with the process: chunk lists they staged and no commit
+  // consumed are removed (a replication's staged lists have no marker).
+  std::vector<WriteOp> drop;
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(
+      Table::kState, meta::kSessionStagedPrefix, [&](std::string_view k, std::string_view) {
+        drop.push_back(WriteOp{Table::kStaging,
+                               std::string(k.substr(meta::kSessionStagedPrefix.size())),
+                               std::nullopt});
+        drop.push_back(WriteOp{Table::kState, std::string(k), std::nullopt});
+        return true;
+      }));
+  if (!drop.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(drop, /*sync=*/true));
   return absl::OkStatus();
 }
 
@@ -487,7 +499,12 @@ absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_v
 
 absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
     const cairn::v1::OpenSessionRequest& r, std::string_view peer) {
-  return sessions_->Open(r, peer, *trust_->Current());
+  auto out = sessions_->Open(r, peer, *trust_->Current());
+  // Opening sweeps expired sessions: their staged lists go now.
+  if (absl::Status st = DropOrphanedStaging(); !st.ok()) {
+    return Annotate(st, "removing staged chunk lists of expired sessions");
+  }
+  return out;
 }
 
 absl::Status Repository::ChargeUpload(std::string_view session_id, uint64_t bytes) {
@@ -502,6 +519,10 @@ absl::StatusOr<std::string> Repository::CheckSession(std::string_view id) {
   return sessions_->Check(id);
 }
 
-void Repository::EndSession(std::string_view id) { sessions_->End(id); }
+void Repository::EndSession(std::string_view id) {
+  sessions_->End(id);
+  // Best effort: what is left is removed at the next start.
+  DropOrphanedStaging().IgnoreError();
+}
 
 }  // namespace cairn

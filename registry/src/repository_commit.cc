@@ -19,7 +19,35 @@ using meta::Key2;
 absl::StatusOr<std::string> Repository::StageChunkList(std::string_view session_id,
                                                        std::string_view bytes) {
   CAIRN_RETURN_IF_ERROR(CheckSession(session_id).status());
-  return StageReplicatedChunkList(bytes);
+  CAIRN_RETURN_IF_ERROR(ParseChunkList(bytes).status());
+  std::string digest = DigestName(Sha256Of(bytes));
+  // Kept while this session lives, whoever staged it first.
+  CAIRN_RETURN_IF_ERROR(sessions_->AddStaged(session_id, digest));
+  auto held = LoadObject(digest, /*allow_staged=*/true);
+  if (held.ok()) return digest;  // staged or committed already: costs nothing
+  if (!absl::IsNotFound(held.status())) return held.status();
+  // Staged bytes count against the publisher key's daily quota, as chunks
+  // do; the marker lets a restart remove what no session will commit.
+  CAIRN_RETURN_IF_ERROR(sessions_->Charge(session_id, bytes.size()));
+  CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kStaging, digest, std::string(bytes)},
+                                       WriteOp{Table::kState, meta::SessionStagedKey(digest), ""}},
+                                      /*sync=*/false));
+  return digest;
+}
+
+absl::Status Repository::DropOrphanedStaging() {
+  std::vector<WriteOp> ops;
+  for (const std::string& d : sessions_->TakeOrphans()) {
+    // A commit consumed it (moved to kObjects) or it is still waiting: only
+    // a list still in staging under a session's marker goes.
+    auto marker = meta_->Get(Table::kState, meta::SessionStagedKey(d));
+    if (absl::IsNotFound(marker.status())) continue;
+    CAIRN_RETURN_IF_ERROR(marker.status());
+    ops.push_back(WriteOp{Table::kStaging, d, std::nullopt});
+    ops.push_back(WriteOp{Table::kState, meta::SessionStagedKey(d), std::nullopt});
+  }
+  if (ops.empty()) return absl::OkStatus();
+  return meta_->Commit(ops, /*sync=*/false);
 }
 
 absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_view bytes) {
@@ -37,6 +65,13 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view se
   CAIRN_ASSIGN_OR_RETURN(std::optional<cairn::v1::CommitResponse> pending,
                          MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
   if (pending) {
+    // Co-signers commit it later: what the session staged stays (kept,
+    // like a replication's, until the pending release commits).
+    std::vector<WriteOp> keep;
+    for (const std::string& d : sessions_->TakeStaged(session_id)) {
+      keep.push_back(WriteOp{Table::kState, meta::SessionStagedKey(d), std::nullopt});
+    }
+    if (!keep.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(keep, /*sync=*/true));
     EndSession(session_id);
     return *pending;
   }
@@ -222,6 +257,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
     }
     ops.push_back(WriteOp{Table::kObjects, f.root(), std::move(*cl_bytes)});
     ops.push_back(WriteOp{Table::kStaging, f.root(), std::nullopt});
+    ops.push_back(WriteOp{Table::kState, meta::SessionStagedKey(f.root()), std::nullopt});
   }
 
   absl::MutexLock commit_lock(&commit_mu_);

@@ -38,9 +38,9 @@ TEST(FeedWaiterTest, FeedAndNodeInfoAnswerWhileACommitWaitsForItsSync) {
   auto base = std::move(OpenRocksMetaStore(dir / "meta")).value();
   auto slow = std::make_unique<SlowSyncMetaStore>(base.get());
   SlowSyncMetaStore* meta = slow.get();
-  auto repo = std::move(Repository::Create(std::move(slow),
-                                           std::move(OpenPackChunkStore(dir / "chunks", {})).value(),
-                                           trust.view))
+  auto repo = std::move(Repository::Create(
+                            std::move(slow),
+                            std::move(OpenPackChunkStore(dir / "chunks", {})).value(), trust.view))
                   .value();
   auto server = std::move(node::NodeServer::Start(repo.get(), "127.0.0.1:0")).value();
   testing::WriteFile(dir / "m/w.bin", testing::RandomBytes(100000, 3));

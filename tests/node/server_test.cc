@@ -1,5 +1,7 @@
 // Integration tests: a real cairn node (gRPC on 127.0.0.1:0) over stores the
 // test can observe and break, driven by the client library and the real CLI.
+#include "server.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,13 +13,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "client.h"
-#include "nlohmann/json.hpp"
-#include "server.h"
 #include "fault_stores.h"
-#include "absl/synchronization/notification.h"
+#include "nlohmann/json.hpp"
 #include "testing.h"
 
 namespace cairn {
@@ -67,7 +68,8 @@ class NodeTest : public ::testing::Test {
     chunks_ = observed.get();
     auto meta = std::make_unique<MetaStoreWrapper>(meta_.get());
     meta_view_ = meta_.get();
-    repo_ = std::move(Repository::Create(std::move(meta), std::move(observed), trust_.view)).value();
+    repo_ =
+        std::move(Repository::Create(std::move(meta), std::move(observed), trust_.view)).value();
     server_ = std::move(node::NodeServer::Start(repo_.get(), "127.0.0.1:0")).value();
     conn_ = std::move(Connection::Open(server_->address(), 10)).value();
   }

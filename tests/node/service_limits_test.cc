@@ -242,9 +242,9 @@ TEST_F(LimitsTest, ChunkStreamsThatWaitForTheirClientAreCancelled) {
     clock.AdvanceSeconds(seconds);
     ASSERT_TRUE(clock.AwaitSleepers(1));
   };
-  auto idle = open();     // says nothing
-  auto active = open();   // a request now and then
-  auto reader = open();   // asks for 16 MiB and reads one answer
+  auto idle = open();    // says nothing
+  auto active = open();  // a request now and then
+  auto reader = open();  // asks for 16 MiB and reads one answer
   ASSERT_TRUE(ping(active.get()));
   cairn::v1::GetChunksResponse resp;
   ASSERT_TRUE(reader->s->Write(big) && reader->s->Read(&resp));
@@ -319,6 +319,69 @@ TEST_F(LimitsTest, PartialRequestsCannotPinTheNodesMemory) {
   EXPECT_LT(grown, size_t{128} << 20);
   // The node still serves everyone else, attackers still connected.
   EXPECT_TRUE(Publish("after", 4 << 20, 1).ok());
+}
+
+// Issue 12 D: with a 1 MB daily quota one session staged 421 MiB of chunk
+// lists through PutObject, and lists of abandoned sessions stayed forever.
+TEST_F(LimitsTest, StagedChunkListsCountAgainstTheQuotaAndGoWithTheirSession) {
+  RepositoryOptions ro;
+  ro.upload_bytes_per_day = 1 << 20;
+  Start(ro);
+  auto session = [&] {
+    auto c = repo_->Challenge("acme/m", "");
+    cairn::v1::OpenSessionRequest req;
+    req.set_name("acme/m");
+    req.set_challenge(c->challenge());
+    auto* s = req.add_signatures();
+    s->set_key_id(trust_.publisher->key_id());
+    s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
+    return std::move(repo_->OpenSession(req, "ipv4:10.0.0.1")).value().session_id();
+  };
+  // A valid chunk list of about `bytes`, different for each seed.
+  auto list = [](size_t bytes, uint64_t seed) {
+    cairn::v1::ChunkList cl;
+    std::string d = testing::RandomBytes(32 * (bytes / 40 + 1), seed);
+    for (size_t i = 0; i + 32 <= d.size(); i += 32) {
+      auto* c = cl.add_chunks();
+      c->set_digest(d.substr(i, 32));
+      c->set_length(4096);
+    }
+    return cl.SerializeAsString();
+  };
+  const std::string key = trust_.publisher->key_id();
+  std::string s1 = session();
+  // 2 MiB of lists do not fit in 1 MB: refused, nothing staged or charged.
+  std::string big = list(2 << 20, 1);
+  auto refused = repo_->StageChunkList(s1, big);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(repo_->GetObjectOrStaged(DigestName(Sha256Of(big))),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(*repo_->UploadedToday(key), 0u);
+  // 300 KB fits and is charged; staging it again costs nothing.
+  std::string small = list(300 << 10, 2);
+  auto d1 = repo_->StageChunkList(s1, small);
+  ASSERT_TRUE(d1.ok()) << d1.status();
+  const uint64_t charged = *repo_->UploadedToday(key);
+  EXPECT_GE(charged, small.size());
+  ASSERT_TRUE(repo_->StageChunkList(s1, small).ok());
+  EXPECT_EQ(*repo_->UploadedToday(key), charged);
+  // A second session staging the same list keeps it alive when the first
+  // ends; it goes when the last one ends uncommitted.
+  std::string s2 = session();
+  ASSERT_TRUE(repo_->StageChunkList(s2, small).ok());
+  repo_->EndSession(s1);
+  EXPECT_TRUE(repo_->GetObjectOrStaged(*d1).ok());
+  repo_->EndSession(s2);
+  EXPECT_THAT(repo_->GetObjectOrStaged(*d1), StatusIs(absl::StatusCode::kNotFound));
+  // A session the process never ended (a crash, a restart) loses its lists
+  // at the next start.
+  std::string s3 = session();
+  auto d3 = repo_->StageChunkList(s3, list(100 << 10, 3));
+  ASSERT_TRUE(d3.ok());
+  server_.reset();
+  repo_.reset();
+  repo_ = std::move(Repository::Open(dir_ / "node", trust_.view, ro)).value();
+  EXPECT_THAT(repo_->GetObjectOrStaged(*d3), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(LimitsTest, DailyUploadQuotaPerPublisherKey) {

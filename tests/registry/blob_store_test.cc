@@ -1,6 +1,5 @@
 // The BlobDB chunk store passes the same conformance suite.
 #include "cairn/store.h"
-
 #include "chunk_store_conformance.h"
 
 namespace cairn::testing {
@@ -16,8 +15,5 @@ INSTANTIATE_TYPED_TEST_SUITE_P(Blob, ChunkStoreConformance, BlobFactory);
 }  // namespace cairn::testing
 
 namespace cairn {
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 }  // namespace cairn

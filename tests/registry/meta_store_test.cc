@@ -1,6 +1,5 @@
 // The RocksDB meta store: the conformance suite, and one opener at a time.
 #include "cairn/store.h"
-
 #include "meta_store_conformance.h"
 #include "testing.h"
 
@@ -19,7 +18,6 @@ namespace cairn {
 namespace {
 
 using ::cairn::testing::StatusIs;
-
 
 TEST(RocksMetaStoreTest, SecondOpenOfTheSameDirectoryIsRefused) {
   testing::TempDir dir;

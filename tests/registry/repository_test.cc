@@ -227,11 +227,12 @@ TEST_F(RepositoryTest, ReleasesAreImmutable) {
 TEST_F(RepositoryTest, TagVersionsMustIncrease) {
   std::string s = Session("acme/m", trust_.publisher.get());
   std::string env1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
-  std::string env2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
   ASSERT_TRUE(
       repo_->Commit(s, env1, Tag("acme/m", "latest", DigestOf(env1), 5, trust_.publisher.get()))
           .ok());
-  s = Session("acme/m", trust_.publisher.get());  // a commit ends its session
+  // A commit ends its session, and what else it staged goes with it.
+  s = Session("acme/m", trust_.publisher.get());
+  std::string env2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
   EXPECT_THAT(
       repo_->Commit(s, env2, Tag("acme/m", "latest", DigestOf(env2), 5, trust_.publisher.get())),
       StatusIs(absl::StatusCode::kAlreadyExists));
@@ -327,13 +328,14 @@ namespace {
 TEST_F(RepositoryTest, FeedRecordsEachChangeOnceInOrderAndResumesFromACursor) {
   std::string s = Session("acme/m", trust_.publisher.get());
   std::string e1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());
-  std::string e2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
   // Each commit ends its session: a new one for the next.
   auto fresh = [&] { return Session("acme/m", trust_.publisher.get()); };
   ASSERT_TRUE(
       repo_->Commit(s, e1, Tag("acme/m", "latest", DigestOf(e1), 1, trust_.publisher.get())).ok());
   ASSERT_TRUE(repo_->Commit(fresh(), e1, "").ok());  // idempotent: no event
-  ASSERT_TRUE(repo_->Commit(fresh(), e2, "").ok());
+  s = fresh();
+  std::string e2 = Upload(s, "acme/m", "2", {{"a", "two"}}, trust_.publisher.get());
+  ASSERT_TRUE(repo_->Commit(s, e2, "").ok());
   ASSERT_TRUE(
       repo_->Commit(fresh(), e2, Tag("acme/m", "latest", DigestOf(e2), 2, trust_.publisher.get()))
           .ok());

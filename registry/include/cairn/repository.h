@@ -232,6 +232,8 @@ class Repository {
       std::string_view session_name, std::string_view manifest_envelope,
       std::string_view tag_envelope);
   absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
+  // Removes the staged chunk lists of ended or expired publish sessions.
+  absl::Status DropOrphanedStaging();
   // The current releases and tags as feed events (a follower too far behind).
   absl::Status Snapshot(cairn::v1::FeedResponse* out);
   // Calls fn(envelope, record) for each stored tag under `prefix` that is not
