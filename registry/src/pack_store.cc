@@ -4,9 +4,12 @@
 // raw digest to (pack id, data offset, length). An index entry is written only
 // after its bytes reached the pack file (durable: after they were
 // fdatasync'ed, one fdatasync per commit or per sync_bytes rather than per
-// write), so the index never points at bytes that are not there. A crash can
-// leave unindexed bytes at a pack's tail: they are never read, and a
-// restarted store appends to a fresh pack.
+// write), so the index never points at bytes that are not there. With the
+// entries the index records the tail (pack, end offset) they reach. A crash
+// can leave unindexed records past it: the next open reads them, indexes
+// every whole record whose bytes match its digest (so a re-publish after a
+// crash does not upload them again), stops at the first torn one, and
+// appends to a fresh pack.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,6 +35,9 @@ namespace cairn {
 namespace {
 
 constexpr size_t kHeader = 40;
+// Index key of the tail (u32 pack, u64 offset) the indexed records reach;
+// not 32 bytes long, so never a digest.
+constexpr std::string_view kTailKey = "\xfftail";
 
 struct Loc {
   uint32_t pack;
@@ -103,8 +109,12 @@ class PackChunkStore final : public ChunkStore {
         ::stat(absl::StrFormat("%s/packs/pack-%08u.dat", dir_, max_id).c_str(), &st) == 0 &&
         st.st_size == 0;
     absl::MutexLock l(&mu_);
+    CAIRN_RETURN_IF_ERROR(RecoverLocked(max_id));
     return OpenActiveLocked(reuse ? max_id : max_id + 1);
   }
+
+  // Chunks found in pack tails past the indexed tail at the last open.
+  uint64_t recovered() const { return recovered_; }
 
   absl::Status Put(const Digest& digest, std::string_view data, PutMode mode) override {
     if (data.empty() || data.size() > kMaxChunkSize) {
@@ -258,6 +268,79 @@ class PackChunkStore final : public ChunkStore {
     return true;
   }
 
+  // Indexes the whole, matching records written after the recorded tail
+  // (every pack from the tail's to `max_id`; with no tail recorded, the
+  // newest pack): what a crash left unindexed.
+  absl::Status RecoverLocked(uint32_t max_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    uint32_t first = max_id;
+    uint64_t from = 0;
+    std::string v;
+    rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), rocksdb::Slice(kTailKey), &v);
+    if (s.ok() && v.size() == 12) {
+      std::memcpy(&first, v.data(), 4);
+      std::memcpy(&from, v.data() + 4, 8);
+    } else if (!s.IsNotFound()) {
+      CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index tail"));
+    }
+    for (uint32_t id = std::max<uint32_t>(first, 1); id <= max_id; ++id) {
+      CAIRN_RETURN_IF_ERROR(RecoverPackLocked(id, id == first ? from : 0));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RecoverPackLocked(uint32_t id, uint64_t off) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::string path = absl::StrFormat("%s/packs/pack-%08u.dat", dir_, id);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return absl::OkStatus();
+    if (fd < 0) return ErrnoStatus(errno, "cannot open " + path);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return ErrnoStatus(err, "cannot stat " + path);
+    }
+    const uint64_t size = st.st_size;
+    rocksdb::WriteBatch batch;
+    std::string data;
+    while (off + kHeader <= size) {
+      char header[kHeader];
+      uint32_t len = 0;
+      if (::pread(fd, header, kHeader, off) != static_cast<ssize_t>(kHeader) ||
+          std::memcmp(header, "CRN1", 4) != 0) {
+        break;
+      }
+      std::memcpy(&len, header + 4, 4);
+      if (len == 0 || len > kMaxChunkSize || off + kHeader + len > size) break;
+      data.resize(len);
+      if (::pread(fd, data.data(), len, off + kHeader) != static_cast<ssize_t>(len)) break;
+      Digest d;
+      std::memcpy(d.data(), header + 8, 32);
+      if (Sha256Of(data) != d) break;  // torn or rotten: nothing after it is trusted
+      auto indexed = InIndexLocked(d);
+      if (!indexed.ok()) {
+        ::close(fd);
+        return indexed.status();
+      }
+      if (!*indexed) {
+        batch.Put(DigestSlice(d), EncodeLoc(Loc{id, off + kHeader, len}));
+        ++recovered_;
+      }
+      off += kHeader + len;
+    }
+    ::close(fd);
+    batch.Put(rocksdb::Slice(kTailKey), EncodeTail(id, off));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    return FromRocks(index_->Write(wo, &batch), "chunk index write");
+  }
+
+  static std::string EncodeTail(uint32_t pack, uint64_t offset) {
+    char b[12];
+    std::memcpy(b, &pack, 4);
+    std::memcpy(b + 4, &offset, 8);
+    return std::string(b, 12);
+  }
+
   absl::Status OpenActiveLocked(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (active_fd_ >= 0) ::close(active_fd_);
     std::string path = absl::StrFormat("%s/packs/pack-%08u.dat", dir_, id);
@@ -313,6 +396,7 @@ class PackChunkStore final : public ChunkStore {
     if (mem_.empty()) return absl::OkStatus();
     rocksdb::WriteBatch batch;
     for (const auto& [digest, loc] : mem_) batch.Put(DigestSlice(digest), EncodeLoc(loc));
+    batch.Put(rocksdb::Slice(kTailKey), EncodeTail(active_id_, active_size_));
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     CAIRN_RETURN_IF_ERROR(FromRocks(index_->Write(wo, &batch), "chunk index write"));
@@ -353,6 +437,7 @@ class PackChunkStore final : public ChunkStore {
   // Chunks not in the index yet: in buffer_, or written but not synced.
   absl::flat_hash_map<Digest, Loc, DigestHash> mem_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, int> read_fds_ ABSL_GUARDED_BY(mu_);
+  uint64_t recovered_ = 0;  // set by Init only
 };
 
 }  // namespace
