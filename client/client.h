@@ -150,8 +150,10 @@ struct Resolved {
   cairn::v1::Manifest manifest;
   std::optional<cairn::v1::TagRecord> tag;
 };
+// With `include_withheld` (only without `trust`: nothing is verified) the
+// node also answers for a release or tag it withholds after a revocation.
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
-                                         const std::string& ref);
+                                         const std::string& ref, bool include_withheld = false);
 
 // Resolves on every node in parallel and keeps the highest valid tag version.
 struct MultiResolved {

@@ -147,6 +147,8 @@ absl::StatusOr<std::optional<Manifest>> FindRelease(Connection& node, const std:
                                                     const std::string& version) {
   cairn::v1::ListRequest req;
   req.set_prefix(name);
+  // A release withheld after a revocation is the one to re-sign.
+  req.set_include_withheld(true);
   cairn::v1::ListResponse resp;
   auto ctx = node.Context();
   CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->List(ctx.get(), req, &resp), "list"));
@@ -155,7 +157,8 @@ absl::StatusOr<std::optional<Manifest>> FindRelease(Connection& node, const std:
     for (const auto& r : e.releases()) {
       if (r.version() != version) continue;
       CAIRN_ASSIGN_OR_RETURN(Resolved res,
-                             ResolveVerified(node, nullptr, name + "@" + r.manifest_digest()));
+                             ResolveVerified(node, nullptr, name + "@" + r.manifest_digest(),
+                                             /*include_withheld=*/true));
       return std::optional<Manifest>(std::move(res.manifest));
     }
   }
@@ -411,7 +414,9 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
     if (o.tag_version) {
       version = *o.tag_version;
     } else {
-      auto cur = ResolveVerified(node, nullptr, StrCat(o.name, ":", o.tag));
+      // A withheld tag (its signer revoked) still holds its version.
+      auto cur = ResolveVerified(node, nullptr, StrCat(o.name, ":", o.tag),
+                                 /*include_withheld=*/true);
       if (cur.ok()) {
         version = cur->tag->version() + 1;
       } else if (!absl::IsNotFound(cur.status())) {

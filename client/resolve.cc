@@ -18,10 +18,11 @@ using cairn::v1::Manifest;
 // ---------------- Resolve ----------------
 
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
-                                         const std::string& ref_text) {
+                                         const std::string& ref_text, bool include_withheld) {
   CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
   cairn::v1::ResolveRequest req;
   req.set_ref(ref_text);
+  req.set_include_withheld(include_withheld && trust == nullptr);
   cairn::v1::ResolveResponse resp;
   auto ctx = node.Context();
   CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->Resolve(ctx.get(), req, &resp),

@@ -26,7 +26,8 @@ class RegistryImpl final : public Registry::CallbackService {
   RegistryImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
   grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* ctx, const ResolveRequest* req,
                                     ResolveResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return repo_->Resolve(req->ref()); });
+    return Unary(pool_, ctx, resp,
+                 [=, this] { return repo_->Resolve(req->ref(), req->include_withheld()); });
   }
   grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx, const GetObjectRequest* req,
                                       GetObjectResponse* resp) override {
@@ -39,7 +40,8 @@ class RegistryImpl final : public Registry::CallbackService {
   }
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx, const ListRequest* req,
                                  ListResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return repo_->List(req->prefix()); });
+    return Unary(pool_, ctx, resp,
+                 [=, this] { return repo_->List(req->prefix(), req->include_withheld()); });
   }
   grpc::ServerUnaryReactor* Lineage(grpc::CallbackServerContext* ctx, const LineageRequest* req,
                                     LineageResponse* resp) override {

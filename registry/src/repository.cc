@@ -203,7 +203,8 @@ std::string Repository::WithheldReason(std::string_view manifest_digest) const {
 
 // ---------------- Registry ----------------
 
-absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view ref_text) {
+absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view ref_text,
+                                                               bool include_withheld) {
   CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
   cairn::v1::ResolveResponse out;
   std::string digest = ref.digest;
@@ -212,7 +213,11 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
                            meta::ReadTag(meta_.get(), ref.name, ref.tag));
     if (!tag) return absl::NotFoundError(StrCat("unknown name or tag: ", ref.ToString()));
     digest = tag->record.manifest_digest();
-    if (std::string why; trust_->TagWithheld(Key2(ref.name, ref.tag), &why)) {
+    std::string why;
+    const bool withheld = trust_->TagWithheld(Key2(ref.name, ref.tag), &why);
+    if (withheld && include_withheld) {
+      out.set_withheld(true);
+    } else if (withheld) {
       return absl::FailedPreconditionError(
           StrCat("tag ", ref.ToString(),
                  " is withheld by this node: it no longer verifies under "
@@ -234,7 +239,9 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
   if (m.name() != ref.name) {
     return absl::NotFoundError(StrCat(digest, " is not a release of ", ref.name));
   }
-  if (std::string why = WithheldReason(digest); !why.empty()) {
+  if (std::string why = WithheldReason(digest); !why.empty() && include_withheld) {
+    out.set_withheld(true);
+  } else if (!why.empty()) {
     return absl::FailedPreconditionError(
         StrCat("release ", m.name(), " ", m.version(), " (", digest,
                ") is withheld by this node: it no longer verifies under trust root v",
@@ -280,12 +287,13 @@ absl::Status Repository::ScanServedTags(
   return inner;
 }
 
-absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix) {
+absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix,
+                                                         bool include_withheld) {
   std::map<std::string, cairn::v1::ListEntry> entries;
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kReleases, prefix, [&](std::string_view k, std::string_view v) {
         std::vector<std::string_view> parts = Split(k, '\0', 2);
-        if (parts.size() != 2 || !WithheldReason(v).empty()) return true;
+        if (parts.size() != 2 || (!include_withheld && !WithheldReason(v).empty())) return true;
         auto& e = entries[std::string(parts[0])];
         e.set_name(std::string(parts[0]));
         auto* r = e.add_releases();

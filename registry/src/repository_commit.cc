@@ -323,9 +323,11 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
                           StrCat(m.name(), std::string(1, '\0'), m.version(), std::string(1, '\0'),
                                  static_cast<int>(p.relation()))});
   }
-  // The feed: one event per commit that changed something, in the same batch.
+  // The feed: one event per commit that changed something, in the same batch
+  // (a withheld release re-signed by a valid key too: followers clear it).
+  const bool resigned = existing.ok() && !trust_->WithheldReason(digest).empty();
   std::optional<ChangeFeed::Append> append;
-  if (!existing.ok() || tag_moved) {
+  if (!existing.ok() || tag_moved || resigned) {
     cairn::v1::FeedEvent ev;
     ev.set_name(m.name());
     ev.set_version(m.version());

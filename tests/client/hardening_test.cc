@@ -268,6 +268,49 @@ TEST_F(CliTest, RevokingANamespacesOnlyKeyNeedsAReplacementOrExplicitConsent) {
   EXPECT_EQ(p.exit_code, 0) << p.err;
 }
 
+// #7: the documented recovery after a revocation did not work: re-publishing
+// with the new key failed on the withheld tag until --tag-version 2 was
+// guessed, and the re-sign route failed ("already exists with different
+// content"). The runbook of docs/security.md, end to end: revoke with a
+// replacement, push, re-sign the same release with the new key (same
+// command as the first publish), clients pull again; a new version works too.
+TEST_F(CliTest, AfterARevocationTheSameReleaseReSignedWithTheNewKeyIsServedAgain) {
+  const std::string T = dir_ / "keys/trust.root", K = dir_ / "keys";
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  ASSERT_EQ(Pull("acme/m", dir_ / "before").exit_code, 0);
+  // The key leaks: revoke it, its successor delegated in the same change.
+  ASSERT_EQ(Cairn({"keygen", "--out", K + "/next.key"}).exit_code, 0);
+  ASSERT_EQ(Cairn({"trust", "revoke", "--trust", T, "--key", K + "/root.key", "--publisher",
+                   K + "/publisher.key.pub", "--replacement", K + "/next.key.pub"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Cairn({"trust", "push", "--trust", T, "--node", addr_}).exit_code, 0);
+  auto withheld = Pull("acme/m", dir_ / "during");
+  EXPECT_NE(withheld.exit_code, 0);
+  EXPECT_THAT(withheld.err, HasSubstr("withheld"));
+  // Re-sign: the same directory, name and version, the new key.
+  auto resigned = Cairn({"publish", dir_ / "model", "--name", "acme/m", "--version", "1", "--key",
+                         K + "/next.key", "--node", addr_, "--json"});
+  ASSERT_EQ(resigned.exit_code, 0) << resigned.err;
+  auto j = nlohmann::json::parse(resigned.out);
+  EXPECT_EQ(j.value("chunks_uploaded", -1), 0) << "re-signing uploads nothing";
+  EXPECT_EQ(j.value("tag_version", 0), 2) << "the withheld tag's version + 1";
+  auto after = Pull("acme/m", dir_ / "after");
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(testing::ReadFile(dir_ / "after/weights.safetensors"),
+            testing::ReadFile(dir_ / "model/weights.safetensors"));
+  EXPECT_EQ(Pull("acme/m@" + j.value("manifest", std::string()), dir_ / "by-digest").exit_code, 0);
+  // Or a new version with the new key.
+  auto v2 = Cairn({"publish", dir_ / "model", "--name", "acme/m", "--version", "2", "--key",
+                   K + "/next.key", "--node", addr_, "--json"});
+  ASSERT_EQ(v2.exit_code, 0) << v2.err;
+  EXPECT_EQ(nlohmann::json::parse(v2.out).value("tag_version", 0), 3);
+  auto st = Cairn({"status", "--node", addr_, "--json"});
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_EQ(nlohmann::json::parse(st.out).value("releases_withheld", -1), 0);
+  EXPECT_EQ(nlohmann::json::parse(st.out).value("tags_withheld", -1), 0);
+}
+
 // #17 (in part): --tag-expires-days 0 was accepted, every chunk uploaded,
 // then the commit failed.
 TEST_F(CliTest, ImpossibleTagLifetimesAreRefusedBeforeAnyUpload) {

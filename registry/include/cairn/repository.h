@@ -80,10 +80,12 @@ class Repository {
 
   // ---- Registry (read-only) ----
   // NotFound for an unknown name, tag or digest; InvalidArgument for a bad ref.
-  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(std::string_view ref);
+  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(std::string_view ref,
+                                                     bool include_withheld = false);
   // A committed object's bytes by "sha256:..." name. NotFound when absent.
   absl::StatusOr<std::string> GetObject(std::string_view digest);
-  absl::StatusOr<cairn::v1::ListResponse> List(std::string_view prefix);
+  absl::StatusOr<cairn::v1::ListResponse> List(std::string_view prefix,
+                                               bool include_withheld = false);
   absl::StatusOr<cairn::v1::LineageResponse> Lineage(std::string_view ref);
 
   ChunkStore* chunks() { return chunks_.get(); }
