@@ -1,7 +1,9 @@
 // Output helpers shared by the cairn subcommands.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <string>
 
@@ -18,6 +20,18 @@ inline int Fail(const absl::Status& s) {
   }
   std::fprintf(stderr, "cairn: error: %s\n", msg.c_str());
   return 1;
+}
+
+// "2026-11-30 04:12 UTC".
+inline std::string UtcDate(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  char buf[32];
+  if (gmtime_r(&t, &tm) == nullptr ||
+      std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", &tm) == 0) {
+    return std::to_string(unix_seconds);
+  }
+  return buf;
 }
 
 inline void PrintJson(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }

@@ -68,6 +68,24 @@ absl::StatusOr<CoSignResult> CoSign(Connection& node, const std::string& ref,
 // special files, unsafe paths and files that change while being read.
 absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& opts);
 
+// Re-signs tag `ref` (NS/MODEL:TAG) with a later expiry and the next version,
+// pointing at the same release, when it expires within `within_days`
+// (0: only once expired). For a cron job: exits 0 with renewed=false when
+// the tag is not due.
+struct RenewOptions {
+  std::string ref;
+  std::vector<std::string> key_paths;
+  int expires_days = 90;
+  int within_days = 14;
+};
+struct RenewResult {
+  std::string ref, manifest;
+  bool renewed = false;
+  uint64_t old_version = 0, new_version = 0;
+  int64_t old_expires_unix = 0, new_expires_unix = 0;
+};
+absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& opts);
+
 struct PullOptions {
   std::string ref;
   std::string out;

@@ -131,6 +131,9 @@ int InspectCommands::Run() {
                  {"trust_version", info.trust_version()},
                  {"releases_withheld", info.releases_withheld()},
                  {"tags_withheld", info.tags_withheld()},
+                 {"tags_expiring", info.tags_expiring()},
+                 {"expiring_tags", std::vector<std::string>(info.expiring_tags().begin(),
+                                                            info.expiring_tags().end())},
                  {"upstreams", ups}});
       return 0;
     }
@@ -148,6 +151,15 @@ int InspectCommands::Run() {
           static_cast<unsigned long>(info.releases_withheld()),
           static_cast<unsigned long>(info.tags_withheld()),
           static_cast<unsigned long>(info.trust_version()));
+    }
+    if (info.tags_expiring() > 0) {
+      std::string names;
+      for (const auto& t : info.expiring_tags()) names += StrCat(names.empty() ? "" : ", ", t);
+      if (info.tags_expiring() > static_cast<uint64_t>(info.expiring_tags_size())) names += ", ...";
+      std::printf(
+          "  warning: %lu tag(s) expire within 14 days or have expired (clients refuse an expired "
+          "tag): %s; renew with cairn renew NS/MODEL:TAG --key KEY\n",
+          static_cast<unsigned long>(info.tags_expiring()), names.c_str());
     }
     if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
     for (const auto& u : info.upstreams()) {

@@ -165,6 +165,42 @@ absl::StatusOr<std::optional<Manifest>> FindRelease(Connection& node, const std:
   return std::optional<Manifest>();
 }
 
+// A publish session on `name`, opened by answering the node's challenge with
+// every one of `signers`.
+absl::StatusOr<std::string> OpenPublishSession(Connection& node, const std::string& name,
+                                               const std::vector<const SigningKey*>& signers) {
+  cairn::v1::ChallengeRequest creq;
+  creq.set_name(name);
+  cairn::v1::ChallengeResponse cresp;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(node.publish()->Challenge(ctx.get(), creq, &cresp), "publish challenge"));
+  cairn::v1::OpenSessionRequest sreq;
+  sreq.set_name(name);
+  sreq.set_challenge(cresp.challenge());
+  std::string pae = Pae(kSessionPayloadType, StrCat(cresp.challenge(), "\n", name));
+  for (const auto* k : signers) {
+    CAIRN_ASSIGN_OR_RETURN(std::string sig, k->Sign(pae));
+    auto* s = sreq.add_signatures();
+    s->set_key_id(k->key_id());
+    s->set_sig(sig);
+  }
+  cairn::v1::OpenSessionResponse sresp;
+  auto ctx2 = node.Context();
+  CAIRN_RETURN_IF_ERROR(
+      FromGrpc(node.publish()->OpenSession(ctx2.get(), sreq, &sresp), "publish session"));
+  return sresp.session_id();
+}
+
+// Frees a session the node did not end itself (best effort).
+void EndPublishSession(Connection& node, const std::string& session) {
+  cairn::v1::EndSessionRequest ereq;
+  ereq.set_session_id(session);
+  cairn::v1::EndSessionResponse eresp;
+  auto ectx = node.Context(5);
+  node.publish()->EndSession(ectx.get(), ereq, &eresp).ok();
+}
+
 bool SameContent(const Manifest& a, const Manifest& b) {
   if (a.files_size() != b.files_size() || a.parents_size() != b.parents_size() ||
       a.license() != b.license()) {
@@ -211,39 +247,11 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   }
 
   // Session first, so a key the node does not accept fails before any work.
-  std::string session;
-  {
-    cairn::v1::ChallengeRequest creq;
-    creq.set_name(o.name);
-    cairn::v1::ChallengeResponse cresp;
-    auto ctx = node.Context();
-    CAIRN_RETURN_IF_ERROR(
-        FromGrpc(node.publish()->Challenge(ctx.get(), creq, &cresp), "publish challenge"));
-    cairn::v1::OpenSessionRequest sreq;
-    sreq.set_name(o.name);
-    sreq.set_challenge(cresp.challenge());
-    std::string pae = Pae(kSessionPayloadType, StrCat(cresp.challenge(), "\n", o.name));
-    for (const auto* k : signers) {
-      CAIRN_ASSIGN_OR_RETURN(std::string sig, k->Sign(pae));
-      auto* s = sreq.add_signatures();
-      s->set_key_id(k->key_id());
-      s->set_sig(sig);
-    }
-    cairn::v1::OpenSessionResponse sresp;
-    auto ctx2 = node.Context();
-    CAIRN_RETURN_IF_ERROR(
-        FromGrpc(node.publish()->OpenSession(ctx2.get(), sreq, &sresp), "publish session"));
-    session = sresp.session_id();
-  }
+  CAIRN_ASSIGN_OR_RETURN(std::string session, OpenPublishSession(node, o.name, signers));
   // A publish that fails from here on frees its session on the node at once.
   bool session_used = false;
   absl::Cleanup end_session = [&] {
-    if (session_used) return;
-    cairn::v1::EndSessionRequest ereq;
-    ereq.set_session_id(session);
-    cairn::v1::EndSessionResponse eresp;
-    auto ectx = node.Context(5);
-    node.publish()->EndSession(ectx.get(), ereq, &eresp).ok();  // best effort
+    if (!session_used) EndPublishSession(node, session);
   };
 
   PublishResult res;
@@ -522,6 +530,66 @@ absl::StatusOr<CoSignResult> CoSign(Connection& node, const std::string& ref,
   out.signatures = cresp.signatures();
   out.signatures_needed = cresp.signatures_needed();
   return out;
+}
+
+absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& o) {
+  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(o.ref));
+  if (ref.tag.empty() || !ref.digest.empty()) {
+    return absl::InvalidArgumentError("renew takes NS/MODEL:TAG (got " + o.ref + ")");
+  }
+  if (o.expires_days < 1 || o.expires_days > 3650) {
+    return absl::InvalidArgumentError(
+        StrCat("--expires-days must be from 1 to 3650 (got ", o.expires_days, ")"));
+  }
+  if (o.within_days < 0 || o.within_days > 3650) {
+    return absl::InvalidArgumentError(
+        StrCat("--within-days must be from 0 to 3650 (got ", o.within_days, ")"));
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto keys, LoadKeys(o.key_paths));
+  std::vector<const SigningKey*> signers;
+  for (auto& k : keys) signers.push_back(k.get());
+  // The tag as the node holds it (also when withheld: a revoked signer's tag
+  // is renewed by its successor).
+  CAIRN_ASSIGN_OR_RETURN(Resolved cur, ResolveVerified(node, nullptr, ref.ToString(),
+                                                       /*include_withheld=*/true));
+  RenewResult res;
+  res.ref = ref.ToString();
+  res.manifest = cur.digest;
+  res.old_version = cur.tag->version();
+  res.old_expires_unix = cur.tag->expires_unix();
+  const int64_t now = SystemNowUnix();
+  if (cur.tag->expires_unix() > now + int64_t{o.within_days} * 86400) {
+    res.renewed = false;  // not due: a cron job runs this daily
+    res.new_version = res.old_version;
+    res.new_expires_unix = res.old_expires_unix;
+    return res;
+  }
+  cairn::v1::TagRecord rec = *cur.tag;
+  rec.set_version(cur.tag->version() + 1);
+  rec.set_expires_unix(now + int64_t{o.expires_days} * 86400);
+  CAIRN_ASSIGN_OR_RETURN(auto tenv,
+                         SignEnvelope(kTagPayloadType, SerializeCanonical(rec), signers));
+  CAIRN_ASSIGN_OR_RETURN(std::string session, OpenPublishSession(node, ref.name, signers));
+  bool session_used = false;
+  absl::Cleanup end_session = [&] {
+    if (!session_used) EndPublishSession(node, session);
+  };
+  // The release as stored (same manifest: an idempotent re-commit) with the
+  // new tag record.
+  cairn::v1::CommitRequest creq;
+  creq.set_session_id(session);
+  creq.set_manifest_envelope(cur.envelope);
+  creq.set_tag_envelope(SerializeCanonical(tenv));
+  cairn::v1::CommitResponse cresp;
+  auto ctx = node.Context();
+  absl::Status committed =
+      FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), "commit of the renewed tag");
+  session_used = committed.ok();
+  CAIRN_RETURN_IF_ERROR(committed);
+  res.renewed = true;
+  res.new_version = rec.version();
+  res.new_expires_unix = rec.expires_unix();
+  return res;
 }
 
 }  // namespace cairn::client

@@ -43,9 +43,29 @@ PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   ctx_->AddNode(sign_);
   ctx_->AddTrust(sign_);
   ctx_->AddJson(sign_);
+
+  // renew
+  renew_cmd_ = app->add_subcommand(
+      "renew", "re-sign a tag with a later expiry when it expires soon (run it daily from cron)");
+  renew_cmd_->add_option("REF", renew_.ref, "NS/MODEL:TAG")->required();
+  renew_cmd_->add_option("--key", renew_.key_paths, "publisher private key; repeatable")
+      ->required();
+  renew_cmd_
+      ->add_option("--expires-days", renew_.expires_days,
+                   "days the renewed tag lives (default 90; 1-3650)")
+      ->check(CLI::Range(1, 3650));
+  renew_cmd_
+      ->add_option("--within-days", renew_.within_days,
+                   "renew only if it expires within this many days (default 14; 0: only once "
+                   "expired)")
+      ->check(CLI::Range(0, 3650));
+  ctx_->AddNode(renew_cmd_);
+  ctx_->AddJson(renew_cmd_);
 }
 
-bool PublishCommands::parsed() const { return publish_->parsed() || sign_->parsed(); }
+bool PublishCommands::parsed() const {
+  return publish_->parsed() || sign_->parsed() || renew_cmd_->parsed();
+}
 
 int PublishCommands::Run() {
   if (publish_->parsed()) {
@@ -93,6 +113,31 @@ int PublishCommands::Run() {
           static_cast<unsigned long>(r->chunks_uploaded),
           static_cast<unsigned long>(r->chunks_total), r->seconds,
           r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
+    }
+    return 0;
+  }
+
+  if (renew_cmd_->parsed()) {
+    auto conn = ctx_->Connect();
+    if (!conn.ok()) return Fail(conn.status());
+    auto r = RenewTag(**conn, renew_);
+    if (!r.ok()) return Fail(r.status());
+    if (ctx_->as_json) {
+      PrintJson({{"ref", r->ref},
+                 {"manifest", r->manifest},
+                 {"renewed", r->renewed},
+                 {"old_version", r->old_version},
+                 {"new_version", r->new_version},
+                 {"old_expires_unix", r->old_expires_unix},
+                 {"new_expires_unix", r->new_expires_unix}});
+    } else if (r->renewed) {
+      std::printf("renewed %s: v%lu -> v%lu, expires %s (was %s)\n", r->ref.c_str(),
+                  static_cast<unsigned long>(r->old_version),
+                  static_cast<unsigned long>(r->new_version), UtcDate(r->new_expires_unix).c_str(),
+                  UtcDate(r->old_expires_unix).c_str());
+    } else {
+      std::printf("%s: not due (expires %s, v%lu)\n", r->ref.c_str(),
+                  UtcDate(r->old_expires_unix).c_str(), static_cast<unsigned long>(r->old_version));
     }
     return 0;
   }

@@ -1,4 +1,5 @@
-// `cairn publish` and `cairn sign`: signed releases to a node.
+// `cairn publish`, `cairn sign` and `cairn renew`: signed releases and tags
+// to a node.
 #pragma once
 
 #include <string>
@@ -24,7 +25,8 @@ class PublishCommands {
   uint32_t avg_chunk_ = 0;
   std::string sign_ref_;
   std::vector<std::string> sign_keys_;
-  CLI::App *publish_, *sign_;
+  RenewOptions renew_;
+  CLI::App *publish_, *sign_, *renew_cmd_;
 };
 
 }  // namespace cairn::client

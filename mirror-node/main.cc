@@ -2,8 +2,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -111,8 +113,29 @@ int Serve(cairn::node::ServeConfig cfg) {
     (*server)->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
   }
 
+  // Tags that expire soon are refused by clients once they do: warn at start
+  // and once a day, naming them and the command that renews them.
+  auto warn_expiring = [&] {
+    auto tags = (*repo)->ExpiringTags(cairn::kTagWarningSeconds);
+    if (!tags.ok()) {
+      spdlog::warn("cannot list expiring tags: {}", tags.status().ToString());
+      return;
+    }
+    for (const auto& t : *tags) {
+      spdlog::warn(
+          "tag {}:{} (v{}) {} {}; the publisher renews it with: cairn renew {}:{} --key KEY "
+          "--node {}",
+          t.name(), t.tag(), t.version(),
+          t.expires_unix() <= std::time(nullptr) ? "expired" : "expires",
+          cairn::UtcDay(t.expires_unix()), t.name(), t.tag(), (*server)->address());
+    }
+  };
+  warn_expiring();
   int sig = 0;
-  sigwait(&sigs, &sig);
+  const timespec day{86400, 0};
+  while ((sig = sigtimedwait(&sigs, nullptr, &day)) < 0) {
+    if (errno == EAGAIN) warn_expiring();
+  }
   spdlog::info("signal {}: stopping", sig);
   // Replication stops first and at once (a transfer or a pacing wait in
   // progress is cancelled; what arrived is kept). The status function is

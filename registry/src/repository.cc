@@ -6,6 +6,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -441,8 +443,36 @@ absl::StatusOr<uint64_t> Repository::TagVersion(const std::string& name, const s
   return cur ? cur->record.version() : 0;
 }
 
+std::string UtcDay(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  char buf[16];
+  if (gmtime_r(&t, &tm) == nullptr || std::strftime(buf, sizeof(buf), "%Y-%m-%d", &tm) == 0) {
+    return std::to_string(unix_seconds);
+  }
+  return buf;
+}
+
+absl::StatusOr<std::vector<TagRecord>> Repository::ExpiringTags(int64_t within_seconds) {
+  const int64_t before = clock_->NowUnix() + within_seconds;
+  std::vector<TagRecord> out;
+  CAIRN_RETURN_IF_ERROR(ScanServedTags("", [&](std::string_view, const TagRecord& rec) {
+    if (rec.expires_unix() < before) out.push_back(rec);
+  }));
+  std::sort(out.begin(), out.end(), [](const TagRecord& a, const TagRecord& b) {
+    return a.expires_unix() < b.expires_unix();
+  });
+  return out;
+}
+
 absl::StatusOr<cairn::v1::NodeInfoResponse> Repository::NodeInfo() {
   cairn::v1::NodeInfoResponse out;
+  CAIRN_ASSIGN_OR_RETURN(std::vector<TagRecord> expiring, ExpiringTags(kTagWarningSeconds));
+  out.set_tags_expiring(expiring.size());
+  for (size_t i = 0; i < expiring.size() && i < 10; ++i) {
+    out.add_expiring_tags(StrCat(expiring[i].name(), ":", expiring[i].tag(), " ",
+                                 UtcDay(expiring[i].expires_unix())));
+  }
   out.set_node_id(node_id_);
   out.set_region(opts_.region);
   out.set_trust_version(trust().root().version());

@@ -1,5 +1,6 @@
 // What a careless operator, a hostile user and a thin disk did to Cairn from
 // outside (issue 12), each as a regression test on the real binaries.
+#include <ctime>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -225,8 +226,12 @@ TEST_F(CliTest, ACorruptChunkInTheClientCacheIsFetchedAgain) {
     ASSERT_EQ(r.exit_code, 0) << out << ": " << r.err;
     EXPECT_EQ(testing::ReadFile(dir_ / (std::string(out) + "/weights.safetensors")),
               testing::ReadFile(dir_ / "model/weights.safetensors"));
-    if (std::string(out) == "out2") EXPECT_THAT(r.err, HasSubstr("is corrupt"));
-    if (std::string(out) == "out3") EXPECT_THAT(r.err, ::testing::Not(HasSubstr("corrupt")));
+    if (std::string(out) == "out2") {
+      EXPECT_THAT(r.err, HasSubstr("is corrupt"));
+    }
+    if (std::string(out) == "out3") {
+      EXPECT_THAT(r.err, ::testing::Not(HasSubstr("corrupt")));
+    }
   }
 }
 
@@ -321,6 +326,57 @@ TEST_F(CliTest, ImpossibleTagLifetimesAreRefusedBeforeAnyUpload) {
   }
   EXPECT_THAT(node_->stderr_text(), ::testing::Not(HasSubstr("publish session opened")));
   EXPECT_EQ(Publish(dir_ / "model", "acme/m", "1", {"--tag-expires-days", "1"}).exit_code, 0);
+}
+
+// #17: tags expire after 90 days and nothing said so before clients refused
+// them. `cairn status` and the node's log now name tags that expire within
+// 14 days, and `cairn renew` (for a daily cron job) re-signs them.
+TEST_F(CliTest, TagsExpiringSoonAreReportedAndRenewedByOneCommand) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1", {"--tag-expires-days", "10"}).exit_code, 0);
+  ASSERT_EQ(Publish(dir_ / "model", "acme/far", "1").exit_code, 0);  // 90 days: not reported
+  auto st = Cairn({"status", "--node", addr_, "--json"});
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  auto j = nlohmann::json::parse(st.out);
+  EXPECT_EQ(j.value("tags_expiring", 0), 1);
+  ASSERT_EQ(j["expiring_tags"].size(), 1u);
+  EXPECT_THAT(j["expiring_tags"][0].get<std::string>(), HasSubstr("acme/m:latest "));
+  auto text = Cairn({"status", "--node", addr_});
+  EXPECT_THAT(text.out, HasSubstr("1 tag(s) expire within 14 days"));
+  EXPECT_THAT(text.out, HasSubstr("cairn renew"));
+  // The node's log says it at start.
+  node_->Kill(SIGTERM);
+  ASSERT_EQ(node_->Wait(), 0);
+  node_ = testing::StartNode(dir_ / "data", dir_ / "keys/trust.root", &addr_);
+  ASSERT_TRUE(node_);
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    return node_->stderr_text().find("tag acme/m:latest (v1) expires") != std::string::npos;
+  }));
+  EXPECT_THAT(node_->stderr_text(), ::testing::Not(HasSubstr("acme/far:latest")));
+  // A daily cron job: not due yet with --within-days 5...
+  const std::vector<std::string> renew = {
+      "renew", "acme/m:latest", "--key", dir_ / "keys/publisher.key", "--node", addr_, "--json"};
+  auto later = renew;
+  later.insert(later.end(), {"--within-days", "5"});
+  auto r = Cairn(later);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(nlohmann::json::parse(r.out).value("renewed", true));
+  // ...due with the default 14: the next version, 90 more days, same release.
+  r = Cairn(renew);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j.value("renewed", false));
+  EXPECT_EQ(j.value("new_version", 0), 2);
+  EXPECT_GT(j.value("new_expires_unix", int64_t{0}), static_cast<int64_t>(std::time(nullptr)) + 89 * 86400);
+  st = Cairn({"status", "--node", addr_, "--json"});
+  EXPECT_EQ(nlohmann::json::parse(st.out).value("tags_expiring", -1), 0);
+  auto pulled = Pull("acme/m:latest", dir_ / "out");
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.err;
+  EXPECT_EQ(nlohmann::json::parse(pulled.out).value("manifest", std::string()),
+            j.value("manifest", std::string("?")));
+  // A digest is not a tag.
+  ExpectOneLineError(Cairn({"renew", "acme/m@" + j.value("manifest", std::string()), "--key",
+                            dir_ / "keys/publisher.key", "--node", addr_}),
+                     "NS/MODEL:TAG");
 }
 
 // #9: after a pack file was cut short, re-publishing uploaded 0 chunks (the

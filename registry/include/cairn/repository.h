@@ -54,6 +54,11 @@ struct RepositoryOptions {
 // (meta_schema), the change feed (change_feed), trust state and withholding
 // (trust_state), publish sessions and quotas (publish_sessions), and commit
 // and co-signing (repository_commit.cc). Thread-safe.
+// Tags expiring within this are reported (status, the node's log).
+inline constexpr int64_t kTagWarningSeconds = 14 * 86400;
+// "YYYY-MM-DD" (UTC).
+std::string UtcDay(int64_t unix_seconds);
+
 class Repository {
  public:
   // Opens DIR/meta and DIR/chunks and locks DIR/LOCK, creating them only in
@@ -99,6 +104,9 @@ class Repository {
   // was restored from an older copy, or is another node).
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
+  // Served tags whose expiry is before now + `within_seconds` (expired ones
+  // too), soonest first.
+  absl::StatusOr<std::vector<cairn::v1::TagRecord>> ExpiringTags(int64_t within_seconds);
   // The feed's head now. Never waits for a commit in progress.
   uint64_t FeedHead() const;
   // Blocks until the feed head passes `after` or `timeout` passes; returns
