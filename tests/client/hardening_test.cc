@@ -1,11 +1,11 @@
 // What a careless operator, a hostile user and a thin disk did to Cairn from
 // outside (issue 12), each as a regression test on the real binaries.
-#include <ctime>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <map>
 
@@ -366,7 +366,8 @@ TEST_F(CliTest, TagsExpiringSoonAreReportedAndRenewedByOneCommand) {
   j = nlohmann::json::parse(r.out);
   EXPECT_TRUE(j.value("renewed", false));
   EXPECT_EQ(j.value("new_version", 0), 2);
-  EXPECT_GT(j.value("new_expires_unix", int64_t{0}), static_cast<int64_t>(std::time(nullptr)) + 89 * 86400);
+  EXPECT_GT(j.value("new_expires_unix", int64_t{0}),
+            static_cast<int64_t>(std::time(nullptr)) + 89 * 86400);
   st = Cairn({"status", "--node", addr_, "--json"});
   EXPECT_EQ(nlohmann::json::parse(st.out).value("tags_expiring", -1), 0);
   auto pulled = Pull("acme/m:latest", dir_ / "out");

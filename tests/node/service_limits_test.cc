@@ -315,8 +315,12 @@ TEST_F(LimitsTest, PartialRequestsCannotPinTheNodesMemory) {
   const size_t grown = ResidentBytes() - std::min(before, ResidentBytes());
   std::printf("node grew %zu MiB for %llu MiB accepted\n", grown >> 20,
               static_cast<unsigned long long>(accepted >> 20));
-  // gRPC's own bookkeeping comes on top of the quota.
-  EXPECT_LT(grown, size_t{128} << 20);
+  // Unbounded, 24 streams x 48 MiB would pin 1.1 GiB (36 pinned 1.7 GB).
+  // gRPC resets streams to stay in its quota: at most about half gets in,
+  // and the node grows by the quota plus gRPC's and the allocator's
+  // overhead (74-158 MiB measured).
+  EXPECT_LT(accepted, uint64_t{24 * 48} << 19);
+  EXPECT_LT(grown, size_t{256} << 20);
   // The node still serves everyone else, attackers still connected.
   EXPECT_TRUE(Publish("after", 4 << 20, 1).ok());
 }

@@ -6,6 +6,7 @@
 #include "cairn/limits.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/transport/probe.h"
 
 namespace cairn {
 
@@ -94,10 +95,23 @@ bool UsesTls(const std::string& address, const TlsOptions& tls) {
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& address,
                                                              int timeout_seconds,
                                                              const TlsOptions& tls) {
-  CAIRN_RETURN_IF_ERROR(ParseNodeAddress(address).status());
+  CAIRN_ASSIGN_OR_RETURN(NodeAddress parsed, ParseNodeAddress(address));
   auto ch = NewChannel(address, tls);
   auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds);
-  if (!ch->WaitForConnected(deadline)) {
+  // The first failed attempt (about a round trip) is asked why: a refused
+  // port or a TLS mismatch fails now, naming it, instead of at the deadline.
+  bool probed = false;
+  grpc_connectivity_state state = ch->GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY && std::chrono::system_clock::now() < deadline) {
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && !probed) {
+      probed = true;
+      CAIRN_RETURN_IF_ERROR(
+          ProbeNode(parsed, UsesTls(address, tls), tls, std::min(timeout_seconds, 5) * 1000));
+    }
+    ch->WaitForStateChange(state, deadline);
+    state = ch->GetState(/*try_to_connect=*/true);
+  }
+  if (state != GRPC_CHANNEL_READY) {
     return absl::UnavailableError(StrCat(
         "cannot reach node ", address, " within ", timeout_seconds, "s",
         UsesTls(address, tls) ? " (over TLS: check the node's certificate, its name and --tls-ca)"

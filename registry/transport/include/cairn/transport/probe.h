@@ -1,0 +1,18 @@
+// Names why a node cannot be reached, in about one round trip.
+#pragma once
+
+#include "absl/status/status.h"
+#include "cairn/transport/address.h"
+#include "cairn/transport/channel.h"
+
+namespace cairn {
+
+// Connects to `a` as a channel would (TLS with `tls` when `use_tls`) and
+// returns Unavailable naming the failure: the connect error (refused,
+// unresolvable), a plaintext client at a TLS port or the reverse, a
+// certificate from another CA, a name mismatch, a client certificate the node
+// requires or refuses. OK when nothing is wrong, or when the node is only
+// slow to answer (within `ms` per step): then the caller keeps waiting.
+absl::Status ProbeNode(const NodeAddress& a, bool use_tls, const TlsOptions& tls, int ms);
+
+}  // namespace cairn
