@@ -1,5 +1,7 @@
 // Repository: admitting releases. Staging chunk lists, the verified atomic
 // commit (publish and replication), and co-signing of pending releases.
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "cairn/status.h"
@@ -238,23 +240,39 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
 
   std::vector<WriteOp> ops;
   // Every file's chunk list must be uploaded, consistent with the file size,
-  // and every chunk present.
+  // and every chunk present. Each distinct list is read, parsed and checked
+  // once, however many files name it, and each distinct chunk looked up once:
+  // a release of N files naming one 8 MiB list costs one parse, not N
+  // (issue 12 B: 23.6 MB per file, bad_alloc at N=90 under 2.5 GB).
+  absl::flat_hash_map<std::string, uint64_t> list_bytes;  // root -> bytes it covers
+  absl::flat_hash_set<Digest, DigestHash> checked;
   for (const auto& f : m.files()) {
+    if (auto seen = list_bytes.find(f.root()); seen != list_bytes.end()) {
+      if (seen->second != f.size()) {
+        return absl::InvalidArgumentError(StrCat("chunk list of ", f.path(), " covers ",
+                                                 seen->second, " bytes, manifest says ", f.size()));
+      }
+      continue;
+    }
     auto cl_bytes = LoadObject(f.root(), /*allow_staged=*/true);
     if (absl::IsNotFound(cl_bytes.status())) {
       return absl::FailedPreconditionError(
           StrCat("chunk list ", f.root(), " of ", f.path(), " was not uploaded"));
     }
     CAIRN_RETURN_IF_ERROR(cl_bytes.status());
-    CAIRN_ASSIGN_OR_RETURN(auto cl, CheckChunkList(*cl_bytes, f.root(), f.size(), f.path()));
-    for (const auto& c : cl.chunks()) {
-      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-      CAIRN_ASSIGN_OR_RETURN(bool has, chunks_->Has(d));
-      if (!has) {
-        return absl::FailedPreconditionError(
-            StrCat("chunk ", DigestName(d), " of ", f.path(), " was not uploaded"));
+    {
+      CAIRN_ASSIGN_OR_RETURN(auto cl, CheckChunkList(*cl_bytes, f.root(), f.size(), f.path()));
+      for (const auto& c : cl.chunks()) {
+        CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+        if (!checked.insert(d).second) continue;
+        CAIRN_ASSIGN_OR_RETURN(bool has, chunks_->Has(d));
+        if (!has) {
+          return absl::FailedPreconditionError(
+              StrCat("chunk ", DigestName(d), " of ", f.path(), " was not uploaded"));
+        }
       }
-    }
+    }  // the parsed list goes here: only its bytes stay, for the batch
+    list_bytes[f.root()] = f.size();
     ops.push_back(WriteOp{Table::kObjects, f.root(), std::move(*cl_bytes)});
     ops.push_back(WriteOp{Table::kStaging, f.root(), std::nullopt});
     ops.push_back(WriteOp{Table::kState, meta::SessionStagedKey(f.root()), std::nullopt});

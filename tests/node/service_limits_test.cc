@@ -136,13 +136,6 @@ TEST_F(LimitsTest, CommitsAndGivenUpPublishesFreeTheirSessionsAtOnce) {
   EXPECT_TRUE(Publish("last", 1000, 7).ok());
 }
 
-size_t ResidentBytes() {
-  std::ifstream statm("/proc/self/statm");
-  size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-}
-
 // Issue 12 E: each GetMany stream built up to four whole answers ahead of a
 // client that does not read (64 chunks of 1 MiB each: 256 MiB a stream; 16
 // slow streams took a node from 270 to 921 MB). Answers are now cut into
@@ -167,7 +160,7 @@ TEST_F(LimitsTest, AClientThatStopsReadingPinsOnlyAFewMegabytesPerStream) {
   args.SetMaxReceiveMessageSize(-1);
   auto ch = grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args);
   auto stub = cairn::v1::Chunks::NewStub(ch);
-  const size_t before = ResidentBytes();
+  const size_t before = testing::ResidentBytes();
   std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
   std::vector<std::unique_ptr<
       grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>>
@@ -183,13 +176,13 @@ TEST_F(LimitsTest, AClientThatStopsReadingPinsOnlyAFewMegabytesPerStream) {
   int steady = 0;
   ASSERT_TRUE(testing::WaitUntil(
       [&] {
-        size_t now = ResidentBytes();
+        size_t now = testing::ResidentBytes();
         steady = (now > last ? now - last : last - now) < (1u << 20) ? steady + 1 : 0;
         last = now;
         return steady >= 100;
       },
       absl::Seconds(30)));
-  const size_t grown = ResidentBytes() - std::min(before, ResidentBytes());
+  const size_t grown = testing::ResidentBytes() - std::min(before, testing::ResidentBytes());
   EXPECT_LT(grown, size_t{100} << 20) << "8 streams that do not read pinned " << (grown >> 20)
                                       << " MiB (4 whole answers each would be 2 GiB)";
   for (auto& c : ctxs) c->TryCancel();
@@ -291,7 +284,7 @@ TEST_F(LimitsTest, PartialRequestsCannotPinTheNodesMemory) {
   so.call_memory_bytes = 64 << 20;
   so.max_streams_per_connection = 8;
   Start({}, so);
-  const size_t before = ResidentBytes();
+  const size_t before = testing::ResidentBytes();
   std::vector<std::unique_ptr<testing::StallConnection>> conns;
   uint64_t accepted = 0;
   for (const char* path : {"/cairn.v1.Publish/PutObject", "/cairn.v1.Publish/PutChunks",
@@ -312,7 +305,7 @@ TEST_F(LimitsTest, PartialRequestsCannotPinTheNodesMemory) {
                 r.streams_opened, static_cast<unsigned long long>(r.bytes_sent >> 20),
                 r.streams_reset, r.goaway);
   }
-  const size_t grown = ResidentBytes() - std::min(before, ResidentBytes());
+  const size_t grown = testing::ResidentBytes() - std::min(before, testing::ResidentBytes());
   std::printf("node grew %zu MiB for %llu MiB accepted\n", grown >> 20,
               static_cast<unsigned long long>(accepted >> 20));
   // Unbounded, 24 streams x 48 MiB would pin 1.1 GiB (36 pinned 1.7 GB).

@@ -224,6 +224,49 @@ TEST_F(RepositoryTest, ReleasesAreImmutable) {
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("immutable"));
 }
 
+// Issue 12 B: a release whose N files all name one 8 MiB chunk list (a 1-byte
+// chunk 220,752 times) made the commit parse the list and copy it per file:
+// +23.6 MB a file, bad_alloc at N=90 under a 2.5 GB cap, and a follower
+// replaying the event crashed in a loop. Each distinct list now costs one
+// parse and one copy.
+TEST_F(RepositoryTest, FilesSharingOneHugeChunkListAreCheckedOnce) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "ASan's quarantine keeps freed memory resident";
+#endif
+  std::string s = Session("acme/m", trust_.publisher.get());
+  const std::string one = "x";
+  ASSERT_TRUE(repo_->chunks()->Put(Sha256Of(one), one).ok());
+  cairn::v1::ChunkList cl;
+  for (int i = 0; i < 200000; ++i) {
+    auto* c = cl.add_chunks();
+    c->set_digest(std::string(DigestBytes(Sha256Of(one))));
+    c->set_length(1);
+  }
+  const std::string clb = SerializeCanonical(cl);
+  ASSERT_GT(clb.size(), 7u << 20);
+  ASSERT_TRUE(repo_->StageChunkList(s, clb).ok());
+  cairn::v1::Manifest m;
+  m.set_name("acme/m");
+  m.set_version("1");
+  for (int i = 0; i < 150; ++i) {
+    auto* f = m.add_files();
+    f->set_path("f" + std::to_string(1000 + i));
+    f->set_size(200000);
+    f->set_sha256(DigestName(Sha256Of(std::string(200000, 'x'))));
+    f->set_root(DigestName(Sha256Of(clb)));
+  }
+  CanonicalizeManifest(&m);
+  std::string env = SerializeCanonical(
+      *SignEnvelope(kManifestPayloadType, SerializeCanonical(m), {trust_.publisher.get()}));
+  const size_t before = testing::ResidentBytes();
+  auto c = repo_->Commit(s, env, "");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const size_t grown = testing::ResidentBytes() - std::min(before, testing::ResidentBytes());
+  // 150 copies of the list alone would be 1.1 GiB.
+  EXPECT_LT(grown, size_t{200} << 20) << (grown >> 20) << " MiB for one 7.6 MB list";
+  EXPECT_TRUE(repo_->Resolve("acme/m@" + c->manifest_digest()).ok());
+}
+
 TEST_F(RepositoryTest, TagVersionsMustIncrease) {
   std::string s = Session("acme/m", trust_.publisher.get());
   std::string env1 = Upload(s, "acme/m", "1", {{"a", "one"}}, trust_.publisher.get());

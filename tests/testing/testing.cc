@@ -1,10 +1,10 @@
 #include "testing.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -290,6 +290,13 @@ std::string ClosedPortAddress() {
   }
   if (fd >= 0) ::close(fd);
   return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+}
+
+size_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
 }
 
 bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout) {

@@ -129,6 +129,9 @@ class Child {
 // a real network makes true, which no in-process signal can report.
 bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(30));
 
+// This process's resident memory, bytes (/proc/self/statm).
+size_t ResidentBytes();
+
 // "127.0.0.1:PORT" of a port that was just bound and closed: nothing
 // listens there, so a connection is refused at once.
 std::string ClosedPortAddress();
