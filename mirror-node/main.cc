@@ -199,9 +199,10 @@ int main(int argc, char** argv) {
                         ->add_option("--max-streams-per-peer", flags.max_streams_per_peer,
                                      "concurrent chunk streams per client address (default 64)")
                         ->check(CLI::Range(1, 100000));
-  auto* o_quota = serve->add_option("--upload-quota", flags.upload_bytes_per_day,
-                                    "bytes of new chunks per publisher key per UTC day (default "
-                                    "0: unlimited; [quota] in the config sets it per key)");
+  auto* o_quota = serve->add_option(
+      "--upload-quota", flags.upload_bytes_per_day,
+      "bytes of new chunks and staged chunk lists per publisher key per UTC day (default "
+      "0: unlimited; [quota] in the config sets it per key)");
   bool no_verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
                                "serve chunks without re-hashing them (clients verify anyway)");
