@@ -118,6 +118,8 @@ int InspectCommands::Run() {
            {"last_conflict", u.last_conflict()},
            {"tags_rolled_back", u.tags_rolled_back()},
            {"last_rollback", u.last_rollback()},
+           {"events_quarantined", u.events_quarantined()},
+           {"last_quarantined", u.last_quarantined()},
            {"policy", u.policy()}});
     }
     if (ctx_->as_json) {
@@ -188,6 +190,11 @@ int InspectCommands::Run() {
       if (u.tags_rolled_back() > 0) {
         std::printf("    %lu older tag(s) refused (rollback attempts); latest: %s\n",
                     static_cast<unsigned long>(u.tags_rolled_back()), u.last_rollback().c_str());
+      }
+      if (u.events_quarantined() > 0) {
+        std::printf("    %lu event(s) quarantined (the node died applying them); latest: %s\n",
+                    static_cast<unsigned long>(u.events_quarantined()),
+                    u.last_quarantined().c_str());
       }
     }
     return 0;

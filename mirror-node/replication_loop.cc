@@ -50,6 +50,8 @@ void ReplicationLoop::Publish(size_t index, const ReplicationStats& rs,
   us.set_last_conflict(rs.last_conflict);
   us.set_tags_rolled_back(rs.tags_rolled_back);
   us.set_last_rollback(rs.last_rollback);
+  us.set_events_quarantined(rs.events_quarantined);
+  us.set_last_quarantined(rs.last_quarantined);
   us.set_bytes_behind(rs.bytes_pending);
   auto now = clock_->SteadyNow();
   auto& samples = samples_[index];

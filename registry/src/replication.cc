@@ -102,7 +102,31 @@ absl::Status Replicator::SyncOnce() {
         stats_.outside_window = true;
         return absl::OkStatus();
       }
+      // A marker (synced) names the event being applied, with how many
+      // processes started applying it; a process that dies in Apply leaves
+      // it. The third death on one event quarantines it: skipped, counted,
+      // named in status, so Restart=on-failure cannot make a crash loop.
+      const std::string applying_key = cursor_key_ + "/applying";
+      const std::string attempts_key = cursor_key_ + "/apply-attempts";
+      CAIRN_ASSIGN_OR_RETURN(uint64_t applying, repo_->GetCursor(applying_key));
+      CAIRN_ASSIGN_OR_RETURN(uint64_t attempts, repo_->GetCursor(attempts_key));
+      attempts = applying == next ? attempts + 1 : 1;
+      if (attempts > kMaxApplyAttempts) {
+        stats_.events_quarantined++;
+        stats_.last_quarantined = StrCat(
+            ev.name(), " ", ev.version(), " (", ev.manifest_digest(), ", upstream seq ", next,
+            "): the node stopped while applying it ", kMaxApplyAttempts, " times; skipped");
+        if (log_) log_("quarantined " + stats_.last_quarantined);
+        CAIRN_RETURN_IF_ERROR(repo_->SetCursor(cursor_key_, next));
+        CAIRN_RETURN_IF_ERROR(repo_->SetCursor(applying_key, 0));
+        stats_.cursor = next;
+        continue;
+      }
+      CAIRN_RETURN_IF_ERROR(repo_->SetCursor(attempts_key, attempts));
+      CAIRN_RETURN_IF_ERROR(repo_->SetCursor(applying_key, next));
       absl::Status st = Apply(ev, next);
+      // Returned (applied, refused or failed for a retry): not a crash.
+      CAIRN_RETURN_IF_ERROR(repo_->SetCursor(applying_key, 0));
       // Only what fails verification here is skipped (it can never commit on
       // this node); anything else, such as a missing or corrupt chunk from the
       // upstream or an unreachable upstream, is retried from this cursor.

@@ -296,6 +296,38 @@ TEST_F(ReplicationTest, AnOlderTagFromAnUpstreamIsDroppedAndCounted) {
   EXPECT_EQ(ba.stats().tag_conflicts, 0u);
 }
 
+// Issue 12 B: a follower that crashed applying an event replayed it after
+// every restart (Restart=on-failure: a crash loop). The state a process
+// leaves when it dies in Apply is a marker naming the event; the third such
+// death on one event quarantines it: skipped, counted, named in status.
+TEST_F(ReplicationTest, AnEventTheNodeDiedApplyingThreeTimesIsQuarantined) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
+  Publish(a, Model("m1", 5), "acme/m");
+  Publish(a, Model("m2", 6), "acme/n");
+  const std::string key = "cursor/" + a.repo->node_id();
+  // Two earlier processes died applying seq 1: a third attempt is allowed.
+  ASSERT_TRUE(b.repo->SetCursor(key + "/applying", 1).ok());
+  ASSERT_TRUE(b.repo->SetCursor(key + "/apply-attempts", 2).ok());
+  {
+    Replicator ba(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+    ASSERT_TRUE(ba.SyncOnce().ok()) << ba.stats().last_error;
+    EXPECT_EQ(ba.stats().events_quarantined, 0u);
+    EXPECT_TRUE(b.repo->Resolve("acme/m").ok());
+  }
+  // Now three had died on it: it is skipped, the rest applies.
+  TestNode c = Start("c", trust_.view);
+  ASSERT_TRUE(c.repo->SetCursor(key + "/applying", 1).ok());
+  ASSERT_TRUE(c.repo->SetCursor(key + "/apply-attempts", 3).ok());
+  Replicator ca(c.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  ASSERT_TRUE(ca.SyncOnce().ok()) << ca.stats().last_error;
+  EXPECT_EQ(ca.stats().events_quarantined, 1u);
+  EXPECT_THAT(ca.stats().last_quarantined, ::testing::HasSubstr("acme/m 1"));
+  EXPECT_THAT(c.repo->Resolve("acme/m"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_TRUE(c.repo->Resolve("acme/n").ok());
+  // An apply that returns (even with an error) clears the marker.
+  EXPECT_EQ(*c.repo->GetCursor(key + "/applying"), 0u);
+}
+
 }  // namespace
 }  // namespace cairn
 

@@ -129,6 +129,9 @@ struct ReplicationPolicy {
   std::string ToString() const;
 };
 
+// Process deaths while applying one feed event before it is quarantined.
+inline constexpr uint64_t kMaxApplyAttempts = 3;
+
 struct ReplicationStats {
   uint64_t cursor = 0;
   uint64_t upstream_head = 0;
@@ -144,6 +147,10 @@ struct ReplicationStats {
   uint64_t trust_updates = 0;          // newer trust root versions adopted from this upstream
   uint64_t tag_conflicts = 0;          // equal tag version, different manifest: ours kept
   std::string last_conflict;
+  // Events this node died applying kMaxApplyAttempts times in a row (a
+  // crash loop under Restart=on-failure): skipped, named here and logged.
+  uint64_t events_quarantined = 0;
+  std::string last_quarantined;
   uint64_t tags_rolled_back = 0;  // older than the held tag: dropped (a rollback attempt)
   std::string last_rollback;
   std::string last_error;
