@@ -44,6 +44,18 @@ class LimitsTest : public ::testing::Test {
     o.key_paths = {dir_ / "keys/publisher.key"};
     return client::Publish(*conn, o);
   }
+  // A publish session on acme/m, opened on the repository as `peer`.
+  absl::StatusOr<cairn::v1::OpenSessionResponse> OpenSession(const std::string& peer) {
+    auto c = repo_->Challenge("acme/m", "");
+    if (!c.ok()) return c.status();
+    cairn::v1::OpenSessionRequest req;
+    req.set_name("acme/m");
+    req.set_challenge(c->challenge());
+    auto* s = req.add_signatures();
+    s->set_key_id(trust_.publisher->key_id());
+    s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
+    return repo_->OpenSession(req, peer);
+  }
   testing::TempDir dir_;
   TrustFixture trust_;
   std::unique_ptr<Repository> repo_;
@@ -104,16 +116,7 @@ TEST_F(LimitsTest, PublishSessionsAndChallengesPerPeerAreCapped) {
     ASSERT_TRUE(repo_->Challenge("acme/m", "ipv4:10.0.0." + std::to_string(i % 256)).ok());
   }
   // Sessions: signed challenges from one address, up to the limit.
-  auto session = [&](const std::string& peer) {
-    auto c = repo_->Challenge("acme/m", "");
-    cairn::v1::OpenSessionRequest req;
-    req.set_name("acme/m");
-    req.set_challenge(c->challenge());
-    auto* s = req.add_signatures();
-    s->set_key_id(trust_.publisher->key_id());
-    s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
-    return repo_->OpenSession(req, peer);
-  };
+  auto session = [&](const std::string& peer) { return OpenSession(peer); };
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(session("ipv4:10.0.0.1").ok());
   EXPECT_THAT(session("ipv4:10.0.0.1"), StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_TRUE(session("ipv4:10.0.0.3").ok());
@@ -324,16 +327,7 @@ TEST_F(LimitsTest, StagedChunkListsCountAgainstTheQuotaAndGoWithTheirSession) {
   RepositoryOptions ro;
   ro.upload_bytes_per_day = 1 << 20;
   Start(ro);
-  auto session = [&] {
-    auto c = repo_->Challenge("acme/m", "");
-    cairn::v1::OpenSessionRequest req;
-    req.set_name("acme/m");
-    req.set_challenge(c->challenge());
-    auto* s = req.add_signatures();
-    s->set_key_id(trust_.publisher->key_id());
-    s->set_sig(*trust_.publisher->Sign(Pae(kSessionPayloadType, c->challenge() + "\nacme/m")));
-    return std::move(repo_->OpenSession(req, "ipv4:10.0.0.1")).value().session_id();
-  };
+  auto session = [&] { return std::move(OpenSession("ipv4:10.0.0.1")).value().session_id(); };
   // A valid chunk list of about `bytes`, different for each seed.
   auto list = [](size_t bytes, uint64_t seed) {
     cairn::v1::ChunkList cl;
