@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "cairn/chunker.h"
 #include "cairn/status.h"
@@ -273,10 +274,33 @@ absl::Status ValidateManifest(const Manifest& m) {
       }
     }
   }
+  // Files naming one chunk list are the same file; how far they may expand
+  // the release is capped (kMaxExpansion).
+  absl::flat_hash_map<std::string_view, uint64_t> list_size;
+  uint64_t expanded = 0, distinct = 0;
   for (int i = 0; i < m.files_size(); ++i) {
     const auto& f = m.files(i);
     CAIRN_RETURN_IF_ERROR(ParseDigestName(f.sha256()).status());
     CAIRN_RETURN_IF_ERROR(ParseDigestName(f.root()).status());
+    // 16 TiB: more than any chunk list can cover (kMaxChunkListBytes).
+    if (f.size() > (uint64_t{1} << 44)) {
+      return absl::InvalidArgumentError(StrCat("file ", f.path(), " is larger than 16 TiB"));
+    }
+    auto [it, added] = list_size.emplace(f.root(), f.size());
+    if (!added && it->second != f.size()) {
+      return absl::InvalidArgumentError(StrCat("manifest gives chunk list ", f.root(), " of ",
+                                               f.path(), " two sizes: ", it->second, " and ",
+                                               f.size()));
+    }
+    if (added) distinct += f.size();
+    expanded += f.size();
+  }
+  if (expanded > kExpansionSlackBytes &&
+      (expanded - kExpansionSlackBytes) / kMaxExpansion > distinct) {
+    return absl::InvalidArgumentError(
+        StrCat("release expands to ", expanded, " bytes from ", distinct,
+               " bytes of distinct files: more than ", kMaxExpansion, " times plus ",
+               kExpansionSlackBytes >> 30, " GiB (files sharing a chunk list are copies)"));
   }
   for (const auto& p : m.parents()) {
     CAIRN_RETURN_IF_ERROR(ValidateName(p.name()));

@@ -109,7 +109,8 @@ absl::StatusOr<cairn::v1::OpenSessionResponse> PublishSessions::Open(
         "); they expire ", opts_.session_seconds, "s after opening"));
   }
   spent_[r.challenge()] = expires;
-  sessions_[out.session_id()] = Session{r.name(), out.expires_unix(), std::string(peer), signer};
+  sessions_[out.session_id()] =
+      Session{r.name(), out.expires_unix(), std::string(peer), signer, {}};
   return out;
 }
 

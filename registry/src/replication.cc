@@ -253,8 +253,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     }
   }
   if (!held) {
-    CAIRN_ASSIGN_OR_RETURN(std::vector<ChunkWant> wanted, Missing(m));
-    if (!wanted.empty()) CAIRN_RETURN_IF_ERROR(Transfer(wanted));
+    CAIRN_RETURN_IF_ERROR(FetchMissing(m));
   }
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,
                                                            cursor_key_, cursor_after));
@@ -272,7 +271,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ChunkWant>> Replicator::Missing(const cairn::v1::Manifest& m) {
+absl::Status Replicator::FetchMissing(const cairn::v1::Manifest& m) {
   // The chunk lists this node lacks, asked for kListsInFlight at a time and
   // staged as each batch arrives, checked against the signed manifest: at
   // most one batch of lists is held in memory.
@@ -304,39 +303,70 @@ absl::StatusOr<std::vector<ChunkWant>> Replicator::Missing(const cairn::v1::Mani
       CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(*got[j]).status());
     }
   }
-  // Every list is held now; the chunks they name that this node lacks.
-  std::vector<ChunkWant> wanted;
-  absl::flat_hash_set<Digest, DigestHash> seen;
-  absl::flat_hash_set<std::string> done;
-  for (const auto& f : m.files()) {
-    if (!done.insert(f.root()).second) continue;
-    CAIRN_ASSIGN_OR_RETURN(std::string list, repo_->GetObjectOrStaged(f.root()));
-    CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl, ParseChunkList(list));
-    for (const auto& c : cl.chunks()) {
-      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-      if (!seen.insert(d).second) continue;
-      CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
-      if (!has) wanted.push_back({d, c.length()});
+  // Every list is held now. The chunks they name that this node lacks go
+  // in batches of at most kWantsPerBatch: memory stays bounded however many
+  // chunks the release names. A first pass counts the bytes (for status).
+  std::vector<std::string> roots;
+  {
+    absl::flat_hash_set<std::string_view> done;
+    for (const auto& f : m.files()) {
+      if (done.insert(f.root()).second) roots.push_back(f.root());
     }
   }
-  return wanted;
+  absl::flat_hash_set<Digest, DigestHash> seen;  // this batch, or this list
+  auto each_missing = [&](const std::function<absl::Status(const ChunkWant&)>& fn) {
+    for (const std::string& root : roots) {
+      CAIRN_ASSIGN_OR_RETURN(std::string list, repo_->GetObjectOrStaged(root));
+      CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl, ParseChunkList(list));
+      for (const auto& c : cl.chunks()) {
+        CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+        if (seen.contains(d)) continue;
+        CAIRN_ASSIGN_OR_RETURN(bool has, repo_->chunks()->Has(d));
+        if (!has) CAIRN_RETURN_IF_ERROR(fn({d, c.length()}));
+      }
+    }
+    return absl::OkStatus();
+  };
+  uint64_t pending = 0;
+  CAIRN_RETURN_IF_ERROR(each_missing([&](const ChunkWant& w) {
+    // A chunk named again after the set filled may count twice.
+    if (seen.size() >= kWantsPerBatch) seen.clear();
+    if (seen.insert(w.digest).second) pending += w.length;
+    return absl::OkStatus();
+  }));
+  seen.clear();
+  stats_.bytes_pending = pending;
+  // However this ends, nothing is pending once it has.
+  struct Finally {
+    ReplicationStats* s;
+    ~Finally() { s->bytes_pending = 0; }
+  } finally{&stats_};
+  std::vector<ChunkWant> batch;
+  auto flush = [&]() -> absl::Status {
+    if (batch.empty()) return absl::OkStatus();
+    CAIRN_RETURN_IF_ERROR(Transfer(batch));
+    batch.clear();
+    seen.clear();  // fetched now: Has() answers for them
+    return absl::OkStatus();
+  };
+  CAIRN_RETURN_IF_ERROR(each_missing([&](const ChunkWant& w) -> absl::Status {
+    if (!seen.insert(w.digest).second) return absl::OkStatus();
+    batch.push_back(w);
+    if (batch.size() >= kWantsPerBatch) return flush();
+    return absl::OkStatus();
+  }));
+  return flush();
 }
 
 absl::Status Replicator::Transfer(const std::vector<ChunkWant>& wanted) {
   Clock* clock = repo_->clock();
   ChunkStore* store = repo_->chunks();
-  stats_.bytes_pending = 0;
-  for (const auto& w : wanted) stats_.bytes_pending += w.length;
-  // Whatever way this ends, nothing is pending once it has, and what arrived
-  // is on disk (a restart, say after SIGTERM, does not fetch it again).
+  // Whatever way this ends, what arrived is on disk (a restart, say after
+  // SIGTERM, does not fetch it again).
   struct Finally {
-    ReplicationStats* s;
     ChunkStore* store;
-    ~Finally() {
-      s->bytes_pending = 0;
-      store->Sync().IgnoreError();  // best effort; the commit syncs again
-    }
-  } finally{&stats_, store};
+    ~Finally() { store->Sync().IgnoreError(); }  // best effort; the commit syncs again
+  } finally{store};
   if (progress_) progress_(stats_);
   SteadyTime last_sync = clock->SteadyNow();
   // Store (hash-checked here unless the upstream's fetcher already did),

@@ -52,6 +52,32 @@ absl::Status Repository::DropOrphanedStaging() {
   return meta_->Commit(ops, /*sync=*/false);
 }
 
+absl::Status Repository::PromoteStaged(const absl::flat_hash_set<std::string>& roots) {
+  std::vector<WriteOp> ops;
+  size_t bytes = 0;
+  for (const std::string& root : roots) {
+    auto b = meta_->Get(Table::kStaging, root);
+    if (absl::IsNotFound(b.status())) {
+      // Moved meanwhile by another commit naming the same list.
+      if (meta_->Get(Table::kObjects, root).ok()) continue;
+      return absl::FailedPreconditionError(
+          StrCat("chunk list ", root, " was dropped from staging"));
+    }
+    CAIRN_RETURN_IF_ERROR(b.status());
+    bytes += b->size();
+    ops.push_back(WriteOp{Table::kObjects, root, std::move(*b)});
+    ops.push_back(WriteOp{Table::kStaging, root, std::nullopt});
+    ops.push_back(WriteOp{Table::kState, meta::SessionStagedKey(root), std::nullopt});
+    if (bytes >= kPromoteBatchBytes) {
+      CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/false));
+      ops.clear();
+      bytes = 0;
+    }
+  }
+  if (ops.empty()) return absl::OkStatus();
+  return meta_->Commit(ops, /*sync=*/false);
+}
+
 absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_view bytes) {
   CAIRN_RETURN_IF_ERROR(ParseChunkList(bytes).status());
   std::string digest = DigestName(Sha256Of(bytes));
@@ -238,30 +264,29 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
     }
   }
 
-  std::vector<WriteOp> ops;
   // Every file's chunk list must be uploaded, consistent with the file size,
   // and every chunk present. Each distinct list is read, parsed and checked
-  // once, however many files name it, and each distinct chunk looked up once:
-  // a release of N files naming one 8 MiB list costs one parse, not N
-  // (issue 12 B: 23.6 MB per file, bad_alloc at N=90 under 2.5 GB).
-  absl::flat_hash_map<std::string, uint64_t> list_bytes;  // root -> bytes it covers
-  absl::flat_hash_set<Digest, DigestHash> checked;
-  for (const auto& f : m.files()) {
-    if (auto seen = list_bytes.find(f.root()); seen != list_bytes.end()) {
-      if (seen->second != f.size()) {
-        return absl::InvalidArgumentError(StrCat("chunk list of ", f.path(), " covers ",
-                                                 seen->second, " bytes, manifest says ", f.size()));
+  // once, however many files name it (issue 12 B: 23.6 MB per file,
+  // bad_alloc at N=90 under 2.5 GB), and only one list is held at a time.
+  absl::flat_hash_set<std::string> staged;  // roots still in staging
+  {
+    absl::flat_hash_set<std::string_view> seen;
+    absl::flat_hash_set<Digest, DigestHash> checked;  // within one list
+    for (const auto& f : m.files()) {
+      if (!seen.insert(f.root()).second) continue;  // sizes agree (ValidateManifest)
+      bool in_staging = false;
+      auto cl_bytes = meta_->Get(Table::kObjects, f.root());
+      if (absl::IsNotFound(cl_bytes.status())) {
+        cl_bytes = meta_->Get(Table::kStaging, f.root());
+        in_staging = true;
       }
-      continue;
-    }
-    auto cl_bytes = LoadObject(f.root(), /*allow_staged=*/true);
-    if (absl::IsNotFound(cl_bytes.status())) {
-      return absl::FailedPreconditionError(
-          StrCat("chunk list ", f.root(), " of ", f.path(), " was not uploaded"));
-    }
-    CAIRN_RETURN_IF_ERROR(cl_bytes.status());
-    {
+      if (absl::IsNotFound(cl_bytes.status())) {
+        return absl::FailedPreconditionError(
+            StrCat("chunk list ", f.root(), " of ", f.path(), " was not uploaded"));
+      }
+      CAIRN_RETURN_IF_ERROR(cl_bytes.status());
       CAIRN_ASSIGN_OR_RETURN(auto cl, CheckChunkList(*cl_bytes, f.root(), f.size(), f.path()));
+      checked.clear();
       for (const auto& c : cl.chunks()) {
         CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
         if (!checked.insert(d).second) continue;
@@ -271,13 +296,17 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
               StrCat("chunk ", DigestName(d), " of ", f.path(), " was not uploaded"));
         }
       }
-    }  // the parsed list goes here: only its bytes stay, for the batch
-    list_bytes[f.root()] = f.size();
-    ops.push_back(WriteOp{Table::kObjects, f.root(), std::move(*cl_bytes)});
-    ops.push_back(WriteOp{Table::kStaging, f.root(), std::nullopt});
-    ops.push_back(WriteOp{Table::kState, meta::SessionStagedKey(f.root()), std::nullopt});
+      if (in_staging) staged.insert(f.root());
+    }
   }
+  // Staged lists move to the served objects in batches of at most
+  // kPromoteBatchBytes, before the release that names them is written: a
+  // release's lists are never all in memory at once. A crash in between
+  // leaves lists in objects that no release names yet; the retried commit
+  // finds them there.
+  CAIRN_RETURN_IF_ERROR(PromoteStaged(staged));
 
+  std::vector<WriteOp> ops;
   absl::MutexLock commit_lock(&commit_mu_);
   cairn::v1::CommitResponse out;
   out.set_manifest_digest(digest);

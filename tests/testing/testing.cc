@@ -299,6 +299,19 @@ size_t ResidentBytes() {
   return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
 }
 
+size_t PeakResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) << 10;  // kB
+  }
+  return 0;
+}
+
+void ResetPeakResident() {
+  std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current RSS
+}
+
 bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {

@@ -131,6 +131,9 @@ bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout = absl:
 
 // This process's resident memory, bytes (/proc/self/statm).
 size_t ResidentBytes();
+// Peak resident bytes since the last ResetPeakResident() (VmHWM).
+size_t PeakResidentBytes();
+void ResetPeakResident();
 
 // "127.0.0.1:PORT" of a port that was just bound and closed: nothing
 // listens there, so a connection is refused at once.

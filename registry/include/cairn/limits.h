@@ -19,6 +19,12 @@ inline constexpr size_t kMaxPathBytes = 4096;
 // One path segment: Linux's NAME_MAX.
 inline constexpr size_t kMaxPathSegmentBytes = 255;
 inline constexpr size_t kMaxSignatures = 32;
+// Files may share a chunk list (identical files), but a release may not
+// expand to more than kMaxExpansion times the bytes its distinct chunk lists
+// cover, plus kExpansionSlackBytes: N files naming one list make every node
+// and client that takes the release write N copies (issue 12 B).
+inline constexpr uint64_t kMaxExpansion = 16;
+inline constexpr uint64_t kExpansionSlackBytes = uint64_t{1} << 30;
 
 // ---- Chunks ----
 // The largest chunk any chunk list, store or message may carry, whatever

@@ -199,9 +199,11 @@ class Replicator {
 
  private:
   absl::Status Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_after);
-  // The chunks release `m` needs that this node lacks; stages the chunk
-  // lists it lacks on the way.
-  absl::StatusOr<std::vector<ChunkWant>> Missing(const cairn::v1::Manifest& m);
+  // Fetches the chunks release `m` needs that this node lacks, in batches of
+  // kWantsPerBatch; stages the chunk lists it lacks on the way.
+  static constexpr size_t kWantsPerBatch = 1 << 16;
+  absl::Status FetchMissing(const cairn::v1::Manifest& m);
+  // Fetches one batch; bytes_pending counts down from what the caller set.
   absl::Status Transfer(const std::vector<ChunkWant>& wanted);
   absl::Status EnsureCursorKey();
 

@@ -244,6 +244,10 @@ class Repository {
   absl::StatusOr<std::string> LoadObject(std::string_view digest, bool allow_staged);
   // Removes the staged chunk lists of ended or expired publish sessions.
   absl::Status DropOrphanedStaging();
+  // Moves staged chunk lists to the served objects, kPromoteBatchBytes per
+  // write batch.
+  static constexpr size_t kPromoteBatchBytes = 16 << 20;
+  absl::Status PromoteStaged(const absl::flat_hash_set<std::string>& roots);
   // The current releases and tags as feed events (a follower too far behind).
   absl::Status Snapshot(cairn::v1::FeedResponse* out);
   // Calls fn(envelope, record) for each stored tag under `prefix` that is not

@@ -77,10 +77,9 @@ struct PackStoreOptions {
   // true (a node): index entries are written only after the pack bytes they
   // point at were fdatasync'ed, at Sync() or every `sync_bytes`; until then
   // chunks are found through memory; after a crash the next open indexes
-  // the whole records whose bytes match (never points at missing bytes). false (the client cache): index entries follow each
-  // write() at once, so a killed process keeps every chunk it stored, but a
-  // power loss may leave entries whose bytes are gone (found by verify_on_read).
-  // Default: true.
+  // the whole records whose bytes match (never points at missing bytes). false (the client cache):
+  // index entries follow each write() at once, so a killed process keeps every chunk it stored, but
+  // a power loss may leave entries whose bytes are gone (found by verify_on_read). Default: true.
   bool durable = true;
   // With durable: Sync() by itself after this many unsynced bytes. Default: 1 GiB.
   uint64_t sync_bytes = 1ULL << 30;

@@ -88,8 +88,8 @@ inline std::string Nearest(std::string_view word, const std::vector<std::string>
       row[0] = i;
       for (size_t j = 1; j <= c.size(); ++j) {
         size_t up = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1,
-                           diag + (lower(word[i - 1]) == lower(c[j - 1]) ? 0 : 1)});
+        row[j] = std::min(
+            {row[j] + 1, row[j - 1] + 1, diag + (lower(word[i - 1]) == lower(c[j - 1]) ? 0 : 1)});
         diag = up;
       }
     }
