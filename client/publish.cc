@@ -28,6 +28,49 @@ using cairn::v1::Manifest;
 
 namespace {
 constexpr int kHasManyBatch = 8192;
+
+// Uploads `bytes` in the session: in one request up to kBytesPerPart, in
+// parts of kBytesPerPart above (a node takes at most kMaxRequestBytes per
+// request). Returns the digest the node computed.
+absl::StatusOr<std::string> UploadObject(Connection& node, const std::string& session,
+                                         const std::string& bytes, cairn::v1::ObjectKind kind) {
+  const bool parts = bytes.size() > kBytesPerPart;
+  cairn::v1::PutObjectResponse resp;
+  for (size_t off = 0; off < bytes.size() || (off == 0 && bytes.empty()); off += kBytesPerPart) {
+    cairn::v1::PutObjectRequest req;
+    req.set_session_id(session);
+    req.set_kind(kind);
+    req.set_data(bytes.substr(off, kBytesPerPart));
+    if (parts) {
+      req.set_offset(off);
+      req.set_total_size(bytes.size());
+    }
+    auto ctx = node.Context();
+    CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->PutObject(ctx.get(), req, &resp),
+                                   kind == cairn::v1::OBJECT_KIND_CHUNK_LIST
+                                       ? "uploading chunk list"
+                                       : "uploading manifest envelope"));
+    if (bytes.empty()) break;
+  }
+  return resp.digest();
+}
+
+// Puts the manifest envelope in the commit: inline when small, uploaded in
+// parts first when not.
+absl::Status SetManifestEnvelope(Connection& node, const std::string& envelope,
+                                 cairn::v1::CommitRequest* creq) {
+  if (envelope.size() <= kBytesPerPart) {
+    creq->set_manifest_envelope(envelope);
+    return absl::OkStatus();
+  }
+  CAIRN_ASSIGN_OR_RETURN(std::string d, UploadObject(node, creq->session_id(), envelope,
+                                                     cairn::v1::OBJECT_KIND_MANIFEST_ENVELOPE));
+  if (d != DigestName(Sha256Of(envelope))) {
+    return absl::DataLossError("node stored the manifest envelope under a different digest");
+  }
+  creq->set_manifest_envelope_digest(d);
+  return absl::OkStatus();
+}
 }  // namespace
 
 // ---------------- Publish ----------------
@@ -399,16 +442,9 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
 
   // Chunk lists, then the signed manifest and tag.
   for (const auto& f : files) {
-    cairn::v1::PutObjectRequest req;
-    req.set_session_id(session);
-    req.set_data(f.chunk_list);
-    cairn::v1::PutObjectResponse resp;
-    auto ctx = node.Context();
-    CAIRN_RETURN_IF_ERROR(
-        FromGrpc(node.publish()->PutObject(ctx.get(), req, &resp), "uploading chunk list"));
-    if (resp.digest() != f.root) {
-      return absl::DataLossError("node stored chunk list under a different digest");
-    }
+    CAIRN_ASSIGN_OR_RETURN(std::string d, UploadObject(node, session, f.chunk_list,
+                                                       cairn::v1::OBJECT_KIND_CHUNK_LIST));
+    if (d != f.root) return absl::DataLossError("node stored chunk list under a different digest");
   }
   std::string payload = SerializeCanonical(m);
   res.manifest = DigestName(Sha256Of(payload));
@@ -416,7 +452,7 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
 
   cairn::v1::CommitRequest creq;
   creq.set_session_id(session);
-  creq.set_manifest_envelope(SerializeCanonical(menv));
+  CAIRN_RETURN_IF_ERROR(SetManifestEnvelope(node, SerializeCanonical(menv), &creq));
   if (!o.tag.empty()) {
     uint64_t version = 1;
     if (o.tag_version) {
@@ -578,7 +614,7 @@ absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& o) {
   // new tag record.
   cairn::v1::CommitRequest creq;
   creq.set_session_id(session);
-  creq.set_manifest_envelope(cur.envelope);
+  CAIRN_RETURN_IF_ERROR(SetManifestEnvelope(node, cur.envelope, &creq));
   creq.set_tag_envelope(SerializeCanonical(tenv));
   cairn::v1::CommitResponse cresp;
   auto ctx = node.Context();

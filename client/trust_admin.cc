@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cairn/clock.h"
+#include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -211,8 +212,13 @@ absl::StatusOr<cairn::v1::OfferTrustRootsResponse> PushTrust(Connection& node,
                                                              const std::string& trust_path) {
   CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> chain, TrustFileChain(trust_path));
   cairn::v1::OfferTrustRootsRequest req;
-  // At most the newest 64 (the node needs only those past its own).
-  size_t first = chain.size() > 64 ? chain.size() - 64 : 0;
+  // At most the newest 64 that fit in one request (the node needs only
+  // those past its own).
+  size_t first = chain.size(), bytes = 0;
+  while (first > 0 && chain.size() - first < 64 &&
+         bytes + chain[first - 1].size() + 16 <= size_t{kMaxRequestBytes} - (64 << 10)) {
+    bytes += chain[--first].size() + 16;
+  }
   for (size_t i = first; i < chain.size(); ++i) req.add_chain(chain[i]);
   cairn::v1::OfferTrustRootsResponse resp;
   auto stub = cairn::v1::Federation::NewStub(node.channel());

@@ -14,6 +14,7 @@
 #include "cairn/v1/service.grpc.pb.h"
 #include "service_common.h"
 #include "spdlog/spdlog.h"
+#include "unary_over_stream.h"
 
 namespace cairn::node {
 
@@ -205,6 +206,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (reads_done_ && !writing_ && !building_ && queue_.empty() && !finished_) {
       finished_ = true;
+      limits_.watchdog->Disarm(watch_);  // nothing more to wait for: only the status goes
       Finish(error_);
     }
   }
@@ -229,13 +231,16 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   grpc::Status error_ ABSL_GUARDED_BY(mu_);
 };
 
-class ChunksImpl final : public Chunks::CallbackService {
+class ChunksImpl final : public UnaryOverStream<Chunks::CallbackService> {
  public:
   ChunksImpl(Repository* repo, WorkPool* pool, PeerStreams* streams, StreamLimits limits)
-      : repo_(repo), pool_(pool), streams_(streams), limits_(limits) {}
-  grpc::ServerUnaryReactor* HasMany(grpc::CallbackServerContext* ctx, const HasManyRequest* req,
-                                    HasManyResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return node::HasMany(repo_, *req); });
+      : UnaryOverStream("cairn.v1.Chunks", limits),
+        repo_(repo),
+        pool_(pool),
+        streams_(streams),
+        limits_(limits) {
+    ServeOnPool<HasManyRequest, HasManyResponse>(
+        "HasMany", pool, [repo](auto* call) { return node::HasMany(repo, call->req()); });
   }
   grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>* GetMany(
       grpc::CallbackServerContext* ctx) override {

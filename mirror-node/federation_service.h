@@ -9,11 +9,16 @@
 #include "cairn/repository.h"
 #include "cairn/v1/service.grpc.pb.h"
 #include "service_common.h"
+#include "unary_over_stream.h"
 
 namespace cairn::node {
 
-class FederationService : public cairn::v1::Federation::CallbackService {
+using FeedCall = UnaryCall<cairn::v1::FeedRequest, cairn::v1::FeedResponse>;
+
+class FederationService : public UnaryOverStream<cairn::v1::Federation::CallbackService> {
  public:
+  explicit FederationService(StreamLimits limits)
+      : UnaryOverStream("cairn.v1.Federation", limits) {}
   // Reports replication state in NodeInfo. Once it returns, no call to the
   // previous function is in flight: its owner may be destroyed.
   virtual void SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn) = 0;
@@ -23,6 +28,7 @@ class FederationService : public cairn::v1::Federation::CallbackService {
   virtual size_t parked() const = 0;
 };
 
-std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool);
+std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool,
+                                                        StreamLimits limits);
 
 }  // namespace cairn::node

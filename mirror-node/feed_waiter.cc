@@ -6,19 +6,16 @@
 
 namespace cairn::node {
 
-grpc::ServerUnaryReactor* FeedWaiter::Park(grpc::CallbackServerContext* ctx,
-                                           const cairn::v1::FeedRequest* req,
-                                           cairn::v1::FeedResponse* resp) {
+bool FeedWaiter::Park(UnaryCall<cairn::v1::FeedRequest, cairn::v1::FeedResponse>* call) {
+  const cairn::v1::FeedRequest& req = call->req();
   absl::MutexLock l(&mu_);
-  if (stopping_ || repo_->FeedHead() != req->after() || waiters_.size() >= kMaxWaiters) {
-    return nullptr;
+  if (stopping_ || repo_->FeedHead() != req.after() || waiters_.size() >= kMaxWaiters) {
+    return false;
   }
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   waiters_.push_back(
-      Waiter{reactor, ctx, req, resp,
-             absl::Now() + absl::Milliseconds(std::min<uint32_t>(req->wait_ms(), 30000))});
+      Waiter{call, absl::Now() + absl::Milliseconds(std::min<uint32_t>(req.wait_ms(), 30000))});
   if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
-  return reactor;
+  return true;
 }
 
 void FeedWaiter::Stop() {
@@ -45,7 +42,8 @@ void FeedWaiter::Loop() {
       const absl::Time now = absl::Now();
       for (size_t i = 0; i < waiters_.size();) {
         Waiter& w = waiters_[i];
-        if (stopping || w.req->after() < head || w.deadline <= now || w.ctx->IsCancelled()) {
+        if (stopping || w.call->req().after() < head || w.deadline <= now ||
+            w.call->ctx()->IsCancelled()) {
           due.push_back(w);
           waiters_[i] = waiters_.back();
           waiters_.pop_back();
@@ -55,13 +53,13 @@ void FeedWaiter::Loop() {
       }
     }
     for (const Waiter& w : due) {
-      if (w.ctx->IsCancelled()) {
-        w.reactor->Finish(grpc::Status::CANCELLED);
+      if (w.call->ctx()->IsCancelled()) {
+        w.call->Answer(grpc::Status::CANCELLED);
         continue;
       }
-      auto r = repo_->Feed(w.req->after(), w.req->max_events());
-      if (r.ok()) *w.resp = std::move(*r);
-      w.reactor->Finish(ToGrpc(r.status()));
+      auto r = repo_->Feed(w.call->req().after(), w.call->req().max_events());
+      if (r.ok()) *w.call->resp() = std::move(*r);
+      w.call->Answer(ToGrpc(r.status()));
     }
     if (stopping) return;
     // Wakes on the next commit (the feed's own lock, never held across I/O)

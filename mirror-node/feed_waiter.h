@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "cairn/repository.h"
 #include "cairn/v1/service.pb.h"
+#include "unary_over_stream.h"
 
 namespace cairn::node {
 
@@ -24,22 +25,18 @@ class FeedWaiter {
   FeedWaiter(const FeedWaiter&) = delete;
   FeedWaiter& operator=(const FeedWaiter&) = delete;
 
-  // Parks the call when nothing follows req->after() and there is room, and
-  // returns its reactor (ctx->DefaultReactor()), finished later from the
-  // waiter thread. nullptr (ctx untouched) when the caller should answer at
-  // once. Reads the feed head without waiting for a commit in progress.
-  grpc::ServerUnaryReactor* Park(grpc::CallbackServerContext* ctx,
-                                 const cairn::v1::FeedRequest* req, cairn::v1::FeedResponse* resp);
+  // Parks the call when nothing follows its `after` and there is room: it is
+  // answered later from the waiter thread. False (call untouched) when the
+  // caller should answer at once. Reads the feed head without waiting for a
+  // commit in progress.
+  bool Park(UnaryCall<cairn::v1::FeedRequest, cairn::v1::FeedResponse>* call);
   // Answers every parked call now and refuses new ones. Idempotent.
   void Stop();
   size_t parked() const;
 
  private:
   struct Waiter {
-    grpc::ServerUnaryReactor* reactor;
-    grpc::CallbackServerContext* ctx;
-    const cairn::v1::FeedRequest* req;
-    cairn::v1::FeedResponse* resp;
+    UnaryCall<cairn::v1::FeedRequest, cairn::v1::FeedResponse>* call;
     absl::Time deadline;
   };
   void Loop();

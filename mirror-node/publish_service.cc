@@ -15,6 +15,7 @@
 #include "chunks_service.h"
 #include "service_common.h"
 #include "spdlog/spdlog.h"
+#include "unary_over_stream.h"
 
 namespace cairn::node {
 
@@ -104,52 +105,35 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
   std::string session_;  // set once the first message's session checked out
 };
 
-class PublishImpl final : public Publish::CallbackService {
+class PublishImpl final : public UnaryOverStream<Publish::CallbackService> {
  public:
   PublishImpl(Repository* repo, WorkPool* pool, PeerStreams* streams, StreamLimits limits)
-      : repo_(repo), pool_(pool), streams_(streams), limits_(limits) {}
-  grpc::ServerUnaryReactor* Challenge(grpc::CallbackServerContext* ctx, const ChallengeRequest* req,
-                                      ChallengeResponse* resp) override {
-    return Unary(pool_, ctx, resp,
-                 [=, this] { return repo_->Challenge(req->name(), PeerAddress(ctx->peer())); });
-  }
-  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* ctx,
-                                        const OpenSessionRequest* req,
-                                        OpenSessionResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] {
-      auto r = repo_->OpenSession(*req, PeerAddress(ctx->peer()));
+      : UnaryOverStream("cairn.v1.Publish", limits),
+        repo_(repo),
+        pool_(pool),
+        streams_(streams),
+        limits_(limits) {
+    ServeOnPool<ChallengeRequest, ChallengeResponse>("Challenge", pool, [repo](auto* call) {
+      return repo->Challenge(call->req().name(), PeerAddress(call->ctx()->peer()));
+    });
+    ServeOnPool<OpenSessionRequest, OpenSessionResponse>("OpenSession", pool, [repo](auto* call) {
+      const OpenSessionRequest& req = call->req();
+      auto r = repo->OpenSession(req, PeerAddress(call->ctx()->peer()));
       if (r.ok())
-        spdlog::info("publish session opened for {} from {}", req->name(), ctx->peer());
+        spdlog::info("publish session opened for {} from {}", req.name(), call->ctx()->peer());
       else
-        spdlog::warn("publish session refused for {}: {}", req->name(), r.status().ToString());
+        spdlog::warn("publish session refused for {}: {}", req.name(), r.status().ToString());
       return r;
     });
-  }
-  grpc::ServerUnaryReactor* MissingChunks(grpc::CallbackServerContext* ctx,
-                                          const HasManyRequest* req,
-                                          HasManyResponse* resp) override {
-    return Unary(pool_, ctx, resp,
-                 [=, this] { return node::HasMany(repo_, *req, /*intact=*/true); });
-  }
-  grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
-                                                       PutChunksResponse* resp) override {
-    auto slot = streams_->Acquire(ctx->peer());
-    if (!slot) return new Refused<grpc::ServerReadReactor<PutChunksRequest>>(streams_->Refusal());
-    return new PutChunksReactor(repo_, pool_, ctx, resp, limits_, std::move(slot));
-  }
-  grpc::ServerUnaryReactor* PutObject(grpc::CallbackServerContext* ctx, const PutObjectRequest* req,
-                                      PutObjectResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<PutObjectResponse> {
-      CAIRN_ASSIGN_OR_RETURN(std::string d, repo_->StageChunkList(req->session_id(), req->data()));
-      PutObjectResponse out;
-      out.set_digest(d);
-      return out;
+    ServeOnPool<HasManyRequest, HasManyResponse>("MissingChunks", pool, [repo](auto* call) {
+      return node::HasMany(repo, call->req(), /*intact=*/true);
     });
-  }
-  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const CommitRequest* req,
-                                   CommitResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] {
-      auto r = repo_->Commit(req->session_id(), req->manifest_envelope(), req->tag_envelope());
+    ServeOnPool<PutObjectRequest, PutObjectResponse>(
+        "PutObject", pool, [repo](auto* call) { return repo->PutObjectPart(call->req()); });
+    ServeOnPool<CommitRequest, CommitResponse>("Commit", pool, [repo](auto* call) {
+      const CommitRequest& req = call->req();
+      auto r = repo->Commit(req.session_id(), req.manifest_envelope(), req.tag_envelope(),
+                            req.manifest_envelope_digest());
       if (r.ok() && r->pending())
         spdlog::info("release {} pending: {} of {} signatures", r->manifest_digest(),
                      r->signatures(), r->signatures_needed());
@@ -159,29 +143,28 @@ class PublishImpl final : public Publish::CallbackService {
         spdlog::warn("commit refused: {}", r.status().ToString());
       return r;
     });
-  }
-  grpc::ServerUnaryReactor* EndSession(grpc::CallbackServerContext* ctx,
-                                       const cairn::v1::EndSessionRequest* req,
-                                       cairn::v1::EndSessionResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<cairn::v1::EndSessionResponse> {
-      repo_->EndSession(req->session_id());
-      return cairn::v1::EndSessionResponse();
+    ServeOnPool<EndSessionRequest, EndSessionResponse>(
+        "EndSession", pool, [repo](auto* call) -> absl::StatusOr<EndSessionResponse> {
+          repo->EndSession(call->req().session_id());
+          return EndSessionResponse();
+        });
+    ServeOnPool<PendingRequest, PendingResponse>("GetPending", pool, [repo](auto* call) {
+      return repo->GetPending(call->req().manifest_digest());
     });
-  }
-  grpc::ServerUnaryReactor* GetPending(grpc::CallbackServerContext* ctx, const PendingRequest* req,
-                                       PendingResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return repo_->GetPending(req->manifest_digest()); });
-  }
-  grpc::ServerUnaryReactor* CoSign(grpc::CallbackServerContext* ctx, const CoSignRequest* req,
-                                   CommitResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] {
-      auto r = repo_->CoSign(*req);
+    ServeOnPool<CoSignRequest, CommitResponse>("CoSign", pool, [repo](auto* call) {
+      auto r = repo->CoSign(call->req());
       if (r.ok() && !r->pending())
         spdlog::info("committed co-signed release {}", r->manifest_digest());
       else if (!r.ok())
         spdlog::warn("co-signature refused: {}", r.status().ToString());
       return r;
     });
+  }
+  grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
+                                                       PutChunksResponse* resp) override {
+    auto slot = streams_->Acquire(ctx->peer());
+    if (!slot) return new Refused<grpc::ServerReadReactor<PutChunksRequest>>(streams_->Refusal());
+    return new PutChunksReactor(repo_, pool_, ctx, resp, limits_, std::move(slot));
   }
 
  private:

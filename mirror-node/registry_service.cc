@@ -14,6 +14,7 @@
 #include "cairn/v1/service.grpc.pb.h"
 #include "service_common.h"
 #include "spdlog/spdlog.h"
+#include "unary_over_stream.h"
 
 namespace cairn::node {
 
@@ -21,43 +22,34 @@ using namespace cairn::v1;  // NOLINT: generated message names
 
 namespace {
 
-class RegistryImpl final : public Registry::CallbackService {
+class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
  public:
-  RegistryImpl(Repository* repo, WorkPool* pool) : repo_(repo), pool_(pool) {}
-  grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* ctx, const ResolveRequest* req,
-                                    ResolveResponse* resp) override {
-    return Unary(pool_, ctx, resp,
-                 [=, this] { return repo_->Resolve(req->ref(), req->include_withheld()); });
-  }
-  grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx, const GetObjectRequest* req,
-                                      GetObjectResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this]() -> absl::StatusOr<GetObjectResponse> {
-      CAIRN_ASSIGN_OR_RETURN(std::string data, repo_->GetObject(req->digest()));
-      GetObjectResponse out;
-      out.set_data(std::move(data));
-      return out;
+  RegistryImpl(Repository* repo, WorkPool* pool, StreamLimits limits)
+      : UnaryOverStream("cairn.v1.Registry", limits) {
+    ServeOnPool<ResolveRequest, ResolveResponse>("Resolve", pool, [repo](auto* call) {
+      return repo->Resolve(call->req().ref(), call->req().include_withheld());
     });
+    ServeOnPool<GetObjectRequest, GetObjectResponse>(
+        "GetObject", pool, [repo](auto* call) -> absl::StatusOr<GetObjectResponse> {
+          CAIRN_ASSIGN_OR_RETURN(std::string data, repo->GetObject(call->req().digest()));
+          GetObjectResponse out;
+          out.set_data(std::move(data));
+          return out;
+        });
+    ServeOnPool<ListRequest, ListResponse>("List", pool, [repo](auto* call) {
+      return repo->List(call->req().prefix(), call->req().include_withheld());
+    });
+    ServeOnPool<LineageRequest, LineageResponse>(
+        "Lineage", pool, [repo](auto* call) { return repo->Lineage(call->req().ref()); });
   }
-  grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx, const ListRequest* req,
-                                 ListResponse* resp) override {
-    return Unary(pool_, ctx, resp,
-                 [=, this] { return repo_->List(req->prefix(), req->include_withheld()); });
-  }
-  grpc::ServerUnaryReactor* Lineage(grpc::CallbackServerContext* ctx, const LineageRequest* req,
-                                    LineageResponse* resp) override {
-    return Unary(pool_, ctx, resp, [=, this] { return repo_->Lineage(req->ref()); });
-  }
-
- private:
-  Repository* repo_;
-  WorkPool* pool_;
 };
 
 }  // namespace
 
 std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(Repository* repo,
-                                                                         WorkPool* pool) {
-  return std::make_unique<RegistryImpl>(repo, pool);
+                                                                         WorkPool* pool,
+                                                                         StreamLimits limits) {
+  return std::make_unique<RegistryImpl>(repo, pool, limits);
 }
 
 }  // namespace cairn::node

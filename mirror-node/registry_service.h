@@ -12,6 +12,7 @@
 namespace cairn::node {
 
 std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(Repository* repo,
-                                                                         WorkPool* pool);
+                                                                         WorkPool* pool,
+                                                                         StreamLimits limits);
 
 }  // namespace cairn::node

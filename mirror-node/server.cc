@@ -65,10 +65,10 @@ struct NodeServer::Services {
       : pool(kWorkThreads, kMaxQueuedWork),
         streams(o.max_streams_per_peer),
         watchdog(o.clock ? o.clock : repo->clock()),
-        registry(NewRegistryService(repo, &pool)),
+        registry(NewRegistryService(repo, &pool, Limits(o))),
         chunks(NewChunksService(repo, &pool, &streams, Limits(o))),
         publish(NewPublishService(repo, &pool, &streams, Limits(o))),
-        federation(NewFederationService(repo, &pool)) {}
+        federation(NewFederationService(repo, &pool, Limits(o))) {}
   StreamLimits Limits(const ServerOptions& o) {
     return StreamLimits{&watchdog, std::chrono::seconds(o.stream_idle_seconds)};
   }
@@ -103,7 +103,10 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(Repository* repo,
   }
   s->services_ = std::make_unique<Services>(repo, options);
   grpc::ServerBuilder b;
-  b.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // Requests are small by design (objects go in parts): a stream that
+  // declares a request and stalls pins at most kMaxRequestBytes, and for at
+  // most stream_idle_seconds (UnaryOverStream, StreamWatchdog).
+  b.SetMaxReceiveMessageSize(kMaxRequestBytes);
   // Memory for calls in flight, node-wide: gRPC opens a stream's window to
   // the size its request declares, so without a quota every stalled partial
   // request is held in full. Under pressure gRPC resets the streams holding
@@ -178,7 +181,7 @@ void NodeServer::Wait() {
 std::shared_ptr<grpc::Channel> NodeServer::InProcessChannel() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxRequestBytes);
   return server_->InProcessChannel(args);
 }
 

@@ -11,6 +11,8 @@
 //              "pending/<manifest digest>" -> PendingResponse
 //              "quota/<key id>/<UTC day>"  -> decimal bytes
 //              "session-staged/<digest>"   -> "" (see SessionStagedKey)
+//   kStaging   chunk list digest          -> chunk list (uncommitted)
+//              "upload/<session>/..."     -> parts of an upload (kUploadPrefix)
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,9 @@ inline constexpr std::string_view kFeedTail = "feed_tail";
 inline constexpr std::string_view kTrustPrefix = "trust/";
 inline constexpr std::string_view kPendingPrefix = "pending/";
 inline constexpr std::string_view kSessionStagedPrefix = "session-staged/";
+// kStaging "upload/<session id>/part/<16-hex offset>" and
+// "upload/<session id>/envelope": objects uploaded in parts (PutObject).
+inline constexpr std::string_view kUploadPrefix = "upload/";
 
 // a \0 b: release, tag and child keys.
 std::string Key2(std::string_view a, std::string_view b);

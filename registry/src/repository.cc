@@ -172,6 +172,12 @@ absl::Status Repository::Init(TrustRootView trust) {
         drop.push_back(WriteOp{Table::kState, std::string(k), std::nullopt});
         return true;
       }));
+  // Uploads in parts: sessions do not survive a restart.
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kStaging, meta::kUploadPrefix, [&](std::string_view k, std::string_view) {
+        drop.push_back(WriteOp{Table::kStaging, std::string(k), std::nullopt});
+        return true;
+      }));
   if (!drop.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(drop, /*sync=*/true));
   return absl::OkStatus();
 }
@@ -559,6 +565,7 @@ absl::StatusOr<std::string> Repository::CheckSession(std::string_view id) {
 
 void Repository::EndSession(std::string_view id) {
   sessions_->End(id);
+  DropUploads(id).IgnoreError();
   // Best effort: what is left is removed at the next start.
   DropOrphanedStaging().IgnoreError();
 }

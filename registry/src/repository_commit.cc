@@ -20,6 +20,12 @@ using meta::Key2;
 
 absl::StatusOr<std::string> Repository::StageChunkList(std::string_view session_id,
                                                        std::string_view bytes) {
+  return StageChunkListCharged(session_id, bytes, /*charged=*/false);
+}
+
+absl::StatusOr<std::string> Repository::StageChunkListCharged(std::string_view session_id,
+                                                              std::string_view bytes,
+                                                              bool charged) {
   CAIRN_RETURN_IF_ERROR(CheckSession(session_id).status());
   CAIRN_RETURN_IF_ERROR(ParseChunkList(bytes).status());
   std::string digest = DigestName(Sha256Of(bytes));
@@ -29,8 +35,9 @@ absl::StatusOr<std::string> Repository::StageChunkList(std::string_view session_
   if (held.ok()) return digest;  // staged or committed already: costs nothing
   if (!absl::IsNotFound(held.status())) return held.status();
   // Staged bytes count against the publisher key's daily quota, as chunks
-  // do; the marker lets a restart remove what no session will commit.
-  CAIRN_RETURN_IF_ERROR(sessions_->Charge(session_id, bytes.size()));
+  // do (parts were charged as they arrived); the marker lets a restart
+  // remove what no session will commit.
+  if (!charged) CAIRN_RETURN_IF_ERROR(sessions_->Charge(session_id, bytes.size()));
   CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kStaging, digest, std::string(bytes)},
                                        WriteOp{Table::kState, meta::SessionStagedKey(digest), ""}},
                                       /*sync=*/false));
@@ -38,6 +45,16 @@ absl::StatusOr<std::string> Repository::StageChunkList(std::string_view session_
 }
 
 absl::Status Repository::DropOrphanedStaging() {
+  // Uploads in parts of sessions that ended or expired.
+  absl::flat_hash_set<std::string> dead;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kStaging, meta::kUploadPrefix, [&](std::string_view k, std::string_view) {
+        std::string_view rest = k.substr(meta::kUploadPrefix.size());
+        std::string sid(rest.substr(0, rest.find('/')));
+        if (!dead.contains(sid) && !CheckSession(sid).ok()) dead.insert(sid);
+        return true;
+      }));
+  for (const std::string& sid : dead) CAIRN_RETURN_IF_ERROR(DropUploads(sid));
   std::vector<WriteOp> ops;
   for (const std::string& d : sessions_->TakeOrphans()) {
     // A commit consumed it (moved to kObjects) or it is still waiting: only
@@ -86,10 +103,15 @@ absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_vie
   return digest;
 }
 
-absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(std::string_view session_id,
-                                                             std::string_view manifest_envelope,
-                                                             std::string_view tag_envelope) {
+absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(
+    std::string_view session_id, std::string_view manifest_envelope, std::string_view tag_envelope,
+    std::string_view manifest_envelope_digest) {
   CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
+  std::string uploaded;
+  if (manifest_envelope.empty() && !manifest_envelope_digest.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(uploaded, UploadedEnvelope(session_id, manifest_envelope_digest));
+    manifest_envelope = uploaded;
+  }
   CAIRN_ASSIGN_OR_RETURN(std::optional<cairn::v1::CommitResponse> pending,
                          MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
   if (pending) {

@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "cairn/clock.h"
 #include "cairn/limits.h"
 #include "cairn/objects.h"
@@ -319,6 +320,153 @@ TEST_F(LimitsTest, PartialRequestsCannotPinTheNodesMemory) {
   EXPECT_LT(grown, size_t{256} << 20);
   // The node still serves everyone else, attackers still connected.
   EXPECT_TRUE(Publish("after", 4 << 20, 1).ok());
+}
+
+// Issue 12 A, the rest: a request that stops arriving is cancelled after
+// stream_idle_seconds (unary calls too: they are served as streams). Old
+// code held a stalled partial request for as long as the connection stayed
+// open.
+TEST_F(LimitsTest, PartialRequestsAreCappedAndCancelledWhenTheyStall) {
+  SimulatedClock clock;
+  node::ServerOptions so;
+  so.stream_idle_seconds = 30;
+  so.clock = &clock;
+  Start({}, so);
+  absl::Cleanup stop = [&] { server_.reset(); };  // before the clock its watchdog sleeps on
+  auto stall = [&](const char* path, uint32_t declared, uint64_t send, testing::StallResult* r) {
+    testing::StallOptions o;
+    o.port = server_->port();
+    o.path = path;
+    o.streams = 4;
+    o.declared_bytes = declared;
+    o.send_bytes = send;
+    o.seconds_budget = 10;
+    auto c = testing::StallConnection::Open(o, r);
+    EXPECT_NE(c, nullptr) << r->error;
+    return c;
+  };
+  // Sent in part, then stalled: held until the deadline, whatever size the
+  // request declares (gRPC 1.51 checks kMaxRequestBytes only once a message
+  // is complete, and opens the stream's window to the declared size; the
+  // node-wide call_memory quota bounds what all streams hold meanwhile).
+  struct Case {
+    const char* path;
+    uint32_t declared;
+    uint64_t send;
+  };
+  for (const Case& k : {Case{"/cairn.v1.Publish/PutObject", 3 << 20, 2 << 20},
+                        Case{"/cairn.v1.Federation/Feed", 3 << 20, 2 << 20},
+                        Case{"/cairn.v1.Registry/Resolve", 63 << 20, 16 << 20}}) {
+    const char* path = k.path;
+    testing::StallResult part;
+    auto c2 = stall(path, k.declared, k.send, &part);
+    ASSERT_EQ(part.streams_opened, 4) << path;
+    c2->Poll(100, &part);
+    EXPECT_EQ(part.streams_reset + part.streams_ended, 0) << path << ": not before the deadline";
+    const uint64_t before = server_->streams_timed_out();
+    clock.AdvanceSeconds(35);
+    ASSERT_TRUE(clock.AwaitSleepers(1));
+    ASSERT_TRUE(testing::WaitUntil([&] {
+      c2->Poll(50, &part);
+      return part.streams_reset + part.streams_ended >= 4;
+    })) << path
+        << ": " << part.streams_reset << " reset, " << part.streams_ended << " ended";
+    EXPECT_EQ(server_->streams_timed_out(), before + 4) << path;
+  }
+  // The node still answers unary calls promptly.
+  auto conn = std::move(Connection::Open(server_->address(), 10)).value();
+  auto stub = cairn::v1::Federation::NewStub(conn->channel());
+  cairn::v1::NodeInfoResponse info;
+  auto ctx = conn->Context();
+  EXPECT_TRUE(stub->NodeInfo(ctx.get(), {}, &info).ok());
+}
+
+// Objects larger than a request go in parts: in order, charged as they
+// arrive, checked when complete; a manifest envelope uploaded so is what a
+// Commit names by digest.
+TEST_F(LimitsTest, ObjectsLargerThanARequestGoInParts) {
+  RepositoryOptions ro;
+  ro.upload_bytes_per_day = 64 << 20;
+  Start(ro);
+  auto conn = std::move(Connection::Open(server_->address(), 10)).value();
+  auto stub = cairn::v1::Publish::NewStub(conn->channel());
+  const std::string sid = std::move(OpenSession("ipv4:10.0.0.1")).value().session_id();
+  cairn::v1::ChunkList cl;  // about 5.3 MiB
+  const std::string d = testing::RandomBytes(32 * 140000, 9);
+  for (size_t i = 0; i < d.size(); i += 32) {
+    auto* c = cl.add_chunks();
+    c->set_digest(d.substr(i, 32));
+    c->set_length(4096);
+  }
+  const std::string list = SerializeCanonical(cl);
+  ASSERT_GT(list.size(), size_t{kMaxRequestBytes});
+  auto put = [&](uint64_t off, size_t n, uint64_t total, cairn::v1::PutObjectResponse* resp,
+                 const std::string& bytes) {
+    cairn::v1::PutObjectRequest req;
+    req.set_session_id(sid);
+    req.set_data(bytes.substr(off, n));
+    req.set_offset(off);
+    req.set_total_size(total);
+    auto ctx = conn->Context();
+    return stub->PutObject(ctx.get(), req, resp);
+  };
+  cairn::v1::PutObjectResponse resp;
+  // Whole, it is over what a node takes in one request.
+  EXPECT_EQ(put(0, list.size(), 0, &resp, list).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(put(0, kBytesPerPart, list.size(), &resp, list).ok());
+  EXPECT_EQ(resp.received(), kBytesPerPart);
+  EXPECT_TRUE(resp.digest().empty());
+  // Out of order: refused, and the upload in progress is kept.
+  auto skip = put(2 * kBytesPerPart, kBytesPerPart, list.size(), &resp, list);
+  EXPECT_EQ(skip.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(skip.error_message(), HasSubstr("1048576 of"));
+  for (uint64_t off = kBytesPerPart; off < list.size(); off += kBytesPerPart) {
+    ASSERT_TRUE(put(off, kBytesPerPart, list.size(), &resp, list).ok());
+  }
+  EXPECT_EQ(resp.digest(), DigestName(Sha256Of(list)));
+  EXPECT_TRUE(repo_->GetObjectOrStaged(resp.digest()).ok());
+  EXPECT_GE(*repo_->UploadedToday(trust_.publisher->key_id()), list.size());
+  // A part larger than kBytesPerPart, or past the object's end, is refused.
+  EXPECT_EQ(put(0, kBytesPerPart + 1, list.size(), &resp, list).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // A session that ends mid-upload leaves nothing behind.
+  ASSERT_TRUE(put(0, kBytesPerPart, list.size() + 1, &resp, list + "x").ok());
+  EXPECT_EQ(*repo_->UploadBytesHeld(), kBytesPerPart);
+  repo_->EndSession(sid);
+  EXPECT_EQ(*repo_->UploadBytesHeld(), 0u);
+}
+
+// A manifest envelope over kBytesPerPart (here: 4000 files) goes in parts
+// and the commit names it by digest; old code sent it in the Commit itself.
+TEST_F(LimitsTest, AReleaseWithAManifestOverOneRequestPublishesAndPulls) {
+  Start({});
+  const std::string d = dir_ / "many";
+  const std::string pad(96, 'n');  // long names: a big manifest from few files
+  for (int i = 0; i < 4000; ++i) {
+    testing::WriteFile(
+        d + "/shard-" + std::to_string(i / 100) + "/" + pad + std::to_string(100000 + i) + ".json",
+        std::to_string(i));
+  }
+  auto conn = std::move(Connection::Open(server_->address(), 30)).value();
+  client::PublishOptions o;
+  o.dir = d;
+  o.name = "acme/many";
+  o.version = std::string(1, '1');
+  o.tag = "latest";
+  o.key_paths = {dir_ / "keys/publisher.key"};
+  auto p = client::Publish(*conn, o);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto r = repo_->Resolve("acme/many");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->manifest_envelope().size(), kBytesPerPart);
+  EXPECT_EQ(*repo_->UploadBytesHeld(), 0u);  // the commit took it
+  client::PullOptions po;
+  po.ref = "acme/many";
+  po.out = dir_ / "out";
+  po.cache_dir = dir_ / "cache";
+  auto pulled = client::Pull(*conn, trust_.view, po);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(testing::ReadFile(dir_ / ("out/shard-39/" + pad + "103999.json")), "3999");
 }
 
 // Issue 12 D: with a 1 MB daily quota one session staged 421 MiB of chunk

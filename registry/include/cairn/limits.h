@@ -32,9 +32,16 @@ inline constexpr uint64_t kExpansionSlackBytes = uint64_t{1} << 30;
 inline constexpr uint32_t kMaxChunkSize = 1024 * 1024;
 
 // ---- gRPC messages ----
-// Largest message either way (chunk batches and chunk lists). 64 MiB: above
+// Largest message a node sends (chunk batches and chunk lists). 64 MiB: above
 // kMaxChunkListBytes and kMaxChunksPerMessage * kMaxChunkSize.
 inline constexpr int kMaxMessageBytes = 64 << 20;
+// Largest request a node accepts, whatever the RPC: what a PutChunks batch
+// (kBytesPerRequest plus one chunk) or an object part needs. Larger objects
+// go in parts (PutObject offset/total_size): a client that declares a request
+// and stalls can pin at most this much per stream.
+inline constexpr int kMaxRequestBytes = 4 << 20;
+// The size of one PutObject part.
+inline constexpr size_t kBytesPerPart = 1 << 20;
 // Most chunk digests a node accepts in one GetMany / PutChunks message.
 inline constexpr int kMaxChunksPerMessage = 64;
 // What clients and followers put in one request (<= kMaxChunksPerMessage),
@@ -43,6 +50,8 @@ inline constexpr int kChunksPerRequest = 16;
 inline constexpr size_t kBytesPerRequest = 1 << 20;
 
 static_assert(kChunksPerRequest <= kMaxChunksPerMessage);
+static_assert(kBytesPerRequest + kMaxChunkSize + (64 << 10) <= size_t{kMaxRequestBytes});
+static_assert(kBytesPerPart + (64 << 10) <= size_t{kMaxRequestBytes});
 static_assert(size_t{kMaxChunksPerMessage} * kMaxChunkSize <= size_t{kMaxMessageBytes});
 static_assert(kMaxChunkListBytes < size_t{kMaxMessageBytes});
 

@@ -215,9 +215,22 @@ class Repository {
   // fewer than the namespace's threshold, the release is kept as pending
   // (pending = true in the response) for `pending_seconds`, unserved, until
   // CoSign completes it.
+  // `manifest_envelope_digest` (when `manifest_envelope` is empty) names an
+  // envelope the session uploaded with PutObjectPart.
   absl::StatusOr<cairn::v1::CommitResponse> Commit(std::string_view session_id,
                                                    std::string_view manifest_envelope,
-                                                   std::string_view tag_envelope);
+                                                   std::string_view tag_envelope,
+                                                   std::string_view manifest_envelope_digest = {});
+  // PutObject: an object, or one part of one (see PutObjectRequest). Parts
+  // are kept on disk (kStaging "upload/<session>/..."), charged to the
+  // session's quota as they arrive, and must come in order; the complete
+  // object is checked and staged like StageChunkList, or kept for Commit
+  // when it is a manifest envelope.
+  absl::StatusOr<cairn::v1::PutObjectResponse> PutObjectPart(
+      const cairn::v1::PutObjectRequest& req);
+  // Bytes of uploads in parts held on disk (in progress, or an uploaded
+  // manifest envelope waiting for its Commit).
+  absl::StatusOr<uint64_t> UploadBytesHeld();
   // A pending release. NotFound when there is none (or it expired).
   absl::StatusOr<cairn::v1::PendingResponse> GetPending(std::string_view manifest_digest);
   // Adds the valid signatures among `req`'s to a pending release and commits
@@ -267,6 +280,20 @@ class Repository {
   std::unique_ptr<ChangeFeed> feed_;
   std::unique_ptr<PublishSessions> sessions_;
   absl::Mutex cosign_mu_;  // one co-signature at a time
+  // Uploads in parts in progress, per session.
+  struct Upload {
+    cairn::v1::ObjectKind kind;
+    uint64_t total = 0;
+    uint64_t received = 0;
+  };
+  absl::Mutex upload_mu_;
+  absl::flat_hash_map<std::string, Upload> uploads_ ABSL_GUARDED_BY(upload_mu_);
+  // Removes the parts and envelope the session uploaded.
+  absl::Status DropUploads(std::string_view session_id);
+  absl::StatusOr<std::string> UploadedEnvelope(std::string_view session_id,
+                                               std::string_view digest);
+  absl::StatusOr<std::string> StageChunkListCharged(std::string_view session_id,
+                                                    std::string_view bytes, bool charged);
   absl::Mutex fetch_mu_;
   absl::CondVar fetch_cv_;
   absl::flat_hash_set<std::string> fetching_ ABSL_GUARDED_BY(fetch_mu_);

@@ -53,7 +53,7 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, const TlsO
                                           bool private_pool) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxRequestBytes);  // what a node accepts
   // Don't let gRPC's reconnect backoff outlast our deadline.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);

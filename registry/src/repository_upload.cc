@@ -1,0 +1,167 @@
+// Repository: objects uploaded in parts (PutObject with offset/total_size).
+// A node accepts requests of at most kMaxRequestBytes, so chunk lists (up to
+// kMaxChunkListBytes) and manifest envelopes (up to kMaxEnvelopeBytes) that
+// are larger arrive in parts. Parts go to disk as they arrive; nothing of an
+// upload is held in memory but its counters until its last part.
+#include "cairn/limits.h"
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "meta_schema.h"
+#include "publish_sessions.h"
+
+namespace cairn {
+
+using cairn::v1::ObjectKind;
+
+namespace {
+
+std::string UploadPrefix(std::string_view session_id) {
+  return StrCat(meta::kUploadPrefix, session_id, "/");
+}
+std::string PartKey(std::string_view session_id, uint64_t offset) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(offset));
+  return StrCat(UploadPrefix(session_id), "part/", hex);  // sorts in offset order
+}
+std::string EnvelopeKey(std::string_view session_id) {
+  return StrCat(UploadPrefix(session_id), "envelope");
+}
+
+}  // namespace
+
+absl::StatusOr<cairn::v1::PutObjectResponse> Repository::PutObjectPart(
+    const cairn::v1::PutObjectRequest& req) {
+  const std::string& sid = req.session_id();
+  CAIRN_RETURN_IF_ERROR(CheckSession(sid).status());
+  if (!cairn::v1::ObjectKind_IsValid(req.kind())) {
+    return absl::InvalidArgumentError(StrCat("unknown object kind ", static_cast<int>(req.kind())));
+  }
+  const bool envelope = req.kind() == cairn::v1::OBJECT_KIND_MANIFEST_ENVELOPE;
+  const uint64_t max = envelope ? kMaxEnvelopeBytes : kMaxChunkListBytes;
+  cairn::v1::PutObjectResponse out;
+  if (req.total_size() == 0) {  // the whole object in one request
+    if (req.offset() != 0) return absl::InvalidArgumentError("offset without total_size");
+    if (envelope) {
+      CAIRN_RETURN_IF_ERROR(ParseEnvelope(req.data(), kMaxEnvelopeBytes).status());
+      CAIRN_RETURN_IF_ERROR(sessions_->Charge(sid, req.data().size()));
+      CAIRN_RETURN_IF_ERROR(
+          meta_->Commit({WriteOp{Table::kStaging, EnvelopeKey(sid), req.data()}}, false));
+      out.set_digest(DigestName(Sha256Of(req.data())));
+    } else {
+      CAIRN_ASSIGN_OR_RETURN(*out.mutable_digest(), StageChunkList(sid, req.data()));
+    }
+    out.set_received(req.data().size());
+    return out;
+  }
+  if (req.total_size() > max) {
+    return absl::InvalidArgumentError(StrCat(envelope ? "manifest envelope" : "chunk list", " of ",
+                                             req.total_size(), " bytes is over the limit of ",
+                                             max));
+  }
+  if (req.data().empty() || req.data().size() > kBytesPerPart ||
+      req.offset() + req.data().size() > req.total_size()) {
+    return absl::InvalidArgumentError(
+        StrCat("part of ", req.data().size(), " bytes at offset ", req.offset(), " of ",
+               req.total_size(), ": parts are 1 to ", kBytesPerPart, " bytes within the object"));
+  }
+  bool complete = false;
+  {
+    absl::MutexLock l(&upload_mu_);
+    auto it = uploads_.find(sid);
+    if (req.offset() == 0) {
+      // A new upload: whatever the session had in progress goes.
+      if (it != uploads_.end()) {
+        uploads_.erase(it);
+        std::vector<WriteOp> drop;
+        CAIRN_RETURN_IF_ERROR(
+            meta_->Scan(Table::kStaging, StrCat(UploadPrefix(sid), "part/"),
+                        [&](std::string_view k, std::string_view) {
+                          drop.push_back({Table::kStaging, std::string(k), std::nullopt});
+                          return true;
+                        }));
+        CAIRN_RETURN_IF_ERROR(meta_->Commit(drop, false));
+      }
+      it = uploads_.emplace(sid, Upload{req.kind(), req.total_size(), 0}).first;
+    } else if (it == uploads_.end() || it->second.received != req.offset() ||
+               it->second.total != req.total_size() || it->second.kind != req.kind()) {
+      return absl::FailedPreconditionError(
+          StrCat("part at offset ", req.offset(), " does not continue this session's upload (",
+                 it == uploads_.end()
+                     ? std::string("none in progress")
+                     : StrCat(it->second.received, " of ", it->second.total, " bytes received"),
+                 "): parts go in order; start again at offset 0"));
+    }
+    CAIRN_RETURN_IF_ERROR(sessions_->Charge(sid, req.data().size()));
+    CAIRN_RETURN_IF_ERROR(
+        meta_->Commit({WriteOp{Table::kStaging, PartKey(sid, req.offset()), req.data()}}, false));
+    it->second.received += req.data().size();
+    out.set_received(it->second.received);
+    complete = it->second.received == it->second.total;
+    if (complete) uploads_.erase(it);
+  }
+  if (!complete) return out;
+  // The last part: the object is read back once, checked and staged; its
+  // parts go.
+  std::string bytes;
+  std::vector<WriteOp> ops;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kStaging, StrCat(UploadPrefix(sid), "part/"),
+                  [&](std::string_view k, std::string_view v) {
+                    bytes.append(v);
+                    ops.push_back({Table::kStaging, std::string(k), std::nullopt});
+                    return bytes.size() <= req.total_size();
+                  }));
+  if (bytes.size() != req.total_size()) {
+    return absl::DataLossError("an uploaded part went missing; start again at offset 0");
+  }
+  if (envelope) {
+    CAIRN_RETURN_IF_ERROR(ParseEnvelope(bytes, kMaxEnvelopeBytes).status());
+    out.set_digest(DigestName(Sha256Of(bytes)));
+    ops.push_back(WriteOp{Table::kStaging, EnvelopeKey(sid), std::move(bytes)});
+    CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, false));
+    return out;
+  }
+  auto staged = StageChunkListCharged(sid, bytes, /*charged=*/true);
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, false));  // the parts go either way
+  CAIRN_ASSIGN_OR_RETURN(*out.mutable_digest(), std::move(staged));
+  return out;
+}
+
+absl::StatusOr<std::string> Repository::UploadedEnvelope(std::string_view session_id,
+                                                         std::string_view digest) {
+  auto b = meta_->Get(Table::kStaging, EnvelopeKey(session_id));
+  if (absl::IsNotFound(b.status()) || (b.ok() && DigestName(Sha256Of(*b)) != digest)) {
+    return absl::FailedPreconditionError(
+        StrCat("manifest envelope ", digest, " was not uploaded in this session"));
+  }
+  return b;
+}
+
+absl::StatusOr<uint64_t> Repository::UploadBytesHeld() {
+  uint64_t n = 0;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kStaging, meta::kUploadPrefix, [&](std::string_view, std::string_view v) {
+        n += v.size();
+        return true;
+      }));
+  return n;
+}
+
+absl::Status Repository::DropUploads(std::string_view session_id) {
+  {
+    absl::MutexLock l(&upload_mu_);
+    uploads_.erase(std::string(session_id));
+  }
+  std::vector<WriteOp> drop;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kStaging, UploadPrefix(session_id), [&](std::string_view k, auto) {
+        drop.push_back({Table::kStaging, std::string(k), std::nullopt});
+        return true;
+      }));
+  if (drop.empty()) return absl::OkStatus();
+  return meta_->Commit(drop, false);
+}
+
+}  // namespace cairn
