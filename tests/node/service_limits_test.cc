@@ -326,7 +326,7 @@ TEST_F(LimitsTest, PartialRequestsCannotPinTheNodesMemory) {
 // stream_idle_seconds (unary calls too: they are served as streams). Old
 // code held a stalled partial request for as long as the connection stayed
 // open.
-TEST_F(LimitsTest, PartialRequestsAreCappedAndCancelledWhenTheyStall) {
+TEST_F(LimitsTest, PartialRequestsAreCancelledWhenTheyStall) {
   SimulatedClock clock;
   node::ServerOptions so;
   so.stream_idle_seconds = 30;
