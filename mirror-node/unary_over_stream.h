@@ -66,9 +66,10 @@ class UnaryCall final : public grpc::ServerBidiReactor<Req, Resp> {
   void OnReadDone(bool ok) override {
     limits_.watchdog->Disarm(watch_);  // from here on the node is working
     if (!ok) {
-      this->Finish(ctx_->IsCancelled()
-                       ? grpc::Status(grpc::StatusCode::CANCELLED, "request not received in time")
-                       : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request sent"));
+      this->Finish(
+          ctx_->IsCancelled()
+              ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before its request arrived")
+              : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request sent"));
       return;
     }
     (*handler_)(this);

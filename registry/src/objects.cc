@@ -274,10 +274,10 @@ absl::Status ValidateManifest(const Manifest& m) {
       }
     }
   }
-  // Files naming one chunk list are the same file; how far they may expand
-  // the release is capped (kMaxExpansion).
+  // Files naming one chunk list are copies of one file: they agree on its
+  // size. (How far a release may expand is checked at commit, against the
+  // distinct chunk bytes.)
   absl::flat_hash_map<std::string_view, uint64_t> list_size;
-  uint64_t expanded = 0, distinct = 0;
   for (int i = 0; i < m.files_size(); ++i) {
     const auto& f = m.files(i);
     CAIRN_RETURN_IF_ERROR(ParseDigestName(f.sha256()).status());
@@ -292,15 +292,6 @@ absl::Status ValidateManifest(const Manifest& m) {
                                                f.path(), " two sizes: ", it->second, " and ",
                                                f.size()));
     }
-    if (added) distinct += f.size();
-    expanded += f.size();
-  }
-  if (expanded > kExpansionSlackBytes &&
-      (expanded - kExpansionSlackBytes) / kMaxExpansion > distinct) {
-    return absl::InvalidArgumentError(
-        StrCat("release expands to ", expanded, " bytes from ", distinct,
-               " bytes of distinct files: more than ", kMaxExpansion, " times plus ",
-               kExpansionSlackBytes >> 30, " GiB (files sharing a chunk list are copies)"));
   }
   for (const auto& p : m.parents()) {
     CAIRN_RETURN_IF_ERROR(ValidateName(p.name()));

@@ -46,14 +46,13 @@ absl::StatusOr<std::string> Repository::StageChunkListCharged(std::string_view s
 
 absl::Status Repository::DropOrphanedStaging() {
   // Uploads in parts of sessions that ended or expired.
-  absl::flat_hash_set<std::string> dead;
-  CAIRN_RETURN_IF_ERROR(
-      meta_->Scan(Table::kStaging, meta::kUploadPrefix, [&](std::string_view k, std::string_view) {
-        std::string_view rest = k.substr(meta::kUploadPrefix.size());
-        std::string sid(rest.substr(0, rest.find('/')));
-        if (!dead.contains(sid) && !CheckSession(sid).ok()) dead.insert(sid);
-        return true;
-      }));
+  std::vector<std::string> dead;
+  {
+    absl::MutexLock l(&upload_mu_);
+    for (const std::string& sid : upload_sessions_) {
+      if (!CheckSession(sid).ok()) dead.push_back(sid);
+    }
+  }
   for (const std::string& sid : dead) CAIRN_RETURN_IF_ERROR(DropUploads(sid));
   std::vector<WriteOp> ops;
   for (const std::string& d : sessions_->TakeOrphans()) {
@@ -81,15 +80,15 @@ absl::Status Repository::PromoteStaged(const absl::flat_hash_set<std::string>& r
           StrCat("chunk list ", root, " was dropped from staging"));
     }
     CAIRN_RETURN_IF_ERROR(b.status());
-    bytes += b->size();
-    ops.push_back(WriteOp{Table::kObjects, root, std::move(*b)});
-    ops.push_back(WriteOp{Table::kStaging, root, std::nullopt});
-    ops.push_back(WriteOp{Table::kState, meta::SessionStagedKey(root), std::nullopt});
-    if (bytes >= kPromoteBatchBytes) {
+    if (!ops.empty() && bytes + b->size() > kPromoteBatchBytes) {
       CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/false));
       ops.clear();
       bytes = 0;
     }
+    bytes += b->size();
+    ops.push_back(WriteOp{Table::kObjects, root, std::move(*b)});
+    ops.push_back(WriteOp{Table::kStaging, root, std::nullopt});
+    ops.push_back(WriteOp{Table::kState, meta::SessionStagedKey(root), std::nullopt});
   }
   if (ops.empty()) return absl::OkStatus();
   return meta_->Commit(ops, /*sync=*/false);
@@ -291,6 +290,8 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
   // once, however many files name it (issue 12 B: 23.6 MB per file,
   // bad_alloc at N=90 under 2.5 GB), and only one list is held at a time.
   absl::flat_hash_set<std::string> staged;  // roots still in staging
+  uint64_t expanded = 0, unique = 0;        // file bytes; distinct chunk bytes per list
+  for (const auto& f : m.files()) expanded += f.size();
   {
     absl::flat_hash_set<std::string_view> seen;
     absl::flat_hash_set<Digest, DigestHash> checked;  // within one list
@@ -312,6 +313,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
       for (const auto& c : cl.chunks()) {
         CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
         if (!checked.insert(d).second) continue;
+        unique += c.length();
         CAIRN_ASSIGN_OR_RETURN(bool has, chunks_->Has(d));
         if (!has) {
           return absl::FailedPreconditionError(
@@ -321,13 +323,16 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
       if (in_staging) staged.insert(f.root());
     }
   }
-  // Staged lists move to the served objects in batches of at most
-  // kPromoteBatchBytes, before the release that names them is written: a
-  // release's lists are never all in memory at once. A crash in between
-  // leaves lists in objects that no release names yet; the retried commit
-  // finds them there.
-  CAIRN_RETURN_IF_ERROR(PromoteStaged(staged));
-
+  // Every node and client that takes the release writes `expanded` bytes
+  // from `unique` distinct ones (a chunk shared by two lists counts twice:
+  // the cap errs towards admitting).
+  if (expanded > kExpansionSlackBytes &&
+      (expanded - kExpansionSlackBytes) / kMaxExpansion > unique) {
+    return absl::InvalidArgumentError(StrCat("release expands to ", expanded, " bytes from ",
+                                             unique, " distinct bytes: more than ", kMaxExpansion,
+                                             " times plus ", kExpansionSlackBytes >> 30,
+                                             " GiB (files or chunks repeated)"));
+  }
   std::vector<WriteOp> ops;
   absl::MutexLock commit_lock(&commit_mu_);
   cairn::v1::CommitResponse out;
@@ -378,6 +383,12 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
           WriteOp{Table::kTags, Key2(tag->name(), tag->tag()), std::string(tag_envelope)});
     }
   }
+  // Staged lists move to the served objects in batches of at most
+  // kPromoteBatchBytes, once every check passed and before the release that
+  // names them is written: a release's lists are never all in memory at
+  // once. A crash in between leaves lists in objects that no release names
+  // yet; the retried commit finds them there.
+  CAIRN_RETURN_IF_ERROR(PromoteStaged(staged));
   // Chunks must be durable before the release that names them is.
   CAIRN_RETURN_IF_ERROR(chunks_->Sync());
   {

@@ -41,11 +41,26 @@ absl::StatusOr<cairn::v1::PutObjectResponse> Repository::PutObjectPart(
   const bool envelope = req.kind() == cairn::v1::OBJECT_KIND_MANIFEST_ENVELOPE;
   const uint64_t max = envelope ? kMaxEnvelopeBytes : kMaxChunkListBytes;
   cairn::v1::PutObjectResponse out;
+  // One upload per session at a time, and parts in order: the lock is held
+  // from the check to the last part's read-back, so nothing interleaves.
+  // Node-wide, but what it covers is short: one part written, or one object
+  // (at most kMaxChunkListBytes) read back.
+  absl::MutexLock l(&upload_mu_);
+  // Every key under the session's part prefix.
+  auto parts = [&](std::vector<WriteOp>* drop, std::string* bytes) {
+    return meta_->Scan(Table::kStaging, StrCat(UploadPrefix(sid), "part/"),
+                       [&](std::string_view k, std::string_view v) {
+                         if (bytes != nullptr) bytes->append(v);
+                         drop->push_back({Table::kStaging, std::string(k), std::nullopt});
+                         return bytes == nullptr || bytes->size() <= req.total_size();
+                       });
+  };
   if (req.total_size() == 0) {  // the whole object in one request
     if (req.offset() != 0) return absl::InvalidArgumentError("offset without total_size");
     if (envelope) {
       CAIRN_RETURN_IF_ERROR(ParseEnvelope(req.data(), kMaxEnvelopeBytes).status());
       CAIRN_RETURN_IF_ERROR(sessions_->Charge(sid, req.data().size()));
+      upload_sessions_.insert(sid);
       CAIRN_RETURN_IF_ERROR(
           meta_->Commit({WriteOp{Table::kStaging, EnvelopeKey(sid), req.data()}}, false));
       out.set_digest(DigestName(Sha256Of(req.data())));
@@ -66,66 +81,51 @@ absl::StatusOr<cairn::v1::PutObjectResponse> Repository::PutObjectPart(
         StrCat("part of ", req.data().size(), " bytes at offset ", req.offset(), " of ",
                req.total_size(), ": parts are 1 to ", kBytesPerPart, " bytes within the object"));
   }
-  bool complete = false;
-  {
-    absl::MutexLock l(&upload_mu_);
-    auto it = uploads_.find(sid);
-    if (req.offset() == 0) {
-      // A new upload: whatever the session had in progress goes.
-      if (it != uploads_.end()) {
-        uploads_.erase(it);
-        std::vector<WriteOp> drop;
-        CAIRN_RETURN_IF_ERROR(
-            meta_->Scan(Table::kStaging, StrCat(UploadPrefix(sid), "part/"),
-                        [&](std::string_view k, std::string_view) {
-                          drop.push_back({Table::kStaging, std::string(k), std::nullopt});
-                          return true;
-                        }));
-        CAIRN_RETURN_IF_ERROR(meta_->Commit(drop, false));
-      }
-      it = uploads_.emplace(sid, Upload{req.kind(), req.total_size(), 0}).first;
-    } else if (it == uploads_.end() || it->second.received != req.offset() ||
-               it->second.total != req.total_size() || it->second.kind != req.kind()) {
-      return absl::FailedPreconditionError(
-          StrCat("part at offset ", req.offset(), " does not continue this session's upload (",
-                 it == uploads_.end()
-                     ? std::string("none in progress")
-                     : StrCat(it->second.received, " of ", it->second.total, " bytes received"),
-                 "): parts go in order; start again at offset 0"));
-    }
-    CAIRN_RETURN_IF_ERROR(sessions_->Charge(sid, req.data().size()));
-    CAIRN_RETURN_IF_ERROR(
-        meta_->Commit({WriteOp{Table::kStaging, PartKey(sid, req.offset()), req.data()}}, false));
-    it->second.received += req.data().size();
-    out.set_received(it->second.received);
-    complete = it->second.received == it->second.total;
-    if (complete) uploads_.erase(it);
+  auto it = uploads_.find(sid);
+  if (req.offset() == 0) {
+    // A new upload: whatever the session left of an earlier one goes.
+    uploads_.erase(sid);
+    std::vector<WriteOp> drop;
+    CAIRN_RETURN_IF_ERROR(parts(&drop, nullptr));
+    if (!drop.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(drop, false));
+  } else if (it == uploads_.end() || it->second.received != req.offset() ||
+             it->second.total != req.total_size() || it->second.kind != req.kind()) {
+    return absl::FailedPreconditionError(
+        StrCat("part at offset ", req.offset(), " does not continue this session's upload (",
+               it == uploads_.end()
+                   ? std::string("none in progress")
+                   : StrCat(it->second.received, " of ", it->second.total, " bytes received"),
+               "): parts go in order; start again at offset 0"));
   }
-  if (!complete) return out;
+  // Charged before anything is kept (a part sent again is charged again).
+  CAIRN_RETURN_IF_ERROR(sessions_->Charge(sid, req.data().size()));
+  upload_sessions_.insert(sid);
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Commit({WriteOp{Table::kStaging, PartKey(sid, req.offset()), req.data()}}, false));
+  Upload& up = uploads_.try_emplace(sid, Upload{req.kind(), req.total_size(), 0}).first->second;
+  up.received += req.data().size();
+  out.set_received(up.received);
+  if (up.received < up.total) return out;
+  uploads_.erase(sid);
   // The last part: the object is read back once, checked and staged; its
-  // parts go.
+  // parts go whatever the outcome.
   std::string bytes;
   std::vector<WriteOp> ops;
-  CAIRN_RETURN_IF_ERROR(
-      meta_->Scan(Table::kStaging, StrCat(UploadPrefix(sid), "part/"),
-                  [&](std::string_view k, std::string_view v) {
-                    bytes.append(v);
-                    ops.push_back({Table::kStaging, std::string(k), std::nullopt});
-                    return bytes.size() <= req.total_size();
-                  }));
+  absl::Status read = parts(&ops, &bytes);
+  if (!ops.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, false));
+  CAIRN_RETURN_IF_ERROR(read);
   if (bytes.size() != req.total_size()) {
     return absl::DataLossError("an uploaded part went missing; start again at offset 0");
   }
   if (envelope) {
     CAIRN_RETURN_IF_ERROR(ParseEnvelope(bytes, kMaxEnvelopeBytes).status());
     out.set_digest(DigestName(Sha256Of(bytes)));
-    ops.push_back(WriteOp{Table::kStaging, EnvelopeKey(sid), std::move(bytes)});
-    CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, false));
+    CAIRN_RETURN_IF_ERROR(
+        meta_->Commit({WriteOp{Table::kStaging, EnvelopeKey(sid), std::move(bytes)}}, false));
     return out;
   }
-  auto staged = StageChunkListCharged(sid, bytes, /*charged=*/true);
-  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, false));  // the parts go either way
-  CAIRN_ASSIGN_OR_RETURN(*out.mutable_digest(), std::move(staged));
+  CAIRN_ASSIGN_OR_RETURN(*out.mutable_digest(),
+                         StageChunkListCharged(sid, bytes, /*charged=*/true));
   return out;
 }
 
@@ -150,10 +150,9 @@ absl::StatusOr<uint64_t> Repository::UploadBytesHeld() {
 }
 
 absl::Status Repository::DropUploads(std::string_view session_id) {
-  {
-    absl::MutexLock l(&upload_mu_);
-    uploads_.erase(std::string(session_id));
-  }
+  absl::MutexLock l(&upload_mu_);
+  uploads_.erase(std::string(session_id));
+  upload_sessions_.erase(std::string(session_id));
   std::vector<WriteOp> drop;
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kStaging, UploadPrefix(session_id), [&](std::string_view k, auto) {

@@ -315,33 +315,60 @@ TEST_F(RepositoryTest, ACommitHoldsOneChunkListAtATime) {
   EXPECT_TRUE(repo_->GetObject(m.files(7).root()).ok());
 }
 
-TEST_F(RepositoryTest, AReleaseOfCopiesOfOneFileIsRefused) {
-  // N files naming one list are N copies of it: a release may expand to at
-  // most kMaxExpansion times its distinct bytes (plus 1 GiB).
+TEST_F(RepositoryTest, AReleaseThatRepeatsItsBytesTooOftenIsRefused) {
+  // Old code admitted a list naming one chunk N times, or N files naming one
+  // list: every node and client then writes N copies. Now a release may
+  // expand to at most kMaxExpansion times its distinct bytes plus 1 GiB.
+  std::string s = Session("acme/m", trust_.publisher.get());
+  const std::string mib = testing::RandomBytes(1 << 20, 7);
+  ASSERT_TRUE(repo_->chunks()->Put(Sha256Of(mib), mib).ok());
+  auto commit = [&](const std::string& version, int repeats, int files) {
+    cairn::v1::ChunkList cl;
+    for (int i = 0; i < repeats; ++i) {
+      auto* c = cl.add_chunks();
+      c->set_digest(std::string(DigestBytes(Sha256Of(mib))));
+      c->set_length(1 << 20);
+    }
+    const std::string clb = SerializeCanonical(cl);
+    auto staged = repo_->StageChunkList(s, clb);
+    EXPECT_TRUE(staged.ok()) << staged.status();
+    cairn::v1::Manifest m;
+    m.set_name("acme/m");
+    m.set_version(version);
+    for (int i = 0; i < files; ++i) {
+      auto* f = m.add_files();
+      f->set_path("f" + std::to_string(10 + i));
+      f->set_size((uint64_t{1} << 20) * repeats);
+      f->set_sha256(DigestName(Sha256Of("not checked at commit")));
+      f->set_root(*staged);
+    }
+    CanonicalizeManifest(&m);
+    return repo_->Commit(
+        s,
+        SerializeCanonical(
+            *SignEnvelope(kManifestPayloadType, SerializeCanonical(m), {trust_.publisher.get()})),
+        "");
+  };
+  // 1 MiB repeated 1000 times: within 64 x 1 MiB + 1 GiB.
+  EXPECT_TRUE(commit("1", 1000, 1).ok());
+  s = Session("acme/m", trust_.publisher.get());
+  auto one_list = commit("2", 1100, 1);
+  EXPECT_THAT(one_list, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(one_list.status().message()), HasSubstr("repeated"));
+  auto copies = commit("3", 600, 2);  // two files naming one 600 MiB list
+  EXPECT_THAT(copies, StatusIs(absl::StatusCode::kInvalidArgument));
+  // Files naming one list must agree on its size.
   cairn::v1::Manifest m;
   m.set_name("acme/m");
-  m.set_version("1");
-  const std::string root = DigestName(Sha256Of("list"));
-  for (int i = 0; i < 20; ++i) {
+  m.set_version("4");
+  for (int i = 0; i < 2; ++i) {
     auto* f = m.add_files();
-    f->set_path("f" + std::to_string(10 + i));
-    f->set_size(uint64_t{100} << 20);  // 20 x 100 MiB copies of one 100 MiB file
-    f->set_sha256(DigestName(Sha256Of("file")));
-    f->set_root(root);
-  }
-  EXPECT_TRUE(ValidateManifest(m).ok());  // 2 GiB from 100 MiB: within 16x + 1 GiB
-  for (int i = 20; i < 40; ++i) {
-    auto* f = m.add_files();
-    f->set_path("f" + std::to_string(10 + i));
-    f->set_size(uint64_t{100} << 20);
-    f->set_sha256(DigestName(Sha256Of("file")));
-    f->set_root(root);
+    f->set_path("f" + std::to_string(i));
+    f->set_size(1 + i);
+    f->set_sha256(DigestName(Sha256Of("x")));
+    f->set_root(DigestName(Sha256Of("list")));
   }
   absl::Status st = ValidateManifest(m);
-  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(std::string(st.message()), HasSubstr("files sharing a chunk list are copies"));
-  m.mutable_files(0)->set_size(1);  // one list, two sizes
-  st = ValidateManifest(m);
   EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(st.message()), HasSubstr("two sizes"));
 }

@@ -19,11 +19,12 @@ inline constexpr size_t kMaxPathBytes = 4096;
 // One path segment: Linux's NAME_MAX.
 inline constexpr size_t kMaxPathSegmentBytes = 255;
 inline constexpr size_t kMaxSignatures = 32;
-// Files may share a chunk list (identical files), but a release may not
-// expand to more than kMaxExpansion times the bytes its distinct chunk lists
-// cover, plus kExpansionSlackBytes: N files naming one list make every node
-// and client that takes the release write N copies (issue 12 B).
-inline constexpr uint64_t kMaxExpansion = 16;
+// Files may share chunks and chunk lists, but a release may not expand to
+// more than kMaxExpansion times its distinct chunk bytes, plus
+// kExpansionSlackBytes: N files naming one list, or a list naming one chunk
+// N times, make every node and client that takes it write N copies (issue
+// 12 B). Checked when a node admits a release.
+inline constexpr uint64_t kMaxExpansion = 64;
 inline constexpr uint64_t kExpansionSlackBytes = uint64_t{1} << 30;
 
 // ---- Chunks ----

@@ -288,6 +288,8 @@ class Repository {
   };
   absl::Mutex upload_mu_;
   absl::flat_hash_map<std::string, Upload> uploads_ ABSL_GUARDED_BY(upload_mu_);
+  // Sessions that may have upload keys on disk (parts, an envelope).
+  absl::flat_hash_set<std::string> upload_sessions_ ABSL_GUARDED_BY(upload_mu_);
   // Removes the parts and envelope the session uploaded.
   absl::Status DropUploads(std::string_view session_id);
   absl::StatusOr<std::string> UploadedEnvelope(std::string_view session_id,
