@@ -97,6 +97,7 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
   return {
       {"data", Str(&c->data)},
       {"listen", Str(&c->listen)},
+      {"http", Str(&c->http)},
       {"trust", Str(&c->trust)},
       {"log_level", Str(&c->log_level)},
       {"region", Str(&c->region)},
@@ -236,6 +237,10 @@ absl::Status ValidateConfig(ServeConfig* c) {
   CAIRN_ASSIGN_OR_RETURN(c->log_level, CanonicalLogLevel(c->log_level));
   auto listen = ParseNodeAddress(c->listen, /*allow_port_zero=*/true);
   if (!listen.ok()) return Annotate(listen.status(), "listen");
+  if (!c->http.empty()) {
+    auto http = ParseNodeAddress(c->http, /*allow_port_zero=*/true);
+    if (!http.ok()) return Annotate(http.status(), "http");
+  }
   for (const auto* list : {&c->upstreams, &c->peers}) {
     for (const auto& a : *list) {
       auto parsed = ParseNodeAddress(a);

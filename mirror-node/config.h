@@ -17,6 +17,7 @@ namespace cairn::node {
 struct ServeConfig {
   std::string data;
   std::string listen = "127.0.0.1:7070";
+  std::string http;  // HTTP gateway HOST:PORT; empty: off
   std::string trust;
   std::string log_level = "info";
   bool verify_reads = true;

@@ -13,6 +13,7 @@
 #include "cairn/status.h"
 #include "cairn/tuning.h"
 #include "config.h"
+#include "http_gateway.h"
 #include "replication_loop.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -99,6 +100,17 @@ int Serve(cairn::node::ServeConfig cfg) {
                                                        : "verified when presented");
   }
   std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
+  std::unique_ptr<cairn::node::HttpGateway> gateway;
+  if (!cfg.http.empty()) {
+    auto g = cairn::node::HttpGateway::Start(repo->get(), cfg.http);
+    if (!g.ok()) return Fail(g.status());
+    gateway = std::move(*g);
+    std::printf("cairn-node http on %s\n", gateway->address().c_str());
+    if (!sopts.tls_cert_pem.empty()) {
+      spdlog::warn("the HTTP gateway on {} is plaintext (TLS on it is not built yet)",
+                   gateway->address());
+    }
+  }
   std::fflush(stdout);
   std::unique_ptr<cairn::node::ReplicationLoop> replication;
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> ups = cfg.upstream_tables;
@@ -168,7 +180,8 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serve models from a data directory");
   serve->add_option(
       "--config", config,
-      "TOML config file ([node] data, listen, trust, log_level, region, verify_reads, upstreams, "
+      "TOML config file ([node] data, listen, http, trust, log_level, region, verify_reads, "
+      "upstreams, "
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
       "upload_bytes_per_day; [[upstream]] address, include, exclude, "
@@ -178,6 +191,10 @@ int main(int argc, char** argv) {
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen =
       serve->add_option("--listen", flags.listen, "gRPC address HOST:PORT (port 0 picks one)");
+  auto* o_http = serve->add_option(
+      "--http", flags.http,
+      "HTTP gateway address HOST:PORT (plain HTTP downloads: /v1/files, /v1/releases; port 0 "
+      "picks one; default: off)");
   auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
   auto* o_log = serve->add_option("--log-level", flags.log_level,
                                   "trace|debug|info|warning|error|critical|off (any case)");
@@ -231,6 +248,7 @@ int main(int argc, char** argv) {
   }
   if (*o_data) cfg.data = flags.data;
   if (*o_listen) cfg.listen = flags.listen;
+  if (*o_http) cfg.http = flags.http;
   if (*o_trust) cfg.trust = flags.trust;
   if (*o_log) cfg.log_level = flags.log_level;
   if (*o_region) cfg.region = flags.region;

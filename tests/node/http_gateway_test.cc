@@ -1,0 +1,245 @@
+// The HTTP gateway's plain downloads (issue 13, first part): byte-exact
+// files, ranges, ETags, and hostile paths and headers, over real sockets.
+#include "http_gateway.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/transport/channel.h"
+#include "client.h"
+#include "server.h"
+#include "testing.h"
+
+namespace cairn {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using ::cairn::testing::TrustFixture;
+using ::testing::HasSubstr;
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  bool complete = false;  // the body arrived whole
+};
+
+class HttpGatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trust_ = TrustFixture::Make("acme");
+    trust_.Save(dir_ / "keys");
+    repo_ = std::move(Repository::Open(dir_ / "node", trust_.view)).value();
+    server_ = std::move(node::NodeServer::Start(repo_.get(), "127.0.0.1:0")).value();
+    gw_ = std::move(node::HttpGateway::Start(repo_.get(), "127.0.0.1:0")).value();
+    data_ = testing::RandomBytes(3 << 20, 42);
+    testing::WriteFile(dir_ / "m/weights.bin", data_);
+    testing::WriteFile(dir_ / "m/sub/config.json", "{\"a\":1}");
+    testing::WriteFile(dir_ / "m/empty", "");
+    auto conn = std::move(Connection::Open(server_->address(), 10)).value();
+    client::PublishOptions o;
+    o.dir = dir_ / "m";
+    o.name = "acme/m";
+    o.version = std::string(1, '1');
+    o.key_paths = {dir_ / "keys/publisher.key"};
+    auto p = client::Publish(*conn, o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    manifest_ = p->manifest;
+  }
+  // One request on a fresh connection; `raw` replaces the whole request.
+  Reply Get(const std::string& target, std::map<std::string, std::string> headers = {},
+            http::verb verb = http::verb::get) {
+    asio::io_context ioc;
+    beast::tcp_stream s(ioc);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw_->port()));
+    http::request<http::empty_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (auto& [k, v] : headers) req.set(k, v);
+    http::write(s, req);
+    beast::flat_buffer buf;
+    http::response_parser<http::string_body> p;
+    p.body_limit(64 << 20);
+    if (verb == http::verb::head) p.skip(true);
+    beast::error_code ec;
+    http::read(s, buf, p, ec);
+    Reply r;
+    r.complete = !ec;
+    r.status = p.get().result_int();
+    r.body = p.get().body();
+    for (const auto& f : p.get()) r.headers[std::string(f.name_string())] = std::string(f.value());
+    return r;
+  }
+
+  testing::TempDir dir_;
+  TrustFixture trust_;
+  std::unique_ptr<Repository> repo_;
+  std::unique_ptr<node::NodeServer> server_;
+  std::unique_ptr<node::HttpGateway> gw_;
+  std::string data_, manifest_;
+};
+
+TEST_F(HttpGatewayTest, FilesAreServedByteExactByTagVersionAndDigest) {
+  for (const std::string& ref : std::vector<std::string>{"latest", "1", "@" + manifest_}) {
+    Reply r = Get("/v1/files/acme/m/" + ref + "/weights.bin");
+    EXPECT_EQ(r.status, 200) << ref << ": " << r.body.substr(0, 200);
+    EXPECT_TRUE(r.body == data_) << ref;
+    EXPECT_EQ(r.headers["Accept-Ranges"], "bytes");
+    EXPECT_EQ(r.headers["ETag"], "\"" + DigestName(Sha256Of(data_)).substr(7) + "\"");
+  }
+  EXPECT_EQ(Get("/v1/files/acme/m/1/sub/config.json").body, "{\"a\":1}");
+  Reply empty = Get("/v1/files/acme/m/1/empty");
+  EXPECT_EQ(empty.status, 200);
+  EXPECT_EQ(empty.headers["Content-Length"], "0");
+  Reply head = Get("/v1/files/acme/m/1/weights.bin", {}, http::verb::head);
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["Content-Length"], std::to_string(data_.size()));
+  Reply rel = Get("/v1/releases/acme/m");
+  EXPECT_EQ(rel.status, 200);
+  EXPECT_THAT(rel.body, HasSubstr("\"version\":\"1\""));
+  EXPECT_THAT(rel.body, HasSubstr(manifest_));
+  EXPECT_THAT(rel.body, HasSubstr("\"tag\":\"latest\""));
+}
+
+TEST_F(HttpGatewayTest, RangesConditionalsAndErrorsAreExact) {
+  const std::string f = "/v1/files/acme/m/latest/weights.bin";
+  const uint64_t n = data_.size();
+  Reply r = Get(f, {{"Range", "bytes=1000-70000"}});  // across chunk boundaries
+  EXPECT_EQ(r.status, 206);
+  EXPECT_TRUE(r.body == data_.substr(1000, 69001));
+  EXPECT_EQ(r.headers["Content-Range"], "bytes 1000-70000/" + std::to_string(n));
+  r = Get(f, {{"Range", "bytes=0-0"}});  // the JS client's probe
+  EXPECT_EQ(r.status, 206);
+  EXPECT_EQ(r.body, data_.substr(0, 1));
+  r = Get(f, {{"Range", "bytes=-100"}});
+  EXPECT_TRUE(r.body == data_.substr(n - 100));
+  r = Get(f, {{"Range", "bytes=" + std::to_string(n - 10) + "-"}});  // curl -C -
+  EXPECT_TRUE(r.body == data_.substr(n - 10));
+  r = Get(f, {{"Range", "bytes=" + std::to_string(n) + "-"}});
+  EXPECT_EQ(r.status, 416);
+  EXPECT_EQ(r.headers["Content-Range"], "bytes */" + std::to_string(n));
+  std::string many = "bytes=0-0";
+  for (int i = 1; i < 1000; ++i) many += "," + std::to_string(i * 2) + "-" + std::to_string(i * 2);
+  r = Get(f, {{"Range", many}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr("one range per request"));
+  r = Get(f, {{"If-None-Match", "\"" + DigestName(Sha256Of(data_)).substr(7) + "\""}});
+  EXPECT_EQ(r.status, 304);
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_EQ(Get("/v1/files/acme/m/latest/nope").status, 404);
+  EXPECT_EQ(Get("/v1/files/acme/m/9.9/weights.bin").status, 404);
+  EXPECT_EQ(Get("/v1/files/acme/zz/latest/weights.bin").status, 404);
+  EXPECT_EQ(Get("/v1/releases/acme").status, 404);
+  EXPECT_EQ(Get("/nothing").status, 404);
+}
+
+TEST_F(HttpGatewayTest, HostilePathsAndHeadersGetClearErrors) {
+  for (const char* t :
+       {"/v1/files/acme/m/latest/../../etc/passwd", "/v1/files/acme/m/latest/%2e%2e/x",
+        "/v1/files/acme/m/latest/a%2fb", "/v1/files/acme/m/latest/%00",
+        "/v1/files/acme/m/latest/%zz", "/v1/files/acme/m/latest//weights.bin"}) {
+    Reply r = Get(t);
+    EXPECT_EQ(r.status, 400) << t;
+    EXPECT_THAT(r.body, HasSubstr("bad path")) << t;
+  }
+  Reply big = Get("/v1/releases/acme/m", {{"X-Pad", std::string(32 << 10, 'a')}});
+  EXPECT_EQ(big.status, 431);
+  EXPECT_EQ(Get("/v1/releases/acme/m", {}, http::verb::post).status, 405);
+  // Served normally afterwards.
+  EXPECT_EQ(Get("/v1/files/acme/m/1/sub/config.json").status, 200);
+}
+
+TEST_F(HttpGatewayTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  asio::io_context ioc;
+  beast::tcp_stream s(ioc);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw_->port()));
+  beast::flat_buffer buf;
+  for (int i = 0; i < 3; ++i) {
+    http::request<http::empty_body> req{http::verb::get, "/v1/files/acme/m/1/sub/config.json", 11};
+    req.set(http::field::host, "x");
+    http::write(s, req);
+    http::response<http::string_body> res;
+    http::read(s, buf, res);
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_EQ(res.body(), "{\"a\":1}");
+  }
+  EXPECT_GE(gw_->counters().requests.load(), 3u);
+}
+
+TEST_F(HttpGatewayTest, AChunkThatFailsVerificationCutsTheConnection) {
+  // Flip bytes in the middle of every pack file: a chunk of weights.bin no
+  // longer matches its digest. The body must end short, never be wrong.
+  int flipped = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ / "node")) {
+    if (e.path().filename().string().rfind("pack-", 0) != 0 || e.file_size() < (2 << 20)) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(e.file_size() / 2));
+    f.write("XXXXXXXX", 8);
+    ++flipped;
+  }
+  ASSERT_GT(flipped, 0);
+  Reply r = Get("/v1/files/acme/m/1/weights.bin");
+  EXPECT_FALSE(r.complete);
+  EXPECT_LT(r.body.size(), data_.size());
+  EXPECT_TRUE(data_.compare(0, r.body.size(), r.body) == 0) << "every byte sent is right";
+  EXPECT_GE(gw_->counters().verification_failures.load(), 1u);
+  // The gateway goes on serving what verifies.
+  EXPECT_EQ(Get("/v1/files/acme/m/1/sub/config.json").status, 200);
+}
+
+TEST_F(HttpGatewayTest, ConnectionsAreBoundedAndSilentClientsAreDropped) {
+  node::HttpOptions o;
+  o.max_connections = 4;
+  o.header_timeout_seconds = 1;
+  auto gw = std::move(node::HttpGateway::Start(repo_.get(), "127.0.0.1:0", o)).value();
+  asio::io_context ioc;
+  std::vector<std::unique_ptr<beast::tcp_stream>> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(std::make_unique<beast::tcp_stream>(ioc));
+    idle.back()->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw->port()));
+    // A slowloris: part of a request line, then nothing.
+    asio::write(idle.back()->socket(), asio::buffer(std::string("GET /v1/rel")));
+  }
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    beast::tcp_stream s(ioc);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw->port()));
+    http::request<http::empty_body> req{http::verb::get, "/v1/releases/acme/m", 11};
+    http::write(s, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    beast::error_code ec;
+    http::read(s, buf, res, ec);
+    return !ec && res.result_int() == 503;
+  }));
+  EXPECT_GE(gw->counters().connections_refused.load(), 1u);
+  // The silent ones are closed after the header timeout (1 s here)...
+  for (auto& c : idle) {
+    char b;
+    beast::error_code ec;
+    c->socket().read_some(asio::buffer(&b, 1), ec);  // blocks until the gateway closes it
+    EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  }
+  // ...which frees their places.
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    beast::tcp_stream s(ioc);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw->port()));
+    http::request<http::empty_body> req{http::verb::get, "/v1/releases/acme/m", 11};
+    http::write(s, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    beast::error_code ec;
+    http::read(s, buf, res, ec);
+    return !ec && res.result_int() == 200;
+  }));
+}
+
+}  // namespace
+}  // namespace cairn
