@@ -19,7 +19,7 @@ class FederationImpl final : public FederationService {
                                                  [repo](auto*) { return repo->Summary(); });
     // Long poll: a caught-up follower's call is parked and answered later
     // from the waiter's thread.
-    Serve<FeedRequest, FeedResponse>("Feed", [this, repo, pool](FeedCall* call) {
+    Serve<FeedRequest, FeedResponse>("Feed", [this, pool](FeedCall* call) {
       if (call->req().wait_ms() > 0 && waiter_.Park(call)) return;
       RunOnPool<FeedRequest, FeedResponse>(pool, call, feed_now_);
     });

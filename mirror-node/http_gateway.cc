@@ -89,12 +89,6 @@ std::optional<std::vector<std::string>> Segments(std::string_view target) {
 
 std::string_view SV(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
-bool ParseU64(std::string_view s, uint64_t* out) {
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
 std::string JsonString(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -106,9 +100,11 @@ std::string JsonString(std::string_view s) {
         out += "\\\\";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        // Control bytes, and bytes of a name that may not be UTF-8 (the
+        // answer stays valid JSON whatever a client put in its path).
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x80) {
           char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
           out += buf;
         } else {
           out.push_back(c);
@@ -122,10 +118,11 @@ struct Answer {
   http::status status = http::status::ok;
   std::string body;
   std::string content_type = "application/json";
+  std::string allow;  // for 405
 };
 
 Answer Error(http::status st, std::string_view message) {
-  return Answer{st, StrCat("{\"error\":", JsonString(message), "}\n")};
+  return Answer{st, StrCat("{\"error\":", JsonString(message), "}\n"), "application/json", ""};
 }
 
 Answer FromStatus(const absl::Status& s) {
@@ -139,15 +136,28 @@ Answer FromStatus(const absl::Status& s) {
   }
 }
 
-// A byte range of a file of `size` bytes: [first, last]. nullopt when the
-// header is absent; an error Answer when it cannot be satisfied.
+// A byte range of a file of `size` bytes: [first, last]. nullopt when there
+// is none to honour (no header, or a unit other than bytes: RFC 9110 says
+// ignore it); InvalidArgument for a malformed one, OutOfRange for one that
+// cannot be satisfied.
 struct Range {
   uint64_t first = 0, last = 0;
 };
+// Digits only; a value past 2^64-1 reads as the largest (a range end past
+// the file is clamped anyway).
+bool ParseBound(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.find_first_not_of("0123456789") != std::string_view::npos) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  if (ec == std::errc::result_out_of_range) *out = UINT64_MAX;
+  return true;
+}
 absl::StatusOr<std::optional<Range>> ParseRange(std::string_view h, uint64_t size) {
   if (h.empty()) return std::optional<Range>();
-  if (h.substr(0, 6) != "bytes=") return absl::InvalidArgumentError("only byte ranges");
-  h.remove_prefix(6);
+  const size_t eq = h.find('=');
+  std::string unit(h.substr(0, eq));
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (eq == std::string_view::npos || unit != "bytes") return std::optional<Range>();
+  h.remove_prefix(eq + 1);
   if (h.find(',') != std::string_view::npos) {
     return absl::InvalidArgumentError("one range per request");
   }
@@ -157,21 +167,35 @@ absl::StatusOr<std::optional<Range>> ParseRange(std::string_view h, uint64_t siz
   uint64_t x = 0, y = 0;
   Range r;
   if (a.empty()) {  // the last y bytes
-    if (!ParseU64(b, &y) || y == 0) return absl::OutOfRangeError("bad suffix range");
-    if (size == 0) return absl::OutOfRangeError("empty file");
+    if (!ParseBound(b, &y)) return absl::InvalidArgumentError("bad suffix range");
+    if (y == 0 || size == 0) return absl::OutOfRangeError("empty suffix range");
     r.first = y >= size ? 0 : size - y;
     r.last = size - 1;
     return std::optional<Range>(r);
   }
-  if (!ParseU64(a, &x)) return absl::InvalidArgumentError("bad range");
+  if (!ParseBound(a, &x)) return absl::InvalidArgumentError("bad range");
+  if (!b.empty() && (!ParseBound(b, &y) || y < x)) return absl::InvalidArgumentError("bad range");
   if (x >= size) return absl::OutOfRangeError("range starts past the end");
   r.first = x;
-  r.last = size - 1;
-  if (!b.empty()) {
-    if (!ParseU64(b, &y) || y < x) return absl::InvalidArgumentError("bad range");
-    r.last = std::min(y, size - 1);
-  }
+  r.last = b.empty() ? size - 1 : std::min(y, size - 1);
   return std::optional<Range>(r);
+}
+
+// If-None-Match: "*", or a list of entity tags (weak ones compare weakly).
+bool NoneMatch(std::string_view h, std::string_view etag) {
+  if (h.empty()) return false;
+  size_t pos = 0;
+  while (pos < h.size()) {
+    size_t comma = h.find(',', pos);
+    std::string_view t = h.substr(pos, comma == std::string_view::npos ? h.npos : comma - pos);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (t.substr(0, 2) == "W/") t.remove_prefix(2);
+    if (t == "*" || t == etag) return true;
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  return false;
 }
 
 }  // namespace
@@ -275,6 +299,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendAnswer(beast::tcp_stream& stream, c
   res.set(http::field::server, "cairn-node");
   res.set(http::field::content_type, a.content_type);
   res.keep_alive(req.keep_alive());
+  if (!a.allow.empty()) res.set(http::field::allow, a.allow);
   const bool head = req.method() == http::verb::head;
   const size_t n = a.body.size();
   if (!head) res.body() = std::move(a.body);
@@ -292,10 +317,20 @@ asio::awaitable<bool> HttpGateway::Impl::SendAnswer(beast::tcp_stream& stream, c
 
 asio::awaitable<bool> HttpGateway::Impl::Handle(beast::tcp_stream& stream, const Request& req) {
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
-    co_return co_await SendAnswer(stream, req,
-                                  Error(http::status::method_not_allowed, "GET or HEAD only"));
+    Answer a = Error(http::status::method_not_allowed, "GET or HEAD only");
+    a.allow = "GET, HEAD";
+    co_return co_await SendAnswer(stream, req, std::move(a));
   }
-  auto seg = Segments(SV(req.target()));
+  std::string_view target = SV(req.target());
+  // Absolute form (GET http://host/path), as proxies send it.
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.substr(0, scheme.size()) == scheme) {
+      const size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    }
+  }
+  auto seg = target == "/" ? std::optional<std::vector<std::string>>(std::vector<std::string>{})
+                           : Segments(target);
   if (!seg) {
     co_return co_await SendAnswer(
         stream, req,
@@ -334,7 +369,7 @@ Answer HttpGateway::Impl::Releases(const std::string& name) {
                     ",\"manifest_digest\":", JsonString(t.manifest_digest()),
                     ",\"version\":", t.version(), ",\"expires_unix\":", t.expires_unix(), "}");
     }
-    return Answer{http::status::ok, out + "]}\n"};
+    return Answer{http::status::ok, out + "]}\n", "application/json", ""};
   }
   return Error(http::status::not_found, StrCat("no model ", name, " on this node"));
 }
@@ -343,9 +378,8 @@ absl::StatusOr<cairn::v1::ResolveResponse> HttpGateway::Impl::ResolveRef(const s
                                                                          const std::string& ref) {
   CAIRN_RETURN_IF_ERROR(ValidateName(name));
   if (!ref.empty() && ref[0] == '@') return repo->Resolve(name + ref);
-  auto byTag = repo->Resolve(name + ":" + ref);
-  if (!absl::IsNotFound(byTag.status()) && !absl::IsInvalidArgument(byTag.status())) return byTag;
-  // A version.
+  // A version first: it never changes, where a tag of the same name could
+  // be moved onto another release.
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::ListResponse list, repo->List(name));
   for (const auto& e : list.entries()) {
     if (e.name() != name) continue;
@@ -353,7 +387,9 @@ absl::StatusOr<cairn::v1::ResolveResponse> HttpGateway::Impl::ResolveRef(const s
       if (r.version() == ref) return repo->Resolve(name + "@" + r.manifest_digest());
     }
   }
-  return absl::NotFoundError(StrCat("no tag or version ", ref, " of ", name, " on this node"));
+  auto byTag = repo->Resolve(name + ":" + ref);
+  if (!absl::IsNotFound(byTag.status()) && !absl::IsInvalidArgument(byTag.status())) return byTag;
+  return absl::NotFoundError(StrCat("no version or tag ", ref, " of ", name, " on this node"));
 }
 
 asio::awaitable<bool> HttpGateway::Impl::File(beast::tcp_stream& stream, const Request& req,
@@ -386,7 +422,7 @@ asio::awaitable<bool> HttpGateway::Impl::File(beast::tcp_stream& stream, const R
   res.set(http::field::accept_ranges, "bytes");
   res.set("X-Cairn-Manifest", resolved->manifest_digest());
   res.keep_alive(req.keep_alive());
-  if (auto inm = req[http::field::if_none_match]; !inm.empty() && inm == etag) {
+  if (NoneMatch(SV(req[http::field::if_none_match]), etag)) {
     res.result(http::status::not_modified);
     stream.expires_after(std::chrono::seconds(opts.idle_seconds));
     boost::system::error_code ec;
@@ -395,7 +431,12 @@ asio::awaitable<bool> HttpGateway::Impl::File(beast::tcp_stream& stream, const R
     co_return !ec;
   }
   uint64_t first = 0, last = f.size() == 0 ? 0 : f.size() - 1, length = f.size();
-  auto range = ParseRange(SV(req[http::field::range]), f.size());
+  // If-Range naming another version of the file (a tag moved since the
+  // client's first part): the whole file, so a resume never splices two.
+  const std::string_view if_range = SV(req[http::field::if_range]);
+  auto range = !if_range.empty() && if_range != etag
+                   ? absl::StatusOr<std::optional<Range>>(std::optional<Range>())
+                   : ParseRange(SV(req[http::field::range]), f.size());
   if (!range.ok()) {
     if (absl::IsOutOfRange(range.status())) {
       Answer a = Error(http::status::range_not_satisfiable, std::string(range.status().message()));

@@ -131,14 +131,46 @@ TEST_F(HttpGatewayTest, RangesConditionalsAndErrorsAreExact) {
   r = Get(f, {{"Range", many}});
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.body, HasSubstr("one range per request"));
-  r = Get(f, {{"If-None-Match", "\"" + DigestName(Sha256Of(data_)).substr(7) + "\""}});
+  const std::string etag = "\"" + DigestName(Sha256Of(data_)).substr(7) + "\"";
+  r = Get(f, {{"If-None-Match", etag}});
   EXPECT_EQ(r.status, 304);
   EXPECT_TRUE(r.body.empty());
+  for (const std::string& inm : {std::string("*"), "\"x\", " + etag, "W/" + etag}) {
+    EXPECT_EQ(Get(f, {{"If-None-Match", inm}}).status, 304) << inm;
+  }
+  // A resume whose first part came from another file (If-Range): whole file.
+  r = Get(f, {{"Range", "bytes=100-"}, {"If-Range", "\"another\""}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.body == data_);
+  r = Get(f, {{"Range", "bytes=100-"}, {"If-Range", etag}});
+  EXPECT_EQ(r.status, 206);
+  // An end past 2^64 is clamped; a unit other than bytes is ignored.
+  r = Get(f, {{"Range", "BYTES=10-99999999999999999999999"}});
+  EXPECT_EQ(r.status, 206);
+  EXPECT_TRUE(r.body == data_.substr(10));
+  EXPECT_EQ(Get(f, {{"Range", "items=0-5"}}).status, 200);
+  EXPECT_EQ(Get(f, {{"Range", "bytes=--5"}}).status, 400);
+  // Absolute-form targets, as proxies send them.
+  EXPECT_EQ(Get("http://mirror.example" + f, {{"Range", "bytes=0-9"}}).body, data_.substr(0, 10));
   EXPECT_EQ(Get("/v1/files/acme/m/latest/nope").status, 404);
   EXPECT_EQ(Get("/v1/files/acme/m/9.9/weights.bin").status, 404);
   EXPECT_EQ(Get("/v1/files/acme/zz/latest/weights.bin").status, 404);
   EXPECT_EQ(Get("/v1/releases/acme").status, 404);
   EXPECT_EQ(Get("/nothing").status, 404);
+}
+
+TEST_F(HttpGatewayTest, AVersionIsNeverHiddenByATagOfTheSameName) {
+  testing::WriteFile(dir_ / "m2/weights.bin", "other bytes");
+  auto conn = std::move(Connection::Open(server_->address(), 10)).value();
+  client::PublishOptions o;
+  o.dir = dir_ / "m2";
+  o.name = "acme/m";
+  o.version = std::string(1, '2');
+  o.tag = "1";  // a tag named like version 1
+  o.key_paths = {dir_ / "keys/publisher.key"};
+  ASSERT_TRUE(client::Publish(*conn, o).ok());
+  EXPECT_TRUE(Get("/v1/files/acme/m/1/weights.bin").body == data_);
+  EXPECT_EQ(Get("/v1/files/acme/m/2/weights.bin").body, "other bytes");
 }
 
 TEST_F(HttpGatewayTest, HostilePathsAndHeadersGetClearErrors) {
@@ -152,7 +184,12 @@ TEST_F(HttpGatewayTest, HostilePathsAndHeadersGetClearErrors) {
   }
   Reply big = Get("/v1/releases/acme/m", {{"X-Pad", std::string(32 << 10, 'a')}});
   EXPECT_EQ(big.status, 431);
-  EXPECT_EQ(Get("/v1/releases/acme/m", {}, http::verb::post).status, 405);
+  Reply post = Get("/v1/releases/acme/m", {}, http::verb::post);
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.headers["Allow"], "GET, HEAD");
+  Reply odd = Get("/v1/files/acme/m/latest/%ff");
+  EXPECT_EQ(odd.status, 404);
+  EXPECT_THAT(odd.body, HasSubstr("\\u00ff"));  // valid JSON, whatever the path held
   // Served normally afterwards.
   EXPECT_EQ(Get("/v1/files/acme/m/1/sub/config.json").status, 200);
 }
