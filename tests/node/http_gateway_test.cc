@@ -56,11 +56,12 @@ class HttpGatewayTest : public ::testing::Test {
     manifest_ = p->manifest;
   }
   // One request on a fresh connection; `raw` replaces the whole request.
+  // `port` 0: the fixture's gateway.
   Reply Get(const std::string& target, std::map<std::string, std::string> headers = {},
-            http::verb verb = http::verb::get) {
+            http::verb verb = http::verb::get, int port = 0) {
     asio::io_context ioc;
     beast::tcp_stream s(ioc);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw_->port()));
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port ? port : gw_->port()));
     http::request<http::empty_body> req{verb, target, 11};
     req.set(http::field::host, "127.0.0.1");
     for (auto& [k, v] : headers) req.set(k, v);
@@ -246,15 +247,8 @@ TEST_F(HttpGatewayTest, ConnectionsAreBoundedAndSilentClientsAreDropped) {
     asio::write(idle.back()->socket(), asio::buffer(std::string("GET /v1/rel")));
   }
   ASSERT_TRUE(testing::WaitUntil([&] {
-    beast::tcp_stream s(ioc);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw->port()));
-    http::request<http::empty_body> req{http::verb::get, "/v1/releases/acme/m", 11};
-    http::write(s, req);
-    beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    beast::error_code ec;
-    http::read(s, buf, res, ec);
-    return !ec && res.result_int() == 503;
+    Reply r = Get("/v1/releases/acme/m", {}, http::verb::get, gw->port());
+    return r.complete && r.status == 503;
   }));
   EXPECT_GE(gw->counters().connections_refused.load(), 1u);
   // The silent ones are closed after the header timeout (1 s here)...
@@ -266,15 +260,8 @@ TEST_F(HttpGatewayTest, ConnectionsAreBoundedAndSilentClientsAreDropped) {
   }
   // ...which frees their places.
   ASSERT_TRUE(testing::WaitUntil([&] {
-    beast::tcp_stream s(ioc);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw->port()));
-    http::request<http::empty_body> req{http::verb::get, "/v1/releases/acme/m", 11};
-    http::write(s, req);
-    beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    beast::error_code ec;
-    http::read(s, buf, res, ec);
-    return !ec && res.result_int() == 200;
+    Reply r = Get("/v1/releases/acme/m", {}, http::verb::get, gw->port());
+    return r.complete && r.status == 200;
   }));
 }
 

@@ -224,6 +224,17 @@ TEST_F(RepositoryTest, ReleasesAreImmutable) {
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("immutable"));
 }
 
+// A chunk list naming `chunk` `n` times.
+cairn::v1::ChunkList Repeated(const std::string& chunk, int n) {
+  cairn::v1::ChunkList cl;
+  for (int i = 0; i < n; ++i) {
+    auto* c = cl.add_chunks();
+    c->set_digest(std::string(DigestBytes(Sha256Of(chunk))));
+    c->set_length(static_cast<uint32_t>(chunk.size()));
+  }
+  return cl;
+}
+
 // Issue 12 B: a release whose N files all name one 8 MiB chunk list (a 1-byte
 // chunk 220,752 times) made the commit parse the list and copy it per file:
 // +23.6 MB a file, bad_alloc at N=90 under a 2.5 GB cap, and a follower
@@ -236,13 +247,7 @@ TEST_F(RepositoryTest, FilesSharingOneHugeChunkListAreCheckedOnce) {
   std::string s = Session("acme/m", trust_.publisher.get());
   const std::string one = "x";
   ASSERT_TRUE(repo_->chunks()->Put(Sha256Of(one), one).ok());
-  cairn::v1::ChunkList cl;
-  for (int i = 0; i < 200000; ++i) {
-    auto* c = cl.add_chunks();
-    c->set_digest(std::string(DigestBytes(Sha256Of(one))));
-    c->set_length(1);
-  }
-  const std::string clb = SerializeCanonical(cl);
+  const std::string clb = SerializeCanonical(Repeated(one, 200000));
   ASSERT_GT(clb.size(), 7u << 20);
   ASSERT_TRUE(repo_->StageChunkList(s, clb).ok());
   cairn::v1::Manifest m;
@@ -279,13 +284,7 @@ TEST_F(RepositoryTest, ACommitHoldsOneChunkListAtATime) {
   cairn::v1::Manifest m;
   m.set_name("acme/m");
   m.set_version("1");
-  cairn::v1::ChunkList cl;
-  cl.add_chunks();  // the head, distinct per list
-  for (int j = 0; j < 200000; ++j) {
-    auto* c = cl.add_chunks();
-    c->set_digest(std::string(DigestBytes(Sha256Of(one))));
-    c->set_length(1);
-  }
+  cairn::v1::ChunkList cl = Repeated(one, 200001);  // [0]: the head, distinct per list
   for (int i = 0; i < 24; ++i) {
     const std::string head = "head" + std::to_string(i);
     ASSERT_TRUE(repo_->chunks()->Put(Sha256Of(head), head).ok());
@@ -323,13 +322,7 @@ TEST_F(RepositoryTest, AReleaseThatRepeatsItsBytesTooOftenIsRefused) {
   const std::string mib = testing::RandomBytes(1 << 20, 7);
   ASSERT_TRUE(repo_->chunks()->Put(Sha256Of(mib), mib).ok());
   auto commit = [&](const std::string& version, int repeats, int files) {
-    cairn::v1::ChunkList cl;
-    for (int i = 0; i < repeats; ++i) {
-      auto* c = cl.add_chunks();
-      c->set_digest(std::string(DigestBytes(Sha256Of(mib))));
-      c->set_length(1 << 20);
-    }
-    const std::string clb = SerializeCanonical(cl);
+    const std::string clb = SerializeCanonical(Repeated(mib, repeats));
     auto staged = repo_->StageChunkList(s, clb);
     EXPECT_TRUE(staged.ok()) << staged.status();
     cairn::v1::Manifest m;
