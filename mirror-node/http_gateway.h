@@ -1,10 +1,13 @@
-// The node's HTTP gateway (issue 13, first part): plain HTTP downloads that
-// curl, wget and aria2c can resume to exact bytes.
+// The node's HTTP gateway: the Hugging Face Hub download API and plain HTTP
+// downloads that curl, wget and aria2c can resume to exact bytes.
 //
 //   GET /v1/releases/{ns}/{model}                       releases and tags, JSON
 //   GET|HEAD /v1/files/{ns}/{model}/{ref}/{path}        a file of a release
 //        {ref}: a tag, a version, or @sha256:<manifest digest>
 //        Range (one range), ETag (the file's SHA-256), If-None-Match
+//   GET|HEAD /v1/chunks/sha256:<hex>                    one chunk, verified
+//   /api/models/..., /{ns}/{model}/resolve|raw/...     the Hub API (hf_api.cc)
+//   GET /metrics (Prometheus), GET / (status page)
 //
 // Boost.Beast on Boost.Asio with C++20 coroutines. Bounded: connections,
 // header bytes, request bodies, header and idle timeouts. A file is streamed
@@ -15,27 +18,47 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cairn/repository.h"
+#include "cairn/v1/service.pb.h"
 
 namespace cairn::node {
 
 struct HttpOptions {
-  size_t max_connections = 1024;    // more are answered 503 and closed
-  int header_timeout_seconds = 10;  // to receive a request's headers
-  int idle_seconds = 60;            // keep-alive wait; also per write of a chunk
+  size_t max_connections = 4096;            // more are answered 503 and closed
+  size_t max_connections_per_client = 256;  // per client address, likewise
+  // Requests per second one client address may make (a token bucket holding
+  // two seconds' worth); more are answered 429 with Retry-After. 0: no cap.
+  double requests_per_second_per_client = 1000;
+  int header_timeout_seconds = 10;  // to receive a request's headers (and body)
+  int idle_seconds = 60;            // keep-alive wait; also per write
   uint32_t max_header_bytes = 16 << 10;
+  uint64_t max_body_bytes = 64 << 10;  // request bodies (paths-info)
+  size_t tree_page_size = 1000;        // entries per page of the Hub tree API
+  // TLS on the port: PEM certificate chain and key (the node's). Empty: plain.
+  std::string tls_cert_pem, tls_key_pem;
   int threads = 2;
+  // The node's data directory: its size and free space go to /metrics and
+  // the status page. Empty: not reported.
+  std::string data_dir;
 };
 
 struct HttpCounters {
   std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> bytes_sent{0};            // file and chunk bytes
+  std::atomic<uint64_t> bytes_sent_on_demand{0};  // of which waited for from upstream
+  std::atomic<uint64_t> chunk_hits{0};            // chunks held when a response needed them
+  std::atomic<uint64_t> chunk_misses{0};          // chunks waited for (on-demand fetch)
   std::atomic<uint64_t> verification_failures{0};
   std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> on_demand_in_flight{0};
+  std::atomic<uint64_t> on_demand_ok{0};
+  std::atomic<uint64_t> on_demand_failed{0};
 };
 
 class HttpGateway {
@@ -48,6 +71,10 @@ class HttpGateway {
   ~HttpGateway();  // stops accepting, closes connections, joins its threads
   HttpGateway(const HttpGateway&) = delete;
   HttpGateway& operator=(const HttpGateway&) = delete;
+
+  // Replication state for /metrics and the status page. `fn` must be
+  // thread-safe and outlive the gateway, or be cleared (empty) first.
+  void SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn);
 
   int port() const;
   std::string address() const;  // HOST:PORT as bound

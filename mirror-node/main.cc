@@ -102,14 +102,17 @@ int Serve(cairn::node::ServeConfig cfg) {
   std::printf("cairn-node listening on %s\n", (*server)->address().c_str());
   std::unique_ptr<cairn::node::HttpGateway> gateway;
   if (!cfg.http.empty()) {
-    auto g = cairn::node::HttpGateway::Start(repo->get(), cfg.http);
+    cairn::node::HttpOptions hopts;
+    hopts.data_dir = cfg.data;
+    // With the node's certificate, the HTTP port speaks HTTPS too (no client
+    // certificates there: it serves the public, like the Hub).
+    hopts.tls_cert_pem = sopts.tls_cert_pem;
+    hopts.tls_key_pem = sopts.tls_key_pem;
+    auto g = cairn::node::HttpGateway::Start(repo->get(), cfg.http, hopts);
     if (!g.ok()) return Fail(g.status());
     gateway = std::move(*g);
-    std::printf("cairn-node http on %s\n", gateway->address().c_str());
-    if (!sopts.tls_cert_pem.empty()) {
-      spdlog::warn("the HTTP gateway on {} is plaintext (TLS on it is not built yet)",
-                   gateway->address());
-    }
+    std::printf("cairn-node http on %s%s\n", gateway->address().c_str(),
+                hopts.tls_cert_pem.empty() ? "" : " (https)");
   }
   std::fflush(stdout);
   std::unique_ptr<cairn::node::ReplicationLoop> replication;
@@ -123,6 +126,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     replication =
         std::make_unique<cairn::node::ReplicationLoop>(repo->get(), ups, 2, cfg.peers, outbound);
     (*server)->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
+    if (gateway) gateway->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
   }
 
   // Tags that expire soon are refused by clients once they do: warn at start
@@ -155,6 +159,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   // in flight, so none can reach a destroyed loop.
   if (replication) replication->Stop();
   (*server)->SetUpstreamStatus({});
+  if (gateway) gateway->SetUpstreamStatus({});
   replication.reset();
   (*server)->Shutdown(5);
   (*server)->Wait();

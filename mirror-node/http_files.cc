@@ -1,0 +1,259 @@
+// The /v1/ endpoints and the verified file streamer every file endpoint uses.
+#include <algorithm>
+
+#include "cairn/hash.h"
+#include "cairn/limits.h"
+#include "cairn/objects.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "http_gateway_impl.h"
+#include "http_util.h"
+#include "spdlog/spdlog.h"
+
+namespace cairn::node {
+
+using namespace gw;  // NOLINT: the gateway's own insides
+using http_util::JsonString;
+using http_util::SV;
+
+namespace {
+
+// Bytes read and verified per trip to the work pool.
+constexpr uint64_t kBatchBytes = 1 << 20;
+
+}  // namespace
+
+Answer HttpGateway::Impl::Releases(const std::string& name) {
+  if (absl::Status v = ValidateName(name); !v.ok()) return FromStatus(v);
+  auto list = repo->List(name);
+  if (!list.ok()) return FromStatus(list.status());
+  for (const auto& e : list->entries()) {
+    if (e.name() != name) continue;  // List matches prefixes
+    std::string out = StrCat("{\"name\":", JsonString(name), ",\"releases\":[");
+    for (int i = 0; i < e.releases_size(); ++i) {
+      const auto& r = e.releases(i);
+      out += StrCat(i ? "," : "", "{\"version\":", JsonString(r.version()),
+                    ",\"manifest_digest\":", JsonString(r.manifest_digest()),
+                    ",\"bytes\":", r.bytes(), ",\"files\":", r.files(), "}");
+    }
+    out += "],\"tags\":[";
+    for (int i = 0; i < e.tags_size(); ++i) {
+      const auto& t = e.tags(i);
+      out += StrCat(i ? "," : "", "{\"tag\":", JsonString(t.tag()),
+                    ",\"manifest_digest\":", JsonString(t.manifest_digest()),
+                    ",\"version\":", t.version(), ",\"expires_unix\":", t.expires_unix(), "}");
+    }
+    return Answer{http::status::ok, out + "]}\n", "application/json", {}};
+  }
+  return Error(http::status::not_found, StrCat("no model ", name, " on this node"));
+}
+
+absl::StatusOr<Release> HttpGateway::Impl::LoadByDigest(const std::string& name,
+                                                        const std::string& digest) {
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ResolveResponse r, repo->Resolve(name + "@" + digest));
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::Envelope env,
+                         ParseEnvelope(r.manifest_envelope(), kMaxEnvelopeBytes));
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m, ParseManifest(env.payload()));
+  return Release{r.manifest_digest(), std::move(m)};
+}
+
+absl::StatusOr<Release> HttpGateway::Impl::LoadRelease(const std::string& name,
+                                                       const std::string& ref) {
+  CAIRN_RETURN_IF_ERROR(ValidateName(name));
+  if (!ref.empty() && ref[0] == '@') return LoadByDigest(name, ref.substr(1));
+  // A version first: it never changes, where a tag of the same name could
+  // be moved onto another release.
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ListResponse list, repo->List(name));
+  for (const auto& e : list.entries()) {
+    if (e.name() != name) continue;
+    for (const auto& r : e.releases()) {
+      if (r.version() == ref) return LoadByDigest(name, r.manifest_digest());
+    }
+  }
+  auto by_tag = repo->Resolve(name + ":" + ref);
+  if (by_tag.ok()) return LoadByDigest(name, by_tag->manifest_digest());
+  if (!absl::IsNotFound(by_tag.status()) && !absl::IsInvalidArgument(by_tag.status())) {
+    return by_tag.status();
+  }
+  return absl::NotFoundError(StrCat("no version or tag ", ref, " of ", name, " on this node"));
+}
+
+absl::StatusOr<FileToSend> HttpGateway::Impl::PrepareFile(const cairn::v1::FileEntry& f) {
+  CAIRN_ASSIGN_OR_RETURN(std::string list, repo->GetObjectOrStaged(f.root()));
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl,
+                         CheckChunkList(list, f.root(), f.size(), f.path()));
+  FileToSend out;
+  out.file = f;
+  out.chunks = std::move(cl);
+  out.etag = StrCat("\"", f.sha256().substr(f.sha256().find(':') + 1), "\"");
+  return out;
+}
+
+asio::awaitable<bool> HttpGateway::Impl::V1File(Exchange& x, const std::string& name,
+                                                const std::string& ref, const std::string& path) {
+  auto rel = LoadRelease(name, ref);
+  if (!rel.ok()) {
+    Answer answer_ = FromStatus(rel.status());
+    co_return co_await SendAnswer(x, std::move(answer_));
+  }
+  const auto& files = rel->manifest.files();
+  auto it = std::lower_bound(files.begin(), files.end(), path,
+                             [](const auto& f, const std::string& p) { return f.path() < p; });
+  if (it == files.end() || it->path() != path) {
+    {
+      Answer answer_ = Error(http::status::not_found,
+                             StrCat("no file ", path, " in ", name, " ", rel->manifest.version()));
+      co_return co_await SendAnswer(x, std::move(answer_));
+    }
+  }
+  auto file = PrepareFile(*it);
+  if (!file.ok()) {
+    Answer answer_ = FromStatus(file.status());
+    co_return co_await SendAnswer(x, std::move(answer_));
+  }
+  file->headers.emplace_back("X-Cairn-Manifest", rel->digest);
+  co_return co_await SendFile(x, std::move(*file));
+}
+
+asio::awaitable<bool> HttpGateway::Impl::V1Chunk(Exchange& x, const std::string& name) {
+  auto d = ParseDigestName(name);
+  if (!d.ok()) {
+    Answer answer_ = FromStatus(d.status());
+    co_return co_await SendAnswer(x, std::move(answer_));
+  }
+  auto data = co_await OffLoop([this, d = *d]() -> absl::StatusOr<std::string> {
+    std::string b;
+    CAIRN_RETURN_IF_ERROR(repo->chunks()->Get(d, &b));
+    if (Sha256Of(b) != d) {
+      counters.verification_failures++;
+      return absl::DataLossError("chunk " + DigestName(d) + " is damaged on this node");
+    }
+    return b;
+  });
+  if (!data.ok()) {
+    Answer answer_ = FromStatus(data.status());
+    co_return co_await SendAnswer(x, std::move(answer_));
+  }
+  Answer a{http::status::ok, std::move(*data), "application/octet-stream", {}};
+  const std::string etag = StrCat("\"", name, "\"");
+  a.headers.emplace_back("ETag", etag);
+  a.headers.emplace_back("Cache-Control", "public, max-age=31536000, immutable");
+  if (http_util::NoneMatch(SV(x.req[http::field::if_none_match]), etag)) {
+    a.status = http::status::not_modified;
+    a.body.clear();
+  } else {
+    counters.bytes_sent += a.body.size();
+  }
+  co_return co_await SendAnswer(x, std::move(a));
+}
+
+asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
+  const Request& req = x.req;
+  const uint64_t size = f.file.size();
+  http::response_header<> head;
+  head.version(req.version() == 10 ? 10 : 11);
+  head.result(http::status::ok);
+  head.set(http::field::content_type, "application/octet-stream");
+  head.set(http::field::etag, f.etag);
+  head.set(http::field::accept_ranges, "bytes");
+  for (auto& [k, v] : f.headers) head.set(k, v);
+  if (!req.keep_alive()) head.set(http::field::connection, "close");
+  if (http_util::NoneMatch(SV(req[http::field::if_none_match]), f.etag)) {
+    head.result(http::status::not_modified);
+    co_return co_await SendHead(x, head);
+  }
+  uint64_t first = 0, last = size == 0 ? 0 : size - 1, length = size;
+  // If-Range naming another version of the file (a tag moved since the
+  // client's first part): the whole file, so a resume never splices two.
+  const std::string_view if_range = SV(req[http::field::if_range]);
+  auto range = !if_range.empty() && if_range != f.etag
+                   ? absl::StatusOr<std::optional<http_util::Range>>(std::nullopt)
+                   : http_util::ParseRange(SV(req[http::field::range]), size);
+  if (!range.ok() && size == 0 && absl::IsOutOfRange(range.status())) {
+    // An empty file: what the Hub answers (the JavaScript client's bytes=0-0
+    // probe fails on a 416), 206 with nothing in it.
+    head.result(http::status::partial_content);
+    head.set(http::field::content_range, "bytes */0");
+    head.set(http::field::content_length, "0");
+    co_return co_await SendHead(x, head);
+  }
+  if (!range.ok()) {
+    Answer a = FromStatus(range.status());
+    if (absl::IsOutOfRange(range.status())) {
+      a = Error(http::status::range_not_satisfiable, std::string(range.status().message()));
+      a.headers.emplace_back("Content-Range", StrCat("bytes */", size));
+    }
+    for (auto& h : f.headers) a.headers.push_back(h);
+    co_return co_await SendAnswer(x, std::move(a));
+  }
+  if (*range) {
+    first = (*range)->first;
+    last = (*range)->last;
+    length = last - first + 1;
+    head.result(http::status::partial_content);
+    head.set(http::field::content_range, StrCat("bytes ", first, "-", last, "/", size));
+  }
+  head.set(http::field::content_length, std::to_string(length));
+  if (!co_await SendHead(x, head)) co_return false;
+  if (req.method() == http::verb::head || length == 0) co_return true;
+
+  // The body: the chunks overlapping [first, last], read and hashed on the
+  // work pool about 1 MiB at a time, each checked before any of it is sent.
+  struct Piece {
+    std::string data;
+    uint64_t from = 0, to = 0;  // the part of `data` to send
+  };
+  const auto& chunks = f.chunks.chunks();
+  int next = 0;
+  uint64_t offset = 0;  // file offset of chunks(next)
+  while (next < chunks.size() && offset + chunks[next].length() <= first) {
+    offset += chunks[next++].length();
+  }
+  while (next < chunks.size() && offset <= last) {
+    const int begin = next;
+    uint64_t batch_bytes = 0, batch_offset = offset;
+    while (next < chunks.size() && offset <= last && batch_bytes < kBatchBytes) {
+      batch_bytes += chunks[next].length();
+      offset += chunks[next++].length();
+    }
+    auto pieces = co_await OffLoop([&, begin, end = next]() -> absl::StatusOr<std::vector<Piece>> {
+      std::vector<Piece> out;
+      uint64_t at = batch_offset;
+      for (int i = begin; i < end; ++i) {
+        const auto& c = chunks[i];
+        CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+        Piece p;
+        CAIRN_RETURN_IF_ERROR(repo->chunks()->Get(d, &p.data));
+        if (p.data.size() != c.length() || Sha256Of(p.data) != d) {
+          return absl::DataLossError("chunk " + DigestName(d) + " does not match its digest");
+        }
+        p.from = std::max(first, at) - at;
+        p.to = std::min(last + 1, at + c.length()) - at;
+        at += c.length();
+        out.push_back(std::move(p));
+      }
+      return out;
+    });
+    if (!pieces.ok()) {
+      // Headers are out: the only honest answer is to cut the connection,
+      // so the client sees a short body, never a wrong one.
+      counters.verification_failures++;
+      spdlog::error("HTTP {}: {}: {}; connection aborted", std::string(SV(req.target())),
+                    f.file.path(), pieces.status().ToString());
+      x.conn.Abort();
+      co_return false;
+    }
+    std::vector<asio::const_buffer> bufs;
+    uint64_t n = 0;
+    for (const Piece& p : *pieces) {
+      bufs.push_back(asio::buffer(p.data.data() + p.from, p.to - p.from));
+      n += p.to - p.from;
+    }
+    ErrorCode ec = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
+    if (ec) co_return false;
+    counters.bytes_sent += n;
+  }
+  co_return true;
+}
+
+}  // namespace cairn::node

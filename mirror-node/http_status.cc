@@ -1,0 +1,289 @@
+// What an operator sees over HTTP: /metrics (Prometheus text format) and the
+// status page at / (server-rendered HTML, no external assets).
+#include <sys/statvfs.h>
+
+#include <filesystem>
+
+#include "cairn/strings.h"
+#include "http_gateway_impl.h"
+#include "http_util.h"
+
+namespace cairn::node {
+
+using namespace gw;  // NOLINT: the gateway's own insides
+
+namespace {
+
+// A Prometheus label value: backslash, quote and newline escaped.
+std::string Label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string Html(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string Bytes(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+struct Disk {
+  uint64_t free = 0, total = 0;
+  bool known = false;
+};
+Disk DiskOf(const std::string& dir) {
+  Disk d;
+  struct statvfs v {};
+  if (!dir.empty() && ::statvfs(dir.c_str(), &v) == 0) {
+    d.free = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+    d.total = static_cast<uint64_t>(v.f_blocks) * v.f_frsize;
+    d.known = true;
+  }
+  return d;
+}
+
+}  // namespace
+
+void HttpGateway::Impl::NoteError(std::string what) {
+  absl::MutexLock l(&status_mu);
+  recent_errors.emplace_back(repo->clock()->NowUnix(), std::move(what));
+  while (recent_errors.size() > kRecentErrors) recent_errors.pop_front();
+}
+
+uint64_t HttpGateway::Impl::StoreBytes() {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    absl::MutexLock l(&status_mu);
+    if (store_walked != std::chrono::steady_clock::time_point() &&
+        now - store_walked < std::chrono::seconds(30)) {
+      return store_bytes;
+    }
+  }
+  uint64_t total = 0;
+  std::error_code ec;
+  if (!opts.data_dir.empty()) {
+    for (auto it = std::filesystem::recursive_directory_iterator(
+             opts.data_dir, std::filesystem::directory_options::skip_permission_denied, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec)) total += it->file_size(ec);
+    }
+  }
+  absl::MutexLock l(&status_mu);
+  store_bytes = total;
+  store_walked = now;
+  return total;
+}
+
+Answer HttpGateway::Impl::Metrics() {
+  std::string out;
+  auto metric = [&](std::string_view name, std::string_view type, std::string_view help) {
+    out += StrCat("# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  };
+  metric("cairn_http_requests_total", "counter", "HTTP requests answered, by endpoint and status.");
+  {
+    absl::MutexLock l(&request_counts.mu);
+    for (const auto& [k, n] : request_counts.by_endpoint) {
+      out += StrCat("cairn_http_requests_total{endpoint=\"", Label(k.first), "\",code=\"", k.second,
+                    "\"} ", n, "\n");
+    }
+  }
+  metric("cairn_http_bytes_sent_total", "counter",
+         "File and chunk bytes sent, by where they came from.");
+  out += StrCat("cairn_http_bytes_sent_total{source=\"store\"} ",
+                counters.bytes_sent.load() - counters.bytes_sent_on_demand.load(), "\n");
+  out += StrCat("cairn_http_bytes_sent_total{source=\"on_demand\"} ",
+                counters.bytes_sent_on_demand.load(), "\n");
+  metric("cairn_chunk_reads_total", "counter",
+         "Chunks a response needed: held already (hit) or waited for from the federation (miss).");
+  out += StrCat("cairn_chunk_reads_total{result=\"hit\"} ", counters.chunk_hits.load(), "\n");
+  out += StrCat("cairn_chunk_reads_total{result=\"miss\"} ", counters.chunk_misses.load(), "\n");
+  metric("cairn_verification_failures_total", "counter",
+         "Chunks that did not match their digest when read to be served.");
+  out += StrCat("cairn_verification_failures_total ", counters.verification_failures.load(), "\n");
+  metric("cairn_http_connections_open", "gauge", "HTTP connections open.");
+  out += StrCat("cairn_http_connections_open ", connections.load(), "\n");
+  metric("cairn_http_connections_refused_total", "counter",
+         "Connections over a limit, answered 503.");
+  out += StrCat("cairn_http_connections_refused_total ", counters.connections_refused.load(), "\n");
+  metric("cairn_on_demand_fetches_in_flight", "gauge", "Releases being fetched for a request.");
+  out += StrCat("cairn_on_demand_fetches_in_flight ", counters.on_demand_in_flight.load(), "\n");
+  metric("cairn_on_demand_fetches_total", "counter", "Releases fetched for a request, by outcome.");
+  out +=
+      StrCat("cairn_on_demand_fetches_total{result=\"ok\"} ", counters.on_demand_ok.load(), "\n");
+  out += StrCat("cairn_on_demand_fetches_total{result=\"failed\"} ",
+                counters.on_demand_failed.load(), "\n");
+
+  std::vector<cairn::v1::UpstreamStatus> ups;
+  {
+    absl::MutexLock l(&status_mu);
+    if (upstream_status) ups = upstream_status();
+  }
+  metric("cairn_replication_lag_events", "gauge", "Feed events of the upstream not yet applied.");
+  for (const auto& u : ups) {
+    out += StrCat("cairn_replication_lag_events{upstream=\"", Label(u.address()), "\"} ",
+                  u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0, "\n");
+  }
+  metric("cairn_replication_lag_bytes", "gauge",
+         "Chunk bytes the release being fetched still needs.");
+  for (const auto& u : ups) {
+    out += StrCat("cairn_replication_lag_bytes{upstream=\"", Label(u.address()), "\"} ",
+                  u.bytes_behind(), "\n");
+  }
+  metric("cairn_replication_bytes_fetched_total", "counter",
+         "Chunk bytes fetched from the upstream.");
+  for (const auto& u : ups) {
+    out += StrCat("cairn_replication_bytes_fetched_total{upstream=\"", Label(u.address()), "\"} ",
+                  u.bytes_fetched(), "\n");
+  }
+  metric("cairn_replication_bytes_per_second", "gauge", "Fetch rate over the last 10 s.");
+  for (const auto& u : ups) {
+    out += StrCat("cairn_replication_bytes_per_second{upstream=\"", Label(u.address()), "\"} ",
+                  u.bytes_per_second(), "\n");
+  }
+  const Disk disk = DiskOf(opts.data_dir);
+  if (disk.known) {
+    metric("cairn_store_bytes", "gauge", "Bytes in the node's data directory.");
+    out += StrCat("cairn_store_bytes ", StoreBytes(), "\n");
+    metric("cairn_disk_free_bytes", "gauge", "Free bytes on the data directory's file system.");
+    out += StrCat("cairn_disk_free_bytes ", disk.free, "\n");
+  }
+  if (auto list = repo->List(""); list.ok()) {
+    uint64_t releases = 0, bytes = 0;
+    for (const auto& e : list->entries()) {
+      for (const auto& r : e.releases()) {
+        ++releases;
+        bytes += r.bytes();
+      }
+    }
+    metric("cairn_releases_held", "gauge", "Releases this node serves.");
+    out += StrCat("cairn_releases_held ", releases, "\n");
+    metric("cairn_release_bytes", "gauge", "Sum of the sizes of the releases served.");
+    out += StrCat("cairn_release_bytes ", bytes, "\n");
+  }
+  const auto& root = repo->trust().root();
+  metric("cairn_trust_root_version", "gauge", "Version of the trust root in force.");
+  out += StrCat("cairn_trust_root_version ", root.version(), "\n");
+  metric("cairn_trust_root_expires_unix", "gauge", "When the trust root in force expires.");
+  out += StrCat("cairn_trust_root_expires_unix ", root.expires_unix(), "\n");
+  return Answer{http::status::ok, std::move(out), "text/plain; version=0.0.4; charset=utf-8", {}};
+}
+
+Answer HttpGateway::Impl::StatusPage() {
+  const int64_t now = repo->clock()->NowUnix();
+  const auto& root = repo->trust().root();
+  std::string h = StrCat(
+      "<!doctype html><html lang=en><head><meta charset=utf-8>"
+      "<meta name=viewport content=\"width=device-width,initial-scale=1\">"
+      "<title>Cairn node ",
+      Html(repo->node_id()),
+      "</title><style>"
+      "body{font:15px/1.4 system-ui,sans-serif;margin:1em;max-width:60em;color:#222}"
+      "table{border-collapse:collapse;width:100%;margin-bottom:1em}"
+      "td,th{border-bottom:1px solid #ddd;padding:.3em;text-align:left;vertical-align:top}"
+      "th{background:#f4f4f4}.bad{color:#a00}.num{text-align:right}"
+      "div.scroll{overflow-x:auto}</style></head><body>"
+      "<h1>Cairn mirror node</h1><table>"
+      "<tr><th>Node</th><td>",
+      Html(repo->node_id()), "</td></tr>", "<tr><th>Trust root</th><td>version ", root.version(),
+      ", expires ", Html(http_util::IsoTime(root.expires_unix()).substr(0, 10)),
+      root.expires_unix() < now ? " <b class=bad>EXPIRED</b>" : "", "</td></tr>");
+  const Disk disk = DiskOf(opts.data_dir);
+  if (disk.known) {
+    h += StrCat("<tr><th>Disk</th><td>", Bytes(StoreBytes()), " in the store, ", Bytes(disk.free),
+                " free of ", Bytes(disk.total), "</td></tr>");
+  }
+  h += StrCat("<tr><th>Served</th><td>", counters.requests.load(), " HTTP requests, ",
+              Bytes(counters.bytes_sent.load()), " sent, ", connections.load(),
+              " connections open</td></tr></table>");
+
+  h += "<h2>Releases</h2><div class=scroll><table><tr><th>Model</th><th>Version</th>"
+       "<th class=num>Size</th><th>Tags</th></tr>";
+  size_t shown = 0;
+  if (auto list = repo->List(""); list.ok()) {
+    for (const auto& e : list->entries()) {
+      for (const auto& r : e.releases()) {
+        if (++shown > 500) break;
+        std::string tags;
+        for (const auto& t : e.tags()) {
+          if (t.manifest_digest() == r.manifest_digest())
+            tags += (tags.empty() ? "" : ", ") + t.tag();
+        }
+        h += StrCat("<tr><td>", Html(e.name()), "</td><td>", Html(r.version()),
+                    "</td><td class=num>", Bytes(r.bytes()), "</td><td>", Html(tags), "</td></tr>");
+      }
+    }
+  }
+  if (shown == 0) h += "<tr><td colspan=4>none yet</td></tr>";
+  if (shown > 500) h += "<tr><td colspan=4>first 500 shown</td></tr>";
+  h += "</table></div>";
+
+  std::vector<cairn::v1::UpstreamStatus> ups;
+  std::deque<std::pair<int64_t, std::string>> errors;
+  {
+    absl::MutexLock l(&status_mu);
+    if (upstream_status) ups = upstream_status();
+    errors = recent_errors;
+  }
+  h += "<h2>Upstreams</h2><div class=scroll><table><tr><th>Address</th><th class=num>Lag "
+       "(events)</th><th class=num>Behind</th><th class=num>Rate</th><th>Last error</th></tr>";
+  for (const auto& u : ups) {
+    h += StrCat("<tr><td>", Html(u.address()), "</td><td class=num>",
+                u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0,
+                "</td><td class=num>", Bytes(u.bytes_behind()), "</td><td class=num>",
+                Bytes(u.bytes_per_second()), "/s</td><td class=bad>", Html(u.last_error()),
+                "</td></tr>");
+  }
+  if (ups.empty()) h += "<tr><td colspan=5>none (this node follows no upstream)</td></tr>";
+  h += "</table></div><h2>Recent errors</h2>";
+  if (errors.empty()) {
+    h += "<p>none</p>";
+  } else {
+    h += "<ul>";
+    for (auto it = errors.rbegin(); it != errors.rend(); ++it) {
+      h += StrCat("<li>", Html(http_util::IsoTime(it->first).substr(0, 19)), " ", Html(it->second),
+                  "</li>");
+    }
+    h += "</ul>";
+  }
+  h += "<p><a href=\"/metrics\">metrics</a></p></body></html>\n";
+  return Answer{http::status::ok, std::move(h), "text/html; charset=utf-8", {}};
+}
+
+}  // namespace cairn::node
