@@ -133,6 +133,26 @@ std::vector<std::pair<std::string, Setter>> UpstreamKeys(ReplicationLoop::Upstre
   };
 }
 
+std::vector<std::pair<std::string, Setter>> OnDemandKeys(ServeConfig* c) {
+  return {
+      {"enabled", Bool(&c->on_demand)},
+      {"include", Strings(&c->on_demand_policy.include)},
+      {"exclude", Strings(&c->on_demand_policy.exclude)},
+      {"max_release_bytes",
+       Int(&c->on_demand_policy.max_release_bytes, 0, INT64_MAX, " (0: no limit)")},
+  };
+}
+
+std::vector<std::pair<std::string, Setter>> HttpKeys(ServeConfig* c) {
+  return {
+      {"max_connections", Int(&c->http_max_connections, 1, 1000000)},
+      {"max_connections_per_client", Int(&c->http_max_connections_per_client, 1, 1000000)},
+      {"requests_per_second_per_client",
+       Int(&c->http_requests_per_second_per_client, 0, 10000000, " (0: no limit)")},
+      {"tree_page_size", Int(&c->http_tree_page_size, 1, 100000)},
+  };
+}
+
 const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warning",
                                              "error", "critical", "off"};
 
@@ -165,9 +185,12 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
   for (const auto& [name, set] : NodeKeys(c)) node_keys.push_back("node." + name);
   for (auto [key, val] : t) {
     std::string k(key.str());
-    if (k == "node" || k == "quota" || k == "upstream") continue;
+    if (k == "node" || k == "quota" || k == "upstream" || k == "on_demand" || k == "http") {
+      continue;
+    }
     if (val.is_table() || val.is_array_of_tables()) {
-      return Unknown(At(path, val), "table", "[" + k + "]", {"[node]", "[quota]", "[[upstream]]"});
+      return Unknown(At(path, val), "table", "[" + k + "]",
+                     {"[node]", "[quota]", "[[upstream]]", "[on_demand]", "[http]"});
     }
     std::string near = Nearest(k, node_keys);
     return absl::InvalidArgumentError(
@@ -213,6 +236,16 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       }
       c->upload_quota_by_key.emplace_back(k, static_cast<uint64_t>(*val.value<int64_t>()));
     }
+  }
+  for (const char* table : {"on_demand", "http"}) {
+    if (!t.contains(table)) continue;
+    const toml::table* tt = t[table].as_table();
+    if (tt == nullptr) {
+      return absl::InvalidArgumentError(At(path, *t.get(table)) + ": [" + table +
+                                        "] must be a table");
+    }
+    CAIRN_RETURN_IF_ERROR(ApplyTable(*tt, path, std::string(table) + ".",
+                                     std::string(table) == "http" ? HttpKeys(c) : OnDemandKeys(c)));
   }
   if (!t.contains("node")) return absl::OkStatus();
   const toml::table* node = t["node"].as_table();

@@ -37,6 +37,14 @@ struct ServeConfig {
   int max_streams_per_connection = 100;
   uint64_t upload_bytes_per_day = 0;  // per publisher key; 0: unlimited
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
+  // [on_demand]: pull-through from the upstreams (on when there are any).
+  bool on_demand = true;
+  ReplicationPolicy on_demand_policy;  // include, exclude, max_release_bytes
+  // [http]: the HTTP gateway's limits.
+  int http_max_connections = 4096;
+  int http_max_connections_per_client = 256;
+  int http_requests_per_second_per_client = 1000;
+  int http_tree_page_size = 1000;
 };
 
 // Reads and parses a config file (at most 1 MiB). InvalidArgument naming the

@@ -149,6 +149,13 @@ std::optional<Release> HttpGateway::Impl::HfRelease(const std::string& name, con
   return std::move(*r);
 }
 
+asio::awaitable<std::optional<Release>> HttpGateway::Impl::HfReleaseOrFetch(
+    const std::string& name, const std::string& rev, const std::string& first_path, Answer* error) {
+  std::optional<Release> rel = HfRelease(name, rev, error);
+  if (rel || opts.on_demand == nullptr || error->status != http::status::not_found) co_return rel;
+  co_return co_await FetchOnDemand(name, rev, first_path);
+}
+
 absl::StatusOr<std::string> HttpGateway::Impl::BlobId(const cairn::v1::FileEntry& f) {
   if (hf::IsLfs(f)) return hf::GitBlobId(hf::LfsPointer(f));
   {
@@ -177,7 +184,16 @@ absl::StatusOr<std::string> HttpGateway::Impl::BlobId(const cairn::v1::FileEntry
 }
 
 asio::awaitable<absl::StatusOr<std::vector<std::string>>> HttpGateway::Impl::BlobIds(
-    std::vector<const cairn::v1::FileEntry*> files) {
+    const Release& rel, std::vector<const cairn::v1::FileEntry*> files) {
+  if (rel.fetch) {
+    std::vector<const cairn::v1::FileEntry*> small;
+    for (const auto* f : files) {
+      if (f != nullptr && !hf::IsLfs(*f)) small.push_back(f);
+    }
+    if (!co_await WaitForFiles(rel, small)) {
+      co_return absl::UnavailableError("on-demand fetch failed: " + rel.fetch->status().ToString());
+    }
+  }
   co_return co_await OffLoop([&]() -> absl::StatusOr<std::vector<std::string>> {
     std::vector<std::string> out;
     for (const auto* f : files) {
@@ -267,7 +283,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfApi(Exchange& x,
   if (tree) x.endpoint = "hf_tree";
   if (paths_info) x.endpoint = "hf_paths_info";
   Answer error;
-  std::optional<Release> rel = HfRelease(name, rev, &error);
+  std::optional<Release> rel = co_await HfReleaseOrFetch(name, rev, "", &error);
   if (!rel) co_return co_await SendAnswer(x, std::move(error));
   if (tree) co_return co_await HfTree(x, s, name, *rel);
   if (paths_info) co_return co_await HfPathsInfo(x, *rel);
@@ -276,6 +292,11 @@ asio::awaitable<bool> HttpGateway::Impl::HfApi(Exchange& x,
   // (No co_await inside ?: : GCC 12 destroys such a temporary twice.)
   Answer a;
   if (blobs) {
+    std::vector<const cairn::v1::FileEntry*> small;
+    for (const auto& f : rel->manifest.files()) {
+      if (!hf::IsLfs(f)) small.push_back(&f);
+    }
+    co_await WaitForFiles(*rel, small);  // on demand: BlobId reports what is missing
     a = co_await OffLoop([&] { return HfInfo(name, *rel, true); });
   } else {
     a = HfInfo(name, *rel, false);
@@ -322,7 +343,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfTree(Exchange& x, const std::vector<s
   const size_t end = std::min(entries.size(), begin + page);
   std::vector<const cairn::v1::FileEntry*> files;
   for (size_t i = begin; i < end; ++i) files.push_back(entries[i].file);
-  auto ids = co_await BlobIds(files);
+  auto ids = co_await BlobIds(rel, files);
   if (!ids.ok()) {
     Answer answer_ = FromStatus(ids.status());
     co_return co_await SendAnswer(x, std::move(answer_));
@@ -394,7 +415,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfPathsInfo(Exchange& x, const Release&
       found.push_back(std::move(e));
     }
   }
-  auto ids = co_await BlobIds(files);
+  auto ids = co_await BlobIds(rel, files);
   if (!ids.ok()) {
     Answer answer_ = FromStatus(ids.status());
     co_return co_await SendAnswer(x, std::move(answer_));
@@ -423,7 +444,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfFile(Exchange& x,
   }
   const std::string name = *ns + "/" + *model;
   Answer error;
-  std::optional<Release> rel = HfRelease(name, *rev, &error);
+  std::optional<Release> rel = co_await HfReleaseOrFetch(name, *rev, *path, &error);
   if (!rel) co_return co_await SendAnswer(x, std::move(error));
   const std::string commit = hf::CommitId(rel->manifest, rel->digest);
   hf::TreeEntry e;
@@ -441,7 +462,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfFile(Exchange& x,
     etag = hf::Sha256Hex(f);
   } else {
     std::vector<const cairn::v1::FileEntry*> one(1, &f);
-    auto ids = co_await BlobIds(std::move(one));
+    auto ids = co_await BlobIds(*rel, std::move(one));
     if (!ids.ok()) {
       Answer answer_ = FromStatus(ids.status());
       co_return co_await SendAnswer(x, std::move(answer_));
@@ -460,7 +481,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfFile(Exchange& x,
     }
     co_return co_await SendAnswer(x, std::move(a));
   }
-  auto file = PrepareFile(f);
+  auto file = co_await PrepareFileOf(*rel, f);
   if (!file.ok()) {
     Answer answer_ = FromStatus(file.status());
     co_return co_await SendAnswer(x, std::move(answer_));

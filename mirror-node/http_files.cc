@@ -1,5 +1,8 @@
 // The /v1/ endpoints and the verified file streamer every file endpoint uses.
 #include <algorithm>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 
 #include "cairn/hash.h"
 #include "cairn/limits.h"
@@ -54,7 +57,7 @@ absl::StatusOr<Release> HttpGateway::Impl::LoadByDigest(const std::string& name,
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::Envelope env,
                          ParseEnvelope(r.manifest_envelope(), kMaxEnvelopeBytes));
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m, ParseManifest(env.payload()));
-  return Release{r.manifest_digest(), std::move(m)};
+  return Release{r.manifest_digest(), std::move(m), nullptr};
 }
 
 absl::StatusOr<Release> HttpGateway::Impl::LoadRelease(const std::string& name,
@@ -89,9 +92,77 @@ absl::StatusOr<FileToSend> HttpGateway::Impl::PrepareFile(const cairn::v1::FileE
   return out;
 }
 
+asio::awaitable<std::optional<Release>> HttpGateway::Impl::FetchOnDemand(
+    const std::string& name, const std::string& ref, const std::string& first_path) {
+  if (opts.on_demand == nullptr) co_return std::nullopt;
+  std::string r = ref;
+  if (r == "main" || r == "HEAD") r = "latest";
+  auto fetch = co_await OnFetchPool([&] { return opts.on_demand->Begin(name, r, first_path); });
+  if (!fetch.ok()) {
+    if (!absl::IsNotFound(fetch.status())) {
+      NoteError(StrCat("on-demand ", name, " ", ref, ": ", fetch.status().message()));
+    }
+    co_return std::nullopt;
+  }
+  co_return Release{(*fetch)->digest, (*fetch)->manifest, *fetch};
+}
+
+asio::awaitable<bool> HttpGateway::Impl::WaitFor(const std::function<bool()>& present,
+                                                 const OnDemand::Fetch& fetch) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    const bool ended = fetch.done;  // read before looking: a last chunk is not missed
+    if (present()) co_return true;
+    if (ended) co_return false;
+    timer.expires_after(std::chrono::milliseconds(10));
+    ErrorCode ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+asio::awaitable<bool> HttpGateway::Impl::WaitForFiles(
+    const Release& rel, const std::vector<const cairn::v1::FileEntry*>& files) {
+  if (!rel.fetch) co_return true;
+  for (const cairn::v1::FileEntry* f : files) {
+    if (f == nullptr) continue;
+    auto file = co_await PrepareFileOf(rel, *f);
+    if (!file.ok()) co_return false;
+    for (const auto& c : file->chunks.chunks()) {
+      auto d = DigestFromBytes(c.digest());
+      if (!d.ok()) co_return false;
+      const bool got = co_await WaitFor(
+          [&] {
+            auto h = repo->chunks()->Has(*d);
+            return h.ok() && *h;
+          },
+          *rel.fetch);
+      if (!got) co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<absl::StatusOr<FileToSend>> HttpGateway::Impl::PrepareFileOf(
+    const Release& rel, const cairn::v1::FileEntry& f) {
+  if (rel.fetch) {
+    co_await WaitFor([&] { return repo->GetObjectOrStaged(f.root()).ok(); }, *rel.fetch);
+  }
+  absl::StatusOr<FileToSend> out = PrepareFile(f);
+  if (out.ok()) out->fetch = rel.fetch;
+  if (!out.ok() && rel.fetch && rel.fetch->done) {
+    absl::Status why = rel.fetch->status();
+    if (!why.ok()) out = absl::UnavailableError("on-demand fetch failed: " + why.ToString());
+  }
+  co_return out;
+}
+
 asio::awaitable<bool> HttpGateway::Impl::V1File(Exchange& x, const std::string& name,
                                                 const std::string& ref, const std::string& path) {
-  auto rel = LoadRelease(name, ref);
+  absl::StatusOr<Release> rel = LoadRelease(name, ref);
+  if (absl::IsNotFound(rel.status()) && opts.on_demand != nullptr) {
+    std::optional<Release> fetched = co_await FetchOnDemand(name, ref, path);
+    if (fetched) rel = std::move(*fetched);
+  }
   if (!rel.ok()) {
     Answer answer_ = FromStatus(rel.status());
     co_return co_await SendAnswer(x, std::move(answer_));
@@ -106,7 +177,7 @@ asio::awaitable<bool> HttpGateway::Impl::V1File(Exchange& x, const std::string& 
       co_return co_await SendAnswer(x, std::move(answer_));
     }
   }
-  auto file = PrepareFile(*it);
+  auto file = co_await PrepareFileOf(*rel, *it);
   if (!file.ok()) {
     Answer answer_ = FromStatus(file.status());
     co_return co_await SendAnswer(x, std::move(answer_));
@@ -204,6 +275,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     uint64_t from = 0, to = 0;  // the part of `data` to send
   };
   const auto& chunks = f.chunks.chunks();
+  uint64_t on_demand_bytes = 0;  // of the batch, waited for from upstream
   int next = 0;
   uint64_t offset = 0;  // file offset of chunks(next)
   while (next < chunks.size() && offset + chunks[next].length() <= first) {
@@ -215,6 +287,26 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     while (next < chunks.size() && offset <= last && batch_bytes < kBatchBytes) {
       batch_bytes += chunks[next].length();
       offset += chunks[next++].length();
+    }
+    if (f.fetch) {
+      // Chunks still arriving from upstream: wait for each, then serve it.
+      for (int i = begin; i < next; ++i) {
+        auto d = DigestFromBytes(chunks[i].digest());
+        if (!d.ok()) break;
+        auto held = [&] {
+          auto h = repo->chunks()->Has(*d);
+          return h.ok() && *h;
+        };
+        if (held()) {
+          counters.chunk_hits++;
+          continue;
+        }
+        counters.chunk_misses++;
+        if (!co_await WaitFor(held, *f.fetch)) break;  // the read below reports it
+        on_demand_bytes += chunks[i].length();
+      }
+    } else {
+      counters.chunk_hits += next - begin;
     }
     auto pieces = co_await OffLoop([&, begin, end = next]() -> absl::StatusOr<std::vector<Piece>> {
       std::vector<Piece> out;
@@ -237,7 +329,8 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     if (!pieces.ok()) {
       // Headers are out: the only honest answer is to cut the connection,
       // so the client sees a short body, never a wrong one.
-      counters.verification_failures++;
+      if (!f.fetch || !absl::IsNotFound(pieces.status())) counters.verification_failures++;
+      NoteError(StrCat(f.file.path(), ": ", pieces.status().message(), "; connection cut"));
       spdlog::error("HTTP {}: {}: {}; connection aborted", std::string(SV(req.target())),
                     f.file.path(), pieces.status().ToString());
       x.conn.Abort();
@@ -252,6 +345,8 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     ErrorCode ec = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
     if (ec) co_return false;
     counters.bytes_sent += n;
+    counters.bytes_sent_on_demand += std::min(n, on_demand_bytes);
+    on_demand_bytes = 0;
   }
   co_return true;
 }

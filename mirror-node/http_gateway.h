@@ -29,6 +29,8 @@
 
 namespace cairn::node {
 
+class OnDemand;
+
 struct HttpOptions {
   size_t max_connections = 4096;            // more are answered 503 and closed
   size_t max_connections_per_client = 256;  // per client address, likewise
@@ -46,6 +48,9 @@ struct HttpOptions {
   // The node's data directory: its size and free space go to /metrics and
   // the status page. Empty: not reported.
   std::string data_dir;
+  // Pull-through: releases not held are fetched from upstream (and served
+  // as they arrive) when set. Not owned; outlives the gateway.
+  OnDemand* on_demand = nullptr;
 };
 
 struct HttpCounters {
@@ -56,9 +61,6 @@ struct HttpCounters {
   std::atomic<uint64_t> chunk_misses{0};          // chunks waited for (on-demand fetch)
   std::atomic<uint64_t> verification_failures{0};
   std::atomic<uint64_t> connections_refused{0};
-  std::atomic<uint64_t> on_demand_in_flight{0};
-  std::atomic<uint64_t> on_demand_ok{0};
-  std::atomic<uint64_t> on_demand_failed{0};
 };
 
 class HttpGateway {

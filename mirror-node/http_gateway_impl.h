@@ -7,8 +7,9 @@
 #pragma once
 
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+// clang-format off
 #include <utility>
-
+// clang-format on
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -35,6 +36,7 @@
 #include "cairn/v1/objects.pb.h"
 #include "cairn/v1/service.pb.h"
 #include "http_gateway.h"
+#include "on_demand.h"
 
 namespace cairn::node {
 
@@ -87,10 +89,12 @@ Answer Error(http::status st, std::string_view message);
 // NotFound -> 404, InvalidArgument -> 400, others 500.
 Answer FromStatus(const absl::Status& s);
 
-// A release as a handler sees it: the verified manifest this node holds.
+// A release as a handler sees it: the verified manifest this node holds, or
+// one being fetched on demand (`fetch` set: its bytes may still be arriving).
 struct Release {
   std::string digest;
   cairn::v1::Manifest manifest;
+  std::shared_ptr<OnDemand::Fetch> fetch;
 };
 
 // A file about to be streamed, with the headers its endpoint adds.
@@ -99,6 +103,7 @@ struct FileToSend {
   cairn::v1::ChunkList chunks;
   std::string etag;  // quoted
   Headers headers;
+  std::shared_ptr<OnDemand::Fetch> fetch;  // set: wait for chunks still arriving
 };
 
 // Counters behind /metrics, by endpoint label and status code.
@@ -110,12 +115,14 @@ struct RequestCounts {
 }  // namespace gw
 
 struct HttpGateway::Impl {
-  Impl(Repository* r, const HttpOptions& o) : repo(r), opts(o), acceptor(ioc), work(2) {}
+  Impl(Repository* r, const HttpOptions& o)
+      : repo(r), opts(o), acceptor(ioc), work(2), fetch_pool(4) {}
   Repository* repo;
   HttpOptions opts;
   gw::asio::io_context ioc;
   gw::tcp::acceptor acceptor;
-  gw::asio::thread_pool work;  // chunk reads and hashing, off the I/O threads
+  gw::asio::thread_pool work;        // chunk reads and hashing, off the I/O threads
+  gw::asio::thread_pool fetch_pool;  // upstream round trips of on-demand fetches
   std::vector<std::thread> threads;
   std::atomic<size_t> connections{0};
   HttpCounters counters;
@@ -158,7 +165,28 @@ struct HttpGateway::Impl {
         gw::asio::use_awaitable);
   }
 
+  // Runs `fn` on the fetch pool (it may block on the network).
+  template <typename F>
+  auto OnFetchPool(F fn) -> gw::asio::awaitable<decltype(fn())> {
+    using R = decltype(fn());
+    co_return co_await gw::asio::co_spawn(
+        fetch_pool, [fn = std::move(fn)]() mutable -> gw::asio::awaitable<R> { co_return fn(); },
+        gw::asio::use_awaitable);
+  }
+
   // ---- http_files.cc ----
+  // Pull-through: when `ref` of `name` is not held and the gateway has an
+  // OnDemand, asks the upstreams; the release being fetched, or nullopt.
+  gw::asio::awaitable<std::optional<gw::Release>> FetchOnDemand(const std::string& name,
+                                                                const std::string& ref,
+                                                                const std::string& first_path);
+  // Waits (without holding a thread) until `present` or the fetch ends;
+  // whether `present` came true.
+  gw::asio::awaitable<bool> WaitFor(const std::function<bool()>& present,
+                                    const OnDemand::Fetch& fetch);
+  // Waits until the chunk lists and chunks of `files` are held.
+  gw::asio::awaitable<bool> WaitForFiles(const gw::Release& rel,
+                                         const std::vector<const cairn::v1::FileEntry*>& files);
   gw::Answer Releases(const std::string& name);
   gw::asio::awaitable<bool> V1File(gw::Exchange& x, const std::string& name, const std::string& ref,
                                    const std::string& path);
@@ -167,6 +195,9 @@ struct HttpGateway::Impl {
   absl::StatusOr<gw::Release> LoadRelease(const std::string& name, const std::string& ref);
   absl::StatusOr<gw::Release> LoadByDigest(const std::string& name, const std::string& digest);
   absl::StatusOr<gw::FileToSend> PrepareFile(const cairn::v1::FileEntry& f);
+  // PrepareFile, waiting for the chunk list of a release being fetched.
+  gw::asio::awaitable<absl::StatusOr<gw::FileToSend>> PrepareFileOf(const gw::Release& rel,
+                                                                    const cairn::v1::FileEntry& f);
   // Streams `f` (Range, If-None-Match, If-Range, HEAD), every chunk verified
   // before a byte of it is sent.
   gw::asio::awaitable<bool> SendFile(gw::Exchange& x, gw::FileToSend f);
@@ -188,7 +219,12 @@ struct HttpGateway::Impl {
   absl::StatusOr<std::string> BlobId(const cairn::v1::FileEntry& f);
   // Fills in blob ids for `files` on the work pool.
   gw::asio::awaitable<absl::StatusOr<std::vector<std::string>>> BlobIds(
-      std::vector<const cairn::v1::FileEntry*> files);
+      const gw::Release& rel, std::vector<const cairn::v1::FileEntry*> files);
+  // HfRelease, then on demand through the federation.
+  gw::asio::awaitable<std::optional<gw::Release>> HfReleaseOrFetch(const std::string& name,
+                                                                   const std::string& rev,
+                                                                   const std::string& first_path,
+                                                                   gw::Answer* error);
 
   // ---- http_status.cc ----
   gw::Answer Metrics();

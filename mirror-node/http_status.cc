@@ -142,13 +142,15 @@ Answer HttpGateway::Impl::Metrics() {
   metric("cairn_http_connections_refused_total", "counter",
          "Connections over a limit, answered 503.");
   out += StrCat("cairn_http_connections_refused_total ", counters.connections_refused.load(), "\n");
-  metric("cairn_on_demand_fetches_in_flight", "gauge", "Releases being fetched for a request.");
-  out += StrCat("cairn_on_demand_fetches_in_flight ", counters.on_demand_in_flight.load(), "\n");
-  metric("cairn_on_demand_fetches_total", "counter", "Releases fetched for a request, by outcome.");
-  out +=
-      StrCat("cairn_on_demand_fetches_total{result=\"ok\"} ", counters.on_demand_ok.load(), "\n");
-  out += StrCat("cairn_on_demand_fetches_total{result=\"failed\"} ",
-                counters.on_demand_failed.load(), "\n");
+  if (opts.on_demand != nullptr) {
+    metric("cairn_on_demand_fetches_in_flight", "gauge", "Releases being fetched for a request.");
+    out += StrCat("cairn_on_demand_fetches_in_flight ", opts.on_demand->in_flight(), "\n");
+    metric("cairn_on_demand_fetches_total", "counter",
+           "Releases fetched for a request, by outcome.");
+    out += StrCat("cairn_on_demand_fetches_total{result=\"ok\"} ", opts.on_demand->fetched(), "\n");
+    out +=
+        StrCat("cairn_on_demand_fetches_total{result=\"failed\"} ", opts.on_demand->failed(), "\n");
+  }
 
   std::vector<cairn::v1::UpstreamStatus> ups;
   {
@@ -197,7 +199,8 @@ Answer HttpGateway::Impl::Metrics() {
     metric("cairn_release_bytes", "gauge", "Sum of the sizes of the releases served.");
     out += StrCat("cairn_release_bytes ", bytes, "\n");
   }
-  const auto& root = repo->trust().root();
+  const TrustRootView trust = repo->trust();
+  const auto& root = trust.root();
   metric("cairn_trust_root_version", "gauge", "Version of the trust root in force.");
   out += StrCat("cairn_trust_root_version ", root.version(), "\n");
   metric("cairn_trust_root_expires_unix", "gauge", "When the trust root in force expires.");
@@ -207,7 +210,8 @@ Answer HttpGateway::Impl::Metrics() {
 
 Answer HttpGateway::Impl::StatusPage() {
   const int64_t now = repo->clock()->NowUnix();
-  const auto& root = repo->trust().root();
+  const TrustRootView trust = repo->trust();
+  const auto& root = trust.root();
   std::string h = StrCat(
       "<!doctype html><html lang=en><head><meta charset=utf-8>"
       "<meta name=viewport content=\"width=device-width,initial-scale=1\">"

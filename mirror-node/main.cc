@@ -14,6 +14,7 @@
 #include "cairn/tuning.h"
 #include "config.h"
 #include "http_gateway.h"
+#include "on_demand.h"
 #include "replication_loop.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -88,6 +89,21 @@ int Serve(cairn::node::ServeConfig cfg) {
   }
   auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
   if (!repo.ok()) return Fail(repo.status());
+  // Pull-through from the upstreams: a release a client asks for that this
+  // node lacks is fetched through the same verified path as the feed.
+  std::vector<cairn::node::ReplicationLoop::UpstreamConfig> ups = cfg.upstream_tables;
+  for (const auto& a : cfg.upstreams) ups.push_back({a, {}});
+  std::unique_ptr<cairn::node::OnDemand> on_demand;
+  if (cfg.on_demand && !ups.empty()) {
+    cairn::node::OnDemandConfig oc;
+    for (const auto& u : ups) oc.upstreams.push_back(u.address);
+    oc.peers = cfg.peers;
+    oc.tls = outbound;
+    oc.policy = cfg.on_demand_policy;
+    on_demand = std::make_unique<cairn::node::OnDemand>(repo->get(), std::move(oc));
+    sopts.on_demand = on_demand.get();
+    spdlog::info("pull-through on ({})", cfg.on_demand_policy.ToString());
+  }
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
   if (!server.ok()) return Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
@@ -108,6 +124,11 @@ int Serve(cairn::node::ServeConfig cfg) {
     // certificates there: it serves the public, like the Hub).
     hopts.tls_cert_pem = sopts.tls_cert_pem;
     hopts.tls_key_pem = sopts.tls_key_pem;
+    hopts.on_demand = on_demand.get();
+    hopts.max_connections = cfg.http_max_connections;
+    hopts.max_connections_per_client = cfg.http_max_connections_per_client;
+    hopts.requests_per_second_per_client = cfg.http_requests_per_second_per_client;
+    hopts.tree_page_size = cfg.http_tree_page_size;
     auto g = cairn::node::HttpGateway::Start(repo->get(), cfg.http, hopts);
     if (!g.ok()) return Fail(g.status());
     gateway = std::move(*g);
@@ -116,8 +137,6 @@ int Serve(cairn::node::ServeConfig cfg) {
   }
   std::fflush(stdout);
   std::unique_ptr<cairn::node::ReplicationLoop> replication;
-  std::vector<cairn::node::ReplicationLoop::UpstreamConfig> ups = cfg.upstream_tables;
-  for (const auto& a : cfg.upstreams) ups.push_back({a, {}});
   if (!ups.empty()) {
     for (const auto& u : ups) {
       spdlog::info("following upstream {} ({})", u.address, u.policy.ToString());
@@ -158,6 +177,9 @@ int Serve(cairn::node::ServeConfig cfg) {
   // cleared before the loop goes: SetUpstreamStatus waits for NodeInfo calls
   // in flight, so none can reach a destroyed loop.
   if (replication) replication->Stop();
+  // Fetches in progress end (their waiting calls are answered) while the
+  // server still runs.
+  if (on_demand) on_demand->Stop();
   (*server)->SetUpstreamStatus({});
   if (gateway) gateway->SetUpstreamStatus({});
   replication.reset();

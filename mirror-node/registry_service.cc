@@ -12,6 +12,7 @@
 #include "cairn/repository.h"
 #include "cairn/status.h"
 #include "cairn/v1/service.grpc.pb.h"
+#include "on_demand.h"
 #include "service_common.h"
 #include "spdlog/spdlog.h"
 #include "unary_over_stream.h"
@@ -24,10 +25,37 @@ namespace {
 
 class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
  public:
-  RegistryImpl(Repository* repo, WorkPool* pool, StreamLimits limits)
+  RegistryImpl(Repository* repo, WorkPool* pool, StreamLimits limits, OnDemand* on_demand)
       : UnaryOverStream("cairn.v1.Registry", limits) {
-    ServeOnPool<ResolveRequest, ResolveResponse>("Resolve", pool, [repo](auto* call) {
-      return repo->Resolve(call->req().ref(), call->req().include_withheld());
+    // A release not held is fetched from upstream when the node pulls
+    // through (on_demand): the call is answered once it is committed here.
+    Serve<ResolveRequest, ResolveResponse>("Resolve", [repo, pool, on_demand](auto* call) {
+      using Call = std::remove_pointer_t<decltype(call)>;
+      auto answer = [repo](Call* c, absl::StatusOr<ResolveResponse> r) {
+        if (r.ok()) {
+          *c->resp() = std::move(*r);
+          c->Answer(grpc::Status::OK);
+        } else {
+          c->Answer(ToGrpc(r.status()));
+        }
+      };
+      const bool queued = pool->TrySubmit([repo, on_demand, call, answer] {
+        auto r = repo->Resolve(call->req().ref(), call->req().include_withheld());
+        if (!absl::IsNotFound(r.status()) || on_demand == nullptr) return answer(call, r);
+        auto ref = ParseRef(call->req().ref());
+        if (!ref.ok()) return answer(call, r);
+        auto fetch =
+            on_demand->Begin(ref->name, ref->digest.empty() ? ref->tag : "@" + ref->digest);
+        if (!fetch.ok()) return answer(call, r);
+        (*fetch)->OnDone([repo, call, answer](const absl::Status& st) {
+          if (!st.ok()) {
+            return answer(call, absl::UnavailableError("fetching on demand from upstream failed: " +
+                                                       st.ToString()));
+          }
+          answer(call, repo->Resolve(call->req().ref(), call->req().include_withheld()));
+        });
+      });
+      if (!queued) call->Answer(kBusy);
     });
     ServeOnPool<GetObjectRequest, GetObjectResponse>(
         "GetObject", pool, [repo](auto* call) -> absl::StatusOr<GetObjectResponse> {
@@ -48,8 +76,9 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
 
 std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(Repository* repo,
                                                                          WorkPool* pool,
-                                                                         StreamLimits limits) {
-  return std::make_unique<RegistryImpl>(repo, pool, limits);
+                                                                         StreamLimits limits,
+                                                                         OnDemand* on_demand) {
+  return std::make_unique<RegistryImpl>(repo, pool, limits, on_demand);
 }
 
 }  // namespace cairn::node

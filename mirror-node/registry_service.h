@@ -1,4 +1,5 @@
-// The Registry service: resolve, objects, list, lineage (read-only).
+// The Registry service: resolve, objects, list, lineage (read-only). With an
+// OnDemand, Resolve of a release not held fetches it from upstream first.
 #pragma once
 
 #include <functional>
@@ -11,8 +12,11 @@
 
 namespace cairn::node {
 
+class OnDemand;
+
 std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(Repository* repo,
                                                                          WorkPool* pool,
-                                                                         StreamLimits limits);
+                                                                         StreamLimits limits,
+                                                                         OnDemand* on_demand);
 
 }  // namespace cairn::node

@@ -65,7 +65,7 @@ struct NodeServer::Services {
       : pool(kWorkThreads, kMaxQueuedWork),
         streams(o.max_streams_per_peer),
         watchdog(o.clock ? o.clock : repo->clock()),
-        registry(NewRegistryService(repo, &pool, Limits(o))),
+        registry(NewRegistryService(repo, &pool, Limits(o), o.on_demand)),
         chunks(NewChunksService(repo, &pool, &streams, Limits(o))),
         publish(NewPublishService(repo, &pool, &streams, Limits(o))),
         federation(NewFederationService(repo, &pool, Limits(o))) {}

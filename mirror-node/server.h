@@ -17,6 +17,8 @@
 
 namespace cairn::node {
 
+class OnDemand;
+
 struct ServerOptions {
   // TLS on the port: PEM certificate chain and key. Empty: plaintext.
   std::string tls_cert_pem, tls_key_pem;
@@ -39,6 +41,9 @@ struct ServerOptions {
   int max_streams_per_connection = 100;
   // The clock those timeouts run on; null: the repository's.
   Clock* clock = nullptr;
+  // Pull-through: Resolve of a release not held fetches it from upstream
+  // (answered once committed). Not owned; outlives the server. Null: off.
+  OnDemand* on_demand = nullptr;
 };
 
 // A running server. Not copyable; Shutdown() is thread-safe and idempotent.

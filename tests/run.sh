@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 deploy/build.sh
+tests/gateway/install-test-deps.sh "${CAIRN_BUILD_DIR:-build}"
 ctest --test-dir "${CAIRN_BUILD_DIR:-build}" --output-on-failure -j 2 --timeout 600
 
 if [ -z "${CAIRN_SKIP_ASAN:-}" ]; then
@@ -19,6 +20,7 @@ if [ -z "${CAIRN_SKIP_ASAN:-}" ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON >/dev/null
   fi
   cmake --build build-asan -j "$(nproc)" --target registry_test node_test cli_test cairn cairn-node
+  tests/gateway/install-test-deps.sh build-asan
   # Child processes (cairn, cairn-node) run sanitized too; any report fails.
   ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     CAIRN_NO_REEXEC=1 ctest --test-dir build-asan --output-on-failure -j 2 --timeout 900 -E '^net\.'

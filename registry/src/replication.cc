@@ -185,8 +185,9 @@ absl::StatusOr<int> Replicator::Reconcile() {
     ev.set_manifest_digest(r.manifest_digest());
     ev.set_manifest_envelope(r.manifest_envelope());
     ev.set_tag_envelope(r.tag_envelope());
+    const uint64_t skipped = stats_.events_outside_policy;
     absl::Status st = Apply(ev, cursor);
-    if (st.ok()) {
+    if (st.ok() && stats_.events_outside_policy == skipped) {
       ++repaired;
     } else if (log_) {
       log_(StrCat("anti-entropy: ", ref, ": ", st.message()));
@@ -271,13 +272,60 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   return absl::OkStatus();
 }
 
+absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
+                                     std::string_view first_path) {
+  std::string digest;
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m,
+                         VerifyManifestEnvelope(repo_->trust(), r.manifest_envelope(), &digest));
+  if (digest != r.manifest_digest()) {
+    return absl::DataLossError("upstream's digest does not match its manifest");
+  }
+  uint64_t bytes = 0;
+  for (const auto& f : m.files()) bytes += f.size();
+  if (std::string why = policy_.Refuses(m.name(), bytes); !why.empty()) {
+    return absl::PermissionDeniedError(StrCat(m.name(), " ", m.version(), ": ", why));
+  }
+  auto claim = repo_->ClaimFetch(digest);
+  CAIRN_ASSIGN_OR_RETURN(const bool held, repo_->HasRelease(digest));
+  std::string tag_envelope = r.tag_envelope();
+  if (!tag_envelope.empty() &&
+      !VerifyTagEnvelope(repo_->trust(), tag_envelope, repo_->clock()->NowUnix()).ok()) {
+    tag_envelope.clear();  // the release still comes; a bad tag does not
+  }
+  if (!held) {
+    first_path_ = std::string(first_path);
+    on_demand_ = true;
+    absl::Status fetched = FetchMissing(m);
+    first_path_.clear();
+    on_demand_ = false;
+    CAIRN_RETURN_IF_ERROR(fetched);
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(r.manifest_envelope(), tag_envelope,
+                                                           /*cursor_key=*/"", 0));
+  if (!res.already_present()) stats_.releases_committed++;
+  return absl::OkStatus();
+}
+
 absl::Status Replicator::FetchMissing(const cairn::v1::Manifest& m) {
   // The chunk lists this node lacks, asked for kListsInFlight at a time and
   // staged as each batch arrives, checked against the signed manifest: at
   // most one batch of lists is held in memory.
   absl::flat_hash_map<std::string, const cairn::v1::FileEntry*> need;  // root -> a file naming it
   std::vector<std::string> order;
-  for (const auto& f : m.files()) {
+  // Manifest order; for FetchRelease the file a client waits for first, then
+  // small files (configs, tokenizers: what a client reads before weights).
+  std::vector<const cairn::v1::FileEntry*> files;
+  for (const auto& f : m.files()) files.push_back(&f);
+  if (on_demand_) {
+    std::stable_partition(files.begin(), files.end(), [&](const cairn::v1::FileEntry* f) {
+      return f->path() == first_path_ || f->size() < kSmallFileBytes;
+    });
+    std::stable_partition(files.begin(), files.end(), [&](const cairn::v1::FileEntry* f) {
+      return f->path() == first_path_;
+    });
+  }
+  for (const cairn::v1::FileEntry* fp : files) {
+    const cairn::v1::FileEntry& f = *fp;
     if (need.contains(f.root())) continue;
     auto held = repo_->GetObjectOrStaged(f.root());
     if (absl::IsNotFound(held.status())) {
@@ -309,8 +357,8 @@ absl::Status Replicator::FetchMissing(const cairn::v1::Manifest& m) {
   std::vector<std::string> roots;
   {
     absl::flat_hash_set<std::string_view> done;
-    for (const auto& f : m.files()) {
-      if (done.insert(f.root()).second) roots.push_back(f.root());
+    for (const cairn::v1::FileEntry* f : files) {
+      if (done.insert(f->root()).second) roots.push_back(f->root());
     }
   }
   absl::flat_hash_set<Digest, DigestHash> seen;  // this batch, or this list

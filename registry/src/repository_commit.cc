@@ -263,7 +263,9 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitReplicated(
     uint64_t cursor) {
   CommitSpec spec;
   spec.stale_tag_is_ok = true;
-  spec.extra_ops.push_back(WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)});
+  if (!cursor_key.empty()) {  // empty: fetched on demand, no feed cursor moves
+    spec.extra_ops.push_back(WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)});
+  }
   return CommitVerified(manifest_envelope, tag_envelope, spec);
 }
 

@@ -183,6 +183,14 @@ class Replicator {
   // not move. Returns how many releases or tags were repaired.
   absl::StatusOr<int> Reconcile();
 
+  // Fetches and commits the one release `r` (the upstream's answer to a
+  // Resolve: a client asked this node for it), through the same checks as
+  // the feed: verified against this node's trust root, refused outside the
+  // policy (PermissionDenied), chunks hash-checked. No cursor moves. The
+  // chunk list and chunks of the file at `first_path` are fetched first, so a
+  // client waiting for that file gets its bytes as they arrive.
+  absl::Status FetchRelease(const cairn::v1::ResolveResponse& r, std::string_view first_path = "");
+
   // Long-poll the upstream's feed for up to `ms` at the start of each
   // SyncOnce when there is nothing new (0: do not wait). Default: 0.
   void set_long_poll_ms(uint32_t ms) { long_poll_ms_ = ms; }
@@ -217,6 +225,9 @@ class Replicator {
   ReplicationStats stats_;
   std::function<void(const ReplicationStats&)> progress_;
   Cancellation* cancel_ = nullptr;
+  std::string first_path_;  // FetchRelease: this file's lists and chunks first,
+  bool on_demand_ = false;  // then files below kSmallFileBytes
+  static constexpr uint64_t kSmallFileBytes = 10ull << 20;
 };
 
 }  // namespace cairn
