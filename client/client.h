@@ -34,7 +34,26 @@ struct PublishOptions {
   std::string license;
   ChunkerParams chunker;
   bool progress = false;  // progress lines on stderr
+  // Extra manifest metadata (key, value); `cairn import-hf` records the Hub
+  // commit id and repository here.
+  std::vector<std::pair<std::string, std::string>> metadata;
+  // A Hugging Face cache snapshot: symlinks are followed when they resolve to
+  // a regular file inside this folder (the cache repository's blobs/).
+  // Empty: symlinks are refused.
+  std::string link_root;
+  // A Hub download: the top-level .cache folder (huggingface_hub's download
+  // state) is not content.
+  bool skip_hf_state = false;
 };
+
+// `cairn import-hf`: turns DIR (a Hub snapshot folder, one revision of a Hub
+// cache folder models--ORG--NAME/snapshots/SHA, or the cache folder itself
+// with `revision` naming a ref under refs/) into publish options: the folder
+// to publish, the blob folder its links may point into, and the commit id
+// (kept as manifest metadata hf.commit, so caches filled from the Hub and
+// from Cairn agree). `commit` overrides the id found in the path.
+absl::Status PrepareHfImport(const std::string& dir, const std::string& revision,
+                             const std::string& commit, PublishOptions* o);
 
 struct PublishResult {
   std::string manifest;

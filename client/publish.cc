@@ -46,7 +46,8 @@ struct LocalFile {
   std::string root;
 };
 
-absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
+absl::Status ListFiles(const std::string& dir, const std::string& link_root, bool skip_hf_state,
+                       std::vector<LocalFile>* out) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::file_status st = fs::symlink_status(dir, ec);
@@ -67,11 +68,31 @@ absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
     last = it->path().string();
     // Lexically: fs::relative follows symlinks, naming a link by its target.
     std::string rel = it->path().lexically_relative(dir).generic_string();
-    if (it.depth() == 0 && it->path().filename() == ".cairn") {
-      it.disable_recursion_pending();  // a pulled tree's signed manifest: not content
+    if (it.depth() == 0 && (it->path().filename() == ".cairn" ||
+                            (skip_hf_state && it->path().filename() == ".cache"))) {
+      // A pulled tree's signed manifest, or huggingface_hub's download state:
+      // not content.
+      it.disable_recursion_pending();
       continue;
     }
     fs::file_status s = it->symlink_status(ec);
+    std::string abs = it->path().string();
+    if (fs::is_symlink(s) && !link_root.empty()) {
+      // A Hub cache snapshot links each file to its blob: follow a link only
+      // to a regular file inside the cache's blobs/ folder.
+      fs::path target = fs::canonical(it->path(), ec);
+      const std::string t = target.string();
+      if (ec || t.compare(0, link_root.size() + 1, link_root + "/") != 0) {
+        return absl::InvalidArgumentError("refusing to publish " + rel + ": it links to " +
+                                          (ec ? "nothing readable" : t) + ", outside " + link_root);
+      }
+      s = fs::symlink_status(target, ec);
+      if (!fs::is_regular_file(s)) {
+        return absl::InvalidArgumentError("refusing to publish " + rel + ": " + t +
+                                          " is not a regular file");
+      }
+      abs = t;
+    }
     if (fs::is_symlink(s)) {
       return absl::InvalidArgumentError("refusing to publish symlink " + rel +
                                         ": copy the target in, or remove the link");
@@ -81,12 +102,12 @@ absl::Status ListFiles(const std::string& dir, std::vector<LocalFile>* out) {
       return absl::InvalidArgumentError("refusing to publish special file " + rel);
     }
     CAIRN_RETURN_IF_ERROR(ValidatePath(rel));
-    if (::access(it->path().c_str(), R_OK) != 0) {
-      return ErrnoStatus(errno, "cannot read " + it->path().string() + ": nothing was published");
+    if (::access(abs.c_str(), R_OK) != 0) {
+      return ErrnoStatus(errno, "cannot read " + abs + ": nothing was published");
     }
     LocalFile f;
     f.path = rel;
-    f.abs = it->path().string();
+    f.abs = abs;
     out->push_back(std::move(f));
   }
   if (out->empty()) {
@@ -187,7 +208,7 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   for (auto& k : keys) signers.push_back(k.get());
 
   std::vector<LocalFile> files;
-  CAIRN_RETURN_IF_ERROR(ListFiles(o.dir, &files));
+  CAIRN_RETURN_IF_ERROR(ListFiles(o.dir, o.link_root, o.skip_hf_state, &files));
 
   // Parent, resolved on the node (no trust needed: the digest is what we sign).
   std::optional<cairn::v1::Parent> parent;
@@ -243,6 +264,11 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   md->set_value(StrCat("fastcdc min=", o.chunker.min_size, " avg=", o.chunker.avg_size,
                        " max=", o.chunker.max_size,
                        o.chunker.tensor_boundaries ? " tensor-boundaries" : ""));
+  for (const auto& [k, v] : o.metadata) {
+    auto* e = m.add_metadata();
+    e->set_key(k);
+    e->set_value(v);
+  }
   CanonicalizeManifest(&m);
   CAIRN_RETURN_IF_ERROR(ValidateManifest(m));
   // Publishing the same content again (say, after an interrupted publish whose

@@ -35,6 +35,27 @@ PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   ctx_->AddNode(publish_);
   ctx_->AddJson(publish_);
 
+  // import-hf: the same release options over a Hub download.
+  import_hf_ = app->add_subcommand(
+      "import-hf",
+      "publish a Hugging Face Hub download (a snapshot folder, a cache folder "
+      "models--ORG--NAME or one of its snapshots/SHA) as a signed release, with the Hub's file "
+      "names and commit id");
+  import_hf_->add_option("DIR", po_.dir, "snapshot or cache folder")->required();
+  import_hf_->add_option("--name", po_.name, "NS/MODEL")->required();
+  import_hf_->add_option("--version", po_.version, "release version (immutable)")->required();
+  import_hf_->add_option("--key", po_.key_paths, "publisher private key (repeat for co-signers)")
+      ->required();
+  import_hf_->add_option(
+      "--revision", hf_revision_,
+      "with a cache folder: the ref (refs/REV) or commit to import (default main)");
+  import_hf_->add_option("--commit", hf_commit_,
+                         "the Hub commit id to keep (default: the snapshot folder's name)");
+  import_hf_->add_option("--tag", po_.tag, "tag to point at the release (default latest)");
+  import_hf_->add_option("--license", po_.license, "license identifier (e.g. apache-2.0)");
+  ctx_->AddNode(import_hf_);
+  ctx_->AddJson(import_hf_);
+
   // sign
   sign_ = app->add_subcommand("sign", "co-sign a release waiting for signatures on a node");
   sign_->add_option("REF", sign_ref_, "NS/MODEL@sha256:... (as printed by cairn publish)")
@@ -64,11 +85,16 @@ PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
 }
 
 bool PublishCommands::parsed() const {
-  return publish_->parsed() || sign_->parsed() || renew_cmd_->parsed();
+  return publish_->parsed() || import_hf_->parsed() || sign_->parsed() || renew_cmd_->parsed();
 }
 
 int PublishCommands::Run() {
-  if (publish_->parsed()) {
+  if (import_hf_->parsed()) {
+    if (absl::Status s = PrepareHfImport(po_.dir, hf_revision_, hf_commit_, &po_); !s.ok()) {
+      return Fail(s);
+    }
+  }
+  if (publish_->parsed() || import_hf_->parsed()) {
     if (tag_version_ > 0) po_.tag_version = tag_version_;
     if (avg_chunk_ > 0) {
       if (avg_chunk_ < 1024 || avg_chunk_ > 256 * 1024 || (avg_chunk_ & (avg_chunk_ - 1)) != 0) {

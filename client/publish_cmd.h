@@ -1,5 +1,5 @@
-// `cairn publish`, `cairn sign` and `cairn renew`: signed releases and tags
-// to a node.
+// `cairn publish`, `cairn import-hf`, `cairn sign` and `cairn renew`: signed
+// releases and tags to a node.
 #pragma once
 
 #include <string>
@@ -26,7 +26,8 @@ class PublishCommands {
   std::string sign_ref_;
   std::vector<std::string> sign_keys_;
   RenewOptions renew_;
-  CLI::App *publish_, *sign_, *renew_cmd_;
+  std::string hf_revision_, hf_commit_;
+  CLI::App *publish_, *import_hf_, *sign_, *renew_cmd_;
 };
 
 }  // namespace cairn::client

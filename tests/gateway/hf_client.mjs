@@ -1,12 +1,13 @@
 // Drives the real @huggingface/hub client against a Cairn node's HTTP port
 // and compares every byte with the directory that was published.
-//   node hf_client.mjs HUB_URL REPO PUBLISHED_DIR CACHE_DIR [MIN_PAGES]
-// Exits non-zero, naming the first check that failed.
+//   node hf_client.mjs HUB_URL REPO PUBLISHED_DIR CACHE_DIR [MIN_PAGES] [--snapshot-only]
+// Exits non-zero, naming the first check that failed. --snapshot-only: just
+// snapshotDownload into CACHE_DIR (and check it), printing the folder.
 import * as hub from "@huggingface/hub";
 import { readFileSync, readdirSync, statSync, realpathSync } from "node:fs";
 import { join, relative } from "node:path";
 
-const [hubUrl, repo, dir, cacheDir, minPages = "1"] = process.argv.slice(2);
+const [hubUrl, repo, dir, cacheDir, minPages = "1", mode = ""] = process.argv.slice(2);
 const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
 const check = (cond, msg) => { if (!cond) fail(msg); };
 
@@ -27,6 +28,15 @@ const countingFetch = (url, init) => {
   if (String(url).includes("/tree/")) treePages++;
   return fetch(url, init);
 };
+
+if (mode === "--snapshot-only") {
+  const snap = await hub.snapshotDownload({ repo, hubUrl, cacheDir });
+  for (const p of published) {
+    check(readFileSync(join(snap, p)).equals(bytesOf(p)), `snapshotDownload ${p}: bytes differ`);
+  }
+  console.log(snap);
+  process.exit(0);
+}
 
 const info = await hub.modelInfo({ name: repo, hubUrl, additionalFields: ["sha", "siblings"] });
 check(info.name === repo, `modelInfo name ${info.name}`);
