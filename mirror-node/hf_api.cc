@@ -41,6 +41,23 @@ Answer HfError(http::status st, std::string_view code, std::string_view message,
   return a;
 }
 
+// A revision: one decoded segment. A '/' once decoded is allowed (Python
+// encodes refs like refs/pr/1 so): no such ref exists here, which the
+// lookup then says (RevisionNotFound).
+std::optional<std::string> RevisionSegment(std::string_view raw) {
+  auto r = http_util::Unescape(raw);
+  if (!r) return std::nullopt;
+  std::string_view rest = *r;
+  for (;;) {  // every part clean: not empty, "." or ".."
+    const size_t slash = rest.find('/');
+    const std::string_view part = rest.substr(0, slash);
+    if (part.empty() || part == "." || part == "..") return std::nullopt;
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  return r;
+}
+
 Answer BadPath() {
   return Error(http::status::bad_request,
                "bad path: empty, '.' or '..' segments and bad escapes are refused");
@@ -258,7 +275,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfApi(Exchange& x,
   const bool post = x.req.method() == http::verb::post;
   std::string rev = "main";
   if (s.size() >= 6) {
-    auto r = http_util::CleanSegment(s[5]);
+    auto r = RevisionSegment(s[5]);
     if (!r) {
       Answer answer_ = BadPath();
       co_return co_await SendAnswer(x, std::move(answer_));
@@ -436,7 +453,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfFile(Exchange& x,
   const bool raw = s[2] == "raw";
   x.endpoint = raw ? "hf_raw" : "hf_resolve";
   auto ns = http_util::CleanSegment(s[0]), model = http_util::CleanSegment(s[1]);
-  auto rev = http_util::CleanSegment(s[3]);
+  auto rev = RevisionSegment(s[3]);
   auto path = http_util::CleanPath(s, 4);
   if (!ns || !model || !rev || !path) {
     Answer answer_ = BadPath();
