@@ -148,7 +148,11 @@ asio::awaitable<absl::StatusOr<FileToSend>> HttpGateway::Impl::PrepareFileOf(
     co_await WaitFor([&] { return repo->GetObjectOrStaged(f.root()).ok(); }, *rel.fetch);
   }
   absl::StatusOr<FileToSend> out = PrepareFile(f);
-  if (out.ok()) out->fetch = rel.fetch;
+  if (out.ok()) {
+    out->fetch = rel.fetch;
+    out->release_name = rel.manifest.name();
+    out->release_digest = rel.digest;
+  }
   if (!out.ok() && rel.fetch && rel.fetch->done) {
     absl::Status why = rel.fetch->status();
     if (!why.ok()) out = absl::UnavailableError("on-demand fetch failed: " + why.ToString());
@@ -329,7 +333,16 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     if (!pieces.ok()) {
       // Headers are out: the only honest answer is to cut the connection,
       // so the client sees a short body, never a wrong one.
-      if (!f.fetch || !absl::IsNotFound(pieces.status())) counters.verification_failures++;
+      if (!f.fetch || !absl::IsNotFound(pieces.status())) {
+        counters.verification_failures++;
+        // The store dropped the bad chunk; a node with upstreams fetches it
+        // again, so the next request (a resume) is served whole.
+        if (opts.on_demand != nullptr && !f.release_name.empty()) {
+          asio::post(fetch_pool, [od = opts.on_demand, n = f.release_name, d = f.release_digest] {
+            od->Repair(n, d);
+          });
+        }
+      }
       NoteError(StrCat(f.file.path(), ": ", pieces.status().message(), "; connection cut"));
       spdlog::error("HTTP {}: {}: {}; connection aborted", std::string(SV(req.target())),
                     f.file.path(), pieces.status().ToString());

@@ -384,8 +384,10 @@ HttpGateway::~HttpGateway() {
   if (!impl_) return;
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
-  impl_->work.stop();
+  // Drained, not abandoned: what they finish posts to the stopped io_context,
+  // whose destruction then frees every parked coroutine once.
   impl_->work.join();
+  impl_->fetch_pool.join();
 }
 
 void HttpGateway::SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn) {

@@ -103,7 +103,8 @@ struct FileToSend {
   cairn::v1::ChunkList chunks;
   std::string etag;  // quoted
   Headers headers;
-  std::shared_ptr<OnDemand::Fetch> fetch;  // set: wait for chunks still arriving
+  std::shared_ptr<OnDemand::Fetch> fetch;    // set: wait for chunks still arriving
+  std::string release_name, release_digest;  // to repair it from upstream
 };
 
 // Counters behind /metrics, by endpoint label and status code.
@@ -116,14 +117,11 @@ struct RequestCounts {
 
 struct HttpGateway::Impl {
   Impl(Repository* r, const HttpOptions& o)
-      : repo(r), opts(o), acceptor(ioc), work(2), fetch_pool(4) {}
+      : repo(r), opts(o), work(2), fetch_pool(4), acceptor(ioc) {}
   Repository* repo;
   HttpOptions opts;
-  gw::asio::io_context ioc;
-  gw::tcp::acceptor acceptor;
   gw::asio::thread_pool work;        // chunk reads and hashing, off the I/O threads
   gw::asio::thread_pool fetch_pool;  // upstream round trips of on-demand fetches
-  std::vector<std::thread> threads;
   std::atomic<size_t> connections{0};
   HttpCounters counters;
   gw::RequestCounts request_counts;
@@ -240,6 +238,12 @@ struct HttpGateway::Impl {
   uint64_t store_bytes ABSL_GUARDED_BY(status_mu) = 0;
   std::chrono::steady_clock::time_point store_walked ABSL_GUARDED_BY(status_mu);
   uint64_t StoreBytes();
+
+  // Last: destroyed first, so the coroutine frames the io_context still holds
+  // (connections parked at shutdown) find every member above alive.
+  gw::asio::io_context ioc;
+  gw::tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
 };
 
 }  // namespace cairn::node

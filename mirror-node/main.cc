@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -94,12 +95,17 @@ int Serve(cairn::node::ServeConfig cfg) {
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> ups = cfg.upstream_tables;
   for (const auto& a : cfg.upstreams) ups.push_back({a, {}});
   std::unique_ptr<cairn::node::OnDemand> on_demand;
+  std::atomic<cairn::node::ReplicationLoop*> replication_ptr{nullptr};
   if (cfg.on_demand && !ups.empty()) {
     cairn::node::OnDemandConfig oc;
     for (const auto& u : ups) oc.upstreams.push_back(u.address);
     oc.peers = cfg.peers;
     oc.tls = outbound;
     oc.policy = cfg.on_demand_policy;
+    // What a fetch took shows in its upstream's status once the loop runs.
+    oc.on_fetched = [&replication_ptr](const std::string& a, const cairn::ReplicationStats& s) {
+      if (auto* r = replication_ptr.load()) r->AddFetched(a, s);
+    };
     on_demand = std::make_unique<cairn::node::OnDemand>(repo->get(), std::move(oc));
     sopts.on_demand = on_demand.get();
     spdlog::info("pull-through on ({})", cfg.on_demand_policy.ToString());
@@ -144,6 +150,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     for (const auto& p : cfg.peers) spdlog::info("peer {}: asked for chunks too", p);
     replication =
         std::make_unique<cairn::node::ReplicationLoop>(repo->get(), ups, 2, cfg.peers, outbound);
+    replication_ptr = replication.get();
     (*server)->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
     if (gateway) gateway->SetUpstreamStatus([r = replication.get()] { return r->Status(); });
   }
@@ -182,6 +189,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   if (on_demand) on_demand->Stop();
   (*server)->SetUpstreamStatus({});
   if (gateway) gateway->SetUpstreamStatus({});
+  replication_ptr = nullptr;
   replication.reset();
   (*server)->Shutdown(5);
   (*server)->Wait();

@@ -77,6 +77,18 @@ absl::StatusOr<cairn::v1::ResolveResponse> OnDemand::ResolveAt(Upstream& up,
 absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Begin(const std::string& name,
                                                                  const std::string& ref,
                                                                  const std::string& first_path) {
+  return Start(name, ref, first_path, /*repair=*/false);
+}
+
+void OnDemand::Repair(const std::string& name, const std::string& digest) {
+  auto f = Start(name, "@" + digest, "", /*repair=*/true);
+  if (!f.ok()) spdlog::warn("repair of {}@{}: {}", name, digest, f.status().ToString());
+}
+
+absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::string& name,
+                                                                 const std::string& ref,
+                                                                 const std::string& first_path,
+                                                                 bool repair) {
   CAIRN_RETURN_IF_ERROR(ValidateName(name));
   if (config_.upstreams.empty()) return absl::NotFoundError("this node has no upstream");
   if (cancel_.cancelled()) return absl::UnavailableError("the node is stopping");
@@ -122,18 +134,20 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Begin(const std::stri
     fetch->manifest = std::move(*m);
     running_[digest] = fetch;
     in_flight_++;
-    spdlog::info("on-demand: fetching {} {} ({} bytes) from {}", name, fetch->manifest.version(),
-                 bytes, address);
+    spdlog::info("on-demand: {} {} {} ({} bytes) from {}", repair ? "repairing" : "fetching", name,
+                 fetch->manifest.version(), bytes, address);
     threads_.emplace_back(
-        std::thread([this, fetch, r = std::move(*r), first_path, up = std::move(up)]() mutable {
+        std::thread([this, fetch, r = std::move(*r), first_path, repair, address,
+                     up = std::move(up)]() mutable {
           Replicator rep(
               repo_, std::move(up), [](const std::string& s) { spdlog::info("on-demand: {}", s); },
               config_.policy);
           rep.set_cancel(&cancel_);
           // Stopping the node ends a transfer in progress at once.
           const int id = cancel_.AddCallback([u = rep.upstream()] { u->Cancel(); });
-          absl::Status st = rep.FetchRelease(r, first_path);
+          absl::Status st = rep.FetchRelease(r, first_path, repair);
           cancel_.RemoveCallback(id);
+          if (config_.on_fetched) config_.on_fetched(address, rep.stats());
           if (st.ok()) {
             fetched_++;
             spdlog::info("on-demand: committed {} {}", fetch->manifest.name(),

@@ -32,6 +32,8 @@ struct OnDemandConfig {
   ReplicationPolicy policy;
   int timeout_seconds = 30;  // per upstream call
   int streams = 4;           // chunk connections to the upstream
+  // Told what each fetch took from which upstream (status). May be empty.
+  std::function<void(const std::string& address, const ReplicationStats&)> on_fetched;
 };
 
 class OnDemand {
@@ -69,12 +71,18 @@ class OnDemand {
   // policy refuses it. Blocks on upstream round trips: not for I/O threads.
   absl::StatusOr<std::shared_ptr<Fetch>> Begin(const std::string& name, const std::string& ref,
                                                const std::string& first_path = "");
+  // A held release served a chunk that failed its hash (the store dropped
+  // it): fetches what the release now lacks from upstream, in the
+  // background. Errors are logged. Not for I/O threads.
+  void Repair(const std::string& name, const std::string& digest);
 
   uint64_t in_flight() const { return in_flight_.load(); }
   uint64_t fetched() const { return fetched_.load(); }
   uint64_t failed() const { return failed_.load(); }
 
  private:
+  absl::StatusOr<std::shared_ptr<Fetch>> Start(const std::string& name, const std::string& ref,
+                                               const std::string& first_path, bool repair);
   absl::StatusOr<cairn::v1::ResolveResponse> ResolveAt(Upstream& up, const std::string& name,
                                                        const std::string& ref);
   Repository* repo_;

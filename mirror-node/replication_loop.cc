@@ -23,6 +23,7 @@ ReplicationLoop::ReplicationLoop(Repository* repo, std::vector<UpstreamConfig> u
     absl::MutexLock l(&mu_);
     status_.resize(upstreams.size());
     samples_.resize(upstreams.size());
+    on_demand_.resize(upstreams.size());
     for (size_t i = 0; i < upstreams.size(); ++i) {
       status_[i].set_address(upstreams[i].address);
       status_[i].set_policy(upstreams[i].policy.ToString());
@@ -80,7 +81,24 @@ std::vector<cairn::v1::UpstreamStatus> ReplicationLoop::Status() {
     }
     status_[i].set_bytes_per_second(rate);
   }
-  return status_;
+  std::vector<cairn::v1::UpstreamStatus> out = status_;
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i].set_bytes_fetched(out[i].bytes_fetched() + on_demand_[i].bytes_fetched);
+    out[i].set_chunks_fetched(out[i].chunks_fetched() + on_demand_[i].chunks_fetched);
+    out[i].set_releases_committed(out[i].releases_committed() + on_demand_[i].releases_committed);
+  }
+  return out;
+}
+
+void ReplicationLoop::AddFetched(const std::string& address, const ReplicationStats& s) {
+  absl::MutexLock l(&mu_);
+  for (size_t i = 0; i < status_.size(); ++i) {
+    if (status_[i].address() != address) continue;
+    on_demand_[i].bytes_fetched += s.bytes_fetched;
+    on_demand_[i].chunks_fetched += s.chunks_fetched;
+    on_demand_[i].releases_committed += s.releases_committed;
+    return;
+  }
 }
 
 void ReplicationLoop::Stop() {

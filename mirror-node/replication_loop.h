@@ -47,6 +47,9 @@ class ReplicationLoop {
 
   // A snapshot of every upstream's status, in the order given.
   std::vector<cairn::v1::UpstreamStatus> Status();
+  // Counts what was fetched from `address` outside the feed (on demand), so
+  // its status tells all that came from it.
+  void AddFetched(const std::string& address, const ReplicationStats& s);
 
  private:
   void Run(size_t index, UpstreamConfig config);
@@ -62,6 +65,7 @@ class ReplicationLoop {
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<cairn::v1::UpstreamStatus> status_ ABSL_GUARDED_BY(mu_);
+  std::vector<ReplicationStats> on_demand_ ABSL_GUARDED_BY(mu_);  // per upstream, AddFetched
   // Per upstream: (when, bytes_fetched) samples of the last 10 s, for the rate.
   std::vector<std::deque<std::pair<SteadyTime, uint64_t>>> samples_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;

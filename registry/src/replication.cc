@@ -273,7 +273,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
 }
 
 absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
-                                     std::string_view first_path) {
+                                      std::string_view first_path, bool repair) {
   std::string digest;
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m,
                          VerifyManifestEnvelope(repo_->trust(), r.manifest_envelope(), &digest));
@@ -292,7 +292,7 @@ absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
       !VerifyTagEnvelope(repo_->trust(), tag_envelope, repo_->clock()->NowUnix()).ok()) {
     tag_envelope.clear();  // the release still comes; a bad tag does not
   }
-  if (!held) {
+  if (!held || repair) {
     first_path_ = std::string(first_path);
     on_demand_ = true;
     absl::Status fetched = FetchMissing(m);
@@ -320,9 +320,8 @@ absl::Status Replicator::FetchMissing(const cairn::v1::Manifest& m) {
     std::stable_partition(files.begin(), files.end(), [&](const cairn::v1::FileEntry* f) {
       return f->path() == first_path_ || f->size() < kSmallFileBytes;
     });
-    std::stable_partition(files.begin(), files.end(), [&](const cairn::v1::FileEntry* f) {
-      return f->path() == first_path_;
-    });
+    std::stable_partition(files.begin(), files.end(),
+                          [&](const cairn::v1::FileEntry* f) { return f->path() == first_path_; });
   }
   for (const cairn::v1::FileEntry* fp : files) {
     const cairn::v1::FileEntry& f = *fp;

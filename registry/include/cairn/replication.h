@@ -188,8 +188,11 @@ class Replicator {
   // the feed: verified against this node's trust root, refused outside the
   // policy (PermissionDenied), chunks hash-checked. No cursor moves. The
   // chunk list and chunks of the file at `first_path` are fetched first, so a
-  // client waiting for that file gets its bytes as they arrive.
-  absl::Status FetchRelease(const cairn::v1::ResolveResponse& r, std::string_view first_path = "");
+  // client waiting for that file gets its bytes as they arrive. With
+  // `repair`, a release already held is checked for chunks it lacks (one
+  // dropped after failing its hash) and those are fetched again.
+  absl::Status FetchRelease(const cairn::v1::ResolveResponse& r, std::string_view first_path = "",
+                            bool repair = false);
 
   // Long-poll the upstream's feed for up to `ms` at the start of each
   // SyncOnce when there is nothing new (0: do not wait). Default: 0.
