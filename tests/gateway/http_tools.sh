@@ -49,4 +49,17 @@ da=$(($(sent "$a_HTTP") - before_a)) db=$(($(sent "$b_HTTP") - before_b))
 echo "aria2c took $da bytes from a and $db from b"
 [ "$da" -gt 0 ] && [ "$db" -gt 0 ] || fail "aria2c did not split the file across both nodes"
 [ $((da + db)) -ge "$SIZE" ] || fail "the nodes sent fewer bytes than the file has"
+# HTTPS on the HTTP port with the node's certificate.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$T/tls.key" -out "$T/tls.pem" 2>/dev/null
+node_start s --tls-cert "$T/tls.pem" --tls-key "$T/tls.key"
+grep -q '(https)' "$T/s.out" || fail "the HTTP port did not say https"
+CAIRN_TLS_CA=$T/tls.pem publish "$s_GRPC" "$T/m" acme/m 1.0
+curl -sf --cacert "$T/tls.pem" -o "$T/tls-got" "https://$s_HTTP/acme/m/resolve/main/model.safetensors" ||
+  fail "HTTPS download"
+cmp "$T/tls-got" "$W" || fail "HTTPS bytes"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$s_HTTP/" || true)" != 200 ] ||
+  fail "plain HTTP answered on the HTTPS port"
+curl -sf --cacert "$T/tls.pem" "https://$s_HTTP/metrics" | grep -q cairn_http_requests_total ||
+  fail "metrics over HTTPS"
 echo "http_tools OK"

@@ -53,6 +53,19 @@ curl -s "http://$edge_HTTP/metrics" >"$T/metrics"
 grep -q '^cairn_on_demand_fetches_total{result="ok"} [1-9]' "$T/metrics" || fail "metrics count no on-demand fetch"
 grep -q '^cairn_chunk_reads_total{result="miss"} [1-9]' "$T/metrics" || fail "metrics count no chunk waited for"
 
+# A chunk that fails its hash while served: the download is cut (never
+# wrong), the edge fetches the chunk again from upstream, the retry is whole.
+P=$(find "$T/edge" -name 'pack-*' -size +20M | head -1)
+[ -n "$P" ] || fail "no pack file holds acme/big on the edge"
+printf 'XXXXXXXX' | dd of="$P" bs=1 seek=$(($(stat -c %s "$P") / 2)) conv=notrunc status=none
+if curl -sf -o "$T/big3" "$URL"; then cmp -s "$T/big3" "$T/big/model.safetensors" && fail "no corruption hit"; fi
+cmp -s "$T/big3" "$T/big/model.safetensors" && fail "a corrupt download completed"
+cmp -n "$(stat -c %s "$T/big3")" "$T/big3" "$T/big/model.safetensors" || fail "a cut download holds wrong bytes"
+for _ in $(seq 300); do grep -q 'on-demand: committed acme/big' <(grep -A100 'repairing acme/big' "$T/edge.log") && break; sleep 0.1; done
+grep -q 'on-demand: repairing acme/big' "$T/edge.log" || fail "no repair started"
+curl -sf -o "$T/big4" "$URL" || fail "download after the repair"
+cmp "$T/big4" "$T/big/model.safetensors" || fail "bytes after the repair"
+
 # Outside the policy: the Hub's RepoNotFound, nothing fetched.
 hdr=$(curl -s -D - -o /dev/null "http://$edge_HTTP/api/models/acme/secret")
 echo "$hdr" | grep -qi '^X-Error-Code: RepoNotFound' || fail "acme/secret: $hdr"
