@@ -64,9 +64,9 @@ Answer BadPath() {
 }
 
 std::string LastCommitJson(const Release& rel) {
-  return StrCat("{\"id\":", JsonString(hf::CommitId(rel.manifest, rel.digest)),
-                ",\"title\":", JsonString("Release " + rel.manifest.version()),
-                ",\"date\":", JsonString(http_util::IsoTime(rel.manifest.created_unix())), "}");
+  return StrCat("{\"id\":", JsonString(hf::CommitId(*rel.manifest, rel.digest)),
+                ",\"title\":", JsonString("Release " + rel.manifest->version()),
+                ",\"date\":", JsonString(http_util::IsoTime(rel.manifest->created_unix())), "}");
 }
 
 // One tree or paths-info entry.
@@ -99,7 +99,7 @@ std::optional<Release> HttpGateway::Impl::HfRelease(const std::string& name, con
     return std::nullopt;
   };
   if (!ValidateName(name).ok()) return repo_missing();
-  auto list = repo->List(name);
+  auto list = ListModel(name);
   if (!list.ok()) {
     *error = FromStatus(list.status());
     return std::nullopt;
@@ -132,7 +132,7 @@ std::optional<Release> HttpGateway::Impl::HfRelease(const std::string& name, con
     for (const auto& r : entry->releases()) {
       auto got = load(r.manifest_digest());
       if (!got) return std::nullopt;
-      if (!newest || got->manifest.created_unix() > newest->manifest.created_unix()) {
+      if (!newest || got->manifest->created_unix() > newest->manifest->created_unix()) {
         newest = std::move(got);
       }
     }
@@ -148,8 +148,8 @@ std::optional<Release> HttpGateway::Impl::HfRelease(const std::string& name, con
     for (const auto& r : entry->releases()) {
       auto got = load(r.manifest_digest());
       if (!got) return std::nullopt;
-      if (hf::CommitId(got->manifest, got->digest) == rev &&
-          (!found || got->manifest.created_unix() < found->manifest.created_unix())) {
+      if (hf::CommitId(*got->manifest, got->digest) == rev &&
+          (!found || got->manifest->created_unix() < found->manifest->created_unix())) {
         found = std::move(got);
       }
     }
@@ -211,6 +211,23 @@ asio::awaitable<absl::StatusOr<std::vector<std::string>>> HttpGateway::Impl::Blo
       co_return absl::UnavailableError("on-demand fetch failed: " + rel.fetch->status().ToString());
     }
   }
+  // Known ids (LFS pointers, files read before) without leaving the thread.
+  {
+    std::vector<std::string> known;
+    absl::MutexLock l(&blob_ids_mu);
+    for (const auto* f : files) {
+      if (f == nullptr) {
+        known.emplace_back();
+      } else if (hf::IsLfs(*f)) {
+        known.push_back(hf::GitBlobId(hf::LfsPointer(*f)));
+      } else if (auto it = blob_ids.find(f->sha256()); it != blob_ids.end()) {
+        known.push_back(it->second);
+      } else {
+        break;
+      }
+    }
+    if (known.size() == files.size()) co_return known;
+  }
   co_return co_await OffLoop([&]() -> absl::StatusOr<std::vector<std::string>> {
     std::vector<std::string> out;
     for (const auto* f : files) {
@@ -226,7 +243,7 @@ asio::awaitable<absl::StatusOr<std::vector<std::string>>> HttpGateway::Impl::Blo
 }
 
 Answer HttpGateway::Impl::HfInfo(const std::string& name, const Release& rel, bool blobs) {
-  const auto& m = rel.manifest;
+  const auto& m = *rel.manifest;
   const std::string when = JsonString(http_util::IsoTime(m.created_unix()));
   std::string out =
       StrCat("{\"_id\":", JsonString(hf::DerivedCommitId(rel.digest).substr(0, 24)),
@@ -310,7 +327,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfApi(Exchange& x,
   Answer a;
   if (blobs) {
     std::vector<const cairn::v1::FileEntry*> small;
-    for (const auto& f : rel->manifest.files()) {
+    for (const auto& f : rel->manifest->files()) {
       if (!hf::IsLfs(f)) small.push_back(&f);
     }
     co_await WaitForFiles(*rel, small);  // on demand: BlobId reports what is missing
@@ -346,8 +363,8 @@ asio::awaitable<bool> HttpGateway::Impl::HfTree(Exchange& x, const std::vector<s
     }
   }
   bool found = false;
-  std::vector<hf::TreeEntry> entries = hf::Tree(rel.manifest, dir, recursive, &found);
-  const std::string commit = hf::CommitId(rel.manifest, rel.digest);
+  std::vector<hf::TreeEntry> entries = hf::Tree(*rel.manifest, dir, recursive, &found);
+  const std::string commit = hf::CommitId(*rel.manifest, rel.digest);
   if (!found) {
     {
       Answer answer_ = HfError(http::status::not_found, "EntryNotFound",
@@ -427,7 +444,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfPathsInfo(Exchange& x, const Release&
     hf::TreeEntry e;
     std::string_view clean = p;
     while (!clean.empty() && clean.back() == '/') clean.remove_suffix(1);
-    if (hf::Lookup(rel.manifest, clean, &e)) {
+    if (hf::Lookup(*rel.manifest, clean, &e)) {
       files.push_back(e.file);
       found.push_back(std::move(e));
     }
@@ -463,9 +480,9 @@ asio::awaitable<bool> HttpGateway::Impl::HfFile(Exchange& x,
   Answer error;
   std::optional<Release> rel = co_await HfReleaseOrFetch(name, *rev, *path, &error);
   if (!rel) co_return co_await SendAnswer(x, std::move(error));
-  const std::string commit = hf::CommitId(rel->manifest, rel->digest);
+  const std::string commit = hf::CommitId(*rel->manifest, rel->digest);
   hf::TreeEntry e;
-  if (!hf::Lookup(rel->manifest, *path, &e) || e.directory) {
+  if (!hf::Lookup(*rel->manifest, *path, &e) || e.directory) {
     {
       Answer answer_ = HfError(http::status::not_found, "EntryNotFound",
                                StrCat(*path, " does not exist in ", name, " at ", commit), commit);

@@ -3,6 +3,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <sstream>
 
 #include "cairn/hash.h"
 #include "cairn/limits.h"
@@ -23,12 +24,14 @@ namespace {
 
 // Bytes read and verified per trip to the work pool.
 constexpr uint64_t kBatchBytes = 1 << 20;
+// Batches up to this size are read on the I/O thread instead.
+constexpr uint64_t kInlineBytes = 64 << 10;
 
 }  // namespace
 
 Answer HttpGateway::Impl::Releases(const std::string& name) {
   if (absl::Status v = ValidateName(name); !v.ok()) return FromStatus(v);
-  auto list = repo->List(name);
+  auto list = ListModel(name);
   if (!list.ok()) return FromStatus(list.status());
   for (const auto& e : list->entries()) {
     if (e.name() != name) continue;  // List matches prefixes
@@ -51,13 +54,47 @@ Answer HttpGateway::Impl::Releases(const std::string& name) {
   return Error(http::status::not_found, StrCat("no model ", name, " on this node"));
 }
 
+absl::StatusOr<cairn::v1::ListResponse> HttpGateway::Impl::ListModel(const std::string& name) {
+  const uint64_t head = repo->FeedHead();
+  {
+    absl::MutexLock l(&lists_mu);
+    if (lists_feed_head != head) {
+      lists.clear();
+      lists_feed_head = head;
+    }
+    if (auto it = lists.find(name); it != lists.end()) return it->second;
+  }
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ListResponse list, repo->List(name));
+  absl::MutexLock l(&lists_mu);
+  if (lists_feed_head == head) {
+    if (lists.size() >= 4096) lists.clear();
+    lists[name] = list;
+  }
+  return list;
+}
+
 absl::StatusOr<Release> HttpGateway::Impl::LoadByDigest(const std::string& name,
                                                         const std::string& digest) {
-  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ResolveResponse r, repo->Resolve(name + "@" + digest));
+  // Releases never change: a parsed manifest is kept (a few hundred), and
+  // only whether the node still serves it is asked each time.
+  const std::string key = name + "@" + digest;
+  {
+    absl::MutexLock l(&manifests_mu);
+    auto it = manifests.find(key);
+    if (it != manifests.end()) {
+      CAIRN_ASSIGN_OR_RETURN(const bool held, repo->HasRelease(digest));
+      if (held && repo->WithheldReason(digest).empty()) return Release{digest, it->second, nullptr};
+    }
+  }
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ResolveResponse r, repo->Resolve(key));
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::Envelope env,
                          ParseEnvelope(r.manifest_envelope(), kMaxEnvelopeBytes));
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::Manifest m, ParseManifest(env.payload()));
-  return Release{r.manifest_digest(), std::move(m), nullptr};
+  auto shared = std::make_shared<const cairn::v1::Manifest>(std::move(m));
+  absl::MutexLock l(&manifests_mu);
+  if (manifests.size() >= kManifestsKept) manifests.clear();
+  manifests[key] = shared;
+  return Release{r.manifest_digest(), std::move(shared), nullptr};
 }
 
 absl::StatusOr<Release> HttpGateway::Impl::LoadRelease(const std::string& name,
@@ -66,7 +103,7 @@ absl::StatusOr<Release> HttpGateway::Impl::LoadRelease(const std::string& name,
   if (!ref.empty() && ref[0] == '@') return LoadByDigest(name, ref.substr(1));
   // A version first: it never changes, where a tag of the same name could
   // be moved onto another release.
-  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ListResponse list, repo->List(name));
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ListResponse list, ListModel(name));
   for (const auto& e : list.entries()) {
     if (e.name() != name) continue;
     for (const auto& r : e.releases()) {
@@ -82,9 +119,25 @@ absl::StatusOr<Release> HttpGateway::Impl::LoadRelease(const std::string& name,
 }
 
 absl::StatusOr<FileToSend> HttpGateway::Impl::PrepareFile(const cairn::v1::FileEntry& f) {
-  CAIRN_ASSIGN_OR_RETURN(std::string list, repo->GetObjectOrStaged(f.root()));
-  CAIRN_ASSIGN_OR_RETURN(cairn::v1::ChunkList cl,
-                         CheckChunkList(list, f.root(), f.size(), f.path()));
+  constexpr uint64_t kKeepListsOfFilesUpTo = 64 << 20;  // lists of about 1,000 chunks
+  cairn::v1::ChunkList cl;
+  bool cached = false;
+  if (f.size() <= kKeepListsOfFilesUpTo) {
+    absl::MutexLock l(&chunk_lists_mu);
+    if (auto it = chunk_lists.find(f.root()); it != chunk_lists.end()) {
+      cl = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    CAIRN_ASSIGN_OR_RETURN(std::string list, repo->GetObjectOrStaged(f.root()));
+    CAIRN_ASSIGN_OR_RETURN(cl, CheckChunkList(list, f.root(), f.size(), f.path()));
+    if (f.size() <= kKeepListsOfFilesUpTo) {
+      absl::MutexLock l(&chunk_lists_mu);
+      if (chunk_lists.size() >= 4096) chunk_lists.clear();
+      chunk_lists[f.root()] = cl;
+    }
+  }
   FileToSend out;
   out.file = f;
   out.chunks = std::move(cl);
@@ -104,7 +157,8 @@ asio::awaitable<std::optional<Release>> HttpGateway::Impl::FetchOnDemand(
     }
     co_return std::nullopt;
   }
-  co_return Release{(*fetch)->digest, (*fetch)->manifest, *fetch};
+  co_return Release{(*fetch)->digest,
+                    std::make_shared<const cairn::v1::Manifest>((*fetch)->manifest), *fetch};
 }
 
 asio::awaitable<bool> HttpGateway::Impl::WaitFor(const std::function<bool()>& present,
@@ -150,7 +204,7 @@ asio::awaitable<absl::StatusOr<FileToSend>> HttpGateway::Impl::PrepareFileOf(
   absl::StatusOr<FileToSend> out = PrepareFile(f);
   if (out.ok()) {
     out->fetch = rel.fetch;
-    out->release_name = rel.manifest.name();
+    out->release_name = rel.manifest->name();
     out->release_digest = rel.digest;
   }
   if (!out.ok() && rel.fetch && rel.fetch->done) {
@@ -171,13 +225,13 @@ asio::awaitable<bool> HttpGateway::Impl::V1File(Exchange& x, const std::string& 
     Answer answer_ = FromStatus(rel.status());
     co_return co_await SendAnswer(x, std::move(answer_));
   }
-  const auto& files = rel->manifest.files();
+  const auto& files = rel->manifest->files();
   auto it = std::lower_bound(files.begin(), files.end(), path,
                              [](const auto& f, const std::string& p) { return f.path() < p; });
   if (it == files.end() || it->path() != path) {
     {
       Answer answer_ = Error(http::status::not_found,
-                             StrCat("no file ", path, " in ", name, " ", rel->manifest.version()));
+                             StrCat("no file ", path, " in ", name, " ", rel->manifest->version()));
       co_return co_await SendAnswer(x, std::move(answer_));
     }
   }
@@ -269,8 +323,19 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     head.set(http::field::content_range, StrCat("bytes ", first, "-", last, "/", size));
   }
   head.set(http::field::content_length, std::to_string(length));
-  if (!co_await SendHead(x, head)) co_return false;
-  if (req.method() == http::verb::head || length == 0) co_return true;
+  // The head goes with the first body bytes (one write, and an error answer
+  // instead of a cut if those fail), except while chunks are still arriving
+  // from upstream: then the client gets its headers at once.
+  std::string head_text;
+  if (req.method() == http::verb::head || length == 0 || f.fetch) {
+    if (!co_await SendHead(x, head)) co_return false;
+    if (req.method() == http::verb::head || length == 0) co_return true;
+  } else {
+    head.set(http::field::server, "cairn-node");
+    std::ostringstream text;
+    text << head;
+    head_text = text.str();
+  }
 
   // The body: the chunks overlapping [first, last], read and hashed on the
   // work pool about 1 MiB at a time, each checked before any of it is sent.
@@ -312,7 +377,9 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     } else {
       counters.chunk_hits += next - begin;
     }
-    auto pieces = co_await OffLoop([&, begin, end = next]() -> absl::StatusOr<std::vector<Piece>> {
+    // A small batch (a config, a tokenizer) is read here: a hop to the pool
+    // and back costs more than reading and hashing 64 KiB from the page cache.
+    auto read_batch = [&, begin, end = next]() -> absl::StatusOr<std::vector<Piece>> {
       std::vector<Piece> out;
       uint64_t at = batch_offset;
       for (int i = begin; i < end; ++i) {
@@ -329,7 +396,21 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
         out.push_back(std::move(p));
       }
       return out;
-    });
+    };
+    absl::StatusOr<std::vector<Piece>> pieces;
+    if (batch_bytes <= kInlineBytes) {
+      pieces = read_batch();
+    } else {
+      pieces = co_await OffLoop(read_batch);
+    }
+    if (!pieces.ok() && !head_text.empty()) {
+      // Nothing sent yet: a plain error answer.
+      counters.verification_failures++;
+      NoteError(StrCat(f.file.path(), ": ", pieces.status().message()));
+      Answer a = Error(http::status::internal_server_error,
+                       StrCat("cannot serve ", f.file.path(), ": ", pieces.status().message()));
+      co_return co_await SendAnswer(x, std::move(a));
+    }
     if (!pieces.ok()) {
       // Headers are out: the only honest answer is to cut the connection,
       // so the client sees a short body, never a wrong one.
@@ -350,12 +431,17 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
       co_return false;
     }
     std::vector<asio::const_buffer> bufs;
+    if (!head_text.empty()) {
+      bufs.push_back(asio::buffer(head_text));
+      x.status = head.result_int();
+    }
     uint64_t n = 0;
     for (const Piece& p : *pieces) {
       bufs.push_back(asio::buffer(p.data.data() + p.from, p.to - p.from));
       n += p.to - p.from;
     }
     ErrorCode ec = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
+    head_text.clear();
     if (ec) co_return false;
     counters.bytes_sent += n;
     counters.bytes_sent_on_demand += std::min(n, on_demand_bytes);

@@ -93,7 +93,7 @@ Answer FromStatus(const absl::Status& s);
 // one being fetched on demand (`fetch` set: its bytes may still be arriving).
 struct Release {
   std::string digest;
-  cairn::v1::Manifest manifest;
+  std::shared_ptr<const cairn::v1::Manifest> manifest;
   std::shared_ptr<OnDemand::Fetch> fetch;
 };
 
@@ -139,6 +139,23 @@ struct HttpGateway::Impl {
   };
   absl::Mutex peers_mu;
   absl::flat_hash_map<std::string, PeerState> peers ABSL_GUARDED_BY(peers_mu);
+
+  // One model's releases and tags (repo->List of the name), kept until the
+  // node's feed moves (every publish, tag move or replicated release does).
+  absl::StatusOr<cairn::v1::ListResponse> ListModel(const std::string& name);
+  absl::Mutex lists_mu;
+  uint64_t lists_feed_head ABSL_GUARDED_BY(lists_mu) = 0;
+  absl::flat_hash_map<std::string, cairn::v1::ListResponse> lists ABSL_GUARDED_BY(lists_mu);
+  // Parsed chunk lists of small files by root digest (immutable).
+  absl::Mutex chunk_lists_mu;
+  absl::flat_hash_map<std::string, cairn::v1::ChunkList> chunk_lists
+      ABSL_GUARDED_BY(chunk_lists_mu);
+
+  // Parsed manifests by "name@digest" (releases are immutable).
+  static constexpr size_t kManifestsKept = 256;
+  absl::Mutex manifests_mu;
+  absl::flat_hash_map<std::string, std::shared_ptr<const cairn::v1::Manifest>> manifests
+      ABSL_GUARDED_BY(manifests_mu);
 
   // Git blob ids of small files, by "sha256:..." (computing one reads the file).
   absl::Mutex blob_ids_mu;
