@@ -27,6 +27,44 @@ constexpr uint64_t kBatchBytes = 1 << 20;
 // Batches up to this size are read on the I/O thread instead.
 constexpr uint64_t kInlineBytes = 64 << 10;
 
+// A run of chunks read and sent together.
+struct Batch {
+  uint64_t offset = 0, bytes = 0;                        // file offset of the first chunk
+  std::vector<std::pair<std::string, uint64_t>> chunks;  // digest bytes, length
+};
+struct Piece {
+  std::string data;
+  uint64_t from = 0, to = 0;  // the part of `data` to send
+};
+// Reads a batch, each chunk checked against its digest (by the store when
+// it verifies reads, else here), trimmed to [first, last] of the file.
+absl::StatusOr<std::vector<Piece>> ReadBatch(ChunkStore* store, bool hash, const Batch& b,
+                                             uint64_t first, uint64_t last) {
+  std::vector<Piece> out;
+  uint64_t at = b.offset;
+  for (const auto& [digest, length] : b.chunks) {
+    CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(digest));
+    Piece p;
+    CAIRN_RETURN_IF_ERROR(store->Get(d, &p.data));
+    if (p.data.size() != length || (hash && Sha256Of(p.data) != d)) {
+      return absl::DataLossError("chunk " + DigestName(d) + " does not match its digest");
+    }
+    p.from = std::max(first, at) - at;
+    p.to = std::min(last + 1, at + length) - at;
+    at += length;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+// Where a batch read on the pool lands; `timer` wakes the waiting coroutine.
+struct ReadSlot {
+  explicit ReadSlot(const asio::any_io_executor& ex)
+      : timer(ex, std::chrono::steady_clock::time_point::max()) {}
+  bool done = false;
+  absl::StatusOr<std::vector<Piece>> result;
+  asio::steady_timer timer;
+};
+
 }  // namespace
 
 Answer HttpGateway::Impl::Releases(const std::string& name) {
@@ -337,33 +375,56 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     head_text = text.str();
   }
 
-  // The body: the chunks overlapping [first, last], read and hashed on the
-  // work pool about 1 MiB at a time, each checked before any of it is sent.
-  struct Piece {
-    std::string data;
-    uint64_t from = 0, to = 0;  // the part of `data` to send
-  };
+  // The body: the chunks overlapping [first, last] in batches of about
+  // 1 MiB, each chunk checked against its digest before any of it is sent.
+  // Batches are read (and hashed) on the work pool one ahead of the one
+  // being written, so reading and sending overlap.
   const auto& chunks = f.chunks.chunks();
-  uint64_t on_demand_bytes = 0;  // of the batch, waited for from upstream
-  int next = 0;
-  uint64_t offset = 0;  // file offset of chunks(next)
-  while (next < chunks.size() && offset + chunks[next].length() <= first) {
-    offset += chunks[next++].length();
-  }
-  while (next < chunks.size() && offset <= last) {
-    const int begin = next;
-    uint64_t batch_bytes = 0, batch_offset = offset;
-    while (next < chunks.size() && offset <= last && batch_bytes < kBatchBytes) {
-      batch_bytes += chunks[next].length();
+  std::vector<Batch> batches;
+  {
+    int next = 0;
+    uint64_t offset = 0;  // file offset of chunks(next)
+    while (next < chunks.size() && offset + chunks[next].length() <= first) {
       offset += chunks[next++].length();
     }
+    while (next < chunks.size() && offset <= last) {
+      Batch b;
+      b.offset = offset;
+      while (next < chunks.size() && offset <= last && b.bytes < kBatchBytes) {
+        b.chunks.emplace_back(chunks[next].digest(), chunks[next].length());
+        b.bytes += chunks[next].length();
+        offset += chunks[next++].length();
+      }
+      batches.push_back(std::move(b));
+    }
+  }
+  const auto ex = co_await asio::this_coro::executor;
+  const bool hash = !opts.store_verifies_reads;
+  ChunkStore* store = repo->chunks();
+  // Starts reading batch `i` on the pool; its slot fills on this strand.
+  auto start = [&](size_t i) {
+    auto slot = std::make_shared<ReadSlot>(ex);
+    asio::post(work, [slot, ex, store, hash, b = batches[i], first, last] {
+      auto r = ReadBatch(store, hash, b, first, last);
+      asio::post(ex, [slot, r = std::move(r)]() mutable {
+        slot->result = std::move(r);
+        slot->done = true;
+        slot->timer.cancel();
+      });
+    });
+    return slot;
+  };
+  std::shared_ptr<ReadSlot> ahead;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const Batch& b = batches[i];
+    uint64_t on_demand_bytes = 0;  // of the batch, waited for from upstream
     if (f.fetch) {
       // Chunks still arriving from upstream: wait for each, then serve it.
-      for (int i = begin; i < next; ++i) {
-        auto d = DigestFromBytes(chunks[i].digest());
+      for (const auto& [digest, length] : b.chunks) {
+        auto d = DigestFromBytes(digest);
         if (!d.ok()) break;
         auto held = [&] {
-          auto h = repo->chunks()->Has(*d);
+          auto h = store->Has(*d);
           return h.ok() && *h;
         };
         if (held()) {
@@ -372,36 +433,25 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
         }
         counters.chunk_misses++;
         if (!co_await WaitFor(held, *f.fetch)) break;  // the read below reports it
-        on_demand_bytes += chunks[i].length();
+        on_demand_bytes += length;
       }
     } else {
-      counters.chunk_hits += next - begin;
+      counters.chunk_hits += b.chunks.size();
     }
-    // A small batch (a config, a tokenizer) is read here: a hop to the pool
-    // and back costs more than reading and hashing 64 KiB from the page cache.
-    auto read_batch = [&, begin, end = next]() -> absl::StatusOr<std::vector<Piece>> {
-      std::vector<Piece> out;
-      uint64_t at = batch_offset;
-      for (int i = begin; i < end; ++i) {
-        const auto& c = chunks[i];
-        CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-        Piece p;
-        CAIRN_RETURN_IF_ERROR(repo->chunks()->Get(d, &p.data));
-        if (p.data.size() != c.length() || Sha256Of(p.data) != d) {
-          return absl::DataLossError("chunk " + DigestName(d) + " does not match its digest");
-        }
-        p.from = std::max(first, at) - at;
-        p.to = std::min(last + 1, at + c.length()) - at;
-        at += c.length();
-        out.push_back(std::move(p));
-      }
-      return out;
-    };
     absl::StatusOr<std::vector<Piece>> pieces;
-    if (batch_bytes <= kInlineBytes) {
-      pieces = read_batch();
+    if (ahead == nullptr && b.bytes <= kInlineBytes) {
+      // A small file (a config, a tokenizer): read here; a hop to the pool
+      // and back costs more than reading 64 KiB from the page cache.
+      pieces = ReadBatch(store, hash, b, first, last);
     } else {
-      pieces = co_await OffLoop(read_batch);
+      std::shared_ptr<ReadSlot> slot = ahead != nullptr ? std::move(ahead) : start(i);
+      ahead = nullptr;
+      if (!f.fetch && i + 1 < batches.size()) ahead = start(i + 1);
+      while (!slot->done) {
+        ErrorCode ec;
+        co_await slot->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      pieces = std::move(slot->result);
     }
     if (!pieces.ok() && !head_text.empty()) {
       // Nothing sent yet: a plain error answer.
@@ -445,7 +495,6 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     if (ec) co_return false;
     counters.bytes_sent += n;
     counters.bytes_sent_on_demand += std::min(n, on_demand_bytes);
-    on_demand_bytes = 0;
   }
   co_return true;
 }

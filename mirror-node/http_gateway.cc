@@ -3,6 +3,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/ssl.hpp>
 #include <sstream>
@@ -105,7 +106,8 @@ asio::awaitable<void> HttpGateway::Impl::Accept() {
       if (ec == asio::error::operation_aborted) co_return;
       continue;  // EMFILE and the like: the next accept may succeed
     }
-    asio::co_spawn(ioc, Serve(std::move(s)), asio::detached);
+    // A strand per connection: reads finishing on the pool land on it.
+    asio::co_spawn(asio::make_strand(ioc), Serve(std::move(s)), asio::detached);
   }
 }
 

@@ -42,6 +42,9 @@ struct HttpOptions {
   uint32_t max_header_bytes = 16 << 10;
   uint64_t max_body_bytes = 64 << 10;  // request bodies (paths-info)
   size_t tree_page_size = 1000;        // entries per page of the Hub tree API
+  // The chunk store checks every chunk it reads against its digest (the
+  // node's verify_reads): the gateway then does not hash it a second time.
+  bool store_verifies_reads = false;
   // TLS on the port: PEM certificate chain and key (the node's). Empty: plain.
   std::string tls_cert_pem, tls_key_pem;
   int threads = 2;

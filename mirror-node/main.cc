@@ -131,6 +131,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.tls_cert_pem = sopts.tls_cert_pem;
     hopts.tls_key_pem = sopts.tls_key_pem;
     hopts.on_demand = on_demand.get();
+    hopts.store_verifies_reads = cfg.verify_reads;
     hopts.max_connections = cfg.http_max_connections;
     hopts.max_connections_per_client = cfg.http_max_connections_per_client;
     hopts.requests_per_second_per_client = cfg.http_requests_per_second_per_client;
