@@ -3,6 +3,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <deque>
 #include <sstream>
 
 #include "cairn/hash.h"
@@ -24,6 +25,9 @@ namespace {
 
 // Bytes read and verified per trip to the work pool.
 constexpr uint64_t kBatchBytes = 1 << 20;
+// Batches read ahead of the one being written (2 measured no faster: the
+// two cores are busy hashing and sending).
+constexpr size_t kReadAhead = 1;
 // Batches up to this size are read on the I/O thread instead.
 constexpr uint64_t kInlineBytes = 64 << 10;
 
@@ -414,7 +418,8 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     });
     return slot;
   };
-  std::shared_ptr<ReadSlot> ahead;
+  std::deque<std::shared_ptr<ReadSlot>> ahead;  // batches i.. being read
+  size_t started = 0;                           // batches handed to the pool
   for (size_t i = 0; i < batches.size(); ++i) {
     const Batch& b = batches[i];
     uint64_t on_demand_bytes = 0;  // of the batch, waited for from upstream
@@ -439,14 +444,17 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
       counters.chunk_hits += b.chunks.size();
     }
     absl::StatusOr<std::vector<Piece>> pieces;
-    if (ahead == nullptr && b.bytes <= kInlineBytes) {
+    if (ahead.empty() && b.bytes <= kInlineBytes) {
       // A small file (a config, a tokenizer): read here; a hop to the pool
       // and back costs more than reading 64 KiB from the page cache.
       pieces = ReadBatch(store, hash, b, first, last);
+      started = i + 1;
     } else {
-      std::shared_ptr<ReadSlot> slot = ahead != nullptr ? std::move(ahead) : start(i);
-      ahead = nullptr;
-      if (!f.fetch && i + 1 < batches.size()) ahead = start(i + 1);
+      // Keep kReadAhead batches in flight (one while chunks arrive on demand).
+      const size_t depth = f.fetch ? 1 : kReadAhead;
+      while (started < batches.size() && started < i + depth) ahead.push_back(start(started++));
+      std::shared_ptr<ReadSlot> slot = std::move(ahead.front());
+      ahead.pop_front();
       while (!slot->done) {
         ErrorCode ec;
         co_await slot->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));

@@ -73,7 +73,7 @@ mkdir -p www nginx && ln model/* one/* www/
 cat >nginx/nginx.conf <<NGX
 daemon off; worker_processes 1; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log;
 events { worker_connections 256; }
-http { access_log off; sendfile on; server { listen 127.0.0.1:$PORT; root $WORK/www; } }
+http { access_log off; sendfile on; keepalive_requests 1000000; server { listen 127.0.0.1:$PORT; root $WORK/www; } }
 NGX
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
