@@ -45,6 +45,7 @@ struct ServeConfig {
   int http_max_connections_per_client = 256;
   int http_requests_per_second_per_client = 1000;
   int http_tree_page_size = 1000;
+  int http_max_read_ahead_mib = 256;
 };
 
 // Reads and parses a config file (at most 1 MiB). InvalidArgument naming the

@@ -321,7 +321,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfApi(Exchange& x,
   if (!rel) co_return co_await SendAnswer(x, std::move(error));
   if (tree) co_return co_await HfTree(x, s, name, *rel);
   if (paths_info) co_return co_await HfPathsInfo(x, *rel);
-  const std::string_view target = SV(x.req.target());
+  const std::string_view target = x.target;
   const bool blobs = http_util::Truthy(http_util::QueryValue(target, "blobs").value_or(""));
   // (No co_await inside ?: : GCC 12 destroys such a temporary twice.)
   Answer a;
@@ -349,7 +349,7 @@ asio::awaitable<bool> HttpGateway::Impl::HfTree(Exchange& x, const std::vector<s
     }
     dir = *p;
   }
-  const std::string_view target = SV(x.req.target());
+  const std::string_view target = x.target;
   const bool recursive = http_util::Truthy(http_util::QueryValue(target, "recursive").value_or(""));
   const bool expand = http_util::Truthy(http_util::QueryValue(target, "expand").value_or(""));
   uint64_t cursor = 0;
@@ -406,7 +406,9 @@ asio::awaitable<bool> HttpGateway::Impl::HfPathsInfo(Exchange& x, const Release&
   bool expand = false;
   const std::string& body = x.req.body();
   const std::string_view type = SV(x.req[http::field::content_type]);
-  if (type.find("json") != std::string_view::npos) {
+  const bool looks_json = !body.empty() && body.find_first_not_of(" \t\r\n") != std::string::npos &&
+                          body[body.find_first_not_of(" \t\r\n")] == '{';
+  if (type.find("json") != std::string_view::npos || looks_json) {
     auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object() || !j.contains("paths") || !j["paths"].is_array()) {
       {
@@ -426,9 +428,19 @@ asio::awaitable<bool> HttpGateway::Impl::HfPathsInfo(Exchange& x, const Release&
     }
     if (j.contains("expand") && j["expand"].is_boolean()) expand = j["expand"].get<bool>();
   } else {
-    for (auto& [k, v] : http_util::QueryPairs(body)) {
-      if (k == "paths") paths.push_back(std::move(v));
+    bool malformed = false, any = false;
+    for (auto& [k, v] : http_util::QueryPairs(body, &malformed)) {
+      if (k == "paths") {
+        paths.push_back(std::move(v));
+        any = true;
+      }
       if (k == "expand") expand = http_util::Truthy(v);
+    }
+    if (malformed || !any) {
+      Answer a = Error(http::status::bad_request,
+                       "want a form body paths=A&paths=B (percent-encoded) or a JSON body "
+                       "{\"paths\": [...]} with Content-Type: application/json");
+      co_return co_await SendAnswer(x, std::move(a));
     }
   }
   if (paths.size() > kMaxPathsPerRequest) {

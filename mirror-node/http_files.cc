@@ -25,9 +25,8 @@ namespace {
 
 // Bytes read and verified per trip to the work pool.
 constexpr uint64_t kBatchBytes = 1 << 20;
-// Batches read ahead of the one being written (2 measured no faster: the
-// two cores are busy hashing and sending).
-constexpr size_t kReadAhead = 1;
+// Batches in flight: the one being written and the next, read meanwhile.
+constexpr size_t kInFlight = 2;
 // Batches up to this size are read on the I/O thread instead.
 constexpr uint64_t kInlineBytes = 64 << 10;
 
@@ -384,6 +383,22 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   // Batches are read (and hashed) on the work pool one ahead of the one
   // being written, so reading and sending overlap.
   const auto& chunks = f.chunks.chunks();
+  // Past the node-wide read-ahead budget: small batches, none ahead.
+  struct Held {
+    std::atomic<uint64_t>* total;
+    uint64_t mine = 0;
+    void Add(uint64_t n) {
+      *total += n;
+      mine += n;
+    }
+    void Sub(uint64_t n) {
+      *total -= n;
+      mine -= n;
+    }
+    ~Held() { *total -= mine; }
+  } held{&read_budget.held};
+  const bool tight = read_budget.held.load() > opts.max_read_ahead_bytes;
+  const uint64_t batch_limit = tight ? kInlineBytes : kBatchBytes;
   std::vector<Batch> batches;
   {
     int next = 0;
@@ -394,7 +409,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     while (next < chunks.size() && offset <= last) {
       Batch b;
       b.offset = offset;
-      while (next < chunks.size() && offset <= last && b.bytes < kBatchBytes) {
+      while (next < chunks.size() && offset <= last && b.bytes < batch_limit) {
         b.chunks.emplace_back(chunks[next].digest(), chunks[next].length());
         b.bytes += chunks[next].length();
         offset += chunks[next++].length();
@@ -407,6 +422,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   ChunkStore* store = repo->chunks();
   // Starts reading batch `i` on the pool; its slot fills on this strand.
   auto start = [&](size_t i) {
+    held.Add(batches[i].bytes);
     auto slot = std::make_shared<ReadSlot>(ex);
     asio::post(work, [slot, ex, store, hash, b = batches[i], first, last] {
       auto r = ReadBatch(store, hash, b, first, last);
@@ -447,11 +463,13 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     if (ahead.empty() && b.bytes <= kInlineBytes) {
       // A small file (a config, a tokenizer): read here; a hop to the pool
       // and back costs more than reading 64 KiB from the page cache.
+      held.Add(b.bytes);
       pieces = ReadBatch(store, hash, b, first, last);
       started = i + 1;
     } else {
-      // Keep kReadAhead batches in flight (one while chunks arrive on demand).
-      const size_t depth = f.fetch ? 1 : kReadAhead;
+      // kInFlight batches at a time; one while chunks arrive on demand or
+      // the node is over its read-ahead budget.
+      const size_t depth = f.fetch || tight ? 1 : kInFlight;
       while (started < batches.size() && started < i + depth) ahead.push_back(start(started++));
       std::shared_ptr<ReadSlot> slot = std::move(ahead.front());
       ahead.pop_front();
@@ -500,6 +518,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     }
     ErrorCode ec = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
     head_text.clear();
+    held.Sub(b.bytes);
     if (ec) co_return false;
     counters.bytes_sent += n;
     counters.bytes_sent_on_demand += std::min(n, on_demand_bytes);

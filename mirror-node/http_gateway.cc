@@ -184,6 +184,15 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
       }
       break;
     }
+    if (ec && ec.category() == http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      // Malformed HTTP/1.x (bare LF, a header without a colon, a bad
+      // Content-Length, chunked bodies): say so before closing.
+      Exchange x{*conn, none, "refused"};
+      co_await SendAnswer(
+          x, Error(http::status::bad_request, "malformed HTTP request: " + ec.message()));
+      break;
+    }
     if (ec) break;  // closed, timed out, or not HTTP
     const Request& req = parser.get();
     counters.requests++;
@@ -266,9 +275,11 @@ asio::awaitable<bool> HttpGateway::Impl::SendAnswer(Exchange& x, Answer a) {
 asio::awaitable<bool> HttpGateway::Impl::Handle(Exchange& x) {
   const Request& req = x.req;
   const bool post = req.method() == http::verb::post;
-  if (req.method() != http::verb::get && req.method() != http::verb::head && !post) {
-    Answer a = Error(http::status::method_not_allowed, "GET, HEAD or POST (paths-info) only");
-    a.headers.emplace_back("Allow", "GET, HEAD, POST");
+  // HTTP/1.1 names exactly one Host (RFC 9112 3.2).
+  const auto hosts = req.count(http::field::host);
+  if (hosts > 1 || (hosts == 0 && req.version() >= 11)) {
+    Answer a =
+        Error(http::status::bad_request, "an HTTP/1.1 request needs exactly one Host header");
     co_return co_await SendAnswer(x, std::move(a));
   }
   std::string_view target = SV(req.target());
@@ -279,6 +290,14 @@ asio::awaitable<bool> HttpGateway::Impl::Handle(Exchange& x) {
       target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
     }
   }
+  x.target = target;
+  const bool api = target.substr(0, 12) == "/api/models/";
+  if (req.method() != http::verb::get && req.method() != http::verb::head && !(post && api)) {
+    Answer a = Error(http::status::method_not_allowed,
+                     api ? "GET, HEAD, or POST for paths-info" : "GET or HEAD only");
+    a.headers.emplace_back("Allow", api ? "GET, HEAD, POST" : "GET, HEAD");
+    co_return co_await SendAnswer(x, std::move(a));
+  }
   auto raw = http_util::RawSegments(target);
   if (!raw) {
     Answer answer_ = Error(http::status::bad_request, "bad request target");
@@ -286,11 +305,6 @@ asio::awaitable<bool> HttpGateway::Impl::Handle(Exchange& x) {
   }
   const std::vector<std::string_view>& s = *raw;
   if (s.size() >= 2 && s[0] == "api" && s[1] == "models") co_return co_await HfApi(x, s);
-  if (post) {
-    Answer a = Error(http::status::method_not_allowed, "POST only for paths-info");
-    a.headers.emplace_back("Allow", "GET, HEAD");
-    co_return co_await SendAnswer(x, std::move(a));
-  }
   if (s.empty()) {
     x.endpoint = "status_page";
     {

@@ -41,7 +41,10 @@ struct HttpOptions {
   int idle_seconds = 60;            // keep-alive wait; also per write
   uint32_t max_header_bytes = 16 << 10;
   uint64_t max_body_bytes = 64 << 10;  // request bodies (paths-info)
-  size_t tree_page_size = 1000;        // entries per page of the Hub tree API
+  // File bytes read ahead of the network, node-wide. Up to it a response reads
+  // 1 MiB batches with one ahead; past it, 64 KiB batches and none ahead.
+  uint64_t max_read_ahead_bytes = 256ull << 20;
+  size_t tree_page_size = 1000;  // entries per page of the Hub tree API
   // The chunk store checks every chunk it reads against its digest (the
   // node's verify_reads): the gateway then does not hash it a second time.
   bool store_verifies_reads = false;

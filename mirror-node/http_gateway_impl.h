@@ -74,6 +74,7 @@ struct Exchange {
   Conn& conn;
   const Request& req;
   std::string endpoint = "other";  // a fixed label, for /metrics
+  std::string_view target;         // the request target, origin-form (absolute form stripped)
   unsigned status = 0;             // set when the answer's head is sent
   bool https = false;
 };
@@ -107,6 +108,13 @@ struct FileToSend {
   std::string release_name, release_digest;  // to repair it from upstream
 };
 
+// Bytes of file batches read and not yet written, node-wide: past
+// HttpOptions::max_read_ahead_bytes, responses read small batches and none
+// ahead, so memory stays bounded however many clients read slowly.
+struct ReadBudget {
+  std::atomic<uint64_t> held{0};
+};
+
 // Counters behind /metrics, by endpoint label and status code.
 struct RequestCounts {
   absl::Mutex mu;
@@ -125,6 +133,7 @@ struct HttpGateway::Impl {
   std::atomic<size_t> connections{0};
   HttpCounters counters;
   gw::RequestCounts request_counts;
+  gw::ReadBudget read_budget;
   std::string address;
   int port = 0;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();

@@ -110,7 +110,8 @@ std::optional<std::string> CleanPath(const std::vector<std::string_view>& raw, s
   return path;
 }
 
-std::vector<std::pair<std::string, std::string>> QueryPairs(std::string_view query) {
+std::vector<std::pair<std::string, std::string>> QueryPairs(std::string_view query,
+                                                            bool* malformed) {
   std::vector<std::pair<std::string, std::string>> out;
   while (!query.empty()) {
     const size_t amp = query.find('&');
@@ -121,7 +122,11 @@ std::vector<std::pair<std::string, std::string>> QueryPairs(std::string_view que
     auto k = Unescape(item.substr(0, eq), true);
     auto v =
         Unescape(eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1), true);
-    if (k && v) out.emplace_back(std::move(*k), std::move(*v));
+    if (k && v) {
+      out.emplace_back(std::move(*k), std::move(*v));
+    } else if (malformed != nullptr) {
+      *malformed = true;
+    }
   }
   return out;
 }
@@ -139,24 +144,31 @@ bool Truthy(std::string_view v) { return v == "true" || v == "True" || v == "TRU
 
 std::string JsonString(std::string_view s) {
   std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        // Control bytes, and bytes of a name that may not be UTF-8 (the
-        // answer stays valid JSON whatever a client put in its path).
-        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x80) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
+  for (size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+      ++i;
+      continue;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+      out += buf;
+      ++i;
+      continue;
+    }
+    // UTF-8 as it is (file names are UTF-8); a byte that is not part of a
+    // valid sequence (a client's path) becomes U+FFFD, so the answer is
+    // always valid JSON.
+    const size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) {
+      out += "\\ufffd";
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
     }
   }
   return out + "\"";
@@ -178,12 +190,18 @@ absl::StatusOr<std::optional<Range>> ParseRange(std::string_view h, uint64_t siz
   for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (eq == std::string_view::npos || unit != "bytes") return std::optional<Range>();
   h.remove_prefix(eq + 1);
+  auto trim = [](std::string_view v) {  // optional whitespace (RFC 9110 5.6.3)
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  h = trim(h);
   if (h.find(',') != std::string_view::npos) {
     return absl::InvalidArgumentError("one range per request");
   }
   const size_t dash = h.find('-');
   if (dash == std::string_view::npos) return absl::InvalidArgumentError("bad range");
-  std::string_view a = h.substr(0, dash), b = h.substr(dash + 1);
+  std::string_view a = trim(h.substr(0, dash)), b = trim(h.substr(dash + 1));
   uint64_t x = 0, y = 0;
   Range r;
   if (a.empty()) {  // the last y bytes

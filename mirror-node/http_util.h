@@ -36,8 +36,10 @@ std::optional<std::string> CleanSegment(std::string_view raw);
 // a '/' as %2F): nullopt unless every '/'-separated part is clean.
 std::optional<std::string> CleanPath(const std::vector<std::string_view>& raw, size_t from);
 
-// The query string's pairs, decoded (form rules); bad escapes dropped.
-std::vector<std::pair<std::string, std::string>> QueryPairs(std::string_view query);
+// The query string's pairs, decoded (form rules); a pair with a bad escape
+// or a NUL is dropped, and sets *malformed when given.
+std::vector<std::pair<std::string, std::string>> QueryPairs(std::string_view query,
+                                                            bool* malformed = nullptr);
 // The first value of `key` in the target's query, if any.
 std::optional<std::string> QueryValue(std::string_view target, std::string_view key);
 // "true", "True", "1" (and "TRUE"): true; anything else false.

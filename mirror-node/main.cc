@@ -136,6 +136,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.max_connections_per_client = cfg.http_max_connections_per_client;
     hopts.requests_per_second_per_client = cfg.http_requests_per_second_per_client;
     hopts.tree_page_size = cfg.http_tree_page_size;
+    hopts.max_read_ahead_bytes = uint64_t(cfg.http_max_read_ahead_mib) << 20;
     auto g = cairn::node::HttpGateway::Start(repo->get(), cfg.http, hopts);
     if (!g.ok()) return Fail(g.status());
     gateway = std::move(*g);

@@ -11,6 +11,7 @@ TOML
 node_start hub --config "$T/node.toml"
 make_model "$T/m" 1
 for i in $(seq 1 20); do echo "shard $i" >"$T/m/sub/part-$i.txt"; done
+echo "not ASCII" >"$T/m/sub/naïve café.txt"  # UTF-8 names, a space
 publish "$hub_GRPC" "$T/m" acme/m 1.0
 # 26 files and 2 directories at 7 per page: 4 pages.
 hf_client "http://$hub_HTTP" acme/m "$T/m" "$T/hf-cache" 4
