@@ -10,6 +10,7 @@
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "client.h"
+#include "model_store.h"
 #include "toml++/toml.h"
 
 namespace cairn::client {
@@ -28,10 +29,23 @@ std::string XdgDir(const char* var, const std::string& fallback) {
   return (v && *v) ? std::string(v) : HomeDir() + "/" + fallback;
 }
 
+// "~" and "~/x" name the home directory, as a shell would expand them.
+std::string ExpandHome(const std::string& path) {
+  if (path == "~") return HomeDir();
+  if (path.rfind("~/", 0) == 0) return HomeDir() + path.substr(1);
+  return path;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return std::string(s);
+}
+
 }  // namespace
 
 absl::Status LoadSettings(Settings* s) {
-  s->cache = XdgDir("XDG_CACHE_HOME", ".cache") + "/cairn";
+  s->store = DefaultStoreDir();
   const char* cfg_env = std::getenv("CAIRN_CONFIG");
   std::string path =
       cfg_env && *cfg_env ? cfg_env : XdgDir("XDG_CONFIG_HOME", ".config") + "/cairn/config.toml";
@@ -43,8 +57,9 @@ absl::Status LoadSettings(Settings* s) {
       return absl::InvalidArgumentError(
           StrCat("config ", path, ":", e.source().begin.line, ": ", std::string(e.description())));
     }
-    const std::vector<std::string> keys = {"node",  "nodes",  "timeout",  "trust",
-                                           "cache", "tls_ca", "tls_cert", "tls_key"};
+    const std::vector<std::string> keys = {"node",    "nodes",         "timeout", "trust",
+                                           "store",   "cache",         "tls_ca",  "tls_cert",
+                                           "tls_key", "store_max_size"};
     for (auto [key, val] : t) {
       std::string k(key.str());
       std::string at = StrCat("config ", path, ":", val.source().begin.line);
@@ -70,45 +85,54 @@ absl::Status LoadSettings(Settings* s) {
         // One address, or a list of them: every mirror a pull may use.
         s->nodes.clear();
         if (val.is_string()) {
-          s->nodes.push_back(*val.value<std::string>());
+          for (auto part : Split(*val.value<std::string>(), ',')) {
+            if (!Trim(part).empty()) s->nodes.push_back(Trim(part));
+          }
         } else if (auto* arr = val.as_array(); arr && !arr->empty()) {
           for (auto& e : *arr) {
-            if (!e.is_string())
-              return absl::InvalidArgumentError("config " + path + ": " + k +
-                                                " must list HOST:PORT strings");
-            s->nodes.push_back(*e.value<std::string>());
+            if (!e.is_string()) {
+              return absl::InvalidArgumentError(at + ": " + k + " must list HOST:PORT strings");
+            }
+            s->nodes.push_back(Trim(*e.value<std::string>()));
           }
         } else {
-          return absl::InvalidArgumentError("config " + path + ": " + k +
+          return absl::InvalidArgumentError(at + ": " + k +
                                             " must be \"HOST:PORT\" or a non-empty list of them");
         }
         continue;
       }
       if (!val.is_string()) return absl::InvalidArgumentError(at + ": " + k + " must be a string");
       std::string v = *val.value<std::string>();
+      if (k == "store_max_size") {
+        auto size = ParseSize(v);
+        if (!size.ok())
+          return absl::InvalidArgumentError(at + ": " + std::string(size.status().message()));
+        s->store_max_size = *size;
+        continue;
+      }
+      v = ExpandHome(v);
       if (k == "trust")
         s->trust = v;
-      else if (k == "cache")
-        s->cache = v;
+      else if (k == "store" || k == "cache")
+        s->store = v;
       else if (k == "tls_ca")
         s->tls_ca = v;
       else if (k == "tls_cert")
         s->tls_cert = v;
       else if (k == "tls_key")
         s->tls_key = v;
-      else
-        return absl::InvalidArgumentError("config " + path + ": unknown key " + k);
     }
   }
   if (const char* v = std::getenv("CAIRN_NODE"); v && *v) {
     s->nodes.clear();  // comma-separated
     for (auto part : Split(v, ',')) {
-      if (!part.empty()) s->nodes.emplace_back(part);
+      if (!Trim(part).empty()) s->nodes.push_back(Trim(part));
     }
   }
   if (const char* v = std::getenv("CAIRN_TRUST"); v && *v) s->trust = v;
   if (const char* v = std::getenv("CAIRN_TLS_CA"); v && *v) s->tls_ca = v;
-  if (const char* v = std::getenv("CAIRN_CACHE"); v && *v) s->cache = v;
+  if (const char* v = std::getenv("CAIRN_CACHE"); v && *v) s->store = ExpandHome(v);
+  if (const char* v = std::getenv("CAIRN_STORE"); v && *v) s->store = ExpandHome(v);
   if (const char* v = std::getenv("CAIRN_TIMEOUT"); v && *v) {
     if (!ParseInt(std::string_view(v), &s->timeout) || s->timeout < kMinTimeout ||
         s->timeout > kMaxTimeout) {
@@ -135,8 +159,10 @@ void CliContext::AddTrust(CLI::App* c) {
   c->add_option("--trust", trust_flag_, "trust root file (default: CAIRN_TRUST or config)");
 }
 
-void CliContext::AddCache(CLI::App* c) {
-  c->add_option("--cache", cache_flag_, "chunk cache directory (default $XDG_CACHE_HOME/cairn)");
+void CliContext::AddStore(CLI::App* c) {
+  c->add_option("--store", store_flag_,
+                "the managed store (default: CAIRN_STORE, store in config, $XDG_DATA_HOME/cairn)");
+  c->add_option("--cache", store_flag_, "the old name of --store")->group("");
 }
 
 void CliContext::AddJson(CLI::App* c) { c->add_flag("--json", as_json, "machine-readable output"); }
@@ -145,7 +171,7 @@ void CliContext::ApplyFlags() {
   Settings& set = settings;
   if (!node_flag_.empty()) set.nodes = node_flag_;
   if (!trust_flag_.empty()) set.trust = trust_flag_;
-  if (!cache_flag_.empty()) set.cache = cache_flag_;
+  if (!store_flag_.empty()) set.store = store_flag_;
   if (timeout_flag_ > 0) set.timeout = timeout_flag_;
   if (!tls_ca_flag_.empty()) set.tls_ca = tls_ca_flag_;
   if (!tls_cert_flag_.empty()) set.tls_cert = tls_cert_flag_;

@@ -18,7 +18,8 @@ namespace cairn::client {
 struct Settings {
   std::vector<std::string> nodes;
   std::string trust;
-  std::string cache;
+  std::string store;            // the managed store (--store, CAIRN_STORE, store)
+  uint64_t store_max_size = 0;  // bytes; 0: no limit (store_max_size)
   int timeout = 15;
   std::string tls_ca, tls_cert, tls_key;  // PEM files; no CA: plaintext
 };
@@ -37,8 +38,8 @@ class CliContext {
   void AddNode(CLI::App* c);
   // --trust.
   void AddTrust(CLI::App* c);
-  // --cache.
-  void AddCache(CLI::App* c);
+  // --store (and --cache, its old name).
+  void AddStore(CLI::App* c);
   void AddJson(CLI::App* c);
   // After parsing: the flags given override the settings.
   void ApplyFlags();
@@ -54,7 +55,7 @@ class CliContext {
  private:
   absl::Status NeedNode() const;
   std::vector<std::string> node_flag_;
-  std::string trust_flag_, cache_flag_, tls_ca_flag_, tls_cert_flag_, tls_key_flag_;
+  std::string trust_flag_, store_flag_, tls_ca_flag_, tls_cert_flag_, tls_key_flag_;
   int timeout_flag_ = 0;
 };
 

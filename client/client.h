@@ -15,6 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "cairn/chunker.h"
+#include "cairn/clock.h"
+#include "cairn/objects.h"
 #include "cairn/transport/channel.h"
 #include "cairn/trust.h"
 #include "cairn/v1/service.grpc.pb.h"
@@ -105,10 +107,34 @@ struct RenewResult {
 };
 absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& opts);
 
+class ModelStore;
+
 struct PullOptions {
   std::string ref;
+  // Where the release goes: a plain tree at `out`, or, when `out` is empty,
+  // the store's own directory for it (ModelStore::ReleaseDir), with the tag
+  // link moved to it.
   std::string out;
-  std::string cache_dir;
+  // The managed store (not owned): chunks already in a file it indexed are
+  // copied from there, never fetched, and every file written is indexed.
+  // Metadata of the release is kept there for --offline. When null, the
+  // pull opens the store at `store_dir`, waiting `store_wait_seconds` (< 0:
+  // for ever, like apt's lock) while another cairn process holds it.
+  ModelStore* store = nullptr;
+  std::string store_dir;
+  int store_wait_seconds = -1;
+  // Resolve and assemble from the store alone (no node): FailedPrecondition
+  // naming what is missing when a chunk is not local.
+  bool offline = false;
+  // Only these files (exact paths) and/or the files matching these globs
+  // (fnmatch, '*' crosses '/', as huggingface_hub's --include); empty: all.
+  std::vector<std::string> files, include, exclude;
+  // Also re-read each assembled file and compare its whole SHA-256 with the
+  // manifest's (every chunk is verified either way; see docs/security.md).
+  bool paranoid = false;
+  // With the store: evict least recently used releases until it fits
+  // (0: no limit).
+  uint64_t max_store_bytes = 0;
   size_t window_bytes = 16 << 20;  // most bytes one stream may owe us at a time
   // Parallel streams (TCP connections) to each node. On a long lossy link
   // each has its own congestion window, so throughput scales with them.
@@ -127,13 +153,14 @@ struct PullOptions {
   // and huggingface_hub: a file appears under its name only once verified,
   // and `cairn verify` re-checks a tree after a power loss.
   bool fsync = false;
-  bool progress = false;
+  // Progress on stderr: a bar redrawn in place, or a line every few seconds.
+  enum class ProgressMode { kNone, kBar, kLines } progress = ProgressMode::kNone;
   // Replace files in `out` that no earlier pull wrote there (by default the
   // pull refuses, naming them, before writing anything).
   bool force = false;
-  // How long to wait for a cache held by another cairn process; < 0 waits
-  // for ever. Default: for ever (like apt's lock), with a notice.
-  int cache_wait_seconds = -1;
+  // Once it fires the pull stops (Cancelled), keeping what it wrote so the
+  // same command resumes. Not owned; may be null.
+  Cancellation* cancel = nullptr;
   // Notices as they happen (a mirror dropped and why, conflicting tags,
   // waiting for the cache); the CLI prints them on stderr. Called from the
   // fetch threads too. Default: none (they are still in PullResult::warnings).
@@ -142,9 +169,12 @@ struct PullOptions {
 
 struct PullResult {
   std::string manifest, name, version;
-  uint64_t bytes_total = 0, bytes_fetched = 0;
-  uint64_t chunks_total = 0, chunks_fetched = 0, chunks_from_cache = 0;
+  std::string path;      // the release's directory
+  std::string tag_path;  // in the store, pulled through a tag: its stable link
+  uint64_t bytes_total = 0, bytes_fetched = 0, bytes_local = 0;
+  uint64_t chunks_total = 0, chunks_fetched = 0, chunks_local = 0;
   uint64_t files = 0;
+  bool partial = false;  // only some of the release's files were asked for
   double seconds = 0;
   // From the first chunk asked for to the last one received: the transfer
   // itself, without connecting, resolving and fetching chunk lists.
@@ -155,13 +185,17 @@ struct PullResult {
     std::string demoted;  // why it was dropped, if it was
   };
   std::vector<Source> sources;
+  // Releases the store's size limit evicted after this pull ("NAME VERSION").
+  std::vector<std::string> evicted;
   // Every notice of the pull (also given to PullOptions::log as it happened).
   std::vector<std::string> warnings;
 };
 
 // Resolves, verifies against `trust` before writing anything, then assembles
-// each file under a temporary name, checks its SHA-256 and renames it.
-// Writes the signed manifest to OUT/.cairn/manifest.envelope.
+// each file under a temporary name from verified chunks and renames it.
+// Writes the signed manifest to OUT/.cairn/manifest.envelope (and, for a
+// partial pull, the paths it holds to OUT/.cairn/partial). With no node,
+// `opts.offline` must be set.
 absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
                                 const PullOptions& opts);
 // The same from several nodes at once: metadata from all of them (the
@@ -184,9 +218,16 @@ absl::StatusOr<VerifyResult> VerifyTree(const std::string& dir, const TrustRootV
 struct Resolved {
   std::string digest;
   std::string envelope;
+  std::string tag_envelope;  // signed, when resolved by tag
   cairn::v1::Manifest manifest;
   std::optional<cairn::v1::TagRecord> tag;
 };
+// Checks what a node (or the local store: `source` names it) answered for
+// `ref`: the tag and manifest verify under `trust` (when given) and name what
+// `ref` asks for.
+absl::StatusOr<Resolved> VerifyResolved(const cairn::v1::ResolveResponse& resp,
+                                        const TrustRootView* trust, const Ref& ref,
+                                        const std::string& source);
 // With `include_withheld` (only without `trust`: nothing is verified) the
 // node also answers for a release or tag it withholds after a revocation.
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,

@@ -8,6 +8,7 @@
 #include "cli_util.h"
 #include "nlohmann/json.hpp"
 #include "progress.h"
+#include "store_cmd.h"
 #include "trust_admin.h"
 
 namespace cairn::client {
@@ -25,8 +26,12 @@ InspectCommands::InspectCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
       app->add_subcommand("status", "a node's identity, feed, and how its upstreams are followed");
   ctx_->AddNode(status_);
   ctx_->AddJson(status_);
-  ls_ = app->add_subcommand("ls", "list names, releases and tags on a node");
-  ls_->add_option("PREFIX", prefix_arg_, "namespace/ or name prefix");
+  ls_ = app->add_subcommand(
+      "ls", "list names, releases and tags on a node (or, with --local, in the store)");
+  ls_->add_option("NAME", prefix_arg_,
+                  "a name (exactly), a prefix ending in '/' (a namespace), or a glob");
+  ls_->add_flag("--local", local_, "list the releases in the local store instead");
+  ctx_->AddStore(ls_);
   ctx_->AddNode(ls_);
   ctx_->AddJson(ls_);
   lineage_ = app->add_subcommand("lineage", "parents (signed) and children (known to the node)");
@@ -41,6 +46,7 @@ bool InspectCommands::parsed() const {
 }
 
 int InspectCommands::Run() {
+  if (ls_->parsed() && local_) return ListLocal(ctx_, prefix_arg_);
   auto conns = ctx_->ConnectAll();
   if (!conns.ok()) return Fail(conns.status());
   auto* conn = &(*conns)[0];  // ls, lineage, status: the first reachable node

@@ -20,6 +20,7 @@ class InspectCommands {
  private:
   CliContext* ctx_;
   std::string ref_arg_, prefix_arg_;
+  bool local_ = false;
   CLI::App *info_, *status_, *ls_, *lineage_;
 };
 

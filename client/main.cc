@@ -11,8 +11,10 @@
 #include "cli_context.h"
 #include "cli_util.h"
 #include "inspect_cmd.h"
+#include "interrupt.h"
 #include "publish_cmd.h"
 #include "pull_cmd.h"
+#include "store_cmd.h"
 #include "trust_cmd.h"
 
 namespace {
@@ -23,6 +25,7 @@ using cairn::client::PrintJson;
 }  // namespace
 
 int main(int argc, char** argv) {
+  cairn::client::InstallInterruptHandler();  // before any thread starts
   cairn::TuneProcess(argv, /*max_arenas=*/2);
   // gRPC's own log lines (a failed TLS handshake, say) would break the
   // one-line error contract; what went wrong comes back as a status anyway.
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
   cairn::client::PublishCommands publish_cmds(&app, &ctx);
   cairn::client::PullCommands pull_cmds(&app, &ctx);
   cairn::client::InspectCommands inspect_cmds(&app, &ctx);
+  cairn::client::StoreCommands store_cmds(&app, &ctx);
 
   try {
     app.parse(argc, argv);
@@ -72,5 +76,6 @@ int main(int argc, char** argv) {
   if (publish_cmds.parsed()) return publish_cmds.Run();
   if (pull_cmds.parsed()) return pull_cmds.Run();
   if (inspect_cmds.parsed()) return inspect_cmds.Run();
+  if (store_cmds.parsed()) return store_cmds.Run();
   return 0;
 }

@@ -1,6 +1,8 @@
-// Pulling a release into a directory from one or several nodes.
+// Pulling a release from one or several nodes (or the store alone) into the
+// managed store or a directory. The per-file assembly is in pull_file.cc.
 #include <dirent.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +18,6 @@
 #include "absl/container/flat_hash_set.h"
 #include "cairn/clock.h"
 #include "cairn/crypto.h"
-#include "cairn/hash.h"
 #include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -25,7 +26,9 @@
 #include "cairn/transport/grpc_status.h"
 #include "cairn/verify.h"
 #include "client.h"
+#include "model_store.h"
 #include "progress.h"
+#include "pull_internal.h"
 #include "safe_fs.h"
 
 namespace cairn::client {
@@ -35,17 +38,105 @@ using cairn::v1::Manifest;
 
 namespace {
 
-absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::FileEntry& f) {
+absl::StatusOr<ChunkList> FetchChunkList(Connection& node, const cairn::v1::FileEntry& f,
+                                         ModelStore* store) {
   cairn::v1::GetObjectRequest req;
   req.set_digest(f.root());
   cairn::v1::GetObjectResponse resp;
   auto ctx = node.Context();
   CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->GetObject(ctx.get(), req, &resp),
                                  "fetching chunk list of " + f.path()));
-  return CheckChunkList(resp.data(), f.root(), f.size(), f.path());
+  CAIRN_ASSIGN_OR_RETURN(ChunkList cl, CheckChunkList(resp.data(), f.root(), f.size(), f.path()));
+  CAIRN_RETURN_IF_ERROR(store->PutObject(f.root(), resp.data()));
+  return cl;
 }
 
-constexpr std::string_view kPartialPrefix = ".cairn-partial-";
+// The chunk list kept in the store by an earlier pull, checked like a fetched one.
+std::optional<ChunkList> StoredChunkList(ModelStore* store, const cairn::v1::FileEntry& f) {
+  auto bytes = store->GetObject(f.root());
+  if (!bytes.ok()) return std::nullopt;
+  auto cl = CheckChunkList(*bytes, f.root(), f.size(), f.path());
+  if (!cl.ok()) return std::nullopt;
+  return std::move(*cl);
+}
+
+// What a ref names in the store, verified as a node's answer would be.
+absl::StatusOr<Resolved> ResolveOffline(ModelStore* store, const TrustRootView& trust,
+                                        const std::string& ref_text) {
+  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
+  cairn::v1::ResolveResponse resp;
+  std::string digest = ref.digest;
+  auto missing = [&] {
+    return absl::NotFoundError(
+        StrCat(ref.ToString(), " was never pulled into the store; run without --offline"));
+  };
+  if (!ref.tag.empty()) {
+    auto tag = store->GetTag(ref.name, ref.tag);
+    if (absl::IsNotFound(tag.status())) return missing();
+    CAIRN_RETURN_IF_ERROR(tag.status());
+    cairn::v1::Envelope e;
+    cairn::v1::TagRecord rec;
+    if (!e.ParseFromString(*tag) || !rec.ParseFromString(e.payload())) {
+      return absl::DataLossError("store: the tag record of " + ref.ToString() + " is corrupt");
+    }
+    digest = rec.manifest_digest();
+    resp.set_tag_envelope(*tag);
+  } else if (!ref.version.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(auto all, store->Releases());
+    for (const auto& r : all) {
+      if (r.name == ref.name && r.version == ref.version) digest = r.digest;
+    }
+    if (digest.empty()) return missing();
+  }
+  auto env = store->GetEnvelope(digest);
+  if (absl::IsNotFound(env.status())) return missing();
+  CAIRN_RETURN_IF_ERROR(env.status());
+  resp.set_manifest_envelope(*env);
+  resp.set_manifest_digest(digest);
+  return VerifyResolved(resp, &trust, ref, "the local store");
+}
+
+// Which of the manifest's files the options ask for; InvalidArgument naming
+// a FILE or pattern that matches none.
+absl::StatusOr<std::vector<int>> SelectFiles(const Manifest& m, const PullOptions& o) {
+  std::vector<int> out;
+  absl::flat_hash_set<std::string> named(o.files.begin(), o.files.end()), seen;
+  std::vector<bool> include_used(o.include.size());
+  for (int i = 0; i < m.files_size(); ++i) {
+    const std::string& p = m.files(i).path();
+    bool want = o.files.empty() && o.include.empty();
+    if (named.contains(p)) {
+      want = true;
+      seen.insert(p);
+    }
+    for (size_t k = 0; k < o.include.size(); ++k) {
+      if (::fnmatch(o.include[k].c_str(), p.c_str(), 0) == 0) {
+        want = true;
+        include_used[k] = true;
+      }
+    }
+    for (const auto& x : o.exclude) {
+      if (::fnmatch(x.c_str(), p.c_str(), 0) == 0) want = false;
+    }
+    if (want) out.push_back(i);
+  }
+  for (const auto& f : o.files) {
+    if (!seen.contains(f)) {
+      return absl::InvalidArgumentError(StrCat(m.name(), " ", m.version(), " has no file ", f));
+    }
+  }
+  for (size_t k = 0; k < o.include.size(); ++k) {
+    if (!include_used[k]) {
+      return absl::InvalidArgumentError(
+          StrCat("no file of ", m.name(), " ", m.version(), " matches --include ", o.include[k]));
+    }
+  }
+  if (out.empty()) {
+    return absl::InvalidArgumentError(
+        StrCat("the --exclude patterns leave no file of ", m.name(), " ", m.version()));
+  }
+  return out;
+}
 
 // Removes the partial files a killed pull left in `dir_fd`:
 // ".cairn-partial-<pid>-<n>" whose <pid> is no longer a running process (a
@@ -142,13 +233,19 @@ absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
 absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const TrustRootView& trust,
                                 const PullOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
-  if (nodes.empty()) return absl::InvalidArgumentError("no node to pull from");
+  if (nodes.empty() && !o.offline) return absl::InvalidArgumentError("no node to pull from");
+  std::unique_ptr<ModelStore> own_store;
+  ModelStore* store = o.store;
+  if (store == nullptr) {
+    CAIRN_ASSIGN_OR_RETURN(own_store, ModelStore::Open(o.store_dir, o.store_wait_seconds, o.log));
+    store = own_store.get();
+  }
   // The extra chunk connections start connecting now, so their TCP and
   // HTTP/2 handshakes overlap the metadata round trips below (on a 300 ms
   // link that is seconds, not milliseconds).
   const int streams = std::clamp(o.streams_per_node, 1, 8);
   std::vector<std::vector<std::unique_ptr<Connection>>> extra(nodes.size());
-  for (size_t i = 0; i < nodes.size(); ++i) {
+  for (size_t i = 0; i < nodes.size() && !o.offline; ++i) {
     for (int k = 1; k < streams; ++k) {
       extra[i].push_back(nodes[i]->Another());
       extra[i].back()->channel()->GetState(/*try_to_connect=*/true);
@@ -165,52 +262,45 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     if (log) log(line);
   };
   // Everything signed is verified before anything is written.
-  CAIRN_ASSIGN_OR_RETURN(MultiResolved mr, ResolveAcross(nodes, &trust, o.ref));
+  MultiResolved mr;
+  if (o.offline) {
+    CAIRN_ASSIGN_OR_RETURN(mr.resolved, ResolveOffline(store, trust, o.ref));
+  } else {
+    CAIRN_ASSIGN_OR_RETURN(mr, ResolveAcross(nodes, &trust, o.ref));
+  }
   for (const auto& w : mr.warnings) notice(w);
   Resolved& r = mr.resolved;
   if (r.tag && !o.state_dir.empty()) {
-    CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(o.state_dir, trust, *r.tag, nodes[mr.node]->address()));
+    CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(
+        o.state_dir, trust, *r.tag, o.offline ? "the local store" : nodes[mr.node]->address()));
   }
+  CAIRN_RETURN_IF_ERROR(store->PutEnvelope(r.digest, r.envelope));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<int> selected, SelectFiles(r.manifest, o));
   PullResult res;
   res.manifest = r.digest;
   res.name = r.manifest.name();
   res.version = r.manifest.version();
-  for (const auto& f : r.manifest.files()) res.bytes_total += f.size();
+  res.partial = static_cast<int>(selected.size()) < r.manifest.files_size();
+  for (int i : selected) res.bytes_total += r.manifest.files(i).size();
 
-  PackStoreOptions cache_opts;
-  cache_opts.durable = false;  // a cache: survive a killed process, re-verify on read
-  cache_opts.verify_on_read = true;
-  cache_opts.buffer_bytes = 0;  // every chunk reaches the file at once: a killed pull resumes
-  // One process at a time owns the cache; like apt's lock, wait for it (the
-  // other pull's chunks are then ours for free) rather than fail.
-  auto cache = OpenPackChunkStore(o.cache_dir, cache_opts);
-  for (int waited = 0; absl::IsFailedPrecondition(cache.status()); ++waited) {
-    if (waited == 0 && o.log) {
-      o.log("waiting for the cache " + o.cache_dir + ", in use by another cairn process...");
-    }
-    if (o.cache_wait_seconds >= 0 && waited >= o.cache_wait_seconds * 4) {
-      return absl::FailedPreconditionError(
-          "cache " + o.cache_dir +
-          " is still in use by another cairn process; pass --cache DIR to use another");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    cache = OpenPackChunkStore(o.cache_dir, cache_opts);
-  }
-  if (!cache.ok()) return Annotate(cache.status(), "cache");
-
+  const bool in_store = o.out.empty();
+  res.path = in_store ? store->ReleaseDir(res.name, res.version, res.manifest) : o.out;
   std::error_code ec;
-  if (struct stat ls; ::lstat(o.out.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode) &&
-                      ::access(o.out.c_str(), F_OK) != 0) {
+  if (struct stat ls; ::lstat(res.path.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode) &&
+                      ::access(res.path.c_str(), F_OK) != 0) {
     std::error_code rec;
-    auto target = std::filesystem::read_symlink(o.out, rec);
-    return absl::InvalidArgumentError("--out " + o.out + " is a symlink to " + target.string() +
+    auto target = std::filesystem::read_symlink(res.path, rec);
+    return absl::InvalidArgumentError("--out " + res.path + " is a symlink to " + target.string() +
                                       ", which does not exist: create it, or remove the link");
   }
-  std::filesystem::create_directories(o.out, ec);
-  if (ec) return absl::InvalidArgumentError("cannot create " + o.out + ": " + ec.message());
-  Fd root(::open(o.out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + o.out);
-  if (!o.force) CAIRN_RETURN_IF_ERROR(CheckNothingForeignReplaced(root.fd, o.out, r.manifest));
+  std::filesystem::create_directories(res.path, ec);
+  if (ec) return absl::InvalidArgumentError("cannot create " + res.path + ": " + ec.message());
+  const std::string root_abs = std::filesystem::absolute(res.path, ec).lexically_normal().string();
+  Fd root(::open(res.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + res.path);
+  if (!o.force && !in_store) {
+    CAIRN_RETURN_IF_ERROR(CheckNothingForeignReplaced(root.fd, res.path, r.manifest));
+  }
 
   // Chunk lists come from `ordered` (one connection per node); chunks from
   // `sources`: `streams_per_node` connections to each node.
@@ -220,155 +310,79 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     sources.push_back(nodes[i]);
     for (auto& e : extra[i]) sources.push_back(e.get());
   }
-  FetchOptions fo;
-  fo.window_bytes = o.window_bytes;
-  fo.min_rate = o.min_rate;
-  fo.rate_seconds = o.rate_seconds;
-  fo.stall_seconds = o.stall_seconds;
-  fo.log = notice;
-  Fetcher fetcher(sources, cache->get(), fo);
+  PullRun run;
+  run.o = &o;
+  run.store = store;
+  run.sources = sources;
+  run.fetch_options.window_bytes = o.window_bytes;
+  run.fetch_options.min_rate = o.min_rate;
+  run.fetch_options.rate_seconds = o.rate_seconds;
+  run.fetch_options.stall_seconds = o.stall_seconds;
+  run.fetch_options.log = notice;
+  run.fetch_options.cancel = o.cancel;
+  std::optional<Fetcher> fetcher;
+  if (!o.offline) {
+    fetcher.emplace(sources, nullptr, run.fetch_options);
+    run.fetcher = &*fetcher;
+  }
+  Progress prog(static_cast<Progress::Mode>(o.progress), "pulling", res.bytes_total);
+  run.progress = &prog;
+  run.res = &res;
+  run.notice = notice;
 
-  Progress prog(o.progress, "pulling", res.bytes_total);
-  std::optional<std::chrono::steady_clock::time_point> first_ask;
-  std::chrono::steady_clock::time_point last_chunk;
-  std::string data, wbuf;
-  wbuf.reserve(4 << 20);
-  int file_index = 0;
-  // A file's chunk list from the first usable node that serves a valid one.
+  // A file's chunk list: kept by an earlier pull, else from the first usable
+  // node that serves a valid one.
   auto chunk_list = [&](const cairn::v1::FileEntry& f) -> absl::StatusOr<ChunkList> {
+    if (auto kept = StoredChunkList(store, f)) return std::move(*kept);
+    if (o.offline) {
+      return absl::FailedPreconditionError("the chunk list of " + f.path() +
+                                           " is not in the store; run without --offline");
+    }
     absl::StatusOr<ChunkList> cl = absl::UnavailableError("no node left to ask");
     std::vector<std::string> cl_errors;
     for (size_t i = 0; i < ordered.size(); ++i) {
-      if (!fetcher.Usable(i * streams)) continue;
-      cl = FetchChunkList(*ordered[i], f);
+      if (!fetcher->Usable(i * streams)) continue;
+      cl = FetchChunkList(*ordered[i], f, store);
       if (cl.ok()) return cl;
       cl_errors.push_back(StrCat(ordered[i]->address(), ": ", cl.status().message()));
     }
-    if (cl_errors.empty()) return fetcher.NoneLeft("the chunk list of " + f.path());
+    if (cl_errors.empty()) return fetcher->NoneLeft("the chunk list of " + f.path());
     return absl::Status(cl.status().code(), StrJoin(cl_errors, "; "));
   };
   // The next file's chunk list is asked for while this file's chunks arrive,
   // so a many-file release pays no round trip per file.
   std::future<absl::StatusOr<ChunkList>> next_list;
-  const int nfiles = r.manifest.files_size();
-  for (int fi = 0; fi < nfiles; ++fi) {
-    const cairn::v1::FileEntry& f = r.manifest.files(fi);
-    absl::StatusOr<ChunkList> cl = fi == 0 ? chunk_list(f) : next_list.get();
-    if (fi + 1 < nfiles) {
-      next_list = std::async(std::launch::async, chunk_list, std::cref(r.manifest.files(fi + 1)));
+  const size_t nsel = selected.size();
+  for (size_t si = 0; si < nsel; ++si) {
+    const cairn::v1::FileEntry& f = r.manifest.files(selected[si]);
+    absl::StatusOr<ChunkList> cl = si == 0 ? chunk_list(f) : next_list.get();
+    if (si + 1 < nsel) {
+      next_list =
+          std::async(std::launch::async, chunk_list, std::cref(r.manifest.files(selected[si + 1])));
     }
     if (!cl.ok()) return cl.status();
-    res.chunks_total += cl->chunks_size();
-    std::vector<ChunkWant> wanted;
-    absl::flat_hash_set<Digest, DigestHash> to_fetch;
-    for (const auto& c : cl->chunks()) {
-      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-      if (to_fetch.contains(d)) continue;
-      CAIRN_ASSIGN_OR_RETURN(bool cached, (*cache)->Has(d));
-      if (cached) continue;
-      to_fetch.insert(d);
-      wanted.push_back({d, c.length()});
-    }
-    auto [dir, base] = SplitDirBase(f.path());
-    CAIRN_ASSIGN_OR_RETURN(Fd dfd, OpenDirBeneath(root.fd, dir, /*create=*/true));
-    std::string tmp = StrCat(kPartialPrefix, ::getpid(), "-", file_index++);
-    Fd out(
-        ::openat(dfd.fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
-    if (out.fd < 0) return ErrnoStatus(errno, "cannot create a temporary file for " + f.path());
-    auto fail = [&](absl::Status st) {
-      ::unlinkat(dfd.fd, tmp.c_str(), 0);
-      return st;
-    };
-    if (!wanted.empty() && !first_ask) first_ask = std::chrono::steady_clock::now();
-    fetcher.Add(wanted);
-    ParallelSha256 sha;  // whole-file hash on the second core
-    uint64_t written = 0;
-    // wbuf's bytes start at file offset wbuf_at; `holes` are the all-zero
-    // chunks in it (offset in wbuf, length), skipped when it is written.
-    uint64_t wbuf_at = 0;
-    std::vector<std::pair<size_t, size_t>> holes;
-    bool any_hole = false;
-    auto flush = [&]() -> absl::Status {
-      size_t pos = 0;
-      holes.emplace_back(wbuf.size(), 0);  // the end
-      for (const auto& [at, len] : holes) {
-        if (at > pos) {
-          if (::lseek(out.fd, static_cast<off_t>(wbuf_at + pos), SEEK_SET) < 0) {
-            return ErrnoStatus(errno, "lseek");
-          }
-          CAIRN_RETURN_IF_ERROR(WriteAll(out.fd, wbuf.data() + pos, at - pos));
-        }
-        pos = at + len;
-      }
-      holes.clear();
-      wbuf_at += wbuf.size();
-      return absl::OkStatus();
-    };
-    for (const auto& c : cl->chunks()) {
-      Digest d;
-      std::memcpy(d.data(), c.digest().data(), 32);
-      if (to_fetch.erase(d) > 0) {
-        // Verified against its digest (and stored in the cache) by the fetcher.
-        absl::Status st = fetcher.Next(&data);
-        if (!st.ok()) return fail(Annotate(st, "fetching " + f.path() + "; nothing written"));
-        last_chunk = std::chrono::steady_clock::now();
-        res.chunks_fetched++;
-        res.bytes_fetched += data.size();
-      } else {
-        absl::Status st = (*cache)->Get(d, &data);
-        if (absl::IsDataLoss(st)) {
-          // A rotten cache entry (the cache dropped it) is fetched again
-          // from the nodes rather than failing this and every later pull.
-          notice(StrCat("cache: ", st.message(), "; fetching it again"));
-          Fetcher again(sources, cache->get(), fo);
-          again.Add({{d, c.length()}});
-          st = again.Next(&data);
-          if (!st.ok()) return fail(Annotate(st, "fetching " + f.path() + "; nothing written"));
-          res.chunks_fetched++;
-          res.bytes_fetched += data.size();
-        } else if (!st.ok()) {
-          return fail(Annotate(st, "cache"));
-        } else {
-          res.chunks_from_cache++;
-        }
-      }
-      // An all-zero chunk becomes a hole, as cp --sparse=auto makes one.
-      if (data.size() >= 4096 && data[0] == 0 &&
-          std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0) {
-        holes.emplace_back(wbuf.size(), data.size());
-        any_hole = true;
-      }
-      wbuf.append(data);
-      written += data.size();
-      prog.Add(data.size());
-      if (wbuf.size() >= (4u << 20)) {
-        absl::Status st = flush();
-        if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
-        sha.Update(std::move(wbuf));
-        wbuf = sha.TakeBuffer();
-        wbuf.reserve(4 << 20);
-      }
-    }
-    absl::Status st = flush();
-    sha.Update(std::move(wbuf));
-    wbuf = sha.TakeBuffer();
-    if (st.ok() && any_hole && ::ftruncate(out.fd, static_cast<off_t>(written)) != 0) {
-      st = ErrnoStatus(errno, "ftruncate");  // a trailing hole still sets the size
-    }
-    if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
-    if (written != f.size() || DigestName(sha.Finish()) != f.sha256()) {
-      return fail(absl::DataLossError("assembled " + f.path() +
-                                      " does not match its signed SHA-256; nothing kept"));
-    }
-    if (o.fsync && ::fdatasync(out.fd) != 0)
-      return fail(ErrnoStatus(errno, "fdatasync " + f.path()));
-    if (::renameat(dfd.fd, tmp.c_str(), dfd.fd, base.c_str()) != 0) {
-      return fail(ErrnoStatus(errno, "cannot rename into place " + f.path()));
-    }
-    res.files++;
+    CAIRN_RETURN_IF_ERROR(AssembleFile(run, root.fd, root_abs, f, *cl));
   }
   CAIRN_ASSIGN_OR_RETURN(Fd meta_dir, OpenDirBeneath(root.fd, ".cairn", /*create=*/true));
   CAIRN_RETURN_IF_ERROR(WriteFileAt(meta_dir.fd, "manifest.envelope", r.envelope));
+  // A partial pull says which files it holds (cairn verify checks those); a
+  // later full pull of the same release into the same place removes it.
+  std::string partial_list;
+  if (res.partial) {
+    absl::flat_hash_set<std::string> have;
+    if (auto prev = ReadFileLimited(res.path + "/.cairn/partial", kMaxEnvelopeBytes); prev.ok()) {
+      for (auto line : Split(*prev, '\n')) {
+        if (!line.empty()) have.emplace(line);
+      }
+    }
+    for (int i : selected) have.insert(r.manifest.files(i).path());
+    std::vector<std::string> sorted(have.begin(), have.end());
+    std::sort(sorted.begin(), sorted.end());
+    for (const auto& p : sorted) partial_list += p + "\n";
+    CAIRN_RETURN_IF_ERROR(WriteFileAt(meta_dir.fd, "partial", partial_list));
+  } else {
+    ::unlinkat(meta_dir.fd, "partial", 0);
+  }
   // What an interrupted pull left behind in the directories this release
   // writes to goes now that the release is complete.
   {
@@ -383,20 +397,51 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
       notice(StrCat("removed ", removed, " partial file(s) left by an interrupted pull"));
     }
   }
-  for (const auto& st : fetcher.Stats()) {  // one line per node, streams added up
-    auto it = std::find_if(res.sources.begin(), res.sources.end(),
-                           [&](const auto& s) { return s.address == st.address; });
-    if (it == res.sources.end()) {
-      res.sources.push_back({st.address, 0, 0, ""});
-      it = res.sources.end() - 1;
+  if (in_store) {
+    ModelStore::Release rec;
+    auto prev = store->GetRelease(r.digest);
+    if (prev.ok()) rec = *prev;
+    rec.digest = r.digest;
+    rec.name = res.name;
+    rec.version = res.version;
+    rec.dir = root_abs;
+    rec.bytes = DiskUsage(root_abs);
+    rec.last_used = SystemNowUnix();
+    if (rec.pulled == 0) rec.pulled = rec.last_used;
+    rec.partial = !partial_list.empty();
+    CAIRN_RETURN_IF_ERROR(store->PutRelease(rec));
+    if (r.tag) {
+      CAIRN_RETURN_IF_ERROR(store->PutTag(res.name, r.tag->tag(), r.tag_envelope));
+      CAIRN_RETURN_IF_ERROR(store->LinkTag(res.name, r.tag->tag(), root_abs));
+      res.tag_path = store->TagPath(res.name, r.tag->tag());
     }
-    it->bytes += st.bytes;
-    it->chunks += st.chunks;
-    if (it->demoted.empty()) it->demoted = st.demoted;
+    if (o.max_store_bytes > 0) {
+      CAIRN_ASSIGN_OR_RETURN(auto evicted, store->Evict(o.max_store_bytes, r.digest));
+      for (const auto& e : evicted) {
+        res.evicted.push_back(e.name + " " + e.version);
+        notice(StrCat("evicted ", e.name, " ", e.version, " (", e.digest,
+                      ") to keep the store within its size limit"));
+      }
+    }
+  } else if (r.tag) {
+    CAIRN_RETURN_IF_ERROR(store->PutTag(res.name, r.tag->tag(), r.tag_envelope));
+  }
+  if (fetcher) {
+    for (const auto& st : fetcher->Stats()) {  // one line per node, streams added up
+      auto it = std::find_if(res.sources.begin(), res.sources.end(),
+                             [&](const auto& s) { return s.address == st.address; });
+      if (it == res.sources.end()) {
+        res.sources.push_back({st.address, 0, 0, ""});
+        it = res.sources.end() - 1;
+      }
+      it->bytes += st.bytes;
+      it->chunks += st.chunks;
+      if (it->demoted.empty()) it->demoted = st.demoted;
+    }
   }
   res.seconds = SecondsSince(t0);
-  if (first_ask) {
-    res.transfer_seconds = std::chrono::duration<double>(last_chunk - *first_ask).count();
+  if (run.first_ask) {
+    res.transfer_seconds = std::chrono::duration<double>(run.last_chunk - *run.first_ask).count();
   }
   {
     std::lock_guard<std::mutex> l(notices->first);

@@ -6,6 +6,8 @@
 #include "cairn/objects.h"
 #include "cairn/strings.h"
 #include "cli_util.h"
+#include "interrupt.h"
+#include "model_store.h"
 #include "nlohmann/json.hpp"
 #include "progress.h"
 #include "trust_admin.h"
@@ -16,12 +18,25 @@ using json = nlohmann::json;
 
 PullCommands::PullCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   // pull
-  pull_ = app->add_subcommand("pull", "fetch and verify a release into a directory");
-  pull_->add_option("REF", pl_.ref, "NS/MODEL[:TAG|@sha256:...]")->required();
-  pull_->add_option("--out", pl_.out, "directory to write")->required();
+  pull_ = app->add_subcommand(
+      "pull", "fetch and verify a release into the store (prints its path) or a directory");
+  pull_->add_option("REF", pl_.ref, "NS/MODEL[:TAG|@VERSION|@sha256:...] (default tag: latest)")
+      ->required();
+  pull_->add_option("FILE", pl_.files, "only these files of the release (paths as listed by info)");
+  pull_->add_option("--out", pl_.out, "write a plain tree here instead of into the store");
+  pull_->add_option("--include", pl_.include,
+                    "only files matching this glob ('*' crosses '/'); repeatable");
+  pull_->add_option("--exclude", pl_.exclude, "skip files matching this glob; repeatable");
+  pull_->add_flag("--offline", pl_.offline,
+                  "use no node: restore from files already in the store, verified");
+  pull_->add_flag("--paranoid", pl_.paranoid,
+                  "also re-read each file and check its whole SHA-256 (every chunk is verified "
+                  "anyway)");
+  pull_->add_option("--progress", progress_, "auto (a bar on a terminal), bar, lines, none")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
   pull_->add_flag("--force", pl_.force,
                   "replace files in --out that no earlier pull wrote there (refused by default)");
-  ctx_->AddCache(pull_);
+  ctx_->AddStore(pull_);
   pull_->add_flag(
       "--fsync", do_fsync_,
       "fdatasync each file before renaming it into place (survives a power loss; slower)");
@@ -66,9 +81,11 @@ json SourcesJson(const std::vector<PullResult::Source>& sources) {
 int PullCommands::Run() {
   if (pull_->parsed()) {
     if (ctx_->settings.trust.empty()) return Fail(ctx_->LoadTrust().status());
-    auto conns = ctx_->ConnectAll();
+    absl::StatusOr<std::vector<std::unique_ptr<Connection>>> conns =
+        std::vector<std::unique_ptr<Connection>>{};
+    if (!pl_.offline) conns = ctx_->ConnectAll();
     if (!conns.ok()) return Fail(conns.status());
-    if (!no_trust_update_) {
+    if (!no_trust_update_ && !pl_.offline) {
       // TUF's client workflow: first move the trust root forward along the
       // chain the mirrors hold (each version verified by the one before), so
       // a revocation takes effect before anything is judged by the old root.
@@ -85,43 +102,69 @@ int PullCommands::Run() {
     }
     auto tr = ctx_->LoadTrust();
     if (!tr.ok()) return Fail(tr.status());
-    pl_.cache_dir = ctx_->settings.cache;
     pl_.fsync = do_fsync_;
     if (window_mib_ > 0) pl_.window_bytes = window_mib_ << 20;
-    pl_.progress = ctx_->tty();
+    using PM = PullOptions::ProgressMode;
+    pl_.progress = progress_ == "bar"     ? PM::kBar
+                   : progress_ == "lines" ? PM::kLines
+                   : progress_ == "none"  ? PM::kNone
+                   : ctx_->tty()          ? PM::kBar
+                                          : PM::kNone;
     pl_.state_dir = DefaultStateDir();
     pl_.rate_seconds = std::max(1, pl_.stall_seconds);
     pl_.log = [](const std::string& line) { std::fprintf(stderr, "cairn: %s\n", line.c_str()); };
+    auto store = ModelStore::Open(ctx_->settings.store, -1, pl_.log);
+    if (!store.ok()) return Fail(store.status());
+    pl_.store = store->get();
+    pl_.max_store_bytes = ctx_->settings.store_max_size;
+    pl_.cancel = InterruptCancellation();
     auto r = Pull(Raw(*conns), *tr, pl_);
+    if (absl::IsCancelled(r.status()) && pl_.cancel && pl_.cancel->cancelled()) {
+      std::fprintf(stderr,
+                   "cairn: interrupted; what was fetched is kept: run the same command again to "
+                   "resume\n");
+      return 130;
+    }
     if (!r.ok()) return Fail(r.status());
     if (ctx_->as_json) {
       PrintJson({{"manifest", r->manifest},
                  {"name", r->name},
                  {"version", r->version},
+                 {"path", r->path},
+                 {"tag_path", r->tag_path},
+                 {"partial", r->partial},
                  {"files", r->files},
                  {"bytes_total", r->bytes_total},
                  {"bytes_fetched", r->bytes_fetched},
+                 {"bytes_local", r->bytes_local},
                  {"chunks_total", r->chunks_total},
                  {"chunks_fetched", r->chunks_fetched},
-                 {"chunks_from_cache", r->chunks_from_cache},
+                 {"chunks_local", r->chunks_local},
+                 {"evicted", r->evicted},
                  {"nodes", SourcesJson(r->sources)},
                  {"seconds", r->seconds},
                  {"transfer_seconds", r->transfer_seconds}});
     } else {
-      std::printf(
-          "pulled %s %s %s into %s\n  %lu files, %s; fetched %s (%lu chunks), %lu chunks from "
-          "cache (%.1fs)\n",
-          r->name.c_str(), r->version.c_str(), r->manifest.c_str(), pl_.out.c_str(),
-          static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
-          Progress::Bytes(r->bytes_fetched).c_str(), static_cast<unsigned long>(r->chunks_fetched),
-          static_cast<unsigned long>(r->chunks_from_cache), r->seconds);
-      if (r->sources.size() > 1 || !r->sources[0].demoted.empty()) {
+      // Into the store, stdout is the path alone (MODEL=$(cairn pull ...));
+      // the summary goes to stderr.
+      FILE* summary = pl_.out.empty() ? stderr : stdout;
+      std::fprintf(summary,
+                   "%s%s %s %s into %s\n  %lu files, %s; fetched %s (%lu chunks), %lu chunks "
+                   "local (%.1fs)\n",
+                   pl_.out.empty() ? "cairn: " : "", r->partial ? "pulled (partly)" : "pulled",
+                   (r->name + " " + r->version).c_str(), r->manifest.c_str(), r->path.c_str(),
+                   static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
+                   Progress::Bytes(r->bytes_fetched).c_str(),
+                   static_cast<unsigned long>(r->chunks_fetched),
+                   static_cast<unsigned long>(r->chunks_local), r->seconds);
+      if (r->sources.size() > 1 || (!r->sources.empty() && !r->sources[0].demoted.empty())) {
         for (const auto& src : r->sources) {
-          std::printf("  %-22s %s in %lu chunks%s\n", src.address.c_str(),
-                      Progress::Bytes(src.bytes).c_str(), static_cast<unsigned long>(src.chunks),
-                      src.demoted.empty() ? "" : (" (dropped: " + src.demoted + ")").c_str());
+          std::fprintf(summary, "  %-22s %s in %lu chunks%s\n", src.address.c_str(),
+                       Progress::Bytes(src.bytes).c_str(), static_cast<unsigned long>(src.chunks),
+                       src.demoted.empty() ? "" : (" (dropped: " + src.demoted + ")").c_str());
         }
       }
+      if (pl_.out.empty()) std::printf("%s\n", r->path.c_str());
     }
     return 0;
   }

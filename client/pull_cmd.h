@@ -24,6 +24,7 @@ class PullCommands {
   bool no_fsync_compat_ = false;
   size_t window_mib_ = 0;
   bool no_trust_update_ = false;
+  std::string progress_ = "auto";
   std::string v_dir_;
   CLI::App *pull_, *verify_;
 };

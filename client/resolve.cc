@@ -17,6 +17,62 @@ using cairn::v1::Manifest;
 
 // ---------------- Resolve ----------------
 
+absl::StatusOr<Resolved> VerifyResolved(const cairn::v1::ResolveResponse& resp,
+                                        const TrustRootView* trust, const Ref& ref,
+                                        const std::string& source) {
+  Resolved out;
+  std::string want = ref.digest;
+  int64_t now = SystemNowUnix();
+  if (!ref.tag.empty()) {
+    if (resp.tag_envelope().empty()) {
+      return absl::DataLossError(source + " returned no signed tag for " + ref.ToString());
+    }
+    if (trust) {
+      CAIRN_ASSIGN_OR_RETURN(out.tag, VerifyTagEnvelope(*trust, resp.tag_envelope(), now));
+    } else {
+      cairn::v1::Envelope e;
+      cairn::v1::TagRecord rec;
+      if (!e.ParseFromString(resp.tag_envelope()) || !rec.ParseFromString(e.payload())) {
+        return absl::DataLossError(source + " returned a corrupt tag record");
+      }
+      out.tag = rec;
+    }
+    if (out.tag->name() != ref.name || out.tag->tag() != ref.tag) {
+      return absl::PermissionDeniedError(StrCat(source, " returned tag ", out.tag->name(), ":",
+                                                out.tag->tag(), " for ", ref.ToString()));
+    }
+    want = out.tag->manifest_digest();
+    out.tag_envelope = resp.tag_envelope();
+  }
+  std::string digest;
+  if (trust) {
+    CAIRN_ASSIGN_OR_RETURN(out.manifest,
+                           VerifyManifestEnvelope(*trust, resp.manifest_envelope(), &digest));
+  } else {
+    cairn::v1::Envelope e;
+    if (!e.ParseFromString(resp.manifest_envelope())) {
+      return absl::DataLossError(source + " returned a corrupt manifest envelope");
+    }
+    CAIRN_ASSIGN_OR_RETURN(out.manifest, ParseManifest(e.payload()));
+    digest = DigestName(Sha256Of(e.payload()));
+  }
+  if (!want.empty() && digest != want) {
+    return absl::PermissionDeniedError(
+        StrCat(source, " returned manifest ", digest, " but ", ref.ToString(), " names ", want));
+  }
+  if (out.manifest.name() != ref.name) {
+    return absl::PermissionDeniedError(
+        StrCat(source, " returned a manifest of ", out.manifest.name(), " for ", ref.name));
+  }
+  if (!ref.version.empty() && out.manifest.version() != ref.version) {
+    return absl::PermissionDeniedError(
+        StrCat(source, " returned version ", out.manifest.version(), " for ", ref.ToString()));
+  }
+  out.digest = digest;
+  out.envelope = resp.manifest_envelope();
+  return out;
+}
+
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
                                          const std::string& ref_text, bool include_withheld) {
   CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
@@ -27,52 +83,7 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
   auto ctx = node.Context();
   CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->Resolve(ctx.get(), req, &resp),
                                  StrCat("resolve ", ref.ToString(), " on ", node.address())));
-  Resolved out;
-  std::string want = ref.digest;
-  int64_t now = SystemNowUnix();
-  if (!resp.tag_envelope().empty() || want.empty()) {
-    if (resp.tag_envelope().empty()) {
-      return absl::DataLossError("node returned no signed tag for " + ref.ToString());
-    }
-    if (trust) {
-      CAIRN_ASSIGN_OR_RETURN(out.tag, VerifyTagEnvelope(*trust, resp.tag_envelope(), now));
-    } else {
-      cairn::v1::Envelope e;
-      cairn::v1::TagRecord rec;
-      if (!e.ParseFromString(resp.tag_envelope()) || !rec.ParseFromString(e.payload())) {
-        return absl::DataLossError("node returned a corrupt tag record");
-      }
-      out.tag = rec;
-    }
-    if (out.tag->name() != ref.name || out.tag->tag() != ref.tag) {
-      return absl::PermissionDeniedError(StrCat("node returned tag ", out.tag->name(), ":",
-                                                out.tag->tag(), " for ", ref.ToString()));
-    }
-    want = out.tag->manifest_digest();
-  }
-  std::string digest;
-  if (trust) {
-    CAIRN_ASSIGN_OR_RETURN(out.manifest,
-                           VerifyManifestEnvelope(*trust, resp.manifest_envelope(), &digest));
-  } else {
-    cairn::v1::Envelope e;
-    if (!e.ParseFromString(resp.manifest_envelope())) {
-      return absl::DataLossError("node returned a corrupt manifest envelope");
-    }
-    CAIRN_ASSIGN_OR_RETURN(out.manifest, ParseManifest(e.payload()));
-    digest = DigestName(Sha256Of(e.payload()));
-  }
-  if (digest != want) {
-    return absl::PermissionDeniedError(
-        StrCat("node returned manifest ", digest, " but ", ref.ToString(), " names ", want));
-  }
-  if (out.manifest.name() != ref.name) {
-    return absl::PermissionDeniedError(
-        StrCat("node returned a manifest of ", out.manifest.name(), " for ", ref.name));
-  }
-  out.digest = digest;
-  out.envelope = resp.manifest_envelope();
-  return out;
+  return VerifyResolved(resp, trust, ref, "node " + node.address());
 }
 
 absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(

@@ -43,6 +43,18 @@ absl::Status WriteAll(int fd, const char* buf, size_t len) {
   return absl::OkStatus();
 }
 
+absl::Status WriteAllAt(int fd, std::string_view data, uint64_t off) {
+  while (!data.empty()) {
+    ssize_t w = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return ErrnoStatus(errno, "write");
+    if (w == 0) return absl::InternalError("write: no progress");
+    data.remove_prefix(static_cast<size_t>(w));
+    off += static_cast<uint64_t>(w);
+  }
+  return absl::OkStatus();
+}
+
 // Opens directory `rel` ('/'-separated, validated) beneath `root_fd`, creating
 // missing components when `create`, never following a symlink: a pre-existing
 // link in OUT cannot redirect a write outside it.

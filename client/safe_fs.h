@@ -27,6 +27,8 @@ struct Fd {
 // Reads exactly `len` bytes at `off`; DataLoss on a short file.
 absl::Status PreadAll(int fd, char* buf, size_t len, uint64_t off);
 absl::Status WriteAll(int fd, const char* buf, size_t len);
+// pwrite()s all of `data` at `off`.
+absl::Status WriteAllAt(int fd, std::string_view data, uint64_t off);
 
 // Opens directory `rel` ('/'-separated, validated) beneath `root_fd`, creating
 // missing components when `create`, never following a symlink: a pre-existing

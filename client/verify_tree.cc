@@ -33,10 +33,17 @@ absl::StatusOr<VerifyResult> VerifyTree(const std::string& dir, const TrustRootV
   res.version = m.version();
   Fd root(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + dir);
-  absl::flat_hash_set<std::string> listed;
+  // A partial pull (--include, FILE...) lists the files it holds.
+  absl::flat_hash_set<std::string> listed, partial;
+  if (auto p = ReadFileLimited(dir + "/.cairn/partial", kMaxEnvelopeBytes); p.ok()) {
+    for (auto line : Split(*p, '\n')) {
+      if (!line.empty()) partial.emplace(line);
+    }
+  }
   std::string buf(4 << 20, '\0');
   for (const auto& f : m.files()) {
     listed.insert(f.path());
+    if (!partial.empty() && !partial.contains(f.path())) continue;
     auto [d, base] = SplitDirBase(f.path());
     auto dfd = OpenDirBeneath(root.fd, d, /*create=*/false);
     if (!dfd.ok()) {

@@ -44,8 +44,10 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
         if (!absl::IsNotFound(r.status()) || on_demand == nullptr) return answer(call, r);
         auto ref = ParseRef(call->req().ref());
         if (!ref.ok()) return answer(call, r);
-        auto fetch =
-            on_demand->Begin(ref->name, ref->digest.empty() ? ref->tag : "@" + ref->digest);
+        std::string upstream_ref = !ref->digest.empty()    ? "@" + ref->digest
+                                   : !ref->version.empty() ? ref->version
+                                                           : ref->tag;
+        auto fetch = on_demand->Begin(ref->name, upstream_ref);
         if (!fetch.ok()) return answer(call, r);
         (*fetch)->OnDone([repo, call, answer](const absl::Status& st) {
           if (!st.ok()) {

@@ -9,8 +9,8 @@
 namespace cairn {
 namespace {
 
-constexpr const char* kTableNames[] = {"objects", "staging",  "envelopes", "releases",
-                                       "tags",    "children", "state",     "feed"};
+constexpr const char* kTableNames[] = {"objects",  "staging", "envelopes", "releases", "tags",
+                                       "children", "state",   "feed",      "local"};
 static_assert(std::size(kTableNames) == static_cast<size_t>(Table::kCount));
 
 class RocksMetaStore final : public MetaStore {
@@ -62,16 +62,18 @@ class RocksMetaStore final : public MetaStore {
 }  // namespace
 
 namespace {
-std::vector<rocksdb::ColumnFamilyDescriptor> Families() {
+std::vector<rocksdb::ColumnFamilyDescriptor> Families(bool small = false) {
+  rocksdb::ColumnFamilyOptions cf;
+  if (small) cf.write_buffer_size = 4 << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  descs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
-  for (const char* n : kTableNames) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  descs.emplace_back(rocksdb::kDefaultColumnFamilyName, cf);
+  for (const char* n : kTableNames) descs.emplace_back(n, cf);
   return descs;
 }
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir,
-                                                              bool create_if_missing) {
+                                                              bool create_if_missing, bool small) {
   if (create_if_missing && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return ErrnoStatus(errno, "cannot create " + dir);
   }
@@ -79,7 +81,12 @@ absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string&
   o.create_if_missing = create_if_missing;
   o.create_missing_column_families = true;
   o.keep_log_file_num = 4;
-  std::vector<rocksdb::ColumnFamilyDescriptor> descs = Families();
+  if (small) {
+    o.allow_fallocate = false;
+    o.keep_log_file_num = 1;
+    o.max_manifest_file_size = 4 << 20;
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs = Families(small);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, dir, descs, &handles, &db), dir));

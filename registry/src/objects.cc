@@ -318,6 +318,7 @@ absl::StatusOr<TrustRoot> ParseTrustRoot(std::string_view bytes) {
 
 std::string Ref::ToString() const {
   if (!digest.empty()) return StrCat(name, "@", digest);
+  if (!version.empty()) return StrCat(name, "@", version);
   return StrCat(name, ":", tag);
 }
 
@@ -327,8 +328,14 @@ absl::StatusOr<Ref> ParseRef(std::string_view ref) {
   size_t colon = ref.find(':');
   if (at != std::string_view::npos) {
     r.name = std::string(ref.substr(0, at));
-    r.digest = std::string(ref.substr(at + 1));
-    CAIRN_RETURN_IF_ERROR(ParseDigestName(r.digest).status());
+    std::string_view after = ref.substr(at + 1);
+    if (after.find(':') != std::string_view::npos) {
+      r.digest = std::string(after);
+      CAIRN_RETURN_IF_ERROR(ParseDigestName(r.digest).status());
+    } else {
+      r.version = std::string(after);
+      CAIRN_RETURN_IF_ERROR(ValidateVersion(r.version));
+    }
   } else if (colon != std::string_view::npos) {
     r.name = std::string(ref.substr(0, colon));
     r.tag = std::string(ref.substr(colon + 1));

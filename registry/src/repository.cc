@@ -216,7 +216,14 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
   CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
   cairn::v1::ResolveResponse out;
   std::string digest = ref.digest;
-  if (digest.empty()) {
+  if (!ref.version.empty()) {
+    auto d = meta_->Get(Table::kReleases, Key2(ref.name, ref.version));
+    if (absl::IsNotFound(d.status())) {
+      return absl::NotFoundError(StrCat("unknown name or version: ", ref.ToString()));
+    }
+    CAIRN_RETURN_IF_ERROR(d.status());
+    digest = std::move(*d);
+  } else if (digest.empty()) {
     CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredTag> tag,
                            meta::ReadTag(meta_.get(), ref.name, ref.tag));
     if (!tag) return absl::NotFoundError(StrCat("unknown name or tag: ", ref.ToString()));

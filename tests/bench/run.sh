@@ -150,7 +150,7 @@ kill -9 $PULL 2>/dev/null || true; wait $PULL 2>/dev/null || true
 echo "cut at $(du -sb cache3/packs | cut -f1) of $BYTES bytes"
 $CAIRN pull bench/base --out p --cache cache3 --json  >resume.json
 cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
-echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_from_cache resume.json) from cache"
+echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_local resume.json) from cache"
 echo "client side (chunks stored twice in the cache): $("$GEN" packdups cache3)  (goal <= 1)"
 sleep 0.5
 tail -n +"$((LOGLINES + 1))" node.log | grep -o 'served [0-9]* chunks' | awk '{ s += $2 } END { print "node side: chunks served for both runs:", s }'

@@ -33,7 +33,8 @@ class CliTest : public ::testing::Test {
   RunResult Cairn(std::vector<std::string> args) {
     args.insert(args.begin(), testing::CairnBin());
     return testing::Run(args, {"HOME=" + dir_.path(), "XDG_CACHE_HOME=" + (dir_ / "xdg-cache"),
-                               "XDG_CONFIG_HOME=" + (dir_ / "xdg-config")});
+                               "XDG_CONFIG_HOME=" + (dir_ / "xdg-config"),
+                               "XDG_DATA_HOME=" + (dir_ / "xdg-data")});
   }
   RunResult Publish(const std::string& dir, const std::string& name, const std::string& version,
                     std::vector<std::string> extra = {}) {

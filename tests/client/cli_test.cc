@@ -27,8 +27,8 @@ TEST_F(CliTest, PublishPullVerifyRoundTrip) {
   auto r = Pull("acme/m", dir_ / "out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto rj = nlohmann::json::parse(r.out);
-  for (const char* k : {"manifest", "bytes_total", "bytes_fetched", "chunks_fetched",
-                        "chunks_from_cache", "seconds"}) {
+  for (const char* k :
+       {"manifest", "bytes_total", "bytes_fetched", "chunks_fetched", "chunks_local", "seconds"}) {
     EXPECT_TRUE(rj.contains(k)) << k;
   }
   EXPECT_EQ(rj["manifest"], pj["manifest"]);
@@ -41,8 +41,8 @@ TEST_F(CliTest, PublishPullVerifyRoundTrip) {
   v = Cairn({"verify", dir_ / "out", "--trust", dir_ / "keys/trust.root"});
   EXPECT_NE(v.exit_code, 0);
   EXPECT_THAT(v.out, HasSubstr("config.json"));
-  // The cache defaulted to $XDG_CACHE_HOME/cairn.
-  EXPECT_TRUE(fs::exists(dir_ / "xdg-cache/cairn"));
+  // The store defaulted to $XDG_DATA_HOME/cairn.
+  EXPECT_TRUE(fs::exists(dir_ / "xdg-data/cairn/index"));
 }
 
 TEST_F(CliTest, InfoLsLineage) {

@@ -592,7 +592,7 @@ TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) 
   client::PullOptions po;
   po.ref = "acme/m";
   po.out = dir_ / "out";
-  po.cache_dir = dir_ / "cache";
+  po.store_dir = dir_ / "cache";
   auto pulled = client::Pull(*conn, trust_.view, po);
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_EQ(testing::ReadFile(dir_ / "out/w.bin"), testing::ReadFile(model + "/w.bin"));

@@ -137,7 +137,7 @@ TEST_F(ReplicationTest, ThreeTierChainServesFromTheLastTierAfterTheFirstTwoStop)
   client::PullOptions po;
   po.ref = "acme/m";
   po.out = dir_ / "out";
-  po.cache_dir = dir_ / "cache";
+  po.store_dir = dir_ / "cache";
   auto r = client::Pull(*conn, trust_.view, po);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->manifest, pub.manifest);

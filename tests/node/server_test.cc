@@ -18,6 +18,7 @@
 #include "cairn/repository.h"
 #include "client.h"
 #include "fault_stores.h"
+#include "model_store.h"
 #include "nlohmann/json.hpp"
 #include "testing.h"
 
@@ -104,7 +105,7 @@ class NodeTest : public ::testing::Test {
     client::PullOptions o;
     o.ref = ref;
     o.out = dir_ / out;
-    o.cache_dir = dir_ / "cache";
+    o.store_dir = dir_ / "cache";
     o.fsync = false;
     return o;
   }
@@ -148,7 +149,7 @@ TEST_F(NodeTest, SecondPullFetchesNothingAndRepublishUploadsNothing) {
   auto second = client::Pull(*conn_, trust_.view, PullOpts("acme/m", "b"));
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->bytes_fetched, 0u);
-  EXPECT_EQ(second->chunks_from_cache, second->chunks_total);
+  EXPECT_EQ(second->chunks_local, second->chunks_total);
   auto again = PublishDir(model, "acme/m", "1");
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->bytes_uploaded, 0u);
@@ -214,7 +215,8 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   ::waitpid(pid, &status, 0);
   int before = chunks_->total_gets();
   ASSERT_GT(before, 50);
-  // Which of the model's chunks reached the client's cache before the kill?
+  // Which of the model's chunks reached a file the client's store indexed
+  // before the kill?
   std::vector<Digest> all;
   auto res = repo_->Resolve("acme/m");
   ASSERT_TRUE(res.ok());
@@ -228,11 +230,9 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   }
   std::set<Digest> cached;
   {
-    PackStoreOptions co;
-    co.durable = false;
-    auto cache = std::move(OpenPackChunkStore(dir_ / "cache", co)).value();
+    auto store = std::move(client::ModelStore::Open(dir_ / "cache")).value();
     for (const auto& d : all) {
-      if (*cache->Has(d)) cached.insert(d);
+      if (*store->Has(d)) cached.insert(d);
     }
   }
   ASSERT_GT(cached.size(), 0u);
@@ -269,7 +269,7 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   // ...and the resumed pull fetches exactly the rest.
   EXPECT_EQ(second["chunks_fetched"].get<size_t>(),
             std::set<Digest>(all.begin(), all.end()).size() - cached.size());
-  EXPECT_EQ(second["chunks_from_cache"].get<size_t>(),
+  EXPECT_EQ(second["chunks_local"].get<size_t>(),
             all.size() - second["chunks_fetched"].get<size_t>());
   EXPECT_EQ(testing::ReadFile(dir_ / "out/model.safetensors"),
             testing::ReadFile(model + "/model.safetensors"));
@@ -421,22 +421,20 @@ TEST_F(NodeTest, PullDoesNotFollowSymlinksPlantedInTheOutputDirectory) {
 namespace cairn {
 namespace {
 
-TEST_F(NodeTest, PullWaitsForACacheHeldByAnotherProcess) {
+TEST_F(NodeTest, PullWaitsForAStoreHeldByAnotherProcess) {
   std::string model = MakeModel("m", 2, 100000, 12);
   ASSERT_TRUE(PublishDir(model, "acme/m", "1").ok());
-  PackStoreOptions co;
-  co.durable = false;
-  auto holder = OpenPackChunkStore(dir_ / "cache", co);
+  auto holder = client::ModelStore::Open(dir_ / "cache");
   ASSERT_TRUE(holder.ok());
   auto opts = PullOpts("acme/m", "out");
-  opts.cache_wait_seconds = 1;
+  opts.store_wait_seconds = 1;
   EXPECT_THAT(client::Pull(*conn_, trust_.view, opts),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   // Released while the pull waits: the pull goes ahead.
-  opts.cache_wait_seconds = 30;
+  opts.store_wait_seconds = 30;
   absl::Notification waiting;
   opts.log = [&](const std::string& line) {
-    if (line.find("waiting for the cache") != std::string::npos) waiting.Notify();
+    if (line.find("waiting for the store") != std::string::npos) waiting.Notify();
   };
   std::thread release([&] {
     waiting.WaitForNotification();

@@ -463,7 +463,7 @@ TEST_F(LimitsTest, AReleaseWithAManifestOverOneRequestPublishesAndPulls) {
   client::PullOptions po;
   po.ref = "acme/many";
   po.out = dir_ / "out";
-  po.cache_dir = dir_ / "cache";
+  po.store_dir = dir_ / "cache";
   auto pulled = client::Pull(*conn, trust_.view, po);
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_EQ(testing::ReadFile(dir_ / ("out/shard-39/" + pad + "103999.json")), "3999");

@@ -54,6 +54,15 @@ TEST(ParseRefTest, Forms) {
   EXPECT_TRUE(r->tag.empty());
   EXPECT_FALSE(ParseRef("a/b@sha256:zz").ok());
   EXPECT_FALSE(ParseRef("a:b").ok());
+  // A version after '@': it cannot contain ':', so it is never a digest.
+  r = ParseRef("a/b@1.0+rc1");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->version, "1.0+rc1");
+  EXPECT_TRUE(r->tag.empty());
+  EXPECT_TRUE(r->digest.empty());
+  EXPECT_EQ(r->ToString(), "a/b@1.0+rc1");
+  EXPECT_FALSE(ParseRef("a/b@").ok());
+  EXPECT_FALSE(ParseRef("a/b@1 0").ok());
 }
 
 cairn::v1::Manifest GoodManifest() {

@@ -130,6 +130,11 @@ TEST_F(RepositoryTest, CommitThenResolveByTagAndDigest) {
   r = repo_->Resolve("acme/m@" + d);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->tag_envelope().empty());
+  r = repo_->Resolve("acme/m@1");  // by version
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->manifest_digest(), d);
+  EXPECT_TRUE(r->tag_envelope().empty());
+  EXPECT_THAT(repo_->Resolve("acme/m@2"), StatusIs(absl::StatusCode::kNotFound));
   auto list = repo_->List("acme/");
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->entries_size(), 1);

@@ -75,7 +75,7 @@ class MirrorTest : public ::testing::Test {
     client::PullOptions o;
     o.ref = "acme/m";
     o.out = dir_ / out;
-    o.cache_dir = dir_ / (out + ".cache");
+    o.store_dir = dir_ / (out + ".cache");
     o.state_dir = dir_ / "state";
     o.stall_seconds = 2;
     o.rate_seconds = 2;

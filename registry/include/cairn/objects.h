@@ -54,12 +54,14 @@ absl::Status ValidateManifest(const cairn::v1::Manifest& m);
 absl::StatusOr<cairn::v1::TagRecord> ParseTagRecord(std::string_view bytes);
 absl::StatusOr<cairn::v1::TrustRoot> ParseTrustRoot(std::string_view bytes);
 
-// A reference: NAME, NAME:TAG or NAME@sha256:<hex>. `tag` defaults to "latest"
-// when neither tag nor digest is given.
+// A reference: NAME, NAME:TAG, NAME@VERSION or NAME@sha256:<hex>. `tag`
+// defaults to "latest" when neither tag, version nor digest is given. A
+// version cannot contain ':', so "@sha256:..." is always a digest.
 struct Ref {
   std::string name;
-  std::string tag;     // empty when by digest
-  std::string digest;  // empty when by tag
+  std::string tag;      // set when by tag
+  std::string version;  // set when by version
+  std::string digest;   // set when by digest
   std::string ToString() const;
 };
 absl::StatusOr<Ref> ParseRef(std::string_view ref);

@@ -113,6 +113,7 @@ enum class Table : int {
   kChildren,     // parent digest \0 child digest -> child name \0 version \0 relation
   kState,        // node state: node_id, feed_head, feed_tail
   kFeed,         // big-endian u64 seq -> FeedEvent (what this node accepted, in order)
+  kLocal,        // the client's store: where pulled files hold each chunk (client/model_store.h)
   kCount
 };
 
@@ -159,9 +160,12 @@ class MetaStoreWrapper : public MetaStore {
 };
 
 // RocksDB with one column family per Table, at DIR. Without
-// create_if_missing, a missing database is an error.
+// create_if_missing, a missing database is an error. `small` (the client's
+// store index): no preallocated log space and small memtables, so an index
+// of a few MB takes a few MB on disk.
 absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string& dir,
-                                                              bool create_if_missing = true);
+                                                              bool create_if_missing = true,
+                                                              bool small = false);
 // Rebuilds DIR's database from the table and log files left in it (after its
 // CURRENT or MANIFEST was lost): RocksDB's RepairDB with every table.
 absl::Status RepairRocksMetaStore(const std::string& dir);

@@ -1,0 +1,139 @@
+// The client's managed model store (default $XDG_DATA_HOME/cairn), where
+// `cairn pull NAME` puts releases, and the index that lets any later pull
+// find a chunk again in a file already on disk instead of fetching it or
+// keeping a second copy:
+//
+//   DIR/models/NS/MODEL/releases/VERSION-HEX12/  one pulled release: its files
+//                                                and .cairn/manifest.envelope
+//   DIR/models/NS/MODEL/TAG -> releases/...      the newest release pulled
+//                                                through TAG (a symlink,
+//                                                replaced atomically)
+//   DIR/index/   RocksDB, the MetaStore tables used as:
+//     kLocal     digest(32) fileid(8) -> offset(8) length(4), big-endian: a
+//                file holds the chunk there (as of when it was written)
+//     kState     "file" fileid(8)     -> the file's absolute path
+//     kObjects   chunk list digest name -> its bytes (checked on every read)
+//     kEnvelopes manifest digest name   -> signed manifest envelope
+//     kTags      name \0 tag            -> the last signed tag verified
+//     kReleases  manifest digest name   -> release record (see Release)
+//
+// Nothing read from a file is trusted: a chunk's bytes are re-hashed on
+// every read, and a file changed or removed since only costs a refetch (its
+// stale entries are dropped). Files of `--out` trees are indexed too.
+// One process at a time opens a store (RocksDB's lock); Open waits for it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cairn/hash.h"
+#include "cairn/store.h"
+
+namespace cairn::client {
+
+struct ChunkAt {
+  Digest digest;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+
+class ModelStore {
+ public:
+  struct Location {
+    std::string path;
+    uint64_t offset = 0;
+    uint32_t length = 0;
+  };
+  // A release materialised in the store.
+  struct Release {
+    std::string digest, name, version;
+    std::string dir;        // absolute
+    uint64_t bytes = 0;     // allocated on disk when it was pulled
+    int64_t last_used = 0;  // Unix seconds: last pulled or resolved offline
+    int64_t pulled = 0;     // Unix seconds: first pulled
+    bool partial = false;   // only some files were pulled (--include, FILE...)
+  };
+
+  // Opens (creating) the store at `dir`. While another process holds it,
+  // waits `wait_seconds` (< 0: for ever), telling `log` once.
+  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(
+      const std::string& dir, int wait_seconds = -1,
+      const std::function<void(const std::string&)>& log = nullptr);
+  ~ModelStore();
+
+  const std::string& dir() const { return dir_; }
+  // DIR/models/NAME/releases/VERSION-HEX12 (HEX12: the manifest digest's
+  // first 12 hex digits).
+  std::string ReleaseDir(const std::string& name, const std::string& version,
+                         const std::string& digest) const;
+  // DIR/models/NAME/TAG.
+  std::string TagPath(const std::string& name, const std::string& tag) const;
+
+  // ---- chunks ----
+  // Whether some file is recorded as holding `d` (no byte is read).
+  absl::StatusOr<bool> Has(const Digest& d);
+  // Where files are recorded as holding `d`.
+  absl::StatusOr<std::vector<Location>> Find(const Digest& d);
+  // Reads `d` from the first recorded file that still holds it, verified;
+  // entries whose bytes no longer match are dropped. NotFound when none does.
+  absl::Status Read(const Digest& d, std::string* out);
+  // Records that the file at absolute `path` holds `chunks`.
+  absl::Status AddLocations(const std::string& path, const std::vector<ChunkAt>& chunks);
+  // Forgets that `path` holds `digests`.
+  absl::Status DropLocations(const std::string& path, const std::vector<Digest>& digests);
+  // Forgets every location whose file is gone or changed (re-reads all of
+  // them). Returns how many entries were dropped and how many checked.
+  absl::Status Scrub(uint64_t* dropped, uint64_t* checked);
+
+  // ---- metadata ----
+  absl::Status PutObject(const std::string& digest_name, const std::string& bytes);
+  absl::StatusOr<std::string> GetObject(const std::string& digest_name);  // NotFound
+  absl::Status PutEnvelope(const std::string& digest_name, const std::string& envelope);
+  absl::StatusOr<std::string> GetEnvelope(const std::string& digest_name);  // NotFound
+  absl::Status PutTag(const std::string& name, const std::string& tag, const std::string& envelope);
+  absl::StatusOr<std::string> GetTag(const std::string& name, const std::string& tag);
+
+  // ---- releases ----
+  absl::Status PutRelease(const Release& r);
+  absl::StatusOr<Release> GetRelease(const std::string& digest);  // NotFound
+  absl::StatusOr<std::vector<Release>> Releases();
+  // Points DIR/models/NAME/TAG at `release_dir` (atomically).
+  absl::Status LinkTag(const std::string& name, const std::string& tag,
+                       const std::string& release_dir);
+  // The tags whose link points at `release_dir`.
+  std::vector<std::string> TagsOf(const std::string& name, const std::string& release_dir) const;
+  // Deletes the release's directory, the tag links pointing at it, its
+  // record and its files' locations.
+  absl::Status Remove(const std::string& digest);
+  // Total bytes on disk: releases, the index and files left by interrupted
+  // pulls.
+  absl::StatusOr<uint64_t> SizeOnDisk();
+  // Removes least recently used releases (never `keep`) until the store
+  // fits in `max_bytes`. Returns the removed ones.
+  absl::StatusOr<std::vector<Release>> Evict(uint64_t max_bytes, const std::string& keep);
+
+ private:
+  ModelStore(std::string dir, std::unique_ptr<MetaStore> meta);
+  absl::Status DropEntry(const std::string& key);
+
+  std::string dir_;
+  std::unique_ptr<MetaStore> meta_;
+};
+
+// Bytes the files under `path` occupy on disk (st_blocks), not following
+// symlinks.
+uint64_t DiskUsage(const std::string& path);
+// "NS/MODEL" safe for a path? The name was validated, so it is; this
+// only maps the version to a directory name.
+std::string ReleaseDirName(const std::string& version, const std::string& digest);
+// $XDG_DATA_HOME/cairn, else ~/.local/share/cairn.
+std::string DefaultStoreDir();
+// "200G", "512M", "1.5T", "1000000" (bytes; K M G T are powers of 1024).
+absl::StatusOr<uint64_t> ParseSize(const std::string& text);
+
+}  // namespace cairn::client

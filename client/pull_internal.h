@@ -1,0 +1,47 @@
+// Internal to the pull (pull.cc, pull_file.cc): the state one pull shares
+// across its files, and the assembly of one file.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "cairn/transport/fetcher.h"
+#include "client.h"
+#include "model_store.h"
+#include "progress.h"
+
+namespace cairn::client {
+
+// A file being assembled: ".cairn-partial-<pid>-<n>" beside its final name.
+inline constexpr std::string_view kPartialPrefix = ".cairn-partial-";
+
+struct PullRun {
+  const PullOptions* o = nullptr;
+  ModelStore* store = nullptr;
+  Fetcher* fetcher = nullptr;  // null offline
+  std::vector<Connection*> sources;
+  FetchOptions fetch_options;
+  Progress* progress = nullptr;
+  PullResult* res = nullptr;
+  std::function<void(const std::string&)> notice;
+  std::optional<std::chrono::steady_clock::time_point> first_ask;
+  std::chrono::steady_clock::time_point last_chunk;
+  int file_index = 0;
+  // Cleared after the first FICLONERANGE the filesystem refuses.
+  bool try_reflink = true;
+  uint64_t bytes_cloned = 0;
+};
+
+// Writes `f` beneath `root_fd` (whose absolute path is `root_abs`) from
+// verified chunks: those a local file holds (cloned where the filesystem
+// shares extents), then the fetched ones, under a temporary name renamed
+// into place once complete. A file already holding exactly these chunks is
+// kept as it is. Every chunk's place is recorded in the store.
+absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs,
+                          const cairn::v1::FileEntry& f, const cairn::v1::ChunkList& cl);
+
+}  // namespace cairn::client
