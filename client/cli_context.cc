@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "cairn/clock.h"
 #include "cairn/status.h"
@@ -193,7 +194,13 @@ absl::StatusOr<std::unique_ptr<Connection>> CliContext::Connect() const {
   CAIRN_RETURN_IF_ERROR(NeedNode());
   CAIRN_ASSIGN_OR_RETURN(auto tls,
                          TlsOptions::Load(settings.tls_ca, settings.tls_cert, settings.tls_key));
-  return Connection::Open(settings.nodes[0], settings.timeout, tls);
+  if (settings.nodes.size() == 1) return Connection::Open(settings.nodes[0], settings.timeout, tls);
+  // Several: the first that answers, named, since the others are not used.
+  std::vector<std::string> unreachable;
+  CAIRN_ASSIGN_OR_RETURN(auto conns, OpenAll(settings.nodes, settings.timeout, &unreachable, tls));
+  std::fprintf(stderr, "cairn: using %s (the first reachable of %zu nodes)\n",
+               conns[0]->address().c_str(), settings.nodes.size());
+  return std::move(conns[0]);
 }
 
 absl::StatusOr<std::vector<std::unique_ptr<Connection>>> CliContext::ConnectAll() const {
@@ -206,6 +213,38 @@ absl::StatusOr<std::vector<std::unique_ptr<Connection>>> CliContext::ConnectAll(
     for (const auto& u : unreachable) std::fprintf(stderr, "cairn: warning: %s\n", u.c_str());
   }
   return conns;
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<Connection>>> CliContext::ConnectEvery() const {
+  CAIRN_RETURN_IF_ERROR(NeedNode());
+  CAIRN_ASSIGN_OR_RETURN(auto tls,
+                         TlsOptions::Load(settings.tls_ca, settings.tls_cert, settings.tls_key));
+  std::vector<std::unique_ptr<Connection>> out;
+  std::vector<std::string> errors;
+  // In parallel, each waiting its full timeout: no node is skipped for being slow.
+  std::vector<absl::StatusOr<std::unique_ptr<Connection>>> got;
+  for (size_t i = 0; i < settings.nodes.size(); ++i) got.emplace_back(absl::UnknownError(""));
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < settings.nodes.size(); ++i) {
+      threads.emplace_back(
+          [&, i] { got[i] = Connection::Open(settings.nodes[i], settings.timeout, tls); });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (auto& g : got) {
+    if (g.ok()) {
+      out.push_back(std::move(*g));
+    } else {
+      errors.push_back(std::string(g.status().message()));
+    }
+  }
+  if (!errors.empty()) {
+    return absl::UnavailableError(
+        StrCat(StrJoin(errors, "; "),
+               settings.nodes.size() > 1 ? "; nothing was published to any node" : ""));
+  }
+  return out;
 }
 
 absl::StatusOr<TrustRootView> CliContext::LoadTrust() const {

@@ -48,6 +48,9 @@ class CliContext {
 
   // The first node (commands that talk to one node: publish, sign).
   absl::StatusOr<std::unique_ptr<Connection>> Connect() const;
+  // Every node given, all reachable (publish: the same release to each);
+  // Unavailable naming those that are not.
+  absl::StatusOr<std::vector<std::unique_ptr<Connection>>> ConnectEvery() const;
   // Every reachable node; warns on stderr about the others.
   absl::StatusOr<std::vector<std::unique_ptr<Connection>>> ConnectAll() const;
   absl::StatusOr<TrustRootView> LoadTrust() const;

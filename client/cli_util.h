@@ -22,13 +22,14 @@ inline int Fail(const absl::Status& s) {
   return 1;
 }
 
-// "2026-11-30 04:12 UTC".
-inline std::string UtcDate(int64_t unix_seconds) {
+// ISO 8601 in UTC: "2026-11-30T04:12:09Z" (text output; --json keeps Unix
+// seconds).
+inline std::string IsoDate(int64_t unix_seconds) {
   std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm tm{};
   char buf[32];
   if (gmtime_r(&t, &tm) == nullptr ||
-      std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", &tm) == 0) {
+      std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
     return std::to_string(unix_seconds);
   }
   return buf;

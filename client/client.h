@@ -31,6 +31,9 @@ struct PublishOptions {
   std::string tag = "latest";           // empty: no tag
   std::optional<uint64_t> tag_version;  // default: node's current + 1
   int tag_expires_days = 90;
+  // Set when the same release goes to a second node, so that every node gets
+  // byte-identical manifest and tag envelopes. Default: now.
+  std::optional<int64_t> created_unix, tag_expires_unix;
   std::string base;  // NS/MODEL@sha256:... or NS/MODEL[:TAG], resolved on the node
   std::string relation = "finetune";
   std::string license;
@@ -58,7 +61,9 @@ absl::Status PrepareHfImport(const std::string& dir, const std::string& revision
                              const std::string& commit, PublishOptions* o);
 
 struct PublishResult {
+  std::string node;  // the address it went to
   std::string manifest;
+  int64_t created_unix = 0, tag_expires_unix = 0;
   std::string name, version, tag;
   uint64_t tag_version = 0;
   uint64_t bytes_total = 0, bytes_uploaded = 0;
@@ -106,6 +111,25 @@ struct RenewResult {
   int64_t old_expires_unix = 0, new_expires_unix = 0;
 };
 absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& opts);
+
+// Points tag `tag` of the release `release` (NAME@sha256:..., NAME@VERSION or
+// NAME:OTHER_TAG, resolved on the node) at that release: a signed tag record
+// with the next version, committed without touching any file.
+struct TagOptions {
+  std::string release;
+  std::string tag;
+  std::vector<std::string> key_paths;
+  int expires_days = 90;
+  std::optional<uint64_t> tag_version;   // default: the node's current + 1
+  const TrustRootView* trust = nullptr;  // when given, the release is verified
+};
+struct TagResult {
+  std::string name, tag, manifest, version;
+  std::string old_manifest;  // where the tag pointed before, if anywhere
+  uint64_t tag_version = 0;
+  int64_t expires_unix = 0;
+};
+absl::StatusOr<TagResult> MoveTag(Connection& node, const TagOptions& opts);
 
 class ModelStore;
 
@@ -230,8 +254,10 @@ absl::StatusOr<Resolved> VerifyResolved(const cairn::v1::ResolveResponse& resp,
                                         const std::string& source);
 // With `include_withheld` (only without `trust`: nothing is verified) the
 // node also answers for a release or tag it withholds after a revocation.
+// Cancelled once `cancel` (not owned, may be null) fires.
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
-                                         const std::string& ref, bool include_withheld = false);
+                                         const std::string& ref, bool include_withheld = false,
+                                         Cancellation* cancel = nullptr);
 
 // Resolves on every node in parallel and keeps the highest valid tag version.
 struct MultiResolved {
@@ -245,8 +271,13 @@ absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& node
 
 // A node's identity, feed and replication status (Federation.NodeInfo).
 absl::StatusOr<cairn::v1::NodeInfoResponse> NodeStatus(Connection& node);
-// Names under `prefix` with their releases and tags (Registry.List).
-absl::StatusOr<cairn::v1::ListResponse> ListNames(Connection& node, const std::string& prefix);
+// Names under `prefix` with their releases and tags (Registry.List), and
+// with `include_pending` the releases waiting for co-signatures.
+absl::StatusOr<cairn::v1::ListResponse> ListNames(Connection& node, const std::string& prefix,
+                                                  bool include_pending = false);
+// A release waiting for co-signatures (Publish.GetPending). NotFound if none.
+absl::StatusOr<cairn::v1::PendingResponse> PendingRelease(Connection& node,
+                                                          const std::string& digest);
 // The release `ref` names and the children the node knows of
 // (Registry.Lineage; the parents are in its signed manifest).
 absl::StatusOr<cairn::v1::LineageResponse> Children(Connection& node, const std::string& ref);

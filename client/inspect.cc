@@ -13,14 +13,27 @@ absl::StatusOr<cairn::v1::NodeInfoResponse> NodeStatus(Connection& node) {
   return info;
 }
 
-absl::StatusOr<cairn::v1::ListResponse> ListNames(Connection& node, const std::string& prefix) {
+absl::StatusOr<cairn::v1::ListResponse> ListNames(Connection& node, const std::string& prefix,
+                                                  bool include_pending) {
   cairn::v1::ListRequest req;
   req.set_prefix(prefix);
+  req.set_include_pending(include_pending);
   cairn::v1::ListResponse resp;
   auto ctx = node.Context();
   CAIRN_RETURN_IF_ERROR(
       FromGrpc(node.registry()->List(ctx.get(), req, &resp), "list on " + node.address()));
   return resp;
+}
+
+absl::StatusOr<cairn::v1::PendingResponse> PendingRelease(Connection& node,
+                                                          const std::string& digest) {
+  cairn::v1::PendingRequest req;
+  req.set_manifest_digest(digest);
+  cairn::v1::PendingResponse p;
+  auto ctx = node.Context();
+  CAIRN_RETURN_IF_ERROR(FromGrpc(node.publish()->GetPending(ctx.get(), req, &p),
+                                 "pending release on " + node.address()));
+  return p;
 }
 
 absl::StatusOr<cairn::v1::LineageResponse> Children(Connection& node, const std::string& ref) {

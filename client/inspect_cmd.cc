@@ -17,8 +17,10 @@ using json = nlohmann::json;
 
 InspectCommands::InspectCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   // info, ls, lineage
-  info_ = app->add_subcommand("info", "show a release the node holds (exit 0 iff it does)");
-  info_->add_option("NAME", ref_arg_, "NS/MODEL[:TAG|@sha256:...]")->required();
+  info_ = app->add_subcommand(
+      "info",
+      "show a release: published, pending co-signatures, or withheld (exit 1 if no node knows it)");
+  info_->add_option("NAME", ref_arg_, "NS/MODEL[:TAG|@VERSION|@sha256:...]")->required();
   ctx_->AddNode(info_);
   ctx_->AddTrust(info_);
   ctx_->AddJson(info_);
@@ -31,11 +33,12 @@ InspectCommands::InspectCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   ls_->add_option("NAME", prefix_arg_,
                   "a name (exactly), a prefix ending in '/' (a namespace), or a glob");
   ls_->add_flag("--local", local_, "list the releases in the local store instead");
+  ls_->add_flag("--pending", pending_, "also list releases waiting for co-signatures");
   ctx_->AddStore(ls_);
   ctx_->AddNode(ls_);
   ctx_->AddJson(ls_);
   lineage_ = app->add_subcommand("lineage", "parents (signed) and children (known to the node)");
-  lineage_->add_option("NAME", ref_arg_, "NS/MODEL[:TAG|@sha256:...]")->required();
+  lineage_->add_option("NAME", ref_arg_, "NS/MODEL[:TAG|@VERSION|@sha256:...]")->required();
   ctx_->AddNode(lineage_);
   ctx_->AddTrust(lineage_);
   ctx_->AddJson(lineage_);
@@ -57,46 +60,11 @@ int InspectCommands::Run() {
     tr = std::move(*t);
   }
 
-  if (info_->parsed()) {
-    // Every node is asked; the highest valid tag version wins.
-    auto mr = ResolveAcross(Raw(*conns), tr ? &*tr : nullptr, ref_arg_);
-    if (!mr.ok()) return Fail(mr.status());
-    if (conns->size() > 1) {
-      for (const auto& w : mr->warnings) std::fprintf(stderr, "cairn: warning: %s\n", w.c_str());
-    }
-    const Resolved* r = &mr->resolved;
-    if (tr && r->tag) {
-      absl::Status st =
-          CheckAndRecordTag(DefaultStateDir(), *tr, *r->tag, (*conns)[mr->node]->address());
-      if (!st.ok()) return Fail(st);
-    }
-    uint64_t bytes = 0;
-    json files = json::array();
-    for (const auto& f : r->manifest.files()) {
-      bytes += f.size();
-      files.push_back({{"path", f.path()}, {"size", f.size()}, {"sha256", f.sha256()}});
-    }
-    if (ctx_->as_json) {
-      PrintJson({{"manifest", r->digest},
-                 {"name", r->manifest.name()},
-                 {"version", r->manifest.version()},
-                 {"bytes", bytes},
-                 {"files", files},
-                 {"license", r->manifest.license()},
-                 {"verified", tr.has_value()},
-                 {"tag_version", r->tag ? r->tag->version() : 0}});
-    } else {
-      std::printf(
-          "%s %s %s%s\n  %d files, %s%s\n", r->manifest.name().c_str(),
-          r->manifest.version().c_str(), r->digest.c_str(),
-          tr ? " (signature verified)" : " (not verified: no --trust)", r->manifest.files_size(),
-          Progress::Bytes(bytes).c_str(),
-          r->manifest.license().empty() ? "" : (", license " + r->manifest.license()).c_str());
-      for (const auto& f : r->manifest.files()) {
-        std::printf("  %12lu  %s\n", static_cast<unsigned long>(f.size()), f.path().c_str());
-      }
-    }
-    return 0;
+  if (info_->parsed()) return RunInfo(ctx_, *conns, tr ? &*tr : nullptr, ref_arg_);
+  if (ls_->parsed()) return RunLs(ctx_, **conn, conns->size(), prefix_arg_, pending_);
+  if (conns->size() > 1 && !ctx_->as_json) {
+    std::fprintf(stderr, "cairn: asking %s (the first reachable of %zu nodes)\n",
+                 (*conn)->address().c_str(), conns->size());
   }
 
   if (status_->parsed()) {
@@ -203,40 +171,6 @@ int InspectCommands::Run() {
                     u.last_quarantined().c_str());
       }
     }
-    return 0;
-  }
-
-  if (ls_->parsed()) {
-    auto listed = ListNames(**conn, prefix_arg_);
-    if (!listed.ok()) return Fail(listed.status());
-    const cairn::v1::ListResponse& resp = *listed;
-    json out = json::array();
-    for (const auto& e : resp.entries()) {
-      json rel = json::array(), tags = json::array();
-      for (const auto& r : e.releases()) {
-        rel.push_back({{"version", r.version()},
-                       {"manifest", r.manifest_digest()},
-                       {"bytes", r.bytes()},
-                       {"files", r.files()}});
-      }
-      for (const auto& t : e.tags()) {
-        tags.push_back(
-            {{"tag", t.tag()}, {"version", t.version()}, {"manifest", t.manifest_digest()}});
-      }
-      out.push_back({{"name", e.name()}, {"releases", rel}, {"tags", tags}});
-      if (!ctx_->as_json) {
-        std::printf("%s\n", e.name().c_str());
-        for (const auto& r : e.releases()) {
-          std::printf("  %-16s %s  %s\n", r.version().c_str(), r.manifest_digest().c_str(),
-                      Progress::Bytes(r.bytes()).c_str());
-        }
-        for (const auto& t : e.tags()) {
-          std::printf("  :%-15s -> %s (v%lu)\n", t.tag().c_str(), t.manifest_digest().c_str(),
-                      static_cast<unsigned long>(t.version()));
-        }
-      }
-    }
-    if (ctx_->as_json) PrintJson(out);
     return 0;
   }
 

@@ -1,15 +1,19 @@
 // cairn: the Cairn command-line client. One *_cmd.cc per command group.
 #include <grpc/support/log.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "cairn/crypto.h"
+#include "cairn/strings.h"
 #include "cairn/tuning.h"
 #include "cli_context.h"
 #include "cli_util.h"
+#include "completion.h"
 #include "inspect_cmd.h"
 #include "interrupt.h"
 #include "publish_cmd.h"
@@ -47,12 +51,31 @@ int main(int argc, char** argv) {
   keygen->add_option("--out", key_out, "private key file to write (mode 0600)")->required();
   ctx.AddJson(keygen);
 
-  cairn::client::TrustCommands trust_cmds(&app, &ctx.as_json,
-                                          [&ctx](CLI::App* c) { ctx.AddNode(c); });
+  cairn::client::TrustCommands trust_cmds(
+      &app, &ctx.as_json, [&ctx](CLI::App* c) { ctx.AddNode(c); }, &ctx.settings.trust);
   cairn::client::PublishCommands publish_cmds(&app, &ctx);
   cairn::client::PullCommands pull_cmds(&app, &ctx);
   cairn::client::InspectCommands inspect_cmds(&app, &ctx);
   cairn::client::StoreCommands store_cmds(&app, &ctx);
+
+  // completion bash: the script for `complete`, from this very definition.
+  auto* completion = app.add_subcommand("completion", "print a shell completion script");
+  std::string shell;
+  completion->add_option("SHELL", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
+  app.set_version_flag("--version", std::string("cairn ") + CAIRN_VERSION);
+  // An unknown command is named (CLI11 would say "A subcommand is required").
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      names.push_back(sub->get_name());
+    }
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      std::string near = cairn::Nearest(argv[1], names);
+      return Fail(absl::InvalidArgumentError(std::string("unknown command '") + argv[1] + "'" +
+                                             (near.empty() ? "" : " (did you mean " + near + "?)") +
+                                             "; cairn --help lists them"));
+    }
+  }
 
   try {
     app.parse(argc, argv);
@@ -70,6 +93,10 @@ int main(int argc, char** argv) {
       PrintJson({{"key_id", (*k)->key_id()}, {"private", key_out}, {"public", key_out + ".pub"}});
     else
       std::printf("%s\n", (*k)->key_id().c_str());
+    return 0;
+  }
+  if (*completion) {
+    std::fputs(cairn::client::BashCompletion(app).c_str(), stdout);
     return 0;
   }
   if (trust_cmds.parsed()) return trust_cmds.Run([&] { return ctx.ConnectAll(); });

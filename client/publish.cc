@@ -250,7 +250,7 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   m.set_name(o.name);
   m.set_version(o.version);
   m.set_license(o.license);
-  m.set_created_unix(SystemNowUnix());
+  m.set_created_unix(o.created_unix ? *o.created_unix : SystemNowUnix());
   for (const auto& f : files) {
     auto* fe = m.add_files();
     fe->set_path(f.path);
@@ -409,7 +409,10 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
     rec.set_tag(o.tag);
     rec.set_manifest_digest(res.manifest);
     rec.set_version(version);
-    rec.set_expires_unix(SystemNowUnix() + int64_t{o.tag_expires_days} * 86400);
+    rec.set_expires_unix(o.tag_expires_unix
+                             ? *o.tag_expires_unix
+                             : SystemNowUnix() + int64_t{o.tag_expires_days} * 86400);
+    res.tag_expires_unix = rec.expires_unix();
     CAIRN_ASSIGN_OR_RETURN(auto tenv,
                            SignEnvelope(kTagPayloadType, SerializeCanonical(rec), signers));
     creq.set_tag_envelope(SerializeCanonical(tenv));
@@ -421,6 +424,8 @@ absl::StatusOr<PublishResult> Publish(Connection& node, const PublishOptions& o)
   absl::Status committed = FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), "commit");
   session_used = committed.ok();  // the node freed it
   CAIRN_RETURN_IF_ERROR(committed);
+  res.node = node.address();
+  res.created_unix = m.created_unix();
   res.already_present = cresp.already_present();
   res.pending = cresp.pending();
   res.signatures = cresp.signatures();
@@ -503,66 +508,6 @@ absl::StatusOr<CoSignResult> CoSign(Connection& node, const std::string& ref,
   out.signatures = cresp.signatures();
   out.signatures_needed = cresp.signatures_needed();
   return out;
-}
-
-absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& o) {
-  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(o.ref));
-  if (ref.tag.empty() || !ref.digest.empty()) {
-    return absl::InvalidArgumentError("renew takes NS/MODEL:TAG (got " + o.ref + ")");
-  }
-  if (o.expires_days < 1 || o.expires_days > 3650) {
-    return absl::InvalidArgumentError(
-        StrCat("--expires-days must be from 1 to 3650 (got ", o.expires_days, ")"));
-  }
-  if (o.within_days < 0 || o.within_days > 3650) {
-    return absl::InvalidArgumentError(
-        StrCat("--within-days must be from 0 to 3650 (got ", o.within_days, ")"));
-  }
-  CAIRN_ASSIGN_OR_RETURN(auto keys, LoadKeys(o.key_paths));
-  std::vector<const SigningKey*> signers;
-  for (auto& k : keys) signers.push_back(k.get());
-  // The tag as the node holds it (also when withheld: a revoked signer's tag
-  // is renewed by its successor).
-  CAIRN_ASSIGN_OR_RETURN(Resolved cur, ResolveVerified(node, nullptr, ref.ToString(),
-                                                       /*include_withheld=*/true));
-  RenewResult res;
-  res.ref = ref.ToString();
-  res.manifest = cur.digest;
-  res.old_version = cur.tag->version();
-  res.old_expires_unix = cur.tag->expires_unix();
-  const int64_t now = SystemNowUnix();
-  if (cur.tag->expires_unix() > now + int64_t{o.within_days} * 86400) {
-    res.renewed = false;  // not due: a cron job runs this daily
-    res.new_version = res.old_version;
-    res.new_expires_unix = res.old_expires_unix;
-    return res;
-  }
-  cairn::v1::TagRecord rec = *cur.tag;
-  rec.set_version(cur.tag->version() + 1);
-  rec.set_expires_unix(now + int64_t{o.expires_days} * 86400);
-  CAIRN_ASSIGN_OR_RETURN(auto tenv,
-                         SignEnvelope(kTagPayloadType, SerializeCanonical(rec), signers));
-  CAIRN_ASSIGN_OR_RETURN(std::string session, OpenPublishSession(node, ref.name, signers));
-  bool session_used = false;
-  absl::Cleanup end_session = [&] {
-    if (!session_used) EndPublishSession(node, session);
-  };
-  // The release as stored (same manifest: an idempotent re-commit) with the
-  // new tag record.
-  cairn::v1::CommitRequest creq;
-  creq.set_session_id(session);
-  CAIRN_RETURN_IF_ERROR(SetManifestEnvelope(node, cur.envelope, &creq));
-  creq.set_tag_envelope(SerializeCanonical(tenv));
-  cairn::v1::CommitResponse cresp;
-  auto ctx = node.Context();
-  absl::Status committed =
-      FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), "commit of the renewed tag");
-  session_used = committed.ok();
-  CAIRN_RETURN_IF_ERROR(committed);
-  res.renewed = true;
-  res.new_version = rec.version();
-  res.new_expires_unix = rec.expires_unix();
-  return res;
 }
 
 }  // namespace cairn::client

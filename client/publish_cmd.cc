@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "cairn/objects.h"
+#include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cli_util.h"
 #include "nlohmann/json.hpp"
@@ -82,10 +83,28 @@ PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
       ->check(CLI::Range(0, 3650));
   ctx_->AddNode(renew_cmd_);
   ctx_->AddJson(renew_cmd_);
+
+  // tag
+  tag_cmd_ = app->add_subcommand(
+      "tag", "point a tag at a release the node holds (signed; no file is uploaded)");
+  tag_cmd_
+      ->add_option("RELEASE", tag_.release, "NS/MODEL@sha256:..., NS/MODEL@VERSION or NS/MODEL:TAG")
+      ->required();
+  tag_cmd_->add_option("TAG", tag_.tag, "the tag to set, e.g. latest or stable")->required();
+  tag_cmd_->add_option("--key", tag_.key_paths, "publisher private key; repeatable")->required();
+  tag_cmd_
+      ->add_option("--expires-days", tag_.expires_days, "days the tag lives (default 90; 1-3650)")
+      ->check(CLI::Range(1, 3650));
+  tag_cmd_->add_option("--tag-version", move_tag_version_,
+                       "the tag record's version (default: the node's current + 1)");
+  ctx_->AddNode(tag_cmd_);
+  ctx_->AddTrust(tag_cmd_);
+  ctx_->AddJson(tag_cmd_);
 }
 
 bool PublishCommands::parsed() const {
-  return publish_->parsed() || import_hf_->parsed() || sign_->parsed() || renew_cmd_->parsed();
+  return publish_->parsed() || import_hf_->parsed() || sign_->parsed() || renew_cmd_->parsed() ||
+         tag_cmd_->parsed();
 }
 
 int PublishCommands::Run() {
@@ -104,10 +123,40 @@ int PublishCommands::Run() {
       po_.chunker = ChunkerParams::ForAverage(avg_chunk_);
     }
     po_.progress = ctx_->tty();
-    auto conn = ctx_->Connect();
-    if (!conn.ok()) return Fail(conn.status());
-    auto r = Publish(**conn, po_);
-    if (!r.ok()) return Fail(r.status());
+    // Several nodes: the same signed release goes to each, in the order
+    // given (each uploads only the chunks it lacks). Every node must be
+    // reachable before anything is uploaded.
+    auto conns = ctx_->ConnectEvery();
+    if (!conns.ok()) return Fail(conns.status());
+    std::vector<PublishResult> results;
+    for (auto& conn : *conns) {
+      if (conns->size() > 1 && !ctx_->as_json) {
+        std::fprintf(stderr, "cairn: publishing to %s\n", conn->address().c_str());
+      }
+      auto r = Publish(*conn, po_);
+      if (!r.ok()) {
+        if (results.empty()) return Fail(r.status());
+        return Fail(Annotate(r.status(), StrCat("published to ", results.size(), " of ",
+                                                conns->size(), " nodes, then ", conn->address())));
+      }
+      // The next nodes get byte-identical envelopes.
+      po_.created_unix = r->created_unix;
+      if (!r->tag.empty()) {
+        po_.tag_version = r->tag_version;
+        po_.tag_expires_unix = r->tag_expires_unix;
+      }
+      results.push_back(std::move(*r));
+    }
+    const PublishResult* r = &results[0];
+    json nodes = json::array();
+    for (const auto& x : results) {
+      nodes.push_back({{"address", x.node},
+                       {"bytes_uploaded", x.bytes_uploaded},
+                       {"chunks_uploaded", x.chunks_uploaded},
+                       {"already_present", x.already_present},
+                       {"pending", x.pending},
+                       {"seconds", x.seconds}});
+    }
     if (ctx_->as_json) {
       PrintJson({{"manifest", r->manifest},
                  {"name", r->name},
@@ -123,22 +172,30 @@ int PublishCommands::Run() {
                  {"pending", r->pending},
                  {"signatures", r->signatures},
                  {"signatures_needed", r->signatures_needed},
+                 {"nodes", nodes},
                  {"seconds", r->seconds}});
-    } else if (r->pending) {
-      std::printf(
-          "uploaded %s %s %s: pending, %u of %u signatures\n  each co-signer runs: cairn sign "
-          "%s@%s --key KEY --node %s\n",
-          r->name.c_str(), r->version.c_str(), r->manifest.c_str(), r->signatures,
-          r->signatures_needed, r->name.c_str(), r->manifest.c_str(), (*conn)->address().c_str());
-    } else {
-      std::printf(
-          "published %s %s %s\n  %lu files, %s; uploaded %s in %lu of %lu chunks (%.1fs)%s\n",
-          r->name.c_str(), r->version.c_str(), r->manifest.c_str(),
-          static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
-          Progress::Bytes(r->bytes_uploaded).c_str(),
-          static_cast<unsigned long>(r->chunks_uploaded),
-          static_cast<unsigned long>(r->chunks_total), r->seconds,
-          r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
+      return 0;
+    }
+    for (const auto& x : results) {
+      r = &x;
+      if (r->pending) {
+        std::printf(
+            "uploaded %s %s %s to %s: pending, %u of %u signatures\n  each co-signer runs: cairn "
+            "sign %s@%s --key KEY --node %s\n",
+            r->name.c_str(), r->version.c_str(), r->manifest.c_str(), r->node.c_str(),
+            r->signatures, r->signatures_needed, r->name.c_str(), r->manifest.c_str(),
+            r->node.c_str());
+      } else {
+        std::printf(
+            "published %s %s %s to %s\n  %lu files, %s; uploaded %s in %lu of %lu chunks "
+            "(%.1fs)%s\n",
+            r->name.c_str(), r->version.c_str(), r->manifest.c_str(), r->node.c_str(),
+            static_cast<unsigned long>(r->files), Progress::Bytes(r->bytes_total).c_str(),
+            Progress::Bytes(r->bytes_uploaded).c_str(),
+            static_cast<unsigned long>(r->chunks_uploaded),
+            static_cast<unsigned long>(r->chunks_total), r->seconds,
+            r->tag.empty() ? "" : StrCat("\n  tag ", r->tag, " -> v", r->tag_version).c_str());
+      }
     }
     return 0;
   }
@@ -159,11 +216,43 @@ int PublishCommands::Run() {
     } else if (r->renewed) {
       std::printf("renewed %s: v%lu -> v%lu, expires %s (was %s)\n", r->ref.c_str(),
                   static_cast<unsigned long>(r->old_version),
-                  static_cast<unsigned long>(r->new_version), UtcDate(r->new_expires_unix).c_str(),
-                  UtcDate(r->old_expires_unix).c_str());
+                  static_cast<unsigned long>(r->new_version), IsoDate(r->new_expires_unix).c_str(),
+                  IsoDate(r->old_expires_unix).c_str());
     } else {
       std::printf("%s: not due (expires %s, v%lu)\n", r->ref.c_str(),
-                  UtcDate(r->old_expires_unix).c_str(), static_cast<unsigned long>(r->old_version));
+                  IsoDate(r->old_expires_unix).c_str(), static_cast<unsigned long>(r->old_version));
+    }
+    return 0;
+  }
+
+  if (tag_cmd_->parsed()) {
+    std::optional<TrustRootView> tr;
+    if (!ctx_->settings.trust.empty()) {
+      auto t = ctx_->LoadTrust();
+      if (!t.ok()) return Fail(t.status());
+      tr = std::move(*t);
+      tag_.trust = &*tr;
+    }
+    if (move_tag_version_ > 0) tag_.tag_version = move_tag_version_;
+    auto conn = ctx_->Connect();
+    if (!conn.ok()) return Fail(conn.status());
+    auto r = MoveTag(**conn, tag_);
+    if (!r.ok()) return Fail(r.status());
+    if (ctx_->as_json) {
+      PrintJson({{"name", r->name},
+                 {"tag", r->tag},
+                 {"manifest", r->manifest},
+                 {"version", r->version},
+                 {"previous_manifest", r->old_manifest},
+                 {"tag_version", r->tag_version},
+                 {"expires_unix", r->expires_unix},
+                 {"node", (*conn)->address()}});
+    } else {
+      std::printf("%s:%s -> %s %s (v%lu, expires %s) on %s%s\n", r->name.c_str(), r->tag.c_str(),
+                  r->version.c_str(), r->manifest.c_str(),
+                  static_cast<unsigned long>(r->tag_version), IsoDate(r->expires_unix).c_str(),
+                  (*conn)->address().c_str(),
+                  r->old_manifest.empty() ? "" : ("; was " + r->old_manifest).c_str());
     }
     return 0;
   }

@@ -26,8 +26,10 @@ class PublishCommands {
   std::string sign_ref_;
   std::vector<std::string> sign_keys_;
   RenewOptions renew_;
+  TagOptions tag_;
+  uint64_t move_tag_version_ = 0;
   std::string hf_revision_, hf_commit_;
-  CLI::App *publish_, *import_hf_, *sign_, *renew_cmd_;
+  CLI::App *publish_, *import_hf_, *sign_, *renew_cmd_, *tag_cmd_;
 };
 
 }  // namespace cairn::client

@@ -1,5 +1,9 @@
 // Resolving a ref on one node or across several, verified against the trust root.
+#include <condition_variable>
+#include <functional>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
@@ -74,38 +78,94 @@ absl::StatusOr<Resolved> VerifyResolved(const cairn::v1::ResolveResponse& resp,
 }
 
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
-                                         const std::string& ref_text, bool include_withheld) {
+                                         const std::string& ref_text, bool include_withheld,
+                                         Cancellation* cancel) {
   CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
   cairn::v1::ResolveRequest req;
   req.set_ref(ref_text);
   req.set_include_withheld(include_withheld && trust == nullptr);
   cairn::v1::ResolveResponse resp;
   auto ctx = node.Context();
-  CAIRN_RETURN_IF_ERROR(FromGrpc(node.registry()->Resolve(ctx.get(), req, &resp),
-                                 StrCat("resolve ", ref.ToString(), " on ", node.address())));
+  int cb = cancel ? cancel->AddCallback([c = ctx.get()] { c->TryCancel(); }) : 0;
+  grpc::Status st = node.registry()->Resolve(ctx.get(), req, &resp);
+  if (cancel) cancel->RemoveCallback(cb);
+  CAIRN_RETURN_IF_ERROR(FromGrpc(st, StrCat("resolve ", ref.ToString(), " on ", node.address())));
   return VerifyResolved(resp, trust, ref, "node " + node.address());
 }
+
+namespace {
+
+// Runs fn(i, cancel) for every i on its own thread. Returns once all
+// finished, or once `ok` held for one result and a grace period passed (as
+// long as that first success took, at least 100 ms): then `cancel` fires and
+// the slower ones end promptly, their results replaced by `late(i)`.
+template <typename T>
+std::vector<T> RaceAll(size_t n, const std::function<T(size_t, Cancellation*)>& fn,
+                       const std::function<bool(const T&)>& ok,
+                       const std::function<T(size_t)>& late) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::optional<T>> got(n);
+  size_t done = 0;
+  std::optional<std::chrono::steady_clock::time_point> first_ok;
+  Cancellation cancel;
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      T v = fn(i, &cancel);
+      std::lock_guard<std::mutex> l(mu);
+      if (!first_ok && ok(v)) first_ok = std::chrono::steady_clock::now();
+      if (!cancel.cancelled()) got[i] = std::move(v);
+      done++;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return done == n || first_ok.has_value(); });
+    if (done < n) {
+      auto grace = std::max<std::chrono::steady_clock::duration>(*first_ok - t0,
+                                                                 std::chrono::milliseconds(100));
+      cv.wait_until(l, *first_ok + grace, [&] { return done == n; });
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);  // what arrives from now on is late
+    if (done < n) cancel.Cancel();
+  }
+  for (auto& t : threads) t.join();
+  std::vector<T> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(got[i] ? std::move(*got[i]) : late(i));
+  return out;
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
     const std::vector<std::string>& addresses, int timeout_seconds,
     std::vector<std::string>* unreachable, const TlsOptions& tls) {
   if (addresses.empty()) return absl::InvalidArgumentError("no node given");
-  std::vector<absl::StatusOr<std::unique_ptr<Connection>>> got;
-  for (size_t i = 0; i < addresses.size(); ++i) got.emplace_back(absl::UnknownError(""));
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < addresses.size(); ++i) {
-    threads.emplace_back([&, i] { got[i] = Connection::Open(addresses[i], timeout_seconds, tls); });
-  }
-  for (auto& t : threads) t.join();
+  using Opened = absl::StatusOr<std::unique_ptr<Connection>>;
+  auto got = RaceAll<Opened>(
+      addresses.size(),
+      [&](size_t i, Cancellation* cancel) {
+        return Connection::Open(addresses[i], timeout_seconds, tls, cancel);
+      },
+      [](const Opened& o) { return o.ok(); },
+      [&](size_t i) {
+        return absl::DeadlineExceededError("node " + addresses[i] +
+                                           " was slow to connect: not waited for");
+      });
   std::vector<std::unique_ptr<Connection>> out;
   std::vector<std::string> errors;
   for (auto& g : got) {
     if (g.ok()) {
       out.push_back(std::move(*g));
-    } else {
-      errors.push_back(std::string(g.status().message()));
-      if (unreachable) unreachable->push_back(errors.back());
+      continue;
     }
+    errors.push_back(std::string(g.status().message()));
+    if (unreachable) unreachable->push_back(errors.back());
   }
   if (out.empty()) {
     if (errors.size() == 1) return absl::UnavailableError(errors[0]);
@@ -116,12 +176,18 @@ absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
 
 absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& nodes,
                                             const TrustRootView* trust, const std::string& ref) {
-  std::vector<absl::StatusOr<Resolved>> got(nodes.size(), absl::UnknownError(""));
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    threads.emplace_back([&, i] { got[i] = ResolveVerified(*nodes[i], trust, ref); });
-  }
-  for (auto& t : threads) t.join();
+  // Every node is asked; once one answered, the others get as long again
+  // (a slow mirror costs about one round trip of the fastest, not a timeout).
+  std::vector<absl::StatusOr<Resolved>> got = RaceAll<absl::StatusOr<Resolved>>(
+      nodes.size(),
+      [&](size_t i, Cancellation* cancel) {
+        return ResolveVerified(*nodes[i], trust, ref, /*include_withheld=*/false, cancel);
+      },
+      [](const absl::StatusOr<Resolved>& r) { return r.ok(); },
+      [&](size_t i) {
+        return absl::DeadlineExceededError("node " + nodes[i]->address() +
+                                           " answered too slowly: not waited for");
+      });
   MultiResolved out;
   std::optional<size_t> best;
   for (size_t i = 0; i < nodes.size(); ++i) {

@@ -82,7 +82,7 @@ int ListLocal(CliContext* ctx, const std::string& pattern) {
     auto tags = (*store)->TagsOf(r.name, r.dir);
     std::printf("%-32s %-12s %s  %9s  %s%s%s\n    %s\n", r.name.c_str(), r.version.c_str(),
                 r.digest.substr(0, 19).c_str(), Progress::Bytes(r.bytes).c_str(),
-                UtcDate(r.last_used).c_str(),
+                IsoDate(r.last_used).c_str(),
                 tags.empty() ? "" : ("  tags: " + StrJoin(tags, ",")).c_str(),
                 r.partial ? "  (partial)" : "", r.dir.c_str());
   }

@@ -110,8 +110,9 @@ bool HasId(const google::protobuf::RepeatedPtrField<std::string>& ids, const std
 }  // namespace
 
 TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
-                             const std::function<void(CLI::App*)>& add_node)
-    : as_json_(as_json) {
+                             const std::function<void(CLI::App*)>& add_node,
+                             const std::string* default_trust)
+    : as_json_(as_json), default_trust_(default_trust) {
   auto* trust = app->add_subcommand("trust", "trust-root administration");
   trust->require_subcommand(1);
   auto json_flag = [&](CLI::App* c) {
@@ -121,8 +122,9 @@ TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
     c->add_option("--key", keys_, help)->required();
   };
   auto trust_file = [&](CLI::App* c) {
-    c->add_option("--trust", trust_, "trust file (its older versions are kept beside it)")
-        ->required();
+    c->add_option("--trust", trust_,
+                  "trust file, its older versions kept beside it (default: CAIRN_TRUST or "
+                  "trust in config.toml)");
   };
 
   init_ = trust->add_subcommand("init", "make a version-1 trust root");
@@ -179,7 +181,8 @@ TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
   json_flag(sign_);
 
   show_ = trust->add_subcommand("show", "print a trust root (and any pending one)");
-  show_->add_option("TRUST", show_path_, "trust file")->required();
+  show_->add_option("TRUST", show_path_, "trust file (the same as --trust)");
+  trust_file(show_);
   json_flag(show_);
 
   push_ = trust->add_subcommand("push", "give nodes the trust file's newer roots");
@@ -210,6 +213,18 @@ int TrustCommands::Run(
   auto expires = [&](int default_days) {
     return SystemNowUnix() + int64_t{days_ > 0 ? days_ : default_days} * 86400;
   };
+
+  // Every command but init works on an existing file: --trust, else the
+  // positional file of show, else CAIRN_TRUST or the config's.
+  if (!init_->parsed()) {
+    if (trust_.empty()) trust_ = show_path_;
+    if (trust_.empty() && default_trust_) trust_ = *default_trust_;
+    if (trust_.empty()) {
+      return Fail(absl::InvalidArgumentError(
+          "no trust root: pass --trust FILE, set CAIRN_TRUST, or trust in config.toml"));
+    }
+    show_path_ = trust_;
+  }
 
   if (init_->parsed()) {
     auto keys = LoadPrivateKeys(keys_);

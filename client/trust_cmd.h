@@ -20,7 +20,10 @@ class TrustCommands {
  public:
   // Adds `trust` and its subcommands to `app`. `add_node` adds the --node
   // options to a subcommand.
-  TrustCommands(CLI::App* app, bool* as_json, const std::function<void(CLI::App*)>& add_node);
+  // `default_trust` (the settings' trust file: CAIRN_TRUST or the config)
+  // is used when --trust is not given.
+  TrustCommands(CLI::App* app, bool* as_json, const std::function<void(CLI::App*)>& add_node,
+                const std::string* default_trust);
   // Whether a trust subcommand was parsed.
   bool parsed() const;
   // Runs it; `connect` opens every node named. Returns the exit code.
@@ -32,6 +35,7 @@ class TrustCommands {
   std::vector<std::string> keys_, root_pubs_, remove_roots_, publishers_, key_ids_, replacements_;
   bool allow_empty_ = false;
   std::string out_, trust_, ns_, show_path_;
+  const std::string* default_trust_;
   int days_ = 0;
   unsigned threshold_ = 1, root_threshold_ = 0;
 };

@@ -67,7 +67,8 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
           return out;
         });
     ServeOnPool<ListRequest, ListResponse>("List", pool, [repo](auto* call) {
-      return repo->List(call->req().prefix(), call->req().include_withheld());
+      return repo->List(call->req().prefix(), call->req().include_withheld(),
+                        call->req().include_pending());
     });
     ServeOnPool<LineageRequest, LineageResponse>(
         "Lineage", pool, [repo](auto* call) { return repo->Lineage(call->req().ref()); });

@@ -326,7 +326,19 @@ TEST_F(CliTest, TrustLifecycleDelegateRevokeRotateCoSignPushAndUpdate) {
   EXPECT_EQ(st["trust_version"], 5);
   EXPECT_EQ(st["releases_withheld"], 1);
   EXPECT_THAT(Cairn({"status", "--node", addr_}).out, HasSubstr("withheld: 1 release(s)"));
-  ExpectOneLineError(Cairn({"info", "acme/m", "--node", addr_}), "withheld");
+  {
+    // info shows it, with why it is not served.
+    auto info = Cairn({"info", "acme/m", "--node", addr_, "--json"});
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    auto ij = nlohmann::json::parse(info.out);
+    EXPECT_EQ(ij["state"], "withheld");
+    EXPECT_THAT(ij["reason"].get<std::string>(), HasSubstr("withheld"));
+    EXPECT_THAT(Cairn({"info", "acme/m", "--node", addr_}).out, HasSubstr("(withheld;"));
+    // ...and a pull refuses it.
+    ExpectOneLineError(Cairn({"pull", "acme/m", "--out", dir_ / "w", "--node", addr_, "--trust",
+                              T}),
+                       "withheld");
+  }
   // The revoked key cannot publish; the second key can, and its release pulls
   // with the client's updated trust file.
   ExpectOneLineError(Publish(dir_ / "model", "acme/m", "2"), "revoked");
@@ -420,7 +432,30 @@ TEST_F(CliTest, TwoOfTwoNamespaceIsPublishedByCoSigningFromAnotherMachine) {
   EXPECT_EQ(pj["signatures"], 1);
   EXPECT_EQ(pj["signatures_needed"], 2);
   const std::string ref = "acme/m@" + pj["manifest"].get<std::string>();
-  ExpectOneLineError(Cairn({"info", "acme/m", "--node", addr_}), "unknown");
+  {
+    // A co-signer sees what they are asked to sign: in info and ls --pending.
+    auto info = Cairn({"info", "acme/m", "--node", addr_, "--json"});
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    auto ij = nlohmann::json::parse(info.out);
+    EXPECT_EQ(ij["state"], "pending");
+    EXPECT_EQ(ij["manifest"], pj["manifest"]);
+    EXPECT_EQ(ij["signatures"], 1);
+    EXPECT_EQ(ij["signatures_needed"], 2);
+    EXPECT_EQ(ij["files"].size(), 2u);
+    EXPECT_THAT(ij["reason"].get<std::string>(), HasSubstr("cairn sign " + ref));
+    auto ls = Cairn({"ls", "acme/m", "--pending", "--node", addr_, "--json"});
+    ASSERT_EQ(ls.exit_code, 0) << ls.err;
+    auto lj = nlohmann::json::parse(ls.out);
+    ASSERT_EQ(lj.size(), 1u) << ls.out;
+    EXPECT_EQ(lj[0]["pending"][0]["manifest"], pj["manifest"]);
+    EXPECT_EQ(lj[0]["pending"][0]["signatures_needed"], 2);
+    EXPECT_THAT(Cairn({"ls", "--pending", "--node", addr_}).out, HasSubstr("PENDING 1 of 2"));
+    // Without --pending it is not listed, and nothing pulls it.
+    EXPECT_EQ(nlohmann::json::parse(Cairn({"ls", "--node", addr_, "--json"}).out).size(), 0u);
+    ExpectOneLineError(Cairn({"pull", "acme/m", "--out", dir_ / "p", "--node", addr_, "--trust",
+                              T}),
+                       "unknown");
+  }
   // Wrong co-signers are refused: a stranger, or alice again.
   ExpectOneLineError(Cairn({"sign", ref, "--key", K + "/eve.key", "--node", addr_}),
                      "no new valid signature");

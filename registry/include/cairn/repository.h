@@ -90,7 +90,8 @@ class Repository {
   // A committed object's bytes by "sha256:..." name. NotFound when absent.
   absl::StatusOr<std::string> GetObject(std::string_view digest);
   absl::StatusOr<cairn::v1::ListResponse> List(std::string_view prefix,
-                                               bool include_withheld = false);
+                                               bool include_withheld = false,
+                                               bool include_pending = false);
   absl::StatusOr<cairn::v1::LineageResponse> Lineage(std::string_view ref);
 
   ChunkStore* chunks() { return chunks_.get(); }

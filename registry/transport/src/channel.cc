@@ -94,7 +94,8 @@ bool UsesTls(const std::string& address, const TlsOptions& tls) {
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& address,
                                                              int timeout_seconds,
-                                                             const TlsOptions& tls) {
+                                                             const TlsOptions& tls,
+                                                             Cancellation* cancel) {
   CAIRN_ASSIGN_OR_RETURN(NodeAddress parsed, ParseNodeAddress(address));
   auto ch = NewChannel(address, tls);
   auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds);
@@ -108,7 +109,11 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
       CAIRN_RETURN_IF_ERROR(
           ProbeNode(parsed, UsesTls(address, tls), tls, std::min(timeout_seconds, 5) * 1000));
     }
-    ch->WaitForStateChange(state, deadline);
+    if (cancel && cancel->cancelled()) {
+      return absl::CancelledError("connecting to node " + address + " was given up");
+    }
+    ch->WaitForStateChange(state, std::min(deadline, std::chrono::system_clock::now() +
+                                                         std::chrono::milliseconds(50)));
     state = ch->GetState(/*try_to_connect=*/true);
   }
   if (state != GRPC_CHANNEL_READY) {

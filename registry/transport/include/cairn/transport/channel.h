@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "cairn/clock.h"
 #include "cairn/transport/address.h"
 #include "cairn/v1/service.grpc.pb.h"
 
@@ -48,10 +49,12 @@ class Connection {
  public:
   // Connects to HOST:PORT, waiting at most `timeout_seconds`. Unavailable
   // (naming the node) when it cannot be reached in time; InvalidArgument for
-  // an address that is not HOST:PORT.
+  // an address that is not HOST:PORT. Cancelled once `cancel` (not owned,
+  // may be null) fires, within about 50 ms.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& address,
                                                           int timeout_seconds,
-                                                          const TlsOptions& tls = {});
+                                                          const TlsOptions& tls = {},
+                                                          Cancellation* cancel = nullptr);
   // A second connection to the same node (its own TCP connection), not yet
   // connected: for parallel streams.
   std::unique_ptr<Connection> Another() const;
