@@ -61,10 +61,10 @@ int InspectCommands::Run() {
   }
 
   if (info_->parsed()) return RunInfo(ctx_, *conns, tr ? &*tr : nullptr, ref_arg_);
-  if (ls_->parsed()) return RunLs(ctx_, **conn, conns->size(), prefix_arg_, pending_);
-  if (conns->size() > 1 && !ctx_->as_json) {
+  if (ls_->parsed()) return RunLs(ctx_, **conn, ctx_->settings.nodes.size(), prefix_arg_, pending_);
+  if (ctx_->settings.nodes.size() > 1 && !ctx_->as_json) {
     std::fprintf(stderr, "cairn: asking %s (the first reachable of %zu nodes)\n",
-                 (*conn)->address().c_str(), conns->size());
+                 (*conn)->address().c_str(), ctx_->settings.nodes.size());
   }
 
   if (status_->parsed()) {
