@@ -190,12 +190,8 @@ std::string ModelStore::TagPath(const std::string& name, const std::string& tag)
 // ---- chunks ----
 
 absl::StatusOr<bool> ModelStore::Has(const Digest& d) {
-  bool found = false;
-  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kLocal, DigestBytes(d), [&](auto, auto) {
-    found = true;
-    return false;
-  }));
-  return found;
+  CAIRN_ASSIGN_OR_RETURN(std::vector<Location> locs, Find(d));
+  return !locs.empty();
 }
 
 absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::Find(const Digest& d) {
@@ -209,6 +205,11 @@ absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::Find(const Digest&
     auto path = meta_->Get(Table::kState, FileKey(id));
     if (absl::IsNotFound(path.status())) continue;
     CAIRN_RETURN_IF_ERROR(path.status());
+    // A file deleted since (a plain tree removed by hand) is forgotten now.
+    if (struct stat st; ::stat(path->c_str(), &st) != 0 && errno == ENOENT) {
+      CAIRN_RETURN_IF_ERROR(DropEntry(LocalKey(d, id)));
+      continue;
+    }
     out.push_back({*path, GetBE(v, 0, 8), static_cast<uint32_t>(GetBE(v, 8, 4))});
   }
   return out;

@@ -75,9 +75,10 @@ class ModelStore {
   std::string TagPath(const std::string& name, const std::string& tag) const;
 
   // ---- chunks ----
-  // Whether some file is recorded as holding `d` (no byte is read).
+  // Whether some existing file is recorded as holding `d` (no byte is read).
   absl::StatusOr<bool> Has(const Digest& d);
-  // Where files are recorded as holding `d`.
+  // Where existing files are recorded as holding `d` (entries of files
+  // deleted since are dropped).
   absl::StatusOr<std::vector<Location>> Find(const Digest& d);
   // Reads `d` from the first recorded file that still holds it, verified;
   // entries whose bytes no longer match are dropped. NotFound when none does.

@@ -208,6 +208,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   };
   absl::flat_hash_map<Digest, std::pair<uint64_t, uint32_t>, DigestHash> in_file;
   std::string data;
+  int no_run_until = 0;
   const int n = cl.chunks_size();
   for (int i = 0; i < n; ++i) {
     if (o.cancel && o.cancel->cancelled()) {
@@ -232,31 +233,38 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       res.bytes_fetched += data.size();
     } else {
       // A run of local chunks that one file holds back to back, at an
-      // offset congruent to ours modulo the block size, is cloned.
+      // offset congruent to ours modulo the block size, is cloned. A run
+      // looked at and not cloned is copied chunk by chunk without looking
+      // again (no_run_until), so a file costs one pass of lookups.
       uint64_t run_len = 0;
       int run_end = i;
       std::string src_path;
       uint64_t src_off = 0;
-      if (run.try_reflink) {
+      if (run.try_reflink && i >= no_run_until) {
         auto locs = store->Find(d);
-        if (locs.ok() && !locs->empty() && (*locs)[0].offset % kBlock == at % kBlock) {
-          src_path = (*locs)[0].path;
-          src_off = (*locs)[0].offset;
-          run_len = c.length();
-          run_end = i + 1;
-          while (run_end < n) {
-            const auto& nc = cl.chunks(run_end);
-            Digest nd = DigestOf(nc);
-            if (to_fetch.contains(nd) || in_file.contains(nd)) break;
-            auto nl = store->Find(nd);
-            if (!nl.ok() || nl->empty() || (*nl)[0].path != src_path ||
-                (*nl)[0].offset != src_off + run_len) {
-              break;
-            }
-            run_len += nc.length();
-            ++run_end;
+        if (locs.ok()) {
+          for (const auto& l : *locs) {
+            if (l.offset % kBlock != at % kBlock) continue;
+            src_path = l.path;
+            src_off = l.offset;
+            run_len = c.length();
+            run_end = i + 1;
+            break;
           }
         }
+        while (run_len > 0 && run_end < n) {
+          const auto& nc = cl.chunks(run_end);
+          Digest nd = DigestOf(nc);
+          if (to_fetch.contains(nd) || in_file.contains(nd)) break;
+          auto nl = store->Find(nd);
+          if (!nl.ok()) break;
+          bool next = false;
+          for (const auto& l : *nl) next |= l.path == src_path && l.offset == src_off + run_len;
+          if (!next) break;
+          run_len += nc.length();
+          ++run_end;
+        }
+        no_run_until = run_end;
       }
       const uint64_t a = (at + kBlock - 1) / kBlock * kBlock;
       const uint64_t b = (at + run_len) / kBlock * kBlock;

@@ -65,14 +65,14 @@ $CAIRN status --node "$CAMPUS"
 
 say "pulling from the edge with every mirror named: chunks come from all three"
 $CAIRN pull cmu/en-us --out pulled-all --node "$CAMPUS" --node "$REGIONAL" --node "$HUB" \
-  --trust trust.root --cache "$WORK/cache-all"
+  --trust trust.root --store "$WORK/cache-all"
 diff -r --exclude=.cairn model pulled-all
 
 say "stopping the hub and the regional mirror; pulling again with all three named"
 kill -TERM "$PID_hub" "$PID_regional"
 wait "$PID_hub" "$PID_regional"
 $CAIRN pull cmu/en-us --out pulled --node "$CAMPUS" --node "$REGIONAL" --node "$HUB" \
-  --timeout 2 --trust trust.root --cache "$WORK/cache"
+  --timeout 2 --trust trust.root --store "$WORK/cache"
 $CAIRN verify pulled --trust trust.root
 diff -r --exclude=.cairn model pulled && echo "byte-for-byte identical to what was published at the hub"
 

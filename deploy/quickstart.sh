@@ -3,14 +3,15 @@
 # embedded defaults, creates a root key, a trust root and a publisher key
 # delegated for a namespace, publishes a real open model (CMU's US-English
 # acoustic model from Debian's pocketsphinx-en-us) and a fine-tuned derivative
-# of it, pulls both back through a fresh cache into fresh directories,
-# verifies them byte for byte, and stops the node cleanly.
+# of it, pulls both into a fresh managed store (the derivative copies its
+# base's unchanged chunks from the base's files), verifies them byte for
+# byte, and stops the node cleanly.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 WORK=$(mktemp -d /tmp/cairn-quickstart.XXXXXX)
-# The demo's client state (rollback floors) stays with the demo.
-export XDG_STATE_HOME=$WORK/state
+# The demo's client state (rollback floors) and store stay with the demo.
+export XDG_STATE_HOME=$WORK/state CAIRN_STORE=$WORK/store
 NODE_PID=""
 cleanup() {
   if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then kill -TERM "$NODE_PID"; wait "$NODE_PID" || true; fi
@@ -51,11 +52,16 @@ $CAIRN publish derived-model --name cmu/en-us-adapted --version 1.0 --key publis
   --base "cmu/en-us@$BASE" --relation finetune --license BSD-2-Clause --json >pub-derived.json
 echo "manifest $(jq -r .manifest pub-derived.json): $(mb "$(jq .bytes_total pub-derived.json)"), uploaded only $(mb "$(jq .bytes_uploaded pub-derived.json)") ($(jq .chunks_uploaded pub-derived.json) of $(jq .chunks_total pub-derived.json) chunks)"
 
-say "pulling both through a fresh cache"
-$CAIRN pull cmu/en-us --out pulled-base --cache "$WORK/cache" --json >pull-base.json
-$CAIRN pull cmu/en-us-adapted:latest --out pulled-derived --cache "$WORK/cache" --json >pull-derived.json
-echo "base:       fetched $(mb "$(jq .bytes_fetched pull-base.json)") of $(mb "$(jq .bytes_total pull-base.json)")"
-echo "derivative: fetched $(mb "$(jq .bytes_fetched pull-derived.json)") of $(mb "$(jq .bytes_total pull-derived.json)"), $(jq .chunks_from_cache pull-derived.json) chunks from the cache"
+say "pulling both into the store ($CAIRN_STORE)"
+$CAIRN pull cmu/en-us --json >pull-base.json
+$CAIRN pull cmu/en-us-adapted:latest --json >pull-derived.json
+pulled_base=$(jq -r .path pull-base.json)
+pulled_derived=$(jq -r .path pull-derived.json)
+echo "base:       fetched $(mb "$(jq .bytes_fetched pull-base.json)") of $(mb "$(jq .bytes_total pull-base.json)") into $pulled_base"
+echo "derivative: fetched $(mb "$(jq .bytes_fetched pull-derived.json)") of $(mb "$(jq .bytes_total pull-derived.json)"), $(jq .chunks_local pull-derived.json) chunks copied from the base's files"
+$CAIRN ls --local
+ln -sfn "$pulled_base" pulled-base
+ln -sfn "$pulled_derived" pulled-derived
 
 say "verifying"
 $CAIRN verify pulled-base

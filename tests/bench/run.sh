@@ -93,10 +93,10 @@ for i in 1 2 3; do
   for s in $SHARDS; do curl -sf -o "cs/$s" "http://127.0.0.1:$PORT/$s" && sha256sum "cs/$s" >/dev/null; done; T1=$(now)
   echo "$T1 - $T0" | bc >>t_curlsha
   rm -rf p cache; T0=$(now)
-  $CAIRN pull bench/base --out p --cache cache --json --fsync >pull.json; T1=$(now)
+  $CAIRN pull bench/base --out p --store cache --json --fsync >pull.json; T1=$(now)
   echo "$T1 - $T0" | bc >>t_cairn
   rm -rf p cache; T0=$(now)
-  $CAIRN pull bench/base --out p --cache cache --json >pull_nofsync.json; T1=$(now)
+  $CAIRN pull bench/base --out p --store cache --json >pull_nofsync.json; T1=$(now)
   echo "$T1 - $T0" | bc >>t_cairn_nofsync
 done
 cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
@@ -113,7 +113,7 @@ NODE_PID=$!
 for _ in $(seq 100); do grep -q listening node.out 2>/dev/null && break; sleep 0.1; done
 for i in 1 2 3; do
   rm -rf p cache; T0=$(now)
-  $CAIRN pull bench/base --out p --cache cache --json >/dev/null; T1=$(now)
+  $CAIRN pull bench/base --out p --store cache --json >/dev/null; T1=$(now)
   echo "$T1 - $T0" | bc >>t_cairn_nv
 done
 TV=$(median <t_cairn_nv)
@@ -130,8 +130,8 @@ CHANGED=0
 SEED=7
 for s in $SHARDS; do CHANGED=$((CHANGED + $("$GEN" mutate "ft/$s" --fraction 0.10 --seed $SEED))); SEED=$((SEED + 1)); done
 $CAIRN publish ft --name bench/ft --version 1 --key pub.key --base "bench/base@$BASE" --json >pubft.json
-rm -rf p; $CAIRN pull bench/base --out p --cache cache2 --json  >/dev/null
-$CAIRN pull bench/ft --out pft --cache cache2 --json  >pullft.json
+rm -rf p; $CAIRN pull bench/base --out p --store cache2 --json  >/dev/null
+$CAIRN pull bench/ft --out pft --store cache2 --json  >pullft.json
 UP=$(jqr .bytes_uploaded pubft.json); FE=$(jqr .bytes_fetched pullft.json); TOT=$(jqr .bytes_total pullft.json)
 echo "changed bytes: $CHANGED of $TOT ($(awk -v c="$CHANGED" -v t="$TOT" 'BEGIN {printf "%.1f%%", 100*c/t}'))"
 echo "uploaded: $UP bytes = $(ratio "$UP" "$CHANGED") x changed (goal <= 1.02 + manifest); $(awk -v u="$UP" -v t="$TOT" 'BEGIN {printf "%.2f%%", 100*u/t}') of the model (goal <= 12%)"
@@ -139,7 +139,7 @@ echo "fetched:  $FE bytes = $(ratio "$FE" "$CHANGED") x changed; $(awk -v u="$FE
 
 echo; echo "## resume after a cut at 50%"
 rm -rf p cache3; : >node.log.mark; LOGLINES=$(wc -l <node.log)
-$CAIRN pull bench/base --out p --cache cache3 --json  >/dev/null 2>&1 &
+$CAIRN pull bench/base --out p --store cache3 --json  >/dev/null 2>&1 &
 PULL=$!
 while kill -0 $PULL 2>/dev/null; do
   SZ=$(du -sb cache3/packs 2>/dev/null | cut -f1 || echo 0)
@@ -148,7 +148,7 @@ while kill -0 $PULL 2>/dev/null; do
 done
 kill -9 $PULL 2>/dev/null || true; wait $PULL 2>/dev/null || true
 echo "cut at $(du -sb cache3/packs | cut -f1) of $BYTES bytes"
-$CAIRN pull bench/base --out p --cache cache3 --json  >resume.json
+$CAIRN pull bench/base --out p --store cache3 --json  >resume.json
 cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
 echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_local resume.json) from cache"
 echo "client side (chunks stored twice in the cache): $("$GEN" packdups cache3)  (goal <= 1)"
@@ -161,7 +161,7 @@ if [ "$RSS_GIB" -gt 0 ]; then
   "$GEN" make big --shards 4 --shard-mib $((RSS_GIB * 256)) --seed 3
   /usr/bin/time -f "%M" -o rss_pub $CAIRN publish big --name bench/big --version 1 --key pub.key --json >pubbig.json
   rm -rf p cache
-  /usr/bin/time -f "%M" -o rss_pull $CAIRN pull bench/big --out pbig --cache cache4 --json  >pullbig.json
+  /usr/bin/time -f "%M" -o rss_pull $CAIRN pull bench/big --out pbig --store cache4 --json  >pullbig.json
   NODE_RSS=$(awk '/VmHWM/ {print $2}' /proc/$NODE_PID/status)
   echo "cairn publish: $(( $(tail -1 rss_pub) / 1024 )) MiB   ($(jqr .bytes_total pubbig.json) bytes in $(jqr .seconds pubbig.json)s)"
   echo "cairn pull:    $(( $(tail -1 rss_pull) / 1024 )) MiB   ($(jqr .bytes_total pullbig.json) bytes in $(jqr .seconds pullbig.json)s)"

@@ -29,7 +29,7 @@ for _ in $(seq 600); do info && break; sleep 0.5; done
 info || fail "B did not complete the release within 300 s of the link coming back"
 echo "B holds the release at $(elapsed "$START") s"
 inns b "$CAIRN" pull acme/m --node 127.0.0.1:7001 --trust "$T/trust.root" --out "$T/out" \
-  --cache "$T/cache" >/dev/null
+  --store "$T/cache" >/dev/null
 cmp "$T/out/weights.bin" "$T/model/weights.bin" || fail "pulled bytes differ"
 # Status is published when the sync that committed the release returns.
 for _ in $(seq 100); do

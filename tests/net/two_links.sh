@@ -35,7 +35,7 @@ pull() {  # pull OUT NODE...
   for n in "$@"; do args+=(--node "$n"); done
   local t0=$(now)
   inns c "$CAIRN" pull acme/m "${args[@]}" --streams ${STREAMS:-2} --trust "$T/trust.root" --out "$T/$out" \
-    --cache "$T/$out.cache" --timeout 5 --json >"$T/$out.json" 2>"$T/$out.err"
+    --store "$T/$out.cache" --timeout 5 --json >"$T/$out.json" 2>"$T/$out.err"
   cmp "$T/$out/weights.bin" "$T/model/weights.bin" || fail "$out: pulled bytes differ"
   elapsed "$t0"
 }

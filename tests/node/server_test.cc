@@ -182,6 +182,52 @@ TEST_F(NodeTest, DerivativeCostsOnlyItsChangedTensors) {
   EXPECT_EQ(testing::ReadFile(dir_ / "pf/model.safetensors"), st);
 }
 
+// Starts `argv` in the background, stdout to /dev/null and stderr to
+// `err_path` (or inherited when empty).
+pid_t SpawnCli(std::vector<std::string> argv, const std::string& err_path) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    if (!err_path.empty()) ::dup2(::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
+    auto args = std::vector<char*>();
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Ctrl-C: the pull stops, keeps what it wrote, says how to resume and exits
+// 130; the same command then fetches only the rest.
+TEST_F(NodeTest, InterruptedPullSaysHowToResumeAndExits130) {
+  std::string model = MakeModel("m", 16, 1 << 20, 7);
+  ASSERT_TRUE(PublishDir(model, "acme/m", "1").ok());
+  chunks_->delay_us_ = 3000;
+  std::vector<std::string> argv = {Cli(),    "pull",   "acme/m",           "--out",
+                                   dir_ / "out", "--node", server_->address(), "--trust",
+                                   dir_ / "keys/trust.root", "--store", dir_ / "store", "--json"};
+  const std::string err_path = dir_ / "pull.err";
+  pid_t pid = SpawnCli(argv, err_path);
+  ASSERT_TRUE(testing::WaitUntil([&] { return chunks_->total_gets() >= 100; }));
+  ::kill(pid, SIGINT);
+  int status;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by the signal instead of stopping";
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_THAT(testing::ReadFile(err_path), HasSubstr("run the same command again to resume"));
+  const int before = chunks_->total_gets();
+  chunks_->delay_us_ = 0;
+  auto r = testing::Run(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["chunks_local"].get<int>(), 0) << "nothing written before the interrupt was kept";
+  EXPECT_LT(chunks_->total_gets() - before, j["chunks_total"].get<int>());
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/model.safetensors"),
+            testing::ReadFile(model + "/model.safetensors"));
+}
+
 TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
   std::string model = MakeModel("m", 16, 1 << 20, 5);
   ASSERT_TRUE(PublishDir(model, "acme/m", "1").ok());
@@ -198,16 +244,7 @@ TEST_F(NodeTest, KilledPullResumesWithoutFetchingAnyChunkTwice) {
                                    "--cache",
                                    dir_ / "cache",
                                    "--json"};
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_WRONLY);
-    ::dup2(devnull, 1);
-    auto args = std::vector<char*>();
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    _exit(127);
-  }
+  pid_t pid = SpawnCli(argv, "");
   // Kill it once about a third of the chunks went out.
   ASSERT_TRUE(testing::WaitUntil([&] { return chunks_->total_gets() >= 100; }));
   ::kill(pid, SIGKILL);
