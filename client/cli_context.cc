@@ -50,6 +50,7 @@ absl::Status LoadSettings(Settings* s) {
   const char* cfg_env = std::getenv("CAIRN_CONFIG");
   std::string path =
       cfg_env && *cfg_env ? cfg_env : XdgDir("XDG_CONFIG_HOME", ".config") + "/cairn/config.toml";
+  s->config_path = path;
   if (::access(path.c_str(), F_OK) == 0) {
     toml::table t;
     try {
@@ -184,7 +185,7 @@ bool CliContext::tty() const { return ::isatty(2) && !as_json; }
 absl::Status CliContext::NeedNode() const {
   if (settings.nodes.empty()) {
     return absl::InvalidArgumentError(
-        "no node: pass --node HOST:PORT, set CAIRN_NODE, or node in config.toml");
+        "no node: pass --node HOST:PORT, set CAIRN_NODE, or set node in " + settings.config_path);
   }
   for (const auto& n : settings.nodes) CAIRN_RETURN_IF_ERROR(ParseNodeAddress(n).status());
   return absl::OkStatus();
@@ -250,7 +251,8 @@ absl::StatusOr<std::vector<std::unique_ptr<Connection>>> CliContext::ConnectEver
 absl::StatusOr<TrustRootView> CliContext::LoadTrust() const {
   if (settings.trust.empty()) {
     return absl::InvalidArgumentError(
-        "no trust root: pass --trust FILE, set CAIRN_TRUST, or trust in config.toml");
+        "no trust root: pass --trust FILE, set CAIRN_TRUST, or set trust in " +
+        settings.config_path);
   }
   return TrustRootView::Load(settings.trust, SystemNowUnix());
 }

@@ -22,6 +22,7 @@ struct Settings {
   uint64_t store_max_size = 0;  // bytes; 0: no limit (store_max_size)
   int timeout = 15;
   std::string tls_ca, tls_cert, tls_key;  // PEM files; no CA: plaintext
+  std::string config_path;                // where the config file is looked for (it may not exist)
 };
 
 // Reads $CAIRN_CONFIG (else $XDG_CONFIG_HOME/cairn/config.toml) and the

@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
   ctx.AddJson(keygen);
 
   cairn::client::TrustCommands trust_cmds(
-      &app, &ctx.as_json, [&ctx](CLI::App* c) { ctx.AddNode(c); }, &ctx.settings.trust);
+      &app, &ctx.as_json, [&ctx](CLI::App* c) { ctx.AddNode(c); }, &ctx.settings.trust,
+      &ctx.settings.config_path);
   cairn::client::PublishCommands publish_cmds(&app, &ctx);
   cairn::client::PullCommands pull_cmds(&app, &ctx);
   cairn::client::InspectCommands inspect_cmds(&app, &ctx);

@@ -5,12 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "model_store.h"
 #include "pull_internal.h"
 #include "safe_fs.h"
 
@@ -24,6 +28,7 @@ constexpr uint64_t kBlock = 4096;
 constexpr size_t kWriteBatch = 4 << 20;
 // Shorter runs of local chunks are copied: a clone saves little there.
 constexpr uint64_t kMinClone = 256 << 10;
+constexpr uint64_t kReadBatch = 8 << 20;
 
 bool AllZero(const std::string& d) {
   return d.size() >= kBlock && d[0] == 0 && std::memcmp(d.data(), d.data() + 1, d.size() - 1) == 0;
@@ -103,6 +108,60 @@ class Writer {
   std::vector<std::pair<size_t, size_t>> holes_;
 };
 
+// One local chunk to read: where it may be, and what came of it.
+struct LocalRead {
+  Digest digest{};
+  uint32_t length = 0;
+  const std::vector<ModelStore::Location>* where = nullptr;
+  std::string data;
+  bool ok = false;
+};
+
+// Reads and verifies `batch` from its local files, half on another thread.
+// A chunk no location verifies keeps ok = false (the caller falls back).
+void ReadLocal(std::vector<LocalRead>* batch) {
+  auto work = [batch](size_t first) {
+    absl::flat_hash_map<std::string, Fd> fds;
+    for (size_t k = first; k < batch->size(); k += 2) {
+      LocalRead& job = (*batch)[k];
+      for (const auto& loc : *job.where) {
+        Fd& fd = fds[loc.path];
+        if (fd.fd < 0) fd = Fd(::open(loc.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        job.data.resize(job.length);
+        if (fd.fd >= 0 && loc.length == job.length &&
+            PreadAll(fd.fd, job.data.data(), job.length, loc.offset).ok() &&
+            Sha256Of(job.data) == job.digest) {
+          job.ok = true;
+          break;
+        }
+      }
+    }
+  };
+  if (batch->size() < 2) return work(0);
+  std::thread other(work, 1);
+  work(0);
+  other.join();
+}
+
+// Verifies the chunks `batch` placed at `offs` in `fd`, those inside
+// [a, b) only (the rest stay ok = false), half on another thread.
+void VerifyInPlace(int fd, const std::vector<uint64_t>& offs, uint64_t a, uint64_t b,
+                   std::vector<LocalRead>* batch) {
+  auto work = [&](size_t first) {
+    std::string buf;  // one per thread: a run may be a whole file
+    for (size_t k = first; k < batch->size(); k += 2) {
+      LocalRead& job = (*batch)[k];
+      if (offs[k] < a || offs[k] + job.length > b) continue;
+      buf.resize(job.length);
+      job.ok = PreadAll(fd, buf.data(), job.length, offs[k]).ok() && Sha256Of(buf) == job.digest;
+    }
+  };
+  if (batch->size() < 2) return work(0);
+  std::thread other(work, 1);
+  work(0);
+  other.join();
+}
+
 }  // namespace
 
 absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs,
@@ -139,12 +198,17 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   // Which chunks come from the nodes: those no local file holds.
   std::vector<ChunkWant> wanted;
   absl::flat_hash_set<Digest, DigestHash> to_fetch;
+  // Where local files hold the others (looked up once).
+  absl::flat_hash_map<Digest, std::vector<ModelStore::Location>, DigestHash> local;
   uint64_t missing = 0;
   for (const auto& c : cl.chunks()) {
     CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-    if (to_fetch.contains(d)) continue;
-    CAIRN_ASSIGN_OR_RETURN(bool local, store->Has(d));
-    if (local) continue;
+    if (to_fetch.contains(d) || local.contains(d)) continue;
+    CAIRN_ASSIGN_OR_RETURN(auto locs, store->Find(d));
+    if (!locs.empty()) {
+      local[d] = std::move(locs);
+      continue;
+    }
     if (o.offline) {
       ++missing;
       continue;
@@ -209,6 +273,20 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   absl::flat_hash_map<Digest, std::pair<uint64_t, uint32_t>, DigestHash> in_file;
   std::string data;
   int no_run_until = 0;
+  std::vector<LocalRead> batch, check;  // reused, with their buffers
+  // Places a chunk's verified bytes next in the file.
+  auto emit = [&](const Digest& d, const std::string& bytes) -> absl::Status {
+    const uint64_t at = w.pos();
+    if (!in_file.contains(d)) {
+      in_file[d] = {at, static_cast<uint32_t>(bytes.size())};
+      placed.push_back({d, at, static_cast<uint32_t>(bytes.size())});
+    }
+    w.Append(bytes);
+    run.progress->Add(bytes.size());
+    if (!w.full()) return absl::OkStatus();
+    CAIRN_RETURN_IF_ERROR(w.Flush());
+    return index_placed();
+  };
   const int n = cl.chunks_size();
   for (int i = 0; i < n; ++i) {
     if (o.cancel && o.cancel->cancelled()) {
@@ -240,11 +318,13 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       int run_end = i;
       std::string src_path;
       uint64_t src_off = 0;
-      if (run.try_reflink && i >= no_run_until) {
-        auto locs = store->Find(d);
-        if (locs.ok()) {
-          for (const auto& l : *locs) {
-            if (l.offset % kBlock != at % kBlock) continue;
+      if ((run.try_reflink || run.try_copy_range) && i >= no_run_until) {
+        if (auto locs = local.find(d); locs != local.end()) {
+          // A clone needs congruent offsets; a kernel copy takes any.
+          for (const auto& l : locs->second) {
+            if (run.try_reflink && l.offset % kBlock != at % kBlock && &l != &locs->second.back()) {
+              continue;
+            }
             src_path = l.path;
             src_off = l.offset;
             run_len = c.length();
@@ -255,79 +335,154 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         while (run_len > 0 && run_end < n) {
           const auto& nc = cl.chunks(run_end);
           Digest nd = DigestOf(nc);
-          if (to_fetch.contains(nd) || in_file.contains(nd)) break;
-          auto nl = store->Find(nd);
-          if (!nl.ok()) break;
+          auto nl = local.find(nd);
+          if (nl == local.end() || in_file.contains(nd)) break;
           bool next = false;
-          for (const auto& l : *nl) next |= l.path == src_path && l.offset == src_off + run_len;
+          for (const auto& l : nl->second) {
+            next |= l.path == src_path && l.offset == src_off + run_len;
+          }
           if (!next) break;
           run_len += nc.length();
           ++run_end;
         }
         no_run_until = run_end;
       }
-      const uint64_t a = (at + kBlock - 1) / kBlock * kBlock;
-      const uint64_t b = (at + run_len) / kBlock * kBlock;
-      if (run_len > 0 && b > a && b - a >= kMinClone) {
+      if (run_len >= kMinClone) {
+        // The run is placed by the kernel (a clone of the whole blocks, or a
+        // page-cache copy), then every chunk is read back where it now lies
+        // and verified; the edges a clone leaves, and any chunk that does
+        // not verify, are written from verified bytes.
         absl::Status st = w.Flush();
         if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
         Fd src(::open(src_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-        file_clone_range fcr{};
-        fcr.src_fd = src.fd;
-        fcr.src_offset = src_off + (a - at);
-        fcr.src_length = b - a;
-        fcr.dest_offset = a;
-        if (src.fd >= 0 && ::ioctl(out.fd, FICLONERANGE, &fcr) == 0) {
-          // Each chunk is verified where it now lies; the edges outside
-          // the cloned blocks, and any chunk that does not verify, are
-          // written from verified bytes.
-          uint64_t off = at;
-          for (int k = i; k < run_end; ++k) {
-            const auto& kc = cl.chunks(k);
-            Digest kd = DigestOf(kc);
-            bool ok = false;
-            if (off >= a && off + kc.length() <= b) {
-              data.resize(kc.length());
-              ok = PreadAll(out.fd, data.data(), data.size(), off).ok() && Sha256Of(data) == kd;
-              if (ok) {
-                res.chunks_local++;
-                res.bytes_local += data.size();
+        uint64_t a = (at + kBlock - 1) / kBlock * kBlock;
+        uint64_t b = (at + run_len) / kBlock * kBlock;
+        bool placed_run = false;
+        if (src.fd >= 0 && run.try_reflink && (src_off - at) % kBlock == 0 && b > a) {
+          file_clone_range fcr{};
+          fcr.src_fd = src.fd;
+          fcr.src_offset = src_off + (a - at);
+          fcr.src_length = b - a;
+          fcr.dest_offset = a;
+          placed_run = ::ioctl(out.fd, FICLONERANGE, &fcr) == 0;
+          if (placed_run) run.bytes_cloned += b - a;
+          if (!placed_run && errno != EIO && errno != ENOSPC) run.try_reflink = false;
+        }
+        std::vector<uint64_t> offs;
+        uint64_t off = at;
+        size_t count = 0;
+        for (int k = i; k < run_end; ++k, ++count) {
+          offs.push_back(off);
+          if (check.size() <= count) check.emplace_back();
+          check[count].digest = DigestOf(cl.chunks(k));
+          check[count].length = cl.chunks(k).length();
+          check[count].ok = false;
+          off += cl.chunks(k).length();
+        }
+        check.resize(count);
+        if (placed_run) {
+          VerifyInPlace(out.fd, offs, a, b, &check);
+        } else if (src.fd >= 0 && run.try_copy_range) {
+          // A page-cache copy in 32 MiB steps, each verified on another
+          // thread while the next is copied.
+          std::mutex mu;
+          std::condition_variable cv;
+          bool copy_done = false;
+          uint64_t copied_to = at;
+          std::thread verifier([&] {
+            std::string buf;
+            for (size_t k = 0; k < check.size(); ++k) {
+              {
+                std::unique_lock<std::mutex> l(mu);
+                cv.wait(l, [&] { return copy_done || copied_to >= offs[k] + check[k].length; });
+                if (copied_to < offs[k] + check[k].length) break;  // the copy stopped short
               }
+              buf.resize(check[k].length);
+              check[k].ok = PreadAll(out.fd, buf.data(), buf.size(), offs[k]).ok() &&
+                            Sha256Of(buf) == check[k].digest;
             }
-            if (!ok) {
-              st = local_bytes(kd, kc.length(), &data);
-              if (st.ok()) st = WriteAllAt(out.fd, data, off);
+          });
+          loff_t in_off = static_cast<loff_t>(src_off), out_off = static_cast<loff_t>(at);
+          for (uint64_t left = run_len; left > 0;) {
+            ssize_t got = ::copy_file_range(src.fd, &in_off, out.fd, &out_off,
+                                            std::min<uint64_t>(left, 32 << 20), 0);
+            if (got <= 0) {
+              if (got < 0 && errno != EIO && errno != ENOSPC) run.try_copy_range = false;
+              break;
+            }
+            left -= static_cast<uint64_t>(got);
+            std::lock_guard<std::mutex> l(mu);
+            copied_to = static_cast<uint64_t>(out_off);
+            cv.notify_all();
+          }
+          {
+            std::lock_guard<std::mutex> l(mu);
+            copy_done = true;
+            cv.notify_all();
+          }
+          verifier.join();
+          // What was not copied is written from verified bytes below.
+          placed_run = copied_to > at;
+        }
+        if (placed_run) {
+          for (size_t k = 0; k < check.size(); ++k) {
+            LocalRead& job = check[k];
+            if (job.ok) {
+              res.chunks_local++;
+              res.bytes_local += job.length;
+            } else {
+              st = local_bytes(job.digest, job.length, &data);
+              if (st.ok()) st = WriteAllAt(out.fd, data, offs[k]);
               if (!st.ok()) return fail(Annotate(st, "copying " + f.path()));
             }
-            if (!in_file.contains(kd)) {
-              in_file[kd] = {off, kc.length()};
-              placed.push_back({kd, off, kc.length()});
+            if (!in_file.contains(job.digest)) {
+              in_file[job.digest] = {offs[k], job.length};
+              placed.push_back({job.digest, offs[k], job.length});
             }
-            run.progress->Add(kc.length());
-            off += kc.length();
+            run.progress->Add(job.length);
           }
-          run.bytes_cloned += b - a;
           w.Skip(off);
           i = run_end - 1;
           CAIRN_RETURN_IF_ERROR(index_placed());
           continue;
         }
-        if (src.fd >= 0 && errno != EIO && errno != ENOSPC) run.try_reflink = false;
       }
-      absl::Status st = local_bytes(d, c.length(), &data);
-      if (!st.ok()) return fail(Annotate(st, "copying " + f.path()));
+      // A batch of local chunks (up to 8 MiB, back to back in this file)
+      // is read and verified on two threads, then written in order.
+      // (batch and its buffers are reused: no allocation per batch.)
+      absl::flat_hash_set<Digest, DigestHash> in_batch;
+      uint64_t batch_bytes = 0;
+      size_t count = 0;
+      for (int k = i; k < n && batch_bytes < kReadBatch; ++k) {
+        Digest kd = DigestOf(cl.chunks(k));
+        auto where = local.find(kd);
+        if (where == local.end() || in_file.contains(kd) || !in_batch.insert(kd).second) break;
+        if (batch.size() <= count) batch.emplace_back();
+        LocalRead& job = batch[count++];
+        job.digest = kd;
+        job.length = cl.chunks(k).length();
+        job.where = &where->second;
+        job.ok = false;
+        batch_bytes += job.length;
+      }
+      batch.resize(count);
+      ReadLocal(&batch);
+      for (auto& job : batch) {
+        if (job.ok) {
+          res.chunks_local++;
+          res.bytes_local += job.data.size();
+        } else {
+          absl::Status st = local_bytes(job.digest, job.length, &job.data);
+          if (!st.ok()) return fail(Annotate(st, "copying " + f.path()));
+        }
+        absl::Status st = emit(job.digest, job.data);
+        if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
+      }
+      i += static_cast<int>(batch.size()) - 1;
+      continue;
     }
-    if (!in_file.contains(d)) {
-      in_file[d] = {at, c.length()};
-      placed.push_back({d, at, c.length()});
-    }
-    w.Append(data);
-    run.progress->Add(data.size());
-    if (w.full()) {
-      absl::Status st = w.Flush();
-      if (st.ok()) st = index_placed();
-      if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
-    }
+    absl::Status st = emit(d, data);
+    if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
   }
   absl::Status st = w.Flush();
   if (st.ok() && ::ftruncate(out.fd, static_cast<off_t>(f.size())) != 0) {

@@ -31,8 +31,10 @@ struct PullRun {
   std::optional<std::chrono::steady_clock::time_point> first_ask;
   std::chrono::steady_clock::time_point last_chunk;
   int file_index = 0;
-  // Cleared after the first FICLONERANGE the filesystem refuses.
+  // Cleared after the first FICLONERANGE (copy_file_range) the filesystem
+  // refuses.
   bool try_reflink = true;
+  bool try_copy_range = true;
   uint64_t bytes_cloned = 0;
 };
 

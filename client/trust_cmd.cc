@@ -111,8 +111,8 @@ bool HasId(const google::protobuf::RepeatedPtrField<std::string>& ids, const std
 
 TrustCommands::TrustCommands(CLI::App* app, bool* as_json,
                              const std::function<void(CLI::App*)>& add_node,
-                             const std::string* default_trust)
-    : as_json_(as_json), default_trust_(default_trust) {
+                             const std::string* default_trust, const std::string* config_path)
+    : as_json_(as_json), default_trust_(default_trust), config_path_(config_path) {
   auto* trust = app->add_subcommand("trust", "trust-root administration");
   trust->require_subcommand(1);
   auto json_flag = [&](CLI::App* c) {
@@ -221,7 +221,8 @@ int TrustCommands::Run(
     if (trust_.empty() && default_trust_) trust_ = *default_trust_;
     if (trust_.empty()) {
       return Fail(absl::InvalidArgumentError(
-          "no trust root: pass --trust FILE, set CAIRN_TRUST, or trust in config.toml"));
+          "no trust root: pass --trust FILE, set CAIRN_TRUST, or set trust in " +
+          (config_path_ ? *config_path_ : std::string("the config"))));
     }
     show_path_ = trust_;
   }

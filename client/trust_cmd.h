@@ -23,7 +23,7 @@ class TrustCommands {
   // `default_trust` (the settings' trust file: CAIRN_TRUST or the config)
   // is used when --trust is not given.
   TrustCommands(CLI::App* app, bool* as_json, const std::function<void(CLI::App*)>& add_node,
-                const std::string* default_trust);
+                const std::string* default_trust, const std::string* config_path);
   // Whether a trust subcommand was parsed.
   bool parsed() const;
   // Runs it; `connect` opens every node named. Returns the exit code.
@@ -36,6 +36,7 @@ class TrustCommands {
   bool allow_empty_ = false;
   std::string out_, trust_, ns_, show_path_;
   const std::string* default_trust_;
+  const std::string* config_path_;
   int days_ = 0;
   unsigned threshold_ = 1, root_threshold_ = 0;
 };

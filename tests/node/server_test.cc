@@ -205,9 +205,18 @@ TEST_F(NodeTest, InterruptedPullSaysHowToResumeAndExits130) {
   std::string model = MakeModel("m", 16, 1 << 20, 7);
   ASSERT_TRUE(PublishDir(model, "acme/m", "1").ok());
   chunks_->delay_us_ = 3000;
-  std::vector<std::string> argv = {Cli(),    "pull",   "acme/m",           "--out",
-                                   dir_ / "out", "--node", server_->address(), "--trust",
-                                   dir_ / "keys/trust.root", "--store", dir_ / "store", "--json"};
+  std::vector<std::string> argv = {Cli(),
+                                   "pull",
+                                   "acme/m",
+                                   "--out",
+                                   dir_ / "out",
+                                   "--node",
+                                   server_->address(),
+                                   "--trust",
+                                   dir_ / "keys/trust.root",
+                                   "--store",
+                                   dir_ / "store",
+                                   "--json"};
   const std::string err_path = dir_ / "pull.err";
   pid_t pid = SpawnCli(argv, err_path);
   ASSERT_TRUE(testing::WaitUntil([&] { return chunks_->total_gets() >= 100; }));
