@@ -320,30 +320,35 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       uint64_t src_off = 0;
       if ((run.try_reflink || run.try_copy_range) && i >= no_run_until) {
         if (auto locs = local.find(d); locs != local.end()) {
-          // A clone needs congruent offsets; a kernel copy takes any.
+          // Of the files holding this chunk, the one that holds the longest
+          // run of what follows, back to back (a clone also needs offsets
+          // congruent modulo the block size: preferred while clones work).
+          int best_rank = -1;
           for (const auto& l : locs->second) {
-            if (run.try_reflink && l.offset % kBlock != at % kBlock && &l != &locs->second.back()) {
-              continue;
+            uint64_t len = c.length();
+            int end = i + 1;
+            while (end < n) {
+              const auto& nc = cl.chunks(end);
+              Digest nd = DigestOf(nc);
+              auto nl = local.find(nd);
+              if (nl == local.end() || in_file.contains(nd)) break;
+              bool next = false;
+              for (const auto& m : nl->second)
+                next |= m.path == l.path && m.offset == l.offset + len;
+              if (!next) break;
+              len += nc.length();
+              ++end;
             }
-            src_path = l.path;
-            src_off = l.offset;
-            run_len = c.length();
-            run_end = i + 1;
-            break;
+            const bool congruent = l.offset % kBlock == at % kBlock;
+            const int rank = (run.try_reflink && congruent ? 1 : 0);
+            if (rank > best_rank || (rank == best_rank && len > run_len)) {
+              best_rank = rank;
+              src_path = l.path;
+              src_off = l.offset;
+              run_len = len;
+              run_end = end;
+            }
           }
-        }
-        while (run_len > 0 && run_end < n) {
-          const auto& nc = cl.chunks(run_end);
-          Digest nd = DigestOf(nc);
-          auto nl = local.find(nd);
-          if (nl == local.end() || in_file.contains(nd)) break;
-          bool next = false;
-          for (const auto& l : nl->second) {
-            next |= l.path == src_path && l.offset == src_off + run_len;
-          }
-          if (!next) break;
-          run_len += nc.length();
-          ++run_end;
         }
         no_run_until = run_end;
       }
