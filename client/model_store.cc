@@ -174,6 +174,12 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     meta = OpenRocksMetaStore(dir + "/index", true, /*small=*/true);
   }
+  if (absl::IsDataLoss(meta.status())) {
+    return absl::DataLossError(StrCat("the store's index ", dir, "/index is damaged (",
+                                      meta.status().message(),
+                                      "); move it away: pulling a release "
+                                      "again re-indexes its files"));
+  }
   if (!meta.ok()) return Annotate(meta.status(), "store " + dir);
   return std::unique_ptr<ModelStore>(new ModelStore(dir, std::move(*meta)));
 }
@@ -222,7 +228,7 @@ absl::Status ModelStore::DropEntry(const std::string& key) {
 absl::Status ModelStore::Read(const Digest& d, std::string* out) {
   CAIRN_ASSIGN_OR_RETURN(std::vector<Location> locs, Find(d));
   for (const auto& loc : locs) {
-    Fd fd(::open(loc.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    Fd fd = OpenRegular(loc.path);
     out->resize(loc.length);
     if (fd.fd >= 0 && PreadAll(fd.fd, out->data(), loc.length, loc.offset).ok() &&
         Sha256Of(*out) == d) {
@@ -277,7 +283,7 @@ absl::Status ModelStore::Scrub(uint64_t* dropped, uint64_t* checked) {
       if (id != last_id) {
         last_id = id;
         auto p = meta_->Get(Table::kState, FileKey(id));
-        fd = Fd(p.ok() ? ::open(p->c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1);
+        fd = p.ok() ? OpenRegular(*p) : Fd();
       }
       buf.resize(GetBE(v, 8, 4));
       good = fd.fd >= 0 && PreadAll(fd.fd, buf.data(), buf.size(), GetBE(v, 0, 8)).ok() &&

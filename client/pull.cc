@@ -183,7 +183,7 @@ bool HoldsSameBytes(int root_fd, const cairn::v1::FileEntry& f) {
   auto [dir, base] = SplitDirBase(f.path());
   auto dfd = OpenDirBeneath(root_fd, dir, /*create=*/false);
   if (!dfd.ok()) return false;
-  Fd fd(::openat(dfd->fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  Fd fd(::openat(dfd->fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
   struct stat st;
   if (fd.fd < 0 || ::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode) ||
       static_cast<uint64_t>(st.st_size) != f.size()) {
@@ -286,6 +286,16 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   const bool in_store = o.out.empty();
   res.path = in_store ? store->ReleaseDir(res.name, res.version, res.manifest) : o.out;
   std::error_code ec;
+  if (!in_store) {
+    // A plain tree never goes inside the store (it would replace a release's files).
+    auto out_abs = std::filesystem::weakly_canonical(std::filesystem::absolute(o.out, ec), ec);
+    auto store_abs = std::filesystem::weakly_canonical(store->dir(), ec);
+    auto rel = out_abs.lexically_relative(store_abs);
+    if (!rel.empty() && *rel.begin() != "..") {
+      return absl::InvalidArgumentError("--out " + o.out + " is inside the store " + store->dir() +
+                                        ": pull without --out to put a release there");
+    }
+  }
   if (struct stat ls; ::lstat(res.path.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode) &&
                       ::access(res.path.c_str(), F_OK) != 0) {
     std::error_code rec;
@@ -293,11 +303,21 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     return absl::InvalidArgumentError("--out " + res.path + " is a symlink to " + target.string() +
                                       ", which does not exist: create it, or remove the link");
   }
-  std::filesystem::create_directories(res.path, ec);
-  if (ec) return absl::InvalidArgumentError("cannot create " + res.path + ": " + ec.message());
+  Fd root;
+  if (in_store) {
+    // Beneath the store without following a link: a release folder replaced
+    // by a symlink cannot send the files elsewhere.
+    Fd store_fd(::open(store->dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (store_fd.fd < 0) return ErrnoStatus(errno, "cannot open the store " + store->dir());
+    CAIRN_ASSIGN_OR_RETURN(
+        root, OpenDirBeneath(store_fd.fd, res.path.substr(store->dir().size() + 1), true));
+  } else {
+    std::filesystem::create_directories(res.path, ec);
+    if (ec) return absl::InvalidArgumentError("cannot create " + res.path + ": " + ec.message());
+    root = Fd(::open(res.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + res.path);
+  }
   const std::string root_abs = std::filesystem::absolute(res.path, ec).lexically_normal().string();
-  Fd root(::open(res.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (root.fd < 0) return ErrnoStatus(errno, "cannot open " + res.path);
   if (!o.force && !in_store) {
     CAIRN_RETURN_IF_ERROR(CheckNothingForeignReplaced(root.fd, res.path, r.manifest));
   }
@@ -363,12 +383,18 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     if (!cl.ok()) return cl.status();
     CAIRN_RETURN_IF_ERROR(AssembleFile(run, root.fd, root_abs, f, *cl));
   }
+  // A complete tree (its manifest and no partial list) stays complete when
+  // some of its files are pulled again.
+  const bool was_complete =
+      ::faccessat(root.fd, ".cairn/partial", F_OK, 0) != 0 &&
+      ReadFileLimited(res.path + "/.cairn/manifest.envelope", kMaxEnvelopeBytes).value_or("") ==
+          r.envelope;
   CAIRN_ASSIGN_OR_RETURN(Fd meta_dir, OpenDirBeneath(root.fd, ".cairn", /*create=*/true));
   CAIRN_RETURN_IF_ERROR(WriteFileAt(meta_dir.fd, "manifest.envelope", r.envelope));
   // A partial pull says which files it holds (cairn verify checks those); a
   // later full pull of the same release into the same place removes it.
   std::string partial_list;
-  if (res.partial) {
+  if (res.partial && !was_complete) {
     absl::flat_hash_set<std::string> have;
     if (auto prev = ReadFileLimited(res.path + "/.cairn/partial", kMaxEnvelopeBytes); prev.ok()) {
       for (auto line : Split(*prev, '\n')) {
@@ -413,7 +439,8 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     if (r.tag) {
       CAIRN_RETURN_IF_ERROR(store->PutTag(res.name, r.tag->tag(), r.tag_envelope));
       CAIRN_RETURN_IF_ERROR(store->LinkTag(res.name, r.tag->tag(), root_abs));
-      res.tag_path = store->TagPath(res.name, r.tag->tag());
+      // (a tag named "releases" gets no link: that is the releases' folder)
+      if (r.tag->tag() != "releases") res.tag_path = store->TagPath(res.name, r.tag->tag());
     }
     if (o.max_store_bytes > 0) {
       CAIRN_ASSIGN_OR_RETURN(auto evicted, store->Evict(o.max_store_bytes, r.digest));

@@ -126,7 +126,7 @@ void ReadLocal(std::vector<LocalRead>* batch) {
       LocalRead& job = (*batch)[k];
       for (const auto& loc : *job.where) {
         Fd& fd = fds[loc.path];
-        if (fd.fd < 0) fd = Fd(::open(loc.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (fd.fd < 0) fd = OpenRegular(loc.path);
         job.data.resize(job.length);
         if (fd.fd >= 0 && loc.length == job.length &&
             PreadAll(fd.fd, job.data.data(), job.length, loc.offset).ok() &&
@@ -177,7 +177,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
 
   // Already in place (a second pull of the same release): re-indexed only.
   {
-    Fd have(::openat(dfd.fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    Fd have(::openat(dfd.fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     struct stat st;
     if (have.fd >= 0 && ::fstat(have.fd, &st) == 0 && S_ISREG(st.st_mode) &&
         static_cast<uint64_t>(st.st_size) == f.size() && HoldsChunks(have.fd, cl)) {
@@ -190,6 +190,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       CAIRN_RETURN_IF_ERROR(store->AddLocations(final_abs, at));
       res.chunks_local += cl.chunks_size();
       res.bytes_local += f.size();
+      res.files++;
       run.progress->Add(f.size());
       return absl::OkStatus();
     }
@@ -305,6 +306,12 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       res.bytes_local += data.size();
     } else if (to_fetch.erase(d) > 0) {
       absl::Status st = run.fetcher->Next(&data);  // verified by the fetcher
+      if (absl::IsCancelled(st) && o.cancel && o.cancel->cancelled()) {
+        // Interrupted: what was written stays (indexed) for the next run.
+        (void)w.Flush();
+        (void)index_placed();
+        return st;
+      }
       if (!st.ok()) return fail(Annotate(st, "fetching " + f.path() + "; nothing written"));
       run.last_chunk = std::chrono::steady_clock::now();
       res.chunks_fetched++;
@@ -359,7 +366,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         // not verify, are written from verified bytes.
         absl::Status st = w.Flush();
         if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
-        Fd src(::open(src_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        Fd src = OpenRegular(src_path);
         uint64_t a = (at + kBlock - 1) / kBlock * kBlock;
         uint64_t b = (at + run_len) / kBlock * kBlock;
         bool placed_run = false;

@@ -20,6 +20,13 @@ Fd::~Fd() {
   if (fd >= 0) ::close(fd);
 }
 
+Fd OpenRegular(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  struct stat st;
+  if (fd.fd >= 0 && (::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode))) return Fd();
+  return fd;
+}
+
 absl::Status PreadAll(int fd, char* buf, size_t len, uint64_t off) {
   size_t got = 0;
   while (got < len) {

@@ -24,6 +24,10 @@ struct Fd {
   ~Fd();
 };
 
+// Opens `path` for reading if it is a regular file (not a link, a FIFO or a
+// device: a FIFO would block the open); fd -1 otherwise.
+Fd OpenRegular(const std::string& path);
+
 // Reads exactly `len` bytes at `off`; DataLoss on a short file.
 absl::Status PreadAll(int fd, char* buf, size_t len, uint64_t off);
 absl::Status WriteAll(int fd, const char* buf, size_t len);

@@ -221,10 +221,13 @@ int StoreCommands::Run() {
     for (const auto& r : *all) {
       auto v = VerifyTree(r.dir, *tr);
       std::vector<std::string> problems;
-      if (!v.ok())
+      if (!v.ok()) {
         problems.push_back(std::string(v.status().message()));
-      else
+      } else if (v->manifest != r.digest) {
+        problems.push_back("its signed manifest is " + v->manifest + ", not this release's");
+      } else {
         problems = v->problems;
+      }
       bad += !problems.empty();
       list.push_back({{"name", r.name},
                       {"version", r.version},

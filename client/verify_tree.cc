@@ -50,7 +50,7 @@ absl::StatusOr<VerifyResult> VerifyTree(const std::string& dir, const TrustRootV
       res.problems.push_back(f.path() + ": missing");
       continue;
     }
-    Fd fd(::openat(dfd->fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    Fd fd(::openat(dfd->fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     struct stat st;
     if (fd.fd < 0) {
       res.problems.push_back(f.path() + (errno == ENOENT ? ": missing" : ": cannot open"));

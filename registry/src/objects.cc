@@ -155,6 +155,9 @@ absl::Status ValidateVersion(std::string_view v) {
   if (v.empty() || v.size() > 128) {
     return absl::InvalidArgumentError("invalid version: must be 1..128 characters");
   }
+  if (v[0] == '.') {  // ".", "..": a path component wherever releases land on disk
+    return absl::InvalidArgumentError(StrCat("invalid version '", v, "': must not start with '.'"));
+  }
   for (char c : v) {
     if (!IsNameChar(c) && c != '+') {
       return absl::InvalidArgumentError(
@@ -167,6 +170,9 @@ absl::Status ValidateVersion(std::string_view v) {
 absl::Status ValidateTag(std::string_view t) {
   if (t.empty() || t.size() > 128) {
     return absl::InvalidArgumentError("invalid tag: must be 1..128 characters");
+  }
+  if (t[0] == '.') {  // ".", "..": the client's store links each tag by name
+    return absl::InvalidArgumentError(StrCat("invalid tag '", t, "': must not start with '.'"));
   }
   for (char c : t) {
     if (!IsNameChar(c)) {

@@ -81,6 +81,20 @@ publish "$a_GRPC" "$T/m1" acme/m-q4 1.0
 [ "$("$CAIRN" ls 'acme/m-*' --json | jq -r 'map(.name) | join(" ")')" = "acme/m-q4" ] || fail "ls glob"
 "$CAIRN" info acme/m@1.0 | grep -Eq "published  20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z" || fail "no ISO date in info"
 
+# Hostile local state: --out into the store, a FIFO planted in a release,
+# a tag that is a path component; a one-file pull of a complete release.
+"$CAIRN" pull acme/m-q4 --out "$STORE/models/acme/m/latest" 2>"$T/in.err" && fail "--out inside the store accepted"
+grep -q "is inside the store" "$T/in.err" || fail "wrong error: $(cat "$T/in.err")"
+cmp -s "$P2/model.safetensors" "$T/m2/model.safetensors" || fail "--out into the store changed a release"
+rm "$P2/tokenizer.json" && mkfifo "$P2/tokenizer.json"
+timeout 60 "$CAIRN" pull acme/m >/dev/null 2>"$T/fifo.err" || fail "pull over a FIFO (rc $?): $(cat "$T/fifo.err")"
+[ -f "$P2/tokenizer.json" ] && [ ! -p "$P2/tokenizer.json" ] || fail "the FIFO was not replaced"
+timeout 60 "$CAIRN" cache verify >/dev/null || fail "cache verify after the FIFO was replaced"
+"$CAIRN" tag acme/m@1.0 .. --key "$T/pub.key" 2>"$T/dots.err" && fail "tag .. accepted"
+grep -q "must not start with '.'" "$T/dots.err" || fail "wrong error: $(cat "$T/dots.err")"
+"$CAIRN" pull acme/m config.json >/dev/null 2>&1 || fail "one-file pull into the store"
+[ ! -e "$P2/.cairn/partial" ] || fail "a one-file pull marked a complete release partial"
+
 # Progress as lines for a log.
 "$CAIRN" pull acme/m-q4 --progress lines 2>"$T/progress.err" >/dev/null || fail "pull with progress lines"
 grep -Eq "^cairn: pulling 100.0%" "$T/progress.err" || fail "no progress line: $(cat "$T/progress.err")"

@@ -38,6 +38,9 @@ TEST(ValidateNameTest, NamesVersionsTags) {
   EXPECT_FALSE(ValidateVersion("a/b").ok());
   EXPECT_TRUE(ValidateTag("latest").ok());
   EXPECT_FALSE(ValidateTag("la:test").ok());
+  EXPECT_FALSE(ValidateTag("..").ok());
+  EXPECT_FALSE(ValidateTag(".hidden").ok());
+  EXPECT_FALSE(ValidateVersion(".").ok());
 }
 
 TEST(ParseRefTest, Forms) {
