@@ -87,7 +87,8 @@ absl::Status LoadSettings(Settings* s) {
         // One address, or a list of them: every mirror a pull may use.
         s->nodes.clear();
         if (val.is_string()) {
-          for (auto part : Split(*val.value<std::string>(), ',')) {
+          const std::string list = *val.value<std::string>();  // Split's views point into it
+          for (auto part : Split(list, ',')) {
             if (!Trim(part).empty()) s->nodes.push_back(Trim(part));
           }
         } else if (auto* arr = val.as_array(); arr && !arr->empty()) {
@@ -95,7 +96,8 @@ absl::Status LoadSettings(Settings* s) {
             if (!e.is_string()) {
               return absl::InvalidArgumentError(at + ": " + k + " must list HOST:PORT strings");
             }
-            s->nodes.push_back(Trim(*e.value<std::string>()));
+            const std::string one = *e.value<std::string>();
+            s->nodes.push_back(Trim(one));
           }
         } else {
           return absl::InvalidArgumentError(at + ": " + k +

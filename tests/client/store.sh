@@ -199,6 +199,8 @@ rm "$T/config/cairn/config.toml"
   [ "${COMPREPLY[*]}" = "--offline" ] || { echo "completion of --off: ${COMPREPLY[*]}"; exit 1; }
 ) || fail "bash completion"
 # The package layout: binaries, the completion, the unit, example configs.
+# (the completion is an ALL target; a build of named targets may lack it)
+cmake --build "$BUILD" --target cairn_completion >/dev/null || fail "building the completion"
 DESTDIR=$T/pkg cmake --install "$BUILD" --prefix /usr >/dev/null || fail "cmake --install"
 for f in usr/bin/cairn usr/bin/cairn-node usr/share/bash-completion/completions/cairn \
   usr/lib/systemd/system/cairn-node.service usr/share/doc/cairn/examples/node.toml; do
