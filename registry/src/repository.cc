@@ -334,37 +334,7 @@ absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix
     t->set_manifest_digest(rec.manifest_digest());
     t->set_expires_unix(rec.expires_unix());
   }));
-  if (include_pending) {
-    const int64_t now = clock_->NowUnix();
-    CAIRN_RETURN_IF_ERROR(meta_->Scan(
-        Table::kState, meta::kPendingPrefix, [&](std::string_view k, std::string_view v) {
-          cairn::v1::PendingResponse p;
-          Envelope menv, tenv;
-          Manifest m;
-          if (!p.ParseFromString(std::string(v)) || p.expires_unix() <= now ||
-              !menv.ParseFromString(p.manifest_envelope()) || !m.ParseFromString(menv.payload()) ||
-              m.name().compare(0, prefix.size(), prefix) != 0) {
-            return true;
-          }
-          auto& e = entries[m.name()];
-          e.set_name(m.name());
-          auto* info = e.add_pending();
-          info->set_version(m.version());
-          info->set_manifest_digest(std::string(k.substr(meta::kPendingPrefix.size())));
-          uint64_t bytes = 0;
-          for (const auto& f : m.files()) bytes += f.size();
-          info->set_bytes(bytes);
-          info->set_files(m.files_size());
-          info->set_signatures(p.signatures());
-          info->set_signatures_needed(p.signatures_needed());
-          info->set_expires_unix(p.expires_unix());
-          TagRecord rec;
-          if (tenv.ParseFromString(p.tag_envelope()) && rec.ParseFromString(tenv.payload())) {
-            info->set_tag(rec.tag());
-          }
-          return true;
-        }));
-  }
+  if (include_pending) CAIRN_RETURN_IF_ERROR(AddPending(prefix, &entries));
   cairn::v1::ListResponse out;
   for (auto& [name, e] : entries) *out.add_entries() = std::move(e);
   return out;

@@ -163,6 +163,39 @@ absl::StatusOr<std::optional<cairn::v1::CommitResponse>> Repository::MaybeKeepPe
   return out;
 }
 
+absl::Status Repository::AddPending(std::string_view prefix,
+                                    std::map<std::string, cairn::v1::ListEntry>* entries) {
+  const int64_t now = clock_->NowUnix();
+  return meta_->Scan(
+      Table::kState, meta::kPendingPrefix, [&](std::string_view k, std::string_view v) {
+        cairn::v1::PendingResponse p;
+        Envelope menv, tenv;
+        Manifest m;
+        if (!p.ParseFromString(std::string(v)) || p.expires_unix() <= now ||
+            !menv.ParseFromString(p.manifest_envelope()) || !m.ParseFromString(menv.payload()) ||
+            m.name().compare(0, prefix.size(), prefix) != 0) {
+          return true;
+        }
+        auto& e = (*entries)[m.name()];
+        e.set_name(m.name());
+        auto* info = e.add_pending();
+        info->set_version(m.version());
+        info->set_manifest_digest(std::string(k.substr(meta::kPendingPrefix.size())));
+        uint64_t bytes = 0;
+        for (const auto& f : m.files()) bytes += f.size();
+        info->set_bytes(bytes);
+        info->set_files(m.files_size());
+        info->set_signatures(p.signatures());
+        info->set_signatures_needed(p.signatures_needed());
+        info->set_expires_unix(p.expires_unix());
+        TagRecord rec;
+        if (tenv.ParseFromString(p.tag_envelope()) && rec.ParseFromString(tenv.payload())) {
+          info->set_tag(rec.tag());
+        }
+        return true;
+      });
+}
+
 absl::StatusOr<cairn::v1::PendingResponse> Repository::GetPending(
     std::string_view manifest_digest) {
   CAIRN_RETURN_IF_ERROR(ParseDigestName(manifest_digest).status());

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -234,6 +235,9 @@ class Repository {
   absl::StatusOr<uint64_t> UploadBytesHeld();
   // A pending release. NotFound when there is none (or it expired).
   absl::StatusOr<cairn::v1::PendingResponse> GetPending(std::string_view manifest_digest);
+  // List's include_pending: the unexpired pending releases under `prefix`.
+  absl::Status AddPending(std::string_view prefix,
+                          std::map<std::string, cairn::v1::ListEntry>* entries);
   // Adds the valid signatures among `req`'s to a pending release and commits
   // it once the threshold is met (as Commit would). PermissionDenied when no
   // offered signature is valid and delegated.
