@@ -516,12 +516,17 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
       bufs.push_back(asio::buffer(p.data.data() + p.from, p.to - p.from));
       n += p.to - p.from;
     }
-    ErrorCode ec = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
+    const std::size_t head_bytes = head_text.size();
+    const Written w =
+        co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
     head_text.clear();
     held.Sub(b.bytes);
-    if (ec) co_return false;
-    counters.bytes_sent += n;
-    counters.bytes_sent_on_demand += std::min(n, on_demand_bytes);
+    // A client that hangs up mid-write (aria2c does, once another mirror has
+    // the rest) still took what reached the socket: count it.
+    const uint64_t sent = std::min<uint64_t>(n, w.bytes - std::min(w.bytes, head_bytes));
+    counters.bytes_sent += sent;
+    counters.bytes_sent_on_demand += std::min(sent, on_demand_bytes);
+    if (w.ec) co_return false;
   }
   co_return true;
 }

@@ -67,12 +67,12 @@ class ConnOf final : public Conn {
     co_await http::async_read(s_, b, p, Redirect(ec));
     co_return ec;
   }
-  asio::awaitable<ErrorCode> Write(std::vector<asio::const_buffer> bufs,
-                                   std::chrono::seconds timeout) override {
-    ErrorCode ec;
+  asio::awaitable<Written> Write(std::vector<asio::const_buffer> bufs,
+                                 std::chrono::seconds timeout) override {
+    Written w;
     tcp().expires_after(timeout);
-    co_await asio::async_write(s_, bufs, Redirect(ec));
-    co_return ec;
+    w.bytes = co_await asio::async_write(s_, bufs, Redirect(w.ec));
+    co_return w;
   }
   void Abort() override {
     ErrorCode ignored;
@@ -248,8 +248,8 @@ asio::awaitable<bool> HttpGateway::Impl::SendHead(Exchange& x, http::response_he
   out << head;
   const std::string text = out.str();
   std::vector<asio::const_buffer> bufs(1, asio::buffer(text));
-  ErrorCode ec = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
-  co_return !ec;
+  const Written w = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
+  co_return !w.ec;
 }
 
 asio::awaitable<bool> HttpGateway::Impl::SendAnswer(Exchange& x, Answer a) {
@@ -268,8 +268,8 @@ asio::awaitable<bool> HttpGateway::Impl::SendAnswer(Exchange& x, Answer a) {
   const std::string text = out.str();
   std::vector<asio::const_buffer> bufs(1, asio::buffer(text));
   if (x.req.method() != http::verb::head && !a.body.empty()) bufs.push_back(asio::buffer(a.body));
-  ErrorCode ec = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
-  co_return !ec;
+  const Written w = co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
+  co_return !w.ec;
 }
 
 asio::awaitable<bool> HttpGateway::Impl::Handle(Exchange& x) {

@@ -50,6 +50,13 @@ using Request = http::request<http::string_body>;
 using Headers = std::vector<std::pair<std::string, std::string>>;
 using ErrorCode = boost::system::error_code;
 
+// What a write did: its error, and how many bytes reached the socket
+// before it (all of them when there is none).
+struct Written {
+  ErrorCode ec;
+  std::size_t bytes = 0;
+};
+
 // A client connection, plain or TLS: the only part that knows which.
 class Conn {
  public:
@@ -60,8 +67,8 @@ class Conn {
   virtual asio::awaitable<ErrorCode> ReadBody(beast::flat_buffer& buffer,
                                               http::request_parser<http::string_body>& parser,
                                               std::chrono::seconds timeout) = 0;
-  virtual asio::awaitable<ErrorCode> Write(std::vector<asio::const_buffer> buffers,
-                                           std::chrono::seconds timeout) = 0;
+  virtual asio::awaitable<Written> Write(std::vector<asio::const_buffer> buffers,
+                                         std::chrono::seconds timeout) = 0;
   // Ends the connection at once (a body that cannot be completed honestly).
   virtual void Abort() = 0;
   // Sends what is queued and closes the sending side.

@@ -38,7 +38,10 @@ head -c 600000 /dev/urandom | dd of="$T/m2/model.safetensors" bs=1 seek=3000000 
 publish "$a_GRPC" "$T/m2" acme/m 2.0
 "$CAIRN" pull acme/m --json >"$T/d.json" || fail "derivative pull"
 fetched=$(jqr .bytes_fetched "$T/d.json")
-[ "$fetched" -lt 1000000 ] || fail "derivative fetched $fetched bytes for 600 kB changed"
+# The changed bytes plus the chunks cut across at each edge (and one more
+# if a cut within the minimum size shifts the next): chunks are at most 256
+# KiB, and the file is 6 MB, so the bound still fails if dedup breaks.
+[ "$fetched" -lt $((600000 + 3 * 262144)) ] || fail "derivative fetched $fetched bytes for 600 kB changed"
 P2=$(jqr .path "$T/d.json")
 [ "$(readlink "$STORE/models/acme/m/latest")" = "releases/$(basename "$P2")" ] || fail "latest did not move to 2.0"
 files=$(( $(du -sb --apparent-size "$P1" | cut -f1) + $(du -sb --apparent-size "$P2" | cut -f1) ))
