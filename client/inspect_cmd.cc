@@ -15,6 +15,29 @@ namespace cairn::client {
 
 using json = nlohmann::json;
 
+namespace {
+
+void PrintScrub(const cairn::v1::ScrubStatus& s) {
+  std::string found;
+  if (s.chunks_bad() > 0) found += StrCat(", ", s.chunks_bad(), " bad chunk(s) dropped");
+  if (s.releases_damaged() > 0) {
+    found += StrCat(", ", s.releases_damaged(), " release(s) lacking ", s.chunks_missing(),
+                    " chunk(s) at the last pass (", s.repairs_started(), " repair(s) asked for)");
+  }
+  std::printf("  scrub: %s%s, %lu chunks re-hashed since start%s; %s%s\n",
+              s.running() ? "running, " : "",
+              s.last_full_pass_unix() > 0
+                  ? ("last full pass " + IsoDate(s.last_full_pass_unix())).c_str()
+                  : "no full pass yet",
+              static_cast<unsigned long>(s.chunks_checked()), found.c_str(),
+              s.bytes_per_second() > 0
+                  ? ("capped at " + Progress::Bytes(s.bytes_per_second()) + "/s").c_str()
+                  : "background scrub off",
+              s.last_error().empty() ? "" : ("; last error: " + s.last_error()).c_str());
+}
+
+}  // namespace
+
 InspectCommands::InspectCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   // info, ls, lineage
   info_ = app->add_subcommand(
@@ -110,7 +133,19 @@ int InspectCommands::Run() {
                  {"tags_expiring", info.tags_expiring()},
                  {"expiring_tags", std::vector<std::string>(info.expiring_tags().begin(),
                                                             info.expiring_tags().end())},
-                 {"upstreams", ups}});
+                 {"upstreams", ups},
+                 {"scrub",
+                  {{"bytes_per_second", info.scrub().bytes_per_second()},
+                   {"running", info.scrub().running()},
+                   {"passes", info.scrub().passes()},
+                   {"last_full_pass_unix", info.scrub().last_full_pass_unix()},
+                   {"chunks_checked", info.scrub().chunks_checked()},
+                   {"bytes_checked", info.scrub().bytes_checked()},
+                   {"chunks_bad", info.scrub().chunks_bad()},
+                   {"chunks_missing", info.scrub().chunks_missing()},
+                   {"releases_damaged", info.scrub().releases_damaged()},
+                   {"repairs_started", info.scrub().repairs_started()},
+                   {"last_error", info.scrub().last_error()}}}});
       return 0;
     }
     std::printf(
@@ -137,6 +172,7 @@ int InspectCommands::Run() {
           "tag): %s; renew with cairn renew NS/MODEL:TAG --key KEY\n",
           static_cast<unsigned long>(info.tags_expiring()), names.c_str());
     }
+    if (info.has_scrub()) PrintScrub(info.scrub());
     if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
     for (const auto& u : info.upstreams()) {
       uint64_t behind = u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0;

@@ -114,6 +114,9 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"call_memory_mib", Int(&c->call_memory_mib, 64, 1 << 20)},
       {"max_streams_per_connection", Int(&c->max_streams_per_connection, 1, 1000)},
       {"upload_bytes_per_day", Int(&c->upload_bytes_per_day, 0, INT64_MAX, " (0: unlimited)")},
+      {"scrub_bytes_per_second",
+       Int(&c->scrub_bytes_per_second, 0, INT64_MAX, " (0: no background scrub)")},
+      {"scrub_interval_hours", Int(&c->scrub_interval_hours, 1, 24 * 366)},
   };
 }
 

@@ -36,6 +36,10 @@ struct ServeConfig {
   int call_memory_mib = 1024;
   int max_streams_per_connection = 100;
   uint64_t upload_bytes_per_day = 0;  // per publisher key; 0: unlimited
+  // The background scrub (scrub.h): bytes re-hashed per second at most (0:
+  // off) and hours from one pass's start to the next.
+  uint64_t scrub_bytes_per_second = 32ULL << 20;
+  int scrub_interval_hours = 168;
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
   // [on_demand]: pull-through from the upstreams (on when there are any).
   bool on_demand = true;

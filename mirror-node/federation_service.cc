@@ -3,6 +3,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cairn/status.h"
 #include "feed_waiter.h"
+#include "scrub.h"
 #include "spdlog/spdlog.h"
 
 namespace cairn::node {
@@ -13,7 +14,7 @@ namespace {
 
 class FederationImpl final : public FederationService {
  public:
-  FederationImpl(Repository* repo, WorkPool* pool, StreamLimits limits)
+  FederationImpl(Repository* repo, WorkPool* pool, StreamLimits limits, const Scrubber* scrub)
       : FederationService(limits), waiter_(repo) {
     ServeOnPool<SummaryRequest, SummaryResponse>("Summary", pool,
                                                  [repo](auto*) { return repo->Summary(); });
@@ -27,8 +28,9 @@ class FederationImpl final : public FederationService {
       return repo->Feed(call->req().after(), call->req().max_events());
     };
     ServeOnPool<NodeInfoRequest, NodeInfoResponse>(
-        "NodeInfo", pool, [this, repo](auto*) -> absl::StatusOr<NodeInfoResponse> {
+        "NodeInfo", pool, [this, repo, scrub](auto*) -> absl::StatusOr<NodeInfoResponse> {
           CAIRN_ASSIGN_OR_RETURN(NodeInfoResponse out, repo->NodeInfo());
+          if (scrub != nullptr) *out.mutable_scrub() = scrub->Status();
           // Called under the reader lock: SetUpstreamStatus({}) waits for calls
           // in flight, so the function's owner may go once it returned.
           absl::ReaderMutexLock l(&mu_);
@@ -83,8 +85,9 @@ class FederationImpl final : public FederationService {
 }  // namespace
 
 std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool,
-                                                        StreamLimits limits) {
-  return std::make_unique<FederationImpl>(repo, pool, limits);
+                                                        StreamLimits limits,
+                                                        const Scrubber* scrub) {
+  return std::make_unique<FederationImpl>(repo, pool, limits, scrub);
 }
 
 }  // namespace cairn::node

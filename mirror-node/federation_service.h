@@ -28,7 +28,10 @@ class FederationService : public UnaryOverStream<cairn::v1::Federation::Callback
   virtual size_t parked() const = 0;
 };
 
+class Scrubber;
+// `scrub` (may be null; not owned, outlives the service) reports in NodeInfo.
 std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool,
-                                                        StreamLimits limits);
+                                                        StreamLimits limits,
+                                                        const Scrubber* scrub = nullptr);
 
 }  // namespace cairn::node

@@ -30,6 +30,7 @@
 namespace cairn::node {
 
 class OnDemand;
+class Scrubber;
 
 struct HttpOptions {
   size_t max_connections = 4096;            // more are answered 503 and closed
@@ -57,6 +58,9 @@ struct HttpOptions {
   // Pull-through: releases not held are fetched from upstream (and served
   // as they arrive) when set. Not owned; outlives the gateway.
   OnDemand* on_demand = nullptr;
+  // The node's scrub, reported in /metrics and on the status page. Not
+  // owned; outlives the gateway. Null: none.
+  const Scrubber* scrub = nullptr;
 };
 
 struct HttpCounters {

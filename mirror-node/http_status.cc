@@ -7,6 +7,7 @@
 #include "cairn/strings.h"
 #include "http_gateway_impl.h"
 #include "http_util.h"
+#include "scrub.h"
 
 namespace cairn::node {
 
@@ -179,6 +180,33 @@ Answer HttpGateway::Impl::Metrics() {
     out += StrCat("cairn_replication_bytes_per_second{upstream=\"", Label(u.address()), "\"} ",
                   u.bytes_per_second(), "\n");
   }
+  if (opts.scrub != nullptr) {
+    const cairn::v1::ScrubStatus s = opts.scrub->Status();
+    metric("cairn_scrub_rate_limit_bytes_per_second", "gauge",
+           "The background scrub's cap (0: no background scrub).");
+    out += StrCat("cairn_scrub_rate_limit_bytes_per_second ", s.bytes_per_second(), "\n");
+    metric("cairn_scrub_running", "gauge", "1 while a scrub pass runs.");
+    out += StrCat("cairn_scrub_running ", s.running() ? 1 : 0, "\n");
+    metric("cairn_scrub_passes_total", "counter", "Full scrub passes ended.");
+    out += StrCat("cairn_scrub_passes_total ", s.passes(), "\n");
+    metric("cairn_scrub_last_full_pass_unix", "gauge", "When the last full pass ended (0: never).");
+    out += StrCat("cairn_scrub_last_full_pass_unix ", s.last_full_pass_unix(), "\n");
+    metric("cairn_scrub_chunks_checked_total", "counter", "Stored chunks re-hashed by the scrub.");
+    out += StrCat("cairn_scrub_chunks_checked_total ", s.chunks_checked(), "\n");
+    metric("cairn_scrub_bytes_checked_total", "counter", "Chunk bytes re-hashed by the scrub.");
+    out += StrCat("cairn_scrub_bytes_checked_total ", s.bytes_checked(), "\n");
+    metric("cairn_scrub_chunks_bad_total", "counter",
+           "Stored chunks that failed their hash (dropped, never served again).");
+    out += StrCat("cairn_scrub_chunks_bad_total ", s.chunks_bad(), "\n");
+    metric("cairn_scrub_chunks_missing", "gauge",
+           "Chunks a visible release needs that the node lacks (last pass).");
+    out += StrCat("cairn_scrub_chunks_missing ", s.chunks_missing(), "\n");
+    metric("cairn_scrub_releases_damaged", "gauge", "Releases lacking chunks (last pass).");
+    out += StrCat("cairn_scrub_releases_damaged ", s.releases_damaged(), "\n");
+    metric("cairn_scrub_repairs_total", "counter",
+           "Damaged releases whose chunks were asked for from upstream.");
+    out += StrCat("cairn_scrub_repairs_total ", s.repairs_started(), "\n");
+  }
   const Disk disk = DiskOf(opts.data_dir);
   if (disk.known) {
     metric("cairn_store_bytes", "gauge", "Bytes in the node's data directory.");
@@ -232,6 +260,25 @@ Answer HttpGateway::Impl::StatusPage() {
   if (disk.known) {
     h += StrCat("<tr><th>Disk</th><td>", Bytes(StoreBytes()), " in the store, ", Bytes(disk.free),
                 " free of ", Bytes(disk.total), "</td></tr>");
+  }
+  if (opts.scrub != nullptr) {
+    const cairn::v1::ScrubStatus s = opts.scrub->Status();
+    h += StrCat(
+        "<tr><th>Scrub</th><td>",
+        s.running() ? "running; " : "",
+        s.last_full_pass_unix() > 0
+            ? StrCat("last full pass ", Html(http_util::IsoTime(s.last_full_pass_unix()).substr(0, 19)))
+            : std::string("no full pass yet"),
+        ", ", s.chunks_checked(), " chunks re-hashed since start",
+        s.chunks_bad() > 0 ? StrCat(", <b class=bad>", s.chunks_bad(), " bad</b>") : "",
+        s.releases_damaged() > 0
+            ? StrCat(", <b class=bad>", s.releases_damaged(), " releases lacking ",
+                     s.chunks_missing(), " chunks</b>")
+            : "",
+        s.bytes_per_second() > 0 ? StrCat("; capped at ", Bytes(s.bytes_per_second()), "/s")
+                                 : std::string("; background scrub off"),
+        s.last_error().empty() ? "" : StrCat(" <b class=bad>", Html(s.last_error()), "</b>"),
+        "</td></tr>");
   }
   h += StrCat("<tr><th>Served</th><td>", counters.requests.load(), " HTTP requests, ",
               Bytes(counters.bytes_sent.load()), " sent, ", connections.load(),

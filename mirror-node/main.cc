@@ -17,6 +17,7 @@
 #include "http_gateway.h"
 #include "on_demand.h"
 #include "replication_loop.h"
+#include "scrub.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -49,6 +50,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGUSR1);  // a scrub pass now (cairn-node scrub --now)
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   cairn::RepositoryOptions ropts;
@@ -110,6 +112,16 @@ int Serve(cairn::node::ServeConfig cfg) {
     sopts.on_demand = on_demand.get();
     spdlog::info("pull-through on ({})", cfg.on_demand_policy.ToString());
   }
+  cairn::node::ScrubOptions scrub_opts;
+  scrub_opts.bytes_per_second = cfg.scrub_bytes_per_second;
+  scrub_opts.interval_seconds = int64_t{cfg.scrub_interval_hours} * 3600;
+  if (on_demand) {
+    scrub_opts.repair = [od = on_demand.get()](const std::string& n, const std::string& d) {
+      od->Repair(n, d);
+    };
+  }
+  cairn::node::Scrubber scrubber(repo->get(), scrub_opts);
+  sopts.scrub = &scrubber;
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
   if (!server.ok()) return Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
@@ -131,6 +143,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.tls_cert_pem = sopts.tls_cert_pem;
     hopts.tls_key_pem = sopts.tls_key_pem;
     hopts.on_demand = on_demand.get();
+    hopts.scrub = &scrubber;
     hopts.store_verifies_reads = cfg.verify_reads;
     hopts.max_connections = cfg.http_max_connections;
     hopts.max_connections_per_client = cfg.http_max_connections_per_client;
@@ -175,12 +188,21 @@ int Serve(cairn::node::ServeConfig cfg) {
     }
   };
   warn_expiring();
+  scrubber.Start();
   int sig = 0;
   const timespec day{86400, 0};
-  while ((sig = sigtimedwait(&sigs, nullptr, &day)) < 0) {
-    if (errno == EAGAIN) warn_expiring();
+  while ((sig = sigtimedwait(&sigs, nullptr, &day)) < 0 || sig == SIGUSR1) {
+    if (sig == SIGUSR1) {
+      spdlog::info("signal {}: scrub pass asked for", sig);
+      scrubber.RunNow();
+    } else if (errno == EAGAIN) {
+      warn_expiring();
+    }
+    sig = 0;
   }
   spdlog::info("signal {}: stopping", sig);
+  // The scrub stops first: a repair it asks for goes through on_demand.
+  scrubber.Stop();
   // Replication stops first and at once (a transfer or a pacing wait in
   // progress is cancelled; what arrived is kept). The status function is
   // cleared before the loop goes: SetUpstreamStatus waits for NodeInfo calls
@@ -201,6 +223,55 @@ int Serve(cairn::node::ServeConfig cfg) {
   repo->reset();
   spdlog::info("stopped cleanly");
   return 0;
+}
+
+// `cairn-node scrub --now`: a running node is asked by signal (its pass is
+// paced at its cap and repairs from its upstreams); a stopped one is scrubbed
+// here, unpaced. Exit 0: nothing damaged (or the node was asked); 2: damage
+// found offline.
+int Scrub(cairn::node::ServeConfig cfg) {
+  if (cfg.data.empty()) cfg.data = cairn::node::DefaultDataDir();
+  auto holder = cairn::Repository::HolderOf(cfg.data);
+  if (!holder.ok()) return Fail(holder.status());
+  if (*holder > 0) {
+    if (::kill(*holder, SIGUSR1) != 0) {
+      return Fail(cairn::ErrnoStatus(errno, cairn::StrCat("cannot signal cairn-node (pid ",
+                                                          *holder, ") serving ", cfg.data)));
+    }
+    std::printf(
+        "asked cairn-node (pid %d) serving %s for a scrub pass now; follow it with `cairn "
+        "status` or the cairn_scrub_* metrics\n",
+        *holder, cfg.data.c_str());
+    return 0;
+  }
+  if (cfg.trust.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "no node serves " + cfg.data + ", so it is scrubbed here: pass --trust FILE (or --config)"));
+  }
+  auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::kIgnoreExpiry);
+  if (!trust.ok()) return Fail(trust.status());
+  cairn::RepositoryOptions ropts;
+  ropts.pack.verify_on_read = cfg.verify_reads;
+  auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
+  if (!repo.ok()) return Fail(repo.status());
+  cairn::node::ScrubOptions so;
+  so.bytes_per_second = 0;  // unpaced: nothing else uses the disk
+  cairn::node::Scrubber scrubber(repo->get(), so);
+  const cairn::node::ScrubReport r = scrubber.RunPass(/*paced=*/false);
+  const cairn::v1::ScrubStatus s = scrubber.Status();
+  if (!r.complete) return Fail(absl::InternalError("scrub stopped: " + s.last_error()));
+  std::printf("scrubbed %s: %llu chunks (%llu bytes) re-hashed, %llu bad (dropped); %llu "
+              "releases lack %llu chunks\n",
+              cfg.data.c_str(), static_cast<unsigned long long>(r.chunks_checked),
+              static_cast<unsigned long long>(r.bytes_checked),
+              static_cast<unsigned long long>(r.chunks_bad),
+              static_cast<unsigned long long>(r.releases_damaged),
+              static_cast<unsigned long long>(r.chunks_missing));
+  if (r.releases_damaged == 0) return 0;
+  std::fprintf(stderr,
+               "cairn-node: start the node with an upstream that holds them: it fetches what "
+               "they lack at once; or publish them again\n");
+  return 2;
 }
 
 }  // namespace
@@ -260,6 +331,18 @@ int main(int argc, char** argv) {
   bool no_verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
                                "serve chunks without re-hashing them (clients verify anyway)");
+  cairn::node::ServeConfig scrub_flags;
+  std::string scrub_config;
+  auto* scrub = app.add_subcommand(
+      "scrub",
+      "re-hash every stored chunk and check every release is complete: a running node is asked "
+      "to (by signal), a stopped one is scrubbed here");
+  bool scrub_now = false;
+  scrub->add_flag("--now", scrub_now, "start the pass now (required)")->required();
+  scrub->add_option("--config", scrub_config, "the node's config file (for data and trust)");
+  auto* o_sdata = scrub->add_option("--data", scrub_flags.data, "data directory");
+  auto* o_strust =
+      scrub->add_option("--trust", scrub_flags.trust, "trust root file (stopped node only)");
   std::string repair_dir;
   auto* repair = app.add_subcommand(
       "repair",
@@ -277,6 +360,16 @@ int main(int argc, char** argv) {
     std::printf("repaired %s: start the node to check what it holds (cairn status)\n",
                 repair_dir.c_str());
     return 0;
+  }
+  if (*scrub) {
+    cairn::node::ServeConfig sc;
+    if (!scrub_config.empty()) {
+      absl::Status st = cairn::node::LoadConfig(scrub_config, &sc);
+      if (!st.ok()) return Fail(st);
+    }
+    if (*o_sdata) sc.data = scrub_flags.data;
+    if (*o_strust) sc.trust = scrub_flags.trust;
+    return Scrub(sc);
   }
   cairn::node::ServeConfig cfg;
   if (!config.empty()) {

@@ -18,6 +18,7 @@
 namespace cairn::node {
 
 class OnDemand;
+class Scrubber;
 
 struct ServerOptions {
   // TLS on the port: PEM certificate chain and key. Empty: plaintext.
@@ -44,6 +45,8 @@ struct ServerOptions {
   // Pull-through: Resolve of a release not held fetches it from upstream
   // (answered once committed). Not owned; outlives the server. Null: off.
   OnDemand* on_demand = nullptr;
+  // Reported in NodeInfo. Not owned; outlives the server. Null: none.
+  const Scrubber* scrub = nullptr;
 };
 
 // A running server. Not copyable; Shutdown() is thread-safe and idempotent.

@@ -149,51 +149,31 @@ class PackChunkStore final : public ChunkStore {
   }
 
   absl::Status Get(const Digest& digest, std::string* out) override {
-    Loc loc;
-    int fd;
-    {
-      absl::MutexLock l(&mu_);
-      auto it = mem_.find(digest);
-      if (it != mem_.end()) {
-        loc = it->second;
-        if (loc.pack == active_id_ && loc.offset >= active_size_) {
-          out->assign(buffer_.data() + (loc.offset - active_size_), loc.length);
-          return absl::OkStatus();
-        }
-      } else {
-        std::string v;
-        rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
-        if (s.IsNotFound())
-          return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
-        CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
-        if (!DecodeLoc(v, &loc)) {
-          index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
-          return absl::DataLossError("corrupt chunk index entry for " + DigestName(digest) +
-                                     "; dropped, to be stored again");
-        }
-      }
-      CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(loc.pack));
+    return Read(digest, opts_.verify_on_read, out);
+  }
+
+  absl::StatusOr<uint32_t> Check(const Digest& digest) override {
+    std::string bytes;
+    CAIRN_RETURN_IF_ERROR(Read(digest, /*verify=*/true, &bytes));
+    return static_cast<uint32_t>(bytes.size());
+  }
+
+  absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
+    out->clear();
+    std::unique_ptr<rocksdb::Iterator> it(index_->NewIterator(rocksdb::ReadOptions()));
+    if (after == nullptr) {
+      it->SeekToFirst();
+    } else {
+      it->Seek(DigestSlice(*after));
+      if (it->Valid() && it->key() == DigestSlice(*after)) it->Next();
     }
-    out->resize(loc.length);
-    size_t got = 0;
-    while (got < loc.length) {
-      ssize_t r = ::pread(fd, out->data() + got, loc.length - got, loc.offset + got);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return ErrnoStatus(errno, "pack read");
-      if (r == 0) {
-        Forget(digest);
-        return absl::DataLossError("stored chunk " + DigestName(digest) +
-                                   " is cut short (its pack file is shorter than its index "
-                                   "says); dropped from the index, to be stored again");
-      }
-      got += r;
+    for (; it->Valid() && out->size() < max; it->Next()) {
+      if (it->key().size() != 32) continue;  // the tail record
+      Digest d;
+      std::memcpy(d.data(), it->key().data(), 32);
+      out->push_back(d);
     }
-    if (opts_.verify_on_read && Sha256Of(*out) != digest) {
-      Forget(digest);
-      return absl::DataLossError("stored chunk " + DigestName(digest) +
-                                 " is corrupt; dropped from the index, to be stored again");
-    }
-    return absl::OkStatus();
+    return FromRocks(it->status(), "chunk index scan");
   }
 
   // A chunk found bad on read is no longer held: Has() says so, and the next
@@ -259,6 +239,55 @@ class PackChunkStore final : public ChunkStore {
   }
 
  private:
+  // Reads a chunk; with `verify`, re-hashes it and drops it on mismatch.
+  absl::Status Read(const Digest& digest, bool verify, std::string* out) {
+    Loc loc;
+    int fd;
+    {
+      absl::MutexLock l(&mu_);
+      auto it = mem_.find(digest);
+      if (it != mem_.end()) {
+        loc = it->second;
+        if (loc.pack == active_id_ && loc.offset >= active_size_) {
+          out->assign(buffer_.data() + (loc.offset - active_size_), loc.length);
+          return absl::OkStatus();
+        }
+      } else {
+        std::string v;
+        rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
+        if (s.IsNotFound())
+          return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
+        CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
+        if (!DecodeLoc(v, &loc)) {
+          index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
+          return absl::DataLossError("corrupt chunk index entry for " + DigestName(digest) +
+                                     "; dropped, to be stored again");
+        }
+      }
+      CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(loc.pack));
+    }
+    out->resize(loc.length);
+    size_t got = 0;
+    while (got < loc.length) {
+      ssize_t r = ::pread(fd, out->data() + got, loc.length - got, loc.offset + got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return ErrnoStatus(errno, "pack read");
+      if (r == 0) {
+        Forget(digest);
+        return absl::DataLossError("stored chunk " + DigestName(digest) +
+                                   " is cut short (its pack file is shorter than its index "
+                                   "says); dropped from the index, to be stored again");
+      }
+      got += r;
+    }
+    if (verify && Sha256Of(*out) != digest) {
+      Forget(digest);
+      return absl::DataLossError("stored chunk " + DigestName(digest) +
+                                 " is corrupt; dropped from the index, to be stored again");
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<bool> InIndexLocked(const Digest& digest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     rocksdb::PinnableSlice v;
     rocksdb::Status s =
@@ -460,6 +489,19 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string
   auto store = std::make_unique<PackChunkStore>(dir, opts, std::unique_ptr<rocksdb::DB>(db));
   CAIRN_RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<ChunkStore>(std::move(store));
+}
+
+absl::StatusOr<uint32_t> ChunkStore::Check(const Digest& digest) {
+  std::string bytes;
+  CAIRN_RETURN_IF_ERROR(Get(digest, &bytes));
+  if (Sha256Of(bytes) != digest) {
+    return absl::DataLossError("stored chunk " + DigestName(digest) + " is corrupt");
+  }
+  return static_cast<uint32_t>(bytes.size());
+}
+
+absl::Status ChunkStore::List(const Digest*, size_t, std::vector<Digest>*) {
+  return absl::UnimplementedError("this chunk store cannot list its chunks");
 }
 
 absl::Status RepairPackIndex(const std::string& dir) {

@@ -73,6 +73,9 @@ class Repository {
   // Rebuilds DIR's metadata database and chunk index from the files left in
   // them (after meta/CURRENT or a MANIFEST was lost). DIR must not be in use.
   static absl::Status Repair(const std::string& dir);
+  // The pid of the process that holds DIR open (it writes it to DIR/LOCK);
+  // 0 when none does.
+  static absl::StatusOr<int> HolderOf(const std::string& dir);
   // Over given stores (tests inject faults through them). Takes ownership.
   // Reads the node state: a failed read is returned, never taken as empty.
   static absl::StatusOr<std::unique_ptr<Repository>> Create(std::unique_ptr<MetaStore> meta,

@@ -46,6 +46,16 @@ class ChunkStore {
   // an overwritten header) is dropped and reported absent, so the caller
   // stores it again. Default: Has.
   virtual absl::StatusOr<bool> HasIntact(const Digest& digest) { return Has(digest); }
+  // Reads the chunk and re-hashes it, whatever the store does on Get (the
+  // scrub): its length when intact; DataLoss when the stored bytes are damaged
+  // or cut short, and then the chunk is dropped (Has() says no, it is never
+  // served again, and the next Put stores a good copy); NotFound when absent.
+  virtual absl::StatusOr<uint32_t> Check(const Digest& digest);
+  // Up to `max` stored digests greater than `after` (from the first when
+  // null), in byte order, into *out (cleared first); fewer than `max` at the
+  // end. Chunks stored a moment ago may be missing. Unimplemented where the
+  // store cannot list.
+  virtual absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out);
   // Makes every Put so far survive a crash of this process.
   virtual absl::Status Flush() = 0;
   // Makes every Put so far durable (fdatasync).
@@ -63,6 +73,10 @@ class ChunkStoreWrapper : public ChunkStore {
   absl::Status Get(const Digest& d, std::string* out) override { return target_->Get(d, out); }
   absl::StatusOr<bool> Has(const Digest& d) override { return target_->Has(d); }
   absl::StatusOr<bool> HasIntact(const Digest& d) override { return target_->HasIntact(d); }
+  absl::StatusOr<uint32_t> Check(const Digest& d) override { return target_->Check(d); }
+  absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
+    return target_->List(after, max, out);
+  }
   absl::Status Flush() override { return target_->Flush(); }
   absl::Status Sync() override { return target_->Sync(); }
 
