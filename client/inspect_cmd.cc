@@ -24,16 +24,15 @@ void PrintScrub(const cairn::v1::ScrubStatus& s) {
     found += StrCat(", ", s.releases_damaged(), " release(s) lacking ", s.chunks_missing(),
                     " chunk(s) at the last pass (", s.repairs_started(), " repair(s) asked for)");
   }
-  std::printf("  scrub: %s%s, %lu chunks re-hashed since start%s; %s%s\n",
-              s.running() ? "running, " : "",
-              s.last_full_pass_unix() > 0
-                  ? ("last full pass " + IsoDate(s.last_full_pass_unix())).c_str()
-                  : "no full pass yet",
-              static_cast<unsigned long>(s.chunks_checked()), found.c_str(),
-              s.bytes_per_second() > 0
-                  ? ("capped at " + Progress::Bytes(s.bytes_per_second()) + "/s").c_str()
-                  : "background scrub off",
-              s.last_error().empty() ? "" : ("; last error: " + s.last_error()).c_str());
+  std::printf(
+      "  scrub: %s%s, %lu chunks re-hashed since start%s; %s%s\n", s.running() ? "running, " : "",
+      s.last_full_pass_unix() > 0 ? ("last full pass " + IsoDate(s.last_full_pass_unix())).c_str()
+                                  : "no full pass yet",
+      static_cast<unsigned long>(s.chunks_checked()), found.c_str(),
+      s.bytes_per_second() > 0
+          ? ("capped at " + Progress::Bytes(s.bytes_per_second()) + "/s").c_str()
+          : "background scrub off",
+      s.last_error().empty() ? "" : ("; last error: " + s.last_error()).c_str());
 }
 
 }  // namespace

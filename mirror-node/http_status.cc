@@ -264,17 +264,16 @@ Answer HttpGateway::Impl::StatusPage() {
   if (opts.scrub != nullptr) {
     const cairn::v1::ScrubStatus s = opts.scrub->Status();
     h += StrCat(
-        "<tr><th>Scrub</th><td>",
-        s.running() ? "running; " : "",
+        "<tr><th>Scrub</th><td>", s.running() ? "running; " : "",
         s.last_full_pass_unix() > 0
-            ? StrCat("last full pass ", Html(http_util::IsoTime(s.last_full_pass_unix()).substr(0, 19)))
+            ? StrCat("last full pass ",
+                     Html(http_util::IsoTime(s.last_full_pass_unix()).substr(0, 19)))
             : std::string("no full pass yet"),
         ", ", s.chunks_checked(), " chunks re-hashed since start",
         s.chunks_bad() > 0 ? StrCat(", <b class=bad>", s.chunks_bad(), " bad</b>") : "",
-        s.releases_damaged() > 0
-            ? StrCat(", <b class=bad>", s.releases_damaged(), " releases lacking ",
-                     s.chunks_missing(), " chunks</b>")
-            : "",
+        s.releases_damaged() > 0 ? StrCat(", <b class=bad>", s.releases_damaged(),
+                                          " releases lacking ", s.chunks_missing(), " chunks</b>")
+                                 : "",
         s.bytes_per_second() > 0 ? StrCat("; capped at ", Bytes(s.bytes_per_second()), "/s")
                                  : std::string("; background scrub off"),
         s.last_error().empty() ? "" : StrCat(" <b class=bad>", Html(s.last_error()), "</b>"),

@@ -235,8 +235,8 @@ int Scrub(cairn::node::ServeConfig cfg) {
   if (!holder.ok()) return Fail(holder.status());
   if (*holder > 0) {
     if (::kill(*holder, SIGUSR1) != 0) {
-      return Fail(cairn::ErrnoStatus(errno, cairn::StrCat("cannot signal cairn-node (pid ",
-                                                          *holder, ") serving ", cfg.data)));
+      return Fail(cairn::ErrnoStatus(
+          errno, cairn::StrCat("cannot signal cairn-node (pid ", *holder, ") serving ", cfg.data)));
     }
     std::printf(
         "asked cairn-node (pid %d) serving %s for a scrub pass now; follow it with `cairn "
@@ -245,8 +245,9 @@ int Scrub(cairn::node::ServeConfig cfg) {
     return 0;
   }
   if (cfg.trust.empty()) {
-    return Fail(absl::InvalidArgumentError(
-        "no node serves " + cfg.data + ", so it is scrubbed here: pass --trust FILE (or --config)"));
+    return Fail(
+        absl::InvalidArgumentError("no node serves " + cfg.data +
+                                   ", so it is scrubbed here: pass --trust FILE (or --config)"));
   }
   auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::kIgnoreExpiry);
   if (!trust.ok()) return Fail(trust.status());
@@ -260,13 +261,14 @@ int Scrub(cairn::node::ServeConfig cfg) {
   const cairn::node::ScrubReport r = scrubber.RunPass(/*paced=*/false);
   const cairn::v1::ScrubStatus s = scrubber.Status();
   if (!r.complete) return Fail(absl::InternalError("scrub stopped: " + s.last_error()));
-  std::printf("scrubbed %s: %llu chunks (%llu bytes) re-hashed, %llu bad (dropped); %llu "
-              "releases lack %llu chunks\n",
-              cfg.data.c_str(), static_cast<unsigned long long>(r.chunks_checked),
-              static_cast<unsigned long long>(r.bytes_checked),
-              static_cast<unsigned long long>(r.chunks_bad),
-              static_cast<unsigned long long>(r.releases_damaged),
-              static_cast<unsigned long long>(r.chunks_missing));
+  std::printf(
+      "scrubbed %s: %llu chunks (%llu bytes) re-hashed, %llu bad (dropped); %llu "
+      "releases lack %llu chunks\n",
+      cfg.data.c_str(), static_cast<unsigned long long>(r.chunks_checked),
+      static_cast<unsigned long long>(r.bytes_checked),
+      static_cast<unsigned long long>(r.chunks_bad),
+      static_cast<unsigned long long>(r.releases_damaged),
+      static_cast<unsigned long long>(r.chunks_missing));
   if (r.releases_damaged == 0) return 0;
   std::fprintf(stderr,
                "cairn-node: start the node with an upstream that holds them: it fetches what "

@@ -105,9 +105,9 @@ void Scrubber::Loop() {
       // Due: a pass a restart cut short, or the interval since the last start.
       const uint64_t cursor = repo_->GetCursor(kCursorKey).value_or(0);
       const int64_t started = static_cast<int64_t>(repo_->GetCursor(kStartedKey).value_or(0));
-      const bool due = opts_.bytes_per_second > 0 &&
-                       (cursor != 0 || started == 0 ||
-                        clock_->NowUnix() >= started + opts_.interval_seconds);
+      const bool due =
+          opts_.bytes_per_second > 0 &&
+          (cursor != 0 || started == 0 || clock_->NowUnix() >= started + opts_.interval_seconds);
       if (!due) {
         // Without a rate there is nothing to wait for but RunNow.
         const int64_t wait = opts_.bytes_per_second > 0
@@ -160,8 +160,7 @@ ScrubReport Scrubber::RunPass(bool paced) {
 absl::Status Scrubber::Chunks(bool paced, ScrubReport* r) {
   CAIRN_ASSIGN_OR_RETURN(uint64_t place, repo_->GetCursor(kCursorKey));
   if (place == 0) {
-    CAIRN_RETURN_IF_ERROR(
-        repo_->SetCursor(kStartedKey, static_cast<uint64_t>(clock_->NowUnix())));
+    CAIRN_RETURN_IF_ERROR(repo_->SetCursor(kStartedKey, static_cast<uint64_t>(clock_->NowUnix())));
   } else {
     spdlog::info("scrub: resuming the pass a restart cut short");
   }
@@ -171,8 +170,7 @@ absl::Status Scrubber::Chunks(bool paced, ScrubReport* r) {
   const uint64_t rate = opts_.bytes_per_second;
   std::vector<Digest> batch;
   for (;;) {
-    CAIRN_RETURN_IF_ERROR(
-        repo_->chunks()->List(after ? &*after : nullptr, kBatch, &batch));
+    CAIRN_RETURN_IF_ERROR(repo_->chunks()->List(after ? &*after : nullptr, kBatch, &batch));
     for (const Digest& d : batch) {
       if (stop_.cancelled()) return absl::OkStatus();
       auto checked = repo_->chunks()->Check(d);
