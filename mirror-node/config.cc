@@ -154,6 +154,7 @@ std::vector<std::pair<std::string, Setter>> HttpKeys(ServeConfig* c) {
        Int(&c->http_requests_per_second_per_client, 0, 10000000, " (0: no limit)")},
       {"tree_page_size", Int(&c->http_tree_page_size, 1, 100000)},
       {"max_read_ahead_mib", Int(&c->http_max_read_ahead_mib, 0, 1 << 20)},
+      {"verify_reads", Bool(&c->http_verify_reads)},
   };
 }
 

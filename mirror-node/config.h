@@ -20,7 +20,9 @@ struct ServeConfig {
   std::string http;  // HTTP gateway HOST:PORT; empty: off
   std::string trust;
   std::string log_level = "info";
-  bool verify_reads = true;
+  // Re-hash chunks read for gRPC clients (who verify every chunk themselves;
+  // the scrub finds rot). Default: false.
+  bool verify_reads = false;
   std::string region;
   std::vector<std::string> upstreams;
   std::vector<std::string> peers;
@@ -50,6 +52,8 @@ struct ServeConfig {
   int http_requests_per_second_per_client = 1000;
   int http_tree_page_size = 1000;
   int http_max_read_ahead_mib = 256;
+  // Re-hash chunks before they go to HTTP clients (curl cannot verify).
+  bool http_verify_reads = true;
 };
 
 // Reads and parses a config file (at most 1 MiB). InvalidArgument naming the

@@ -187,6 +187,7 @@ absl::StatusOr<std::string> HttpGateway::Impl::BlobId(const cairn::v1::FileEntry
     CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
     CAIRN_RETURN_IF_ERROR(repo->chunks()->Get(d, &data));
     if (data.size() != c.length() || Sha256Of(data) != d) {
+      repo->chunks()->Check(d).IgnoreError();  // drops it
       counters.verification_failures++;
       return absl::DataLossError("chunk " + DigestName(d) + " of " + f.path() +
                                  " is damaged on this node");

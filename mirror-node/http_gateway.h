@@ -46,8 +46,12 @@ struct HttpOptions {
   // 1 MiB batches with one ahead; past it, 64 KiB batches and none ahead.
   uint64_t max_read_ahead_bytes = 256ull << 20;
   size_t tree_page_size = 1000;  // entries per page of the Hub tree API
-  // The chunk store checks every chunk it reads against its digest (the
-  // node's verify_reads): the gateway then does not hash it a second time.
+  // Every chunk is checked against its digest before it is sent (a plain
+  // HTTP client cannot check it): by the store when it verifies reads (the
+  // node's verify_reads), else here. false ([http] verify_reads = false):
+  // chunks verified when they entered the node are sent as read, and the
+  // scrub is the defence against the disk. Default: true.
+  bool verify_reads = true;
   bool store_verifies_reads = false;
   // TLS on the port: PEM certificate chain and key (the node's). Empty: plain.
   std::string tls_cert_pem, tls_key_pem;

@@ -145,6 +145,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.on_demand = on_demand.get();
     hopts.scrub = &scrubber;
     hopts.store_verifies_reads = cfg.verify_reads;
+    hopts.verify_reads = cfg.http_verify_reads;
     hopts.max_connections = cfg.http_max_connections;
     hopts.max_connections_per_client = cfg.http_max_connections_per_client;
     hopts.requests_per_second_per_client = cfg.http_requests_per_second_per_client;
@@ -330,9 +331,13 @@ int main(int argc, char** argv) {
       "--upload-quota", flags.upload_bytes_per_day,
       "bytes of new chunks and staged chunk lists per publisher key per UTC day (default "
       "0: unlimited; [quota] in the config sets it per key)");
-  bool no_verify_reads = false;
+  bool no_verify_reads = false, verify_reads = false;
   auto* o_nv = serve->add_flag("--no-verify-reads", no_verify_reads,
-                               "serve chunks without re-hashing them (clients verify anyway)");
+                               "serve gRPC clients chunks without re-hashing them (the default: "
+                               "they verify every chunk, and the scrub finds rot)");
+  auto* o_v = serve->add_flag("--verify-reads", verify_reads,
+                              "re-hash every chunk read for a gRPC client too (costs CPU)");
+  o_v->excludes(o_nv);
   cairn::node::ServeConfig scrub_flags;
   std::string scrub_config;
   auto* scrub = app.add_subcommand(
@@ -387,6 +392,7 @@ int main(int argc, char** argv) {
   if (*o_up) cfg.upstreams = flags.upstreams;
   if (*o_peer) cfg.peers = flags.peers;
   if (*o_nv) cfg.verify_reads = false;
+  if (*o_v) cfg.verify_reads = true;
   if (*o_cert) cfg.tls_cert = flags.tls_cert;
   if (*o_key) cfg.tls_key = flags.tls_key;
   if (*o_ca) cfg.tls_ca = flags.tls_ca;
