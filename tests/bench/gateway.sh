@@ -96,6 +96,33 @@ done
 B=$((SIZE_MIB << 20)); G=$(median t_gw1); N=$(median t_ng1)
 echo "gateway $(gbps $B $G) GB/s ($G s), nginx $(gbps $B $N) GB/s ($N s): ratio $(ratio $N $G)x (goal >= 0.8)"
 
+echo; echo "## 1b. the same with [http] verify_reads = false (chunks verified on arrival; the scrub finds rot)"
+kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+printf '[http]\nrequests_per_second_per_client = 0\nverify_reads = false\n' >bench-nv.toml
+$NODE serve --data node --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root --config bench-nv.toml \
+  >node.out 2>>node.log &
+PIDS[0]=$!
+for _ in $(seq 200); do grep -q 'http on' node.out 2>/dev/null && break; sleep 0.05; done
+HTTP_NV=$(sed -n 's/^cairn-node http on //p' node.out)
+: >t_gw1n; : >t_ng1n
+for i in 1 2 3; do
+  for who in gw ng; do
+    [ $((i % 2)) = 0 ] && who=$([ $who = gw ] && echo ng || echo gw)
+    T0=$(now)
+    if [ $who = gw ]; then curl -sf -o /dev/null "http://$HTTP_NV/acme/one/resolve/main/weights.bin"
+    else curl -sf -o /dev/null "http://127.0.0.1:$PORT/weights.bin"; fi
+    since "$T0" >>t_${who}1n
+  done
+done
+G=$(median t_gw1n); N=$(median t_ng1n)
+echo "gateway $(gbps $B $G) GB/s ($G s), nginx $(gbps $B $N) GB/s ($N s): ratio $(ratio $N $G)x (goal >= 0.8)"
+kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+$NODE serve --data node --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root --config bench.toml \
+  >node.out 2>>node.log &
+PIDS[0]=$!
+for _ in $(seq 200); do grep -q 'http on' node.out 2>/dev/null && break; sleep 0.05; done
+HTTP=$(sed -n 's/^cairn-node http on //p' node.out)
+
 echo; echo "## 2. a snapshot ($(echo $FILES | wc -w) files, $SIZE_MIB MiB) through resolve vs nginx"
 : >t_gw2; : >t_ng2
 SNAP_BYTES=$(du -sb model | cut -f1)
