@@ -14,6 +14,8 @@
 
 namespace cairn::node {
 
+absl::StatusOr<std::string> CanonicalLogLevel(const std::string& level);
+
 namespace {
 
 // Where a config error is: "config PATH:LINE".
@@ -71,9 +73,11 @@ Setter Strings(std::vector<std::string>* out) {
   };
 }
 
-// Applies `keys` to table `t`: every key must be known and well-typed.
-absl::Status ApplyTable(const toml::table& t, const std::string& path, const std::string& prefix,
-                        const std::vector<std::pair<std::string, Setter>>& keys) {
+// Applies `keys` to table `t`: every key must be known and well-typed. Each
+// error is appended to *errs.
+void ApplyTable(const toml::table& t, const std::string& path, const std::string& prefix,
+                const std::vector<std::pair<std::string, Setter>>& keys,
+                std::vector<std::string>* errs) {
   std::vector<std::string> names;
   for (const auto& [name, set] : keys) names.push_back(name);
   for (auto [key, val] : t) {
@@ -82,13 +86,48 @@ absl::Status ApplyTable(const toml::table& t, const std::string& path, const std
     if (it == keys.end()) {
       std::vector<std::string> qualified;
       for (const auto& n : names) qualified.push_back(prefix + n);
-      return Unknown(At(path, val), "key", prefix + k, qualified);
+      errs->push_back(std::string(Unknown(At(path, val), "key", prefix + k, qualified).message()));
+      continue;
     }
     if (std::string why = it->second(val); !why.empty()) {
-      return absl::InvalidArgumentError(StrCat(At(path, val), ": ", prefix, k, " ", why));
+      errs->push_back(StrCat(At(path, val), ": ", prefix, k, " ", why));
     }
   }
-  return absl::OkStatus();
+}
+
+// A node address (HOST:PORT, tls:// or plain://), checked where it is written.
+Setter Address(std::string* out, bool allow_port_zero) {
+  return [out, allow_port_zero](const toml::node& v) -> std::string {
+    if (!v.is_string()) return "must be a string";
+    auto parsed = ParseNodeAddress(*v.value<std::string>(), allow_port_zero);
+    if (!parsed.ok()) return std::string(parsed.status().message());
+    *out = *v.value<std::string>();
+    return "";
+  };
+}
+
+Setter Addresses(std::vector<std::string>* out) {
+  return [out](const toml::node& v) -> std::string {
+    const toml::array* arr = v.as_array();
+    if (arr == nullptr) return "must be an array of HOST:PORT strings";
+    for (const auto& e : *arr) {
+      if (!e.is_string()) return "must hold only strings";
+      auto parsed = ParseNodeAddress(*e.value<std::string>());
+      if (!parsed.ok()) return std::string(parsed.status().message());
+      out->push_back(*e.value<std::string>());
+    }
+    return "";
+  };
+}
+
+Setter LogLevel(std::string* out) {
+  return [out](const toml::node& v) -> std::string {
+    if (!v.is_string()) return "must be a string";
+    auto l = CanonicalLogLevel(*v.value<std::string>());
+    if (!l.ok()) return std::string(l.status().message());
+    *out = *l;
+    return "";
+  };
 }
 
 constexpr int64_t kMaxLimit = 100000;
@@ -96,14 +135,14 @@ constexpr int64_t kMaxLimit = 100000;
 std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
   return {
       {"data", Str(&c->data)},
-      {"listen", Str(&c->listen)},
-      {"http", Str(&c->http)},
+      {"listen", Address(&c->listen, /*allow_port_zero=*/true)},
+      {"http", Address(&c->http, /*allow_port_zero=*/true)},
       {"trust", Str(&c->trust)},
-      {"log_level", Str(&c->log_level)},
+      {"log_level", LogLevel(&c->log_level)},
       {"region", Str(&c->region)},
       {"verify_reads", Bool(&c->verify_reads)},
-      {"upstreams", Strings(&c->upstreams)},
-      {"peers", Strings(&c->peers)},
+      {"upstreams", Addresses(&c->upstreams)},
+      {"peers", Addresses(&c->peers)},
       {"tls_cert", Str(&c->tls_cert)},
       {"tls_key", Str(&c->tls_key)},
       {"tls_ca", Str(&c->tls_ca)},
@@ -123,7 +162,7 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
 std::vector<std::pair<std::string, Setter>> UpstreamKeys(ReplicationLoop::UpstreamConfig* uc,
                                                          std::vector<std::string>* windows) {
   return {
-      {"address", Str(&uc->address)},
+      {"address", Address(&uc->address, /*allow_port_zero=*/false)},
       {"include", Strings(&uc->policy.include)},
       {"exclude", Strings(&uc->policy.exclude)},
       {"tags", Strings(&uc->policy.tags)},
@@ -184,6 +223,8 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
     return absl::InvalidArgumentError(cairn::StrCat("config ", path, ":", e.source().begin.line,
                                                     ": ", std::string(e.description())));
   }
+  // Every error is collected, so one run names them all.
+  std::vector<std::string> errs;
   // Top level: only the [node] and [quota] tables and [[upstream]] tables.
   // A key written above [node] would otherwise be silently ignored.
   std::vector<std::string> node_keys;
@@ -194,70 +235,91 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       continue;
     }
     if (val.is_table() || val.is_array_of_tables()) {
-      return Unknown(At(path, val), "table", "[" + k + "]",
-                     {"[node]", "[quota]", "[[upstream]]", "[on_demand]", "[http]"});
+      errs.push_back(
+          std::string(Unknown(At(path, val), "table", "[" + k + "]",
+                              {"[node]", "[quota]", "[[upstream]]", "[on_demand]", "[http]"})
+                          .message()));
+      continue;
     }
     std::string near = Nearest(k, node_keys);
-    return absl::InvalidArgumentError(
-        StrCat(At(path, val), ": unknown top-level key ", k,
-               near.empty() ? " (keys go in [node])" : " (did you mean " + near + "?)"));
+    errs.push_back(StrCat(At(path, val), ": unknown top-level key ", k,
+                          near.empty() ? " (keys go in [node])" : " (did you mean " + near + "?)"));
   }
   if (t.contains("upstream")) {
     const toml::array* ups = t["upstream"].as_array();
     if (ups == nullptr || !t["upstream"].is_array_of_tables()) {
-      return absl::InvalidArgumentError(At(path, *t.get("upstream")) + ": use [[upstream]] tables");
-    }
-    for (const auto& u : *ups) {
-      const toml::table* ut = u.as_table();
-      cairn::node::ReplicationLoop::UpstreamConfig uc;
-      std::vector<std::string> windows;
-      CAIRN_RETURN_IF_ERROR(ApplyTable(*ut, path, "upstream.", UpstreamKeys(&uc, &windows)));
-      for (const auto& w : windows) {
-        auto parsed = cairn::ReplicationPolicy::ParseWindow(w);
-        if (!parsed.ok()) return cairn::Annotate(parsed.status(), At(path, u) + ": upstream");
-        uc.policy.windows.push_back(*parsed);
+      errs.push_back(At(path, *t.get("upstream")) + ": use [[upstream]] tables");
+    } else {
+      for (const auto& u : *ups) {
+        const toml::table* ut = u.as_table();
+        cairn::node::ReplicationLoop::UpstreamConfig uc;
+        std::vector<std::string> windows;
+        ApplyTable(*ut, path, "upstream.", UpstreamKeys(&uc, &windows), &errs);
+        for (const auto& w : windows) {
+          auto parsed = cairn::ReplicationPolicy::ParseWindow(w);
+          if (!parsed.ok()) {
+            errs.push_back(StrCat(At(path, u), ": upstream: ", parsed.status().message()));
+            continue;
+          }
+          uc.policy.windows.push_back(*parsed);
+        }
+        if (uc.address.empty() && !ut->contains("address")) {
+          errs.push_back(At(path, u) + ": [[upstream]] needs an address");
+        }
+        c->upstream_tables.push_back(std::move(uc));
       }
-      if (uc.address.empty()) {
-        return absl::InvalidArgumentError(At(path, u) + ": [[upstream]] needs an address");
-      }
-      c->upstream_tables.push_back(std::move(uc));
     }
   }
   // [quota]: publisher key id = bytes per day.
   if (t.contains("quota")) {
     const toml::table* q = t["quota"].as_table();
     if (q == nullptr) {
-      return absl::InvalidArgumentError(At(path, *t.get("quota")) + ": [quota] must be a table");
-    }
-    for (auto [key, val] : *q) {
-      std::string k(key.str());
-      if (!val.is_integer() || *val.value<int64_t>() < 0) {
-        return absl::InvalidArgumentError(At(path, val) + ": quota." + k +
-                                          " must be a number of bytes per day (0: unlimited)");
+      errs.push_back(At(path, *t.get("quota")) + ": [quota] must be a table");
+    } else {
+      for (auto [key, val] : *q) {
+        std::string k(key.str());
+        if (!val.is_integer() || *val.value<int64_t>() < 0) {
+          errs.push_back(At(path, val) + ": quota." + k +
+                         " must be a number of bytes per day (0: unlimited)");
+        } else if (k.size() != 32 || k.find_first_not_of("0123456789abcdef") != std::string::npos) {
+          errs.push_back(At(path, val) + ": quota." + k +
+                         ": keys are publisher key ids (32 hex digits)");
+        } else {
+          c->upload_quota_by_key.emplace_back(k, static_cast<uint64_t>(*val.value<int64_t>()));
+        }
       }
-      if (k.size() != 32 || k.find_first_not_of("0123456789abcdef") != std::string::npos) {
-        return absl::InvalidArgumentError(At(path, val) + ": quota." + k +
-                                          ": keys are publisher key ids (32 hex digits)");
-      }
-      c->upload_quota_by_key.emplace_back(k, static_cast<uint64_t>(*val.value<int64_t>()));
     }
   }
   for (const char* table : {"on_demand", "http"}) {
     if (!t.contains(table)) continue;
     const toml::table* tt = t[table].as_table();
     if (tt == nullptr) {
-      return absl::InvalidArgumentError(At(path, *t.get(table)) + ": [" + table +
-                                        "] must be a table");
+      errs.push_back(At(path, *t.get(table)) + ": [" + table + "] must be a table");
+      continue;
     }
-    CAIRN_RETURN_IF_ERROR(ApplyTable(*tt, path, std::string(table) + ".",
-                                     std::string(table) == "http" ? HttpKeys(c) : OnDemandKeys(c)));
+    ApplyTable(*tt, path, std::string(table) + ".",
+               std::string(table) == "http" ? HttpKeys(c) : OnDemandKeys(c), &errs);
   }
-  if (!t.contains("node")) return absl::OkStatus();
-  const toml::table* node = t["node"].as_table();
-  if (node == nullptr) {
-    return absl::InvalidArgumentError(At(path, *t.get("node")) + ": [node] must be a table");
+  if (t.contains("node")) {
+    const toml::table* node = t["node"].as_table();
+    if (node == nullptr) {
+      errs.push_back(At(path, *t.get("node")) + ": [node] must be a table");
+    } else {
+      ApplyTable(*node, path, "node.", NodeKeys(c), &errs);
+    }
   }
-  return ApplyTable(*node, path, "node.", NodeKeys(c));
+  if (errs.empty()) return absl::OkStatus();
+  // In the file's order.
+  const std::string prefix = StrCat("config ", path, ":");
+  auto line_of = [&](const std::string& e) {
+    int line = 0;
+    if (e.rfind(prefix, 0) == 0) line = std::atoi(e.c_str() + prefix.size());
+    return line;
+  };
+  std::stable_sort(errs.begin(), errs.end(), [&](const std::string& a, const std::string& b) {
+    return line_of(a) < line_of(b);
+  });
+  return absl::InvalidArgumentError(StrJoin(errs, "\n"));
 }
 
 absl::StatusOr<std::string> CanonicalLogLevel(const std::string& level) {
