@@ -8,10 +8,12 @@
 #include <cstdlib>
 #include <ctime>
 #include <string>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "admin_cmd.h"
 #include "cairn/repository.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -28,52 +30,12 @@
 
 namespace {
 
-// One line per error (a config file's errors come together).
-int Fail(const absl::Status& s) {
-  for (absl::string_view line : absl::StrSplit(s.message(), '\n')) {
-    std::fprintf(stderr, "cairn-node: error: %s\n", std::string(line).c_str());
-  }
-  return 1;
-}
-
-// `cairn-node check-config FILE`: every error in the file (with its line),
-// then what the file names (trust root, TLS files) loaded as the node would.
-int CheckConfig(const std::string& path) {
-  cairn::node::ServeConfig cfg;
-  if (absl::Status st = cairn::node::LoadConfig(path, &cfg); !st.ok()) return Fail(st);
-  std::vector<std::string> errs;
-  if (absl::Status st = cairn::node::ValidateConfig(&cfg); !st.ok()) {
-    errs.push_back(std::string(st.message()));
-  }
-  if (!cfg.trust.empty()) {
-    auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::kIgnoreExpiry);
-    if (!trust.ok()) errs.push_back(cairn::StrCat("node.trust: ", trust.status().message()));
-  }
-  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
-    errs.push_back("node.tls_cert and node.tls_key go together");
-  } else if (!cfg.tls_cert.empty()) {
-    auto tls = cairn::TlsOptions::Load(cfg.tls_ca.empty() ? cfg.tls_cert : cfg.tls_ca, cfg.tls_cert,
-                                       cfg.tls_key);
-    if (!tls.ok()) errs.push_back(cairn::StrCat("node TLS files: ", tls.status().message()));
-  }
-  if (!errs.empty()) {
-    for (auto& e : errs) e = cairn::StrCat("config ", path, ": ", e);
-    return Fail(absl::InvalidArgumentError(absl::StrJoin(errs, "\n")));
-  }
-  std::printf("%s: OK (data %s, listen %s, http %s, %zu upstream(s), trust %s)\n", path.c_str(),
-              cfg.data.empty() ? cairn::node::DefaultDataDir().c_str() : cfg.data.c_str(),
-              cfg.listen.c_str(), cfg.http.empty() ? "off" : cfg.http.c_str(),
-              cfg.upstreams.size() + cfg.upstream_tables.size(),
-              cfg.trust.empty() ? "not set: pass --trust" : cfg.trust.c_str());
-  return 0;
-}
-
 int Serve(cairn::node::ServeConfig cfg) {
-  if (absl::Status st = cairn::node::ValidateConfig(&cfg); !st.ok()) return Fail(st);
+  if (absl::Status st = cairn::node::ValidateConfig(&cfg); !st.ok()) return cairn::node::Fail(st);
   auto level = spdlog::level::from_str(cfg.log_level);
   spdlog::set_level(level);
   if (cfg.trust.empty()) {
-    return Fail(absl::InvalidArgumentError(
+    return cairn::node::Fail(absl::InvalidArgumentError(
         "no trust file: pass --trust FILE (made by `cairn trust init`) or set node.trust"));
   }
   if (cfg.data.empty()) cfg.data = cairn::node::DefaultDataDir();
@@ -81,7 +43,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   // that received newer roots from its peers starts even when the file's
   // root has expired since.
   auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::kIgnoreExpiry);
-  if (!trust.ok()) return Fail(trust.status());
+  if (!trust.ok()) return cairn::node::Fail(trust.status());
 
   // Block the stop signals before any thread starts, then wait for them here.
   sigset_t sigs;
@@ -89,6 +51,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGUSR1);  // a scrub pass now (cairn-node scrub --now)
+  sigaddset(&sigs, SIGUSR2);  // a backup (cairn-node backup)
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   cairn::RepositoryOptions ropts;
@@ -107,20 +70,21 @@ int Serve(cairn::node::ServeConfig cfg) {
   sopts.max_streams_per_connection = cfg.max_streams_per_connection;
   sopts.require_client_cert = cfg.tls_require_client_cert;
   if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
-    return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"));
+    return cairn::node::Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"));
   }
   if (!cfg.tls_ca.empty() && cfg.tls_cert.empty()) {
-    return Fail(absl::InvalidArgumentError(
+    return cairn::node::Fail(absl::InvalidArgumentError(
         "--tls-ca needs --tls-cert and --tls-key (mutual TLS between nodes)"));
   }
   if (cfg.tls_require_client_cert && cfg.tls_ca.empty()) {
-    return Fail(absl::InvalidArgumentError("--tls-require-client-cert needs --tls-ca"));
+    return cairn::node::Fail(
+        absl::InvalidArgumentError("--tls-require-client-cert needs --tls-ca"));
   }
   cairn::TlsOptions outbound;
   if (!cfg.tls_cert.empty()) {
     auto own = cairn::TlsOptions::Load(cfg.tls_ca.empty() ? cfg.tls_cert : cfg.tls_ca, cfg.tls_cert,
                                        cfg.tls_key);
-    if (!own.ok()) return Fail(own.status());
+    if (!own.ok()) return cairn::node::Fail(own.status());
     sopts.tls_cert_pem = own->cert_pem;
     sopts.tls_key_pem = own->key_pem;
     if (!cfg.tls_ca.empty()) {
@@ -129,7 +93,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     }
   }
   auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
-  if (!repo.ok()) return Fail(repo.status());
+  if (!repo.ok()) return cairn::node::Fail(repo.status());
   // Pull-through from the upstreams: a release a client asks for that this
   // node lacks is fetched through the same verified path as the feed.
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> ups = cfg.upstream_tables;
@@ -161,7 +125,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   cairn::node::Scrubber scrubber(repo->get(), scrub_opts);
   sopts.scrub = &scrubber;
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
-  if (!server.ok()) return Fail(server.status());
+  if (!server.ok()) return cairn::node::Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
                (*repo)->trust().digest());
   if (!(*repo)->trust_note().empty()) spdlog::warn("{}", (*repo)->trust_note());
@@ -190,7 +154,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.tree_page_size = cfg.http_tree_page_size;
     hopts.max_read_ahead_bytes = uint64_t(cfg.http_max_read_ahead_mib) << 20;
     auto g = cairn::node::HttpGateway::Start(repo->get(), cfg.http, hopts);
-    if (!g.ok()) return Fail(g.status());
+    if (!g.ok()) return cairn::node::Fail(g.status());
     gateway = std::move(*g);
     std::printf("cairn-node http on %s%s\n", gateway->address().c_str(),
                 hopts.tls_cert_pem.empty() ? "" : " (https)");
@@ -230,10 +194,23 @@ int Serve(cairn::node::ServeConfig cfg) {
   scrubber.Start();
   int sig = 0;
   const timespec day{86400, 0};
-  while ((sig = sigtimedwait(&sigs, nullptr, &day)) < 0 || sig == SIGUSR1) {
+  std::thread backup;  // one at a time
+  std::atomic<bool> backing_up{false};
+  while ((sig = sigtimedwait(&sigs, nullptr, &day)) < 0 || sig == SIGUSR1 || sig == SIGUSR2) {
     if (sig == SIGUSR1) {
       spdlog::info("signal {}: scrub pass asked for", sig);
       scrubber.RunNow();
+    } else if (sig == SIGUSR2) {
+      if (backing_up.load()) {
+        spdlog::warn("signal {}: a backup is running already; this one is ignored", sig);
+      } else {
+        if (backup.joinable()) backup.join();
+        backing_up = true;
+        backup = std::thread([&backing_up, r = repo->get(), data = cfg.data] {
+          cairn::node::AnswerBackupRequest(r, data);
+          backing_up = false;
+        });
+      }
     } else if (errno == EAGAIN) {
       warn_expiring();
     }
@@ -242,6 +219,10 @@ int Serve(cairn::node::ServeConfig cfg) {
   spdlog::info("signal {}: stopping", sig);
   // The scrub stops first: a repair it asks for goes through on_demand.
   scrubber.Stop();
+  if (backup.joinable()) {
+    if (backing_up.load()) spdlog::info("waiting for the backup in progress to end");
+    backup.join();
+  }
   // Replication stops first and at once (a transfer or a pacing wait in
   // progress is cancelled; what arrived is kept). The status function is
   // cleared before the loop goes: SetUpstreamStatus waits for NodeInfo calls
@@ -262,57 +243,6 @@ int Serve(cairn::node::ServeConfig cfg) {
   repo->reset();
   spdlog::info("stopped cleanly");
   return 0;
-}
-
-// `cairn-node scrub --now`: a running node is asked by signal (its pass is
-// paced at its cap and repairs from its upstreams); a stopped one is scrubbed
-// here, unpaced. Exit 0: nothing damaged (or the node was asked); 2: damage
-// found offline.
-int Scrub(cairn::node::ServeConfig cfg) {
-  if (cfg.data.empty()) cfg.data = cairn::node::DefaultDataDir();
-  auto holder = cairn::Repository::HolderOf(cfg.data);
-  if (!holder.ok()) return Fail(holder.status());
-  if (*holder > 0) {
-    if (::kill(*holder, SIGUSR1) != 0) {
-      return Fail(cairn::ErrnoStatus(
-          errno, cairn::StrCat("cannot signal cairn-node (pid ", *holder, ") serving ", cfg.data)));
-    }
-    std::printf(
-        "asked cairn-node (pid %d) serving %s for a scrub pass now; follow it with `cairn "
-        "status` or the cairn_scrub_* metrics\n",
-        *holder, cfg.data.c_str());
-    return 0;
-  }
-  if (cfg.trust.empty()) {
-    return Fail(
-        absl::InvalidArgumentError("no node serves " + cfg.data +
-                                   ", so it is scrubbed here: pass --trust FILE (or --config)"));
-  }
-  auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::kIgnoreExpiry);
-  if (!trust.ok()) return Fail(trust.status());
-  cairn::RepositoryOptions ropts;
-  ropts.pack.verify_on_read = cfg.verify_reads;
-  auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
-  if (!repo.ok()) return Fail(repo.status());
-  cairn::node::ScrubOptions so;
-  so.bytes_per_second = 0;  // unpaced: nothing else uses the disk
-  cairn::node::Scrubber scrubber(repo->get(), so);
-  const cairn::node::ScrubReport r = scrubber.RunPass(/*paced=*/false);
-  const cairn::v1::ScrubStatus s = scrubber.Status();
-  if (!r.complete) return Fail(absl::InternalError("scrub stopped: " + s.last_error()));
-  std::printf(
-      "scrubbed %s: %llu chunks (%llu bytes) re-hashed, %llu bad (dropped); %llu "
-      "releases lack %llu chunks\n",
-      cfg.data.c_str(), static_cast<unsigned long long>(r.chunks_checked),
-      static_cast<unsigned long long>(r.bytes_checked),
-      static_cast<unsigned long long>(r.chunks_bad),
-      static_cast<unsigned long long>(r.releases_damaged),
-      static_cast<unsigned long long>(r.chunks_missing));
-  if (r.releases_damaged == 0) return 0;
-  std::fprintf(stderr,
-               "cairn-node: start the node with an upstream that holds them: it fetches what "
-               "they lack at once; or publish them again\n");
-  return 2;
 }
 
 }  // namespace
@@ -394,6 +324,17 @@ int main(int argc, char** argv) {
       "report every error in a config file with its line, and check the trust root and TLS "
       "files it names load; exit 1 on any");
   check->add_option("FILE", check_path, "the config file")->required();
+  cairn::node::ServeConfig backup_flags;
+  std::string backup_config, backup_to;
+  auto* backup = app.add_subcommand(
+      "backup",
+      "copy a data directory to a new one a node can start on, consistent while the node serves "
+      "(it is asked by signal); a stopped node's is copied here");
+  backup->add_option("--to", backup_to, "the new directory")->required();
+  backup->add_option("--config", backup_config, "the node's config file (for data and trust)");
+  auto* o_bdata = backup->add_option("--data", backup_flags.data, "data directory");
+  auto* o_btrust =
+      backup->add_option("--trust", backup_flags.trust, "trust root file (stopped node only)");
   std::string repair_dir;
   auto* repair = app.add_subcommand(
       "repair",
@@ -407,26 +348,36 @@ int main(int argc, char** argv) {
   }
   if (*repair) {
     absl::Status st = cairn::Repository::Repair(repair_dir);
-    if (!st.ok()) return Fail(st);
+    if (!st.ok()) return cairn::node::Fail(st);
     std::printf("repaired %s: start the node to check what it holds (cairn status)\n",
                 repair_dir.c_str());
     return 0;
   }
-  if (*check) return CheckConfig(check_path);
+  if (*check) return cairn::node::CheckConfig(check_path);
+  if (*backup) {
+    cairn::node::ServeConfig bc;
+    if (!backup_config.empty()) {
+      absl::Status st = cairn::node::LoadConfig(backup_config, &bc);
+      if (!st.ok()) return cairn::node::Fail(st);
+    }
+    if (*o_bdata) bc.data = backup_flags.data;
+    if (*o_btrust) bc.trust = backup_flags.trust;
+    return cairn::node::Backup(bc, backup_to);
+  }
   if (*scrub) {
     cairn::node::ServeConfig sc;
     if (!scrub_config.empty()) {
       absl::Status st = cairn::node::LoadConfig(scrub_config, &sc);
-      if (!st.ok()) return Fail(st);
+      if (!st.ok()) return cairn::node::Fail(st);
     }
     if (*o_sdata) sc.data = scrub_flags.data;
     if (*o_strust) sc.trust = scrub_flags.trust;
-    return Scrub(sc);
+    return cairn::node::Scrub(sc);
   }
   cairn::node::ServeConfig cfg;
   if (!config.empty()) {
     absl::Status st = cairn::node::LoadConfig(config, &cfg);
-    if (!st.ok()) return Fail(st);
+    if (!st.ok()) return cairn::node::Fail(st);
   }
   if (*o_data) cfg.data = flags.data;
   if (*o_listen) cfg.listen = flags.listen;

@@ -4,6 +4,7 @@
 #include "cairn/store.h"
 #include "rocks_util.h"
 #include "rocksdb/db.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace cairn {
@@ -53,6 +54,15 @@ class RocksMetaStore final : public MetaStore {
     return FromRocks(db_->Write(wo, &batch), "metadata commit");
   }
 
+  absl::Status Checkpoint(const std::string& dir) override {
+    rocksdb::Checkpoint* cp = nullptr;
+    CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &cp), "checkpoint"));
+    std::unique_ptr<rocksdb::Checkpoint> owned(cp);
+    // log_size_for_flush 0: the memtables are flushed first, so the copy
+    // needs no write-ahead log.
+    return FromRocks(owned->CreateCheckpoint(dir, 0), "checkpoint to " + dir);
+  }
+
  private:
   rocksdb::ColumnFamilyHandle* Cf(Table t) { return cfs_[static_cast<int>(t) + 1]; }
   std::unique_ptr<rocksdb::DB> db_;
@@ -92,6 +102,10 @@ absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string&
   CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, dir, descs, &handles, &db), dir));
   return std::unique_ptr<MetaStore>(
       new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db), std::move(handles)));
+}
+
+absl::Status MetaStore::Checkpoint(const std::string&) {
+  return absl::UnimplementedError("this metadata store cannot make a checkpoint");
 }
 
 absl::Status RepairRocksMetaStore(const std::string& dir) {

@@ -29,6 +29,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace cairn {
@@ -70,6 +71,44 @@ absl::Status MkdirP(const std::string& dir) {
   std::filesystem::create_directories(dir, ec);
   if (ec) return ErrnoStatus(ec.value(), "cannot create " + dir);
   return absl::OkStatus();
+}
+
+// Copies `from` as it is now (an append-only file: its size is read once) to
+// the new file `to`, synced. NotFound when `from` is absent.
+absl::StatusOr<uint64_t> CopyFile(const std::string& from, const std::string& to) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0 && errno == ENOENT) return absl::NotFoundError(from);
+  if (in < 0) return ErrnoStatus(errno, "cannot open " + from);
+  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    int err = errno;
+    ::close(in);
+    return ErrnoStatus(err, "cannot create " + to);
+  }
+  struct stat st;
+  absl::Status status;
+  uint64_t done = 0;
+  if (::fstat(in, &st) != 0) status = ErrnoStatus(errno, "cannot stat " + from);
+  const uint64_t size = status.ok() ? static_cast<uint64_t>(st.st_size) : 0;
+  std::string buf;
+  while (status.ok() && done < size) {
+    loff_t off_in = static_cast<loff_t>(done), off_out = static_cast<loff_t>(done);
+    ssize_t n = ::copy_file_range(in, &off_in, out, &off_out, size - done, 0);
+    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+      buf.resize(1 << 20);  // no kernel copy here: read and write
+      n = ::pread(in, buf.data(), std::min<uint64_t>(buf.size(), size - done), done);
+      if (n > 0 && ::pwrite(out, buf.data(), n, done) != n) n = -1;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) status = ErrnoStatus(errno, "cannot copy " + from + " to " + to);
+    if (n == 0) break;  // cut short meanwhile: what is there is copied
+    if (n > 0) done += n;
+  }
+  if (status.ok() && ::fdatasync(out) != 0) status = ErrnoStatus(errno, "cannot sync " + to);
+  ::close(in);
+  ::close(out);
+  CAIRN_RETURN_IF_ERROR(status);
+  return done;
 }
 
 class PackChunkStore final : public ChunkStore {
@@ -226,6 +265,37 @@ class PackChunkStore final : public ChunkStore {
     absl::MutexLock l(&mu_);
     if (mem_.contains(digest)) return true;
     return InIndexLocked(digest);
+  }
+
+  // The index as of now (after a sync, so it names only bytes on disk), then
+  // each pack's bytes up to its size after that: every indexed record is
+  // copied; records written meanwhile are past the index's tail, and the
+  // copy's first open indexes the whole ones.
+  absl::StatusOr<uint64_t> Backup(const std::string& dir) override {
+    CAIRN_RETURN_IF_ERROR(MkdirP(dir + "/packs"));
+    {
+      absl::MutexLock l(&mu_);
+      CAIRN_RETURN_IF_ERROR(opts_.durable ? SyncLocked() : IndexUnsyncedLocked());
+    }
+    rocksdb::Checkpoint* cp = nullptr;
+    CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(index_.get(), &cp), "checkpoint"));
+    std::unique_ptr<rocksdb::Checkpoint> owned(cp);
+    CAIRN_RETURN_IF_ERROR(FromRocks(owned->CreateCheckpoint(dir + "/index", 0),
+                                    "checkpoint of the chunk index to " + dir));
+    uint32_t last;
+    {
+      absl::MutexLock l(&mu_);
+      last = active_id_;
+    }
+    uint64_t total = 0;
+    for (uint32_t id = 1; id <= last; ++id) {
+      const std::string name = absl::StrFormat("/packs/pack-%08u.dat", id);
+      auto copied = CopyFile(dir_ + name, dir + name);
+      if (absl::IsNotFound(copied.status())) continue;
+      CAIRN_RETURN_IF_ERROR(copied.status());
+      total += *copied;
+    }
+    return total;
   }
 
   absl::Status Flush() override {
@@ -498,6 +568,10 @@ absl::StatusOr<uint32_t> ChunkStore::Check(const Digest& digest) {
     return absl::DataLossError("stored chunk " + DigestName(digest) + " is corrupt");
   }
   return static_cast<uint32_t>(bytes.size());
+}
+
+absl::StatusOr<uint64_t> ChunkStore::Backup(const std::string&) {
+  return absl::UnimplementedError("this chunk store cannot back itself up");
 }
 
 absl::Status ChunkStore::List(const Digest*, size_t, std::vector<Digest>*) {

@@ -12,8 +12,6 @@
 #include <map>
 #include <set>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -521,26 +519,6 @@ absl::StatusOr<cairn::v1::NodeInfoResponse> Repository::NodeInfo() {
 }
 
 // ---------------- Replication ----------------
-
-absl::StatusOr<int> Repository::HolderOf(const std::string& dir) {
-  const std::string lock_path = dir + "/LOCK";
-  int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) return 0;
-  if (fd < 0) return ErrnoStatus(errno, "cannot open " + lock_path);
-  if (::flock(fd, LOCK_SH | LOCK_NB) == 0) {
-    ::close(fd);
-    return 0;
-  }
-  char buf[32] = {};
-  const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
-  ::close(fd);
-  int pid = 0;
-  if (n <= 0 || !absl::SimpleAtoi(absl::StripAsciiWhitespace(buf), &pid) || pid <= 0) {
-    return absl::FailedPreconditionError(
-        StrCat(dir, " is in use by a process that did not write its pid to ", lock_path));
-  }
-  return pid;
-}
 
 absl::Status Repository::SetCursor(std::string cursor_key, uint64_t cursor) {
   return meta_->Commit({WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)}}, true);

@@ -76,6 +76,13 @@ class Repository {
   // The pid of the process that holds DIR open (it writes it to DIR/LOCK);
   // 0 when none does.
   static absl::StatusOr<int> HolderOf(const std::string& dir);
+  // Copies the repository into the new (or empty) directory `dest` while it
+  // serves: a data directory a node can be started on, holding every release
+  // committed before the call with all of its chunks (and perhaps some
+  // committed during it). Table files are hard-linked where `dest` is on the
+  // same file system (they are immutable), pack files copied. Returns the
+  // bytes in the copy.
+  absl::StatusOr<uint64_t> Backup(const std::string& dest);
   // Over given stores (tests inject faults through them). Takes ownership.
   // Reads the node state: a failed read is returned, never taken as empty.
   static absl::StatusOr<std::unique_ptr<Repository>> Create(std::unique_ptr<MetaStore> meta,

@@ -56,6 +56,10 @@ class ChunkStore {
   // end. Chunks stored a moment ago may be missing. Unimplemented where the
   // store cannot list.
   virtual absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out);
+  // Copies the store into the new directory `dir` while it keeps serving:
+  // every chunk stored before the call, and perhaps some stored during it.
+  // Returns the bytes copied. Unimplemented where the store cannot.
+  virtual absl::StatusOr<uint64_t> Backup(const std::string& dir);
   // Makes every Put so far survive a crash of this process.
   virtual absl::Status Flush() = 0;
   // Makes every Put so far durable (fdatasync).
@@ -77,6 +81,7 @@ class ChunkStoreWrapper : public ChunkStore {
   absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
     return target_->List(after, max, out);
   }
+  absl::StatusOr<uint64_t> Backup(const std::string& dir) override { return target_->Backup(dir); }
   absl::Status Flush() override { return target_->Flush(); }
   absl::Status Sync() override { return target_->Sync(); }
 
@@ -152,6 +157,10 @@ class MetaStore {
                             const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
   // Applies all ops atomically; durable on return when `sync`.
   virtual absl::Status Commit(const std::vector<WriteOp>& ops, bool sync) = 0;
+  // An openable copy of the store as of one moment, in the new directory
+  // `dir` (RocksDB's checkpoint: table files hard-linked on the same file
+  // system, copied across). Unimplemented where the store cannot.
+  virtual absl::Status Checkpoint(const std::string& dir);
 };
 
 // Forwards every call; subclass and override what a test breaks.
@@ -168,6 +177,7 @@ class MetaStoreWrapper : public MetaStore {
   absl::Status Commit(const std::vector<WriteOp>& ops, bool sync) override {
     return target_->Commit(ops, sync);
   }
+  absl::Status Checkpoint(const std::string& dir) override { return target_->Checkpoint(dir); }
 
  private:
   MetaStore* target_;  // not owned

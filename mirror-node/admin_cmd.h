@@ -1,0 +1,25 @@
+// cairn-node's administrative commands (check-config, scrub, backup): what
+// they print and their exit codes are in docs/operators.md.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "cairn/repository.h"
+#include "config.h"
+
+namespace cairn::node {
+
+// Prints each line of the status's message as "cairn-node: error: ..."; 1.
+int Fail(const absl::Status& s);
+// `cairn-node check-config FILE`: 0 when the file and what it names load.
+int CheckConfig(const std::string& path);
+// `cairn-node scrub --now`: 0, or 2 when an offline scrub found damage.
+int Scrub(ServeConfig cfg);
+// `cairn-node backup --to DEST`: 0 once DEST holds a consistent copy.
+int Backup(ServeConfig cfg, const std::string& dest);
+// The node's side (on SIGUSR2, on a thread of its own): reads the request
+// `cairn-node backup` left in `data`, copies `repo`, and leaves the answer.
+void AnswerBackupRequest(Repository* repo, const std::string& data);
+
+}  // namespace cairn::node
