@@ -41,6 +41,9 @@ struct ServeConfig {
   // The background scrub (scrub.h): bytes re-hashed per second at most (0:
   // off) and hours from one pass's start to the next.
   uint64_t scrub_bytes_per_second = 32ULL << 20;
+  // Free bytes kept on the data directory's file system: new chunks (uploads,
+  // replication, pull-through) are refused below it. Default: 1 GiB.
+  uint64_t min_free_bytes = 1ULL << 30;
   int scrub_interval_hours = 168;
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
   // [on_demand]: pull-through from the upstreams (on when there are any).

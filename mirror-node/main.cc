@@ -56,6 +56,7 @@ int Serve(cairn::node::ServeConfig cfg) {
 
   cairn::RepositoryOptions ropts;
   ropts.pack.verify_on_read = cfg.verify_reads;
+  ropts.pack.min_free_bytes = cfg.min_free_bytes;
   ropts.region = cfg.region;
   ropts.max_sessions_per_peer = static_cast<size_t>(cfg.max_sessions_per_peer);
   ropts.upload_bytes_per_day = cfg.upload_bytes_per_day;

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -166,6 +167,7 @@ class PackChunkStore final : public ChunkStore {
     if (mem_.contains(digest)) return absl::OkStatus();
     CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(digest));
     if (indexed) return absl::OkStatus();
+    CAIRN_RETURN_IF_ERROR(CheckFreeLocked(kHeader + data.size()));
     if (active_size_ + buffer_.size() + kHeader + data.size() > opts_.pack_bytes &&
         active_size_ + buffer_.size() > 0) {
       // Everything of the old pack is indexed before a new one starts.
@@ -309,6 +311,29 @@ class PackChunkStore final : public ChunkStore {
   }
 
  private:
+  // The free-space floor: statvfs every 4 MiB appended (and at the first
+  // Put), the bytes appended since subtracted in between.
+  absl::Status CheckFreeLocked(uint64_t adding) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (opts_.min_free_bytes == 0) return absl::OkStatus();
+    if (!free_known_ || since_free_check_ >= (4u << 20)) {
+      struct statvfs sv;
+      if (::statvfs(dir_.c_str(), &sv) != 0) return ErrnoStatus(errno, "statvfs " + dir_);
+      free_ = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+      free_known_ = true;
+      since_free_check_ = 0;
+    }
+    const uint64_t left = free_ > since_free_check_ ? free_ - since_free_check_ : 0;
+    if (left < opts_.min_free_bytes + adding) {
+      free_known_ = false;  // look again next time: space may have been freed
+      return absl::ResourceExhaustedError(
+          StrCat("the node's disk is nearly full: ", left, " bytes free under ", dir_,
+                 ", and it keeps ", opts_.min_free_bytes,
+                 " free (min_free_bytes); it takes no new chunks until space is freed"));
+    }
+    since_free_check_ += adding;
+    return absl::OkStatus();
+  }
+
   // Reads a chunk; with `verify`, re-hashes it and drops it on mismatch.
   absl::Status Read(const Digest& digest, bool verify, std::string* out) {
     Loc loc;
@@ -537,6 +562,9 @@ class PackChunkStore final : public ChunkStore {
   absl::flat_hash_map<Digest, Loc, DigestHash> mem_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, int> read_fds_ ABSL_GUARDED_BY(mu_);
   uint64_t recovered_ = 0;  // set by Init only
+  bool free_known_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t free_ ABSL_GUARDED_BY(mu_) = 0;              // at the last statvfs
+  uint64_t since_free_check_ ABSL_GUARDED_BY(mu_) = 0;  // bytes appended since
 };
 
 }  // namespace

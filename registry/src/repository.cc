@@ -109,6 +109,17 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
                                                              const RepositoryOptions& opts,
                                                              Clock* clock) {
   CAIRN_ASSIGN_OR_RETURN(int fd, LockDataDir(dir));
+  // RocksDB writes as it opens (a MANIFEST, OPTIONS, a log), and a full disk
+  // there ends in an abort inside it: refuse first, and say what to do.
+  if (struct statvfs sv; ::statvfs(dir.c_str(), &sv) == 0 &&
+                         static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize < kMinFreeToOpen) {
+    ::close(fd);
+    return absl::ResourceExhaustedError(StrCat("the disk of ", dir, " has ",
+                                               static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize,
+                                               " bytes free; a node needs ", kMinFreeToOpen,
+                                               " to open its databases: free space and "
+                                               "start it again (nothing was changed)"));
+  }
   bool fresh = false;
   if (absl::Status st = CheckDataDir(dir, &fresh); !st.ok()) {
     ::close(fd);

@@ -27,6 +27,9 @@ class ChangeFeed;
 class PublishSessions;
 class TrustState;
 
+// Free bytes a data directory's file system needs for Repository::Open.
+inline constexpr uint64_t kMinFreeToOpen = 16 << 20;
+
 struct RepositoryOptions {
   PackStoreOptions pack;
   // Lifetime of a publish session. Default: 1 hour.

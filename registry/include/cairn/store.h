@@ -108,6 +108,11 @@ struct PackStoreOptions {
   size_t buffer_bytes = 4 << 20;
   // A new pack file starts past this size. Default: 4 GiB.
   uint64_t pack_bytes = 4ULL << 30;
+  // Put of a new chunk fails with ResourceExhausted while the file system
+  // holds fewer free bytes than this (checked every few MiB written), so
+  // uploads and replication stop before the disk is full and the metadata
+  // database always has room. 0: no floor. Default: 0 (the node sets it).
+  uint64_t min_free_bytes = 0;
 };
 
 // Append-only pack files (DIR/packs/pack-NNNNNNNN.dat) indexed by RocksDB
