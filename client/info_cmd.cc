@@ -254,6 +254,14 @@ int RunLs(CliContext* ctx, Connection& node, size_t nodes, const std::string& pa
     }
   }
   if (ctx->as_json) PrintJson(out);
+  if (out.empty() && !pattern.empty()) {
+    // An exact name that is not there is an error (as `ls FILE` is); a
+    // pattern that matches nothing is only said.
+    const bool exact = pattern.find_first_of("*?[") == std::string::npos && pattern.back() != '/';
+    std::fprintf(stderr, "cairn: %s %s on %s\n", exact ? "no model" : "no model matches",
+                 pattern.c_str(), node.address().c_str());
+    return exact ? 1 : 0;
+  }
   return 0;
 }
 

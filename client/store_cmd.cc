@@ -217,10 +217,28 @@ int StoreCommands::Run() {
     absl::Status st = s.Scrub(&dropped, &checked);
     if (!st.ok()) return Fail(st);
     json list = json::array();
-    size_t bad = 0;
+    size_t bad = 0, withheld = 0;
     for (const auto& r : *all) {
       auto v = VerifyTree(r.dir, *tr);
       std::vector<std::string> problems;
+      if (absl::IsPermissionDenied(v.status())) {
+        // Whole, perhaps, but its signer is no longer trusted: a pull would
+        // not repair that, and nodes withhold it too.
+        ++withheld;
+        list.push_back({{"name", r.name},
+                        {"version", r.version},
+                        {"manifest", r.digest},
+                        {"path", r.dir},
+                        {"problems", {std::string(v.status().message())}},
+                        {"ok", false},
+                        {"withheld", true}});
+        if (!ctx_->as_json) {
+          std::printf("WITHHELD %s %s\n         %s; remove it with cairn rm %s@%s\n",
+                      r.name.c_str(), r.version.c_str(), std::string(v.status().message()).c_str(),
+                      r.name.c_str(), r.version.c_str());
+        }
+        continue;
+      }
       if (!v.ok()) {
         problems.push_back(std::string(v.status().message()));
       } else if (v->manifest != r.digest) {
@@ -236,7 +254,7 @@ int StoreCommands::Run() {
                       {"problems", problems},
                       {"ok", problems.empty()}});
       if (!ctx_->as_json) {
-        std::printf("%s %s %s\n", problems.empty() ? "OK     " : "DAMAGED", r.name.c_str(),
+        std::printf("%s %s %s\n", problems.empty() ? "OK      " : "DAMAGED ", r.name.c_str(),
                     r.version.c_str());
         for (const auto& p : problems) std::printf("        %s\n", p.c_str());
       }
@@ -248,6 +266,11 @@ int StoreCommands::Run() {
       return Fail(absl::DataLossError(StrCat(bad,
                                              " release(s) in the store differ from their signed "
                                              "manifest; pull them again to repair")));
+    }
+    if (withheld > 0) {
+      return Fail(absl::PermissionDeniedError(
+          StrCat(withheld, " release(s) in the store no longer verify under the trust root "
+                           "(revoked or undelegated keys); remove them with cairn rm")));
     }
     return 0;
   }

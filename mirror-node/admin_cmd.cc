@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -59,18 +61,73 @@ int CheckConfig(const std::string& path) {
   return 0;
 }
 
+namespace {
+
+// The process holding DIR, when it is a serving cairn-node (its command line
+// says so): only such a process is signalled. 0 when none holds DIR.
+absl::StatusOr<int> ServingNode(const std::string& data) {
+  CAIRN_ASSIGN_OR_RETURN(int pid, Repository::HolderOf(data));
+  if (pid == 0) return 0;
+  // /proc files report size 0: read until the end.
+  std::string cmdline;
+  if (FILE* f = std::fopen(StrCat("/proc/", pid, "/cmdline").c_str(), "re")) {
+    char buf[4096];
+    size_t n;
+    while (cmdline.size() < (64 << 10) && (n = std::fread(buf, 1, sizeof(buf), f)) > 0) {
+      cmdline.append(buf, n);
+    }
+    std::fclose(f);
+  }
+  std::vector<std::string> argv = absl::StrSplit(cmdline, '\0');
+  const bool node = !argv.empty() && std::filesystem::path(argv[0]).filename() == "cairn-node" &&
+                    std::find(argv.begin(), argv.end(), "serve") != argv.end();
+  if (!node) {
+    return absl::FailedPreconditionError(
+        StrCat(data, " is held by pid ", pid,
+               ", which is not a serving cairn-node (another scrub or "
+               "backup of it, perhaps): nothing was signalled; try again when it has finished"));
+  }
+  return pid;
+}
+
+// The offline commands hold DIR themselves: a scrub or backup asked for
+// meanwhile must not end them (SIGUSR1 and SIGUSR2 would), and DIR must hold
+// a node's data (a mistyped path is not a fresh, empty node).
+absl::StatusOr<std::unique_ptr<Repository>> OpenOffline(const ServeConfig& cfg, const char* what) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGUSR1);
+  sigaddset(&s, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &s, nullptr);
+  std::error_code ec;
+  if (!std::filesystem::exists(cfg.data + "/meta/CURRENT", ec)) {
+    return absl::NotFoundError(
+        StrCat("no node data in ", cfg.data, " (no meta/CURRENT): is --data right?"));
+  }
+  if (cfg.trust.empty()) {
+    return absl::InvalidArgumentError(StrCat("no node serves ", cfg.data, ", so it is ", what,
+                                             " here: pass --trust FILE (or --config)"));
+  }
+  CAIRN_ASSIGN_OR_RETURN(TrustRootView trust, TrustRootView::Load(cfg.trust, kIgnoreExpiry));
+  RepositoryOptions ropts;
+  ropts.pack.verify_on_read = cfg.verify_reads;
+  return Repository::Open(cfg.data, std::move(trust), ropts);
+}
+
+}  // namespace
+
 // `cairn-node scrub --now`: a running node is asked by signal (its pass is
 // paced at its cap and repairs from its upstreams); a stopped one is scrubbed
 // here, unpaced. Exit 0: nothing damaged (or the node was asked); 2: damage
 // found offline.
 int Scrub(ServeConfig cfg) {
   if (cfg.data.empty()) cfg.data = DefaultDataDir();
-  auto holder = cairn::Repository::HolderOf(cfg.data);
+  auto holder = ServingNode(cfg.data);
   if (!holder.ok()) return Fail(holder.status());
   if (*holder > 0) {
     if (::kill(*holder, SIGUSR1) != 0) {
-      return Fail(cairn::ErrnoStatus(
-          errno, cairn::StrCat("cannot signal cairn-node (pid ", *holder, ") serving ", cfg.data)));
+      return Fail(ErrnoStatus(
+          errno, StrCat("cannot signal cairn-node (pid ", *holder, ") serving ", cfg.data)));
     }
     std::printf(
         "asked cairn-node (pid %d) serving %s for a scrub pass now; follow it with `cairn "
@@ -78,16 +135,7 @@ int Scrub(ServeConfig cfg) {
         *holder, cfg.data.c_str());
     return 0;
   }
-  if (cfg.trust.empty()) {
-    return Fail(
-        absl::InvalidArgumentError("no node serves " + cfg.data +
-                                   ", so it is scrubbed here: pass --trust FILE (or --config)"));
-  }
-  auto trust = cairn::TrustRootView::Load(cfg.trust, cairn::kIgnoreExpiry);
-  if (!trust.ok()) return Fail(trust.status());
-  cairn::RepositoryOptions ropts;
-  ropts.pack.verify_on_read = cfg.verify_reads;
-  auto repo = cairn::Repository::Open(cfg.data, std::move(*trust), ropts);
+  auto repo = OpenOffline(cfg, "scrubbed");
   if (!repo.ok()) return Fail(repo.status());
   ScrubOptions so;
   so.bytes_per_second = 0;  // unpaced: nothing else uses the disk
@@ -110,65 +158,62 @@ int Scrub(ServeConfig cfg) {
   return 2;
 }
 
-// The request a running node answers on SIGUSR2 and the answer it leaves,
-// both in its data directory (only those who can write there can ask).
-std::string BackupRequestPath(const std::string& data) { return data + "/backup.request"; }
-std::string BackupResultPath(const std::string& data) { return data + "/backup.result"; }
+// A request a running node answers on SIGUSR2, and its answer: one file each
+// per request, named by its nonce, in the data directory (only those who can
+// write there can ask).
+constexpr char kRequestPrefix[] = "backup.request.";
+constexpr char kResultPrefix[] = "backup.result.";
 
 int Backup(ServeConfig cfg, const std::string& dest) {
   if (cfg.data.empty()) cfg.data = DefaultDataDir();
+  if (dest.empty() || std::any_of(dest.begin(), dest.end(),
+                                  [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+    return Fail(absl::InvalidArgumentError("--to must be a path without control characters"));
+  }
   std::error_code ec;
   const std::string target = std::filesystem::absolute(dest, ec).lexically_normal().string();
   if (ec) return Fail(ErrnoStatus(ec.value(), "cannot resolve " + dest));
-  const std::string data = std::filesystem::absolute(cfg.data, ec).lexically_normal().string();
-  if (target == data || target.rfind(data + "/", 0) == 0) {
-    return Fail(
-        absl::InvalidArgumentError("the backup must go outside the data directory " + data));
-  }
-  auto holder = Repository::HolderOf(cfg.data);
+  auto holder = ServingNode(cfg.data);
   if (!holder.ok()) return Fail(holder.status());
   if (*holder > 0) {
     // A running node copies itself: write the request, signal, wait for the
     // answer that names it.
-    char nonce[17];
-    std::snprintf(nonce, sizeof(nonce), "%08x%08x", static_cast<unsigned>(::getpid()),
-                  static_cast<unsigned>(::time(nullptr)));
-    const std::string req = BackupRequestPath(cfg.data);
-    absl::Status st = WriteFileAtomic(req, StrCat(nonce, "\n", target, "\n"));
+    char nonce[33];
+    std::snprintf(nonce, sizeof(nonce), "%08x%08x%016llx", static_cast<unsigned>(::getpid()),
+                  static_cast<unsigned>(::time(nullptr)),
+                  static_cast<unsigned long long>(
+                      std::chrono::steady_clock::now().time_since_epoch().count()));
+    const std::string req = StrCat(cfg.data, "/", kRequestPrefix, nonce);
+    const std::string result = StrCat(cfg.data, "/", kResultPrefix, nonce);
+    absl::Status st = WriteFileAtomic(req, StrCat(target, "\n"), 0600);
     if (!st.ok()) return Fail(st);
     if (::kill(*holder, SIGUSR2) != 0) {
+      ::unlink(req.c_str());
       return Fail(ErrnoStatus(errno, StrCat("cannot signal cairn-node (pid ", *holder, ")")));
     }
     std::fprintf(stderr, "cairn-node (pid %d) is copying %s to %s\n", *holder, cfg.data.c_str(),
                  target.c_str());
     for (;;) {
-      auto answer = ReadFileLimited(BackupResultPath(cfg.data), 64 << 10);
+      auto answer = ReadFileLimited(result, 64 << 10);
       if (answer.ok()) {
-        std::vector<std::string> lines = absl::StrSplit(*answer, absl::MaxSplits('\n', 1));
-        if (lines.size() == 2 && lines[0] == nonce) {
-          std::string what(absl::StripTrailingAsciiWhitespace(lines[1]));
-          if (what.rfind("ok ", 0) == 0) {
-            std::printf("backed up %s to %s (%s bytes); start a node on it with --data %s\n",
-                        cfg.data.c_str(), target.c_str(), what.substr(3).c_str(), target.c_str());
-            return 0;
-          }
-          return Fail(absl::InternalError(what));
+        ::unlink(result.c_str());
+        std::string what(absl::StripTrailingAsciiWhitespace(*answer));
+        if (what.rfind("ok ", 0) == 0) {
+          std::printf("backed up %s to %s (%s bytes); start a node on it with --data %s\n",
+                      cfg.data.c_str(), target.c_str(), what.substr(3).c_str(), target.c_str());
+          return 0;
         }
+        return Fail(absl::InternalError(what));
       }
       if (::kill(*holder, 0) != 0) {
+        ::unlink(req.c_str());
         return Fail(absl::UnavailableError(
             StrCat("cairn-node (pid ", *holder, ") stopped before it finished the backup")));
       }
       ::usleep(100 * 1000);  // the node answers in a file; look again
     }
   }
-  if (cfg.trust.empty()) {
-    return Fail(absl::InvalidArgumentError(
-        "no node serves " + cfg.data + ", so it is copied here: pass --trust FILE (or --config)"));
-  }
-  auto trust = TrustRootView::Load(cfg.trust, kIgnoreExpiry);
-  if (!trust.ok()) return Fail(trust.status());
-  auto repo = Repository::Open(cfg.data, std::move(*trust));
+  auto repo = OpenOffline(cfg, "copied");
   if (!repo.ok()) return Fail(repo.status());
   auto bytes = (*repo)->Backup(target);
   if (!bytes.ok()) return Fail(bytes.status());
@@ -178,29 +223,45 @@ int Backup(ServeConfig cfg, const std::string& dest) {
   return 0;
 }
 
-void AnswerBackupRequest(Repository* repo, const std::string& data) {
-  auto req = ReadFileLimited(BackupRequestPath(data), 64 << 10);
-  if (!req.ok()) {
-    spdlog::warn("backup asked for, but {}: {}", BackupRequestPath(data), req.status().ToString());
-    return;
+size_t AnswerBackupRequests(Repository* repo, const std::string& data, Cancellation* cancel) {
+  std::vector<std::string> nonces;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(data, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(kRequestPrefix, 0) != 0) continue;
+    std::string nonce = name.substr(sizeof(kRequestPrefix) - 1);
+    // Not a temporary file of a request being written, nor anything odd.
+    if (nonce.empty() || nonce.size() > 64 ||
+        nonce.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      continue;
+    }
+    nonces.push_back(std::move(nonce));
   }
-  std::vector<std::string> lines = absl::StrSplit(*req, '\n');
-  if (lines.size() < 2 || lines[0].empty() || lines[1].empty() || lines[1][0] != '/') {
-    spdlog::warn("backup asked for, but {} is not NONCE\\nABSOLUTE-PATH", BackupRequestPath(data));
-    return;
+  std::sort(nonces.begin(), nonces.end());
+  for (const auto& nonce : nonces) {
+    const std::string req = StrCat(data, "/", kRequestPrefix, nonce);
+    auto text = ReadFileLimited(req, 64 << 10);
+    ::unlink(req.c_str());
+    std::string answer;
+    std::vector<std::string> lines;
+    if (text.ok()) lines = absl::StrSplit(*text, '\n');
+    if (!text.ok() || lines.empty() || lines[0].empty() || lines[0][0] != '/') {
+      answer = StrCat("error: the request ", req, " is not an absolute path");
+    } else {
+      spdlog::info("backup to {} started", lines[0]);
+      auto bytes = repo->Backup(lines[0], cancel);
+      if (bytes.ok()) {
+        spdlog::info("backup to {} done: {} bytes", lines[0], *bytes);
+        answer = StrCat("ok ", *bytes);
+      } else {
+        spdlog::error("backup to {}: {}", lines[0], bytes.status().ToString());
+        answer = StrCat("backup to ", lines[0], " failed: ", bytes.status().message());
+      }
+    }
+    absl::Status st = WriteFileAtomic(StrCat(data, "/", kResultPrefix, nonce), answer + "\n", 0600);
+    if (!st.ok()) spdlog::error("backup answer: {}", st.ToString());
   }
-  spdlog::info("backup to {} started", lines[1]);
-  auto bytes = repo->Backup(lines[1]);
-  std::string answer;
-  if (bytes.ok()) {
-    spdlog::info("backup to {} done: {} bytes", lines[1], *bytes);
-    answer = StrCat(lines[0], "\nok ", *bytes, "\n");
-  } else {
-    spdlog::error("backup to {}: {}", lines[1], bytes.status().ToString());
-    answer = StrCat(lines[0], "\nerror backup to ", lines[1], ": ", bytes.status().message(), "\n");
-  }
-  absl::Status st = WriteFileAtomic(BackupResultPath(data), answer);
-  if (!st.ok()) spdlog::error("backup answer: {}", st.ToString());
+  return nonces.size();
 }
 
 }  // namespace cairn::node

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "cairn/clock.h"
 #include "cairn/repository.h"
 #include "config.h"
 
@@ -18,8 +19,10 @@ int CheckConfig(const std::string& path);
 int Scrub(ServeConfig cfg);
 // `cairn-node backup --to DEST`: 0 once DEST holds a consistent copy.
 int Backup(ServeConfig cfg, const std::string& dest);
-// The node's side (on SIGUSR2, on a thread of its own): reads the request
-// `cairn-node backup` left in `data`, copies `repo`, and leaves the answer.
-void AnswerBackupRequest(Repository* repo, const std::string& data);
+// The node's side (on SIGUSR2, on a thread of its own): answers every
+// request `cairn-node backup` left in `data`, copying `repo` for each; stops
+// (and removes the partial copy) when `cancel` is cancelled. Returns how many
+// it answered.
+size_t AnswerBackupRequests(Repository* repo, const std::string& data, Cancellation* cancel);
 
 }  // namespace cairn::node

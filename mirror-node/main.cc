@@ -13,6 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "admin_cmd.h"
 #include "cairn/repository.h"
 #include "cairn/status.h"
@@ -195,21 +196,35 @@ int Serve(cairn::node::ServeConfig cfg) {
   scrubber.Start();
   int sig = 0;
   const timespec day{86400, 0};
-  std::thread backup;  // one at a time
-  std::atomic<bool> backing_up{false};
+  // Backups run one at a time on a thread of their own; a SIGUSR2 while one
+  // runs is counted, and the thread looks for requests again before it ends.
+  std::thread backup;
+  absl::Mutex backup_mu;
+  bool backup_running = false;
+  int backup_asked = 0;
+  cairn::Cancellation backup_cancel;
   while ((sig = sigtimedwait(&sigs, nullptr, &day)) < 0 || sig == SIGUSR1 || sig == SIGUSR2) {
     if (sig == SIGUSR1) {
       spdlog::info("signal {}: scrub pass asked for", sig);
       scrubber.RunNow();
     } else if (sig == SIGUSR2) {
-      if (backing_up.load()) {
-        spdlog::warn("signal {}: a backup is running already; this one is ignored", sig);
-      } else {
-        if (backup.joinable()) backup.join();
-        backing_up = true;
-        backup = std::thread([&backing_up, r = repo->get(), data = cfg.data] {
-          cairn::node::AnswerBackupRequest(r, data);
-          backing_up = false;
+      absl::MutexLock l(&backup_mu);
+      ++backup_asked;
+      if (!backup_running) {
+        if (backup.joinable()) backup.join();  // ended: it cleared backup_running
+        backup_running = true;
+        backup = std::thread([&, r = repo->get(), data = cfg.data] {
+          for (;;) {
+            {
+              absl::MutexLock l(&backup_mu);
+              if (backup_asked == 0 || backup_cancel.cancelled()) {
+                backup_running = false;
+                return;
+              }
+              backup_asked = 0;
+            }
+            cairn::node::AnswerBackupRequests(r, data, &backup_cancel);
+          }
         });
       }
     } else if (errno == EAGAIN) {
@@ -220,10 +235,10 @@ int Serve(cairn::node::ServeConfig cfg) {
   spdlog::info("signal {}: stopping", sig);
   // The scrub stops first: a repair it asks for goes through on_demand.
   scrubber.Stop();
-  if (backup.joinable()) {
-    if (backing_up.load()) spdlog::info("waiting for the backup in progress to end");
-    backup.join();
-  }
+  // A backup in progress stops (its partial copy is removed; the command
+  // waiting for it hears so).
+  backup_cancel.Cancel();
+  if (backup.joinable()) backup.join();
   // Replication stops first and at once (a transfer or a pacing wait in
   // progress is cancelled; what arrived is kept). The status function is
   // cleared before the loop goes: SetUpstreamStatus waits for NodeInfo calls

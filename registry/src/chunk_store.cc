@@ -12,7 +12,8 @@
 
 namespace cairn {
 
-absl::StatusOr<uint64_t> CopyFile(const std::string& from, const std::string& to) {
+absl::StatusOr<uint64_t> CopyFile(const std::string& from, const std::string& to,
+                                  Cancellation* cancel) {
   int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0 && errno == ENOENT) return absl::NotFoundError(from);
   if (in < 0) return ErrnoStatus(errno, "cannot open " + from);
@@ -30,7 +31,13 @@ absl::StatusOr<uint64_t> CopyFile(const std::string& from, const std::string& to
   std::string buf;
   while (status.ok() && done < size) {
     loff_t off_in = static_cast<loff_t>(done), off_out = static_cast<loff_t>(done);
-    ssize_t n = ::copy_file_range(in, &off_in, out, &off_out, size - done, 0);
+    if (cancel != nullptr && cancel->cancelled()) {
+      status = absl::CancelledError("copy of " + from + " stopped");
+      break;
+    }
+    // 64 MiB at a time, so a stop is heard.
+    ssize_t n =
+        ::copy_file_range(in, &off_in, out, &off_out, std::min<uint64_t>(size - done, 64 << 20), 0);
     if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
       buf.resize(1 << 20);  // no kernel copy here: read and write
       n = ::pread(in, buf.data(), std::min<uint64_t>(buf.size(), size - done), done);
@@ -57,7 +64,7 @@ absl::StatusOr<uint32_t> ChunkStore::Check(const Digest& digest) {
   return static_cast<uint32_t>(bytes.size());
 }
 
-absl::StatusOr<uint64_t> ChunkStore::Backup(const std::string&) {
+absl::StatusOr<uint64_t> ChunkStore::Backup(const std::string&, Cancellation*) {
   return absl::UnimplementedError("this chunk store cannot back itself up");
 }
 

@@ -237,7 +237,10 @@ absl::StatusOr<std::string> ReadFileLimited(const std::string& path, size_t max_
 
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode) {
   std::string tmp = StrCat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  // A new file, never an existing one: whoever can write the directory may
+  // have planted a symlink at this name (to a file of the caller's).
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoStatus(errno, "cannot create " + tmp);
   size_t done = 0;
   while (done < data.size()) {

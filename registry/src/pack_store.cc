@@ -236,7 +236,7 @@ class PackChunkStore final : public ChunkStore {
   // each pack's bytes up to its size after that: every indexed record is
   // copied; records written meanwhile are past the index's tail, and the
   // copy's first open indexes the whole ones.
-  absl::StatusOr<uint64_t> Backup(const std::string& dir) override {
+  absl::StatusOr<uint64_t> Backup(const std::string& dir, Cancellation* cancel) override {
     CAIRN_RETURN_IF_ERROR(MkdirP(dir + "/packs"));
     {
       absl::MutexLock l(&mu_);
@@ -255,7 +255,7 @@ class PackChunkStore final : public ChunkStore {
     uint64_t total = 0;
     for (uint32_t id = 1; id <= last; ++id) {
       const std::string name = absl::StrFormat("/packs/pack-%08u.dat", id);
-      auto copied = CopyFile(dir_ + name, dir + name);
+      auto copied = CopyFile(dir_ + name, dir + name, cancel);
       if (absl::IsNotFound(copied.status())) continue;
       CAIRN_RETURN_IF_ERROR(copied.status());
       total += *copied;

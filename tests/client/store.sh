@@ -82,6 +82,11 @@ publish "$a_GRPC" "$T/m1" acme/m-q4 1.0
 [ "$("$CAIRN" ls acme/m --json | jq -r 'map(.name) | join(" ")')" = "acme/m" ] || fail "ls acme/m is not exact"
 [ "$("$CAIRN" ls acme/ --json | jq -r 'map(.name) | join(" ")')" = "acme/m acme/m-q4" ] || fail "ls acme/"
 [ "$("$CAIRN" ls 'acme/m-*' --json | jq -r 'map(.name) | join(" ")')" = "acme/m-q4" ] || fail "ls glob"
+# Nothing found is said: an exact name is an error, a pattern is not.
+"$CAIRN" ls acme/nope >/dev/null 2>"$T/nope.err" && fail "ls of a missing name succeeded"
+grep -q "no model acme/nope on " "$T/nope.err" || fail "ls acme/nope said: $(cat "$T/nope.err")"
+"$CAIRN" ls 'zzz/*' >/dev/null 2>"$T/nope.err" || fail "ls of an empty pattern failed"
+grep -q "no model matches zzz/\* on " "$T/nope.err" || fail "ls 'zzz/*' said: $(cat "$T/nope.err")"
 "$CAIRN" info acme/m@1.0 | grep -Eq "published  20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z" || fail "no ISO date in info"
 
 # Hostile local state: --out into the store, a FIFO planted in a release,

@@ -39,9 +39,44 @@ grep -q "backup to $T/bk done" "$T/b.log" || fail "the node did not log the back
   fail "the backup is not consistent: $(cat "$T/bkscrub.out")"
 # Unsafe or occupied targets are refused, and nothing is written.
 "$NODE" backup --data "$T/b" --to "$T/bk" >/dev/null 2>"$T/again.err" && fail "backup over a backup"
-grep -q "exists and is not empty" "$T/again.err" || fail "occupied target: $(cat "$T/again.err")"
-"$NODE" backup --data "$T/b" --to "$T/b/inner" >/dev/null 2>"$T/inner.err" && fail "backup inside"
-grep -q "outside the data directory" "$T/inner.err" || fail "inner target: $(cat "$T/inner.err")"
+grep -q "exists and is not an empty directory" "$T/again.err" || fail "occupied target: $(cat "$T/again.err")"
+ln -s "$T/b/meta" "$T/into-b"
+for inner in "$T/b/inner" "$T/b/./x/../inner" "$T/into-b/x"; do
+  for data in "$T/b" "$T/b/"; do
+    "$NODE" backup --data "$data" --to "$inner" >/dev/null 2>"$T/inner.err" &&
+      fail "a backup into the data directory ($data -> $inner)"
+    grep -q "is inside the data directory" "$T/inner.err" || fail "inner target: $(cat "$T/inner.err")"
+  done
+done
+[ -z "$(find "$T/b" -name 'inner*' -o -name 'x')" ] || fail "a refused backup wrote into the data directory"
+"$NODE" backup --data "$T/b" --to "$T/nl
+x" >/dev/null 2>"$T/nl.err" && fail "a target with a newline"
+grep -q "without control characters" "$T/nl.err" || fail "newline target: $(cat "$T/nl.err")"
+# Two at once: both answered, each with its own copy.
+"$NODE" backup --data "$T/b" --to "$T/two1" >"$T/two1.out" 2>&1 &
+one=$!
+"$NODE" backup --data "$T/b" --to "$T/two2" >"$T/two2.out" 2>&1 || fail "the second of two backups: $(cat "$T/two2.out")"
+wait "$one" || fail "the first of two backups: $(cat "$T/two1.out")"
+[ -d "$T/two1/meta" ] && [ -d "$T/two2/meta" ] || fail "two backups at once did not both land"
+[ -z "$(ls "$T/b" | grep '^backup\.')" ] || fail "request or answer files left behind: $(ls "$T/b")"
+# A signal the node does not own is never sent: a process holding the lock
+# that is not a serving node (an offline command, or anything) is left alone.
+mkdir -p "$T/held/meta" && : >"$T/held/meta/CURRENT"
+sleep 300 >/dev/null 2>&1 &
+victim=$!
+PIDS+=("$victim")
+(exec 9>"$T/held/LOCK" && flock -n 9 && exec sleep 300) >/dev/null 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do flock -n "$T/held/LOCK" true 2>/dev/null || break; sleep 0.05; done
+echo "$victim" >"$T/held/LOCK"
+"$NODE" scrub --now --data "$T/held" >/dev/null 2>"$T/held.err" && fail "signalled a process that is not a node"
+grep -q "is not a serving cairn-node" "$T/held.err" || fail "held: $(cat "$T/held.err")"
+kill -0 "$victim" || fail "the process named in LOCK was signalled"
+# A mistyped data directory is not taken for an empty node.
+"$NODE" backup --data "$T/typo" --to "$T/typo-bk" --trust "$T/trust.root" >/dev/null 2>"$T/typo.err" &&
+  fail "a backup of a directory with no node data"
+grep -q "no node data in $T/typo" "$T/typo.err" || fail "typo: $(cat "$T/typo.err")"
+[ ! -e "$T/typo" ] && [ ! -e "$T/typo-bk" ] || fail "a refused backup created directories"
 
 # b is lost; its backup becomes node c on another machine, which catches up
 # with what a published since (3.0) through the feed.

@@ -85,7 +85,10 @@ class Repository {
   // committed during it). Table files are hard-linked where `dest` is on the
   // same file system (they are immutable), pack files copied. Returns the
   // bytes in the copy.
-  absl::StatusOr<uint64_t> Backup(const std::string& dest);
+  // It is built as DEST.partial and renamed to DEST when whole; a failure or
+  // a cancel (`cancel`, may be null) removes it. DEST may not be inside the
+  // data directory (symlinks resolved) nor hold control characters.
+  absl::StatusOr<uint64_t> Backup(const std::string& dest, Cancellation* cancel = nullptr);
   // Over given stores (tests inject faults through them). Takes ownership.
   // Reads the node state: a failed read is returned, never taken as empty.
   static absl::StatusOr<std::unique_ptr<Repository>> Create(std::unique_ptr<MetaStore> meta,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cairn/clock.h"
 #include "cairn/hash.h"
 
 namespace cairn {
@@ -59,7 +60,9 @@ class ChunkStore {
   // Copies the store into the new directory `dir` while it keeps serving:
   // every chunk stored before the call, and perhaps some stored during it.
   // Returns the bytes copied. Unimplemented where the store cannot.
-  virtual absl::StatusOr<uint64_t> Backup(const std::string& dir);
+  // Cancelled (what was copied stays; the caller removes it) when `cancel`
+  // (may be null) is.
+  virtual absl::StatusOr<uint64_t> Backup(const std::string& dir, Cancellation* cancel = nullptr);
   // Makes every Put so far survive a crash of this process.
   virtual absl::Status Flush() = 0;
   // Makes every Put so far durable (fdatasync).
@@ -81,7 +84,9 @@ class ChunkStoreWrapper : public ChunkStore {
   absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
     return target_->List(after, max, out);
   }
-  absl::StatusOr<uint64_t> Backup(const std::string& dir) override { return target_->Backup(dir); }
+  absl::StatusOr<uint64_t> Backup(const std::string& dir, Cancellation* cancel = nullptr) override {
+    return target_->Backup(dir, cancel);
+  }
   absl::Status Flush() override { return target_->Flush(); }
   absl::Status Sync() override { return target_->Sync(); }
 
