@@ -65,7 +65,7 @@ mkdir -p "$T/held/meta" && : >"$T/held/meta/CURRENT"
 sleep 300 >/dev/null 2>&1 &
 victim=$!
 PIDS+=("$victim")
-(exec 9>"$T/held/LOCK" && flock -n 9 && exec sleep 300) >/dev/null 2>&1 &
+(exec 9>"$T/held/LOCK" && flock 9 && exec sleep 300) >/dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do flock -n "$T/held/LOCK" true 2>/dev/null || break; sleep 0.05; done
 echo "$victim" >"$T/held/LOCK"

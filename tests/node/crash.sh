@@ -53,8 +53,12 @@ for i in $(seq "$ITER"); do
 done
 # Nothing a publish reported as committed was lost; the follower catches up.
 node_start p
-[ "$(releases "$p_HTTP" acme/p)" = "$(printf '%s\n' "${published[@]}" | sort -n | xargs)" ] ||
-  fail "seed $SEED: p serves '$(releases "$p_HTTP" acme/p)', published '${published[*]}'"
+# (A publish killed after the commit but before its answer arrived is served
+# though it reported failure: the commit was durable, the reply was lost.)
+served=" $(releases "$p_HTTP" acme/p) "
+for v in "${published[@]}"; do
+  [[ "$served" == *" $v "* ]] || fail "seed $SEED: p serves '$served', lost $v (published '${published[*]}')"
+done
 node_start f --config "$T/follow.toml"
 want=$(releases "$hub_HTTP" acme/f)
 for _ in $(seq 300); do [ "$(releases "$f_HTTP" acme/f)" = "$want" ] && break; sleep 0.1; done
