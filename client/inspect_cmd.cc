@@ -144,6 +144,7 @@ int InspectCommands::Run() {
                    {"chunks_missing", info.scrub().chunks_missing()},
                    {"releases_damaged", info.scrub().releases_damaged()},
                    {"repairs_started", info.scrub().repairs_started()},
+                   {"repairs_failed", info.scrub().repairs_failed()},
                    {"last_error", info.scrub().last_error()}}}});
       return 0;
     }

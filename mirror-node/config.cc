@@ -156,6 +156,7 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"scrub_bytes_per_second",
        Int(&c->scrub_bytes_per_second, 0, INT64_MAX, " (0: no background scrub)")},
       {"scrub_interval_hours", Int(&c->scrub_interval_hours, 1, 24 * 366)},
+      {"scrub_repair_retry_seconds", Int(&c->scrub_repair_retry_seconds, 1, 86400)},
       {"min_free_bytes", Int(&c->min_free_bytes, 0, INT64_MAX, " (0: no floor)")},
   };
 }

@@ -45,6 +45,7 @@ struct ServeConfig {
   // replication, pull-through) are refused below it. Default: 1 GiB.
   uint64_t min_free_bytes = 1ULL << 30;
   int scrub_interval_hours = 168;
+  int scrub_repair_retry_seconds = 60;
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
   // [on_demand]: pull-through from the upstreams (on when there are any).
   bool on_demand = true;

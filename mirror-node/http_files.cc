@@ -484,8 +484,10 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     }
     if (!pieces.ok() && !head_text.empty()) {
       // Nothing sent yet: a plain error answer.
-      counters.verification_failures++;
+      if (absl::IsDataLoss(pieces.status())) counters.verification_failures++;
       NoteError(StrCat(f.file.path(), ": ", pieces.status().message()));
+      spdlog::error("HTTP {}: {}: {}; answered 500", std::string(SV(req.target())), f.file.path(),
+                    pieces.status().ToString());
       Answer a = Error(http::status::internal_server_error,
                        StrCat("cannot serve ", f.file.path(), ": ", pieces.status().message()));
       co_return co_await SendAnswer(x, std::move(a));
@@ -493,13 +495,13 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     if (!pieces.ok()) {
       // Headers are out: the only honest answer is to cut the connection,
       // so the client sees a short body, never a wrong one.
+      if (absl::IsDataLoss(pieces.status())) counters.verification_failures++;
       if (!f.fetch || !absl::IsNotFound(pieces.status())) {
-        counters.verification_failures++;
         // The store dropped the bad chunk; a node with upstreams fetches it
         // again, so the next request (a resume) is served whole.
         if (opts.on_demand != nullptr && !f.release_name.empty()) {
           asio::post(fetch_pool, [od = opts.on_demand, n = f.release_name, d = f.release_digest] {
-            od->Repair(n, d);
+            od->Repair(n, d).IgnoreError();  // logged there
           });
         }
       }

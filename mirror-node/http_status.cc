@@ -206,6 +206,9 @@ Answer HttpGateway::Impl::Metrics() {
     metric("cairn_scrub_repairs_total", "counter",
            "Damaged releases whose chunks were asked for from upstream.");
     out += StrCat("cairn_scrub_repairs_total ", s.repairs_started(), "\n");
+    metric("cairn_scrub_repairs_failed_total", "counter",
+           "Repairs no upstream could start (the release is looked at again later).");
+    out += StrCat("cairn_scrub_repairs_failed_total ", s.repairs_failed(), "\n");
   }
   const Disk disk = DiskOf(opts.data_dir);
   if (disk.known) {
@@ -267,7 +270,7 @@ Answer HttpGateway::Impl::StatusPage() {
         "<tr><th>Scrub</th><td>", s.running() ? "running; " : "",
         s.last_full_pass_unix() > 0
             ? StrCat("last full pass ",
-                     Html(http_util::IsoTime(s.last_full_pass_unix()).substr(0, 19)))
+                     Html(http_util::IsoTime(s.last_full_pass_unix()).substr(0, 19) + "Z"))
             : std::string("no full pass yet"),
         ", ", s.chunks_checked(), " chunks re-hashed since start",
         s.chunks_bad() > 0 ? StrCat(", <b class=bad>", s.chunks_bad(), " bad</b>") : "",
@@ -327,8 +330,8 @@ Answer HttpGateway::Impl::StatusPage() {
   } else {
     h += "<ul>";
     for (auto it = errors.rbegin(); it != errors.rend(); ++it) {
-      h += StrCat("<li>", Html(http_util::IsoTime(it->first).substr(0, 19)), " ", Html(it->second),
-                  "</li>");
+      h += StrCat("<li>", Html(http_util::IsoTime(it->first).substr(0, 19) + "Z"), " ",
+                  Html(it->second), "</li>");
     }
     h += "</ul>";
   }

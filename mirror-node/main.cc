@@ -119,9 +119,10 @@ int Serve(cairn::node::ServeConfig cfg) {
   cairn::node::ScrubOptions scrub_opts;
   scrub_opts.bytes_per_second = cfg.scrub_bytes_per_second;
   scrub_opts.interval_seconds = int64_t{cfg.scrub_interval_hours} * 3600;
+  scrub_opts.repair_retry_seconds = cfg.scrub_repair_retry_seconds;
   if (on_demand) {
     scrub_opts.repair = [od = on_demand.get()](const std::string& n, const std::string& d) {
-      od->Repair(n, d);
+      return od->Repair(n, d);
     };
   }
   cairn::node::Scrubber scrubber(repo->get(), scrub_opts);
@@ -279,7 +280,11 @@ int main(int argc, char** argv) {
       "upstreams, "
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
-      "upload_bytes_per_day; [[upstream]] address, include, exclude, "
+      "upload_bytes_per_day, scrub_bytes_per_second, scrub_interval_hours, "
+      "scrub_repair_retry_seconds, min_free_bytes; "
+      "[http] max_connections, max_connections_per_client, requests_per_second_per_client, "
+      "tree_page_size, max_read_ahead_mib, verify_reads; [on_demand] enabled, include, exclude, "
+      "max_release_bytes; [[upstream]] address, include, exclude, "
       "max_release_bytes, max_bytes_per_second, min_bytes_per_second, tags, windows, streams; "
       "[quota] KEYID = "
       "bytes/day)");

@@ -80,9 +80,10 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Begin(const std::stri
   return Start(name, ref, first_path, /*repair=*/false);
 }
 
-void OnDemand::Repair(const std::string& name, const std::string& digest) {
+absl::Status OnDemand::Repair(const std::string& name, const std::string& digest) {
   auto f = Start(name, "@" + digest, "", /*repair=*/true);
   if (!f.ok()) spdlog::warn("repair of {}@{}: {}", name, digest, f.status().ToString());
+  return f.status();
 }
 
 absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::string& name,

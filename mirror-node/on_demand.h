@@ -73,8 +73,9 @@ class OnDemand {
                                                const std::string& first_path = "");
   // A held release served a chunk that failed its hash (the store dropped
   // it): fetches what the release now lacks from upstream, in the
-  // background. Errors are logged. Not for I/O threads.
-  void Repair(const std::string& name, const std::string& digest);
+  // background. Errors are logged and returned (no upstream could start
+  // it). Not for I/O threads.
+  absl::Status Repair(const std::string& name, const std::string& digest);
 
   uint64_t in_flight() const { return in_flight_.load(); }
   uint64_t fetched() const { return fetched_.load(); }

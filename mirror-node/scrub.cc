@@ -109,11 +109,23 @@ void Scrubber::Loop() {
           opts_.bytes_per_second > 0 &&
           (cursor != 0 || started == 0 || clock_->NowUnix() >= started + opts_.interval_seconds);
       if (!due) {
-        // Without a rate there is nothing to wait for but RunNow.
+        std::optional<SteadyTime> recheck;
+        {
+          absl::MutexLock l(&mu_);
+          recheck = recheck_at_;
+        }
+        if (recheck && clock_->SteadyNow() >= *recheck) {
+          Recheck();
+          continue;
+        }
+        // Without a rate there is nothing to wait for but RunNow (and a
+        // repair to look at again).
         const int64_t wait = opts_.bytes_per_second > 0
                                  ? started + opts_.interval_seconds - clock_->NowUnix()
                                  : int64_t{365} * 86400;
-        clock_->SleepFor(std::chrono::seconds(wait), wake.get());
+        SteadyTime until = clock_->SteadyNow() + std::chrono::seconds(std::max<int64_t>(wait, 0));
+        if (recheck) until = std::min(until, *recheck);
+        clock_->SleepUntil(until, wake.get());
         continue;  // woken by RunNow or Stop, or the time came: look again
       }
     }
@@ -121,11 +133,36 @@ void Scrubber::Loop() {
   }
 }
 
+void Scrubber::Recheck() {
+  ScrubReport r;
+  {
+    absl::MutexLock l(&mu_);
+    status_.clear_last_error();
+    status_.set_chunks_missing(0);
+    status_.set_releases_damaged(0);
+  }
+  absl::Status st = Releases(&r);
+  absl::MutexLock l(&mu_);
+  if (!st.ok()) status_.set_last_error(std::string(st.message()));
+  if (st.ok() && r.releases_damaged == 0) {
+    spdlog::info("scrub: every release is whole again");
+    recheck_at_.reset();
+    recheck_backoff_ = std::chrono::seconds(opts_.repair_retry_seconds);
+    return;
+  }
+  recheck_at_ = clock_->SteadyNow() + recheck_backoff_;
+  recheck_backoff_ = std::min<SteadyDuration>(
+      recheck_backoff_ * 2,
+      std::max<SteadyDuration>(std::chrono::hours(1),
+                               std::chrono::seconds(opts_.repair_retry_seconds)));
+}
+
 ScrubReport Scrubber::RunPass(bool paced) {
   ScrubReport r;
   {
     absl::MutexLock l(&mu_);
     status_.set_running(true);
+    status_.clear_last_error();  // what this pass meets is said from here on
     status_.set_chunks_missing(0);
     status_.set_releases_damaged(0);
   }
@@ -148,11 +185,16 @@ ScrubReport Scrubber::RunPass(bool paced) {
   }
   absl::MutexLock l(&mu_);
   status_.set_running(false);
+  if (r.complete && r.releases_damaged > 0 && opts_.repair) {
+    recheck_backoff_ = std::chrono::seconds(opts_.repair_retry_seconds);
+    recheck_at_ = clock_->SteadyNow() + recheck_backoff_;
+    recheck_backoff_ *= 2;
+  } else if (r.complete) {
+    recheck_at_.reset();
+  }
   if (!st.ok()) {
     status_.set_last_error(std::string(st.message()));
     spdlog::error("scrub: {}", st.ToString());
-  } else if (r.complete) {
-    status_.clear_last_error();
   }
   return r;
 }
@@ -247,11 +289,12 @@ absl::Status Scrubber::CheckRelease(const std::string& name, const std::string& 
   r->chunks_missing += missing;
   ++r->releases_damaged;
   bool repair = static_cast<bool>(opts_.repair);
+  absl::Status repaired;
   if (repair) {
     ++r->repairs_started;
     spdlog::warn("scrub: {} {} ({}) lacks {} chunks; fetching them from upstream", name, version,
                  digest, missing);
-    opts_.repair(name, digest);
+    repaired = opts_.repair(name, digest);
   } else {
     spdlog::error(
         "scrub: {} {} ({}) lacks {} chunks and this node has no upstream to fetch them from; "
@@ -262,6 +305,11 @@ absl::Status Scrubber::CheckRelease(const std::string& name, const std::string& 
   status_.set_chunks_missing(status_.chunks_missing() + missing);
   status_.set_releases_damaged(status_.releases_damaged() + 1);
   if (repair) status_.set_repairs_started(status_.repairs_started() + 1);
+  if (!repaired.ok()) {
+    status_.set_repairs_failed(status_.repairs_failed() + 1);
+    status_.set_last_error(
+        StrCat("repair of ", name, " ", version, ": ", repaired.message(), " (tried again later)"));
+  }
   return absl::OkStatus();
 }
 

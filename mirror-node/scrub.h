@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -27,9 +28,15 @@ struct ScrubOptions {
   uint64_t bytes_per_second = 32ULL << 20;
   // A pass starts this long after the previous one started. Default: 7 days.
   int64_t interval_seconds = 7 * 86400;
+  // The first wait before releases still lacking chunks are looked at again
+  // (and their repair asked for again). Default: 60.
+  int64_t repair_retry_seconds = 60;
   // Asks for the chunks a release lacks from upstream (OnDemand::Repair);
   // empty: the node has no upstream, and damage is only reported.
-  std::function<void(const std::string& name, const std::string& manifest_digest)> repair;
+  // An error (no upstream reachable) is counted, shown as the last error, and
+  // the releases still lacking chunks are checked again after a backoff
+  // (repair_retry_seconds, doubling to an hour) until they are whole.
+  std::function<absl::Status(const std::string& name, const std::string& manifest_digest)> repair;
 };
 
 // What one pass found.
@@ -68,6 +75,8 @@ class Scrubber {
 
  private:
   void Loop();
+  // The releases-only check a repair left pending asks for: no re-hash.
+  void Recheck();
   absl::Status Chunks(bool paced, ScrubReport* r);
   absl::Status Releases(ScrubReport* r);
   absl::Status CheckRelease(const std::string& name, const std::string& version,
@@ -82,6 +91,10 @@ class Scrubber {
   std::shared_ptr<Cancellation> wake_ ABSL_GUARDED_BY(mu_);  // cancelled by RunNow
   bool now_ ABSL_GUARDED_BY(mu_) = false;
   cairn::v1::ScrubStatus status_ ABSL_GUARDED_BY(mu_);
+  // While releases lack chunks (and there is an upstream to ask): when to
+  // look again, and the backoff after that.
+  std::optional<SteadyTime> recheck_at_ ABSL_GUARDED_BY(mu_);
+  SteadyDuration recheck_backoff_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cairn::node

@@ -338,6 +338,20 @@ class PackChunkStore final : public ChunkStore {
       }
       got += r;
     }
+    // The record's header too: a damaged one would break the next open's
+    // recovery and a HasIntact, though the bytes still hash right.
+    char header[kHeader];
+    uint32_t len = 0;
+    if (verify && loc.offset >= kHeader &&
+        (::pread(fd, header, kHeader, loc.offset - kHeader) != static_cast<ssize_t>(kHeader) ||
+         std::memcmp(header, "CRN1", 4) != 0 ||
+         (std::memcpy(&len, header + 4, 4), len != loc.length) ||
+         std::memcmp(header + 8, digest.data(), 32) != 0)) {
+      Forget(digest);
+      return absl::DataLossError("stored chunk " + DigestName(digest) +
+                                 " has a damaged record header; dropped from the index, to be "
+                                 "stored again");
+    }
     if (verify && Sha256Of(*out) != digest) {
       Forget(digest);
       return absl::DataLossError("stored chunk " + DigestName(digest) +

@@ -36,7 +36,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 node_start() {
   local name=$1
   shift
-  "$NODE" serve --data "$T/$name" --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust "$T/trust.root" \
+  "$NODE" serve --data "$T/$name" --listen "${LISTEN:-127.0.0.1:0}" --http 127.0.0.1:0 --trust "$T/trust.root" \
     "$@" >"$T/$name.out" 2>"$T/$name.log" &
   local pid=$!
   PIDS+=("$pid")

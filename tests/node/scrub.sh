@@ -69,6 +69,33 @@ CAIRN_NODE=$b_GRPC "$CAIRN" status --json | jq -e '.scrub.chunks_bad == 1 and .s
   >/dev/null || fail "cairn status --json has no scrub"
 curl -s "http://$b_HTTP/" | grep -q "<th>Scrub</th><td>last full pass" || fail "status page"
 
+# The upstream is down when the damage is found: the repair fails, is
+# counted and said, and is asked for again (after scrub_repair_retry_seconds,
+# doubling) until the upstream is back and the release whole.
+kill "$b_PID"
+wait "$b_PID" 2>/dev/null || true
+printf '[node]\nscrub_repair_retry_seconds = 1\n[[upstream]]\naddress = "%s"\n' "$a_GRPC" >"$T/b.toml"
+node_start b --config "$T/b.toml"
+kill "$a_PID"
+wait "$a_PID" 2>/dev/null || true
+# (Byte 140 of the first pack is the record dropped above: flip another.)
+flip "$(ls "$T"/b/chunks/packs/pack-*.dat | head -1)" 1000000
+before=$(metric "$b_HTTP" cairn_scrub_passes_total)
+"$NODE" scrub --now --data "$T/b" >/dev/null || fail "scrub --now with the upstream down"
+wait_pass "$b_HTTP" "$before"
+[ "$(metric "$b_HTTP" cairn_scrub_repairs_failed_total)" -ge 1 ] || fail "a failed repair is not counted"
+CAIRN_NODE=$b_GRPC "$CAIRN" status --json | jq -e '.scrub.last_error | test("repair of acme/m 1.0")' \
+  >/dev/null || fail "a failed repair is not the scrub's last error"
+LISTEN=$a_GRPC node_start a
+for _ in $(seq 300); do
+  [ "$(metric "$b_HTTP" cairn_scrub_releases_damaged)" = 0 ] && break
+  sleep 0.1
+done
+[ "$(metric "$b_HTTP" cairn_scrub_releases_damaged)" = 0 ] || fail "the repair was not asked for again"
+grep -q "scrub: every release is whole again" "$T/b.log" || fail "the recovery is not logged"
+curl -sf -o "$T/got" "http://$b_HTTP/v1/files/acme/m/1.0/model.safetensors" || fail "download after repair"
+cmp -s "$T/got" "$T/m/model.safetensors" || fail "b served other bytes after the repair"
+
 # A stopped node without an upstream, scrubbed offline.
 kill "$a_PID"
 wait "$a_PID" 2>/dev/null || true
