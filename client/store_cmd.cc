@@ -254,7 +254,7 @@ int StoreCommands::Run() {
                       {"problems", problems},
                       {"ok", problems.empty()}});
       if (!ctx_->as_json) {
-        std::printf("%s %s %s\n", problems.empty() ? "OK      " : "DAMAGED ", r.name.c_str(),
+        std::printf("%s %s %s\n", problems.empty() ? "OK     " : "DAMAGED", r.name.c_str(),
                     r.version.c_str());
         for (const auto& p : problems) std::printf("        %s\n", p.c_str());
       }
