@@ -327,35 +327,45 @@ int main(int argc, char** argv) {
   auto* o_v = serve->add_flag("--verify-reads", verify_reads,
                               "re-hash every chunk read for a gRPC client too (costs CPU)");
   o_v->excludes(o_nv);
-  cairn::node::ServeConfig scrub_flags;
-  std::string scrub_config;
+  // The offline commands find the data directory and trust root the same
+  // way: --config, then --data and --trust over it.
+  struct DataOptions {
+    std::string config, data, trust;
+    CLI::Option *o_data = nullptr, *o_trust = nullptr;
+    void Add(CLI::App* sub) {
+      sub->add_option("--config", config, "the node's config file (for data and trust)");
+      o_data = sub->add_option("--data", data, "data directory");
+      o_trust = sub->add_option("--trust", trust, "trust root file (stopped node only)");
+    }
+    absl::StatusOr<cairn::node::ServeConfig> Load() const {
+      cairn::node::ServeConfig c;
+      if (!config.empty()) CAIRN_RETURN_IF_ERROR(cairn::node::LoadConfig(config, &c));
+      if (*o_data) c.data = data;
+      if (*o_trust) c.trust = trust;
+      return c;
+    }
+  };
+  DataOptions scrub_opts_cli, backup_opts_cli;
   auto* scrub = app.add_subcommand(
       "scrub",
       "re-hash every stored chunk and check every release is complete: a running node is asked "
       "to (by signal), a stopped one is scrubbed here");
   bool scrub_now = false;
   scrub->add_flag("--now", scrub_now, "start the pass now (required)")->required();
-  scrub->add_option("--config", scrub_config, "the node's config file (for data and trust)");
-  auto* o_sdata = scrub->add_option("--data", scrub_flags.data, "data directory");
-  auto* o_strust =
-      scrub->add_option("--trust", scrub_flags.trust, "trust root file (stopped node only)");
+  scrub_opts_cli.Add(scrub);
   std::string check_path;
   auto* check = app.add_subcommand(
       "check-config",
       "report every error in a config file with its line, and check the trust root and TLS "
       "files it names load; exit 1 on any");
   check->add_option("FILE", check_path, "the config file")->required();
-  cairn::node::ServeConfig backup_flags;
-  std::string backup_config, backup_to;
+  std::string backup_to;
   auto* backup = app.add_subcommand(
       "backup",
       "copy a data directory to a new one a node can start on, consistent while the node serves "
       "(it is asked by signal); a stopped node's is copied here");
   backup->add_option("--to", backup_to, "the new directory")->required();
-  backup->add_option("--config", backup_config, "the node's config file (for data and trust)");
-  auto* o_bdata = backup->add_option("--data", backup_flags.data, "data directory");
-  auto* o_btrust =
-      backup->add_option("--trust", backup_flags.trust, "trust root file (stopped node only)");
+  backup_opts_cli.Add(backup);
   std::string repair_dir;
   auto* repair = app.add_subcommand(
       "repair",
@@ -375,25 +385,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*check) return cairn::node::CheckConfig(check_path);
-  if (*backup) {
-    cairn::node::ServeConfig bc;
-    if (!backup_config.empty()) {
-      absl::Status st = cairn::node::LoadConfig(backup_config, &bc);
-      if (!st.ok()) return cairn::node::Fail(st);
-    }
-    if (*o_bdata) bc.data = backup_flags.data;
-    if (*o_btrust) bc.trust = backup_flags.trust;
-    return cairn::node::Backup(bc, backup_to);
-  }
-  if (*scrub) {
-    cairn::node::ServeConfig sc;
-    if (!scrub_config.empty()) {
-      absl::Status st = cairn::node::LoadConfig(scrub_config, &sc);
-      if (!st.ok()) return cairn::node::Fail(st);
-    }
-    if (*o_sdata) sc.data = scrub_flags.data;
-    if (*o_strust) sc.trust = scrub_flags.trust;
-    return cairn::node::Scrub(sc);
+  if (*backup || *scrub) {
+    auto c = (*backup ? backup_opts_cli : scrub_opts_cli).Load();
+    if (!c.ok()) return cairn::node::Fail(c.status());
+    return *backup ? cairn::node::Backup(*c, backup_to) : cairn::node::Scrub(*c);
   }
   cairn::node::ServeConfig cfg;
   if (!config.empty()) {

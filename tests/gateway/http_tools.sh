@@ -8,12 +8,7 @@ make_model "$T/m" 3
 publish "$a_GRPC" "$T/m" acme/m 1.0
 printf '[[upstream]]\naddress = "%s"\n' "$a_GRPC" >"$T/b.toml"
 node_start b --config "$T/b.toml"
-for _ in $(seq 300); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$b_HTTP/v1/releases/acme/m")" = 200 ] && break
-  sleep 0.1
-done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$b_HTTP/v1/releases/acme/m")" = 200 ] ||
-  fail "node b did not replicate acme/m"
+wait_replicated "$b_HTTP" acme/m
 W=$T/m/model.safetensors
 SIZE=$(stat -c %s "$W")
 URL_A="http://$a_HTTP/v1/files/acme/m/latest/model.safetensors"
@@ -65,6 +60,8 @@ curl -sf --cacert "$T/tls.pem" -o "$T/tls-got" "https://$s_HTTP/acme/m/resolve/m
 cmp "$T/tls-got" "$W" || fail "HTTPS bytes"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$s_HTTP/" || true)" != 200 ] ||
   fail "plain HTTP answered on the HTTPS port"
-curl -sf --cacert "$T/tls.pem" "https://$s_HTTP/metrics" | grep -q cairn_http_requests_total ||
-  fail "metrics over HTTPS"
+# (Read whole, then searched: grep -q stopping early would make curl fail on
+# SIGPIPE, and pipefail report it.)
+curl -sf --cacert "$T/tls.pem" -o "$T/tls-metrics" "https://$s_HTTP/metrics" || fail "metrics over HTTPS"
+grep -q cairn_http_requests_total "$T/tls-metrics" || fail "metrics over HTTPS lack the request counts"
 echo "http_tools OK"

@@ -47,6 +47,16 @@ node_start() {
   printf -v "${name}_HTTP" %s "$(sed -n 's/^cairn-node http on \([^ ]*\).*/\1/p' "$T/$name.out")"
 }
 
+# wait_replicated HTTP NAME: until the node at HTTP serves a release of NAME
+# (a bounded poll of its HTTP port; fails after 30 s).
+wait_replicated() {
+  for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/v1/releases/$2")" = 200 ] && return 0
+    sleep 0.1
+  done
+  fail "node $1 did not replicate $2"
+}
+
 # publish GRPC_ADDR DIR NAME VERSION
 publish() {
   CAIRN_NODE=$1 CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$2" --name "$3" --version "$4" \

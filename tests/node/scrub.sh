@@ -27,12 +27,7 @@ make_model "$T/m" 1
 publish "$a_GRPC" "$T/m" acme/m 1.0
 printf '[[upstream]]\naddress = "%s"\n' "$a_GRPC" >"$T/b.toml"
 node_start b --config "$T/b.toml"
-for _ in $(seq 300); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$b_HTTP/v1/releases/acme/m")" = 200 ] && break
-  sleep 0.1
-done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$b_HTTP/v1/releases/acme/m")" = 200 ] ||
-  fail "node b did not replicate acme/m"
+wait_replicated "$b_HTTP" acme/m
 [ "$(metric "$b_HTTP" cairn_scrub_rate_limit_bytes_per_second)" = $((32 << 20)) ] ||
   fail "the default scrub cap is not 32 MiB/s"
 
@@ -67,7 +62,8 @@ grep -q "scrub: last full pass 20.*1 bad chunk(s) dropped" "$T/status.txt" ||
   fail "cairn status: $(cat "$T/status.txt")"
 CAIRN_NODE=$b_GRPC "$CAIRN" status --json | jq -e '.scrub.chunks_bad == 1 and .scrub.passes >= 2' \
   >/dev/null || fail "cairn status --json has no scrub"
-curl -s "http://$b_HTTP/" | grep -q "<th>Scrub</th><td>last full pass" || fail "status page"
+curl -sf -o "$T/page.html" "http://$b_HTTP/" || fail "status page"
+grep -q "<th>Scrub</th><td>last full pass" "$T/page.html" || fail "the status page has no scrub line"
 
 # The upstream is down when the damage is found: the repair fails, is
 # counted and said, and is asked for again (after scrub_repair_retry_seconds,
