@@ -100,6 +100,9 @@ void Scrubber::Loop() {
         wake = std::make_shared<Cancellation>();
         wake_ = wake;
       }
+      // Checked under the lock Stop() takes to cancel wake_: either Stop
+      // sees this wake_ and cancels it, or this sees the stop.
+      if (stop_.cancelled()) break;
     }
     if (!now) {
       // Due: a pass a restart cut short, or the interval since the last start.
