@@ -72,4 +72,16 @@ absl::Status ChunkStore::List(const Digest*, size_t, std::vector<Digest>*) {
   return absl::UnimplementedError("this chunk store cannot list its chunks");
 }
 
+absl::Status ChunkStore::ListStored(const Digest*, size_t, std::vector<StoredChunk>*) {
+  return absl::UnimplementedError("this chunk store cannot list its chunks");
+}
+
+absl::StatusOr<uint64_t> ChunkStore::Remove(const std::vector<Digest>&) {
+  return absl::UnimplementedError("this chunk store cannot remove chunks");
+}
+
+absl::StatusOr<CompactReport> ChunkStore::Compact(double, Cancellation*) {
+  return absl::UnimplementedError("this chunk store cannot compact");
+}
+
 }  // namespace cairn

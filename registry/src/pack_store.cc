@@ -1,15 +1,5 @@
-// Append-only pack files indexed by RocksDB.
-//
-// Pack record: "CRN1" | u32 length | 32-byte digest | bytes. The index maps a
-// raw digest to (pack id, data offset, length). An index entry is written only
-// after its bytes reached the pack file (durable: after they were
-// fdatasync'ed, one fdatasync per commit or per sync_bytes rather than per
-// write), so the index never points at bytes that are not there. With the
-// entries the index records the tail (pack, end offset) they reach. A crash
-// can leave unindexed records past it: the next open reads them, indexes
-// every whole record whose bytes match its digest (so a re-publish after a
-// crash does not upload them again), stops at the first torn one, and
-// appends to a fresh pack.
+// Append-only pack files indexed by RocksDB: writes, reads, crash recovery
+// and backup. The layout is described in pack_store_impl.h.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,53 +9,46 @@
 #include <cstring>
 #include <filesystem>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "cairn/limits.h"
 #include "cairn/status.h"
-#include "cairn/store.h"
 #include "cairn/strings.h"
 #include "copy_file.h"
+#include "pack_store_impl.h"
 #include "rocks_util.h"
-#include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace cairn {
-namespace {
-
-constexpr size_t kHeader = 40;
-// Index key of the tail (u32 pack, u64 offset) the indexed records reach;
-// not 32 bytes long, so never a digest.
-constexpr std::string_view kTailKey = "\xfftail";
-
-struct Loc {
-  uint32_t pack;
-  uint64_t offset;  // of the data, after the header
-  uint32_t length;
-};
+namespace pack {
 
 std::string EncodeLoc(const Loc& l) {
-  char b[16];
+  char b[24];
   std::memcpy(b, &l.pack, 4);
   std::memcpy(b + 4, &l.offset, 8);
   std::memcpy(b + 12, &l.length, 4);
-  return std::string(b, 16);
+  std::memcpy(b + 16, &l.stored_unix, 8);
+  return std::string(b, 24);
 }
 
 bool DecodeLoc(std::string_view s, Loc* l) {
-  if (s.size() != 16) return false;
+  if (s.size() != 16 && s.size() != 24) return false;
   std::memcpy(&l->pack, s.data(), 4);
   std::memcpy(&l->offset, s.data() + 4, 8);
   std::memcpy(&l->length, s.data() + 12, 4);
+  l->stored_unix = 0;
+  if (s.size() == 24) std::memcpy(&l->stored_unix, s.data() + 16, 8);
   return true;
 }
 
 rocksdb::Slice DigestSlice(const Digest& d) {
   return rocksdb::Slice(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+std::string PackPath(const std::string& dir, uint32_t id) {
+  return absl::StrFormat("%s/packs/pack-%08u.dat", dir, id);
 }
 
 absl::Status MkdirP(const std::string& dir) {
@@ -75,480 +58,436 @@ absl::Status MkdirP(const std::string& dir) {
   return absl::OkStatus();
 }
 
-class PackChunkStore final : public ChunkStore {
- public:
-  PackChunkStore(std::string dir, PackStoreOptions opts, std::unique_ptr<rocksdb::DB> index)
-      : dir_(std::move(dir)), opts_(opts), index_(std::move(index)) {}
+static std::string EncodeTail(uint32_t pack, uint64_t offset) {
+  char b[12];
+  std::memcpy(b, &pack, 4);
+  std::memcpy(b + 4, &offset, 8);
+  return std::string(b, 12);
+}
 
-  ~PackChunkStore() override {
-    absl::MutexLock l(&mu_);
-    // Best effort on a clean shutdown; Sync() is the contract.
-    (opts_.durable ? SyncLocked() : IndexUnsyncedLocked()).IgnoreError();
-    if (active_fd_ >= 0) {
-      ::close(active_fd_);
-      // A store opened and closed without a write leaves no empty pack.
-      if (active_size_ == 0 && buffer_.empty()) {
-        ::unlink(absl::StrFormat("%s/packs/pack-%08u.dat", dir_, active_id_).c_str());
-      }
-    }
-    for (auto& [id, fd] : read_fds_) ::close(fd);
+PackChunkStore::PackChunkStore(std::string dir, PackStoreOptions opts,
+                               std::unique_ptr<rocksdb::DB> index)
+    : dir_(std::move(dir)),
+      opts_(opts),
+      clock_(opts.clock != nullptr ? opts.clock : Clock::Real()),
+      index_(std::move(index)) {}
+
+PackChunkStore::~PackChunkStore() {
+  absl::MutexLock l(&mu_);
+  // Best effort on a clean shutdown; Sync() is the contract.
+  FlushLocked().IgnoreError();
+  if (active_fd_ >= 0) {
+    ::close(active_fd_);
+    // A store opened and closed without a write leaves no empty pack.
+    if (active_size_ == 0 && buffer_.empty()) ::unlink(PackPath(dir_, active_id_).c_str());
   }
+}
 
-  absl::Status Init() {
-    CAIRN_RETURN_IF_ERROR(MkdirP(dir_ + "/packs"));
-    uint32_t max_id = 0;
-    DIR* d = ::opendir((dir_ + "/packs").c_str());
-    if (d == nullptr) return ErrnoStatus(errno, "cannot list " + dir_ + "/packs");
-    while (dirent* e = ::readdir(d)) {
-      unsigned id;
-      if (std::sscanf(e->d_name, "pack-%08u.dat", &id) == 1)
-        max_id = std::max<uint32_t>(max_id, id);
-    }
-    ::closedir(d);
-    // An empty newest pack (left by a crash before its first write) is reused.
-    struct stat st;
-    bool reuse =
-        max_id > 0 &&
-        ::stat(absl::StrFormat("%s/packs/pack-%08u.dat", dir_, max_id).c_str(), &st) == 0 &&
-        st.st_size == 0;
-    absl::MutexLock l(&mu_);
-    CAIRN_RETURN_IF_ERROR(RecoverLocked(max_id));
-    return OpenActiveLocked(reuse ? max_id : max_id + 1);
+absl::Status PackChunkStore::Init() {
+  CAIRN_RETURN_IF_ERROR(MkdirP(dir_ + "/packs"));
+  uint32_t max_id = 0;
+  DIR* d = ::opendir((dir_ + "/packs").c_str());
+  if (d == nullptr) return ErrnoStatus(errno, "cannot list " + dir_ + "/packs");
+  while (dirent* e = ::readdir(d)) {
+    unsigned id;
+    if (std::sscanf(e->d_name, "pack-%08u.dat", &id) == 1) max_id = std::max<uint32_t>(max_id, id);
   }
+  ::closedir(d);
+  // An empty newest pack (left by a crash before its first write) is reused.
+  struct stat st;
+  bool reuse = max_id > 0 && ::stat(PackPath(dir_, max_id).c_str(), &st) == 0 && st.st_size == 0;
+  absl::MutexLock l(&mu_);
+  CAIRN_RETURN_IF_ERROR(RecoverLocked(max_id));
+  return OpenActiveLocked(reuse ? max_id : max_id + 1);
+}
 
-  // Chunks found in pack tails past the indexed tail at the last open.
-  uint64_t recovered() const { return recovered_; }
-
-  absl::Status Put(const Digest& digest, std::string_view data, PutMode mode) override {
-    if (data.empty() || data.size() > kMaxChunkSize) {
-      return absl::InvalidArgumentError(StrCat("chunk size ", data.size(), " out of range"));
-    }
-    if (mode == PutMode::kVerify && Sha256Of(data) != digest) {
-      return absl::DataLossError("chunk bytes do not match digest " + DigestName(digest));
-    }
-    absl::MutexLock l(&mu_);
-    if (mem_.contains(digest)) return absl::OkStatus();
-    CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(digest));
-    if (indexed) return absl::OkStatus();
-    CAIRN_RETURN_IF_ERROR(CheckFreeLocked(kHeader + data.size()));
-    if (active_size_ + buffer_.size() + kHeader + data.size() > opts_.pack_bytes &&
-        active_size_ + buffer_.size() > 0) {
-      // Everything of the old pack is indexed before a new one starts.
-      CAIRN_RETURN_IF_ERROR(opts_.durable ? SyncLocked() : IndexUnsyncedLocked());
-      CAIRN_RETURN_IF_ERROR(OpenActiveLocked(active_id_ + 1));
-    }
-    Loc loc{active_id_, active_size_ + buffer_.size() + kHeader,
-            static_cast<uint32_t>(data.size())};
-    uint32_t len = loc.length;
-    buffer_.append("CRN1", 4);
-    buffer_.append(reinterpret_cast<const char*>(&len), 4);
-    buffer_.append(reinterpret_cast<const char*>(digest.data()), 32);
-    buffer_.append(data.data(), data.size());
-    mem_.emplace(digest, loc);
-    if (buffer_.size() < opts_.buffer_bytes) return absl::OkStatus();
-    if (!opts_.durable) return IndexUnsyncedLocked();
-    CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
-    if (unsynced_bytes_ >= opts_.sync_bytes) return SyncLocked();
-    return absl::OkStatus();
+absl::Status PackChunkStore::Put(const Digest& digest, std::string_view data, PutMode mode) {
+  if (data.empty() || data.size() > kMaxChunkSize) {
+    return absl::InvalidArgumentError(StrCat("chunk size ", data.size(), " out of range"));
   }
-
-  absl::Status Get(const Digest& digest, std::string* out) override {
-    return Read(digest, opts_.verify_on_read, out);
+  if (mode == PutMode::kVerify && Sha256Of(data) != digest) {
+    return absl::DataLossError("chunk bytes do not match digest " + DigestName(digest));
   }
+  absl::MutexLock l(&mu_);
+  if (mem_.contains(digest)) return absl::OkStatus();
+  CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(digest));
+  if (indexed) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(CheckFreeLocked(kHeader + data.size()));
+  return AppendLocked(digest, data, clock_->NowUnix());
+}
 
-  absl::StatusOr<uint32_t> Check(const Digest& digest) override {
-    std::string bytes;
-    CAIRN_RETURN_IF_ERROR(Read(digest, /*verify=*/true, &bytes));
-    return static_cast<uint32_t>(bytes.size());
+absl::Status PackChunkStore::AppendLocked(const Digest& digest, std::string_view data,
+                                          int64_t stored_unix) {
+  if (active_size_ + buffer_.size() + kHeader + data.size() > opts_.pack_bytes &&
+      active_size_ + buffer_.size() > 0) {
+    // Everything of the old pack is indexed before a new one starts.
+    CAIRN_RETURN_IF_ERROR(FlushLocked());
+    CAIRN_RETURN_IF_ERROR(OpenActiveLocked(active_id_ + 1));
   }
+  Loc loc{active_id_, active_size_ + buffer_.size() + kHeader, static_cast<uint32_t>(data.size()),
+          stored_unix};
+  uint32_t len = loc.length;
+  buffer_.append("CRN1", 4);
+  buffer_.append(reinterpret_cast<const char*>(&len), 4);
+  buffer_.append(reinterpret_cast<const char*>(digest.data()), 32);
+  buffer_.append(data.data(), data.size());
+  mem_.insert_or_assign(digest, loc);
+  if (buffer_.size() < opts_.buffer_bytes) return absl::OkStatus();
+  if (!opts_.durable) return IndexUnsyncedLocked();
+  CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
+  if (unsynced_bytes_ >= opts_.sync_bytes) return SyncLocked();
+  return absl::OkStatus();
+}
 
-  absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
-    out->clear();
-    std::unique_ptr<rocksdb::Iterator> it(index_->NewIterator(rocksdb::ReadOptions()));
-    if (after == nullptr) {
-      it->SeekToFirst();
-    } else {
-      it->Seek(DigestSlice(*after));
-      if (it->Valid() && it->key() == DigestSlice(*after)) it->Next();
-    }
-    for (; it->Valid() && out->size() < max; it->Next()) {
-      if (it->key().size() != 32) continue;  // the tail record
-      Digest d;
-      std::memcpy(d.data(), it->key().data(), 32);
-      out->push_back(d);
-    }
-    return FromRocks(it->status(), "chunk index scan");
-  }
+absl::Status PackChunkStore::Get(const Digest& digest, std::string* out) {
+  return Read(digest, opts_.verify_on_read, out);
+}
 
-  // A chunk found bad on read is no longer held: Has() says so, and the next
-  // Put (a re-publish, a replication, a client fetching it again) stores a
-  // good copy. The bad bytes stay unreferenced in their pack.
-  void Forget(const Digest& digest) {
-    absl::MutexLock l(&mu_);
-    mem_.erase(digest);
-    rocksdb::WriteOptions wo;
-    index_->Delete(wo, DigestSlice(digest)).PermitUncheckedError();
-  }
+absl::StatusOr<uint32_t> PackChunkStore::Check(const Digest& digest) {
+  std::string bytes;
+  CAIRN_RETURN_IF_ERROR(Read(digest, /*verify=*/true, &bytes));
+  return static_cast<uint32_t>(bytes.size());
+}
 
-  // The record's header (magic, length, digest) and extent are checked: one
-  // 40-byte pread and an fstat, not a re-hash (that is the scrub's job).
-  absl::StatusOr<bool> HasIntact(const Digest& digest) override {
-    Loc loc;
-    int fd;
-    {
-      absl::MutexLock l(&mu_);
-      if (mem_.contains(digest)) return true;
-      std::string v;
-      rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
-      if (s.IsNotFound()) return false;
-      CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
-      if (!DecodeLoc(v, &loc) || loc.offset < kHeader) {
-        index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
-        return false;
-      }
-      auto opened = ReadFdLocked(loc.pack);
-      if (absl::IsNotFound(opened.status())) {  // the pack itself is gone
-        index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
-        return false;
-      }
-      CAIRN_RETURN_IF_ERROR(opened.status());
-      fd = *opened;
-    }
-    char header[kHeader];
-    struct stat st;
-    uint32_t len = 0;
-    bool intact = ::pread(fd, header, kHeader, loc.offset - kHeader) == kHeader &&
-                  std::memcmp(header, "CRN1", 4) == 0 &&
-                  (std::memcpy(&len, header + 4, 4), len == loc.length) &&
-                  std::memcmp(header + 8, digest.data(), 32) == 0 && ::fstat(fd, &st) == 0 &&
-                  static_cast<uint64_t>(st.st_size) >= loc.offset + loc.length;
-    if (!intact) Forget(digest);
-    return intact;
-  }
+absl::Status PackChunkStore::List(const Digest* after, size_t max, std::vector<Digest>* out) {
+  std::vector<StoredChunk> stored;
+  CAIRN_RETURN_IF_ERROR(ListStored(after, max, &stored));
+  out->clear();
+  for (const StoredChunk& c : stored) out->push_back(c.digest);
+  return absl::OkStatus();
+}
 
-  absl::StatusOr<bool> Has(const Digest& digest) override {
+void PackChunkStore::Forget(const Digest& digest) {
+  absl::MutexLock l(&mu_);
+  mem_.erase(digest);
+  index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
+}
+
+// The record's header (magic, length, digest) and extent are checked: one
+// 40-byte pread and an fstat, not a re-hash (that is the scrub's job).
+absl::StatusOr<bool> PackChunkStore::HasIntact(const Digest& digest) {
+  Loc loc;
+  std::shared_ptr<ReadFd> fd;
+  {
     absl::MutexLock l(&mu_);
     if (mem_.contains(digest)) return true;
-    return InIndexLocked(digest);
-  }
-
-  // The index as of now (after a sync, so it names only bytes on disk), then
-  // each pack's bytes up to its size after that: every indexed record is
-  // copied; records written meanwhile are past the index's tail, and the
-  // copy's first open indexes the whole ones.
-  absl::StatusOr<uint64_t> Backup(const std::string& dir, Cancellation* cancel) override {
-    CAIRN_RETURN_IF_ERROR(MkdirP(dir + "/packs"));
-    {
-      absl::MutexLock l(&mu_);
-      CAIRN_RETURN_IF_ERROR(opts_.durable ? SyncLocked() : IndexUnsyncedLocked());
-    }
-    rocksdb::Checkpoint* cp = nullptr;
-    CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(index_.get(), &cp), "checkpoint"));
-    std::unique_ptr<rocksdb::Checkpoint> owned(cp);
-    CAIRN_RETURN_IF_ERROR(FromRocks(owned->CreateCheckpoint(dir + "/index", 0),
-                                    "checkpoint of the chunk index to " + dir));
-    uint32_t last;
-    {
-      absl::MutexLock l(&mu_);
-      last = active_id_;
-    }
-    uint64_t total = 0;
-    for (uint32_t id = 1; id <= last; ++id) {
-      const std::string name = absl::StrFormat("/packs/pack-%08u.dat", id);
-      auto copied = CopyFile(dir_ + name, dir + name, cancel);
-      if (absl::IsNotFound(copied.status())) continue;
-      CAIRN_RETURN_IF_ERROR(copied.status());
-      total += *copied;
-    }
-    return total;
-  }
-
-  absl::Status Flush() override {
-    absl::MutexLock l(&mu_);
-    return opts_.durable ? SyncLocked() : IndexUnsyncedLocked();
-  }
-
-  absl::Status Sync() override {
-    absl::MutexLock l(&mu_);
-    return SyncLocked();
-  }
-
- private:
-  // The free-space floor: statvfs every 4 MiB appended (and at the first
-  // Put), the bytes appended since subtracted in between.
-  absl::Status CheckFreeLocked(uint64_t adding) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (opts_.min_free_bytes == 0) return absl::OkStatus();
-    if (!free_known_ || since_free_check_ >= (4u << 20)) {
-      struct statvfs sv;
-      if (::statvfs(dir_.c_str(), &sv) != 0) return ErrnoStatus(errno, "statvfs " + dir_);
-      free_ = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
-      free_known_ = true;
-      since_free_check_ = 0;
-    }
-    const uint64_t left = free_ > since_free_check_ ? free_ - since_free_check_ : 0;
-    if (left < opts_.min_free_bytes + adding) {
-      free_known_ = false;  // look again next time: space may have been freed
-      return absl::ResourceExhaustedError(
-          StrCat("the node's disk is nearly full: ", left, " bytes free under ", dir_,
-                 ", and it keeps ", opts_.min_free_bytes,
-                 " free (min_free_bytes); it takes no new chunks until space is freed"));
-    }
-    since_free_check_ += adding;
-    return absl::OkStatus();
-  }
-
-  // Reads a chunk; with `verify`, re-hashes it and drops it on mismatch.
-  absl::Status Read(const Digest& digest, bool verify, std::string* out) {
-    Loc loc;
-    int fd;
-    {
-      absl::MutexLock l(&mu_);
-      auto it = mem_.find(digest);
-      if (it != mem_.end()) {
-        loc = it->second;
-        if (loc.pack == active_id_ && loc.offset >= active_size_) {
-          out->assign(buffer_.data() + (loc.offset - active_size_), loc.length);
-          return absl::OkStatus();
-        }
-      } else {
-        std::string v;
-        rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
-        if (s.IsNotFound())
-          return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
-        CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
-        if (!DecodeLoc(v, &loc)) {
-          index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
-          return absl::DataLossError("corrupt chunk index entry for " + DigestName(digest) +
-                                     "; dropped, to be stored again");
-        }
-      }
-      CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(loc.pack));
-    }
-    out->resize(loc.length);
-    size_t got = 0;
-    while (got < loc.length) {
-      ssize_t r = ::pread(fd, out->data() + got, loc.length - got, loc.offset + got);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return ErrnoStatus(errno, "pack read");
-      if (r == 0) {
-        Forget(digest);
-        return absl::DataLossError("stored chunk " + DigestName(digest) +
-                                   " is cut short (its pack file is shorter than its index "
-                                   "says); dropped from the index, to be stored again");
-      }
-      got += r;
-    }
-    // The record's header too: a damaged one would break the next open's
-    // recovery and a HasIntact, though the bytes still hash right.
-    char header[kHeader];
-    uint32_t len = 0;
-    if (verify && loc.offset >= kHeader &&
-        (::pread(fd, header, kHeader, loc.offset - kHeader) != static_cast<ssize_t>(kHeader) ||
-         std::memcmp(header, "CRN1", 4) != 0 ||
-         (std::memcpy(&len, header + 4, 4), len != loc.length) ||
-         std::memcmp(header + 8, digest.data(), 32) != 0)) {
-      Forget(digest);
-      return absl::DataLossError("stored chunk " + DigestName(digest) +
-                                 " has a damaged record header; dropped from the index, to be "
-                                 "stored again");
-    }
-    if (verify && Sha256Of(*out) != digest) {
-      Forget(digest);
-      return absl::DataLossError("stored chunk " + DigestName(digest) +
-                                 " is corrupt; dropped from the index, to be stored again");
-    }
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<bool> InIndexLocked(const Digest& digest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    rocksdb::PinnableSlice v;
-    rocksdb::Status s =
-        index_->Get(rocksdb::ReadOptions(), index_->DefaultColumnFamily(), DigestSlice(digest), &v);
+    std::string v;
+    rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
     if (s.IsNotFound()) return false;
     CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
-    return true;
-  }
-
-  // Indexes the whole, matching records written after the recorded tail
-  // (every pack from the tail's to `max_id`; with no tail recorded, the
-  // newest pack): what a crash left unindexed.
-  absl::Status RecoverLocked(uint32_t max_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    uint32_t first = max_id;
-    uint64_t from = 0;
-    std::string v;
-    rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), rocksdb::Slice(kTailKey), &v);
-    if (s.ok() && v.size() == 12) {
-      std::memcpy(&first, v.data(), 4);
-      std::memcpy(&from, v.data() + 4, 8);
-    } else if (!s.IsNotFound()) {
-      CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index tail"));
+    if (!DecodeLoc(v, &loc) || loc.offset < kHeader) {
+      index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
+      return false;
     }
-    for (uint32_t id = std::max<uint32_t>(first, 1); id <= max_id; ++id) {
-      CAIRN_RETURN_IF_ERROR(RecoverPackLocked(id, id == first ? from : 0));
+    auto opened = ReadFdLocked(loc.pack);
+    if (absl::IsNotFound(opened.status())) {  // the pack itself is gone
+      index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
+      return false;
     }
-    return absl::OkStatus();
+    CAIRN_RETURN_IF_ERROR(opened.status());
+    fd = *opened;
   }
+  char header[kHeader];
+  struct stat st;
+  uint32_t len = 0;
+  bool intact = ::pread(fd->fd(), header, kHeader, loc.offset - kHeader) == kHeader &&
+                std::memcmp(header, "CRN1", 4) == 0 &&
+                (std::memcpy(&len, header + 4, 4), len == loc.length) &&
+                std::memcmp(header + 8, digest.data(), 32) == 0 && ::fstat(fd->fd(), &st) == 0 &&
+                static_cast<uint64_t>(st.st_size) >= loc.offset + loc.length;
+  if (!intact) Forget(digest);
+  return intact;
+}
 
-  absl::Status RecoverPackLocked(uint32_t id, uint64_t off) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::string path = absl::StrFormat("%s/packs/pack-%08u.dat", dir_, id);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) return absl::OkStatus();
-    if (fd < 0) return ErrnoStatus(errno, "cannot open " + path);
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
+absl::StatusOr<bool> PackChunkStore::Has(const Digest& digest) {
+  absl::MutexLock l(&mu_);
+  if (mem_.contains(digest)) return true;
+  return InIndexLocked(digest);
+}
+
+// The index as of now (after a sync, so it names only bytes on disk), then
+// each pack's bytes up to its size after that: every indexed record is
+// copied; records written meanwhile are past the index's tail, and the
+// copy's first open indexes the whole ones. A compaction waits: it would
+// delete a pack the copied index may still name.
+absl::StatusOr<uint64_t> PackChunkStore::Backup(const std::string& dir, Cancellation* cancel) {
+  absl::MutexLock c(&compact_mu_);
+  CAIRN_RETURN_IF_ERROR(MkdirP(dir + "/packs"));
+  {
+    absl::MutexLock l(&mu_);
+    CAIRN_RETURN_IF_ERROR(FlushLocked());
+  }
+  rocksdb::Checkpoint* cp = nullptr;
+  CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(index_.get(), &cp), "checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> owned(cp);
+  CAIRN_RETURN_IF_ERROR(FromRocks(owned->CreateCheckpoint(dir + "/index", 0),
+                                  "checkpoint of the chunk index to " + dir));
+  uint32_t last;
+  {
+    absl::MutexLock l(&mu_);
+    last = active_id_;
+  }
+  uint64_t total = 0;
+  for (uint32_t id = 1; id <= last; ++id) {
+    auto copied = CopyFile(PackPath(dir_, id), PackPath(dir, id), cancel);
+    if (absl::IsNotFound(copied.status())) continue;
+    CAIRN_RETURN_IF_ERROR(copied.status());
+    total += *copied;
+  }
+  return total;
+}
+
+absl::Status PackChunkStore::Flush() {
+  absl::MutexLock l(&mu_);
+  return FlushLocked();
+}
+
+absl::Status PackChunkStore::Sync() {
+  absl::MutexLock l(&mu_);
+  return SyncLocked();
+}
+
+// The free-space floor: statvfs every 4 MiB appended (and at the first
+// Put), the bytes appended since subtracted in between.
+absl::Status PackChunkStore::CheckFreeLocked(uint64_t adding) {
+  if (opts_.min_free_bytes == 0) return absl::OkStatus();
+  if (!free_known_ || since_free_check_ >= (4u << 20)) {
+    struct statvfs sv;
+    if (::statvfs(dir_.c_str(), &sv) != 0) return ErrnoStatus(errno, "statvfs " + dir_);
+    free_ = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+    free_known_ = true;
+    since_free_check_ = 0;
+  }
+  const uint64_t left = free_ > since_free_check_ ? free_ - since_free_check_ : 0;
+  if (left < opts_.min_free_bytes + adding) {
+    free_known_ = false;  // look again next time: space may have been freed
+    return absl::ResourceExhaustedError(
+        StrCat("the node's disk is nearly full: ", left, " bytes free under ", dir_,
+               ", and it keeps ", opts_.min_free_bytes,
+               " free (min_free_bytes); it takes no new chunks until space is freed"));
+  }
+  since_free_check_ += adding;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Loc> PackChunkStore::LocateLocked(const Digest& digest) {
+  auto it = mem_.find(digest);
+  if (it != mem_.end()) return it->second;
+  std::string v;
+  rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(digest), &v);
+  if (s.IsNotFound()) return absl::NotFoundError("chunk " + DigestName(digest) + " not found");
+  CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
+  Loc loc;
+  if (!DecodeLoc(v, &loc)) {
+    index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
+    return absl::DataLossError("corrupt chunk index entry for " + DigestName(digest) +
+                               "; dropped, to be stored again");
+  }
+  return loc;
+}
+
+// Reads a chunk; with `verify`, re-hashes it and drops it on mismatch.
+absl::Status PackChunkStore::Read(const Digest& digest, bool verify, std::string* out) {
+  Loc loc;
+  std::shared_ptr<ReadFd> fd;
+  {
+    absl::MutexLock l(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(loc, LocateLocked(digest));
+    if (loc.pack == active_id_ && loc.offset >= active_size_) {
+      out->assign(buffer_.data() + (loc.offset - active_size_), loc.length);
+      return absl::OkStatus();
+    }
+    CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(loc.pack));
+  }
+  out->resize(loc.length);
+  size_t got = 0;
+  while (got < loc.length) {
+    ssize_t r = ::pread(fd->fd(), out->data() + got, loc.length - got, loc.offset + got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return ErrnoStatus(errno, "pack read");
+    if (r == 0) {
+      Forget(digest);
+      return absl::DataLossError("stored chunk " + DigestName(digest) +
+                                 " is cut short (its pack file is shorter than its index "
+                                 "says); dropped from the index, to be stored again");
+    }
+    got += r;
+  }
+  // The record's header too: a damaged one would break the next open's
+  // recovery and a HasIntact, though the bytes still hash right.
+  char header[kHeader];
+  uint32_t len = 0;
+  if (verify && loc.offset >= kHeader &&
+      (::pread(fd->fd(), header, kHeader, loc.offset - kHeader) != static_cast<ssize_t>(kHeader) ||
+       std::memcmp(header, "CRN1", 4) != 0 ||
+       (std::memcpy(&len, header + 4, 4), len != loc.length) ||
+       std::memcmp(header + 8, digest.data(), 32) != 0)) {
+    Forget(digest);
+    return absl::DataLossError("stored chunk " + DigestName(digest) +
+                               " has a damaged record header; dropped from the index, to be "
+                               "stored again");
+  }
+  if (verify && Sha256Of(*out) != digest) {
+    Forget(digest);
+    return absl::DataLossError("stored chunk " + DigestName(digest) +
+                               " is corrupt; dropped from the index, to be stored again");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> PackChunkStore::InIndexLocked(const Digest& digest) {
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s =
+      index_->Get(rocksdb::ReadOptions(), index_->DefaultColumnFamily(), DigestSlice(digest), &v);
+  if (s.IsNotFound()) return false;
+  CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
+  return true;
+}
+
+// Indexes the whole, matching records written after the recorded tail
+// (every pack from the tail's to `max_id`; with no tail recorded, the
+// newest pack): what a crash left unindexed.
+absl::Status PackChunkStore::RecoverLocked(uint32_t max_id) {
+  uint32_t first = max_id;
+  uint64_t from = 0;
+  std::string v;
+  rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), rocksdb::Slice(kTailKey), &v);
+  if (s.ok() && v.size() == 12) {
+    std::memcpy(&first, v.data(), 4);
+    std::memcpy(&from, v.data() + 4, 8);
+  } else if (!s.IsNotFound()) {
+    CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index tail"));
+  }
+  for (uint32_t id = std::max<uint32_t>(first, 1); id <= max_id; ++id) {
+    CAIRN_RETURN_IF_ERROR(RecoverPackLocked(id, id == first ? from : 0));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PackChunkStore::RecoverPackLocked(uint32_t id, uint64_t off) {
+  const std::string path = PackPath(dir_, id);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return absl::OkStatus();
+  if (fd < 0) return ErrnoStatus(errno, "cannot open " + path);
+  ReadFd owned(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "cannot stat " + path);
+  const uint64_t size = st.st_size;
+  const int64_t now = clock_->NowUnix();
+  rocksdb::WriteBatch batch;
+  std::string data;
+  while (off + kHeader <= size) {
+    char header[kHeader];
+    uint32_t len = 0;
+    if (::pread(fd, header, kHeader, off) != static_cast<ssize_t>(kHeader) ||
+        std::memcmp(header, "CRN1", 4) != 0) {
+      break;
+    }
+    std::memcpy(&len, header + 4, 4);
+    if (len == 0 || len > kMaxChunkSize || off + kHeader + len > size) break;
+    data.resize(len);
+    if (::pread(fd, data.data(), len, off + kHeader) != static_cast<ssize_t>(len)) break;
+    Digest d;
+    std::memcpy(d.data(), header + 8, 32);
+    if (Sha256Of(data) != d) break;  // torn or rotten: nothing after it is trusted
+    CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(d));
+    if (!indexed) batch.Put(DigestSlice(d), EncodeLoc(Loc{id, off + kHeader, len, now}));
+    off += kHeader + len;
+  }
+  batch.Put(rocksdb::Slice(kTailKey), EncodeTail(id, off));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(index_->Write(wo, &batch), "chunk index write");
+}
+
+absl::Status PackChunkStore::OpenActiveLocked(uint32_t id) {
+  if (active_fd_ >= 0) ::close(active_fd_);
+  const std::string path = PackPath(dir_, id);
+  active_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (active_fd_ < 0) return ErrnoStatus(errno, "cannot create " + path);
+  active_id_ = id;
+  active_size_ = 0;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<ReadFd>> PackChunkStore::ReadFdLocked(uint32_t pack) {
+  auto it = read_fds_.find(pack);
+  if (it != read_fds_.end()) return it->second;
+  const std::string path = PackPath(dir_, pack);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "cannot open " + path);
+  auto held = std::make_shared<ReadFd>(fd);
+  read_fds_[pack] = held;
+  return held;
+}
+
+// Forgets the chunks whose bytes were still in the buffer (they are not
+// stored, and Has() says so, so a writer sends them again).
+void PackChunkStore::DropBufferedLocked() {
+  const auto id = active_id_;
+  const auto size = active_size_;
+  absl::erase_if(mem_,
+                 [&](const auto& kv) { return kv.second.pack == id && kv.second.offset >= size; });
+  buffer_.clear();
+}
+
+absl::Status PackChunkStore::WriteBufferLocked() {
+  size_t done = 0;
+  while (done < buffer_.size()) {
+    ssize_t w =
+        ::pwrite(active_fd_, buffer_.data() + done, buffer_.size() - done, active_size_ + done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
       int err = errno;
-      ::close(fd);
-      return ErrnoStatus(err, "cannot stat " + path);
+      if (::ftruncate(active_fd_, active_size_) != 0) { /* the tail stays unindexed */
+      }
+      DropBufferedLocked();
+      return ErrnoStatus(err, "pack write");
     }
-    const uint64_t size = st.st_size;
-    rocksdb::WriteBatch batch;
-    std::string data;
-    while (off + kHeader <= size) {
-      char header[kHeader];
-      uint32_t len = 0;
-      if (::pread(fd, header, kHeader, off) != static_cast<ssize_t>(kHeader) ||
-          std::memcmp(header, "CRN1", 4) != 0) {
-        break;
-      }
-      std::memcpy(&len, header + 4, 4);
-      if (len == 0 || len > kMaxChunkSize || off + kHeader + len > size) break;
-      data.resize(len);
-      if (::pread(fd, data.data(), len, off + kHeader) != static_cast<ssize_t>(len)) break;
-      Digest d;
-      std::memcpy(d.data(), header + 8, 32);
-      if (Sha256Of(data) != d) break;  // torn or rotten: nothing after it is trusted
-      auto indexed = InIndexLocked(d);
-      if (!indexed.ok()) {
-        ::close(fd);
-        return indexed.status();
-      }
-      if (!*indexed) {
-        batch.Put(DigestSlice(d), EncodeLoc(Loc{id, off + kHeader, len}));
-        ++recovered_;
-      }
-      off += kHeader + len;
+    done += w;
+  }
+  active_size_ += buffer_.size();
+  unsynced_bytes_ += buffer_.size();
+  buffer_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status PackChunkStore::IndexLocked(bool sync) {
+  if (mem_.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const auto& [digest, loc] : mem_) batch.Put(DigestSlice(digest), EncodeLoc(loc));
+  batch.Put(rocksdb::Slice(kTailKey), EncodeTail(active_id_, active_size_));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  CAIRN_RETURN_IF_ERROR(FromRocks(index_->Write(wo, &batch), "chunk index write"));
+  mem_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status PackChunkStore::IndexUnsyncedLocked() {
+  CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
+  return IndexLocked(/*sync=*/false);
+}
+
+absl::Status PackChunkStore::SyncLocked() {
+  CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
+  if (unsynced_bytes_ > 0 || !mem_.empty()) {
+    if (::fdatasync(active_fd_) != 0) {
+      int err = errno;
+      // Nothing unsynced can be trusted now: forget it (it is re-sent).
+      mem_.clear();
+      return ErrnoStatus(err, "pack fdatasync");
     }
-    ::close(fd);
-    batch.Put(rocksdb::Slice(kTailKey), EncodeTail(id, off));
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    return FromRocks(index_->Write(wo, &batch), "chunk index write");
   }
+  unsynced_bytes_ = 0;
+  return IndexLocked(/*sync=*/true);
+}
 
-  static std::string EncodeTail(uint32_t pack, uint64_t offset) {
-    char b[12];
-    std::memcpy(b, &pack, 4);
-    std::memcpy(b + 4, &offset, 8);
-    return std::string(b, 12);
-  }
-
-  absl::Status OpenActiveLocked(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (active_fd_ >= 0) ::close(active_fd_);
-    std::string path = absl::StrFormat("%s/packs/pack-%08u.dat", dir_, id);
-    active_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (active_fd_ < 0) return ErrnoStatus(errno, "cannot create " + path);
-    active_id_ = id;
-    active_size_ = 0;
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<int> ReadFdLocked(uint32_t pack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = read_fds_.find(pack);
-    if (it != read_fds_.end()) return it->second;
-    std::string path = absl::StrFormat("%s/packs/pack-%08u.dat", dir_, pack);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus(errno, "cannot open " + path);
-    read_fds_[pack] = fd;
-    return fd;
-  }
-
-  // Forgets the chunks whose bytes were still in the buffer (they are not
-  // stored, and Has() says so, so a writer sends them again).
-  void DropBufferedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const auto id = active_id_;
-    const auto size = active_size_;
-    absl::erase_if(
-        mem_, [&](const auto& kv) { return kv.second.pack == id && kv.second.offset >= size; });
-    buffer_.clear();
-  }
-
-  absl::Status WriteBufferLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    size_t done = 0;
-    while (done < buffer_.size()) {
-      ssize_t w =
-          ::pwrite(active_fd_, buffer_.data() + done, buffer_.size() - done, active_size_ + done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        int err = errno;
-        if (::ftruncate(active_fd_, active_size_) != 0) { /* the tail stays unindexed */
-        }
-        DropBufferedLocked();
-        return ErrnoStatus(err, "pack write");
-      }
-      done += w;
-    }
-    active_size_ += buffer_.size();
-    unsynced_bytes_ += buffer_.size();
-    buffer_.clear();
-    return absl::OkStatus();
-  }
-
-  absl::Status IndexLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (mem_.empty()) return absl::OkStatus();
-    rocksdb::WriteBatch batch;
-    for (const auto& [digest, loc] : mem_) batch.Put(DigestSlice(digest), EncodeLoc(loc));
-    batch.Put(rocksdb::Slice(kTailKey), EncodeTail(active_id_, active_size_));
-    rocksdb::WriteOptions wo;
-    wo.sync = sync;
-    CAIRN_RETURN_IF_ERROR(FromRocks(index_->Write(wo, &batch), "chunk index write"));
-    mem_.clear();
-    return absl::OkStatus();
-  }
-
-  // Non-durable mode: bytes to the file, then their index entries at once.
-  absl::Status IndexUnsyncedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
-    return IndexLocked(/*sync=*/false);
-  }
-
-  // Bytes to the file, fdatasync, then the index entries, synced.
-  absl::Status SyncLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
-    if (unsynced_bytes_ > 0 || !mem_.empty()) {
-      if (::fdatasync(active_fd_) != 0) {
-        int err = errno;
-        // Nothing unsynced can be trusted now: forget it (it is re-sent).
-        mem_.clear();
-        return ErrnoStatus(err, "pack fdatasync");
-      }
-    }
-    unsynced_bytes_ = 0;
-    return IndexLocked(/*sync=*/true);
-  }
-
-  const std::string dir_;
-  const PackStoreOptions opts_;
-  absl::Mutex mu_;
-  std::unique_ptr<rocksdb::DB> index_;
-  uint32_t active_id_ ABSL_GUARDED_BY(mu_) = 0;
-  int active_fd_ ABSL_GUARDED_BY(mu_) = -1;
-  uint64_t active_size_ ABSL_GUARDED_BY(mu_) = 0;     // bytes written to the active pack
-  uint64_t unsynced_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // written, not yet fdatasync'ed
-  std::string buffer_ ABSL_GUARDED_BY(mu_);           // bytes after active_size_
-  // Chunks not in the index yet: in buffer_, or written but not synced.
-  absl::flat_hash_map<Digest, Loc, DigestHash> mem_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint32_t, int> read_fds_ ABSL_GUARDED_BY(mu_);
-  uint64_t recovered_ = 0;  // set by Init only
-  bool free_known_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t free_ ABSL_GUARDED_BY(mu_) = 0;              // at the last statvfs
-  uint64_t since_free_check_ ABSL_GUARDED_BY(mu_) = 0;  // bytes appended since
-};
-
-}  // namespace
+}  // namespace pack
 
 absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string& dir,
                                                                const PackStoreOptions& opts) {
-  CAIRN_RETURN_IF_ERROR(MkdirP(dir));
+  CAIRN_RETURN_IF_ERROR(pack::MkdirP(dir));
   rocksdb::Options o;
   o.create_if_missing = true;
   o.max_open_files = 256;
@@ -561,7 +500,7 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string
   o.keep_log_file_num = 2;
   rocksdb::DB* db = nullptr;
   CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, dir + "/index", &db), dir));
-  auto store = std::make_unique<PackChunkStore>(dir, opts, std::unique_ptr<rocksdb::DB>(db));
+  auto store = std::make_unique<pack::PackChunkStore>(dir, opts, std::unique_ptr<rocksdb::DB>(db));
   CAIRN_RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<ChunkStore>(std::move(store));
 }

@@ -23,6 +23,25 @@ enum class PutMode {
   kDigestComputedFromData,
 };
 
+// One stored chunk, as garbage collection sees it.
+struct StoredChunk {
+  Digest digest;
+  uint32_t length = 0;
+  // When it was stored (unix seconds); 0 when the store does not know (a
+  // chunk stored before it kept times): old enough for any grace period.
+  int64_t stored_unix = 0;
+};
+
+// What a compaction did, and the store's space after it.
+struct CompactReport {
+  uint64_t packs_rewritten = 0;
+  uint64_t bytes_moved = 0;  // live chunk bytes copied out of rewritten packs
+  uint64_t bytes_freed = 0;  // disk space the rewritten packs held
+  uint64_t files = 0;        // pack files after it
+  uint64_t disk_bytes = 0;   // disk space they hold (holes excluded)
+  uint64_t live_bytes = 0;   // chunk bytes the index names in them
+};
+
 // Content-addressed chunk bytes. Implementations are thread-safe.
 class ChunkStore {
  public:
@@ -67,6 +86,23 @@ class ChunkStore {
   virtual absl::Status Flush() = 0;
   // Makes every Put so far durable (fdatasync).
   virtual absl::Status Sync() = 0;
+
+  // ---- Garbage collection (Unimplemented where the store cannot) ----
+  // List, with each chunk's length and the time it was stored. Chunks not
+  // yet synced are not listed (they are recent: inside any grace period).
+  virtual absl::Status ListStored(const Digest* after, size_t max, std::vector<StoredChunk>* out);
+  // Removes the stored chunks among `digests`, durably: Has() says no at
+  // once, the next Put stores them again, and their space is freed where the
+  // file system can (a hole punched in the pack; a record a read is still in
+  // flight on waits for the next call), else at the next Compact. Absent
+  // chunks and chunks stored since the last Sync are skipped. Returns the
+  // chunk bytes removed.
+  virtual absl::StatusOr<uint64_t> Remove(const std::vector<Digest>& digests);
+  // Rewrites every pack file (but the one being appended to) whose live bytes
+  // are below `live_below` of the disk space it holds: its live chunks are
+  // re-verified and appended anew, then the file is deleted. Reads and writes
+  // go on meanwhile. Stops between packs when `cancel` (may be null) is.
+  virtual absl::StatusOr<CompactReport> Compact(double live_below, Cancellation* cancel);
 };
 
 // Forwards every call; subclass and override what a test breaks.
@@ -89,6 +125,15 @@ class ChunkStoreWrapper : public ChunkStore {
   }
   absl::Status Flush() override { return target_->Flush(); }
   absl::Status Sync() override { return target_->Sync(); }
+  absl::Status ListStored(const Digest* after, size_t max, std::vector<StoredChunk>* out) override {
+    return target_->ListStored(after, max, out);
+  }
+  absl::StatusOr<uint64_t> Remove(const std::vector<Digest>& d) override {
+    return target_->Remove(d);
+  }
+  absl::StatusOr<CompactReport> Compact(double live_below, Cancellation* cancel) override {
+    return target_->Compact(live_below, cancel);
+  }
 
  protected:
   ChunkStore* target() { return target_; }
@@ -118,6 +163,13 @@ struct PackStoreOptions {
   // uploads and replication stop before the disk is full and the metadata
   // database always has room. 0: no floor. Default: 0 (the node sets it).
   uint64_t min_free_bytes = 0;
+  // Removed chunks free their space at once by punching a hole in their
+  // pack (where the file system can). false: only Compact frees it (tests of
+  // compaction). Default: true.
+  bool punch_holes = true;
+  // Stamps each chunk's store time (garbage collection's grace period). Not
+  // owned; null: the real clock. Default: null.
+  Clock* clock = nullptr;
 };
 
 // Append-only pack files (DIR/packs/pack-NNNNNNNN.dat) indexed by RocksDB

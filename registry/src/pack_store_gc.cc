@@ -1,0 +1,235 @@
+// What garbage collection needs from the pack store: chunks listed with the
+// time they were stored, removal (index entry first, durably; then a hole
+// punched over the record), and compaction of packs mostly made of removed
+// records.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "pack_store_impl.h"
+#include "rocks_util.h"
+#include "rocksdb/write_batch.h"
+
+namespace cairn::pack {
+
+namespace {
+// Removed records whose hole waits for a read in flight; past this many the
+// rest are left to compaction.
+constexpr size_t kMaxHolesKept = 1 << 16;
+}  // namespace
+
+absl::Status PackChunkStore::ListStored(const Digest* after, size_t max,
+                                        std::vector<StoredChunk>* out) {
+  out->clear();
+  std::unique_ptr<rocksdb::Iterator> it(index_->NewIterator(rocksdb::ReadOptions()));
+  if (after == nullptr) {
+    it->SeekToFirst();
+  } else {
+    it->Seek(DigestSlice(*after));
+    if (it->Valid() && it->key() == DigestSlice(*after)) it->Next();
+  }
+  for (; it->Valid() && out->size() < max; it->Next()) {
+    if (it->key().size() != 32) continue;  // the tail record
+    StoredChunk c;
+    std::memcpy(c.digest.data(), it->key().data(), 32);
+    Loc loc;
+    if (DecodeLoc(it->value().ToStringView(), &loc)) {
+      c.length = loc.length;
+      c.stored_unix = loc.stored_unix;
+    }
+    out->push_back(c);
+  }
+  return FromRocks(it->status(), "chunk index scan");
+}
+
+absl::StatusOr<uint64_t> PackChunkStore::Remove(const std::vector<Digest>& digests) {
+  absl::MutexLock l(&mu_);
+  rocksdb::WriteBatch batch;
+  std::vector<Hole> holes;
+  uint64_t bytes = 0;
+  for (const Digest& d : digests) {
+    if (mem_.contains(d)) continue;  // stored since the last sync: not garbage
+    std::string v;
+    rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(d), &v);
+    if (s.IsNotFound()) continue;
+    CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
+    batch.Delete(DigestSlice(d));
+    Loc loc;
+    if (!DecodeLoc(v, &loc) || loc.offset < kHeader) continue;
+    holes.push_back(Hole{loc.pack, loc.offset - kHeader, kHeader + loc.length});
+    bytes += loc.length;
+  }
+  if (batch.Count() == 0) return 0;
+  // The entries go first, durably: a crash must never leave one pointing at
+  // a hole.
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  CAIRN_RETURN_IF_ERROR(FromRocks(index_->Write(wo, &batch), "chunk index write"));
+  if (opts_.punch_holes && !no_holes_) {
+    for (const Hole& h : holes) {
+      if (holes_.size() >= kMaxHolesKept) break;
+      holes_.push_back(h);
+    }
+    PunchHolesLocked();
+  }
+  return bytes;
+}
+
+void PackChunkStore::PunchHolesLocked() {
+  std::map<uint32_t, int> fds;  // writable, per pack
+  std::vector<Hole> busy;
+  for (const Hole& h : holes_) {
+    if (no_holes_) break;
+    // A read that found the record before its removal may still be reading
+    // it: it holds the pack's descriptor.
+    auto r = read_fds_.find(h.pack);
+    if (r != read_fds_.end() && r->second.use_count() > 1) {
+      busy.push_back(h);
+      continue;
+    }
+    auto [it, fresh] = fds.emplace(h.pack, -1);
+    if (fresh) {
+      it->second = h.pack == active_id_
+                       ? ::dup(active_fd_)
+                       : ::open(PackPath(dir_, h.pack).c_str(), O_WRONLY | O_CLOEXEC);
+    }
+    if (it->second < 0) continue;  // the pack is gone: nothing to free
+    if (::fallocate(it->second, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(h.offset), static_cast<off_t>(h.length)) != 0 &&
+        (errno == EOPNOTSUPP || errno == ENOSYS)) {
+      no_holes_ = true;
+    }
+  }
+  for (auto& [pack, fd] : fds) {
+    if (fd >= 0) ::close(fd);
+  }
+  holes_ = no_holes_ ? std::vector<Hole>{} : std::move(busy);
+}
+
+absl::StatusOr<CompactReport> PackChunkStore::Compact(double live_below, Cancellation* cancel) {
+  absl::MutexLock c(&compact_mu_);
+  CompactReport r;
+  uint32_t active;
+  {
+    absl::MutexLock l(&mu_);
+    PunchHolesLocked();
+    active = active_id_;
+  }
+  // Live bytes per pack, from the index.
+  std::map<uint32_t, uint64_t> live;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(index_->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Loc loc;
+      if (it->key().size() == 32 && DecodeLoc(it->value().ToStringView(), &loc)) {
+        live[loc.pack] += kHeader + loc.length;
+      }
+    }
+    CAIRN_RETURN_IF_ERROR(FromRocks(it->status(), "chunk index scan"));
+  }
+  // Disk space per pack, holes excluded.
+  std::map<uint32_t, uint64_t> disk;
+  for (uint32_t id = 1; id <= active; ++id) {
+    struct stat st;
+    if (::stat(PackPath(dir_, id).c_str(), &st) == 0) disk[id] = uint64_t(st.st_blocks) * 512;
+  }
+  std::map<uint32_t, std::vector<Digest>> chosen;
+  for (const auto& [id, used] : disk) {
+    if (id < active && static_cast<double>(live[id]) < live_below * static_cast<double>(used)) {
+      chosen[id];
+    }
+  }
+  if (!chosen.empty()) {
+    std::unique_ptr<rocksdb::Iterator> it(index_->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Loc loc;
+      if (it->key().size() != 32 || !DecodeLoc(it->value().ToStringView(), &loc)) continue;
+      auto found = chosen.find(loc.pack);
+      if (found == chosen.end()) continue;
+      Digest d;
+      std::memcpy(d.data(), it->key().data(), 32);
+      found->second.push_back(d);
+    }
+    CAIRN_RETURN_IF_ERROR(FromRocks(it->status(), "chunk index scan"));
+  }
+  for (auto& [id, digests] : chosen) {
+    if (cancel != nullptr && cancel->cancelled()) break;
+    CAIRN_RETURN_IF_ERROR(CompactPack(id, digests, &r, cancel));
+    if (cancel != nullptr && cancel->cancelled()) break;
+    r.bytes_freed += disk[id];
+    ++r.packs_rewritten;
+    disk.erase(id);
+    live.erase(id);
+  }
+  {
+    absl::MutexLock l(&mu_);
+    active = active_id_;
+  }
+  for (uint32_t id = 1; id <= active; ++id) {
+    struct stat st;
+    if (::stat(PackPath(dir_, id).c_str(), &st) != 0) continue;
+    ++r.files;
+    r.disk_bytes += uint64_t(st.st_blocks) * 512;
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(index_->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Loc loc;
+      if (it->key().size() == 32 && DecodeLoc(it->value().ToStringView(), &loc)) {
+        r.live_bytes += kHeader + loc.length;
+      }
+    }
+    CAIRN_RETURN_IF_ERROR(FromRocks(it->status(), "chunk index scan"));
+  }
+  return r;
+}
+
+// Each live record is read and re-hashed outside the lock, then appended to
+// the active pack if the index still names it here (a concurrent removal or
+// scrub may have dropped it). The copies are synced, and their index entries
+// written, before the pack is deleted: a crash in between leaves both, and
+// the index names the old one.
+absl::Status PackChunkStore::CompactPack(uint32_t id, const std::vector<Digest>& live,
+                                         CompactReport* r, Cancellation* cancel) {
+  std::string data;
+  for (const Digest& d : live) {
+    if (cancel != nullptr && cancel->cancelled()) break;
+    Loc loc;
+    std::shared_ptr<ReadFd> fd;
+    {
+      absl::MutexLock l(&mu_);
+      auto found = LocateLocked(d);
+      if (!found.ok() || found->pack != id) continue;
+      loc = *found;
+      CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(id));
+    }
+    data.resize(loc.length);
+    if (::pread(fd->fd(), data.data(), loc.length, loc.offset) != ssize_t(loc.length) ||
+        Sha256Of(data) != d) {
+      Forget(d);  // rotten: not carried over (the scrub would drop it too)
+      continue;
+    }
+    absl::MutexLock l(&mu_);
+    auto again = LocateLocked(d);
+    if (!again.ok() || again->pack != id || again->offset != loc.offset) continue;
+    CAIRN_RETURN_IF_ERROR(AppendLocked(d, data, loc.stored_unix));
+    r->bytes_moved += loc.length;
+  }
+  absl::MutexLock l(&mu_);
+  CAIRN_RETURN_IF_ERROR(SyncLocked());
+  if (cancel != nullptr && cancel->cancelled()) return absl::OkStatus();
+  read_fds_.erase(id);  // readers in flight keep their descriptor
+  std::erase_if(holes_, [id](const Hole& h) { return h.pack == id; });
+  if (::unlink(PackPath(dir_, id).c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, "cannot delete " + PackPath(dir_, id));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cairn::pack
