@@ -16,6 +16,7 @@
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "change_feed.h"
+#include "gc_guard.h"
 #include "meta_schema.h"
 #include "publish_sessions.h"
 #include "trust_state.h"
@@ -155,7 +156,11 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<M
 
 Repository::Repository(std::unique_ptr<MetaStore> meta, std::unique_ptr<ChunkStore> chunks,
                        const RepositoryOptions& opts, Clock* clock)
-    : meta_(std::move(meta)), chunks_(std::move(chunks)), opts_(opts), clock_(clock) {}
+    : meta_(std::move(meta)), opts_(opts), clock_(clock) {
+  auto guard = std::make_unique<GcGuardedStore>(std::move(chunks), clock, opts.session_seconds);
+  gc_guard_ = guard.get();
+  chunks_ = std::move(guard);
+}
 
 absl::Status Repository::Init(TrustRootView trust) {
   auto id = meta_->Get(Table::kState, meta::kNodeId);

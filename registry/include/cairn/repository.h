@@ -24,6 +24,7 @@
 namespace cairn {
 
 class ChangeFeed;
+class GcGuardedStore;
 class PublishSessions;
 class TrustState;
 
@@ -52,6 +53,38 @@ struct RepositoryOptions {
   uint64_t feed_retain = 1000000;
   // Free-form region label reported in NodeInfo. Default: empty.
   std::string region;
+};
+
+// Garbage collection (Repository::CollectGarbage).
+struct GcOptions {
+  // A chunk stored less than this long ago is never removed: it may belong
+  // to an upload or a replication whose chunk lists are not staged yet.
+  // Default: 24 hours.
+  int64_t grace_seconds = 86400;
+  // Chunk lists a replication staged and nothing else names are kept this
+  // long after a pass first finds them (with them, the chunks they name):
+  // a replication stalled for longer starts over. Default: 7 days.
+  int64_t staged_retention_seconds = 7 * 86400;
+  // Pack files whose live bytes fall below this fraction of their disk space
+  // are rewritten. 0: never. Default: 0.5.
+  double compact_below = 0.5;
+  // Count what would go; remove nothing.
+  bool dry_run = false;
+};
+
+// What one pass did (or, dry, would do).
+struct GcReport {
+  uint64_t chunks = 0;               // stored when the sweep began
+  uint64_t chunks_removed = 0;       // garbage removed (dry: found)
+  uint64_t bytes_removed = 0;
+  uint64_t chunks_in_grace = 0;      // garbage kept: stored within the grace period
+  uint64_t chunks_touched = 0;       // garbage kept: a client was told of it lately
+  uint64_t staged_dropped = 0;       // stale staged chunk lists
+  uint64_t pending_dropped = 0;      // expired releases waiting for co-signatures
+  uint64_t mark_bytes = 0;           // memory of the live-chunk filter
+  CompactReport compact;
+  double seconds = 0;
+  bool complete = false;  // false: stopped before the end
 };
 
 // A node's content. The facade over its parts: the meta-key schema
@@ -112,6 +145,18 @@ class Repository {
   absl::StatusOr<cairn::v1::LineageResponse> Lineage(std::string_view ref);
 
   ChunkStore* chunks() { return chunks_.get(); }
+
+  // ---- Garbage collection (repository_gc.cc) ----
+  // One pass while the node serves: marks every chunk that a release (served,
+  // withheld or pending), a staged chunk list (a publish session, a
+  // replication in progress) names; removes the other chunks stored before
+  // the grace period that no client was told of within the last session
+  // lifetime; drops expired pending releases and stale staged lists;
+  // compacts. Never removes a chunk a concurrent commit needs: a commit
+  // checks each chunk through the guarded store, which the sweep respects.
+  // One pass at a time (FailedPrecondition otherwise). Stops early, with
+  // complete = false, when `cancel` (may be null) is.
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& opts, Cancellation* cancel = nullptr);
 
   // ---- Federation ----
   // Events after `after` (at most max_events, capped at 1000), or a snapshot
@@ -290,8 +335,20 @@ class Repository {
       std::string_view prefix,
       const std::function<void(std::string_view, const cairn::v1::TagRecord&)>& fn);
 
+  // The live set of a GC pass: chunk lists' digests into *objects, their
+  // chunks into `chunks`.
+  absl::Status MarkList(std::string_view list_digest, class DigestBloom* chunks,
+                        absl::flat_hash_set<std::string>* objects);
+  absl::Status MarkManifest(std::string_view manifest_envelope, class DigestBloom* chunks,
+                            absl::flat_hash_set<std::string>* objects);
+  // Staged lists: which are still needed; drops the stale ones.
+  absl::Status SweepStaged(const GcOptions& o, class DigestBloom* chunks,
+                           absl::flat_hash_set<std::string>* objects, GcReport* r);
+
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
+  GcGuardedStore* gc_guard_;  // chunks_, as the guard it is
+  absl::Mutex gc_mu_;         // one pass at a time
   const RepositoryOptions opts_;
   Clock* const clock_;
   int lock_fd_ = -1;

@@ -1,0 +1,257 @@
+// Garbage collection: mark what releases, pending releases and staged chunk
+// lists name, sweep the rest once past its grace period and unknown to
+// recent clients, then compact. The guard that keeps concurrent commits safe
+// is GcGuardedStore (gc_guard.h).
+#include <cstring>
+#include <random>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
+#include "cairn/limits.h"
+#include "cairn/objects.h"
+#include "cairn/repository.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "digest_bloom.h"
+#include "gc_guard.h"
+#include "meta_schema.h"
+
+namespace cairn {
+
+namespace {
+// kState "gc-staged/<digest>" -> unix seconds: when a pass first found a
+// staged chunk list that nothing else names.
+constexpr std::string_view kGcStagedPrefix = "gc-staged/";
+constexpr size_t kSweepBatch = 1024;
+}  // namespace
+
+// ---------------- GcGuardedStore ----------------
+
+void GcGuardedStore::TurnOverLocked(int64_t now) {
+  if (in_pass_ || now - turned_at_ < window_) return;
+  // Two windows or more without a turn: both generations are stale.
+  if (now - turned_at_ >= 2 * window_) current_.Clear();
+  std::swap(current_, previous_);
+  current_.Clear();
+  turned_at_ = now;
+}
+
+void GcGuardedStore::Touch(const Digest& d) {
+  absl::MutexLock l(&touch_mu_);
+  TurnOverLocked(clock_->NowUnix());
+  current_.Add(d);
+}
+
+void GcGuardedStore::BeginPass() {
+  absl::MutexLock l(&touch_mu_);
+  TurnOverLocked(clock_->NowUnix());
+  in_pass_ = true;
+}
+
+void GcGuardedStore::EndPass() {
+  absl::MutexLock l(&touch_mu_);
+  in_pass_ = false;
+}
+
+absl::StatusOr<uint64_t> GcGuardedStore::RemoveUntouched(const std::vector<StoredChunk>& candidates,
+                                                         bool dry_run, uint64_t* removed,
+                                                         uint64_t* kept) {
+  absl::MutexLock sweep(&sweep_mu_);  // no query runs while we decide and remove
+  std::vector<Digest> doomed;
+  uint64_t bytes = 0;
+  {
+    absl::MutexLock l(&touch_mu_);
+    for (const StoredChunk& c : candidates) {
+      if (current_.MayContain(c.digest) || previous_.MayContain(c.digest)) {
+        ++*kept;
+      } else {
+        doomed.push_back(c.digest);
+        bytes += c.length;
+      }
+    }
+  }
+  if (dry_run) {
+    *removed += doomed.size();
+    return bytes;
+  }
+  if (doomed.empty()) return 0;
+  CAIRN_ASSIGN_OR_RETURN(bytes, target()->Remove(doomed));
+  *removed += doomed.size();
+  return bytes;
+}
+
+// ---------------- Repository ----------------
+
+absl::Status Repository::MarkList(std::string_view list_digest, DigestBloom* chunks,
+                                  absl::flat_hash_set<std::string>* objects) {
+  if (!objects->insert(std::string(list_digest)).second) return absl::OkStatus();
+  auto bytes = LoadObject(list_digest, /*allow_staged=*/true);
+  if (absl::IsNotFound(bytes.status())) return absl::OkStatus();  // the scrub reports it
+  CAIRN_RETURN_IF_ERROR(bytes.status());
+  auto list = ParseChunkList(*bytes);
+  if (!list.ok()) return absl::OkStatus();  // not a list: it names no chunk
+  for (const auto& c : list->chunks()) {
+    if (c.digest().size() != sizeof(Digest)) continue;
+    Digest d;
+    std::memcpy(d.data(), c.digest().data(), d.size());
+    chunks->Add(d);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Repository::MarkManifest(std::string_view manifest_payload, DigestBloom* chunks,
+                                      absl::flat_hash_set<std::string>* objects) {
+  auto m = ParseManifest(manifest_payload);
+  if (!m.ok()) return absl::OkStatus();
+  for (const auto& f : m->files()) CAIRN_RETURN_IF_ERROR(MarkList(f.root(), chunks, objects));
+  return absl::OkStatus();
+}
+
+absl::Status Repository::SweepStaged(const GcOptions& o, DigestBloom* chunks,
+                                     absl::flat_hash_set<std::string>* objects, GcReport* r) {
+  const int64_t now = clock_->NowUnix();
+  std::vector<std::string> staged;
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kStaging, "", [&](std::string_view k, std::string_view) {
+    if (!k.starts_with(meta::kUploadPrefix)) staged.emplace_back(k);
+    return true;
+  }));
+  std::vector<WriteOp> first_seen;
+  std::vector<std::string> stale;
+  for (const std::string& d : staged) {
+    if (objects->contains(d)) continue;  // a release or a pending one names it
+    auto marker = meta_->Get(Table::kState, meta::SessionStagedKey(d));
+    if (!marker.ok() && !absl::IsNotFound(marker.status())) return marker.status();
+    const std::string seen_key = StrCat(kGcStagedPrefix, d);
+    auto seen = meta_->Get(Table::kState, seen_key);
+    if (!seen.ok() && !absl::IsNotFound(seen.status())) return seen.status();
+    int64_t since = now;
+    if (seen.ok()) {
+      CAIRN_ASSIGN_OR_RETURN(uint64_t t, meta::ParseCounter(*seen, seen_key));
+      since = static_cast<int64_t>(t);
+    } else if (!marker.ok()) {
+      first_seen.push_back(WriteOp{Table::kState, seen_key, StrCat(now)});
+    }
+    // A publish session's list (its marker) lives as long as the session.
+    if (marker.ok() || now - since < o.staged_retention_seconds) {
+      CAIRN_RETURN_IF_ERROR(MarkList(d, chunks, objects));
+    } else {
+      stale.push_back(d);
+    }
+  }
+  // Markers of lists that left staging (committed, or dropped).
+  std::vector<WriteOp> ops;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kState, kGcStagedPrefix, [&](std::string_view k, std::string_view) {
+        std::string d(k.substr(kGcStagedPrefix.size()));
+        if (!meta_->Get(Table::kStaging, d).ok())
+          ops.push_back({Table::kState, std::string(k), {}});
+        return true;
+      }));
+  r->staged_dropped = stale.size();
+  if (o.dry_run) return absl::OkStatus();
+  for (WriteOp& op : first_seen) ops.push_back(std::move(op));
+  // A commit promotes staged lists under commit_mu_: dropped under it too,
+  // so a commit sees a list either whole in staging or gone.
+  absl::MutexLock l(&commit_mu_);
+  for (const std::string& d : stale) {
+    ops.push_back(WriteOp{Table::kStaging, d, std::nullopt});
+    ops.push_back(WriteOp{Table::kState, StrCat(kGcStagedPrefix, d), std::nullopt});
+  }
+  if (ops.empty()) return absl::OkStatus();
+  return meta_->Commit(ops, /*sync=*/true);
+}
+
+absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancellation* cancel) {
+  if (!gc_mu_.TryLock()) return absl::FailedPreconditionError("a garbage collection is running");
+  gc_guard_->BeginPass();
+  absl::Cleanup done = [this] {
+    gc_guard_->EndPass();
+    gc_mu_.Unlock();
+  };
+  auto stopped = [cancel] { return cancel != nullptr && cancel->cancelled(); };
+  const SteadyTime t0 = clock_->SteadyNow();
+  const int64_t now = clock_->NowUnix();
+  GcReport r;
+  // The live set's filter is sized from the chunks stored now.
+  uint64_t stored = 0;
+  std::vector<StoredChunk> batch;
+  Digest cursor;
+  for (bool first = true;; first = false) {
+    CAIRN_RETURN_IF_ERROR(chunks_->ListStored(first ? nullptr : &cursor, 4 * kSweepBatch, &batch));
+    stored += batch.size();
+    if (batch.size() < 4 * kSweepBatch) break;
+    cursor = batch.back().digest;
+  }
+  std::random_device rd;
+  DigestBloom live(stored + stored / 8 + 1024, (uint64_t{rd()} << 32) | rd());
+  r.mark_bytes = live.bytes();
+  absl::flat_hash_set<std::string> objects;
+
+  // Releases: served and withheld (a trust change may bring them back).
+  std::vector<std::string> manifests;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kReleases, "", [&](std::string_view, std::string_view v) {
+        manifests.emplace_back(v);
+        return true;
+      }));
+  for (const std::string& m : manifests) {
+    if (stopped()) return r;
+    objects.insert(m);
+    auto payload = LoadObject(m, /*allow_staged=*/false);
+    if (absl::IsNotFound(payload.status())) continue;  // the scrub reports it
+    CAIRN_RETURN_IF_ERROR(payload.status());
+    CAIRN_RETURN_IF_ERROR(MarkManifest(*payload, &live, &objects));
+  }
+  // Releases waiting for co-signatures; the expired ones go.
+  std::vector<WriteOp> expired;
+  std::vector<std::string> pending;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kState, meta::kPendingPrefix, [&](std::string_view k, std::string_view v) {
+        cairn::v1::PendingResponse p;
+        if (p.ParseFromString(std::string(v)) && p.expires_unix() <= now) {
+          expired.push_back(WriteOp{Table::kState, std::string(k), std::nullopt});
+        } else {
+          pending.push_back(p.manifest_envelope());
+        }
+        return true;
+      }));
+  for (const std::string& env_bytes : pending) {
+    auto env = ParseEnvelope(env_bytes, kMaxEnvelopeBytes);
+    if (env.ok()) CAIRN_RETURN_IF_ERROR(MarkManifest(env->payload(), &live, &objects));
+  }
+  r.pending_dropped = expired.size();
+  if (!o.dry_run && !expired.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(expired, true));
+  CAIRN_RETURN_IF_ERROR(SweepStaged(o, &live, &objects, &r));
+
+  // Sweep.
+  std::vector<StoredChunk> candidates;
+  for (bool first = true;; first = false) {
+    if (stopped()) return r;
+    CAIRN_RETURN_IF_ERROR(chunks_->ListStored(first ? nullptr : &cursor, kSweepBatch, &batch));
+    r.chunks += batch.size();
+    candidates.clear();
+    for (const StoredChunk& c : batch) {
+      if (live.MayContain(c.digest)) continue;
+      if (c.stored_unix + o.grace_seconds > now) {
+        ++r.chunks_in_grace;
+        continue;
+      }
+      candidates.push_back(c);
+    }
+    CAIRN_ASSIGN_OR_RETURN(
+        uint64_t bytes,
+        gc_guard_->RemoveUntouched(candidates, o.dry_run, &r.chunks_removed, &r.chunks_touched));
+    r.bytes_removed += bytes;
+    if (batch.size() < kSweepBatch) break;
+    cursor = batch.back().digest;
+  }
+  if (!o.dry_run && o.compact_below > 0) {
+    CAIRN_ASSIGN_OR_RETURN(r.compact, chunks_->Compact(o.compact_below, cancel));
+    if (stopped()) return r;
+  }
+  r.seconds = std::chrono::duration<double>(clock_->SteadyNow() - t0).count();
+  r.complete = true;
+  return r;
+}
+
+}  // namespace cairn
