@@ -35,6 +35,25 @@ void PrintScrub(const cairn::v1::ScrubStatus& s) {
       s.last_error().empty() ? "" : ("; last error: " + s.last_error()).c_str());
 }
 
+void PrintGc(const cairn::v1::GcStatus& g) {
+  if (g.last_pass_unix() == 0) {
+    std::printf("  gc: %sno pass since the node started (%s)%s\n", g.running() ? "running, " : "",
+                g.interval_seconds() > 0
+                    ? StrCat("every ", g.interval_seconds() / 3600, " h").c_str()
+                    : "only when asked: cairn-node gc",
+                g.last_error().empty() ? "" : ("; last error: " + g.last_error()).c_str());
+    return;
+  }
+  std::printf(
+      "  gc: %slast pass %s removed %lu chunk(s) (%s), compaction freed %s; %s live in %lu pack "
+      "file(s), %s on disk%s\n",
+      g.running() ? "running, " : "", IsoDate(g.last_pass_unix()).c_str(),
+      static_cast<unsigned long>(g.chunks_removed()), Progress::Bytes(g.bytes_removed()).c_str(),
+      Progress::Bytes(g.bytes_freed()).c_str(), Progress::Bytes(g.live_bytes()).c_str(),
+      static_cast<unsigned long>(g.pack_files()), Progress::Bytes(g.disk_bytes()).c_str(),
+      g.last_error().empty() ? "" : ("; last error: " + g.last_error()).c_str());
+}
+
 }  // namespace
 
 InspectCommands::InspectCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
@@ -145,7 +164,28 @@ int InspectCommands::Run() {
                    {"releases_damaged", info.scrub().releases_damaged()},
                    {"repairs_started", info.scrub().repairs_started()},
                    {"repairs_failed", info.scrub().repairs_failed()},
-                   {"last_error", info.scrub().last_error()}}}});
+                   {"last_error", info.scrub().last_error()}}},
+                 {"gc",
+                  {{"interval_seconds", info.gc().interval_seconds()},
+                   {"running", info.gc().running()},
+                   {"passes", info.gc().passes()},
+                   {"last_pass_unix", info.gc().last_pass_unix()},
+                   {"last_seconds", info.gc().last_seconds()},
+                   {"chunks", info.gc().chunks()},
+                   {"chunks_removed", info.gc().chunks_removed()},
+                   {"bytes_removed", info.gc().bytes_removed()},
+                   {"chunks_in_grace", info.gc().chunks_in_grace()},
+                   {"chunks_touched", info.gc().chunks_touched()},
+                   {"staged_dropped", info.gc().staged_dropped()},
+                   {"pending_dropped", info.gc().pending_dropped()},
+                   {"packs_rewritten", info.gc().packs_rewritten()},
+                   {"bytes_freed", info.gc().bytes_freed()},
+                   {"pack_files", info.gc().pack_files()},
+                   {"disk_bytes", info.gc().disk_bytes()},
+                   {"live_bytes", info.gc().live_bytes()},
+                   {"chunks_removed_total", info.gc().chunks_removed_total()},
+                   {"bytes_removed_total", info.gc().bytes_removed_total()},
+                   {"last_error", info.gc().last_error()}}}});
       return 0;
     }
     std::printf(
@@ -173,6 +213,7 @@ int InspectCommands::Run() {
           static_cast<unsigned long>(info.tags_expiring()), names.c_str());
     }
     if (info.has_scrub()) PrintScrub(info.scrub());
+    if (info.has_gc()) PrintGc(info.gc());
     if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
     for (const auto& u : info.upstreams()) {
       uint64_t behind = u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0;

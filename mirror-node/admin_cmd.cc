@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
@@ -16,6 +17,7 @@
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cairn/transport/channel.h"
+#include "gc_loop.h"
 #include "scrub.h"
 #include "spdlog/spdlog.h"
 
@@ -158,11 +160,80 @@ int Scrub(ServeConfig cfg) {
   return 2;
 }
 
-// A request a running node answers on SIGUSR2, and its answer: one file each
-// per request, named by its nonce, in the data directory (only those who can
-// write there can ask).
-constexpr char kRequestPrefix[] = "backup.request.";
-constexpr char kResultPrefix[] = "backup.result.";
+// Requests a running node answers on SIGUSR2, and their answers: one file
+// each per request, named by its nonce, in the data directory (only those
+// who can write there can ask). "<kind>.request.NONCE" -> "<kind>.result.NONCE".
+namespace {
+
+std::string RequestPrefix(std::string_view kind) { return StrCat(kind, ".request."); }
+std::string ResultPrefix(std::string_view kind) { return StrCat(kind, ".result."); }
+
+// Writes the request, signals the node, and waits for its answer (the node's
+// first answer line: "ok ..." or an error).
+absl::StatusOr<std::string> AskServingNode(const std::string& data, int pid, std::string_view kind,
+                                           const std::string& body) {
+  char nonce[33];
+  std::snprintf(
+      nonce, sizeof(nonce), "%08x%08x%016llx", static_cast<unsigned>(::getpid()),
+      static_cast<unsigned>(::time(nullptr)),
+      static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  const std::string req = StrCat(data, "/", RequestPrefix(kind), nonce);
+  const std::string result = StrCat(data, "/", ResultPrefix(kind), nonce);
+  CAIRN_RETURN_IF_ERROR(WriteFileAtomic(req, body, 0600));
+  if (::kill(pid, SIGUSR2) != 0) {
+    ::unlink(req.c_str());
+    return ErrnoStatus(errno, StrCat("cannot signal cairn-node (pid ", pid, ")"));
+  }
+  for (;;) {
+    auto answer = ReadFileLimited(result, 64 << 10);
+    if (answer.ok()) {
+      ::unlink(result.c_str());
+      std::string what(absl::StripTrailingAsciiWhitespace(*answer));
+      if (what.rfind("ok ", 0) == 0) return what.substr(3);
+      return absl::InternalError(what);
+    }
+    if (::kill(pid, 0) != 0) {
+      ::unlink(req.c_str());
+      return absl::UnavailableError(
+          StrCat("cairn-node (pid ", pid, ") stopped before it answered"));
+    }
+    ::usleep(100 * 1000);  // the node answers in a file; look again
+  }
+}
+
+// Answers each `kind` request in `data`, oldest first, with answer(lines).
+size_t AnswerRequests(const std::string& data, std::string_view kind,
+                      const std::function<std::string(const std::vector<std::string>&)>& answer) {
+  const std::string prefix = RequestPrefix(kind);
+  std::vector<std::string> nonces;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(data, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::string nonce = name.substr(prefix.size());
+    // Not a temporary file of a request being written, nor anything odd.
+    if (nonce.empty() || nonce.size() > 64 ||
+        nonce.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      continue;
+    }
+    nonces.push_back(std::move(nonce));
+  }
+  std::sort(nonces.begin(), nonces.end());
+  for (const auto& nonce : nonces) {
+    const std::string req = StrCat(data, "/", prefix, nonce);
+    auto text = ReadFileLimited(req, 64 << 10);
+    ::unlink(req.c_str());
+    std::vector<std::string> lines;
+    if (text.ok()) lines = absl::StrSplit(*text, '\n');
+    if (lines.empty()) lines.emplace_back();
+    absl::Status st =
+        WriteFileAtomic(StrCat(data, "/", ResultPrefix(kind), nonce), answer(lines) + "\n", 0600);
+    if (!st.ok()) spdlog::error("{} answer: {}", kind, st.ToString());
+  }
+  return nonces.size();
+}
+
+}  // namespace
 
 int Backup(ServeConfig cfg, const std::string& dest) {
   if (cfg.data.empty()) cfg.data = DefaultDataDir();
@@ -175,93 +246,83 @@ int Backup(ServeConfig cfg, const std::string& dest) {
   if (ec) return Fail(ErrnoStatus(ec.value(), "cannot resolve " + dest));
   auto holder = ServingNode(cfg.data);
   if (!holder.ok()) return Fail(holder.status());
+  uint64_t bytes = 0;
   if (*holder > 0) {
-    // A running node copies itself: write the request, signal, wait for the
-    // answer that names it.
-    char nonce[33];
-    std::snprintf(nonce, sizeof(nonce), "%08x%08x%016llx", static_cast<unsigned>(::getpid()),
-                  static_cast<unsigned>(::time(nullptr)),
-                  static_cast<unsigned long long>(
-                      std::chrono::steady_clock::now().time_since_epoch().count()));
-    const std::string req = StrCat(cfg.data, "/", kRequestPrefix, nonce);
-    const std::string result = StrCat(cfg.data, "/", kResultPrefix, nonce);
-    absl::Status st = WriteFileAtomic(req, StrCat(target, "\n"), 0600);
-    if (!st.ok()) return Fail(st);
-    if (::kill(*holder, SIGUSR2) != 0) {
-      ::unlink(req.c_str());
-      return Fail(ErrnoStatus(errno, StrCat("cannot signal cairn-node (pid ", *holder, ")")));
-    }
+    // A running node copies itself.
     std::fprintf(stderr, "cairn-node (pid %d) is copying %s to %s\n", *holder, cfg.data.c_str(),
                  target.c_str());
-    for (;;) {
-      auto answer = ReadFileLimited(result, 64 << 10);
-      if (answer.ok()) {
-        ::unlink(result.c_str());
-        std::string what(absl::StripTrailingAsciiWhitespace(*answer));
-        if (what.rfind("ok ", 0) == 0) {
-          std::printf("backed up %s to %s (%s bytes); start a node on it with --data %s\n",
-                      cfg.data.c_str(), target.c_str(), what.substr(3).c_str(), target.c_str());
-          return 0;
-        }
-        return Fail(absl::InternalError(what));
-      }
-      if (::kill(*holder, 0) != 0) {
-        ::unlink(req.c_str());
-        return Fail(absl::UnavailableError(
-            StrCat("cairn-node (pid ", *holder, ") stopped before it finished the backup")));
-      }
-      ::usleep(100 * 1000);  // the node answers in a file; look again
-    }
+    auto answer = AskServingNode(cfg.data, *holder, "backup", StrCat(target, "\n"));
+    if (!answer.ok()) return Fail(answer.status());
+    bytes = std::strtoull(answer->c_str(), nullptr, 10);
+  } else {
+    auto repo = OpenOffline(cfg, "copied");
+    if (!repo.ok()) return Fail(repo.status());
+    auto copied = (*repo)->Backup(target);
+    if (!copied.ok()) return Fail(copied.status());
+    bytes = *copied;
   }
-  auto repo = OpenOffline(cfg, "copied");
-  if (!repo.ok()) return Fail(repo.status());
-  auto bytes = (*repo)->Backup(target);
-  if (!bytes.ok()) return Fail(bytes.status());
   std::printf("backed up %s to %s (%llu bytes); start a node on it with --data %s\n",
-              cfg.data.c_str(), target.c_str(), static_cast<unsigned long long>(*bytes),
+              cfg.data.c_str(), target.c_str(), static_cast<unsigned long long>(bytes),
               target.c_str());
   return 0;
 }
 
 size_t AnswerBackupRequests(Repository* repo, const std::string& data, Cancellation* cancel) {
-  std::vector<std::string> nonces;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(data, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind(kRequestPrefix, 0) != 0) continue;
-    std::string nonce = name.substr(sizeof(kRequestPrefix) - 1);
-    // Not a temporary file of a request being written, nor anything odd.
-    if (nonce.empty() || nonce.size() > 64 ||
-        nonce.find_first_not_of("0123456789abcdef") != std::string::npos) {
-      continue;
+  return AnswerRequests(data, "backup", [&](const std::vector<std::string>& lines) {
+    const std::string& dest = lines[0];
+    if (dest.empty() || dest[0] != '/') return std::string("error: not an absolute path");
+    spdlog::info("backup to {} started", dest);
+    auto bytes = repo->Backup(dest, cancel);
+    if (!bytes.ok()) {
+      spdlog::error("backup to {}: {}", dest, bytes.status().ToString());
+      return StrCat("backup to ", dest, " failed: ", bytes.status().message());
     }
-    nonces.push_back(std::move(nonce));
+    spdlog::info("backup to {} done: {} bytes", dest, *bytes);
+    return StrCat("ok ", *bytes);
+  });
+}
+
+GcLoopOptions GcLoopOptionsOf(const ServeConfig& cfg) {
+  GcLoopOptions o;
+  o.interval_seconds = int64_t{cfg.gc_interval_hours} * 3600;
+  o.gc.grace_seconds = int64_t{cfg.gc_grace_hours} * 3600;
+  o.gc.compact_below = cfg.gc_compact_below_percent / 100.0;
+  o.gc.staged_retention_seconds = int64_t{cfg.gc_staged_retention_days} * 86400;
+  return o;
+}
+
+size_t AnswerGcRequests(GcLoop* gc, const std::string& data) {
+  return AnswerRequests(data, "gc", [&](const std::vector<std::string>& lines) {
+    const bool dry = lines[0] == "dry-run";
+    auto r = gc->RunPass(dry);
+    if (!r.ok()) return StrCat("garbage collection failed: ", r.status().message());
+    if (!r->complete) return std::string("garbage collection stopped: the node is stopping");
+    return StrCat("ok ", DescribeGc(*r, dry));
+  });
+}
+
+// `cairn-node gc [--dry-run]`: a running node is asked (by signal) and runs
+// the pass with its own settings; a stopped one is collected here.
+int Gc(ServeConfig cfg, bool dry_run) {
+  if (cfg.data.empty()) cfg.data = DefaultDataDir();
+  auto holder = ServingNode(cfg.data);
+  if (!holder.ok()) return Fail(holder.status());
+  std::string said;
+  if (*holder > 0) {
+    auto answer = AskServingNode(cfg.data, *holder, "gc", dry_run ? "dry-run\n" : "run\n");
+    if (!answer.ok()) return Fail(answer.status());
+    said = *answer;
+  } else {
+    auto repo = OpenOffline(cfg, "collected");
+    if (!repo.ok()) return Fail(repo.status());
+    GcOptions o = GcLoopOptionsOf(cfg).gc;
+    o.dry_run = dry_run;
+    auto r = (*repo)->CollectGarbage(o);
+    if (!r.ok()) return Fail(r.status());
+    said = DescribeGc(*r, dry_run);
   }
-  std::sort(nonces.begin(), nonces.end());
-  for (const auto& nonce : nonces) {
-    const std::string req = StrCat(data, "/", kRequestPrefix, nonce);
-    auto text = ReadFileLimited(req, 64 << 10);
-    ::unlink(req.c_str());
-    std::string answer;
-    std::vector<std::string> lines;
-    if (text.ok()) lines = absl::StrSplit(*text, '\n');
-    if (!text.ok() || lines.empty() || lines[0].empty() || lines[0][0] != '/') {
-      answer = StrCat("error: the request ", req, " is not an absolute path");
-    } else {
-      spdlog::info("backup to {} started", lines[0]);
-      auto bytes = repo->Backup(lines[0], cancel);
-      if (bytes.ok()) {
-        spdlog::info("backup to {} done: {} bytes", lines[0], *bytes);
-        answer = StrCat("ok ", *bytes);
-      } else {
-        spdlog::error("backup to {}: {}", lines[0], bytes.status().ToString());
-        answer = StrCat("backup to ", lines[0], " failed: ", bytes.status().message());
-      }
-    }
-    absl::Status st = WriteFileAtomic(StrCat(data, "/", kResultPrefix, nonce), answer + "\n", 0600);
-    if (!st.ok()) spdlog::error("backup answer: {}", st.ToString());
-  }
-  return nonces.size();
+  std::printf("%s: %s\n", cfg.data.c_str(), said.c_str());
+  return 0;
 }
 
 }  // namespace cairn::node

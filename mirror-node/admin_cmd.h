@@ -1,4 +1,4 @@
-// cairn-node's administrative commands (check-config, scrub, backup): what
+// cairn-node's administrative commands (check-config, scrub, backup, gc): what
 // they print and their exit codes are in docs/operators.md.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include "cairn/clock.h"
 #include "cairn/repository.h"
 #include "config.h"
+#include "gc_loop.h"
 
 namespace cairn::node {
 
@@ -24,5 +25,12 @@ int Backup(ServeConfig cfg, const std::string& dest);
 // (and removes the partial copy) when `cancel` is cancelled. Returns how many
 // it answered.
 size_t AnswerBackupRequests(Repository* repo, const std::string& data, Cancellation* cancel);
+// The [node] gc_* settings as the loop's options.
+GcLoopOptions GcLoopOptionsOf(const ServeConfig& cfg);
+// `cairn-node gc [--dry-run]`: 0 once a pass ran (on the serving node, or
+// here on a stopped one) and its report was printed.
+int Gc(ServeConfig cfg, bool dry_run);
+// The node's side of it (on SIGUSR2): runs a pass per request in `data`.
+size_t AnswerGcRequests(GcLoop* gc, const std::string& data);
 
 }  // namespace cairn::node

@@ -158,6 +158,12 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"scrub_interval_hours", Int(&c->scrub_interval_hours, 1, 24 * 366)},
       {"scrub_repair_retry_seconds", Int(&c->scrub_repair_retry_seconds, 1, 86400)},
       {"min_free_bytes", Int(&c->min_free_bytes, 0, INT64_MAX, " (0: no floor)")},
+      {"gc_interval_hours",
+       Int(&c->gc_interval_hours, 0, 24 * 366, " (0: only when asked, cairn-node gc)")},
+      {"gc_grace_hours", Int(&c->gc_grace_hours, 0, 24 * 366)},
+      {"gc_compact_below_percent",
+       Int(&c->gc_compact_below_percent, 0, 100, " (0: never compact)")},
+      {"gc_staged_retention_days", Int(&c->gc_staged_retention_days, 1, 366)},
   };
 }
 

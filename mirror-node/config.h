@@ -46,6 +46,14 @@ struct ServeConfig {
   uint64_t min_free_bytes = 1ULL << 30;
   int scrub_interval_hours = 168;
   int scrub_repair_retry_seconds = 60;
+  // Garbage collection (gc_loop.h): hours between background passes (0:
+  // only `cairn-node gc`), the grace period of new chunks, compaction below
+  // this live percentage of a pack, and how long a replication's staged
+  // chunk lists nothing else names are kept.
+  int gc_interval_hours = 24;
+  int gc_grace_hours = 24;
+  int gc_compact_below_percent = 50;
+  int gc_staged_retention_days = 7;
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
   // [on_demand]: pull-through from the upstreams (on when there are any).
   bool on_demand = true;

@@ -3,6 +3,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cairn/status.h"
 #include "feed_waiter.h"
+#include "gc_loop.h"
 #include "scrub.h"
 #include "spdlog/spdlog.h"
 
@@ -14,7 +15,8 @@ namespace {
 
 class FederationImpl final : public FederationService {
  public:
-  FederationImpl(Repository* repo, WorkPool* pool, StreamLimits limits, const Scrubber* scrub)
+  FederationImpl(Repository* repo, WorkPool* pool, StreamLimits limits, const Scrubber* scrub,
+                 const GcLoop* gc)
       : FederationService(limits), waiter_(repo) {
     ServeOnPool<SummaryRequest, SummaryResponse>("Summary", pool,
                                                  [repo](auto*) { return repo->Summary(); });
@@ -28,9 +30,10 @@ class FederationImpl final : public FederationService {
       return repo->Feed(call->req().after(), call->req().max_events());
     };
     ServeOnPool<NodeInfoRequest, NodeInfoResponse>(
-        "NodeInfo", pool, [this, repo, scrub](auto*) -> absl::StatusOr<NodeInfoResponse> {
+        "NodeInfo", pool, [this, repo, scrub, gc](auto*) -> absl::StatusOr<NodeInfoResponse> {
           CAIRN_ASSIGN_OR_RETURN(NodeInfoResponse out, repo->NodeInfo());
           if (scrub != nullptr) *out.mutable_scrub() = scrub->Status();
+          if (gc != nullptr) *out.mutable_gc() = gc->Status();
           // Called under the reader lock: SetUpstreamStatus({}) waits for calls
           // in flight, so the function's owner may go once it returned.
           absl::ReaderMutexLock l(&mu_);
@@ -85,9 +88,9 @@ class FederationImpl final : public FederationService {
 }  // namespace
 
 std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool,
-                                                        StreamLimits limits,
-                                                        const Scrubber* scrub) {
-  return std::make_unique<FederationImpl>(repo, pool, limits, scrub);
+                                                        StreamLimits limits, const Scrubber* scrub,
+                                                        const GcLoop* gc) {
+  return std::make_unique<FederationImpl>(repo, pool, limits, scrub, gc);
 }
 
 }  // namespace cairn::node

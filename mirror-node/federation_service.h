@@ -28,10 +28,12 @@ class FederationService : public UnaryOverStream<cairn::v1::Federation::Callback
   virtual size_t parked() const = 0;
 };
 
+class GcLoop;
 class Scrubber;
 // `scrub` (may be null; not owned, outlives the service) reports in NodeInfo.
 std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool,
                                                         StreamLimits limits,
-                                                        const Scrubber* scrub = nullptr);
+                                                        const Scrubber* scrub = nullptr,
+                                                        const GcLoop* gc = nullptr);
 
 }  // namespace cairn::node

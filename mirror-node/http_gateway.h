@@ -30,6 +30,7 @@
 namespace cairn::node {
 
 class OnDemand;
+class GcLoop;
 class Scrubber;
 
 struct HttpOptions {
@@ -65,6 +66,8 @@ struct HttpOptions {
   // The node's scrub, reported in /metrics and on the status page. Not
   // owned; outlives the gateway. Null: none.
   const Scrubber* scrub = nullptr;
+  // The node's garbage collection, reported likewise. Not owned. Null: none.
+  const GcLoop* gc = nullptr;
 };
 
 struct HttpCounters {

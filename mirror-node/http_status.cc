@@ -4,7 +4,9 @@
 
 #include <filesystem>
 
+#include "absl/strings/str_format.h"
 #include "cairn/strings.h"
+#include "gc_loop.h"
 #include "http_gateway_impl.h"
 #include "http_util.h"
 #include "scrub.h"
@@ -210,6 +212,44 @@ Answer HttpGateway::Impl::Metrics() {
            "Repairs no upstream could start (the release is looked at again later).");
     out += StrCat("cairn_scrub_repairs_failed_total ", s.repairs_failed(), "\n");
   }
+  if (opts.gc != nullptr) {
+    const cairn::v1::GcStatus g = opts.gc->Status();
+    const struct {
+      const char* name;
+      const char* type;
+      const char* help;
+      std::string value;
+    } gauges[] = {
+        {"cairn_gc_running", "gauge", "1 while a garbage collection pass runs.",
+         g.running() ? "1" : "0"},
+        {"cairn_gc_passes_total", "counter", "Garbage collection passes ended.",
+         StrCat(g.passes())},
+        {"cairn_gc_last_pass_unix", "gauge", "When the last pass ended (0: none since start).",
+         StrCat(g.last_pass_unix())},
+        {"cairn_gc_last_pass_seconds", "gauge", "How long the last pass took.",
+         absl::StrFormat("%g", g.last_seconds())},
+        {"cairn_gc_chunks_removed_total", "counter", "Unreferenced chunks removed.",
+         StrCat(g.chunks_removed_total())},
+        {"cairn_gc_bytes_removed_total", "counter", "Bytes of the chunks removed.",
+         StrCat(g.bytes_removed_total())},
+        {"cairn_gc_chunks_in_grace", "gauge",
+         "Unreferenced chunks kept at the last pass: newer than the grace period.",
+         StrCat(g.chunks_in_grace())},
+        {"cairn_gc_bytes_freed_last_pass", "gauge",
+         "Disk space compaction gave back at the last pass.", StrCat(g.bytes_freed())},
+        {"cairn_store_pack_files", "gauge", "Pack files after the last pass.",
+         StrCat(g.pack_files())},
+        {"cairn_store_pack_disk_bytes", "gauge",
+         "Disk space the pack files held after the last pass.", StrCat(g.disk_bytes())},
+        {"cairn_store_live_bytes", "gauge",
+         "Chunk bytes the index names (live or awaiting collection) after the last pass.",
+         StrCat(g.live_bytes())},
+    };
+    for (const auto& m : gauges) {
+      metric(m.name, m.type, m.help);
+      out += StrCat(m.name, " ", m.value, "\n");
+    }
+  }
   const Disk disk = DiskOf(opts.data_dir);
   if (disk.known) {
     metric("cairn_store_bytes", "gauge", "Bytes in the node's data directory.");
@@ -280,6 +320,21 @@ Answer HttpGateway::Impl::StatusPage() {
         s.bytes_per_second() > 0 ? StrCat("; capped at ", Bytes(s.bytes_per_second()), "/s")
                                  : std::string("; background scrub off"),
         s.last_error().empty() ? "" : StrCat(" <b class=bad>", Html(s.last_error()), "</b>"),
+        "</td></tr>");
+  }
+  if (opts.gc != nullptr) {
+    const cairn::v1::GcStatus g = opts.gc->Status();
+    h += StrCat(
+        "<tr><th>Garbage collection</th><td>", g.running() ? "running; " : "",
+        g.last_pass_unix() > 0
+            ? StrCat("last pass ", Html(http_util::IsoTime(g.last_pass_unix()).substr(0, 19) + "Z"),
+                     ": ", g.chunks_removed(), " chunks (", Bytes(g.bytes_removed()), ") removed, ",
+                     Bytes(g.bytes_freed()), " freed by compaction; ", Bytes(g.live_bytes()),
+                     " live in ", g.pack_files(), " pack files")
+            : std::string("no pass since start"),
+        g.interval_seconds() > 0 ? StrCat("; every ", g.interval_seconds() / 3600, " h")
+                                 : std::string("; only when asked"),
+        g.last_error().empty() ? "" : StrCat(" <b class=bad>", Html(g.last_error()), "</b>"),
         "</td></tr>");
   }
   h += StrCat("<tr><th>Served</th><td>", counters.requests.load(), " HTTP requests, ",

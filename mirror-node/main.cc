@@ -20,6 +20,7 @@
 #include "cairn/strings.h"
 #include "cairn/tuning.h"
 #include "config.h"
+#include "gc_loop.h"
 #include "http_gateway.h"
 #include "on_demand.h"
 #include "replication_loop.h"
@@ -127,6 +128,8 @@ int Serve(cairn::node::ServeConfig cfg) {
   }
   cairn::node::Scrubber scrubber(repo->get(), scrub_opts);
   sopts.scrub = &scrubber;
+  cairn::node::GcLoop gc((*repo).get(), cairn::node::GcLoopOptionsOf(cfg));
+  sopts.gc = &gc;
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
   if (!server.ok()) return cairn::node::Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
@@ -149,6 +152,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.tls_key_pem = sopts.tls_key_pem;
     hopts.on_demand = on_demand.get();
     hopts.scrub = &scrubber;
+    hopts.gc = &gc;
     hopts.store_verifies_reads = cfg.verify_reads;
     hopts.verify_reads = cfg.http_verify_reads;
     hopts.max_connections = cfg.http_max_connections;
@@ -195,6 +199,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   };
   warn_expiring();
   scrubber.Start();
+  gc.Start();
   int sig = 0;
   const timespec day{86400, 0};
   // Backups run one at a time on a thread of their own; a SIGUSR2 while one
@@ -225,6 +230,7 @@ int Serve(cairn::node::ServeConfig cfg) {
               backup_asked = 0;
             }
             cairn::node::AnswerBackupRequests(r, data, &backup_cancel);
+            cairn::node::AnswerGcRequests(&gc, data);
           }
         });
       }
@@ -236,6 +242,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   spdlog::info("signal {}: stopping", sig);
   // The scrub stops first: a repair it asks for goes through on_demand.
   scrubber.Stop();
+  gc.Stop();
   // A backup in progress stops (its partial copy is removed; the command
   // waiting for it hears so).
   backup_cancel.Cancel();
@@ -281,7 +288,8 @@ int main(int argc, char** argv) {
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
       "upload_bytes_per_day, scrub_bytes_per_second, scrub_interval_hours, "
-      "scrub_repair_retry_seconds, min_free_bytes; "
+      "scrub_repair_retry_seconds, min_free_bytes, gc_interval_hours, gc_grace_hours, "
+      "gc_compact_below_percent, gc_staged_retention_days; "
       "[http] max_connections, max_connections_per_client, requests_per_second_per_client, "
       "tree_page_size, max_read_ahead_mib, verify_reads; [on_demand] enabled, include, exclude, "
       "max_release_bytes; [[upstream]] address, include, exclude, "
@@ -345,7 +353,7 @@ int main(int argc, char** argv) {
       return c;
     }
   };
-  DataOptions scrub_opts_cli, backup_opts_cli;
+  DataOptions scrub_opts_cli, backup_opts_cli, gc_opts_cli;
   auto* scrub = app.add_subcommand(
       "scrub",
       "re-hash every stored chunk and check every release is complete: a running node is asked "
@@ -366,6 +374,13 @@ int main(int argc, char** argv) {
       "(it is asked by signal); a stopped node's is copied here");
   backup->add_option("--to", backup_to, "the new directory")->required();
   backup_opts_cli.Add(backup);
+  bool gc_dry = false;
+  auto* gc = app.add_subcommand(
+      "gc",
+      "remove chunks no release needs (past the grace period) and compact pack files: a running "
+      "node is asked (by signal) and runs it with its settings; a stopped one is collected here");
+  gc->add_flag("--dry-run", gc_dry, "count what would go; remove nothing");
+  gc_opts_cli.Add(gc);
   std::string repair_dir;
   auto* repair = app.add_subcommand(
       "repair",
@@ -385,9 +400,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*check) return cairn::node::CheckConfig(check_path);
-  if (*backup || *scrub) {
-    auto c = (*backup ? backup_opts_cli : scrub_opts_cli).Load();
+  if (*backup || *scrub || *gc) {
+    auto c = (*backup ? backup_opts_cli : *gc ? gc_opts_cli : scrub_opts_cli).Load();
     if (!c.ok()) return cairn::node::Fail(c.status());
+    if (*gc) return cairn::node::Gc(*c, gc_dry);
     return *backup ? cairn::node::Backup(*c, backup_to) : cairn::node::Scrub(*c);
   }
   cairn::node::ServeConfig cfg;

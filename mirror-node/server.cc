@@ -68,7 +68,7 @@ struct NodeServer::Services {
         registry(NewRegistryService(repo, &pool, Limits(o), o.on_demand)),
         chunks(NewChunksService(repo, &pool, &streams, Limits(o))),
         publish(NewPublishService(repo, &pool, &streams, Limits(o))),
-        federation(NewFederationService(repo, &pool, Limits(o), o.scrub)) {}
+        federation(NewFederationService(repo, &pool, Limits(o), o.scrub, o.gc)) {}
   StreamLimits Limits(const ServerOptions& o) {
     return StreamLimits{&watchdog, std::chrono::seconds(o.stream_idle_seconds)};
   }

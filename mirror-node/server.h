@@ -18,6 +18,7 @@
 namespace cairn::node {
 
 class OnDemand;
+class GcLoop;
 class Scrubber;
 
 struct ServerOptions {
@@ -47,6 +48,7 @@ struct ServerOptions {
   OnDemand* on_demand = nullptr;
   // Reported in NodeInfo. Not owned; outlives the server. Null: none.
   const Scrubber* scrub = nullptr;
+  const GcLoop* gc = nullptr;
 };
 
 // A running server. Not copyable; Shutdown() is thread-safe and idempotent.

@@ -47,6 +47,13 @@ node_start() {
   printf -v "${name}_HTTP" %s "$(sed -n 's/^cairn-node http on \([^ ]*\).*/\1/p' "$T/$name.out")"
 }
 
+# node_stop NAME: stops a node started by node_start and waits for it.
+node_stop() {
+  local pid_var="${1}_PID"
+  kill "${!pid_var}" 2>/dev/null || true
+  wait "${!pid_var}" 2>/dev/null || true
+}
+
 # wait_replicated HTTP NAME: until the node at HTTP serves a release of NAME
 # (a bounded poll of its HTTP port; fails after 30 s).
 wait_replicated() {

@@ -1,0 +1,55 @@
+// The node's garbage collection schedule: a pass (Repository::CollectGarbage)
+// every interval on a thread of its own, and the passes `cairn-node gc` asks
+// for; what the last one did, for NodeInfo, /metrics and the status page.
+#pragma once
+
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "cairn/repository.h"
+#include "cairn/v1/service.pb.h"
+
+namespace cairn::node {
+
+struct GcLoopOptions {
+  // From one pass's end to the next one's start; 0: no background passes.
+  // Default: 24 hours.
+  int64_t interval_seconds = 86400;
+  GcOptions gc;  // dry_run is ignored: RunPass says
+};
+
+class GcLoop {
+ public:
+  // `repo` must outlive the loop; time runs on repo->clock().
+  GcLoop(Repository* repo, GcLoopOptions opts);
+  ~GcLoop();  // Stop()
+  GcLoop(const GcLoop&) = delete;
+  GcLoop& operator=(const GcLoop&) = delete;
+
+  // The first background pass comes one interval after the start (new
+  // chunks are inside their grace period anyway).
+  void Start();
+  // Stops a pass in progress between batches and joins the thread.
+  // Idempotent.
+  void Stop();
+  // One pass on the calling thread. FailedPrecondition while another runs.
+  // A dry pass changes nothing, and is not recorded in Status().
+  absl::StatusOr<GcReport> RunPass(bool dry_run);
+  cairn::v1::GcStatus Status() const;
+
+ private:
+  void Loop();
+
+  Repository* const repo_;
+  const GcLoopOptions opts_;
+  Cancellation stop_;
+  std::thread thread_;
+  mutable absl::Mutex mu_;
+  cairn::v1::GcStatus status_ ABSL_GUARDED_BY(mu_);
+};
+
+// "removed N chunks (B bytes); kept K in their grace period and T a client
+// was told of; ..." for logs and the command's output.
+std::string DescribeGc(const GcReport& r, bool dry_run);
+
+}  // namespace cairn::node
