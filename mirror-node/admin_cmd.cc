@@ -113,6 +113,7 @@ absl::StatusOr<std::unique_ptr<Repository>> OpenOffline(const ServeConfig& cfg, 
   CAIRN_ASSIGN_OR_RETURN(TrustRootView trust, TrustRootView::Load(cfg.trust, kIgnoreExpiry));
   RepositoryOptions ropts;
   ropts.pack.verify_on_read = cfg.verify_reads;
+  ropts.pack.pack_bytes = uint64_t(cfg.pack_file_mib) << 20;
   return Repository::Open(cfg.data, std::move(trust), ropts);
 }
 

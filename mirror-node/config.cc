@@ -164,6 +164,7 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"gc_compact_below_percent",
        Int(&c->gc_compact_below_percent, 0, 100, " (0: never compact)")},
       {"gc_staged_retention_days", Int(&c->gc_staged_retention_days, 1, 366)},
+      {"pack_file_mib", Int(&c->pack_file_mib, 16, 65536)},
   };
 }
 

@@ -54,6 +54,8 @@ struct ServeConfig {
   int gc_grace_hours = 24;
   int gc_compact_below_percent = 50;
   int gc_staged_retention_days = 7;
+  // A new pack file starts past this size (the unit compaction rewrites).
+  int pack_file_mib = 4096;
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes
   // [on_demand]: pull-through from the upstreams (on when there are any).
   bool on_demand = true;

@@ -36,6 +36,7 @@ void GcLoop::Loop() {
 absl::StatusOr<GcReport> GcLoop::RunPass(bool dry_run) {
   GcOptions o = opts_.gc;
   o.dry_run = dry_run;
+  spdlog::info("garbage collection: {}pass started", dry_run ? "dry " : "");
   if (!dry_run) {
     absl::MutexLock l(&mu_);
     status_.set_running(true);

@@ -229,7 +229,7 @@ asio::awaitable<bool> HttpGateway::Impl::WaitForFiles(
       if (!d.ok()) co_return false;
       const bool got = co_await WaitFor(
           [&] {
-            auto h = repo->chunks()->Has(*d);
+            auto h = repo->chunks_for_reads()->Has(*d);
             return h.ok() && *h;
           },
           *rel.fetch);
@@ -422,7 +422,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   }
   const auto ex = co_await asio::this_coro::executor;
   const bool hash = opts.verify_reads && !opts.store_verifies_reads;
-  ChunkStore* store = repo->chunks();
+  ChunkStore* store = repo->chunks_for_reads();
   // Starts reading batch `i` on the pool; its slot fills on this strand.
   auto start = [&](size_t i) {
     held.Add(batches[i].bytes);

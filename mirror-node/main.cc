@@ -59,6 +59,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   cairn::RepositoryOptions ropts;
   ropts.pack.verify_on_read = cfg.verify_reads;
   ropts.pack.min_free_bytes = cfg.min_free_bytes;
+  ropts.pack.pack_bytes = uint64_t(cfg.pack_file_mib) << 20;
   ropts.region = cfg.region;
   ropts.max_sessions_per_peer = static_cast<size_t>(cfg.max_sessions_per_peer);
   ropts.upload_bytes_per_day = cfg.upload_bytes_per_day;
@@ -289,7 +290,7 @@ int main(int argc, char** argv) {
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
       "upload_bytes_per_day, scrub_bytes_per_second, scrub_interval_hours, "
       "scrub_repair_retry_seconds, min_free_bytes, gc_interval_hours, gc_grace_hours, "
-      "gc_compact_below_percent, gc_staged_retention_days; "
+      "gc_compact_below_percent, gc_staged_retention_days, pack_file_mib; "
       "[http] max_connections, max_connections_per_client, requests_per_second_per_client, "
       "tree_page_size, max_read_ahead_mib, verify_reads; [on_demand] enabled, include, exclude, "
       "max_release_bytes; [[upstream]] address, include, exclude, "

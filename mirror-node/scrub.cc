@@ -284,7 +284,7 @@ absl::Status Scrubber::CheckRelease(const std::string& name, const std::string& 
     for (const auto& c : cl->chunks()) {
       Digest d;
       std::memcpy(d.data(), c.digest().data(), d.size());
-      CAIRN_ASSIGN_OR_RETURN(bool held, repo_->chunks()->Has(d));
+      CAIRN_ASSIGN_OR_RETURN(bool held, repo_->chunks_for_reads()->Has(d));
       if (!held) ++missing;
     }
   }

@@ -47,6 +47,8 @@ class GcGuardedStore final : public ChunkStoreWrapper {
     return target()->HasIntact(d);
   }
 
+  ChunkStore* base() { return base_.get(); }
+
   // Removes those of `candidates` no query touched within the window (dry:
   // only counts them). Adds them to *removed and the touched ones to *kept;
   // returns the bytes removed.

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_format.h"
 #include "cairn/limits.h"
 #include "cairn/status.h"
@@ -208,15 +209,22 @@ absl::StatusOr<bool> PackChunkStore::Has(const Digest& digest) {
 // The index as of now (after a sync, so it names only bytes on disk), then
 // each pack's bytes up to its size after that: every indexed record is
 // copied; records written meanwhile are past the index's tail, and the
-// copy's first open indexes the whole ones. A compaction waits: it would
-// delete a pack the copied index may still name.
+// copy's first open indexes the whole ones. A compaction waits (it would
+// delete a pack the copied index may still name), and removed records keep
+// their bytes until the copy is done (no hole is punched meanwhile).
 absl::StatusOr<uint64_t> PackChunkStore::Backup(const std::string& dir, Cancellation* cancel) {
   absl::MutexLock c(&compact_mu_);
   CAIRN_RETURN_IF_ERROR(MkdirP(dir + "/packs"));
   {
     absl::MutexLock l(&mu_);
     CAIRN_RETURN_IF_ERROR(FlushLocked());
+    ++backups_;
   }
+  absl::Cleanup resume = [this] {
+    absl::MutexLock l(&mu_);
+    --backups_;
+    PunchHolesLocked();
+  };
   rocksdb::Checkpoint* cp = nullptr;
   CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(index_.get(), &cp), "checkpoint"));
   std::unique_ptr<rocksdb::Checkpoint> owned(cp);

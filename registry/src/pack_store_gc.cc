@@ -84,6 +84,7 @@ absl::StatusOr<uint64_t> PackChunkStore::Remove(const std::vector<Digest>& diges
 void PackChunkStore::PunchHolesLocked() {
   std::map<uint32_t, int> fds;  // writable, per pack
   std::vector<Hole> busy;
+  if (backups_ > 0) return;
   for (const Hole& h : holes_) {
     if (no_holes_) break;
     // A read that found the record before its removal may still be reading

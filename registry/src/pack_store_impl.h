@@ -141,6 +141,9 @@ class PackChunkStore final : public ChunkStore {
   // Holes cannot be punched here (EOPNOTSUPP): removal frees space only
   // through compaction.
   bool no_holes_ ABSL_GUARDED_BY(mu_) = false;
+  // While a backup copies the packs no hole is punched: the copied index may
+  // still name a record removed since (it would point at zeros).
+  int backups_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex compact_mu_;  // one compaction at a time
 };
 

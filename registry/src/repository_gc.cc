@@ -82,6 +82,8 @@ absl::StatusOr<uint64_t> GcGuardedStore::RemoveUntouched(const std::vector<Store
 
 // ---------------- Repository ----------------
 
+ChunkStore* Repository::chunks_for_reads() { return gc_guard_->base(); }
+
 absl::Status Repository::MarkList(std::string_view list_digest, DigestBloom* chunks,
                                   absl::flat_hash_set<std::string>* objects) {
   if (!objects->insert(std::string(list_digest)).second) return absl::OkStatus();

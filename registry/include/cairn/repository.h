@@ -145,6 +145,12 @@ class Repository {
   absl::StatusOr<cairn::v1::LineageResponse> Lineage(std::string_view ref);
 
   ChunkStore* chunks() { return chunks_.get(); }
+  // The same store without garbage collection's bookkeeping, for readers
+  // that promise a client nothing about what is held (serving, the scrub):
+  // a chunk Has() reports here may be collected a moment later unless a
+  // release names it. Every answer that lets a publisher or a commit count
+  // on a chunk goes through chunks().
+  ChunkStore* chunks_for_reads();
 
   // ---- Garbage collection (repository_gc.cc) ----
   // One pass while the node serves: marks every chunk that a release (served,
