@@ -1,14 +1,54 @@
 #include "gc_loop.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include "cairn/strings.h"
 
 namespace cairn::node {
 
+namespace {
+// Node state: when the last background or asked-for pass ended (unix
+// seconds), so the schedule survives restarts.
+constexpr char kLastPassKey[] = "gc_last_pass_unix";
+
+// For its lifetime the calling thread runs at the lowest CPU priority (nice
+// 19) and in the idle I/O class: a pass takes what pulls and replication
+// leave. Linux applies both per thread.
+class Background {
+ public:
+  Background() : tid_(static_cast<pid_t>(::syscall(SYS_gettid))) {
+    errno = 0;
+    nice_ = ::getpriority(PRIO_PROCESS, tid_);
+    nice_known_ = errno == 0 && ::setpriority(PRIO_PROCESS, tid_, 19) == 0;
+    io_ = static_cast<int>(::syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid_));
+    if (io_ >= 0) ::syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid_, 3 << 13 /* idle */);
+  }
+  ~Background() {
+    if (nice_known_) ::setpriority(PRIO_PROCESS, tid_, nice_);
+    if (io_ >= 0) ::syscall(SYS_ioprio_set, 1, tid_, io_);
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+ private:
+  const pid_t tid_;
+  int nice_ = 0;
+  bool nice_known_ = false;
+  int io_ = -1;
+};
+
+}  // namespace
+
 GcLoop::GcLoop(Repository* repo, GcLoopOptions opts) : repo_(repo), opts_(std::move(opts)) {
   absl::MutexLock l(&mu_);
   status_.set_interval_seconds(opts_.interval_seconds);
+  status_.set_last_pass_unix(static_cast<int64_t>(repo_->GetCursor(kLastPassKey).value_or(0)));
 }
 
 GcLoop::~GcLoop() { Stop(); }
@@ -23,12 +63,28 @@ void GcLoop::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+// Passes come an interval after the last one ended, counted from the node's
+// first start when there was none, across restarts (a node restarted daily
+// still collects). A failed pass is tried again after an hour at most.
 void GcLoop::Loop() {
   Clock* clock = repo_->clock();
-  while (clock->SleepFor(std::chrono::seconds(opts_.interval_seconds), &stop_)) {
+  auto last = repo_->GetCursor(kLastPassKey);
+  if (last.ok() && *last == 0) {
+    repo_->SetCursor(kLastPassKey, static_cast<uint64_t>(clock->NowUnix())).IgnoreError();
+  }
+  for (;;) {
+    const int64_t ended = static_cast<int64_t>(repo_->GetCursor(kLastPassKey).value_or(0));
+    int64_t wait = ended + opts_.interval_seconds - clock->NowUnix();
+    wait = std::clamp<int64_t>(wait, 0, opts_.interval_seconds);
+    if (!clock->SleepFor(std::chrono::seconds(wait), &stop_)) return;
     auto r = RunPass(/*dry_run=*/false);
-    if (!r.ok() && !absl::IsFailedPrecondition(r.status())) {
-      spdlog::error("garbage collection: {}", r.status().ToString());
+    if (stop_.cancelled()) return;
+    if (!r.ok() || !r->complete) {
+      if (!absl::IsFailedPrecondition(r.status())) {
+        spdlog::error("garbage collection: {}", r.status().ToString());
+      }
+      const int64_t retry = std::min<int64_t>(opts_.interval_seconds, 3600);
+      if (!clock->SleepFor(std::chrono::seconds(retry), &stop_)) return;
     }
   }
 }
@@ -37,6 +93,7 @@ absl::StatusOr<GcReport> GcLoop::RunPass(bool dry_run) {
   GcOptions o = opts_.gc;
   o.dry_run = dry_run;
   spdlog::info("garbage collection: {}pass started", dry_run ? "dry " : "");
+  Background background;
   if (!dry_run) {
     absl::MutexLock l(&mu_);
     status_.set_running(true);
@@ -53,6 +110,8 @@ absl::StatusOr<GcReport> GcLoop::RunPass(bool dry_run) {
   spdlog::info("garbage collection: {}", DescribeGc(*r, false));
   status_.set_passes(status_.passes() + 1);
   status_.set_last_pass_unix(repo_->clock()->NowUnix());
+  absl::Status kept = repo_->SetCursor(kLastPassKey, uint64_t(status_.last_pass_unix()));
+  if (!kept.ok()) spdlog::warn("garbage collection: cannot record the pass: {}", kept.ToString());
   status_.set_last_seconds(r->seconds);
   status_.set_chunks(r->chunks);
   status_.set_chunks_removed(r->chunks_removed);
@@ -84,6 +143,10 @@ std::string DescribeGc(const GcReport& r, bool dry_run) {
       r.chunks_touched, " a client was told of lately; ", dry_run ? "would drop " : "dropped ",
       r.staged_dropped, " stale staged lists and ", r.pending_dropped, " expired pending releases");
   if (!dry_run) {
+    if (r.compact.packs_skipped > 0) {
+      out += StrCat("; compaction skipped ", r.compact.packs_skipped,
+                    " packs (too little free space to copy their live chunks)");
+    }
     out += StrCat("; compaction rewrote ", r.compact.packs_rewritten, " packs (",
                   r.compact.bytes_freed, " bytes freed); the store holds ", r.compact.live_bytes,
                   " live bytes in ", r.compact.files, " pack files (", r.compact.disk_bytes,

@@ -26,8 +26,9 @@ class GcLoop {
   GcLoop(const GcLoop&) = delete;
   GcLoop& operator=(const GcLoop&) = delete;
 
-  // The first background pass comes one interval after the start (new
-  // chunks are inside their grace period anyway).
+  // Background passes come one interval after the last pass ended (kept in
+  // the node state across restarts), the first one an interval after the
+  // node's first start.
   void Start();
   // Stops a pass in progress between batches and joins the thread.
   // Idempotent.

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -161,6 +162,14 @@ absl::StatusOr<CompactReport> PackChunkStore::Compact(double live_below, Cancell
   }
   for (auto& [id, digests] : chosen) {
     if (cancel != nullptr && cancel->cancelled()) break;
+    // The live bytes are written before the pack goes: they must fit above
+    // the free-space floor.
+    struct statvfs sv;
+    if (::statvfs(dir_.c_str(), &sv) != 0) return ErrnoStatus(errno, "statvfs " + dir_);
+    if (uint64_t(sv.f_bavail) * sv.f_frsize < live[id] + opts_.min_free_bytes + (4u << 20)) {
+      ++r.packs_skipped;
+      continue;
+    }
     CAIRN_RETURN_IF_ERROR(CompactPack(id, digests, &r, cancel));
     if (cancel != nullptr && cancel->cancelled()) break;
     r.bytes_freed += disk[id];

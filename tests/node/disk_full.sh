@@ -3,8 +3,9 @@
 # replication that do not fit stop at the node's free-space floor with a
 # clear error, the node keeps serving what it holds, and once space is freed
 # the same commands (and the replication, on its own) complete with no
-# restart or manual step; a node started on a full disk refuses with the
-# reason and changes nothing. Needs root (mount); exit 77 without it.
+# restart or manual step; garbage collection on a full disk gives back what a
+# cut publish left; a node started on a full disk refuses with the reason and
+# changes nothing. Needs root (mount); exit 77 without it.
 HERE_NODE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE_NODE/../gateway/lib.sh" "$@"
 [ "$(id -u)" = 0 ] || { echo "skipped: mounting a small file system needs root"; exit 77; }
@@ -74,6 +75,32 @@ done
 [ "$(releases "$b_HTTP" acme/two 2>/dev/null)" = 1 ] || fail "replication did not resume after space was freed"
 curl -sf -o "$T/got3" "http://$b_HTTP/v1/files/acme/two/1/w.bin" || fail "download from the follower"
 cmp -s "$T/got3" "$T/m2/w.bin" || fail "the follower served other bytes"
+
+# Garbage collection on a full disk: what a publish cut by the floor left is
+# collected (the floor, 20 MiB, is above the 16 MiB a node needs to start, as
+# the default 1 GiB is) (holes punched, 16 MiB packs compacted where space allows) and the
+# node takes new releases again with no other step.
+small "$T/sg" 64m
+mkdir -p "$T/sg/g" && ln -s "$T/sg/g" "$T/g"
+printf '[node]\nmin_free_bytes = 20971520\ngc_grace_hours = 0\ngc_interval_hours = 0\npack_file_mib = 16\ngc_compact_below_percent = 90\n' >"$T/g.toml"
+node_start g --config "$T/g.toml"
+publish "$g_GRPC" "$T/m1" acme/g1 1
+CAIRN_NODE=$g_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$T/m2" --name acme/g2 --version 1 \
+  --key "$T/pub.key" >/dev/null 2>"$T/gfull.err" && fail "a publish larger than g's disk succeeded"
+grep -q "disk is nearly full" "$T/gfull.err" || fail "g's publish said: $(cat "$T/gfull.err")"
+mkdir -p "$T/m3" && head -c 15000000 /dev/urandom >"$T/m3/w.bin"
+CAIRN_NODE=$g_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$T/m3" --name acme/g3 --version 1 \
+  --key "$T/pub.key" >/dev/null 2>&1 && fail "g took 15 MB more on a full disk"
+node_stop g
+node_start g --config "$T/g.toml"
+"$NODE" gc --data "$T/g" >"$T/ggc.out" 2>&1 || fail "gc on a full disk: $(cat "$T/ggc.out")"
+grep -q ": removed [1-9][0-9]* of" "$T/ggc.out" || fail "gc on a full disk removed nothing: $(cat "$T/ggc.out")"
+[ "$(free_bytes "$T/sg")" -ge $((24 << 20)) ] || fail "gc gave back too little: $(free_bytes "$T/sg") bytes free; $(cat "$T/ggc.out")"
+publish "$g_GRPC" "$T/m3" acme/g3 1
+CAIRN_NODE=$g_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" pull acme/g1 --out "$T/g1" >/dev/null || fail "pull of one after gc"
+cmp -s "$T/g1/w.bin" "$T/m1/w.bin" || fail "one changed under gc"
+CAIRN_NODE=$g_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" pull acme/g3 --out "$T/g3" >/dev/null || fail "pull of three"
+cmp -s "$T/g3/w.bin" "$T/m3/w.bin" || fail "three pulled other bytes"
 
 # A node started on a full disk refuses, says why, and changes nothing.
 kill "$b_PID"

@@ -37,6 +37,9 @@ struct CompactReport {
   uint64_t packs_rewritten = 0;
   uint64_t bytes_moved = 0;  // live chunk bytes copied out of rewritten packs
   uint64_t bytes_freed = 0;  // disk space the rewritten packs held
+  // Packs left as they are: rewriting them would take the file system below
+  // min_free_bytes (their live bytes are copied before the pack goes).
+  uint64_t packs_skipped = 0;
   uint64_t files = 0;        // pack files after it
   uint64_t disk_bytes = 0;   // disk space they hold (holes excluded)
   uint64_t live_bytes = 0;   // chunk bytes the index names in them
