@@ -18,20 +18,18 @@ namespace {
 constexpr char kLastPassKey[] = "gc_last_pass_unix";
 
 // For its lifetime the calling thread runs at the lowest CPU priority (nice
-// 19) and in the idle I/O class: a pass takes what pulls and replication
-// leave. Linux applies both per thread.
+// 19): a pass takes the CPU pulls and replication leave. Linux applies it
+// per thread. (Not the idle I/O class: a pass's synced index writes would
+// wait behind a pull's writeback.)
 class Background {
  public:
   Background() : tid_(static_cast<pid_t>(::syscall(SYS_gettid))) {
     errno = 0;
     nice_ = ::getpriority(PRIO_PROCESS, tid_);
     nice_known_ = errno == 0 && ::setpriority(PRIO_PROCESS, tid_, 19) == 0;
-    io_ = static_cast<int>(::syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid_));
-    if (io_ >= 0) ::syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid_, 3 << 13 /* idle */);
   }
   ~Background() {
     if (nice_known_) ::setpriority(PRIO_PROCESS, tid_, nice_);
-    if (io_ >= 0) ::syscall(SYS_ioprio_set, 1, tid_, io_);
   }
   Background(const Background&) = delete;
   Background& operator=(const Background&) = delete;
@@ -40,7 +38,6 @@ class Background {
   const pid_t tid_;
   int nice_ = 0;
   bool nice_known_ = false;
-  int io_ = -1;
 };
 
 }  // namespace

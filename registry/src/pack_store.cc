@@ -111,10 +111,18 @@ absl::Status PackChunkStore::Put(const Digest& digest, std::string_view data, Pu
   }
   absl::MutexLock l(&mu_);
   if (mem_.contains(digest)) return absl::OkStatus();
-  CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(digest));
-  if (indexed) return absl::OkStatus();
+  const bool removing = removing_.contains(digest);
+  if (!removing) {
+    CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(digest));
+    if (indexed) return absl::OkStatus();
+  }
   CAIRN_RETURN_IF_ERROR(CheckFreeLocked(kHeader + data.size()));
-  return AppendLocked(digest, data, clock_->NowUnix());
+  CAIRN_RETURN_IF_ERROR(AppendLocked(digest, data, clock_->NowUnix()));
+  if (removing) {
+    auto it = mem_.find(digest);
+    if (it != mem_.end()) reput_[digest] = it->second;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PackChunkStore::AppendLocked(const Digest& digest, std::string_view data,
@@ -203,6 +211,7 @@ absl::StatusOr<bool> PackChunkStore::HasIntact(const Digest& digest) {
 absl::StatusOr<bool> PackChunkStore::Has(const Digest& digest) {
   absl::MutexLock l(&mu_);
   if (mem_.contains(digest)) return true;
+  if (removing_.contains(digest)) return false;
   return InIndexLocked(digest);
 }
 
@@ -221,9 +230,11 @@ absl::StatusOr<uint64_t> PackChunkStore::Backup(const std::string& dir, Cancella
     ++backups_;
   }
   absl::Cleanup resume = [this] {
-    absl::MutexLock l(&mu_);
-    --backups_;
-    PunchHolesLocked();
+    {
+      absl::MutexLock l(&mu_);
+      --backups_;
+    }
+    PunchHoles();
   };
   rocksdb::Checkpoint* cp = nullptr;
   CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(index_.get(), &cp), "checkpoint"));

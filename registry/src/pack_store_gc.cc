@@ -49,78 +49,120 @@ absl::Status PackChunkStore::ListStored(const Digest* after, size_t max,
   return FromRocks(it->status(), "chunk index scan");
 }
 
+// The index entries are deleted with one synced write outside mu_, so reads
+// and writes go on meanwhile (a read still finds the bytes: the holes come
+// after). A Put of a chunk being removed stores it anew; if that new entry
+// reached the index before the delete, it is written again.
 absl::StatusOr<uint64_t> PackChunkStore::Remove(const std::vector<Digest>& digests) {
-  absl::MutexLock l(&mu_);
   rocksdb::WriteBatch batch;
+  std::vector<Digest> mine;  // marked as being removed by this call
   std::vector<Hole> holes;
   uint64_t bytes = 0;
-  for (const Digest& d : digests) {
-    if (mem_.contains(d)) continue;  // stored since the last sync: not garbage
-    std::string v;
-    rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(d), &v);
-    if (s.IsNotFound()) continue;
-    CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
-    batch.Delete(DigestSlice(d));
-    Loc loc;
-    if (!DecodeLoc(v, &loc) || loc.offset < kHeader) continue;
-    holes.push_back(Hole{loc.pack, loc.offset - kHeader, kHeader + loc.length});
-    bytes += loc.length;
+  {
+    absl::MutexLock l(&mu_);
+    for (const Digest& d : digests) {
+      if (mem_.contains(d) || removing_.contains(d)) continue;  // stored since the last sync
+      std::string v;
+      rocksdb::Status s = index_->Get(rocksdb::ReadOptions(), DigestSlice(d), &v);
+      if (s.IsNotFound()) continue;
+      CAIRN_RETURN_IF_ERROR(FromRocks(s, "chunk index"));
+      batch.Delete(DigestSlice(d));
+      removing_.insert(d);
+      mine.push_back(d);
+      Loc loc;
+      if (!DecodeLoc(v, &loc) || loc.offset < kHeader) continue;
+      holes.push_back(Hole{loc.pack, loc.offset - kHeader, kHeader + loc.length});
+      bytes += loc.length;
+    }
   }
-  if (batch.Count() == 0) return 0;
+  if (mine.empty()) return 0;
   // The entries go first, durably: a crash must never leave one pointing at
   // a hole.
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  CAIRN_RETURN_IF_ERROR(FromRocks(index_->Write(wo, &batch), "chunk index write"));
+  const rocksdb::Status written = index_->Write(wo, &batch);
+  absl::ReleasableMutexLock l(&mu_);
+  rocksdb::WriteBatch restore;
+  for (const Digest& d : mine) {
+    removing_.erase(d);
+    auto re = reput_.find(d);
+    if (re == reput_.end()) continue;
+    // Stored anew meanwhile: still in memory (indexed later), or indexed
+    // already, perhaps before the delete: write it again.
+    if (!mem_.contains(d)) restore.Put(DigestSlice(d), EncodeLoc(re->second));
+    reput_.erase(re);
+  }
+  if (restore.Count() > 0) {
+    CAIRN_RETURN_IF_ERROR(FromRocks(index_->Write(wo, &restore), "chunk index write"));
+  }
+  CAIRN_RETURN_IF_ERROR(FromRocks(written, "chunk index write"));
   if (opts_.punch_holes && !no_holes_) {
+    // A chunk stored anew went to the active pack as a new record: its old
+    // record is garbage all the same.
     for (const Hole& h : holes) {
       if (holes_.size() >= kMaxHolesKept) break;
       holes_.push_back(h);
     }
-    PunchHolesLocked();
   }
+  l.Release();
+  PunchHoles();
   return bytes;
 }
 
-void PackChunkStore::PunchHolesLocked() {
+// The holes are chosen and their packs opened under mu_, and punched
+// outside it: punching waits for the writeback of the range, which a busy
+// disk makes slow, and reads must not wait for that.
+void PackChunkStore::PunchHoles() {
   std::map<uint32_t, int> fds;  // writable, per pack
-  std::vector<Hole> busy;
-  if (backups_ > 0) return;
-  for (const Hole& h : holes_) {
-    if (no_holes_) break;
-    // A read that found the record before its removal may still be reading
-    // it: it holds the pack's descriptor.
-    auto r = read_fds_.find(h.pack);
-    if (r != read_fds_.end() && r->second.use_count() > 1) {
-      busy.push_back(h);
-      continue;
+  std::vector<Hole> ready;
+  {
+    absl::MutexLock l(&mu_);
+    if (backups_ > 0 || no_holes_ || holes_.empty()) return;
+    std::vector<Hole> busy;
+    for (const Hole& h : holes_) {
+      // A read that found the record before its removal may still be
+      // reading it: it holds the pack's descriptor.
+      auto r = read_fds_.find(h.pack);
+      if (r != read_fds_.end() && r->second.use_count() > 1) {
+        busy.push_back(h);
+        continue;
+      }
+      auto [it, fresh] = fds.emplace(h.pack, -1);
+      if (fresh) {
+        it->second = h.pack == active_id_
+                         ? ::dup(active_fd_)
+                         : ::open(PackPath(dir_, h.pack).c_str(), O_WRONLY | O_CLOEXEC);
+      }
+      if (it->second >= 0) ready.push_back(h);  // else the pack is gone: nothing to free
     }
-    auto [it, fresh] = fds.emplace(h.pack, -1);
-    if (fresh) {
-      it->second = h.pack == active_id_
-                       ? ::dup(active_fd_)
-                       : ::open(PackPath(dir_, h.pack).c_str(), O_WRONLY | O_CLOEXEC);
-    }
-    if (it->second < 0) continue;  // the pack is gone: nothing to free
-    if (::fallocate(it->second, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+    holes_ = std::move(busy);
+  }
+  bool unsupported = false;
+  for (const Hole& h : ready) {
+    if (::fallocate(fds[h.pack], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                     static_cast<off_t>(h.offset), static_cast<off_t>(h.length)) != 0 &&
         (errno == EOPNOTSUPP || errno == ENOSYS)) {
-      no_holes_ = true;
+      unsupported = true;
+      break;
     }
   }
   for (auto& [pack, fd] : fds) {
     if (fd >= 0) ::close(fd);
   }
-  holes_ = no_holes_ ? std::vector<Hole>{} : std::move(busy);
+  if (unsupported) {
+    absl::MutexLock l(&mu_);
+    no_holes_ = true;
+    holes_.clear();
+  }
 }
 
 absl::StatusOr<CompactReport> PackChunkStore::Compact(double live_below, Cancellation* cancel) {
   absl::MutexLock c(&compact_mu_);
   CompactReport r;
   uint32_t active;
+  PunchHoles();
   {
     absl::MutexLock l(&mu_);
-    PunchHolesLocked();
     active = active_id_;
   }
   // Live bytes per pack, from the index.

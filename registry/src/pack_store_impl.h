@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "cairn/store.h"
 #include "rocksdb/db.h"
@@ -130,8 +131,8 @@ class PackChunkStore final : public ChunkStore {
   uint64_t free_ ABSL_GUARDED_BY(mu_) = 0;              // at the last statvfs
   uint64_t since_free_check_ ABSL_GUARDED_BY(mu_) = 0;  // bytes appended since
   // Punches a hole over each removed record no read is in flight on; keeps
-  // the others in holes_ for the next call.
-  void PunchHolesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // the others in holes_ for the next call. Takes mu_ itself.
+  void PunchHoles() ABSL_LOCKS_EXCLUDED(mu_);
   struct Hole {
     uint32_t pack;
     uint64_t offset;  // of the record's header
@@ -144,6 +145,12 @@ class PackChunkStore final : public ChunkStore {
   // While a backup copies the packs no hole is punched: the copied index may
   // still name a record removed since (it would point at zeros).
   int backups_ ABSL_GUARDED_BY(mu_) = 0;
+  // Chunks whose index entries a Remove is deleting, durably, outside mu_
+  // (reads and writes go on meanwhile): Has() says no, and a Put stores the
+  // chunk anew, noting where in reput_ so Remove can restore an entry its
+  // delete overtook.
+  absl::flat_hash_set<Digest, DigestHash> removing_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<Digest, Loc, DigestHash> reput_ ABSL_GUARDED_BY(mu_);
   absl::Mutex compact_mu_;  // one compaction at a time
 };
 
