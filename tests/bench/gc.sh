@@ -105,10 +105,11 @@ echo "pull alone $(gbps "$BYTES" "$TA") GB/s, during a GC pass $(gbps "$BYTES" "
 
 echo; echo "## 3. scrub rate on this disk at a 128 MiB/s cap"
 stop_node
-start_node 134217728
 sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-# The first pass starts at once on a node never scrubbed: wait for its end.
+# The first pass starts at once on a node never scrubbed: time from the
+# start to its end (the start itself takes a few ms).
 T0=$(now)
+start_node 134217728
 for _ in $(seq 1200); do
   [ "$($CAIRN status --json | jq .scrub.passes)" -ge 1 ] && break
   sleep 0.1
