@@ -164,11 +164,13 @@ absl::Status Repository::SweepStaged(const GcOptions& o, DigestBloom* chunks,
 }
 
 absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancellation* cancel) {
-  if (!gc_mu_.TryLock()) return absl::FailedPreconditionError("a garbage collection is running");
+  if (gc_running_.exchange(true)) {
+    return absl::FailedPreconditionError("a garbage collection is running");
+  }
   gc_guard_->BeginPass();
   absl::Cleanup done = [this] {
     gc_guard_->EndPass();
-    gc_mu_.Unlock();
+    gc_running_ = false;
   };
   auto stopped = [cancel] { return cancel != nullptr && cancel->cancelled(); };
   const SteadyTime t0 = clock_->SteadyNow();

@@ -3,6 +3,7 @@
 // adapters over this class.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -354,7 +355,7 @@ class Repository {
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
   GcGuardedStore* gc_guard_;  // chunks_, as the guard it is
-  absl::Mutex gc_mu_;         // one pass at a time
+  std::atomic<bool> gc_running_{false};  // one pass at a time
   const RepositoryOptions opts_;
   Clock* const clock_;
   int lock_fd_ = -1;
