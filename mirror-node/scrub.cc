@@ -141,12 +141,15 @@ void Scrubber::Recheck() {
   {
     absl::MutexLock l(&mu_);
     status_.clear_last_error();
-    status_.set_chunks_missing(0);
-    status_.set_releases_damaged(0);
   }
   absl::Status st = Releases(&r);
   absl::MutexLock l(&mu_);
   if (!st.ok()) status_.set_last_error(std::string(st.message()));
+  // The gauges say what the last whole check found: never a zero in between.
+  if (st.ok()) {
+    status_.set_chunks_missing(r.chunks_missing);
+    status_.set_releases_damaged(r.releases_damaged);
+  }
   if (st.ok() && r.releases_damaged == 0) {
     spdlog::info("scrub: every release is whole again");
     recheck_at_.reset();
@@ -166,8 +169,6 @@ ScrubReport Scrubber::RunPass(bool paced) {
     absl::MutexLock l(&mu_);
     status_.set_running(true);
     status_.clear_last_error();  // what this pass meets is said from here on
-    status_.set_chunks_missing(0);
-    status_.set_releases_damaged(0);
   }
   absl::Status st = Chunks(paced, &r);
   if (st.ok() && !stop_.cancelled()) st = Releases(&r);
@@ -185,6 +186,8 @@ ScrubReport Scrubber::RunPass(bool paced) {
     absl::MutexLock l(&mu_);
     status_.set_passes(status_.passes() + 1);
     status_.set_last_full_pass_unix(now);
+    status_.set_chunks_missing(r.chunks_missing);
+    status_.set_releases_damaged(r.releases_damaged);
   }
   absl::MutexLock l(&mu_);
   status_.set_running(false);
@@ -305,8 +308,6 @@ absl::Status Scrubber::CheckRelease(const std::string& name, const std::string& 
         name, version, digest, missing);
   }
   absl::MutexLock l(&mu_);
-  status_.set_chunks_missing(status_.chunks_missing() + missing);
-  status_.set_releases_damaged(status_.releases_damaged() + 1);
   if (repair) status_.set_repairs_started(status_.repairs_started() + 1);
   if (!repaired.ok()) {
     status_.set_repairs_failed(status_.repairs_failed() + 1);
