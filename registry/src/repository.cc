@@ -564,40 +564,4 @@ absl::StatusOr<bool> Repository::HasRelease(std::string_view digest) {
   return true;
 }
 
-// ---------------- Publish sessions ----------------
-
-absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_view name,
-                                                                   std::string_view peer) {
-  return sessions_->Challenge(name, peer);
-}
-
-absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
-    const cairn::v1::OpenSessionRequest& r, std::string_view peer) {
-  auto out = sessions_->Open(r, peer, *trust_->Current());
-  // Opening sweeps expired sessions: their staged lists go now.
-  if (absl::Status st = DropOrphanedStaging(); !st.ok()) {
-    return Annotate(st, "removing staged chunk lists of expired sessions");
-  }
-  return out;
-}
-
-absl::Status Repository::ChargeUpload(std::string_view session_id, uint64_t bytes) {
-  return sessions_->Charge(session_id, bytes);
-}
-
-absl::StatusOr<uint64_t> Repository::UploadedToday(const std::string& key_id) {
-  return sessions_->UploadedToday(key_id);
-}
-
-absl::StatusOr<std::string> Repository::CheckSession(std::string_view id) {
-  return sessions_->Check(id);
-}
-
-void Repository::EndSession(std::string_view id) {
-  sessions_->End(id);
-  DropUploads(id).IgnoreError();
-  // Best effort: what is left is removed at the next start.
-  DropOrphanedStaging().IgnoreError();
-}
-
 }  // namespace cairn

@@ -1,4 +1,5 @@
-// Repository: objects uploaded in parts (PutObject with offset/total_size).
+// Repository: publish sessions (the facade over PublishSessions), and
+// objects uploaded in parts (PutObject with offset/total_size).
 // A node accepts requests of at most kMaxRequestBytes, so chunk lists (up to
 // kMaxChunkListBytes) and manifest envelopes (up to kMaxEnvelopeBytes) that
 // are larger arrive in parts. Parts go to disk as they arrive; nothing of an
@@ -10,6 +11,7 @@
 #include "cairn/strings.h"
 #include "meta_schema.h"
 #include "publish_sessions.h"
+#include "trust_state.h"
 
 namespace cairn {
 
@@ -161,6 +163,42 @@ absl::Status Repository::DropUploads(std::string_view session_id) {
       }));
   if (drop.empty()) return absl::OkStatus();
   return meta_->Commit(drop, false);
+}
+
+// ---------------- Publish sessions ----------------
+
+absl::StatusOr<cairn::v1::ChallengeResponse> Repository::Challenge(std::string_view name,
+                                                                   std::string_view peer) {
+  return sessions_->Challenge(name, peer);
+}
+
+absl::StatusOr<cairn::v1::OpenSessionResponse> Repository::OpenSession(
+    const cairn::v1::OpenSessionRequest& r, std::string_view peer) {
+  auto out = sessions_->Open(r, peer, *trust_->Current());
+  // Opening sweeps expired sessions: their staged lists go now.
+  if (absl::Status st = DropOrphanedStaging(); !st.ok()) {
+    return Annotate(st, "removing staged chunk lists of expired sessions");
+  }
+  return out;
+}
+
+absl::Status Repository::ChargeUpload(std::string_view session_id, uint64_t bytes) {
+  return sessions_->Charge(session_id, bytes);
+}
+
+absl::StatusOr<uint64_t> Repository::UploadedToday(const std::string& key_id) {
+  return sessions_->UploadedToday(key_id);
+}
+
+absl::StatusOr<std::string> Repository::CheckSession(std::string_view id) {
+  return sessions_->Check(id);
+}
+
+void Repository::EndSession(std::string_view id) {
+  sessions_->End(id);
+  DropUploads(id).IgnoreError();
+  // Best effort: what is left is removed at the next start.
+  DropOrphanedStaging().IgnoreError();
 }
 
 }  // namespace cairn
