@@ -6,9 +6,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -255,6 +257,8 @@ int Child::Wait(double timeout_seconds) {
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(timeout_seconds));
   int status = 0;
+  // The child's exit wakes the wait (a pidfd is readable once it exited).
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
   for (;;) {
     pid_t r = ::waitpid(pid_, &status, WNOHANG);
     if (r == pid_) break;
@@ -268,11 +272,20 @@ int Child::Wait(double timeout_seconds) {
                     << " s; killed";
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, &status, 0);
+      if (pidfd >= 0) ::close(pidfd);
       reaped_ = true;
       return code_ = -1;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a bounded poll
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::max<int64_t>(1, left.count())));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // no pidfd: a bounded poll
+    }
   }
+  if (pidfd >= 0) ::close(pidfd);
   reaped_ = true;
   code_ = DecodeWait(status);
   return code_;
