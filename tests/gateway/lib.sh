@@ -54,6 +54,25 @@ node_stop() {
   wait "${!pid_var}" 2>/dev/null || true
 }
 
+# cut_publish NODE DIR NAME VERSION BYTES: publishes DIR to node NODE (started
+# by node_start) and kills the client with SIGKILL once the node's packs grew
+# by BYTES (at most 30 s): the chunks that arrived are garbage. Fails when
+# they did not grow that much.
+cut_publish() {
+  local grpc_var="${1}_GRPC" packs="$T/$1/chunks/packs" start client
+  start=$(du -s --block-size=1 "$packs" | cut -f1)
+  CAIRN_NODE=${!grpc_var} CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$2" --name "$3" --version "$4" \
+    --key "$T/pub.key" >/dev/null 2>&1 &
+  client=$!
+  for _ in $(seq 600); do
+    [ $(($(du -s --block-size=1 "$packs" | cut -f1) - start)) -gt "$5" ] && break
+    sleep 0.05
+  done
+  kill -9 "$client" 2>/dev/null || true
+  wait "$client" 2>/dev/null || true
+  [ $(($(du -s --block-size=1 "$packs" | cut -f1) - start)) -gt "$5" ] || fail "the upload to $1 did not start"
+}
+
 # wait_replicated HTTP NAME: until the node at HTTP serves a release of NAME
 # (a bounded poll of its HTTP port; fails after 30 s).
 wait_replicated() {

@@ -43,16 +43,7 @@ for i in $(seq "$ITER"); do
     # were told).
     node_start p --config "$T/p.toml"
     head -c 24000000 /dev/urandom >"$T/m/more.bin"
-    start=$(du -sb "$T/p/chunks/packs" | cut -f1)
-    CAIRN_NODE=$p_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$T/m" --name acme/p --version "$i" \
-      --key "$T/pub.key" >/dev/null 2>&1 &
-    pub=$!
-    for _ in $(seq 400); do
-      [ $(($(du -sb "$T/p/chunks/packs" | cut -f1) - start)) -gt 6000000 ] && break
-      sleep 0.01
-    done
-    kill -9 "$pub" 2>/dev/null || true
-    if wait "$pub" 2>/dev/null; then published+=("$i"); fi
+    cut_publish p "$T/m" acme/p "$i" 6000000
     node_stop p
     node_start p --config "$T/p.toml"
     "$NODE" gc --data "$T/p" >"$T/gc.out" 2>&1 &

@@ -15,16 +15,8 @@ make_model "$T/m1" 1
 publish "$a_GRPC" "$T/m1" acme/m 1.0
 # A publish of 1.1 killed mid-upload: the chunks it sent are garbage.
 store_bytes() { du -sk --block-size=1 "$T/a/chunks/packs" | cut -f1; }
-start=$(store_bytes)
 mkdir -p "$T/m2" && head -c 300000000 /dev/urandom >"$T/m2/big.bin"
-CAIRN_NODE=$a_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$T/m2" --name acme/m --version 1.1 \
-  --key "$T/pub.key" >/dev/null 2>&1 &
-client=$!
-PIDS+=("$client")
-for _ in $(seq 600); do [ $(($(store_bytes) - start)) -gt 30000000 ] && break; sleep 0.05; done
-kill -9 "$client"
-wait "$client" 2>/dev/null || true
-[ $(($(store_bytes) - start)) -gt 30000000 ] || fail "the upload did not start"
+cut_publish a "$T/m2" acme/m 1.1 30000000
 
 # A restart forgets which chunks clients were told of (their sessions are gone).
 node_stop a
@@ -57,14 +49,7 @@ curl -sf "http://$a_HTTP/" >"$T/page.html" || fail "status page"
 grep -q "Garbage collection" "$T/page.html" || fail "no GC line on the status page"
 
 # Offline: a stopped node is collected in-process (1.1's upload again, cut).
-start=$(store_bytes)
-CAIRN_NODE=$a_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$T/m2" --name acme/m --version 1.1 \
-  --key "$T/pub.key" >/dev/null 2>&1 &
-client=$!
-PIDS+=("$client")
-for _ in $(seq 600); do [ $(($(store_bytes) - start)) -gt 30000000 ] && break; sleep 0.05; done
-kill -9 "$client"
-wait "$client" 2>/dev/null || true
+cut_publish a "$T/m2" acme/m 1.1 30000000
 node_stop a
 "$NODE" gc --data "$T/a" --config "$T/gc.toml" --trust "$T/trust.root" >"$T/off.out" 2>&1 ||
   fail "offline gc: $(cat "$T/off.out")"
