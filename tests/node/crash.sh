@@ -12,7 +12,9 @@ RANDOM=$SEED
 echo "seed $SEED (replay with CAIRN_CRASH_SEED=$SEED)"
 ITER=${CAIRN_CRASH_ITERATIONS:-51}
 fail_seed() { fail "seed $SEED, iteration $i: $*"; }
-releases() { curl -sf "http://$1/v1/releases/$2" | jq -r '.releases[].version' | sort -n | xargs; }
+# releases HTTP NAME: the versions served; none when no release of NAME was
+# ever committed (404: every publish of it may have been killed).
+releases() { { curl -sf "http://$1/v1/releases/$2" || true; } | jq -r '.releases[]?.version' | sort -n | xargs; }
 # crash_later PID [MS]: SIGKILL after a random 0 to MS-1 ms (400 by default).
 crash_later() { sleep "0.$(printf '%03d' $((RANDOM % ${2:-400})))"; kill -9 "$1" 2>/dev/null || true; }
 # Waits for a killed node and forgets its pid (it may be reused).
