@@ -4,7 +4,7 @@
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cairn/verify.h"
-#include "grpc_upstream.h"
+#include "cairn/transport/grpc_upstream.h"
 #include "hf_model.h"
 #include "spdlog/spdlog.h"
 
@@ -100,6 +100,7 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::stri
   for (const std::string& address : config_.upstreams) {
     auto up = std::make_unique<GrpcUpstream>(address, config_.timeout_seconds, config_.peers,
                                              config_.streams, config_.tls);
+    up->SetLog([](const std::string& line) { spdlog::warn("replication: {}", line); });
     auto r = ResolveAt(*up, name, ref);
     if (!r.ok()) {
       last_error = r.status().ToString();

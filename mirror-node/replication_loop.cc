@@ -121,6 +121,7 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
   auto upstream = std::make_unique<GrpcUpstream>(address, 15, peers_, config.streams, tls_);
   upstream->SetMinRate(config.min_bytes_per_second);
   upstream->SetClock(clock_);
+  upstream->SetLog([](const std::string& line) { spdlog::warn("replication: {}", line); });
   Replicator rep(
       repo_, std::move(upstream),
       [address](const std::string& line) {

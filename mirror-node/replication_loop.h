@@ -13,7 +13,7 @@
 #include "cairn/replication.h"
 #include "cairn/transport/channel.h"
 #include "cairn/v1/service.pb.h"
-#include "grpc_upstream.h"
+#include "cairn/transport/grpc_upstream.h"
 
 namespace cairn::node {
 

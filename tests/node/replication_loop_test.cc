@@ -18,7 +18,7 @@
 #include "cairn/replication.h"
 #include "cairn/repository.h"
 #include "client.h"
-#include "grpc_upstream.h"
+#include "cairn/transport/grpc_upstream.h"
 #include "hostile_node.h"
 #include "server.h"
 #include "testing.h"
@@ -164,7 +164,7 @@ TEST_F(FederationTest, TagPolicyFetchesOnlyReleasesAFollowedTagNames) {
   Publish(*a, Model("o", 1 << 20, 3), "acme/o", "");
   ReplicationPolicy p;
   p.tags = {"latest", "stable"};
-  Replicator rep(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10), {}, p);
+  Replicator rep(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10), {}, p);
   ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
   EXPECT_TRUE(b->repo->Resolve("acme/m:latest").ok());
   EXPECT_THAT(b->repo->Resolve("acme/n"), StatusIs(absl::StatusCode::kNotFound));
@@ -194,7 +194,7 @@ TEST_F(FederationTest, EqualTagVersionsNamingDifferentReleasesAreKeptAndCountedA
     on_b = *client::Publish(*conn, o);
   }
   ASSERT_NE(on_a.manifest, on_b.manifest);
-  Replicator rep(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10));
+  Replicator rep(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10));
   ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
   EXPECT_EQ(rep.stats().tag_conflicts, 1u);
   EXPECT_THAT(rep.stats().last_conflict, ::testing::HasSubstr("acme/m:latest version 1"));
@@ -232,7 +232,7 @@ TEST_F(FederationTest, RevocationTravelsDownTheChainAndWithholdsWhatTheRevokedKe
     o.key_paths = {dir_ / "keys/second.key"};
     kept = *client::Publish(*conn, o);
   }
-  Replicator ab(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10));
+  Replicator ab(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10));
   ASSERT_TRUE(ab.SyncOnce().ok()) << ab.stats().last_error;
   EXPECT_EQ(b->repo->trust().root().version(), 2u);  // fetched from its upstream
   EXPECT_EQ(ab.stats().trust_updates, 1u);
@@ -252,7 +252,7 @@ TEST_F(FederationTest, RevocationTravelsDownTheChainAndWithholdsWhatTheRevokedKe
   EXPECT_THAT(b->repo->Resolve("acme/m"), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(b->repo->Resolve("acme/n").ok());
 
-  Replicator bc(c->repo.get(), std::make_unique<node::GrpcUpstream>(b->address(), 10));
+  Replicator bc(c->repo.get(), std::make_unique<GrpcUpstream>(b->address(), 10));
   ASSERT_TRUE(bc.SyncOnce().ok()) << bc.stats().last_error;
   EXPECT_EQ(c->repo->trust().root().version(), 3u);  // walked v1 -> v2 -> v3
   EXPECT_TRUE(c->repo->Resolve("acme/n").ok());
@@ -382,7 +382,7 @@ TEST_F(FederationTest, NothingIsFetchedOutsideTheTimeWindow) {
   Publish(*a, Model("m", 1 << 20, 4), "acme/m");
   ReplicationPolicy closed;
   closed.windows = {WindowAroundNow(false)};
-  Replicator shut(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10), {},
+  Replicator shut(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10), {},
                   closed);
   ASSERT_TRUE(shut.SyncOnce().ok());
   EXPECT_TRUE(shut.stats().outside_window);
@@ -393,7 +393,7 @@ TEST_F(FederationTest, NothingIsFetchedOutsideTheTimeWindow) {
 
   ReplicationPolicy open;
   open.windows = {WindowAroundNow(true)};
-  Replicator rep(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10), {}, open);
+  Replicator rep(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10), {}, open);
   ASSERT_TRUE(rep.SyncOnce().ok());
   EXPECT_FALSE(rep.stats().outside_window);
   EXPECT_TRUE(b->repo->Resolve("acme/m").ok());
@@ -419,11 +419,11 @@ TEST(ReplicationPolicyTest, TimeWindowsParseAndWrapPastMidnight) {
 TEST_F(FederationTest, ChunksAlsoComeFromPeersThatHoldThem) {
   auto a = Start("a"), b = Start("b"), c = Start("c");
   Publish(*a, Model("m", 8 << 20, 5), "acme/m");
-  Replicator ab(b->repo.get(), std::make_unique<node::GrpcUpstream>(a->address(), 10));
+  Replicator ab(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10));
   ASSERT_TRUE(ab.SyncOnce().ok());
   int a_before = a->counting->total();
   // C follows A, and knows B as a peer.
-  Replicator ac(c->repo.get(), std::make_unique<node::GrpcUpstream>(
+  Replicator ac(c->repo.get(), std::make_unique<GrpcUpstream>(
                                    a->address(), 10, std::vector<std::string>{b->address()}));
   ASSERT_TRUE(ac.SyncOnce().ok()) << ac.stats().last_error;
   EXPECT_TRUE(c->repo->Resolve("acme/m").ok());
@@ -440,7 +440,7 @@ TEST_F(FederationTest, APeerServingCorruptChunksIsPassedOver) {
   auto a = Start("a"), c = Start("c");
   Publish(*a, Model("m", 16 << 20, 6), "acme/m");  // more than the first windows
   testing::HostileNode bad(a->repo.get(), a->counting, testing::Attack::kWrongChunkBytes);
-  Replicator ac(c->repo.get(), std::make_unique<node::GrpcUpstream>(
+  Replicator ac(c->repo.get(), std::make_unique<GrpcUpstream>(
                                    a->address(), 10, std::vector<std::string>{bad.address()}));
   ASSERT_TRUE(ac.SyncOnce().ok()) << ac.stats().last_error;
   EXPECT_TRUE(c->repo->Resolve("acme/m").ok());

@@ -10,7 +10,7 @@
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "client.h"
-#include "grpc_upstream.h"
+#include "cairn/transport/grpc_upstream.h"
 #include "replication_loop.h"
 #include "server.h"
 #include "testing.h"
@@ -125,8 +125,8 @@ TEST_F(ReplicationTest, ThreeTierChainServesFromTheLastTierAfterTheFirstTwoStop)
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
   std::string model = Model("m", 1);
   auto pub = Publish(a, model, "acme/m");
-  Replicator ab(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
-  Replicator bc(c.repo.get(), std::make_unique<node::GrpcUpstream>(b.address(), 10));
+  Replicator ab(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
+  Replicator bc(c.repo.get(), std::make_unique<GrpcUpstream>(b.address(), 10));
   ASSERT_TRUE(ab.SyncOnce().ok()) << ab.stats().last_error;
   ASSERT_TRUE(bc.SyncOnce().ok()) << bc.stats().last_error;
   EXPECT_EQ(ab.stats().releases_committed, 1u);
@@ -152,7 +152,7 @@ TEST_F(ReplicationTest, IdempotentAndResumesAfterTheUpstreamDiesMidRelease) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
   Publish(a, Model("m", 2), "acme/m");
   auto flaky =
-      std::make_unique<FlakyUpstream>(std::make_unique<node::GrpcUpstream>(a.address(), 10), 30);
+      std::make_unique<FlakyUpstream>(std::make_unique<GrpcUpstream>(a.address(), 10), 30);
   FlakyUpstream* f = flaky.get();
   Replicator rep(b.repo.get(), std::move(flaky));
   EXPECT_THAT(rep.SyncOnce(), StatusIs(absl::StatusCode::kUnavailable));
@@ -186,7 +186,7 @@ TEST_F(ReplicationTest, DerivativeReplicatesOnlyItsNewChunks) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
   std::string base = Model("base", 3);
   auto pb = Publish(a, base, "acme/base");
-  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator rep(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
   ASSERT_TRUE(rep.SyncOnce().ok());
   uint64_t base_bytes = rep.stats().bytes_fetched;
   std::filesystem::copy(base, dir_ / "ft", std::filesystem::copy_options::recursive);
@@ -204,7 +204,7 @@ TEST_F(ReplicationTest, ReleasesThatDoNotVerifyUnderTheDownstreamTrustAreNeverCo
   auto other = TrustFixture::Make("acme");  // same namespace, different keys
   TestNode b = Start("b", other.view);
   Publish(a, Model("m", 4), "acme/m");
-  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator rep(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
   ASSERT_TRUE(rep.SyncOnce().ok());
   EXPECT_EQ(rep.stats().events_refused, 1u);
   EXPECT_EQ(rep.stats().releases_committed, 0u);
@@ -215,7 +215,7 @@ TEST_F(ReplicationTest, ReleasesThatDoNotVerifyUnderTheDownstreamTrustAreNeverCo
 TEST_F(ReplicationTest, UnreachableUpstreamFailsWithinTheDeadline) {
   TestNode b = Start("b", trust_.view);
   Replicator rep(b.repo.get(),
-                 std::make_unique<node::GrpcUpstream>(testing::ClosedPortAddress(), 2));
+                 std::make_unique<GrpcUpstream>(testing::ClosedPortAddress(), 2));
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_FALSE(rep.SyncOnce().ok());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
@@ -233,7 +233,7 @@ TEST_F(ReplicationTest, MeshConvergesOnTheHighestTagWithoutLoops) {
   // A <-> B <-> C <-> A
   auto follow = [](TestNode& down, TestNode& up) {
     return std::make_unique<Replicator>(down.repo.get(),
-                                        std::make_unique<node::GrpcUpstream>(up.address(), 10));
+                                        std::make_unique<GrpcUpstream>(up.address(), 10));
   };
   std::vector<std::unique_ptr<Replicator>> reps;
   reps.push_back(follow(a, b));
@@ -288,7 +288,7 @@ TEST_F(ReplicationTest, AnOlderTagFromAnUpstreamIsDroppedAndCounted) {
   o.tag_version = 2;
   auto p2 = client::Publish(*conn_b, o);  // tag version 2 at B
   ASSERT_TRUE(p2.ok()) << p2.status();
-  Replicator ba(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator ba(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
   ASSERT_TRUE(ba.SyncOnce().ok()) << ba.stats().last_error;
   EXPECT_EQ(b.repo->Resolve("acme/m:latest")->manifest_digest(), p2->manifest);
   EXPECT_EQ(ba.stats().tags_rolled_back, 1u);
@@ -309,7 +309,7 @@ TEST_F(ReplicationTest, AnEventTheNodeDiedApplyingThreeTimesIsQuarantined) {
   ASSERT_TRUE(b.repo->SetCursor(key + "/applying", 1).ok());
   ASSERT_TRUE(b.repo->SetCursor(key + "/apply-attempts", 2).ok());
   {
-    Replicator ba(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+    Replicator ba(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
     ASSERT_TRUE(ba.SyncOnce().ok()) << ba.stats().last_error;
     EXPECT_EQ(ba.stats().events_quarantined, 0u);
     EXPECT_TRUE(b.repo->Resolve("acme/m").ok());
@@ -318,7 +318,7 @@ TEST_F(ReplicationTest, AnEventTheNodeDiedApplyingThreeTimesIsQuarantined) {
   TestNode c = Start("c", trust_.view);
   ASSERT_TRUE(c.repo->SetCursor(key + "/applying", 1).ok());
   ASSERT_TRUE(c.repo->SetCursor(key + "/apply-attempts", 3).ok());
-  Replicator ca(c.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator ca(c.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
   ASSERT_TRUE(ca.SyncOnce().ok()) << ca.stats().last_error;
   EXPECT_EQ(ca.stats().events_quarantined, 1u);
   EXPECT_THAT(ca.stats().last_quarantined, ::testing::HasSubstr("acme/m 1"));
@@ -346,7 +346,7 @@ TEST_F(ReplicationTest, TheReplicatorKeepsTheUpstreamContractOneCallAtATime) {
   }
   Publish(a, d, "acme/many");
   auto checked = std::make_unique<ContractCheckingUpstream>(
-      std::make_unique<node::GrpcUpstream>(a.address(), 10));
+      std::make_unique<GrpcUpstream>(a.address(), 10));
   ContractCheckingUpstream* u = checked.get();
   Replicator rep(b.repo.get(), std::move(checked));
   ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
@@ -363,11 +363,11 @@ TEST_F(ReplicationTest, TwoUpstreamsOfferingTheSameReleaseTransferItOnce) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
   std::string model = Model("m", 8);
   Publish(a, model, "acme/m");
-  Replicator ba(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator ba(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
   ASSERT_TRUE(ba.SyncOnce().ok());
   // C follows both A and B, concurrently.
-  Replicator ca(c.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
-  Replicator cb(c.repo.get(), std::make_unique<node::GrpcUpstream>(b.address(), 10));
+  Replicator ca(c.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
+  Replicator cb(c.repo.get(), std::make_unique<GrpcUpstream>(b.address(), 10));
   absl::Status sa, sb;
   std::thread t1([&] { sa = ca.SyncOnce(); });
   std::thread t2([&] { sb = cb.SyncOnce(); });
@@ -407,7 +407,7 @@ TEST_F(ReplicationTest, PolicyKeepsExcludedNamespacesAndOversizedReleasesOut) {
   ReplicationPolicy p;
   p.include = {"acme/*", "lab/*"};
   p.exclude = {"lab/*"};
-  Replicator rb(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10), {}, p);
+  Replicator rb(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10), {}, p);
   ASSERT_TRUE(rb.SyncOnce().ok());
   EXPECT_TRUE(b.repo->Resolve("acme/small").ok());
   EXPECT_TRUE(b.repo->Resolve("acme/big").ok());
@@ -416,7 +416,7 @@ TEST_F(ReplicationTest, PolicyKeepsExcludedNamespacesAndOversizedReleasesOut) {
 
   ReplicationPolicy cap;
   cap.max_release_bytes = 6 << 20;  // the models are ~5 MiB, "big" is 8 MiB
-  Replicator rc(c.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10), {}, cap);
+  Replicator rc(c.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10), {}, cap);
   ASSERT_TRUE(rc.SyncOnce().ok());
   EXPECT_TRUE(c.repo->Resolve("acme/small").ok());
   EXPECT_THAT(c.repo->Resolve("acme/big"), StatusIs(absl::StatusCode::kNotFound));
@@ -455,7 +455,7 @@ TEST_F(ReplicationTest, BandwidthCapIsNeverExceeded) {
   Publish(a, d, "acme/m");
   ReplicationPolicy p;
   p.max_bytes_per_second = 4 << 20;  // 4 MiB/s: 6 MiB takes 1.5 s
-  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10), {}, p);
+  Replicator rep(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10), {}, p);
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -483,7 +483,7 @@ TEST_F(ReplicationTest, FollowerRecoversWhenItsUpstreamIsRestoredFromAnOlderCopy
     a = Start("a", trust_.view);
     Publish(a, Model("m2", 32), "acme/m2");
     Publish(a, Model("m3", 33), "acme/m3");
-    Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+    Replicator rep(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
     ASSERT_TRUE(rep.SyncOnce().ok());
     EXPECT_EQ(rep.stats().cursor, 3u);
     a.Stop();
@@ -493,7 +493,7 @@ TEST_F(ReplicationTest, FollowerRecoversWhenItsUpstreamIsRestoredFromAnOlderCopy
   std::filesystem::rename(old_copy, dir_ / "a");
   TestNode a = Start("a", trust_.view);
   Publish(a, Model("m4", 34), "acme/m4");
-  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator rep(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
   ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
   EXPECT_TRUE(b.repo->Resolve("acme/m4").ok());
   EXPECT_TRUE(b.repo->Resolve("acme/m2").ok());   // kept
@@ -510,10 +510,10 @@ TEST_F(ReplicationTest, AntiEntropyRepairsWhatTheFeedMissed) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
   auto p1 = Publish(a, Model("m1", 41), "acme/m1");
   auto p2 = Publish(a, Model("m2", 42), "acme/m2");
-  Replicator rep(b.repo.get(), std::make_unique<node::GrpcUpstream>(a.address(), 10));
+  Replicator rep(b.repo.get(), std::make_unique<GrpcUpstream>(a.address(), 10));
   // Simulate a gap: B's cursor already says it applied both events (a lost
   // feed, a bug, a restore of the state without the data).
-  std::string id = *node::GrpcUpstream(a.address(), 10).NodeId();
+  std::string id = *GrpcUpstream(a.address(), 10).NodeId();
   ASSERT_TRUE(b.repo->SetCursor("cursor/" + id, 2).ok());
   ASSERT_TRUE(rep.SyncOnce().ok());
   EXPECT_THAT(b.repo->Resolve("acme/m1"), StatusIs(absl::StatusCode::kNotFound));

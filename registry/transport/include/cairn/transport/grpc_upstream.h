@@ -1,9 +1,11 @@
-// An upstream node reached over gRPC: the replicator's Upstream.
+// An upstream node reached over gRPC: the replicator's Upstream, and the
+// source `cairn export --node` reads a bundle's contents from.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,7 +16,7 @@
 #include "cairn/transport/channel.h"
 #include "cairn/v1/service.grpc.pb.h"
 
-namespace cairn::node {
+namespace cairn {
 
 // An upstream node reached over gRPC. Every call has a deadline. Chunks come
 // through the transport's Fetcher: a windowed GetMany stream to the upstream and
@@ -50,6 +52,8 @@ class GrpcUpstream final : public Upstream {
   // The clock the chunk fetcher judges stalls and rates by (not owned).
   // Default: the real clock.
   void SetClock(Clock* clock) { clock_ = clock; }
+  // Where "not using peer X any more: why" goes. Default: stderr.
+  void SetLog(std::function<void(const std::string&)> log) { log_ = std::move(log); }
   void SetLongPoll(uint32_t wait_ms) override { long_poll_ms_ = wait_ms; }
   void Cancel() override;
   // From the upstream; when it has nothing newer, from the first peer that does.
@@ -61,6 +65,7 @@ class GrpcUpstream final : public Upstream {
   std::string address_;
   int timeout_seconds_;
   Clock* clock_ = Clock::Real();
+  std::function<void(const std::string&)> log_;
   std::vector<std::unique_ptr<Connection>> sources_;  // upstream streams, then peers
   size_t upstream_streams_ = 1;
   size_t buffer_limit_ = 0;
@@ -71,4 +76,4 @@ class GrpcUpstream final : public Upstream {
   bool cancelled_ ABSL_GUARDED_BY(cancel_mu_) = false;
 };
 
-}  // namespace cairn::node
+}  // namespace cairn

@@ -1,13 +1,12 @@
-#include "grpc_upstream.h"
+#include "cairn/transport/grpc_upstream.h"
 
 #include <atomic>
 
 #include "cairn/status.h"
 #include "cairn/transport/fetcher.h"
 #include "cairn/transport/grpc_status.h"
-#include "spdlog/spdlog.h"
 
-namespace cairn::node {
+namespace cairn {
 
 GrpcUpstream::GrpcUpstream(std::string address, int timeout_seconds, std::vector<std::string> peers,
                            int streams, const TlsOptions& tls)
@@ -171,7 +170,7 @@ absl::Status GrpcUpstream::GetChunks(const std::vector<ChunkWant>& wanted, const
   FetchOptions fo;
   fo.cancel = &cancel_;
   fo.clock = clock_;
-  fo.log = [](const std::string& line) { spdlog::warn("replication: {}", line); };
+  if (log_) fo.log = log_;
   fo.min_rate = min_rate_;
   // A thin lossy link can take this long to deliver one whole chunk (a
   // loss-based TCP sits out retransmission timeouts); a dead link is found
@@ -194,4 +193,4 @@ absl::Status GrpcUpstream::GetChunks(const std::vector<ChunkWant>& wanted, const
   return absl::OkStatus();
 }
 
-}  // namespace cairn::node
+}  // namespace cairn
