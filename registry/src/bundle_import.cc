@@ -1,0 +1,422 @@
+// Importing a bundle: everything verified against the node's own trust root,
+// nothing visible unless the whole bundle checks out.
+#include <cstring>
+
+#include "absl/container/flat_hash_set.h"
+#include "cairn/bundle.h"
+#include "cairn/objects.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "cairn/verify.h"
+
+namespace cairn {
+namespace {
+
+using cairn::v1::ChunkList;
+using cairn::v1::Manifest;
+
+constexpr size_t kMaxHeaderBytes = 64 << 10;
+constexpr size_t kMaxTrustRoots = 1000;
+constexpr size_t kMaxReleaseRecordBytes =
+    kMaxEnvelopeBytes + kMaxTagsPerRelease * (kMaxTagBytes + 8192);
+// Chunk bytes stored between two Flush calls (a killed import keeps them).
+constexpr uint64_t kFlushEvery = 64 << 20;
+constexpr uint64_t kProgressEvery = 16 << 20;
+
+const char* KindName(BundleRecord t) {
+  switch (t) {
+    case BundleRecord::kHeader: return "header";
+    case BundleRecord::kTrustRoot: return "trust root";
+    case BundleRecord::kRelease: return "release";
+    case BundleRecord::kObject: return "chunk list";
+    case BundleRecord::kChunk: return "chunk";
+    case BundleRecord::kEnd: return "end";
+  }
+  return "unknown";
+}
+
+// Walks the chunks the bundle's releases name, in the order an exporter
+// writes them: releases in bundle order, files in manifest order, each
+// distinct chunk list once. A bundle's chunk records must be a subsequence of
+// it (the exporter leaves out repeats and what the receiver holds).
+class ChunkCursor {
+ public:
+  ChunkCursor(Repository* repo, const std::vector<std::string>& roots)
+      : repo_(repo), roots_(roots) {}
+
+  // Moves past the next position naming `d`; false when none is left.
+  absl::StatusOr<bool> Advance(const Digest& d) {
+    const std::string_view want(reinterpret_cast<const char*>(d.data()), d.size());
+    for (;;) {
+      if (!loaded_) {
+        if (list_ >= roots_.size()) return false;
+        auto bytes = repo_->GetObjectOrStaged(roots_[list_]);
+        if (absl::IsNotFound(bytes.status())) {  // left out: the receiver holds it, or lacks it
+          ++list_;
+          continue;
+        }
+        CAIRN_RETURN_IF_ERROR(bytes.status());
+        CAIRN_ASSIGN_OR_RETURN(current_, ParseChunkList(*bytes));
+        next_ = 0;
+        loaded_ = true;
+      }
+      while (next_ < static_cast<size_t>(current_.chunks_size())) {
+        if (current_.chunks(static_cast<int>(next_++)).digest() == want) return true;
+      }
+      loaded_ = false;
+      ++list_;
+    }
+  }
+
+ private:
+  Repository* repo_;
+  const std::vector<std::string>& roots_;
+  size_t list_ = 0, next_ = 0;
+  bool loaded_ = false;
+  ChunkList current_;
+};
+
+struct Release {
+  std::string digest, envelope;
+  Manifest manifest;
+  std::vector<std::string> tags;  // verified, to apply
+  std::vector<std::string> tag_names;
+  std::vector<std::string> notes;
+};
+
+class Importer {
+ public:
+  Importer(Repository* repo, ByteSource* in, const ImportOptions& o)
+      : repo_(repo), in_(in), o_(o), clock_(o.clock ? o.clock : repo->clock()) {}
+
+  absl::StatusOr<cairn::v1::ImportResponse> Run() {
+    CAIRN_RETURN_IF_ERROR(Next());
+    CAIRN_RETURN_IF_ERROR(ReadHeader());
+    CAIRN_RETURN_IF_ERROR(ReadTrust());
+    CAIRN_RETURN_IF_ERROR(ReadReleases());
+    CAIRN_RETURN_IF_ERROR(ReadObjects());
+    CAIRN_RETURN_IF_ERROR(ReadChunks());
+    CAIRN_RETURN_IF_ERROR(ReadEnd());
+    CAIRN_RETURN_IF_ERROR(CheckComplete());
+    CAIRN_RETURN_IF_ERROR(repo_->chunks()->Sync());
+    CAIRN_RETURN_IF_ERROR(CommitAll());
+    resp_.set_bytes_read(consumed_);
+    return resp_;
+  }
+
+ private:
+  // Reads the next record's header into type_/len_ (at the end: type_ 0).
+  absl::Status Next() {
+    char h[kRecordHeaderBytes];
+    CAIRN_ASSIGN_OR_RETURN(size_t k, in_->Read(h, 1));
+    if (k == 0) {
+      return absl::DataLossError(StrCat("the bundle ends after record ", records_,
+                                        " without its end record: it is cut short (a volume "
+                                        "missing or truncated?); nothing was imported"));
+    }
+    CAIRN_RETURN_IF_ERROR(in_->ReadFull(h + 1, 4, "a record header"));
+    type_ = static_cast<BundleRecord>(h[0]);
+    const auto* u = reinterpret_cast<const unsigned char*>(h + 1);
+    len_ = (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
+    ++records_;
+    consumed_ += kRecordHeaderBytes + len_;
+    if (o_.progress && consumed_ >= next_progress_) {
+      o_.progress(consumed_);
+      next_progress_ = consumed_ + kProgressEvery;
+    }
+    if (o_.cancel != nullptr && o_.cancel->cancelled()) {
+      return absl::CancelledError("import interrupted: run it again to resume");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Refuse(std::string_view why) const {
+    return absl::InvalidArgumentError(
+        StrCat("bundle record ", records_, " (", KindName(type_), "): ", why,
+               "; the bundle is refused and nothing from it was made visible"));
+  }
+
+  absl::Status Payload(size_t max, std::string* out) {
+    if (len_ > max) return Refuse(StrCat("length ", len_, " is above the limit ", max));
+    out->resize(len_);
+    return in_->ReadFull(out->data(), len_, StrCat("record ", records_));
+  }
+
+  absl::Status ReadHeader() {
+    if (type_ != BundleRecord::kHeader) return Refuse("a bundle starts with its header");
+    std::string b;
+    CAIRN_RETURN_IF_ERROR(Payload(kMaxHeaderBytes, &b));
+    if (!header_.ParseFromString(b)) return Refuse("the header does not parse");
+    if (header_.format() != kBundleFormat) {
+      return Refuse(StrCat("format ", header_.format(), " is not ", kBundleFormat));
+    }
+    if (header_.releases() == 0 || header_.releases() > kMaxBundleReleases) {
+      return Refuse(StrCat("it names ", header_.releases(), " releases (1 to ", kMaxBundleReleases,
+                           ")"));
+    }
+    return Next();
+  }
+
+  absl::Status ReadTrust() {
+    std::vector<std::string> chain;
+    while (type_ == BundleRecord::kTrustRoot) {
+      if (chain.size() >= kMaxTrustRoots) return Refuse("too many trust roots");
+      CAIRN_RETURN_IF_ERROR(Payload(kMaxTrustRootBytes, &chain.emplace_back()));
+      CAIRN_RETURN_IF_ERROR(Next());
+    }
+    // Roots this node already has are left out (an exporter sends its
+    // whole chain unless told the receiver's version).
+    const uint64_t have = repo_->trust().root().version();
+    std::erase_if(chain, [&](const std::string& b) {
+      auto env = ParseEnvelope(b, kMaxTrustRootBytes);
+      if (!env.ok()) return false;  // the walk says what is wrong with it
+      auto root = ParseTrustRoot(env->payload());
+      return root.ok() && root->version() <= have;
+    });
+    if (chain.empty()) return absl::OkStatus();
+    // Each root is signed by its predecessor's keys: adopting it is safe
+    // whatever else the bundle holds, and its releases may need it.
+    auto adopted = repo_->AdoptTrustChain(chain);
+    if (!adopted.ok()) {
+      return absl::PermissionDeniedError(
+          StrCat("the bundle's trust chain does not follow from this node's trust root (version ",
+                 repo_->trust().root().version(), "): ", adopted.status().message(),
+                 "; nothing was imported"));
+    }
+    resp_.set_trust_versions_adopted(static_cast<uint32_t>(*adopted));
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadReleases() {
+    const TrustRootView trust = repo_->trust();
+    const int64_t now = clock_->NowUnix();
+    absl::flat_hash_set<std::string> digests;
+    size_t held = 0;
+    while (type_ == BundleRecord::kRelease) {
+      if (releases_.size() >= header_.releases()) return Refuse("more releases than the header says");
+      std::string b;
+      CAIRN_RETURN_IF_ERROR(Payload(kMaxReleaseRecordBytes, &b));
+      held += b.size();
+      if (held > kMaxBundleReleaseBytes) return Refuse("release records above 64 MiB in all");
+      cairn::v1::BundleRelease br;
+      if (!br.ParseFromString(b)) return Refuse("does not parse");
+      if (br.tag_envelopes_size() > static_cast<int>(kMaxTagsPerRelease)) {
+        return Refuse("too many tags");
+      }
+      Release r;
+      auto m = VerifyManifestEnvelope(trust, br.manifest_envelope(), &r.digest);
+      if (!m.ok()) {
+        return absl::PermissionDeniedError(StrCat(
+            "bundle record ", records_, ": the release does not verify against this node's trust "
+            "root (version ", trust.root().version(), "): ", m.status().message(),
+            "; the bundle is refused and nothing from it was made visible"));
+      }
+      r.manifest = std::move(*m);
+      if (!digests.insert(r.digest).second) return Refuse("the release is repeated");
+      r.envelope = std::move(*br.mutable_manifest_envelope());
+      for (auto& t : *br.mutable_tag_envelopes()) {
+        auto rec = VerifyTagEnvelope(trust, t, now);
+        if (absl::IsFailedPrecondition(rec.status())) {  // expired on the way
+          r.notes.push_back(StrCat("a tag was not applied: ", rec.status().message()));
+          continue;
+        }
+        if (!rec.ok()) {
+          return absl::PermissionDeniedError(StrCat("bundle record ", records_, ": a tag of ",
+                                                    r.manifest.name(), " does not verify: ",
+                                                    rec.status().message(), "; bundle refused"));
+        }
+        if (rec->name() != r.manifest.name() || rec->manifest_digest() != r.digest) {
+          return Refuse("a tag points at another release");
+        }
+        r.tag_names.push_back(rec->tag());
+        r.tags.push_back(std::move(t));
+      }
+      releases_.push_back(std::move(r));
+      CAIRN_RETURN_IF_ERROR(Next());
+    }
+    if (releases_.size() != header_.releases()) {
+      return Refuse(StrCat("the header names ", header_.releases(), " releases, the bundle holds ",
+                           releases_.size()));
+    }
+    // The order chunk records must follow.
+    absl::flat_hash_set<std::string> seen;
+    for (const auto& r : releases_) {
+      for (const auto& f : r.manifest.files()) {
+        if (seen.insert(f.root()).second) roots_.push_back(f.root());
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadObjects() {
+    absl::flat_hash_set<std::string> named(roots_.begin(), roots_.end()), got;
+    std::string b;
+    while (type_ == BundleRecord::kObject) {
+      CAIRN_RETURN_IF_ERROR(Payload(kMaxChunkListBytes, &b));
+      const std::string digest = DigestName(Sha256Of(b));
+      if (!named.contains(digest)) return Refuse("no release in the bundle names this chunk list");
+      if (!got.insert(digest).second) return Refuse("the chunk list is repeated");
+      auto held = repo_->GetObjectOrStaged(digest);
+      if (absl::IsNotFound(held.status())) {
+        CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(b).status());
+      } else if (!held.ok()) {
+        return held.status();
+      }
+      CAIRN_RETURN_IF_ERROR(Next());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadChunks() {
+    ChunkCursor cursor(repo_, roots_);
+    ChunkStore* store = repo_->chunks();
+    std::string data;
+    uint64_t unflushed = 0;
+    while (type_ == BundleRecord::kChunk) {
+      if (len_ <= sizeof(Digest) || len_ > sizeof(Digest) + kMaxChunkSize) {
+        return Refuse(StrCat("length ", len_, " is not a chunk's"));
+      }
+      Digest d;
+      CAIRN_RETURN_IF_ERROR(in_->ReadFull(reinterpret_cast<char*>(d.data()), d.size(), "a chunk"));
+      CAIRN_ASSIGN_OR_RETURN(bool named, cursor.Advance(d));
+      if (!named) {
+        return Refuse(StrCat(DigestName(d), " is not the next chunk the bundle's releases name "
+                                            "(records out of order, or a chunk of no release)"));
+      }
+      const size_t size = len_ - sizeof(Digest);
+      ++chunks_;
+      chunk_bytes_ += size;
+      CAIRN_ASSIGN_OR_RETURN(bool has, store->Has(d));
+      if (has) {  // an earlier (interrupted) import, or another release
+        resp_.set_chunks_held(resp_.chunks_held() + 1);
+        CAIRN_RETURN_IF_ERROR(in_->Skip(size));
+      } else {
+        data.resize(size);
+        CAIRN_RETURN_IF_ERROR(in_->ReadFull(data.data(), size, "a chunk"));
+        absl::Status st = store->Put(d, data);
+        if (absl::IsDataLoss(st)) return Refuse(StrCat(DigestName(d), ": bytes do not match"));
+        if (!st.ok()) return Annotate(st, "storing a chunk (what is stored so far is kept: run "
+                                          "the import again to resume)");
+        resp_.set_chunks_stored(resp_.chunks_stored() + 1);
+        resp_.set_bytes_stored(resp_.bytes_stored() + size);
+        unflushed += size;
+        if (unflushed >= kFlushEvery) {
+          CAIRN_RETURN_IF_ERROR(store->Flush());
+          unflushed = 0;
+        }
+      }
+      CAIRN_RETURN_IF_ERROR(Next());
+    }
+    return store->Flush();
+  }
+
+  absl::Status ReadEnd() {
+    if (type_ != BundleRecord::kEnd) {
+      return Refuse("records are out of order (header, trust roots, releases, chunk lists, "
+                    "chunks, end)");
+    }
+    std::string b;
+    CAIRN_RETURN_IF_ERROR(Payload(kMaxHeaderBytes, &b));
+    cairn::v1::BundleEnd end;
+    if (!end.ParseFromString(b)) return Refuse("does not parse");
+    if (end.records() != records_ - 1 || end.chunks() != chunks_ ||
+        end.chunk_bytes() != chunk_bytes_) {
+      return Refuse(StrCat("it counts ", end.records(), " records and ", end.chunks(),
+                           " chunks; the bundle held ", records_ - 1, " and ", chunks_));
+    }
+    char extra;
+    CAIRN_ASSIGN_OR_RETURN(size_t k, in_->Read(&extra, 1));
+    if (k != 0) return Refuse("bytes follow the end record");
+    return absl::OkStatus();
+  }
+
+  // Every release whole before any is committed.
+  absl::Status CheckComplete() {
+    ChunkStore* store = repo_->chunks();
+    for (const auto& r : releases_) {
+      uint64_t missing = 0, missing_bytes = 0;
+      absl::flat_hash_set<std::string> seen;
+      for (const auto& f : r.manifest.files()) {
+        if (!seen.insert(f.root()).second) continue;
+        auto bytes = repo_->GetObjectOrStaged(f.root());
+        if (absl::IsNotFound(bytes.status())) {
+          return absl::FailedPreconditionError(StrCat(
+              "the bundle lacks the chunk list of ", r.manifest.name(), "@", r.manifest.version(),
+              " ", f.path(), ": it was exported for a node that holds it (--have/--base); import "
+              "that release first, or export again without it. Nothing was made visible"));
+        }
+        CAIRN_RETURN_IF_ERROR(bytes.status());
+        CAIRN_ASSIGN_OR_RETURN(ChunkList cl, ParseChunkList(*bytes));
+        for (const auto& c : cl.chunks()) {
+          CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+          CAIRN_ASSIGN_OR_RETURN(bool has, store->Has(d));
+          if (!has) {
+            ++missing;
+            missing_bytes += c.length();
+          }
+        }
+      }
+      if (missing > 0) {
+        return absl::FailedPreconditionError(StrCat(
+            "the bundle lacks ", missing, " chunks (", missing_bytes, " bytes) of ",
+            r.manifest.name(), "@", r.manifest.version(),
+            ": it was exported for a node holding releases this one lacks (--have/--base); "
+            "import those first, or export again without them. Nothing was made visible"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CommitAll() {
+    for (auto& r : releases_) {
+      auto* out = resp_.add_releases();
+      out->set_name(r.manifest.name());
+      out->set_version(r.manifest.version());
+      out->set_manifest_digest(r.digest);
+      for (const auto& n : r.notes) out->add_notes(n);
+      if (r.tags.empty()) r.tags.emplace_back();  // the release alone
+      bool first = true;
+      for (size_t i = 0; i < r.tags.size(); ++i) {
+        auto c = repo_->CommitReplicated(r.envelope, r.tags[i], "", 0);
+        if (!c.ok()) {
+          return Annotate(c.status(), StrCat("committing ", r.manifest.name(), "@",
+                                             r.manifest.version()));
+        }
+        if (first) out->set_already_present(c->already_present());
+        first = false;
+        if (r.tags[i].empty()) continue;
+        if (c->tag_not_newer()) {
+          out->add_notes(StrCat("tag ", r.tag_names[i], ": this node already holds it or a newer one"));
+        } else if (!c->tag_conflict().empty()) {
+          out->add_notes(StrCat("tag ", r.tag_names[i], " not applied: ", c->tag_conflict()));
+        } else {
+          out->add_tags(r.tag_names[i]);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  Repository* repo_;
+  ByteSource* in_;
+  const ImportOptions& o_;
+  Clock* clock_;
+  BundleRecord type_ = BundleRecord::kHeader;
+  uint32_t len_ = 0;
+  uint64_t records_ = 0, consumed_ = 0, next_progress_ = 0;
+  uint64_t chunks_ = 0, chunk_bytes_ = 0;
+  cairn::v1::BundleHeader header_;
+  std::vector<Release> releases_;
+  std::vector<std::string> roots_;
+  cairn::v1::ImportResponse resp_;
+};
+
+}  // namespace
+
+absl::StatusOr<cairn::v1::ImportResponse> ImportBundle(Repository* repo, ByteSource* in,
+                                                       const ImportOptions& o) {
+  Importer imp(repo, in, o);
+  return imp.Run();
+}
+
+}  // namespace cairn
