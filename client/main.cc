@@ -11,6 +11,7 @@
 #include "cairn/crypto.h"
 #include "cairn/strings.h"
 #include "cairn/tuning.h"
+#include "bundle_cmd.h"
 #include "cli_context.h"
 #include "cli_util.h"
 #include "completion.h"
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   cairn::client::PullCommands pull_cmds(&app, &ctx);
   cairn::client::InspectCommands inspect_cmds(&app, &ctx);
   cairn::client::StoreCommands store_cmds(&app, &ctx);
+  cairn::client::BundleCommands bundle_cmds(&app, &ctx);
 
   // completion bash: the script for `complete`, from this very definition.
   auto* completion = app.add_subcommand("completion", "print a shell completion script");
@@ -105,5 +107,6 @@ int main(int argc, char** argv) {
   if (pull_cmds.parsed()) return pull_cmds.Run();
   if (inspect_cmds.parsed()) return inspect_cmds.Run();
   if (store_cmds.parsed()) return store_cmds.Run();
+  if (bundle_cmds.parsed()) return bundle_cmds.Run();
   return 0;
 }

@@ -96,42 +96,6 @@ std::string DefaultStoreDir() {
   return std::string(home && *home ? home : ".") + "/.local/share/cairn";
 }
 
-absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
-  std::string t = text;
-  while (!t.empty() && (t.back() == 'B' || t.back() == 'b' || t.back() == 'i')) t.pop_back();
-  double mult = 1;
-  if (!t.empty()) {
-    switch (t.back()) {
-      case 'K':
-      case 'k':
-        mult = 1024.0;
-        break;
-      case 'M':
-      case 'm':
-        mult = 1024.0 * 1024;
-        break;
-      case 'G':
-      case 'g':
-        mult = 1024.0 * 1024 * 1024;
-        break;
-      case 'T':
-      case 't':
-        mult = 1024.0 * 1024 * 1024 * 1024;
-        break;
-      default:
-        break;
-    }
-    if (mult > 1) t.pop_back();
-  }
-  char* end = nullptr;
-  double v = t.empty() ? -1 : std::strtod(t.c_str(), &end);
-  if (t.empty() || end != t.c_str() + t.size() || !(v >= 0) || v * mult > 1e18) {
-    return absl::InvalidArgumentError(
-        "invalid size '" + text + "': a number of bytes, or with K, M, G or T (powers of 1024)");
-  }
-  return static_cast<uint64_t>(std::llround(v * mult));
-}
-
 std::string ReleaseDirName(const std::string& version, const std::string& digest) {
   std::string hex = digest.substr(digest.find(':') + 1, 12);
   return version + "-" + hex;

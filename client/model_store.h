@@ -32,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "cairn/hash.h"
+#include "cairn/objects.h"
 #include "cairn/store.h"
 
 namespace cairn::client {
@@ -134,7 +135,6 @@ uint64_t DiskUsage(const std::string& path);
 std::string ReleaseDirName(const std::string& version, const std::string& digest);
 // $XDG_DATA_HOME/cairn, else ~/.local/share/cairn.
 std::string DefaultStoreDir();
-// "200G", "512M", "1.5T", "1000000" (bytes; K M G T are powers of 1024).
-absl::StatusOr<uint64_t> ParseSize(const std::string& text);
+using cairn::ParseSize;
 
 }  // namespace cairn::client

@@ -63,8 +63,6 @@ int CheckConfig(const std::string& path) {
   return 0;
 }
 
-namespace {
-
 // The process holding DIR, when it is a serving cairn-node (its command line
 // says so): only such a process is signalled. 0 when none holds DIR.
 absl::StatusOr<int> ServingNode(const std::string& data) {
@@ -117,8 +115,6 @@ absl::StatusOr<std::unique_ptr<Repository>> OpenOffline(const ServeConfig& cfg, 
   return Repository::Open(cfg.data, std::move(trust), ropts);
 }
 
-}  // namespace
-
 // `cairn-node scrub --now`: a running node is asked by signal (its pass is
 // paced at its cap and repairs from its upstreams); a stopped one is scrubbed
 // here, unpaced. Exit 0: nothing damaged (or the node was asked); 2: damage
@@ -169,8 +165,8 @@ namespace {
 std::string RequestPrefix(std::string_view kind) { return StrCat(kind, ".request."); }
 std::string ResultPrefix(std::string_view kind) { return StrCat(kind, ".result."); }
 
-// Writes the request, signals the node, and waits for its answer (the node's
-// first answer line: "ok ..." or an error).
+}  // namespace
+
 absl::StatusOr<std::string> AskServingNode(const std::string& data, int pid, std::string_view kind,
                                            const std::string& body) {
   char nonce[33];
@@ -186,7 +182,7 @@ absl::StatusOr<std::string> AskServingNode(const std::string& data, int pid, std
     return ErrnoStatus(errno, StrCat("cannot signal cairn-node (pid ", pid, ")"));
   }
   for (;;) {
-    auto answer = ReadFileLimited(result, 64 << 10);
+    auto answer = ReadFileLimited(result, kMaxAnswerBytes);
     if (answer.ok()) {
       ::unlink(result.c_str());
       std::string what(absl::StripTrailingAsciiWhitespace(*answer));
@@ -202,7 +198,6 @@ absl::StatusOr<std::string> AskServingNode(const std::string& data, int pid, std
   }
 }
 
-// Answers each `kind` request in `data`, oldest first, with answer(lines).
 size_t AnswerRequests(const std::string& data, std::string_view kind,
                       const std::function<std::string(const std::vector<std::string>&)>& answer) {
   const std::string prefix = RequestPrefix(kind);
@@ -233,8 +228,6 @@ size_t AnswerRequests(const std::string& data, std::string_view kind,
   }
   return nonces.size();
 }
-
-}  // namespace
 
 int Backup(ServeConfig cfg, const std::string& dest) {
   if (cfg.data.empty()) cfg.data = DefaultDataDir();

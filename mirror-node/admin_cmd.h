@@ -2,7 +2,11 @@
 // they print and their exit codes are in docs/operators.md.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cairn/clock.h"
@@ -11,6 +15,22 @@
 #include "gc_loop.h"
 
 namespace cairn::node {
+
+// The pid of the serving cairn-node holding `data` (0 when none does);
+// FailedPrecondition when another process holds it.
+absl::StatusOr<int> ServingNode(const std::string& data);
+// Opens a stopped node's data directory for an offline command (`what`: what
+// is done to it, for errors). SIGUSR1/2 are blocked in this process.
+absl::StatusOr<std::unique_ptr<Repository>> OpenOffline(const ServeConfig& cfg, const char* what);
+// Writes a `kind` request for the serving node `pid`, signals it (SIGUSR2)
+// and waits for its answer: the text after "ok ", or the error it gave.
+inline constexpr size_t kMaxAnswerBytes = 64 << 20;
+absl::StatusOr<std::string> AskServingNode(const std::string& data, int pid, std::string_view kind,
+                                           const std::string& body);
+// The node's side: answers each `kind` request in `data`, oldest first, with
+// answer(lines of the request); "ok ..." or an error line.
+size_t AnswerRequests(const std::string& data, std::string_view kind,
+                      const std::function<std::string(const std::vector<std::string>&)>& answer);
 
 // Prints each line of the status's message as "cairn-node: error: ..."; 1.
 int Fail(const absl::Status& s);

@@ -120,6 +120,20 @@ Setter Addresses(std::vector<std::string>* out) {
   };
 }
 
+Setter OneOf(std::string* out, std::vector<std::string> allowed) {
+  return [out, allowed](const toml::node& v) -> std::string {
+    if (!v.is_string()) return "must be a string";
+    std::string s = *v.value<std::string>();
+    if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return "must be one of " + list;
+    }
+    *out = s;
+    return "";
+  };
+}
+
 Setter LogLevel(std::string* out) {
   return [out](const toml::node& v) -> std::string {
     if (!v.is_string()) return "must be a string";
@@ -165,6 +179,7 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
        Int(&c->gc_compact_below_percent, 0, 100, " (0: never compact)")},
       {"gc_staged_retention_days", Int(&c->gc_staged_retention_days, 1, 366)},
       {"pack_file_mib", Int(&c->pack_file_mib, 16, 65536)},
+      {"import_from", OneOf(&c->import_from, {"loopback", "any", "none"})},
   };
 }
 

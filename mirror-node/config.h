@@ -54,6 +54,9 @@ struct ServeConfig {
   int gc_grace_hours = 24;
   int gc_compact_below_percent = 50;
   int gc_staged_retention_days = 7;
+  // Who may send bundles over the network (cairn import): "loopback", "any"
+  // or "none". cairn-node import on the node's machine always works.
+  std::string import_from = "loopback";
   // A new pack file starts past this size (the unit compaction rewrites).
   int pack_file_mib = 4096;
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes

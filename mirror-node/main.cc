@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "admin_cmd.h"
+#include "bundle_cmd.h"
 #include "cairn/repository.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -53,7 +54,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGUSR1);  // a scrub pass now (cairn-node scrub --now)
-  sigaddset(&sigs, SIGUSR2);  // a backup (cairn-node backup)
+  sigaddset(&sigs, SIGUSR2);  // a backup, gc, import or inventory request
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   cairn::RepositoryOptions ropts;
@@ -131,6 +132,7 @@ int Serve(cairn::node::ServeConfig cfg) {
   sopts.scrub = &scrubber;
   cairn::node::GcLoop gc((*repo).get(), cairn::node::GcLoopOptionsOf(cfg));
   sopts.gc = &gc;
+  sopts.import_from = cfg.import_from;
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
   if (!server.ok()) return cairn::node::Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
@@ -232,6 +234,7 @@ int Serve(cairn::node::ServeConfig cfg) {
             }
             cairn::node::AnswerBackupRequests(r, data, &backup_cancel);
             cairn::node::AnswerGcRequests(&gc, data);
+            cairn::node::AnswerBundleRequests(r, data, &backup_cancel);
           }
         });
       }
@@ -382,6 +385,34 @@ int main(int argc, char** argv) {
       "node is asked (by signal) and runs it with its settings; a stopped one is collected here");
   gc->add_flag("--dry-run", gc_dry, "count what would go; remove nothing");
   gc_opts_cli.Add(gc);
+  // Offline bundles (docs/operators.md, "Moving models by disk").
+  DataOptions export_opts_cli, import_opts_cli, inventory_opts_cli;
+  cairn::node::NodeExportArgs export_args;
+  auto* exp = app.add_subcommand(
+      "export",
+      "write releases of a stopped node to a bundle file (a running node: cairn export --node)");
+  exp->add_option("REF", export_args.refs, "NAME[:TAG], NAME@VERSION or NAME@sha256:...")
+      ->required();
+  exp->add_option("--to", export_args.to, "the bundle file")->required();
+  exp->add_option("--split", export_args.split,
+                  "write volumes FILE.001, FILE.002 ... of at most this size (4G fits FAT32)");
+  exp->add_option("--have", export_args.have_file,
+                  "the receiver's inventory (cairn-node inventory): what it holds is left out");
+  exp->add_option("--base", export_args.base,
+                  "a release the receiver holds (NAME@sha256:...): its chunks are left out");
+  export_opts_cli.Add(exp);
+  std::vector<std::string> import_files;
+  auto* imp = app.add_subcommand(
+      "import",
+      "verify a bundle against this node's trust root and make its releases visible: a running "
+      "node is asked (by signal) and reads the files itself; a stopped one imports here");
+  imp->add_option("FILE", import_files, "the bundle, or its volumes in order")->required();
+  import_opts_cli.Add(imp);
+  std::string inventory_to;
+  auto* inv = app.add_subcommand(
+      "inventory", "write what this node holds, for an exporter's --have (default: stdout)");
+  inv->add_option("--to", inventory_to, "the inventory file");
+  inventory_opts_cli.Add(inv);
   std::string repair_dir;
   auto* repair = app.add_subcommand(
       "repair",
@@ -401,6 +432,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*check) return cairn::node::CheckConfig(check_path);
+  if (*exp || *imp || *inv) {
+    auto c = (*exp ? export_opts_cli : *imp ? import_opts_cli : inventory_opts_cli).Load();
+    if (!c.ok()) return cairn::node::Fail(c.status());
+    if (*exp) return cairn::node::ExportCmd(*c, export_args);
+    if (*imp) return cairn::node::ImportCmd(*c, import_files);
+    return cairn::node::InventoryCmd(*c, inventory_to);
+  }
   if (*backup || *scrub || *gc) {
     auto c = (*backup ? backup_opts_cli : *gc ? gc_opts_cli : scrub_opts_cli).Load();
     if (!c.ok()) return cairn::node::Fail(c.status());

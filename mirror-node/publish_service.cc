@@ -13,6 +13,7 @@
 #include "cairn/status.h"
 #include "cairn/v1/service.grpc.pb.h"
 #include "chunks_service.h"
+#include "import_service.h"
 #include "service_common.h"
 #include "spdlog/spdlog.h"
 #include "unary_over_stream.h"
@@ -107,8 +108,10 @@ class PutChunksReactor final : public grpc::ServerReadReactor<PutChunksRequest> 
 
 class PublishImpl final : public UnaryOverStream<Publish::CallbackService> {
  public:
-  PublishImpl(Repository* repo, WorkPool* pool, PeerStreams* streams, StreamLimits limits)
+  PublishImpl(Repository* repo, WorkPool* pool, PeerStreams* streams, StreamLimits limits,
+              ImportGate* import_gate)
       : UnaryOverStream("cairn.v1.Publish", limits),
+        import_gate_(import_gate),
         repo_(repo),
         pool_(pool),
         streams_(streams),
@@ -160,6 +163,10 @@ class PublishImpl final : public UnaryOverStream<Publish::CallbackService> {
       return r;
     });
   }
+  grpc::ServerReadReactor<ImportRequest>* Import(grpc::CallbackServerContext* ctx,
+                                                 ImportResponse* resp) override {
+    return NewImportReactor(repo_, import_gate_, ctx, resp);
+  }
   grpc::ServerReadReactor<PutChunksRequest>* PutChunks(grpc::CallbackServerContext* ctx,
                                                        PutChunksResponse* resp) override {
     auto slot = streams_->Acquire(ctx->peer());
@@ -168,6 +175,7 @@ class PublishImpl final : public UnaryOverStream<Publish::CallbackService> {
   }
 
  private:
+  ImportGate* import_gate_;
   Repository* repo_;
   WorkPool* pool_;
   PeerStreams* streams_;
@@ -179,8 +187,9 @@ class PublishImpl final : public UnaryOverStream<Publish::CallbackService> {
 std::unique_ptr<cairn::v1::Publish::CallbackService> NewPublishService(Repository* repo,
                                                                        WorkPool* pool,
                                                                        PeerStreams* streams,
-                                                                       StreamLimits limits) {
-  return std::make_unique<PublishImpl>(repo, pool, streams, limits);
+                                                                       StreamLimits limits,
+                                                                       ImportGate* import_gate) {
+  return std::make_unique<PublishImpl>(repo, pool, streams, limits, import_gate);
 }
 
 }  // namespace cairn::node

@@ -7,6 +7,7 @@
 
 #include "cairn/repository.h"
 #include "cairn/v1/service.grpc.pb.h"
+#include "import_service.h"
 #include "service_common.h"
 
 namespace cairn::node {
@@ -14,6 +15,7 @@ namespace cairn::node {
 std::unique_ptr<cairn::v1::Publish::CallbackService> NewPublishService(Repository* repo,
                                                                        WorkPool* pool,
                                                                        PeerStreams* streams,
-                                                                       StreamLimits limits);
+                                                                       StreamLimits limits,
+                                                                       ImportGate* import_gate);
 
 }  // namespace cairn::node

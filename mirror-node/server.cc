@@ -67,7 +67,8 @@ struct NodeServer::Services {
         watchdog(o.clock ? o.clock : repo->clock()),
         registry(NewRegistryService(repo, &pool, Limits(o), o.on_demand)),
         chunks(NewChunksService(repo, &pool, &streams, Limits(o))),
-        publish(NewPublishService(repo, &pool, &streams, Limits(o))),
+        import_gate(o.import_from),
+        publish(NewPublishService(repo, &pool, &streams, Limits(o), &import_gate)),
         federation(NewFederationService(repo, &pool, Limits(o), o.scrub, o.gc)) {}
   StreamLimits Limits(const ServerOptions& o) {
     return StreamLimits{&watchdog, std::chrono::seconds(o.stream_idle_seconds)};
@@ -78,6 +79,7 @@ struct NodeServer::Services {
   StreamWatchdog watchdog;
   std::unique_ptr<cairn::v1::Registry::CallbackService> registry;
   std::unique_ptr<cairn::v1::Chunks::CallbackService> chunks;
+  ImportGate import_gate;
   std::unique_ptr<cairn::v1::Publish::CallbackService> publish;
   std::unique_ptr<FederationService> federation;
 };

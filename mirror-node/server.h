@@ -49,6 +49,8 @@ struct ServerOptions {
   // Reported in NodeInfo. Not owned; outlives the server. Null: none.
   const Scrubber* scrub = nullptr;
   const GcLoop* gc = nullptr;
+  // Who may send a bundle (Publish.Import): "loopback", "any" or "none".
+  std::string import_from = "loopback";
 };
 
 // A running server. Not copyable; Shutdown() is thread-safe and idempotent.

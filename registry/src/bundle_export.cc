@@ -96,7 +96,8 @@ class Exporter {
     for (const auto& ref : o_.refs) {
       CAIRN_RETURN_IF_ERROR(ParseRef(ref).status());
       auto r = src_.Resolve(ref);
-      if (!r.ok()) return Annotate(r.status(), StrCat("cannot resolve ", ref, " on ", src_.address()));
+      if (!r.ok())
+        return Annotate(r.status(), StrCat("cannot resolve ", ref, " on ", src_.address()));
       std::string digest;
       CAIRN_ASSIGN_OR_RETURN(Manifest m, DecodeManifest(r->manifest_envelope(), &digest));
       auto it = std::find_if(releases_.begin(), releases_.end(),
@@ -118,9 +119,9 @@ class Exporter {
   }
 
   // The chunk lists of `m` that are not `skip`, fetched and checked.
-  absl::Status ForEachList(const Manifest& m, absl::flat_hash_set<std::string>* seen,
-                           const std::function<absl::Status(const std::string&, std::string&,
-                                                            const ChunkList&)>& fn) {
+  absl::Status ForEachList(
+      const Manifest& m, absl::flat_hash_set<std::string>* seen,
+      const std::function<absl::Status(const std::string&, std::string&, const ChunkList&)>& fn) {
     std::vector<std::string> roots;
     std::vector<const cairn::v1::FileEntry*> files;
     for (const auto& f : m.files()) {
@@ -135,10 +136,11 @@ class Exporter {
       auto got = src_.GetObjects(batch);
       for (size_t j = 0; j < n; ++j) {
         if (!got[j].ok()) {
-          return Annotate(got[j].status(), StrCat("chunk list of ", m.name(), " ", files[i + j]->path()));
+          return Annotate(got[j].status(),
+                          StrCat("chunk list of ", m.name(), " ", files[i + j]->path()));
         }
         CAIRN_ASSIGN_OR_RETURN(ChunkList cl, CheckChunkList(*got[j], batch[j], files[i + j]->size(),
-                                                           files[i + j]->path()));
+                                                            files[i + j]->path()));
         CAIRN_RETURN_IF_ERROR(fn(batch[j], *got[j], cl));
       }
     }
@@ -156,14 +158,14 @@ class Exporter {
       std::string digest;
       CAIRN_ASSIGN_OR_RETURN(Manifest m, DecodeManifest(r->manifest_envelope(), &digest));
       have_releases_.insert(digest);
-      CAIRN_RETURN_IF_ERROR(ForEachList(m, &have_lists_, [&](const std::string&, std::string&,
-                                                             const ChunkList& cl) {
-        for (const auto& c : cl.chunks()) {
-          CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-          have_chunks_.insert(d);
-        }
-        return absl::OkStatus();
-      }));
+      CAIRN_RETURN_IF_ERROR(
+          ForEachList(m, &have_lists_, [&](const std::string&, std::string&, const ChunkList& cl) {
+            for (const auto& c : cl.chunks()) {
+              CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+              have_chunks_.insert(d);
+            }
+            return absl::OkStatus();
+          }));
     }
     return absl::OkStatus();
   }
@@ -173,26 +175,25 @@ class Exporter {
     absl::flat_hash_set<Digest, DigestHash> queued;
     for (const auto& rel : releases_) {
       if (have_releases_.contains(rel.digest)) continue;
-      CAIRN_RETURN_IF_ERROR(ForEachList(rel.manifest, &seen, [&](const std::string&,
-                                                                 std::string& bytes,
-                                                                 const ChunkList& cl) {
-        CAIRN_RETURN_IF_ERROR(Emit(BundleRecord::kObject, bytes));
-        ++r_.objects;
-        for (const auto& c : cl.chunks()) {
-          CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
-          if (have_chunks_.contains(d)) {
-            if (queued.insert(d).second) {
-              ++r_.chunks_left_out;
-              r_.bytes_left_out += c.length();
+      CAIRN_RETURN_IF_ERROR(ForEachList(
+          rel.manifest, &seen, [&](const std::string&, std::string& bytes, const ChunkList& cl) {
+            CAIRN_RETURN_IF_ERROR(Emit(BundleRecord::kObject, bytes));
+            ++r_.objects;
+            for (const auto& c : cl.chunks()) {
+              CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(c.digest()));
+              if (have_chunks_.contains(d)) {
+                if (queued.insert(d).second) {
+                  ++r_.chunks_left_out;
+                  r_.bytes_left_out += c.length();
+                }
+                continue;
+              }
+              if (!queued.insert(d).second) continue;
+              wants_.push_back(ChunkWant{d, c.length()});
+              to_write_ += c.length();
             }
-            continue;
-          }
-          if (!queued.insert(d).second) continue;
-          wants_.push_back(ChunkWant{d, c.length()});
-          to_write_ += c.length();
-        }
-        return absl::OkStatus();
-      }));
+            return absl::OkStatus();
+          }));
     }
     return absl::OkStatus();
   }

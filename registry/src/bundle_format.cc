@@ -137,8 +137,7 @@ absl::Status VolumeReader::OpenVolume(size_t i) {
   const uint32_t number = GetU32(h + 28);
   if (i == 0) bundle_id_ = id;
   if (id != bundle_id_) {
-    return absl::InvalidArgumentError(
-        StrCat(p, " is a volume of another bundle than ", paths_[0]));
+    return absl::InvalidArgumentError(StrCat(p, " is a volume of another bundle than ", paths_[0]));
   }
   if (number != i + 1) {
     return absl::InvalidArgumentError(StrCat(p, " is volume ", number, " of its bundle, given as ",
@@ -296,8 +295,8 @@ void VolumeWriter::Abort() {
 // ---- Inventory ----
 
 std::string FormatInventory(const Inventory& inv) {
-  std::string out = StrCat("cairn-inventory 1\nnode ", inv.node_id, "\ntrust ", inv.trust_version,
-                           "\n");
+  std::string out =
+      StrCat("cairn-inventory 1\nnode ", inv.node_id, "\ntrust ", inv.trust_version, "\n");
   for (const auto& [name, digest] : inv.releases) {
     out += StrCat("release ", name, " ", digest, "\n");
   }
@@ -345,6 +344,36 @@ absl::StatusOr<Inventory> InventoryOf(Repository* repo) {
     inv.releases.emplace_back(r.name(), r.manifest_digest());
   }
   return inv;
+}
+
+std::string DescribeImport(const cairn::v1::ImportResponse& r) {
+  std::string out;
+  for (const auto& rel : r.releases()) {
+    out += StrCat(rel.already_present() ? "held already " : "imported ", rel.name(), "@",
+                  rel.version(), " (", rel.manifest_digest(), ")");
+    for (const auto& t : rel.tags()) out += StrCat(" :", t);
+    out += "\n";
+    for (const auto& n : rel.notes()) out += StrCat("  note: ", n, "\n");
+  }
+  out += StrCat(r.chunks_stored(), " chunks stored (", r.bytes_stored(), " bytes), ",
+                r.chunks_held(), " already held; ", r.bytes_read(), " bundle bytes read");
+  if (r.trust_versions_adopted() > 0) {
+    out += StrCat("; trust root advanced by ", r.trust_versions_adopted(), " version(s)");
+  }
+  return out;
+}
+
+std::string DescribeExport(const ExportReport& r) {
+  std::string out =
+      StrCat("exported ", r.releases, " release(s): ", r.chunks, " chunks (", r.chunk_bytes,
+             " bytes), ", r.objects, " chunk lists, ", r.trust_roots, " trust roots");
+  if (r.chunks_left_out > 0) {
+    out += StrCat("; ", r.chunks_left_out, " chunks (", r.bytes_left_out,
+                  " bytes) left out: the receiver holds them");
+  }
+  out += StrCat("\nwrote ", r.bytes_written, " bytes in ", r.volumes.size(), " file(s):");
+  for (const auto& v : r.volumes) out += " " + v;
+  return out;
 }
 
 }  // namespace cairn

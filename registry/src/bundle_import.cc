@@ -25,12 +25,18 @@ constexpr uint64_t kProgressEvery = 16 << 20;
 
 const char* KindName(BundleRecord t) {
   switch (t) {
-    case BundleRecord::kHeader: return "header";
-    case BundleRecord::kTrustRoot: return "trust root";
-    case BundleRecord::kRelease: return "release";
-    case BundleRecord::kObject: return "chunk list";
-    case BundleRecord::kChunk: return "chunk";
-    case BundleRecord::kEnd: return "end";
+    case BundleRecord::kHeader:
+      return "header";
+    case BundleRecord::kTrustRoot:
+      return "trust root";
+    case BundleRecord::kRelease:
+      return "release";
+    case BundleRecord::kObject:
+      return "chunk list";
+    case BundleRecord::kChunk:
+      return "chunk";
+    case BundleRecord::kEnd:
+      return "end";
   }
   return "unknown";
 }
@@ -151,8 +157,8 @@ class Importer {
       return Refuse(StrCat("format ", header_.format(), " is not ", kBundleFormat));
     }
     if (header_.releases() == 0 || header_.releases() > kMaxBundleReleases) {
-      return Refuse(StrCat("it names ", header_.releases(), " releases (1 to ", kMaxBundleReleases,
-                           ")"));
+      return Refuse(
+          StrCat("it names ", header_.releases(), " releases (1 to ", kMaxBundleReleases, ")"));
     }
     return Next();
   }
@@ -193,7 +199,8 @@ class Importer {
     absl::flat_hash_set<std::string> digests;
     size_t held = 0;
     while (type_ == BundleRecord::kRelease) {
-      if (releases_.size() >= header_.releases()) return Refuse("more releases than the header says");
+      if (releases_.size() >= header_.releases())
+        return Refuse("more releases than the header says");
       std::string b;
       CAIRN_RETURN_IF_ERROR(Payload(kMaxReleaseRecordBytes, &b));
       held += b.size();
@@ -206,10 +213,12 @@ class Importer {
       Release r;
       auto m = VerifyManifestEnvelope(trust, br.manifest_envelope(), &r.digest);
       if (!m.ok()) {
-        return absl::PermissionDeniedError(StrCat(
-            "bundle record ", records_, ": the release does not verify against this node's trust "
-            "root (version ", trust.root().version(), "): ", m.status().message(),
-            "; the bundle is refused and nothing from it was made visible"));
+        return absl::PermissionDeniedError(
+            StrCat("bundle record ", records_,
+                   ": the release does not verify against this node's trust "
+                   "root (version ",
+                   trust.root().version(), "): ", m.status().message(),
+                   "; the bundle is refused and nothing from it was made visible"));
       }
       r.manifest = std::move(*m);
       if (!digests.insert(r.digest).second) return Refuse("the release is repeated");
@@ -221,9 +230,9 @@ class Importer {
           continue;
         }
         if (!rec.ok()) {
-          return absl::PermissionDeniedError(StrCat("bundle record ", records_, ": a tag of ",
-                                                    r.manifest.name(), " does not verify: ",
-                                                    rec.status().message(), "; bundle refused"));
+          return absl::PermissionDeniedError(
+              StrCat("bundle record ", records_, ": a tag of ", r.manifest.name(),
+                     " does not verify: ", rec.status().message(), "; bundle refused"));
         }
         if (rec->name() != r.manifest.name() || rec->manifest_digest() != r.digest) {
           return Refuse("a tag points at another release");
@@ -280,8 +289,9 @@ class Importer {
       CAIRN_RETURN_IF_ERROR(in_->ReadFull(reinterpret_cast<char*>(d.data()), d.size(), "a chunk"));
       CAIRN_ASSIGN_OR_RETURN(bool named, cursor.Advance(d));
       if (!named) {
-        return Refuse(StrCat(DigestName(d), " is not the next chunk the bundle's releases name "
-                                            "(records out of order, or a chunk of no release)"));
+        return Refuse(StrCat(DigestName(d),
+                             " is not the next chunk the bundle's releases name "
+                             "(records out of order, or a chunk of no release)"));
       }
       const size_t size = len_ - sizeof(Digest);
       ++chunks_;
@@ -295,8 +305,10 @@ class Importer {
         CAIRN_RETURN_IF_ERROR(in_->ReadFull(data.data(), size, "a chunk"));
         absl::Status st = store->Put(d, data);
         if (absl::IsDataLoss(st)) return Refuse(StrCat(DigestName(d), ": bytes do not match"));
-        if (!st.ok()) return Annotate(st, "storing a chunk (what is stored so far is kept: run "
-                                          "the import again to resume)");
+        if (!st.ok())
+          return Annotate(st,
+                          "storing a chunk (what is stored so far is kept: run "
+                          "the import again to resume)");
         resp_.set_chunks_stored(resp_.chunks_stored() + 1);
         resp_.set_bytes_stored(resp_.bytes_stored() + size);
         unflushed += size;
@@ -312,8 +324,9 @@ class Importer {
 
   absl::Status ReadEnd() {
     if (type_ != BundleRecord::kEnd) {
-      return Refuse("records are out of order (header, trust roots, releases, chunk lists, "
-                    "chunks, end)");
+      return Refuse(
+          "records are out of order (header, trust roots, releases, chunk lists, "
+          "chunks, end)");
     }
     std::string b;
     CAIRN_RETURN_IF_ERROR(Payload(kMaxHeaderBytes, &b));
@@ -340,10 +353,11 @@ class Importer {
         if (!seen.insert(f.root()).second) continue;
         auto bytes = repo_->GetObjectOrStaged(f.root());
         if (absl::IsNotFound(bytes.status())) {
-          return absl::FailedPreconditionError(StrCat(
-              "the bundle lacks the chunk list of ", r.manifest.name(), "@", r.manifest.version(),
-              " ", f.path(), ": it was exported for a node that holds it (--have/--base); import "
-              "that release first, or export again without it. Nothing was made visible"));
+          return absl::FailedPreconditionError(
+              StrCat("the bundle lacks the chunk list of ", r.manifest.name(), "@",
+                     r.manifest.version(), " ", f.path(),
+                     ": it was exported for a node that holds it (--have/--base); import "
+                     "that release first, or export again without it. Nothing was made visible"));
         }
         CAIRN_RETURN_IF_ERROR(bytes.status());
         CAIRN_ASSIGN_OR_RETURN(ChunkList cl, ParseChunkList(*bytes));
@@ -357,11 +371,11 @@ class Importer {
         }
       }
       if (missing > 0) {
-        return absl::FailedPreconditionError(StrCat(
-            "the bundle lacks ", missing, " chunks (", missing_bytes, " bytes) of ",
-            r.manifest.name(), "@", r.manifest.version(),
-            ": it was exported for a node holding releases this one lacks (--have/--base); "
-            "import those first, or export again without them. Nothing was made visible"));
+        return absl::FailedPreconditionError(
+            StrCat("the bundle lacks ", missing, " chunks (", missing_bytes, " bytes) of ",
+                   r.manifest.name(), "@", r.manifest.version(),
+                   ": it was exported for a node holding releases this one lacks (--have/--base); "
+                   "import those first, or export again without them. Nothing was made visible"));
       }
     }
     return absl::OkStatus();
@@ -379,14 +393,15 @@ class Importer {
       for (size_t i = 0; i < r.tags.size(); ++i) {
         auto c = repo_->CommitReplicated(r.envelope, r.tags[i], "", 0);
         if (!c.ok()) {
-          return Annotate(c.status(), StrCat("committing ", r.manifest.name(), "@",
-                                             r.manifest.version()));
+          return Annotate(c.status(),
+                          StrCat("committing ", r.manifest.name(), "@", r.manifest.version()));
         }
         if (first) out->set_already_present(c->already_present());
         first = false;
         if (r.tags[i].empty()) continue;
         if (c->tag_not_newer()) {
-          out->add_notes(StrCat("tag ", r.tag_names[i], ": this node already holds it or a newer one"));
+          out->add_notes(
+              StrCat("tag ", r.tag_names[i], ": this node already holds it or a newer one"));
         } else if (!c->tag_conflict().empty()) {
           out->add_notes(StrCat("tag ", r.tag_names[i], " not applied: ", c->tag_conflict()));
         } else {

@@ -1,3 +1,4 @@
+#include <cmath>
 #include "cairn/objects.h"
 
 #include <google/protobuf/io/coded_stream.h>
@@ -379,6 +380,42 @@ std::string RelationName(cairn::v1::Relation r) {
     default:
       return "unspecified";
   }
+}
+
+absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
+  std::string t = text;
+  while (!t.empty() && (t.back() == 'B' || t.back() == 'b' || t.back() == 'i')) t.pop_back();
+  double mult = 1;
+  if (!t.empty()) {
+    switch (t.back()) {
+      case 'K':
+      case 'k':
+        mult = 1024.0;
+        break;
+      case 'M':
+      case 'm':
+        mult = 1024.0 * 1024;
+        break;
+      case 'G':
+      case 'g':
+        mult = 1024.0 * 1024 * 1024;
+        break;
+      case 'T':
+      case 't':
+        mult = 1024.0 * 1024 * 1024 * 1024;
+        break;
+      default:
+        break;
+    }
+    if (mult > 1) t.pop_back();
+  }
+  char* end = nullptr;
+  double v = t.empty() ? -1 : std::strtod(t.c_str(), &end);
+  if (t.empty() || end != t.c_str() + t.size() || !(v >= 0) || v * mult > 1e18) {
+    return absl::InvalidArgumentError(
+        "invalid size '" + text + "': a number of bytes, or with K, M, G or T (powers of 1024)");
+  }
+  return static_cast<uint64_t>(std::llround(v * mult));
 }
 
 }  // namespace cairn

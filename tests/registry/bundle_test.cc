@@ -1,9 +1,10 @@
 // Offline bundles: export from one repository, import into another that
 // trusts the same root; what a damaged, cut, reordered, foreign or
 // incomplete bundle does (refused, nothing visible); resume; volumes.
+#include "cairn/bundle.h"
+
 #include <fstream>
 
-#include "cairn/bundle.h"
 #include "cairn/status.h"
 #include "repository_fixture.h"
 #include "testing.h"
@@ -67,8 +68,9 @@ class BundleTest : public RepositoryTest {
                       const std::string& tag = "latest", uint64_t tag_version = 1) {
     std::string s = Session("acme/m", trust_.publisher.get());
     std::string env = Upload(s, "acme/m", version, files, trust_.publisher.get());
-    std::string t = tag.empty() ? "" : Tag("acme/m", tag, DigestOf(env), tag_version,
-                                           trust_.publisher.get(), 10 * 86400);
+    std::string t = tag.empty() ? ""
+                                : Tag("acme/m", tag, DigestOf(env), tag_version,
+                                      trust_.publisher.get(), 10 * 86400);
     auto c = repo_->Commit(s, env, t);
     EXPECT_TRUE(c.ok()) << c.status();
     return DigestOf(env);
@@ -88,8 +90,7 @@ class BundleTest : public RepositoryTest {
   }
 
   absl::StatusOr<cairn::v1::ImportResponse> Import(std::vector<std::string> paths,
-                                                   Repository* into = nullptr,
-                                                   uint64_t cut = 0) {
+                                                   Repository* into = nullptr, uint64_t cut = 0) {
     CAIRN_ASSIGN_OR_RETURN(auto in, VolumeReader::Open(std::move(paths)));
     if (cut > 0) {
       CutSource c(in.get(), cut);
@@ -173,8 +174,8 @@ TEST_F(BundleTest, DamageIsRefusedAndNothingBecomesVisible) {
     cases.push_back({"flipped", b, absl::StatusCode::kInvalidArgument, "do not match"});
   }
   {  // cut short (the last volume's end)
-    cases.push_back({"truncated", good.substr(0, good.size() - 20000),
-                     absl::StatusCode::kDataLoss, "cut short"});
+    cases.push_back({"truncated", good.substr(0, good.size() - 20000), absl::StatusCode::kDataLoss,
+                     "cut short"});
   }
   {  // the end record gone
     cases.push_back({"no end", good.substr(0, recs.back().at), absl::StatusCode::kDataLoss,

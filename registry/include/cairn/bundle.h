@@ -115,8 +115,8 @@ class VolumeWriter {
   uint32_t volume_ = 0;
   uint64_t in_volume_ = 0, written_ = 0;
   std::string buf_;
-  std::string partial_;              // the file being written
-  std::vector<std::string> done_;    // renamed volumes
+  std::string partial_;            // the file being written
+  std::vector<std::string> done_;  // renamed volumes
   bool finished_ = false;
 };
 
@@ -183,5 +183,10 @@ struct ImportOptions {
 // was wrong; nothing from a refused bundle is visible.
 absl::StatusOr<cairn::v1::ImportResponse> ImportBundle(Repository* repo, ByteSource* in,
                                                        const ImportOptions& o = {});
+
+// What an import did, for a person: one line per release, then the totals.
+std::string DescribeImport(const cairn::v1::ImportResponse& r);
+// What an export wrote.
+std::string DescribeExport(const ExportReport& r);
 
 }  // namespace cairn

@@ -66,6 +66,9 @@ struct Ref {
 };
 absl::StatusOr<Ref> ParseRef(std::string_view ref);
 
+// "200G", "512M", "1.5T", "1000000" (bytes; K M G T are powers of 1024).
+absl::StatusOr<uint64_t> ParseSize(const std::string& text);
+
 absl::StatusOr<cairn::v1::Relation> ParseRelation(std::string_view s);
 std::string RelationName(cairn::v1::Relation r);
 
