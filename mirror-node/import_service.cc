@@ -67,7 +67,7 @@ class ImportReactor final : public grpc::ServerReadReactor<ImportRequest>, publi
 
   absl::StatusOr<size_t> Read(char* buf, size_t n) override {
     absl::MutexLock l(&mu_);
-    auto ready = [this] { return has_ || eof_ || cancelled_; };
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return has_ || eof_ || cancelled_; };
     const absl::Time give_up = absl::Now() + absl::Seconds(gate_->idle_seconds);
     if (!mu_.AwaitWithDeadline(absl::Condition(&ready), give_up)) {
       return absl::DeadlineExceededError(StrCat("the client sent nothing for ", gate_->idle_seconds,
