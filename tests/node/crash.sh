@@ -1,7 +1,9 @@
 #!/bin/bash
-# kill -9 at random points, 51 times: a third during a publish, a third
-# during a replication, a third during garbage collection and compaction of
-# what the killed publishes left (no grace period, 16 MiB packs). After each, the stopped node's data directory is scrubbed
+# kill -9 at random points, 52 times: a quarter during a publish, a quarter
+# during a replication, a quarter during garbage collection and compaction of
+# what the killed publishes left (no grace period, 16 MiB packs), a quarter
+# during the import of a bundle (then every bundle is imported again: each
+# resumes and ends visible). After each, the stopped node's data directory is scrubbed
 # offline (every visible release whole, every chunk matching its hash) and at
 # the end every publish that reported success is served. Seeded: the seed is
 # printed, and CAIRN_CRASH_SEED=N replays a run.
@@ -10,7 +12,7 @@ source "$HERE_NODE/../gateway/lib.sh" "$@"
 SEED=${CAIRN_CRASH_SEED:-$(od -An -tu2 -N2 /dev/urandom | tr -d ' ')}
 RANDOM=$SEED
 echo "seed $SEED (replay with CAIRN_CRASH_SEED=$SEED)"
-ITER=${CAIRN_CRASH_ITERATIONS:-51}
+ITER=${CAIRN_CRASH_ITERATIONS:-52}
 fail_seed() { fail "seed $SEED, iteration $i: $*"; }
 # releases HTTP NAME: the versions served; none when no release of NAME was
 # ever committed (404: every publish of it may have been killed).
@@ -33,12 +35,28 @@ printf '[node]\ngc_grace_hours = 0\ngc_interval_hours = 0\ngc_compact_below_perc
 gc_passes=0
 gc_cut=0
 published=()
+bundles=()
+imports_done=0
 for i in $(seq "$ITER"); do
   rm -rf "$T/m"
   mkdir -p "$T/m"
   cp "$T/shared/base.bin" "$T/m/"
   head -c $((2000000 + RANDOM * 100)) /dev/urandom >"$T/m/new.bin"
-  if [ $((i % 3)) = 0 ]; then
+  if [ $((i % 4)) = 3 ]; then
+    # A bundle of a new hub release, imported into node q over gRPC; q is
+    # killed 0-149 ms after the import starts.
+    publish "$hub_GRPC" "$T/m" acme/q "$i"
+    CAIRN_NODE=$hub_GRPC "$CAIRN" export "acme/q@$i" --to "$T/q$i.cairn" >/dev/null 2>&1 ||
+      fail_seed "export acme/q@$i"
+    bundles+=("$i")
+    node_start q
+    CAIRN_NODE=$q_GRPC "$CAIRN" import "$T/q$i.cairn" >/dev/null 2>&1 &
+    imp=$!
+    crash_later "$q_PID" 150
+    if wait "$imp"; then imports_done=$((imports_done + 1)); fi
+    reap "$q_PID"
+    whole q
+  elif [ $((i % 4)) = 0 ]; then
     # Garbage collection on node p, killed at a random point of its sweep or
     # compaction. First garbage: a publish of 24 MB more whose client is
     # killed once 6 MB arrived, then a restart (which forgets what clients
@@ -60,7 +78,7 @@ for i in $(seq "$ITER"); do
       gc_cut=$((gc_cut + 1))
     fi
     whole p
-  elif [ $((i % 3)) = 1 ]; then
+  elif [ $((i % 4)) = 1 ]; then
     # A publish to node p, killed at a random point.
     node_start p --config "$T/p.toml"
     CAIRN_NODE=$p_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" publish "$T/m" --name acme/p --version "$i" \
@@ -94,4 +112,12 @@ node_start f --config "$T/follow.toml"
 want=$(releases "$hub_HTTP" acme/f)
 for _ in $(seq 300); do [ "$(releases "$f_HTTP" acme/f)" = "$want" ] && break; sleep 0.1; done
 [ "$(releases "$f_HTTP" acme/f)" = "$want" ] || fail "seed $SEED: f did not catch up after the crashes"
-echo "crash OK: $ITER kills, ${#published[@]} publishes committed before theirs, $gc_passes GC passes ended before theirs, $gc_cut cut mid-pass"
+# Every bundle imported again (the killed ones resume): all of them served.
+node_start q
+for v in "${bundles[@]}"; do
+  CAIRN_NODE=$q_GRPC "$CAIRN" import "$T/q$v.cairn" >"$T/imp.out" 2>&1 ||
+    fail "seed $SEED: import of q$v after the crashes: $(cat "$T/imp.out")"
+done
+[ "$(releases "$q_HTTP" acme/q)" = "$(echo "${bundles[@]}" | tr ' ' '\n' | sort -n | xargs)" ] ||
+  fail "seed $SEED: q serves '$(releases "$q_HTTP" acme/q)', imported '${bundles[*]}'"
+echo "crash OK: $ITER kills, ${#published[@]} publishes committed before theirs, $gc_passes GC passes ended before theirs, $gc_cut cut mid-pass, $imports_done of ${#bundles[@]} imports ended before theirs"
