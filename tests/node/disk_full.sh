@@ -101,6 +101,21 @@ CAIRN_NODE=$g_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" pull acme/g1 --out "$T/g1"
 cmp -s "$T/g1/w.bin" "$T/m1/w.bin" || fail "one changed under gc"
 CAIRN_NODE=$g_GRPC CAIRN_TRUST=$T/trust.root "$CAIRN" pull acme/g3 --out "$T/g3" >/dev/null || fail "pull of three"
 cmp -s "$T/g3/w.bin" "$T/m3/w.bin" || fail "three pulled other bytes"
+# A bundle import that does not fit stops at the floor, says why and makes
+# nothing visible; once space is freed the same import resumes and completes.
+small "$T/si" 40m
+mkdir -p "$T/si/i" && ln -s "$T/si/i" "$T/i"
+CAIRN_NODE=$a_GRPC "$CAIRN" export acme/two --to "$T/two.cairn" >/dev/null 2>&1 || fail "export acme/two"
+printf '[node]\nmin_free_bytes = 8388608\n' >"$T/i.toml"
+node_start i --config "$T/i.toml"
+CAIRN_NODE=$i_GRPC "$CAIRN" import "$T/two.cairn" >"$T/ifull.out" 2>&1 && fail "an import larger than the disk succeeded"
+grep -q "disk is nearly full" "$T/ifull.out" || fail "the import said: $(cat "$T/ifull.out")"
+[ "$(free_bytes "$T/si")" -ge $((2 << 20)) ] || fail "the import filled the disk"
+[ -z "$(releases "$i_HTTP" acme/two 2>/dev/null || true)" ] || fail "a release of a refused import is visible"
+mount -o remount,size=160m "$T/si"
+CAIRN_NODE=$i_GRPC "$CAIRN" import "$T/two.cairn" --json >"$T/iok.json" 2>&1 || fail "import after space was freed: $(cat "$T/iok.json")"
+[ "$(jq .chunks_held "$T/iok.json")" -gt 0 ] || fail "the import did not resume: $(cat "$T/iok.json")"
+[ "$(releases "$i_HTTP" acme/two)" = 1 ] || fail "the imported release is not served"
 
 # A node started on a full disk refuses, says why, and changes nothing.
 kill "$b_PID"
