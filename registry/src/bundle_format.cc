@@ -149,25 +149,38 @@ absl::Status VolumeReader::OpenVolume(size_t i) {
 }
 
 absl::StatusOr<size_t> VolumeReader::Read(char* buf, size_t n) {
-  while (left_in_volume_ == 0) {
-    if (current_ + 1 >= paths_.size()) return 0;
-    CAIRN_RETURN_IF_ERROR(OpenVolume(current_ + 1));
-  }
-  const size_t want = static_cast<size_t>(std::min<uint64_t>(n, left_in_volume_));
-  for (;;) {
-    ssize_t k = ::read(fd_, buf, want);
-    if (k < 0 && errno == EINTR) continue;
-    if (k < 0) return ErrnoStatus(errno, "cannot read " + paths_[current_]);
-    if (k == 0) {
-      return absl::DataLossError(paths_[current_] + " shrank while it was read");
+  if (buf_pos_ == buf_.size()) {
+    while (left_in_volume_ == 0) {
+      if (current_ + 1 >= paths_.size()) return 0;
+      CAIRN_RETURN_IF_ERROR(OpenVolume(current_ + 1));
     }
-    left_in_volume_ -= static_cast<uint64_t>(k);
-    position_ += static_cast<uint64_t>(k);
-    return static_cast<size_t>(k);
+    // Large reads: this VM makes every syscall dear, and records are small.
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kReadBuffer, left_in_volume_));
+    buf_.resize(want);
+    size_t got = 0;
+    while (got == 0) {
+      ssize_t k = ::read(fd_, buf_.data(), want);
+      if (k < 0 && errno == EINTR) continue;
+      if (k < 0) return ErrnoStatus(errno, "cannot read " + paths_[current_]);
+      if (k == 0) return absl::DataLossError(paths_[current_] + " shrank while it was read");
+      got = static_cast<size_t>(k);
+    }
+    buf_.resize(got);
+    buf_pos_ = 0;
+    left_in_volume_ -= got;
   }
+  const size_t k = std::min(n, buf_.size() - buf_pos_);
+  std::memcpy(buf, buf_.data() + buf_pos_, k);
+  buf_pos_ += k;
+  position_ += k;
+  return k;
 }
 
 absl::Status VolumeReader::Skip(uint64_t n) {
+  const uint64_t buffered = std::min<uint64_t>(n, buf_.size() - buf_pos_);
+  buf_pos_ += static_cast<size_t>(buffered);
+  position_ += buffered;
+  n -= buffered;
   while (n > 0) {
     while (left_in_volume_ == 0) {
       if (current_ + 1 >= paths_.size()) {

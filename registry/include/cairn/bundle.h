@@ -82,8 +82,11 @@ class VolumeReader final : public ByteSource {
   std::string bundle_id_;
   size_t current_ = 0;
   int fd_ = -1;
-  uint64_t left_in_volume_ = 0;
+  uint64_t left_in_volume_ = 0;  // not yet read into buf_
   uint64_t total_ = 0, position_ = 0;
+  static constexpr size_t kReadBuffer = 1 << 20;
+  std::string buf_;
+  size_t buf_pos_ = 0;
 };
 
 // ---- Writing ----
