@@ -12,10 +12,86 @@
 #include "cairn/strings.h"
 #include "cairn/transport/grpc_status.h"
 #include "cairn/transport/grpc_upstream.h"
+#include "cairn/verify.h"
 #include "cli_util.h"
 #include "interrupt.h"
+#include "model_store.h"
 
 namespace cairn::client {
+namespace {
+
+// The managed store as a bundle source: releases pulled into it (their
+// signed envelopes, chunk lists and the files holding their chunks, each
+// chunk re-hashed as it is read). Tags are those the store last verified.
+class StoreSource final : public Upstream {
+ public:
+  explicit StoreSource(ModelStore* store) : store_(store) {}
+  absl::StatusOr<std::string> NodeId() override { return std::string("local store"); }
+  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t, uint32_t) override {
+    return absl::UnimplementedError("the local store has no feed");
+  }
+  absl::StatusOr<cairn::v1::SummaryResponse> Summary() override {
+    return absl::UnimplementedError("the local store has no summary");
+  }
+  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& text) override {
+    CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(text));
+    cairn::v1::ResolveResponse r;
+    std::string digest = ref.digest;
+    if (!ref.tag.empty()) {
+      auto tag = store_->GetTag(ref.name, ref.tag);
+      if (absl::IsNotFound(tag.status())) {
+        return absl::NotFoundError(
+            StrCat(text, " was never pulled into the store ", store_->dir()));
+      }
+      CAIRN_RETURN_IF_ERROR(tag.status());
+      CAIRN_ASSIGN_OR_RETURN(auto rec, DecodeTagEnvelope(*tag));
+      digest = rec.manifest_digest();
+      r.set_tag_envelope(*tag);
+    } else if (!ref.version.empty()) {
+      CAIRN_ASSIGN_OR_RETURN(auto all, store_->Releases());
+      for (const auto& rel : all) {
+        if (rel.name == ref.name && rel.version == ref.version) digest = rel.digest;
+      }
+    }
+    auto rel = digest.empty() ? absl::NotFoundError("") : store_->GetRelease(digest).status();
+    if (!rel.ok() && absl::IsNotFound(rel)) {
+      return absl::NotFoundError(StrCat(text, " is not in the store ", store_->dir()));
+    }
+    CAIRN_RETURN_IF_ERROR(rel);
+    CAIRN_ASSIGN_OR_RETURN(auto release, store_->GetRelease(digest));
+    if (release.partial) {
+      return absl::FailedPreconditionError(
+          StrCat(text, " was pulled only in part (--include or FILE...): pull it whole first"));
+    }
+    CAIRN_ASSIGN_OR_RETURN(*r.mutable_manifest_envelope(), store_->GetEnvelope(digest));
+    r.set_manifest_digest(digest);
+    return r;
+  }
+  absl::StatusOr<std::string> GetObject(const std::string& digest) override {
+    return store_->GetObject(digest);
+  }
+  absl::Status GetChunks(const std::vector<ChunkWant>& wanted, const ChunkSink& sink) override {
+    std::string data;
+    for (const auto& w : wanted) {
+      absl::Status st = store_->Read(w.digest, &data);
+      if (absl::IsNotFound(st)) {
+        return absl::NotFoundError(StrCat("chunk ", DigestName(w.digest),
+                                          " is in no file of the store any more (a file changed "
+                                          "or removed?): pull the release again"));
+      }
+      CAIRN_RETURN_IF_ERROR(st);
+      CAIRN_RETURN_IF_ERROR(sink(w.digest, data));
+    }
+    return absl::OkStatus();
+  }
+  std::string address() const override { return "the local store"; }
+  bool VerifiesChunks() const override { return true; }  // Read re-hashes
+
+ private:
+  ModelStore* store_;
+};
+
+}  // namespace
 
 BundleCommands::BundleCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   export_ = app->add_subcommand(
@@ -29,7 +105,10 @@ BundleCommands::BundleCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
                       "the receiver's inventory (cairn-node inventory): what it holds is left out");
   export_->add_option("--base", base_,
                       "a release the receiver holds (NAME@sha256:...): its chunks are left out");
+  export_->add_flag("--local", local_,
+                    "from the local store (releases pulled whole) instead of a node");
   ctx_->AddNode(export_);
+  ctx_->AddStore(export_);
   ctx_->AddJson(export_);
   import_ = app->add_subcommand(
       "import",
@@ -60,13 +139,27 @@ int BundleCommands::Export() {
     for (const auto& [name, digest] : inv->releases) o.have.push_back(name + "@" + digest);
     o.trust_after = inv->trust_version;
   }
-  // The node is checked reachable (and its address valid) before a file is made.
-  auto conn = ctx_->Connect();
-  if (!conn.ok()) return Fail(conn.status());
-  const std::string address = (*conn)->address();
-  GrpcUpstream src(address, ctx_->settings.timeout, {}, /*streams=*/2, (*conn)->tls());
-  src.SetLog([](const std::string& line) { std::fprintf(stderr, "cairn: %s\n", line.c_str()); });
-  o.source = "node " + address;
+  std::unique_ptr<Upstream> src;
+  std::unique_ptr<ModelStore> store;
+  if (local_) {
+    auto st = ModelStore::Open(ctx_->settings.store, -1, [](const std::string& line) {
+      std::fprintf(stderr, "cairn: %s\n", line.c_str());
+    });
+    if (!st.ok()) return Fail(st.status());
+    store = std::move(*st);
+    src = std::make_unique<StoreSource>(store.get());
+    o.source = "store " + store->dir();
+  } else {
+    // The node is checked reachable (and its address valid) before a file is made.
+    auto conn = ctx_->Connect();
+    if (!conn.ok()) return Fail(conn.status());
+    const std::string address = (*conn)->address();
+    auto up = std::make_unique<GrpcUpstream>(
+        address, ctx_->settings.timeout, std::vector<std::string>{}, /*streams=*/2, (*conn)->tls());
+    up->SetLog([](const std::string& line) { std::fprintf(stderr, "cairn: %s\n", line.c_str()); });
+    src = std::move(up);
+    o.source = "node " + address;
+  }
   o.cancel = InterruptCancellation();
   o.log = [](const std::string& line) { std::fprintf(stderr, "cairn: %s\n", line.c_str()); };
   if (ctx_->tty()) {
@@ -78,7 +171,7 @@ int BundleCommands::Export() {
   }
   auto w = VolumeWriter::Create(to_, split, NewBundleId());
   if (!w.ok()) return Fail(w.status());
-  auto r = ExportBundle(src, o, w->get());
+  auto r = ExportBundle(*src, o, w->get());
   if (ctx_->tty()) std::fprintf(stderr, "\n");
   if (!r.ok()) return Fail(r.status());
   if (ctx_->as_json) {

@@ -22,6 +22,7 @@ class BundleCommands {
   CliContext* ctx_;
   std::vector<std::string> refs_, base_, files_;
   std::string to_, split_, have_;
+  bool local_ = false;
   CLI::App *export_, *import_;
 };
 
