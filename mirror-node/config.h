@@ -57,6 +57,9 @@ struct ServeConfig {
   // Who may send bundles over the network (cairn import): "loopback", "any"
   // or "none". cairn-node import on the node's machine always works.
   std::string import_from = "loopback";
+  // On SIGTERM, answers in progress get this long to finish (the systemd
+  // unit's TimeoutStopSec must be longer). Default: 10.
+  int drain_seconds = 10;
   // A new pack file starts past this size (the unit compaction rewrites).
   int pack_file_mib = 4096;
   std::vector<std::pair<std::string, uint64_t>> upload_quota_by_key;  // [quota] key_id = bytes

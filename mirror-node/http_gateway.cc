@@ -199,6 +199,7 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
     Exchange x{*conn, req};
     x.https = tls != nullptr;
     bool keep = true;
+    ++answering;
     if (!TakeToken(peer)) {
       x.endpoint = "rate_limited";
       Answer a = Error(http::status::too_many_requests, "too many requests; slow down");
@@ -207,11 +208,12 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
     } else {
       keep = co_await Handle(x);
     }
+    --answering;
     {
       absl::MutexLock l(&request_counts.mu);
       request_counts.by_endpoint[{x.endpoint, x.status}]++;
     }
-    if (!keep || !req.keep_alive()) break;
+    if (!keep || !req.keep_alive() || draining) break;
   }
   co_await conn->Close();
 }
@@ -412,6 +414,16 @@ HttpGateway::~HttpGateway() {
   // whose destruction then frees every parked coroutine once.
   impl_->work.join();
   impl_->fetch_pool.join();
+}
+
+size_t HttpGateway::Drain(absl::Time deadline) {
+  impl_->draining = true;
+  asio::post(impl_->ioc, [impl = impl_.get()] {
+    ErrorCode ec;
+    impl->acceptor.close(ec);
+  });
+  while (impl_->answering > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  return impl_->answering;
 }
 
 void HttpGateway::SetUpstreamStatus(std::function<std::vector<cairn::v1::UpstreamStatus>()> fn) {

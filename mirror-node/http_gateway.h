@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "cairn/repository.h"
 #include "cairn/v1/service.pb.h"
 
@@ -88,6 +90,11 @@ class HttpGateway {
                                                             const std::string& listen,
                                                             const HttpOptions& options = {});
   ~HttpGateway();  // stops accepting, closes connections, joins its threads
+  // A graceful stop's first half: no new connection is accepted, a kept-alive
+  // connection closes after its current answer, and this waits until no
+  // answer is in progress or `deadline` passes. Returns how many were still
+  // in progress then (the destructor cuts them).
+  size_t Drain(absl::Time deadline);
   HttpGateway(const HttpGateway&) = delete;
   HttpGateway& operator=(const HttpGateway&) = delete;
 

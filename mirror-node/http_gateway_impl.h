@@ -138,6 +138,8 @@ struct HttpGateway::Impl {
   gw::asio::thread_pool work;        // chunk reads and hashing, off the I/O threads
   gw::asio::thread_pool fetch_pool;  // upstream round trips of on-demand fetches
   std::atomic<size_t> connections{0};
+  std::atomic<size_t> answering{0};   // requests being answered
+  std::atomic<bool> draining{false};  // Drain: no new requests on kept-alive connections
   HttpCounters counters;
   gw::RequestCounts request_counts;
   gw::ReadBudget read_budget;

@@ -263,7 +263,16 @@ int Serve(cairn::node::ServeConfig cfg) {
   if (gateway) gateway->SetUpstreamStatus({});
   replication_ptr = nullptr;
   replication.reset();
-  (*server)->Shutdown(5);
+  // Drain: answers in progress (HTTP downloads, gRPC streams) get up to
+  // drain_seconds to finish; new ones are refused meanwhile.
+  const absl::Time drain_deadline = absl::Now() + absl::Seconds(cfg.drain_seconds);
+  std::thread http_drain([&] {
+    if (!gateway) return;
+    const size_t cut = gateway->Drain(drain_deadline);
+    if (cut > 0) spdlog::warn("stopping: {} HTTP answers still in progress were cut", cut);
+  });
+  (*server)->Shutdown(cfg.drain_seconds);
+  http_drain.join();
   (*server)->Wait();
   server->reset();
   absl::Status st = (*repo)->chunks()->Sync();

@@ -1,0 +1,41 @@
+#!/bin/bash
+# A graceful stop: on SIGTERM a download in progress finishes within
+# [node] drain_seconds while new connections are refused; past the deadline
+# it is cut, and the log says so.
+HERE_NODE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE_NODE/../gateway/lib.sh" "$@"
+
+make_model "$T/m" 1
+head -c 24000000 /dev/urandom >"$T/m/model.safetensors"
+URL_PATH=/v1/files/acme/m/1.0/model.safetensors
+# slow_get HTTP OUT: a 24 MB download at 4 MB/s (about 6 s; the node is done
+# sending about 2.5 s before the end, when socket buffers hold the rest).
+slow_get() { curl -s --limit-rate 4M -o "$2" -w '%{http_code}' "http://$1$URL_PATH" >"$2.code" 2>/dev/null; }
+
+printf '[node]\ndrain_seconds = 15\n' >"$T/long.toml"
+node_start a --config "$T/long.toml"
+publish "$a_GRPC" "$T/m" acme/m 1.0
+slow_get "$a_HTTP" "$T/got" &
+get=$!
+sleep 1
+kill -TERM "$a_PID"
+sleep 0.5
+# Draining: a new connection is not accepted.
+if curl -sf -m 2 -o /dev/null "http://$a_HTTP/healthz" 2>/dev/null; then fail "a new request was answered while draining"; fi
+wait "$get" || true
+cmp -s "$T/got" "$T/m/model.safetensors" || fail "the download in progress was cut ($(stat -c %s "$T/got") bytes)"
+wait "$a_PID" 2>/dev/null || true
+grep -q "stopped cleanly" "$T/a.log" || fail "no clean stop: $(tail -3 "$T/a.log")"
+
+printf '[node]\ndrain_seconds = 1\n' >"$T/short.toml"
+node_start b --config "$T/short.toml"
+publish "$b_GRPC" "$T/m" acme/m 1.0
+slow_get "$b_HTTP" "$T/got2" &
+get=$!
+sleep 1
+kill -TERM "$b_PID"
+wait "$get" || true
+wait "$b_PID" 2>/dev/null || true
+[ "$(stat -c %s "$T/got2")" -lt 24000000 ] || fail "a download longer than the deadline was not cut"
+grep -q "HTTP answers still in progress were cut" "$T/b.log" || fail "the cut was not logged: $(tail -3 "$T/b.log")"
+echo "drain OK"
