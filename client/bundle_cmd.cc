@@ -122,7 +122,7 @@ BundleCommands::BundleCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
 int BundleCommands::Run() { return *export_ ? Export() : Import(); }
 
 int BundleCommands::Export() {
-  uint64_t split = 0;
+  uint64_t split = VolumeWriter::kNoSplit;
   if (!split_.empty()) {
     auto s = ParseSize(split_);
     if (!s.ok()) return Fail(s.status());

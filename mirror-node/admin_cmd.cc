@@ -217,7 +217,7 @@ size_t AnswerRequests(const std::string& data, std::string_view kind,
   std::sort(nonces.begin(), nonces.end());
   for (const auto& nonce : nonces) {
     const std::string req = StrCat(data, "/", prefix, nonce);
-    auto text = ReadFileLimited(req, 64 << 10);
+    auto text = ReadFileLimited(req, kMaxRequestFileBytes);
     ::unlink(req.c_str());
     std::vector<std::string> lines;
     if (text.ok()) lines = absl::StrSplit(*text, '\n');
@@ -264,7 +264,7 @@ int Backup(ServeConfig cfg, const std::string& dest) {
 size_t AnswerBackupRequests(Repository* repo, const std::string& data, Cancellation* cancel) {
   return AnswerRequests(data, "backup", [&](const std::vector<std::string>& lines) {
     const std::string& dest = lines[0];
-    if (dest.empty() || dest[0] != '/') return std::string("error: not an absolute path");
+    if (dest.empty() || dest[0] != '/') return std::string("not an absolute path");
     spdlog::info("backup to {} started", dest);
     auto bytes = repo->Backup(dest, cancel);
     if (!bytes.ok()) {

@@ -25,6 +25,8 @@ absl::StatusOr<std::unique_ptr<Repository>> OpenOffline(const ServeConfig& cfg, 
 // Writes a `kind` request for the serving node `pid`, signals it (SIGUSR2)
 // and waits for its answer: the text after "ok ", or the error it gave.
 inline constexpr size_t kMaxAnswerBytes = 64 << 20;
+// A request (import: thousands of volume paths).
+inline constexpr size_t kMaxRequestFileBytes = 16 << 20;
 absl::StatusOr<std::string> AskServingNode(const std::string& data, int pid, std::string_view kind,
                                            const std::string& body);
 // The node's side: answers each `kind` request in `data`, oldest first, with

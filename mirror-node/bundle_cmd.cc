@@ -34,6 +34,7 @@ absl::StatusOr<cairn::v1::ImportResponse> ImportFiles(Repository* repo,
   CAIRN_ASSIGN_OR_RETURN(auto in, VolumeReader::Open(files));
   ImportOptions o;
   o.cancel = cancel;
+  o.bundle_id = in->bundle_id();
   const uint64_t total = in->total_bytes();
   if (progress) {
     o.progress = [total](uint64_t done) {
@@ -58,7 +59,7 @@ int ExportCmd(ServeConfig cfg, const NodeExportArgs& a) {
         StrCat("cairn-node (pid ", *holder, ") serves ", cfg.data,
                ": export from it with `cairn export ... --node ADDRESS`")));
   }
-  uint64_t split = 0;
+  uint64_t split = VolumeWriter::kNoSplit;
   if (!a.split.empty()) {
     auto s = ParseSize(a.split);
     if (!s.ok()) return Fail(s.status());
@@ -156,9 +157,9 @@ size_t AnswerBundleRequests(Repository* repo, const std::string& data, Cancellat
     for (const auto& l : lines) {
       if (!l.empty()) files.push_back(l);
     }
-    if (files.empty()) return std::string("error: no bundle named");
+    if (files.empty()) return std::string("no bundle named");
     for (const auto& f : files) {
-      if (f[0] != '/') return std::string("error: not an absolute path");
+      if (f[0] != '/') return std::string("not an absolute path: ") + f;
     }
     spdlog::info("import of {} started", files[0]);
     auto r = ImportFiles(repo, files, cancel, false);

@@ -70,7 +70,7 @@ class ImportReactor final : public grpc::ServerReadReactor<ImportRequest>, publi
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return has_ || eof_ || cancelled_; };
     const absl::Time give_up = absl::Now() + absl::Seconds(gate_->idle_seconds);
     if (!mu_.AwaitWithDeadline(absl::Condition(&ready), give_up)) {
-      return absl::DeadlineExceededError(StrCat("the client sent nothing for ", gate_->idle_seconds,
+      return absl::AbortedError(StrCat("the client sent nothing for ", gate_->idle_seconds,
                                                 " s: import dropped (it resumes when run again)"));
     }
     if (cancelled_) return absl::CancelledError("the client went away: import stopped");

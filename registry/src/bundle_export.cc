@@ -42,7 +42,10 @@ class Exporter {
     const auto start = std::chrono::steady_clock::now();
     CAIRN_RETURN_IF_ERROR(ResolveAll());
     CAIRN_RETURN_IF_ERROR(LoadHave());
-    CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> chain, src_.TrustChain(o_.trust_after));
+    // Every node holds version 1 at least: without an inventory, send every
+    // root after it (0 asks a node for none).
+    CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> chain,
+                           src_.TrustChain(std::max<uint64_t>(o_.trust_after, 1)));
 
     cairn::v1::BundleHeader h;
     h.set_format(kBundleFormat);

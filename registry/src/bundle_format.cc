@@ -111,11 +111,14 @@ VolumeReader::~VolumeReader() {
 absl::Status VolumeReader::OpenVolume(size_t i) {
   if (fd_ >= 0) ::close(fd_);
   const std::string& p = paths_[i];
-  fd_ = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  // Non-blocking: a FIFO or a device named by mistake (or swapped in) must
+  // not hang the open; it is refused below.
+  fd_ = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd_ < 0) return ErrnoStatus(errno, "cannot open bundle volume " + p);
   struct stat st;
   if (::fstat(fd_, &st) != 0) return ErrnoStatus(errno, "cannot stat " + p);
   if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(p + " is not a regular file");
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
   char h[kVolumeHeaderBytes];
   size_t got = 0;
   while (got < sizeof(h)) {
@@ -210,9 +213,10 @@ absl::StatusOr<std::unique_ptr<VolumeWriter>> VolumeWriter::Create(std::string p
                                                                    uint64_t split_bytes,
                                                                    std::string bundle_id) {
   if (path.empty()) return absl::InvalidArgumentError("--to needs a file name");
-  if (split_bytes != 0 && split_bytes < (1 << 20)) {
+  if (split_bytes < (1 << 20) && split_bytes != kNoSplit) {
     return absl::InvalidArgumentError("--split must be at least 1M");
   }
+  if (split_bytes == kNoSplit) split_bytes = 0;
   if (bundle_id.size() != 16) return absl::InvalidArgumentError("bundle id must be 16 bytes");
   const std::string first = split_bytes ? VolumeName(path, 1) : path;
   if (Exists(first)) {
@@ -322,6 +326,7 @@ absl::StatusOr<Inventory> ParseInventory(std::string_view text) {
   bool magic = false;
   for (std::string_view line : Split(text, '\n')) {
     ++n;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // edited on Windows
     if (line.empty() || line[0] == '#') continue;
     std::vector<std::string_view> f = Split(line, ' ');
     auto bad = [&](std::string_view why) {

@@ -19,14 +19,17 @@ using cairn::v1::ChunkList;
 using cairn::v1::Manifest;
 
 constexpr size_t kMaxHeaderBytes = 64 << 10;
-constexpr size_t kMaxTrustRoots = 1000;
+// Trust roots newer than the node's, held until the chain is walked: a real
+// one is a few KiB, a year of rotations a handful.
+constexpr size_t kMaxTrustRoots = 64;
+constexpr size_t kMaxTrustBytes = 8 << 20;
 constexpr size_t kMaxReleaseRecordBytes =
     kMaxEnvelopeBytes + kMaxTagsPerRelease * (kMaxTagBytes + 8192);
 // Chunk bytes stored between two Flush calls (a killed import keeps them).
 constexpr uint64_t kFlushEvery = 64 << 20;
 constexpr uint64_t kProgressEvery = 16 << 20;
 
-const char* KindName(BundleRecord t) {
+std::string KindName(BundleRecord t) {
   switch (t) {
     case BundleRecord::kHeader:
       return "header";
@@ -41,7 +44,7 @@ const char* KindName(BundleRecord t) {
     case BundleRecord::kEnd:
       return "end";
   }
-  return "unknown";
+  return StrCat("unknown type ", static_cast<int>(t));
 }
 
 // Walks the chunks the bundle's releases name, in the order an exporter
@@ -238,6 +241,9 @@ class Importer {
     std::string b;
     CAIRN_RETURN_IF_ERROR(Payload(kMaxHeaderBytes, &b));
     if (!header_.ParseFromString(b)) return Refuse("the header does not parse");
+    if (!o_.bundle_id.empty() && header_.bundle_id() != o_.bundle_id) {
+      return Refuse("the header's bundle id is not its volumes'");
+    }
     if (header_.format() != kBundleFormat) {
       return Refuse(StrCat("format ", header_.format(), " is not ", kBundleFormat));
     }
@@ -250,20 +256,27 @@ class Importer {
 
   absl::Status ReadTrust() {
     std::vector<std::string> chain;
+    // Roots this node already has are dropped as they come (an exporter
+    // sends its whole chain unless told the receiver's version); what is
+    // kept is bounded.
+    const uint64_t have = repo_->trust().root().version();
+    size_t held = 0;
+    std::string b;
     while (type_ == BundleRecord::kTrustRoot) {
-      if (chain.size() >= kMaxTrustRoots) return Refuse("too many trust roots");
-      CAIRN_RETURN_IF_ERROR(Payload(kMaxTrustRootBytes, &chain.emplace_back()));
+      CAIRN_RETURN_IF_ERROR(Payload(kMaxTrustRootBytes, &b));
+      auto env = ParseEnvelope(b, kMaxTrustRootBytes);
+      auto root = env.ok() ? ParseTrustRoot(env->payload()) : env.status();
+      if (!root.ok()) return Refuse(StrCat("not a trust root: ", root.status().message()));
+      if (root->version() > have) {
+        held += b.size();
+        if (chain.size() >= kMaxTrustRoots || held > kMaxTrustBytes) {
+          return Refuse(StrCat("more than ", kMaxTrustRoots, " trust roots or ", kMaxTrustBytes,
+                               " bytes of them"));
+        }
+        chain.push_back(std::move(b));
+      }
       CAIRN_RETURN_IF_ERROR(Next());
     }
-    // Roots this node already has are left out (an exporter sends its
-    // whole chain unless told the receiver's version).
-    const uint64_t have = repo_->trust().root().version();
-    std::erase_if(chain, [&](const std::string& b) {
-      auto env = ParseEnvelope(b, kMaxTrustRootBytes);
-      if (!env.ok()) return false;  // the walk says what is wrong with it
-      auto root = ParseTrustRoot(env->payload());
-      return root.ok() && root->version() <= have;
-    });
     if (chain.empty()) return absl::OkStatus();
     // Each root is signed by its predecessor's keys: adopting it is safe
     // whatever else the bundle holds, and its releases may need it.
@@ -329,8 +342,8 @@ class Importer {
       CAIRN_RETURN_IF_ERROR(Next());
     }
     if (releases_.size() != header_.releases()) {
-      return Refuse(StrCat("the header names ", header_.releases(), " releases, the bundle holds ",
-                           releases_.size()));
+      return Refuse(StrCat("a record (", KindName(type_), ") where release ", releases_.size() + 1,
+                           " of the ", header_.releases(), " the header names was expected"));
     }
     // The order chunk records must follow.
     absl::flat_hash_set<std::string> seen;
@@ -415,8 +428,9 @@ class Importer {
     if (!end.ParseFromString(b)) return Refuse("does not parse");
     if (end.records() != records_ - 1 || end.chunks() != chunks_ ||
         end.chunk_bytes() != chunk_bytes_) {
-      return Refuse(StrCat("it counts ", end.records(), " records and ", end.chunks(),
-                           " chunks; the bundle held ", records_ - 1, " and ", chunks_));
+      return Refuse(StrCat("it counts ", end.records(), " records, ", end.chunks(), " chunks and ",
+                           end.chunk_bytes(), " chunk bytes; the bundle held ", records_ - 1, ", ",
+                           chunks_, " and ", chunk_bytes_, " (records dropped or altered)"));
     }
     char extra;
     CAIRN_ASSIGN_OR_RETURN(size_t k, in_->Read(&extra, 1));
@@ -507,12 +521,30 @@ class Importer {
   cairn::v1::ImportResponse resp_;
 };
 
+// One import per repository at a time, whichever way it came (gRPC, a
+// request file, in-process): two would hold twice the memory and race for
+// the same chunks.
+absl::Mutex importing_mu;
+absl::flat_hash_set<Repository*>* importing ABSL_GUARDED_BY(importing_mu) =
+    new absl::flat_hash_set<Repository*>();
+
 }  // namespace
 
 absl::StatusOr<cairn::v1::ImportResponse> ImportBundle(Repository* repo, ByteSource* in,
                                                        const ImportOptions& o) {
+  {
+    absl::MutexLock l(&importing_mu);
+    if (!importing->insert(repo).second) {
+      return absl::ResourceExhaustedError(
+          "an import into this node is already running; run this one when it has finished "
+          "(what it shares with the running one is then passed over)");
+    }
+  }
   Importer imp(repo, in, o);
-  return imp.Run();
+  auto r = imp.Run();
+  absl::MutexLock l(&importing_mu);
+  importing->erase(repo);
+  return r;
 }
 
 }  // namespace cairn

@@ -3,7 +3,12 @@
 // incomplete bundle does (refused, nothing visible); resume; volumes.
 #include "cairn/bundle.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 
 #include "cairn/status.h"
 #include "repository_fixture.h"
@@ -78,7 +83,7 @@ class BundleTest : public RepositoryTest {
 
   ExportReport Export(const std::vector<std::string>& refs, const std::string& to,
                       uint64_t split = 0, std::vector<std::string> have = {}) {
-    auto w = VolumeWriter::Create(to, split, NewBundleId());
+    auto w = VolumeWriter::Create(to, split ? split : VolumeWriter::kNoSplit, NewBundleId());
     EXPECT_TRUE(w.ok()) << w.status();
     auto src = RepositorySource(repo_.get());
     ExportOptions o;
@@ -237,7 +242,7 @@ TEST_F(BundleTest, VolumesAreCheckedAndFoundByTheirBaseName) {
   auto r = Import({B("v.cairn")});  // the base name stands for its volumes
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(Visible("acme/m:latest"));
-  auto other = VolumeWriter::Create(B("v.cairn"), 0, NewBundleId());  // another bundle
+  auto other = VolumeWriter::Create(B("v.cairn"), VolumeWriter::kNoSplit, NewBundleId());  // another bundle
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE((*other)->Write("x").ok());
   ASSERT_TRUE((*other)->Finish().ok());
@@ -310,12 +315,69 @@ TEST_F(BundleTest, ANewerTrustRootTravelsWithTheReleasesThatNeedIt) {
   EXPECT_TRUE(Visible("acme/m@1"));
 }
 
+TEST_F(BundleTest, HostileFramingIsRefusedEarlyAndCheaply) {
+  Publish("1", {{"a.bin", w2_}});
+  Export({"acme/m"}, B("m.cairn"));
+  const std::string good = ReadAll(B("m.cairn"));
+  const auto recs = Records(good);
+  const std::string head = good.substr(0, recs[1].at);  // volume header + header record
+  // 600 trust roots of 1 MiB of zeros: refused at the first, not held.
+  std::string flood = head;
+  for (int i = 0; i < 600; ++i) AppendRecord(BundleRecord::kTrustRoot, std::string(1 << 20, 0), &flood);
+  WriteAll(B("flood.cairn"), flood);
+  auto r = Import({B("flood.cairn")});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("record 2 (trust root)"), std::string::npos) << r.status();
+  // An unknown record type where a release belongs is named.
+  std::string odd = head;
+  AppendRecord(static_cast<BundleRecord>(7), "x", &odd);
+  WriteAll(B("odd.cairn"), odd);
+  r = Import({B("odd.cairn")});
+  EXPECT_NE(r.status().message().find("unknown type 7"), std::string::npos) << r.status();
+  // A FIFO (or a device) is refused, not waited on.
+  ASSERT_EQ(::mkfifo(B("fifo").c_str(), 0600), 0);
+  r = Import({B("fifo")});
+  EXPECT_NE(r.status().message().find("not a regular file"), std::string::npos) << r.status();
+}
+
+// A source that blocks inside the import until released.
+class GateSource : public ByteSource {
+ public:
+  explicit GateSource(ByteSource* in) : in_(in) {}
+  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
+    if (!entered.HasBeenNotified()) entered.Notify();
+    release.WaitForNotification();
+    return in_->Read(buf, n);
+  }
+  absl::Notification entered, release;
+
+ private:
+  ByteSource* in_;
+};
+
+TEST_F(BundleTest, OneImportAtATimePerNode) {
+  Publish("1", {{"a.bin", w2_}});
+  Export({"acme/m"}, B("m.cairn"));
+  auto in = VolumeReader::Open({B("m.cairn")});
+  ASSERT_TRUE(in.ok());
+  GateSource gate(in->get());
+  absl::StatusOr<cairn::v1::ImportResponse> first;
+  std::thread t([&] { first = ImportBundle(dst_.get(), &gate); });
+  gate.entered.WaitForNotification();
+  auto second = Import({B("m.cairn")});
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted) << second.status();
+  gate.release.Notify();
+  t.join();
+  EXPECT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(Import({B("m.cairn")}).ok());  // free again
+}
+
 TEST_F(BundleTest, InventoryTextIsChecked) {
   EXPECT_FALSE(ParseInventory("").ok());
   EXPECT_FALSE(ParseInventory("hello\n").ok());
   EXPECT_FALSE(ParseInventory("cairn-inventory 1\nrelease ../x sha256:00\n").ok());
   EXPECT_FALSE(ParseInventory("cairn-inventory 1\ntrust x\n").ok());
-  auto ok = ParseInventory("cairn-inventory 1\nnode n1\ntrust 3\n");
+  auto ok = ParseInventory("cairn-inventory 1\r\nnode n1\r\ntrust 3\r\n");  // CRLF too
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->trust_version, 3u);
 }

@@ -73,6 +73,7 @@ class VolumeReader final : public ByteSource {
   uint64_t total_bytes() const { return total_; }
   uint64_t position() const { return position_; }
   const std::vector<std::string>& paths() const { return paths_; }
+  const std::string& bundle_id() const { return bundle_id_; }
 
  private:
   VolumeReader() = default;
@@ -96,6 +97,8 @@ class VolumeReader final : public ByteSource {
 // Finish) removes every file it wrote.
 class VolumeWriter {
  public:
+  static constexpr uint64_t kNoSplit = ~uint64_t{0};
+  // split_bytes: kNoSplit for one file; else at least 1 MiB.
   static absl::StatusOr<std::unique_ptr<VolumeWriter>> Create(std::string path,
                                                               uint64_t split_bytes,
                                                               std::string bundle_id);
@@ -176,8 +179,12 @@ struct ImportOptions {
   // Called every few MiB: bundle bytes consumed.
   std::function<void(uint64_t)> progress;
   Clock* clock = nullptr;  // default: the repository's
+  // The id the volume headers carry (VolumeReader::bundle_id()); when set,
+  // the header record must carry the same.
+  std::string bundle_id;
 };
-// Imports a bundle stream into `repo`: the trust chain is walked from the
+// Imports a bundle stream into `repo` (one import per repository at a time:
+// ResourceExhausted for a second): the trust chain is walked from the
 // node's own root, every manifest and tag is verified, every chunk list and
 // chunk hashed; only once the end record is read and every release is
 // complete are the releases committed. Chunks already held are passed over
