@@ -4,6 +4,7 @@
 #   1. export of a 4 GiB release (4 x 1 GiB safetensors-shaped shards) from a
 #      node: `cairn export --node` (gRPC from the node's packs, every chunk
 #      hashed on the way, synced) vs `tar -cf` of the same files + `sync FILE`
+#   1b. the same export from the stopped node's data (`cairn-node export`)
 #   2. import of that bundle into a stopped node: `cairn-node import` (every
 #      chunk hashed against its digest, every object verified, synced,
 #      committed) vs `tar -xf` into an empty folder + `sync -f`
@@ -70,8 +71,25 @@ done
 TE=$(median t_exp) TT=$(median t_tar)
 echo "cairn export $(gbps "$BYTES" "$TE") GB/s ($(xargs <t_exp) s), tar -cf $(gbps "$BYTES" "$TT") GB/s ($(xargs <t_tar) s): ratio $(ratio "$TT" "$TE") x (goal >= 0.8)"
 
-# Fresh node data directories to import into (made by starting a node).
+# The same export from the stopped node's own data (cairn-node export: packs
+# read directly, each chunk hashed), against tar again.
 stop_last
+do_export_off() { rm -f b2.cairn; $NODE export acme/big@1 --data a --trust trust.root --to b2.cairn >/dev/null; }
+echo; echo "## 1b. the same from the stopped node's data: cairn-node export vs tar -cf (median of 3, alternating)"
+do_export_off  # warm
+: >t_exp2; : >t_tar2
+for i in 1 2 3; do
+  for mode in $( [ $((i % 2)) = 1 ] && echo "exp tar" || echo "tar exp"); do
+    warm
+    T0=$(now)
+    if [ "$mode" = exp ]; then do_export_off; since "$T0" >>t_exp2; else do_tar_c; since "$T0" >>t_tar2; fi
+  done
+done
+rm -f b2.cairn
+TE=$(median t_exp2) TT=$(median t_tar2)
+echo "cairn-node export $(gbps "$BYTES" "$TE") GB/s ($(xargs <t_exp2) s), tar -cf $(gbps "$BYTES" "$TT") GB/s ($(xargs <t_tar2) s): ratio $(ratio "$TT" "$TE") x (goal >= 0.8)"
+
+# Fresh node data directories to import into (made by starting a node).
 for i in 1 2 3 4; do start_node "n$i"; stop_last; done
 # Each side first removes what its previous run wrote, so that both write
 # into pages just freed (on this VM, writing into fresh page cache costs 4x:
