@@ -6,6 +6,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/ssl.hpp>
+#include <future>
 #include <sstream>
 
 #include "cairn/status.h"
@@ -418,10 +419,15 @@ HttpGateway::~HttpGateway() {
 
 size_t HttpGateway::Drain(absl::Time deadline) {
   impl_->draining = true;
-  asio::post(impl_->ioc, [impl = impl_.get()] {
+  std::promise<void> closed;
+  asio::post(impl_->ioc, [impl = impl_.get(), &closed] {
     ErrorCode ec;
     impl->acceptor.close(ec);
+    closed.set_value();
   });
+  closed.get_future().wait();
+  spdlog::info("http: draining, no new connections; {} answers in progress",
+               impl_->answering.load());
   while (impl_->answering > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   return impl_->answering;
 }

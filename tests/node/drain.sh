@@ -11,15 +11,24 @@ URL_PATH=/v1/files/acme/m/1.0/model.safetensors
 # slow_get HTTP OUT: a 24 MB download at 4 MB/s (about 6 s; the node is done
 # sending about 2.5 s before the end, when socket buffers hold the rest).
 slow_get() { curl -s --limit-rate 4M -o "$2" -w '%{http_code}' "http://$1$URL_PATH" >"$2.code" 2>/dev/null; }
+# until DESC CMD...: polls CMD (a condition, not a guess at timing) for up to 10 s.
+until_true() {
+  local what=$1
+  shift
+  for _ in $(seq 1000); do "$@" && return 0; sleep 0.01; done
+  fail "timed out waiting for $what"
+}
+receiving() { [ -s "$1" ] && [ "$(stat -c %s "$1")" -gt 1000000 ]; }
+stopping() { grep -q "http: draining, no new connections" "$1"; }
 
 printf '[node]\ndrain_seconds = 15\n' >"$T/long.toml"
 node_start a --config "$T/long.toml"
 publish "$a_GRPC" "$T/m" acme/m 1.0
 slow_get "$a_HTTP" "$T/got" &
 get=$!
-sleep 1
+until_true "the download to start" receiving "$T/got"
 kill -TERM "$a_PID"
-sleep 0.5
+until_true "the node to start draining" stopping "$T/a.log"
 # Draining: a new connection is not accepted.
 if curl -sf -m 2 -o /dev/null "http://$a_HTTP/healthz" 2>/dev/null; then fail "a new request was answered while draining"; fi
 wait "$get" || true
@@ -32,7 +41,7 @@ node_start b --config "$T/short.toml"
 publish "$b_GRPC" "$T/m" acme/m 1.0
 slow_get "$b_HTTP" "$T/got2" &
 get=$!
-sleep 1
+until_true "the download to start" receiving "$T/got2"
 kill -TERM "$b_PID"
 wait "$get" || true
 wait "$b_PID" 2>/dev/null || true
