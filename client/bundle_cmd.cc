@@ -12,7 +12,6 @@
 #include "cairn/strings.h"
 #include "cairn/transport/grpc_status.h"
 #include "cairn/transport/grpc_upstream.h"
-#include "cairn/verify.h"
 #include "cli_util.h"
 #include "interrupt.h"
 #include "model_store.h"
@@ -34,37 +33,12 @@ class StoreSource final : public Upstream {
     return absl::UnimplementedError("the local store has no summary");
   }
   absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& text) override {
-    CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(text));
-    cairn::v1::ResolveResponse r;
-    std::string digest = ref.digest;
-    if (!ref.tag.empty()) {
-      auto tag = store_->GetTag(ref.name, ref.tag);
-      if (absl::IsNotFound(tag.status())) {
-        return absl::NotFoundError(
-            StrCat(text, " was never pulled into the store ", store_->dir()));
-      }
-      CAIRN_RETURN_IF_ERROR(tag.status());
-      CAIRN_ASSIGN_OR_RETURN(auto rec, DecodeTagEnvelope(*tag));
-      digest = rec.manifest_digest();
-      r.set_tag_envelope(*tag);
-    } else if (!ref.version.empty()) {
-      CAIRN_ASSIGN_OR_RETURN(auto all, store_->Releases());
-      for (const auto& rel : all) {
-        if (rel.name == ref.name && rel.version == ref.version) digest = rel.digest;
-      }
-    }
-    auto rel = digest.empty() ? absl::NotFoundError("") : store_->GetRelease(digest).status();
-    if (!rel.ok() && absl::IsNotFound(rel)) {
-      return absl::NotFoundError(StrCat(text, " is not in the store ", store_->dir()));
-    }
-    CAIRN_RETURN_IF_ERROR(rel);
-    CAIRN_ASSIGN_OR_RETURN(auto release, store_->GetRelease(digest));
+    CAIRN_ASSIGN_OR_RETURN(auto r, store_->Resolve(text));
+    CAIRN_ASSIGN_OR_RETURN(auto release, store_->GetRelease(r.manifest_digest()));
     if (release.partial) {
       return absl::FailedPreconditionError(
           StrCat(text, " was pulled only in part (--include or FILE...): pull it whole first"));
     }
-    CAIRN_ASSIGN_OR_RETURN(*r.mutable_manifest_envelope(), store_->GetEnvelope(digest));
-    r.set_manifest_digest(digest);
     return r;
   }
   absl::StatusOr<std::string> GetObject(const std::string& digest) override {

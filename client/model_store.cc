@@ -285,6 +285,39 @@ absl::StatusOr<std::string> ModelStore::GetTag(const std::string& name, const st
 
 // ---- releases ----
 
+absl::StatusOr<cairn::v1::ResolveResponse> ModelStore::Resolve(const std::string& ref_text) {
+  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
+  cairn::v1::ResolveResponse resp;
+  std::string digest = ref.digest;
+  auto missing = [&] {
+    return absl::NotFoundError(ref.ToString() + " is not in the store " + dir_);
+  };
+  if (!ref.tag.empty()) {
+    auto tag = GetTag(ref.name, ref.tag);
+    if (absl::IsNotFound(tag.status())) return missing();
+    CAIRN_RETURN_IF_ERROR(tag.status());
+    cairn::v1::Envelope e;
+    cairn::v1::TagRecord rec;
+    if (!e.ParseFromString(*tag) || !rec.ParseFromString(e.payload())) {
+      return absl::DataLossError("store: the tag record of " + ref.ToString() + " is corrupt");
+    }
+    digest = rec.manifest_digest();
+    resp.set_tag_envelope(*tag);
+  } else if (!ref.version.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(auto all, Releases());
+    for (const auto& r : all) {
+      if (r.name == ref.name && r.version == ref.version) digest = r.digest;
+    }
+    if (digest.empty()) return missing();
+  }
+  auto env = GetEnvelope(digest);
+  if (absl::IsNotFound(env.status())) return missing();
+  CAIRN_RETURN_IF_ERROR(env.status());
+  resp.set_manifest_envelope(*env);
+  resp.set_manifest_digest(digest);
+  return resp;
+}
+
 absl::Status ModelStore::PutRelease(const Release& r) {
   return meta_->Commit({WriteOp{Table::kReleases, r.digest, EncodeRelease(r)}}, false);
 }

@@ -34,6 +34,7 @@
 #include "cairn/hash.h"
 #include "cairn/objects.h"
 #include "cairn/store.h"
+#include "cairn/v1/service.pb.h"
 
 namespace cairn::client {
 
@@ -99,6 +100,11 @@ class ModelStore {
   absl::StatusOr<std::string> GetEnvelope(const std::string& digest_name);  // NotFound
   absl::Status PutTag(const std::string& name, const std::string& tag, const std::string& envelope);
   absl::StatusOr<std::string> GetTag(const std::string& name, const std::string& tag);
+
+  // What `ref` (NAME[:TAG], NAME@VERSION, NAME@sha256:...) names here: the
+  // signed manifest envelope (and the tag's, by tag) as stored, unverified.
+  // NotFound when the store never held it; DataLoss for a corrupt tag record.
+  absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& ref);
 
   // ---- releases ----
   absl::Status PutRelease(const Release& r);

@@ -64,36 +64,13 @@ std::optional<ChunkList> StoredChunkList(ModelStore* store, const cairn::v1::Fil
 absl::StatusOr<Resolved> ResolveOffline(ModelStore* store, const TrustRootView& trust,
                                         const std::string& ref_text) {
   CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
-  cairn::v1::ResolveResponse resp;
-  std::string digest = ref.digest;
-  auto missing = [&] {
+  auto resp = store->Resolve(ref_text);
+  if (absl::IsNotFound(resp.status())) {
     return absl::NotFoundError(
         StrCat(ref.ToString(), " was never pulled into the store; run without --offline"));
-  };
-  if (!ref.tag.empty()) {
-    auto tag = store->GetTag(ref.name, ref.tag);
-    if (absl::IsNotFound(tag.status())) return missing();
-    CAIRN_RETURN_IF_ERROR(tag.status());
-    cairn::v1::Envelope e;
-    cairn::v1::TagRecord rec;
-    if (!e.ParseFromString(*tag) || !rec.ParseFromString(e.payload())) {
-      return absl::DataLossError("store: the tag record of " + ref.ToString() + " is corrupt");
-    }
-    digest = rec.manifest_digest();
-    resp.set_tag_envelope(*tag);
-  } else if (!ref.version.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(auto all, store->Releases());
-    for (const auto& r : all) {
-      if (r.name == ref.name && r.version == ref.version) digest = r.digest;
-    }
-    if (digest.empty()) return missing();
   }
-  auto env = store->GetEnvelope(digest);
-  if (absl::IsNotFound(env.status())) return missing();
-  CAIRN_RETURN_IF_ERROR(env.status());
-  resp.set_manifest_envelope(*env);
-  resp.set_manifest_digest(digest);
-  return VerifyResolved(resp, &trust, ref, "the local store");
+  CAIRN_RETURN_IF_ERROR(resp.status());
+  return VerifyResolved(*resp, &trust, ref, "the local store");
 }
 
 // Which of the manifest's files the options ask for; InvalidArgument naming
