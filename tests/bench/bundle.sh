@@ -60,14 +60,7 @@ do_export() { rm -f b.cairn; $CAIRN export acme/big@1 --node "$A" --to b.cairn >
 do_tar_c() { rm -f b.tar; tar -cf b.tar -C big . && sync b.tar; }
 echo; echo "## 1. export of $BYTES bytes: cairn export --node vs tar -cf (median of 3, alternating)"
 warm; do_export; do_tar_c  # warm
-: >t_exp; : >t_tar
-for i in 1 2 3; do
-  for mode in $( [ $((i % 2)) = 1 ] && echo "exp tar" || echo "tar exp"); do
-    warm
-    T0=$(now)
-    if [ "$mode" = exp ]; then do_export; since "$T0" >>t_exp; else do_tar_c; since "$T0" >>t_tar; fi
-  done
-done
+alternate t_exp do_export t_tar do_tar_c
 TE=$(median t_exp) TT=$(median t_tar)
 echo "cairn export $(gbps "$BYTES" "$TE") GB/s ($(xargs <t_exp) s), tar -cf $(gbps "$BYTES" "$TT") GB/s ($(xargs <t_tar) s): ratio $(ratio "$TT" "$TE") x (goal >= 0.8)"
 
@@ -77,14 +70,7 @@ stop_last
 do_export_off() { rm -f b2.cairn; $NODE export acme/big@1 --data a --trust trust.root --to b2.cairn >/dev/null; }
 echo; echo "## 1b. the same from the stopped node's data: cairn-node export vs tar -cf (median of 3, alternating)"
 do_export_off  # warm
-: >t_exp2; : >t_tar2
-for i in 1 2 3; do
-  for mode in $( [ $((i % 2)) = 1 ] && echo "exp tar" || echo "tar exp"); do
-    warm
-    T0=$(now)
-    if [ "$mode" = exp ]; then do_export_off; since "$T0" >>t_exp2; else do_tar_c; since "$T0" >>t_tar2; fi
-  done
-done
+alternate t_exp2 do_export_off t_tar2 do_tar_c
 rm -f b2.cairn
 TE=$(median t_exp2) TT=$(median t_tar2)
 echo "cairn-node export $(gbps "$BYTES" "$TE") GB/s ($(xargs <t_exp2) s), tar -cf $(gbps "$BYTES" "$TT") GB/s ($(xargs <t_tar2) s): ratio $(ratio "$TT" "$TE") x (goal >= 0.8)"
@@ -101,16 +87,12 @@ do_import() {  # do_import I
   grep -q "imported acme/big@1" "imp$1.out" || { echo "import $1: $(cat "imp$1.out")" >&2; exit 1; }
 }
 do_tar_x() { rm -rf x && mkdir x && tar -xf b.tar -C x && sync -f x; }
+N_IMPORT=0
+do_import_next() { N_IMPORT=$((N_IMPORT + 1)); do_import "$N_IMPORT"; }
 echo; echo "## 2. import of the bundle into a stopped node: cairn-node import vs tar -xf (median of 3, alternating)"
 cat b.cairn b.tar >/dev/null
 do_import 4; PREV=n4; do_tar_x  # warm
-: >t_imp; : >t_untar
-for i in 1 2 3; do
-  for mode in $( [ $((i % 2)) = 1 ] && echo "imp tar" || echo "tar imp"); do
-    cat b.cairn b.tar >/dev/null
-    T0=$(now)
-    if [ "$mode" = imp ]; then do_import "$i"; since "$T0" >>t_imp; else do_tar_x; since "$T0" >>t_untar; fi
-  done
-done
+warm() { cat b.cairn b.tar >/dev/null; }
+alternate t_imp do_import_next t_untar do_tar_x
 TI=$(median t_imp) TU=$(median t_untar)
 echo "cairn-node import $(gbps "$BYTES" "$TI") GB/s ($(xargs <t_imp) s), tar -xf $(gbps "$BYTES" "$TU") GB/s ($(xargs <t_untar) s): ratio $(ratio "$TU" "$TI") x (goal >= 0.8)"
