@@ -131,6 +131,24 @@ struct TagResult {
 };
 absl::StatusOr<TagResult> MoveTag(Connection& node, const TagOptions& opts);
 
+// `cairn yank`: a signed yank record (or, with undo, its withdrawal) for a
+// release the node holds, committed without touching any file. The record's
+// version is the node's current + 1.
+struct YankOptions {
+  std::string release;  // NS/MODEL@sha256:..., NS/MODEL@VERSION or NS/MODEL:TAG
+  std::string reason;   // required to yank; at most 1024 bytes, one line
+  bool undo = false;
+  std::vector<std::string> key_paths;
+  const TrustRootView* trust = nullptr;  // when given, the release is verified
+};
+struct YankResult {
+  std::string name, version, manifest;
+  uint64_t yank_version = 0;
+  bool yanked = false;
+  bool changed = true;  // false: it already was (or was not) yanked
+};
+absl::StatusOr<YankResult> YankRelease(Connection& node, const YankOptions& opts);
+
 class ModelStore;
 
 struct PullOptions {
@@ -245,6 +263,9 @@ struct Resolved {
   std::string tag_envelope;  // signed, when resolved by tag
   cairn::v1::Manifest manifest;
   std::optional<cairn::v1::TagRecord> tag;
+  // The release's newest yank record when the node sent one that verifies
+  // (decoded only, without a trust root) and names this release.
+  std::optional<cairn::v1::YankRecord> yank;
 };
 // Checks what a node (or the local store: `source` names it) answered for
 // `ref`: the tag and manifest verify under `trust` (when given) and name what

@@ -100,11 +100,29 @@ PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   ctx_->AddNode(tag_cmd_);
   ctx_->AddTrust(tag_cmd_);
   ctx_->AddJson(tag_cmd_);
+
+  // yank
+  yank_cmd_ = app->add_subcommand(
+      "yank",
+      "yank a release: no tag resolves to it any more; by digest or version it is still pulled, "
+      "with a warning (signed; travels to every node like a tag)");
+  yank_cmd_
+      ->add_option("RELEASE", yank_.release,
+                   "NS/MODEL@sha256:..., NS/MODEL@VERSION or NS/MODEL:TAG")
+      ->required();
+  yank_cmd_->add_option("--reason", yank_.reason,
+                        "why, in one line (shown to everyone who pulls it; required to yank)");
+  yank_cmd_->add_flag("--undo", yank_.undo, "withdraw the yank");
+  yank_cmd_->add_option("--key", yank_.key_paths, "publisher private key; repeatable")
+      ->required();
+  ctx_->AddNode(yank_cmd_);
+  ctx_->AddTrust(yank_cmd_);
+  ctx_->AddJson(yank_cmd_);
 }
 
 bool PublishCommands::parsed() const {
   return publish_->parsed() || import_hf_->parsed() || sign_->parsed() || renew_cmd_->parsed() ||
-         tag_cmd_->parsed();
+         tag_cmd_->parsed() || yank_cmd_->parsed();
 }
 
 int PublishCommands::Run() {
@@ -253,6 +271,38 @@ int PublishCommands::Run() {
                   static_cast<unsigned long>(r->tag_version), IsoDate(r->expires_unix).c_str(),
                   (*conn)->address().c_str(),
                   r->old_manifest.empty() ? "" : ("; was " + r->old_manifest).c_str());
+    }
+    return 0;
+  }
+
+  if (yank_cmd_->parsed()) {
+    std::optional<TrustRootView> tr;
+    if (!ctx_->settings.trust.empty()) {
+      auto t = ctx_->LoadTrust();
+      if (!t.ok()) return Fail(t.status());
+      tr = std::move(*t);
+      yank_.trust = &*tr;
+    }
+    auto conn = ctx_->Connect();
+    if (!conn.ok()) return Fail(conn.status());
+    auto r = YankRelease(**conn, yank_);
+    if (!r.ok()) return Fail(r.status());
+    if (ctx_->as_json) {
+      PrintJson({{"name", r->name},
+                 {"version", r->version},
+                 {"manifest", r->manifest},
+                 {"yanked", r->yanked},
+                 {"changed", r->changed},
+                 {"yank_version", r->yank_version},
+                 {"node", (*conn)->address()}});
+    } else if (!r->changed) {
+      std::printf("%s %s (%s) %s on %s; nothing to do\n", r->name.c_str(), r->version.c_str(),
+                  r->manifest.c_str(), r->yanked ? "is already yanked" : "is not yanked",
+                  (*conn)->address().c_str());
+    } else {
+      std::printf("%s %s %s (%s, yank record v%lu) on %s\n", r->yanked ? "yanked" : "un-yanked",
+                  r->name.c_str(), r->version.c_str(), r->manifest.c_str(),
+                  static_cast<unsigned long>(r->yank_version), (*conn)->address().c_str());
     }
     return 0;
   }

@@ -1,5 +1,5 @@
-// `cairn publish`, `cairn import-hf`, `cairn sign` and `cairn renew`: signed
-// releases and tags to a node.
+// `cairn publish`, `cairn import-hf`, `cairn sign`, `cairn renew`, `cairn tag`
+// and `cairn yank`: signed releases, tags and yank records to a node.
 #pragma once
 
 #include <string>
@@ -27,9 +27,10 @@ class PublishCommands {
   std::vector<std::string> sign_keys_;
   RenewOptions renew_;
   TagOptions tag_;
+  YankOptions yank_;
   uint64_t move_tag_version_ = 0;
   std::string hf_revision_, hf_commit_;
-  CLI::App *publish_, *import_hf_, *sign_, *renew_cmd_, *tag_cmd_;
+  CLI::App *publish_, *import_hf_, *sign_, *renew_cmd_, *tag_cmd_, *yank_cmd_;
 };
 
 }  // namespace cairn::client

@@ -247,6 +247,10 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   }
   for (const auto& w : mr.warnings) notice(w);
   Resolved& r = mr.resolved;
+  if (r.yank && r.yank->yanked()) {
+    notice(StrCat("warning: ", r.manifest.name(), " ", r.manifest.version(), " (", r.digest,
+                  ") was yanked by its publisher: ", r.yank->reason()));
+  }
   if (r.tag && !o.state_dir.empty()) {
     CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(
         o.state_dir, trust, *r.tag, o.offline ? "the local store" : nodes[mr.node]->address()));

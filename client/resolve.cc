@@ -74,6 +74,13 @@ absl::StatusOr<Resolved> VerifyResolved(const cairn::v1::ResolveResponse& resp,
   }
   out.digest = digest;
   out.envelope = resp.manifest_envelope();
+  if (!resp.yank_envelope().empty()) {
+    // A yank a mirror cannot forge (with a trust root); one that does not
+    // verify or names another release is ignored.
+    auto y = trust ? VerifyYankEnvelope(*trust, resp.yank_envelope())
+                   : DecodeYankEnvelope(resp.yank_envelope());
+    if (y.ok() && y->manifest_digest() == digest) out.yank = std::move(*y);
+  }
   return out;
 }
 

@@ -14,14 +14,15 @@ namespace cairn::client {
 
 namespace {
 
-// Signs `rec` and commits it with the release `manifest_envelope` (already
-// on the node: an idempotent re-commit that moves only the tag).
-absl::Status CommitTag(Connection& node, const std::string& manifest_envelope,
-                       const cairn::v1::TagRecord& rec,
-                       const std::vector<const SigningKey*>& signers, const std::string& what) {
-  CAIRN_ASSIGN_OR_RETURN(auto tenv,
-                         SignEnvelope(kTagPayloadType, SerializeCanonical(rec), signers));
-  CAIRN_ASSIGN_OR_RETURN(std::string session, OpenPublishSession(node, rec.name(), signers));
+// Signs `rec` (a TagRecord or a YankRecord, `payload_type`) and commits it
+// with the release `manifest_envelope` (already on the node: an idempotent
+// re-commit that moves only the tag or the yank).
+absl::Status CommitRecord(Connection& node, const std::string& manifest_envelope,
+                          const std::string& name, std::string_view payload_type,
+                          const google::protobuf::MessageLite& rec,
+                          const std::vector<const SigningKey*>& signers, const std::string& what) {
+  CAIRN_ASSIGN_OR_RETURN(auto env, SignEnvelope(payload_type, SerializeCanonical(rec), signers));
+  CAIRN_ASSIGN_OR_RETURN(std::string session, OpenPublishSession(node, name, signers));
   bool session_used = false;
   absl::Cleanup end_session = [&] {
     if (!session_used) EndPublishSession(node, session);
@@ -29,7 +30,11 @@ absl::Status CommitTag(Connection& node, const std::string& manifest_envelope,
   cairn::v1::CommitRequest creq;
   creq.set_session_id(session);
   CAIRN_RETURN_IF_ERROR(SetManifestEnvelope(node, manifest_envelope, &creq));
-  creq.set_tag_envelope(SerializeCanonical(tenv));
+  if (payload_type == kYankPayloadType) {
+    creq.set_yank_envelope(SerializeCanonical(env));
+  } else {
+    creq.set_tag_envelope(SerializeCanonical(env));
+  }
   cairn::v1::CommitResponse cresp;
   auto ctx = node.Context();
   absl::Status committed = FromGrpc(node.publish()->Commit(ctx.get(), creq, &cresp), what);
@@ -78,7 +83,8 @@ absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& o) {
   cairn::v1::TagRecord rec = *cur.tag;
   rec.set_version(cur.tag->version() + 1);
   rec.set_expires_unix(now + int64_t{o.expires_days} * 86400);
-  CAIRN_RETURN_IF_ERROR(CommitTag(node, cur.envelope, rec, signers, "commit of the renewed tag"));
+  CAIRN_RETURN_IF_ERROR(CommitRecord(node, cur.envelope, rec.name(), kTagPayloadType, rec,
+                                     signers, "commit of the renewed tag"));
   res.renewed = true;
   res.new_version = rec.version();
   res.new_expires_unix = rec.expires_unix();
@@ -126,7 +132,48 @@ absl::StatusOr<TagResult> MoveTag(Connection& node, const TagOptions& o) {
   rec.set_version(res.tag_version);
   rec.set_expires_unix(SystemNowUnix() + int64_t{o.expires_days} * 86400);
   res.expires_unix = rec.expires_unix();
-  CAIRN_RETURN_IF_ERROR(CommitTag(node, rel.envelope, rec, signers, "commit of the tag"));
+  CAIRN_RETURN_IF_ERROR(CommitRecord(node, rel.envelope, rec.name(), kTagPayloadType, rec, signers,
+                                     "commit of the tag"));
+  return res;
+}
+
+absl::StatusOr<YankResult> YankRelease(Connection& node, const YankOptions& o) {
+  CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(o.release));
+  if (!o.undo && o.reason.empty()) {
+    return absl::InvalidArgumentError("say why with --reason (users see it when they pull)");
+  }
+  cairn::v1::YankRecord rec;
+  rec.set_reason(o.undo && o.reason.empty() ? "yank withdrawn" : o.reason);
+  rec.set_name(ref.name);
+  rec.set_manifest_digest(ref.digest.empty() ? "sha256:" + std::string(64, '0') : ref.digest);
+  rec.set_version(1);
+  // Checked before the node is asked: a bad reason fails here, clearly.
+  CAIRN_RETURN_IF_ERROR(ParseYankRecord(SerializeCanonical(rec)).status());
+  CAIRN_ASSIGN_OR_RETURN(auto keys, LoadKeys(o.key_paths));
+  std::vector<const SigningKey*> signers;
+  for (auto& k : keys) signers.push_back(k.get());
+  // The release as the node holds it, yanked or not (a tag naming a yanked
+  // release resolves in this admin view only without a trust root).
+  CAIRN_ASSIGN_OR_RETURN(Resolved rel, ResolveVerified(node, o.trust, ref.ToString(),
+                                                       /*include_withheld=*/o.trust == nullptr));
+  YankResult res;
+  res.name = rel.manifest.name();
+  res.version = rel.manifest.version();
+  res.manifest = rel.digest;
+  res.yanked = !o.undo;
+  const bool was_yanked = rel.yank && rel.yank->yanked();
+  if (was_yanked == res.yanked) {
+    res.changed = false;
+    res.yank_version = rel.yank ? rel.yank->version() : 0;
+    return res;
+  }
+  rec.set_manifest_digest(rel.digest);
+  rec.set_version(rel.yank ? rel.yank->version() + 1 : 1);
+  rec.set_yanked(res.yanked);
+  rec.set_created_unix(SystemNowUnix());
+  res.yank_version = rec.version();
+  CAIRN_RETURN_IF_ERROR(CommitRecord(node, rel.envelope, rec.name(), kYankPayloadType, rec,
+                                     signers, o.undo ? "withdrawing the yank" : "commit of the yank"));
   return res;
 }
 

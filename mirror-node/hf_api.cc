@@ -125,11 +125,22 @@ std::optional<Release> HttpGateway::Impl::HfRelease(const std::string& name, con
   };
   if (rev == "main" || rev == "HEAD") {
     for (const auto& t : entry->tags()) {
-      if (t.tag() == "latest") return load(t.manifest_digest());
+      if (t.tag() != "latest") continue;
+      for (const auto& r : entry->releases()) {
+        if (r.manifest_digest() != t.manifest_digest() || !r.yanked()) continue;
+        // A tag never leads to a yanked release (Repository::Resolve).
+        *error = HfError(http::status::gone, "RevisionNotFound",
+                         StrCat(name, ":latest names version ", r.version(),
+                                ", which its publisher yanked (", r.yank_reason(),
+                                "); ask for it by commit id or version to use it anyway"));
+        return std::nullopt;
+      }
+      return load(t.manifest_digest());
     }
-    // No `latest` tag: the newest release.
+    // No `latest` tag: the newest release not yanked.
     std::optional<Release> newest;
     for (const auto& r : entry->releases()) {
+      if (r.yanked()) continue;
       auto got = load(r.manifest_digest());
       if (!got) return std::nullopt;
       if (!newest || got->manifest->created_unix() > newest->manifest->created_unix()) {

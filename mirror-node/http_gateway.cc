@@ -34,6 +34,8 @@ Answer FromStatus(const absl::Status& s) {
       return Error(http::status::not_found, std::string(s.message()));
     case absl::StatusCode::kInvalidArgument:
       return Error(http::status::bad_request, std::string(s.message()));
+    case absl::StatusCode::kFailedPrecondition:  // yanked, withheld: on purpose, not a fault
+      return Error(http::status::gone, std::string(s.message()));
     default:
       return Error(http::status::internal_server_error, std::string(s.message()));
   }

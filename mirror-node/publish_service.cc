@@ -136,7 +136,7 @@ class PublishImpl final : public UnaryOverStream<Publish::CallbackService> {
     ServeOnPool<CommitRequest, CommitResponse>("Commit", pool, [repo](auto* call) {
       const CommitRequest& req = call->req();
       auto r = repo->Commit(req.session_id(), req.manifest_envelope(), req.tag_envelope(),
-                            req.manifest_envelope_digest());
+                            req.manifest_envelope_digest(), req.yank_envelope());
       if (r.ok() && r->pending())
         spdlog::info("release {} pending: {} of {} signatures", r->manifest_digest(),
                      r->signatures(), r->signatures_needed());

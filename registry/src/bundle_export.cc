@@ -31,6 +31,7 @@ struct Release {
   std::string digest, envelope;
   std::vector<std::string> tags;
   Manifest manifest;
+  std::string yank;  // the release's yank record, if any
 };
 
 class Exporter {
@@ -62,6 +63,7 @@ class Exporter {
       cairn::v1::BundleRelease br;
       br.set_manifest_envelope(rel.envelope);
       for (const auto& t : rel.tags) br.add_tag_envelopes(t);
+      br.set_yank_envelope(rel.yank);
       CAIRN_RETURN_IF_ERROR(Emit(BundleRecord::kRelease, br.SerializeAsString()));
     }
     r_.releases = releases_.size();
@@ -110,7 +112,8 @@ class Exporter {
           return absl::InvalidArgumentError(
               StrCat("at most ", kMaxBundleReleases, " releases per bundle"));
         }
-        releases_.push_back(Release{digest, r->manifest_envelope(), {}, std::move(m)});
+        releases_.push_back(
+            Release{digest, r->manifest_envelope(), {}, std::move(m), r->yank_envelope()});
         it = releases_.end() - 1;
       }
       if (!r->tag_envelope().empty() &&

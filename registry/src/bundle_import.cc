@@ -176,6 +176,7 @@ struct Release {
   std::vector<std::string> tags;  // verified, to apply
   std::vector<std::string> tag_names;
   std::vector<std::string> notes;
+  std::string yank;  // verified, to apply
 };
 
 class Importer {
@@ -338,6 +339,17 @@ class Importer {
         r.tag_names.push_back(rec->tag());
         r.tags.push_back(std::move(t));
       }
+      if (!br.yank_envelope().empty()) {
+        auto y = VerifyYankEnvelope(trust, br.yank_envelope());
+        if (!y.ok()) {
+          return absl::PermissionDeniedError(
+              StrCat("bundle record ", records_, ": the yank record of ", r.manifest.name(),
+                     " does not verify: ", y.status().message(), "; bundle refused"));
+        }
+        if (y->manifest_digest() != r.digest) return Refuse("a yank record names another release");
+        if (y->yanked()) r.notes.push_back("yanked by its publisher: " + y->reason());
+        r.yank = std::move(*br.mutable_yank_envelope());
+      }
       releases_.push_back(std::move(r));
       CAIRN_RETURN_IF_ERROR(Next());
     }
@@ -486,7 +498,7 @@ class Importer {
       if (r.tags.empty()) r.tags.emplace_back();  // the release alone
       bool first = true;
       for (size_t i = 0; i < r.tags.size(); ++i) {
-        auto c = repo_->CommitReplicated(r.envelope, r.tags[i], "", 0);
+        auto c = repo_->CommitReplicated(r.envelope, r.tags[i], first ? r.yank : "", "", 0);
         if (!c.ok()) {
           return Annotate(c.status(),
                           StrCat("committing ", r.manifest.name(), "@", r.manifest.version()));

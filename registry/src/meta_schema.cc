@@ -44,6 +44,10 @@ std::string QuotaKey(std::string_view key_id, int64_t utc_day) {
   return StrCat("quota/", key_id, "/", utc_day);
 }
 
+std::string YankKey(std::string_view manifest_digest) {
+  return StrCat(kYankPrefix, manifest_digest);
+}
+
 absl::StatusOr<uint64_t> ParseCounter(std::string_view stored, std::string_view what) {
   uint64_t v = 0;
   if (!ParseInt(stored, &v)) {
@@ -78,6 +82,18 @@ absl::StatusOr<std::optional<StoredTag>> ReadTag(MetaStore* meta, std::string_vi
   CAIRN_RETURN_IF_ERROR(v.status());
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::TagRecord rec, DecodeStoredTag(key, *v));
   return StoredTag{std::move(*v), std::move(rec)};
+}
+
+absl::StatusOr<std::optional<StoredYank>> ReadYank(MetaStore* meta,
+                                                   std::string_view manifest_digest) {
+  auto v = meta->Get(Table::kState, YankKey(manifest_digest));
+  if (absl::IsNotFound(v.status())) return std::nullopt;
+  CAIRN_RETURN_IF_ERROR(v.status());
+  auto rec = DecodeYankEnvelope(*v);
+  if (!rec.ok()) {
+    return absl::DataLossError(StrCat("stored yank record of ", manifest_digest, " is corrupt"));
+  }
+  return StoredYank{std::move(*v), std::move(*rec)};
 }
 
 std::string RandomHex(size_t n) {

@@ -11,6 +11,7 @@
 //              "pending/<manifest digest>" -> PendingResponse
 //              "quota/<key id>/<UTC day>"  -> decimal bytes
 //              "session-staged/<digest>"   -> "" (see SessionStagedKey)
+//              "yank/<manifest digest>"    -> signed yank envelope (newest)
 //   kStaging   chunk list digest          -> chunk list (uncommitted)
 //              "upload/<session>/..."     -> parts of an upload (kUploadPrefix)
 #pragma once
@@ -32,6 +33,7 @@ inline constexpr std::string_view kFeedTail = "feed_tail";
 inline constexpr std::string_view kTrustPrefix = "trust/";
 inline constexpr std::string_view kPendingPrefix = "pending/";
 inline constexpr std::string_view kSessionStagedPrefix = "session-staged/";
+inline constexpr std::string_view kYankPrefix = "yank/";
 // kStaging "upload/<session id>/part/<16-hex offset>" and
 // "upload/<session id>/envelope": objects uploaded in parts (PutObject).
 inline constexpr std::string_view kUploadPrefix = "upload/";
@@ -47,6 +49,7 @@ std::string PendingKey(std::string_view manifest_digest);
 // (not a replication) staged; removed with it when no commit consumed it.
 std::string SessionStagedKey(std::string_view digest);
 std::string QuotaKey(std::string_view key_id, int64_t utc_day);
+std::string YankKey(std::string_view manifest_digest);
 
 // A stored decimal counter. DataLoss when the bytes are not one.
 absl::StatusOr<uint64_t> ParseCounter(std::string_view stored, std::string_view what);
@@ -64,6 +67,16 @@ absl::StatusOr<cairn::v1::TagRecord> DecodeStoredTag(std::string_view key, std::
 // Tag name:tag: nullopt when there is none; the store's error or DataLoss.
 absl::StatusOr<std::optional<StoredTag>> ReadTag(MetaStore* meta, std::string_view name,
                                                  std::string_view tag);
+
+// A stored yank: the envelope as signed and the record inside.
+struct StoredYank {
+  std::string envelope;
+  cairn::v1::YankRecord record;
+};
+// Release `manifest_digest`'s newest yank record: nullopt when there is
+// none; the store's error or DataLoss.
+absl::StatusOr<std::optional<StoredYank>> ReadYank(MetaStore* meta,
+                                                   std::string_view manifest_digest);
 
 // n random bytes from the CSPRNG, as hex (node ids, challenges, sessions).
 std::string RandomHex(size_t n);

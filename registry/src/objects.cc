@@ -299,6 +299,25 @@ absl::StatusOr<TagRecord> ParseTagRecord(std::string_view bytes) {
   return t;
 }
 
+absl::StatusOr<cairn::v1::YankRecord> ParseYankRecord(std::string_view bytes) {
+  CAIRN_ASSIGN_OR_RETURN(auto y,
+                         ParseLimited<cairn::v1::YankRecord>(bytes, kMaxYankBytes, "yank record"));
+  CAIRN_RETURN_IF_ERROR(ValidateName(y.name()));
+  CAIRN_RETURN_IF_ERROR(ParseDigestName(y.manifest_digest()).status());
+  if (y.version() == 0) return absl::InvalidArgumentError("yank record version must be >= 1");
+  if (y.reason().size() > kMaxYankReasonBytes) {
+    return absl::InvalidArgumentError(
+        StrCat("yank reason is ", y.reason().size(), " bytes; at most ", kMaxYankReasonBytes));
+  }
+  if (!ValidUtf8(y.reason())) return absl::InvalidArgumentError("yank reason is not UTF-8");
+  for (unsigned char c : y.reason()) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError("yank reason holds a control character");
+    }
+  }
+  return y;
+}
+
 absl::StatusOr<TrustRoot> ParseTrustRoot(std::string_view bytes) {
   CAIRN_ASSIGN_OR_RETURN(TrustRoot t,
                          ParseLimited<TrustRoot>(bytes, kMaxTrustRootBytes, "trust root"));

@@ -221,6 +221,8 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
   }
   uint64_t bytes = 0;
   for (const auto& f : m.files()) bytes += f.size();
+  bool yanked = false;
+  const std::string yank_envelope = VerifiedYank(ev.yank_envelope(), digest, &yanked);
   std::string why = policy_.Refuses(m.name(), bytes);
   if (why.empty() && !policy_.tags.empty()) {
     // Only a valid record of a followed tag brings its release in.
@@ -232,6 +234,16 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     if (!policy_.FollowsTag(tag)) {
       why = tag.empty() ? "no followed tag names it (tags " + StrJoin(policy_.tags, ",") + ")"
                         : "tag " + tag + " is not followed";
+    }
+  }
+  // A yank of a release held here applies whatever the policy; a release
+  // yanked before this node fetched it is not fetched.
+  if (!yank_envelope.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(const bool have, repo_->HasRelease(digest));
+    if (have) {
+      why.clear();
+    } else if (why.empty() && yanked) {
+      why = "yanked by its publisher";
     }
   }
   if (!why.empty()) {
@@ -257,7 +269,8 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     CAIRN_RETURN_IF_ERROR(FetchMissing(m));
   }
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,
-                                                           cursor_key_, cursor_after));
+                                                           yank_envelope, cursor_key_,
+                                                           cursor_after));
   if (!res.already_present()) stats_.releases_committed++;
   if (!res.tag_older().empty()) {
     stats_.tags_rolled_back++;
@@ -270,6 +283,22 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     if (log_) log_(res.tag_conflict());
   }
   return absl::OkStatus();
+}
+
+std::string Replicator::VerifiedYank(const std::string& envelope, std::string_view digest,
+                                     bool* yanked) {
+  *yanked = false;
+  if (envelope.empty()) return {};
+  auto y = VerifyYankEnvelope(repo_->trust(), envelope);
+  if (y.ok() && y->manifest_digest() != digest) {
+    y = absl::InvalidArgumentError("it names another release");
+  }
+  if (!y.ok()) {
+    if (log_) log_(StrCat("dropping yank record of ", digest, ": ", y.status().message()));
+    return {};
+  }
+  *yanked = y->yanked();
+  return envelope;
 }
 
 absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
@@ -300,8 +329,10 @@ absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
     on_demand_ = false;
     CAIRN_RETURN_IF_ERROR(fetched);
   }
+  bool yanked = false;
+  const std::string yank_envelope = VerifiedYank(r.yank_envelope(), digest, &yanked);
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(r.manifest_envelope(), tag_envelope,
-                                                           /*cursor_key=*/"", 0));
+                                                           yank_envelope, /*cursor_key=*/"", 0));
   if (!res.already_present()) stats_.releases_committed++;
   return absl::OkStatus();
 }

@@ -283,6 +283,15 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
                ") is withheld by this node: it no longer verifies under trust root v",
                trust().root().version(), " (", why, "); kept on disk until garbage collection"));
   }
+  CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredYank> yank, meta::ReadYank(meta_.get(), digest));
+  if (yank && yank->record.yanked() && ref.digest.empty() && ref.version.empty() &&
+      !include_withheld) {
+    return absl::FailedPreconditionError(
+        StrCat(ref.ToString(), " names ", m.name(), " ", m.version(),
+               ", which its publisher yanked (", yank->record.reason(),
+               "); to use it anyway, name it by digest: ", m.name(), "@", digest));
+  }
+  if (yank) out.set_yank_envelope(std::move(yank->envelope));
   out.set_manifest_digest(digest);
   out.set_manifest_envelope(std::move(*env));
   return out;
@@ -327,6 +336,7 @@ absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix
                                                          bool include_withheld,
                                                          bool include_pending) {
   std::map<std::string, cairn::v1::ListEntry> entries;
+  absl::Status inner;
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kReleases, prefix, [&](std::string_view k, std::string_view v) {
         std::vector<std::string_view> parts = Split(k, '\0', 2);
@@ -344,8 +354,18 @@ absl::StatusOr<cairn::v1::ListResponse> Repository::List(std::string_view prefix
           r->set_bytes(bytes);
           r->set_files(m.files_size());
         }
+        auto y = meta::ReadYank(meta_.get(), v);
+        if (!y.ok()) {
+          inner = y.status();
+          return false;
+        }
+        if (*y && (*y)->record.yanked()) {
+          r->set_yanked(true);
+          r->set_yank_reason((*y)->record.reason());
+        }
         return true;
       }));
+  CAIRN_RETURN_IF_ERROR(inner);
   CAIRN_RETURN_IF_ERROR(ScanServedTags(prefix, [&](std::string_view, const TagRecord& rec) {
     auto& e = entries[rec.name()];
     e.set_name(rec.name());
@@ -432,6 +452,13 @@ absl::Status Repository::Snapshot(cairn::v1::FeedResponse* out) {
         return true;
       }));
   CAIRN_RETURN_IF_ERROR(inner);
+  // Yank records travel with their releases (and with each tag event).
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kState, meta::kYankPrefix, [&](std::string_view k, std::string_view v) {
+        auto it = by_digest.find(std::string(k.substr(meta::kYankPrefix.size())));
+        if (it != by_digest.end()) it->second.set_yank_envelope(std::string(v));
+        return true;
+      }));
   std::vector<cairn::v1::FeedEvent> tag_events;
   CAIRN_RETURN_IF_ERROR(ScanServedTags("", [&](std::string_view envelope, const TagRecord& rec) {
     auto it = by_digest.find(rec.manifest_digest());

@@ -6,6 +6,7 @@
 #include "cairn/repository.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/verify.h"
 #include "change_feed.h"
 #include "meta_schema.h"
 #include "publish_sessions.h"
@@ -104,15 +105,21 @@ absl::StatusOr<std::string> Repository::StageReplicatedChunkList(std::string_vie
 
 absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(
     std::string_view session_id, std::string_view manifest_envelope, std::string_view tag_envelope,
-    std::string_view manifest_envelope_digest) {
+    std::string_view manifest_envelope_digest, std::string_view yank_envelope) {
   CAIRN_ASSIGN_OR_RETURN(std::string session_name, CheckSession(session_id));
+  if (!yank_envelope.empty() && !tag_envelope.empty()) {
+    return absl::InvalidArgumentError("a commit carries a tag record or a yank record, not both");
+  }
   std::string uploaded;
   if (manifest_envelope.empty() && !manifest_envelope_digest.empty()) {
     CAIRN_ASSIGN_OR_RETURN(uploaded, UploadedEnvelope(session_id, manifest_envelope_digest));
     manifest_envelope = uploaded;
   }
-  CAIRN_ASSIGN_OR_RETURN(std::optional<cairn::v1::CommitResponse> pending,
-                         MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
+  // A yank names a release already served: never kept pending.
+  std::optional<cairn::v1::CommitResponse> pending;
+  if (yank_envelope.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(pending, MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
+  }
   if (pending) {
     // Co-signers commit it later: what the session staged stays (kept,
     // like a replication's, until the pending release commits).
@@ -126,6 +133,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(
   }
   CommitSpec spec;
   spec.required_name = session_name;
+  spec.yank_envelope = yank_envelope;
   auto r = CommitVerified(manifest_envelope, tag_envelope, spec);
   // A commit frees its session at once: the per-peer cap counts open
   // sessions, not the releases of the last hour.
@@ -292,10 +300,11 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CoSign(const cairn::v1::Co
 }
 
 absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitReplicated(
-    std::string_view manifest_envelope, std::string_view tag_envelope, std::string cursor_key,
-    uint64_t cursor) {
+    std::string_view manifest_envelope, std::string_view tag_envelope,
+    std::string_view yank_envelope, std::string cursor_key, uint64_t cursor) {
   CommitSpec spec;
   spec.stale_tag_is_ok = true;
+  spec.yank_envelope = yank_envelope;
   if (!cursor_key.empty()) {  // empty: fetched on demand, no feed cursor moves
     spec.extra_ops.push_back(WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)});
   }
@@ -317,6 +326,13 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
     CAIRN_ASSIGN_OR_RETURN(tag, VerifyTagEnvelope(*trust, tag_envelope, now));
     if (tag->name() != m.name() || tag->manifest_digest() != digest) {
       return absl::InvalidArgumentError("tag record does not point at this release");
+    }
+  }
+  std::optional<cairn::v1::YankRecord> yank;
+  if (!spec.yank_envelope.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(yank, VerifyYankEnvelope(*trust, spec.yank_envelope));
+    if (yank->name() != m.name() || yank->manifest_digest() != digest) {
+      return absl::InvalidArgumentError("yank record does not name this release");
     }
   }
 
@@ -413,9 +429,46 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
                    " does not increase on the node's version ", cr.version()));
       }
     }
+    if (tag_moved && !spec.stale_tag_is_ok) {
+      // A publisher pointing a tag at a release it yanked is a mistake; a
+      // peer's order of events is not (its yank may follow).
+      CAIRN_ASSIGN_OR_RETURN(auto y, meta::ReadYank(meta_.get(), digest));
+      if (y && y->record.yanked()) {
+        return absl::FailedPreconditionError(
+            StrCat("release ", m.name(), " ", m.version(), " (", digest,
+                   ") is yanked: ", y->record.reason(),
+                   "; withdraw the yank first (cairn yank --undo) or tag another release"));
+      }
+    }
     if (tag_moved) {
       ops.push_back(
           WriteOp{Table::kTags, Key2(tag->name(), tag->tag()), std::string(tag_envelope)});
+    }
+  }
+  bool yank_moved = false;
+  if (yank) {
+    if (!existing.ok() && !spec.stale_tag_is_ok) {
+      return absl::FailedPreconditionError(StrCat("release ", m.name(), " ", m.version(), " (",
+                                                  digest, ") is not on this node"));
+    }
+    CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredYank> cur,
+                           meta::ReadYank(meta_.get(), digest));
+    yank_moved = true;
+    if (cur && cur->record.version() >= yank->version()) {
+      yank_moved = false;
+      if (cur->envelope == spec.yank_envelope) {
+        // the same record again: idempotent
+      } else if (spec.stale_tag_is_ok) {
+        out.set_yank_not_newer(true);  // the highest version wins
+      } else {
+        return absl::AlreadyExistsError(
+            StrCat("yank record of ", m.name(), " ", m.version(), " version ", yank->version(),
+                   " does not increase on the node's version ", cur->record.version()));
+      }
+    }
+    if (yank_moved) {
+      ops.push_back(
+          WriteOp{Table::kState, meta::YankKey(digest), std::string(spec.yank_envelope)});
     }
   }
   // Staged lists move to the served objects in batches of at most
@@ -442,13 +495,14 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
   // (a withheld release re-signed by a valid key too: followers clear it).
   const bool resigned = existing.ok() && !trust_->WithheldReason(digest).empty();
   std::optional<ChangeFeed::Append> append;
-  if (!existing.ok() || tag_moved || resigned) {
+  if (!existing.ok() || tag_moved || resigned || yank_moved) {
     cairn::v1::FeedEvent ev;
     ev.set_name(m.name());
     ev.set_version(m.version());
     ev.set_manifest_digest(digest);
     ev.set_manifest_envelope(std::string(manifest_envelope));
     if (tag_moved) ev.set_tag_envelope(std::string(tag_envelope));
+    if (yank_moved) ev.set_yank_envelope(std::string(spec.yank_envelope));
     ev.set_accepted_unix(now);
     append = feed_->Prepare(std::move(ev), &ops);
   }

@@ -41,6 +41,29 @@ absl::StatusOr<Manifest> VerifyManifestEnvelope(const TrustRootView& trust, std:
   return m;
 }
 
+absl::StatusOr<cairn::v1::YankRecord> VerifyYankEnvelope(const TrustRootView& trust,
+                                                         std::string_view bytes) {
+  CAIRN_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, kMaxYankBytes + 8192));
+  if (env.payload_type() != kYankPayloadType) {
+    return absl::InvalidArgumentError("yank envelope has payload type '" + env.payload_type() +
+                                      "'");
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto rec, ParseYankRecord(env.payload()));
+  auto st = trust.VerifyDelegated(env, NamespaceOf(rec.name()));
+  if (!st.ok()) return Annotate(st, "yank of " + rec.name() + "@" + rec.manifest_digest());
+  return rec;
+}
+
+absl::StatusOr<cairn::v1::YankRecord> DecodeYankEnvelope(std::string_view bytes) {
+  Envelope env;
+  cairn::v1::YankRecord rec;
+  if (!env.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+      !rec.ParseFromString(env.payload())) {
+    return absl::DataLossError("yank record does not parse");
+  }
+  return rec;
+}
+
 absl::StatusOr<TagRecord> DecodeTagEnvelope(std::string_view bytes) {
   Envelope env;
   TagRecord rec;

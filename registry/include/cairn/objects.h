@@ -16,6 +16,7 @@ namespace cairn {
 
 inline constexpr std::string_view kManifestPayloadType = "application/vnd.cairn.manifest.v1+proto";
 inline constexpr std::string_view kTagPayloadType = "application/vnd.cairn.tag.v1+proto";
+inline constexpr std::string_view kYankPayloadType = "application/vnd.cairn.yank.v1+proto";
 inline constexpr std::string_view kTrustRootPayloadType =
     "application/vnd.cairn.trustroot.v1+proto";
 inline constexpr std::string_view kSessionPayloadType = "application/vnd.cairn.session.v1";
@@ -53,6 +54,9 @@ absl::StatusOr<cairn::v1::Manifest> ParseManifest(std::string_view bytes);
 absl::Status ValidateManifest(const cairn::v1::Manifest& m);
 absl::StatusOr<cairn::v1::TagRecord> ParseTagRecord(std::string_view bytes);
 absl::StatusOr<cairn::v1::TrustRoot> ParseTrustRoot(std::string_view bytes);
+// Name, digest, version >= 1, and a reason of printable UTF-8 (no control
+// characters) of at most kMaxYankReasonBytes.
+absl::StatusOr<cairn::v1::YankRecord> ParseYankRecord(std::string_view bytes);
 
 // A reference: NAME, NAME:TAG, NAME@VERSION or NAME@sha256:<hex>. `tag`
 // defaults to "latest" when neither tag, version nor digest is given. A

@@ -214,6 +214,9 @@ class Replicator {
   // kWantsPerBatch; stages the chunk lists it lacks on the way.
   static constexpr size_t kWantsPerBatch = 1 << 16;
   absl::Status FetchMissing(const cairn::v1::Manifest& m);
+  // `envelope` when it is a yank record of release `digest` that verifies
+  // here (*yanked: whether it yanks or withdraws); empty, logged, otherwise.
+  std::string VerifiedYank(const std::string& envelope, std::string_view digest, bool* yanked);
   // Fetches one batch; bytes_pending counts down from what the caller set.
   absl::Status Transfer(const std::vector<ChunkWant>& wanted);
   absl::Status EnsureCursorKey();

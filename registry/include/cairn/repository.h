@@ -199,8 +199,11 @@ class Repository {
   // is dropped (the highest valid version wins) and reported in
   // tag_not_newer. Stores `cursor` under `cursor_key` in the same batch, so a
   // crash never loses or repeats a step.
+  // A yank record (may be empty) is applied the same way: the highest
+  // version wins, an older one is dropped (yank_not_newer).
   absl::StatusOr<cairn::v1::CommitResponse> CommitReplicated(std::string_view manifest_envelope,
                                                              std::string_view tag_envelope,
+                                                             std::string_view yank_envelope,
                                                              std::string cursor_key,
                                                              uint64_t cursor);
   // Marks release `digest` as being fetched by one replicator: a second
@@ -287,10 +290,18 @@ class Repository {
   // CoSign completes it.
   // `manifest_envelope_digest` (when `manifest_envelope` is empty) names an
   // envelope the session uploaded with PutObjectPart.
+  // `yank_envelope` (no tag then) yanks or un-yanks the release, which the
+  // node must hold: its version must increase on the held yank record's
+  // (AlreadyExists otherwise). A tag may not be moved to a yanked release
+  // (FailedPrecondition).
+  // Resolve answers no tag with a yanked release (FailedPrecondition saying
+  // why and how to pull it by digest); by digest or version it answers with
+  // yank_envelope set.
   absl::StatusOr<cairn::v1::CommitResponse> Commit(std::string_view session_id,
                                                    std::string_view manifest_envelope,
                                                    std::string_view tag_envelope,
-                                                   std::string_view manifest_envelope_digest = {});
+                                                   std::string_view manifest_envelope_digest = {},
+                                                   std::string_view yank_envelope = {});
   // PutObject: an object, or one part of one (see PutObjectRequest). Parts
   // are kept on disk (kStaging "upload/<session>/..."), charged to the
   // session's quota as they arrive, and must come in order; the complete
@@ -318,6 +329,7 @@ class Repository {
   struct CommitSpec {
     std::string required_name;       // a session's name; empty: any
     bool stale_tag_is_ok = false;    // replication: drop a tag that is not newer
+    std::string_view yank_envelope;  // optional: a yank record for the release
     std::vector<WriteOp> extra_ops;  // written in the same batch
   };
   absl::StatusOr<cairn::v1::CommitResponse> CommitVerified(std::string_view manifest_envelope,

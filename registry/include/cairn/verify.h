@@ -25,6 +25,14 @@ absl::StatusOr<cairn::v1::Manifest> VerifyManifestEnvelope(const TrustRootView& 
                                                            std::string_view bytes,
                                                            std::string* digest);
 
+// Verifies a yank envelope: payload type, record, namespace delegation (the
+// namespace's threshold). A yank does not expire.
+absl::StatusOr<cairn::v1::YankRecord> VerifyYankEnvelope(const TrustRootView& trust,
+                                                         std::string_view bytes);
+// The record inside a stored yank envelope, no signature check; DataLoss
+// when it does not parse.
+absl::StatusOr<cairn::v1::YankRecord> DecodeYankEnvelope(std::string_view bytes);
+
 // The record inside a tag envelope, with no signature check (bytes this
 // process verified before it stored them, or a display). DataLoss when they
 // do not parse.
