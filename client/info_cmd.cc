@@ -214,7 +214,9 @@ int RunLs(CliContext* ctx, Connection& node, size_t nodes, const std::string& pa
       rel.push_back({{"version", r.version()},
                      {"manifest", r.manifest_digest()},
                      {"bytes", r.bytes()},
-                     {"files", r.files()}});
+                     {"files", r.files()},
+                     {"yanked", r.yanked()}});
+      if (r.yanked()) rel.back()["yank_reason"] = r.yank_reason();
     }
     for (const auto& t : e.tags()) {
       tags.push_back({{"tag", t.tag()},
@@ -238,8 +240,9 @@ int RunLs(CliContext* ctx, Connection& node, size_t nodes, const std::string& pa
     if (ctx->as_json) continue;
     std::printf("%s\n", e.name().c_str());
     for (const auto& r : e.releases()) {
-      std::printf("  %-16s %s  %s\n", r.version().c_str(), r.manifest_digest().c_str(),
-                  Progress::Bytes(r.bytes()).c_str());
+      std::printf("  %-16s %s  %s%s\n", r.version().c_str(), r.manifest_digest().c_str(),
+                  Progress::Bytes(r.bytes()).c_str(),
+                  r.yanked() ? ("  YANKED: " + OneLine(r.yank_reason())).c_str() : "");
     }
     for (const auto& t : e.tags()) {
       std::printf("  :%-15s -> %s (v%lu, expires %s)\n", t.tag().c_str(),

@@ -140,4 +140,15 @@ inline size_t Utf8SequenceLength(std::string_view s, size_t i) {
   return n;
 }
 
+// Text someone else wrote, made safe for one terminal line: control
+// characters (escape sequences, newlines) become '?', cut at `max` bytes.
+inline std::string OneLine(std::string_view s, size_t max = 1024) {
+  std::string out(s.substr(0, max));
+  for (char& c : out) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = '?';
+  }
+  return out;
+}
+
 }  // namespace cairn
