@@ -54,6 +54,8 @@ struct ServeConfig {
   int gc_grace_hours = 24;
   int gc_compact_below_percent = 50;
   int gc_staged_retention_days = 7;
+  // Days a withheld release is kept before a pass drops it (0: for ever).
+  int withheld_retention_days = 30;
   // Who may send bundles over the network (cairn import): "loopback", "any"
   // or "none". cairn-node import on the node's machine always works.
   std::string import_from = "loopback";

@@ -420,6 +420,11 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
       after, max_events,
       [this](cairn::v1::FeedEvent* ev) {
         if (!WithheldReason(ev->manifest_digest()).empty()) return false;
+        // Dropped since (withheld past its retention): nothing to fetch here.
+        if (absl::IsNotFound(
+                meta_->Get(Table::kReleases, Key2(ev->name(), ev->version())).status())) {
+          return false;
+        }
         if (!ev->tag_envelope().empty()) {
           auto tr = DecodeTagEnvelope(ev->tag_envelope());
           if (tr.ok() && trust_->TagWithheld(Key2(tr->name(), tr->tag()))) ev->clear_tag_envelope();

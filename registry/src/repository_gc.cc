@@ -15,6 +15,7 @@
 #include "digest_bloom.h"
 #include "gc_guard.h"
 #include "meta_schema.h"
+#include "trust_state.h"
 
 namespace cairn {
 
@@ -22,6 +23,9 @@ namespace {
 // kState "gc-staged/<digest>" -> unix seconds: when a pass first found a
 // staged chunk list that nothing else names.
 constexpr std::string_view kGcStagedPrefix = "gc-staged/";
+// kState "withheld-since/<manifest digest>" -> unix seconds: when a pass first
+// found the release withheld.
+constexpr std::string_view kWithheldSincePrefix = "withheld-since/";
 constexpr size_t kSweepBatch = 1024;
 }  // namespace
 
@@ -109,6 +113,85 @@ absl::Status Repository::MarkManifest(std::string_view manifest_payload, DigestB
   return absl::OkStatus();
 }
 
+absl::Status Repository::DropWithheld(const GcOptions& o, std::vector<std::string>* manifests,
+                                      GcReport* r) {
+  const int64_t now = clock_->NowUnix();
+  std::vector<WriteOp> ops;
+  // Markers of releases served again (re-signed, or a trust change undone).
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kState, kWithheldSincePrefix, [&](std::string_view k, std::string_view) {
+        if (WithheldReason(k.substr(kWithheldSincePrefix.size())).empty()) {
+          ops.push_back({Table::kState, std::string(k), std::nullopt});
+        }
+        return true;
+      }));
+  std::vector<std::pair<std::string, std::string>> doomed;  // release key, digest
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kReleases, "", [&](std::string_view k, std::string_view v) {
+        if (!WithheldReason(v).empty()) doomed.emplace_back(k, v);
+        return true;
+      }));
+  std::erase_if(doomed, [&](const auto& rel) {
+    const std::string key = StrCat(kWithheldSincePrefix, rel.second);
+    auto seen = meta_->Get(Table::kState, key);
+    if (!seen.ok()) {
+      ops.push_back({Table::kState, key, StrCat(now)});
+      return true;
+    }
+    uint64_t since = 0;
+    return o.withheld_retention_seconds <= 0 || !ParseInt(*seen, &since) ||
+           now - static_cast<int64_t>(since) < o.withheld_retention_seconds;
+  });
+  r->withheld_dropped = doomed.size();
+  if (o.dry_run) return absl::OkStatus();
+  // Under the commit lock: a re-signing commit sees the release whole or gone.
+  absl::MutexLock l(&commit_mu_);
+  for (const auto& [key, digest] : doomed) {
+    if (WithheldReason(digest).empty()) continue;  // re-signed meanwhile
+    auto payload = LoadObject(digest, /*allow_staged=*/false);
+    if (payload.ok()) {
+      auto m = ParseManifest(*payload);
+      if (m.ok()) {
+        for (const auto& p : m->parents()) {
+          ops.push_back({Table::kChildren, meta::Key2(p.manifest_digest(), digest), std::nullopt});
+        }
+        for (const auto& f : m->files()) manifests->push_back(f.root());
+      }
+    }
+    ops.push_back({Table::kReleases, key, std::nullopt});
+    ops.push_back({Table::kEnvelopes, digest, std::nullopt});
+    ops.push_back({Table::kObjects, digest, std::nullopt});
+    ops.push_back({Table::kState, meta::YankKey(digest), std::nullopt});
+    ops.push_back({Table::kState, StrCat(kWithheldSincePrefix, digest), std::nullopt});
+  }
+  if (ops.empty()) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  for (const auto& rel : doomed) trust_->Cleared(rel.second, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status Repository::DropLists(const std::vector<std::string>& lists,
+                                   const absl::flat_hash_set<std::string>& live, bool dry_run,
+                                   uint64_t head_at_mark, GcReport* r) {
+  std::vector<WriteOp> ops;
+  absl::flat_hash_set<std::string_view> seen;
+  for (const std::string& d : lists) {
+    if (live.contains(d) || !seen.insert(d).second) continue;
+    ops.push_back({Table::kObjects, d, std::nullopt});
+  }
+  r->lists_dropped = ops.size();
+  if (dry_run || ops.empty()) return absl::OkStatus();
+  // A commit since the mark may name one of them (found in kObjects, it is
+  // not uploaded again): then they wait for the next pass. Every commit of a
+  // release appends to the feed under commit_mu_.
+  absl::MutexLock l(&commit_mu_);
+  if (FeedHead() != head_at_mark) {
+    r->lists_dropped = 0;
+    return absl::OkStatus();
+  }
+  return meta_->Commit(ops, /*sync=*/false);
+}
+
 absl::Status Repository::SweepStaged(const GcOptions& o, DigestBloom* chunks,
                                      absl::flat_hash_set<std::string>* objects, GcReport* r) {
   const int64_t now = clock_->NowUnix();
@@ -191,7 +274,11 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
   r.mark_bytes = live.bytes();
   absl::flat_hash_set<std::string> objects;
 
-  // Releases: served and withheld (a trust change may bring them back).
+  // Releases withheld too long go first; the rest, served and withheld (a
+  // trust change may bring them back), are marked.
+  std::vector<std::string> dropped_lists;
+  CAIRN_RETURN_IF_ERROR(DropWithheld(o, &dropped_lists, &r));
+  const uint64_t head_at_mark = FeedHead();
   std::vector<std::string> manifests;
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kReleases, "", [&](std::string_view, std::string_view v) {
@@ -226,6 +313,7 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
   r.pending_dropped = expired.size();
   if (!o.dry_run && !expired.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(expired, true));
   CAIRN_RETURN_IF_ERROR(SweepStaged(o, &live, &objects, &r));
+  CAIRN_RETURN_IF_ERROR(DropLists(dropped_lists, objects, o.dry_run, head_at_mark, &r));
 
   // Sweep.
   std::vector<StoredChunk> candidates;

@@ -184,5 +184,78 @@ TEST_F(RepositoryGcTest, ConcurrentCommitsNeverLoseAChunkToTheSweep) {
   for (const auto& d : data) EXPECT_TRUE(Whole(d));
 }
 
+// A release whose signer was revoked is withheld; past the retention period
+// a pass drops it (manifest, lineage edge, feed event no longer offered) and
+// its chunks and chunk lists go, except what a release still served shares.
+TEST_F(RepositoryGcTest, ReleasesWithheldPastTheRetentionPeriodAreDropped) {
+  auto second = std::move(SigningKey::Generate()).value();
+  cairn::v1::TrustRoot root = trust_.view.root();
+  root.set_version(root.version() + 1);
+  *root.add_keys() = second->ToProto();
+  root.mutable_delegations(0)->add_key_ids(second->key_id());
+  CanonicalizeTrustRoot(&root);
+  auto v2 = SignEnvelope(kTrustRootPayloadType, SerializeCanonical(root), {trust_.root.get()});
+  ASSERT_TRUE(repo_->AdoptTrustChain({SerializeCanonical(*v2)}).ok());
+
+  const std::string shared = testing::RandomBytes(200000, 5);
+  const std::string own = testing::RandomBytes(300000, 6);
+  // 1 is signed by the key about to be revoked; 2 (by the second key) shares
+  // one file with it.
+  std::string s1 = Session("acme/m", trust_.publisher.get());
+  std::string env1 = Upload(s1, "acme/m", "1", {{"a.bin", shared}, {"b.bin", own}},
+                            trust_.publisher.get());
+  ASSERT_TRUE(repo_->Commit(s1, env1, "").ok());
+  std::string s2 = Session("acme/m", second.get());
+  std::string env2 = Upload(s2, "acme/m", "2", {{"a.bin", shared}}, second.get());
+  ASSERT_TRUE(repo_->Commit(s2, env2, "").ok());
+  ASSERT_TRUE(repo_->chunks()->Sync().ok());
+  const std::string d1 = DigestOf(env1);
+
+  root.set_version(root.version() + 1);
+  root.add_revoked_key_ids(trust_.publisher->key_id());
+  auto* ids = root.mutable_delegations(0)->mutable_key_ids();
+  ids->erase(std::remove(ids->begin(), ids->end(), trust_.publisher->key_id()), ids->end());
+  CanonicalizeTrustRoot(&root);
+  auto v3 = SignEnvelope(kTrustRootPayloadType, SerializeCanonical(root), {trust_.root.get()});
+  ASSERT_TRUE(repo_->AdoptTrustChain({SerializeCanonical(*v3)}).ok());
+  ASSERT_FALSE(repo_->WithheldReason(d1).empty());
+
+  GcOptions o;
+  o.grace_seconds = 0;
+  o.withheld_retention_seconds = 10 * 86400;
+  // The first pass finds it withheld and keeps it; so does one 9 days later.
+  EXPECT_EQ(Gc(o).withheld_dropped, 0u);
+  Advance(std::chrono::hours(9 * 24));
+  EXPECT_EQ(Gc(o).withheld_dropped, 0u);
+  EXPECT_TRUE(repo_->Resolve("acme/m@" + d1, /*include_withheld=*/true).ok());
+  EXPECT_TRUE(Whole(own));
+  // A dry run past the period counts it and drops nothing.
+  Advance(std::chrono::hours(2 * 24));
+  o.dry_run = true;
+  EXPECT_EQ(Gc(o).withheld_dropped, 1u);
+  EXPECT_TRUE(repo_->Resolve("acme/m@" + d1, /*include_withheld=*/true).ok());
+  o.dry_run = false;
+  Advance(std::chrono::hours(1));  // past the session lifetime of the touches
+  Advance(std::chrono::hours(1));
+  GcReport r = Gc(o);
+  EXPECT_EQ(r.withheld_dropped, 1u);
+  EXPECT_EQ(r.lists_dropped, 1u);  // b.bin's; a.bin's is 2's too
+  EXPECT_EQ(r.chunks_removed, 3u);
+  EXPECT_THAT(repo_->Resolve("acme/m@" + d1, /*include_withheld=*/true),
+              testing::StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(Whole(own));
+  EXPECT_TRUE(Whole(shared));
+  auto two = repo_->Resolve("acme/m@2");
+  ASSERT_TRUE(two.ok()) << two.status();
+  auto list = repo_->List("acme/m", /*include_withheld=*/true);
+  ASSERT_EQ(list->entries(0).releases_size(), 1);
+  // The feed no longer offers it (a follower could not fetch it from here).
+  auto feed = repo_->Feed(0, 100);
+  ASSERT_TRUE(feed.ok());
+  for (const auto& ev : feed->events()) EXPECT_NE(ev.manifest_digest(), d1);
+  // Nothing more goes in the next pass.
+  EXPECT_EQ(Gc(o).withheld_dropped, 0u);
+}
+
 }  // namespace
 }  // namespace cairn

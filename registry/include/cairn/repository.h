@@ -69,6 +69,13 @@ struct GcOptions {
   // Pack files whose live bytes fall below this fraction of their disk space
   // are rewritten. 0: never. Default: 0.5.
   double compact_below = 0.5;
+  // A release withheld (it no longer verifies under the trust root in force:
+  // a revoked signer, a namespace no longer delegated) for this long after a
+  // pass first found it so is dropped: its manifest, its edge in the lineage
+  // and its yank record; its chunk lists and the chunks only it named then go
+  // as garbage. Its tag records stay (their versions keep rollback
+  // protection). 0: kept for ever. Default: 30 days.
+  int64_t withheld_retention_seconds = 30 * 86400;
   // Count what would go; remove nothing.
   bool dry_run = false;
 };
@@ -82,6 +89,8 @@ struct GcReport {
   uint64_t chunks_touched = 0;       // garbage kept: a client was told of it lately
   uint64_t staged_dropped = 0;       // stale staged chunk lists
   uint64_t pending_dropped = 0;      // expired releases waiting for co-signatures
+  uint64_t withheld_dropped = 0;     // withheld past withheld_retention_seconds
+  uint64_t lists_dropped = 0;        // chunk lists no release names any more
   uint64_t mark_bytes = 0;           // memory of the live-chunk filter
   CompactReport compact;
   double seconds = 0;
@@ -360,6 +369,16 @@ class Repository {
                         absl::flat_hash_set<std::string>* objects);
   absl::Status MarkManifest(std::string_view manifest_envelope, class DigestBloom* chunks,
                             absl::flat_hash_set<std::string>* objects);
+  // Releases withheld past the retention period: drops them (their
+  // manifests' digests into *dropped) and records when the others were first
+  // found withheld.
+  absl::Status DropWithheld(const GcOptions& o, std::vector<std::string>* manifests,
+                            GcReport* r);
+  // Removes chunk lists of dropped releases that nothing in `live` names,
+  // unless a release was committed since the feed was at `head_at_mark`.
+  absl::Status DropLists(const std::vector<std::string>& lists,
+                         const absl::flat_hash_set<std::string>& live, bool dry_run,
+                         uint64_t head_at_mark, GcReport* r);
   // Staged lists: which are still needed; drops the stale ones.
   absl::Status SweepStaged(const GcOptions& o, class DigestBloom* chunks,
                            absl::flat_hash_set<std::string>* objects, GcReport* r);
