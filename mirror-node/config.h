@@ -20,6 +20,10 @@ struct ServeConfig {
   std::string http;  // HTTP gateway HOST:PORT; empty: off
   std::string trust;
   std::string log_level = "info";
+  // A file the node writes its log to and rotates (empty: standard error).
+  std::string log_file;
+  int64_t log_max_bytes = 64 << 20;
+  int64_t log_files = 5;
   // Re-hash chunks read for gRPC clients (who verify every chunk themselves;
   // the scrub finds rot). Default: false.
   bool verify_reads = false;

@@ -27,6 +27,7 @@
 #include "replication_loop.h"
 #include "scrub.h"
 #include "server.h"
+#include "logging.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "toml++/toml.h"
@@ -35,8 +36,12 @@ namespace {
 
 int Serve(cairn::node::ServeConfig cfg) {
   if (absl::Status st = cairn::node::ValidateConfig(&cfg); !st.ok()) return cairn::node::Fail(st);
-  auto level = spdlog::level::from_str(cfg.log_level);
-  spdlog::set_level(level);
+  cairn::node::LogOptions log;
+  log.file = cfg.log_file;
+  log.max_bytes = cfg.log_max_bytes;
+  log.files = cfg.log_files;
+  log.level = cfg.log_level;
+  if (absl::Status st = cairn::node::SetUpLogging(log); !st.ok()) return cairn::node::Fail(st);
   if (cfg.trust.empty()) {
     return cairn::node::Fail(absl::InvalidArgumentError(
         "no trust file: pass --trust FILE (made by `cairn trust init`) or set node.trust"));
@@ -296,7 +301,8 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serve models from a data directory");
   serve->add_option(
       "--config", config,
-      "TOML config file ([node] data, listen, http, trust, log_level, region, verify_reads, "
+      "TOML config file ([node] data, listen, http, trust, log_level, log_file, log_max_bytes, "
+      "log_files, region, verify_reads, "
       "upstreams, "
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
@@ -319,6 +325,9 @@ int main(int argc, char** argv) {
   auto* o_trust = serve->add_option("--trust", flags.trust, "trust root file");
   auto* o_log = serve->add_option("--log-level", flags.log_level,
                                   "trace|debug|info|warning|error|critical|off (any case)");
+  auto* o_log_file = serve->add_option(
+      "--log-file", flags.log_file,
+      "write the log to this file, rotated at log_max_bytes (default: standard error)");
   auto* o_region = serve->add_option("--region", flags.region, "region label reported to peers");
   auto* o_up = serve->add_option("--upstream", flags.upstreams,
                                  "follow this node's feed, HOST:PORT (repeatable)");
@@ -464,6 +473,7 @@ int main(int argc, char** argv) {
   if (*o_http) cfg.http = flags.http;
   if (*o_trust) cfg.trust = flags.trust;
   if (*o_log) cfg.log_level = flags.log_level;
+  if (*o_log_file) cfg.log_file = flags.log_file;
   if (*o_region) cfg.region = flags.region;
   if (*o_up) cfg.upstreams = flags.upstreams;
   if (*o_peer) cfg.peers = flags.peers;

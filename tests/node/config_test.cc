@@ -2,8 +2,14 @@
 // them in one run, and `cairn-node check-config`.
 #include "config.h"
 
+#include <sys/stat.h>
+
+#include <fstream>
+
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "logging.h"
+#include "spdlog/spdlog.h"
 #include "testing.h"
 
 namespace cairn::node {
@@ -206,6 +212,66 @@ TEST(NodeConfigTest, CheckConfigNamesEveryErrorAndTheFilesItCannotLoad) {
                     dir / "trust.root", "--data", dir / "d"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, ::testing::HasSubstr("log level verbose is not one of"));
+}
+
+}  // namespace
+}  // namespace cairn::node
+
+namespace cairn::node {
+namespace {
+
+// [node] log_file: the node's log in a file it rotates itself; a file that
+// cannot be opened is one clear error and the logger in place stays.
+TEST(NodeLoggingTest, TheLogFileIsRotatedAtItsSizeAndOnlySoManyAreKept) {
+  testing::TempDir dir;
+  LogOptions o;
+  o.file = dir / "node.log";
+  o.max_bytes = 65536;
+  o.files = 2;
+  ASSERT_TRUE(SetUpLogging(o).ok());
+  const std::string line(200, 'x');
+  for (int i = 0; i < 2000; ++i) spdlog::info("line {} {}", i, line);  // ~420 KB
+  spdlog::info("the last line");
+  auto size = [&](const std::string& name) {
+    struct stat st;
+    return ::stat((dir / name).c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+  };
+  EXPECT_GT(size("node.log"), 0);
+  EXPECT_LE(size("node.log"), 65536);
+  EXPECT_GT(size("node.1.log"), 60000);
+  EXPECT_LE(size("node.1.log"), 65536);
+  EXPECT_GT(size("node.2.log"), 60000);
+  EXPECT_EQ(size("node.3.log"), -1);  // the oldest were dropped
+  std::ifstream f(dir / "node.log");
+  std::string all((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_NE(all.find("the last line"), std::string::npos);  // flushed at once
+
+  LogOptions bad = o;
+  bad.file = dir / "missing/dir/node.log";
+  absl::Status st = SetUpLogging(bad);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("missing/dir/node.log"), std::string::npos) << st;
+  spdlog::info("still here");
+  std::ifstream g(dir / "node.log");
+  std::string again((std::istreambuf_iterator<char>(g)), {});
+  EXPECT_NE(again.find("still here"), std::string::npos);
+  ASSERT_TRUE(SetUpLogging(LogOptions{}).ok());  // back to standard error
+}
+
+TEST(NodeLoggingTest, LogSettingsAreRead) {
+  testing::TempDir dir;
+  const std::string path = dir / "n.toml";
+  std::ofstream(path) << "[node]\nlog_file = \"/var/log/cairn/node.log\"\nlog_max_bytes = "
+                         "1048576\nlog_files = 3\n";
+  ServeConfig c;
+  ASSERT_TRUE(LoadConfig(path, &c).ok());
+  EXPECT_EQ(c.log_file, "/var/log/cairn/node.log");
+  EXPECT_EQ(c.log_max_bytes, 1048576);
+  EXPECT_EQ(c.log_files, 3);
+  std::ofstream(path) << "[node]\nlog_max_bytes = 100\n";
+  absl::Status st = LoadConfig(path, &c);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("log_max_bytes"), std::string::npos) << st;
 }
 
 }  // namespace
