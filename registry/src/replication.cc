@@ -185,6 +185,7 @@ absl::StatusOr<int> Replicator::Reconcile() {
     ev.set_manifest_digest(r.manifest_digest());
     ev.set_manifest_envelope(r.manifest_envelope());
     ev.set_tag_envelope(r.tag_envelope());
+    ev.set_yank_envelope(r.yank_envelope());
     const uint64_t skipped = stats_.events_outside_policy;
     absl::Status st = Apply(ev, cursor);
     if (st.ok() && stats_.events_outside_policy == skipped) {
@@ -266,12 +267,24 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     }
   }
   if (!held) {
+    CAIRN_ASSIGN_OR_RETURN(const bool evicted, repo_->IsEvicted(digest));
+    if (evicted) {
+      // Evicted here for space: it comes back when a client asks for it.
+      stats_.events_outside_policy++;
+      if (log_) log_(StrCat("skipping ", m.name(), " ", m.version(), ": evicted here for space"));
+      return repo_->SetCursor(cursor_key_, cursor_after);
+    }
+    // Room first: a release that does not fit stops here, before any byte.
+    CAIRN_RETURN_IF_ERROR(repo_->MakeRoom(m, digest, bytes));
     CAIRN_RETURN_IF_ERROR(FetchMissing(m));
   }
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,
                                                            yank_envelope, cursor_key_,
                                                            cursor_after));
-  if (!res.already_present()) stats_.releases_committed++;
+  if (!res.already_present()) {
+    stats_.releases_committed++;
+    CAIRN_RETURN_IF_ERROR(repo_->MarkMirrored(digest));
+  }
   if (!res.tag_older().empty()) {
     stats_.tags_rolled_back++;
     stats_.last_rollback = res.tag_older();
@@ -321,6 +334,7 @@ absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
       !VerifyTagEnvelope(repo_->trust(), tag_envelope, repo_->clock()->NowUnix()).ok()) {
     tag_envelope.clear();  // the release still comes; a bad tag does not
   }
+  if (!held) CAIRN_RETURN_IF_ERROR(repo_->MakeRoom(m, digest, bytes));
   if (!held || repair) {
     first_path_ = std::string(first_path);
     on_demand_ = true;
@@ -333,7 +347,10 @@ absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
   const std::string yank_envelope = VerifiedYank(r.yank_envelope(), digest, &yanked);
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(r.manifest_envelope(), tag_envelope,
                                                            yank_envelope, /*cursor_key=*/"", 0));
-  if (!res.already_present()) stats_.releases_committed++;
+  if (!res.already_present()) {
+    stats_.releases_committed++;
+    CAIRN_RETURN_IF_ERROR(repo_->MarkMirrored(digest));
+  }
   return absl::OkStatus();
 }
 

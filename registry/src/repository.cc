@@ -563,6 +563,7 @@ absl::StatusOr<cairn::v1::NodeInfoResponse> Repository::NodeInfo() {
       }));
   for (const auto& ns : namespaces) out.add_namespaces(ns);
   out.set_releases(releases);
+  *out.mutable_capacity() = CapacityStatus();
   return out;
 }
 

@@ -41,9 +41,11 @@ class RepositoryTest : public ::testing::Test {
     auto chunks = std::make_unique<testing::FaultInjectingChunkStore>(chunks_base_.get());
     chunks_ = chunks.get();
     repo_ = std::move(Repository::Create(std::move(meta), std::move(chunks), trust_.view,
-                                         RepositoryOptions{}, &clock_))
+                                         Options(), &clock_))
                 .value();
   }
+  // What the repository is opened with (a test fixture overrides it).
+  virtual RepositoryOptions Options() { return {}; }
 
   std::string Session(const std::string& name, const SigningKey* key) {
     auto c = repo_->Challenge(name);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <vector>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,8 +33,23 @@ class TrustState;
 // Free bytes a data directory's file system needs for Repository::Open.
 inline constexpr uint64_t kMinFreeToOpen = 16 << 20;
 
+// How much a node may hold (Repository::MakeRoom). Sizes are releases'
+// bytes (their files' sizes summed), each release counted whole: releases
+// sharing chunks count them in each, so the disk holds at most this much.
+struct CapacityOptions {
+  // All releases held; 0: no cap. Default: 0.
+  uint64_t max_bytes = 0;
+  // Per namespace: the releases of NS held; absent: no cap.
+  absl::flat_hash_map<std::string, uint64_t> namespace_bytes;
+  // Never evicted: "NS/*" (fnmatch over NS/MODEL), "NS/MODEL",
+  // "NS/MODEL@VERSION" or "NS/MODEL@sha256:...". Releases published to this
+  // node (not mirrored) are never evicted either.
+  std::vector<std::string> pins;
+};
+
 struct RepositoryOptions {
   PackStoreOptions pack;
+  CapacityOptions capacity;
   // Lifetime of a publish session. Default: 1 hour.
   int64_t session_seconds = 3600;
   // Lifetime of a challenge. Default: 5 minutes.
@@ -196,6 +212,31 @@ class Repository {
   // The held version of tag name:tag (0 when there is none); the store's
   // error or DataLoss when it cannot be read.
   absl::StatusOr<uint64_t> TagVersion(const std::string& name, const std::string& tag);
+
+  // ---- Capacity and eviction (repository_capacity.cc) ----
+  // Called by a replicator (feed or on demand) before it fetches release
+  // `digest` of `bytes`: when taking it would pass max_bytes or its
+  // namespace's cap, evicts mirrored releases that are not pinned, least
+  // recently requested first, until it fits (their chunks go at the next
+  // garbage collection, which SetOnEvicted's callback may start). Evicts
+  // nothing and answers ResourceExhausted, saying what is held and why
+  // nothing more can go, when it cannot fit; the replicator then stops where
+  // it is and retries later, never failing mid-write.
+  absl::Status MakeRoom(const cairn::v1::Manifest& m, const std::string& digest, uint64_t bytes);
+  // Evicts until the caps hold (after a restart with lower caps). Returns how
+  // many releases went.
+  absl::StatusOr<uint64_t> EnforceCapacity();
+  // A client asked for release `digest` (eviction order). Cheap: memory only,
+  // written to the node state when room is next made.
+  void NoteRequested(std::string_view digest);
+  // Release `digest` came from another node (a replicator calls it after
+  // the commit): it may be evicted.
+  absl::Status MarkMirrored(std::string_view digest);
+  // Evicted here for space (a replicator skips it; a fetch on demand brings
+  // it back).
+  absl::StatusOr<bool> IsEvicted(std::string_view digest);
+  cairn::v1::CapacityStatus CapacityStatus();
+  void SetOnEvicted(std::function<void()> fn);
 
   // ---- Replication (a peer's releases, verified against this node's trust) ----
   // Stores a chunk list fetched from a peer (invisible until committed).
@@ -412,6 +453,34 @@ class Repository {
                                                std::string_view digest);
   absl::StatusOr<std::string> StageChunkListCharged(std::string_view session_id,
                                                     std::string_view bytes, bool charged);
+  // Capacity (repository_capacity.cc).
+  struct Held {
+    std::string key;  // kReleases key: name \0 version
+    std::string ns;
+    uint64_t bytes = 0;
+  };
+  // Every release held, by digest (filled on first use; releases never change).
+  absl::StatusOr<absl::flat_hash_map<std::string, Held>*> HeldReleasesLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(capacity_mu_);
+  bool PinnedLocked(const std::string& digest, const Held& h) const;
+  // Evicts `victims` (digests) in one batch; writes the request times kept
+  // in memory.
+  absl::Status EvictLocked(const std::vector<std::string>& victims, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(capacity_mu_);
+  // Chooses releases to evict so that `need_node` bytes (and `need_ns` of
+  // namespace `ns`) go; false when the evictable ones do not add up.
+  absl::StatusOr<bool> ChooseVictimsLocked(int64_t need_node, const std::string& ns,
+                                           int64_t need_ns, const std::string& keep,
+                                           std::vector<std::string>* victims)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(capacity_mu_);
+  absl::Mutex capacity_mu_;  // one decision at a time; before commit_mu_
+  std::optional<absl::flat_hash_map<std::string, Held>> held_ ABSL_GUARDED_BY(capacity_mu_);
+  uint64_t held_head_ ABSL_GUARDED_BY(capacity_mu_) = 0;  // feed head held_ was read at
+  cairn::v1::CapacityStatus capacity_status_ ABSL_GUARDED_BY(capacity_mu_);
+  std::function<void()> on_evicted_ ABSL_GUARDED_BY(capacity_mu_);
+  absl::Mutex requested_mu_;
+  absl::flat_hash_map<std::string, int64_t> requested_ ABSL_GUARDED_BY(requested_mu_);
+
   absl::Mutex fetch_mu_;
   absl::CondVar fetch_cv_;
   absl::flat_hash_set<std::string> fetching_ ABSL_GUARDED_BY(fetch_mu_);
