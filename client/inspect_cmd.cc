@@ -54,6 +54,23 @@ void PrintGc(const cairn::v1::GcStatus& g) {
       g.last_error().empty() ? "" : ("; last error: " + g.last_error()).c_str());
 }
 
+void PrintCapacity(const cairn::v1::CapacityStatus& c) {
+  std::printf("  capacity: %s held%s, %s of it evictable (mirrored, not pinned)%s\n",
+              Progress::Bytes(c.held_bytes()).c_str(),
+              c.max_bytes() > 0 ? (" of max_bytes " + Progress::Bytes(c.max_bytes())).c_str()
+                                : " (no node-wide cap)",
+              Progress::Bytes(c.evictable_bytes()).c_str(),
+              c.releases_evicted() > 0
+                  ? StrCat("; evicted ", c.releases_evicted(), " release(s), ",
+                           Progress::Bytes(c.bytes_evicted()), ", last ", c.last_evicted())
+                        .c_str()
+                  : "");
+  if (!c.last_refused().empty()) {
+    std::printf("  capacity: at %s: %s\n", IsoDate(c.last_refused_unix()).c_str(),
+                OneLine(c.last_refused()).c_str());
+  }
+}
+
 }  // namespace
 
 InspectCommands::InspectCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
@@ -185,7 +202,16 @@ int InspectCommands::Run() {
                    {"live_bytes", info.gc().live_bytes()},
                    {"chunks_removed_total", info.gc().chunks_removed_total()},
                    {"bytes_removed_total", info.gc().bytes_removed_total()},
-                   {"last_error", info.gc().last_error()}}}});
+                   {"last_error", info.gc().last_error()}}},
+                 {"capacity",
+                  {{"max_bytes", info.capacity().max_bytes()},
+                   {"held_bytes", info.capacity().held_bytes()},
+                   {"evictable_bytes", info.capacity().evictable_bytes()},
+                   {"releases_evicted", info.capacity().releases_evicted()},
+                   {"bytes_evicted", info.capacity().bytes_evicted()},
+                   {"last_evicted", info.capacity().last_evicted()},
+                   {"last_refused", info.capacity().last_refused()},
+                   {"last_refused_unix", info.capacity().last_refused_unix()}}}});
       return 0;
     }
     std::printf(
@@ -214,6 +240,7 @@ int InspectCommands::Run() {
     }
     if (info.has_scrub()) PrintScrub(info.scrub());
     if (info.has_gc()) PrintGc(info.gc());
+    if (info.has_capacity()) PrintCapacity(info.capacity());
     if (info.upstreams_size() == 0) std::printf("  follows no upstream\n");
     for (const auto& u : info.upstreams()) {
       uint64_t behind = u.upstream_head() > u.cursor() ? u.upstream_head() - u.cursor() : 0;

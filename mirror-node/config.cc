@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 
 #include "absl/strings/ascii.h"
 #include "cairn/crypto.h"
+#include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cairn/transport/address.h"
@@ -170,6 +172,8 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"call_memory_mib", Int(&c->call_memory_mib, 64, 1 << 20)},
       {"max_streams_per_connection", Int(&c->max_streams_per_connection, 1, 1000)},
       {"upload_bytes_per_day", Int(&c->upload_bytes_per_day, 0, INT64_MAX, " (0: unlimited)")},
+      {"max_bytes", Int(&c->max_bytes, 0, INT64_MAX, " (0: no cap)")},
+      {"pin", Strings(&c->pins)},
       {"scrub_bytes_per_second",
        Int(&c->scrub_bytes_per_second, 0, INT64_MAX, " (0: no background scrub)")},
       {"scrub_interval_hours", Int(&c->scrub_interval_hours, 1, 24 * 366)},
@@ -261,13 +265,15 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
   for (const auto& [name, set] : NodeKeys(c)) node_keys.push_back("node." + name);
   for (auto [key, val] : t) {
     std::string k(key.str());
-    if (k == "node" || k == "quota" || k == "upstream" || k == "on_demand" || k == "http") {
+    if (k == "node" || k == "quota" || k == "upstream" || k == "on_demand" || k == "http" ||
+        k == "namespace_limits") {
       continue;
     }
     if (val.is_table() || val.is_array_of_tables()) {
       errs.push_back(
           std::string(Unknown(At(path, val), "table", "[" + k + "]",
-                              {"[node]", "[quota]", "[[upstream]]", "[on_demand]", "[http]"})
+                              {"[node]", "[quota]", "[[upstream]]", "[on_demand]", "[http]",
+                               "[namespace_limits]"})
                           .message()));
       continue;
     }
@@ -318,6 +324,36 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
           c->upload_quota_by_key.emplace_back(k, static_cast<uint64_t>(*val.value<int64_t>()));
         }
       }
+    }
+  }
+  // [namespace_limits]: namespace = bytes of its releases held at most.
+  if (t.contains("namespace_limits")) {
+    const toml::table* q = t["namespace_limits"].as_table();
+    if (q == nullptr) {
+      errs.push_back(At(path, *t.get("namespace_limits")) + ": [namespace_limits] must be a table");
+    } else {
+      for (auto [key, val] : *q) {
+        std::string k(key.str());
+        if (!val.is_integer() || *val.value<int64_t>() <= 0) {
+          errs.push_back(At(path, val) + ": namespace_limits." + k +
+                         " must be a number of bytes above 0");
+        } else if (!cairn::ValidateName(k + "/x").ok()) {
+          errs.push_back(At(path, val) + ": namespace_limits." + k + ": not a namespace");
+        } else {
+          c->namespace_limits.emplace_back(k, static_cast<uint64_t>(*val.value<int64_t>()));
+        }
+      }
+    }
+  }
+  // A pin names a model (glob) or one release: NS/MODEL[@VERSION|@sha256:...].
+  for (const std::string& pin : c->pins) {
+    const std::string name = pin.substr(0, pin.find('@'));
+    std::string probe = name;
+    std::replace(probe.begin(), probe.end(), '*', 'x');
+    std::replace(probe.begin(), probe.end(), '?', 'x');
+    if (!cairn::ValidateName(probe).ok()) {
+      errs.push_back(StrCat("config ", path, ": node.pin: '", pin,
+                            "' is not NS/MODEL, a glob of it, or NS/MODEL@VERSION"));
     }
   }
   for (const char* table : {"on_demand", "http"}) {

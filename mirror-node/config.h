@@ -42,6 +42,12 @@ struct ServeConfig {
   int call_memory_mib = 1024;
   int max_streams_per_connection = 100;
   uint64_t upload_bytes_per_day = 0;  // per publisher key; 0: unlimited
+  // Capacity (Repository::MakeRoom): releases' bytes the node holds at most
+  // (0: no cap), per namespace ([namespace_limits]), and what is never
+  // evicted.
+  uint64_t max_bytes = 0;
+  std::vector<std::pair<std::string, uint64_t>> namespace_limits;
+  std::vector<std::string> pins;
   // The background scrub (scrub.h): bytes re-hashed per second at most (0:
   // off) and hours from one pass's start to the next.
   uint64_t scrub_bytes_per_second = 32ULL << 20;

@@ -58,6 +58,31 @@ void GcLoop::Start() {
 void GcLoop::Stop() {
   stop_.Cancel();
   if (thread_.joinable()) thread_.join();
+  absl::MutexLock l(&soon_mu_);
+  if (soon_.joinable()) soon_.join();
+}
+
+// Two session lifetimes (GcGuardedStore's two generations) and a minute.
+constexpr std::chrono::seconds kTouchedChunksKept(2 * 3600 + 60);
+
+void GcLoop::RunSoon() {
+  absl::MutexLock l(&soon_mu_);
+  if (stop_.cancelled() || soon_running_.exchange(true)) return;
+  if (soon_.joinable()) soon_.join();  // the last one ended
+  soon_ = std::thread([this] {
+    // Chunks a client was told of lately (a follower's or this node's own
+    // replication asking what it holds) stay for up to two session lifetimes:
+    // one more pass then frees them.
+    for (int pass = 0; pass < 2; ++pass) {
+      auto r = RunPass(/*dry_run=*/false);
+      if (!r.ok() && !absl::IsFailedPrecondition(r.status())) {
+        spdlog::warn("garbage collection after an eviction: {}", r.status().ToString());
+      }
+      if (!r.ok() || r->chunks_touched == 0) break;
+      if (!repo_->clock()->SleepFor(kTouchedChunksKept, &stop_)) break;
+    }
+    soon_running_ = false;
+  });
 }
 
 // Passes come an interval after the last one ended, counted from the node's

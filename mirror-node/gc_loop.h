@@ -3,6 +3,7 @@
 // for; what the last one did, for NodeInfo, /metrics and the status page.
 #pragma once
 
+#include <atomic>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -36,6 +37,10 @@ class GcLoop {
   // One pass on the calling thread. FailedPrecondition while another runs.
   // A dry pass changes nothing, and is not recorded in Status().
   absl::StatusOr<GcReport> RunPass(bool dry_run);
+  // Starts a pass on a thread of its own unless one is running (space to
+  // free after an eviction), and one more two hours later when chunks a
+  // client was told of had to stay. Returns at once.
+  void RunSoon();
   cairn::v1::GcStatus Status() const;
 
  private:
@@ -45,6 +50,9 @@ class GcLoop {
   const GcLoopOptions opts_;
   Cancellation stop_;
   std::thread thread_;
+  absl::Mutex soon_mu_;
+  std::thread soon_ ABSL_GUARDED_BY(soon_mu_);
+  std::atomic<bool> soon_running_{false};
   mutable absl::Mutex mu_;
   cairn::v1::GcStatus status_ ABSL_GUARDED_BY(mu_);
 };

@@ -121,6 +121,7 @@ absl::StatusOr<Release> HttpGateway::Impl::LoadByDigest(const std::string& name,
   // Releases never change: a parsed manifest is kept (a few hundred), and
   // only whether the node still serves it is asked each time.
   const std::string key = name + "@" + digest;
+  repo->NoteRequested(digest);  // eviction order
   {
     absl::MutexLock l(&manifests_mu);
     auto it = manifests.find(key);

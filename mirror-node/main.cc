@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -70,6 +71,9 @@ int Serve(cairn::node::ServeConfig cfg) {
   ropts.max_sessions_per_peer = static_cast<size_t>(cfg.max_sessions_per_peer);
   ropts.upload_bytes_per_day = cfg.upload_bytes_per_day;
   for (const auto& [k, v] : cfg.upload_quota_by_key) ropts.upload_quota_by_key[k] = v;
+  ropts.capacity.max_bytes = cfg.max_bytes;
+  for (const auto& [ns, v] : cfg.namespace_limits) ropts.capacity.namespace_bytes[ns] = v;
+  ropts.capacity.pins = cfg.pins;
 
   // TLS: the node's own certificate serves its port and is presented to the
   // nodes it follows; the CA verifies both directions.
@@ -137,6 +141,17 @@ int Serve(cairn::node::ServeConfig cfg) {
   sopts.scrub = &scrubber;
   cairn::node::GcLoop gc((*repo).get(), cairn::node::GcLoopOptionsOf(cfg));
   sopts.gc = &gc;
+  // An eviction frees space at the garbage collection it starts.
+  (*repo)->SetOnEvicted([&gc](const std::string& what) {
+    spdlog::info("capacity: evicted {}", what);
+    gc.RunSoon();
+  });
+  absl::Cleanup unhook = [&repo] { (*repo)->SetOnEvicted({}); };  // before gc goes
+  if (auto n = (*repo)->EnforceCapacity(); !n.ok()) {
+    spdlog::warn("capacity: {}", n.status().ToString());
+  } else if (*n > 0) {
+    spdlog::info("capacity: evicted {} mirrored releases to come under the caps", *n);
+  }
   sopts.import_from = cfg.import_from;
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
   if (!server.ok()) return cairn::node::Fail(server.status());
@@ -306,14 +321,14 @@ int main(int argc, char** argv) {
       "upstreams, "
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
-      "upload_bytes_per_day, scrub_bytes_per_second, scrub_interval_hours, "
+      "upload_bytes_per_day, max_bytes, pin, scrub_bytes_per_second, scrub_interval_hours, "
       "scrub_repair_retry_seconds, min_free_bytes, gc_interval_hours, gc_grace_hours, "
       "gc_compact_below_percent, gc_staged_retention_days, withheld_retention_days, pack_file_mib; "
       "[http] max_connections, max_connections_per_client, requests_per_second_per_client, "
       "tree_page_size, max_read_ahead_mib, verify_reads; [on_demand] enabled, include, exclude, "
       "max_release_bytes; [[upstream]] address, include, exclude, "
       "max_release_bytes, max_bytes_per_second, min_bytes_per_second, tags, windows, streams; "
-      "[quota] KEYID = "
+      "[namespace_limits] NS = BYTES; [quota] KEYID = "
       "bytes/day)");
   auto* o_data = serve->add_option("--data", flags.data, "data directory");
   auto* o_listen =

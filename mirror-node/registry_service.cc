@@ -33,6 +33,7 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
       using Call = std::remove_pointer_t<decltype(call)>;
       auto answer = [repo](Call* c, absl::StatusOr<ResolveResponse> r) {
         if (r.ok()) {
+          repo->NoteRequested(r->manifest_digest());  // eviction order
           *c->resp() = std::move(*r);
           c->Answer(grpc::Status::OK);
         } else {

@@ -274,8 +274,15 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
       if (log_) log_(StrCat("skipping ", m.name(), " ", m.version(), ": evicted here for space"));
       return repo_->SetCursor(cursor_key_, cursor_after);
     }
-    // Room first: a release that does not fit stops here, before any byte.
-    CAIRN_RETURN_IF_ERROR(repo_->MakeRoom(m, digest, bytes));
+    // Room first: a release that does not fit stops here, before any byte;
+    // one larger than a cap itself never will, and is passed over.
+    absl::Status room = repo_->MakeRoom(m, digest, bytes);
+    if (absl::IsOutOfRange(room)) {
+      stats_.events_outside_policy++;
+      if (log_) log_(StrCat("skipping: ", room.message()));
+      return repo_->SetCursor(cursor_key_, cursor_after);
+    }
+    CAIRN_RETURN_IF_ERROR(room);
     CAIRN_RETURN_IF_ERROR(FetchMissing(m));
   }
   CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,

@@ -51,7 +51,7 @@ absl::StatusOr<bool> Repository::IsEvicted(std::string_view digest) {
   return true;
 }
 
-void Repository::SetOnEvicted(std::function<void()> fn) {
+void Repository::SetOnEvicted(std::function<void(const std::string&)> fn) {
   absl::MutexLock l(&capacity_mu_);
   on_evicted_ = std::move(fn);
 }
@@ -157,7 +157,7 @@ absl::Status Repository::EvictLocked(const std::vector<std::string>& victims,
     requested_.clear();
   }
   uint64_t bytes = 0;
-  std::string last;
+  std::string last, all;
   {
     absl::MutexLock commit_lock(&commit_mu_);
     for (const std::string& d : victims) {
@@ -178,6 +178,7 @@ absl::Status Repository::EvictLocked(const std::vector<std::string>& victims,
       ops.push_back({Table::kState, StrCat(kEvictedPrefix, d), Described(h.key)});
       bytes += h.bytes;
       last = StrCat(Described(h.key), " (", why, ")");
+      all += StrCat(all.empty() ? "" : ", ", Described(h.key));
     }
     CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
   }
@@ -188,7 +189,7 @@ absl::Status Repository::EvictLocked(const std::vector<std::string>& victims,
   capacity_status_.set_releases_evicted(capacity_status_.releases_evicted() + victims.size());
   capacity_status_.set_bytes_evicted(capacity_status_.bytes_evicted() + bytes);
   capacity_status_.set_last_evicted(last);
-  if (on_evicted_) on_evicted_();
+  if (on_evicted_) on_evicted_(StrCat(all, " (", bytes, " bytes; ", why, ")"));
   return absl::OkStatus();
 }
 
@@ -201,6 +202,17 @@ absl::Status Repository::MakeRoom(const cairn::v1::Manifest& m, const std::strin
   absl::MutexLock l(&capacity_mu_);
   CAIRN_ASSIGN_OR_RETURN(auto* held, HeldReleasesLocked());
   if (held->contains(digest)) return absl::OkStatus();
+  const uint64_t cap_here = std::min<uint64_t>(
+      cap.max_bytes == 0 ? UINT64_MAX : cap.max_bytes,
+      ns_cap == cap.namespace_bytes.end() ? UINT64_MAX : ns_cap->second);
+  if (bytes > cap_here) {
+    std::string msg = StrCat(m.name(), " ", m.version(), " (", bytes,
+                             " bytes) is larger than this node may hold (", cap_here,
+                             " bytes: max_bytes or its namespace's limit); not fetched");
+    capacity_status_.set_last_refused(msg);
+    capacity_status_.set_last_refused_unix(clock_->NowUnix());
+    return absl::OutOfRangeError(msg);
+  }
   uint64_t total = 0, in_ns = 0;
   for (const auto& [d, h] : *held) {
     total += h.bytes;

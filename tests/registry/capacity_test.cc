@@ -103,6 +103,9 @@ TEST_F(CapacityTest, PublishedAndPinnedReleasesStayAndTheFetchIsRefusedSayingWhy
   EXPECT_TRUE(Held(own) && Held(pinned) && Held(by_version));
   EXPECT_EQ(repo_->CapacityStatus().releases_evicted(), 0u);
   EXPECT_THAT(repo_->CapacityStatus().last_refused(), HasSubstr("acme/x 1"));
+  // Larger than the cap itself: it never fits.
+  EXPECT_THAT(repo_->MakeRoom(next, DigestName(Sha256Of("x")), 1000001),
+              StatusIs(absl::StatusCode::kOutOfRange));
   // What fits needs no room.
   EXPECT_TRUE(repo_->MakeRoom(next, DigestName(Sha256Of("x")), 100000).ok());
   // A release already held needs none either.

@@ -221,7 +221,8 @@ class Repository {
   // garbage collection, which SetOnEvicted's callback may start). Evicts
   // nothing and answers ResourceExhausted, saying what is held and why
   // nothing more can go, when it cannot fit; the replicator then stops where
-  // it is and retries later, never failing mid-write.
+  // it is and retries later, never failing mid-write. OutOfRange when the
+  // release is larger than a cap itself (it never fits: skip it).
   absl::Status MakeRoom(const cairn::v1::Manifest& m, const std::string& digest, uint64_t bytes);
   // Evicts until the caps hold (after a restart with lower caps). Returns how
   // many releases went.
@@ -236,7 +237,9 @@ class Repository {
   // it back).
   absl::StatusOr<bool> IsEvicted(std::string_view digest);
   cairn::v1::CapacityStatus CapacityStatus();
-  void SetOnEvicted(std::function<void()> fn);
+  // Called (under the capacity lock: keep it short) with "NS/MODEL VERSION,
+  // ... (why)" after each eviction.
+  void SetOnEvicted(std::function<void(const std::string&)> fn);
 
   // ---- Replication (a peer's releases, verified against this node's trust) ----
   // Stores a chunk list fetched from a peer (invisible until committed).
@@ -477,7 +480,7 @@ class Repository {
   std::optional<absl::flat_hash_map<std::string, Held>> held_ ABSL_GUARDED_BY(capacity_mu_);
   uint64_t held_head_ ABSL_GUARDED_BY(capacity_mu_) = 0;  // feed head held_ was read at
   cairn::v1::CapacityStatus capacity_status_ ABSL_GUARDED_BY(capacity_mu_);
-  std::function<void()> on_evicted_ ABSL_GUARDED_BY(capacity_mu_);
+  std::function<void(const std::string&)> on_evicted_ ABSL_GUARDED_BY(capacity_mu_);
   absl::Mutex requested_mu_;
   absl::flat_hash_map<std::string, int64_t> requested_ ABSL_GUARDED_BY(requested_mu_);
 

@@ -1,0 +1,87 @@
+#!/bin/bash
+# Capacity end to end, as docs/operators.md's "Capacity and eviction" sets it
+# up: follower b may hold 14 MB of releases ([node] max_bytes) and pins
+# acme/p. Two 6 MB releases fit; a third evicts the one least recently
+# requested (not the one a client just pulled) and starts a garbage
+# collection; a pull of the evicted one brings it back on demand (evicting
+# the next least recent); a release larger than the cap is passed over with a
+# clear status and replication goes on behind it; a pinned release and one
+# published to b itself are never evicted.
+HERE_NODE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE_NODE/../gateway/lib.sh" "$@"
+export CAIRN_TRUST=$T/trust.root
+
+# until DESC CMD...: polls CMD (a condition) for up to 30 s.
+until_true() {
+  local what=$1
+  shift
+  for _ in $(seq 300); do "$@" && return 0; sleep 0.1; done
+  fail "timed out waiting for $what"
+}
+status() { CAIRN_NODE=$b_GRPC "$CAIRN" status --json >"$T/status.json" 2>"$T/status.err"; }
+# held_on_b NAME: b holds a release of NAME (its tags stay when it is evicted).
+held_on_b() {
+  [ "$(CAIRN_NODE=$b_GRPC "$CAIRN" ls "$1" --json 2>/dev/null |
+    jq --arg n "$1" '[.[] | select(.name == $n) | .releases[]] | length')" -gt 0 ] 2>/dev/null
+}
+not_held_on_b() { ! held_on_b "$1"; }
+gc_ran() { status && [ "$(jq '.gc.passes' "$T/status.json")" -gt 0 ]; }
+refused() { status && jq -r .capacity.last_refused "$T/status.json" | grep -q "$1"; }
+
+node_start a
+for n in m n o; do make_model "$T/$n" "$n"; done
+publish "$a_GRPC" "$T/m" acme/m 1.0
+publish "$a_GRPC" "$T/n" acme/n 1.0
+printf '[node]\nmax_bytes = 14000000\npin = ["acme/p"]\n[[upstream]]\naddress = "%s"\n' \
+  "$a_GRPC" >"$T/b.toml"
+node_start b --config "$T/b.toml"
+until_true "b to replicate acme/m and acme/n" held_on_b acme/n
+held_on_b acme/m || fail "acme/m did not replicate"
+# A client pulls acme/m from b: acme/n is now the least recently requested.
+CAIRN_NODE=$b_GRPC "$CAIRN" pull acme/m --out "$T/got-m" >/dev/null 2>&1 || fail "pull acme/m"
+
+publish "$a_GRPC" "$T/o" acme/o 1.0
+until_true "b to replicate acme/o" held_on_b acme/o
+until_true "b to evict acme/n" not_held_on_b acme/n
+held_on_b acme/m || fail "acme/m, pulled a moment ago, was evicted instead of acme/n"
+status || fail "status: $(cat "$T/status.err")"
+[ "$(jq .capacity.releases_evicted "$T/status.json")" = 1 ] || fail "capacity: $(jq -c .capacity "$T/status.json")"
+jq -r .capacity.last_evicted "$T/status.json" | grep -q "acme/n 1.0" || fail "last evicted: $(jq -c .capacity "$T/status.json")"
+CAIRN_NODE=$b_GRPC "$CAIRN" status >"$T/status.txt" 2>&1
+grep -q "capacity: .* of max_bytes" "$T/status.txt" || fail "status text: $(cat "$T/status.txt")"
+# The eviction started a garbage collection (its chunks go once no client
+# was told of them within two session lifetimes: CapacityTest covers that).
+until_true "garbage collection after the eviction" gc_ran
+
+# The evicted release comes back when asked for (on demand, from a).
+CAIRN_NODE=$b_GRPC "$CAIRN" pull acme/n --out "$T/got-n" >"$T/pull-n.out" 2>&1 ||
+  fail "pull of the evicted acme/n: $(cat "$T/pull-n.out")"
+cmp -s "$T/got-n/model.safetensors" "$T/n/model.safetensors" || fail "acme/n came back different"
+held_on_b acme/n || fail "acme/n is not held again"
+# Room for it: acme/m (pulled before acme/o arrived) went this time.
+not_held_on_b acme/m || fail "acme/m was not evicted for acme/n"
+held_on_b acme/o || fail "acme/o was evicted although acme/m was older"
+
+# Larger than the cap: passed over with a clear status; what follows arrives.
+mkdir -p "$T/big" "$T/p" "$T/q"
+head -c 15000000 </dev/urandom >"$T/big/model.safetensors"
+publish "$a_GRPC" "$T/big" acme/big 1.0
+head -c 500000 </dev/urandom >"$T/p/w.bin"
+publish "$a_GRPC" "$T/p" acme/p 1.0
+until_true "b to replicate acme/p past acme/big" held_on_b acme/p
+not_held_on_b acme/big || fail "acme/big was fetched"
+refused "acme/big 1.0 (15000000 bytes) is larger than this node may hold" ||
+  fail "no word of acme/big: $(jq -c .capacity "$T/status.json")"
+
+# A release published to b itself (publishes are bounded by quotas and
+# min_free_bytes, not max_bytes) and the pinned acme/p are never evicted:
+# acme/r makes room by evicting acme/o, the least recent of the others.
+head -c 1000000 </dev/urandom >"$T/q/w.bin"
+publish "$b_GRPC" "$T/q" acme/q 1.0
+make_model "$T/r" r
+publish "$a_GRPC" "$T/r" acme/r 1.0
+until_true "b to replicate acme/r" held_on_b acme/r
+held_on_b acme/q || fail "acme/q, published to b, was evicted"
+held_on_b acme/p || fail "the pinned acme/p was evicted"
+not_held_on_b acme/o || fail "acme/o was not evicted for acme/r"
+echo "capacity OK"
