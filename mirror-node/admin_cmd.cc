@@ -283,6 +283,7 @@ GcLoopOptions GcLoopOptionsOf(const ServeConfig& cfg) {
   o.gc.compact_below = cfg.gc_compact_below_percent / 100.0;
   o.gc.staged_retention_seconds = int64_t{cfg.gc_staged_retention_days} * 86400;
   o.gc.withheld_retention_seconds = int64_t{cfg.withheld_retention_days} * 86400;
+  o.gc.yanked_retention_seconds = int64_t{cfg.yanked_retention_days} * 86400;
   return o;
 }
 

@@ -187,6 +187,8 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"gc_staged_retention_days", Int(&c->gc_staged_retention_days, 1, 366)},
       {"withheld_retention_days",
        Int(&c->withheld_retention_days, 0, 3660, " (0: keep withheld releases for ever)")},
+      {"yanked_retention_days",
+       Int(&c->yanked_retention_days, 0, 3660, " (0: keep yanked releases)")},
       {"pack_file_mib", Int(&c->pack_file_mib, 16, 65536)},
       {"import_from", OneOf(&c->import_from, {"loopback", "any", "none"})},
       {"drain_seconds", Int(&c->drain_seconds, 0, 3600)},

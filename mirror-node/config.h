@@ -66,6 +66,8 @@ struct ServeConfig {
   int gc_staged_retention_days = 7;
   // Days a withheld release is kept before a pass drops it (0: for ever).
   int withheld_retention_days = 30;
+  // Days a yanked release is kept before a pass drops it (0: kept).
+  int yanked_retention_days = 0;
   // Who may send bundles over the network (cairn import): "loopback", "any"
   // or "none". cairn-node import on the node's machine always works.
   std::string import_from = "loopback";

@@ -143,6 +143,7 @@ absl::StatusOr<GcReport> GcLoop::RunPass(bool dry_run) {
   status_.set_staged_dropped(r->staged_dropped);
   status_.set_pending_dropped(r->pending_dropped);
   status_.set_withheld_dropped(r->withheld_dropped);
+  status_.set_yanked_dropped(r->yanked_dropped);
   status_.set_packs_rewritten(r->compact.packs_rewritten);
   status_.set_bytes_freed(r->compact.bytes_freed);
   status_.set_pack_files(r->compact.files);
@@ -165,8 +166,8 @@ std::string DescribeGc(const GcReport& r, bool dry_run) {
       r.bytes_removed, " bytes); kept ", r.chunks_in_grace, " in their grace period and ",
       r.chunks_touched, " a client was told of lately; ", dry_run ? "would drop " : "dropped ",
       r.staged_dropped, " stale staged lists, ", r.pending_dropped,
-      " expired pending releases and ", r.withheld_dropped, " releases withheld past retention (",
-      r.lists_dropped, " chunk lists)");
+      " expired pending releases, ", r.withheld_dropped, " releases withheld and ",
+      r.yanked_dropped, " yanked past retention (", r.lists_dropped, " chunk lists)");
   if (!dry_run) {
     if (r.compact.packs_skipped > 0) {
       out += StrCat("; compaction skipped ", r.compact.packs_skipped,

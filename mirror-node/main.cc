@@ -323,7 +323,7 @@ int main(int argc, char** argv) {
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
       "upload_bytes_per_day, max_bytes, pin, scrub_bytes_per_second, scrub_interval_hours, "
       "scrub_repair_retry_seconds, min_free_bytes, gc_interval_hours, gc_grace_hours, "
-      "gc_compact_below_percent, gc_staged_retention_days, withheld_retention_days, pack_file_mib; "
+      "gc_compact_below_percent, gc_staged_retention_days, withheld_retention_days, yanked_retention_days, pack_file_mib; "
       "[http] max_connections, max_connections_per_client, requests_per_second_per_client, "
       "tree_page_size, max_read_ahead_mib, verify_reads; [on_demand] enabled, include, exclude, "
       "max_release_bytes; [[upstream]] address, include, exclude, "

@@ -12,6 +12,7 @@
 //              "quota/<key id>/<UTC day>"  -> decimal bytes
 //              "session-staged/<digest>"   -> "" (see SessionStagedKey)
 //              "yank/<manifest digest>"    -> signed yank envelope (newest)
+//              "mirrored/<digest>", "evicted/<digest>" (capacity)
 //   kStaging   chunk list digest          -> chunk list (uncommitted)
 //              "upload/<session>/..."     -> parts of an upload (kUploadPrefix)
 #pragma once
@@ -34,6 +35,12 @@ inline constexpr std::string_view kTrustPrefix = "trust/";
 inline constexpr std::string_view kPendingPrefix = "pending/";
 inline constexpr std::string_view kSessionStagedPrefix = "session-staged/";
 inline constexpr std::string_view kYankPrefix = "yank/";
+// "mirrored/<digest>" -> unix seconds it was last requested (or committed):
+// a release another node sent, which capacity may evict.
+inline constexpr std::string_view kMirroredPrefix = "mirrored/";
+// "evicted/<digest>" -> "NS/MODEL VERSION": evicted for space (or dropped as
+// yanked); the feed and anti-entropy do not fetch it again.
+inline constexpr std::string_view kEvictedPrefix = "evicted/";
 // kStaging "upload/<session id>/part/<16-hex offset>" and
 // "upload/<session id>/envelope": objects uploaded in parts (PutObject).
 inline constexpr std::string_view kUploadPrefix = "upload/";

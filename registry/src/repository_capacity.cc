@@ -16,11 +16,8 @@
 namespace cairn {
 
 namespace {
-// kState "mirrored/<digest>" -> unix seconds it was last requested (or
-// committed): a release another node sent, which may be evicted.
-constexpr std::string_view kMirroredPrefix = "mirrored/";
-// kState "evicted/<digest>" -> "NS/MODEL VERSION": evicted for space.
-constexpr std::string_view kEvictedPrefix = "evicted/";
+using meta::kEvictedPrefix;
+using meta::kMirroredPrefix;
 // Request times kept in memory between writes.
 constexpr size_t kMaxRequestTimes = 100000;
 
@@ -250,7 +247,8 @@ absl::StatusOr<uint64_t> Repository::EnforceCapacity() {
   const CapacityOptions& cap = opts_.capacity;
   absl::MutexLock l(&capacity_mu_);
   uint64_t evicted = 0;
-  auto over = [&](const std::string& ns, uint64_t limit) -> absl::StatusOr<int64_t> {
+  auto over = [&](const std::string& ns, uint64_t limit)
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(capacity_mu_) -> absl::StatusOr<int64_t> {
     CAIRN_ASSIGN_OR_RETURN(auto* held, HeldReleasesLocked());
     uint64_t sum = 0;
     for (const auto& [d, h] : *held) {

@@ -487,7 +487,9 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
   ops.push_back(WriteOp{Table::kEnvelopes, digest, std::string(manifest_envelope)});
   ops.push_back(WriteOp{Table::kReleases, release_key, digest});
   // Back after an eviction (fetched on demand): no longer marked evicted.
-  if (!existing.ok()) ops.push_back(WriteOp{Table::kState, "evicted/" + digest, std::nullopt});
+  if (!existing.ok()) {
+    ops.push_back(WriteOp{Table::kState, StrCat(meta::kEvictedPrefix, digest), std::nullopt});
+  }
   for (const auto& p : m.parents()) {
     ops.push_back(WriteOp{Table::kChildren, Key2(p.manifest_digest(), digest),
                           StrCat(m.name(), std::string(1, '\0'), m.version(), std::string(1, '\0'),

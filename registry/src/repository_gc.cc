@@ -2,7 +2,9 @@
 // lists name, sweep the rest once past its grace period and unknown to
 // recent clients, then compact. The guard that keeps concurrent commits safe
 // is GcGuardedStore (gc_guard.h).
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "absl/cleanup/cleanup.h"
@@ -26,6 +28,9 @@ constexpr std::string_view kGcStagedPrefix = "gc-staged/";
 // kState "withheld-since/<manifest digest>" -> unix seconds: when a pass first
 // found the release withheld.
 constexpr std::string_view kWithheldSincePrefix = "withheld-since/";
+// kState "yanked-since/<manifest digest>" -> unix seconds: when a pass first
+// found the release yanked (with GcOptions::yanked_retention_seconds only).
+constexpr std::string_view kYankedSincePrefix = "yanked-since/";
 constexpr size_t kSweepBatch = 1024;
 }  // namespace
 
@@ -117,37 +122,84 @@ absl::Status Repository::DropWithheld(const GcOptions& o, std::vector<std::strin
                                       GcReport* r) {
   const int64_t now = clock_->NowUnix();
   std::vector<WriteOp> ops;
-  // Markers of releases served again (re-signed, or a trust change undone).
-  CAIRN_RETURN_IF_ERROR(
-      meta_->Scan(Table::kState, kWithheldSincePrefix, [&](std::string_view k, std::string_view) {
-        if (WithheldReason(k.substr(kWithheldSincePrefix.size())).empty()) {
-          ops.push_back({Table::kState, std::string(k), std::nullopt});
-        }
-        return true;
-      }));
-  std::vector<std::pair<std::string, std::string>> doomed;  // release key, digest
+  // Why a release may lapse: withheld (always tracked), or yanked by its
+  // publisher (only when a retention is set: the default keeps them).
+  struct Rule {
+    std::string_view prefix;
+    int64_t retention;
+    std::function<absl::StatusOr<bool>(std::string_view)> applies;
+    uint64_t* dropped;
+  };
+  const std::vector<Rule> rules = {
+      {kWithheldSincePrefix, o.withheld_retention_seconds,
+       [this](std::string_view d) -> absl::StatusOr<bool> { return !WithheldReason(d).empty(); },
+       &r->withheld_dropped},
+      {kYankedSincePrefix, o.yanked_retention_seconds,
+       [this](std::string_view d) -> absl::StatusOr<bool> {
+         CAIRN_ASSIGN_OR_RETURN(auto y, meta::ReadYank(meta_.get(), d));
+         return y && y->record.yanked();
+       },
+       &r->yanked_dropped},
+  };
+  for (const Rule& rule : rules) {
+    // Markers of releases no longer withheld or yanked (re-signed, un-yanked).
+    std::vector<std::string> markers;
+    CAIRN_RETURN_IF_ERROR(
+        meta_->Scan(Table::kState, rule.prefix, [&](std::string_view k, std::string_view) {
+          markers.emplace_back(k);
+          return true;
+        }));
+    for (const std::string& k : markers) {
+      CAIRN_ASSIGN_OR_RETURN(bool still, rule.applies(std::string_view(k).substr(rule.prefix.size())));
+      if (!still || rule.retention <= 0) ops.push_back({Table::kState, k, std::nullopt});
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> releases;  // release key, digest
   CAIRN_RETURN_IF_ERROR(
       meta_->Scan(Table::kReleases, "", [&](std::string_view k, std::string_view v) {
-        if (!WithheldReason(v).empty()) doomed.emplace_back(k, v);
+        releases.emplace_back(k, v);
         return true;
       }));
-  std::erase_if(doomed, [&](const auto& rel) {
-    const std::string key = StrCat(kWithheldSincePrefix, rel.second);
-    auto seen = meta_->Get(Table::kState, key);
-    if (!seen.ok()) {
-      ops.push_back({Table::kState, key, StrCat(now)});
-      return true;
+  std::vector<std::pair<std::string, std::string>> doomed;
+  std::vector<bool> doomed_yanked;  // dropped as yanked: marked evicted (not refetched)
+  for (const auto& rel : releases) {
+    for (const Rule& rule : rules) {
+      if (rule.retention <= 0) continue;
+      CAIRN_ASSIGN_OR_RETURN(bool applies, rule.applies(rel.second));
+      if (!applies) continue;
+      const std::string key = StrCat(rule.prefix, rel.second);
+      auto seen = meta_->Get(Table::kState, key);
+      if (!seen.ok()) {
+        if (!absl::IsNotFound(seen.status())) return seen.status();
+        ops.push_back({Table::kState, key, StrCat(now)});
+        continue;
+      }
+      uint64_t since = 0;
+      if (!ParseInt(*seen, &since) || now - static_cast<int64_t>(since) < rule.retention) continue;
+      doomed.push_back(rel);
+      doomed_yanked.push_back(rule.dropped == &r->yanked_dropped);
+      ++*rule.dropped;
+      break;
     }
-    uint64_t since = 0;
-    return o.withheld_retention_seconds <= 0 || !ParseInt(*seen, &since) ||
-           now - static_cast<int64_t>(since) < o.withheld_retention_seconds;
-  });
-  r->withheld_dropped = doomed.size();
+  }
   if (o.dry_run) return absl::OkStatus();
   // Under the commit lock: a re-signing commit sees the release whole or gone.
   absl::MutexLock l(&commit_mu_);
-  for (const auto& [key, digest] : doomed) {
-    if (WithheldReason(digest).empty()) continue;  // re-signed meanwhile
+  for (size_t i = 0; i < doomed.size(); ++i) {
+    const auto& [key, digest] = doomed[i];
+    // Re-signed or un-yanked meanwhile (both commit under commit_mu_).
+    if (!doomed_yanked[i] && WithheldReason(digest).empty()) continue;
+    if (doomed_yanked[i]) {
+      CAIRN_ASSIGN_OR_RETURN(auto y, meta::ReadYank(meta_.get(), digest));
+      if (!y || !y->record.yanked()) continue;
+      // Not fetched again by the feed or anti-entropy; a request by digest
+      // still fetches it on demand.
+      std::string shown = key;
+      std::replace(shown.begin(), shown.end(), '\0', ' ');
+      ops.push_back({Table::kState, StrCat(meta::kEvictedPrefix, digest), shown});
+    } else {
+      ops.push_back({Table::kState, meta::YankKey(digest), std::nullopt});
+    }
     auto payload = LoadObject(digest, /*allow_staged=*/false);
     if (payload.ok()) {
       auto m = ParseManifest(*payload);
@@ -161,8 +213,9 @@ absl::Status Repository::DropWithheld(const GcOptions& o, std::vector<std::strin
     ops.push_back({Table::kReleases, key, std::nullopt});
     ops.push_back({Table::kEnvelopes, digest, std::nullopt});
     ops.push_back({Table::kObjects, digest, std::nullopt});
-    ops.push_back({Table::kState, meta::YankKey(digest), std::nullopt});
     ops.push_back({Table::kState, StrCat(kWithheldSincePrefix, digest), std::nullopt});
+    ops.push_back({Table::kState, StrCat(kYankedSincePrefix, digest), std::nullopt});
+    ops.push_back({Table::kState, StrCat(meta::kMirroredPrefix, digest), std::nullopt});
   }
   if (ops.empty()) return absl::OkStatus();
   CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
@@ -278,6 +331,10 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
   // trust change may bring them back), are marked.
   std::vector<std::string> dropped_lists;
   CAIRN_RETURN_IF_ERROR(DropWithheld(o, &dropped_lists, &r));
+  if (r.withheld_dropped + r.yanked_dropped > 0 && !o.dry_run) {
+    absl::MutexLock l(&capacity_mu_);
+    held_.reset();  // capacity totals: read again
+  }
   const uint64_t head_at_mark = FeedHead();
   std::vector<std::string> manifests;
   CAIRN_RETURN_IF_ERROR(

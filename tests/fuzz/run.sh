@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 BUILD=${CAIRN_FUZZ_BUILD_DIR:-build-fuzz}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(objects trust keys paths config)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(objects trust keys paths config bundle)
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCAIRN_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null

@@ -207,5 +207,34 @@ TEST_F(YankTest, FollowersApplyTheNewestRecordFromBundlesAndTheFeed) {
   EXPECT_THAT(dst->Resolve("acme/m:latest"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// Dropping by policy: with a yanked retention, a pass past it drops the
+// release (its chunks go as garbage), keeps its tag and yank records, and
+// marks it evicted so a follower's feed does not bring it back; un-yanked
+// before the period is over, it stays. The default keeps yanked releases.
+TEST_F(YankTest, YankedReleasesAreDroppedOnlyWhenAPolicySaysSo) {
+  const std::string d1 = Publish("1.0");
+  const std::string d2 = Publish("2.0", 2);
+  ASSERT_TRUE(CommitYank(d1, Yank(d1, 1, true, "bad")).ok());
+  ASSERT_TRUE(CommitYank(d2, Yank(d2, 1, true, "bad too")).ok());
+  GcOptions keep;
+  keep.grace_seconds = 0;
+  auto r = repo_->CollectGarbage(keep);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->yanked_dropped, 0u);
+  GcOptions drop = keep;
+  drop.yanked_retention_seconds = 86400;
+  EXPECT_EQ(repo_->CollectGarbage(drop)->yanked_dropped, 0u);  // first seen now
+  ASSERT_TRUE(CommitYank(d2, Yank(d2, 2, false, "fine after all")).ok());
+  clock_.Advance(std::chrono::hours(25));
+  r = repo_->CollectGarbage(drop);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->yanked_dropped, 1u);
+  EXPECT_THAT(repo_->Resolve("acme/m@" + d1), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_TRUE(*repo_->IsEvicted(d1));
+  EXPECT_TRUE(repo_->Resolve("acme/m@" + d2).ok());  // un-yanked in time
+  EXPECT_FALSE(*repo_->IsEvicted(d2));
+  EXPECT_EQ(repo_->List("acme/m")->entries(0).releases_size(), 1);
+}
+
 }  // namespace
 }  // namespace cairn

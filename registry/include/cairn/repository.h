@@ -92,6 +92,11 @@ struct GcOptions {
   // as garbage. Its tag records stay (their versions keep rollback
   // protection). 0: kept for ever. Default: 30 days.
   int64_t withheld_retention_seconds = 30 * 86400;
+  // A release its publisher yanked is dropped this long after a pass first
+  // finds it yanked (its tags and yank record stay; it is marked evicted, so
+  // followers' feeds do not bring it back, and a request by digest fetches it
+  // on demand). 0: yanked releases are kept. Default: 0.
+  int64_t yanked_retention_seconds = 0;
   // Count what would go; remove nothing.
   bool dry_run = false;
 };
@@ -106,6 +111,7 @@ struct GcReport {
   uint64_t staged_dropped = 0;       // stale staged chunk lists
   uint64_t pending_dropped = 0;      // expired releases waiting for co-signatures
   uint64_t withheld_dropped = 0;     // withheld past withheld_retention_seconds
+  uint64_t yanked_dropped = 0;       // yanked past yanked_retention_seconds
   uint64_t lists_dropped = 0;        // chunk lists no release names any more
   uint64_t mark_bytes = 0;           // memory of the live-chunk filter
   CompactReport compact;
