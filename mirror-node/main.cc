@@ -146,7 +146,9 @@ int Serve(cairn::node::ServeConfig cfg) {
     spdlog::info("capacity: evicted {}", what);
     gc.RunSoon();
   });
-  absl::Cleanup unhook = [&repo] { (*repo)->SetOnEvicted({}); };  // before gc goes
+  absl::Cleanup unhook = [&repo] {  // before gc goes (repo may be gone already)
+    if (*repo) (*repo)->SetOnEvicted({});
+  };
   if (auto n = (*repo)->EnforceCapacity(); !n.ok()) {
     spdlog::warn("capacity: {}", n.status().ToString());
   } else if (*n > 0) {
