@@ -35,7 +35,8 @@ inline constexpr std::string_view kTrustPrefix = "trust/";
 inline constexpr std::string_view kPendingPrefix = "pending/";
 inline constexpr std::string_view kSessionStagedPrefix = "session-staged/";
 inline constexpr std::string_view kYankPrefix = "yank/";
-// "mirrored/<digest>" -> unix seconds it was last requested (or committed):
+// "mirrored/<digest>" -> when it was last requested (or committed), as a
+// tick (unix microseconds, strictly increasing):
 // a release another node sent, which capacity may evict.
 inline constexpr std::string_view kMirroredPrefix = "mirrored/";
 // "evicted/<digest>" -> "NS/MODEL VERSION": evicted for space (or dropped as

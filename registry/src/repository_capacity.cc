@@ -28,16 +28,29 @@ std::string Described(const std::string& key) {
 }
 }  // namespace
 
+int64_t Repository::RequestTick() {
+  // Microseconds of wall time, made strictly increasing: two requests in the
+  // same second still come in order, and a restart starts above every tick
+  // written before (unless the clock went back).
+  const int64_t now = clock_->NowUnix() * 1000000;
+  int64_t last = last_tick_.load();
+  int64_t next;
+  do {
+    next = std::max(now, last + 1);
+  } while (!last_tick_.compare_exchange_weak(last, next));
+  return next;
+}
+
 void Repository::NoteRequested(std::string_view digest) {
   std::string d(digest);
   absl::MutexLock l(&requested_mu_);
   if (requested_.size() >= kMaxRequestTimes && !requested_.contains(d)) return;
-  requested_[std::move(d)] = clock_->NowUnix();
+  requested_[std::move(d)] = RequestTick();
 }
 
 absl::Status Repository::MarkMirrored(std::string_view digest) {
   return meta_->Commit(
-      {WriteOp{Table::kState, StrCat(kMirroredPrefix, digest), StrCat(clock_->NowUnix())}},
+      {WriteOp{Table::kState, StrCat(kMirroredPrefix, digest), StrCat(RequestTick())}},
       /*sync=*/false);
 }
 

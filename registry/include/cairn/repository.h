@@ -487,6 +487,9 @@ class Repository {
   uint64_t held_head_ ABSL_GUARDED_BY(capacity_mu_) = 0;  // feed head held_ was read at
   cairn::v1::CapacityStatus capacity_status_ ABSL_GUARDED_BY(capacity_mu_);
   std::function<void(const std::string&)> on_evicted_ ABSL_GUARDED_BY(capacity_mu_);
+  // Orders requests for eviction (see RequestTick).
+  int64_t RequestTick();
+  std::atomic<int64_t> last_tick_{0};
   absl::Mutex requested_mu_;
   absl::flat_hash_map<std::string, int64_t> requested_ ABSL_GUARDED_BY(requested_mu_);
 
