@@ -347,17 +347,6 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       }
     }
   }
-  // A pin names a model (glob) or one release: NS/MODEL[@VERSION|@sha256:...].
-  for (const std::string& pin : c->pins) {
-    const std::string name = pin.substr(0, pin.find('@'));
-    std::string probe = name;
-    std::replace(probe.begin(), probe.end(), '*', 'x');
-    std::replace(probe.begin(), probe.end(), '?', 'x');
-    if (!cairn::ValidateName(probe).ok()) {
-      errs.push_back(StrCat("config ", path, ": node.pin: '", pin,
-                            "' is not NS/MODEL, a glob of it, or NS/MODEL@VERSION"));
-    }
-  }
   for (const char* table : {"on_demand", "http"}) {
     if (!t.contains(table)) continue;
     const toml::table* tt = t[table].as_table();
@@ -374,6 +363,25 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       errs.push_back(At(path, *t.get("node")) + ": [node] must be a table");
     } else {
       ApplyTable(*node, path, "node.", NodeKeys(c), &errs);
+    }
+  }
+  // A pin names a model (glob) or one release: NS/MODEL[@VERSION|@sha256:...].
+  for (const std::string& pin : c->pins) {
+    const size_t at = pin.find('@');
+    std::string probe = pin.substr(0, at);
+    std::replace(probe.begin(), probe.end(), '*', 'x');
+    std::replace(probe.begin(), probe.end(), '?', 'x');
+    bool ok = cairn::ValidateName(probe).ok();
+    if (ok && at != std::string::npos) {
+      const std::string what = pin.substr(at + 1);
+      ok = what.starts_with("sha256:") ? cairn::ParseDigestName(what).ok()
+                                       : cairn::ValidateVersion(what).ok();
+      ok = ok && pin.find_first_of("*?[") == std::string::npos;
+    }
+    if (!ok) {
+      errs.push_back(StrCat("config ", path, ": node.pin: '", pin,
+                            "' is not NS/MODEL, a glob of it, NS/MODEL@VERSION or "
+                            "NS/MODEL@sha256:<hex>"));
     }
   }
   if (errs.empty()) return absl::OkStatus();

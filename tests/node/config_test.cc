@@ -274,5 +274,23 @@ TEST(NodeLoggingTest, LogSettingsAreRead) {
   EXPECT_NE(st.message().find("log_max_bytes"), std::string::npos) << st;
 }
 
+TEST(NodeLoggingTest, CapacitySettingsAreReadAndBadPinsNamed) {
+  testing::TempDir dir;
+  const std::string path = dir / "c.toml";
+  std::ofstream(path) << "[node]\nmax_bytes = 5000\npin = [\"acme/*\", \"acme/m@1.0\"]\n"
+                         "[namespace_limits]\nacme = 3000\n";
+  ServeConfig c;
+  ASSERT_TRUE(LoadConfig(path, &c).ok());
+  EXPECT_EQ(c.max_bytes, 5000u);
+  EXPECT_EQ(c.pins, (std::vector<std::string>{"acme/*", "acme/m@1.0"}));
+  ASSERT_EQ(c.namespace_limits.size(), 1u);
+  EXPECT_EQ(c.namespace_limits[0].second, 3000u);
+  std::ofstream(path) << "[node]\npin = [\"acme/m:latest\"]\n[namespace_limits]\n\"a/b\" = 1\n";
+  ServeConfig bad;
+  absl::Status st = LoadConfig(path, &bad);
+  EXPECT_NE(st.message().find("acme/m:latest"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("not a namespace"), std::string::npos) << st;
+}
+
 }  // namespace
 }  // namespace cairn::node
