@@ -249,7 +249,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   Resolved& r = mr.resolved;
   if (r.yank && r.yank->yanked()) {
     notice(StrCat("warning: ", r.manifest.name(), " ", r.manifest.version(), " (", r.digest,
-                  ") was yanked by its publisher: ", r.yank->reason()));
+                  ") was yanked by its publisher: ", OneLine(r.yank->reason())));
   }
   if (r.tag && !o.state_dir.empty()) {
     CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(

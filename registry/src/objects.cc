@@ -310,10 +310,26 @@ absl::StatusOr<cairn::v1::YankRecord> ParseYankRecord(std::string_view bytes) {
         StrCat("yank reason is ", y.reason().size(), " bytes; at most ", kMaxYankReasonBytes));
   }
   if (!ValidUtf8(y.reason())) return absl::InvalidArgumentError("yank reason is not UTF-8");
-  for (unsigned char c : y.reason()) {
-    if (c < 0x20 || c == 0x7f) {
-      return absl::InvalidArgumentError("yank reason holds a control character");
+  if (y.yanked() && y.reason().empty()) {
+    return absl::InvalidArgumentError("a yank needs a reason (users see it when they pull)");
+  }
+  // One printable line on any terminal: no C0 or C1 control, DEL, line or
+  // paragraph separator, or bidirectional override.
+  const std::string& t = y.reason();
+  for (size_t i = 0; i < t.size();) {
+    const size_t n = Utf8SequenceLength(t, i);
+    uint32_t cp = static_cast<unsigned char>(t[i]);
+    if (n == 2) cp = ((cp & 0x1F) << 6) | (static_cast<unsigned char>(t[i + 1]) & 0x3F);
+    if (n == 3) {
+      cp = ((cp & 0x0F) << 12) | ((static_cast<unsigned char>(t[i + 1]) & 0x3F) << 6) |
+           (static_cast<unsigned char>(t[i + 2]) & 0x3F);
     }
+    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+        (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
+      return absl::InvalidArgumentError(
+          "yank reason holds a control character (one printable line is allowed)");
+    }
+    i += n;
   }
   return y;
 }

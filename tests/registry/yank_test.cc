@@ -145,6 +145,16 @@ TEST_F(YankTest, RecordsAreCheckedBeforeTheyAreSigned) {
   y.set_reason("line one\nline two");
   EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  for (const char* bad : {"8-bit CSI \xc2\x9b[2J", "line\xe2\x80\xa8separator",
+                          "right-to-left \xe2\x80\xae override", "del\x7f", ""}) {
+    y.set_yanked(true);
+    y.set_reason(bad);
+    EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  y.set_reason("caf\xc3\xa9: \xe6\xa8\xa1\xe5\x9e\x8b is broken");  // printable UTF-8
+  EXPECT_TRUE(ParseYankRecord(SerializeCanonical(y)).ok());
   y.set_reason(std::string(kMaxYankReasonBytes + 1, 'x'));
   EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)),
               StatusIs(absl::StatusCode::kInvalidArgument));

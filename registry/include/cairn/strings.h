@@ -144,9 +144,15 @@ inline size_t Utf8SequenceLength(std::string_view s, size_t i) {
 // characters (escape sequences, newlines) become '?', cut at `max` bytes.
 inline std::string OneLine(std::string_view s, size_t max = 1024) {
   std::string out(s.substr(0, max));
-  for (char& c : out) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = '?';
+  for (size_t i = 0; i < out.size(); ++i) {
+    const unsigned char u = static_cast<unsigned char>(out[i]);
+    if (u < 0x20 || u == 0x7f) out[i] = '?';
+    // C1 controls (U+0080..U+009F: an 8-bit CSI among them) in UTF-8.
+    if (u == 0xc2 && i + 1 < out.size() && static_cast<unsigned char>(out[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(out[i + 1]) <= 0x9f) {
+      out[i] = '?';
+      out[i + 1] = '?';
+    }
   }
   return out;
 }
