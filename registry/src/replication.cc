@@ -180,7 +180,11 @@ absl::StatusOr<int> Replicator::Reconcile() {
   CAIRN_ASSIGN_OR_RETURN(const uint64_t cursor, repo_->GetCursor(cursor_key_));
   int repaired = 0;
   auto apply_ref = [&](const std::string& ref) -> absl::Status {
-    CAIRN_ASSIGN_OR_RETURN(cairn::v1::ResolveResponse r, upstream_->Resolve(ref));
+    auto resolved = upstream_->Resolve(ref);
+    // A tag the upstream will not resolve (it names a yanked or withheld
+    // release) is not this node's to repair.
+    if (absl::IsFailedPrecondition(resolved.status())) return absl::OkStatus();
+    CAIRN_ASSIGN_OR_RETURN(cairn::v1::ResolveResponse r, std::move(resolved));
     cairn::v1::FeedEvent ev;
     ev.set_manifest_digest(r.manifest_digest());
     ev.set_manifest_envelope(r.manifest_envelope());
@@ -190,7 +194,7 @@ absl::StatusOr<int> Replicator::Reconcile() {
     absl::Status st = Apply(ev, cursor);
     if (st.ok() && stats_.events_outside_policy == skipped) {
       ++repaired;
-    } else if (log_) {
+    } else if (!st.ok() && log_) {
       log_(StrCat("anti-entropy: ", ref, ": ", st.message()));
     }
     return absl::OkStatus();  // one bad entry never stops the rest
@@ -276,10 +280,17 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     }
     // Room first: a release that does not fit stops here, before any byte;
     // one larger than a cap itself never will, and is passed over.
+    // A release with no room now (what would have to go is pinned or was
+    // published here) is deferred the same way: marked evicted, it comes on
+    // demand once there is room, and the feed goes on behind it (yanks and
+    // tags of what this node holds must not wait on it).
     absl::Status room = repo_->MakeRoom(m, digest, bytes);
-    if (absl::IsOutOfRange(room)) {
+    if (absl::IsOutOfRange(room) || absl::IsResourceExhausted(room)) {
       stats_.events_outside_policy++;
       if (log_) log_(StrCat("skipping: ", room.message()));
+      if (absl::IsResourceExhausted(room)) {
+        CAIRN_RETURN_IF_ERROR(repo_->MarkEvicted(digest, StrCat(m.name(), " ", m.version())));
+      }
       return repo_->SetCursor(cursor_key_, cursor_after);
     }
     CAIRN_RETURN_IF_ERROR(room);

@@ -425,6 +425,12 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
                 meta_->Get(Table::kReleases, Key2(ev->name(), ev->version())).status())) {
           return false;
         }
+        // The release's newest yank travels with every event of it: a
+        // follower that has not fetched it yet then does not.
+        if (ev->yank_envelope().empty()) {
+          auto y = meta::ReadYank(meta_.get(), ev->manifest_digest());
+          if (y.ok() && *y) ev->set_yank_envelope((*y)->envelope);
+        }
         if (!ev->tag_envelope().empty()) {
           auto tr = DecodeTagEnvelope(ev->tag_envelope());
           if (tr.ok() && trust_->TagWithheld(Key2(tr->name(), tr->tag()))) ev->clear_tag_envelope();

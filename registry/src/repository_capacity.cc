@@ -54,6 +54,11 @@ absl::Status Repository::MarkMirrored(std::string_view digest) {
       /*sync=*/false);
 }
 
+absl::Status Repository::MarkEvicted(std::string_view digest, std::string_view what) {
+  return meta_->Commit({WriteOp{Table::kState, StrCat(kEvictedPrefix, digest), std::string(what)}},
+                       /*sync=*/false);
+}
+
 absl::StatusOr<bool> Repository::IsEvicted(std::string_view digest) {
   auto v = meta_->Get(Table::kState, StrCat(kEvictedPrefix, digest));
   if (absl::IsNotFound(v.status())) return false;
@@ -248,7 +253,7 @@ absl::Status Repository::MakeRoom(const cairn::v1::Manifest& m, const std::strin
     std::string msg = StrCat(
         "no room for ", m.name(), " ", m.version(), " (", bytes, " bytes): ", held_text,
         ", and not enough of it may be evicted (releases published here and pinned ones stay); "
-        "raise the limit, unpin, or free space; replication waits here and retries");
+        "raise the limit or unpin; a replica is fetched on demand once there is room");
     capacity_status_.set_last_refused(msg);
     capacity_status_.set_last_refused_unix(clock_->NowUnix());
     return absl::ResourceExhaustedError(msg);

@@ -384,6 +384,10 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
                                              " times plus ", kExpansionSlackBytes >> 30,
                                              " GiB (files or chunks repeated)"));
   }
+  // A publish counts against the node's caps (a replica made room before
+  // it fetched; a bundle import is the operator's own). Before commit_mu_:
+  // eviction takes it.
+  if (!spec.required_name.empty()) CAIRN_RETURN_IF_ERROR(MakeRoom(m, digest, expanded));
   std::vector<WriteOp> ops;
   absl::MutexLock commit_lock(&commit_mu_);
   cairn::v1::CommitResponse out;

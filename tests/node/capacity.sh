@@ -73,9 +73,9 @@ not_held_on_b acme/big || fail "acme/big was fetched"
 refused "acme/big 1.0 (15000000 bytes) is larger than this node may hold" ||
   fail "no word of acme/big: $(jq -c .capacity "$T/status.json")"
 
-# A release published to b itself (publishes are bounded by quotas and
-# min_free_bytes, not max_bytes) and the pinned acme/p are never evicted:
-# acme/r makes room by evicting acme/o, the least recent of the others.
+# A release published to b itself (it counts against max_bytes too, and fits)
+# and the pinned acme/p are never evicted: acme/r makes room by evicting
+# acme/o, the least recent of the others.
 head -c 1000000 </dev/urandom >"$T/q/w.bin"
 publish "$b_GRPC" "$T/q" acme/q 1.0
 make_model "$T/r" r

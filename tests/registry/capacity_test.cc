@@ -27,12 +27,15 @@ class CapacityTest : public RepositoryTest {
     cairn::v1::Manifest manifest;
   };
   // A 300 kB release of `name`; `mirrored`: as a replicator commits it.
-  Rel Put(const std::string& name, const std::string& version, int seed, bool mirrored = true) {
+  // `imported`: committed as a bundle import does (no room made first).
+  Rel Put(const std::string& name, const std::string& version, int seed, bool mirrored = true,
+          bool imported = false) {
     Rel r;
     r.data = testing::RandomBytes(300000, seed);
     std::string s = Session(name, trust_.publisher.get());
     r.env = Upload(s, name, version, {{"w.bin", r.data}}, trust_.publisher.get());
-    EXPECT_TRUE(repo_->Commit(s, r.env, "").ok());
+    auto c = imported ? repo_->CommitReplicated(r.env, "", "", "", 0) : repo_->Commit(s, r.env, "");
+    EXPECT_TRUE(c.ok()) << c.status();
     EXPECT_TRUE(repo_->chunks()->Sync().ok());
     r.digest = DigestOf(r.env);
     cairn::v1::Envelope e;
@@ -54,12 +57,14 @@ class CapacityTest : public RepositoryTest {
 TEST_F(CapacityTest, TheLeastRecentlyRequestedMirroredReleaseMakesRoom) {
   Rel a = Put("acme/m", "1", 1), b = Put("acme/m", "2", 2), c = Put("acme/m", "3", 3);
   repo_->NoteRequested(a.digest);  // a is now the most recent; b the least
-  Rel d = Put("acme/n", "1", 4, false);  // published here: 1.2 MB held now
+  // Published here: a publish makes room too (1.2 MB would pass 1 MB), and b
+  // is the least recently requested.
+  Rel d = Put("acme/n", "1", 4, false);
   cairn::v1::Manifest next;
   next.set_name("acme/m");
   next.set_version("4");
   ASSERT_TRUE(repo_->MakeRoom(next, DigestName(Sha256Of("next")), 100000).ok());
-  // 1.2 MB + 100 kB - 1 MB: 300 kB must go, b (least recent) is enough.
+  // 900 kB + 100 kB fits now.
   EXPECT_FALSE(Held(b));
   EXPECT_TRUE(Held(a));
   EXPECT_TRUE(Held(c));
@@ -129,14 +134,23 @@ TEST_F(NamespaceCapacityTest, ANamespaceOverItsLimitEvictsItsOwnAndEnforceCatche
   ASSERT_TRUE(repo_->MakeRoom(next, DigestName(Sha256Of("3")), 300000).ok());
   EXPECT_FALSE(Held(a));  // the older one
   EXPECT_TRUE(Held(b));
-  // Over the limit without a fetch (published meanwhile; a lowered limit):
-  // Enforce evicts mirrored ones until it holds, or as far as it can.
-  Rel c = Put("acme/m", "4", 4), d = Put("acme/m", "5", 5, false);
+  // A publish makes room too: b and c (imported: a bundle is the operator's
+  // own, uncapped) hold 600 kB; 300 kB more passes 700 kB, so the least
+  // recent mirrored release (b) goes.
+  Rel c = Put("acme/m", "4", 4, true, /*imported=*/true);
+  Rel p = Put("acme/m", "own", 6, false);
+  EXPECT_FALSE(Held(b));
+  EXPECT_TRUE(Held(c) && Held(p));
+  // Over the limit without a fetch (imports; a lowered limit): Enforce
+  // evicts mirrored ones, oldest first, until it holds: c, then e; p and d
+  // were published here and stay.
+  Rel e = Put("acme/m", "5", 5, true, true), d = Put("acme/m", "6", 7, false, true);
   auto n = repo_->EnforceCapacity();
   ASSERT_TRUE(n.ok()) << n.status();
-  EXPECT_EQ(*n, 1u);  // 900 kB: b goes; c is newer and 600 kB fit
-  EXPECT_FALSE(Held(b));
-  EXPECT_TRUE(Held(c) && Held(d));
+  EXPECT_EQ(*n, 2u);
+  EXPECT_FALSE(Held(c));
+  EXPECT_FALSE(Held(e));
+  EXPECT_TRUE(Held(p) && Held(d));
   EXPECT_EQ(*repo_->EnforceCapacity(), 0u);
 }
 

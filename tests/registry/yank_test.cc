@@ -85,6 +85,13 @@ TEST_F(YankTest, NoTagLeadsToAYankedReleaseButItsDigestAndVersionDo) {
   ASSERT_EQ(feed->events_size(), 1);
   EXPECT_FALSE(feed->events(0).yank_envelope().empty());
   EXPECT_TRUE(feed->events(0).tag_envelope().empty());
+  // The release's own, earlier event carries the yank too: a follower that
+  // starts now does not fetch what was yanked before it came.
+  auto from_start = repo_->Feed(0, 100);
+  ASSERT_TRUE(from_start.ok());
+  ASSERT_EQ(from_start->events_size(), 2);
+  EXPECT_FALSE(from_start->events(0).tag_envelope().empty());
+  EXPECT_FALSE(from_start->events(0).yank_envelope().empty());
 
   // The same record again changes nothing; an older or equal one is refused.
   ASSERT_TRUE(CommitYank(d, Yank(d, 1, true, "tokenizer.json is truncated")).ok());

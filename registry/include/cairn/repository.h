@@ -226,9 +226,10 @@ class Repository {
   // recently requested first, until it fits (their chunks go at the next
   // garbage collection, which SetOnEvicted's callback may start). Evicts
   // nothing and answers ResourceExhausted, saying what is held and why
-  // nothing more can go, when it cannot fit; the replicator then stops where
-  // it is and retries later, never failing mid-write. OutOfRange when the
-  // release is larger than a cap itself (it never fits: skip it).
+  // nothing more can go, when it cannot fit (a feed replicator defers such a
+  // release: MarkEvicted), OutOfRange when the release is larger than a cap
+  // itself. Either way before any byte is fetched. A publish's commit asks
+  // too: publishes count against the caps.
   absl::Status MakeRoom(const cairn::v1::Manifest& m, const std::string& digest, uint64_t bytes);
   // Evicts until the caps hold (after a restart with lower caps). Returns how
   // many releases went.
@@ -242,6 +243,9 @@ class Repository {
   // Evicted here for space (a replicator skips it; a fetch on demand brings
   // it back).
   absl::StatusOr<bool> IsEvicted(std::string_view digest);
+  // Marks a release not held as evicted (a replicator deferring one there is
+  // no room for): the feed and anti-entropy pass it over from then on.
+  absl::Status MarkEvicted(std::string_view digest, std::string_view what);
   cairn::v1::CapacityStatus CapacityStatus();
   // Called (under the capacity lock: keep it short) with "NS/MODEL VERSION,
   // ... (why)" after each eviction.
