@@ -113,8 +113,7 @@ PublishCommands::PublishCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   yank_cmd_->add_option("--reason", yank_.reason,
                         "why, in one line (shown to everyone who pulls it; required to yank)");
   yank_cmd_->add_flag("--undo", yank_.undo, "withdraw the yank");
-  yank_cmd_->add_option("--key", yank_.key_paths, "publisher private key; repeatable")
-      ->required();
+  yank_cmd_->add_option("--key", yank_.key_paths, "publisher private key; repeatable")->required();
   ctx_->AddNode(yank_cmd_);
   ctx_->AddTrust(yank_cmd_);
   ctx_->AddJson(yank_cmd_);

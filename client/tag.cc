@@ -83,8 +83,8 @@ absl::StatusOr<RenewResult> RenewTag(Connection& node, const RenewOptions& o) {
   cairn::v1::TagRecord rec = *cur.tag;
   rec.set_version(cur.tag->version() + 1);
   rec.set_expires_unix(now + int64_t{o.expires_days} * 86400);
-  CAIRN_RETURN_IF_ERROR(CommitRecord(node, cur.envelope, rec.name(), kTagPayloadType, rec,
-                                     signers, "commit of the renewed tag"));
+  CAIRN_RETURN_IF_ERROR(CommitRecord(node, cur.envelope, rec.name(), kTagPayloadType, rec, signers,
+                                     "commit of the renewed tag"));
   res.renewed = true;
   res.new_version = rec.version();
   res.new_expires_unix = rec.expires_unix();
@@ -172,8 +172,8 @@ absl::StatusOr<YankResult> YankRelease(Connection& node, const YankOptions& o) {
   rec.set_yanked(res.yanked);
   rec.set_created_unix(SystemNowUnix());
   res.yank_version = rec.version();
-  CAIRN_RETURN_IF_ERROR(CommitRecord(node, rel.envelope, rec.name(), kYankPayloadType, rec,
-                                     signers, o.undo ? "withdrawing the yank" : "commit of the yank"));
+  CAIRN_RETURN_IF_ERROR(CommitRecord(node, rel.envelope, rec.name(), kYankPayloadType, rec, signers,
+                                     o.undo ? "withdrawing the yank" : "commit of the yank"));
   return res;
 }
 

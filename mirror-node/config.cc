@@ -272,11 +272,10 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       continue;
     }
     if (val.is_table() || val.is_array_of_tables()) {
-      errs.push_back(
-          std::string(Unknown(At(path, val), "table", "[" + k + "]",
-                              {"[node]", "[quota]", "[[upstream]]", "[on_demand]", "[http]",
-                               "[namespace_limits]"})
-                          .message()));
+      errs.push_back(std::string(Unknown(At(path, val), "table", "[" + k + "]",
+                                         {"[node]", "[quota]", "[[upstream]]", "[on_demand]",
+                                          "[http]", "[namespace_limits]"})
+                                     .message()));
       continue;
     }
     std::string near = Nearest(k, node_keys);

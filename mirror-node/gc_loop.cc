@@ -165,9 +165,9 @@ std::string DescribeGc(const GcReport& r, bool dry_run) {
       dry_run ? "would remove " : "removed ", r.chunks_removed, " of ", r.chunks, " chunks (",
       r.bytes_removed, " bytes); kept ", r.chunks_in_grace, " in their grace period and ",
       r.chunks_touched, " a client was told of lately; ", dry_run ? "would drop " : "dropped ",
-      r.staged_dropped, " stale staged lists, ", r.pending_dropped,
-      " expired pending releases, ", r.withheld_dropped, " releases withheld and ",
-      r.yanked_dropped, " yanked past retention (", r.lists_dropped, " chunk lists)");
+      r.staged_dropped, " stale staged lists, ", r.pending_dropped, " expired pending releases, ",
+      r.withheld_dropped, " releases withheld and ", r.yanked_dropped, " yanked past retention (",
+      r.lists_dropped, " chunk lists)");
   if (!dry_run) {
     if (r.compact.packs_skipped > 0) {
       out += StrCat("; compaction skipped ", r.compact.packs_skipped,

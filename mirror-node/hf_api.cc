@@ -129,10 +129,10 @@ std::optional<Release> HttpGateway::Impl::HfRelease(const std::string& name, con
       for (const auto& r : entry->releases()) {
         if (r.manifest_digest() != t.manifest_digest() || !r.yanked()) continue;
         // A tag never leads to a yanked release (Repository::Resolve).
-        *error = HfError(http::status::gone, "RevisionNotFound",
-                         StrCat(name, ":latest names version ", r.version(),
-                                ", which its publisher yanked (", r.yank_reason(),
-                                "); ask for it by commit id or version to use it anyway"));
+        *error = HfError(
+            http::status::gone, "RevisionNotFound",
+            StrCat(name, ":latest names version ", r.version(), ", which its publisher yanked (",
+                   r.yank_reason(), "); ask for it by commit id or version to use it anyway"));
         return std::nullopt;
       }
       return load(t.manifest_digest());

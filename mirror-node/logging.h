@@ -10,9 +10,9 @@
 namespace cairn::node {
 
 struct LogOptions {
-  std::string file;                   // empty: standard error
-  int64_t max_bytes = 64 << 20;       // per file, before it is rotated
-  int64_t files = 5;                  // rotated files kept beside it (node.1.log ...)
+  std::string file;              // empty: standard error
+  int64_t max_bytes = 64 << 20;  // per file, before it is rotated
+  int64_t files = 5;             // rotated files kept beside it (node.1.log ...)
   std::string level = "info";
 };
 

@@ -296,9 +296,9 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     CAIRN_RETURN_IF_ERROR(room);
     CAIRN_RETURN_IF_ERROR(FetchMissing(m));
   }
-  CAIRN_ASSIGN_OR_RETURN(auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope,
-                                                           yank_envelope, cursor_key_,
-                                                           cursor_after));
+  CAIRN_ASSIGN_OR_RETURN(
+      auto res, repo_->CommitReplicated(ev.manifest_envelope(), tag_envelope, yank_envelope,
+                                        cursor_key_, cursor_after));
   if (!res.already_present()) {
     stats_.releases_committed++;
     CAIRN_RETURN_IF_ERROR(repo_->MarkMirrored(digest));

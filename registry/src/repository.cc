@@ -286,10 +286,9 @@ absl::StatusOr<cairn::v1::ResolveResponse> Repository::Resolve(std::string_view 
   CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredYank> yank, meta::ReadYank(meta_.get(), digest));
   if (yank && yank->record.yanked() && ref.digest.empty() && ref.version.empty() &&
       !include_withheld) {
-    return absl::FailedPreconditionError(
-        StrCat(ref.ToString(), " names ", m.name(), " ", m.version(),
-               ", which its publisher yanked (", yank->record.reason(),
-               "); to use it anyway, name it by digest: ", m.name(), "@", digest));
+    return absl::FailedPreconditionError(StrCat(
+        ref.ToString(), " names ", m.name(), " ", m.version(), ", which its publisher yanked (",
+        yank->record.reason(), "); to use it anyway, name it by digest: ", m.name(), "@", digest));
   }
   if (yank) out.set_yank_envelope(std::move(yank->envelope));
   out.set_manifest_digest(digest);

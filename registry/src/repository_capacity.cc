@@ -217,9 +217,9 @@ absl::Status Repository::MakeRoom(const cairn::v1::Manifest& m, const std::strin
   absl::MutexLock l(&capacity_mu_);
   CAIRN_ASSIGN_OR_RETURN(auto* held, HeldReleasesLocked());
   if (held->contains(digest)) return absl::OkStatus();
-  const uint64_t cap_here = std::min<uint64_t>(
-      cap.max_bytes == 0 ? UINT64_MAX : cap.max_bytes,
-      ns_cap == cap.namespace_bytes.end() ? UINT64_MAX : ns_cap->second);
+  const uint64_t cap_here =
+      std::min<uint64_t>(cap.max_bytes == 0 ? UINT64_MAX : cap.max_bytes,
+                         ns_cap == cap.namespace_bytes.end() ? UINT64_MAX : ns_cap->second);
   if (bytes > cap_here) {
     std::string msg = StrCat(m.name(), " ", m.version(), " (", bytes,
                              " bytes) is larger than this node may hold (", cap_here,

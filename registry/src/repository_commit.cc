@@ -118,7 +118,8 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::Commit(
   // A yank names a release already served: never kept pending.
   std::optional<cairn::v1::CommitResponse> pending;
   if (yank_envelope.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(pending, MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
+    CAIRN_ASSIGN_OR_RETURN(pending,
+                           MaybeKeepPending(session_name, manifest_envelope, tag_envelope));
   }
   if (pending) {
     // Co-signers commit it later: what the session staged stays (kept,
@@ -452,8 +453,8 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
   bool yank_moved = false;
   if (yank) {
     if (!existing.ok() && !spec.stale_tag_is_ok) {
-      return absl::FailedPreconditionError(StrCat("release ", m.name(), " ", m.version(), " (",
-                                                  digest, ") is not on this node"));
+      return absl::FailedPreconditionError(
+          StrCat("release ", m.name(), " ", m.version(), " (", digest, ") is not on this node"));
     }
     CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredYank> cur,
                            meta::ReadYank(meta_.get(), digest));
@@ -471,8 +472,7 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
       }
     }
     if (yank_moved) {
-      ops.push_back(
-          WriteOp{Table::kState, meta::YankKey(digest), std::string(spec.yank_envelope)});
+      ops.push_back(WriteOp{Table::kState, meta::YankKey(digest), std::string(spec.yank_envelope)});
     }
   }
   // Staged lists move to the served objects in batches of at most

@@ -150,7 +150,8 @@ absl::Status Repository::DropWithheld(const GcOptions& o, std::vector<std::strin
           return true;
         }));
     for (const std::string& k : markers) {
-      CAIRN_ASSIGN_OR_RETURN(bool still, rule.applies(std::string_view(k).substr(rule.prefix.size())));
+      CAIRN_ASSIGN_OR_RETURN(bool still,
+                             rule.applies(std::string_view(k).substr(rule.prefix.size())));
       if (!still || rule.retention <= 0) ops.push_back({Table::kState, k, std::nullopt});
     }
   }

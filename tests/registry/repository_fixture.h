@@ -40,8 +40,8 @@ class RepositoryTest : public ::testing::Test {
     meta_ = meta.get();
     auto chunks = std::make_unique<testing::FaultInjectingChunkStore>(chunks_base_.get());
     chunks_ = chunks.get();
-    repo_ = std::move(Repository::Create(std::move(meta), std::move(chunks), trust_.view,
-                                         Options(), &clock_))
+    repo_ = std::move(Repository::Create(std::move(meta), std::move(chunks), trust_.view, Options(),
+                                         &clock_))
                 .value();
   }
   // What the repository is opened with (a test fixture overrides it).

@@ -202,8 +202,8 @@ TEST_F(RepositoryGcTest, ReleasesWithheldPastTheRetentionPeriodAreDropped) {
   // 1 is signed by the key about to be revoked; 2 (by the second key) shares
   // one file with it.
   std::string s1 = Session("acme/m", trust_.publisher.get());
-  std::string env1 = Upload(s1, "acme/m", "1", {{"a.bin", shared}, {"b.bin", own}},
-                            trust_.publisher.get());
+  std::string env1 =
+      Upload(s1, "acme/m", "1", {{"a.bin", shared}, {"b.bin", own}}, trust_.publisher.get());
   ASSERT_TRUE(repo_->Commit(s1, env1, "").ok());
   std::string s2 = Session("acme/m", second.get());
   std::string env2 = Upload(s2, "acme/m", "2", {{"a.bin", shared}}, second.get());

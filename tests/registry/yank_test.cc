@@ -96,8 +96,7 @@ TEST_F(YankTest, NoTagLeadsToAYankedReleaseButItsDigestAndVersionDo) {
   // The same record again changes nothing; an older or equal one is refused.
   ASSERT_TRUE(CommitYank(d, Yank(d, 1, true, "tokenizer.json is truncated")).ok());
   EXPECT_EQ(repo_->FeedHead(), head + 1);
-  EXPECT_THAT(CommitYank(d, Yank(d, 1, false, "oops")),
-              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(CommitYank(d, Yank(d, 1, false, "oops")), StatusIs(absl::StatusCode::kAlreadyExists));
 
   // Withdrawn by version 2: the tag leads to it again.
   ASSERT_TRUE(CommitYank(d, Yank(d, 2, false, "fixed upstream")).ok());
@@ -118,9 +117,8 @@ TEST_F(YankTest, OnlyADelegatedKeyYanksAndOnlyAHeldRelease) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   // Not with a tag in the same commit.
   std::string s = Session("acme/m", trust_.publisher.get());
-  EXPECT_THAT(repo_->Commit(s, envelopes_[d],
-                            Tag("acme/m", "latest", d, 2, trust_.publisher.get()), "",
-                            Yank(d, 1, true, "x")),
+  EXPECT_THAT(repo_->Commit(s, envelopes_[d], Tag("acme/m", "latest", d, 2, trust_.publisher.get()),
+                            "", Yank(d, 1, true, "x")),
               StatusIs(absl::StatusCode::kInvalidArgument));
   // A release the node does not hold cannot be yanked through a publish.
   std::string s2 = Session("acme/m", trust_.publisher.get());
@@ -150,8 +148,7 @@ TEST_F(YankTest, RecordsAreCheckedBeforeTheyAreSigned) {
   y.set_manifest_digest(DigestName(Sha256Of("m")));
   y.set_version(1);
   y.set_reason("line one\nline two");
-  EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)), StatusIs(absl::StatusCode::kInvalidArgument));
   for (const char* bad : {"8-bit CSI \xc2\x9b[2J", "line\xe2\x80\xa8separator",
                           "right-to-left \xe2\x80\xae override", "del\x7f", ""}) {
     y.set_yanked(true);
@@ -163,12 +160,10 @@ TEST_F(YankTest, RecordsAreCheckedBeforeTheyAreSigned) {
   y.set_reason("caf\xc3\xa9: \xe6\xa8\xa1\xe5\x9e\x8b is broken");  // printable UTF-8
   EXPECT_TRUE(ParseYankRecord(SerializeCanonical(y)).ok());
   y.set_reason(std::string(kMaxYankReasonBytes + 1, 'x'));
-  EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)), StatusIs(absl::StatusCode::kInvalidArgument));
   y.set_reason("ok");
   y.set_version(0);
-  EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseYankRecord(SerializeCanonical(y)), StatusIs(absl::StatusCode::kInvalidArgument));
   y.set_version(1);
   EXPECT_TRUE(ParseYankRecord(SerializeCanonical(y)).ok());
   // Signed as a tag, it is not a yank.
@@ -213,8 +208,8 @@ TEST_F(YankTest, FollowersApplyTheNewestRecordFromBundlesAndTheFeed) {
   // Applied out of order: v3 first, then v2 is stale and dropped.
   for (int i : {1, 0}) {
     const auto& ev = feed->events(i);
-    auto c = dst->CommitReplicated(ev.manifest_envelope(), ev.tag_envelope(),
-                                   ev.yank_envelope(), "", 0);
+    auto c =
+        dst->CommitReplicated(ev.manifest_envelope(), ev.tag_envelope(), ev.yank_envelope(), "", 0);
     ASSERT_TRUE(c.ok()) << c.status();
     EXPECT_EQ(c->yank_not_newer(), i == 0);
   }

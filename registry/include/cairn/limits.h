@@ -15,7 +15,7 @@ inline constexpr size_t kMaxChunkListBytes = 48 << 20;  // ~1.2 M chunks: ~80 GB
 inline constexpr size_t kMaxTagBytes = 64 << 10;        // 64 KiB
 inline constexpr size_t kMaxYankBytes = 4 << 10;        // 4 KiB
 inline constexpr size_t kMaxYankReasonBytes = 1024;
-inline constexpr size_t kMaxTrustRootBytes = 1 << 20;   // 1 MiB
+inline constexpr size_t kMaxTrustRootBytes = 1 << 20;  // 1 MiB
 inline constexpr size_t kMaxFiles = 100000;
 inline constexpr size_t kMaxPathBytes = 4096;
 // One path segment: Linux's NAME_MAX.

@@ -6,12 +6,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <vector>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -103,17 +103,17 @@ struct GcOptions {
 
 // What one pass did (or, dry, would do).
 struct GcReport {
-  uint64_t chunks = 0;               // stored when the sweep began
-  uint64_t chunks_removed = 0;       // garbage removed (dry: found)
+  uint64_t chunks = 0;          // stored when the sweep began
+  uint64_t chunks_removed = 0;  // garbage removed (dry: found)
   uint64_t bytes_removed = 0;
-  uint64_t chunks_in_grace = 0;      // garbage kept: stored within the grace period
-  uint64_t chunks_touched = 0;       // garbage kept: a client was told of it lately
-  uint64_t staged_dropped = 0;       // stale staged chunk lists
-  uint64_t pending_dropped = 0;      // expired releases waiting for co-signatures
-  uint64_t withheld_dropped = 0;     // withheld past withheld_retention_seconds
-  uint64_t yanked_dropped = 0;       // yanked past yanked_retention_seconds
-  uint64_t lists_dropped = 0;        // chunk lists no release names any more
-  uint64_t mark_bytes = 0;           // memory of the live-chunk filter
+  uint64_t chunks_in_grace = 0;   // garbage kept: stored within the grace period
+  uint64_t chunks_touched = 0;    // garbage kept: a client was told of it lately
+  uint64_t staged_dropped = 0;    // stale staged chunk lists
+  uint64_t pending_dropped = 0;   // expired releases waiting for co-signatures
+  uint64_t withheld_dropped = 0;  // withheld past withheld_retention_seconds
+  uint64_t yanked_dropped = 0;    // yanked past yanked_retention_seconds
+  uint64_t lists_dropped = 0;     // chunk lists no release names any more
+  uint64_t mark_bytes = 0;        // memory of the live-chunk filter
   CompactReport compact;
   double seconds = 0;
   bool complete = false;  // false: stopped before the end
@@ -426,8 +426,7 @@ class Repository {
   // Releases withheld past the retention period: drops them (their
   // manifests' digests into *dropped) and records when the others were first
   // found withheld.
-  absl::Status DropWithheld(const GcOptions& o, std::vector<std::string>* manifests,
-                            GcReport* r);
+  absl::Status DropWithheld(const GcOptions& o, std::vector<std::string>* manifests, GcReport* r);
   // Removes chunk lists of dropped releases that nothing in `live` names,
   // unless a release was committed since the feed was at `head_at_mark`.
   absl::Status DropLists(const std::vector<std::string>& lists,
@@ -439,7 +438,7 @@ class Repository {
 
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
-  GcGuardedStore* gc_guard_;  // chunks_, as the guard it is
+  GcGuardedStore* gc_guard_;             // chunks_, as the guard it is
   std::atomic<bool> gc_running_{false};  // one pass at a time
   const RepositoryOptions opts_;
   Clock* const clock_;
