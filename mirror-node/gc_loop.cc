@@ -64,12 +64,21 @@ void GcLoop::Stop() {
 
 // Two session lifetimes (GcGuardedStore's two generations) and a minute.
 constexpr std::chrono::seconds kTouchedChunksKept(2 * 3600 + 60);
+constexpr std::chrono::seconds kSoonSpacing(600);
 
 void GcLoop::RunSoon() {
   absl::MutexLock l(&soon_mu_);
   if (stop_.cancelled() || soon_running_.exchange(true)) return;
   if (soon_.joinable()) soon_.join();  // the last one ended
   soon_ = std::thread([this] {
+    // At most one such pass per kSoonSpacing: clients churning pull-through
+    // on a full node (each fetch evicting) cannot keep it walking its store.
+    Clock* clock = repo_->clock();
+    if (last_soon_ != SteadyTime{} && !clock->SleepUntil(last_soon_ + kSoonSpacing, &stop_)) {
+      soon_running_ = false;
+      return;
+    }
+    last_soon_ = clock->SteadyNow();
     // Chunks a client was told of lately (a follower's or this node's own
     // replication asking what it holds) stay for up to two session lifetimes:
     // one more pass then frees them.

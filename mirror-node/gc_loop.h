@@ -39,7 +39,9 @@ class GcLoop {
   absl::StatusOr<GcReport> RunPass(bool dry_run);
   // Starts a pass on a thread of its own unless one is running (space to
   // free after an eviction), and one more two hours later when chunks a
-  // client was told of had to stay. Returns at once.
+  // client was told of had to stay; at most one every 10 minutes (later
+  // calls wait for that, and calls while one waits or runs are folded into
+  // it). Returns at once.
   void RunSoon();
   cairn::v1::GcStatus Status() const;
 
@@ -53,6 +55,7 @@ class GcLoop {
   absl::Mutex soon_mu_;
   std::thread soon_ ABSL_GUARDED_BY(soon_mu_);
   std::atomic<bool> soon_running_{false};
+  SteadyTime last_soon_{};  // when the last such pass started (its thread only)
   mutable absl::Mutex mu_;
   cairn::v1::GcStatus status_ ABSL_GUARDED_BY(mu_);
 };
