@@ -280,6 +280,13 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
                                          const std::string& ref, bool include_withheld = false,
                                          Cancellation* cancel = nullptr);
 
+// For commands that describe a release (info, lineage), not ones that use
+// it: when `resolving` failed because tag `ref` names a release its
+// publisher yanked, "NS/MODEL@DIGEST" of that release as `node` lists the
+// tag (resolve that: it verifies); otherwise `resolving` itself.
+absl::StatusOr<std::string> YankedTagTarget(Connection& node, const std::string& ref,
+                                            const absl::Status& resolving);
+
 // Resolves on every node in parallel and keeps the highest valid tag version.
 struct MultiResolved {
   Resolved resolved;

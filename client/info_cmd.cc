@@ -18,7 +18,7 @@ using json = nlohmann::json;
 namespace {
 
 struct Info {
-  std::string state = "published";  // or "pending", "withheld"
+  std::string state = "published";  // or "yanked", "pending", "withheld"
   std::string reason;
   std::string digest, envelope, node;
   cairn::v1::Manifest manifest;
@@ -79,6 +79,9 @@ int RunInfo(CliContext* ctx, const std::vector<std::unique_ptr<Connection>>& con
   Info info;
   // Every node is asked; the highest valid tag version wins.
   auto mr = ResolveAcross(Raw(conns), tr, ref_text);
+  if (auto yanked = YankedTagTarget(*conns[0], ref_text, mr.status()); !mr.ok() && yanked.ok()) {
+    mr = ResolveAcross(Raw(conns), tr, *yanked);  // shown, marked yanked
+  }
   if (mr.ok()) {
     if (conns.size() > 1) {
       for (const auto& w : mr->warnings) std::fprintf(stderr, "cairn: warning: %s\n", w.c_str());
@@ -93,6 +96,10 @@ int RunInfo(CliContext* ctx, const std::vector<std::unique_ptr<Connection>>& con
     info.manifest = mr->resolved.manifest;
     info.tag = mr->resolved.tag;
     info.node = conns[mr->node]->address();
+    if (mr->resolved.yank && mr->resolved.yank->yanked()) {
+      info.state = "yanked";
+      info.reason = "yanked by its publisher: " + OneLine(mr->resolved.yank->reason());
+    }
   } else if (absl::IsFailedPrecondition(mr.status()) &&
              mr.status().message().find("withheld") != std::string_view::npos) {
     // Shown as the node holds it, unverified, with why it is not served.
@@ -153,7 +160,8 @@ int RunInfo(CliContext* ctx, const std::vector<std::unique_ptr<Connection>>& con
                        {"manifest", p.manifest_digest()},
                        {"relation", RelationName(p.relation())}});
   }
-  const bool verified = tr != nullptr && info.state == "published";
+  const bool served = info.state == "published" || info.state == "yanked";
+  const bool verified = tr != nullptr && served;
   if (ctx->as_json) {
     PrintJson({{"manifest", info.digest},
                {"name", m.name()},
@@ -175,9 +183,9 @@ int RunInfo(CliContext* ctx, const std::vector<std::unique_ptr<Connection>>& con
     return 0;
   }
   std::printf("%s %s (%s; %s)\n", m.name().c_str(), m.version().c_str(), info.state.c_str(),
-              verified                    ? "signature verified"
-              : info.state != "published" ? "not verified: not served"
-                                          : "not verified: no --trust");
+              verified  ? "signature verified"
+              : !served ? "not verified: not served"
+                        : "not verified: no --trust");
   std::printf("  manifest   %s\n", info.digest.c_str());
   if (!info.reason.empty()) std::printf("  why        %s\n", info.reason.c_str());
   std::printf("  size       %s in %d files\n", Progress::Bytes(bytes).c_str(), m.files_size());

@@ -279,9 +279,14 @@ int InspectCommands::Run() {
   }
 
   if (lineage_->parsed()) {
-    auto r = ResolveVerified(**conn, tr ? &*tr : nullptr, ref_arg_);
+    std::string ref = ref_arg_;
+    auto r = ResolveVerified(**conn, tr ? &*tr : nullptr, ref);
+    if (auto yanked = YankedTagTarget(**conn, ref, r.status()); !r.ok() && yanked.ok()) {
+      ref = *yanked;  // described all the same
+      r = ResolveVerified(**conn, tr ? &*tr : nullptr, ref);
+    }
     if (!r.ok()) return Fail(r.status());
-    auto known = Children(**conn, ref_arg_);
+    auto known = Children(**conn, ref);
     if (!known.ok()) return Fail(known.status());
     const cairn::v1::LineageResponse& resp = *known;
     json parents = json::array(), children = json::array();

@@ -181,7 +181,7 @@ asio::awaitable<std::optional<Release>> HttpGateway::Impl::HfReleaseOrFetch(
     const std::string& name, const std::string& rev, const std::string& first_path, Answer* error) {
   std::optional<Release> rel = HfRelease(name, rev, error);
   if (rel || opts.on_demand == nullptr || error->status != http::status::not_found) co_return rel;
-  co_return co_await FetchOnDemand(name, rev, first_path);
+  co_return co_await FetchOnDemand(name, rev, first_path, error);
 }
 
 absl::StatusOr<std::string> HttpGateway::Impl::BlobId(const cairn::v1::FileEntry& f) {

@@ -83,7 +83,11 @@ Answer HttpGateway::Impl::Releases(const std::string& name) {
       const auto& r = e.releases(i);
       out += StrCat(i ? "," : "", "{\"version\":", JsonString(r.version()),
                     ",\"manifest_digest\":", JsonString(r.manifest_digest()),
-                    ",\"bytes\":", r.bytes(), ",\"files\":", r.files(), "}");
+                    ",\"bytes\":", r.bytes(), ",\"files\":", r.files(),
+                    r.yanked()
+                        ? StrCat(",\"yanked\":true,\"yank_reason\":", JsonString(r.yank_reason()))
+                        : std::string(),
+                    "}");
     }
     out += "],\"tags\":[";
     for (int i = 0; i < e.tags_size(); ++i) {
@@ -190,13 +194,16 @@ absl::StatusOr<FileToSend> HttpGateway::Impl::PrepareFile(const cairn::v1::FileE
 }
 
 asio::awaitable<std::optional<Release>> HttpGateway::Impl::FetchOnDemand(
-    const std::string& name, const std::string& ref, const std::string& first_path) {
+    const std::string& name, const std::string& ref, const std::string& first_path,
+    Answer* no_room) {
   if (opts.on_demand == nullptr) co_return std::nullopt;
   std::string r = ref;
   if (r == "main" || r == "HEAD") r = "latest";
   auto fetch = co_await OnFetchPool([&] { return opts.on_demand->Begin(name, r, first_path); });
   if (!fetch.ok()) {
-    if (!absl::IsNotFound(fetch.status())) {
+    if (absl::IsResourceExhausted(fetch.status())) {
+      *no_room = Error(http::status::insufficient_storage, std::string(fetch.status().message()));
+    } else if (!absl::IsNotFound(fetch.status())) {
       NoteError(StrCat("on-demand ", name, " ", ref, ": ", fetch.status().message()));
     }
     co_return std::nullopt;
@@ -262,8 +269,12 @@ asio::awaitable<bool> HttpGateway::Impl::V1File(Exchange& x, const std::string& 
                                                 const std::string& ref, const std::string& path) {
   absl::StatusOr<Release> rel = LoadRelease(name, ref);
   if (absl::IsNotFound(rel.status()) && opts.on_demand != nullptr) {
-    std::optional<Release> fetched = co_await FetchOnDemand(name, ref, path);
+    Answer no_room;
+    std::optional<Release> fetched = co_await FetchOnDemand(name, ref, path, &no_room);
     if (fetched) rel = std::move(*fetched);
+    if (no_room.status == http::status::insufficient_storage) {
+      co_return co_await SendAnswer(x, std::move(no_room));
+    }
   }
   if (!rel.ok()) {
     Answer answer_ = FromStatus(rel.status());

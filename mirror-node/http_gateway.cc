@@ -317,6 +317,13 @@ asio::awaitable<bool> HttpGateway::Impl::Handle(Exchange& x) {
       co_return co_await SendAnswer(x, std::move(answer_));
     }
   }
+  if (s.size() == 1 && s[0] == "healthz") {  // container and load-balancer health checks
+    x.endpoint = "healthz";
+    Answer answer_ =
+        draining ? Error(http::status::service_unavailable, "draining: stopping")
+                 : Answer{http::status::ok, "{\"status\":\"ok\"}\n", "application/json", {}};
+    co_return co_await SendAnswer(x, std::move(answer_));
+  }
   if (s.size() == 1 && s[0] == "metrics") {
     x.endpoint = "metrics";
     {

@@ -210,9 +210,12 @@ struct HttpGateway::Impl {
   // ---- http_files.cc ----
   // Pull-through: when `ref` of `name` is not held and the gateway has an
   // OnDemand, asks the upstreams; the release being fetched, or nullopt.
+  // When the node has no room for it (capacity), `*no_room` becomes a 507
+  // naming why.
   gw::asio::awaitable<std::optional<gw::Release>> FetchOnDemand(const std::string& name,
                                                                 const std::string& ref,
-                                                                const std::string& first_path);
+                                                                const std::string& first_path,
+                                                                gw::Answer* no_room);
   // Waits (without holding a thread) until `present` or the fetch ends;
   // whether `present` came true.
   gw::asio::awaitable<bool> WaitFor(const std::function<bool()>& present,

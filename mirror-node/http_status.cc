@@ -250,6 +250,33 @@ Answer HttpGateway::Impl::Metrics() {
       out += StrCat(m.name, " ", m.value, "\n");
     }
   }
+  {
+    const cairn::v1::CapacityStatus c = repo->CapacityStatus();
+    const struct {
+      const char* name;
+      const char* type;
+      const char* help;
+      uint64_t value;
+    } capacity[] = {
+        {"cairn_capacity_max_bytes", "gauge", "[node] max_bytes (0: no node-wide cap).",
+         c.max_bytes()},
+        {"cairn_capacity_held_bytes", "gauge", "Bytes of the releases the node holds.",
+         c.held_bytes()},
+        {"cairn_capacity_evictable_bytes", "gauge",
+         "Of them, mirrored and not pinned: what eviction may free.", c.evictable_bytes()},
+        {"cairn_capacity_releases_evicted_total", "counter",
+         "Releases evicted to make room, since the node started.", c.releases_evicted()},
+        {"cairn_capacity_bytes_evicted_total", "counter", "Bytes of the releases evicted.",
+         c.bytes_evicted()},
+        {"cairn_capacity_last_refused_unix", "gauge",
+         "When a release last found no room (0: never since start).",
+         static_cast<uint64_t>(std::max<int64_t>(0, c.last_refused_unix()))},
+    };
+    for (const auto& m : capacity) {
+      metric(m.name, m.type, m.help);
+      out += StrCat(m.name, " ", m.value, "\n");
+    }
+  }
   const Disk disk = DiskOf(opts.data_dir);
   if (disk.known) {
     metric("cairn_store_bytes", "gauge", "Bytes in the node's data directory.");
@@ -337,6 +364,19 @@ Answer HttpGateway::Impl::StatusPage() {
         g.last_error().empty() ? "" : StrCat(" <b class=bad>", Html(g.last_error()), "</b>"),
         "</td></tr>");
   }
+  {
+    const cairn::v1::CapacityStatus c = repo->CapacityStatus();
+    h += StrCat("<tr><th>Capacity</th><td>", Bytes(c.held_bytes()), " of releases held",
+                c.max_bytes() > 0 ? StrCat(" of max_bytes ", Bytes(c.max_bytes()))
+                                  : std::string(" (no max_bytes)"),
+                ", ", Bytes(c.evictable_bytes()), " evictable; ", c.releases_evicted(),
+                " releases evicted since start",
+                c.last_evicted().empty() ? "" : StrCat(" (last: ", Html(c.last_evicted()), ")"),
+                c.last_refused().empty()
+                    ? ""
+                    : StrCat(" <b class=bad>no room: ", Html(c.last_refused()), "</b>"),
+                "</td></tr>");
+  }
   h += StrCat("<tr><th>Served</th><td>", counters.requests.load(), " HTTP requests, ",
               Bytes(counters.bytes_sent.load()), " sent, ", connections.load(),
               " connections open</td></tr></table>");
@@ -353,8 +393,10 @@ Answer HttpGateway::Impl::StatusPage() {
           if (t.manifest_digest() == r.manifest_digest())
             tags += (tags.empty() ? "" : ", ") + t.tag();
         }
+        if (r.yanked()) tags += StrCat(tags.empty() ? "" : "; ", "YANKED: ", r.yank_reason());
         h += StrCat("<tr><td>", Html(e.name()), "</td><td>", Html(r.version()),
-                    "</td><td class=num>", Bytes(r.bytes()), "</td><td>", Html(tags), "</td></tr>");
+                    "</td><td class=num>", Bytes(r.bytes()), "</td><td",
+                    r.yanked() ? " class=bad" : "", ">", Html(tags), "</td></tr>");
       }
     }
   }

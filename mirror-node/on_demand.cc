@@ -3,8 +3,8 @@
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
-#include "cairn/verify.h"
 #include "cairn/transport/grpc_upstream.h"
+#include "cairn/verify.h"
 #include "hf_model.h"
 #include "spdlog/spdlog.h"
 
@@ -131,6 +131,13 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::stri
       }
     }
     if (auto it = running_.find(digest); it != running_.end()) return it->second;
+    if (!repair) {  // room first (capacity): a refusal is an answer, not a failed fetch
+      absl::Status room = repo_->MakeRoom(*m, digest, bytes);
+      if (absl::IsOutOfRange(room) || absl::IsResourceExhausted(room)) {
+        return absl::ResourceExhaustedError(room.message());
+      }
+      CAIRN_RETURN_IF_ERROR(room);
+    }
     auto fetch = std::make_shared<Fetch>();
     fetch->digest = digest;
     fetch->manifest = std::move(*m);

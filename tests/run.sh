@@ -4,9 +4,12 @@
 #   2. the unit and integration tests again under ASan + UBSan (build-asan/);
 #   3. a clang build (build-fuzz/) that checks every library with
 #      -Wthread-safety, then every libFuzzer target for FUZZ_SECONDS each
-#      (default 20).
-# Exits non-zero on any failure. CAIRN_SKIP_ASAN=1 / CAIRN_SKIP_FUZZ=1 skip
-# steps 2 / 3 (for a quick local run; CI runs everything).
+#      (default 20);
+#   4. the container image (tests/deploy/container.sh: deploy/Containerfile
+#      around build/'s binaries, run with podman).
+# Exits non-zero on any failure. CAIRN_SKIP_ASAN=1 / CAIRN_SKIP_FUZZ=1 /
+# CAIRN_SKIP_CONTAINER=1 skip steps 2 / 3 / 4 (for a quick local run; CI runs
+# everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
@@ -29,4 +32,9 @@ fi
 if [ -z "${CAIRN_SKIP_FUZZ:-}" ]; then
   echo "== clang -Wthread-safety build and fuzzing"
   tests/fuzz/run.sh
+fi
+
+if [ -z "${CAIRN_SKIP_CONTAINER:-}" ]; then
+  echo "== the container image"
+  tests/deploy/container.sh "${CAIRN_BUILD_DIR:-build}" || [ $? = 77 ]
 fi

@@ -72,6 +72,15 @@ until_true "b to replicate acme/p past acme/big" held_on_b acme/p
 not_held_on_b acme/big || fail "acme/big was fetched"
 refused "acme/big 1.0 (15000000 bytes) is larger than this node may hold" ||
   fail "no word of acme/big: $(jq -c .capacity "$T/status.json")"
+# Asked for over HTTP (pull-through): 507 Insufficient Storage, saying why.
+for url in v1/files/acme/big/1.0/model.safetensors api/models/acme/big/revision/main; do
+  code=$(curl -s -o "$T/big.http" -w '%{http_code}' "http://$b_HTTP/$url")
+  [ "$code" = 507 ] || fail "GET /$url on b answered $code: $(cat "$T/big.http")"
+  grep -q "larger than this node may hold" "$T/big.http" || fail "507 body: $(cat "$T/big.http")"
+done
+curl -s "http://$b_HTTP/metrics" >"$T/metrics"
+grep -q '^cairn_capacity_max_bytes 14000000$' "$T/metrics" || fail "no capacity metrics: $(grep capacity "$T/metrics")"
+grep -q '^cairn_capacity_releases_evicted_total [1-9]' "$T/metrics" || fail "no evictions counted: $(grep capacity "$T/metrics")"
 
 # A release published to b itself (it counts against max_bytes too, and fits)
 # and the pinned acme/p are never evicted: acme/r makes room by evicting

@@ -154,6 +154,13 @@ TEST_F(HttpGatewayTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   EXPECT_GE(gw_->counters().requests.load(), 3u);
 }
 
+TEST_F(HttpGatewayTest, HealthzAnswersForContainerHealthChecks) {
+  Reply r = Get("/healthz");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"status\":\"ok\"}\n");
+  EXPECT_EQ(Get("/healthz/x").status, 404);
+}
+
 TEST_F(HttpGatewayTest, AChunkThatFailsVerificationCutsTheConnection) {
   // Flip bytes in the middle of every pack file: a chunk of weights.bin no
   // longer matches its digest. The body must end short, never be wrong.

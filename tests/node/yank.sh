@@ -72,12 +72,27 @@ for n in a b; do
   grep -q "^  2.0 .*YANKED: config.json names the wrong tokenizer" "$T/$n-ls.out" ||
     fail "node $n: ls does not mark it: $(cat "$T/$n-ls.out")"
   grep "^  1.0 " "$T/$n-ls.out" | grep -q YANKED && fail "node $n: 1.0 is marked yanked"
+  curl -s "http://${!http_var}/v1/releases/acme/m" | jq -e --arg d "$d2" \
+    '.releases[] | select(.manifest_digest == $d) | .yanked and (.yank_reason | test("wrong tokenizer"))' \
+    >/dev/null || fail "node $n: /v1/releases does not mark it"
+  curl -s "http://${!http_var}/" | grep -q "YANKED: config.json names the wrong tokenizer" ||
+    fail "node $n: the status page does not mark it"
   # The Hugging Face API: main is gone, the version still answers.
   curl -s "http://${!http_var}/api/models/acme/m/revision/main" | grep -q "yanked" ||
     fail "node $n: the 410 does not say why"
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://${!http_var}/api/models/acme/m/revision/2.0")" = 200 ] ||
     fail "node $n: version 2.0 is not served over HTTP"
 done
+# Described (not used) through the tag: info and lineage show the yanked release.
+CAIRN_NODE=$b_GRPC "$CAIRN" info acme/m --json >"$T/info.json" 2>"$T/info.err" ||
+  fail "info acme/m: $(cat "$T/info.err")"
+jq -e --arg d "$d2" '.manifest == $d and .state == "yanked" and .verified and
+  (.reason | test("wrong tokenizer"))' "$T/info.json" >/dev/null || fail "info said: $(cat "$T/info.json")"
+CAIRN_NODE=$b_GRPC "$CAIRN" info acme/m >"$T/info.txt" 2>&1
+grep -q "^acme/m 2.0 (yanked; signature verified)" "$T/info.txt" || fail "info said: $(cat "$T/info.txt")"
+CAIRN_NODE=$b_GRPC "$CAIRN" lineage acme/m --json >"$T/lineage.json" 2>&1 ||
+  fail "lineage acme/m: $(cat "$T/lineage.json")"
+jq -e --arg d "$d2" '.manifest == $d' "$T/lineage.json" >/dev/null || fail "lineage said: $(cat "$T/lineage.json")"
 # A tag cannot be moved onto it.
 if CAIRN_NODE=$a_GRPC "$CAIRN" tag "acme/m@$d2" stable --key "$T/pub.key" >"$T/tag.out" 2>&1; then
   fail "a tag was moved onto a yanked release"
