@@ -49,7 +49,8 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
                                    : !ref->version.empty() ? ref->version
                                                            : ref->tag;
         auto fetch = on_demand->Begin(ref->name, upstream_ref);
-        if (!fetch.ok()) return answer(call, r);
+        if (absl::IsResourceExhausted(fetch.status())) return answer(call, fetch.status());
+        if (!fetch.ok()) return answer(call, r);  // not upstream either: the node's NotFound
         (*fetch)->OnDone([repo, call, answer](const absl::Status& st) {
           if (!st.ok()) {
             return answer(call, absl::UnavailableError("fetching on demand from upstream failed: " +

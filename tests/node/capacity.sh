@@ -78,6 +78,11 @@ for url in v1/files/acme/big/1.0/model.safetensors api/models/acme/big/revision/
   [ "$code" = 507 ] || fail "GET /$url on b answered $code: $(cat "$T/big.http")"
   grep -q "larger than this node may hold" "$T/big.http" || fail "507 body: $(cat "$T/big.http")"
 done
+# And over gRPC (cairn pull from b): RESOURCE_EXHAUSTED, saying why.
+if CAIRN_NODE=$b_GRPC "$CAIRN" pull acme/big --out "$T/got-big" >"$T/pull-big.out" 2>&1; then
+  fail "acme/big was pulled through b"
+fi
+grep -q "larger than this node may hold" "$T/pull-big.out" || fail "pull of acme/big said: $(cat "$T/pull-big.out")"
 curl -s "http://$b_HTTP/metrics" >"$T/metrics"
 grep -q '^cairn_capacity_max_bytes 14000000$' "$T/metrics" || fail "no capacity metrics: $(grep capacity "$T/metrics")"
 grep -q '^cairn_capacity_releases_evicted_total [1-9]' "$T/metrics" || fail "no evictions counted: $(grep capacity "$T/metrics")"
