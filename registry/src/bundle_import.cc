@@ -1,11 +1,10 @@
 // Importing a bundle: everything verified against the node's own trust root,
 // nothing visible unless the whole bundle checks out.
 #include <cstring>
-#include <deque>
-#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "batch_writer.h"
 #include "cairn/bundle.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -86,88 +85,6 @@ class ChunkCursor {
   size_t list_ = 0, next_ = 0;
   bool loaded_ = false;
   ChunkList current_;
-};
-
-// Stores verified chunks on a thread of its own, so that reading and hashing
-// (the importer's thread) overlap the copies into the pack files (the other
-// core: on this kind of VM the page-cache copy costs as much as the hash).
-class ChunkWriter {
- public:
-  explicit ChunkWriter(ChunkStore* store) : store_(store), thread_([this] { Loop(); }) {}
-  ~ChunkWriter() { (void)Close(); }
-  // Queues a chunk whose bytes were hashed against `d`; waits while
-  // kMaxQueued bytes wait. The first store error, once one happened.
-  absl::Status Add(const Digest& d, std::string data) {
-    absl::MutexLock l(&mu_);
-    mu_.Await(absl::Condition(
-        +[](ChunkWriter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-          return w->queued_ < kMaxQueued || !w->error_.ok();
-        },
-        this));
-    if (!error_.ok()) return error_;
-    queued_ += data.size();
-    q_.emplace_back(d, std::move(data));
-    return absl::OkStatus();
-  }
-  // Waits for the queue to drain, flushes: the first error.
-  absl::Status Close() {
-    {
-      absl::MutexLock l(&mu_);
-      closed_ = true;
-    }
-    if (thread_.joinable()) thread_.join();
-    absl::MutexLock l(&mu_);
-    if (error_.ok() && !flushed_) {
-      error_ = store_->Flush();
-      flushed_ = true;
-    }
-    return error_;
-  }
-
- private:
-  static constexpr size_t kMaxQueued = 16 << 20;
-  void Loop() {
-    uint64_t unflushed = 0;
-    for (;;) {
-      std::pair<Digest, std::string> item;
-      {
-        absl::MutexLock l(&mu_);
-        mu_.Await(absl::Condition(
-            +[](ChunkWriter* w)
-                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return !w->q_.empty() || w->closed_; },
-            this));
-        if (q_.empty()) return;
-        item = std::move(q_.front());
-        q_.pop_front();
-      }
-      absl::Status st;
-      {
-        absl::MutexLock l(&mu_);
-        st = error_;
-      }
-      if (st.ok()) {
-        // Hashed by the importer a moment ago, from these very bytes.
-        st = store_->Put(item.first, item.second, PutMode::kDigestComputedFromData);
-        unflushed += item.second.size();
-        if (st.ok() && unflushed >= kFlushEvery) {
-          st = store_->Flush();
-          unflushed = 0;
-        }
-      }
-      absl::MutexLock l(&mu_);
-      queued_ -= item.second.size();
-      if (!st.ok() && error_.ok()) error_ = st;
-    }
-  }
-
-  ChunkStore* store_;
-  absl::Mutex mu_;
-  std::deque<std::pair<Digest, std::string>> q_ ABSL_GUARDED_BY(mu_);
-  size_t queued_ ABSL_GUARDED_BY(mu_) = 0;
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool flushed_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status error_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;  // last: starts once the rest is set
 };
 
 struct Release {
@@ -389,7 +306,7 @@ class Importer {
   absl::Status ReadChunks() {
     ChunkCursor cursor(repo_, roots_);
     ChunkStore* store = repo_->chunks();
-    ChunkWriter writer(store);
+    BatchWriter writer(store, kFlushEvery);
     auto stored = [&](absl::Status st) {
       if (st.ok()) return st;
       return Annotate(st,
@@ -411,21 +328,22 @@ class Importer {
       const size_t size = len_ - sizeof(Digest);
       ++chunks_;
       chunk_bytes_ += size;
-      CAIRN_ASSIGN_OR_RETURN(bool has, store->Has(d));
-      if (has) {  // an earlier (interrupted) import, or another release
-        resp_.set_chunks_held(resp_.chunks_held() + 1);
-        CAIRN_RETURN_IF_ERROR(in_->Skip(size));
-      } else {
-        std::string data(size, '\0');
-        CAIRN_RETURN_IF_ERROR(in_->ReadFull(data.data(), size, "a chunk"));
-        if (!(Sha256Of(data) == d)) return Refuse(StrCat(DigestName(d), ": bytes do not match"));
-        CAIRN_RETURN_IF_ERROR(stored(writer.Add(d, std::move(data))));
-        resp_.set_chunks_stored(resp_.chunks_stored() + 1);
-        resp_.set_bytes_stored(resp_.bytes_stored() + size);
+      // Read and hashed here; whether the node holds it already is asked
+      // on the writer's thread (the store's lock is held while it writes).
+      absl::StatusOr<char*> room = writer.Reserve(size);
+      CAIRN_RETURN_IF_ERROR(stored(room.status()));
+      CAIRN_RETURN_IF_ERROR(in_->ReadFull(*room, size, "a chunk"));
+      if (!(Sha256Of(std::string_view(*room, size)) == d)) {
+        return Refuse(StrCat(DigestName(d), ": bytes do not match"));
       }
+      CAIRN_RETURN_IF_ERROR(stored(writer.Commit(d, size)));
       CAIRN_RETURN_IF_ERROR(Next());
     }
-    return stored(writer.Close());
+    CAIRN_RETURN_IF_ERROR(stored(writer.Close()));
+    resp_.set_chunks_held(resp_.chunks_held() + writer.chunks_held());
+    resp_.set_chunks_stored(resp_.chunks_stored() + writer.chunks_stored());
+    resp_.set_bytes_stored(resp_.bytes_stored() + writer.bytes_stored());
+    return absl::OkStatus();
   }
 
   absl::Status ReadEnd() {

@@ -465,6 +465,13 @@ absl::Status PackChunkStore::WriteBufferLocked() {
     }
     done += w;
   }
+  if (opts_.durable) {
+    // Start the disk writes now, without waiting for them: the next
+    // fdatasync then finds little left to do, and the disk works while the
+    // next buffer is filled (docs/benchmarks.md, offline bundles).
+    (void)::sync_file_range(active_fd_, static_cast<off_t>(active_size_),
+                            static_cast<off_t>(buffer_.size()), SYNC_FILE_RANGE_WRITE);
+  }
   active_size_ += buffer_.size();
   unsynced_bytes_ += buffer_.size();
   buffer_.clear();
