@@ -102,7 +102,7 @@ Answer HttpGateway::Impl::Releases(const std::string& name) {
 }
 
 absl::StatusOr<cairn::v1::ListResponse> HttpGateway::Impl::ListModel(const std::string& name) {
-  const uint64_t head = repo->FeedHead();
+  const uint64_t head = repo->ListGeneration();
   {
     absl::MutexLock l(&lists_mu);
     if (lists_feed_head != head) {

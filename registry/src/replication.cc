@@ -276,7 +276,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
       // Evicted here for space: it comes back when a client asks for it.
       stats_.events_outside_policy++;
       if (log_) log_(StrCat("skipping ", m.name(), " ", m.version(), ": evicted here for space"));
-      return repo_->SetCursor(cursor_key_, cursor_after);
+      return SkipKeepingTag(tag_envelope, cursor_after);
     }
     // Room first: a release that does not fit stops here, before any byte;
     // one larger than a cap itself never will, and is passed over.
@@ -290,6 +290,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
       if (log_) log_(StrCat("skipping: ", room.message()));
       if (absl::IsResourceExhausted(room)) {
         CAIRN_RETURN_IF_ERROR(repo_->MarkEvicted(digest, StrCat(m.name(), " ", m.version())));
+        return SkipKeepingTag(tag_envelope, cursor_after);
       }
       return repo_->SetCursor(cursor_key_, cursor_after);
     }
@@ -313,6 +314,14 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     stats_.last_conflict = res.tag_conflict();
     if (log_) log_(res.tag_conflict());
   }
+  return absl::OkStatus();
+}
+
+absl::Status Replicator::SkipKeepingTag(const std::string& tag_envelope, uint64_t cursor_after) {
+  if (tag_envelope.empty()) return repo_->SetCursor(cursor_key_, cursor_after);
+  CAIRN_ASSIGN_OR_RETURN(bool moved,
+                         repo_->ApplyReplicatedTag(tag_envelope, cursor_key_, cursor_after));
+  if (moved && log_) log_("tag applied; its release comes when a client asks for it");
   return absl::OkStatus();
 }
 

@@ -201,6 +201,7 @@ absl::Status Repository::EvictLocked(const std::vector<std::string>& victims,
     held->erase(d);
     trust_->Cleared(d, nullptr);
   }
+  list_changes_++;
   capacity_status_.set_releases_evicted(capacity_status_.releases_evicted() + victims.size());
   capacity_status_.set_bytes_evicted(capacity_status_.bytes_evicted() + bytes);
   capacity_status_.set_last_evicted(last);

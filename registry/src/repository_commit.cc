@@ -312,6 +312,23 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitReplicated(
   return CommitVerified(manifest_envelope, tag_envelope, spec);
 }
 
+absl::StatusOr<bool> Repository::ApplyReplicatedTag(std::string_view tag_envelope,
+                                                    std::string cursor_key, uint64_t cursor) {
+  std::shared_ptr<const TrustRootView> trust = trust_->Current();
+  CAIRN_ASSIGN_OR_RETURN(TagRecord tag, VerifyTagEnvelope(*trust, tag_envelope, clock_->NowUnix()));
+  absl::MutexLock commit_lock(&commit_mu_);
+  std::vector<WriteOp> ops{WriteOp{Table::kState, std::move(cursor_key), StrCat(cursor)}};
+  CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredTag> cur,
+                         meta::ReadTag(meta_.get(), tag.name(), tag.tag()));
+  const bool moved = !cur || cur->record.version() < tag.version();  // the highest wins
+  if (moved) {
+    ops.push_back(WriteOp{Table::kTags, Key2(tag.name(), tag.tag()), std::string(tag_envelope)});
+  }
+  CAIRN_RETURN_IF_ERROR(meta_->Commit(ops, /*sync=*/true));
+  if (moved) list_changes_++;
+  return moved;
+}
+
 absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
     std::string_view manifest_envelope, std::string_view tag_envelope, const CommitSpec& spec) {
   std::shared_ptr<const TrustRootView> trust = trust_->Current();

@@ -31,6 +31,7 @@ refused() { status && jq -r .capacity.last_refused "$T/status.json" | grep -q "$
 node_start a
 for n in m n o; do make_model "$T/$n" "$n"; done
 publish "$a_GRPC" "$T/m" acme/m 1.0
+dm1=$(jq -r .manifest "$T/publish.json")
 publish "$a_GRPC" "$T/n" acme/n 1.0
 printf '[node]\nmax_bytes = 14000000\npin = ["acme/p"]\n[[upstream]]\naddress = "%s"\n' \
   "$a_GRPC" >"$T/b.toml"
@@ -98,4 +99,25 @@ until_true "b to replicate acme/r" held_on_b acme/r
 held_on_b acme/q || fail "acme/q, published to b, was evicted"
 held_on_b acme/p || fail "the pinned acme/p was evicted"
 not_held_on_b acme/o || fail "acme/o was not evicted for acme/r"
+# A tag moved upstream onto a release b evicted is applied all the same:
+# b's latest leads to it (fetched on demand), not to the old target. acme/m
+# 1.0 is evicted on b; 2.0 arrives (latest -> 2.0), then a's publisher rolls
+# latest back to 1.0.
+not_held_on_b acme/m || fail "acme/m 1.0 is held on b"
+make_model "$T/m2" m2
+publish "$a_GRPC" "$T/m2" acme/m 2.0
+dm2=$(jq -r .manifest "$T/publish.json")
+b_latest() {
+  CAIRN_NODE=$b_GRPC "$CAIRN" ls acme/m --json 2>/dev/null |
+    jq -r '.[] | select(.name == "acme/m") | .tags[] | select(.tag == "latest") | .manifest'
+}
+latest_on_b_is() { [ "$(b_latest)" = "$1" ]; }
+until_true "b to move latest to acme/m 2.0" latest_on_b_is "$dm2"
+CAIRN_NODE=$a_GRPC "$CAIRN" tag "acme/m@$dm1" latest --key "$T/pub.key" >"$T/rollback.out" 2>&1 ||
+  fail "tag rollback: $(cat "$T/rollback.out")"
+until_true "b to move latest back to the evicted acme/m 1.0" latest_on_b_is "$dm1"
+CAIRN_NODE=$b_GRPC "$CAIRN" pull acme/m --out "$T/got-latest" >"$T/pull-latest.out" 2>&1 ||
+  fail "pull acme/m from b: $(cat "$T/pull-latest.out")"
+cmp -s "$T/got-latest/model.safetensors" "$T/m/model.safetensors" ||
+  fail "b's latest served something other than acme/m 1.0"
 echo "capacity OK"

@@ -217,6 +217,9 @@ class Replicator {
   // `envelope` when it is a yank record of release `digest` that verifies
   // here (*yanked: whether it yanks or withdraws); empty, logged, otherwise.
   std::string VerifiedYank(const std::string& envelope, std::string_view digest, bool* yanked);
+  // Passes over an event whose release is not fetched now (evicted, no
+  // room), keeping its verified tag (may be empty): moves the cursor.
+  absl::Status SkipKeepingTag(const std::string& tag_envelope, uint64_t cursor_after);
   // Fetches one batch; bytes_pending counts down from what the caller set.
   absl::Status Transfer(const std::vector<ChunkWant>& wanted);
   absl::Status EnsureCursorKey();

@@ -210,6 +210,10 @@ class Repository {
   absl::StatusOr<std::vector<cairn::v1::TagRecord>> ExpiringTags(int64_t within_seconds);
   // The feed's head now. Never waits for a commit in progress.
   uint64_t FeedHead() const;
+  // Grows whenever what List answers may have changed: the feed's head plus
+  // the changes that make no feed event (evictions, drops, tags of releases
+  // not held). For caches of List.
+  uint64_t ListGeneration() const { return FeedHead() + list_changes_.load(); }
   // Blocks until the feed head passes `after` or `timeout` passes; returns
   // the head.
   uint64_t WaitForFeed(uint64_t after, absl::Duration timeout);
@@ -269,6 +273,13 @@ class Repository {
                                                              std::string_view yank_envelope,
                                                              std::string cursor_key,
                                                              uint64_t cursor);
+  // A replicated tag record whose release this node does not fetch now
+  // (evicted for space, or no room): the tag is stored all the same when it
+  // is newer than the held one, so a request for the tag fetches the release
+  // it names on demand instead of serving the old target. With the cursor,
+  // in one batch. Whether the tag moved.
+  absl::StatusOr<bool> ApplyReplicatedTag(std::string_view tag_envelope, std::string cursor_key,
+                                          uint64_t cursor);
   // Marks release `digest` as being fetched by one replicator: a second
   // replicator (another upstream) claiming the same release waits until the
   // first lets go, then finds it held and fetches nothing, so a node in a mesh
@@ -438,8 +449,9 @@ class Repository {
 
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
-  GcGuardedStore* gc_guard_;             // chunks_, as the guard it is
-  std::atomic<bool> gc_running_{false};  // one pass at a time
+  GcGuardedStore* gc_guard_;               // chunks_, as the guard it is
+  std::atomic<bool> gc_running_{false};    // one pass at a time
+  std::atomic<uint64_t> list_changes_{0};  // ListGeneration
   const RepositoryOptions opts_;
   Clock* const clock_;
   int lock_fd_ = -1;
