@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "cairn/bundle.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -209,6 +211,97 @@ namespace {
 constexpr size_t kWriteBuffer = 4 << 20;
 }
 
+// One buffer at a time is written (pwrite, then its writeback started) on a
+// thread of its own while the exporter reads, hashes and frames the next:
+// the copy into page cache is the other half of an export's CPU time.
+class VolumeWriter::BackgroundWrites {
+ public:
+  BackgroundWrites() : thread_([this] { Loop(); }) {}
+  ~BackgroundWrites() {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  // Takes *buf's bytes to write at `offset` of `fd` (named `name` in
+  // errors), leaving *buf empty; waits while the previous buffer is being
+  // written. The first write error, once one happened.
+  absl::Status Write(int fd, uint64_t offset, std::string* buf, const std::string& name) {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(
+        +[](BackgroundWrites* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return !w->busy_; },
+        this));
+    if (!error_.ok()) return error_;
+    job_.swap(*buf);  // *buf gets the last job's buffer, written: its capacity is kept
+    buf->clear();
+    fd_ = fd;
+    offset_ = offset;
+    name_ = name;
+    busy_ = true;
+    return absl::OkStatus();
+  }
+  // Waits for the buffer being written: the first write error.
+  absl::Status Wait() {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(
+        +[](BackgroundWrites* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return !w->busy_; },
+        this));
+    return error_;
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      int fd;
+      uint64_t offset;
+      {
+        absl::MutexLock l(&mu_);
+        mu_.Await(absl::Condition(
+            +[](BackgroundWrites* w)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->busy_ || w->stop_; },
+            this));
+        if (!busy_) return;
+        fd = fd_;
+        offset = offset_;
+      }
+      // job_ is this thread's while busy_.
+      absl::Status st;
+      size_t off = 0;
+      while (off < job_.size()) {
+        ssize_t k =
+            ::pwrite(fd, job_.data() + off, job_.size() - off, static_cast<off_t>(offset + off));
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+          absl::MutexLock l(&mu_);
+          st = ErrnoStatus(errno, "cannot write " + name_);
+          break;
+        }
+        off += static_cast<size_t>(k);
+      }
+      // Start the disk writes without waiting for them: the disk works
+      // while the next buffer fills, and the volume's fdatasync is short.
+      if (st.ok()) {
+        (void)::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(job_.size()),
+                                SYNC_FILE_RANGE_WRITE);
+      }
+      absl::MutexLock l(&mu_);
+      if (!st.ok() && error_.ok()) error_ = st;
+      busy_ = false;
+    }
+  }
+
+  absl::Mutex mu_;
+  std::string job_;
+  int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  uint64_t offset_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string name_ ABSL_GUARDED_BY(mu_);
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;  // last: starts once the rest is set
+};
+
 absl::StatusOr<std::unique_ptr<VolumeWriter>> VolumeWriter::Create(std::string path,
                                                                    uint64_t split_bytes,
                                                                    std::string bundle_id) {
@@ -227,6 +320,7 @@ absl::StatusOr<std::unique_ptr<VolumeWriter>> VolumeWriter::Create(std::string p
   w->split_ = split_bytes;
   w->bundle_id_ = std::move(bundle_id);
   w->buf_.reserve(kWriteBuffer);
+  w->io_ = std::make_unique<BackgroundWrites>();
   CAIRN_RETURN_IF_ERROR(w->StartVolume());
   return w;
 }
@@ -252,26 +346,14 @@ absl::Status VolumeWriter::StartVolume() {
 }
 
 absl::Status VolumeWriter::Flush() {
+  if (buf_.empty()) return absl::OkStatus();
   const uint64_t start = in_volume_ - buf_.size();  // where buf_ goes in the volume
-  size_t off = 0;
-  while (off < buf_.size()) {
-    ssize_t k = ::write(fd_, buf_.data() + off, buf_.size() - off);
-    if (k < 0 && errno == EINTR) continue;
-    if (k < 0) return ErrnoStatus(errno, "cannot write " + partial_);
-    off += static_cast<size_t>(k);
-  }
-  // Start the disk writes now without waiting for them, so the disk works
-  // while the next buffer fills and the volume's final fdatasync is short.
-  if (!buf_.empty()) {
-    (void)::sync_file_range(fd_, static_cast<off_t>(start), static_cast<off_t>(buf_.size()),
-                            SYNC_FILE_RANGE_WRITE);
-  }
-  buf_.clear();
-  return absl::OkStatus();
+  return io_->Write(fd_, start, &buf_, partial_);
 }
 
 absl::Status VolumeWriter::EndVolume() {
   CAIRN_RETURN_IF_ERROR(Flush());
+  CAIRN_RETURN_IF_ERROR(io_->Wait());
   if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, "cannot sync " + partial_);
   ::close(fd_);
   fd_ = -1;
@@ -308,6 +390,7 @@ absl::Status VolumeWriter::Finish() {
 }
 
 void VolumeWriter::Abort() {
+  if (io_) (void)io_->Wait();  // nothing is written into a file being removed
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (!partial_.empty()) ::unlink(partial_.c_str());

@@ -116,6 +116,12 @@ mount -o remount,size=160m "$T/si"
 CAIRN_NODE=$i_GRPC "$CAIRN" import "$T/two.cairn" --json >"$T/iok.json" 2>&1 || fail "import after space was freed: $(cat "$T/iok.json")"
 [ "$(jq .chunks_held "$T/iok.json")" -gt 0 ] || fail "the import did not resume: $(cat "$T/iok.json")"
 [ "$(releases "$i_HTTP" acme/two)" = 1 ] || fail "the imported release is not served"
+# An export onto a stick too small for it says so and leaves nothing behind.
+small "$T/stick" 4m
+CAIRN_NODE=$a_GRPC "$CAIRN" export acme/two --to "$T/stick/two.cairn" >"$T/efull.out" 2>&1 &&
+  fail "an export larger than the stick succeeded"
+grep -q "No space left on device" "$T/efull.out" || fail "the export said: $(cat "$T/efull.out")"
+[ -z "$(ls -A "$T/stick")" ] || fail "a cut export left files: $(ls -A "$T/stick")"
 
 # A node started on a full disk refuses, says why, and changes nothing.
 kill "$b_PID"

@@ -112,9 +112,11 @@ class VolumeWriter {
 
  private:
   VolumeWriter() = default;
-  absl::Status Flush();
+  absl::Status Flush();  // hands buf_ to the writes' thread
   absl::Status StartVolume();
   absl::Status EndVolume();
+  class BackgroundWrites;  // the writes go on a thread of their own
+  std::unique_ptr<BackgroundWrites> io_;
   std::string path_, bundle_id_;
   uint64_t split_ = 0;
   int fd_ = -1;
