@@ -283,9 +283,9 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
 // For commands that describe a release (info, lineage), not ones that use
 // it: when `resolving` failed because tag `ref` names a release its
 // publisher yanked, "NS/MODEL@DIGEST" of that release as `node` lists the
-// tag (resolve that: it verifies); otherwise `resolving` itself.
-absl::StatusOr<std::string> YankedTagTarget(Connection& node, const std::string& ref,
-                                            const absl::Status& resolving);
+// tag (resolve that: it verifies); otherwise nothing.
+std::optional<std::string> YankedTagTarget(Connection& node, const std::string& ref,
+                                           const absl::Status& resolving);
 
 // Resolves on every node in parallel and keeps the highest valid tag version.
 struct MultiResolved {

@@ -79,8 +79,10 @@ int RunInfo(CliContext* ctx, const std::vector<std::unique_ptr<Connection>>& con
   Info info;
   // Every node is asked; the highest valid tag version wins.
   auto mr = ResolveAcross(Raw(conns), tr, ref_text);
-  if (auto yanked = YankedTagTarget(*conns[0], ref_text, mr.status()); !mr.ok() && yanked.ok()) {
-    mr = ResolveAcross(Raw(conns), tr, *yanked);  // shown, marked yanked
+  if (!mr.ok()) {
+    if (auto yanked = YankedTagTarget(*conns[0], ref_text, mr.status())) {
+      mr = ResolveAcross(Raw(conns), tr, *yanked);  // shown, marked yanked
+    }
   }
   if (mr.ok()) {
     if (conns.size() > 1) {

@@ -281,9 +281,11 @@ int InspectCommands::Run() {
   if (lineage_->parsed()) {
     std::string ref = ref_arg_;
     auto r = ResolveVerified(**conn, tr ? &*tr : nullptr, ref);
-    if (auto yanked = YankedTagTarget(**conn, ref, r.status()); !r.ok() && yanked.ok()) {
-      ref = *yanked;  // described all the same
-      r = ResolveVerified(**conn, tr ? &*tr : nullptr, ref);
+    if (!r.ok()) {
+      if (auto yanked = YankedTagTarget(**conn, ref, r.status())) {
+        ref = *yanked;  // described all the same
+        r = ResolveVerified(**conn, tr ? &*tr : nullptr, ref);
+      }
     }
     if (!r.ok()) return Fail(r.status());
     auto known = Children(**conn, ref);

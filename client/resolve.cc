@@ -100,22 +100,22 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
   return VerifyResolved(resp, trust, ref, "node " + node.address());
 }
 
-absl::StatusOr<std::string> YankedTagTarget(Connection& node, const std::string& ref_text,
-                                            const absl::Status& resolving) {
+std::optional<std::string> YankedTagTarget(Connection& node, const std::string& ref_text,
+                                           const absl::Status& resolving) {
   auto ref = ParseRef(ref_text);
   if (!ref.ok() || ref->tag.empty() || !absl::IsFailedPrecondition(resolving) ||
       resolving.message().find("yanked") == std::string_view::npos) {
-    return resolving;
+    return std::nullopt;
   }
   auto listed = ListNames(node, ref->name);
-  if (!listed.ok()) return resolving;
+  if (!listed.ok()) return std::nullopt;
   for (const auto& e : listed->entries()) {
     if (e.name() != ref->name) continue;
     for (const auto& t : e.tags()) {
       if (t.tag() == ref->tag) return StrCat(ref->name, "@", t.manifest_digest());
     }
   }
-  return resolving;
+  return std::nullopt;
 }
 
 namespace {

@@ -125,13 +125,23 @@ absl::Status Replicator::SyncOnce() {
       CAIRN_RETURN_IF_ERROR(repo_->SetCursor(attempts_key, attempts));
       CAIRN_RETURN_IF_ERROR(repo_->SetCursor(applying_key, next));
       absl::Status st = Apply(ev, next);
+      auto is_unverifiable = [](const absl::Status& s) {
+        return absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s) ||
+               absl::IsInvalidArgument(s) || absl::IsAlreadyExists(s);
+      };
+      if (is_unverifiable(st)) {
+        // Signed under a trust root newer than ours (a key rotated, a
+        // release re-signed, while the long poll waited)? Adopt it and try
+        // once more before giving the event up.
+        auto adopted = UpdateTrust();
+        if (adopted.ok() && *adopted > 0) st = Apply(ev, next);
+      }
       // Returned (applied, refused or failed for a retry): not a crash.
       CAIRN_RETURN_IF_ERROR(repo_->SetCursor(applying_key, 0));
       // Only what fails verification here is skipped (it can never commit on
       // this node); anything else, such as a missing or corrupt chunk from the
       // upstream or an unreachable upstream, is retried from this cursor.
-      bool unverifiable = absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
-                          absl::IsInvalidArgument(st) || absl::IsAlreadyExists(st);
+      bool unverifiable = is_unverifiable(st);
       if (!st.ok() && !unverifiable) {
         stats_.last_error = std::string(st.message());
         return st;
