@@ -145,6 +145,8 @@ int InspectCommands::Run() {
            {"last_error", u.last_error()},
            {"last_success_unix", u.last_success_unix()},
            {"events_outside_policy", u.events_outside_policy()},
+           {"events_skipped_for_space", u.events_skipped_for_space()},
+           {"events_skipped_yanked", u.events_skipped_yanked()},
            {"outside_window", u.outside_window()},
            {"tag_conflicts", u.tag_conflicts()},
            {"last_conflict", u.last_conflict()},
@@ -261,6 +263,12 @@ int InspectCommands::Run() {
       std::printf("    policy: %s (%lu releases skipped by it)%s\n", u.policy().c_str(),
                   static_cast<unsigned long>(u.events_outside_policy()),
                   u.outside_window() ? "; waiting for its time window" : "");
+      if (u.events_skipped_for_space() > 0 || u.events_skipped_yanked() > 0) {
+        std::printf(
+            "    passed over: %lu releases for space (fetched when asked for), %lu yanked\n",
+            static_cast<unsigned long>(u.events_skipped_for_space()),
+            static_cast<unsigned long>(u.events_skipped_yanked()));
+      }
       if (u.tag_conflicts() > 0) {
         std::printf("    %lu tag conflict(s) (equal version, different release); latest: %s\n",
                     static_cast<unsigned long>(u.tag_conflicts()), u.last_conflict().c_str());

@@ -45,6 +45,8 @@ void ReplicationLoop::Publish(size_t index, const ReplicationStats& rs,
   us.set_bytes_fetched(rs.bytes_fetched);
   us.set_events_refused(rs.events_refused);
   us.set_events_outside_policy(rs.events_outside_policy);
+  us.set_events_skipped_for_space(rs.events_skipped_for_space);
+  us.set_events_skipped_yanked(rs.events_skipped_yanked);
   us.set_outside_window(rs.outside_window);
   us.set_tag_conflicts(rs.tag_conflicts);
   us.set_trust_updates(rs.trust_updates);

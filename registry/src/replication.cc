@@ -200,9 +200,13 @@ absl::StatusOr<int> Replicator::Reconcile() {
     ev.set_manifest_envelope(r.manifest_envelope());
     ev.set_tag_envelope(r.tag_envelope());
     ev.set_yank_envelope(r.yank_envelope());
-    const uint64_t skipped = stats_.events_outside_policy;
+    auto skipped_so_far = [&] {
+      return stats_.events_outside_policy + stats_.events_skipped_for_space +
+             stats_.events_skipped_yanked;
+    };
+    const uint64_t skipped = skipped_so_far();
     absl::Status st = Apply(ev, cursor);
-    if (st.ok() && stats_.events_outside_policy == skipped) {
+    if (st.ok() && skipped_so_far() == skipped) {
       ++repaired;
     } else if (!st.ok() && log_) {
       log_(StrCat("anti-entropy: ", ref, ": ", st.message()));
@@ -262,7 +266,11 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     }
   }
   if (!why.empty()) {
-    stats_.events_outside_policy++;
+    if (yanked && why == "yanked by its publisher") {
+      stats_.events_skipped_yanked++;
+    } else {
+      stats_.events_outside_policy++;
+    }
     if (log_) log_(StrCat("skipping ", m.name(), " ", m.version(), ": ", why));
     return repo_->SetCursor(cursor_key_, cursor_after);  // skipped, never fetched
   }
@@ -284,7 +292,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     CAIRN_ASSIGN_OR_RETURN(const bool evicted, repo_->IsEvicted(digest));
     if (evicted) {
       // Evicted here for space: it comes back when a client asks for it.
-      stats_.events_outside_policy++;
+      stats_.events_skipped_for_space++;
       if (log_) log_(StrCat("skipping ", m.name(), " ", m.version(), ": evicted here for space"));
       return SkipKeepingTag(tag_envelope, cursor_after);
     }
@@ -296,7 +304,7 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     // tags of what this node holds must not wait on it).
     absl::Status room = repo_->MakeRoom(m, digest, bytes);
     if (absl::IsOutOfRange(room) || absl::IsResourceExhausted(room)) {
-      stats_.events_outside_policy++;
+      stats_.events_skipped_for_space++;
       if (log_) log_(StrCat("skipping: ", room.message()));
       if (absl::IsResourceExhausted(room)) {
         CAIRN_RETURN_IF_ERROR(repo_->MarkEvicted(digest, StrCat(m.name(), " ", m.version())));

@@ -73,6 +73,10 @@ until_true "b to replicate acme/p past acme/big" held_on_b acme/p
 not_held_on_b acme/big || fail "acme/big was fetched"
 refused "acme/big 1.0 (15000000 bytes) is larger than this node may hold" ||
   fail "no word of acme/big: $(jq -c .capacity "$T/status.json")"
+[ "$(jq '.upstreams[0].events_skipped_for_space' "$T/status.json")" -ge 1 ] ||
+  fail "acme/big not counted as passed over for space: $(jq -c '.upstreams[0]' "$T/status.json")"
+[ "$(jq '.upstreams[0].events_outside_policy' "$T/status.json")" = 0 ] ||
+  fail "space skips counted as policy skips: $(jq -c '.upstreams[0]' "$T/status.json")"
 # Asked for over HTTP (pull-through): 507 Insufficient Storage, saying why.
 for url in v1/files/acme/big/1.0/model.safetensors api/models/acme/big/revision/main; do
   code=$(curl -s -o "$T/big.http" -w '%{http_code}' "http://$b_HTTP/$url")

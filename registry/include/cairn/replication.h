@@ -141,11 +141,13 @@ struct ReplicationStats {
   uint64_t bytes_fetched = 0;
   // Chunk bytes the release being fetched still needs (0 between releases).
   uint64_t bytes_pending = 0;
-  uint64_t events_refused = 0;         // failed verification: logged, skipped
-  uint64_t events_outside_policy = 0;  // skipped by the policy, never fetched
-  bool outside_window = false;         // last sync found the time window closed
-  uint64_t trust_updates = 0;          // newer trust root versions adopted from this upstream
-  uint64_t tag_conflicts = 0;          // equal tag version, different manifest: ours kept
+  uint64_t events_refused = 0;            // failed verification: logged, skipped
+  uint64_t events_outside_policy = 0;     // skipped by the policy, never fetched
+  uint64_t events_skipped_for_space = 0;  // evicted here, no room, or larger than a cap
+  uint64_t events_skipped_yanked = 0;     // yanked before this node held them
+  bool outside_window = false;            // last sync found the time window closed
+  uint64_t trust_updates = 0;             // newer trust root versions adopted from this upstream
+  uint64_t tag_conflicts = 0;             // equal tag version, different manifest: ours kept
   std::string last_conflict;
   // Events this node died applying kMaxApplyAttempts times in a row (a
   // crash loop under Restart=on-failure): skipped, named here and logged.
