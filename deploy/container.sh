@@ -28,7 +28,7 @@ done
 ENGINE=${CONTAINER_ENGINE:-$(command -v podman || command -v docker || true)}
 [ -n "$ENGINE" ] || { echo "container.sh: neither podman nor docker is installed (apt-get install podman)" >&2; exit 1; }
 
-if [ -n "$DEBOOTSTRAP" ] && ! "$ENGINE" image exists "$BASE" 2>/dev/null; then
+if [ -n "$DEBOOTSTRAP" ] && ! "$ENGINE" image inspect "$BASE" >/dev/null 2>&1; then
   command -v debootstrap >/dev/null || { echo "container.sh: --debootstrap needs debootstrap (apt-get install debootstrap)" >&2; exit 1; }
   ROOTFS=$(mktemp -d /var/tmp/cairn-rootfs.XXXXXX)
   trap 'rm -rf "$ROOTFS"' EXIT
@@ -36,13 +36,19 @@ if [ -n "$DEBOOTSTRAP" ] && ! "$ENGINE" image exists "$BASE" 2>/dev/null; then
   debootstrap --variant=minbase bookworm "$ROOTFS" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$ROOTFS.log" 2>&1 \
     || { echo "container.sh: debootstrap failed; its log: $ROOTFS.log" >&2; exit 1; }
   rm -f "$ROOTFS.log"
+  # Security and point-release updates too (the image's apt-get upgrade
+  # takes them), as the registry's debian:bookworm has.
+  M=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+  printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s-security bookworm-security main\n' \
+    "$M" "$M" "$M" >"$ROOTFS/etc/apt/sources.list"
   rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
   tar -C "$ROOTFS" -c . | "$ENGINE" import --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
 fi
 
 ARGS=(build -f deploy/Containerfile -t "$TAG" --build-arg "BASE=$BASE")
-# Keep HEALTHCHECK (podman's default OCI format drops it).
-[ "$(basename "$ENGINE")" = podman ] && ARGS+=(--format docker)
+# Keep HEALTHCHECK (podman's default OCI format drops it); docker needs
+# BuildKit for --build-context.
+if [ "$(basename "$ENGINE")" = podman ]; then ARGS+=(--format docker); else export DOCKER_BUILDKIT=1; fi
 if [ -n "$BINARIES" ]; then
   CTX=$(mktemp -d)
   trap 'rm -rf "$CTX"; [ -z "${ROOTFS:-}" ] || rm -rf "$ROOTFS"' EXIT

@@ -176,7 +176,9 @@ absl::StatusOr<std::string> AskServingNode(const std::string& data, int pid, std
       static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count()));
   const std::string req = StrCat(data, "/", RequestPrefix(kind), nonce);
   const std::string result = StrCat(data, "/", ResultPrefix(kind), nonce);
-  CAIRN_RETURN_IF_ERROR(WriteFileAtomic(req, body, 0600));
+  // Readable by the node's user, which may not be ours (systemd's
+  // DynamicUser, a container's): it names only paths, nothing secret.
+  CAIRN_RETURN_IF_ERROR(WriteFileAtomic(req, body, 0644));
   if (::kill(pid, SIGUSR2) != 0) {
     ::unlink(req.c_str());
     return ErrnoStatus(errno, StrCat("cannot signal cairn-node (pid ", pid, ")"));
@@ -222,8 +224,12 @@ size_t AnswerRequests(const std::string& data, std::string_view kind,
     std::vector<std::string> lines;
     if (text.ok()) lines = absl::StrSplit(*text, '\n');
     if (lines.empty()) lines.emplace_back();
+    const std::string said =
+        text.ok() ? answer(lines)
+                  : StrCat("the node cannot read the request file (", text.status().message(),
+                           "): it must be readable by the node's user");
     absl::Status st =
-        WriteFileAtomic(StrCat(data, "/", ResultPrefix(kind), nonce), answer(lines) + "\n", 0600);
+        WriteFileAtomic(StrCat(data, "/", ResultPrefix(kind), nonce), said + "\n", 0600);
     if (!st.ok()) spdlog::error("{} answer: {}", kind, st.ToString());
   }
   return nonces.size();

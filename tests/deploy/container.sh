@@ -7,8 +7,9 @@
 #     HTTP port) and the node in it runs as the unprivileged user cairn;
 #  2. a model published through the published gRPC port is pulled back
 #     byte-exact, and served over the published HTTP port;
-#  3. `podman stop` (SIGTERM) drains and the node exits 0 within the stop
-#     timeout;
+#  3. `podman stop` with the engine's default 10 s timeout, while a slow
+#     download is in flight: the download completes byte-exact (drained, not
+#     cut) and the node exits 0 (not killed);
 #  4. a new container on the same data volume serves the model.
 # Usage: container.sh BUILD_DIR. Installs podman, runc and debootstrap when
 # missing (needs root; skips with 77 otherwise). Run by tests/run.sh.
@@ -43,7 +44,9 @@ container_cleanup() {
   podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
   podman volume rm -f "$VOL" >/dev/null 2>&1 || true
   podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
-  cleanup
+  set +e
+  (exit $rc)
+  cleanup  # lib.sh's: prints the nodes' logs when rc is not 0
 }
 trap container_cleanup EXIT
 
@@ -83,12 +86,18 @@ curl -sf "http://$HTTP/v1/files/acme/m/1.0/model.safetensors" -o "$T/http.bin" |
 cmp "$T/m/model.safetensors" "$T/http.bin" || fail "the HTTP download differs"
 echo "ok: published, pulled byte-exact over gRPC and HTTP"
 
-# A graceful stop: SIGTERM, drained, exit 0 within the engine's timeout.
-podman stop -t 15 "$NAME" >/dev/null || fail "podman stop"
+# A graceful stop with the engine's default timeout (10 s) while a download
+# is in flight: 6 MB at 3 MB/s, about 2 s, within drain_seconds (5).
+curl -sf --limit-rate 3M "http://$HTTP/v1/files/acme/m/1.0/model.safetensors" -o "$T/slow.bin" &
+SLOW=$!
+for _ in $(seq 100); do [ -s "$T/slow.bin" ] && break; sleep 0.05; done
+[ -s "$T/slow.bin" ] || fail "the slow download did not start"
+podman stop "$NAME" >/dev/null || fail "podman stop"
+wait "$SLOW" || fail "the download in flight was cut by the stop"
+cmp -s "$T/m/model.safetensors" "$T/slow.bin" || fail "the download in flight came out different"
 code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
-[ "$code" = 0 ] || fail "the node exited $code on SIGTERM"
-podman logs "$NAME" 2>&1 | grep -q "draining" || fail "no drain in the logs: $(podman logs "$NAME" 2>&1 | tail -5)"
-echo "ok: SIGTERM drained and exited 0"
+[ "$code" = 0 ] || fail "the node exited $code on SIGTERM (137: killed after the stop timeout)"
+echo "ok: stopped with a download in flight: it completed, the node exited 0"
 
 # The data volume outlives the container.
 podman rm "$NAME" >/dev/null

@@ -45,21 +45,18 @@ node_start mirror --config mirror.toml
 wait_replicated "$mirror_HTTP" acme/qwen-7b
 CAIRN_NODE=$mirror_GRPC "$CAIRN" status >status.txt 2>&1 || fail "status: $(cat status.txt)"
 grep -q "$origin_GRPC" status.txt || fail "status names no upstream: $(cat status.txt)"
-CAIRN_NODE=$mirror_GRPC "$CAIRN" ls acme/qwen-7b >ls.txt 2>&1 && grep -q "1.0" ls.txt || fail "ls: $(cat ls.txt)"
+CAIRN_NODE=$mirror_GRPC "$CAIRN" ls acme/qwen-7b >ls.txt 2>&1 && grep -q "^  1\.0 " ls.txt || fail "ls: $(cat ls.txt)"
 echo "ok 4: the mirror joined and replicated"
 
 # 5. Rotate keys: a leaked publisher key, then a root key.
-trust_version_on() {  # NODE_GRPC
-  CAIRN_NODE=$1 "$CAIRN" status --json 2>/dev/null | jq -r '.trust_root_version // .trust.version // empty'
-}
 "$CAIRN" keygen --out alice2.key >/dev/null
 "$CAIRN" trust revoke --trust trust.root --key root.key --publisher alice.key.pub \
   --replacement alice2.key.pub >revoke.out 2>&1 || fail "revoke: $(cat revoke.out)"
 "$CAIRN" trust push --trust trust.root --node "$origin_GRPC" >push.out 2>&1 || fail "push: $(cat push.out)"
-# What only alice signed is withheld everywhere, until re-signed.
-withheld_on_mirror() {
-  ! CAIRN_NODE=$mirror_GRPC "$CAIRN" pull acme/qwen-7b --out "$T/w" >/dev/null 2>&1
-}
+# What only alice signed is withheld everywhere, until re-signed (asked over
+# HTTP: the mirror's own verdict, not the client's).
+file_code() { curl -s -o /dev/null -w '%{http_code}' "http://$1/v1/files/acme/qwen-7b/1.0/config.json"; }
+withheld_on_mirror() { [ "$(file_code "$mirror_HTTP")" = 410 ]; }
 for _ in $(seq 300); do withheld_on_mirror && break; sleep 0.1; done
 withheld_on_mirror || fail "the mirror still serves a release only the revoked key signed"
 CAIRN_NODE=$origin_GRPC "$CAIRN" publish qwen --name acme/qwen-7b --version 1.0 --key alice2.key \
@@ -89,6 +86,11 @@ make_model "$T/qwen2" 2
 CAIRN_NODE=$origin_GRPC "$CAIRN" publish qwen2 --name acme/qwen-7b --version 2.0 --key alice2.key \
   >publish3.out 2>&1 || fail "publish 2.0: $(cat publish3.out)"
 "$NODE" scrub --now --data "$T/restored" --trust trust.root >scrub.out 2>&1 || fail "scrub of the copy: $(cat scrub.out)"
+# The copy itself holds 1.0 (before any catching up).
+d1=$(jq -r .manifest <(CAIRN_NODE=$origin_GRPC "$CAIRN" info acme/qwen-7b@1.0 --json))
+"$NODE" inventory --data "$T/restored" --trust trust.root --to restored.inv >/dev/null 2>&1 ||
+  fail "inventory of the copy"
+grep -q "^release acme/qwen-7b $d1\$" restored.inv || fail "the copy lacks 1.0: $(cat restored.inv)"
 conf restored '[[upstream]]' "address = \"$origin_GRPC\""
 node_start restored --config restored.toml
 has_two() { curl -s "http://$restored_HTTP/v1/releases/acme/qwen-7b" | jq -e '[.releases[].version] | index("2.0")' >/dev/null; }
