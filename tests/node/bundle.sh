@@ -41,13 +41,18 @@ delta=$(cat "$T"/v2.cairn.0* | wc -c)
 [ "$delta" -lt $((full / 2)) ] || fail "the delta bundle ($delta bytes) is not smaller than half of a full one ($full)"
 [ "$nvol" -ge 2 ] || fail "--split 1M wrote $nvol volume(s)"
 
-# 3. Damage: a flipped byte (first: a chunk already held would be passed
-# over, harmlessly), a volume missing: refused, nothing visible.
+# 3. Damage: a flipped byte in the first volume (every chunk is hashed, held
+# or not), a volume missing: refused, nothing visible.
 node_start b
 last=$(ls "$T"/v2.cairn.0* | tail -1)
 mapfile -t vols < <(ls "$T"/v2.cairn.0* | head -n -1)
 for i in $(seq 1 "$nvol"); do cp "$(printf '%s/v2.cairn.%03d' "$T" "$i")" "$(printf '%s/bad.%03d' "$T" "$i")"; done
-printf '\xff' | dd of="$T/bad.001" bs=1 seek=$(( $(stat -c %s "$T/bad.001") - 100 )) conv=notrunc status=none
+# The byte's complement (writing a fixed 0xff left the bundle intact when the
+# byte already was 0xff: 1 run in 256 of random weights).
+at=$(( $(stat -c %s "$T/bad.001") - 100 ))
+byte=$(od -An -tu1 -j "$at" -N1 "$T/bad.001" | tr -d ' ')
+printf "\\$(printf '%03o' $((255 - byte)))" | dd of="$T/bad.001" bs=1 seek="$at" conv=notrunc status=none
+cmp -s "$T/bad.001" "$T/v2.cairn.001" && fail "the damage changed nothing"
 if "$NODE" import --data "$T/b" "$T/bad" >"$T/bad.out" 2>&1; then fail "a damaged bundle was imported"; fi
 grep -q "refused\|does not match\|out of order" "$T/bad.out" || fail "damaged: $(cat "$T/bad.out")"
 if "$NODE" import --data "$T/b" "${vols[@]}" >"$T/cut.out" 2>&1; then fail "a bundle without its last volume was imported"; fi
