@@ -88,6 +88,8 @@ struct ServeConfig {
   int http_max_read_ahead_mib = 256;
   // Re-hash chunks before they go to HTTP clients (curl cannot verify).
   bool http_verify_reads = true;
+  // Send chunk bytes over plain HTTP with sendfile (no copy in the node).
+  bool http_sendfile = true;
 };
 
 // Reads and parses a config file (at most 1 MiB). InvalidArgument naming the

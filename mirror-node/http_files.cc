@@ -26,7 +26,7 @@ namespace {
 // Bytes read and verified per trip to the work pool.
 constexpr uint64_t kBatchBytes = 1 << 20;
 // Batches in flight: the one being written and the next, read meanwhile.
-constexpr size_t kInFlight = 2;
+constexpr size_t kInFlight = 3;
 // Batches up to this size are read on the I/O thread instead.
 constexpr uint64_t kInlineBytes = 64 << 10;
 
@@ -36,23 +36,62 @@ struct Batch {
   std::vector<std::pair<std::string, uint64_t>> chunks;  // digest bytes, length
 };
 struct Piece {
-  std::string data;
-  uint64_t from = 0, to = 0;  // the part of `data` to send
+  std::string data;    // the chunk's bytes, unless `extent` names where they lie
+  ChunkExtent extent;  // fd >= 0: sent from the file with sendfile
+  Digest digest;
+  uint64_t from = 0, to = 0;  // the part of the chunk to send
 };
-// Reads a batch, each chunk checked against its digest (by the store when
-// it verifies reads, else here), trimmed to [first, last] of the file.
-absl::StatusOr<std::vector<Piece>> ReadBatch(ChunkStore* store, bool hash, const Batch& b,
+// How a batch is read: `hash` re-hashes what the store hands over with Get;
+// `zero_copy` takes chunks the store holds in files as extents, sent later
+// with sendfile, re-hashed here first when `hash_extents`.
+struct ReadMode {
+  bool hash = false, zero_copy = false, hash_extents = false;
+};
+absl::Status ChunkMismatch(ChunkStore* store, const Digest& d) {
+  // Checked again by the store, which drops it: a repair refetches it.
+  store->Check(d).IgnoreError();
+  return absl::DataLossError("chunk " + DigestName(d) + " does not match its digest");
+}
+// Reads (or locates) a batch, each chunk checked against its digest (by
+// the store when it verifies reads, else here, unless the operator trusts
+// the hash made on arrival), trimmed to [first, last] of the file.
+absl::StatusOr<std::vector<Piece>> ReadBatch(ChunkStore* store, ReadMode mode, const Batch& b,
                                              uint64_t first, uint64_t last) {
   std::vector<Piece> out;
   uint64_t at = b.offset;
   for (const auto& [digest, length] : b.chunks) {
-    CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(digest));
     Piece p;
-    CAIRN_RETURN_IF_ERROR(store->Get(d, &p.data));
-    if (p.data.size() != length || (hash && Sha256Of(p.data) != d)) {
-      // Checked again by the store, which drops it: a repair refetches it.
-      store->Check(d).IgnoreError();
-      return absl::DataLossError("chunk " + DigestName(d) + " does not match its digest");
+    CAIRN_ASSIGN_OR_RETURN(p.digest, DigestFromBytes(digest));
+    const Digest& d = p.digest;
+    absl::StatusOr<ChunkExtent> e = absl::UnimplementedError("");
+    if (mode.zero_copy) e = store->Locate(d);
+    if (e.ok()) {
+      if (e->length != length) return ChunkMismatch(store, d);
+      if (mode.hash_extents) {
+        // Hashed from a reused buffer; sendfile then sends the same
+        // page-cache pages.
+        thread_local std::string buf;
+        if (buf.size() < length) buf.resize(length);
+        for (uint64_t got = 0; got < length;) {
+          const ssize_t r = ::pread(e->fd, buf.data() + got, length - got, e->offset + got);
+          if (r < 0 && errno == EINTR) continue;
+          if (r <= 0) return ChunkMismatch(store, d);
+          got += r;
+        }
+        if (Sha256Of(std::string_view(buf.data(), length)) != d) return ChunkMismatch(store, d);
+      } else {
+        // Into the page cache here, so the send on the I/O thread does not
+        // wait for the disk.
+        ::readahead(e->fd, static_cast<off64_t>(e->offset), length);
+      }
+      p.extent = *std::move(e);
+    } else if (!absl::IsUnimplemented(e.status())) {
+      return e.status();
+    } else {
+      CAIRN_RETURN_IF_ERROR(store->Get(d, &p.data));
+      if (p.data.size() != length || (mode.hash && Sha256Of(p.data) != d)) {
+        return ChunkMismatch(store, d);
+      }
     }
     p.from = std::max(first, at) - at;
     p.to = std::min(last + 1, at + length) - at;
@@ -433,14 +472,19 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     }
   }
   const auto ex = co_await asio::this_coro::executor;
-  const bool hash = opts.verify_reads && !opts.store_verifies_reads;
+  ReadMode mode;
+  mode.hash = opts.verify_reads && !opts.store_verifies_reads;
+  // Plain HTTP sends chunk bytes with sendfile, except while they arrive on
+  // demand (read as each lands).
+  mode.zero_copy = opts.zero_copy && x.conn.CanSendFile() && !f.fetch;
+  mode.hash_extents = opts.verify_reads || opts.store_verifies_reads;
   ChunkStore* store = repo->chunks_for_reads();
   // Starts reading batch `i` on the pool; its slot fills on this strand.
   auto start = [&](size_t i) {
     held.Add(batches[i].bytes);
     auto slot = std::make_shared<ReadSlot>(ex);
-    asio::post(work, [slot, ex, store, hash, b = batches[i], first, last] {
-      auto r = ReadBatch(store, hash, b, first, last);
+    asio::post(work, [slot, ex, store, mode, b = batches[i], first, last] {
+      auto r = ReadBatch(store, mode, b, first, last);
       asio::post(ex, [slot, r = std::move(r)]() mutable {
         slot->result = std::move(r);
         slot->done = true;
@@ -449,8 +493,9 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     });
     return slot;
   };
-  std::deque<std::shared_ptr<ReadSlot>> ahead;  // batches i.. being read
-  size_t started = 0;                           // batches handed to the pool
+  std::vector<std::shared_ptr<const void>> pins;  // of the extents sent
+  std::deque<std::shared_ptr<ReadSlot>> ahead;    // batches i.. being read
+  size_t started = 0;                             // batches handed to the pool
   for (size_t i = 0; i < batches.size(); ++i) {
     const Batch& b = batches[i];
     uint64_t on_demand_bytes = 0;  // of the batch, waited for from upstream
@@ -479,7 +524,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
       // A small file (a config, a tokenizer): read here; a hop to the pool
       // and back costs more than reading 64 KiB from the page cache.
       held.Add(b.bytes);
-      pieces = ReadBatch(store, hash, b, first, last);
+      pieces = ReadBatch(store, mode, b, first, last);
       started = i + 1;
     } else {
       // kInFlight batches at a time; one while chunks arrive on demand or
@@ -523,26 +568,66 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
       x.conn.Abort();
       co_return false;
     }
+    // Buffered pieces go out in one write; extents with sendfile, each
+    // after what was buffered before it. The head rides the first write.
+    const auto timeout = std::chrono::seconds(opts.idle_seconds);
     std::vector<asio::const_buffer> bufs;
     if (!head_text.empty()) {
       bufs.push_back(asio::buffer(head_text));
       x.status = head.result_int();
     }
-    uint64_t n = 0;
-    for (const Piece& p : *pieces) {
-      bufs.push_back(asio::buffer(p.data.data() + p.from, p.to - p.from));
-      n += p.to - p.from;
+    std::size_t head_bytes = head_text.size();
+    uint64_t sent = 0;  // body bytes of this batch that reached the socket
+    Written w;
+    const Digest* cut_short = nullptr;  // a chunk whose file ended early
+    for (size_t k = 0; k <= pieces->size() && !w.ec; ++k) {
+      const Piece* p = k < pieces->size() ? &(*pieces)[k] : nullptr;
+      if (p != nullptr && p->extent.fd < 0) {
+        bufs.push_back(asio::buffer(p->data.data() + p->from, p->to - p->from));
+        continue;
+      }
+      if (!bufs.empty()) {
+        w = co_await x.conn.Write(std::move(bufs), timeout);
+        bufs.clear();
+        sent += w.bytes - std::min(w.bytes, head_bytes);
+        head_bytes = 0;
+        if (w.ec) break;
+      }
+      if (p == nullptr) break;
+      // Held until the response ends: the bytes stay in place (no hole is
+      // punched) while the kernel may still be sending those pages.
+      if (std::find(pins.begin(), pins.end(), p->extent.pin) == pins.end()) {
+        pins.push_back(p->extent.pin);
+      }
+      w = co_await x.conn.SendFile(p->extent.fd, p->extent.offset + p->from, p->to - p->from,
+                                   timeout);
+      sent += w.bytes;
+      counters.bytes_sent_zero_copy += w.bytes;
+      if (w.ec == asio::error::eof) cut_short = &p->digest;
     }
-    const std::size_t head_bytes = head_text.size();
-    const Written w =
-        co_await x.conn.Write(std::move(bufs), std::chrono::seconds(opts.idle_seconds));
     head_text.clear();
     held.Sub(b.bytes);
     // A client that hangs up mid-write (aria2c does, once another mirror has
     // the rest) still took what reached the socket: count it.
-    const uint64_t sent = std::min<uint64_t>(n, w.bytes - std::min(w.bytes, head_bytes));
     counters.bytes_sent += sent;
     counters.bytes_sent_on_demand += std::min(sent, on_demand_bytes);
+    if (cut_short != nullptr) {
+      // The pack file is shorter than its index says: cut, and let the
+      // store drop the chunk so a repair (or the next upload) replaces it.
+      counters.verification_failures++;
+      asio::post(work, [store, d = *cut_short] { store->Check(d).IgnoreError(); });
+      if (opts.on_demand != nullptr && !f.release_name.empty()) {
+        asio::post(fetch_pool, [od = opts.on_demand, n = f.release_name, d = f.release_digest] {
+          od->Repair(n, d).IgnoreError();  // logged there
+        });
+      }
+      NoteError(StrCat(f.file.path(), ": chunk ", DigestName(*cut_short),
+                       " is cut short on disk; connection cut"));
+      spdlog::error("HTTP {}: {}: chunk {} is cut short on disk; connection aborted",
+                    std::string(SV(req.target())), f.file.path(), DigestName(*cut_short));
+      x.conn.Abort();
+      co_return false;
+    }
     if (w.ec) co_return false;
   }
   co_return true;

@@ -1,9 +1,13 @@
 #include "http_gateway.h"
 
+#include <sys/sendfile.h>
+
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/ssl.hpp>
 #include <future>
@@ -77,6 +81,35 @@ class ConnOf final : public Conn {
     w.bytes = co_await asio::async_write(s_, bufs, Redirect(w.ec));
     co_return w;
   }
+  bool CanSendFile() const override { return kPlain; }
+  asio::awaitable<Written> SendFile(int fd, uint64_t offset, uint64_t length,
+                                    std::chrono::seconds timeout) override {
+    Written w;
+    if constexpr (!kPlain) {
+      w.ec = asio::error::operation_not_supported;
+      co_return w;
+    } else {
+      auto& sock = tcp().socket();
+      sock.native_non_blocking(true, w.ec);
+      off_t at = static_cast<off_t>(offset);
+      while (!w.ec && w.bytes < length) {
+        const ssize_t n = ::sendfile(sock.native_handle(), fd, &at,
+                                     std::min<uint64_t>(length - w.bytes, 1 << 30));
+        if (n > 0) {
+          w.bytes += n;
+        } else if (n == 0) {
+          w.ec = asio::error::eof;  // the file ends before the extent does
+        } else if (errno == EINTR) {
+          continue;
+        } else if (errno != EAGAIN) {
+          w.ec = ErrorCode(errno, boost::system::system_category());
+        } else {
+          w.ec = co_await WaitWritable(timeout);
+        }
+      }
+      co_return w;
+    }
+  }
   void Abort() override {
     ErrorCode ignored;
     tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -92,6 +125,30 @@ class ConnOf final : public Conn {
   }
 
  private:
+  static constexpr bool kPlain = std::is_same_v<Stream, beast::tcp_stream>;
+  // Waits until the socket takes more bytes; timed_out past `timeout`. The
+  // timer cancels the wait through shared state, so a late expiry touches
+  // nothing once the wait is over (both run on the connection's strand).
+  asio::awaitable<ErrorCode> WaitWritable(std::chrono::seconds timeout) {
+    struct Waiting {
+      bool active = true, expired = false;
+    };
+    auto state = std::make_shared<Waiting>();
+    auto& sock = tcp().socket();
+    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+    timer.async_wait([state, &sock](ErrorCode e) {
+      if (e || !state->active) return;
+      state->expired = true;
+      ErrorCode ignored;
+      sock.cancel(ignored);
+    });
+    ErrorCode ec;
+    co_await sock.async_wait(tcp::socket::wait_write, Redirect(ec));
+    state->active = false;
+    timer.cancel();
+    if (state->expired) ec = beast::error::timeout;
+    co_return ec;
+  }
   Stream s_;
 };
 

@@ -56,6 +56,11 @@ struct HttpOptions {
   // scrub is the defence against the disk. Default: true.
   bool verify_reads = true;
   bool store_verifies_reads = false;
+  // Plain HTTP: chunk bytes go from the pack files to the socket with
+  // sendfile (no copy through the node's memory); when verifying, each chunk
+  // is hashed from a reused buffer first. false: read, then written.
+  // Default: true.
+  bool zero_copy = true;
   // TLS on the port: PEM certificate chain and key (the node's). Empty: plain.
   std::string tls_cert_pem, tls_key_pem;
   int threads = 2;
@@ -76,6 +81,7 @@ struct HttpCounters {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> bytes_sent{0};            // file and chunk bytes
   std::atomic<uint64_t> bytes_sent_on_demand{0};  // of which waited for from upstream
+  std::atomic<uint64_t> bytes_sent_zero_copy{0};  // of which sent with sendfile
   std::atomic<uint64_t> chunk_hits{0};            // chunks held when a response needed them
   std::atomic<uint64_t> chunk_misses{0};          // chunks waited for (on-demand fetch)
   std::atomic<uint64_t> verification_failures{0};

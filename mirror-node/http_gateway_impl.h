@@ -69,6 +69,13 @@ class Conn {
                                               std::chrono::seconds timeout) = 0;
   virtual asio::awaitable<Written> Write(std::vector<asio::const_buffer> buffers,
                                          std::chrono::seconds timeout) = 0;
+  // Sends `length` bytes of file `fd` from `offset` straight from the page
+  // cache (sendfile: no copy through user space). Plaintext only: a TLS
+  // connection answers operation_not_supported and sends nothing. A file
+  // shorter than asked answers eof after what it had.
+  virtual asio::awaitable<Written> SendFile(int fd, uint64_t offset, uint64_t length,
+                                            std::chrono::seconds timeout) = 0;
+  virtual bool CanSendFile() const = 0;
   // Ends the connection at once (a body that cannot be completed honestly).
   virtual void Abort() = 0;
   // Sends what is queued and closes the sending side.

@@ -133,6 +133,10 @@ Answer HttpGateway::Impl::Metrics() {
                 counters.bytes_sent.load() - counters.bytes_sent_on_demand.load(), "\n");
   out += StrCat("cairn_http_bytes_sent_total{source=\"on_demand\"} ",
                 counters.bytes_sent_on_demand.load(), "\n");
+  metric("cairn_http_bytes_sent_zero_copy_total", "counter",
+         "Of the bytes sent, those sent from the pack files with sendfile (plain HTTP).");
+  out +=
+      StrCat("cairn_http_bytes_sent_zero_copy_total ", counters.bytes_sent_zero_copy.load(), "\n");
   metric("cairn_chunk_reads_total", "counter",
          "Chunks a response needed: held already (hit) or waited for from the federation (miss).");
   out += StrCat("cairn_chunk_reads_total{result=\"hit\"} ", counters.chunk_hits.load(), "\n");

@@ -180,6 +180,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.gc = &gc;
     hopts.store_verifies_reads = cfg.verify_reads;
     hopts.verify_reads = cfg.http_verify_reads;
+    hopts.zero_copy = cfg.http_sendfile;
     hopts.max_connections = cfg.http_max_connections;
     hopts.max_connections_per_client = cfg.http_max_connections_per_client;
     hopts.requests_per_second_per_client = cfg.http_requests_per_second_per_client;
@@ -328,7 +329,8 @@ int main(int argc, char** argv) {
       "gc_compact_below_percent, gc_staged_retention_days, withheld_retention_days, "
       "yanked_retention_days, pack_file_mib; "
       "[http] max_connections, max_connections_per_client, requests_per_second_per_client, "
-      "tree_page_size, max_read_ahead_mib, verify_reads; [on_demand] enabled, include, exclude, "
+      "tree_page_size, max_read_ahead_mib, verify_reads, sendfile; [on_demand] enabled, include, "
+      "exclude, "
       "max_release_bytes; [[upstream]] address, include, exclude, "
       "max_release_bytes, max_bytes_per_second, min_bytes_per_second, tags, windows, streams; "
       "[namespace_limits] NS = BYTES; [quota] KEYID = "

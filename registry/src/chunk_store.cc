@@ -64,6 +64,10 @@ absl::StatusOr<uint32_t> ChunkStore::Check(const Digest& digest) {
   return static_cast<uint32_t>(bytes.size());
 }
 
+absl::StatusOr<ChunkExtent> ChunkStore::Locate(const Digest&) {
+  return absl::UnimplementedError("this chunk store cannot locate chunk bytes in files");
+}
+
 absl::StatusOr<uint64_t> ChunkStore::Backup(const std::string&, Cancellation*) {
   return absl::UnimplementedError("this chunk store cannot back itself up");
 }

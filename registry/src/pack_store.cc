@@ -305,6 +305,21 @@ absl::StatusOr<Loc> PackChunkStore::LocateLocked(const Digest& digest) {
   return loc;
 }
 
+absl::StatusOr<ChunkExtent> PackChunkStore::Locate(const Digest& digest) {
+  absl::MutexLock l(&mu_);
+  CAIRN_ASSIGN_OR_RETURN(Loc loc, LocateLocked(digest));
+  if (loc.pack == active_id_ && loc.offset >= active_size_) {
+    return absl::UnimplementedError("chunk " + DigestName(digest) + " is not written yet");
+  }
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ReadFd> fd, ReadFdLocked(loc.pack));
+  ChunkExtent e;
+  e.fd = fd->fd();
+  e.offset = loc.offset;
+  e.length = loc.length;
+  e.pin = std::move(fd);  // PunchHoles skips a pack whose descriptor is held
+  return e;
+}
+
 // Reads a chunk; with `verify`, re-hashes it and drops it on mismatch.
 absl::Status PackChunkStore::Read(const Digest& digest, bool verify, std::string* out) {
   Loc loc;

@@ -74,6 +74,7 @@ class PackChunkStore final : public ChunkStore {
   absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override;
   absl::StatusOr<bool> HasIntact(const Digest& digest) override;
   absl::StatusOr<bool> Has(const Digest& digest) override;
+  absl::StatusOr<ChunkExtent> Locate(const Digest& digest) override;
   absl::StatusOr<uint64_t> Backup(const std::string& dir, Cancellation* cancel) override;
   absl::Status Flush() override;
   absl::Status Sync() override;

@@ -21,6 +21,11 @@ class FaultInjectingChunkStore : public ChunkStoreWrapper {
   absl::Status Put(const Digest& d, std::string_view data,
                    PutMode mode = PutMode::kVerify) override;
   absl::Status Get(const Digest& d, std::string* out) override;
+  // While reads are corrupted, bytes are only handed out through Get.
+  absl::StatusOr<ChunkExtent> Locate(const Digest& d) override {
+    if (corrupt_reads_) return absl::UnimplementedError("reads are being corrupted");
+    return ChunkStoreWrapper::Locate(d);
+  }
 
  private:
   std::atomic<int> fail_puts_{0};

@@ -40,9 +40,20 @@ struct CompactReport {
   // Packs left as they are: rewriting them would take the file system below
   // min_free_bytes (their live bytes are copied before the pack goes).
   uint64_t packs_skipped = 0;
-  uint64_t files = 0;        // pack files after it
-  uint64_t disk_bytes = 0;   // disk space they hold (holes excluded)
-  uint64_t live_bytes = 0;   // chunk bytes the index names in them
+  uint64_t files = 0;       // pack files after it
+  uint64_t disk_bytes = 0;  // disk space they hold (holes excluded)
+  uint64_t live_bytes = 0;  // chunk bytes the index names in them
+};
+
+// Where a stored chunk's bytes lie in a file, for sending them without
+// copying them through user space (sendfile).
+struct ChunkExtent {
+  // Keeps `fd` open, and the bytes in place (no hole is punched over them),
+  // while any copy is held.
+  std::shared_ptr<const void> pin;
+  int fd = -1;
+  uint64_t offset = 0;  // of the chunk's first byte in the file
+  uint32_t length = 0;
 };
 
 // Content-addressed chunk bytes. Implementations are thread-safe.
@@ -64,6 +75,11 @@ class ChunkStore {
   // bytes no longer match the digest (implementations that verify on read).
   virtual absl::Status Get(const Digest& digest, std::string* out) = 0;
   virtual absl::StatusOr<bool> Has(const Digest& digest) = 0;
+  // Where the chunk's bytes are, unread and unchecked: the caller hashes
+  // them (or trusts the hash made when they were stored) and must check a
+  // send ended short (a truncated file). NotFound when absent; Unimplemented
+  // when the store cannot tell, or the chunk is not in a file yet (use Get).
+  virtual absl::StatusOr<ChunkExtent> Locate(const Digest& digest);
   // Has, and where the store can tell cheaply (without reading the bytes),
   // that what it stored is still there: a damaged record (a truncated pack,
   // an overwritten header) is dropped and reported absent, so the caller
@@ -118,6 +134,7 @@ class ChunkStoreWrapper : public ChunkStore {
   }
   absl::Status Get(const Digest& d, std::string* out) override { return target_->Get(d, out); }
   absl::StatusOr<bool> Has(const Digest& d) override { return target_->Has(d); }
+  absl::StatusOr<ChunkExtent> Locate(const Digest& d) override { return target_->Locate(d); }
   absl::StatusOr<bool> HasIntact(const Digest& d) override { return target_->HasIntact(d); }
   absl::StatusOr<uint32_t> Check(const Digest& d) override { return target_->Check(d); }
   absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
