@@ -25,7 +25,8 @@ namespace {
 
 // Bytes read and verified per trip to the work pool.
 constexpr uint64_t kBatchBytes = 1 << 20;
-// Batches in flight: the one being written and the next, read meanwhile.
+// Batches in flight: the one being sent and the next two, read (and hashed,
+// on both pool threads) meanwhile.
 constexpr size_t kInFlight = 3;
 // Batches up to this size are read on the I/O thread instead.
 constexpr uint64_t kInlineBytes = 64 << 10;
