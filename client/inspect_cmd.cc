@@ -149,6 +149,7 @@ int InspectCommands::Run() {
            {"events_skipped_yanked", u.events_skipped_yanked()},
            {"outside_window", u.outside_window()},
            {"tag_conflicts", u.tag_conflicts()},
+           {"yank_conflicts", u.yank_conflicts()},
            {"last_conflict", u.last_conflict()},
            {"tags_rolled_back", u.tags_rolled_back()},
            {"last_rollback", u.last_rollback()},
@@ -272,6 +273,11 @@ int InspectCommands::Run() {
       if (u.tag_conflicts() > 0) {
         std::printf("    %lu tag conflict(s) (equal version, different release); latest: %s\n",
                     static_cast<unsigned long>(u.tag_conflicts()), u.last_conflict().c_str());
+      }
+      if (u.yank_conflicts() > 0) {
+        std::printf(
+            "    %lu yank record conflict(s) (equal version, different record); latest: %s\n",
+            static_cast<unsigned long>(u.yank_conflicts()), u.last_conflict().c_str());
       }
       if (u.tags_rolled_back() > 0) {
         std::printf("    %lu older tag(s) refused (rollback attempts); latest: %s\n",

@@ -49,6 +49,7 @@ void ReplicationLoop::Publish(size_t index, const ReplicationStats& rs,
   us.set_events_skipped_yanked(rs.events_skipped_yanked);
   us.set_outside_window(rs.outside_window);
   us.set_tag_conflicts(rs.tag_conflicts);
+  us.set_yank_conflicts(rs.yank_conflicts);
   us.set_trust_updates(rs.trust_updates);
   us.set_last_conflict(rs.last_conflict);
   us.set_tags_rolled_back(rs.tags_rolled_back);

@@ -225,6 +225,21 @@ absl::StatusOr<int> Replicator::Reconcile() {
     if (have >= t.version()) continue;
     CAIRN_RETURN_IF_ERROR(apply_ref(t.name() + ":" + t.tag()));
   }
+  // Yank records of releases held here (one not held comes with its record
+  // above). A record of the same version that says something else is a
+  // conflict: fetched and counted once per upstream record, ours kept.
+  for (const auto& y : theirs.yanks()) {
+    CAIRN_ASSIGN_OR_RETURN(bool held, repo_->HasRelease(y.manifest_digest()));
+    if (!held) continue;
+    CAIRN_ASSIGN_OR_RETURN(cairn::v1::YankSummary mine, repo_->YankOf(y.manifest_digest()));
+    if (mine.version() > y.version()) continue;
+    if (mine.version() == y.version() &&
+        (mine.envelope_digest() == y.envelope_digest() ||
+         !yank_conflicts_seen_.insert(y.envelope_digest()).second)) {
+      continue;
+    }
+    CAIRN_RETURN_IF_ERROR(apply_ref(y.name() + "@" + y.manifest_digest()));
+  }
   return repaired;
 }
 
@@ -331,6 +346,11 @@ absl::Status Replicator::Apply(const cairn::v1::FeedEvent& ev, uint64_t cursor_a
     stats_.tag_conflicts++;
     stats_.last_conflict = res.tag_conflict();
     if (log_) log_(res.tag_conflict());
+  }
+  if (!res.yank_conflict().empty()) {
+    stats_.yank_conflicts++;
+    stats_.last_conflict = res.yank_conflict();
+    if (log_) log_(res.yank_conflict());
   }
   return absl::OkStatus();
 }

@@ -480,6 +480,11 @@ absl::StatusOr<cairn::v1::CommitResponse> Repository::CommitVerified(
       yank_moved = false;
       if (cur->envelope == spec.yank_envelope) {
         // the same record again: idempotent
+      } else if (spec.stale_tag_is_ok && cur->record.version() == yank->version()) {
+        out.set_yank_conflict(StrCat("yank record of ", m.name(), " ", m.version(), " version ",
+                                     yank->version(), " differs from the one held (",
+                                     cur->record.yanked() ? "yanked" : "withdrawn", ": ",
+                                     cur->record.reason(), "); kept the held one"));
       } else if (spec.stale_tag_is_ok) {
         out.set_yank_not_newer(true);  // the highest version wins
       } else {

@@ -125,6 +125,30 @@ absl::StatusOr<cairn::v1::SummaryResponse> Repository::Summary() {
     t->set_version(rec.version());
     t->set_manifest_digest(rec.manifest_digest());
   }));
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kState, meta::kYankPrefix, [&](std::string_view k, std::string_view v) {
+        auto rec = DecodeYankEnvelope(v);
+        if (!rec.ok()) return true;  // reported where it is read for use
+        auto* y = out.add_yanks();
+        y->set_name(rec->name());
+        y->set_manifest_digest(std::string(k.substr(meta::kYankPrefix.size())));
+        y->set_version(rec->version());
+        y->set_envelope_digest(DigestName(Sha256Of(v)));
+        return true;
+      }));
+  return out;
+}
+
+absl::StatusOr<cairn::v1::YankSummary> Repository::YankOf(std::string_view manifest_digest) {
+  CAIRN_ASSIGN_OR_RETURN(std::optional<meta::StoredYank> y,
+                         meta::ReadYank(meta_.get(), manifest_digest));
+  cairn::v1::YankSummary out;
+  out.set_manifest_digest(std::string(manifest_digest));
+  if (y) {
+    out.set_name(y->record.name());
+    out.set_version(y->record.version());
+    out.set_envelope_digest(DigestName(Sha256Of(y->envelope)));
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 // first; withdrawn by a later record.
 #include "cairn/bundle.h"
 #include "cairn/objects.h"
+#include "cairn/replication.h"
 #include "cairn/status.h"
 #include "cairn/verify.h"
 #include "repository_fixture.h"
@@ -217,6 +218,50 @@ TEST_F(YankTest, FollowersApplyTheNewestRecordFromBundlesAndTheFeed) {
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(now->yank_envelope(), v3);
   EXPECT_THAT(dst->Resolve("acme/m:latest"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Anti-entropy carries yank records the feed missed: a follower whose
+// cursor is past the yank event learns it from the upstream's summary; a
+// record of the same version that says something else is a conflict,
+// counted once, and the follower keeps its own.
+TEST_F(YankTest, AntiEntropyBringsYanksTheFeedMissedAndCountsConflicts) {
+  const std::string d = Publish("1.0");
+  auto dst = std::move(Repository::Open(dir_ / "dst", trust_.view, {}, &clock_)).value();
+  Replicator rep(dst.get(), RepositorySource(repo_.get()));
+  ASSERT_TRUE(rep.SyncOnce().ok());
+  ASSERT_TRUE(dst->Resolve("acme/m:latest").ok());
+  const std::string v1 = Yank(d, 1, true, "bad tokenizer");
+  ASSERT_TRUE(CommitYank(d, v1).ok());
+  // The yank event is lost to the follower: its cursor already passed it.
+  auto id = RepositorySource(repo_.get())->NodeId();
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(dst->SetCursor("cursor/" + *id, repo_->FeedHead()).ok());
+  ASSERT_TRUE(rep.SyncOnce().ok());
+  ASSERT_TRUE(dst->Resolve("acme/m:latest").ok()) << "the feed did not bring it";
+  auto fixed = rep.Reconcile();
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ(*fixed, 1);
+  EXPECT_THAT(dst->Resolve("acme/m:latest"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(dst->Resolve("acme/m@" + d)->yank_envelope(), v1);
+  EXPECT_EQ(*rep.Reconcile(), 0) << "in step: nothing more to fetch";
+
+  // Version 2 signed twice, differently: each side holds its own.
+  const std::string theirs = Yank(d, 2, false, "withdrawn: tokenizer was fine");
+  const std::string ours = Yank(d, 2, true, "still bad");
+  ASSERT_TRUE(CommitYank(d, theirs).ok());
+  ASSERT_TRUE(dst->CommitReplicated(envelopes_[d], "", ours, "", 0).ok());
+  ASSERT_TRUE(rep.Reconcile().ok());
+  EXPECT_EQ(rep.stats().yank_conflicts, 1u);
+  EXPECT_THAT(rep.stats().last_conflict, HasSubstr("differs from the one held"));
+  EXPECT_EQ(dst->Resolve("acme/m@" + d)->yank_envelope(), ours);
+  ASSERT_TRUE(rep.Reconcile().ok());
+  EXPECT_EQ(rep.stats().yank_conflicts, 1u) << "counted once";
+  // A newer record settles it everywhere.
+  const std::string v3 = Yank(d, 3, false, "withdrawn for good");
+  ASSERT_TRUE(CommitYank(d, v3).ok());
+  ASSERT_TRUE(rep.Reconcile().ok());
+  EXPECT_EQ(dst->Resolve("acme/m@" + d)->yank_envelope(), v3);
+  EXPECT_EQ(dst->Resolve("acme/m:latest")->manifest_digest(), d);
 }
 
 // Dropping by policy: with a yanked retention, a pass past it drops the

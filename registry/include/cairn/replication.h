@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "cairn/hash.h"
 #include "cairn/repository.h"
@@ -148,6 +149,7 @@ struct ReplicationStats {
   bool outside_window = false;            // last sync found the time window closed
   uint64_t trust_updates = 0;             // newer trust root versions adopted from this upstream
   uint64_t tag_conflicts = 0;             // equal tag version, different manifest: ours kept
+  uint64_t yank_conflicts = 0;            // equal yank record version, different record: ours kept
   std::string last_conflict;
   // Events this node died applying kMaxApplyAttempts times in a row (a
   // crash loop under Restart=on-failure): skipped, named here and logged.
@@ -231,6 +233,9 @@ class Replicator {
   std::function<void(const std::string&)> log_;
   ReplicationPolicy policy_;
   std::string cursor_key_;
+  // Upstream yank records (envelope digests) already found to conflict with
+  // ours: counted once, not fetched again on every reconcile.
+  absl::flat_hash_set<std::string> yank_conflicts_seen_;
   std::string last_trust_error_;  // logged once, not every poll
   uint32_t long_poll_ms_ = 0;
   ReplicationStats stats_;

@@ -222,6 +222,9 @@ class Repository {
   // The held version of tag name:tag (0 when there is none); the store's
   // error or DataLoss when it cannot be read.
   absl::StatusOr<uint64_t> TagVersion(const std::string& name, const std::string& tag);
+  // The newest yank record held for a release, as Summary lists it
+  // (version 0: none).
+  absl::StatusOr<cairn::v1::YankSummary> YankOf(std::string_view manifest_digest);
 
   // ---- Capacity and eviction (repository_capacity.cc) ----
   // Called by a replicator (feed or on demand) before it fetches release
