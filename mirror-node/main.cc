@@ -116,7 +116,12 @@ int Serve(cairn::node::ServeConfig cfg) {
   std::atomic<cairn::node::ReplicationLoop*> replication_ptr{nullptr};
   if (cfg.on_demand && !ups.empty()) {
     cairn::node::OnDemandConfig oc;
-    for (const auto& u : ups) oc.upstreams.push_back(u.address);
+    for (const auto& u : ups) {
+      oc.upstreams.push_back(u.address);
+      if (u.policy.max_bytes_per_second > 0) {
+        oc.max_bytes_per_second[u.address] = u.policy.max_bytes_per_second;
+      }
+    }
     oc.peers = cfg.peers;
     oc.tls = outbound;
     oc.policy = cfg.on_demand_policy;
@@ -279,9 +284,9 @@ int Serve(cairn::node::ServeConfig cfg) {
   // cleared before the loop goes: SetUpstreamStatus waits for NodeInfo calls
   // in flight, so none can reach a destroyed loop.
   if (replication) replication->Stop();
-  // Fetches in progress end (their waiting calls are answered) while the
-  // server still runs.
-  if (on_demand) on_demand->Stop();
+  // No new fetch on demand; those in progress go on through the drain, so a
+  // download waiting on one can finish.
+  if (on_demand) on_demand->Close();
   (*server)->SetUpstreamStatus({});
   if (gateway) gateway->SetUpstreamStatus({});
   replication_ptr = nullptr;
@@ -289,13 +294,35 @@ int Serve(cairn::node::ServeConfig cfg) {
   // Drain: answers in progress (HTTP downloads, gRPC streams) get up to
   // drain_seconds to finish; new ones are refused meanwhile.
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(cfg.drain_seconds);
+  // Fetches on demand still in progress end once both servers drained, or
+  // at the deadline: that answers the calls and downloads waiting on them
+  // (the gRPC server's shutdown waits for every call).
+  absl::Mutex drain_mu;
+  int drained = 0;  // of the two servers; guarded by drain_mu
+  auto one_drained = [&] {
+    absl::MutexLock l(&drain_mu);
+    ++drained;
+  };
+  std::thread fetch_stop([&] {
+    if (!on_demand) return;
+    {
+      absl::MutexLock l(&drain_mu);
+      auto both = [&drained] { return drained == 2; };
+      drain_mu.AwaitWithDeadline(absl::Condition(&both), drain_deadline);
+    }
+    on_demand->Stop();
+  });
   std::thread http_drain([&] {
-    if (!gateway) return;
-    const size_t cut = gateway->Drain(drain_deadline);
-    if (cut > 0) spdlog::warn("stopping: {} HTTP answers still in progress were cut", cut);
+    if (gateway) {
+      const size_t cut = gateway->Drain(drain_deadline);
+      if (cut > 0) spdlog::warn("stopping: {} HTTP answers still in progress were cut", cut);
+    }
+    one_drained();
   });
   (*server)->Shutdown(cfg.drain_seconds);
+  one_drained();
   http_drain.join();
+  fetch_stop.join();
   (*server)->Wait();
   server->reset();
   absl::Status st = (*repo)->chunks()->Sync();

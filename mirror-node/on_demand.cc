@@ -92,7 +92,7 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::stri
                                                                  bool repair) {
   CAIRN_RETURN_IF_ERROR(ValidateName(name));
   if (config_.upstreams.empty()) return absl::NotFoundError("this node has no upstream");
-  if (cancel_.cancelled()) return absl::UnavailableError("the node is stopping");
+  if (cancel_.cancelled() || closed_) return absl::UnavailableError("the node is stopping");
   if (std::string why = config_.policy.Refuses(name, 0); !why.empty()) {
     return absl::NotFoundError(StrCat(name, " is not fetched on demand here: ", why));
   }
@@ -148,9 +148,14 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::stri
     threads_.emplace_back(
         std::thread([this, fetch, r = std::move(*r), first_path, repair, address,
                      up = std::move(up)]() mutable {
+          ReplicationPolicy policy = config_.policy;
+          if (auto cap = config_.max_bytes_per_second.find(address);
+              cap != config_.max_bytes_per_second.end()) {
+            policy.max_bytes_per_second = cap->second;
+          }
           Replicator rep(
               repo_, std::move(up), [](const std::string& s) { spdlog::info("on-demand: {}", s); },
-              config_.policy);
+              std::move(policy));
           rep.set_cancel(&cancel_);
           // Stopping the node ends a transfer in progress at once.
           const int id = cancel_.AddCallback([u = rep.upstream()] { u->Cancel(); });

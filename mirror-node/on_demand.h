@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -30,6 +31,9 @@ struct OnDemandConfig {
   // What may be fetched on demand: names (include/exclude globs) and the
   // largest release (max_release_bytes, 0: any). Times and tags do not apply.
   ReplicationPolicy policy;
+  // An upstream's rate cap ([[upstream]] max_bytes_per_second), by address:
+  // fetches on demand from it keep to it too (it is the link's budget).
+  std::map<std::string, uint64_t> max_bytes_per_second;
   int timeout_seconds = 30;  // per upstream call
   int streams = 4;           // chunk connections to the upstream
   // Told what each fetch took from which upstream (status). May be empty.
@@ -61,6 +65,9 @@ class OnDemand {
   // Cancels fetches in progress (what arrived is kept; their waiters hear
   // Cancelled) and joins them. Idempotent; Begin fails after it.
   void Stop();
+  // A graceful stop's first half: new fetches are refused (Unavailable), the
+  // ones in progress go on, so downloads waiting on them can finish.
+  void Close() { closed_ = true; }
   OnDemand(const OnDemand&) = delete;
   OnDemand& operator=(const OnDemand&) = delete;
 
@@ -89,6 +96,7 @@ class OnDemand {
   Repository* repo_;
   const OnDemandConfig config_;
   Cancellation cancel_;
+  std::atomic<bool> closed_{false};
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Fetch>> running_ ABSL_GUARDED_BY(mu_);
   std::list<std::pair<std::thread, std::shared_ptr<Fetch>>> threads_ ABSL_GUARDED_BY(mu_);

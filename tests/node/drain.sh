@@ -47,4 +47,22 @@ wait "$get" || true
 wait "$b_PID" 2>/dev/null || true
 [ "$(stat -c %s "$T/got2")" -lt 24000000 ] || fail "a download longer than the deadline was not cut"
 grep -q "HTTP answers still in progress were cut" "$T/b.log" || fail "the cut was not logged: $(tail -3 "$T/b.log")"
+# Pull-through: a download through an edge that is fetching the release on
+# demand (at the upstream's rate cap, 8 MB/s: about 3 s) goes on through the
+# drain, and so does the fetch it waits on.
+node_start c
+publish "$c_GRPC" "$T/m" acme/m 1.0
+printf '[node]\ndrain_seconds = 15\n[[upstream]]\naddress = "%s"\ninclude = ["nobody/*"]\nmax_bytes_per_second = 8_000_000\n' \
+  "$c_GRPC" >"$T/edge.toml"
+node_start d --config "$T/edge.toml"
+curl -s -o "$T/got3" "http://$d_HTTP/acme/m/resolve/main/model.safetensors" 2>/dev/null &
+get=$!
+until_true "the pull-through download to start" receiving "$T/got3"
+kill -TERM "$d_PID"
+wait "$get" || true
+cmp -s "$T/got3" "$T/m/model.safetensors" ||
+  fail "the pull-through download was cut ($(stat -c %s "$T/got3") bytes): $(grep -i 'on-demand\|cut' "$T/d.log" | tail -3)"
+wait "$d_PID" 2>/dev/null || true
+grep -q "stopped cleanly" "$T/d.log" || fail "no clean stop: $(tail -3 "$T/d.log")"
+grep -q "on-demand: committed acme/m 1.0" "$T/d.log" || fail "the fetch did not complete: $(grep on-demand "$T/d.log" | tail -3)"
 echo "drain OK"
