@@ -17,8 +17,9 @@
 #include "cairn/objects.h"
 #include "cairn/replication.h"
 #include "cairn/repository.h"
-#include "client.h"
 #include "cairn/transport/grpc_upstream.h"
+#include "client.h"
+#include "federation_fixture.h"
 #include "hostile_node.h"
 #include "server.h"
 #include "testing.h"
@@ -29,133 +30,9 @@ namespace {
 using ::cairn::testing::StatusIs;
 using ::cairn::testing::TrustFixture;
 
-// Counts how often each chunk is read (each read is one chunk served).
-class CountingChunkStore : public ChunkStoreWrapper {
- public:
-  using ChunkStoreWrapper::ChunkStoreWrapper;
-  absl::Status Get(const Digest& d, std::string* out) override {
-    {
-      absl::MutexLock l(&mu_);
-      gets_[d]++;
-      total_++;
-    }
-    return ChunkStoreWrapper::Get(d, out);
-  }
-  int total() {
-    absl::MutexLock l(&mu_);
-    return total_;
-  }
-  int gets(const Digest& d) {
-    absl::MutexLock l(&mu_);
-    auto it = gets_.find(d);
-    return it == gets_.end() ? 0 : it->second;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::flat_hash_map<Digest, int, DigestHash> gets_;
-  int total_ = 0;
-};
-
-struct Node {
-  std::unique_ptr<ChunkStore> base;
-  CountingChunkStore* counting = nullptr;
-  std::unique_ptr<Repository> repo;
-  std::unique_ptr<node::NodeServer> server;
-  std::string address() const { return server->address(); }
-  ~Node() {
-    if (server) server->Shutdown(0);
-  }
-};
-
-class FederationTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    trust_ = TrustFixture::Make("acme");
-    trust_.Save(dir_ / "keys");
-  }
-  std::unique_ptr<Node> Start(const std::string& name) {
-    auto n = std::make_unique<Node>();
-    n->base = std::move(OpenPackChunkStore(dir_ / (name + "/chunks"), {})).value();
-    auto counting = std::make_unique<CountingChunkStore>(n->base.get());
-    n->counting = counting.get();
-    n->repo =
-        std::move(Repository::Create(std::move(OpenRocksMetaStore(dir_ / (name + "/meta"))).value(),
-                                     std::move(counting), trust_.view))
-            .value();
-    n->server = std::move(node::NodeServer::Start(n->repo.get(), "127.0.0.1:0")).value();
-    return n;
-  }
-  client::PublishResult Publish(const Node& n, const std::string& dir, const std::string& name,
-                                const std::string& tag = "latest") {
-    auto conn = std::move(Connection::Open(n.address(), 10)).value();
-    client::PublishOptions o;
-    o.dir = dir;
-    o.name = name;
-    o.version = "1";
-    o.tag = tag;
-    o.key_paths = {dir_ / "keys/publisher.key"};
-    auto r = client::Publish(*conn, o);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : client::PublishResult{};
-  }
-  // The replication status of the node at `address` (its first upstream);
-  // nullopt while it cannot say.
-  static std::optional<cairn::v1::UpstreamStatus> UpstreamOf(const std::string& address) {
-    auto conn = Connection::Open(address, 10);
-    if (!conn.ok()) return std::nullopt;
-    auto info = client::NodeStatus(**conn);
-    if (!info.ok() || info->upstreams_size() != 1) return std::nullopt;
-    return info->upstreams(0);
-  }
-  // Resolves `ref` on `conn` once the node holds it (bounded wait).
-  absl::StatusOr<client::Resolved> ResolveOnce(Connection& conn, const std::string& ref) {
-    absl::StatusOr<client::Resolved> r = absl::NotFoundError("never asked");
-    testing::WaitUntil([&] { return (r = client::ResolveVerified(conn, &trust_.view, ref)).ok(); },
-                       absl::Seconds(60));
-    return r;
-  }
-
-  // A config file for a cairn-node at `data` following `upstream`, capped
-  // at `cap` bytes/s (0: no cap).
-  std::string FollowerConfig(const std::string& data, const std::string& upstream, uint64_t cap) {
-    std::string path = dir_ / "c.toml";
-    std::ofstream f(path);
-    f << "[node]\ndata = \"" << data << "\"\nlisten = \"127.0.0.1:0\"\ntrust = \""
-      << (dir_ / "keys/trust.root") << "\"\n[[upstream]]\naddress = \"" << upstream << "\"\n";
-    if (cap) f << "max_bytes_per_second = " << cap << "\n";
-    return path;
-  }
-
-  std::string Model(const std::string& name, size_t bytes, uint64_t seed) {
-    std::string d = dir_ / name;
-    testing::WriteFile(d + "/w.bin", testing::RandomBytes(bytes, seed));
-    return d;
-  }
-  // Every chunk of `name`'s release on `repo`.
-  std::vector<Digest> Chunks(Repository* repo, const std::string& name) {
-    std::vector<Digest> out;
-    auto res = repo->Resolve(name);
-    EXPECT_TRUE(res.ok()) << res.status();
-    if (!res.ok()) return out;
-    cairn::v1::Envelope env;
-    cairn::v1::Manifest man;
-    env.ParseFromString(res->manifest_envelope());
-    man.ParseFromString(env.payload());
-    std::set<Digest> seen;
-    for (const auto& f : man.files()) {
-      cairn::v1::ChunkList cl;
-      cl.ParseFromString(*repo->GetObject(f.root()));
-      for (const auto& c : cl.chunks()) {
-        Digest d = *DigestFromBytes(c.digest());
-        if (seen.insert(d).second) out.push_back(d);
-      }
-    }
-    return out;
-  }
-  testing::TempDir dir_;
-  TrustFixture trust_;
-};
+using ::cairn::testing::CountingChunkStore;
+using ::cairn::testing::FederationTest;
+using ::cairn::testing::Node;
 
 TEST_F(FederationTest, TagPolicyFetchesOnlyReleasesAFollowedTagNames) {
   auto a = Start("a"), b = Start("b");
@@ -382,8 +259,7 @@ TEST_F(FederationTest, NothingIsFetchedOutsideTheTimeWindow) {
   Publish(*a, Model("m", 1 << 20, 4), "acme/m");
   ReplicationPolicy closed;
   closed.windows = {WindowAroundNow(false)};
-  Replicator shut(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10), {},
-                  closed);
+  Replicator shut(b->repo.get(), std::make_unique<GrpcUpstream>(a->address(), 10), {}, closed);
   ASSERT_TRUE(shut.SyncOnce().ok());
   EXPECT_TRUE(shut.stats().outside_window);
   EXPECT_EQ(shut.stats().bytes_fetched, 0u);
@@ -450,152 +326,6 @@ TEST_F(FederationTest, APeerServingCorruptChunksIsPassedOver) {
     std::string data;
     ASSERT_TRUE(c->repo->chunks()->Get(d, &data).ok());
   }
-}
-
-// SIGTERM reaches a transfer paced by a rate cap: the node stops within 2 s
-// (it waited out the whole release before: 96 s for 20 MB at 200 kB/s) and
-// keeps what it fetched, so the restarted node does not fetch it again.
-TEST_F(FederationTest, SigtermDuringARateCappedReleaseStopsWithinTwoSecondsAndResumes) {
-  auto a = Start("a");
-  std::string model = Model("m", 8 << 20, 9);
-  Publish(*a, model, "acme/m");
-  std::vector<Digest> all = Chunks(a->repo.get(), "acme/m");
-  std::string data = dir_ / "c";
-  auto config = [&](uint64_t cap) { return FollowerConfig(data, a->address(), cap); };
-  std::string line;
-  auto node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(200000)},
-                                    "listening on", &line);
-  ASSERT_TRUE(node);
-  // Until the node reports chunks stored (a bounded wait on real progress;
-  // 8 MB at 200 kB/s takes 40 s, so the release is mid-way).
-  const std::string address = line.substr(line.rfind(' ') + 1);
-  ASSERT_TRUE(testing::WaitUntil([&] {
-    auto u = UpstreamOf(address);
-    return u && u->bytes_fetched() >= 300000;
-  }));
-  const auto t0 = std::chrono::steady_clock::now();
-  node->Kill(SIGTERM);
-  EXPECT_EQ(node->Wait(30), 0) << node->stderr_text();
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_LT(took, 2.0) << "a SIGTERM'd node must not wait out its rate cap";
-  std::set<Digest> held;
-  {
-    auto chunks = std::move(OpenPackChunkStore(data + "/chunks", {})).value();
-    for (const auto& d : all) {
-      if (*chunks->Has(d)) held.insert(d);
-    }
-  }
-  ASSERT_GT(held.size(), 0u) << "what arrived before SIGTERM was not kept: " << node->stderr_text();
-  ASSERT_LT(held.size(), all.size()) << "the release finished: the test proves nothing";
-  node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(0)},
-                               "listening on", &line);
-  ASSERT_TRUE(node);
-  auto conn = std::move(Connection::Open(line.substr(line.rfind(' ') + 1), 10)).value();
-  auto r = ResolveOnce(*conn, "acme/m");
-  ASSERT_TRUE(r.ok()) << r.status();
-  for (const auto& d : held) EXPECT_EQ(a->counting->gets(d), 1) << "refetched a chunk it held";
-  node->Kill(SIGTERM);
-  EXPECT_EQ(node->Wait(30), 0);
-}
-
-// NodeInfo calls the replication status function on a work-pool thread;
-// clearing the function must wait for such a call, or the loop behind it
-// could be destroyed under it (it was: main reset the loop while a NodeInfo
-// call still held a copy of the function).
-TEST_F(FederationTest, ClearingTheUpstreamStatusWaitsForNodeInfoCallsInFlight) {
-  auto a = Start("a");
-  absl::Notification entered, release;
-  std::atomic<bool> returned{false};
-  a->server->SetUpstreamStatus([&] {
-    entered.Notify();
-    release.WaitForNotification();
-    returned = true;
-    return std::vector<cairn::v1::UpstreamStatus>(1);
-  });
-  std::thread caller([&] {
-    auto stub = cairn::v1::Federation::NewStub(NewChannel(a->address(), {}));
-    grpc::ClientContext ctx;
-    cairn::v1::NodeInfoResponse info;
-    EXPECT_TRUE(stub->NodeInfo(&ctx, {}, &info).ok());
-    EXPECT_EQ(info.upstreams_size(), 1);
-  });
-  entered.WaitForNotification();
-  std::atomic<bool> cleared{false};
-  std::thread clearer([&] {
-    a->server->SetUpstreamStatus({});
-    cleared = true;
-    EXPECT_TRUE(returned) << "cleared while the old function was still running";
-  });
-  // The clearer stays blocked while the call in flight runs (on the old code
-  // it returned at once: give it half a second to show that).
-  EXPECT_FALSE(testing::WaitUntil([&] { return cleared.load(); }, absl::Milliseconds(500)));
-  release.Notify();
-  clearer.join();
-  caller.join();
-  EXPECT_TRUE(cleared);
-}
-
-TEST_F(FederationTest, KilledReplicatingNodeResumesWithoutRefetchingWhatItHeld) {
-  auto a = Start("a");
-  std::string model = Model("m", 24 << 20, 7);
-  Publish(*a, model, "acme/m");
-  std::vector<Digest> all = Chunks(a->repo.get(), "acme/m");
-  std::string data = dir_ / "c";
-  auto config = [&](uint64_t cap) { return FollowerConfig(data, a->address(), cap); };
-  std::string line;
-  auto node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(6 << 20)},
-                                    "listening on", &line);
-  ASSERT_TRUE(node);
-  // At 6 MiB/s the 24 MiB release takes 4 s; the node syncs what it fetched
-  // every 2 s. Once it reports 14 MiB (over 2 s in: at least one sync
-  // behind it, 10 MiB still to go), kill -9 it.
-  const std::string c_address = line.substr(line.rfind(' ') + 1);
-  std::optional<cairn::v1::UpstreamStatus> mid;
-  ASSERT_TRUE(testing::WaitUntil([&] {
-    mid = UpstreamOf(c_address);
-    return mid && mid->bytes_fetched() >= (14u << 20);
-  }));
-  {
-    // Mid-release, status follows the fetch as it goes: bytes so far, what
-    // the release still needs, and the rate (held to the cap).
-    const auto& u = *mid;
-    EXPECT_GT(u.bytes_fetched(), 0u);
-    EXPECT_GT(u.bytes_behind(), 0u);
-    EXPECT_LE(u.bytes_fetched() + u.bytes_behind(), 25u << 20);
-    EXPECT_GE(u.bytes_fetched() + u.bytes_behind(), 23u << 20);
-    EXPECT_GT(u.bytes_per_second(), 3u << 20);
-    EXPECT_LT(u.bytes_per_second(), 7u << 20);
-  }
-  node->Kill(SIGKILL);
-  node->Wait();
-  // What did C hold when it died?
-  std::set<Digest> held;
-  {
-    auto chunks = std::move(OpenPackChunkStore(data + "/chunks", {})).value();
-    for (const auto& d : all) {
-      if (*chunks->Has(d)) held.insert(d);
-    }
-  }
-  ASSERT_GT(held.size(), 0u) << "nothing was synced before the kill: the test proves nothing";
-  ASSERT_LT(held.size(), all.size());
-  // Restart without the cap; it resumes from the same cursor.
-  std::string address;
-  node = testing::Child::Start({testing::CairnNodeBin(), "serve", "--config", config(0)},
-                               "listening on", &line);
-  ASSERT_TRUE(node);
-  address = line.substr(line.rfind(' ') + 1);
-  auto conn = std::move(Connection::Open(address, 10)).value();
-  auto r = ResolveOnce(*conn, "acme/m");
-  ASSERT_TRUE(r.ok()) << r.status();
-  for (const auto& d : held) EXPECT_EQ(a->counting->gets(d), 1) << "refetched a chunk it held";
-  for (const auto& d : all) EXPECT_GE(a->counting->gets(d), 1);
-  client::PullOptions po;
-  po.ref = "acme/m";
-  po.out = dir_ / "out";
-  po.store_dir = dir_ / "cache";
-  auto pulled = client::Pull(*conn, trust_.view, po);
-  ASSERT_TRUE(pulled.ok()) << pulled.status();
-  EXPECT_EQ(testing::ReadFile(dir_ / "out/w.bin"), testing::ReadFile(model + "/w.bin"));
 }
 
 }  // namespace
