@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # What the gateway and client tests run against a node, installed by
-# tests/run.sh: wget, aria2c, headless Chromium and xfsprogs (the client's
-# reflink test) from Debian, and the real
+# tests/run.sh: wget, aria2c, headless Chromium, xfsprogs (the client's
+# reflink test) and Ceph's monitor, OSD and radosgw (tests/s3) from Debian, and the real
 # @huggingface/hub client from npm (pinned by package-lock.json) into
 # BUILD/npm. Idempotent.
 set -euo pipefail
 BUILD=${1:?usage: $0 BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
-PKGS=(wget aria2 chromium fonts-dejavu-core xfsprogs)
+PKGS=(wget aria2 chromium fonts-dejavu-core xfsprogs ceph-mon ceph-osd radosgw ceph-common)
 command -v node >/dev/null || PKGS+=(nodejs)
 command -v npm >/dev/null || PKGS+=(npm)
 missing=()
