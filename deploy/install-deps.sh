@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev libssl-dev libboost-dev libabsl-dev
+  librocksdb-dev libssl-dev libboost-dev libabsl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev
   pocketsphinx-en-us jq curl procps iproute2 bc openssl

@@ -1,0 +1,54 @@
+// Chunks in an S3 object store (Ceph RGW and the like), shared by several
+// node frontends (issue 17).
+//
+// Layout under PREFIX in the bucket, in the manner of restic's repository:
+//   PREFIX/packs/<16 hex>  chunk records ("CRN1", u32 length, 32-byte digest,
+//                          bytes) back to back, then a trailer naming them
+//   PREFIX/index/<16 hex>  the same trailer alone: digest, offset, length
+//                          per chunk of the pack of that name
+// A pack is PUT whole, then its index object: a reader that finds an index
+// object finds a complete pack, and no reader ever sees a chunk whose pack
+// is incomplete. Each frontend names its packs at random, so frontends on
+// one bucket never overwrite each other. Reads are ranged GETs, every chunk
+// re-hashed (the bucket is not trusted to return what it was given).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cairn/store.h"
+
+namespace cairn {
+
+struct S3Options {
+  std::string endpoint;  // http://host:port or https://host:port
+  std::string bucket;
+  std::string prefix;              // inside the bucket; "" or ending in "/"
+  std::string region = "default";  // SigV4 region (RGW: the zonegroup's name)
+  std::string access_key, secret_key;
+  // A pack object is written once this many chunk bytes are buffered (and
+  // at Flush/Sync). Default: 16 MiB.
+  uint64_t pack_bytes = 16 << 20;
+  // A request that fails for the network or a 5xx answer is tried again
+  // after 0.1, 0.2, 0.4 ... s, at most this many times in all. Default: 5.
+  int max_attempts = 5;
+  int timeout_seconds = 30;  // per request
+};
+
+// `base` with what the environment sets: CAIRN_S3_ENDPOINT, CAIRN_S3_REGION,
+// CAIRN_S3_ACCESS_KEY, CAIRN_S3_SECRET_KEY.
+S3Options S3OptionsFromEnvironment(S3Options base);
+
+// Parses "s3://bucket/prefix" into bucket and prefix (prefix ends in "/"
+// when not empty). InvalidArgument otherwise.
+absl::Status ParseS3Url(const std::string& url, S3Options* o);
+
+// Opens the store: creates the bucket when it is missing, then reads every
+// index object into memory. Unavailable when the endpoint cannot be reached;
+// PermissionDenied for refused credentials. Thread-safe. Not yet supported:
+// Remove, Compact and Backup (Unimplemented).
+absl::StatusOr<std::unique_ptr<ChunkStore>> OpenS3ChunkStore(const S3Options& options);
+
+}  // namespace cairn

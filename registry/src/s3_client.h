@@ -1,0 +1,53 @@
+// The few S3 calls the chunk store makes, over libcurl with AWS SigV4
+// signing, connection reuse and bounded retries. Never logs credentials.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cairn/s3_store.h"
+
+namespace cairn::s3 {
+
+class Client {
+ public:
+  explicit Client(S3Options o);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // PUT of the bucket; OK when it exists already (ours).
+  absl::Status CreateBucket();
+  absl::Status Put(const std::string& key, std::string_view body);
+  // The whole object, or [offset, offset + length) of it when length > 0.
+  // NotFound when absent.
+  absl::StatusOr<std::string> Get(const std::string& key, uint64_t offset = 0, uint64_t length = 0);
+  // Every key under `prefix` (ListObjectsV2, all pages).
+  absl::StatusOr<std::vector<std::string>> List(const std::string& prefix);
+
+ private:
+  struct Answer {
+    long code = 0;
+    std::string body;
+  };
+  // One request with retries: network errors and 5xx answers are tried
+  // again with backoff; other answers are returned as they are.
+  absl::StatusOr<Answer> Call(const std::string& method, const std::string& path_and_query,
+                              std::string_view body, const std::string& range);
+  CURL* Take();
+  void Give(CURL* h);
+
+  const S3Options o_;
+  absl::Mutex mu_;
+  std::vector<CURL*> idle_ ABSL_GUARDED_BY(mu_);  // handles keep their connections
+};
+
+// "%XX" for every byte but unreserved ones ("/" too unless keep_slash).
+std::string UriEncode(std::string_view s, bool keep_slash);
+
+}  // namespace cairn::s3

@@ -1,0 +1,217 @@
+// The S3 chunk store: packs of chunk records PUT whole, then the index
+// object naming them; ranged GETs, every chunk re-hashed.
+#include "cairn/s3_store.h"
+
+#include <openssl/rand.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "absl/synchronization/mutex.h"
+#include "cairn/hash.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "s3_client.h"
+
+namespace cairn {
+
+S3Options S3OptionsFromEnvironment(S3Options o) {
+  auto env = [](const char* name, std::string* into) {
+    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') *into = v;
+  };
+  env("CAIRN_S3_ENDPOINT", &o.endpoint);
+  env("CAIRN_S3_REGION", &o.region);
+  env("CAIRN_S3_ACCESS_KEY", &o.access_key);
+  env("CAIRN_S3_SECRET_KEY", &o.secret_key);
+  return o;
+}
+
+absl::Status ParseS3Url(const std::string& url, S3Options* o) {
+  constexpr std::string_view kScheme = "s3://";
+  if (url.rfind(kScheme, 0) != 0) {
+    return absl::InvalidArgumentError("not an s3://BUCKET[/PREFIX] address: " + url);
+  }
+  const std::string rest = url.substr(kScheme.size());
+  const auto slash = rest.find('/');
+  o->bucket = rest.substr(0, slash);
+  o->prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  if (!o->prefix.empty() && o->prefix.back() != '/') o->prefix += '/';
+  const bool bucket_ok =
+      o->bucket.size() >= 3 && o->bucket.size() <= 63 &&
+      o->bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
+  if (!bucket_ok) {
+    return absl::InvalidArgumentError("bad bucket name \"" + o->bucket +
+                                      "\" (3-63 of a-z, 0-9, '.', '-'): " + url);
+  }
+  if (o->prefix.find("//") != std::string::npos || o->prefix.find("..") != std::string::npos) {
+    return absl::InvalidArgumentError("bad prefix in " + url);
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+constexpr size_t kRecordHeader = 40;  // "CRN1", u32 length, 32-byte digest
+constexpr size_t kIndexEntry = 44;    // digest, u64 offset, u32 length
+
+struct Loc {
+  uint64_t pack = 0;  // id; its objects are packs/<16 hex> and index/<16 hex>
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+
+std::string Hex16(uint64_t id) {
+  static const char* kHex = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, id >>= 4) s[i] = kHex[id & 15];
+  return s;
+}
+
+template <typename T>
+void Append(std::string* s, T v) {
+  s->append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+class S3ChunkStore final : public ChunkStore {
+ public:
+  explicit S3ChunkStore(const S3Options& o) : o_(o), client_(o) {}
+
+  absl::Status Open() {
+    CAIRN_RETURN_IF_ERROR(client_.CreateBucket());
+    CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> keys, client_.List(o_.prefix + "index/"));
+    for (const std::string& key : keys) {
+      const std::string name = key.substr(key.rfind('/') + 1);
+      char* end = nullptr;
+      const uint64_t id = std::strtoull(name.c_str(), &end, 16);
+      if (name.size() != 16 || *end != '\0') continue;  // not one of ours
+      CAIRN_ASSIGN_OR_RETURN(std::string index, client_.Get(key));
+      CAIRN_RETURN_IF_ERROR(AddIndex(id, index));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Put(const Digest& d, std::string_view data, PutMode mode) override {
+    if (mode == PutMode::kVerify && Sha256Of(data) != d) {
+      return absl::DataLossError("chunk bytes do not match " + DigestName(d));
+    }
+    if (data.size() > o_.pack_bytes || data.size() > UINT32_MAX) {
+      return absl::InvalidArgumentError("chunk larger than a pack");
+    }
+    absl::MutexLock l(&mu_);
+    if (index_.contains(d) || buffered_.contains(d)) return absl::OkStatus();
+    buffer_.append("CRN1", 4);
+    Append(&buffer_, static_cast<uint32_t>(data.size()));
+    buffer_.append(reinterpret_cast<const char*>(d.data()), d.size());
+    buffered_[d] = Loc{0, buffer_.size(), static_cast<uint32_t>(data.size())};
+    buffer_.append(data);
+    if (buffer_.size() >= o_.pack_bytes) return WritePackLocked();
+    return absl::OkStatus();
+  }
+
+  absl::Status Get(const Digest& d, std::string* out) override {
+    Loc loc;
+    {
+      absl::MutexLock l(&mu_);
+      if (auto b = buffered_.find(d); b != buffered_.end()) {
+        out->assign(buffer_, b->second.offset, b->second.length);
+        return absl::OkStatus();
+      }
+      auto it = index_.find(d);
+      if (it == index_.end()) return absl::NotFoundError("chunk " + DigestName(d) + " not found");
+      loc = it->second;
+    }
+    CAIRN_ASSIGN_OR_RETURN(*out, client_.Get(PackKey(loc.pack), loc.offset, loc.length));
+    if (out->size() != loc.length || Sha256Of(*out) != d) {
+      return absl::DataLossError("chunk " + DigestName(d) + " read from S3 object " +
+                                 PackKey(loc.pack) + " does not match its digest");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> Has(const Digest& d) override {
+    absl::MutexLock l(&mu_);
+    return index_.contains(d) || buffered_.contains(d);
+  }
+
+  absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
+    out->clear();
+    absl::MutexLock l(&mu_);
+    auto it = after ? index_.upper_bound(*after) : index_.begin();
+    for (; it != index_.end() && out->size() < max; ++it) out->push_back(it->first);
+    return absl::OkStatus();
+  }
+
+  absl::Status Flush() override {
+    absl::MutexLock l(&mu_);
+    return buffer_.empty() ? absl::OkStatus() : WritePackLocked();
+  }
+  absl::Status Sync() override { return Flush(); }
+
+ private:
+  std::string PackKey(uint64_t id) const { return o_.prefix + "packs/" + Hex16(id); }
+  std::string IndexKey(uint64_t id) const { return o_.prefix + "index/" + Hex16(id); }
+
+  absl::Status AddIndex(uint64_t id, std::string_view index) {
+    if (index.size() % kIndexEntry != 0) {
+      return absl::DataLossError("S3 index object " + IndexKey(id) + " is damaged");
+    }
+    absl::MutexLock l(&mu_);
+    for (size_t at = 0; at < index.size(); at += kIndexEntry) {
+      Digest d;
+      std::memcpy(d.data(), index.data() + at, d.size());
+      Loc loc{id, 0, 0};
+      std::memcpy(&loc.offset, index.data() + at + 32, 8);
+      std::memcpy(&loc.length, index.data() + at + 40, 4);
+      index_.emplace(d, loc);
+    }
+    return absl::OkStatus();
+  }
+
+  // The buffer as one pack object with its trailer, then its index object;
+  // only then are its chunks in the index (and visible to other frontends).
+  absl::Status WritePackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    uint64_t id = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof(id)) != 1) {
+      return absl::InternalError("no random pack name");
+    }
+    std::string trailer;
+    for (const auto& [d, loc] : buffered_) {
+      trailer.append(reinterpret_cast<const char*>(d.data()), d.size());
+      Append(&trailer, loc.offset);
+      Append(&trailer, loc.length);
+    }
+    std::string pack = buffer_ + trailer;
+    Append(&pack, static_cast<uint64_t>(trailer.size()));
+    CAIRN_RETURN_IF_ERROR(client_.Put(PackKey(id), pack));
+    CAIRN_RETURN_IF_ERROR(client_.Put(IndexKey(id), trailer));
+    for (const auto& [d, loc] : buffered_) index_[d] = Loc{id, loc.offset, loc.length};
+    buffered_.clear();
+    buffer_.clear();
+    return absl::OkStatus();
+  }
+
+  const S3Options o_;
+  s3::Client client_;
+  absl::Mutex mu_;
+  std::map<Digest, Loc> index_ ABSL_GUARDED_BY(mu_);
+  std::map<Digest, Loc> buffered_ ABSL_GUARDED_BY(mu_);  // offsets in buffer_
+  std::string buffer_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ChunkStore>> OpenS3ChunkStore(const S3Options& options) {
+  if (options.endpoint.empty() || options.bucket.empty()) {
+    return absl::InvalidArgumentError("an S3 store needs an endpoint and a bucket");
+  }
+  if (options.access_key.empty() || options.secret_key.empty()) {
+    return absl::InvalidArgumentError(
+        "an S3 store needs credentials (CAIRN_S3_ACCESS_KEY, CAIRN_S3_SECRET_KEY)");
+  }
+  auto s = std::make_unique<S3ChunkStore>(options);
+  CAIRN_RETURN_IF_ERROR(s->Open());
+  return std::unique_ptr<ChunkStore>(std::move(s));
+}
+
+}  // namespace cairn
