@@ -10,6 +10,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/ssl.hpp>
+#include <csignal>
 #include <future>
 #include <sstream>
 
@@ -433,6 +434,11 @@ HttpGateway::HttpGateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(Repository* repo,
                                                                 const std::string& listen,
                                                                 const HttpOptions& options) {
+  // sendfile(2) takes no MSG_NOSIGNAL: a client hanging up mid-body would
+  // kill the process with SIGPIPE (systemd ignores it for its units; a shell
+  // or a container engine does not). Process-wide, once: EPIPE is the answer.
+  static const bool sigpipe_ignored = [] { return std::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+  (void)sigpipe_ignored;
   CAIRN_ASSIGN_OR_RETURN(NodeAddress addr, ParseNodeAddress(listen, /*allow_port_zero=*/true));
   if (addr.scheme != NodeAddress::Scheme::kDefault) {
     return absl::InvalidArgumentError("http address " + listen + " takes no scheme");

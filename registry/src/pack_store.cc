@@ -94,12 +94,13 @@ absl::Status PackChunkStore::Init() {
     if (std::sscanf(e->d_name, "pack-%08u.dat", &id) == 1) max_id = std::max<uint32_t>(max_id, id);
   }
   ::closedir(d);
-  // An empty newest pack (left by a crash before its first write) is reused.
-  struct stat st;
-  bool reuse = max_id > 0 && ::stat(PackPath(dir_, max_id).c_str(), &st) == 0 && st.st_size == 0;
+  // Appends always go to a new pack: an empty newest pack may be one cut to
+  // nothing since (damage, an operator's mistake) that the index still
+  // names, and new records written at its old offsets would be found under
+  // the old chunks' digests.
   absl::MutexLock l(&mu_);
   CAIRN_RETURN_IF_ERROR(RecoverLocked(max_id));
-  return OpenActiveLocked(reuse ? max_id : max_id + 1);
+  return OpenActiveLocked(max_id + 1);
 }
 
 absl::Status PackChunkStore::Put(const Digest& digest, std::string_view data, PutMode mode) {
@@ -164,6 +165,14 @@ absl::Status PackChunkStore::List(const Digest* after, size_t max, std::vector<D
   out->clear();
   for (const StoredChunk& c : stored) out->push_back(c.digest);
   return absl::OkStatus();
+}
+
+absl::Status PackChunkStore::ForgetDamagedLocked(const Digest& digest) {
+  mem_.erase(digest);
+  index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
+  return absl::DataLossError("stored chunk " + DigestName(digest) +
+                             " is named by the index at bytes its pack never held (a pack cut "
+                             "short or replaced); dropped from the index, to be stored again");
 }
 
 void PackChunkStore::Forget(const Digest& digest) {
@@ -306,12 +315,34 @@ absl::StatusOr<Loc> PackChunkStore::LocateLocked(const Digest& digest) {
 }
 
 absl::StatusOr<ChunkExtent> PackChunkStore::Locate(const Digest& digest) {
-  absl::MutexLock l(&mu_);
-  CAIRN_ASSIGN_OR_RETURN(Loc loc, LocateLocked(digest));
-  if (loc.pack == active_id_ && loc.offset >= active_size_) {
-    return absl::UnimplementedError("chunk " + DigestName(digest) + " is not written yet");
+  Loc loc;
+  std::shared_ptr<ReadFd> fd;
+  {
+    absl::MutexLock l(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(loc, LocateLocked(digest));
+    if (loc.pack == active_id_ && loc.offset >= active_size_) {
+      if (loc.offset - active_size_ + loc.length > buffer_.size()) {
+        return ForgetDamagedLocked(digest);
+      }
+      return absl::UnimplementedError("chunk " + DigestName(digest) + " is not written yet");
+    }
+    CAIRN_ASSIGN_OR_RETURN(fd, ReadFdLocked(loc.pack));
   }
-  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ReadFd> fd, ReadFdLocked(loc.pack));
+  // The record's header (one 40-byte read, no hash): an index entry that
+  // names other bytes (a pack cut short and written again, say) is dropped,
+  // never handed out.
+  char header[kHeader];
+  uint32_t len = 0;
+  if (loc.offset < kHeader ||
+      ::pread(fd->fd(), header, kHeader, loc.offset - kHeader) != static_cast<ssize_t>(kHeader) ||
+      std::memcmp(header, "CRN1", 4) != 0 ||
+      (std::memcpy(&len, header + 4, 4), len != loc.length) ||
+      std::memcmp(header + 8, digest.data(), 32) != 0) {
+    Forget(digest);
+    return absl::DataLossError("stored chunk " + DigestName(digest) +
+                               " has a damaged or foreign record header; dropped from the index, "
+                               "to be stored again");
+  }
   ChunkExtent e;
   e.fd = fd->fd();
   e.offset = loc.offset;
@@ -328,6 +359,9 @@ absl::Status PackChunkStore::Read(const Digest& digest, bool verify, std::string
     absl::MutexLock l(&mu_);
     CAIRN_ASSIGN_OR_RETURN(loc, LocateLocked(digest));
     if (loc.pack == active_id_ && loc.offset >= active_size_) {
+      if (loc.offset - active_size_ + loc.length > buffer_.size()) {
+        return ForgetDamagedLocked(digest);
+      }
       out->assign(buffer_.data() + (loc.offset - active_size_), loc.length);
       return absl::OkStatus();
     }

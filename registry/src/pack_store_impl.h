@@ -87,6 +87,8 @@ class PackChunkStore final : public ChunkStore {
   // A chunk found bad on read is no longer held: Has() says so, and the next
   // Put stores a good copy. The bad bytes stay unreferenced in their pack.
   void Forget(const Digest& digest);
+  // Forget, with mu_ held; the DataLoss to return.
+  absl::Status ForgetDamagedLocked(const Digest& digest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckFreeLocked(uint64_t adding) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Read(const Digest& digest, bool verify, std::string* out);
   absl::StatusOr<bool> InIndexLocked(const Digest& digest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

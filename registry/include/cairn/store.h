@@ -75,10 +75,12 @@ class ChunkStore {
   // bytes no longer match the digest (implementations that verify on read).
   virtual absl::Status Get(const Digest& digest, std::string* out) = 0;
   virtual absl::StatusOr<bool> Has(const Digest& digest) = 0;
-  // Where the chunk's bytes are, unread and unchecked: the caller hashes
-  // them (or trusts the hash made when they were stored) and must check a
-  // send ended short (a truncated file). NotFound when absent; Unimplemented
-  // when the store cannot tell, or the chunk is not in a file yet (use Get).
+  // Where the chunk's bytes are, unread and unhashed (the record around them
+  // checked where the store keeps one): the caller hashes them (or trusts
+  // the hash made when they were stored) and must check a send ended short
+  // (a truncated file). NotFound when absent; DataLoss (and dropped) when
+  // the store finds its record damaged; Unimplemented when the store cannot
+  // tell, or the chunk is not in a file yet (use Get).
   virtual absl::StatusOr<ChunkExtent> Locate(const Digest& digest);
   // Has, and where the store can tell cheaply (without reading the bytes),
   // that what it stored is still there: a damaged record (a truncated pack,
