@@ -148,6 +148,14 @@ Setter LogLevel(std::string* out) {
 
 constexpr int64_t kMaxLimit = 100000;
 
+std::vector<std::pair<std::string, Setter>> S3Keys(ServeConfig* c) {
+  return {
+      {"endpoint", Str(&c->s3_endpoint)},
+      {"region", Str(&c->s3_region)},
+      {"pack_mib", Int(&c->s3_pack_mib, 1, 4096)},
+  };
+}
+
 std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
   return {
       {"data", Str(&c->data)},
@@ -159,6 +167,7 @@ std::vector<std::pair<std::string, Setter>> NodeKeys(ServeConfig* c) {
       {"log_max_bytes", Int(&c->log_max_bytes, 65536, INT64_MAX)},
       {"log_files", Int(&c->log_files, 1, 100)},
       {"region", Str(&c->region)},
+      {"chunks", Str(&c->chunks)},
       {"verify_reads", Bool(&c->verify_reads)},
       {"upstreams", Addresses(&c->upstreams)},
       {"peers", Addresses(&c->peers)},
@@ -269,13 +278,13 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
   for (auto [key, val] : t) {
     std::string k(key.str());
     if (k == "node" || k == "quota" || k == "upstream" || k == "on_demand" || k == "http" ||
-        k == "namespace_limits") {
+        k == "s3" || k == "namespace_limits") {
       continue;
     }
     if (val.is_table() || val.is_array_of_tables()) {
       errs.push_back(std::string(Unknown(At(path, val), "table", "[" + k + "]",
                                          {"[node]", "[quota]", "[[upstream]]", "[on_demand]",
-                                          "[http]", "[namespace_limits]"})
+                                          "[http]", "[s3]", "[namespace_limits]"})
                                      .message()));
       continue;
     }
@@ -347,7 +356,7 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       }
     }
   }
-  for (const char* table : {"on_demand", "http"}) {
+  for (const char* table : {"on_demand", "http", "s3"}) {
     if (!t.contains(table)) continue;
     const toml::table* tt = t[table].as_table();
     if (tt == nullptr) {
@@ -355,7 +364,10 @@ absl::Status ParseConfig(std::string_view text, const std::string& path, ServeCo
       continue;
     }
     ApplyTable(*tt, path, std::string(table) + ".",
-               std::string(table) == "http" ? HttpKeys(c) : OnDemandKeys(c), &errs);
+               std::string(table) == "http" ? HttpKeys(c)
+               : std::string(table) == "s3" ? S3Keys(c)
+                                            : OnDemandKeys(c),
+               &errs);
   }
   if (t.contains("node")) {
     const toml::table* node = t["node"].as_table();

@@ -28,6 +28,12 @@ struct ServeConfig {
   // the scrub finds rot). Default: false.
   bool verify_reads = false;
   std::string region;
+  // Where chunks live: "" (pack files under data) or "s3://BUCKET[/PREFIX]"
+  // (endpoint and region from [s3] or CAIRN_S3_*, credentials from
+  // CAIRN_S3_ACCESS_KEY/CAIRN_S3_SECRET_KEY only).
+  std::string chunks;
+  std::string s3_endpoint, s3_region = "default";
+  int s3_pack_mib = 16;
   std::vector<std::string> upstreams;
   std::vector<std::string> peers;
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> upstream_tables;

@@ -18,6 +18,7 @@
 #include "admin_cmd.h"
 #include "bundle_cmd.h"
 #include "cairn/repository.h"
+#include "cairn/s3_store.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cairn/tuning.h"
@@ -68,6 +69,17 @@ int Serve(cairn::node::ServeConfig cfg) {
   ropts.pack.min_free_bytes = cfg.min_free_bytes;
   ropts.pack.pack_bytes = uint64_t(cfg.pack_file_mib) << 20;
   ropts.region = cfg.region;
+  if (!cfg.chunks.empty()) {
+    cairn::S3Options s3;
+    s3.endpoint = cfg.s3_endpoint;
+    s3.region = cfg.s3_region;
+    s3.pack_bytes = uint64_t(cfg.s3_pack_mib) << 20;
+    if (absl::Status st = cairn::ParseS3Url(cfg.chunks, &s3); !st.ok()) {
+      return cairn::node::Fail(st);
+    }
+    ropts.s3_chunks = cairn::S3OptionsFromEnvironment(s3);
+    spdlog::info("chunks in {} at {}", cfg.chunks, ropts.s3_chunks->endpoint);
+  }
   ropts.max_sessions_per_peer = static_cast<size_t>(cfg.max_sessions_per_peer);
   ropts.upload_bytes_per_day = cfg.upload_bytes_per_day;
   for (const auto& [k, v] : cfg.upload_quota_by_key) ropts.upload_quota_by_key[k] = v;
@@ -347,7 +359,7 @@ int main(int argc, char** argv) {
   serve->add_option(
       "--config", config,
       "TOML config file ([node] data, listen, http, trust, log_level, log_file, log_max_bytes, "
-      "log_files, region, verify_reads, "
+      "log_files, region, chunks, verify_reads, "
       "upstreams, "
       "peers, tls_cert, tls_key, tls_ca, tls_require_client_cert, max_streams_per_peer, "
       "max_sessions_per_peer, stream_idle_seconds, call_memory_mib, max_streams_per_connection, "
@@ -376,6 +388,10 @@ int main(int argc, char** argv) {
       "--log-file", flags.log_file,
       "write the log to this file, rotated at log_max_bytes (default: standard error)");
   auto* o_region = serve->add_option("--region", flags.region, "region label reported to peers");
+  auto* o_chunks = serve->add_option(
+      "--chunks", flags.chunks,
+      "keep chunks in an S3 bucket shared with other frontends: s3://BUCKET[/PREFIX] (endpoint "
+      "and credentials: [s3] and CAIRN_S3_*; default: pack files under --data)");
   auto* o_up = serve->add_option("--upstream", flags.upstreams,
                                  "follow this node's feed, HOST:PORT (repeatable)");
   auto* o_peer = serve->add_option(
@@ -522,6 +538,7 @@ int main(int argc, char** argv) {
   if (*o_log) cfg.log_level = flags.log_level;
   if (*o_log_file) cfg.log_file = flags.log_file;
   if (*o_region) cfg.region = flags.region;
+  if (*o_chunks) cfg.chunks = flags.chunks;
   if (*o_up) cfg.upstreams = flags.upstreams;
   if (*o_peer) cfg.peers = flags.peers;
   if (*o_nv) cfg.verify_reads = false;

@@ -131,7 +131,8 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
     ::close(fd);
     return meta.status();
   }
-  auto chunks = OpenPackChunkStore(dir + "/chunks", opts.pack);
+  auto chunks = opts.s3_chunks ? OpenS3ChunkStore(*opts.s3_chunks)
+                               : OpenPackChunkStore(dir + "/chunks", opts.pack);
   if (!chunks.ok()) {
     ::close(fd);
     return chunks.status();

@@ -4,9 +4,11 @@
 
 #include <openssl/rand.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "absl/synchronization/mutex.h"
 #include "cairn/hash.h"
@@ -79,12 +81,22 @@ class S3ChunkStore final : public ChunkStore {
 
   absl::Status Open() {
     CAIRN_RETURN_IF_ERROR(client_.CreateBucket());
+    return Refresh();
+  }
+
+  // Reads the index objects not read yet: what other frontends wrote.
+  absl::Status Refresh() {
+    absl::MutexLock r(&refresh_mu_);
     CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> keys, client_.List(o_.prefix + "index/"));
     for (const std::string& key : keys) {
       const std::string name = key.substr(key.rfind('/') + 1);
       char* end = nullptr;
       const uint64_t id = std::strtoull(name.c_str(), &end, 16);
       if (name.size() != 16 || *end != '\0') continue;  // not one of ours
+      {
+        absl::MutexLock l(&mu_);
+        if (known_.contains(id)) continue;
+      }
       CAIRN_ASSIGN_OR_RETURN(std::string index, client_.Get(key));
       CAIRN_RETURN_IF_ERROR(AddIndex(id, index));
     }
@@ -95,7 +107,7 @@ class S3ChunkStore final : public ChunkStore {
     if (mode == PutMode::kVerify && Sha256Of(data) != d) {
       return absl::DataLossError("chunk bytes do not match " + DigestName(d));
     }
-    if (data.size() > o_.pack_bytes || data.size() > UINT32_MAX) {
+    if (data.empty() || data.size() > o_.pack_bytes || data.size() > UINT32_MAX) {
       return absl::InvalidArgumentError("chunk larger than a pack");
     }
     absl::MutexLock l(&mu_);
@@ -118,6 +130,12 @@ class S3ChunkStore final : public ChunkStore {
         return absl::OkStatus();
       }
       auto it = index_.find(d);
+      if (it != index_.end()) loc = it->second;
+    }
+    if (loc.length == 0) {
+      if (RefreshDue()) CAIRN_RETURN_IF_ERROR(Refresh());
+      absl::MutexLock l(&mu_);
+      auto it = index_.find(d);
       if (it == index_.end()) return absl::NotFoundError("chunk " + DigestName(d) + " not found");
       loc = it->second;
     }
@@ -130,8 +148,16 @@ class S3ChunkStore final : public ChunkStore {
   }
 
   absl::StatusOr<bool> Has(const Digest& d) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (index_.contains(d) || buffered_.contains(d)) return true;
+    }
+    // Another frontend may have stored it since: look at the bucket's
+    // index objects again, at most once a second.
+    if (!RefreshDue()) return false;
+    CAIRN_RETURN_IF_ERROR(Refresh());
     absl::MutexLock l(&mu_);
-    return index_.contains(d) || buffered_.contains(d);
+    return index_.contains(d);
   }
 
   absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
@@ -157,6 +183,7 @@ class S3ChunkStore final : public ChunkStore {
       return absl::DataLossError("S3 index object " + IndexKey(id) + " is damaged");
     }
     absl::MutexLock l(&mu_);
+    known_.insert(id);
     for (size_t at = 0; at < index.size(); at += kIndexEntry) {
       Digest d;
       std::memcpy(d.data(), index.data() + at, d.size());
@@ -186,14 +213,26 @@ class S3ChunkStore final : public ChunkStore {
     CAIRN_RETURN_IF_ERROR(client_.Put(PackKey(id), pack));
     CAIRN_RETURN_IF_ERROR(client_.Put(IndexKey(id), trailer));
     for (const auto& [d, loc] : buffered_) index_[d] = Loc{id, loc.offset, loc.length};
+    known_.insert(id);
     buffered_.clear();
     buffer_.clear();
     return absl::OkStatus();
   }
 
+  bool RefreshDue() {
+    const auto now = std::chrono::steady_clock::now();
+    absl::MutexLock l(&mu_);
+    if (now - last_refresh_ < std::chrono::seconds(1)) return false;
+    last_refresh_ = now;
+    return true;
+  }
+
   const S3Options o_;
   s3::Client client_;
+  absl::Mutex refresh_mu_;  // one listing at a time
   absl::Mutex mu_;
+  std::set<uint64_t> known_ ABSL_GUARDED_BY(mu_);  // index objects read
+  std::chrono::steady_clock::time_point last_refresh_ ABSL_GUARDED_BY(mu_);
   std::map<Digest, Loc> index_ ABSL_GUARDED_BY(mu_);
   std::map<Digest, Loc> buffered_ ABSL_GUARDED_BY(mu_);  // offsets in buffer_
   std::string buffer_ ABSL_GUARDED_BY(mu_);

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "cairn/clock.h"
+#include "cairn/s3_store.h"
 #include "cairn/store.h"
 #include "cairn/trust.h"
 #include "cairn/v1/service.pb.h"
@@ -49,6 +50,9 @@ struct CapacityOptions {
 
 struct RepositoryOptions {
   PackStoreOptions pack;
+  // Chunks in an S3 bucket (shared by several frontends) instead of pack
+  // files under the data directory.
+  std::optional<S3Options> s3_chunks;
   CapacityOptions capacity;
   // Lifetime of a publish session. Default: 1 hour.
   int64_t session_seconds = 3600;
