@@ -54,7 +54,6 @@ absl::Status ParseS3Url(const std::string& url, S3Options* o) {
 
 namespace {
 
-constexpr size_t kRecordHeader = 40;  // "CRN1", u32 length, 32-byte digest
 constexpr size_t kIndexEntry = 44;    // digest, u64 offset, u32 length
 
 struct Loc {
