@@ -468,13 +468,20 @@ absl::Status PackChunkStore::RecoverPackLocked(uint32_t id, uint64_t off) {
   return FromRocks(index_->Write(wo, &batch), "chunk index write");
 }
 
+// The file itself is made at the first write: opening a store and closing
+// it leaves no empty pack behind.
 absl::Status PackChunkStore::OpenActiveLocked(uint32_t id) {
   if (active_fd_ >= 0) ::close(active_fd_);
-  const std::string path = PackPath(dir_, id);
-  active_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (active_fd_ < 0) return ErrnoStatus(errno, "cannot create " + path);
+  active_fd_ = -1;
   active_id_ = id;
   active_size_ = 0;
+  return absl::OkStatus();
+}
+
+absl::Status PackChunkStore::CreateActiveLocked() {
+  const std::string path = PackPath(dir_, active_id_);
+  active_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (active_fd_ < 0) return ErrnoStatus(errno, "cannot create " + path);
   return absl::OkStatus();
 }
 
@@ -500,6 +507,13 @@ void PackChunkStore::DropBufferedLocked() {
 }
 
 absl::Status PackChunkStore::WriteBufferLocked() {
+  if (buffer_.empty()) return absl::OkStatus();
+  if (active_fd_ < 0) {
+    if (absl::Status st = CreateActiveLocked(); !st.ok()) {
+      DropBufferedLocked();
+      return st;
+    }
+  }
   size_t done = 0;
   while (done < buffer_.size()) {
     ssize_t w =
@@ -546,7 +560,7 @@ absl::Status PackChunkStore::IndexUnsyncedLocked() {
 
 absl::Status PackChunkStore::SyncLocked() {
   CAIRN_RETURN_IF_ERROR(WriteBufferLocked());
-  if (unsynced_bytes_ > 0 || !mem_.empty()) {
+  if (active_fd_ >= 0 && (unsynced_bytes_ > 0 || !mem_.empty())) {
     if (::fdatasync(active_fd_) != 0) {
       int err = errno;
       // Nothing unsynced can be trusted now: forget it (it is re-sent).

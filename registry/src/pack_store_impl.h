@@ -97,6 +97,7 @@ class PackChunkStore final : public ChunkStore {
   absl::Status RecoverLocked(uint32_t max_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RecoverPackLocked(uint32_t id, uint64_t off) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status OpenActiveLocked(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CreateActiveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<ReadFd>> ReadFdLocked(uint32_t pack)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends a record to the buffer and notes it in mem_ (Put, compaction).

@@ -82,10 +82,19 @@ TEST(PackChunkStoreTest, OpeningWithoutWritingLeavesNoNewPackFile) {
     ASSERT_TRUE(s->Get(Sha256Of("abc"), &got).ok());
   }
   EXPECT_EQ(count(), after_write);
-  // An empty pack left by a crash is reused, not added to.
+  // An empty pack (left by a crash, or one cut to nothing that the index
+  // may still name) is never written into again: opening adds nothing, and
+  // the next write goes to a new pack after it.
   testing::WriteFile(dir / "s/packs/pack-00000009.dat", "");
   { auto s = std::move(OpenPackChunkStore(dir / "s", {})).value(); }
-  EXPECT_EQ(count(), after_write);
+  EXPECT_EQ(count(), after_write + 1);
+  {
+    auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
+    ASSERT_TRUE(s->Put(Sha256Of("def"), "def", PutMode::kVerify).ok());
+    ASSERT_TRUE(s->Sync().ok());
+  }
+  EXPECT_EQ(std::filesystem::file_size(dir / "s/packs/pack-00000009.dat"), 0u);
+  EXPECT_GT(std::filesystem::file_size(dir / "s/packs/pack-00000010.dat"), 0u);
 }
 
 // Issue 12 #19: a node killed during a 200 MiB publish kept the bytes it had
