@@ -5,22 +5,25 @@
 # store's tests and benchmarks, and to try the multi-frontend layout on one
 # machine (docs/operators.md, "Chunks in an S3 object store").
 #
-#   deploy/ceph-local.sh start DIR [--memory-mib N]   # prints S3 endpoint and keys
+#   deploy/ceph-local.sh start DIR [--memory-mib N] [--owner PID]   # prints S3 endpoint and keys
 #   deploy/ceph-local.sh stop DIR                      # stops what start started (by PID)
 #
 # start writes DIR/env (CAIRN_S3_ENDPOINT, CAIRN_S3_ACCESS_KEY,
 # CAIRN_S3_SECRET_KEY, CAIRN_S3_REGION; source it) and DIR/pids. Everything
 # the cluster holds lives in DIR and in the OSD's memory: stop it and it is
-# gone. Not for production: a real deployment has several OSDs on disks.
+# gone. With --owner PID the cluster also stops by itself once process PID
+# is gone (a test killed by its timeout leaves no daemons behind). Not for
+# production: a real deployment has several OSDs on disks.
 set -euo pipefail
 usage() { echo "usage: $0 start|stop DIR [--memory-mib N]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 CMD=$1 DIR=$2
 shift 2
-MEMORY_MIB=2048
+MEMORY_MIB=2048 OWNER=
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory-mib) MEMORY_MIB=$2; shift 2 ;;
+    --owner) OWNER=$2; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -148,5 +151,14 @@ export CAIRN_S3_ACCESS_KEY=$ACCESS
 export CAIRN_S3_SECRET_KEY=$SECRET
 EOF
 chmod 600 "$DIR/env"
+if [ -n "$OWNER" ]; then
+  # Polls the owner once a second; stops the cluster when it is gone.
+  SELF=$(readlink -f "$0")
+  (
+    while kill -0 "$OWNER" 2>/dev/null && [ -f "$DIR/pids" ]; do sleep 1; done
+    "$SELF" stop "$DIR"
+  ) </dev/null >/dev/null 2>&1 &
+  disown
+fi
 echo "ceph-local: started in $SECONDS s"
 echo "ceph-local: S3 at http://127.0.0.1:$RGW_PORT (credentials in $DIR/env); stop: $0 stop $DIR"

@@ -1,5 +1,7 @@
 #include "http_gateway.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 
 #include <boost/asio/detached.hpp>
@@ -109,6 +111,29 @@ class ConnOf final : public Conn {
         }
       }
       co_return w;
+    }
+  }
+  asio::awaitable<void> WaitSent(std::chrono::seconds timeout) override {
+    auto& sock = tcp().socket();
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    int last = -1;
+    auto since = std::chrono::steady_clock::now();
+    for (;;) {
+      int queued = 0;
+      if (!sock.is_open() || ::ioctl(sock.native_handle(), SIOCOUTQ, &queued) != 0 ||
+          queued <= 0) {
+        co_return;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (queued != last) {
+        last = queued;
+        since = now;
+      } else if (now - since > timeout) {
+        co_return;
+      }
+      ErrorCode ec;
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(Redirect(ec));
     }
   }
   void Abort() override {
@@ -269,6 +294,7 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
     } else {
       keep = co_await Handle(x);
     }
+    co_await conn->WaitSent(std::chrono::seconds(opts.idle_seconds));
     --answering;
     {
       absl::MutexLock l(&request_counts.mu);

@@ -76,6 +76,12 @@ class Conn {
   virtual asio::awaitable<Written> SendFile(int fd, uint64_t offset, uint64_t length,
                                             std::chrono::seconds timeout) = 0;
   virtual bool CanSendFile() const = 0;
+  // Waits until the kernel has delivered what was written (the socket's
+  // send queue is empty), or the connection ends, or `timeout` passes
+  // without progress: an answer counts as in progress until then, so a
+  // graceful stop does not drop bytes still queued (a container's network
+  // goes with its process).
+  virtual asio::awaitable<void> WaitSent(std::chrono::seconds timeout) = 0;
   // Ends the connection at once (a body that cannot be completed honestly).
   virtual void Abort() = 0;
   // Sends what is queued and closes the sending side.

@@ -11,7 +11,7 @@ T=$(mktemp -d /var/tmp/cairn-s3test.XXXXXX)
 cleanup() { "$REPO/deploy/ceph-local.sh" stop "$T/ceph" || true; rm -rf "$T"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-"$REPO/deploy/ceph-local.sh" start "$T/ceph" --memory-mib 512
+"$REPO/deploy/ceph-local.sh" start "$T/ceph" --owner $$ --memory-mib 512
 source "$T/ceph/env"
 PIDS=$(cat "$T/ceph/pids")
 [ "$(echo $PIDS | wc -w)" = 3 ] || fail "expected three daemons, got: $PIDS"

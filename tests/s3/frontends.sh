@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then echo "skipped: needs root for the Ceph daemons"; ex
 HERE_S3=$(cd "$(dirname "$0")" && pwd)
 source "$HERE_S3/../gateway/lib.sh" "$@"
 REPO=$(cd "$HERE_S3/../.." && pwd)
-"$REPO/deploy/ceph-local.sh" start "$T/ceph" --memory-mib 1024 >/dev/null || fail "Ceph did not start"
+"$REPO/deploy/ceph-local.sh" start "$T/ceph" --owner $$ --memory-mib 1024 >/dev/null || fail "Ceph did not start"
 # The nodes stop before the cluster they keep chunks in, then the rest.
 trap 'rc=$?; set +e; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
       "$REPO/deploy/ceph-local.sh" stop "$T/ceph"; (exit $rc); cleanup' EXIT

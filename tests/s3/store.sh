@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then echo "skipped: needs root for the Ceph daemons"; ex
 T=$(mktemp -d /var/tmp/cairn-s3store.XXXXXX)
 cleanup() { "$REPO/deploy/ceph-local.sh" stop "$T/ceph" || true; rm -rf "$T"; }
 trap cleanup EXIT
-"$REPO/deploy/ceph-local.sh" start "$T/ceph" --memory-mib 1024
+"$REPO/deploy/ceph-local.sh" start "$T/ceph" --owner $$ --memory-mib 1024
 source "$T/ceph/env"
 OUT=$("$BUILD/tests/s3_store_test" 2>&1) || {
   echo "$OUT"
