@@ -120,8 +120,7 @@ class ConnOf final : public Conn {
     auto since = std::chrono::steady_clock::now();
     for (;;) {
       int queued = 0;
-      if (!sock.is_open() || ::ioctl(sock.native_handle(), SIOCOUTQ, &queued) != 0 ||
-          queued <= 0) {
+      if (!sock.is_open() || ::ioctl(sock.native_handle(), SIOCOUTQ, &queued) != 0 || queued <= 0) {
         co_return;
       }
       const auto now = std::chrono::steady_clock::now();
