@@ -181,6 +181,18 @@ void PackChunkStore::Forget(const Digest& digest) {
   index_->Delete(rocksdb::WriteOptions(), DigestSlice(digest)).PermitUncheckedError();
 }
 
+// Whether the record header before `loc` names this digest and length (one
+// 40-byte read): an index entry pointing at other bytes fails it.
+static bool RecordHeaderMatches(int fd, const Loc& loc, const Digest& digest) {
+  char header[kHeader];
+  uint32_t len = 0;
+  return loc.offset >= kHeader &&
+         ::pread(fd, header, kHeader, loc.offset - kHeader) == static_cast<ssize_t>(kHeader) &&
+         std::memcmp(header, "CRN1", 4) == 0 &&
+         (std::memcpy(&len, header + 4, 4), len == loc.length) &&
+         std::memcmp(header + 8, digest.data(), 32) == 0;
+}
+
 // The record's header (magic, length, digest) and extent are checked: one
 // 40-byte pread and an fstat, not a re-hash (that is the scrub's job).
 absl::StatusOr<bool> PackChunkStore::HasIntact(const Digest& digest) {
@@ -205,13 +217,8 @@ absl::StatusOr<bool> PackChunkStore::HasIntact(const Digest& digest) {
     CAIRN_RETURN_IF_ERROR(opened.status());
     fd = *opened;
   }
-  char header[kHeader];
   struct stat st;
-  uint32_t len = 0;
-  bool intact = ::pread(fd->fd(), header, kHeader, loc.offset - kHeader) == kHeader &&
-                std::memcmp(header, "CRN1", 4) == 0 &&
-                (std::memcpy(&len, header + 4, 4), len == loc.length) &&
-                std::memcmp(header + 8, digest.data(), 32) == 0 && ::fstat(fd->fd(), &st) == 0 &&
+  bool intact = RecordHeaderMatches(fd->fd(), loc, digest) && ::fstat(fd->fd(), &st) == 0 &&
                 static_cast<uint64_t>(st.st_size) >= loc.offset + loc.length;
   if (!intact) Forget(digest);
   return intact;
@@ -331,13 +338,7 @@ absl::StatusOr<ChunkExtent> PackChunkStore::Locate(const Digest& digest) {
   // The record's header (one 40-byte read, no hash): an index entry that
   // names other bytes (a pack cut short and written again, say) is dropped,
   // never handed out.
-  char header[kHeader];
-  uint32_t len = 0;
-  if (loc.offset < kHeader ||
-      ::pread(fd->fd(), header, kHeader, loc.offset - kHeader) != static_cast<ssize_t>(kHeader) ||
-      std::memcmp(header, "CRN1", 4) != 0 ||
-      (std::memcpy(&len, header + 4, 4), len != loc.length) ||
-      std::memcmp(header + 8, digest.data(), 32) != 0) {
+  if (!RecordHeaderMatches(fd->fd(), loc, digest)) {
     Forget(digest);
     return absl::DataLossError("stored chunk " + DigestName(digest) +
                                " has a damaged or foreign record header; dropped from the index, "
@@ -383,13 +384,7 @@ absl::Status PackChunkStore::Read(const Digest& digest, bool verify, std::string
   }
   // The record's header too: a damaged one would break the next open's
   // recovery and a HasIntact, though the bytes still hash right.
-  char header[kHeader];
-  uint32_t len = 0;
-  if (verify && loc.offset >= kHeader &&
-      (::pread(fd->fd(), header, kHeader, loc.offset - kHeader) != static_cast<ssize_t>(kHeader) ||
-       std::memcmp(header, "CRN1", 4) != 0 ||
-       (std::memcpy(&len, header + 4, 4), len != loc.length) ||
-       std::memcmp(header + 8, digest.data(), 32) != 0)) {
+  if (verify && !RecordHeaderMatches(fd->fd(), loc, digest)) {
     Forget(digest);
     return absl::DataLossError("stored chunk " + DigestName(digest) +
                                " has a damaged record header; dropped from the index, to be "
@@ -592,18 +587,6 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> OpenPackChunkStore(const std::string
   auto store = std::make_unique<pack::PackChunkStore>(dir, opts, std::unique_ptr<rocksdb::DB>(db));
   CAIRN_RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<ChunkStore>(std::move(store));
-}
-
-absl::Status RepairPackIndex(const std::string& dir) {
-  rocksdb::Options o;
-  if (RestoreCurrent(dir + "/index")) {
-    rocksdb::DB* db = nullptr;
-    if (rocksdb::DB::Open(o, dir + "/index", &db).ok()) {
-      delete db;
-      return absl::OkStatus();
-    }
-  }
-  return FromRocks(rocksdb::RepairDB(dir + "/index", o), "repair of " + dir + "/index");
 }
 
 }  // namespace cairn

@@ -1,7 +1,7 @@
 // What garbage collection needs from the pack store: chunks listed with the
 // time they were stored, removal (index entry first, durably; then a hole
 // punched over the record), and compaction of packs mostly made of removed
-// records.
+// records. Also the offline repair of a pack store's index.
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -285,3 +285,19 @@ absl::Status PackChunkStore::CompactPack(uint32_t id, const std::vector<Digest>&
 }
 
 }  // namespace cairn::pack
+
+namespace cairn {
+
+absl::Status RepairPackIndex(const std::string& dir) {
+  rocksdb::Options o;
+  if (RestoreCurrent(dir + "/index")) {
+    rocksdb::DB* db = nullptr;
+    if (rocksdb::DB::Open(o, dir + "/index", &db).ok()) {
+      delete db;
+      return absl::OkStatus();
+    }
+  }
+  return FromRocks(rocksdb::RepairDB(dir + "/index", o), "repair of " + dir + "/index");
+}
+
+}  // namespace cairn

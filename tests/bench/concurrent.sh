@@ -32,16 +32,10 @@ cleanup() {
 trap cleanup EXIT
 cd "$WORK"
 source "$REPO/tests/bench/lib.sh"
-echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-echo "# date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$REPO" rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
-$CAIRN keygen --out root.key >/dev/null; $CAIRN keygen --out pub.key >/dev/null
-$CAIRN trust init --key root.key --out trust.root >/dev/null
-$CAIRN trust delegate --trust trust.root --key root.key --namespace acme --publisher pub.key.pub >/dev/null
+bench_header
+bench_keys
 $BIN/tests/bench/gen_model make model --shards 2 --shard-mib $((SIZE_MIB / 2)) --seed 1 >/dev/null
-$NODE serve --data node --listen 127.0.0.1:0 --trust trust.root >node.out 2>node.log &
-NODE_PID=$!
-for _ in $(seq 200); do grep -q listening node.out 2>/dev/null && break; sleep 0.05; done
-GRPC=$(sed -n 's/^cairn-node listening on //p' node.out)
+bench_node
 $CAIRN publish model --name acme/model --version 1 --key pub.key --node "$GRPC" >/dev/null
 BYTES=$(du -sb model | cut -f1)
 cat node/chunks/packs/* >/dev/null 2>&1 || true

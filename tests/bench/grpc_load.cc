@@ -21,9 +21,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "absl/synchronization/blocking_counter.h"
 #include "cairn/objects.h"
 #include "cairn/v1/objects.pb.h"
 #include "cairn/v1/service.grpc.pb.h"
@@ -60,7 +60,7 @@ struct Results {
 class ResolveSlot {
  public:
   ResolveSlot(Registry::Stub* stub, const Options& o, Clock::time_point end, Results* r,
-              std::atomic<int>* running)
+              absl::BlockingCounter* running)
       : stub_(stub), end_(end), results_(r), running_(running) {
     req_.set_ref(o.ref);
   }
@@ -82,12 +82,12 @@ class ResolveSlot {
     }
     if (now < end_) return Start();
     results_->Add(mine_);
-    --*running_;
+    running_->DecrementCount();
   }
   Registry::Stub* stub_;
   Clock::time_point end_;
   Results* results_;
-  std::atomic<int>* running_;
+  absl::BlockingCounter* running_;
   cairn::v1::ResolveRequest req_;
   cairn::v1::ResolveResponse resp_;
   std::unique_ptr<grpc::ClientContext> ctx_;
@@ -100,7 +100,7 @@ class GetManySlot final
     : public grpc::ClientBidiReactor<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse> {
  public:
   GetManySlot(Chunks::Stub* stub, const Options& o, const std::vector<std::string>* digests,
-              size_t first, Clock::time_point end, Results* r, std::atomic<int>* running)
+              size_t first, Clock::time_point end, Results* r, absl::BlockingCounter* running)
       : batch_(o.batch),
         digests_(digests),
         next_(first),
@@ -134,7 +134,7 @@ class GetManySlot final
       std::fprintf(stderr, "grpc_load: first error: %s\n", s.error_message().c_str());
     }
     results_->Add(mine_);
-    --*running_;
+    running_->DecrementCount();
   }
 
  private:
@@ -153,7 +153,7 @@ class GetManySlot final
   size_t next_;
   Clock::time_point end_;
   Results* results_;
-  std::atomic<int>* running_;
+  absl::BlockingCounter* running_;
   cairn::v1::GetChunksRequest req_;
   cairn::v1::GetChunksResponse resp_;
   int pending_ = 0;
@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
     chunks.push_back(Chunks::NewStub(ch));
   }
   Results results;
-  std::atomic<int> running{o.concurrency};
+  absl::BlockingCounter running(o.concurrency);
   const auto start = Clock::now();
   const auto end = start + std::chrono::seconds(o.seconds);
   std::vector<std::unique_ptr<ResolveSlot>> resolves;
@@ -263,7 +263,7 @@ int main(int argc, char** argv) {
                                                       i * 7, end, &results, &running));
     }
   }
-  while (running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  running.Wait();  // every slot has finished its last call
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   auto& m = results.micros;
   std::sort(m.begin(), m.end());

@@ -19,3 +19,24 @@ alternate() {
     done
   done
 }
+# bench_header: the machine, date, commit and load, for the record.
+bench_header() {
+  echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+  echo "# date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$REPO" rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+# bench_keys: root.key, pub.key (delegated for acme/) and trust.root in the
+# current directory ($CAIRN set).
+bench_keys() {
+  $CAIRN keygen --out root.key >/dev/null
+  $CAIRN keygen --out pub.key >/dev/null
+  $CAIRN trust init --key root.key --out trust.root >/dev/null
+  $CAIRN trust delegate --trust trust.root --key root.key --namespace acme --publisher pub.key.pub >/dev/null
+}
+# bench_node: starts a node on data dir ./node ($NODE set); sets NODE_PID and
+# GRPC once it listens.
+bench_node() {
+  $NODE serve --data node --listen 127.0.0.1:0 --trust trust.root >node.out 2>node.log &
+  NODE_PID=$!
+  for _ in $(seq 200); do grep -q listening node.out 2>/dev/null && break; sleep 0.05; done
+  GRPC=$(sed -n 's/^cairn-node listening on //p' node.out)
+}
