@@ -118,8 +118,8 @@ absl::Status Repository::MarkManifest(std::string_view manifest_payload, DigestB
   return absl::OkStatus();
 }
 
-absl::Status Repository::DropWithheld(const GcOptions& o, std::vector<std::string>* manifests,
-                                      GcReport* r) {
+absl::Status Repository::DropLapsedReleases(const GcOptions& o, std::vector<std::string>* manifests,
+                                            GcReport* r) {
   const int64_t now = clock_->NowUnix();
   std::vector<WriteOp> ops;
   // Why a release may lapse: withheld (always tracked), or yanked by its
@@ -331,7 +331,7 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
   // Releases withheld too long go first; the rest, served and withheld (a
   // trust change may bring them back), are marked.
   std::vector<std::string> dropped_lists;
-  CAIRN_RETURN_IF_ERROR(DropWithheld(o, &dropped_lists, &r));
+  CAIRN_RETURN_IF_ERROR(DropLapsedReleases(o, &dropped_lists, &r));
   if (r.withheld_dropped + r.yanked_dropped > 0 && !o.dry_run) {
     absl::MutexLock l(&capacity_mu_);
     held_.reset();  // capacity totals: read again

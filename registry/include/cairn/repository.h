@@ -441,10 +441,12 @@ class Repository {
                         absl::flat_hash_set<std::string>* objects);
   absl::Status MarkManifest(std::string_view manifest_envelope, class DigestBloom* chunks,
                             absl::flat_hash_set<std::string>* objects);
-  // Releases withheld past the retention period: drops them (their
-  // manifests' digests into *dropped) and records when the others were first
-  // found withheld.
-  absl::Status DropWithheld(const GcOptions& o, std::vector<std::string>* manifests, GcReport* r);
+  // Releases that lapsed: withheld, or yanked by their publisher, past the
+  // retention period of each (GcOptions). Drops them (their manifests'
+  // digests into *manifests) and records when the others were first found
+  // withheld or yanked.
+  absl::Status DropLapsedReleases(const GcOptions& o, std::vector<std::string>* manifests,
+                                  GcReport* r);
   // Removes chunk lists of dropped releases that nothing in `live` names,
   // unless a release was committed since the feed was at `head_at_mark`.
   absl::Status DropLists(const std::vector<std::string>& lists,
