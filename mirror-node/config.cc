@@ -153,6 +153,8 @@ std::vector<std::pair<std::string, Setter>> S3Keys(ServeConfig* c) {
       {"endpoint", Str(&c->s3_endpoint)},
       {"region", Str(&c->s3_region)},
       {"pack_mib", Int(&c->s3_pack_mib, 1, 4096)},
+      {"parallel_uploads", Int(&c->s3_parallel_uploads, 1, 64)},
+      {"cache_mib", Int(&c->s3_cache_mib, 0, 1 << 30)},
   };
 }
 

@@ -34,6 +34,8 @@ struct ServeConfig {
   std::string chunks;
   std::string s3_endpoint, s3_region = "default";
   int s3_pack_mib = 16;
+  int s3_parallel_uploads = 4;
+  int s3_cache_mib = 1024;  // the read cache under DATA/s3-cache; 0: none
   std::vector<std::string> upstreams;
   std::vector<std::string> peers;
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> upstream_tables;

@@ -78,14 +78,15 @@ absl::Status Refuse(const std::string& dir, const std::string& found, const std:
 
 // A fresh database is only ever created in a directory without data: a lost
 // meta/CURRENT must not turn into an empty node that deletes the old files.
-absl::Status CheckDataDir(const std::string& dir, bool* fresh) {
+// With chunks in S3 (`s3`) there is no local chunk index to lose.
+absl::Status CheckDataDir(const std::string& dir, bool s3, bool* fresh) {
   *fresh = !Exists(dir + "/meta/CURRENT");
   if (*fresh) {
     std::string found = AnyFileUnder(dir);
     if (!found.empty()) return Refuse(dir, found, "no metadata database (meta/CURRENT is missing)");
     return absl::OkStatus();
   }
-  if (!Exists(dir + "/chunks/index/CURRENT")) {
+  if (!s3 && !Exists(dir + "/chunks/index/CURRENT")) {
     std::string found = AnyFileUnder(dir + "/chunks");
     if (!found.empty()) {
       return Refuse(dir, found, "no chunk index (chunks/index/CURRENT is missing)");
@@ -122,7 +123,7 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
                                                "start it again (nothing was changed)"));
   }
   bool fresh = false;
-  if (absl::Status st = CheckDataDir(dir, &fresh); !st.ok()) {
+  if (absl::Status st = CheckDataDir(dir, opts.s3_chunks.has_value(), &fresh); !st.ok()) {
     ::close(fd);
     return st;
   }
@@ -131,8 +132,9 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
     ::close(fd);
     return meta.status();
   }
-  auto chunks = opts.s3_chunks ? OpenS3ChunkStore(*opts.s3_chunks)
-                               : OpenPackChunkStore(dir + "/chunks", opts.pack);
+  std::optional<S3Options> s3 = opts.s3_chunks;
+  if (s3 && s3->cache_bytes > 0 && s3->cache_dir.empty()) s3->cache_dir = dir + "/s3-cache";
+  auto chunks = s3 ? OpenS3ChunkStore(*s3) : OpenPackChunkStore(dir + "/chunks", opts.pack);
   if (!chunks.ok()) {
     ::close(fd);
     return chunks.status();

@@ -10,10 +10,6 @@ namespace cairn::s3 {
 
 namespace {
 
-// Bounds what one answer may hold: a listing page, an index object or a
-// ranged read of one chunk (at most a pack).
-constexpr size_t kMaxAnswerBytes = 256 << 20;
-
 struct Sink {
   std::string* out;
   size_t limit;
@@ -77,7 +73,8 @@ void Client::Give(CURL* h) {
 
 absl::StatusOr<Client::Answer> Client::Call(const std::string& method,
                                             const std::string& path_and_query,
-                                            std::string_view body, const std::string& range) {
+                                            std::string_view body, const std::string& range,
+                                            size_t limit) {
   const std::string url = StrCat(o_.endpoint, "/", o_.bucket, path_and_query);
   const std::string sigv4 = StrCat("aws:amz:", o_.region, ":s3");
   std::string last;
@@ -87,7 +84,7 @@ absl::StatusOr<Client::Answer> Client::Call(const std::string& method,
     if (h == nullptr) return absl::ResourceExhaustedError("cannot make a curl handle");
     curl_easy_reset(h);
     Answer a;
-    Sink sink{&a.body, kMaxAnswerBytes};
+    Sink sink{&a.body, limit};
     curl_slist* headers = nullptr;
     // SigV4 over S3 needs the payload's hash named; the bytes are checked
     // by digest on every read instead.
@@ -123,7 +120,7 @@ absl::StatusOr<Client::Answer> Client::Call(const std::string& method,
     Give(h);
     if (rc == CURLE_WRITE_ERROR) {
       return absl::ResourceExhaustedError(
-          StrCat("S3 ", method, " ", path_and_query, ": answer larger than ", kMaxAnswerBytes));
+          StrCat("S3 ", method, " ", path_and_query, ": answer larger than ", limit));
     }
     if (rc != CURLE_OK) {
       last = StrCat("cannot reach S3 at ", o_.endpoint, ": ", curl_easy_strerror(rc));
@@ -168,7 +165,11 @@ absl::Status Client::Put(const std::string& key, std::string_view body) {
 
 absl::StatusOr<std::string> Client::Get(const std::string& key, uint64_t offset, uint64_t length) {
   const std::string range = length > 0 ? StrCat(offset, "-", offset + length - 1) : "";
-  CAIRN_ASSIGN_OR_RETURN(Answer a, Call("GET", "/" + UriEncode(key, true), "", range));
+  // A ranged read is of one chunk; a store that ignores the range sends
+  // the pack, at most twice the pack size.
+  const size_t limit =
+      length > 0 ? std::max<size_t>(length, 2 * o_.pack_bytes + (1 << 20)) : kMaxAnswerBytes;
+  CAIRN_ASSIGN_OR_RETURN(Answer a, Call("GET", "/" + UriEncode(key, true), "", range, limit));
   CAIRN_RETURN_IF_ERROR(FromAnswer(a.code, a.body, "read " + key));
   if (length > 0 && a.code != 206 && a.body.size() > length) {
     a.body = a.body.substr(offset, length);  // a store that ignored the range

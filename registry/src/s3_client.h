@@ -37,8 +37,12 @@ class Client {
   };
   // One request with retries: network errors and 5xx answers are tried
   // again with backoff; other answers are returned as they are.
+  // The answer's body is at most `limit` bytes (ResourceExhausted past it).
   absl::StatusOr<Answer> Call(const std::string& method, const std::string& path_and_query,
-                              std::string_view body, const std::string& range);
+                              std::string_view body, const std::string& range,
+                              size_t limit = kMaxAnswerBytes);
+  // Bounds what one answer may hold: a listing page or an index object.
+  static constexpr size_t kMaxAnswerBytes = 256 << 20;
   CURL* Take();
   void Give(CURL* h);
 

@@ -8,12 +8,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "cairn/hash.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "s3_cache.h"
 #include "s3_client.h"
 
 namespace cairn {
@@ -54,7 +57,7 @@ absl::Status ParseS3Url(const std::string& url, S3Options* o) {
 
 namespace {
 
-constexpr size_t kIndexEntry = 44;    // digest, u64 offset, u32 length
+constexpr size_t kIndexEntry = 44;  // digest, u64 offset, u32 length
 
 struct Loc {
   uint64_t pack = 0;  // id; its objects are packs/<16 hex> and index/<16 hex>
@@ -78,9 +81,29 @@ class S3ChunkStore final : public ChunkStore {
  public:
   explicit S3ChunkStore(const S3Options& o) : o_(o), client_(o) {}
 
+  ~S3ChunkStore() override {
+    // Best effort, like the pack store on a clean shutdown: Sync() is the
+    // contract, and what no commit named is garbage anyway.
+    Flush().IgnoreError();
+    {
+      absl::MutexLock l(&mu_);
+      stopping_ = true;
+    }
+    for (auto& t : uploaders_) t.join();
+  }
+
   absl::Status Open() {
     CAIRN_RETURN_IF_ERROR(client_.CreateBucket());
-    return Refresh();
+    CAIRN_RETURN_IF_ERROR(Refresh());
+    if (o_.cache_bytes > 0) {
+      if (o_.cache_dir.empty())
+        return absl::InvalidArgumentError("an S3 read cache needs a folder");
+      CAIRN_ASSIGN_OR_RETURN(cache_, ChunkCache::Open(o_.cache_dir, o_.cache_bytes));
+    }
+    for (int i = 0; i < std::max(1, o_.parallel_uploads); ++i) {
+      uploaders_.emplace_back([this] { UploadLoop(); });
+    }
+    return absl::OkStatus();
   }
 
   // Reads the index objects not read yet: what other frontends wrote.
@@ -110,13 +133,25 @@ class S3ChunkStore final : public ChunkStore {
       return absl::InvalidArgumentError("chunk larger than a pack");
     }
     absl::MutexLock l(&mu_);
-    if (index_.contains(d) || buffered_.contains(d)) return absl::OkStatus();
+    if (HasLocked(d)) return absl::OkStatus();
+    // Memory stays bounded when the bucket is slow: at most the buffer and
+    // parallel_uploads + 1 sealed packs. A Put waits for room, and fails
+    // when every sealed pack has failed (the next Flush tries them again).
+    mu_.Await(absl::Condition(
+        +[](S3ChunkStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+          return s->sealed_.size() < s->MaxSealed() || s->AllFailedLocked();
+        },
+        this));
+    if (sealed_.size() >= MaxSealed()) {
+      return absl::UnavailableError(
+          StrCat("the object store takes no writes: ", FirstErrorLocked().message()));
+    }
     buffer_.append("CRN1", 4);
     Append(&buffer_, static_cast<uint32_t>(data.size()));
     buffer_.append(reinterpret_cast<const char*>(d.data()), d.size());
     buffered_[d] = Loc{0, buffer_.size(), static_cast<uint32_t>(data.size())};
     buffer_.append(data);
-    if (buffer_.size() >= o_.pack_bytes) return WritePackLocked();
+    if (buffer_.size() >= o_.pack_bytes) return SealLocked();
     return absl::OkStatus();
   }
 
@@ -126,6 +161,11 @@ class S3ChunkStore final : public ChunkStore {
       absl::MutexLock l(&mu_);
       if (auto b = buffered_.find(d); b != buffered_.end()) {
         out->assign(buffer_, b->second.offset, b->second.length);
+        return absl::OkStatus();
+      }
+      if (auto p = pending_.find(d); p != pending_.end()) {
+        const Sealed& s = *sealed_.at(p->second.pack);
+        out->assign(s.pack, p->second.offset, p->second.length);
         return absl::OkStatus();
       }
       auto it = index_.find(d);
@@ -138,18 +178,27 @@ class S3ChunkStore final : public ChunkStore {
       if (it == index_.end()) return absl::NotFoundError("chunk " + DigestName(d) + " not found");
       loc = it->second;
     }
-    CAIRN_ASSIGN_OR_RETURN(*out, client_.Get(PackKey(loc.pack), loc.offset, loc.length));
-    if (out->size() != loc.length || Sha256Of(*out) != d) {
-      return absl::DataLossError("chunk " + DigestName(d) + " read from S3 object " +
-                                 PackKey(loc.pack) + " does not match its digest");
+    if (cache_ && cache_->Lookup(d, out)) return absl::OkStatus();
+    // Every read is re-hashed: the bucket and the path to it are not
+    // trusted. A mismatch is read once more (a flipped bit on the way is
+    // not the object's fault) before it is reported.
+    for (int attempt = 0;; ++attempt) {
+      CAIRN_ASSIGN_OR_RETURN(*out, client_.Get(PackKey(loc.pack), loc.offset, loc.length));
+      if (out->size() == loc.length && Sha256Of(*out) == d) {
+        if (cache_) cache_->Insert(d, *out);
+        return absl::OkStatus();
+      }
+      if (attempt == 1) break;
     }
-    return absl::OkStatus();
+    out->clear();
+    return absl::DataLossError("chunk " + DigestName(d) + " read from S3 object " +
+                               PackKey(loc.pack) + " does not match its digest");
   }
 
   absl::StatusOr<bool> Has(const Digest& d) override {
     {
       absl::MutexLock l(&mu_);
-      if (index_.contains(d) || buffered_.contains(d)) return true;
+      if (HasLocked(d)) return true;
     }
     // Another frontend may have stored it since: look at the bucket's
     // index objects again, at most once a second.
@@ -167,15 +216,54 @@ class S3ChunkStore final : public ChunkStore {
     return absl::OkStatus();
   }
 
+  // Seals the buffer and waits until every sealed pack is in the bucket
+  // with its index object, trying the ones that failed once more.
   absl::Status Flush() override {
     absl::MutexLock l(&mu_);
-    return buffer_.empty() ? absl::OkStatus() : WritePackLocked();
+    if (!buffer_.empty()) CAIRN_RETURN_IF_ERROR(SealLocked());
+    for (auto& [id, s] : sealed_) s->error = absl::OkStatus();
+    mu_.Await(absl::Condition(
+        +[](S3ChunkStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->AllFailedLocked(); },
+        this));
+    if (sealed_.empty()) return absl::OkStatus();
+    return absl::UnavailableError(StrCat(sealed_.size(), " pack(s) of chunks could not be written",
+                                         " to the object store: ", FirstErrorLocked().message()));
   }
   absl::Status Sync() override { return Flush(); }
 
  private:
+  // A pack waiting to be written: its bytes with the trailer, and the
+  // trailer alone (the index object).
+  struct Sealed {
+    std::string pack, trailer;
+    std::vector<Digest> digests;
+    bool uploading = false;
+    absl::Status error;  // of the last attempt
+  };
+
+  size_t MaxSealed() const { return static_cast<size_t>(std::max(1, o_.parallel_uploads)) + 1; }
   std::string PackKey(uint64_t id) const { return o_.prefix + "packs/" + Hex16(id); }
   std::string IndexKey(uint64_t id) const { return o_.prefix + "index/" + Hex16(id); }
+
+  // True when no sealed pack is uploading or waiting for an uploader: each
+  // failed its last attempt (or there are none).
+  bool AllFailedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [id, p] : sealed_) {
+      if (p->uploading || p->error.ok()) return false;
+    }
+    return true;
+  }
+
+  bool HasLocked(const Digest& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return index_.contains(d) || buffered_.contains(d) || pending_.contains(d);
+  }
+
+  absl::Status FirstErrorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [id, s] : sealed_) {
+      if (!s->error.ok()) return s->error;
+    }
+    return absl::UnavailableError("uploads pending");
+  }
 
   absl::Status AddIndex(uint64_t id, std::string_view index) {
     if (index.size() % kIndexEntry != 0) {
@@ -194,28 +282,74 @@ class S3ChunkStore final : public ChunkStore {
     return absl::OkStatus();
   }
 
-  // The buffer as one pack object with its trailer, then its index object;
-  // only then are its chunks in the index (and visible to other frontends).
-  absl::Status WritePackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // The buffer becomes a sealed pack, named at random, for an uploader; its
+  // chunks stay readable from memory until their index object is written.
+  absl::Status SealLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     uint64_t id = 0;
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof(id)) != 1) {
-      return absl::InternalError("no random pack name");
-    }
-    std::string trailer;
+    do {
+      if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof(id)) != 1) {
+        return absl::InternalError("no random pack name");
+      }
+    } while (sealed_.contains(id) || known_.contains(id));
+    auto s = std::make_unique<Sealed>();
     for (const auto& [d, loc] : buffered_) {
-      trailer.append(reinterpret_cast<const char*>(d.data()), d.size());
-      Append(&trailer, loc.offset);
-      Append(&trailer, loc.length);
+      s->trailer.append(reinterpret_cast<const char*>(d.data()), d.size());
+      Append(&s->trailer, loc.offset);
+      Append(&s->trailer, loc.length);
+      s->digests.push_back(d);
+      pending_[d] = Loc{id, loc.offset, loc.length};
     }
-    std::string pack = buffer_ + trailer;
-    Append(&pack, static_cast<uint64_t>(trailer.size()));
-    CAIRN_RETURN_IF_ERROR(client_.Put(PackKey(id), pack));
-    CAIRN_RETURN_IF_ERROR(client_.Put(IndexKey(id), trailer));
-    for (const auto& [d, loc] : buffered_) index_[d] = Loc{id, loc.offset, loc.length};
-    known_.insert(id);
+    s->pack = std::move(buffer_);
+    s->pack += s->trailer;
+    Append(&s->pack, static_cast<uint64_t>(s->trailer.size()));
+    sealed_[id] = std::move(s);
     buffered_.clear();
     buffer_.clear();
     return absl::OkStatus();
+  }
+
+  // One uploader: takes a sealed pack no one uploads and that has not
+  // failed since the last Flush, PUTs it, then its index object; only then
+  // are its chunks in the index (and visible to other frontends).
+  void UploadLoop() {
+    mu_.Lock();
+    for (;;) {
+      mu_.Await(absl::Condition(
+          +[](S3ChunkStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+            return s->stopping_ || s->NextLocked().has_value();
+          },
+          this));
+      if (stopping_) break;
+      const uint64_t id = *NextLocked();
+      Sealed* s = sealed_.at(id).get();
+      s->uploading = true;
+      mu_.Unlock();
+      absl::Status st = client_.Put(PackKey(id), s->pack);
+      if (st.ok()) st = client_.Put(IndexKey(id), s->trailer);
+      mu_.Lock();
+      s->uploading = false;
+      if (!st.ok()) {
+        s->error = st;
+        continue;
+      }
+      for (const Digest& d : s->digests) {
+        auto p = pending_.find(d);
+        index_[d] = p->second;
+        pending_.erase(p);
+      }
+      known_.insert(id);
+      sealed_.erase(id);
+    }
+    mu_.Unlock();
+  }
+
+  // The first sealed pack no one uploads that has not failed since the
+  // last Flush.
+  std::optional<uint64_t> NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [id, s] : sealed_) {
+      if (!s->uploading && s->error.ok()) return id;
+    }
+    return std::nullopt;
   }
 
   bool RefreshDue() {
@@ -230,11 +364,17 @@ class S3ChunkStore final : public ChunkStore {
   s3::Client client_;
   absl::Mutex refresh_mu_;  // one listing at a time
   absl::Mutex mu_;
-  std::set<uint64_t> known_ ABSL_GUARDED_BY(mu_);  // index objects read
+  std::set<uint64_t> known_ ABSL_GUARDED_BY(mu_);  // index objects read or written
   std::chrono::steady_clock::time_point last_refresh_ ABSL_GUARDED_BY(mu_);
   std::map<Digest, Loc> index_ ABSL_GUARDED_BY(mu_);
   std::map<Digest, Loc> buffered_ ABSL_GUARDED_BY(mu_);  // offsets in buffer_
   std::string buffer_ ABSL_GUARDED_BY(mu_);
+  // Sealed packs not yet in the bucket, and where their chunks are in them.
+  std::map<uint64_t, std::unique_ptr<Sealed>> sealed_ ABSL_GUARDED_BY(mu_);
+  std::map<Digest, Loc> pending_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> uploaders_;
+  std::unique_ptr<ChunkCache> cache_;  // null when off
 };
 
 }  // namespace

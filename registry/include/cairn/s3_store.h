@@ -34,6 +34,17 @@ struct S3Options {
   // A request that fails for the network or a 5xx answer is tried again
   // after 0.1, 0.2, 0.4 ... s, at most this many times in all. Default: 5.
   int max_attempts = 5;
+  // Packs PUT at once, each by its own thread. While they upload, the
+  // chunks in them are served from memory; memory for packs is bounded by
+  // (parallel_uploads + 2) x pack_bytes: a Put waits when that many are
+  // waiting for the bucket. Default: 4.
+  int parallel_uploads = 4;
+  // A read cache on local disk: chunks read from the bucket are kept in
+  // segment files under cache_dir, at most cache_bytes of them (the oldest
+  // segment goes first); every hit is re-hashed. 0 turns it off. A node puts
+  // it under its data folder (DATA/s3-cache) when cache_dir is empty.
+  std::string cache_dir;
+  uint64_t cache_bytes = 0;
   int timeout_seconds = 30;  // per request
 };
 
@@ -46,9 +57,9 @@ S3Options S3OptionsFromEnvironment(S3Options base);
 absl::Status ParseS3Url(const std::string& url, S3Options* o);
 
 // Opens the store: creates the bucket when it is missing, then reads every
-// index object into memory. Unavailable when the endpoint cannot be reached;
-// PermissionDenied for refused credentials. Thread-safe. Not yet supported:
-// Remove, Compact and Backup (Unimplemented).
+// index object into memory, and opens the read cache. Unavailable when the endpoint cannot be
+// reached; PermissionDenied for refused credentials. Thread-safe. Not yet supported: Remove,
+// Compact and Backup (Unimplemented).
 absl::StatusOr<std::unique_ptr<ChunkStore>> OpenS3ChunkStore(const S3Options& options);
 
 }  // namespace cairn

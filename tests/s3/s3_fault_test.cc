@@ -1,0 +1,183 @@
+// The S3 chunk store with faults injected between it and a real radosgw
+// (tests/s3/fault_proxy.h): 503 answers, dropped connections, answers cut
+// short, flipped bytes and a stalled store. No wrong byte is ever returned,
+// nothing becomes visible to another frontend half-written, nothing
+// buffered is lost, memory stays bounded, and errors say what failed.
+#include <openssl/rand.h>
+
+#include <chrono>
+
+#include "cairn/hash.h"
+#include "cairn/s3_store.h"
+#include "fault_proxy.h"
+#include "s3_client.h"
+#include "testing.h"
+
+namespace cairn {
+namespace {
+
+using ::cairn::testing::FaultProxy;
+using ::cairn::testing::StatusIs;
+using ::testing::HasSubstr;
+using Fault = FaultProxy::Fault;
+
+class S3FaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* endpoint = std::getenv("CAIRN_S3_ENDPOINT");
+    if (endpoint == nullptr) GTEST_SKIP() << "no S3 endpoint (run tests/s3/store.sh)";
+    auto p = FaultProxy::Start(endpoint);
+    ASSERT_TRUE(p.ok()) << p.status();
+    proxy_ = std::move(*p);
+    unsigned char b[6];
+    RAND_bytes(b, sizeof(b));
+    bucket_ = "cairn-fault-" + ToHex(b, sizeof(b));
+  }
+
+  // Options through the proxy (direct = false) or straight to radosgw.
+  S3Options Options(bool direct = false) const {
+    S3Options o = S3OptionsFromEnvironment({});
+    if (!direct) o.endpoint = proxy_->endpoint();
+    o.bucket = bucket_;
+    o.prefix = "chunks/";
+    o.pack_bytes = 1 << 20;
+    o.max_attempts = 4;
+    return o;
+  }
+
+  std::unique_ptr<ChunkStore> Open(const S3Options& o) {
+    auto s = OpenS3ChunkStore(o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  std::unique_ptr<FaultProxy> proxy_;
+  std::string bucket_;
+};
+
+TEST_F(S3FaultTest, TransientFaultsAreRetriedAndReadsStayExact) {
+  auto store = Open(Options());
+  ASSERT_NE(store, nullptr);
+  std::vector<std::string> chunks;
+  for (int i = 0; i < 4; ++i) chunks.push_back(testing::RandomBytes(200000, 100 + i));
+  proxy_->Set({Fault::kUnavailable, "PUT", "/packs/", 2});
+  for (const auto& c : chunks) ASSERT_TRUE(store->Put(Sha256Of(c), c).ok());
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_EQ(proxy_->faults(), 2);
+  // A fresh frontend reads through each fault in turn, and every read is
+  // the stored bytes.
+  auto reader = Open(Options());
+  ASSERT_NE(reader, nullptr);
+  int i = 0;
+  for (Fault f : {Fault::kDrop, Fault::kCut, Fault::kFlip, Fault::kUnavailable}) {
+    const int before = proxy_->faults();
+    proxy_->Set({f, "GET", "/packs/", 1});
+    std::string got;
+    ASSERT_TRUE(reader->Get(Sha256Of(chunks[i]), &got).ok()) << static_cast<int>(f);
+    EXPECT_TRUE(got == chunks[i]);
+    EXPECT_EQ(proxy_->faults(), before + 1) << "the fault was not injected";
+    ++i;
+  }
+}
+
+TEST_F(S3FaultTest, AFailedIndexWriteLeavesNothingVisibleAndLosesNothing) {
+  auto store = Open(Options());
+  ASSERT_NE(store, nullptr);
+  const std::string c = testing::RandomBytes(300000, 7);
+  // The pack goes in; its index object never does.
+  proxy_->Set({Fault::kUnavailable, "PUT", "/index/"});
+  ASSERT_TRUE(store->Put(Sha256Of(c), c).ok());
+  const absl::Status st = store->Flush();
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(st.message(), HasSubstr("could not be written to the object store"));
+  EXPECT_THAT(st.message(), HasSubstr("503"));
+  // Another frontend finds no chunk of the pack (no index object names it).
+  auto other = Open(Options(/*direct=*/true));
+  ASSERT_NE(other, nullptr);
+  EXPECT_FALSE(*other->Has(Sha256Of(c)));
+  // This one still holds the chunk, and writes it once the store recovers.
+  std::string got;
+  ASSERT_TRUE(store->Get(Sha256Of(c), &got).ok());
+  EXPECT_TRUE(got == c);
+  proxy_->Clear();
+  ASSERT_TRUE(store->Flush().ok());
+  auto later = Open(Options(/*direct=*/true));
+  ASSERT_NE(later, nullptr);
+  ASSERT_TRUE(later->Get(Sha256Of(c), &got).ok());
+  EXPECT_TRUE(got == c);
+}
+
+TEST_F(S3FaultTest, FlippedBytesAreNeverReturned) {
+  auto store = Open(Options());
+  ASSERT_NE(store, nullptr);
+  const std::string c = testing::RandomBytes(150000, 9);
+  ASSERT_TRUE(store->Put(Sha256Of(c), c).ok());
+  ASSERT_TRUE(store->Flush().ok());
+  auto reader = Open(Options());
+  ASSERT_NE(reader, nullptr);
+  proxy_->Set({Fault::kFlip, "GET", "/packs/"});
+  std::string got = "left over";
+  const absl::Status st = reader->Get(Sha256Of(c), &got);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(st.message(), HasSubstr("does not match its digest"));
+  EXPECT_TRUE(got.empty()) << "bytes that failed their digest were handed out";
+  proxy_->Clear();
+  ASSERT_TRUE(reader->Get(Sha256Of(c), &got).ok());
+  EXPECT_TRUE(got == c);
+}
+
+TEST_F(S3FaultTest, AStalledStoreFailsWithinItsBound) {
+  S3Options o = Options();
+  o.timeout_seconds = 1;
+  o.max_attempts = 2;
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  const std::string c = testing::RandomBytes(100000, 11);
+  ASSERT_TRUE(store->Put(Sha256Of(c), c).ok());
+  ASSERT_TRUE(store->Flush().ok());
+  auto reader = Open(o);
+  ASSERT_NE(reader, nullptr);
+  proxy_->Set({Fault::kDelay, "GET", "/packs/", -1, 5000});
+  const auto start = std::chrono::steady_clock::now();
+  std::string got;
+  const absl::Status st = reader->Get(Sha256Of(c), &got);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(st.message(), HasSubstr("2 attempts"));
+  EXPECT_LT(took, 4.0) << "two attempts of 1 s and a backoff took " << took << " s";
+  proxy_->Clear();
+}
+
+TEST_F(S3FaultTest, MemoryStaysBoundedWhileTheStoreRefusesWrites) {
+  S3Options o = Options();
+  o.max_attempts = 1;
+  o.parallel_uploads = 1;
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  proxy_->Set({Fault::kUnavailable, "PUT", "/packs/"});
+  // 1 MiB packs, one uploader: at most two sealed packs and the buffer
+  // wait; the Put after them is refused, and says why.
+  absl::Status refused;
+  std::vector<std::string> kept;
+  for (int i = 0; i < 40 && refused.ok(); ++i) {
+    const std::string c = testing::RandomBytes(200000, 1000 + i);
+    refused = store->Put(Sha256Of(c), c);
+    if (refused.ok()) kept.push_back(c);
+  }
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(refused.message(), HasSubstr("the object store takes no writes"));
+  EXPECT_LE(kept.size(), 17u) << "more than three packs' worth held in memory";
+  proxy_->Clear();
+  ASSERT_TRUE(store->Flush().ok());
+  auto other = Open(Options(/*direct=*/true));
+  ASSERT_NE(other, nullptr);
+  std::string got;
+  for (const auto& c : kept) {
+    ASSERT_TRUE(other->Get(Sha256Of(c), &got).ok());
+    EXPECT_TRUE(got == c);
+  }
+}
+
+}  // namespace
+}  // namespace cairn
