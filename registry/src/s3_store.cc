@@ -18,6 +18,7 @@
 #include "cairn/strings.h"
 #include "s3_cache.h"
 #include "s3_client.h"
+#include "s3_windows.h"
 
 namespace cairn {
 
@@ -57,7 +58,12 @@ absl::Status ParseS3Url(const std::string& url, S3Options* o) {
 
 namespace {
 
-constexpr size_t kIndexEntry = 44;  // digest, u64 offset, u32 length
+constexpr size_t kIndexEntry = 44;    // digest, u64 offset, u32 length
+constexpr size_t kRecordHeader = 40;  // "CRN1", u32 length, digest
+// A read that misses the cache fetches this much of the pack (4 MiB), and
+// the last kWindowsKept such windows stay in memory (32 MiB).
+constexpr uint64_t kReadAhead = 4 << 20;
+constexpr size_t kWindowsKept = 8;
 
 struct Loc {
   uint64_t pack = 0;  // id; its objects are packs/<16 hex> and index/<16 hex>
@@ -100,6 +106,8 @@ class S3ChunkStore final : public ChunkStore {
         return absl::InvalidArgumentError("an S3 read cache needs a folder");
       CAIRN_ASSIGN_OR_RETURN(cache_, ChunkCache::Open(o_.cache_dir, o_.cache_bytes));
     }
+    windows_ = std::make_unique<PackWindows>(&client_, cache_.get(), kReadAhead, kWindowsKept,
+                                             /*fetchers=*/2);
     for (int i = 0; i < std::max(1, o_.parallel_uploads); ++i) {
       uploaders_.emplace_back([this] { UploadLoop(); });
     }
@@ -178,12 +186,24 @@ class S3ChunkStore final : public ChunkStore {
       if (it == index_.end()) return absl::NotFoundError("chunk " + DigestName(d) + " not found");
       loc = it->second;
     }
-    if (cache_ && cache_->Lookup(d, out)) return absl::OkStatus();
+    const std::string key = PackKey(loc.pack);
+    uint64_t data_end;
+    {
+      absl::MutexLock l(&mu_);
+      data_end = pack_end_[loc.pack];
+    }
+    if (loc.offset >= kRecordHeader) {
+      if (windows_->InMemory(key, d, data_end, out)) return absl::OkStatus();
+      if (cache_ && cache_->Lookup(d, out)) return absl::OkStatus();
+      CAIRN_ASSIGN_OR_RETURN(
+          bool read, windows_->Read(key, loc.offset - kRecordHeader, data_end, d, loc.length, out));
+      if (read) return absl::OkStatus();
+    }
     // Every read is re-hashed: the bucket and the path to it are not
     // trusted. A mismatch is read once more (a flipped bit on the way is
     // not the object's fault) before it is reported.
     for (int attempt = 0;; ++attempt) {
-      CAIRN_ASSIGN_OR_RETURN(*out, client_.Get(PackKey(loc.pack), loc.offset, loc.length));
+      CAIRN_ASSIGN_OR_RETURN(*out, client_.Get(key, loc.offset, loc.length));
       if (out->size() == loc.length && Sha256Of(*out) == d) {
         if (cache_) cache_->Insert(d, *out);
         return absl::OkStatus();
@@ -191,8 +211,8 @@ class S3ChunkStore final : public ChunkStore {
       if (attempt == 1) break;
     }
     out->clear();
-    return absl::DataLossError("chunk " + DigestName(d) + " read from S3 object " +
-                               PackKey(loc.pack) + " does not match its digest");
+    return absl::DataLossError("chunk " + DigestName(d) + " read from S3 object " + key +
+                               " does not match its digest");
   }
 
   absl::StatusOr<bool> Has(const Digest& d) override {
@@ -278,6 +298,7 @@ class S3ChunkStore final : public ChunkStore {
       std::memcpy(&loc.offset, index.data() + at + 32, 8);
       std::memcpy(&loc.length, index.data() + at + 40, 4);
       index_.emplace(d, loc);
+      pack_end_[id] = std::max(pack_end_[id], loc.offset + loc.length);
     }
     return absl::OkStatus();
   }
@@ -335,6 +356,7 @@ class S3ChunkStore final : public ChunkStore {
       for (const Digest& d : s->digests) {
         auto p = pending_.find(d);
         index_[d] = p->second;
+        pack_end_[id] = std::max(pack_end_[id], p->second.offset + p->second.length);
         pending_.erase(p);
       }
       known_.insert(id);
@@ -374,7 +396,9 @@ class S3ChunkStore final : public ChunkStore {
   std::map<Digest, Loc> pending_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> uploaders_;
-  std::unique_ptr<ChunkCache> cache_;  // null when off
+  std::map<uint64_t, uint64_t> pack_end_ ABSL_GUARDED_BY(mu_);  // where each pack's records end
+  std::unique_ptr<ChunkCache> cache_;                           // null when off
+  std::unique_ptr<PackWindows> windows_;
 };
 
 }  // namespace
