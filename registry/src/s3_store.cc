@@ -64,6 +64,8 @@ constexpr size_t kRecordHeader = 40;  // "CRN1", u32 length, digest
 // the last kWindowsKept such windows stay in memory (32 MiB).
 constexpr uint64_t kReadAhead = 4 << 20;
 constexpr size_t kWindowsKept = 8;
+// Windows fetched ahead of the one being read, each by its own thread.
+constexpr int kWindowsAhead = 3;
 
 struct Loc {
   uint64_t pack = 0;  // id; its objects are packs/<16 hex> and index/<16 hex>
@@ -106,8 +108,10 @@ class S3ChunkStore final : public ChunkStore {
         return absl::InvalidArgumentError("an S3 read cache needs a folder");
       CAIRN_ASSIGN_OR_RETURN(cache_, ChunkCache::Open(o_.cache_dir, o_.cache_bytes));
     }
-    windows_ = std::make_unique<PackWindows>(&client_, cache_.get(), kReadAhead, kWindowsKept,
-                                             /*fetchers=*/2);
+    windows_ = std::make_unique<PackWindows>(
+        &client_, cache_.get(),
+        [this](const std::string& key, uint64_t start) { return WindowEnd(key, start); },
+        kWindowsKept, kWindowsAhead, kWindowsAhead);
     for (int i = 0; i < std::max(1, o_.parallel_uploads); ++i) {
       uploaders_.emplace_back([this] { UploadLoop(); });
     }
@@ -187,16 +191,11 @@ class S3ChunkStore final : public ChunkStore {
       loc = it->second;
     }
     const std::string key = PackKey(loc.pack);
-    uint64_t data_end;
-    {
-      absl::MutexLock l(&mu_);
-      data_end = pack_end_[loc.pack];
-    }
     if (loc.offset >= kRecordHeader) {
-      if (windows_->InMemory(key, d, data_end, out)) return absl::OkStatus();
+      if (windows_->InMemory(key, d, out)) return absl::OkStatus();
       if (cache_ && cache_->Lookup(d, out)) return absl::OkStatus();
-      CAIRN_ASSIGN_OR_RETURN(
-          bool read, windows_->Read(key, loc.offset - kRecordHeader, data_end, d, loc.length, out));
+      CAIRN_ASSIGN_OR_RETURN(bool read,
+                             windows_->Read(key, loc.offset - kRecordHeader, d, loc.length, out));
       if (read) return absl::OkStatus();
     }
     // Every read is re-hashed: the bucket and the path to it are not
@@ -298,7 +297,7 @@ class S3ChunkStore final : public ChunkStore {
       std::memcpy(&loc.offset, index.data() + at + 32, 8);
       std::memcpy(&loc.length, index.data() + at + 40, 4);
       index_.emplace(d, loc);
-      pack_end_[id] = std::max(pack_end_[id], loc.offset + loc.length);
+      records_[id][loc.offset - kRecordHeader] = loc.length;
     }
     return absl::OkStatus();
   }
@@ -356,7 +355,7 @@ class S3ChunkStore final : public ChunkStore {
       for (const Digest& d : s->digests) {
         auto p = pending_.find(d);
         index_[d] = p->second;
-        pack_end_[id] = std::max(pack_end_[id], p->second.offset + p->second.length);
+        records_[id][p->second.offset - kRecordHeader] = p->second.length;
         pending_.erase(p);
       }
       known_.insert(id);
@@ -372,6 +371,25 @@ class S3ChunkStore final : public ChunkStore {
       if (!s->uploading && s->error.ok()) return id;
     }
     return std::nullopt;
+  }
+
+  // The end of the read window that starts at record `start` of pack object
+  // `key`: the whole records within kReadAhead bytes (at least one); 0 when
+  // no record of ours starts there.
+  uint64_t WindowEnd(const std::string& key, uint64_t start) {
+    const uint64_t id = std::strtoull(key.c_str() + key.size() - 16, nullptr, 16);
+    absl::MutexLock l(&mu_);
+    auto pack = records_.find(id);
+    if (pack == records_.end()) return 0;
+    auto it = pack->second.find(start);
+    if (it == pack->second.end()) return 0;
+    uint64_t end = start;
+    for (; it != pack->second.end() && it->first == end; ++it) {
+      const uint64_t next = it->first + kRecordHeader + it->second;
+      if (next - start > kReadAhead && end > start) break;
+      end = next;
+    }
+    return end;
   }
 
   bool RefreshDue() {
@@ -396,8 +414,9 @@ class S3ChunkStore final : public ChunkStore {
   std::map<Digest, Loc> pending_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> uploaders_;
-  std::map<uint64_t, uint64_t> pack_end_ ABSL_GUARDED_BY(mu_);  // where each pack's records end
-  std::unique_ptr<ChunkCache> cache_;                           // null when off
+  // Each pack's records: where each starts, and its chunk's length.
+  std::map<uint64_t, std::map<uint64_t, uint32_t>> records_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<ChunkCache> cache_;  // null when off
   std::unique_ptr<PackWindows> windows_;
 };
 

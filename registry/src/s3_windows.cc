@@ -11,9 +11,13 @@ constexpr size_t kRecordHeader = 40;  // "CRN1", u32 length, digest
 
 }  // namespace
 
-PackWindows::PackWindows(s3::Client* client, ChunkCache* cache, uint64_t window, size_t keep,
-                         int fetchers)
-    : client_(client), cache_(cache), window_(window), keep_(keep) {
+PackWindows::PackWindows(s3::Client* client, ChunkCache* cache, WindowEnd window_end, size_t keep,
+                         int ahead, int fetchers)
+    : client_(client),
+      cache_(cache),
+      window_end_(std::move(window_end)),
+      keep_(keep),
+      ahead_n_(ahead) {
   for (int i = 0; i < fetchers; ++i) fetchers_.emplace_back([this] { FetchLoop(); });
 }
 
@@ -73,42 +77,51 @@ std::shared_ptr<PackWindows::Window> PackWindows::FindLocked(const std::string& 
 
 bool PackWindows::InFlightLocked(const std::string& key, uint64_t record) {
   for (const Want& w : in_flight_) {
-    if (w.key == key && w.start <= record && record < w.start + window_) return true;
+    if (w.key == key && w.start <= record && record < w.end) return true;
   }
   return false;
 }
 
-void PackWindows::AheadLocked(const Window& w, uint64_t data_end) {
-  if (w.end >= data_end || stopping_) return;
-  const Want next{w.key, w.end, data_end};
-  if (in_flight_.contains(next)) return;
+bool PackWindows::HeldLocked(const std::string& key, uint64_t start) {
   for (const auto& held : windows_) {
-    if (held->key == w.key && held->start == w.end) return;
+    if (held->key == key && held->start == start) return true;
   }
-  in_flight_.insert(next);
-  ahead_.push_back(next);
+  return in_flight_.contains(Want{key, start, 0});
 }
 
-bool PackWindows::InMemory(const std::string& key, const Digest& d, uint64_t data_end,
-                           std::string* out) {
+void PackWindows::AheadLocked(const Window& w) {
+  uint64_t start = w.end;
+  for (int i = 0; i < ahead_n_ && !stopping_; ++i) {
+    const uint64_t end = window_end_(w.key, start);
+    if (end <= start) return;  // past the pack's last record
+    if (!HeldLocked(w.key, start)) {
+      const Want next{w.key, start, end};
+      in_flight_.insert(next);
+      ahead_.push_back(next);
+    }
+    start = end;
+  }
+}
+
+bool PackWindows::InMemory(const std::string& key, const Digest& d, std::string* out) {
   absl::MutexLock l(&mu_);
   auto w = FindLocked(key, d);
   if (w == nullptr) return false;
   const auto [off, len] = w->chunks.at(d);
   out->assign(w->bytes, off, len);
-  AheadLocked(*w, data_end);
+  AheadLocked(*w);
   return true;
 }
 
-absl::StatusOr<bool> PackWindows::Read(const std::string& key, uint64_t record, uint64_t data_end,
-                                       const Digest& d, uint32_t length, std::string* out) {
-  data_end = std::max<uint64_t>(data_end, record + kRecordHeader + length);
+absl::StatusOr<bool> PackWindows::Read(const std::string& key, uint64_t record, const Digest& d,
+                                       uint32_t length, std::string* out) {
   auto serve = [&](const std::shared_ptr<Window>& w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     const auto [off, len] = w->chunks.at(d);
     out->assign(w->bytes, off, len);
-    AheadLocked(*w, data_end);
+    AheadLocked(*w);
     return true;
   };
+  uint64_t end;
   {
     absl::MutexLock l(&mu_);
     if (auto w = FindLocked(key, d)) return serve(w);
@@ -124,12 +137,13 @@ absl::StatusOr<bool> PackWindows::Read(const std::string& key, uint64_t record, 
         },
         &ctx));
     if (auto w = FindLocked(key, d)) return serve(w);
-    in_flight_.insert(Want{key, record, data_end});
+    // The whole window the record starts, when the layout is known.
+    end = std::max(window_end_(key, record), record + kRecordHeader + length);
+    in_flight_.insert(Want{key, record, end});
   }
-  const uint64_t want = std::max<uint64_t>(window_, kRecordHeader + length);
-  auto got = Fetch(key, record, std::min(want, data_end - record));
+  auto got = Fetch(key, record, end - record);
   absl::MutexLock l(&mu_);
-  in_flight_.erase(Want{key, record, data_end});
+  in_flight_.erase(Want{key, record, end});
   if (!got.ok()) return got.status();
   std::shared_ptr<Window> w = std::move(*got);
   if (w == nullptr) return false;
@@ -149,7 +163,7 @@ void PackWindows::FetchLoop() {
     const Want next = ahead_.front();
     ahead_.pop_front();
     mu_.Unlock();
-    auto w = Fetch(next.key, next.start, std::min(window_, next.data_end - next.start));
+    auto w = Fetch(next.key, next.start, next.end - next.start);
     mu_.Lock();
     in_flight_.erase(next);
     if (w.ok() && *w != nullptr) Keep(std::move(*w));

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -27,20 +28,26 @@ namespace cairn {
 
 class PackWindows {
  public:
-  // `cache` may be null. At most `keep` windows of `window` bytes are held
-  // in memory, plus those being fetched (at most `fetchers`).
-  PackWindows(s3::Client* client, ChunkCache* cache, uint64_t window, size_t keep, int fetchers);
+  // Where the window that starts at record `start` of object `key` ends: the
+  // end of the last whole record within `window` bytes (of the first record
+  // when it alone is longer); 0 when `start` is no known record's start.
+  using WindowEnd = std::function<uint64_t(const std::string& key, uint64_t start)>;
+  // `cache` may be null. At most `keep` windows are held in memory, plus
+  // those being fetched: `ahead` windows after the one being read are
+  // fetched in the background by `fetchers` threads.
+  PackWindows(s3::Client* client, ChunkCache* cache, WindowEnd window_end, size_t keep, int ahead,
+              int fetchers);
   ~PackWindows();
 
   // The chunk from a window in memory (no request); false when none holds it.
-  bool InMemory(const std::string& key, const Digest& d, uint64_t data_end, std::string* out);
-  // The chunk `d` whose record starts at `record` in object `key`, whose
-  // records end at `data_end`: from a window in memory, one being fetched,
-  // or a new one. False when the window did not hold it intact (the caller
-  // reads the chunk alone and reports what it finds); the request's error
-  // when it failed.
-  absl::StatusOr<bool> Read(const std::string& key, uint64_t record, uint64_t data_end,
-                            const Digest& d, uint32_t length, std::string* out);
+  bool InMemory(const std::string& key, const Digest& d, std::string* out);
+  // The chunk `d` (`length` bytes) whose record starts at `record` in
+  // object `key`: from a window in memory, one being fetched, or a new one.
+  // False when the window did not hold it intact (the caller reads the
+  // chunk alone and reports what it finds); the request's error when it
+  // failed.
+  absl::StatusOr<bool> Read(const std::string& key, uint64_t record, const Digest& d,
+                            uint32_t length, std::string* out);
 
  private:
   struct Window {
@@ -51,7 +58,7 @@ class PackWindows {
   };
   struct Want {
     std::string key;
-    uint64_t start, data_end;
+    uint64_t start, end;
     bool operator<(const Want& o) const { return std::tie(key, start) < std::tie(o.key, o.start); }
   };
   // `length` bytes from `start`, its whole records verified (and cached);
@@ -61,16 +68,18 @@ class PackWindows {
   void Keep(std::shared_ptr<Window> w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<Window> FindLocked(const std::string& key, const Digest& d)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues the window after `w` for the background fetchers, unless held,
-  // queued or past the pack's records.
-  void AheadLocked(const Window& w, uint64_t data_end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the `ahead_` windows after `w` for the background fetchers,
+  // but those held or queued.
+  void AheadLocked(const Window& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HeldLocked(const std::string& key, uint64_t start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool InFlightLocked(const std::string& key, uint64_t record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FetchLoop();
 
   s3::Client* const client_;
   ChunkCache* const cache_;
-  const uint64_t window_;
+  const WindowEnd window_end_;
   const size_t keep_;
+  const int ahead_n_;
   absl::Mutex mu_;
   std::deque<std::shared_ptr<Window>> windows_ ABSL_GUARDED_BY(mu_);  // newest last
   std::set<Want> in_flight_ ABSL_GUARDED_BY(mu_);
