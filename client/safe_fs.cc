@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cairn/page_cache.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 
@@ -41,7 +42,7 @@ absl::Status PreadAll(int fd, char* buf, size_t len, uint64_t off) {
 
 absl::Status WriteAll(int fd, const char* buf, size_t len) {
   while (len > 0) {
-    ssize_t w = ::write(fd, buf, len);
+    ssize_t w = WritePiece(fd, buf, len);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) return ErrnoStatus(errno, "write");
     buf += w;
@@ -52,7 +53,7 @@ absl::Status WriteAll(int fd, const char* buf, size_t len) {
 
 absl::Status WriteAllAt(int fd, std::string_view data, uint64_t off) {
   while (!data.empty()) {
-    ssize_t w = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
+    ssize_t w = PwritePiece(fd, data.data(), data.size(), static_cast<off_t>(off));
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) return ErrnoStatus(errno, "write");
     if (w == 0) return absl::InternalError("write: no progress");

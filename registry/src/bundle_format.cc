@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cairn/bundle.h"
 #include "cairn/objects.h"
+#include "cairn/page_cache.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 
@@ -270,7 +271,7 @@ class VolumeWriter::BackgroundWrites {
       size_t off = 0;
       while (off < job_.size()) {
         ssize_t k =
-            ::pwrite(fd, job_.data() + off, job_.size() - off, static_cast<off_t>(offset + off));
+            PwritePiece(fd, job_.data() + off, job_.size() - off, static_cast<off_t>(offset + off));
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) {
           absl::MutexLock l(&mu_);

@@ -12,6 +12,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_format.h"
 #include "cairn/limits.h"
+#include "cairn/page_cache.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "copy_file.h"
@@ -512,7 +513,7 @@ absl::Status PackChunkStore::WriteBufferLocked() {
   size_t done = 0;
   while (done < buffer_.size()) {
     ssize_t w =
-        ::pwrite(active_fd_, buffer_.data() + done, buffer_.size() - done, active_size_ + done);
+        PwritePiece(active_fd_, buffer_.data() + done, buffer_.size() - done, active_size_ + done);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) {
       int err = errno;

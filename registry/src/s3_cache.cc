@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "cairn/page_cache.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 
@@ -169,8 +170,15 @@ void ChunkCache::Insert(const Digest& d, std::string_view data) {
     if (!StartSegmentLocked().ok()) return;
   }
   Segment& seg = *segments_.back();
-  const ssize_t n = pwrite(seg.fd, rec.data(), rec.size(), static_cast<off_t>(seg.size));
-  if (n != static_cast<ssize_t>(rec.size())) {
+  size_t done = 0;
+  while (done < rec.size()) {
+    const ssize_t n = PwritePiece(seg.fd, rec.data() + done, rec.size() - done,
+                                  static_cast<off_t>(seg.size + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  if (done != rec.size()) {
     (void)!ftruncate(seg.fd, static_cast<off_t>(seg.size));  // a full disk: only a miss later
     return;
   }
