@@ -111,36 +111,10 @@ int Mutate(const std::string& path, double fraction, uint64_t seed) {
   return 0;
 }
 
-// Scans a pack-store directory's packs and counts chunk records whose digest
-// appears more than once: chunks that were stored (received) twice.
-int PackDups(const std::string& dir) {
-  std::map<std::string, int> seen;
-  uint64_t records = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir + "/packs")) {
-    FILE* f = std::fopen(e.path().c_str(), "rb");
-    if (!f) return 1;
-    char hdr[40];
-    while (std::fread(hdr, 1, 40, f) == 40) {
-      if (std::memcmp(hdr, "CRN1", 4) != 0) break;
-      uint32_t len;
-      std::memcpy(&len, hdr + 4, 4);
-      seen[std::string(hdr + 8, 32)]++;
-      ++records;
-      if (std::fseek(f, len, SEEK_CUR) != 0) break;
-    }
-    std::fclose(f);
-  }
-  int dups = 0;
-  for (auto& [d, n] : seen) dups += n - 1;
-  std::printf("%lu records, %zu distinct, %d stored more than once\n",
-              static_cast<unsigned long>(records), seen.size(), dups);
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3) {  // packdups DIR: count chunk records stored twice in a pack store
+  if (argc < 3) {
     std::fprintf(stderr,
                  "usage: gen_model make DIR --shards N --shard-mib M [--tensor-kib K] [--seed S]\n"
                  "       gen_model mutate FILE --fraction F [--seed S]\n");
@@ -165,6 +139,5 @@ int main(int argc, char** argv) {
   }
   if (cmd == "make") return Make(target, shards, mib, kib, seed);
   if (cmd == "mutate") return Mutate(target, fraction, seed);
-  if (cmd == "packdups") return PackDups(target);
   return 2;
 }

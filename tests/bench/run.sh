@@ -103,7 +103,7 @@ cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
 TC=$(median <t_curl); TS=$(median <t_curlsha); TP=$(median <t_cairn); TN=$(median <t_cairn_nofsync)
 echo "nginx -> curl -o (2 shards):          $(gbps "$BYTES" "$TC") GB/s"
 echo "curl -o && sha256sum:                 $(gbps "$BYTES" "$TS") GB/s"
-echo "cairn pull (verified, default):      $(gbps "$BYTES" "$TN") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TN")x (goal >= 0.6), vs curl&&sha256sum $(ratio "$TS" "$TN")x (goal >= 4)"
+echo "cairn pull (verified, default):      $(gbps "$BYTES" "$TN") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TN")x (goal >= 0.8), vs curl&&sha256sum $(ratio "$TS" "$TN")x (goal >= 3)"
 echo "cairn pull (verified, --fsync):       $(gbps "$BYTES" "$TP") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TP")x, vs curl&&sha256sum $(ratio "$TS" "$TP")x"
 
 # The same pulls with the node re-hashing each chunk it serves (--verify-reads,
@@ -139,23 +139,21 @@ echo "uploaded: $UP bytes = $(ratio "$UP" "$CHANGED") x changed (goal <= 1.02 + 
 echo "fetched:  $FE bytes = $(ratio "$FE" "$CHANGED") x changed; $(awk -v u="$FE" -v t="$TOT" 'BEGIN {printf "%.2f%%", 100*u/t}') of the model"
 
 echo; echo "## resume after a cut at 50%"
-rm -rf p cache3; : >node.log.mark; LOGLINES=$(wc -l <node.log)
-$CAIRN pull bench/base --out p --store cache3 --json  >/dev/null 2>&1 &
+# The pull is killed at half the median time of a whole one (the managed
+# store writes chunks straight into the files, which are preallocated, so
+# their size says nothing); the node's log then says what was served twice.
+rm -rf p cache3; LOGLINES=$(wc -l <node.log)
+$CAIRN pull bench/base --out p --store cache3 --json >/dev/null 2>&1 &
 PULL=$!
-while kill -0 $PULL 2>/dev/null; do
-  SZ=$(du -sb cache3/packs 2>/dev/null | cut -f1 || echo 0)
-  [ "${SZ:-0}" -ge $((BYTES / 2)) ] && break
-  sleep 0.01
-done
+sleep "$(awk -v t="$TN" 'BEGIN { printf "%.2f", t / 2 }')"
 kill -9 $PULL 2>/dev/null || true; wait $PULL 2>/dev/null || true
-echo "cut at $(du -sb cache3/packs | cut -f1) of $BYTES bytes"
-$CAIRN pull bench/base --out p --store cache3 --json  >resume.json
+$CAIRN pull bench/base --out p --store cache3 --json >resume.json
 cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
-echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_local resume.json) from cache"
-echo "client side (chunks stored twice in the cache): $("$GEN" packdups cache3)  (goal <= 1)"
+echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_local resume.json) already local"
 sleep 0.5
-tail -n +"$((LOGLINES + 1))" node.log | grep -o 'served [0-9]* chunks' | awk '{ s += $2 } END { print "node side: chunks served for both runs:", s }'
-echo "unique chunks in the model: $(jqr .chunks_total resume.json)  (the difference is what was in flight, not received, when the client died)"
+SERVED=$(tail -n +"$((LOGLINES + 1))" node.log | grep -o 'served [0-9]* chunks' | awk '{ s += $2 } END { print s + 0 }')
+UNIQUE=$(jqr .chunks_total resume.json)
+echo "node side: chunks served for both runs: $SERVED, unique chunks in the model: $UNIQUE: $((SERVED - UNIQUE)) served twice (in flight when the client died)"
 
 if [ "$RSS_GIB" -gt 0 ]; then
   echo; echo "## peak RSS on a ${RSS_GIB} GiB model (goal <= 256 MiB each)"
