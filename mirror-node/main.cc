@@ -76,6 +76,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     s3.pack_bytes = uint64_t(cfg.s3_pack_mib) << 20;
     s3.parallel_uploads = cfg.s3_parallel_uploads;
     s3.cache_bytes = uint64_t(cfg.s3_cache_mib) << 20;
+    s3.log = [](const std::string& line) { spdlog::warn("{}", line); };
     if (absl::Status st = cairn::ParseS3Url(cfg.chunks, &s3); !st.ok()) {
       return cairn::node::Fail(st);
     }

@@ -22,7 +22,7 @@ if [ -z "${CAIRN_SKIP_ASAN:-}" ]; then
   if [ ! -f build-asan/build.ninja ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON >/dev/null
   fi
-  cmake --build build-asan -j "$(nproc)" --target registry_test node_test cli_test s3_store_test cairn cairn-node
+  cmake --build build-asan -j "$(nproc)" --target registry_test node_test cli_test s3_store_test s3_fault_proxy cairn cairn-node
   tests/gateway/install-test-deps.sh build-asan
   # Child processes (cairn, cairn-node) run sanitized too; any report fails.
   ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

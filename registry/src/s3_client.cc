@@ -165,14 +165,13 @@ absl::Status Client::Put(const std::string& key, std::string_view body) {
 
 absl::StatusOr<std::string> Client::Get(const std::string& key, uint64_t offset, uint64_t length) {
   const std::string range = length > 0 ? StrCat(offset, "-", offset + length - 1) : "";
-  // A ranged read is of one chunk; a store that ignores the range sends
-  // the pack, at most twice the pack size.
-  const size_t limit =
-      length > 0 ? std::max<size_t>(length, 2 * o_.pack_bytes + (1 << 20)) : kMaxAnswerBytes;
+  // A ranged read holds its range (a store that ignores ranges and sends
+  // the whole object is refused, not buffered).
+  const size_t limit = length > 0 ? static_cast<size_t>(length) : kMaxAnswerBytes;
   CAIRN_ASSIGN_OR_RETURN(Answer a, Call("GET", "/" + UriEncode(key, true), "", range, limit));
   CAIRN_RETURN_IF_ERROR(FromAnswer(a.code, a.body, "read " + key));
-  if (length > 0 && a.code != 206 && a.body.size() > length) {
-    a.body = a.body.substr(offset, length);  // a store that ignored the range
+  if (length > 0 && a.code != 206 && offset > 0) {
+    return absl::DataLossError(StrCat("read ", key, ": the store ignored the range"));
   }
   return std::move(a.body);
 }

@@ -41,8 +41,10 @@ class Client {
   absl::StatusOr<Answer> Call(const std::string& method, const std::string& path_and_query,
                               std::string_view body, const std::string& range,
                               size_t limit = kMaxAnswerBytes);
-  // Bounds what one answer may hold: a listing page or an index object.
-  static constexpr size_t kMaxAnswerBytes = 256 << 20;
+  // Bounds what one answer may hold: a listing page (1,000 keys, about
+  // 300 KB) or an index object (44 bytes per chunk of one pack: 1.1 MB for
+  // a 4 GiB pack of 16 KiB chunks). A ranged read holds its range.
+  static constexpr size_t kMaxAnswerBytes = 16 << 20;
   CURL* Take();
   void Give(CURL* h);
 

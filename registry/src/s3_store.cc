@@ -14,6 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "cairn/hash.h"
+#include "cairn/limits.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "s3_cache.h"
@@ -71,6 +72,10 @@ struct Loc {
   uint64_t pack = 0;  // id; its objects are packs/<16 hex> and index/<16 hex>
   uint64_t offset = 0;
   uint32_t length = 0;
+  // Written by this frontend, or read back and matched its digest: an
+  // index object alone (another frontend's, or one planted in the bucket)
+  // does not make a chunk count as held for a publish (HasIntact).
+  bool verified = false;
 };
 
 std::string Hex16(uint64_t id) {
@@ -131,8 +136,16 @@ class S3ChunkStore final : public ChunkStore {
         absl::MutexLock l(&mu_);
         if (known_.contains(id)) continue;
       }
-      CAIRN_ASSIGN_OR_RETURN(std::string index, client_.Get(key));
-      CAIRN_RETURN_IF_ERROR(AddIndex(id, index));
+      auto index = client_.Get(key);
+      if (absl::IsUnavailable(index.status())) return index.status();
+      if (!index.ok()) {
+        // One bad object costs its own entries, never the frontend.
+        if (o_.log) o_.log(StrCat("S3 index object ", key, " skipped: ", index.status().message()));
+        absl::MutexLock l(&mu_);
+        known_.insert(id);
+        continue;
+      }
+      CAIRN_RETURN_IF_ERROR(AddIndex(id, *index));
     }
     return absl::OkStatus();
   }
@@ -169,6 +182,7 @@ class S3ChunkStore final : public ChunkStore {
 
   absl::Status Get(const Digest& d, std::string* out) override {
     Loc loc;
+    bool known = false;
     {
       absl::MutexLock l(&mu_);
       if (auto b = buffered_.find(d); b != buffered_.end()) {
@@ -180,38 +194,55 @@ class S3ChunkStore final : public ChunkStore {
         out->assign(s.pack, p->second.offset, p->second.length);
         return absl::OkStatus();
       }
-      auto it = index_.find(d);
-      if (it != index_.end()) loc = it->second;
+      known = NextLocationLocked(d, &loc);
     }
-    if (loc.length == 0) {
+    if (!known) {
       if (RefreshDue()) CAIRN_RETURN_IF_ERROR(Refresh());
       absl::MutexLock l(&mu_);
-      auto it = index_.find(d);
-      if (it == index_.end()) return absl::NotFoundError("chunk " + DigestName(d) + " not found");
-      loc = it->second;
-    }
-    const std::string key = PackKey(loc.pack);
-    if (loc.offset >= kRecordHeader) {
-      if (windows_->InMemory(key, d, out)) return absl::OkStatus();
-      if (cache_ && cache_->Lookup(d, out)) return absl::OkStatus();
-      CAIRN_ASSIGN_OR_RETURN(bool read,
-                             windows_->Read(key, loc.offset - kRecordHeader, d, loc.length, out));
-      if (read) return absl::OkStatus();
-    }
-    // Every read is re-hashed: the bucket and the path to it are not
-    // trusted. A mismatch is read once more (a flipped bit on the way is
-    // not the object's fault) before it is reported.
-    for (int attempt = 0;; ++attempt) {
-      CAIRN_ASSIGN_OR_RETURN(*out, client_.Get(key, loc.offset, loc.length));
-      if (out->size() == loc.length && Sha256Of(*out) == d) {
-        if (cache_) cache_->Insert(d, *out);
-        return absl::OkStatus();
+      if (!NextLocationLocked(d, &loc)) {
+        return absl::NotFoundError("chunk " + DigestName(d) + " not found");
       }
-      if (attempt == 1) break;
     }
-    out->clear();
-    return absl::DataLossError("chunk " + DigestName(d) + " read from S3 object " + key +
-                               " does not match its digest");
+    // Each place the bucket holds the chunk, until one matches its digest.
+    for (;;) {
+      absl::Status st = ReadAt(d, loc, out);
+      absl::MutexLock l(&mu_);
+      if (st.ok()) {
+        MarkGoodLocked(d, loc);
+        return st;
+      }
+      if (!absl::IsDataLoss(st) && !absl::IsNotFound(st)) return st;
+      // Bad bytes or no pack object there: the chunk is no longer counted
+      // as held (a publish or a repair stores a good copy), but its place
+      // is kept and tried again on later reads (a flip on the way heals).
+      suspect_.emplace(d, loc);
+      if (auto it = index_.find(d); it != index_.end() && SameLoc(it->second, loc)) {
+        index_.erase(it);
+      }
+      if (!NextLocationLocked(d, &loc, /*after_failure=*/true)) {
+        out->clear();
+        return st;
+      }
+    }
+  }
+
+  // Has, and for a chunk that only an index object names (another
+  // frontend's, or one planted in the bucket), read back and matched against
+  // its digest first: a publish then uploads what the bucket does not truly
+  // hold, and its commit never counts on bytes stored nowhere.
+  absl::StatusOr<bool> HasIntact(const Digest& d) override {
+    CAIRN_ASSIGN_OR_RETURN(bool has, Has(d));
+    if (!has) return false;
+    {
+      absl::MutexLock l(&mu_);
+      if (buffered_.contains(d) || pending_.contains(d)) return true;
+      if (auto it = index_.find(d); it != index_.end() && it->second.verified) return true;
+    }
+    std::string data;
+    absl::Status st = Get(d, &data);
+    if (st.ok()) return true;
+    if (absl::IsDataLoss(st) || absl::IsNotFound(st)) return false;
+    return st;
   }
 
   absl::StatusOr<bool> Has(const Digest& d) override {
@@ -264,6 +295,63 @@ class S3ChunkStore final : public ChunkStore {
   std::string PackKey(uint64_t id) const { return o_.prefix + "packs/" + Hex16(id); }
   std::string IndexKey(uint64_t id) const { return o_.prefix + "index/" + Hex16(id); }
 
+  static bool SameLoc(const Loc& a, const Loc& b) {
+    return a.pack == b.pack && a.offset == b.offset;
+  }
+
+  // Where to read `d`: its index entry, else another place an index object
+  // named (a duplicate), else, unless a read just failed, a suspect place.
+  bool NextLocationLocked(const Digest& d, Loc* loc, bool after_failure = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (auto it = index_.find(d); it != index_.end()) {
+      *loc = it->second;
+      return true;
+    }
+    if (auto it = extra_.find(d); it != extra_.end()) {
+      *loc = it->second;
+      extra_.erase(it);
+      index_[d] = *loc;
+      return true;
+    }
+    if (after_failure) return false;
+    auto it = suspect_.find(d);
+    if (it == suspect_.end()) return false;
+    *loc = it->second;
+    return true;
+  }
+
+  // `loc` held `d` intact: it is the chunk's place again, verified.
+  void MarkGoodLocked(const Digest& d, Loc loc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    loc.verified = true;
+    index_[d] = loc;
+    auto range = suspect_.equal_range(d);
+    for (auto it = range.first; it != range.second;) {
+      it = SameLoc(it->second, loc) ? suspect_.erase(it) : std::next(it);
+    }
+  }
+
+  // One place's bytes, verified: from memory, the read cache, a window of
+  // the pack or the chunk's own range (read once more on a mismatch: a
+  // flipped bit on the way is not the object's fault).
+  absl::Status ReadAt(const Digest& d, const Loc& loc, std::string* out) {
+    const std::string key = PackKey(loc.pack);
+    if (windows_->InMemory(key, d, out)) return absl::OkStatus();
+    if (cache_ && cache_->Lookup(d, out)) return absl::OkStatus();
+    CAIRN_ASSIGN_OR_RETURN(bool read,
+                           windows_->Read(key, loc.offset - kRecordHeader, d, loc.length, out));
+    if (read) return absl::OkStatus();
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      CAIRN_ASSIGN_OR_RETURN(*out, client_.Get(key, loc.offset, loc.length));
+      if (out->size() == loc.length && Sha256Of(*out) == d) {
+        if (cache_) cache_->Insert(d, *out);
+        return absl::OkStatus();
+      }
+    }
+    out->clear();
+    return absl::DataLossError("chunk " + DigestName(d) + " read from S3 object " + key +
+                               " does not match its digest");
+  }
+
   // True when no sealed pack is uploading or waiting for an uploader: each
   // failed its last attempt (or there are none).
   bool AllFailedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -285,19 +373,32 @@ class S3ChunkStore final : public ChunkStore {
   }
 
   absl::Status AddIndex(uint64_t id, std::string_view index) {
-    if (index.size() % kIndexEntry != 0) {
-      return absl::DataLossError("S3 index object " + IndexKey(id) + " is damaged");
-    }
+    // A damaged index object costs its own entries, never the frontend:
+    // whole entries are used, the rest reported.
+    size_t skipped = 0;
     absl::MutexLock l(&mu_);
     known_.insert(id);
-    for (size_t at = 0; at < index.size(); at += kIndexEntry) {
+    for (size_t at = 0; at + kIndexEntry <= index.size(); at += kIndexEntry) {
       Digest d;
       std::memcpy(d.data(), index.data() + at, d.size());
       Loc loc{id, 0, 0};
       std::memcpy(&loc.offset, index.data() + at + 32, 8);
       std::memcpy(&loc.length, index.data() + at + 40, 4);
-      index_.emplace(d, loc);
+      // An entry no pack of ours can hold is skipped (a damaged or hostile
+      // index object must not make a read ask for gigabytes).
+      if (loc.length == 0 || loc.length > kMaxChunkSize || loc.offset < kRecordHeader ||
+          loc.offset > (uint64_t{1} << 40)) {
+        ++skipped;
+        continue;
+      }
+      if (!index_.emplace(d, loc).second) extra_.emplace(d, loc);  // another copy
       records_[id][loc.offset - kRecordHeader] = loc.length;
+    }
+    if ((skipped > 0 || index.size() % kIndexEntry != 0) && o_.log) {
+      o_.log(StrCat("S3 index object ", IndexKey(id), " is damaged: ", skipped,
+                    " entries name no chunk a pack can hold",
+                    index.size() % kIndexEntry != 0 ? ", and it ends inside an entry" : "",
+                    "; its other entries are used"));
     }
     return absl::OkStatus();
   }
@@ -354,7 +455,8 @@ class S3ChunkStore final : public ChunkStore {
       }
       for (const Digest& d : s->digests) {
         auto p = pending_.find(d);
-        index_[d] = p->second;
+        index_[d] = Loc{p->second.pack, p->second.offset, p->second.length, /*verified=*/true};
+        suspect_.erase(d);
         records_[id][p->second.offset - kRecordHeader] = p->second.length;
         pending_.erase(p);
       }
@@ -412,6 +514,10 @@ class S3ChunkStore final : public ChunkStore {
   // Sealed packs not yet in the bucket, and where their chunks are in them.
   std::map<uint64_t, std::unique_ptr<Sealed>> sealed_ ABSL_GUARDED_BY(mu_);
   std::map<Digest, Loc> pending_ ABSL_GUARDED_BY(mu_);
+  // Other places index objects name for a chunk already in index_ (rare:
+  // two frontends storing it at once), and places that failed a read.
+  std::multimap<Digest, Loc> extra_ ABSL_GUARDED_BY(mu_);
+  std::multimap<Digest, Loc> suspect_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> uploaders_;
   // Each pack's records: where each starts, and its chunk's length.

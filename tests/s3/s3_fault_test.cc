@@ -209,3 +209,60 @@ TEST_F(S3FaultTest, SequentialReadsTakeOneRequestPerWindow) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+// What someone who can write to the bucket can plant: an index object
+// naming chunks at a pack of garbage (sorting first, so it is read first),
+// and an index object too large to be one. Neither stands in for a chunk, hides
+// a good copy, or stops a frontend.
+TEST_F(S3FaultTest, PlantedIndexObjectsNeitherStandInForChunksNorHideGoodCopies) {
+  const std::string good = testing::RandomBytes(100000, 31),
+                    absent = testing::RandomBytes(90000, 32);
+  auto a = Open(Options(/*direct=*/true));
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->Put(Sha256Of(good), good).ok());
+  ASSERT_TRUE(a->Flush().ok());
+  // Index entries for both chunks at a pack of random bytes.
+  s3::Client raw(Options(/*direct=*/true));
+  std::string index, pack = testing::RandomBytes(300000, 33);
+  uint64_t offset = 40;
+  for (const auto* c : {&good, &absent}) {
+    const Digest d = Sha256Of(*c);
+    index.append(reinterpret_cast<const char*>(d.data()), d.size());
+    const uint32_t len = static_cast<uint32_t>(c->size());
+    index.append(reinterpret_cast<const char*>(&offset), 8);
+    index.append(reinterpret_cast<const char*>(&len), 4);
+    offset += 40 + len;
+  }
+  ASSERT_TRUE(raw.Put("chunks/packs/0000000000000001", pack).ok());
+  ASSERT_TRUE(raw.Put("chunks/index/0000000000000001", index).ok());
+  ASSERT_TRUE(raw.Put("chunks/index/0000000000000002", std::string(17 << 20, 'x')).ok());
+
+  std::vector<std::string> notices;
+  S3Options o = Options(/*direct=*/true);
+  o.log = [&](const std::string& line) { notices.push_back(line); };
+  auto b = OpenS3ChunkStore(o);
+  ASSERT_TRUE(b.ok()) << "a planted index object stopped the frontend: " << b.status();
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_THAT(notices[0], HasSubstr("0000000000000002 skipped"));
+  // The index says "held"; a publish asks HasIntact, which reads it back.
+  EXPECT_TRUE(*(*b)->Has(Sha256Of(absent)));
+  EXPECT_FALSE(*(*b)->HasIntact(Sha256Of(absent))) << "a planted entry counted as a stored chunk";
+  ASSERT_TRUE((*b)->Put(Sha256Of(absent), absent).ok());
+  ASSERT_TRUE((*b)->Flush().ok());
+  // A frontend started now meets the planted places first, and reads the
+  // good copies behind them.
+  auto c = Open(Options(/*direct=*/true));
+  ASSERT_NE(c, nullptr);
+  std::string got;
+  for (const auto* x : {&good, &absent}) {
+    ASSERT_TRUE(c->Get(Sha256Of(*x), &got).ok());
+    EXPECT_TRUE(got == *x);
+    EXPECT_TRUE(*c->HasIntact(Sha256Of(*x)));
+  }
+}
+
+}  // namespace
+}  // namespace cairn

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -45,6 +46,8 @@ struct S3Options {
   // it under its data folder (DATA/s3-cache) when cache_dir is empty.
   std::string cache_dir;
   uint64_t cache_bytes = 0;
+  // Notices: damaged index objects found in the bucket. May be empty.
+  std::function<void(const std::string&)> log;
   int timeout_seconds = 30;  // per request
 };
 
