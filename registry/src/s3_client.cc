@@ -127,8 +127,10 @@ absl::StatusOr<Client::Answer> Client::Call(const std::string& method,
       continue;
     }
     if (a.code >= 500) {
-      last =
-          StrCat("S3 ", method, " ", path_and_query, " answered ", a.code, " ", ErrorCode(a.body));
+      // The URL names endpoint, bucket and key (never the credentials).
+      const std::string code = ErrorCode(a.body);
+      last = StrCat("S3 ", method, " ", url, " answered ", a.code, code.empty() ? "" : " ", code,
+                    code.empty() ? " (is this an S3 endpoint?)" : "");
       continue;
     }
     return a;
