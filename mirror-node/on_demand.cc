@@ -76,8 +76,13 @@ absl::StatusOr<cairn::v1::ResolveResponse> OnDemand::ResolveAt(Upstream& up,
 
 absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Begin(const std::string& name,
                                                                  const std::string& ref,
-                                                                 const std::string& first_path) {
-  return Start(name, ref, first_path, /*repair=*/false);
+                                                                 const std::string& first_path,
+                                                                 int hops) {
+  if (hops >= kMaxHops) {
+    return absl::NotFoundError(StrCat(name, " is not fetched on demand here: the request already ",
+                                      "passed ", hops, " nodes fetching on demand"));
+  }
+  return Start(name, ref, first_path, /*repair=*/false, hops);
 }
 
 absl::Status OnDemand::Repair(const std::string& name, const std::string& digest) {
@@ -89,7 +94,7 @@ absl::Status OnDemand::Repair(const std::string& name, const std::string& digest
 absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::string& name,
                                                                  const std::string& ref,
                                                                  const std::string& first_path,
-                                                                 bool repair) {
+                                                                 bool repair, int hops) {
   CAIRN_RETURN_IF_ERROR(ValidateName(name));
   if (config_.upstreams.empty()) return absl::NotFoundError("this node has no upstream");
   if (cancel_.cancelled() || closed_) return absl::UnavailableError("the node is stopping");
@@ -101,6 +106,7 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::stri
     auto up = std::make_unique<GrpcUpstream>(address, config_.timeout_seconds, config_.peers,
                                              config_.streams, config_.tls);
     up->SetLog([](const std::string& line) { spdlog::warn("replication: {}", line); });
+    up->SetOnDemandHops(hops + 1);
     auto r = ResolveAt(*up, name, ref);
     if (!r.ok()) {
       last_error = r.status().ToString();

@@ -76,8 +76,11 @@ class OnDemand {
   // from a manifest digest. Returns once the manifest is verified (the chunks
   // follow in the background). NotFound when no upstream has it or the
   // policy refuses it. Blocks on upstream round trips: not for I/O threads.
+  // `hops`: how many nodes fetching on demand the request already passed
+  // (0 from a client); past kMaxHops the node answers from what it holds.
   absl::StatusOr<std::shared_ptr<Fetch>> Begin(const std::string& name, const std::string& ref,
-                                               const std::string& first_path = "");
+                                               const std::string& first_path = "", int hops = 0);
+  static constexpr int kMaxHops = 3;
   // A held release served a chunk that failed its hash (the store dropped
   // it): fetches what the release now lacks from upstream, in the
   // background. Errors are logged and returned (no upstream could start
@@ -90,7 +93,8 @@ class OnDemand {
 
  private:
   absl::StatusOr<std::shared_ptr<Fetch>> Start(const std::string& name, const std::string& ref,
-                                               const std::string& first_path, bool repair);
+                                               const std::string& first_path, bool repair,
+                                               int hops = 0);
   absl::StatusOr<cairn::v1::ResolveResponse> ResolveAt(Upstream& up, const std::string& name,
                                                        const std::string& ref);
   Repository* repo_;

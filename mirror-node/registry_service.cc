@@ -11,6 +11,7 @@
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "cairn/status.h"
+#include "cairn/transport/grpc_upstream.h"
 #include "cairn/v1/service.grpc.pb.h"
 #include "on_demand.h"
 #include "service_common.h"
@@ -48,7 +49,16 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
         std::string upstream_ref = !ref->digest.empty()    ? "@" + ref->digest
                                    : !ref->version.empty() ? ref->version
                                                            : ref->tag;
-        auto fetch = on_demand->Begin(ref->name, upstream_ref);
+        // A request from another node's on-demand fetch says how many such
+        // nodes it passed; beyond a bound this node answers from what it
+        // holds (upstreams in a loop would otherwise ask each other forever).
+        int hops = 0;
+        const auto& md = call->ctx()->client_metadata();
+        if (auto h = md.find(GrpcUpstream::kOnDemandHopsHeader); h != md.end()) {
+          hops = std::clamp(std::atoi(std::string(h->second.data(), h->second.size()).c_str()), 0,
+                            OnDemand::kMaxHops);
+        }
+        auto fetch = on_demand->Begin(ref->name, upstream_ref, "", hops);
         if (absl::IsResourceExhausted(fetch.status())) return answer(call, fetch.status());
         if (!fetch.ok()) return answer(call, r);  // not upstream either: the node's NotFound
         (*fetch)->OnDone([repo, call, answer](const absl::Status& st) {

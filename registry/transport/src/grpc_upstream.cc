@@ -80,6 +80,7 @@ absl::StatusOr<cairn::v1::ResolveResponse> GrpcUpstream::Resolve(const std::stri
   req.set_ref(ref);
   cairn::v1::ResolveResponse r;
   auto ctx = sources_[0]->Context();
+  if (on_demand_hops_ > 0) ctx->AddMetadata(kOnDemandHopsHeader, std::to_string(on_demand_hops_));
   CAIRN_RETURN_IF_ERROR(
       FromGrpc(sources_[0]->registry()->Resolve(ctx.get(), req, &r), "resolve on " + address_));
   return r;

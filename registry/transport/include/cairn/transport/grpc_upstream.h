@@ -55,6 +55,12 @@ class GrpcUpstream final : public Upstream {
   // Where "not using peer X any more: why" goes. Default: stderr.
   void SetLog(std::function<void(const std::string&)> log) { log_ = std::move(log); }
   void SetLongPoll(uint32_t wait_ms) override { long_poll_ms_ = wait_ms; }
+  // Resolve calls say they come from a node fetching on demand, `hops`
+  // nodes from the client that asked (gRPC metadata kOnDemandHopsHeader):
+  // the upstream fetches on demand itself only within a bound, so a loop of
+  // upstreams (a mesh) cannot make requests chase each other.
+  void SetOnDemandHops(int hops) { on_demand_hops_ = hops; }
+  static constexpr const char* kOnDemandHopsHeader = "cairn-on-demand-hops";
   void Cancel() override;
   // From the upstream; when it has nothing newer, from the first peer that does.
   absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) override;
@@ -71,6 +77,7 @@ class GrpcUpstream final : public Upstream {
   size_t buffer_limit_ = 0;
   uint64_t min_rate_ = kDefaultMinRate;
   uint32_t long_poll_ms_ = 0;
+  int on_demand_hops_ = 0;
   absl::Mutex cancel_mu_;
   grpc::ClientContext* feed_ctx_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
   bool cancelled_ ABSL_GUARDED_BY(cancel_mu_) = false;
