@@ -215,7 +215,11 @@ class S3ChunkStore final : public ChunkStore {
       // Bad bytes or no pack object there: the chunk is no longer counted
       // as held (a publish or a repair stores a good copy), but its place
       // is kept and tried again on later reads (a flip on the way heals).
-      suspect_.emplace(d, loc);
+      bool listed = false;
+      for (auto [it, end] = suspect_.equal_range(d); it != end && !listed; ++it) {
+        listed = SameLoc(it->second, loc);
+      }
+      if (!listed) suspect_.emplace(d, loc);  // once per place, however often it fails
       if (auto it = index_.find(d); it != index_.end() && SameLoc(it->second, loc)) {
         index_.erase(it);
       }
