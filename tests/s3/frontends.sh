@@ -5,15 +5,7 @@
 # the wire); a is killed and b goes on serving; a third frontend started
 # later on the same bucket serves everything, again fetching no chunk bytes.
 # Needs root (the Ceph daemons).
-if [ "$(id -u)" != 0 ]; then echo "skipped: needs root for the Ceph daemons"; exit 77; fi
-HERE_S3=$(cd "$(dirname "$0")" && pwd)
-source "$HERE_S3/../gateway/lib.sh" "$@"
-REPO=$(cd "$HERE_S3/../.." && pwd)
-"$REPO/deploy/ceph-local.sh" start "$T/ceph" --owner $$ --memory-mib 1024 >/dev/null || fail "Ceph did not start"
-# The nodes stop before the cluster they keep chunks in, then the rest.
-trap 'rc=$?; set +e; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-      "$REPO/deploy/ceph-local.sh" stop "$T/ceph"; (exit $rc); cleanup' EXIT
-source "$T/ceph/env"
+source "$(dirname "$0")/lib.sh" "$@"
 BUCKET=s3://cairn-frontends/models
 
 fetched() {  # fetched GRPC: chunk bytes the node fetched from its upstream
