@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 
+#include <array>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
@@ -147,6 +148,18 @@ class ConnOf final : public Conn {
       co_await s_.async_shutdown(Redirect(ignored));
     }
     tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    // Lingering close: closing a socket with unread bytes (a request the
+    // answer did not read, as with a refused connection) sends a reset, and
+    // a reset can make the client drop the answer it has not read yet. So
+    // read and discard until the client closes too, within a bound.
+    std::array<char, 4096> sink;
+    size_t drained = 0;
+    tcp().expires_after(std::chrono::seconds(2));
+    while (drained < (256u << 10)) {
+      const size_t n = co_await tcp().async_read_some(asio::buffer(sink), Redirect(ignored));
+      if (ignored || n == 0) break;
+      drained += n;
+    }
   }
 
  private:
@@ -537,5 +550,6 @@ void HttpGateway::SetUpstreamStatus(std::function<std::vector<cairn::v1::Upstrea
 int HttpGateway::port() const { return impl_->port; }
 std::string HttpGateway::address() const { return impl_->address; }
 const HttpCounters& HttpGateway::counters() const { return impl_->counters; }
+size_t HttpGateway::open_connections() const { return impl_->connections.load(); }
 
 }  // namespace cairn::node

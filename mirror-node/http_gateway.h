@@ -111,6 +111,8 @@ class HttpGateway {
   int port() const;
   std::string address() const;  // HOST:PORT as bound
   const HttpCounters& counters() const;
+  // Connections open now, refused ones included until they close.
+  size_t open_connections() const;
 
  private:
   struct Impl;
