@@ -4,6 +4,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 deploy/install-deps.sh
 deploy/build.sh cairn cairn-node
-BIN=$REPO/${CAIRN_BUILD_DIR:-build}
+BIN=${CAIRN_BUILD_DIR:-build}
+[[ $BIN == /* ]] || BIN=$REPO/$BIN
 CAIRN=$BIN/client/cairn
 NODE=$BIN/mirror-node/cairn-node

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 
@@ -71,6 +72,19 @@ void Client::Give(CURL* h) {
   idle_.push_back(h);
 }
 
+void Client::Notice(const std::string& what) {
+  if (!o_.log) return;
+  // At most one a second: a bucket that is down fails every request at once.
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  int64_t last = last_notice_.load();
+  if (now <= last || !last_notice_.compare_exchange_strong(last, now)) {
+    suppressed_notices_++;
+    return;
+  }
+  const uint64_t more = suppressed_notices_.exchange(0);
+  o_.log(more == 0 ? what : StrCat(what, " (and ", more, " more like it)"));
+}
+
 absl::StatusOr<Client::Answer> Client::Call(const std::string& method,
                                             const std::string& path_and_query,
                                             std::string_view body, const std::string& range,
@@ -79,7 +93,10 @@ absl::StatusOr<Client::Answer> Client::Call(const std::string& method,
   const std::string sigv4 = StrCat("aws:amz:", o_.region, ":s3");
   std::string last;
   for (int attempt = 0; attempt < std::max(1, o_.max_attempts); ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100 << (attempt - 1)));
+    if (attempt > 0) {
+      Notice(StrCat(last, "; trying again (attempt ", attempt + 1, " of ", o_.max_attempts, ")"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 << (attempt - 1)));
+    }
     CURL* h = Take();
     if (h == nullptr) return absl::ResourceExhaustedError("cannot make a curl handle");
     curl_easy_reset(h);
@@ -163,6 +180,12 @@ absl::Status Client::CreateBucket() {
 absl::Status Client::Put(const std::string& key, std::string_view body) {
   CAIRN_ASSIGN_OR_RETURN(Answer a, Call("PUT", "/" + UriEncode(key, true), body, ""));
   return FromAnswer(a.code, a.body, "store " + key);
+}
+
+absl::Status Client::Delete(const std::string& key) {
+  CAIRN_ASSIGN_OR_RETURN(Answer a, Call("DELETE", "/" + UriEncode(key, true), "", ""));
+  if (a.code == 404) return absl::OkStatus();
+  return FromAnswer(a.code, a.body, "delete " + key);
 }
 
 absl::StatusOr<std::string> Client::Get(const std::string& key, uint64_t offset, uint64_t length) {

@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ class Client {
   // PUT of the bucket; OK when it exists already (ours).
   absl::Status CreateBucket();
   absl::Status Put(const std::string& key, std::string_view body);
+  // OK when the object is gone, or was never there.
+  absl::Status Delete(const std::string& key);
   // The whole object, or [offset, offset + length) of it when length > 0.
   // NotFound when absent.
   absl::StatusOr<std::string> Get(const std::string& key, uint64_t offset = 0, uint64_t length = 0);
@@ -47,10 +50,15 @@ class Client {
   static constexpr size_t kMaxAnswerBytes = 16 << 20;
   CURL* Take();
   void Give(CURL* h);
+  // A failed attempt about to be retried, through S3Options::log, at most
+  // once a second (the others are counted into the next one).
+  void Notice(const std::string& what);
 
   const S3Options o_;
   absl::Mutex mu_;
   std::vector<CURL*> idle_ ABSL_GUARDED_BY(mu_);  // handles keep their connections
+  std::atomic<int64_t> last_notice_{0};           // Unix seconds
+  std::atomic<uint64_t> suppressed_notices_{0};
 };
 
 // "%XX" for every byte but unreserved ones ("/" too unless keep_slash).

@@ -19,6 +19,7 @@
 #include "cairn/strings.h"
 #include "s3_cache.h"
 #include "s3_client.h"
+#include "s3_index.h"
 #include "s3_windows.h"
 
 namespace cairn {
@@ -68,15 +69,14 @@ constexpr size_t kWindowsKept = 8;
 // Windows fetched ahead of the one being read, each by its own thread.
 constexpr int kWindowsAhead = 3;
 
-struct Loc {
-  uint64_t pack = 0;  // id; its objects are packs/<16 hex> and index/<16 hex>
-  uint64_t offset = 0;
-  uint32_t length = 0;
-  // Written by this frontend, or read back and matched its digest: an
-  // index object alone (another frontend's, or one planted in the bucket)
-  // does not make a chunk count as held for a publish (HasIntact).
-  bool verified = false;
-};
+// Places kept in memory beside the on-disk index: other copies index
+// objects name, and places that failed a read. Past this many, more are
+// not kept (a planted index object naming one chunk a million times costs
+// nothing).
+constexpr size_t kMaxOtherPlaces = 1 << 16;
+
+using s3::IndexEntry;
+using s3::Loc;
 
 std::string Hex16(uint64_t id) {
   static const char* kHex = "0123456789abcdef";
@@ -106,8 +106,11 @@ class S3ChunkStore final : public ChunkStore {
   }
 
   absl::Status Open() {
+    if (o_.index_dir.empty())
+      return absl::InvalidArgumentError("an S3 store needs a folder for its index");
+    CAIRN_ASSIGN_OR_RETURN(index_, s3::Index::Open(o_.index_dir, o_.bucket + "/" + o_.prefix));
     CAIRN_RETURN_IF_ERROR(client_.CreateBucket());
-    CAIRN_RETURN_IF_ERROR(Refresh());
+    CAIRN_RETURN_IF_ERROR(Refresh(/*first=*/true));
     if (o_.cache_bytes > 0) {
       if (o_.cache_dir.empty())
         return absl::InvalidArgumentError("an S3 read cache needs a folder");
@@ -123,29 +126,43 @@ class S3ChunkStore final : public ChunkStore {
     return absl::OkStatus();
   }
 
-  // Reads the index objects not read yet: what other frontends wrote.
-  absl::Status Refresh() {
+  // Reads the index objects not read yet: what other frontends wrote (at
+  // the first, since this frontend last ran). The first also forgets the
+  // objects read before that the bucket no longer holds.
+  absl::Status Refresh(bool first = false) {
     absl::MutexLock r(&refresh_mu_);
     CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> keys, client_.List(o_.prefix + "index/"));
+    std::set<uint64_t> listed;
     for (const std::string& key : keys) {
       const std::string name = key.substr(key.rfind('/') + 1);
       char* end = nullptr;
       const uint64_t id = std::strtoull(name.c_str(), &end, 16);
       if (name.size() != 16 || *end != '\0') continue;  // not one of ours
+      if (first) listed.insert(id);
       {
         absl::MutexLock l(&mu_);
-        if (known_.contains(id)) continue;
+        if (index_->Known(id)) continue;
       }
       auto index = client_.Get(key);
       if (absl::IsUnavailable(index.status())) return index.status();
       if (!index.ok()) {
         // One bad object costs its own entries, never the frontend.
         if (o_.log) o_.log(StrCat("S3 index object ", key, " skipped: ", index.status().message()));
-        absl::MutexLock l(&mu_);
-        known_.insert(id);
-        continue;
+        index = std::string();
       }
       CAIRN_RETURN_IF_ERROR(AddIndex(id, *index));
+    }
+    if (!first) return absl::OkStatus();
+    CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> known, index_->KnownObjects());
+    size_t gone = 0;
+    for (uint64_t id : known) {
+      if (listed.contains(id)) continue;
+      CAIRN_RETURN_IF_ERROR(index_->DropObject(id));
+      ++gone;
+    }
+    if (gone > 0 && o_.log) {
+      o_.log(StrCat(gone, " index object(s) read before are gone from the bucket; their chunks are",
+                    " no longer counted as held"));
     }
     return absl::OkStatus();
   }
@@ -219,9 +236,13 @@ class S3ChunkStore final : public ChunkStore {
       for (auto [it, end] = suspect_.equal_range(d); it != end && !listed; ++it) {
         listed = SameLoc(it->second, loc);
       }
-      if (!listed) suspect_.emplace(d, loc);  // once per place, however often it fails
-      if (auto it = index_.find(d); it != index_.end() && SameLoc(it->second, loc)) {
-        index_.erase(it);
+      if (!listed && suspect_.size() < kMaxOtherPlaces) {
+        suspect_.emplace(d, loc);  // once per place, however often it fails
+      }
+      if (Loc held; index_->Find(d, &held) && SameLoc(held, loc) && !held.suspect) {
+        held.suspect = true;
+        held.verified = false;
+        index_->Set(d, held).IgnoreError();  // a place to try again, not held
       }
       if (!NextLocationLocked(d, &loc, /*after_failure=*/true)) {
         out->clear();
@@ -240,7 +261,7 @@ class S3ChunkStore final : public ChunkStore {
     {
       absl::MutexLock l(&mu_);
       if (buffered_.contains(d) || pending_.contains(d)) return true;
-      if (auto it = index_.find(d); it != index_.end() && it->second.verified) return true;
+      if (Loc held; index_->Find(d, &held) && held.verified && !held.suspect) return true;
     }
     std::string data;
     absl::Status st = Get(d, &data);
@@ -259,15 +280,12 @@ class S3ChunkStore final : public ChunkStore {
     if (!RefreshDue()) return false;
     CAIRN_RETURN_IF_ERROR(Refresh());
     absl::MutexLock l(&mu_);
-    return index_.contains(d);
+    return HeldLocked(d);
   }
 
   absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out) override {
-    out->clear();
     absl::MutexLock l(&mu_);
-    auto it = after ? index_.upper_bound(*after) : index_.begin();
-    for (; it != index_.end() && out->size() < max; ++it) out->push_back(it->first);
-    return absl::OkStatus();
+    return index_->List(after, max, out);
   }
 
   // Seals the buffer and waits until every sealed pack is in the bucket
@@ -307,17 +325,23 @@ class S3ChunkStore final : public ChunkStore {
   // named (a duplicate), else, unless a read just failed, a suspect place.
   bool NextLocationLocked(const Digest& d, Loc* loc, bool after_failure = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (auto it = index_.find(d); it != index_.end()) {
-      *loc = it->second;
+    Loc held;
+    const bool have = index_->Find(d, &held);
+    if (have && !held.suspect) {
+      *loc = held;
       return true;
     }
     if (auto it = extra_.find(d); it != extra_.end()) {
       *loc = it->second;
       extra_.erase(it);
-      index_[d] = *loc;
+      index_->Set(d, *loc).IgnoreError();
       return true;
     }
     if (after_failure) return false;
+    if (have) {
+      *loc = held;
+      return true;
+    }
     auto it = suspect_.find(d);
     if (it == suspect_.end()) return false;
     *loc = it->second;
@@ -327,7 +351,8 @@ class S3ChunkStore final : public ChunkStore {
   // `loc` held `d` intact: it is the chunk's place again, verified.
   void MarkGoodLocked(const Digest& d, Loc loc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     loc.verified = true;
-    index_[d] = loc;
+    loc.suspect = false;
+    index_->Set(d, loc).IgnoreError();  // a failed write costs a read later
     auto range = suspect_.equal_range(d);
     for (auto it = range.first; it != range.second;) {
       it = SameLoc(it->second, loc) ? suspect_.erase(it) : std::next(it);
@@ -366,7 +391,12 @@ class S3ChunkStore final : public ChunkStore {
   }
 
   bool HasLocked(const Digest& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return index_.contains(d) || buffered_.contains(d) || pending_.contains(d);
+    return HeldLocked(d) || buffered_.contains(d) || pending_.contains(d);
+  }
+  // In the bucket, at a place no read has found bad.
+  bool HeldLocked(const Digest& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Loc held;
+    return index_->Find(d, &held) && !held.suspect;
   }
 
   absl::Status FirstErrorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -380,12 +410,13 @@ class S3ChunkStore final : public ChunkStore {
     // A damaged index object costs its own entries, never the frontend:
     // whole entries are used, the rest reported.
     size_t skipped = 0;
-    absl::MutexLock l(&mu_);
-    known_.insert(id);
+    std::vector<IndexEntry> entries, others;
     for (size_t at = 0; at + kIndexEntry <= index.size(); at += kIndexEntry) {
-      Digest d;
+      IndexEntry e;
+      Digest& d = e.digest;
       std::memcpy(d.data(), index.data() + at, d.size());
-      Loc loc{id, 0, 0};
+      Loc& loc = e.loc;
+      loc.pack = id;
       std::memcpy(&loc.offset, index.data() + at + 32, 8);
       std::memcpy(&loc.length, index.data() + at + 40, 4);
       // An entry no pack of ours can hold is skipped (a damaged or hostile
@@ -395,8 +426,12 @@ class S3ChunkStore final : public ChunkStore {
         ++skipped;
         continue;
       }
-      if (!index_.emplace(d, loc).second) extra_.emplace(d, loc);  // another copy
-      records_[id][loc.offset - kRecordHeader] = loc.length;
+      entries.push_back(e);
+    }
+    absl::MutexLock l(&mu_);
+    CAIRN_RETURN_IF_ERROR(index_->AddObject(id, entries, /*overwrite=*/false, &others));
+    for (const IndexEntry& e : others) {  // other copies of chunks already placed
+      if (extra_.size() < kMaxOtherPlaces) extra_.emplace(e.digest, e.loc);
     }
     if ((skipped > 0 || index.size() % kIndexEntry != 0) && o_.log) {
       o_.log(StrCat("S3 index object ", IndexKey(id), " is damaged: ", skipped,
@@ -415,7 +450,7 @@ class S3ChunkStore final : public ChunkStore {
       if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof(id)) != 1) {
         return absl::InternalError("no random pack name");
       }
-    } while (sealed_.contains(id) || known_.contains(id));
+    } while (sealed_.contains(id) || index_->Known(id));
     auto s = std::make_unique<Sealed>();
     for (const auto& [d, loc] : buffered_) {
       s->trailer.append(reinterpret_cast<const char*>(d.data()), d.size());
@@ -453,18 +488,21 @@ class S3ChunkStore final : public ChunkStore {
       if (st.ok()) st = client_.Put(IndexKey(id), s->trailer);
       mu_.Lock();
       s->uploading = false;
+      std::vector<IndexEntry> entries;
+      for (const Digest& d : s->digests) {
+        Loc loc = pending_.at(d);
+        loc.verified = true;
+        entries.push_back({d, loc});
+      }
+      if (st.ok()) st = index_->AddObject(id, entries, /*overwrite=*/true, nullptr);
       if (!st.ok()) {
         s->error = st;
         continue;
       }
       for (const Digest& d : s->digests) {
-        auto p = pending_.find(d);
-        index_[d] = Loc{p->second.pack, p->second.offset, p->second.length, /*verified=*/true};
         suspect_.erase(d);
-        records_[id][p->second.offset - kRecordHeader] = p->second.length;
-        pending_.erase(p);
+        pending_.erase(d);
       }
-      known_.insert(id);
       sealed_.erase(id);
     }
     mu_.Unlock();
@@ -484,18 +522,7 @@ class S3ChunkStore final : public ChunkStore {
   // no record of ours starts there.
   uint64_t WindowEnd(const std::string& key, uint64_t start) {
     const uint64_t id = std::strtoull(key.c_str() + key.size() - 16, nullptr, 16);
-    absl::MutexLock l(&mu_);
-    auto pack = records_.find(id);
-    if (pack == records_.end()) return 0;
-    auto it = pack->second.find(start);
-    if (it == pack->second.end()) return 0;
-    uint64_t end = start;
-    for (; it != pack->second.end() && it->first == end; ++it) {
-      const uint64_t next = it->first + kRecordHeader + it->second;
-      if (next - start > kReadAhead && end > start) break;
-      end = next;
-    }
-    return end;
+    return index_->WindowEnd(id, start, kReadAhead, kRecordHeader);
   }
 
   bool RefreshDue() {
@@ -510,9 +537,9 @@ class S3ChunkStore final : public ChunkStore {
   s3::Client client_;
   absl::Mutex refresh_mu_;  // one listing at a time
   absl::Mutex mu_;
-  std::set<uint64_t> known_ ABSL_GUARDED_BY(mu_);  // index objects read or written
   std::chrono::steady_clock::time_point last_refresh_ ABSL_GUARDED_BY(mu_);
-  std::map<Digest, Loc> index_ ABSL_GUARDED_BY(mu_);
+  // Where each chunk lies, each pack's records, the index objects read.
+  std::unique_ptr<s3::Index> index_;
   std::map<Digest, Loc> buffered_ ABSL_GUARDED_BY(mu_);  // offsets in buffer_
   std::string buffer_ ABSL_GUARDED_BY(mu_);
   // Sealed packs not yet in the bucket, and where their chunks are in them.
@@ -524,8 +551,6 @@ class S3ChunkStore final : public ChunkStore {
   std::multimap<Digest, Loc> suspect_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> uploaders_;
-  // Each pack's records: where each starts, and its chunk's length.
-  std::map<uint64_t, std::map<uint64_t, uint32_t>> records_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ChunkCache> cache_;  // null when off
   std::unique_ptr<PackWindows> windows_;
 };

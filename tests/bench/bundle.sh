@@ -56,12 +56,11 @@ A=$ADDR
 $CAIRN publish big --name acme/big --version 1 --key pub.key --node "$A" >/dev/null
 
 # Before each timed export both outputs are removed (untimed): only the side
-# being measured holds its 4 GiB output in the page cache, beside the sources
-# and the packs, and both write into pages just freed (on this VM, writing
-# into fresh page cache costs up to 4x: ../shared/LIMITS.md). With both
-# outputs kept (the first version of this script) sources, packs, bundle and
-# tar file were 16 GiB of the 24, and whichever side ran second found its
-# sources partly evicted.
+# being measured holds a 4 GiB output in the page cache, beside the sources
+# and the packs, and both write into the pages just freed. With both outputs
+# kept (the first version of this script) sources, packs, bundle and tar file
+# were 16 GiB of the 24, and whichever side ran second found its sources
+# partly evicted.
 warm() {
   rm -f b.cairn b.tar
   cat big/* >/dev/null

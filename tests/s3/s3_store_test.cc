@@ -32,7 +32,8 @@ S3Options TestS3(const std::string& bucket) {
   S3Options o = S3OptionsFromEnvironment({});
   o.bucket = bucket;
   o.prefix = "chunks/";
-  o.pack_bytes = 1 << 20;  // several packs in a test
+  o.pack_bytes = 1 << 20;                           // several packs in a test
+  o.index_dir = testing::FreshDir() + "/s3-index";  // each a new frontend
   return o;
 }
 
@@ -43,7 +44,9 @@ namespace testing {
 // on the same bucket.
 struct S3Factory {
   static absl::StatusOr<std::unique_ptr<ChunkStore>> Open(const std::string& dir) {
-    return OpenS3ChunkStore(TestS3("cairn-" + DigestName(Sha256Of(dir)).substr(7, 20)));
+    S3Options o = TestS3("cairn-" + DigestName(Sha256Of(dir)).substr(7, 20));
+    o.index_dir = dir + "/s3-index";  // reopening: the same frontend again
+    return OpenS3ChunkStore(o);
   }
 };
 INSTANTIATE_TYPED_TEST_SUITE_P(S3, ChunkStoreConformance, S3Factory);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -323,6 +324,14 @@ size_t PeakResidentBytes() {
 
 void ResetPeakResident() {
   std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current RSS
+}
+
+std::string FreshDir() {
+  static TempDir root;
+  static std::atomic<int> next{0};
+  const std::string dir = root / ("d" + std::to_string(next++));
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout) {

@@ -69,6 +69,9 @@ class TempDir {
   std::string path_;
 };
 
+// A new empty folder, removed when the test process exits.
+std::string FreshDir();
+
 void WriteFile(const std::string& path, const std::string& data);
 std::string ReadFile(const std::string& path);
 std::string RandomBytes(size_t n, uint64_t seed);

@@ -45,8 +45,13 @@ struct S3Options {
   // segment goes first); every hit is re-hashed. 0 turns it off. A node puts
   // it under its data folder (DATA/s3-cache) when cache_dir is empty.
   std::string cache_dir;
+  // The chunk index's folder (RocksDB: where each chunk lies in the bucket,
+  // which index objects were read). Required; a node puts it under its data
+  // folder (DATA/s3-index).
+  std::string index_dir;
   uint64_t cache_bytes = 0;
-  // Notices: damaged index objects found in the bucket. May be empty.
+  // Notices: damaged index objects found in the bucket, and failed requests
+  // about to be tried again (at most one a second). May be empty.
   std::function<void(const std::string&)> log;
   int timeout_seconds = 30;  // per request
 };

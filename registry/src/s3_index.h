@@ -1,0 +1,78 @@
+// The S3 store's chunk index, on local disk (RocksDB under DATA/s3-index):
+// where each chunk lies in the bucket, each pack's record layout (for read
+// windows), and which index objects were read. Memory stays bounded however
+// large the bucket (or however many entries a planted index object names),
+// and a restart reads only the index objects it has not read before.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cairn/hash.h"
+#include "rocksdb/db.h"
+
+namespace cairn::s3 {
+
+struct Loc {
+  uint64_t pack = 0;  // id; its objects are packs/<16 hex> and index/<16 hex>
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  // Written by this frontend, or read back and matched its digest, since
+  // it started: an index object alone (another frontend's, or one planted in
+  // the bucket) does not make a chunk count as held for a publish.
+  bool verified = false;
+  // A read of this place failed (bad bytes or no object): the chunk does
+  // not count as held, but the place is tried again.
+  bool suspect = false;
+};
+
+struct IndexEntry {
+  Digest digest;
+  Loc loc;
+};
+
+class Index {
+ public:
+  // Opens (or makes) the index in `dir` for the bucket and prefix named by
+  // `where`; an index made for another bucket is emptied first.
+  static absl::StatusOr<std::unique_ptr<Index>> Open(const std::string& dir,
+                                                     const std::string& where);
+
+  bool Find(const Digest& d, Loc* loc);
+  // Sets the chunk's place (its primary one).
+  absl::Status Set(const Digest& d, const Loc& loc);
+  absl::Status Erase(const Digest& d);
+  // Up to `max` digests held (not suspect) after `after` (or from the first).
+  absl::Status List(const Digest* after, size_t max, std::vector<Digest>* out);
+
+  // Index object `id` was read (or written): its entries and its records,
+  // in one write. With `overwrite` each entry becomes its digest's place;
+  // without, only where the digest has none yet (the others go to *others).
+  absl::Status AddObject(uint64_t id, const std::vector<IndexEntry>& entries, bool overwrite,
+                         std::vector<IndexEntry>* others);
+  bool Known(uint64_t id);
+  // Index objects read before, and each one's records (to drop them when
+  // the object is gone from the bucket).
+  absl::StatusOr<std::vector<uint64_t>> KnownObjects();
+  // Forgets index object `id`: its records, and the places in its pack.
+  absl::Status DropObject(uint64_t id);
+  // The end of the read window starting at record `start` of pack `id`: the
+  // whole records within `window` bytes (at least one), given each record's
+  // header size; 0 when no record starts there.
+  uint64_t WindowEnd(uint64_t id, uint64_t start, uint64_t window, uint64_t header);
+
+ private:
+  Index(std::unique_ptr<rocksdb::DB> db, uint32_t epoch) : db_(std::move(db)), epoch_(epoch) {}
+  std::string Value(const Loc& loc) const;
+  bool Parse(const std::string& v, Loc* loc) const;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  // Counts the frontend's starts: an entry is verified only when it was
+  // verified in this one.
+  const uint32_t epoch_;
+};
+
+}  // namespace cairn::s3
