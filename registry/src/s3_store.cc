@@ -349,10 +349,14 @@ class S3ChunkStore final : public ChunkStore {
   }
 
   // `loc` held `d` intact: it is the chunk's place again, verified.
+  // (`loc` as NextLocationLocked gave it: a primary place already verified
+  // since this frontend started is not written again, so reads write nothing.)
   void MarkGoodLocked(const Digest& d, Loc loc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    loc.verified = true;
-    loc.suspect = false;
-    index_->Set(d, loc).IgnoreError();  // a failed write costs a read later
+    if (!loc.verified || loc.suspect) {
+      loc.verified = true;
+      loc.suspect = false;
+      index_->Set(d, loc).IgnoreError();  // a failed write costs a read later
+    }
     auto range = suspect_.equal_range(d);
     for (auto it = range.first; it != range.second;) {
       it = SameLoc(it->second, loc) ? suspect_.erase(it) : std::next(it);
