@@ -146,8 +146,11 @@ class S3ChunkStore final : public ChunkStore {
       auto index = client_.Get(key);
       if (absl::IsUnavailable(index.status())) return index.status();
       if (!index.ok()) {
-        // One bad object costs its own entries, never the frontend.
+        // One bad object costs its own entries, never the frontend. One
+        // too large to be ours is recorded as read (its entries are never
+        // used); another error is met again at the next refresh.
         if (o_.log) o_.log(StrCat("S3 index object ", key, " skipped: ", index.status().message()));
+        if (!absl::IsResourceExhausted(index.status())) continue;
         index = std::string();
       }
       CAIRN_RETURN_IF_ERROR(AddIndex(id, *index));
