@@ -205,8 +205,11 @@ absl::StatusOr<std::vector<std::string>> Client::List(const std::string& prefix)
   std::vector<std::string> keys;
   std::string token;
   for (;;) {
-    std::string q = "?list-type=2&prefix=" + UriEncode(prefix, false);
-    if (!token.empty()) q += "&continuation-token=" + UriEncode(token, false);
+    // Parameters in sorted order: curl 7.88 signs the query as given, and
+    // SigV4 wants it sorted (radosgw refused the second page otherwise).
+    std::string q = "?";
+    if (!token.empty()) q += "continuation-token=" + UriEncode(token, false) + "&";
+    q += "list-type=2&prefix=" + UriEncode(prefix, false);
     CAIRN_ASSIGN_OR_RETURN(Answer a, Call("GET", q, "", ""));
     CAIRN_RETURN_IF_ERROR(FromAnswer(a.code, a.body, "list " + prefix));
     size_t at = 0;

@@ -1,5 +1,6 @@
 #include "s3_index.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -50,8 +51,13 @@ void Append(std::string* s, T v) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
-                                                   const std::string& where) {
+absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir, const std::string& where,
+                                                   bool* emptied) {
+  *emptied = false;
+  auto fail = [&dir](const absl::Status& st) {
+    return absl::Status(st.code(), std::string(st.message()) + " (stop the frontend and delete " +
+                                       dir + ": the next start rebuilds it from the bucket)");
+  };
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::UnavailableError("cannot make " + dir + ": " + ec.message());
@@ -69,7 +75,9 @@ absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   for (int attempt = 0;; ++attempt) {
     rocksdb::DB* raw = nullptr;
-    CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, dir, &raw), dir));
+    if (absl::Status st = FromRocks(rocksdb::DB::Open(o, dir, &raw), dir); !st.ok()) {
+      return absl::IsFailedPrecondition(st) ? st : fail(st);  // a held LOCK: no hint
+    }
     std::unique_ptr<rocksdb::DB> db(raw);
     std::string was;
     rocksdb::Status st = db->Get(rocksdb::ReadOptions(), "m", &was);
@@ -77,9 +85,10 @@ absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
       // Made for another bucket or prefix: its places name other objects.
       db.reset();
       CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::DestroyDB(dir, o), dir));
+      *emptied = true;
       continue;
     }
-    if (!st.ok() && !st.IsNotFound()) return FromRocks(st, dir);
+    if (!st.ok() && !st.IsNotFound()) return fail(FromRocks(st, dir));
     std::string e;
     uint32_t epoch = 0;
     if (db->Get(rocksdb::ReadOptions(), "e", &e).ok() && e.size() == sizeof(epoch)) {
@@ -154,23 +163,33 @@ absl::Status Index::List(const Digest* after, size_t max, std::vector<Digest>* o
 
 absl::Status Index::AddObject(uint64_t id, const std::vector<IndexEntry>& entries, bool overwrite,
                               std::vector<IndexEntry>* others) {
-  rocksdb::WriteBatch b;
-  absl::flat_hash_set<Digest, DigestHash> placed;
-  for (const IndexEntry& e : entries) {
-    Loc held;
-    if (!overwrite && (placed.contains(e.digest) || Find(e.digest, &held))) {
-      others->push_back(e);
-    } else {
-      placed.insert(e.digest);
-      b.Put(ChunkKey(e.digest), Value(e.loc));
+  // In writes of kSlice entries (an index object may name 381,000), the
+  // object marked as read in the last: a crash in between reads it again.
+  constexpr size_t kSlice = 8192;
+  absl::flat_hash_set<Digest, DigestHash> placed;  // in this slice (Find sees the others)
+  for (size_t from = 0; from == 0 || from < entries.size(); from += kSlice) {
+    rocksdb::WriteBatch b;
+    placed.clear();
+    for (size_t i = from; i < std::min(entries.size(), from + kSlice); ++i) {
+      const IndexEntry& e = entries[i];
+      Loc held;
+      if (!overwrite && placed.contains(e.digest)) {
+        others->push_back(e);
+      } else if (!overwrite && Find(e.digest, &held)) {
+        if (held.pack != e.loc.pack || held.offset != e.loc.offset) others->push_back(e);
+      } else {
+        placed.insert(e.digest);
+        b.Put(ChunkKey(e.digest), Value(e.loc));
+      }
+      std::string record;
+      Append(&record, e.loc.length);
+      record.append(reinterpret_cast<const char*>(e.digest.data()), e.digest.size());
+      b.Put(RecordKey(id, e.loc.offset), record);
     }
-    std::string record;
-    Append(&record, e.loc.length);
-    record.append(reinterpret_cast<const char*>(e.digest.data()), e.digest.size());
-    b.Put(RecordKey(id, e.loc.offset), record);
+    if (from + kSlice >= entries.size()) b.Put(ObjectKey(id), "");
+    CAIRN_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "S3 chunk index"));
   }
-  b.Put(ObjectKey(id), "");
-  return FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "S3 chunk index");
+  return absl::OkStatus();
 }
 
 bool Index::Known(uint64_t id) {

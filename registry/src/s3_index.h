@@ -37,9 +37,9 @@ struct IndexEntry {
 class Index {
  public:
   // Opens (or makes) the index in `dir` for the bucket and prefix named by
-  // `where`; an index made for another bucket is emptied first.
+  // `where`; an index made for another bucket is emptied first (*emptied).
   static absl::StatusOr<std::unique_ptr<Index>> Open(const std::string& dir,
-                                                     const std::string& where);
+                                                     const std::string& where, bool* emptied);
 
   bool Find(const Digest& d, Loc* loc);
   // Sets the chunk's place (its primary one).

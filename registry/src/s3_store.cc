@@ -70,10 +70,26 @@ constexpr size_t kWindowsKept = 8;
 constexpr int kWindowsAhead = 3;
 
 // Places kept in memory beside the on-disk index: other copies index
-// objects name, and places that failed a read. Past this many, more are
-// not kept (a planted index object naming one chunk a million times costs
-// nothing).
+// objects name, and places that failed a read. Past this many in all, or
+// kMaxPlacesPerChunk for one chunk, more are not kept: a planted index
+// object naming one chunk a million times costs neither memory nor more
+// than a few reads of that chunk.
 constexpr size_t kMaxOtherPlaces = 1 << 16;
+constexpr size_t kMaxPlacesPerChunk = 4;
+
+// Adds `loc` to the places kept for `d` in `m`, within the bounds above;
+// false when it was there already or there is no room.
+bool AddPlace(std::multimap<Digest, s3::Loc>* m, const Digest& d, const s3::Loc& loc) {
+  if (m->size() >= kMaxOtherPlaces) return false;
+  auto [it, end] = m->equal_range(d);
+  size_t n = 0;
+  for (; it != end; ++it, ++n) {
+    if (it->second.pack == loc.pack && it->second.offset == loc.offset) return false;
+  }
+  if (n >= kMaxPlacesPerChunk) return false;
+  m->emplace(d, loc);
+  return true;
+}
 
 using s3::IndexEntry;
 using s3::Loc;
@@ -108,7 +124,13 @@ class S3ChunkStore final : public ChunkStore {
   absl::Status Open() {
     if (o_.index_dir.empty())
       return absl::InvalidArgumentError("an S3 store needs a folder for its index");
-    CAIRN_ASSIGN_OR_RETURN(index_, s3::Index::Open(o_.index_dir, o_.bucket + "/" + o_.prefix));
+    bool emptied = false;
+    CAIRN_ASSIGN_OR_RETURN(index_,
+                           s3::Index::Open(o_.index_dir, o_.bucket + "/" + o_.prefix, &emptied));
+    if (emptied && o_.log) {
+      o_.log(StrCat("S3 chunk index ", o_.index_dir, " was made for another bucket or prefix;",
+                    " emptied, to be rebuilt from s3://", o_.bucket, "/", o_.prefix));
+    }
     CAIRN_RETURN_IF_ERROR(client_.CreateBucket());
     CAIRN_RETURN_IF_ERROR(Refresh(/*first=*/true));
     if (o_.cache_bytes > 0) {
@@ -137,7 +159,12 @@ class S3ChunkStore final : public ChunkStore {
       const std::string name = key.substr(key.rfind('/') + 1);
       char* end = nullptr;
       const uint64_t id = std::strtoull(name.c_str(), &end, 16);
-      if (name.size() != 16 || *end != '\0') continue;  // not one of ours
+      // Not one of ours: the names are 16 lowercase hex digits (strtoull
+      // would read "ABC..." as the same number as "abc...").
+      if (name.size() != 16 || *end != '\0' ||
+          name.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        continue;
+      }
       if (first) listed.insert(id);
       {
         absl::MutexLock l(&mu_);
@@ -235,13 +262,7 @@ class S3ChunkStore final : public ChunkStore {
       // Bad bytes or no pack object there: the chunk is no longer counted
       // as held (a publish or a repair stores a good copy), but its place
       // is kept and tried again on later reads (a flip on the way heals).
-      bool listed = false;
-      for (auto [it, end] = suspect_.equal_range(d); it != end && !listed; ++it) {
-        listed = SameLoc(it->second, loc);
-      }
-      if (!listed && suspect_.size() < kMaxOtherPlaces) {
-        suspect_.emplace(d, loc);  // once per place, however often it fails
-      }
+      AddPlace(&suspect_, d, loc);  // once per place, however often it fails
       if (Loc held; index_->Find(d, &held) && SameLoc(held, loc) && !held.suspect) {
         held.suspect = true;
         held.verified = false;
@@ -335,9 +356,10 @@ class S3ChunkStore final : public ChunkStore {
       return true;
     }
     if (auto it = extra_.find(d); it != extra_.end()) {
+      // Tried once; the index keeps its place until this one reads well
+      // (MarkGoodLocked), so a failed place is tried again after a restart.
       *loc = it->second;
       extra_.erase(it);
-      index_->Set(d, *loc).IgnoreError();
       return true;
     }
     if (after_failure) return false;
@@ -356,6 +378,8 @@ class S3ChunkStore final : public ChunkStore {
   // since this frontend started is not written again, so reads write nothing.)
   void MarkGoodLocked(const Digest& d, Loc loc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!loc.verified || loc.suspect) {
+      // A place that failed before stays known, to be tried again.
+      if (Loc old; index_->Find(d, &old) && !SameLoc(old, loc)) AddPlace(&suspect_, d, old);
       loc.verified = true;
       loc.suspect = false;
       index_->Set(d, loc).IgnoreError();  // a failed write costs a read later
@@ -438,7 +462,7 @@ class S3ChunkStore final : public ChunkStore {
     absl::MutexLock l(&mu_);
     CAIRN_RETURN_IF_ERROR(index_->AddObject(id, entries, /*overwrite=*/false, &others));
     for (const IndexEntry& e : others) {  // other copies of chunks already placed
-      if (extra_.size() < kMaxOtherPlaces) extra_.emplace(e.digest, e.loc);
+      AddPlace(&extra_, e.digest, e.loc);
     }
     if ((skipped > 0 || index.size() % kIndexEntry != 0) && o_.log) {
       o_.log(StrCat("S3 index object ", IndexKey(id), " is damaged: ", skipped,

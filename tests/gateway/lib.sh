@@ -40,8 +40,16 @@ node_start() {
     "$@" >"$T/$name.out" 2>"$T/$name.log" &
   local pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 200); do grep -q 'http on' "$T/$name.out" 2>/dev/null && break; sleep 0.05; done
-  grep -q 'http on' "$T/$name.out" || fail "node $name did not start"
+  # Up to 60 s (a start takes ~50 ms, but a loaded machine stalls), less
+  # when the node exits.
+  for _ in $(seq 1200); do
+    grep -q 'http on' "$T/$name.out" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  grep -q 'http on' "$T/$name.out" ||
+    fail "node $name did not start ($(kill -0 "$pid" 2>/dev/null && echo "still running after 60 s" ||
+      echo "exited"); its output: $(cat "$T/$name.out" 2>/dev/null))"
   printf -v "${name}_PID" %s "$pid"
   printf -v "${name}_GRPC" %s "$(sed -n 's/^cairn-node listening on //p' "$T/$name.out")"
   printf -v "${name}_HTTP" %s "$(sed -n 's/^cairn-node http on \([^ ]*\).*/\1/p' "$T/$name.out")"

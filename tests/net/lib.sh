@@ -69,7 +69,12 @@ node() {
     --trust "$T/trust.root" "$@" >"$T/$name.out" 2>"$T/$name.log" &
   NODE_PID=$!
   PIDS+=("$NODE_PID")
-  for _ in $(seq 200); do grep -q "listening on" "$T/$name.out" 2>/dev/null && break; sleep 0.05; done
+  # Up to 60 s on a loaded machine, less when the node exits.
+  for _ in $(seq 1200); do
+    grep -q "listening on" "$T/$name.out" 2>/dev/null && break
+    kill -0 "$NODE_PID" 2>/dev/null || break
+    sleep 0.05
+  done
   grep -q "listening on" "$T/$name.out" || { echo "FAIL: node $name did not start" >&2; exit 1; }
 }
 

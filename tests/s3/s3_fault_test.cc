@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <openssl/rand.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -367,6 +368,103 @@ TEST_F(S3FaultTest, APlantedIndexOfAMillionEntriesCostsBoundedMemory) {
   Digest last;
   std::memcpy(last.data(), digests.data() + digests.size() - 32, 32);
   EXPECT_TRUE(*b->Has(last)) << "the last entry was not indexed";
+}
+
+}  // namespace
+}  // namespace cairn
+
+// What a hostile or careless bucket can do to one chunk's places, and
+// listings past one page.
+namespace cairn {
+namespace {
+
+// An index object at `name` naming `d` at `count` places in a pack of
+// random bytes (also planted).
+void PlantCopies(s3::Client& raw, const std::string& name, const Digest& d, uint32_t length,
+                 int count) {
+  std::string index;
+  for (int i = 0; i < count; ++i) {
+    const uint64_t offset = 40 + static_cast<uint64_t>(i) * (40 + length);
+    index.append(reinterpret_cast<const char*>(d.data()), d.size());
+    index.append(reinterpret_cast<const char*>(&offset), 8);
+    index.append(reinterpret_cast<const char*>(&length), 4);
+  }
+  ASSERT_TRUE(raw.Put("chunks/packs/" + name, testing::RandomBytes(300000, 45)).ok());
+  ASSERT_TRUE(raw.Put("chunks/index/" + name, index).ok());
+}
+
+TEST_F(S3FaultTest, AChunkNamedAThousandTimesCostsAFewReadsAndItsRealPlaceIsTriedAgain) {
+  const std::string c = testing::RandomBytes(70000, 46);
+  const Digest d = Sha256Of(c);
+  {
+    auto a = Open(Options(/*direct=*/true));
+    ASSERT_NE(a, nullptr);
+    ASSERT_TRUE(a->Put(d, c).ok());
+    ASSERT_TRUE(a->Flush().ok());
+  }
+  s3::Client raw(Options(/*direct=*/true));
+  auto packs = raw.List("chunks/packs/");
+  ASSERT_TRUE(packs.ok() && packs->size() == 1u);
+  const std::string real = (*packs)[0];
+  auto bytes = raw.Get(real);
+  ASSERT_TRUE(bytes.ok());
+  // Listed after the real one ("ffff..."): a thousand more places for d.
+  PlantCopies(raw, "ffffffffffffffff", d, static_cast<uint32_t>(c.size()), 1000);
+  ASSERT_TRUE(raw.Delete(real).ok());  // the real pack is gone for a while
+
+  const S3Options o = Options();  // through the proxy, which counts requests
+  auto b = Open(o);
+  ASSERT_NE(b, nullptr);
+  std::string got;
+  const int before = proxy_->requests();
+  EXPECT_FALSE(b->Get(d, &got).ok());
+  EXPECT_LT(proxy_->requests() - before, 40) << "one chunk's read tried every planted place";
+  // The real pack comes back: the next read finds it, and so does a restart.
+  ASSERT_TRUE(raw.Put(real, *bytes).ok());
+  ASSERT_TRUE(b->Get(d, &got).ok());
+  EXPECT_TRUE(got == c);
+  b.reset();
+  auto again = Open(o);
+  ASSERT_NE(again, nullptr);
+  ASSERT_TRUE(again->Get(d, &got).ok());
+  EXPECT_TRUE(got == c);
+}
+
+TEST_F(S3FaultTest, ListingsPastOnePageAreSignedAndWhole) {
+  // More than 1,000 keys: the second page's request carries a continuation
+  // token, which must be signed in sorted order.
+  s3::Client raw(Options(/*direct=*/true));
+  ASSERT_TRUE(raw.CreateBucket().ok());
+  for (int i = 0; i < 1005; ++i) ASSERT_TRUE(raw.Put("many/" + std::to_string(i), "x").ok());
+  auto keys = raw.List("many/");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->size(), 1005u);
+}
+
+TEST_F(S3FaultTest, UppercaseIndexNamesAreNotOurs) {
+  const std::string c = testing::RandomBytes(70000, 47);
+  {
+    auto a = Open(Options(/*direct=*/true));
+    ASSERT_NE(a, nullptr);
+    ASSERT_TRUE(a->Put(Sha256Of(c), c).ok());
+    ASSERT_TRUE(a->Flush().ok());
+  }
+  s3::Client raw(Options(/*direct=*/true));
+  auto index = raw.List("chunks/index/");
+  ASSERT_TRUE(index.ok() && index->size() == 1u);
+  std::string upper = (*index)[0].substr((*index)[0].rfind('/') + 1);
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  // The same number in capitals, listed first, naming the chunk at a bad place.
+  PlantCopies(raw, upper, Sha256Of(c), static_cast<uint32_t>(c.size()), 1);
+  std::vector<std::string> notices;
+  S3Options o = Options(/*direct=*/true);
+  o.log = [&](const std::string& line) { notices.push_back(line); };
+  auto b = OpenS3ChunkStore(o);
+  ASSERT_TRUE(b.ok());
+  std::string got;
+  ASSERT_TRUE((*b)->Get(Sha256Of(c), &got).ok()) << "the real index object was hidden";
+  EXPECT_TRUE(got == c);
+  EXPECT_TRUE(notices.empty()) << notices[0];
 }
 
 }  // namespace
