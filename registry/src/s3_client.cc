@@ -82,6 +82,7 @@ void Client::Notice(const std::string& what) {
     return;
   }
   const uint64_t more = suppressed_notices_.exchange(0);
+  absl::MutexLock l(&log_mu_);  // one line at a time: several threads call
   o_.log(more == 0 ? what : StrCat(what, " (and ", more, " more like it)"));
 }
 

@@ -166,19 +166,19 @@ absl::Status Index::AddObject(uint64_t id, const std::vector<IndexEntry>& entrie
   // In writes of kSlice entries (an index object may name 381,000), the
   // object marked as read in the last: a crash in between reads it again.
   constexpr size_t kSlice = 8192;
-  absl::flat_hash_set<Digest, DigestHash> placed;  // in this slice (Find sees the others)
+  // One place per chunk from one object: a pack holds each chunk once, so
+  // more are planted (and would crowd out the real places elsewhere).
+  absl::flat_hash_set<Digest, DigestHash> seen;
   for (size_t from = 0; from == 0 || from < entries.size(); from += kSlice) {
     rocksdb::WriteBatch b;
-    placed.clear();
     for (size_t i = from; i < std::min(entries.size(), from + kSlice); ++i) {
       const IndexEntry& e = entries[i];
       Loc held;
-      if (!overwrite && placed.contains(e.digest)) {
-        others->push_back(e);
+      if (!overwrite && !seen.insert(e.digest).second) {
+        continue;
       } else if (!overwrite && Find(e.digest, &held)) {
         if (held.pack != e.loc.pack || held.offset != e.loc.offset) others->push_back(e);
       } else {
-        placed.insert(e.digest);
         b.Put(ChunkKey(e.digest), Value(e.loc));
       }
       std::string record;

@@ -4,6 +4,7 @@
 
 #include <openssl/rand.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -75,7 +76,10 @@ constexpr int kWindowsAhead = 3;
 // object naming one chunk a million times costs neither memory nor more
 // than a few reads of that chunk.
 constexpr size_t kMaxOtherPlaces = 1 << 16;
-constexpr size_t kMaxPlacesPerChunk = 4;
+constexpr size_t kMaxPlacesPerChunk = 8;
+// Index objects read at once at a start or refresh (each at most 16 MiB
+// in memory while it is read).
+constexpr size_t kIndexReaders = 4;
 
 // Adds `loc` to the places kept for `d` in `m`, within the bounds above;
 // false when it was there already or there is no room.
@@ -127,8 +131,8 @@ class S3ChunkStore final : public ChunkStore {
     bool emptied = false;
     CAIRN_ASSIGN_OR_RETURN(index_,
                            s3::Index::Open(o_.index_dir, o_.bucket + "/" + o_.prefix, &emptied));
-    if (emptied && o_.log) {
-      o_.log(StrCat("S3 chunk index ", o_.index_dir, " was made for another bucket or prefix;",
+    if (emptied) {
+      Notice(StrCat("S3 chunk index ", o_.index_dir, " was made for another bucket or prefix;",
                     " emptied, to be rebuilt from s3://", o_.bucket, "/", o_.prefix));
     }
     CAIRN_RETURN_IF_ERROR(client_.CreateBucket());
@@ -155,6 +159,7 @@ class S3ChunkStore final : public ChunkStore {
     absl::MutexLock r(&refresh_mu_);
     CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> keys, client_.List(o_.prefix + "index/"));
     std::set<uint64_t> listed;
+    std::vector<std::pair<uint64_t, std::string>> todo;  // not read yet
     for (const std::string& key : keys) {
       const std::string name = key.substr(key.rfind('/') + 1);
       char* end = nullptr;
@@ -166,22 +171,10 @@ class S3ChunkStore final : public ChunkStore {
         continue;
       }
       if (first) listed.insert(id);
-      {
-        absl::MutexLock l(&mu_);
-        if (index_->Known(id)) continue;
-      }
-      auto index = client_.Get(key);
-      if (absl::IsUnavailable(index.status())) return index.status();
-      if (!index.ok()) {
-        // One bad object costs its own entries, never the frontend. One
-        // too large to be ours is recorded as read (its entries are never
-        // used); another error is met again at the next refresh.
-        if (o_.log) o_.log(StrCat("S3 index object ", key, " skipped: ", index.status().message()));
-        if (!absl::IsResourceExhausted(index.status())) continue;
-        index = std::string();
-      }
-      CAIRN_RETURN_IF_ERROR(AddIndex(id, *index));
+      absl::MutexLock l(&mu_);
+      if (!index_->Known(id)) todo.emplace_back(id, key);
     }
+    CAIRN_RETURN_IF_ERROR(ReadIndexObjects(todo));
     if (!first) return absl::OkStatus();
     CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> known, index_->KnownObjects());
     size_t gone = 0;
@@ -190,11 +183,51 @@ class S3ChunkStore final : public ChunkStore {
       CAIRN_RETURN_IF_ERROR(index_->DropObject(id));
       ++gone;
     }
-    if (gone > 0 && o_.log) {
-      o_.log(StrCat(gone, " index object(s) read before are gone from the bucket; their chunks are",
+    if (gone > 0) {
+      Notice(StrCat(gone, " index object(s) read before are gone from the bucket; their chunks are",
                     " no longer counted as held"));
     }
     return absl::OkStatus();
+  }
+
+  // Reads index objects into the index, kIndexReaders at a time (a first
+  // start on a large bucket reads thousands). Unavailable stops it (nothing
+  // read is lost: each object is recorded as it is read).
+  absl::Status ReadIndexObjects(const std::vector<std::pair<uint64_t, std::string>>& todo) {
+    std::atomic<size_t> next{0};
+    absl::Mutex err_mu;
+    absl::Status err;
+    auto work = [&] {
+      for (size_t i; (i = next++) < todo.size();) {
+        {
+          absl::MutexLock l(&err_mu);
+          if (!err.ok()) return;
+        }
+        const auto& [id, key] = todo[i];
+        auto index = client_.Get(key);
+        absl::Status st = index.status();
+        if (!index.ok() && !absl::IsUnavailable(st)) {
+          // One bad object costs its own entries, never the frontend. One
+          // too large to be ours is recorded as read (its entries are never
+          // used); another error is met again at the next refresh.
+          Notice(StrCat("S3 index object ", key, " skipped: ", st.message()));
+          if (!absl::IsResourceExhausted(st)) continue;
+          index = std::string();
+        }
+        if (index.ok()) st = AddIndex(id, *index);
+        if (!st.ok()) {
+          absl::MutexLock l(&err_mu);
+          if (err.ok()) err = st;
+          return;
+        }
+      }
+    };
+    std::vector<std::thread> readers;
+    for (size_t t = 1; t < std::min<size_t>(kIndexReaders, todo.size()); ++t)
+      readers.emplace_back(work);
+    work();
+    for (auto& t : readers) t.join();
+    return err;
   }
 
   absl::Status Put(const Digest& d, std::string_view data, PutMode mode) override {
@@ -229,6 +262,7 @@ class S3ChunkStore final : public ChunkStore {
 
   absl::Status Get(const Digest& d, std::string* out) override {
     Loc loc;
+    std::vector<Loc> tried;  // each place at most once a read (a few: AddPlace)
     bool known = false;
     {
       absl::MutexLock l(&mu_);
@@ -241,12 +275,12 @@ class S3ChunkStore final : public ChunkStore {
         out->assign(s.pack, p->second.offset, p->second.length);
         return absl::OkStatus();
       }
-      known = NextLocationLocked(d, &loc);
+      known = NextLocationLocked(d, &tried, &loc);
     }
     if (!known) {
       if (RefreshDue()) CAIRN_RETURN_IF_ERROR(Refresh());
       absl::MutexLock l(&mu_);
-      if (!NextLocationLocked(d, &loc)) {
+      if (!NextLocationLocked(d, &tried, &loc)) {
         return absl::NotFoundError("chunk " + DigestName(d) + " not found");
       }
     }
@@ -263,12 +297,18 @@ class S3ChunkStore final : public ChunkStore {
       // as held (a publish or a repair stores a good copy), but its place
       // is kept and tried again on later reads (a flip on the way heals).
       AddPlace(&suspect_, d, loc);  // once per place, however often it fails
+      for (auto [it, end] = extra_.equal_range(d); it != end; ++it) {
+        if (SameLoc(it->second, loc)) {
+          extra_.erase(it);
+          break;
+        }
+      }
       if (Loc held; index_->Find(d, &held) && SameLoc(held, loc) && !held.suspect) {
         held.suspect = true;
         held.verified = false;
         index_->Set(d, held).IgnoreError();  // a place to try again, not held
       }
-      if (!NextLocationLocked(d, &loc, /*after_failure=*/true)) {
+      if (!NextLocationLocked(d, &tried, &loc)) {
         out->clear();
         return st;
       }
@@ -345,32 +385,31 @@ class S3ChunkStore final : public ChunkStore {
     return a.pack == b.pack && a.offset == b.offset;
   }
 
-  // Where to read `d`: its index entry, else another place an index object
-  // named (a duplicate), else, unless a read just failed, a suspect place.
-  bool NextLocationLocked(const Digest& d, Loc* loc, bool after_failure = false)
+  // Where to read `d` next, each place once in a read (`tried`): its index
+  // entry unless it failed before, the other places index objects named,
+  // then the places that failed before (a flip on the way heals; a pack put
+  // back is found).
+  bool NextLocationLocked(const Digest& d, std::vector<Loc>* tried, Loc* loc)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto take = [&](const Loc& l) {
+      for (const Loc& t : *tried) {
+        if (SameLoc(t, l)) return false;
+      }
+      tried->push_back(l);
+      *loc = l;
+      return true;
+    };
     Loc held;
     const bool have = index_->Find(d, &held);
-    if (have && !held.suspect) {
-      *loc = held;
-      return true;
+    if (have && !held.suspect && take(held)) return true;
+    for (auto [it, end] = extra_.equal_range(d); it != end; ++it) {
+      if (take(it->second)) return true;
     }
-    if (auto it = extra_.find(d); it != extra_.end()) {
-      // Tried once; the index keeps its place until this one reads well
-      // (MarkGoodLocked), so a failed place is tried again after a restart.
-      *loc = it->second;
-      extra_.erase(it);
-      return true;
+    if (have && take(held)) return true;
+    for (auto [it, end] = suspect_.equal_range(d); it != end; ++it) {
+      if (take(it->second)) return true;
     }
-    if (after_failure) return false;
-    if (have) {
-      *loc = held;
-      return true;
-    }
-    auto it = suspect_.find(d);
-    if (it == suspect_.end()) return false;
-    *loc = it->second;
-    return true;
+    return false;
   }
 
   // `loc` held `d` intact: it is the chunk's place again, verified.
@@ -384,9 +423,11 @@ class S3ChunkStore final : public ChunkStore {
       loc.suspect = false;
       index_->Set(d, loc).IgnoreError();  // a failed write costs a read later
     }
-    auto range = suspect_.equal_range(d);
-    for (auto it = range.first; it != range.second;) {
-      it = SameLoc(it->second, loc) ? suspect_.erase(it) : std::next(it);
+    for (auto* m : {&suspect_, &extra_}) {
+      auto range = m->equal_range(d);
+      for (auto it = range.first; it != range.second;) {
+        it = SameLoc(it->second, loc) ? m->erase(it) : std::next(it);
+      }
     }
   }
 
@@ -464,8 +505,8 @@ class S3ChunkStore final : public ChunkStore {
     for (const IndexEntry& e : others) {  // other copies of chunks already placed
       AddPlace(&extra_, e.digest, e.loc);
     }
-    if ((skipped > 0 || index.size() % kIndexEntry != 0) && o_.log) {
-      o_.log(StrCat("S3 index object ", IndexKey(id), " is damaged: ", skipped,
+    if (skipped > 0 || index.size() % kIndexEntry != 0) {
+      Notice(StrCat("S3 index object ", IndexKey(id), " is damaged: ", skipped,
                     " entries name no chunk a pack can hold",
                     index.size() % kIndexEntry != 0 ? ", and it ends inside an entry" : "",
                     "; its other entries are used"));
@@ -556,6 +597,14 @@ class S3ChunkStore final : public ChunkStore {
     return index_->WindowEnd(id, start, kReadAhead, kRecordHeader);
   }
 
+  // S3Options::log, one line at a time (index objects are read by several
+  // threads).
+  void Notice(const std::string& line) {
+    if (!o_.log) return;
+    absl::MutexLock l(&log_mu_);
+    o_.log(line);
+  }
+
   bool RefreshDue() {
     const auto now = std::chrono::steady_clock::now();
     absl::MutexLock l(&mu_);
@@ -567,6 +616,7 @@ class S3ChunkStore final : public ChunkStore {
   const S3Options o_;
   s3::Client client_;
   absl::Mutex refresh_mu_;  // one listing at a time
+  absl::Mutex log_mu_;
   absl::Mutex mu_;
   std::chrono::steady_clock::time_point last_refresh_ ABSL_GUARDED_BY(mu_);
   // Where each chunk lies, each pack's records, the index objects read.
