@@ -84,7 +84,7 @@ cut_publish() {
 # wait_replicated HTTP NAME: until the node at HTTP serves a release of NAME
 # (a bounded poll of its HTTP port; fails after 30 s).
 wait_replicated() {
-  for _ in $(seq 300); do
+  for _ in $(seq 1200); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/v1/releases/$2")" = 200 ] && return 0
     sleep 0.1
   done
