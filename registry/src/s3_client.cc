@@ -233,3 +233,41 @@ absl::StatusOr<std::vector<std::string>> Client::List(const std::string& prefix)
 }
 
 }  // namespace cairn::s3
+
+namespace cairn {
+
+S3Options S3OptionsFromEnvironment(S3Options o) {
+  auto env = [](const char* name, std::string* into) {
+    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') *into = v;
+  };
+  env("CAIRN_S3_ENDPOINT", &o.endpoint);
+  env("CAIRN_S3_REGION", &o.region);
+  env("CAIRN_S3_ACCESS_KEY", &o.access_key);
+  env("CAIRN_S3_SECRET_KEY", &o.secret_key);
+  return o;
+}
+
+absl::Status ParseS3Url(const std::string& url, S3Options* o) {
+  constexpr std::string_view kScheme = "s3://";
+  if (url.rfind(kScheme, 0) != 0) {
+    return absl::InvalidArgumentError("not an s3://BUCKET[/PREFIX] address: " + url);
+  }
+  const std::string rest = url.substr(kScheme.size());
+  const auto slash = rest.find('/');
+  o->bucket = rest.substr(0, slash);
+  o->prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  if (!o->prefix.empty() && o->prefix.back() != '/') o->prefix += '/';
+  const bool bucket_ok =
+      o->bucket.size() >= 3 && o->bucket.size() <= 63 &&
+      o->bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
+  if (!bucket_ok) {
+    return absl::InvalidArgumentError("bad bucket name \"" + o->bucket +
+                                      "\" (3-63 of a-z, 0-9, '.', '-'): " + url);
+  }
+  if (o->prefix.find("//") != std::string::npos || o->prefix.find("..") != std::string::npos) {
+    return absl::InvalidArgumentError("bad prefix in " + url);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cairn

@@ -1,15 +1,21 @@
 #include "s3_index.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "cairn/limits.h"
 #include "cairn/status.h"
+#include "cairn/strings.h"
 #include "rocks_util.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "s3_client.h"
 
 namespace cairn::s3 {
 namespace {
@@ -245,6 +251,64 @@ uint64_t Index::WindowEnd(uint64_t id, uint64_t start, uint64_t window, uint64_t
     end = next;
   }
   return end;
+}
+
+size_t ParseIndexObject(uint64_t id, std::string_view bytes, uint64_t header,
+                        std::vector<IndexEntry>* entries) {
+  size_t skipped = 0;
+  for (size_t at = 0; at + kIndexEntryBytes <= bytes.size(); at += kIndexEntryBytes) {
+    IndexEntry e;
+    std::memcpy(e.digest.data(), bytes.data() + at, e.digest.size());
+    e.loc.pack = id;
+    std::memcpy(&e.loc.offset, bytes.data() + at + 32, 8);
+    std::memcpy(&e.loc.length, bytes.data() + at + 40, 4);
+    if (e.loc.length == 0 || e.loc.length > kMaxChunkSize || e.loc.offset < header ||
+        e.loc.offset > (uint64_t{1} << 40)) {
+      ++skipped;
+      continue;
+    }
+    entries->push_back(e);
+  }
+  return skipped;
+}
+
+absl::Status ReadIndexObjects(Client& client,
+                              const std::vector<std::pair<uint64_t, std::string>>& todo,
+                              const std::function<absl::Status(uint64_t, std::string_view)>& add,
+                              const std::function<void(const std::string&)>& notice) {
+  std::atomic<size_t> next{0};
+  absl::Mutex err_mu;
+  absl::Status err;
+  auto work = [&] {
+    for (size_t i; (i = next++) < todo.size();) {
+      {
+        absl::MutexLock l(&err_mu);
+        if (!err.ok()) return;
+      }
+      const auto& [id, key] = todo[i];
+      auto index = client.Get(key);
+      absl::Status st = index.status();
+      if (!index.ok() && !absl::IsUnavailable(st)) {
+        // Another error is met again at the next refresh.
+        notice(StrCat("S3 index object ", key, " skipped: ", st.message()));
+        if (!absl::IsResourceExhausted(st)) continue;
+        index = std::string();
+      }
+      if (index.ok()) st = add(id, *index);
+      if (!st.ok()) {
+        absl::MutexLock l(&err_mu);
+        if (err.ok()) err = st;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> readers;
+  for (size_t t = 1; t < std::min<size_t>(kIndexReaders, todo.size()); ++t) {
+    readers.emplace_back(work);
+  }
+  work();
+  for (auto& t : readers) t.join();
+  return err;
 }
 
 }  // namespace cairn::s3

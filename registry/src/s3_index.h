@@ -6,8 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -33,6 +36,31 @@ struct IndexEntry {
   Digest digest;
   Loc loc;
 };
+
+// The bucket's index objects: repeated entries of a 32-byte digest, the u64
+// offset of the chunk's bytes in the pack and its u32 length (native order).
+constexpr size_t kIndexEntryBytes = 44;
+// Index objects read at once at a start or refresh (each at most 16 MiB
+// in memory while it is read).
+constexpr size_t kIndexReaders = 4;
+
+// The whole entries of index object `id` that a pack of ours could hold
+// (records of `header` bytes before each chunk) into *entries; returns how
+// many were skipped (a damaged or hostile object must not make a read ask
+// for gigabytes).
+size_t ParseIndexObject(uint64_t id, std::string_view bytes, uint64_t header,
+                        std::vector<IndexEntry>* entries);
+
+class Client;
+// GETs the index objects `todo` (id, key), kIndexReaders at a time, each
+// handed to `add`. One that cannot be read is reported through `notice`
+// and skipped; one too large to be ours is handed over empty (recorded as
+// read, its entries never used). Unavailable, or an error of `add`, stops
+// it: what was handed over stays.
+absl::Status ReadIndexObjects(Client& client,
+                              const std::vector<std::pair<uint64_t, std::string>>& todo,
+                              const std::function<absl::Status(uint64_t, std::string_view)>& add,
+                              const std::function<void(const std::string&)>& notice);
 
 class Index {
  public:

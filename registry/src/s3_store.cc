@@ -25,43 +25,8 @@
 
 namespace cairn {
 
-S3Options S3OptionsFromEnvironment(S3Options o) {
-  auto env = [](const char* name, std::string* into) {
-    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') *into = v;
-  };
-  env("CAIRN_S3_ENDPOINT", &o.endpoint);
-  env("CAIRN_S3_REGION", &o.region);
-  env("CAIRN_S3_ACCESS_KEY", &o.access_key);
-  env("CAIRN_S3_SECRET_KEY", &o.secret_key);
-  return o;
-}
-
-absl::Status ParseS3Url(const std::string& url, S3Options* o) {
-  constexpr std::string_view kScheme = "s3://";
-  if (url.rfind(kScheme, 0) != 0) {
-    return absl::InvalidArgumentError("not an s3://BUCKET[/PREFIX] address: " + url);
-  }
-  const std::string rest = url.substr(kScheme.size());
-  const auto slash = rest.find('/');
-  o->bucket = rest.substr(0, slash);
-  o->prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  if (!o->prefix.empty() && o->prefix.back() != '/') o->prefix += '/';
-  const bool bucket_ok =
-      o->bucket.size() >= 3 && o->bucket.size() <= 63 &&
-      o->bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
-  if (!bucket_ok) {
-    return absl::InvalidArgumentError("bad bucket name \"" + o->bucket +
-                                      "\" (3-63 of a-z, 0-9, '.', '-'): " + url);
-  }
-  if (o->prefix.find("//") != std::string::npos || o->prefix.find("..") != std::string::npos) {
-    return absl::InvalidArgumentError("bad prefix in " + url);
-  }
-  return absl::OkStatus();
-}
-
 namespace {
 
-constexpr size_t kIndexEntry = 44;    // digest, u64 offset, u32 length
 constexpr size_t kRecordHeader = 40;  // "CRN1", u32 length, digest
 // A read that misses the cache fetches this much of the pack (4 MiB), and
 // the last kWindowsKept such windows stay in memory (32 MiB).
@@ -77,9 +42,6 @@ constexpr int kWindowsAhead = 3;
 // than a few reads of that chunk.
 constexpr size_t kMaxOtherPlaces = 1 << 16;
 constexpr size_t kMaxPlacesPerChunk = 8;
-// Index objects read at once at a start or refresh (each at most 16 MiB
-// in memory while it is read).
-constexpr size_t kIndexReaders = 4;
 
 // Adds `loc` to the places kept for `d` in `m`, within the bounds above;
 // false when it was there already or there is no room.
@@ -190,44 +152,11 @@ class S3ChunkStore final : public ChunkStore {
     return absl::OkStatus();
   }
 
-  // Reads index objects into the index, kIndexReaders at a time (a first
-  // start on a large bucket reads thousands). Unavailable stops it (nothing
-  // read is lost: each object is recorded as it is read).
+  // Index objects not read yet, into the index (several at a time).
   absl::Status ReadIndexObjects(const std::vector<std::pair<uint64_t, std::string>>& todo) {
-    std::atomic<size_t> next{0};
-    absl::Mutex err_mu;
-    absl::Status err;
-    auto work = [&] {
-      for (size_t i; (i = next++) < todo.size();) {
-        {
-          absl::MutexLock l(&err_mu);
-          if (!err.ok()) return;
-        }
-        const auto& [id, key] = todo[i];
-        auto index = client_.Get(key);
-        absl::Status st = index.status();
-        if (!index.ok() && !absl::IsUnavailable(st)) {
-          // One bad object costs its own entries, never the frontend. One
-          // too large to be ours is recorded as read (its entries are never
-          // used); another error is met again at the next refresh.
-          Notice(StrCat("S3 index object ", key, " skipped: ", st.message()));
-          if (!absl::IsResourceExhausted(st)) continue;
-          index = std::string();
-        }
-        if (index.ok()) st = AddIndex(id, *index);
-        if (!st.ok()) {
-          absl::MutexLock l(&err_mu);
-          if (err.ok()) err = st;
-          return;
-        }
-      }
-    };
-    std::vector<std::thread> readers;
-    for (size_t t = 1; t < std::min<size_t>(kIndexReaders, todo.size()); ++t)
-      readers.emplace_back(work);
-    work();
-    for (auto& t : readers) t.join();
-    return err;
+    return s3::ReadIndexObjects(
+        client_, todo, [this](uint64_t id, std::string_view bytes) { return AddIndex(id, bytes); },
+        [this](const std::string& line) { Notice(line); });
   }
 
   absl::Status Put(const Digest& d, std::string_view data, PutMode mode) override {
@@ -481,34 +410,17 @@ class S3ChunkStore final : public ChunkStore {
   absl::Status AddIndex(uint64_t id, std::string_view index) {
     // A damaged index object costs its own entries, never the frontend:
     // whole entries are used, the rest reported.
-    size_t skipped = 0;
     std::vector<IndexEntry> entries, others;
-    for (size_t at = 0; at + kIndexEntry <= index.size(); at += kIndexEntry) {
-      IndexEntry e;
-      Digest& d = e.digest;
-      std::memcpy(d.data(), index.data() + at, d.size());
-      Loc& loc = e.loc;
-      loc.pack = id;
-      std::memcpy(&loc.offset, index.data() + at + 32, 8);
-      std::memcpy(&loc.length, index.data() + at + 40, 4);
-      // An entry no pack of ours can hold is skipped (a damaged or hostile
-      // index object must not make a read ask for gigabytes).
-      if (loc.length == 0 || loc.length > kMaxChunkSize || loc.offset < kRecordHeader ||
-          loc.offset > (uint64_t{1} << 40)) {
-        ++skipped;
-        continue;
-      }
-      entries.push_back(e);
-    }
+    const size_t skipped = s3::ParseIndexObject(id, index, kRecordHeader, &entries);
     absl::MutexLock l(&mu_);
     CAIRN_RETURN_IF_ERROR(index_->AddObject(id, entries, /*overwrite=*/false, &others));
     for (const IndexEntry& e : others) {  // other copies of chunks already placed
       AddPlace(&extra_, e.digest, e.loc);
     }
-    if (skipped > 0 || index.size() % kIndexEntry != 0) {
+    if (skipped > 0 || index.size() % s3::kIndexEntryBytes != 0) {
       Notice(StrCat("S3 index object ", IndexKey(id), " is damaged: ", skipped,
                     " entries name no chunk a pack can hold",
-                    index.size() % kIndexEntry != 0 ? ", and it ends inside an entry" : "",
+                    index.size() % s3::kIndexEntryBytes != 0 ? ", and it ends inside an entry" : "",
                     "; its other entries are used"));
     }
     return absl::OkStatus();
