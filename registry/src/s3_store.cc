@@ -136,7 +136,9 @@ class S3ChunkStore final : public ChunkStore {
       absl::MutexLock l(&mu_);
       if (!index_->Known(id)) todo.emplace_back(id, key);
     }
-    CAIRN_RETURN_IF_ERROR(ReadIndexObjects(todo));
+    CAIRN_RETURN_IF_ERROR(s3::ReadIndexObjects(
+        client_, todo, [this](uint64_t id, std::string_view bytes) { return AddIndex(id, bytes); },
+        [this](const std::string& line) { Notice(line); }));
     if (!first) return absl::OkStatus();
     CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> known, index_->KnownObjects());
     size_t gone = 0;
@@ -150,13 +152,6 @@ class S3ChunkStore final : public ChunkStore {
                     " no longer counted as held"));
     }
     return absl::OkStatus();
-  }
-
-  // Index objects not read yet, into the index (several at a time).
-  absl::Status ReadIndexObjects(const std::vector<std::pair<uint64_t, std::string>>& todo) {
-    return s3::ReadIndexObjects(
-        client_, todo, [this](uint64_t id, std::string_view bytes) { return AddIndex(id, bytes); },
-        [this](const std::string& line) { Notice(line); });
   }
 
   absl::Status Put(const Digest& d, std::string_view data, PutMode mode) override {
