@@ -285,6 +285,7 @@ size_t AnswerBackupRequests(Repository* repo, const std::string& data, Cancellat
 GcLoopOptions GcLoopOptionsOf(const ServeConfig& cfg) {
   GcLoopOptions o;
   o.interval_seconds = int64_t{cfg.gc_interval_hours} * 3600;
+  o.answer_seconds = cfg.chunks.empty() ? 0 : cfg.s3_answer_seconds;
   o.gc.grace_seconds = int64_t{cfg.gc_grace_hours} * 3600;
   o.gc.compact_below = cfg.gc_compact_below_percent / 100.0;
   o.gc.staged_retention_seconds = int64_t{cfg.gc_staged_retention_days} * 86400;

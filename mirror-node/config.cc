@@ -155,6 +155,8 @@ std::vector<std::pair<std::string, Setter>> S3Keys(ServeConfig* c) {
       {"pack_mib", Int(&c->s3_pack_mib, 1, 4096)},
       {"parallel_uploads", Int(&c->s3_parallel_uploads, 1, 64)},
       {"cache_mib", Int(&c->s3_cache_mib, 0, 1 << 30)},
+      {"collector", Bool(&c->s3_collector)},
+      {"answer_seconds", Int(&c->s3_answer_seconds, 1, 86400)},
   };
 }
 

@@ -36,6 +36,10 @@ struct ServeConfig {
   int s3_pack_mib = 16;
   int s3_parallel_uploads = 4;
   int s3_cache_mib = 1024;  // the read cache under DATA/s3-cache; 0: none
+  // This frontend collects the bucket's garbage (one per bucket); every
+  // frontend answers the collector's rounds this often.
+  bool s3_collector = false;
+  int s3_answer_seconds = 60;
   std::vector<std::string> upstreams;
   std::vector<std::string> peers;
   std::vector<cairn::node::ReplicationLoop::UpstreamConfig> upstream_tables;

@@ -51,6 +51,9 @@ GcLoop::GcLoop(Repository* repo, GcLoopOptions opts) : repo_(repo), opts_(std::m
 GcLoop::~GcLoop() { Stop(); }
 
 void GcLoop::Start() {
+  if (opts_.answer_seconds > 0 && !answers_.joinable()) {
+    answers_ = std::thread([this] { AnswerLoop(); });
+  }
   if (opts_.interval_seconds <= 0 || thread_.joinable()) return;
   thread_ = std::thread([this] { Loop(); });
 }
@@ -58,6 +61,7 @@ void GcLoop::Start() {
 void GcLoop::Stop() {
   stop_.Cancel();
   if (thread_.joinable()) thread_.join();
+  if (answers_.joinable()) answers_.join();
   absl::MutexLock l(&soon_mu_);
   if (soon_.joinable()) soon_.join();
 }
@@ -120,6 +124,18 @@ void GcLoop::Loop() {
   }
 }
 
+void GcLoop::AnswerLoop() {
+  std::string last_error;
+  while (repo_->clock()->SleepFor(std::chrono::seconds(opts_.answer_seconds), &stop_)) {
+    absl::Status st = repo_->AnswerCollection();
+    std::string error = st.ok() ? "" : st.ToString();
+    if (error != last_error && !error.empty()) {
+      spdlog::warn("garbage collection: cannot answer the collector's round: {}", error);
+    }
+    last_error = error;
+  }
+}
+
 absl::StatusOr<GcReport> GcLoop::RunPass(bool dry_run) {
   GcOptions o = opts_.gc;
   o.dry_run = dry_run;
@@ -170,14 +186,18 @@ cairn::v1::GcStatus GcLoop::Status() const {
 }
 
 std::string DescribeGc(const GcReport& r, bool dry_run) {
+  // Over a shared bucket the garbage found goes through collection rounds.
   std::string out = StrCat(
-      dry_run ? "would remove " : "removed ", r.chunks_removed, " of ", r.chunks, " chunks (",
+      r.shared_store ? "found "
+      : dry_run      ? "would remove "
+                     : "removed ",
+      r.chunks_removed, " of ", r.chunks, r.shared_store ? " chunks garbage" : " chunks", " (",
       r.bytes_removed, " bytes); kept ", r.chunks_in_grace, " in their grace period and ",
       r.chunks_touched, " a client was told of lately; ", dry_run ? "would drop " : "dropped ",
       r.staged_dropped, " stale staged lists, ", r.pending_dropped, " expired pending releases, ",
       r.withheld_dropped, " releases withheld and ", r.yanked_dropped, " yanked past retention (",
       r.lists_dropped, " chunk lists)");
-  if (!dry_run) {
+  if (!dry_run && !r.shared_store) {
     if (r.compact.packs_skipped > 0) {
       out += StrCat("; compaction skipped ", r.compact.packs_skipped,
                     " packs (too little free space to copy their live chunks)");
@@ -187,6 +207,7 @@ std::string DescribeGc(const GcReport& r, bool dry_run) {
                   " live bytes in ", r.compact.files, " pack files (", r.compact.disk_bytes,
                   " bytes on disk)");
   }
+  if (!r.compact.shared.empty()) out += "; " + r.compact.shared;
   return StrCat(out, "; ", r.seconds, " s");
 }
 

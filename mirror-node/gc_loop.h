@@ -16,6 +16,9 @@ struct GcLoopOptions {
   // From one pass's end to the next one's start; 0: no background passes.
   // Default: 24 hours.
   int64_t interval_seconds = 86400;
+  // Over a shared chunk store (S3): how often the node answers the
+  // collector's rounds (Repository::AnswerCollection); 0: never.
+  int64_t answer_seconds = 0;
   GcOptions gc;  // dry_run is ignored: RunPass says
 };
 
@@ -29,7 +32,8 @@ class GcLoop {
 
   // Background passes come one interval after the last pass ended (kept in
   // the node state across restarts), the first one an interval after the
-  // node's first start.
+  // node's first start. Answers, on a thread of their own, every
+  // answer_seconds.
   void Start();
   // Stops a pass in progress between batches and joins the thread.
   // Idempotent.
@@ -47,11 +51,13 @@ class GcLoop {
 
  private:
   void Loop();
+  void AnswerLoop();
 
   Repository* const repo_;
   const GcLoopOptions opts_;
   Cancellation stop_;
   std::thread thread_;
+  std::thread answers_;
   absl::Mutex soon_mu_;
   std::thread soon_ ABSL_GUARDED_BY(soon_mu_);
   std::atomic<bool> soon_running_{false};

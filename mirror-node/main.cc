@@ -76,12 +76,14 @@ int Serve(cairn::node::ServeConfig cfg) {
     s3.pack_bytes = uint64_t(cfg.s3_pack_mib) << 20;
     s3.parallel_uploads = cfg.s3_parallel_uploads;
     s3.cache_bytes = uint64_t(cfg.s3_cache_mib) << 20;
+    s3.collector = cfg.s3_collector;
     s3.log = [](const std::string& line) { spdlog::warn("{}", line); };
     if (absl::Status st = cairn::ParseS3Url(cfg.chunks, &s3); !st.ok()) {
       return cairn::node::Fail(st);
     }
     ropts.s3_chunks = cairn::S3OptionsFromEnvironment(s3);
-    spdlog::info("chunks in {} at {}", cfg.chunks, ropts.s3_chunks->endpoint);
+    spdlog::info("chunks in {} at {}{}", cfg.chunks, ropts.s3_chunks->endpoint,
+                 cfg.s3_collector ? "; this frontend collects the bucket's garbage" : "");
   }
   ropts.max_sessions_per_peer = static_cast<size_t>(cfg.max_sessions_per_peer);
   ropts.upload_bytes_per_day = cfg.upload_bytes_per_day;

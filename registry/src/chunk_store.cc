@@ -88,4 +88,6 @@ absl::StatusOr<CompactReport> ChunkStore::Compact(double, Cancellation*) {
   return absl::UnimplementedError("this chunk store cannot compact");
 }
 
+absl::Status ChunkStore::AnswerCollection(const NeededChunks&) { return absl::OkStatus(); }
+
 }  // namespace cairn

@@ -49,6 +49,12 @@ class GcGuardedStore final : public ChunkStoreWrapper {
 
   ChunkStore* base() { return base_.get(); }
 
+  // A query named `d` within the last window or two (or a false positive).
+  bool Touched(const Digest& d) {
+    absl::MutexLock l(&touch_mu_);
+    return current_.MayContain(d) || previous_.MayContain(d);
+  }
+
   // Removes those of `candidates` no query touched within the window (dry:
   // only counts them). Adds them to *removed and the touched ones to *kept;
   // returns the bytes removed.

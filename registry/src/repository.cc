@@ -135,6 +135,7 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(const std::string& 
   std::optional<S3Options> s3 = opts.s3_chunks;
   if (s3 && s3->cache_bytes > 0 && s3->cache_dir.empty()) s3->cache_dir = dir + "/s3-cache";
   if (s3 && s3->index_dir.empty()) s3->index_dir = dir + "/s3-index";
+  if (s3 && s3->clock == nullptr) s3->clock = clock;
   auto chunks = s3 ? OpenS3ChunkStore(*s3) : OpenPackChunkStore(dir + "/chunks", opts.pack);
   if (!chunks.ok()) {
     ::close(fd);

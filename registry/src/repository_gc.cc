@@ -93,7 +93,7 @@ absl::StatusOr<uint64_t> GcGuardedStore::RemoveUntouched(const std::vector<Store
 
 ChunkStore* Repository::chunks_for_reads() { return gc_guard_->base(); }
 
-absl::Status Repository::MarkList(std::string_view list_digest, DigestBloom* chunks,
+absl::Status Repository::MarkList(std::string_view list_digest, const ChunkVisitor& chunk,
                                   absl::flat_hash_set<std::string>* objects) {
   if (!objects->insert(std::string(list_digest)).second) return absl::OkStatus();
   auto bytes = LoadObject(list_digest, /*allow_staged=*/true);
@@ -105,16 +105,16 @@ absl::Status Repository::MarkList(std::string_view list_digest, DigestBloom* chu
     if (c.digest().size() != sizeof(Digest)) continue;
     Digest d;
     std::memcpy(d.data(), c.digest().data(), d.size());
-    chunks->Add(d);
+    chunk(d);
   }
   return absl::OkStatus();
 }
 
-absl::Status Repository::MarkManifest(std::string_view manifest_payload, DigestBloom* chunks,
+absl::Status Repository::MarkManifest(std::string_view manifest_payload, const ChunkVisitor& chunk,
                                       absl::flat_hash_set<std::string>* objects) {
   auto m = ParseManifest(manifest_payload);
   if (!m.ok()) return absl::OkStatus();
-  for (const auto& f : m->files()) CAIRN_RETURN_IF_ERROR(MarkList(f.root(), chunks, objects));
+  for (const auto& f : m->files()) CAIRN_RETURN_IF_ERROR(MarkList(f.root(), chunk, objects));
   return absl::OkStatus();
 }
 
@@ -246,7 +246,7 @@ absl::Status Repository::DropLists(const std::vector<std::string>& lists,
   return meta_->Commit(ops, /*sync=*/false);
 }
 
-absl::Status Repository::SweepStaged(const GcOptions& o, DigestBloom* chunks,
+absl::Status Repository::SweepStaged(const GcOptions& o, const ChunkVisitor& chunk,
                                      absl::flat_hash_set<std::string>* objects, GcReport* r) {
   const int64_t now = clock_->NowUnix();
   std::vector<std::string> staged;
@@ -272,7 +272,7 @@ absl::Status Repository::SweepStaged(const GcOptions& o, DigestBloom* chunks,
     }
     // A publish session's list (its marker) lives as long as the session.
     if (marker.ok() || now - since < o.staged_retention_seconds) {
-      CAIRN_RETURN_IF_ERROR(MarkList(d, chunks, objects));
+      CAIRN_RETURN_IF_ERROR(MarkList(d, chunk, objects));
     } else {
       stale.push_back(d);
     }
@@ -313,6 +313,7 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
   const SteadyTime t0 = clock_->SteadyNow();
   const int64_t now = clock_->NowUnix();
   GcReport r;
+  r.shared_store = opts_.s3_chunks.has_value();
   // The live set's filter is sized from the chunks stored now.
   uint64_t stored = 0;
   std::vector<StoredChunk> batch;
@@ -326,6 +327,7 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
   std::random_device rd;
   DigestBloom live(stored + stored / 8 + 1024, (uint64_t{rd()} << 32) | rd());
   r.mark_bytes = live.bytes();
+  const ChunkVisitor mark = [&live](const Digest& d) { live.Add(d); };
   absl::flat_hash_set<std::string> objects;
 
   // Releases withheld too long go first; the rest, served and withheld (a
@@ -349,7 +351,7 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
     auto payload = LoadObject(m, /*allow_staged=*/false);
     if (absl::IsNotFound(payload.status())) continue;  // the scrub reports it
     CAIRN_RETURN_IF_ERROR(payload.status());
-    CAIRN_RETURN_IF_ERROR(MarkManifest(*payload, &live, &objects));
+    CAIRN_RETURN_IF_ERROR(MarkManifest(*payload, mark, &objects));
   }
   // Releases waiting for co-signatures; the expired ones go.
   std::vector<WriteOp> expired;
@@ -366,11 +368,11 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
       }));
   for (const std::string& env_bytes : pending) {
     auto env = ParseEnvelope(env_bytes, kMaxEnvelopeBytes);
-    if (env.ok()) CAIRN_RETURN_IF_ERROR(MarkManifest(env->payload(), &live, &objects));
+    if (env.ok()) CAIRN_RETURN_IF_ERROR(MarkManifest(env->payload(), mark, &objects));
   }
   r.pending_dropped = expired.size();
   if (!o.dry_run && !expired.empty()) CAIRN_RETURN_IF_ERROR(meta_->Commit(expired, true));
-  CAIRN_RETURN_IF_ERROR(SweepStaged(o, &live, &objects, &r));
+  CAIRN_RETURN_IF_ERROR(SweepStaged(o, mark, &objects, &r));
   CAIRN_RETURN_IF_ERROR(DropLists(dropped_lists, objects, o.dry_run, head_at_mark, &r));
 
   // Sweep.
@@ -402,6 +404,55 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
   r.seconds = std::chrono::duration<double>(clock_->SteadyNow() - t0).count();
   r.complete = true;
   return r;
+}
+
+absl::Status Repository::AnswerCollection() {
+  return chunks_->AnswerCollection(
+      [this](const std::vector<Digest>& candidates) -> absl::StatusOr<std::vector<Digest>> {
+        absl::flat_hash_set<Digest, DigestHash> want(candidates.begin(), candidates.end());
+        std::vector<Digest> need;
+        const ChunkVisitor mark = [&](const Digest& d) {
+          if (want.erase(d) > 0) need.push_back(d);
+        };
+        absl::flat_hash_set<std::string> objects;
+        std::vector<std::string> manifests;
+        CAIRN_RETURN_IF_ERROR(
+            meta_->Scan(Table::kReleases, "", [&](std::string_view, std::string_view v) {
+              manifests.emplace_back(v);
+              return true;
+            }));
+        for (const std::string& m : manifests) {
+          auto payload = LoadObject(m, /*allow_staged=*/false);
+          if (absl::IsNotFound(payload.status())) continue;
+          CAIRN_RETURN_IF_ERROR(payload.status());
+          CAIRN_RETURN_IF_ERROR(MarkManifest(*payload, mark, &objects));
+        }
+        // Pending releases (expired ones too: this node's pass drops them)
+        // and every staged list, whatever its age.
+        std::vector<std::string> pending, lists;
+        CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kState, meta::kPendingPrefix,
+                                          [&](std::string_view, std::string_view v) {
+                                            cairn::v1::PendingResponse p;
+                                            if (p.ParseFromString(std::string(v)))
+                                              pending.push_back(p.manifest_envelope());
+                                            return true;
+                                          }));
+        CAIRN_RETURN_IF_ERROR(
+            meta_->Scan(Table::kStaging, "", [&](std::string_view k, std::string_view) {
+              if (!k.starts_with(meta::kUploadPrefix)) lists.emplace_back(k);
+              return true;
+            }));
+        for (const std::string& e : pending) {
+          if (auto env = ParseEnvelope(e, kMaxEnvelopeBytes); env.ok()) {
+            CAIRN_RETURN_IF_ERROR(MarkManifest(env->payload(), mark, &objects));
+          }
+        }
+        for (const std::string& d : lists) CAIRN_RETURN_IF_ERROR(MarkList(d, mark, &objects));
+        for (const Digest& d : want) {
+          if (gc_guard_->Touched(d)) need.push_back(d);
+        }
+        return need;
+      });
 }
 
 }  // namespace cairn

@@ -1,5 +1,7 @@
 #include "s3_index.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -22,7 +24,8 @@ namespace {
 
 // Keys: "m" the bucket and prefix the index is for; "e" the start count;
 // "c" + digest a chunk's place; "r" + pack + offset a record (its chunk's
-// length and digest); "k" + id an index object read. Numbers big-endian in
+// length and digest); "k" + id an index object read (value: when first
+// read, unix seconds); "f" the frontend's id. Numbers big-endian in
 // keys (so a pack's records sort by offset), native in values.
 constexpr size_t kPlaceBytes = 8 + 8 + 4 + 1 + 4;  // pack, offset, length, suspect, epoch
 
@@ -56,6 +59,22 @@ void Append(std::string* s, T v) {
 }
 
 }  // namespace
+
+std::string Hex16(uint64_t id) {
+  static const char* kHex = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, id >>= 4) s[i] = kHex[id & 15];
+  return s;
+}
+
+bool ParseHex16(std::string_view name, uint64_t* id) {
+  if (name.size() != 16 || name.find_first_not_of("0123456789abcdef") != std::string_view::npos) {
+    return false;
+  }
+  *id = 0;
+  for (char c : name) *id = (*id << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir, const std::string& where,
                                                    bool* emptied) {
@@ -168,7 +187,7 @@ absl::Status Index::List(const Digest* after, size_t max, std::vector<Digest>* o
 }
 
 absl::Status Index::AddObject(uint64_t id, const std::vector<IndexEntry>& entries, bool overwrite,
-                              std::vector<IndexEntry>* others) {
+                              std::vector<IndexEntry>* others, int64_t seen_unix) {
   // In writes of kSlice entries (an index object may name 381,000), the
   // object marked as read in the last: a crash in between reads it again.
   constexpr size_t kSlice = 8192;
@@ -192,7 +211,11 @@ absl::Status Index::AddObject(uint64_t id, const std::vector<IndexEntry>& entrie
       record.append(reinterpret_cast<const char*>(e.digest.data()), e.digest.size());
       b.Put(RecordKey(id, e.loc.offset), record);
     }
-    if (from + kSlice >= entries.size()) b.Put(ObjectKey(id), "");
+    if (from + kSlice >= entries.size()) {
+      std::string seen;
+      Append(&seen, seen_unix);
+      b.Put(ObjectKey(id), seen);
+    }
     CAIRN_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "S3 chunk index"));
   }
   return absl::OkStatus();
@@ -211,6 +234,57 @@ absl::StatusOr<std::vector<uint64_t>> Index::KnownObjects() {
   }
   CAIRN_RETURN_IF_ERROR(FromRocks(it->status(), "S3 chunk index"));
   return ids;
+}
+
+absl::Status Index::Objects(const std::function<bool(uint64_t, int64_t)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("k"); it->Valid() && it->key().size() == 9 && it->key()[0] == 'k'; it->Next()) {
+    int64_t seen = 0;
+    if (it->value().size() == sizeof(seen)) std::memcpy(&seen, it->value().data(), sizeof(seen));
+    if (!fn(GetBigEndian(it->key().data() + 1), seen)) break;
+  }
+  return FromRocks(it->status(), "S3 chunk index");
+}
+
+int64_t Index::Seen(uint64_t id) {
+  std::string v;
+  int64_t seen = 0;
+  if (db_->Get(rocksdb::ReadOptions(), ObjectKey(id), &v).ok() && v.size() == sizeof(seen)) {
+    std::memcpy(&seen, v.data(), sizeof(seen));
+  }
+  return seen;
+}
+
+absl::Status Index::Records(uint64_t id, std::vector<IndexEntry>* out) {
+  out->clear();
+  const std::string first = RecordKey(id, 0);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(first); it->Valid() && it->key().size() == 17 &&
+                        it->key().starts_with(rocksdb::Slice(first.data(), 9));
+       it->Next()) {
+    if (it->value().size() != 4 + 32) continue;
+    IndexEntry e;
+    e.loc.pack = id;
+    e.loc.offset = GetBigEndian(it->key().data() + 9);
+    std::memcpy(&e.loc.length, it->value().data(), 4);
+    std::memcpy(e.digest.data(), it->value().data() + 4, e.digest.size());
+    out->push_back(e);
+  }
+  return FromRocks(it->status(), "S3 chunk index");
+}
+
+absl::StatusOr<std::string> Index::FrontendId() {
+  std::string id;
+  if (db_->Get(rocksdb::ReadOptions(), "f", &id).ok() && id.size() == 16) return id;
+  uint64_t r = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&r), sizeof(r)) != 1) {
+    return absl::InternalError("no random frontend id");
+  }
+  id = Hex16(r);
+  rocksdb::WriteOptions w;
+  w.sync = true;
+  CAIRN_RETURN_IF_ERROR(FromRocks(db_->Put(w, "f", id), "S3 chunk index"));
+  return id;
 }
 
 absl::Status Index::DropObject(uint64_t id) {

@@ -32,6 +32,12 @@ struct Loc {
   bool suspect = false;
 };
 
+// Object names: 16 lowercase hex digits (pack and index object ids, frontend
+// ids, round numbers). ParseHex16 takes nothing else ("ABC..." is not the
+// same name as "abc...").
+std::string Hex16(uint64_t id);
+bool ParseHex16(std::string_view name, uint64_t* id);
+
 struct IndexEntry {
   Digest digest;
   Loc loc;
@@ -79,12 +85,23 @@ class Index {
   // Index object `id` was read (or written): its entries and its records,
   // in one write. With `overwrite` each entry becomes its digest's place;
   // without, only where the digest has none yet (the others go to *others).
+  // `seen_unix`: when this frontend first read (or wrote) it.
   absl::Status AddObject(uint64_t id, const std::vector<IndexEntry>& entries, bool overwrite,
-                         std::vector<IndexEntry>* others);
+                         std::vector<IndexEntry>* others, int64_t seen_unix);
   bool Known(uint64_t id);
   // Index objects read before, and each one's records (to drop them when
   // the object is gone from the bucket).
   absl::StatusOr<std::vector<uint64_t>> KnownObjects();
+  // Each index object read, with when this frontend first read it (unix
+  // seconds; 0 for one read before it kept times); `fn` false stops.
+  absl::Status Objects(const std::function<bool(uint64_t id, int64_t seen_unix)>& fn);
+  // When index object `id` was first read (0: unknown, or long ago).
+  int64_t Seen(uint64_t id);
+  // The records of pack `id` as its index object named them, by offset.
+  absl::Status Records(uint64_t id, std::vector<IndexEntry>* out);
+  // This frontend's name in the bucket's garbage collection rounds: 16 hex
+  // digits, made at random at its first start and kept.
+  absl::StatusOr<std::string> FrontendId();
   // Forgets index object `id`: its records, and the places in its pack.
   absl::Status DropObject(uint64_t id);
   // The end of the read window starting at record `start` of pack `id`: the

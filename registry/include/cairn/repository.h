@@ -119,6 +119,9 @@ struct GcReport {
   uint64_t lists_dropped = 0;     // chunk lists no release names any more
   uint64_t mark_bytes = 0;        // memory of the live-chunk filter
   CompactReport compact;
+  // The chunk store is shared (S3): chunks_removed and bytes_removed are the
+  // garbage found; compact.shared says what the collection round did.
+  bool shared_store = false;
   double seconds = 0;
   bool complete = false;  // false: stopped before the end
 };
@@ -199,6 +202,12 @@ class Repository {
   // One pass at a time (FailedPrecondition otherwise). Stops early, with
   // complete = false, when `cancel` (may be null) is.
   absl::StatusOr<GcReport> CollectGarbage(const GcOptions& opts, Cancellation* cancel = nullptr);
+  // Over a chunk store shared with other nodes (S3): answers the collection
+  // rounds the collecting node opened, naming the chunks of the condemned
+  // packs this node counts on: those its releases (served or withheld),
+  // pending releases and staged lists name, and those a client was told of
+  // lately. Nothing to do for a store of its own.
+  absl::Status AnswerCollection();
 
   // ---- Federation ----
   // Events after `after` (at most max_events, capped at 1000), or a snapshot
@@ -436,10 +445,11 @@ class Repository {
       const std::function<void(std::string_view, const cairn::v1::TagRecord&)>& fn);
 
   // The live set of a GC pass: chunk lists' digests into *objects, their
-  // chunks into `chunks`.
-  absl::Status MarkList(std::string_view list_digest, class DigestBloom* chunks,
+  // chunks to `chunk`.
+  using ChunkVisitor = std::function<void(const Digest&)>;
+  absl::Status MarkList(std::string_view list_digest, const ChunkVisitor& chunk,
                         absl::flat_hash_set<std::string>* objects);
-  absl::Status MarkManifest(std::string_view manifest_envelope, class DigestBloom* chunks,
+  absl::Status MarkManifest(std::string_view manifest_envelope, const ChunkVisitor& chunk,
                             absl::flat_hash_set<std::string>* objects);
   // Releases that lapsed: withheld, or yanked by their publisher, past the
   // retention period of each (GcOptions). Drops them (their manifests'
@@ -453,7 +463,7 @@ class Repository {
                          const absl::flat_hash_set<std::string>& live, bool dry_run,
                          uint64_t head_at_mark, GcReport* r);
   // Staged lists: which are still needed; drops the stale ones.
-  absl::Status SweepStaged(const GcOptions& o, class DigestBloom* chunks,
+  absl::Status SweepStaged(const GcOptions& o, const ChunkVisitor& chunk,
                            absl::flat_hash_set<std::string>* objects, GcReport* r);
 
   std::unique_ptr<MetaStore> meta_;

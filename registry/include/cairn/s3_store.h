@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "cairn/clock.h"
 #include "cairn/store.h"
 
 namespace cairn {
@@ -54,6 +55,13 @@ struct S3Options {
   // about to be tried again (at most one a second). May be empty.
   std::function<void(const std::string&)> log;
   int timeout_seconds = 30;  // per request
+  // This frontend collects the bucket's garbage (its gc passes open and
+  // close the rounds every frontend answers; see s3_store_gc.cc). One
+  // frontend per bucket should. Default: false.
+  bool collector = false;
+  // When index objects were first read, for the grace period of garbage
+  // collection; null: the system clock. Not owned.
+  Clock* clock = nullptr;
 };
 
 // `base` with what the environment sets: CAIRN_S3_ENDPOINT, CAIRN_S3_REGION,
@@ -66,8 +74,8 @@ absl::Status ParseS3Url(const std::string& url, S3Options* o);
 
 // Opens the store: creates the bucket when it is missing, then reads every
 // index object into memory, and opens the read cache. Unavailable when the endpoint cannot be
-// reached; PermissionDenied for refused credentials. Thread-safe. Not yet supported: Remove,
-// Compact and Backup (Unimplemented).
+// reached; PermissionDenied for refused credentials. Thread-safe. Backup is not supported
+// (Unimplemented): the bucket is backed up with the object store's own tools.
 absl::StatusOr<std::unique_ptr<ChunkStore>> OpenS3ChunkStore(const S3Options& options);
 
 }  // namespace cairn

@@ -43,7 +43,15 @@ struct CompactReport {
   uint64_t files = 0;       // pack files after it
   uint64_t disk_bytes = 0;  // disk space they hold (holes excluded)
   uint64_t live_bytes = 0;  // chunk bytes the index names in them
+  // A store shared by several nodes (S3): what the collection round did or
+  // waits for, one sentence; empty otherwise.
+  std::string shared;
 };
+
+// Of `candidates`, the chunks a node still counts on (see
+// ChunkStore::AnswerCollection).
+using NeededChunks =
+    std::function<absl::StatusOr<std::vector<Digest>>(const std::vector<Digest>& candidates)>;
 
 // Where a stored chunk's bytes lie in a file, for sending them without
 // copying them through user space (sendfile).
@@ -124,6 +132,11 @@ class ChunkStore {
   // re-verified and appended anew, then the file is deleted. Reads and writes
   // go on meanwhile. Stops between packs when `cancel` (may be null) is.
   virtual absl::StatusOr<CompactReport> Compact(double live_below, Cancellation* cancel);
+  // A store shared with other nodes (S3): answers the collection rounds
+  // the collecting node opened and this one has not answered, naming the
+  // chunks it still counts on (`needed` says which, of those the round
+  // would delete). Nothing to do (OK) for a store of one node's own.
+  virtual absl::Status AnswerCollection(const NeededChunks& needed);
 };
 
 // Forwards every call; subclass and override what a test breaks.
@@ -155,6 +168,9 @@ class ChunkStoreWrapper : public ChunkStore {
   }
   absl::StatusOr<CompactReport> Compact(double live_below, Cancellation* cancel) override {
     return target_->Compact(live_below, cancel);
+  }
+  absl::Status AnswerCollection(const NeededChunks& needed) override {
+    return target_->AnswerCollection(needed);
   }
 
  protected:

@@ -1,0 +1,480 @@
+// Garbage collection on a bucket several frontends share.
+//
+// One frontend collects (S3Options::collector); every frontend has a say.
+// Under PREFIX/gc/ in the bucket:
+//   frontends/<id>            each frontend, written at each of its starts
+//   rounds/<n>/condemned      the packs round n would delete, a 16-hex id
+//                             a line
+//   rounds/<n>/answer-<id>    the chunks of those packs frontend <id> still
+//                             counts on (32-byte digests back to back)
+//   rounds/<n>/done           the round's end: the chunks rescued in it
+// A round:
+//  1. A pass of the collector nominates the chunks its own mark does not
+//     reach and that are past the grace period (Remove), then (Compact)
+//     picks the packs mostly of such chunks, copies their other records to
+//     new packs, and writes rounds/<n>/condemned.
+//  2. Each frontend, once it has read that list, counts no chunk as held
+//     whose place is in a condemned pack (a publish stores it anew; reads
+//     still find it), and only then answers: the chunks of those packs its
+//     releases, pending releases, staged lists or recent clients (Has, Put)
+//     count on. The collector answers its own rounds the same way.
+//  3. A later pass of the collector, once every registered frontend has
+//     answered, deletes each condemned pack no answer names a chunk of (its
+//     index object first, then the pack), keeps the others, and writes
+//     rounds/<n>/done with the rescued chunks: the next round copies them
+//     out of their packs. Frontends forget the deleted packs.
+// A chunk a frontend told a client of before it read the list is in its
+// answer; one it is asked of after that is not held, so the client uploads
+// it again. A registered frontend that never answers holds the round open:
+// a decommissioned one is forgotten by deleting its gc/frontends object
+// (cairn-node s3-forget).
+#include <algorithm>
+
+#include "absl/strings/str_join.h"
+#include "cairn/status.h"
+#include "cairn/strings.h"
+#include "s3_store_impl.h"
+
+namespace cairn::s3 {
+
+namespace {
+
+// The most packs one round condemns (and a frontend accepts in a
+// condemned list): 64 GiB of 16 MiB packs, whose chunks' digests a
+// frontend holds in memory while it answers.
+constexpr size_t kMaxCondemnedPacks = 4096;
+// The most chunks nominated for one round (128 MiB of digests).
+constexpr size_t kMaxNominated = size_t{1} << 22;
+
+struct Round {
+  bool condemned = false;
+  bool done = false;
+  std::set<std::string> answered;  // frontend ids
+};
+struct Rounds {
+  std::map<uint64_t, Round> rounds;
+  std::set<std::string> frontends;
+  // The newest round condemned and not done.
+  std::optional<uint64_t> Open() const {
+    std::optional<uint64_t> open;
+    for (const auto& [n, r] : rounds) {
+      if (r.condemned && !r.done) open = n;
+    }
+    return open;
+  }
+};
+
+// Everything under PREFIX/gc/; names not of this scheme are ignored.
+absl::StatusOr<Rounds> ListRounds(Client& client, const std::string& prefix) {
+  CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> keys, client.List(prefix + "gc/"));
+  Rounds out;
+  for (const std::string& key : keys) {
+    std::string_view k = std::string_view(key).substr(prefix.size() + 3);
+    uint64_t id = 0;
+    if (k.starts_with("frontends/")) {
+      if (ParseHex16(k.substr(10), &id)) out.frontends.emplace(k.substr(10));
+      continue;
+    }
+    if (!k.starts_with("rounds/") || k.size() < 25 || k[23] != '/' ||
+        !ParseHex16(k.substr(7, 16), &id) || id == 0) {
+      continue;
+    }
+    const std::string_view what = k.substr(24);
+    uint64_t f = 0;
+    if (what == "condemned") {
+      out.rounds[id].condemned = true;
+    } else if (what == "done") {
+      out.rounds[id].done = true;
+    } else if (what.starts_with("answer-") && ParseHex16(what.substr(7), &f)) {
+      out.rounds[id].answered.emplace(what.substr(7));
+    }
+  }
+  return out;
+}
+
+std::string FormatIds(const std::vector<uint64_t>& ids) {
+  std::string s;
+  for (uint64_t id : ids) s += Hex16(id) + "\n";
+  return s;
+}
+
+absl::StatusOr<std::vector<uint64_t>> ParseIds(std::string_view text) {
+  std::vector<uint64_t> ids;
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    uint64_t id = 0;
+    if (nl != 16 || !ParseHex16(text.substr(0, 16), &id)) {
+      return absl::InvalidArgumentError("a line is not a pack id");
+    }
+    if (ids.size() >= kMaxCondemnedPacks) {
+      return absl::InvalidArgumentError(StrCat("more than ", kMaxCondemnedPacks, " packs"));
+    }
+    ids.push_back(id);
+    text.remove_prefix(17);
+  }
+  return ids;
+}
+
+std::string FormatDigests(const std::vector<Digest>& digests) {
+  std::string s;
+  s.reserve(digests.size() * sizeof(Digest));
+  for (const Digest& d : digests) s.append(reinterpret_cast<const char*>(d.data()), d.size());
+  return s;
+}
+
+void ParseDigests(std::string_view bytes, absl::flat_hash_set<Digest, DigestHash>* out) {
+  for (size_t at = 0; at + sizeof(Digest) <= bytes.size(); at += sizeof(Digest)) {
+    Digest d;
+    std::memcpy(d.data(), bytes.data() + at, d.size());
+    out->insert(d);
+  }
+}
+
+}  // namespace
+
+int64_t S3ChunkStore::NowUnix() const {
+  return o_.clock != nullptr ? o_.clock->NowUnix() : static_cast<int64_t>(std::time(nullptr));
+}
+
+absl::Status S3ChunkStore::Register() {
+  return client_.Put(o_.prefix + "gc/frontends/" + fid_, StrCat("started ", NowUnix(), "\n"));
+}
+
+absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
+  CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
+  std::vector<uint64_t> to_read;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto it = condemned_.begin(); it != condemned_.end();) {
+      const auto r = gc.rounds.find(it->first);
+      if (it->first == opening_ ||
+          (r != gc.rounds.end() && r->second.condemned && !r->second.done)) {
+        ++it;
+        continue;
+      }
+      released->insert(released->end(), it->second.begin(), it->second.end());
+      it = condemned_.erase(it);
+    }
+    answered_.clear();
+    for (const auto& [n, r] : gc.rounds) {
+      if (r.answered.contains(fid_)) answered_.insert(n);
+      if (r.condemned && !r.done && !condemned_.contains(n) && !refused_.contains(n)) {
+        to_read.push_back(n);
+      }
+    }
+  }
+  for (uint64_t n : to_read) {
+    auto body = client_.Get(RoundKey(n, "condemned"));
+    if (absl::IsNotFound(body.status())) continue;  // ended meanwhile
+    CAIRN_RETURN_IF_ERROR(body.status());
+    auto ids = ParseIds(*body);
+    absl::MutexLock l(&mu_);
+    if (!ids.ok()) {
+      // Not written by a collector of ours: never answered, so the round
+      // stays open and deletes nothing.
+      refused_.insert(n);
+      Notice(StrCat("S3 collection round ", RoundKey(n, "condemned"),
+                    " ignored: ", ids.status().message()));
+      continue;
+    }
+    std::set<uint64_t>& packs = condemned_[n];
+    packs.insert(ids->begin(), ids->end());
+    for (uint64_t id : packs) PromoteLocked(id);
+  }
+  absl::MutexLock l(&mu_);
+  std::erase_if(*released, [this](uint64_t id)
+                               ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return CondemnedLocked(id); });
+  return absl::OkStatus();
+}
+
+void S3ChunkStore::PromoteLocked(uint64_t pack) {
+  std::vector<IndexEntry> records;
+  if (!index_->Records(pack, &records).ok()) return;
+  for (const IndexEntry& e : records) {
+    Loc held;
+    if (!index_->Find(e.digest, &held) || held.pack != pack) continue;
+    for (auto [it, end] = extra_.equal_range(e.digest); it != end; ++it) {
+      if (CondemnedLocked(it->second.pack)) continue;
+      const Loc copy = it->second;
+      extra_.erase(it);
+      if (index_->Set(e.digest, copy).ok()) AddPlace(&extra_, e.digest, held);
+      break;
+    }
+  }
+}
+
+absl::Status S3ChunkStore::AnswerCollection(const NeededChunks& needed) {
+  CAIRN_RETURN_IF_ERROR(Refresh());
+  std::vector<uint64_t> rounds;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [n, packs] : condemned_) {
+      if (n != opening_ && !answered_.contains(n)) rounds.push_back(n);
+    }
+  }
+  for (uint64_t n : rounds) {
+    // The chunks whose place is in a condemned pack: the others this
+    // frontend reads elsewhere.
+    std::vector<Digest> candidates;
+    {
+      absl::MutexLock l(&mu_);
+      std::vector<IndexEntry> records;
+      for (uint64_t pack : condemned_[n]) {
+        CAIRN_RETURN_IF_ERROR(index_->Records(pack, &records));
+        for (const IndexEntry& e : records) {
+          if (Loc held; index_->Find(e.digest, &held) && CondemnedLocked(held.pack)) {
+            candidates.push_back(e.digest);
+          }
+        }
+      }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> need, needed(candidates));
+    CAIRN_RETURN_IF_ERROR(client_.Put(RoundKey(n, "answer-" + fid_), FormatDigests(need)));
+    absl::MutexLock l(&mu_);
+    answered_.insert(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status S3ChunkStore::ListStored(const Digest* after, size_t max,
+                                      std::vector<StoredChunk>* out) {
+  out->clear();
+  if (!o_.collector) return absl::OkStatus();  // the collector sweeps the bucket
+  std::vector<Digest> digests;
+  CAIRN_RETURN_IF_ERROR(List(after, max, &digests));
+  std::map<uint64_t, int64_t> seen;  // of the packs met in this batch
+  for (const Digest& d : digests) {
+    absl::MutexLock l(&mu_);
+    Loc loc;
+    if (!index_->Find(d, &loc)) continue;
+    // The first reading of the chunk's index object stands for when it was
+    // stored: never earlier than it was.
+    auto [it, fresh] = seen.try_emplace(loc.pack, 0);
+    if (fresh) it->second = index_->Seen(loc.pack);
+    out->push_back(StoredChunk{d, loc.length, it->second});
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> S3ChunkStore::Remove(const std::vector<Digest>& digests) {
+  if (!o_.collector) return absl::FailedPreconditionError("only the collector frontend removes");
+  absl::MutexLock l(&mu_);
+  uint64_t bytes = 0;  // nominated: nothing is freed before the round ends
+  for (const Digest& d : digests) {
+    if (nominated_.size() >= kMaxNominated) break;  // the next pass finds the rest
+    Loc loc;
+    if (index_->Find(d, &loc) && nominated_.insert(d).second) bytes += loc.length;
+  }
+  return bytes;
+}
+
+absl::StatusOr<CompactReport> S3ChunkStore::Compact(double live_below, Cancellation* cancel) {
+  CompactReport r;
+  if (!o_.collector) {
+    r.shared = StrCat("the chunks in s3://", o_.bucket, "/", o_.prefix,
+                      " are collected by its collector frontend; this one answers its rounds");
+    return r;
+  }
+  CAIRN_RETURN_IF_ERROR(Refresh());
+  CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
+  if (std::optional<uint64_t> open = gc.Open()) {
+    bool closed = false;
+    CAIRN_RETURN_IF_ERROR(CloseRound(*open, &r, &closed));
+    if (!closed) {
+      absl::MutexLock l(&mu_);
+      nominated_.clear();  // found again by the pass after the round ends
+      return r;
+    }
+  }
+  const uint64_t next = gc.rounds.empty() ? 1 : gc.rounds.rbegin()->first + 1;
+  CAIRN_RETURN_IF_ERROR(OpenRound(next, live_below, cancel, &r));
+  return r;
+}
+
+absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed) {
+  *closed = false;
+  CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
+  const Round& round = gc.rounds[n];
+  std::vector<std::string> missing;
+  for (const std::string& f : gc.frontends) {
+    if (!round.answered.contains(f)) missing.push_back(f);
+  }
+  if (!missing.empty()) {
+    r->shared = StrCat("collection round ", n, " waits for the answer of frontend(s) ",
+                       absl::StrJoin(missing, ", "),
+                       " (a running frontend answers within a minute; one stopped for good is"
+                       " forgotten with cairn-node s3-forget)");
+    return absl::OkStatus();
+  }
+  // Every answer counts, a forgotten frontend's too.
+  absl::flat_hash_set<Digest, DigestHash> rescued;
+  bool unreadable = false;
+  for (const std::string& f : round.answered) {
+    auto a = client_.Get(RoundKey(n, "answer-" + f));
+    if (absl::IsUnavailable(a.status())) return a.status();
+    if (!a.ok()) {
+      unreadable = true;
+      Notice(StrCat("S3 collection round ", n, ": the answer of frontend ", f, " cannot be read (",
+                    a.status().message(), "); every pack is kept"));
+      continue;
+    }
+    ParseDigests(*a, &rescued);
+  }
+  CAIRN_ASSIGN_OR_RETURN(std::string body, client_.Get(RoundKey(n, "condemned")));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, ParseIds(body));
+  uint64_t deleted = 0, kept = 0;
+  for (uint64_t id : ids) {
+    auto index = client_.Get(IndexKey(id));
+    if (!index.ok() && !absl::IsNotFound(index.status())) return index.status();
+    std::vector<IndexEntry> entries;
+    uint64_t bytes = 0;
+    if (index.ok()) {
+      ParseIndexObject(id, *index, kRecordHeader, &entries);
+      bytes = index->size() + 8;  // the pack's trailer
+    }
+    bool keep = unreadable;
+    for (const IndexEntry& e : entries) {
+      keep = keep || rescued.contains(e.digest);
+      bytes += kRecordHeader + e.loc.length;
+    }
+    if (keep) {
+      ++kept;
+      continue;
+    }
+    // The index object first: no frontend starting now finds a chunk in a
+    // pack that is gone.
+    CAIRN_RETURN_IF_ERROR(client_.Delete(IndexKey(id)));
+    CAIRN_RETURN_IF_ERROR(client_.Delete(PackKey(id)));
+    ++deleted;
+    r->bytes_freed += bytes;
+  }
+  CAIRN_RETURN_IF_ERROR(client_.Put(
+      RoundKey(n, "done"), FormatDigests(std::vector<Digest>(rescued.begin(), rescued.end()))));
+  // Earlier rounds are of no more use (this one's done list is, to the next).
+  for (const auto& [m, old] : gc.rounds) {
+    if (m >= n) continue;
+    std::vector<std::string> keys = {RoundKey(m, "condemned"), RoundKey(m, "done")};
+    for (const std::string& f : old.answered) keys.push_back(RoundKey(m, "answer-" + f));
+    for (const std::string& k : keys) CAIRN_RETURN_IF_ERROR(client_.Delete(k));
+  }
+  r->shared = StrCat("collection round ", n, " ended: ", deleted, " condemned pack(s) deleted, ",
+                     kept, " kept for chunks a frontend still counts on",
+                     unreadable ? " (an answer could not be read)" : "");
+  *closed = true;
+  return absl::OkStatus();
+}
+
+absl::Status S3ChunkStore::OpenRound(uint64_t n, double live_below, Cancellation* cancel,
+                                     CompactReport* r) {
+  absl::flat_hash_set<Digest, DigestHash> nominated, rescued;
+  {
+    absl::MutexLock l(&mu_);
+    nominated.swap(nominated_);
+  }
+  auto opened = [&](const std::string& what) {
+    r->shared = r->shared.empty() ? what : StrCat(r->shared, "; ", what);
+    return absl::OkStatus();
+  };
+  if (nominated.empty()) return opened("no garbage found for a new collection round");
+  // What the last round rescued: another frontend counts on it, so it is
+  // copied out of its pack like the collector's own live chunks.
+  CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
+  for (auto it = gc.rounds.rbegin(); it != gc.rounds.rend(); ++it) {
+    if (!it->second.done) continue;
+    auto done = client_.Get(RoundKey(it->first, "done"));
+    if (done.ok()) ParseDigests(*done, &rescued);
+    break;
+  }
+  // The packs mostly of garbage, with their live records.
+  struct Picked {
+    uint64_t id;
+    std::vector<IndexEntry> live;
+  };
+  std::vector<Picked> picked;
+  uint64_t garbage = 0;
+  std::vector<IndexEntry> records;
+  absl::Status st;
+  CAIRN_RETURN_IF_ERROR(index_->Objects([&](uint64_t id, int64_t) {
+    if (cancel != nullptr && cancel->cancelled()) return false;
+    if (st = index_->Records(id, &records); !st.ok()) return false;
+    uint64_t total = 0, live = 0;
+    Picked p{id, {}};
+    for (const IndexEntry& e : records) {
+      total += e.loc.length;
+      Loc held;
+      bool placed = false;
+      {
+        absl::MutexLock l(&mu_);
+        placed = index_->Find(e.digest, &held) && held.pack == id && held.offset == e.loc.offset;
+      }
+      // A copy of a chunk placed elsewhere is garbage here.
+      if (!placed || (nominated.contains(e.digest) && !rescued.contains(e.digest))) continue;
+      live += e.loc.length;
+      p.live.push_back(e);
+    }
+    if (total > 0 && (live == 0 || static_cast<double>(live) < live_below * total)) {
+      garbage += total - live;
+      picked.push_back(std::move(p));
+    }
+    return picked.size() < kMaxCondemnedPacks;
+  }));
+  CAIRN_RETURN_IF_ERROR(st);
+  if (picked.empty()) return opened("no pack is mostly garbage");
+  // Condemned here first, so the copies below are stored anew.
+  auto abandon = [&] {
+    absl::MutexLock l(&mu_);
+    condemned_.erase(n);
+    opening_ = 0;
+  };
+  {
+    absl::MutexLock l(&mu_);
+    opening_ = n;
+    for (const Picked& p : picked) condemned_[n].insert(p.id);
+  }
+  std::vector<uint64_t> ids;
+  for (const Picked& p : picked) {
+    bool copied = true;
+    for (const IndexEntry& e : p.live) {
+      std::string data;
+      absl::Status c = ReadAt(e.digest, e.loc, &data);
+      if (c.ok()) c = Put(e.digest, data, PutMode::kVerify);
+      if (absl::IsUnavailable(c)) {
+        abandon();
+        return c;
+      }
+      if (!c.ok()) {  // kept: a read or a repair deals with it
+        Notice(StrCat("S3 pack ", PackKey(p.id), " is not collected: ", c.message()));
+        copied = false;
+        break;
+      }
+      r->bytes_moved += data.size();
+    }
+    if (copied) {
+      ids.push_back(p.id);
+    } else {
+      absl::MutexLock l(&mu_);
+      condemned_[n].erase(p.id);
+    }
+  }
+  if (absl::Status f = Flush(); !f.ok() || ids.empty()) {
+    abandon();
+    return f;
+  }
+  // Only now may a frontend read the list: every copy is in the bucket.
+  absl::Status put = client_.Put(RoundKey(n, "condemned"), FormatIds(ids));
+  {
+    absl::MutexLock l(&mu_);
+    opening_ = 0;
+    if (!put.ok()) condemned_.erase(n);
+  }
+  CAIRN_RETURN_IF_ERROR(put);
+  r->packs_rewritten = ids.size();
+  return opened(StrCat("collection round ", n, " opened: ", ids.size(), " pack(s) condemned (",
+                       garbage, " bytes of garbage; ", r->bytes_moved,
+                       " live bytes copied out); they are deleted at a later pass once every"
+                       " frontend has answered"));
+}
+
+}  // namespace cairn::s3
