@@ -6,7 +6,8 @@
 //   rounds/<n>/condemned      the packs round n would delete, a 16-hex id
 //                             a line
 //   rounds/<n>/answer-<id>    the chunks of those packs frontend <id> still
-//                             counts on (32-byte digests back to back)
+//                             counts on: 32-byte digest and u64 pack id
+//                             (native order) of each, back to back
 //   rounds/<n>/done           the round's end: the chunks rescued in it
 // A round:
 //  1. A pass of the collector nominates the chunks its own mark does not
@@ -30,6 +31,7 @@
 // (cairn-node s3-forget).
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_join.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -115,6 +117,11 @@ absl::StatusOr<std::vector<uint64_t>> ParseIds(std::string_view text) {
   return ids;
 }
 
+// An answer: the chunks needed, each with the condemned pack it is read
+// from (a 32-byte digest and a native u64 id, back to back). A done list:
+// the digests alone.
+constexpr size_t kAnswerEntry = sizeof(Digest) + 8;
+
 std::string FormatDigests(const std::vector<Digest>& digests) {
   std::string s;
   s.reserve(digests.size() * sizeof(Digest));
@@ -127,6 +134,18 @@ void ParseDigests(std::string_view bytes, absl::flat_hash_set<Digest, DigestHash
     Digest d;
     std::memcpy(d.data(), bytes.data() + at, d.size());
     out->insert(d);
+  }
+}
+
+void ParseAnswer(std::string_view bytes, absl::flat_hash_set<Digest, DigestHash>* digests,
+                 std::set<uint64_t>* packs) {
+  for (size_t at = 0; at + kAnswerEntry <= bytes.size(); at += kAnswerEntry) {
+    Digest d;
+    uint64_t pack = 0;
+    std::memcpy(d.data(), bytes.data() + at, d.size());
+    std::memcpy(&pack, bytes.data() + at + d.size(), sizeof(pack));
+    digests->insert(d);
+    packs->insert(pack);
   }
 }
 
@@ -213,9 +232,9 @@ absl::Status S3ChunkStore::AnswerCollection(const NeededChunks& needed) {
     }
   }
   for (uint64_t n : rounds) {
-    // The chunks whose place is in a condemned pack: the others this
-    // frontend reads elsewhere.
-    std::vector<Digest> candidates;
+    // The chunks whose place is in a condemned pack (the others this
+    // frontend reads elsewhere), with that pack.
+    absl::flat_hash_map<Digest, uint64_t, DigestHash> placed;
     {
       absl::MutexLock l(&mu_);
       std::vector<IndexEntry> records;
@@ -223,15 +242,23 @@ absl::Status S3ChunkStore::AnswerCollection(const NeededChunks& needed) {
         CAIRN_RETURN_IF_ERROR(index_->Records(pack, &records));
         for (const IndexEntry& e : records) {
           if (Loc held; index_->Find(e.digest, &held) && CondemnedLocked(held.pack)) {
-            candidates.push_back(e.digest);
+            placed[e.digest] = held.pack;
           }
         }
       }
     }
+    std::vector<Digest> candidates;
+    for (const auto& [d, pack] : placed) candidates.push_back(d);
     std::sort(candidates.begin(), candidates.end());
-    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
     CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> need, needed(candidates));
-    CAIRN_RETURN_IF_ERROR(client_.Put(RoundKey(n, "answer-" + fid_), FormatDigests(need)));
+    std::string answer;
+    for (const Digest& d : need) {
+      auto it = placed.find(d);
+      if (it == placed.end()) continue;  // not asked
+      answer.append(reinterpret_cast<const char*>(d.data()), d.size());
+      answer.append(reinterpret_cast<const char*>(&it->second), sizeof(it->second));
+    }
+    CAIRN_RETURN_IF_ERROR(client_.Put(RoundKey(n, "answer-" + fid_), answer));
     absl::MutexLock l(&mu_);
     answered_.insert(n);
   }
@@ -310,6 +337,7 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
   }
   // Every answer counts, a forgotten frontend's too.
   absl::flat_hash_set<Digest, DigestHash> rescued;
+  std::set<uint64_t> needed_packs;
   bool unreadable = false;
   for (const std::string& f : round.answered) {
     auto a = client_.Get(RoundKey(n, "answer-" + f));
@@ -320,7 +348,7 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
                     a.status().message(), "); every pack is kept"));
       continue;
     }
-    ParseDigests(*a, &rescued);
+    ParseAnswer(*a, &rescued, &needed_packs);
   }
   CAIRN_ASSIGN_OR_RETURN(std::string body, client_.Get(RoundKey(n, "condemned")));
   CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, ParseIds(body));
@@ -334,11 +362,8 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
       ParseIndexObject(id, *index, kRecordHeader, &entries);
       bytes = index->size() + 8;  // the pack's trailer
     }
-    bool keep = unreadable;
-    for (const IndexEntry& e : entries) {
-      keep = keep || rescued.contains(e.digest);
-      bytes += kRecordHeader + e.loc.length;
-    }
+    const bool keep = unreadable || needed_packs.contains(id);
+    for (const IndexEntry& e : entries) bytes += kRecordHeader + e.loc.length;
     if (keep) {
       ++kept;
       continue;
