@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cairn/repository.h"
+#include "cairn/s3_store.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cairn/transport/channel.h"
@@ -325,6 +326,33 @@ int Gc(ServeConfig cfg, bool dry_run) {
     said = DescribeGc(*r, dry_run);
   }
   std::printf("%s: %s\n", cfg.data.c_str(), said.c_str());
+  return 0;
+}
+
+int S3FrontendsCmd(const std::string& config, const std::string& chunks,
+                   const std::string& forget) {
+  ServeConfig cfg;
+  if (!config.empty()) {
+    if (absl::Status st = LoadConfig(config, &cfg); !st.ok()) return Fail(st);
+  }
+  S3Options o;
+  o.endpoint = cfg.s3_endpoint;
+  o.region = cfg.s3_region;
+  if (absl::Status st = ParseS3Url(chunks, &o); !st.ok()) return Fail(st);
+  o = S3OptionsFromEnvironment(o);
+  if (o.endpoint.empty() || o.access_key.empty() || o.secret_key.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "an S3 endpoint and credentials are needed: [s3] endpoint in --config or "
+        "CAIRN_S3_ENDPOINT, and CAIRN_S3_ACCESS_KEY, CAIRN_S3_SECRET_KEY"));
+  }
+  if (!forget.empty()) {
+    if (absl::Status st = ForgetS3Frontend(o, forget); !st.ok()) return Fail(st);
+    std::printf("forgot frontend %s: collection rounds no longer wait for it\n", forget.c_str());
+    return 0;
+  }
+  auto list = ListS3Frontends(o);
+  if (!list.ok()) return Fail(list.status());
+  for (const std::string& line : *list) std::printf("%s\n", line.c_str());
   return 0;
 }
 

@@ -499,6 +499,15 @@ int main(int argc, char** argv) {
       "inventory", "write what this node holds, for an exporter's --have (default: stdout)");
   inv->add_option("--to", inventory_to, "the inventory file");
   inventory_opts_cli.Add(inv);
+  std::string frontends_config, frontends_chunks, forget_id;
+  auto* frontends = app.add_subcommand(
+      "s3-frontends",
+      "list the frontends registered in an S3 bucket's garbage collection (each must answer a "
+      "round before it deletes anything), or forget one stopped for good");
+  frontends->add_option("--chunks", frontends_chunks, "the bucket: s3://BUCKET[/PREFIX]")
+      ->required();
+  frontends->add_option("--config", frontends_config, "a node's config file (for [s3] endpoint)");
+  frontends->add_option("--forget", forget_id, "the id of a frontend that will not come back");
   std::string repair_dir;
   auto* repair = app.add_subcommand(
       "repair",
@@ -518,6 +527,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*check) return cairn::node::CheckConfig(check_path);
+  if (*frontends) {
+    return cairn::node::S3FrontendsCmd(frontends_config, frontends_chunks, forget_id);
+  }
   if (*exp || *imp || *inv) {
     auto c = (*exp ? export_opts_cli : *imp ? import_opts_cli : inventory_opts_cli).Load();
     if (!c.ok()) return cairn::node::Fail(c.status());

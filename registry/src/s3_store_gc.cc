@@ -29,6 +29,8 @@
 // it again. A registered frontend that never answers holds the round open:
 // a decommissioned one is forgotten by deleting its gc/frontends object
 // (cairn-node s3-forget).
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "absl/container/flat_hash_map.h"
@@ -156,7 +158,10 @@ int64_t S3ChunkStore::NowUnix() const {
 }
 
 absl::Status S3ChunkStore::Register() {
-  return client_.Put(o_.prefix + "gc/frontends/" + fid_, StrCat("started ", NowUnix(), "\n"));
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return client_.Put(o_.prefix + "gc/frontends/" + fid_,
+                     StrCat("host=", host, " index=", o_.index_dir, " started=", NowUnix(), "\n"));
 }
 
 absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
@@ -386,7 +391,8 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
   }
   r->shared = StrCat("collection round ", n, " ended: ", deleted, " condemned pack(s) deleted, ",
                      kept, " kept for chunks a frontend still counts on",
-                     unreadable ? " (an answer could not be read)" : "");
+                     unreadable ? " (an answer could not be read)" : "", "; ", r->bytes_freed,
+                     " bytes freed");
   *closed = true;
   return absl::OkStatus();
 }
@@ -503,3 +509,34 @@ absl::Status S3ChunkStore::OpenRound(uint64_t n, double live_below, Cancellation
 }
 
 }  // namespace cairn::s3
+
+namespace cairn {
+
+absl::StatusOr<std::vector<std::string>> ListS3Frontends(const S3Options& options) {
+  s3::Client client(options);
+  CAIRN_ASSIGN_OR_RETURN(s3::Rounds gc, s3::ListRounds(client, options.prefix));
+  std::vector<std::string> out;
+  for (const std::string& id : gc.frontends) {
+    auto body = client.Get(options.prefix + "gc/frontends/" + id);
+    std::string line = body.ok() ? body->substr(0, std::min<size_t>(body->find('\n'), 512)) : "";
+    std::erase_if(line, [](char c) { return c < ' ' || c > '~'; });  // planted bytes shown safely
+    out.push_back(id + "  " + line);
+  }
+  return out;
+}
+
+absl::Status ForgetS3Frontend(const S3Options& options, const std::string& id) {
+  uint64_t n = 0;
+  if (!s3::ParseHex16(id, &n)) {
+    return absl::InvalidArgumentError("a frontend id is 16 lowercase hex digits: " + id);
+  }
+  s3::Client client(options);
+  CAIRN_ASSIGN_OR_RETURN(s3::Rounds gc, s3::ListRounds(client, options.prefix));
+  if (!gc.frontends.contains(id)) {
+    return absl::NotFoundError(
+        StrCat("no frontend ", id, " is registered in s3://", options.bucket, "/", options.prefix));
+  }
+  return client.Delete(options.prefix + "gc/frontends/" + id);
+}
+
+}  // namespace cairn

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cairn/clock.h"
@@ -77,5 +78,13 @@ absl::Status ParseS3Url(const std::string& url, S3Options* o);
 // reached; PermissionDenied for refused credentials. Thread-safe. Backup is not supported
 // (Unimplemented): the bucket is backed up with the object store's own tools.
 absl::StatusOr<std::unique_ptr<ChunkStore>> OpenS3ChunkStore(const S3Options& options);
+
+// The frontends registered in the bucket's garbage collection (each must
+// answer a round before it ends): "ID  host=... index=... started=..." a
+// line each.
+absl::StatusOr<std::vector<std::string>> ListS3Frontends(const S3Options& options);
+// Forgets frontend `id` (one stopped for good): rounds no longer wait for
+// it. It registers again if it starts. NotFound when it is not registered.
+absl::Status ForgetS3Frontend(const S3Options& options, const std::string& id);
 
 }  // namespace cairn
