@@ -28,7 +28,7 @@
 // answer; one it is asked of after that is not held, so the client uploads
 // it again. A registered frontend that never answers holds the round open:
 // a decommissioned one is forgotten by deleting its gc/frontends object
-// (cairn-node s3-forget).
+// (cairn-node s3-frontends --forget ID).
 #include <unistd.h>
 
 #include <algorithm>
@@ -337,7 +337,7 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
     r->shared = StrCat("collection round ", n, " waits for the answer of frontend(s) ",
                        absl::StrJoin(missing, ", "),
                        " (a running frontend answers within a minute; one stopped for good is"
-                       " forgotten with cairn-node s3-forget)");
+                       " forgotten with cairn-node s3-frontends --forget ID)");
     return absl::OkStatus();
   }
   // Every answer counts, a forgotten frontend's too.
@@ -377,11 +377,19 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
     // pack that is gone.
     CAIRN_RETURN_IF_ERROR(client_.Delete(IndexKey(id)));
     CAIRN_RETURN_IF_ERROR(client_.Delete(PackKey(id)));
+    {
+      absl::MutexLock l(&mu_);  // the next round's choice must not meet it
+      CAIRN_RETURN_IF_ERROR(index_->DropObject(id));
+    }
     ++deleted;
     r->bytes_freed += bytes;
   }
   CAIRN_RETURN_IF_ERROR(client_.Put(
       RoundKey(n, "done"), FormatDigests(std::vector<Digest>(rescued.begin(), rescued.end()))));
+  {
+    absl::MutexLock l(&mu_);
+    condemned_.erase(n);
+  }
   // Earlier rounds are of no more use (this one's done list is, to the next).
   for (const auto& [m, old] : gc.rounds) {
     if (m >= n) continue;
@@ -410,10 +418,15 @@ absl::Status S3ChunkStore::OpenRound(uint64_t n, double live_below, Cancellation
   };
   if (nominated.empty()) return opened("no garbage found for a new collection round");
   // What the last round rescued: another frontend counts on it, so it is
-  // copied out of its pack like the collector's own live chunks.
+  // copied out of its pack like the collector's own live chunks, at the
+  // first attempt after that round only (a pack of nothing else is then
+  // left alone once, and condemned again at the next: kept while some
+  // frontend answers for it, deleted once none does).
   CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
   for (auto it = gc.rounds.rbegin(); it != gc.rounds.rend(); ++it) {
     if (!it->second.done) continue;
+    if (it->first == rescue_applied_) break;
+    rescue_applied_ = it->first;
     auto done = client_.Get(RoundKey(it->first, "done"));
     if (done.ok()) ParseDigests(*done, &rescued);
     break;

@@ -254,6 +254,9 @@ class S3ChunkStore final : public ChunkStore {
   std::set<uint64_t> refused_ ABSL_GUARDED_BY(mu_);
   uint64_t opening_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_set<Digest, DigestHash> nominated_ ABSL_GUARDED_BY(mu_);
+  // The round whose rescued chunks a round's choice last took as live
+  // (Compact: one pass at a time).
+  uint64_t rescue_applied_ = 0;
 };
 
 }  // namespace cairn::s3
