@@ -113,7 +113,27 @@ absl::StatusOr<std::unique_ptr<Repository>> OpenOffline(const ServeConfig& cfg, 
   RepositoryOptions ropts;
   ropts.pack.verify_on_read = cfg.verify_reads;
   ropts.pack.pack_bytes = uint64_t(cfg.pack_file_mib) << 20;
+  CAIRN_ASSIGN_OR_RETURN(ropts.s3_chunks, S3OptionsOf(cfg));
+  if (!ropts.s3_chunks && std::filesystem::exists(cfg.data + "/s3-index", ec)) {
+    return absl::FailedPreconditionError(
+        StrCat(cfg.data, " keeps its chunks in an S3 bucket (it has s3-index): pass the node's",
+               " --config with chunks = \"s3://...\" and its [s3] table"));
+  }
   return Repository::Open(cfg.data, std::move(trust), ropts);
+}
+
+absl::StatusOr<std::optional<S3Options>> S3OptionsOf(const ServeConfig& cfg) {
+  if (cfg.chunks.empty()) return std::nullopt;
+  S3Options s3;
+  s3.endpoint = cfg.s3_endpoint;
+  s3.region = cfg.s3_region;
+  s3.pack_bytes = uint64_t(cfg.s3_pack_mib) << 20;
+  s3.parallel_uploads = cfg.s3_parallel_uploads;
+  s3.cache_bytes = uint64_t(cfg.s3_cache_mib) << 20;
+  s3.collector = cfg.s3_collector;
+  s3.log = [](const std::string& line) { spdlog::warn("{}", line); };
+  CAIRN_RETURN_IF_ERROR(ParseS3Url(cfg.chunks, &s3));
+  return S3OptionsFromEnvironment(s3);
 }
 
 // `cairn-node scrub --now`: a running node is asked by signal (its pass is
@@ -321,6 +341,8 @@ int Gc(ServeConfig cfg, bool dry_run) {
     if (!repo.ok()) return Fail(repo.status());
     GcOptions o = GcLoopOptionsOf(cfg).gc;
     o.dry_run = dry_run;
+    // Over a shared bucket a stopped frontend answers the open round too.
+    if (absl::Status st = (*repo)->AnswerCollection(); !st.ok()) return Fail(st);
     auto r = (*repo)->CollectGarbage(o);
     if (!r.ok()) return Fail(r.status());
     said = DescribeGc(*r, dry_run);

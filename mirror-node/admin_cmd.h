@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "cairn/clock.h"
 #include "cairn/repository.h"
+#include "cairn/s3_store.h"
 #include "config.h"
 #include "gc_loop.h"
 
@@ -47,6 +48,9 @@ int Backup(ServeConfig cfg, const std::string& dest);
 // (and removes the partial copy) when `cancel` is cancelled. Returns how many
 // it answered.
 size_t AnswerBackupRequests(Repository* repo, const std::string& data, Cancellation* cancel);
+// The chunk store's S3 options from [node] chunks and [s3] (and CAIRN_S3_*);
+// none when chunks are on local disk.
+absl::StatusOr<std::optional<S3Options>> S3OptionsOf(const ServeConfig& cfg);
 // The [node] gc_* settings as the loop's options.
 GcLoopOptions GcLoopOptionsOf(const ServeConfig& cfg);
 // `cairn-node gc [--dry-run]`: 0 once a pass ran (on the serving node, or

@@ -69,19 +69,10 @@ int Serve(cairn::node::ServeConfig cfg) {
   ropts.pack.min_free_bytes = cfg.min_free_bytes;
   ropts.pack.pack_bytes = uint64_t(cfg.pack_file_mib) << 20;
   ropts.region = cfg.region;
-  if (!cfg.chunks.empty()) {
-    cairn::S3Options s3;
-    s3.endpoint = cfg.s3_endpoint;
-    s3.region = cfg.s3_region;
-    s3.pack_bytes = uint64_t(cfg.s3_pack_mib) << 20;
-    s3.parallel_uploads = cfg.s3_parallel_uploads;
-    s3.cache_bytes = uint64_t(cfg.s3_cache_mib) << 20;
-    s3.collector = cfg.s3_collector;
-    s3.log = [](const std::string& line) { spdlog::warn("{}", line); };
-    if (absl::Status st = cairn::ParseS3Url(cfg.chunks, &s3); !st.ok()) {
-      return cairn::node::Fail(st);
-    }
-    ropts.s3_chunks = cairn::S3OptionsFromEnvironment(s3);
+  if (auto s3 = cairn::node::S3OptionsOf(cfg); !s3.ok()) {
+    return cairn::node::Fail(s3.status());
+  } else if (*s3) {
+    ropts.s3_chunks = std::move(*s3);
     spdlog::info("chunks in {} at {}{}", cfg.chunks, ropts.s3_chunks->endpoint,
                  cfg.s3_collector ? "; this frontend collects the bucket's garbage" : "");
   }
