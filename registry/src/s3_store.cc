@@ -164,6 +164,9 @@ absl::Status S3ChunkStore::Get(const Digest& d, std::string* out) {
     // as held (a publish or a repair stores a good copy), but its place
     // is kept and tried again on later reads (a flip on the way heals).
     AddPlace(&suspect_, d, loc);  // once per place, however often it fails
+    // No pack object: none of its chunks is held there (one failed read
+    // for the pack, not one per chunk).
+    if (absl::IsNotFound(st)) PackGoneLocked(loc.pack);
     for (auto [it, end] = extra_.equal_range(d); it != end; ++it) {
       if (SameLoc(it->second, loc)) {
         extra_.erase(it);

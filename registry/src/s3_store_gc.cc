@@ -227,6 +227,18 @@ void S3ChunkStore::PromoteLocked(uint64_t pack) {
   }
 }
 
+void S3ChunkStore::PackGoneLocked(uint64_t pack) {
+  std::vector<IndexEntry> records;
+  if (!index_->Records(pack, &records).ok()) return;
+  for (const IndexEntry& e : records) {
+    Loc held;
+    if (!index_->Find(e.digest, &held) || !SameLoc(held, e.loc) || held.suspect) continue;
+    held.suspect = true;  // tried again later: a pack put back is found
+    held.verified = false;
+    index_->Set(e.digest, held).IgnoreError();
+  }
+}
+
 absl::Status S3ChunkStore::AnswerCollection(const NeededChunks& needed) {
   CAIRN_RETURN_IF_ERROR(Refresh());
   std::vector<uint64_t> rounds;

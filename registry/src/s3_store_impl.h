@@ -168,6 +168,9 @@ class S3ChunkStore final : public ChunkStore {
   // A chunk whose place is in `pack` (just condemned) takes another place
   // known for it, if there is one outside condemned packs.
   void PromoteLocked(uint64_t pack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pack object `pack` is gone from the bucket: its chunks' places there
+  // no longer count as held.
+  void PackGoneLocked(uint64_t pack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The collector's two steps of a pass; *closed false: still waiting.
   absl::Status CloseRound(uint64_t round, CompactReport* r, bool* closed);
   absl::Status OpenRound(uint64_t round, double live_below, Cancellation* cancel, CompactReport* r);

@@ -223,6 +223,29 @@ TEST_F(S3GcTest, AChunkStoredAgainOrAFrontendStartedDuringARoundIsSafe) {
   EXPECT_FALSE(Reads(b.get(), chunks[2]));
 }
 
+TEST_F(S3GcTest, APackDeletedBehindTheFrontendsBackCostsOneFailedRead) {
+  auto a = Open(false);
+  ASSERT_NE(a, nullptr);
+  const auto chunks = Chunks(3, 600);
+  StorePack(a.get(), chunks);
+  s3::Client raw(Options(false));
+  auto keys = raw.List("m/packs/");
+  ASSERT_TRUE(keys.ok() && keys->size() == 1u);
+  auto bytes = raw.Get(keys->front());
+  ASSERT_TRUE(bytes.ok());
+  ASSERT_TRUE(raw.Delete(keys->front()).ok());
+  std::string got;
+  EXPECT_THAT(a->Get(Sha256Of(chunks[0]), &got), StatusIs(absl::StatusCode::kNotFound));
+  // Its other chunks no longer count as held, without a read each: a
+  // publish stores them again.
+  EXPECT_FALSE(*a->Has(Sha256Of(chunks[1])));
+  EXPECT_FALSE(*a->Has(Sha256Of(chunks[2])));
+  // The pack put back is found again.
+  ASSERT_TRUE(raw.Put(keys->front(), *bytes).ok());
+  EXPECT_TRUE(Reads(a.get(), chunks[2]));
+  EXPECT_TRUE(*a->Has(Sha256Of(chunks[2])));
+}
+
 TEST_F(S3GcTest, OnlyTheCollectorCollectsAndAPlantedRoundDeletesNothing) {
   auto b = Open(false);
   ASSERT_NE(b, nullptr);
