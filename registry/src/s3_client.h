@@ -48,6 +48,7 @@ class Client {
   // 300 KB) or an index object (44 bytes per chunk of one pack: 1.1 MB for
   // a 4 GiB pack of 16 KiB chunks). A ranged read holds its range.
   static constexpr size_t kMaxAnswerBytes = 16 << 20;
+  static constexpr size_t kMaxErrorBytes = 64 << 10;
   CURL* Take();
   void Give(CURL* h);
   // A failed attempt about to be retried, through S3Options::log, at most

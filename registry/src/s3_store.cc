@@ -80,14 +80,16 @@ absl::Status S3ChunkStore::Refresh(bool first) {
       [this](const std::string& line) { Notice(line); }));
   // A round's packs the collector deleted: forgotten; the others it kept.
   for (uint64_t id : released) {
-    if (!listed.contains(id) && index_->Known(id)) CAIRN_RETURN_IF_ERROR(index_->DropObject(id));
+    absl::MutexLock l(&mu_);
+    if (!listed.contains(id) && index_->Known(id)) CAIRN_RETURN_IF_ERROR(DropPackLocked(id));
   }
   if (!first) return absl::OkStatus();
   CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> known, index_->KnownObjects());
   size_t gone = 0;
   for (uint64_t id : known) {
     if (listed.contains(id)) continue;
-    CAIRN_RETURN_IF_ERROR(index_->DropObject(id));
+    absl::MutexLock l(&mu_);
+    CAIRN_RETURN_IF_ERROR(DropPackLocked(id));
     ++gone;
   }
   if (gone > 0) {
@@ -201,16 +203,25 @@ absl::StatusOr<bool> S3ChunkStore::HasIntact(const Digest& d) {
 }
 
 absl::StatusOr<bool> S3ChunkStore::Has(const Digest& d) {
+  Loc condemned;
+  bool copy = false;
   {
     absl::MutexLock l(&mu_);
     if (HasLocked(d)) return true;
+    copy = CondemnedPlaceLocked(d, &condemned);
   }
+  if (copy) return CopyForward(d, condemned);
   // Another frontend may have stored it since: look at the bucket's
   // index objects again, at most once a second.
   if (!RefreshDue()) return false;
   CAIRN_RETURN_IF_ERROR(Refresh());
-  absl::MutexLock l(&mu_);
-  return HeldLocked(d);
+  {
+    absl::MutexLock l(&mu_);
+    if (HeldLocked(d)) return true;
+    copy = CondemnedPlaceLocked(d, &condemned);
+  }
+  if (copy) return CopyForward(d, condemned);
+  return false;
 }
 
 absl::Status S3ChunkStore::Flush() {

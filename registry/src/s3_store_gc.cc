@@ -218,13 +218,50 @@ void S3ChunkStore::PromoteLocked(uint64_t pack) {
     Loc held;
     if (!index_->Find(e.digest, &held) || held.pack != pack) continue;
     for (auto [it, end] = extra_.equal_range(e.digest); it != end; ++it) {
-      if (CondemnedLocked(it->second.pack)) continue;
+      if (CondemnedLocked(it->second.pack) || !index_->Known(it->second.pack)) continue;
       const Loc copy = it->second;
       extra_.erase(it);
       if (index_->Set(e.digest, copy).ok()) AddPlace(&extra_, e.digest, held);
       break;
     }
   }
+}
+
+bool S3ChunkStore::CondemnedPlaceLocked(const Digest& d, Loc* loc) {
+  return index_->Find(d, loc) && !loc->suspect && CondemnedLocked(loc->pack);
+}
+
+absl::StatusOr<bool> S3ChunkStore::CopyForward(const Digest& d, const Loc& loc) {
+  std::string data;
+  absl::Status st = ReadAt(d, loc, &data);
+  if (st.ok()) st = Put(d, data, PutMode::kVerify);
+  if (absl::IsDataLoss(st) || absl::IsNotFound(st)) return false;  // not held, simply
+  CAIRN_RETURN_IF_ERROR(st);
+  return true;
+}
+
+absl::Status S3ChunkStore::DropPackLocked(uint64_t id) {
+  std::vector<IndexEntry> records;
+  CAIRN_RETURN_IF_ERROR(index_->Records(id, &records));
+  for (const IndexEntry& e : records) {
+    Loc held;
+    if (!index_->Find(e.digest, &held) || held.pack != id) continue;
+    // Another known place, in a pack still there, becomes the chunk's.
+    for (auto [it, end] = extra_.equal_range(e.digest); it != end; ++it) {
+      const Loc other = it->second;
+      if (other.pack == id || CondemnedLocked(other.pack) || !index_->Known(other.pack)) continue;
+      extra_.erase(it);
+      CAIRN_RETURN_IF_ERROR(index_->Set(e.digest, other));
+      break;
+    }
+  }
+  // No place in the pack stays known (one could be taken for the chunk's).
+  for (auto* m : {&extra_, &suspect_}) {
+    for (auto it = m->begin(); it != m->end();) {
+      it = it->second.pack == id ? m->erase(it) : std::next(it);
+    }
+  }
+  return index_->DropObject(id);
 }
 
 void S3ChunkStore::PackGoneLocked(uint64_t pack) {
@@ -391,7 +428,7 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
     CAIRN_RETURN_IF_ERROR(client_.Delete(PackKey(id)));
     {
       absl::MutexLock l(&mu_);  // the next round's choice must not meet it
-      CAIRN_RETURN_IF_ERROR(index_->DropObject(id));
+      CAIRN_RETURN_IF_ERROR(DropPackLocked(id));
     }
     ++deleted;
     r->bytes_freed += bytes;

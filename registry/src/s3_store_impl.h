@@ -168,6 +168,15 @@ class S3ChunkStore final : public ChunkStore {
   // A chunk whose place is in `pack` (just condemned) takes another place
   // known for it, if there is one outside condemned packs.
   void PromoteLocked(uint64_t pack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `d` is held only in a condemned pack (*loc): not held, but readable.
+  bool CondemnedPlaceLocked(const Digest& d, Loc* loc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Has() of such a chunk: it is read there and stored anew (within the
+  // bucket: no chunk fetched over the network, no publish refused for a
+  // chunk it was told of before the round); false when it cannot be read.
+  absl::StatusOr<bool> CopyForward(const Digest& d, const Loc& loc);
+  // Forgets pack `id` (deleted from the bucket): its chunks take another
+  // place known for them, if any; no place in it stays known.
+  absl::Status DropPackLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pack object `pack` is gone from the bucket: its chunks' places there
   // no longer count as held.
   void PackGoneLocked(uint64_t pack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -113,13 +113,11 @@ TEST_F(S3GcTest, ARoundDeletesOnlyWhatNoFrontendCountsOn) {
   EXPECT_EQ(r->bytes_moved, mixed[0].size()) << "the live chunk was not copied out";
   EXPECT_EQ(Packs(), 4u);
 
-  // b reads the round: condemned chunks no longer count as held (a publish
-  // stores them again), the copy does, and everything still reads.
+  // b reads the round (the copy is the live chunk's place now) and answers;
+  // everything still reads.
   std::vector<Digest> asked;
   ASSERT_TRUE(b->AnswerCollection(Needing({b_only[0]}, &asked)).ok());
   EXPECT_EQ(asked.size(), 11u) << "asked about the chunks of condemned packs but the copied one";
-  EXPECT_FALSE(*b->Has(Sha256Of(garbage[0])));
-  EXPECT_FALSE(*b->Has(Sha256Of(b_only[0])));
   EXPECT_TRUE(*b->Has(Sha256Of(mixed[0])));
   EXPECT_TRUE(Reads(b.get(), garbage[0]));
 
@@ -186,12 +184,13 @@ TEST_F(S3GcTest, AChunkStoredAgainOrAFrontendStartedDuringARoundIsSafe) {
   for (const auto& c : chunks) all.push_back(Sha256Of(c));
   ASSERT_TRUE(a->Remove(all).ok());
   ASSERT_TRUE(a->Compact(0.5, nullptr).ok());
-  // b answers (it counts on nothing), then a client publishes chunks[0] to
-  // it: not held any more, so it is stored anew.
+  // b answers (it counts on nothing), then a client asks it for chunks[0]
+  // (a publish, a replication, a scrub): its only place is condemned, so b
+  // copies it within the bucket before it says yes.
   ASSERT_TRUE(b->AnswerCollection(Needing({})).ok());
-  ASSERT_FALSE(*b->HasIntact(Sha256Of(chunks[0])));
-  StorePack(b.get(), {chunks[0]});
   EXPECT_TRUE(*b->HasIntact(Sha256Of(chunks[0])));
+  ASSERT_TRUE(b->Flush().ok());
+  EXPECT_EQ(Packs(), 2u) << "no copy of the condemned chunk was stored";
   // A frontend that starts now must answer too before anything goes.
   auto c = Open(false);
   ASSERT_NE(c, nullptr);
@@ -221,6 +220,45 @@ TEST_F(S3GcTest, AChunkStoredAgainOrAFrontendStartedDuringARoundIsSafe) {
   EXPECT_TRUE(Reads(b.get(), chunks[0]));
   EXPECT_TRUE(Reads(b.get(), chunks[1])) << "rescued in round 1: copied out in round 2";
   EXPECT_FALSE(Reads(b.get(), chunks[2]));
+}
+
+// Two copies of a chunk, the first deleted by a round: a frontend must not
+// take the deleted copy's place for the chunk's when the second copy is
+// condemned by the next round (it then failed to read its own release).
+TEST_F(S3GcTest, APlaceInADeletedPackIsNeverTakenAgain) {
+  auto a = Open(true);
+  auto b = Open(false);
+  auto c = Open(false);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NE(c, nullptr);
+  const auto k = Chunks(2, 700);
+  StorePack(b.get(), k);
+  for (ChunkStore* s : {a.get(), c.get()}) ASSERT_TRUE(s->AnswerCollection(Needing({})).ok());
+  const std::vector<Digest> all = {Sha256Of(k[0]), Sha256Of(k[1])};
+  auto round = [&](const std::string& want) {
+    ASSERT_TRUE(a->Remove(all).ok());
+    auto r = a->Compact(0.5, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r->shared, HasSubstr("opened")) << r->shared;
+    // c answers (it counts on nothing), then is asked for the chunks (a
+    // publish of the same bytes): it copies them within the bucket. b
+    // counts on them.
+    ASSERT_TRUE(c->AnswerCollection(Needing({})).ok());
+    for (const Digest& d : all) ASSERT_TRUE(*c->Has(d));
+    ASSERT_TRUE(c->Flush().ok());
+    ASSERT_TRUE(b->AnswerCollection(Needing({k[0], k[1]})).ok());
+    ASSERT_TRUE(a->AnswerCollection(Needing({})).ok());
+    r = a->Compact(0.5, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_THAT(r->shared, HasSubstr(want));
+    ASSERT_TRUE(b->AnswerCollection(Needing({})).ok());
+    for (const auto& x : k) EXPECT_TRUE(Reads(b.get(), x)) << "b lost its chunk after " << want;
+    for (const Digest& d : all) EXPECT_TRUE(*b->Has(d));
+  };
+  round("1 condemned pack(s) deleted, 0 kept");  // b reads c's copy
+  round("1 condemned pack(s) deleted, 0 kept");  // and again: never the deleted place
+  EXPECT_EQ(Packs(), 1u);
 }
 
 TEST_F(S3GcTest, APackDeletedBehindTheFrontendsBackCostsOneFailedRead) {
