@@ -351,8 +351,8 @@ int Gc(ServeConfig cfg, bool dry_run) {
   return 0;
 }
 
-int S3FrontendsCmd(const std::string& config, const std::string& chunks,
-                   const std::string& forget) {
+int S3FrontendsCmd(const std::string& config, const std::string& chunks, const std::string& forget,
+                   bool force) {
   ServeConfig cfg;
   if (!config.empty()) {
     if (absl::Status st = LoadConfig(config, &cfg); !st.ok()) return Fail(st);
@@ -368,7 +368,7 @@ int S3FrontendsCmd(const std::string& config, const std::string& chunks,
         "CAIRN_S3_ENDPOINT, and CAIRN_S3_ACCESS_KEY, CAIRN_S3_SECRET_KEY"));
   }
   if (!forget.empty()) {
-    if (absl::Status st = ForgetS3Frontend(o, forget); !st.ok()) return Fail(st);
+    if (absl::Status st = ForgetS3Frontend(o, forget, force); !st.ok()) return Fail(st);
     std::printf("forgot frontend %s: collection rounds no longer wait for it\n", forget.c_str());
     return 0;
   }

@@ -58,9 +58,11 @@ GcLoopOptions GcLoopOptionsOf(const ServeConfig& cfg);
 int Gc(ServeConfig cfg, bool dry_run);
 // The node's side of it (on SIGUSR2): runs a pass per request in `data`.
 size_t AnswerGcRequests(GcLoop* gc, const std::string& data);
-// `cairn-node s3-frontends --chunks s3://B/P [--config F] [--forget ID]`:
+// `cairn-node s3-frontends --chunks s3://B/P [--config F] [--forget ID
+// [--force]]`:
 // lists the frontends registered in the bucket's garbage collection, or
 // forgets one.
-int S3FrontendsCmd(const std::string& config, const std::string& chunks, const std::string& forget);
+int S3FrontendsCmd(const std::string& config, const std::string& chunks, const std::string& forget,
+                   bool force);
 
 }  // namespace cairn::node

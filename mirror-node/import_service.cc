@@ -71,7 +71,7 @@ class ImportReactor final : public grpc::ServerReadReactor<ImportRequest>, publi
     const absl::Time give_up = absl::Now() + absl::Seconds(gate_->idle_seconds);
     if (!mu_.AwaitWithDeadline(absl::Condition(&ready), give_up)) {
       return absl::AbortedError(StrCat("the client sent nothing for ", gate_->idle_seconds,
-                                                " s: import dropped (it resumes when run again)"));
+                                       " s: import dropped (it resumes when run again)"));
     }
     if (cancelled_) return absl::CancelledError("the client went away: import stopped");
     if (!has_) return size_t{0};  // the client is done

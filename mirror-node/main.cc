@@ -499,6 +499,9 @@ int main(int argc, char** argv) {
       ->required();
   frontends->add_option("--config", frontends_config, "a node's config file (for [s3] endpoint)");
   frontends->add_option("--forget", forget_id, "the id of a frontend that will not come back");
+  bool forget_force = false;
+  frontends->add_flag("--force", forget_force,
+                      "forget it although it said it was running within 15 minutes");
   std::string repair_dir;
   auto* repair = app.add_subcommand(
       "repair",
@@ -519,7 +522,7 @@ int main(int argc, char** argv) {
   }
   if (*check) return cairn::node::CheckConfig(check_path);
   if (*frontends) {
-    return cairn::node::S3FrontendsCmd(frontends_config, frontends_chunks, forget_id);
+    return cairn::node::S3FrontendsCmd(frontends_config, frontends_chunks, forget_id, forget_force);
   }
   if (*exp || *imp || *inv) {
     auto c = (*exp ? export_opts_cli : *imp ? import_opts_cli : inventory_opts_cli).Load();

@@ -12,8 +12,8 @@
 #include "cairn/clock.h"
 #include "cairn/replication.h"
 #include "cairn/transport/channel.h"
-#include "cairn/v1/service.pb.h"
 #include "cairn/transport/grpc_upstream.h"
+#include "cairn/v1/service.pb.h"
 
 namespace cairn::node {
 

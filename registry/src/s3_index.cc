@@ -25,7 +25,8 @@ namespace {
 // Keys: "m" the bucket and prefix the index is for; "e" the start count;
 // "c" + digest a chunk's place; "r" + pack + offset a record (its chunk's
 // length and digest); "k" + id an index object read (value: when first
-// read, unix seconds); "f" the frontend's id. Numbers big-endian in
+// read, unix seconds); "f" the frontend's id; "g" the collector's open
+// round, "G" the last round number it used. Numbers big-endian in
 // keys (so a pack's records sort by offset), native in values.
 constexpr size_t kPlaceBytes = 8 + 8 + 4 + 1 + 4;  // pack, offset, length, suspect, epoch
 
@@ -271,6 +272,24 @@ absl::Status Index::Records(uint64_t id, std::vector<IndexEntry>* out) {
     out->push_back(e);
   }
   return FromRocks(it->status(), "S3 chunk index");
+}
+
+absl::Status Index::PutMeta(std::string_view key, std::string_view value) {
+  rocksdb::WriteOptions w;
+  w.sync = true;
+  return FromRocks(db_->Put(w, rocksdb::Slice(key.data(), key.size()),
+                            rocksdb::Slice(value.data(), value.size())),
+                   "S3 chunk index");
+}
+
+bool Index::GetMeta(std::string_view key, std::string* value) {
+  return db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), value).ok();
+}
+
+absl::Status Index::DeleteMeta(std::string_view key) {
+  rocksdb::WriteOptions w;
+  w.sync = true;
+  return FromRocks(db_->Delete(w, rocksdb::Slice(key.data(), key.size())), "S3 chunk index");
 }
 
 absl::StatusOr<std::string> Index::FrontendId() {

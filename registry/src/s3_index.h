@@ -99,6 +99,10 @@ class Index {
   int64_t Seen(uint64_t id);
   // The records of pack `id` as its index object named them, by offset.
   absl::Status Records(uint64_t id, std::vector<IndexEntry>* out);
+  // Small values of the store's own (keys of one capital letter or "g").
+  absl::Status PutMeta(std::string_view key, std::string_view value);
+  bool GetMeta(std::string_view key, std::string* value);
+  absl::Status DeleteMeta(std::string_view key);
   // This frontend's name in the bucket's garbage collection rounds: 16 hex
   // digits, made at random at its first start and kept.
   absl::StatusOr<std::string> FrontendId();

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "cairn/limits.h"
 #include "cairn/status.h"
@@ -32,6 +34,7 @@ bool AddPlace(std::multimap<Digest, Loc>* m, const Digest& d, const Loc& loc) {
 }
 
 absl::Status S3ChunkStore::Open() {
+  uint64_t ignored = 0;
   if (o_.index_dir.empty())
     return absl::InvalidArgumentError("an S3 store needs a folder for its index");
   bool emptied = false;
@@ -41,7 +44,16 @@ absl::Status S3ChunkStore::Open() {
     Notice(StrCat("S3 chunk index ", o_.index_dir, " was made for another bucket or prefix;",
                   " emptied, to be rebuilt from s3://", o_.bucket, "/", o_.prefix));
   }
-  CAIRN_ASSIGN_OR_RETURN(fid_, index_->FrontendId());
+  // The id outlives the index: a frontend whose index was deleted (to be
+  // rebuilt) is the same frontend, not one more for rounds to wait for.
+  const std::string id_file = std::filesystem::path(o_.index_dir).parent_path() / "s3-frontend-id";
+  if (std::ifstream in(id_file); in && std::getline(in, fid_) && s3::ParseHex16(fid_, &ignored)) {
+  } else {
+    CAIRN_ASSIGN_OR_RETURN(fid_, index_->FrontendId());
+    std::ofstream out(id_file, std::ios::trunc);
+    out << fid_ << "\n";
+    if (!out.flush()) return absl::UnavailableError("cannot write " + id_file);
+  }
   CAIRN_RETURN_IF_ERROR(client_.CreateBucket());
   // Named before the rounds are read: a collector either waits for this
   // frontend's answer or opened its round before this start read it.

@@ -32,125 +32,21 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <ctime>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_join.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "s3_gc_rounds.h"
 #include "s3_store_impl.h"
 
 namespace cairn::s3 {
 
 namespace {
-
-// The most packs one round condemns (and a frontend accepts in a
-// condemned list): 64 GiB of 16 MiB packs, whose chunks' digests a
-// frontend holds in memory while it answers.
-constexpr size_t kMaxCondemnedPacks = 4096;
 // The most chunks nominated for one round (128 MiB of digests).
 constexpr size_t kMaxNominated = size_t{1} << 22;
-
-struct Round {
-  bool condemned = false;
-  bool done = false;
-  std::set<std::string> answered;  // frontend ids
-};
-struct Rounds {
-  std::map<uint64_t, Round> rounds;
-  std::set<std::string> frontends;
-  // The newest round condemned and not done.
-  std::optional<uint64_t> Open() const {
-    std::optional<uint64_t> open;
-    for (const auto& [n, r] : rounds) {
-      if (r.condemned && !r.done) open = n;
-    }
-    return open;
-  }
-};
-
-// Everything under PREFIX/gc/; names not of this scheme are ignored.
-absl::StatusOr<Rounds> ListRounds(Client& client, const std::string& prefix) {
-  CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> keys, client.List(prefix + "gc/"));
-  Rounds out;
-  for (const std::string& key : keys) {
-    std::string_view k = std::string_view(key).substr(prefix.size() + 3);
-    uint64_t id = 0;
-    if (k.starts_with("frontends/")) {
-      if (ParseHex16(k.substr(10), &id)) out.frontends.emplace(k.substr(10));
-      continue;
-    }
-    if (!k.starts_with("rounds/") || k.size() < 25 || k[23] != '/' ||
-        !ParseHex16(k.substr(7, 16), &id) || id == 0) {
-      continue;
-    }
-    const std::string_view what = k.substr(24);
-    uint64_t f = 0;
-    if (what == "condemned") {
-      out.rounds[id].condemned = true;
-    } else if (what == "done") {
-      out.rounds[id].done = true;
-    } else if (what.starts_with("answer-") && ParseHex16(what.substr(7), &f)) {
-      out.rounds[id].answered.emplace(what.substr(7));
-    }
-  }
-  return out;
-}
-
-std::string FormatIds(const std::vector<uint64_t>& ids) {
-  std::string s;
-  for (uint64_t id : ids) s += Hex16(id) + "\n";
-  return s;
-}
-
-absl::StatusOr<std::vector<uint64_t>> ParseIds(std::string_view text) {
-  std::vector<uint64_t> ids;
-  while (!text.empty()) {
-    const size_t nl = text.find('\n');
-    uint64_t id = 0;
-    if (nl != 16 || !ParseHex16(text.substr(0, 16), &id)) {
-      return absl::InvalidArgumentError("a line is not a pack id");
-    }
-    if (ids.size() >= kMaxCondemnedPacks) {
-      return absl::InvalidArgumentError(StrCat("more than ", kMaxCondemnedPacks, " packs"));
-    }
-    ids.push_back(id);
-    text.remove_prefix(17);
-  }
-  return ids;
-}
-
-// An answer: the chunks needed, each with the condemned pack it is read
-// from (a 32-byte digest and a native u64 id, back to back). A done list:
-// the digests alone.
-constexpr size_t kAnswerEntry = sizeof(Digest) + 8;
-
-std::string FormatDigests(const std::vector<Digest>& digests) {
-  std::string s;
-  s.reserve(digests.size() * sizeof(Digest));
-  for (const Digest& d : digests) s.append(reinterpret_cast<const char*>(d.data()), d.size());
-  return s;
-}
-
-void ParseDigests(std::string_view bytes, absl::flat_hash_set<Digest, DigestHash>* out) {
-  for (size_t at = 0; at + sizeof(Digest) <= bytes.size(); at += sizeof(Digest)) {
-    Digest d;
-    std::memcpy(d.data(), bytes.data() + at, d.size());
-    out->insert(d);
-  }
-}
-
-void ParseAnswer(std::string_view bytes, absl::flat_hash_set<Digest, DigestHash>* digests,
-                 std::set<uint64_t>* packs) {
-  for (size_t at = 0; at + kAnswerEntry <= bytes.size(); at += kAnswerEntry) {
-    Digest d;
-    uint64_t pack = 0;
-    std::memcpy(d.data(), bytes.data() + at, d.size());
-    std::memcpy(&pack, bytes.data() + at + d.size(), sizeof(pack));
-    digests->insert(d);
-    packs->insert(pack);
-  }
-}
-
 }  // namespace
 
 int64_t S3ChunkStore::NowUnix() const {
@@ -160,8 +56,11 @@ int64_t S3ChunkStore::NowUnix() const {
 absl::Status S3ChunkStore::Register() {
   char host[256] = {};
   if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  if (started_ == 0) started_ = NowUnix();
+  registered_ = std::chrono::steady_clock::now();
   return client_.Put(o_.prefix + "gc/frontends/" + fid_,
-                     StrCat("host=", host, " index=", o_.index_dir, " started=", NowUnix(), "\n"));
+                     StrCat("host=", host, " index=", o_.index_dir, " started=", started_,
+                            " seen=", NowUnix(), "\n"));
 }
 
 absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
@@ -179,19 +78,33 @@ absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
       released->insert(released->end(), it->second.begin(), it->second.end());
       it = condemned_.erase(it);
     }
-    answered_.clear();
+    // Answers are this frontend's own record (one planted in its name is
+    // overwritten); a round that is gone is forgotten, refused or not.
+    std::erase_if(answered_, [&](const auto& a) { return !condemned_.contains(a.first); });
+    std::erase_if(refused_, [&](uint64_t n) { return !gc.rounds.contains(n); });
     for (const auto& [n, r] : gc.rounds) {
-      if (r.answered.contains(fid_)) answered_.insert(n);
+      if (r.answered.contains(fid_)) {
+        if (auto a = answered_.find(n); a != answered_.end()) a->second.listed = true;
+      } else if (auto a = answered_.find(n); a != answered_.end()) {
+        a->second.listed = false;  // deleted: written again
+      }
       if (r.condemned && !r.done && !condemned_.contains(n) && !refused_.contains(n)) {
         to_read.push_back(n);
       }
     }
   }
+  if (!gc.frontends.contains(fid_)) {
+    // Forgotten while running (or the object deleted): rounds must wait
+    // for this frontend again.
+    Notice(StrCat("S3 frontend ", fid_, " was not registered in s3://", o_.bucket, "/", o_.prefix,
+                  " (forgotten while it runs?): registered again"));
+    CAIRN_RETURN_IF_ERROR(Register());
+  }
   for (uint64_t n : to_read) {
     auto body = client_.Get(RoundKey(n, "condemned"));
     if (absl::IsNotFound(body.status())) continue;  // ended meanwhile
-    CAIRN_RETURN_IF_ERROR(body.status());
-    auto ids = ParseIds(*body);
+    if (absl::IsUnavailable(body.status())) return body.status();
+    auto ids = body.ok() ? ParseIds(*body) : absl::StatusOr<std::vector<uint64_t>>(body.status());
     absl::MutexLock l(&mu_);
     if (!ids.ok()) {
       // Not written by a collector of ours: never answered, so the round
@@ -282,7 +195,27 @@ absl::Status S3ChunkStore::AnswerCollection(const NeededChunks& needed) {
   {
     absl::MutexLock l(&mu_);
     for (const auto& [n, packs] : condemned_) {
-      if (n != opening_ && !answered_.contains(n)) rounds.push_back(n);
+      if (n == opening_) continue;
+      auto a = answered_.find(n);
+      if (a == answered_.end() || !a->second.listed) rounds.push_back(n);
+    }
+  }
+  // An answer of ours replaced by other bytes is written again.
+  {
+    std::vector<std::pair<uint64_t, std::string>> check;
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& [n, a] : answered_) {
+        if (a.listed) check.emplace_back(n, a.bytes);
+      }
+    }
+    for (const auto& [n, bytes] : check) {
+      auto now = client_.Get(RoundKey(n, "answer-" + fid_));
+      if (absl::IsUnavailable(now.status())) return now.status();
+      if (now.ok() && *now == bytes) continue;
+      Notice(StrCat("S3 collection round ", n, ": this frontend's answer was changed in the",
+                    " bucket; written again"));
+      CAIRN_RETURN_IF_ERROR(client_.Put(RoundKey(n, "answer-" + fid_), bytes));
     }
   }
   for (uint64_t n : rounds) {
@@ -313,8 +246,14 @@ absl::Status S3ChunkStore::AnswerCollection(const NeededChunks& needed) {
       answer.append(reinterpret_cast<const char*>(&it->second), sizeof(it->second));
     }
     CAIRN_RETURN_IF_ERROR(client_.Put(RoundKey(n, "answer-" + fid_), answer));
+    Notice(StrCat("S3 collection round ", n, " answered: ", need.size(), " of ", candidates.size(),
+                  " chunks of its condemned packs still needed here"));
     absl::MutexLock l(&mu_);
-    answered_.insert(n);
+    answered_[n] = Answered{answer, true};
+  }
+  // Alive: `cairn-node s3-frontends --forget` refuses a frontend seen lately.
+  if (std::chrono::steady_clock::now() - registered_ > std::chrono::minutes(5)) {
+    CAIRN_RETURN_IF_ERROR(Register());
   }
   return absl::OkStatus();
 }
@@ -360,24 +299,46 @@ absl::StatusOr<CompactReport> S3ChunkStore::Compact(double live_below, Cancellat
   }
   CAIRN_RETURN_IF_ERROR(Refresh());
   CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
-  if (std::optional<uint64_t> open = gc.Open()) {
+  // Only a round this collector opened is ended by it, from its own record
+  // of the packs it condemned: a list planted in the bucket deletes nothing.
+  std::string mine;
+  if (index_->GetMeta("g", &mine)) {
     bool closed = false;
-    CAIRN_RETURN_IF_ERROR(CloseRound(*open, &r, &closed));
+    CAIRN_RETURN_IF_ERROR(CloseRound(mine, &r, &closed));
     if (!closed) {
       absl::MutexLock l(&mu_);
       nominated_.clear();  // found again by the pass after the round ends
       return r;
     }
   }
-  const uint64_t next = gc.rounds.empty() ? 1 : gc.rounds.rbegin()->first + 1;
+  std::string last;
+  uint64_t next = gc.rounds.empty() ? 1 : gc.rounds.rbegin()->first + 1;
+  if (index_->GetMeta("G", &last) && last.size() == 8) {
+    uint64_t used = 0;
+    std::memcpy(&used, last.data(), 8);
+    next = std::max(next, used + 1);  // never a number used before
+  }
   CAIRN_RETURN_IF_ERROR(OpenRound(next, live_below, cancel, &r));
   return r;
 }
 
-absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed) {
+absl::Status S3ChunkStore::CloseRound(const std::string& mine, CompactReport* r, bool* closed) {
   *closed = false;
+  uint64_t n = 0;
+  std::vector<uint64_t> ids((mine.size() - 8) / 8);
+  std::memcpy(&n, mine.data(), 8);
+  std::memcpy(ids.data(), mine.data() + 8, ids.size() * 8);
   CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
   const Round& round = gc.rounds[n];
+  if (!round.condemned || round.done) {
+    // Its list never reached the bucket (a crash), or someone removed it:
+    // written (again); the frontends answer it from there.
+    CAIRN_RETURN_IF_ERROR(client_.Delete(RoundKey(n, "done")));
+    CAIRN_RETURN_IF_ERROR(client_.Put(RoundKey(n, "condemned"), FormatIds(ids)));
+    r->shared =
+        StrCat("collection round ", n, "'s list was missing from the bucket: written again");
+    return absl::OkStatus();
+  }
   std::vector<std::string> missing;
   for (const std::string& f : gc.frontends) {
     if (!round.answered.contains(f)) missing.push_back(f);
@@ -385,8 +346,8 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
   if (!missing.empty()) {
     r->shared = StrCat("collection round ", n, " waits for the answer of frontend(s) ",
                        absl::StrJoin(missing, ", "),
-                       " (a running frontend answers within a minute; one stopped for good is"
-                       " forgotten with cairn-node s3-frontends --forget ID)");
+                       " (a running frontend answers within its [s3] answer_seconds; one stopped"
+                       " for good is forgotten with cairn-node s3-frontends --forget ID)");
     return absl::OkStatus();
   }
   // Every answer counts, a forgotten frontend's too.
@@ -404,8 +365,6 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
     }
     ParseAnswer(*a, &rescued, &needed_packs);
   }
-  CAIRN_ASSIGN_OR_RETURN(std::string body, client_.Get(RoundKey(n, "condemned")));
-  CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, ParseIds(body));
   uint64_t deleted = 0, kept = 0;
   for (uint64_t id : ids) {
     auto index = client_.Get(IndexKey(id));
@@ -435,13 +394,14 @@ absl::Status S3ChunkStore::CloseRound(uint64_t n, CompactReport* r, bool* closed
   }
   CAIRN_RETURN_IF_ERROR(client_.Put(
       RoundKey(n, "done"), FormatDigests(std::vector<Digest>(rescued.begin(), rescued.end()))));
+  CAIRN_RETURN_IF_ERROR(index_->DeleteMeta("g"));
   {
     absl::MutexLock l(&mu_);
     condemned_.erase(n);
   }
   // Earlier rounds are of no more use (this one's done list is, to the next).
   for (const auto& [m, old] : gc.rounds) {
-    if (m >= n) continue;
+    if (m >= n || !old.done) continue;  // an open one is someone else's
     std::vector<std::string> keys = {RoundKey(m, "condemned"), RoundKey(m, "done")};
     for (const std::string& f : old.answered) keys.push_back(RoundKey(m, "answer-" + f));
     for (const std::string& k : keys) CAIRN_RETURN_IF_ERROR(client_.Delete(k));
@@ -521,6 +481,9 @@ absl::Status S3ChunkStore::OpenRound(uint64_t n, double live_below, Cancellation
     condemned_.erase(n);
     opening_ = 0;
   };
+  std::string used(8, '\0');
+  std::memcpy(used.data(), &n, 8);
+  CAIRN_RETURN_IF_ERROR(index_->PutMeta("G", used));  // never numbered again
   {
     absl::MutexLock l(&mu_);
     opening_ = n;
@@ -556,7 +519,11 @@ absl::Status S3ChunkStore::OpenRound(uint64_t n, double live_below, Cancellation
     return f;
   }
   // Only now may a frontend read the list: every copy is in the bucket.
-  absl::Status put = client_.Put(RoundKey(n, "condemned"), FormatIds(ids));
+  // The collector's own record first: it alone says what the round deletes.
+  std::string record = used;
+  record.append(reinterpret_cast<const char*>(ids.data()), ids.size() * 8);
+  absl::Status put = index_->PutMeta("g", record);
+  if (put.ok()) put = client_.Put(RoundKey(n, "condemned"), FormatIds(ids));
   {
     absl::MutexLock l(&mu_);
     opening_ = 0;
@@ -571,34 +538,3 @@ absl::Status S3ChunkStore::OpenRound(uint64_t n, double live_below, Cancellation
 }
 
 }  // namespace cairn::s3
-
-namespace cairn {
-
-absl::StatusOr<std::vector<std::string>> ListS3Frontends(const S3Options& options) {
-  s3::Client client(options);
-  CAIRN_ASSIGN_OR_RETURN(s3::Rounds gc, s3::ListRounds(client, options.prefix));
-  std::vector<std::string> out;
-  for (const std::string& id : gc.frontends) {
-    auto body = client.Get(options.prefix + "gc/frontends/" + id);
-    std::string line = body.ok() ? body->substr(0, std::min<size_t>(body->find('\n'), 512)) : "";
-    std::erase_if(line, [](char c) { return c < ' ' || c > '~'; });  // planted bytes shown safely
-    out.push_back(id + "  " + line);
-  }
-  return out;
-}
-
-absl::Status ForgetS3Frontend(const S3Options& options, const std::string& id) {
-  uint64_t n = 0;
-  if (!s3::ParseHex16(id, &n)) {
-    return absl::InvalidArgumentError("a frontend id is 16 lowercase hex digits: " + id);
-  }
-  s3::Client client(options);
-  CAIRN_ASSIGN_OR_RETURN(s3::Rounds gc, s3::ListRounds(client, options.prefix));
-  if (!gc.frontends.contains(id)) {
-    return absl::NotFoundError(
-        StrCat("no frontend ", id, " is registered in s3://", options.bucket, "/", options.prefix));
-  }
-  return client.Delete(options.prefix + "gc/frontends/" + id);
-}
-
-}  // namespace cairn

@@ -181,7 +181,9 @@ class S3ChunkStore final : public ChunkStore {
   // no longer count as held.
   void PackGoneLocked(uint64_t pack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The collector's two steps of a pass; *closed false: still waiting.
-  absl::Status CloseRound(uint64_t round, CompactReport* r, bool* closed);
+  // `mine`: the collector's record of its open round (u64 number, then the
+  // ids of the packs it condemned, native order).
+  absl::Status CloseRound(const std::string& mine, CompactReport* r, bool* closed);
   absl::Status OpenRound(uint64_t round, double live_below, Cancellation* cancel, CompactReport* r);
 
   absl::Status FirstErrorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -262,7 +264,13 @@ class S3ChunkStore final : public ChunkStore {
   // bucket says so), and the chunks nominated for the next one.
   std::string fid_;
   std::map<uint64_t, std::set<uint64_t>> condemned_ ABSL_GUARDED_BY(mu_);
-  std::set<uint64_t> answered_ ABSL_GUARDED_BY(mu_);
+  struct Answered {
+    std::string bytes;    // what this frontend answered
+    bool listed = false;  // and the bucket listed it at the last look
+  };
+  std::map<uint64_t, Answered> answered_ ABSL_GUARDED_BY(mu_);
+  int64_t started_ = 0;  // unix seconds, for the registration
+  std::chrono::steady_clock::time_point registered_{};
   std::set<uint64_t> refused_ ABSL_GUARDED_BY(mu_);
   uint64_t opening_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_set<Digest, DigestHash> nominated_ ABSL_GUARDED_BY(mu_);

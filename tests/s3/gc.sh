@@ -102,8 +102,20 @@ grep -q "$c_id" "$T/gc3.out" || fail "the round does not wait for c: $(cat "$T/g
 "$NODE" s3-frontends --chunks "$BUCKET" --forget 0123456789abcdef >"$T/nf.out" 2>&1 &&
   fail "forgot a frontend never registered"
 grep -q "no frontend 0123456789abcdef is registered" "$T/nf.out" || fail "$(cat "$T/nf.out")"
+# A frontend seen within 15 minutes is not forgotten without --force; a
+# running one forgotten anyway registers again (a's id here).
+a_id=$("$NODE" s3-frontends --chunks "$BUCKET" | grep "index=$T/a/s3-index" | cut -d' ' -f1)
+"$NODE" s3-frontends --chunks "$BUCKET" --forget "$b_id" >"$T/recent.out" 2>&1 &&
+  fail "forgot a frontend seen seconds ago without --force"
+grep -q "said it was running" "$T/recent.out" || fail "$(cat "$T/recent.out")"
+"$NODE" s3-frontends --chunks "$BUCKET" --forget "$a_id" --force >/dev/null || fail "forget a"
+for _ in $(seq 100); do
+  "$NODE" s3-frontends --chunks "$BUCKET" | grep -q "^$a_id " && break
+  sleep 0.1
+done
+"$NODE" s3-frontends --chunks "$BUCKET" | grep -q "^$a_id " || fail "a running frontend forgotten did not register again"
 for id in "$b_id" "$c_id"; do
-  "$NODE" s3-frontends --chunks "$BUCKET" --forget "$id" >"$T/forget.out" 2>&1 ||
+  "$NODE" s3-frontends --chunks "$BUCKET" --forget "$id" --force >"$T/forget.out" 2>&1 ||
     fail "forget: $(cat "$T/forget.out")"
 done
 [ "$("$NODE" s3-frontends --chunks "$BUCKET" | wc -l)" = 1 ] || fail "still registered"

@@ -84,7 +84,9 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> OpenS3ChunkStore(const S3Options& op
 // line each.
 absl::StatusOr<std::vector<std::string>> ListS3Frontends(const S3Options& options);
 // Forgets frontend `id` (one stopped for good): rounds no longer wait for
-// it. It registers again if it starts. NotFound when it is not registered.
-absl::Status ForgetS3Frontend(const S3Options& options, const std::string& id);
+// it. It registers again if it starts. NotFound when it is not registered;
+// FailedPrecondition when it said it was running less than 15 minutes ago,
+// unless `force`.
+absl::Status ForgetS3Frontend(const S3Options& options, const std::string& id, bool force);
 
 }  // namespace cairn
