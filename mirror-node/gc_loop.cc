@@ -161,8 +161,12 @@ absl::StatusOr<GcReport> GcLoop::RunPass(bool dry_run) {
   if (!kept.ok()) spdlog::warn("garbage collection: cannot record the pass: {}", kept.ToString());
   status_.set_last_seconds(r->seconds);
   status_.set_chunks(r->chunks);
-  status_.set_chunks_removed(r->chunks_removed);
-  status_.set_bytes_removed(r->bytes_removed);
+  // Over a shared bucket what was found is not removed yet: the bytes a
+  // round's end deleted count.
+  const uint64_t chunks_removed = r->shared_store ? 0 : r->chunks_removed;
+  const uint64_t bytes_removed = r->shared_store ? r->compact.bytes_freed : r->bytes_removed;
+  status_.set_chunks_removed(chunks_removed);
+  status_.set_bytes_removed(bytes_removed);
   status_.set_chunks_in_grace(r->chunks_in_grace);
   status_.set_chunks_touched(r->chunks_touched);
   status_.set_staged_dropped(r->staged_dropped);
@@ -174,8 +178,8 @@ absl::StatusOr<GcReport> GcLoop::RunPass(bool dry_run) {
   status_.set_pack_files(r->compact.files);
   status_.set_disk_bytes(r->compact.disk_bytes);
   status_.set_live_bytes(r->compact.live_bytes);
-  status_.set_chunks_removed_total(status_.chunks_removed_total() + r->chunks_removed);
-  status_.set_bytes_removed_total(status_.bytes_removed_total() + r->bytes_removed);
+  status_.set_chunks_removed_total(status_.chunks_removed_total() + chunks_removed);
+  status_.set_bytes_removed_total(status_.bytes_removed_total() + bytes_removed);
   status_.clear_last_error();
   return r;
 }
@@ -187,16 +191,17 @@ cairn::v1::GcStatus GcLoop::Status() const {
 
 std::string DescribeGc(const GcReport& r, bool dry_run) {
   // Over a shared bucket the garbage found goes through collection rounds.
-  std::string out = StrCat(
-      r.shared_store ? "found "
-      : dry_run      ? "would remove "
-                     : "removed ",
-      r.chunks_removed, " of ", r.chunks, r.shared_store ? " chunks garbage" : " chunks", " (",
-      r.bytes_removed, " bytes); kept ", r.chunks_in_grace, " in their grace period and ",
-      r.chunks_touched, " a client was told of lately; ", dry_run ? "would drop " : "dropped ",
-      r.staged_dropped, " stale staged lists, ", r.pending_dropped, " expired pending releases, ",
-      r.withheld_dropped, " releases withheld and ", r.yanked_dropped, " yanked past retention (",
-      r.lists_dropped, " chunk lists)");
+  std::string out =
+      StrCat(r.shared_store ? "found "
+             : dry_run      ? "would remove "
+                            : "removed ",
+             r.chunks_removed, " of ", r.chunks,
+             r.shared_store ? " chunks no release here needs" : " chunks", " (", r.bytes_removed,
+             " bytes); kept ", r.chunks_in_grace, " in their grace period and ", r.chunks_touched,
+             " a client was told of lately; ", dry_run ? "would drop " : "dropped ",
+             r.staged_dropped, " stale staged lists, ", r.pending_dropped,
+             " expired pending releases, ", r.withheld_dropped, " releases withheld and ",
+             r.yanked_dropped, " yanked past retention (", r.lists_dropped, " chunk lists)");
   if (!dry_run && !r.shared_store) {
     if (r.compact.packs_skipped > 0) {
       out += StrCat("; compaction skipped ", r.compact.packs_skipped,
@@ -208,6 +213,7 @@ std::string DescribeGc(const GcReport& r, bool dry_run) {
                   " bytes on disk)");
   }
   if (!r.compact.shared.empty()) out += "; " + r.compact.shared;
+  if (r.shared_store && dry_run) out += "; a dry pass neither opens nor ends a collection round";
   return StrCat(out, "; ", r.seconds, " s");
 }
 

@@ -15,8 +15,8 @@
 //     picks the packs mostly of such chunks, copies their other records to
 //     new packs, and writes rounds/<n>/condemned.
 //  2. Each frontend, once it has read that list, counts no chunk as held
-//     whose place is in a condemned pack (a publish stores it anew; reads
-//     still find it), and only then answers: the chunks of those packs its
+//     whose place is in a condemned pack (asked for, it is copied anew;
+//     reads still find it), and only then answers: the chunks of those packs its
 //     releases, pending releases, staged lists or recent clients (Has, Put)
 //     count on. The collector answers its own rounds the same way.
 //  3. A later pass of the collector, once every registered frontend has
@@ -25,9 +25,11 @@
 //     rounds/<n>/done with the rescued chunks: the next round copies them
 //     out of their packs. Frontends forget the deleted packs.
 // A chunk a frontend told a client of before it read the list is in its
-// answer; one it is asked of after that is not held, so the client uploads
-// it again. A registered frontend that never answers holds the round open:
-// a decommissioned one is forgotten by deleting its gc/frontends object
+// answer; one asked for after that, whose only place is condemned, is
+// copied to a new pack first (CopyForward). The collector ends only the
+// rounds it opened, from its own record of the packs (a list planted in
+// the bucket deletes nothing). A registered frontend that never answers
+// holds the round open: a decommissioned one is forgotten
 // (cairn-node s3-frontends --forget ID).
 #include <unistd.h>
 
@@ -309,6 +311,13 @@ absl::StatusOr<CompactReport> S3ChunkStore::Compact(double live_below, Cancellat
       absl::MutexLock l(&mu_);
       nominated_.clear();  // found again by the pass after the round ends
       return r;
+    }
+  }
+  for (const auto& [n, round] : gc.rounds) {
+    if (round.condemned && !round.done && (mine.size() < 8 || std::memcmp(mine.data(), &n, 8))) {
+      r.shared = StrCat(r.shared, r.shared.empty() ? "" : "; ", "round ", n,
+                        " in the bucket was not opened by this collector (another frontend with"
+                        " collector = true, or planted): it is not ended here");
     }
   }
   std::string last;

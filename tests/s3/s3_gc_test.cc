@@ -317,7 +317,7 @@ TEST_F(S3GcTest, OnlyTheCollectorCollectsAndAPlantedRoundDeletesNothing) {
   EXPECT_THAT(notices[0], HasSubstr("ignored: a line is not a pack id"));
   r = (*a)->Compact(0.5, nullptr);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_THAT(r->shared, Not(HasSubstr("round 7"))) << "the collector took up a planted round";
+  EXPECT_THAT(r->shared, HasSubstr("round 7 in the bucket was not opened by this collector"));
 
   // A well-formed planted round naming the live pack, with an empty answer
   // planted in every frontend's name: a frontend writes its own answer over
@@ -334,7 +334,7 @@ TEST_F(S3GcTest, OnlyTheCollectorCollectsAndAPlantedRoundDeletesNothing) {
   for (int pass = 0; pass < 2; ++pass) {
     r = (*a)->Compact(0.5, nullptr);
     ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_THAT(r->shared, Not(HasSubstr("round 9"))) << r->shared;
+    EXPECT_THAT(r->shared, Not(HasSubstr("round 9 ended"))) << r->shared;
   }
   EXPECT_EQ(Packs(), 1u) << "a planted round deleted a live pack";
   for (const auto& x : chunks) EXPECT_TRUE(Reads(b.get(), x));
