@@ -82,7 +82,9 @@ absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
     }
     // Answers are this frontend's own record (one planted in its name is
     // overwritten); a round that is gone is forgotten, refused or not.
-    std::erase_if(answered_, [&](const auto& a) { return !condemned_.contains(a.first); });
+    for (auto it = answered_.begin(); it != answered_.end();) {
+      it = condemned_.contains(it->first) ? std::next(it) : answered_.erase(it);
+    }
     std::erase_if(refused_, [&](uint64_t n) { return !gc.rounds.contains(n); });
     for (const auto& [n, r] : gc.rounds) {
       if (r.answered.contains(fid_)) {
