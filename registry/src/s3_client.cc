@@ -194,8 +194,7 @@ absl::StatusOr<std::string> Client::Get(const std::string& key, uint64_t offset,
   // A ranged read holds its range (a store that ignores ranges and sends
   // the whole object is refused, not buffered), or an error's XML (a 404
   // of a pack deleted is a NotFound, not an answer too large).
-  const size_t limit =
-      length > 0 ? static_cast<size_t>(length) + kMaxErrorBytes : kMaxAnswerBytes;
+  const size_t limit = length > 0 ? static_cast<size_t>(length) + kMaxErrorBytes : kMaxAnswerBytes;
   CAIRN_ASSIGN_OR_RETURN(Answer a, Call("GET", "/" + UriEncode(key, true), "", range, limit));
   CAIRN_RETURN_IF_ERROR(FromAnswer(a.code, a.body, "read " + key));
   if (length > 0 && a.code != 206 && offset > 0) {

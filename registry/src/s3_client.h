@@ -58,7 +58,7 @@ class Client {
   const S3Options o_;
   absl::Mutex mu_;
   std::vector<CURL*> idle_ ABSL_GUARDED_BY(mu_);  // handles keep their connections
-  absl::Mutex log_mu_;  // Notice: one line at a time
+  absl::Mutex log_mu_;                            // Notice: one line at a time
   std::atomic<int64_t> last_notice_{0};           // Unix seconds
   std::atomic<uint64_t> suppressed_notices_{0};
 };

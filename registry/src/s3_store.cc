@@ -10,6 +10,7 @@
 #include "cairn/limits.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "s3_gc_rounds.h"
 #include "s3_store_impl.h"
 
 namespace cairn::s3 {
@@ -75,8 +76,9 @@ absl::Status S3ChunkStore::Open() {
 
 absl::Status S3ChunkStore::Refresh(bool first) {
   absl::MutexLock r(&refresh_mu_);
-  std::vector<uint64_t> released;  // packs of collection rounds that ended
-  CAIRN_RETURN_IF_ERROR(LoadRounds(&released));
+  // The rounds are listed before the index objects: the copies a round's
+  // collector made before its list are then read too.
+  CAIRN_ASSIGN_OR_RETURN(s3::Rounds rounds, s3::ListRounds(client_, o_.prefix));
   CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> keys, client_.List(o_.prefix + "index/"));
   absl::flat_hash_set<uint64_t> listed;
   std::vector<std::pair<uint64_t, std::string>> todo;  // not read yet
@@ -87,14 +89,13 @@ absl::Status S3ChunkStore::Refresh(bool first) {
     absl::MutexLock l(&mu_);
     if (!index_->Known(id)) todo.emplace_back(id, key);
   }
+  // Packs deleted by rounds that ended are forgotten first, then the packs
+  // of new rounds condemned, then new index objects read (a copy of a
+  // condemned chunk becomes its place).
+  CAIRN_RETURN_IF_ERROR(LoadRounds(rounds, listed));
   CAIRN_RETURN_IF_ERROR(s3::ReadIndexObjects(
       client_, todo, [this](uint64_t id, std::string_view bytes) { return AddIndex(id, bytes); },
       [this](const std::string& line) { Notice(line); }));
-  // A round's packs the collector deleted: forgotten; the others it kept.
-  for (uint64_t id : released) {
-    absl::MutexLock l(&mu_);
-    if (!listed.contains(id) && index_->Known(id)) CAIRN_RETURN_IF_ERROR(DropPackLocked(id));
-  }
   if (!first) return absl::OkStatus();
   CAIRN_ASSIGN_OR_RETURN(std::vector<uint64_t> known, index_->KnownObjects());
   size_t gone = 0;

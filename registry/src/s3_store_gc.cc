@@ -65,9 +65,9 @@ absl::Status S3ChunkStore::Register() {
                             " seen=", NowUnix(), "\n"));
 }
 
-absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
-  CAIRN_ASSIGN_OR_RETURN(Rounds gc, ListRounds(client_, o_.prefix));
-  std::vector<uint64_t> to_read;
+absl::Status S3ChunkStore::LoadRounds(const Rounds& gc,
+                                      const absl::flat_hash_set<uint64_t>& listed) {
+  std::vector<uint64_t> released, to_read;
   {
     absl::MutexLock l(&mu_);
     for (auto it = condemned_.begin(); it != condemned_.end();) {
@@ -77,8 +77,16 @@ absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
         ++it;
         continue;
       }
-      released->insert(released->end(), it->second.begin(), it->second.end());
+      released.insert(released.end(), it->second.begin(), it->second.end());
       it = condemned_.erase(it);
+    }
+    // A round's packs the collector deleted are forgotten (before any pack
+    // is condemned anew: no place in them is taken again); the others it
+    // kept count as held again.
+    for (uint64_t id : released) {
+      if (!CondemnedLocked(id) && !listed.contains(id) && index_->Known(id)) {
+        CAIRN_RETURN_IF_ERROR(DropPackLocked(id));
+      }
     }
     // Answers are this frontend's own record (one planted in its name is
     // overwritten); a round that is gone is forgotten, refused or not.
@@ -122,9 +130,6 @@ absl::Status S3ChunkStore::LoadRounds(std::vector<uint64_t>* released) {
     packs.insert(ids->begin(), ids->end());
     for (uint64_t id : packs) PromoteLocked(id);
   }
-  absl::MutexLock l(&mu_);
-  std::erase_if(*released, [this](uint64_t id)
-                               ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return CondemnedLocked(id); });
   return absl::OkStatus();
 }
 
@@ -163,13 +168,18 @@ absl::Status S3ChunkStore::DropPackLocked(uint64_t id) {
   for (const IndexEntry& e : records) {
     Loc held;
     if (!index_->Find(e.digest, &held) || held.pack != id) continue;
-    // Another known place, in a pack still there, becomes the chunk's.
+    // Another known place, in a pack still there, becomes the chunk's: one
+    // outside condemned packs if there is one, else a condemned one (still
+    // readable, and named in this frontend's answer, so kept).
+    auto best = extra_.end();
     for (auto [it, end] = extra_.equal_range(e.digest); it != end; ++it) {
-      const Loc other = it->second;
-      if (other.pack == id || CondemnedLocked(other.pack) || !index_->Known(other.pack)) continue;
-      extra_.erase(it);
+      if (it->second.pack == id || !index_->Known(it->second.pack)) continue;
+      if (best == extra_.end() || !CondemnedLocked(it->second.pack)) best = it;
+    }
+    if (best != extra_.end()) {
+      const Loc other = best->second;
+      extra_.erase(best);
       CAIRN_RETURN_IF_ERROR(index_->Set(e.digest, other));
-      break;
     }
   }
   // No place in the pack stays known (one could be taken for the chunk's).

@@ -15,6 +15,7 @@
 #include "cairn/s3_store.h"
 #include "s3_cache.h"
 #include "s3_client.h"
+#include "s3_gc_rounds.h"
 #include "s3_index.h"
 #include "s3_windows.h"
 
@@ -161,10 +162,11 @@ class S3ChunkStore final : public ChunkStore {
   }
   // Names this frontend in the bucket (PREFIX/gc/frontends/<id>).
   absl::Status Register();
-  // Reads which rounds are open, and the packs each condemns (before index
-  // objects are read: a copy of a condemned chunk becomes its place).
-  // Packs of rounds that ended go to *released.
-  absl::Status LoadRounds(std::vector<uint64_t>* released);
+  // From the rounds listed (`gc`) and the index objects listed: forgets
+  // the packs rounds that ended deleted, then reads the packs new rounds
+  // condemn (before new index objects are read: a copy of a condemned
+  // chunk becomes its place).
+  absl::Status LoadRounds(const Rounds& gc, const absl::flat_hash_set<uint64_t>& listed);
   // A chunk whose place is in `pack` (just condemned) takes another place
   // known for it, if there is one outside condemned packs.
   void PromoteLocked(uint64_t pack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -262,6 +262,50 @@ TEST_F(S3GcTest, APlaceInADeletedPackIsNeverTakenAgain) {
   EXPECT_EQ(Packs(), 1u);
 }
 
+// One pass ends a round (deleting the first copy) and opens the next
+// (condemning the second), and a frontend reads both in one look: it must
+// forget the deleted pack before it looks for another place for the chunk
+// (it took the deleted one, answered that it needed nothing, and lost its
+// release: found by a hostile review).
+TEST_F(S3GcTest, ARoundThatEndsAsTheNextBeginsLosesNoPlace) {
+  auto a = Open(true);
+  auto b = Open(false);
+  auto c = Open(false);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NE(c, nullptr);
+  const auto k = Chunks(3, 800);
+  StorePack(b.get(), k);
+  for (ChunkStore* s : {a.get(), c.get()}) ASSERT_TRUE(s->AnswerCollection(Needing({})).ok());
+  std::vector<Digest> all;
+  for (const auto& x : k) all.push_back(Sha256Of(x));
+  ASSERT_TRUE(a->Remove(all).ok());
+  auto r = a->Compact(0.5, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r->shared, HasSubstr("round 1 opened"));
+  // c copies the chunks (asked for them), b then takes c's copy.
+  ASSERT_TRUE(c->AnswerCollection(Needing({})).ok());
+  for (const Digest& d : all) ASSERT_TRUE(*c->Has(d));
+  ASSERT_TRUE(c->Flush().ok());
+  ASSERT_TRUE(b->AnswerCollection(Needing(k)).ok());
+  ASSERT_TRUE(a->AnswerCollection(Needing({})).ok());
+  ASSERT_TRUE(a->Remove(all).ok());
+  r = a->Compact(0.5, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r->shared, HasSubstr("round 1 ended: 1 condemned pack(s) deleted"));
+  ASSERT_THAT(r->shared, HasSubstr("round 2 opened: 1 pack(s) condemned"));
+  std::vector<Digest> asked;
+  ASSERT_TRUE(b->AnswerCollection(Needing(k, &asked)).ok());
+  EXPECT_EQ(asked.size(), 3u) << "b does not read the chunks from the condemned copy";
+  ASSERT_TRUE(c->AnswerCollection(Needing({})).ok());
+  ASSERT_TRUE(a->AnswerCollection(Needing({})).ok());
+  r = a->Compact(0.5, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->shared, HasSubstr("round 2 ended: 0 condemned pack(s) deleted, 1 kept"));
+  for (const auto& x : k) EXPECT_TRUE(Reads(b.get(), x));
+  for (const Digest& d : all) EXPECT_TRUE(*b->Has(d));
+}
+
 TEST_F(S3GcTest, APackDeletedBehindTheFrontendsBackCostsOneFailedRead) {
   auto a = Open(false);
   ASSERT_NE(a, nullptr);
