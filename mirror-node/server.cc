@@ -172,6 +172,8 @@ uint64_t NodeServer::streams_timed_out() const {
   return services_ ? services_->watchdog.expired() : 0;
 }
 
+int NodeServer::open_chunk_streams() const { return services_ ? services_->streams.Open() : 0; }
+
 size_t NodeServer::parked_feed_calls() const {
   return services_ ? services_->federation->parked() : 0;
 }

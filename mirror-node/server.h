@@ -77,6 +77,8 @@ class NodeServer {
   void Wait();
   // Chunk streams cancelled for making no progress (status, tests).
   uint64_t streams_timed_out() const;
+  // Chunk streams (GetMany, PutChunks) open right now (tests).
+  int open_chunk_streams() const;
   // Long-polled Feed calls held right now (status, tests).
   size_t parked_feed_calls() const;
   // An in-process channel (tests).

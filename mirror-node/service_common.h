@@ -65,6 +65,13 @@ class PeerStreams {
       if (--open_[addr] <= 0) open_.erase(addr);
     });
   }
+  // Streams open from every address.
+  int Open() {
+    absl::MutexLock l(&mu_);
+    int n = 0;
+    for (const auto& [addr, count] : open_) n += count;
+    return n;
+  }
   grpc::Status Refusal() const {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         StrCat("too many concurrent chunk streams from your address (limit ", max_,

@@ -226,18 +226,12 @@ TEST_F(NodeTest, InterruptedPullSaysHowToResumeAndExits130) {
   ASSERT_TRUE(WIFEXITED(status)) << "killed by the signal instead of stopping";
   EXPECT_EQ(WEXITSTATUS(status), 130);
   EXPECT_THAT(testing::ReadFile(err_path), HasSubstr("run the same command again to resume"));
-  // The node may still be reading chunks for the stream the interrupted
-  // client left (on a loaded machine a whole batch): count from when that
-  // stops, or the resumed pull is charged with them.
+  // The node may still be reading chunks for the streams the interrupted
+  // client left (on a loaded machine a whole batch): count once they are
+  // closed, or the resumed pull is charged with those reads.
   chunks_->delay_us_ = 0;
-  int before = chunks_->total_gets();
-  ASSERT_TRUE(testing::WaitUntil([&] {
-    const int now = chunks_->total_gets();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const bool settled = chunks_->total_gets() == now;
-    before = now;
-    return settled;
-  }));
+  ASSERT_TRUE(testing::WaitUntil([&] { return server_->open_chunk_streams() == 0; }));
+  const int before = chunks_->total_gets();
   auto r = testing::Run(argv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
