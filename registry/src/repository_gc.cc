@@ -118,6 +118,26 @@ absl::Status Repository::MarkManifest(std::string_view manifest_payload, const C
   return absl::OkStatus();
 }
 
+absl::Status Repository::MarkReleases(const ChunkVisitor& chunk,
+                                      absl::flat_hash_set<std::string>* objects,
+                                      const std::function<bool()>& stopped) {
+  std::vector<std::string> manifests;
+  CAIRN_RETURN_IF_ERROR(
+      meta_->Scan(Table::kReleases, "", [&](std::string_view, std::string_view v) {
+        manifests.emplace_back(v);
+        return true;
+      }));
+  for (const std::string& m : manifests) {
+    if (stopped()) return absl::OkStatus();
+    objects->insert(m);
+    auto payload = LoadObject(m, /*allow_staged=*/false);
+    if (absl::IsNotFound(payload.status())) continue;  // the scrub reports it
+    CAIRN_RETURN_IF_ERROR(payload.status());
+    CAIRN_RETURN_IF_ERROR(MarkManifest(*payload, chunk, objects));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Repository::DropLapsedReleases(const GcOptions& o, std::vector<std::string>* manifests,
                                             GcReport* r) {
   const int64_t now = clock_->NowUnix();
@@ -339,20 +359,8 @@ absl::StatusOr<GcReport> Repository::CollectGarbage(const GcOptions& o, Cancella
     held_.reset();  // capacity totals: read again
   }
   const uint64_t head_at_mark = FeedHead();
-  std::vector<std::string> manifests;
-  CAIRN_RETURN_IF_ERROR(
-      meta_->Scan(Table::kReleases, "", [&](std::string_view, std::string_view v) {
-        manifests.emplace_back(v);
-        return true;
-      }));
-  for (const std::string& m : manifests) {
-    if (stopped()) return r;
-    objects.insert(m);
-    auto payload = LoadObject(m, /*allow_staged=*/false);
-    if (absl::IsNotFound(payload.status())) continue;  // the scrub reports it
-    CAIRN_RETURN_IF_ERROR(payload.status());
-    CAIRN_RETURN_IF_ERROR(MarkManifest(*payload, mark, &objects));
-  }
+  CAIRN_RETURN_IF_ERROR(MarkReleases(mark, &objects, stopped));
+  if (stopped()) return r;
   // Releases waiting for co-signatures; the expired ones go.
   std::vector<WriteOp> expired;
   std::vector<std::string> pending;
@@ -415,18 +423,7 @@ absl::Status Repository::AnswerCollection() {
           if (want.erase(d) > 0) need.push_back(d);
         };
         absl::flat_hash_set<std::string> objects;
-        std::vector<std::string> manifests;
-        CAIRN_RETURN_IF_ERROR(
-            meta_->Scan(Table::kReleases, "", [&](std::string_view, std::string_view v) {
-              manifests.emplace_back(v);
-              return true;
-            }));
-        for (const std::string& m : manifests) {
-          auto payload = LoadObject(m, /*allow_staged=*/false);
-          if (absl::IsNotFound(payload.status())) continue;
-          CAIRN_RETURN_IF_ERROR(payload.status());
-          CAIRN_RETURN_IF_ERROR(MarkManifest(*payload, mark, &objects));
-        }
+        CAIRN_RETURN_IF_ERROR(MarkReleases(mark, &objects, [] { return false; }));
         // Pending releases (expired ones too: this node's pass drops them)
         // and every staged list, whatever its age.
         std::vector<std::string> pending, lists;

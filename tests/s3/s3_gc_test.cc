@@ -20,6 +20,8 @@ using ::cairn::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+std::vector<std::string> Chunks(int n, uint64_t seed);
+
 class S3GcTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -74,6 +76,28 @@ class S3GcTest : public ::testing::Test {
   static bool Reads(ChunkStore* store, const std::string& chunk) {
     std::string got;
     return store->Get(Sha256Of(chunk), &got).ok() && got == chunk;
+  }
+
+  // A collector a and frontends b and c; `n` chunks stored by b in one
+  // pack, which a and c have read.
+  struct Three {
+    std::unique_ptr<ChunkStore> a, b, c;
+    std::vector<std::string> k;
+    std::vector<Digest> all;
+  };
+  void OpenThree(int n, uint64_t seed, Three* t) {
+    t->a = Open(true);
+    t->b = Open(false);
+    t->c = Open(false);
+    ASSERT_NE(t->a, nullptr);
+    ASSERT_NE(t->b, nullptr);
+    ASSERT_NE(t->c, nullptr);
+    t->k = Chunks(n, seed);
+    StorePack(t->b.get(), t->k);
+    for (ChunkStore* s : {t->a.get(), t->c.get()}) {
+      ASSERT_TRUE(s->AnswerCollection(Needing({})).ok());
+    }
+    for (const auto& x : t->k) t->all.push_back(Sha256Of(x));
   }
 
   std::string bucket_;
@@ -227,16 +251,9 @@ TEST_F(S3GcTest, AChunkStoredAgainOrAFrontendStartedDuringARoundIsSafe) {
 // take the deleted copy's place for the chunk's when the second copy is
 // condemned by the next round (it then failed to read its own release).
 TEST_F(S3GcTest, APlaceInADeletedPackIsNeverTakenAgain) {
-  auto a = Open(true);
-  auto b = Open(false);
-  auto c = Open(false);
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  ASSERT_NE(c, nullptr);
-  const auto k = Chunks(2, 700);
-  StorePack(b.get(), k);
-  for (ChunkStore* s : {a.get(), c.get()}) ASSERT_TRUE(s->AnswerCollection(Needing({})).ok());
-  const std::vector<Digest> all = {Sha256Of(k[0]), Sha256Of(k[1])};
+  Three t;
+  ASSERT_NO_FATAL_FAILURE(OpenThree(2, 700, &t));
+  auto& [a, b, c, k, all] = t;
   auto round = [&](const std::string& want) {
     ASSERT_TRUE(a->Remove(all).ok());
     auto r = a->Compact(0.5, nullptr);
@@ -268,17 +285,9 @@ TEST_F(S3GcTest, APlaceInADeletedPackIsNeverTakenAgain) {
 // (it took the deleted one, answered that it needed nothing, and lost its
 // release: found by a hostile review).
 TEST_F(S3GcTest, ARoundThatEndsAsTheNextBeginsLosesNoPlace) {
-  auto a = Open(true);
-  auto b = Open(false);
-  auto c = Open(false);
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  ASSERT_NE(c, nullptr);
-  const auto k = Chunks(3, 800);
-  StorePack(b.get(), k);
-  for (ChunkStore* s : {a.get(), c.get()}) ASSERT_TRUE(s->AnswerCollection(Needing({})).ok());
-  std::vector<Digest> all;
-  for (const auto& x : k) all.push_back(Sha256Of(x));
+  Three t;
+  ASSERT_NO_FATAL_FAILURE(OpenThree(3, 800, &t));
+  auto& [a, b, c, k, all] = t;
   ASSERT_TRUE(a->Remove(all).ok());
   auto r = a->Compact(0.5, nullptr);
   ASSERT_TRUE(r.ok()) << r.status();

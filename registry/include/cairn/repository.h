@@ -451,6 +451,10 @@ class Repository {
                         absl::flat_hash_set<std::string>* objects);
   absl::Status MarkManifest(std::string_view manifest_envelope, const ChunkVisitor& chunk,
                             absl::flat_hash_set<std::string>* objects);
+  // Every release held (served or withheld): its manifest and chunk lists
+  // into *objects, its chunks to `chunk`; stops early (OK) when `stopped`.
+  absl::Status MarkReleases(const ChunkVisitor& chunk, absl::flat_hash_set<std::string>* objects,
+                            const std::function<bool()>& stopped);
   // Releases that lapsed: withheld, or yanked by their publisher, past the
   // retention period of each (GcOptions). Drops them (their manifests'
   // digests into *manifests) and records when the others were first found
