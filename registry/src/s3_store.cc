@@ -48,7 +48,9 @@ absl::Status S3ChunkStore::Open() {
   // The id outlives the index: a frontend whose index was deleted (to be
   // rebuilt) is the same frontend, not one more for rounds to wait for.
   const std::string id_file = std::filesystem::path(o_.index_dir).parent_path() / "s3-frontend-id";
-  if (std::ifstream in(id_file); in && std::getline(in, fid_) && s3::ParseHex16(fid_, &ignored)) {
+  std::string saved;
+  if (std::ifstream in(id_file); in && std::getline(in, saved) && s3::ParseHex16(saved, &ignored)) {
+    fid_ = saved;
   } else {
     CAIRN_ASSIGN_OR_RETURN(fid_, index_->FrontendId());
     std::ofstream out(id_file, std::ios::trunc);
