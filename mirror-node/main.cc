@@ -302,9 +302,10 @@ int Serve(cairn::node::ServeConfig cfg) {
   // Drain: answers in progress (HTTP downloads, gRPC streams) get up to
   // drain_seconds to finish; new ones are refused meanwhile.
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(cfg.drain_seconds);
-  // Fetches on demand still in progress end once both servers drained, or
-  // at the deadline: that answers the calls and downloads waiting on them
-  // (the gRPC server's shutdown waits for every call).
+  // Fetches on demand still in progress go on after both servers drained
+  // (a download can end before the fetch it read from commits) until they
+  // commit or the deadline: that answers the calls and downloads waiting on
+  // them (the gRPC server's shutdown waits for every call).
   absl::Mutex drain_mu;
   int drained = 0;  // of the two servers; guarded by drain_mu
   auto one_drained = [&] {
@@ -317,6 +318,10 @@ int Serve(cairn::node::ServeConfig cfg) {
       absl::MutexLock l(&drain_mu);
       auto both = [&drained] { return drained == 2; };
       drain_mu.AwaitWithDeadline(absl::Condition(&both), drain_deadline);
+    }
+    if (!on_demand->WaitIdle(drain_deadline)) {
+      spdlog::warn("stopping: {} fetches on demand still in progress were cut",
+                   on_demand->in_flight());
     }
     on_demand->Stop();
   });

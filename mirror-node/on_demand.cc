@@ -55,6 +55,12 @@ void OnDemand::Stop() {
   for (auto& [t, f] : threads) t.join();
 }
 
+bool OnDemand::WaitIdle(absl::Time deadline) {
+  absl::MutexLock l(&mu_);
+  auto idle = [this] { return in_flight_.load() == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
 absl::StatusOr<cairn::v1::ResolveResponse> OnDemand::ResolveAt(Upstream& up,
                                                                const std::string& name,
                                                                const std::string& ref) {
@@ -177,7 +183,10 @@ absl::StatusOr<std::shared_ptr<OnDemand::Fetch>> OnDemand::Start(const std::stri
             spdlog::warn("on-demand: {} {}: {}", fetch->manifest.name(), fetch->manifest.version(),
                          st.ToString());
           }
-          in_flight_--;
+          {
+            absl::MutexLock l(&mu_);  // wakes WaitIdle
+            in_flight_--;
+          }
           fetch->Finish(std::move(st));
         }),
         fetch);

@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "cairn/replication.h"
 #include "cairn/repository.h"
 #include "cairn/transport/channel.h"
@@ -68,6 +69,8 @@ class OnDemand {
   // A graceful stop's first half: new fetches are refused (Unavailable), the
   // ones in progress go on, so downloads waiting on them can finish.
   void Close() { closed_ = true; }
+  // Waits until no fetch is in progress, or the deadline; true if none is.
+  bool WaitIdle(absl::Time deadline);
   OnDemand(const OnDemand&) = delete;
   OnDemand& operator=(const OnDemand&) = delete;
 

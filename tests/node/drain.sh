@@ -65,4 +65,15 @@ cmp -s "$T/got3" "$T/m/model.safetensors" ||
 wait "$d_PID" 2>/dev/null || true
 grep -q "stopped cleanly" "$T/d.log" || fail "no clean stop: $(tail -3 "$T/d.log")"
 grep -q "on-demand: committed acme/m 1.0" "$T/d.log" || fail "the fetch did not complete: $(grep on-demand "$T/d.log" | tail -3)"
+# A download that ends before the fetch it read from commits (a small file
+# first): the fetch still goes on through the drain and commits, rather than
+# being cut as soon as no answer is in progress.
+node_start e --config "$T/edge.toml"
+curl -sf -o "$T/got4" "http://$e_HTTP/acme/m/resolve/main/config.json" || fail "config.json through the edge"
+cmp -s "$T/got4" "$T/m/config.json" || fail "config.json differs"
+grep -q "on-demand: committed" "$T/e.log" && fail "the fetch committed before the stop: the case tests nothing"
+kill -TERM "$e_PID"
+wait "$e_PID" 2>/dev/null || true
+grep -q "on-demand: committed acme/m 1.0" "$T/e.log" ||
+  fail "a fetch in progress was cut by the drain: $(grep -i 'on-demand\|cut' "$T/e.log" | tail -3)"
 echo "drain OK"
