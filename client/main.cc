@@ -31,7 +31,7 @@ using cairn::client::PrintJson;
 
 int main(int argc, char** argv) {
   cairn::client::InstallInterruptHandler();  // before any thread starts
-  cairn::TuneProcess(argv, /*max_arenas=*/2);
+  cairn::TuneProcess(argv, /*max_arenas=*/2, /*huge_heap=*/false);
   // gRPC's own log lines (a failed TLS handshake, say) would break the
   // one-line error contract; what went wrong comes back as a status anyway.
   // CAIRN_GRPC_LOG=1 keeps them for debugging.

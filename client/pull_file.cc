@@ -16,6 +16,7 @@
 #include "cairn/strings.h"
 #include "model_store.h"
 #include "pull_internal.h"
+#include "pull_writer.h"
 #include "safe_fs.h"
 
 namespace cairn::client {
@@ -25,14 +26,9 @@ using cairn::v1::ChunkList;
 namespace {
 
 constexpr uint64_t kBlock = 4096;
-constexpr size_t kWriteBatch = 4 << 20;
 // Shorter runs of local chunks are copied: a clone saves little there.
 constexpr uint64_t kMinClone = 256 << 10;
 constexpr uint64_t kReadBatch = 8 << 20;
-
-bool AllZero(const std::string& d) {
-  return d.size() >= kBlock && d[0] == 0 && std::memcmp(d.data(), d.data() + 1, d.size() - 1) == 0;
-}
 
 Digest DigestOf(const cairn::v1::ChunkRef& c) {
   Digest d;
@@ -54,59 +50,6 @@ bool HoldsChunks(int fd, const ChunkList& cl) {
   }
   return true;
 }
-
-// Buffered positioned writes; all-zero chunks become holes (as cp
-// --sparse=auto makes them), so the file's size is set at the end.
-class Writer {
- public:
-  explicit Writer(int fd) : fd_(fd) { buf_.reserve(kWriteBatch); }
-  uint64_t pos() const { return at_ + buf_.size(); }
-  // The bytes of [off, off+len) written so far, flushed or not.
-  absl::Status ReadBack(uint64_t off, uint32_t len, std::string* out) {
-    if (off >= at_) {
-      out->assign(buf_, off - at_, len);
-      return absl::OkStatus();
-    }
-    out->resize(len);
-    return PreadAll(fd_, out->data(), len, off);
-  }
-  void Append(const std::string& data) {
-    if (AllZero(data)) holes_.emplace_back(buf_.size(), data.size());
-    buf_.append(data);
-  }
-  bool full() const { return buf_.size() >= kWriteBatch; }
-  absl::Status Flush() {
-    size_t pos = 0;
-    holes_.emplace_back(buf_.size(), 0);  // the end
-    for (const auto& [at, len] : holes_) {
-      if (at > pos) {
-        CAIRN_RETURN_IF_ERROR(
-            WriteAllAt(fd_, std::string_view(buf_).substr(pos, at - pos), at_ + pos));
-      }
-      pos = at + len;
-    }
-    // A trailing hole still counts in the size, so what was placed reads back.
-    const bool trailing_hole =
-        holes_.size() > 1 &&
-        holes_[holes_.size() - 2].first + holes_[holes_.size() - 2].second == buf_.size();
-    holes_.clear();
-    at_ += buf_.size();
-    buf_.clear();
-    if (trailing_hole && ::ftruncate(fd_, static_cast<off_t>(at_)) != 0) {
-      return ErrnoStatus(errno, "ftruncate");
-    }
-    return absl::OkStatus();
-  }
-  // After bytes were placed at [pos(), to) by other means (a clone).
-  void Skip(uint64_t to) { at_ = to; }
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-  uint64_t at_ = 0;
-  std::string buf_;
-  std::vector<std::pair<size_t, size_t>> holes_;
-};
 
 // One local chunk to read: where it may be, and what came of it.
 struct LocalRead {
@@ -263,7 +206,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
     return st;
   };
 
-  Writer w(out.fd);
+  ChunkWriter w(out.fd);
   size_t indexed = 0;  // placed[0, indexed) are in the store
   auto index_placed = [&]() -> absl::Status {
     if (indexed == placed.size()) return absl::OkStatus();
@@ -275,15 +218,16 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   std::string data;
   int no_run_until = 0;
   std::vector<LocalRead> batch, check;  // reused, with their buffers
-  // Places a chunk's verified bytes next in the file.
-  auto emit = [&](const Digest& d, const std::string& bytes) -> absl::Status {
+  // Places a chunk's verified bytes next in the file (moved out of `bytes`).
+  auto emit = [&](const Digest& d, std::string& bytes) -> absl::Status {
     const uint64_t at = w.pos();
+    const auto len = static_cast<uint32_t>(bytes.size());
     if (!in_file.contains(d)) {
-      in_file[d] = {at, static_cast<uint32_t>(bytes.size())};
-      placed.push_back({d, at, static_cast<uint32_t>(bytes.size())});
+      in_file[d] = {at, len};
+      placed.push_back({d, at, len});
     }
-    w.Append(bytes);
-    run.progress->Add(bytes.size());
+    w.Append(std::move(bytes));
+    run.progress->Add(len);
     if (!w.full()) return absl::OkStatus();
     CAIRN_RETURN_IF_ERROR(w.Flush());
     return index_placed();

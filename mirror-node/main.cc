@@ -348,7 +348,7 @@ int Serve(cairn::node::ServeConfig cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cairn::TuneProcess(argv, /*max_arenas=*/4);
+  cairn::TuneProcess(argv, /*max_arenas=*/4, /*huge_heap=*/true);
   auto logger = spdlog::stderr_color_mt("cairn-node");
   spdlog::set_default_logger(logger);
 

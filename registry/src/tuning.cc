@@ -9,9 +9,9 @@
 
 namespace cairn {
 
-void TuneProcess(char** argv, int max_arenas) {
+void TuneProcess(char** argv, int max_arenas, bool huge_heap) {
   const char* tun = std::getenv("GLIBC_TUNABLES");
-  if (std::getenv("CAIRN_NO_REEXEC") == nullptr &&
+  if (huge_heap && std::getenv("CAIRN_NO_REEXEC") == nullptr &&
       (tun == nullptr || std::strstr(tun, "glibc.malloc.hugetlb") == nullptr)) {
     std::string v = tun && *tun ? std::string(tun) + ":glibc.malloc.hugetlb=1"
                                 : std::string("glibc.malloc.hugetlb=1");
