@@ -1,5 +1,7 @@
 #include "chunks_service.h"
 
+#include <google/protobuf/descriptor.h>
+
 #include <deque>
 #include <thread>
 #include <vector>
@@ -36,9 +38,62 @@ absl::StatusOr<HasManyResponse> HasMany(Repository* repo, const HasManyRequest& 
 
 namespace {
 
+// Appends `v` as a protobuf varint.
+void PutVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// A GetChunksResponse in wire format, built without copying chunk bytes: each
+// chunk's data is a slice that owns the string it was read into, between
+// small slices holding the protobuf framing (GetChunksResponse.chunks = 1,
+// ChunkData.digest = 1, data = 2, missing = 3).
+class ResponseBuilder {
+ public:
+  void Add(std::string_view digest, std::string* data, bool missing) {
+    std::string head;
+    const size_t inner =
+        2 + digest.size() + (missing ? 2 : 1 + VarintSize(data->size()) + data->size());
+    head.push_back(0x0a);
+    PutVarint(inner, &head);
+    head.push_back(0x0a);
+    PutVarint(digest.size(), &head);
+    head.append(digest);
+    if (missing) {
+      head.append("\x18\x01", 2);
+      slices_.emplace_back(head);
+      return;
+    }
+    head.push_back(0x12);
+    PutVarint(data->size(), &head);
+    slices_.emplace_back(head);
+    auto* owned = new std::string(std::move(*data));
+    slices_.emplace_back(
+        owned->data(), owned->size(), [](void* p) { delete static_cast<std::string*>(p); }, owned);
+  }
+  grpc::ByteBuffer Take() { return grpc::ByteBuffer(slices_.data(), slices_.size()); }
+
+ private:
+  std::vector<grpc::Slice> slices_;
+};
+
 // Serves GetMany: answers each request message with one response message, in
 // order. Keeps at most kMaxQueued responses built ahead of the network.
-class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse> {
+// Served on raw byte buffers: a response's chunk bytes go from the string the
+// store read them into to the socket without being serialized again.
+class GetManyReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   GetManyReactor(Repository* repo, WorkPool* pool, grpc::CallbackServerContext* ctx,
                  StreamLimits limits, std::shared_ptr<void> slot)
@@ -54,7 +109,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
         })) {
     absl::MutexLock l(&mu_);
     ArmLocked();
-    StartRead(&req_);
+    StartRead(&req_buf_);
   }
 
   // A request is answered in response messages of at most kResponseBytes
@@ -68,6 +123,13 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
     reading_next_ = false;
     ArmLocked();
     if (!ok) {
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    req_.Clear();
+    if (!grpc::SerializationTraits<GetChunksRequest>::Deserialize(&req_buf_, &req_).ok()) {
+      error_ = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable GetMany request");
       reads_done_ = true;
       MaybeFinishLocked();
       return;
@@ -95,7 +157,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   }
 
   void BuildAndQueue() {
-    GetChunksResponse resp;
+    ResponseBuilder resp;
     // req_ and next_ are not touched by anyone else while a build runs.
     absl::Status st = Build(req_, &next_, &resp);
     absl::MutexLock l(&mu_);
@@ -106,7 +168,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
       MaybeFinishLocked();
       return;
     }
-    queue_.push_back(std::move(resp));
+    queue_.push_back(resp.Take());
     if (!writing_) {
       WriteNextLocked();
       ArmLocked();
@@ -125,7 +187,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
       SubmitBuildLocked();
     } else {
       reading_next_ = true;
-      StartRead(&req_);
+      StartRead(&req_buf_);
     }
   }
 
@@ -161,30 +223,28 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
 
   // Builds the answer to req.digests(*next...) up to kResponseBytes (at least
   // one chunk), advancing *next.
-  absl::Status Build(const GetChunksRequest& req, int* next, GetChunksResponse* resp) {
+  absl::Status Build(const GetChunksRequest& req, int* next, ResponseBuilder* resp) {
     size_t bytes = 0;
-    for (; *next < req.digests_size() && (bytes < kResponseBytes || resp->chunks_size() == 0);
-         ++*next) {
+    std::string data;
+    for (int built = 0; *next < req.digests_size() && (bytes < kResponseBytes || built == 0);
+         ++*next, ++built) {
       const std::string& raw = req.digests(*next);
       CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
-      ChunkData* c = resp->add_chunks();
-      c->set_digest(raw);
-      absl::Status st = repo_->chunks()->Get(d, c->mutable_data());
+      absl::Status st = repo_->chunks()->Get(d, &data);
       if (absl::IsNotFound(st)) {
-        c->clear_data();
-        c->set_missing(true);
+        resp->Add(raw, &data, /*missing=*/true);
       } else if (absl::IsDataLoss(st)) {
         // A corrupt stored chunk is never served; say "missing" so the client
         // looks elsewhere, and log it for the operator.
         spdlog::error("refusing to serve corrupt chunk {}", DigestName(d));
-        c->clear_data();
-        c->set_missing(true);
+        resp->Add(raw, &data, /*missing=*/true);
       } else if (!st.ok()) {
         return st;
       } else {
         chunks_served_++;
-        bytes_served_ += c->data().size();
-        bytes += c->data().size();
+        bytes_served_ += data.size();
+        bytes += data.size();
+        resp->Add(raw, &data, /*missing=*/false);
       }
     }
     return absl::OkStatus();
@@ -194,7 +254,7 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   // the time the answer being written takes at StreamLimits::min_rate.
   void ArmLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     SteadyDuration limit = limits_.idle;
-    if (writing_) limit += limits_.TimeToSend(queue_.front().ByteSizeLong());
+    if (writing_) limit += limits_.TimeToSend(queue_.front().Length());
     limits_.watchdog->Arm(watch_, limit);
   }
 
@@ -220,8 +280,9 @@ class GetManyReactor final : public grpc::ServerBidiReactor<GetChunksRequest, Ge
   uint64_t chunks_served_ = 0;  // touched only by the one build in flight
   uint64_t bytes_served_ = 0;
   absl::Mutex mu_;
+  grpc::ByteBuffer req_buf_;  // filled by gRPC while a read is outstanding
   GetChunksRequest req_;
-  std::deque<GetChunksResponse> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool building_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_next_ ABSL_GUARDED_BY(mu_) = true;  // a StartRead is outstanding
@@ -241,12 +302,18 @@ class ChunksImpl final : public UnaryOverStream<Chunks::CallbackService> {
         limits_(limits) {
     ServeOnPool<HasManyRequest, HasManyResponse>(
         "HasMany", pool, [repo](auto* call) { return node::HasMany(repo, call->req()); });
+    const auto* m = google::protobuf::DescriptorPool::generated_pool()
+                        ->FindServiceByName("cairn.v1.Chunks")
+                        ->FindMethodByName("GetMany");
+    MarkMethodRawCallback(
+        m->index(), new grpc::internal::CallbackBidiHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
+                        [this](grpc::CallbackServerContext* ctx) { return GetManyRaw(ctx); }));
   }
-  grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>* GetMany(
-      grpc::CallbackServerContext* ctx) override {
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GetManyRaw(
+      grpc::CallbackServerContext* ctx) {
     auto slot = streams_->Acquire(ctx->peer());
     if (!slot) {
-      return new Refused<grpc::ServerBidiReactor<GetChunksRequest, GetChunksResponse>>(
+      return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
           streams_->Refusal());
     }
     return new GetManyReactor(repo_, pool_, ctx, limits_, std::move(slot));

@@ -194,6 +194,15 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
     }
     max_owed = std::max<size_t>(1, (outstanding + live - 1) / std::max<size_t>(live, 1));
   }
+  // Asks in batches: while this node owes chunks, the next request waits
+  // until the window has room for a quarter of it (at most a full request),
+  // rather than following each chunk that arrives with a request for one
+  // more (four chunks a request on loopback: every request costs a message,
+  // a wake-up and a response on both sides).
+  if (!s->owed.empty() && queue_.size() >= static_cast<size_t>(kChunksPerMessage)) {
+    const size_t room = s->window > s->owed_bytes ? s->window - s->owed_bytes : 0;
+    if (room < std::min(kBytesPerMessage, s->window / 4)) return false;
+  }
   for (auto it = queue_.begin();
        it != queue_.end() && batch->size() < kChunksPerMessage && s->owed.size() < max_owed &&
        bytes < kBytesPerMessage && scanned < kMaxScan;
