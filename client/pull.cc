@@ -309,7 +309,10 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   for (size_t i : mr.order) {
     ordered.push_back(nodes[i]);
     sources.push_back(nodes[i]);
-    for (auto& e : extra[i]) sources.push_back(e.get());
+    for (auto& e : extra[i]) {
+      e->set_chunks_http_port(nodes[i]->chunks_http_port());  // learned by the resolve
+      sources.push_back(e.get());
+    }
   }
   PullRun run;
   run.o = &o;

@@ -97,6 +97,10 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
   grpc::Status st = node.registry()->Resolve(ctx.get(), req, &resp);
   if (cancel) cancel->RemoveCallback(cb);
   CAIRN_RETURN_IF_ERROR(FromGrpc(st, StrCat("resolve ", ref.ToString(), " on ", node.address())));
+  // Where this node serves chunks over HTTP, if it does (a hint: what comes
+  // from there is verified like the rest).
+  const uint32_t port = resp.chunks_http_port();
+  node.set_chunks_http_port(port > 0 && port < 65536 ? static_cast<int>(port) : 0);
   return VerifyResolved(resp, trust, ref, "node " + node.address());
 }
 

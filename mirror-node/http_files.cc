@@ -283,4 +283,59 @@ asio::awaitable<bool> HttpGateway::Impl::V1Chunk(Exchange& x, const std::string&
   co_return co_await SendAnswer(x, std::move(a));
 }
 
+asio::awaitable<bool> HttpGateway::Impl::PostChunks(Exchange& x) {
+  x.endpoint = "chunks";
+  const std::string& body = x.req.body();
+  if (body.empty() || body.size() % 32 != 0 || body.size() / 32 > kMaxChunksPerMessage) {
+    Answer a = Error(http::status::bad_request, StrCat("the body is 1 to ", kMaxChunksPerMessage,
+                                                       " SHA-256 digests of 32 bytes each"));
+    co_return co_await SendAnswer(x, std::move(a));
+  }
+  // Each chunk's length, or 0xffffffff for one this node lacks (or holds
+  // damaged, as GetMany says "missing"), 4 bytes big-endian each, then the
+  // bytes of those it has, in order (docs/protocol.md).
+  auto located = co_await OffLoop([this, &body]() -> absl::StatusOr<FileToSend> {
+    ChunkStore* store = repo->chunks_for_reads();
+    FileToSend f;
+    f.chunks_for_client = true;
+    uint64_t total = 0;
+    for (size_t at = 0; at < body.size(); at += 32) {
+      const std::string raw = body.substr(at, 32);
+      CAIRN_ASSIGN_OR_RETURN(Digest d, DigestFromBytes(raw));
+      absl::StatusOr<uint32_t> len = absl::NotFoundError("");
+      if (auto e = store->Locate(d); e.ok()) {
+        len = e->length;
+      } else if (absl::IsUnimplemented(e.status())) {  // not in a file (yet): its bytes say
+        std::string b;
+        absl::Status st = store->Get(d, &b);
+        len = st.ok() ? absl::StatusOr<uint32_t>(static_cast<uint32_t>(b.size())) : st;
+      } else {
+        len = e.status();
+      }
+      if (!len.ok() && !absl::IsNotFound(len.status()) && !absl::IsDataLoss(len.status())) {
+        return len.status();
+      }
+      const uint32_t n = len.ok() ? *len : 0xffffffffu;
+      for (int shift = 24; shift >= 0; shift -= 8) f.prefix.push_back(char((n >> shift) & 0xff));
+      if (!len.ok()) continue;
+      auto* c = f.chunks.add_chunks();
+      c->set_digest(raw);
+      c->set_length(*len);
+      total += *len;
+    }
+    f.file.set_path("requested chunks");
+    f.file.set_size(total);
+    return f;
+  });
+  if (!located.ok()) {
+    Answer answer_ = FromStatus(located.status());
+    co_return co_await SendAnswer(x, std::move(answer_));
+  }
+  if (located->file.size() == 0) {  // none held: the lengths are the answer
+    Answer a{http::status::ok, std::move(located->prefix), "application/octet-stream", {}};
+    co_return co_await SendAnswer(x, std::move(a));
+  }
+  co_return co_await SendFile(x, *std::move(located));
+}
+
 }  // namespace cairn::node

@@ -136,6 +136,10 @@ class ConnOf final : public Conn {
       co_await timer.async_wait(Redirect(ec));
     }
   }
+  bool HasInput() override {
+    ErrorCode ec;
+    return tcp().socket().available(ec) > 0 && !ec;
+  }
   void Abort() override {
     ErrorCode ignored;
     tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -298,7 +302,11 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
     x.https = tls != nullptr;
     bool keep = true;
     ++answering;
-    if (!TakeToken(peer)) {
+    // Chunk requests are bounded by their size and the connection limits,
+    // like Chunks.GetMany, not by the request rate (a fast pull makes
+    // hundreds a second).
+    const bool chunks = req.method() == http::verb::post && req.target() == "/v1/chunks";
+    if (!chunks && !TakeToken(peer)) {
       x.endpoint = "rate_limited";
       Answer a = Error(http::status::too_many_requests, "too many requests; slow down");
       a.headers.emplace_back("Retry-After", "1");
@@ -306,7 +314,12 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
     } else {
       keep = co_await Handle(x);
     }
-    co_await conn->WaitSent(std::chrono::seconds(opts.idle_seconds));
+    // The answer counts as in progress until the kernel sent it, unless the
+    // client already asked again (pipelined chunk requests): that answer
+    // follows this one, and waiting here would leave the link idle.
+    if (buffer.size() == 0 && !conn->HasInput()) {
+      co_await conn->WaitSent(std::chrono::seconds(opts.idle_seconds));
+    }
     --answering;
     {
       absl::MutexLock l(&request_counts.mu);
@@ -392,6 +405,7 @@ asio::awaitable<bool> HttpGateway::Impl::Handle(Exchange& x) {
     }
   }
   x.target = target;
+  if (post && target == "/v1/chunks") co_return co_await PostChunks(x);
   const bool api = target.substr(0, 12) == "/api/models/";
   if (req.method() != http::verb::get && req.method() != http::verb::head && !(post && api)) {
     Answer a = Error(http::status::method_not_allowed,

@@ -82,6 +82,8 @@ class Conn {
   // graceful stop does not drop bytes still queued (a container's network
   // goes with its process).
   virtual asio::awaitable<void> WaitSent(std::chrono::seconds timeout) = 0;
+  // Whether bytes from the client wait to be read (a pipelined request).
+  virtual bool HasInput() = 0;
   // Ends the connection at once (a body that cannot be completed honestly).
   virtual void Abort() = 0;
   // Sends what is queued and closes the sending side.
@@ -126,6 +128,11 @@ struct FileToSend {
   Headers headers;
   std::shared_ptr<OnDemand::Fetch> fetch;    // set: wait for chunks still arriving
   std::string release_name, release_digest;  // to repair it from upstream
+  // Chunks for a client that verifies each one (POST /v1/chunks): the whole
+  // body, never a range; `prefix` goes first; no re-hash beyond what the store
+  // does (as for Chunks.GetMany).
+  bool chunks_for_client = false;
+  std::string prefix;
 };
 
 // Bytes of file batches read and not yet written, node-wide: past
@@ -240,6 +247,7 @@ struct HttpGateway::Impl {
   gw::asio::awaitable<bool> V1File(gw::Exchange& x, const std::string& name, const std::string& ref,
                                    const std::string& path);
   gw::asio::awaitable<bool> V1Chunk(gw::Exchange& x, const std::string& digest);
+  gw::asio::awaitable<bool> PostChunks(gw::Exchange& x);
   // A held release by version, tag or "@sha256:..." (version first).
   absl::StatusOr<gw::Release> LoadRelease(const std::string& name, const std::string& ref);
   absl::StatusOr<gw::Release> LoadByDigest(const std::string& name, const std::string& digest);

@@ -123,11 +123,13 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   head.version(req.version() == 10 ? 10 : 11);
   head.result(http::status::ok);
   head.set(http::field::content_type, "application/octet-stream");
-  head.set(http::field::etag, f.etag);
-  head.set(http::field::accept_ranges, "bytes");
+  if (!f.chunks_for_client) {
+    head.set(http::field::etag, f.etag);
+    head.set(http::field::accept_ranges, "bytes");
+  }
   for (auto& [k, v] : f.headers) head.set(k, v);
   if (!req.keep_alive()) head.set(http::field::connection, "close");
-  if (http_util::NoneMatch(SV(req[http::field::if_none_match]), f.etag)) {
+  if (!f.chunks_for_client && http_util::NoneMatch(SV(req[http::field::if_none_match]), f.etag)) {
     head.result(http::status::not_modified);
     co_return co_await SendHead(x, head);
   }
@@ -135,7 +137,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   // If-Range naming another version of the file (a tag moved since the
   // client's first part): the whole file, so a resume never splices two.
   const std::string_view if_range = SV(req[http::field::if_range]);
-  auto range = !if_range.empty() && if_range != f.etag
+  auto range = f.chunks_for_client || (!if_range.empty() && if_range != f.etag)
                    ? absl::StatusOr<std::optional<http_util::Range>>(std::nullopt)
                    : http_util::ParseRange(SV(req[http::field::range]), size);
   if (!range.ok() && size == 0 && absl::IsOutOfRange(range.status())) {
@@ -162,7 +164,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     head.result(http::status::partial_content);
     head.set(http::field::content_range, StrCat("bytes ", first, "-", last, "/", size));
   }
-  head.set(http::field::content_length, std::to_string(length));
+  head.set(http::field::content_length, std::to_string(f.prefix.size() + length));
   // The head goes with the first body bytes (one write, and an error answer
   // instead of a cut if those fail), except while chunks are still arriving
   // from upstream: then the client gets its headers at once.
@@ -174,7 +176,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     head.set(http::field::server, "cairn-node");
     std::ostringstream text;
     text << head;
-    head_text = text.str();
+    head_text = text.str() + f.prefix;  // the prefix rides with the head
   }
 
   // The body: the chunks overlapping [first, last] in batches of about
@@ -218,11 +220,11 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   }
   const auto ex = co_await asio::this_coro::executor;
   ReadMode mode;
-  mode.hash = opts.verify_reads && !opts.store_verifies_reads;
+  mode.hash = opts.verify_reads && !opts.store_verifies_reads && !f.chunks_for_client;
   // Plain HTTP sends chunk bytes with sendfile, except while they arrive on
   // demand (read as each lands).
   mode.zero_copy = opts.zero_copy && x.conn.CanSendFile() && !f.fetch;
-  mode.hash_extents = opts.verify_reads || opts.store_verifies_reads;
+  mode.hash_extents = (opts.verify_reads && !f.chunks_for_client) || opts.store_verifies_reads;
   ChunkStore* store = repo->chunks_for_reads();
   // Starts reading batch `i` on the pool; its slot fills on this strand.
   auto start = [&](size_t i) {

@@ -168,6 +168,9 @@ int Serve(cairn::node::ServeConfig cfg) {
     spdlog::info("capacity: evicted {} mirrored releases to come under the caps", *n);
   }
   sopts.import_from = cfg.import_from;
+  // Set once the gateway serves chunks (plain HTTP, chunks in pack files).
+  auto chunks_http_port = std::make_shared<std::atomic<int>>(0);
+  sopts.chunks_http_port = chunks_http_port;
   auto server = cairn::node::NodeServer::Start(repo->get(), cfg.listen, sopts);
   if (!server.ok()) return cairn::node::Fail(server.status());
   spdlog::info("data {}; trust root v{} ({})", cfg.data, (*repo)->trust().root().version(),
@@ -202,6 +205,10 @@ int Serve(cairn::node::ServeConfig cfg) {
     auto g = cairn::node::HttpGateway::Start(repo->get(), cfg.http, hopts);
     if (!g.ok()) return cairn::node::Fail(g.status());
     gateway = std::move(*g);
+    // Clients then fetch chunks with POST /v1/chunks, which the gateway
+    // sends from the pack files with sendfile (docs/protocol.md). Not over
+    // TLS (no sendfile there) nor from an object store (no files to send).
+    if (hopts.tls_cert_pem.empty() && cfg.chunks.empty()) chunks_http_port->store(gateway->port());
     std::printf("cairn-node http on %s%s\n", gateway->address().c_str(),
                 hopts.tls_cert_pem.empty() ? "" : " (https)");
   }
@@ -280,6 +287,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     sig = 0;
   }
   spdlog::info("signal {}: stopping", sig);
+  chunks_http_port->store(0);  // the gateway drains: new pulls use GetMany
   // The scrub stops first: a repair it asks for goes through on_demand.
   scrubber.Stop();
   gc.Stop();

@@ -26,15 +26,18 @@ namespace {
 
 class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
  public:
-  RegistryImpl(Repository* repo, WorkPool* pool, StreamLimits limits, OnDemand* on_demand)
+  RegistryImpl(Repository* repo, WorkPool* pool, StreamLimits limits, OnDemand* on_demand,
+               std::shared_ptr<const std::atomic<int>> http_port)
       : UnaryOverStream("cairn.v1.Registry", limits) {
     // A release not held is fetched from upstream when the node pulls
     // through (on_demand): the call is answered once it is committed here.
-    Serve<ResolveRequest, ResolveResponse>("Resolve", [repo, pool, on_demand](auto* call) {
+    Serve<ResolveRequest, ResolveResponse>("Resolve", [repo, pool, on_demand,
+                                                       http_port](auto* call) {
       using Call = std::remove_pointer_t<decltype(call)>;
-      auto answer = [repo](Call* c, absl::StatusOr<ResolveResponse> r) {
+      auto answer = [repo, http_port](Call* c, absl::StatusOr<ResolveResponse> r) {
         if (r.ok()) {
           repo->NoteRequested(r->manifest_digest());  // eviction order
+          if (http_port) r->set_chunks_http_port(static_cast<uint32_t>(http_port->load()));
           *c->resp() = std::move(*r);
           c->Answer(grpc::Status::OK);
         } else {
@@ -89,11 +92,10 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
 
 }  // namespace
 
-std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(Repository* repo,
-                                                                         WorkPool* pool,
-                                                                         StreamLimits limits,
-                                                                         OnDemand* on_demand) {
-  return std::make_unique<RegistryImpl>(repo, pool, limits, on_demand);
+std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(
+    Repository* repo, WorkPool* pool, StreamLimits limits, OnDemand* on_demand,
+    std::shared_ptr<const std::atomic<int>> chunks_http_port) {
+  return std::make_unique<RegistryImpl>(repo, pool, limits, on_demand, std::move(chunks_http_port));
 }
 
 }  // namespace cairn::node

@@ -2,6 +2,7 @@
 // OnDemand, Resolve of a release not held fetches it from upstream first.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -14,9 +15,8 @@ namespace cairn::node {
 
 class OnDemand;
 
-std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(Repository* repo,
-                                                                         WorkPool* pool,
-                                                                         StreamLimits limits,
-                                                                         OnDemand* on_demand);
+std::unique_ptr<cairn::v1::Registry::CallbackService> NewRegistryService(
+    Repository* repo, WorkPool* pool, StreamLimits limits, OnDemand* on_demand,
+    std::shared_ptr<const std::atomic<int>> chunks_http_port);
 
 }  // namespace cairn::node

@@ -65,7 +65,7 @@ struct NodeServer::Services {
       : pool(kWorkThreads, kMaxQueuedWork),
         streams(o.max_streams_per_peer),
         watchdog(o.clock ? o.clock : repo->clock()),
-        registry(NewRegistryService(repo, &pool, Limits(o), o.on_demand)),
+        registry(NewRegistryService(repo, &pool, Limits(o), o.on_demand, o.chunks_http_port)),
         chunks(NewChunksService(repo, &pool, &streams, Limits(o))),
         import_gate(o.import_from),
         publish(NewPublishService(repo, &pool, &streams, Limits(o), &import_gate)),

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -51,6 +52,9 @@ struct ServerOptions {
   const GcLoop* gc = nullptr;
   // Who may send a bundle (Publish.Import): "loopback", "any" or "none".
   std::string import_from = "loopback";
+  // Advertised in Resolve answers (ResolveResponse.chunks_http_port): the
+  // plain-HTTP gateway's port while it serves chunks, else 0. Null: 0.
+  std::shared_ptr<const std::atomic<int>> chunks_http_port;
 };
 
 // A running server. Not copyable; Shutdown() is thread-safe and idempotent.

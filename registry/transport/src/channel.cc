@@ -126,7 +126,10 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
 }
 
 std::unique_ptr<Connection> Connection::Another() const {
-  return std::make_unique<Connection>(NewChannel(address_, tls_), address_, timeout_seconds_, tls_);
+  auto c =
+      std::make_unique<Connection>(NewChannel(address_, tls_), address_, timeout_seconds_, tls_);
+  c->set_chunks_http_port(chunks_http_port());
+  return c;
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::Context() const {

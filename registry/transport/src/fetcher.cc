@@ -8,6 +8,7 @@
 #include "cairn/limits.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "chunk_stream.h"
 
 namespace cairn {
 
@@ -28,10 +29,7 @@ struct Fetcher::Source {
   size_t id = 0;
   uint64_t bit = 0;
   Connection* conn = nullptr;
-  grpc::ClientContext ctx;
-  std::unique_ptr<
-      grpc::ClientReaderWriter<cairn::v1::GetChunksRequest, cairn::v1::GetChunksResponse>>
-      stream;
+  std::unique_ptr<ChunkStream> stream;  // HTTP or gRPC (chunk_stream.h)
   std::thread writer, reader;
   // Everything below is guarded by Fetcher::mu_.
   std::deque<Owed> owed;  // in request order; the node answers in that order
@@ -58,14 +56,8 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
     s->id = i;
     s->bit = uint64_t{1} << i;
     s->conn = sources[i];
-    s->window = kMinWindow;  // grows like TCP slow start until the rate is known
-    // A connection still being set up (a SYN lost on a lossy link) is waited
-    // for; the stall check bounds the wait. Corked: the call's headers go out
-    // with the first request, so creating the stream never blocks here (with
-    // the link down it would block for ever, before any stall check runs).
-    s->ctx.set_wait_for_ready(true);
-    s->ctx.set_initial_metadata_corked(true);
-    s->stream = s->conn->chunks()->GetMany(&s->ctx);
+    s->window = kMinWindow;                // grows like TCP slow start until the rate is known
+    s->stream = OpenChunkStream(s->conn);  // never blocks: it connects on the first Ask
     sources_.push_back(std::move(s));
   }
   for (auto& s : sources_) {
@@ -78,7 +70,7 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
     cancel_callback_ = opts_.cancel->AddCallback([this] {
       absl::MutexLock l(&mu_);
       if (fatal_.ok()) fatal_ = absl::CancelledError("fetch cancelled");
-      for (auto& s : sources_) s->ctx.TryCancel();
+      for (auto& s : sources_) s->stream->Cancel();
       cv_.SignalAll();
     });
   }
@@ -91,7 +83,7 @@ Fetcher::~Fetcher() {
     stop_ = true;
     // Cancel rather than half-close: a hostile node could keep a half-closed
     // call open for ever.
-    for (auto& s : sources_) s->ctx.TryCancel();
+    for (auto& s : sources_) s->stream->Cancel();
   }
   cv_.SignalAll();
   for (auto& s : sources_) {
@@ -157,7 +149,7 @@ void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
   owed_bytes_ -= s->owed_bytes;
   s->owed_bytes = 0;
   s->owed.clear();
-  s->ctx.TryCancel();
+  s->stream->Cancel();
   // Bad bytes condemn the node, not just this connection to it.
   if (code == absl::StatusCode::kDataLoss) {
     for (auto& other : sources_) {
@@ -276,14 +268,14 @@ void Fetcher::WriteLoop(Source* s) {
       if (batch.empty()) break;
       for (uint64_t index : batch) req.add_digests(std::string(DigestBytes(ItemAt(index)->digest)));
     }
-    if (!s->stream->Write(req)) break;
+    if (!s->stream->Ask(req)) break;
   }
   bool graceful;
   {
     absl::MutexLock l(&mu_);
     graceful = !s->dead && !s->reader_done;
   }
-  if (graceful) s->stream->WritesDone();
+  if (graceful) s->stream->DoneAsking();
   {
     absl::MutexLock l(&mu_);
     s->writer_done = true;
@@ -292,86 +284,91 @@ void Fetcher::WriteLoop(Source* s) {
 }
 
 void Fetcher::ReadLoop(Source* s) {
-  cairn::v1::GetChunksResponse resp;
+  cairn::v1::ChunkData c;
   std::string why;
-  while (why.empty() && s->stream->Read(&resp)) {
-    for (auto& c : *resp.mutable_chunks()) {
-      Source::Owed o;
-      {
-        absl::MutexLock l(&mu_);
-        if (s->dead) break;
-        if (s->owed.empty()) {
-          why = "sent more chunks than it was asked for";
-          break;
-        }
-        o = s->owed.front();
-      }
-      if (c.digest() != DigestBytes(o.digest)) {
-        why = "answered with a chunk it was not asked for";
-        break;
-      }
-      if (c.missing()) {
-        absl::MutexLock l(&mu_);
-        if (s->dead) break;
-        s->owed.pop_front();
-        s->owed_bytes -= o.length;
-        owed_bytes_ -= o.length;
-        s->last_byte = opts_.clock->SteadyNow();
-        if (Item* it = ItemAt(o.index)) it->missing |= s->bit;
-        Release(s, o.index);
-        cv_.SignalAll();
-        continue;
-      }
-      if (c.data().size() != o.length) {
-        why = StrCat("sent ", c.data().size(), " bytes for a chunk of ", o.length);
-        break;
-      }
-      // Hash here, on this node's thread, so several nodes hash in parallel.
-      if (Sha256Of(c.data()) != o.digest) {
-        why = "served corrupt bytes for chunk " + DigestName(o.digest);
-        break;
-      }
-      absl::Status st = cache_ == nullptr
-                            ? absl::OkStatus()
-                            : cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
-      auto now = opts_.clock->SteadyNow();
+  while (why.empty() && s->stream->Next(&c)) {
+    Source::Owed o;
+    {
       absl::MutexLock l(&mu_);
       if (s->dead) break;
-      if (!st.ok() && fatal_.ok()) fatal_ = Annotate(st, "cache");
+      if (s->owed.empty()) {
+        why = "sent more chunks than it was asked for";
+        break;
+      }
+      o = s->owed.front();
+    }
+    if (c.digest() != DigestBytes(o.digest)) {
+      why = "answered with a chunk it was not asked for";
+      break;
+    }
+    if (c.missing()) {
+      absl::MutexLock l(&mu_);
+      if (s->dead) break;
       s->owed.pop_front();
       s->owed_bytes -= o.length;
       owed_bytes_ -= o.length;
-      s->last_byte = now;
-      s->rate_bytes += o.length;
-      s->sample_bytes += o.length;
-      const size_t max_window = std::max(opts_.window_bytes, kMinWindow);
-      if (s->rate_ewma == 0) s->window = std::min(max_window, s->window + o.length);
-      double dt = std::chrono::duration<double>(now - s->sample_start).count();
-      s->min_latency =
-          std::min(s->min_latency, std::chrono::duration<double>(now - o.asked).count());
-      if (dt >= 0.25) {
-        double rate = s->sample_bytes / dt;
-        s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
-        // Twice the bandwidth-delay product this node shows (at least a
-        // second of its throughput): enough to keep a long lossy pipe full,
-        // little enough that a slow node does not sit on chunks the others
-        // could have sent.
-        double horizon = std::max(1.0, 2 * s->min_latency);
-        s->window =
-            std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * horizon), kMinWindow, max_window);
-        s->sample_start = now;
-        s->sample_bytes = 0;
+      s->last_byte = opts_.clock->SteadyNow();
+      if (Item* it = ItemAt(o.index)) it->missing |= s->bit;
+      Release(s, o.index);
+      cv_.SignalAll();
+      continue;
+    }
+    if (c.data().size() != o.length) {
+      why = StrCat("sent ", c.data().size(), " bytes for a chunk of ", o.length);
+      break;
+    }
+    // Hash here, on this node's thread, so several nodes hash in parallel.
+    if (Sha256Of(c.data()) != o.digest) {
+      why = "served corrupt bytes for chunk " + DigestName(o.digest);
+      break;
+    }
+    absl::Status st = cache_ == nullptr
+                          ? absl::OkStatus()
+                          : cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
+    auto now = opts_.clock->SteadyNow();
+    absl::MutexLock l(&mu_);
+    if (s->dead) break;
+    if (!st.ok() && fatal_.ok()) fatal_ = Annotate(st, "cache");
+    s->owed.pop_front();
+    s->owed_bytes -= o.length;
+    owed_bytes_ -= o.length;
+    s->last_byte = now;
+    s->rate_bytes += o.length;
+    s->sample_bytes += o.length;
+    const size_t max_window = std::max(opts_.window_bytes, kMinWindow);
+    if (s->rate_ewma == 0) s->window = std::min(max_window, s->window + o.length);
+    double dt = std::chrono::duration<double>(now - s->sample_start).count();
+    s->min_latency = std::min(s->min_latency, std::chrono::duration<double>(now - o.asked).count());
+    if (dt >= 0.25) {
+      double rate = s->sample_bytes / dt;
+      s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
+      // Twice the bandwidth-delay product this node shows (at least a
+      // second of its throughput): enough to keep a long lossy pipe full,
+      // little enough that a slow node does not sit on chunks the others
+      // could have sent.
+      double horizon = std::max(1.0, 2 * s->min_latency);
+      s->window =
+          std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * horizon), kMinWindow, max_window);
+      s->sample_start = now;
+      s->sample_bytes = 0;
+    }
+    if (Item* it = ItemAt(o.index)) {
+      it->owners &= ~s->bit;
+      if (!it->done) {  // the first verified copy wins; only it counts
+        it->done = true;
+        it->data = std::move(*c.mutable_data());
+        buffered_bytes_ += o.length;
+        s->bytes += o.length;
+        s->chunks++;
       }
-      if (Item* it = ItemAt(o.index)) {
-        it->owners &= ~s->bit;
-        if (!it->done) {  // the first verified copy wins; only it counts
-          it->done = true;
-          it->data = std::move(*c.mutable_data());
-          buffered_bytes_ += o.length;
-          s->bytes += o.length;
-          s->chunks++;
-        }
-      }
+    }
+    // Wake the others only when one of them can act on it (a wake-up costs
+    // a system call on each side): the caller when this is the chunk it
+    // waits for, this node's writer when its window has room for a batch
+    // (TakeBatch), idle writers when nothing is left to hand out (the
+    // endgame). Nothing else changes for them.
+    const size_t room = s->window > s->owed_bytes ? s->window - s->owed_bytes : 0;
+    if (o.index == base_ || queue_.empty() || room >= std::min(kBytesPerMessage, s->window / 4)) {
       cv_.SignalAll();
     }
   }
@@ -383,12 +380,11 @@ void Fetcher::ReadLoop(Source* s) {
     // Finish() may only run once the writer is done with the stream.
     while (!s->writer_done) cv_.Wait(&mu_);
   }
-  grpc::Status st = s->stream->Finish();
+  absl::Status st = s->stream->Finish();
   absl::MutexLock l(&mu_);
   if (!stop_) {
     Demote(s, absl::StatusCode::kUnavailable,
-           st.ok() ? std::string("ended the chunk stream early")
-                   : StrCat("chunk stream failed: ", st.error_message()));
+           st.ok() ? std::string("ended the chunk stream early") : std::string(st.message()));
   }
   cv_.SignalAll();
 }
@@ -485,12 +481,19 @@ absl::Status Fetcher::Next(std::string* data) {
     if (items_.empty()) return absl::InternalError("Fetcher::Next with nothing queued");
     Item& head = items_.front();
     if (head.done) {
+      const uint32_t length = head.length;
       *data = std::move(head.data);
-      buffered_bytes_ -= head.length;
+      buffered_bytes_ -= length;
       items_.pop_front();
       ++base_;
       head_since_ = opts_.clock->SteadyNow();
-      cv_.SignalAll();
+      // Writers held back by the memory bound may go on once a batch fits
+      // again; every 16 chunks in any case (the endgame looks at the head).
+      const size_t used = owed_bytes_ + buffered_bytes_;
+      const size_t room = opts_.memory_bytes > used ? opts_.memory_bytes - used : 0;
+      if ((room >= kBytesPerMessage && room - length < kBytesPerMessage) || base_ % 16 == 0) {
+        cv_.SignalAll();
+      }
       return absl::OkStatus();
     }
     bool someone = false;

@@ -83,6 +83,11 @@ absl::StatusOr<cairn::v1::ResolveResponse> GrpcUpstream::Resolve(const std::stri
   if (on_demand_hops_ > 0) ctx->AddMetadata(kOnDemandHopsHeader, std::to_string(on_demand_hops_));
   CAIRN_RETURN_IF_ERROR(
       FromGrpc(sources_[0]->registry()->Resolve(ctx.get(), req, &r), "resolve on " + address_));
+  // The upstream's chunk streams use its HTTP chunk port when it names one.
+  const uint32_t port = r.chunks_http_port();
+  for (size_t i = 0; i < upstream_streams_; ++i) {
+    sources_[i]->set_chunks_http_port(port > 0 && port < 65536 ? static_cast<int>(port) : 0);
+  }
   return r;
 }
 

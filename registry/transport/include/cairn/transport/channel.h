@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -44,7 +45,7 @@ bool UsesTls(const std::string& address, const TlsOptions& tls);
 // A connection to one node: a channel and a stub per service. Every context
 // it makes carries a deadline. Thread-safe: gRPC channels and stubs may be
 // used from several threads at once, and the fields never change after
-// construction.
+// construction but for the atomic chunk port.
 class Connection {
  public:
   // Connects to HOST:PORT, waiting at most `timeout_seconds`. Unavailable
@@ -75,6 +76,11 @@ class Connection {
   int timeout_seconds() const { return timeout_seconds_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const TlsOptions& tls() const { return tls_; }
+  // The node's plain-HTTP chunk port, as its last Resolve answer named it
+  // (ResolveResponse.chunks_http_port); 0: Chunks.GetMany only. Copied by
+  // Another().
+  int chunks_http_port() const { return chunks_http_port_.load(); }
+  void set_chunks_http_port(int port) { chunks_http_port_.store(port); }
 
  private:
   const std::shared_ptr<grpc::Channel> channel_;
@@ -85,6 +91,7 @@ class Connection {
   const std::unique_ptr<cairn::v1::Chunks::Stub> chunks_;
   const std::unique_ptr<cairn::v1::Publish::Stub> publish_;
   const std::unique_ptr<cairn::v1::Federation::Stub> federation_;
+  std::atomic<int> chunks_http_port_{0};
 };
 
 }  // namespace cairn
