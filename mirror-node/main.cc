@@ -21,6 +21,7 @@
 #include "cairn/s3_store.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/transport/address.h"
 #include "cairn/tuning.h"
 #include "config.h"
 #include "gc_loop.h"
@@ -207,8 +208,18 @@ int Serve(cairn::node::ServeConfig cfg) {
     gateway = std::move(*g);
     // Clients then fetch chunks with POST /v1/chunks, which the gateway
     // sends from the pack files with sendfile (docs/protocol.md). Not over
-    // TLS (no sendfile there) nor from an object store (no files to send).
-    if (hopts.tls_cert_pem.empty() && cfg.chunks.empty()) chunks_http_port->store(gateway->port());
+    // TLS (no sendfile there), nor from an object store (no files to send),
+    // nor when the gateway listens on another address than the gRPC port
+    // (clients reach the node by that one; a port behind a firewall would
+    // cost them a connect timeout before they use GetMany).
+    auto grpc_at = cairn::ParseNodeAddress(cfg.listen, true);
+    auto http_at = cairn::ParseNodeAddress(cfg.http, true);
+    const auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
+    const bool same_host =
+        grpc_at.ok() && http_at.ok() && (http_at->host == grpc_at->host || wildcard(http_at->host));
+    if (hopts.tls_cert_pem.empty() && cfg.chunks.empty() && same_host) {
+      chunks_http_port->store(gateway->port());
+    }
     std::printf("cairn-node http on %s%s\n", gateway->address().c_str(),
                 hopts.tls_cert_pem.empty() ? "" : " (https)");
   }

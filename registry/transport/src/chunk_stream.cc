@@ -126,8 +126,7 @@ class HttpChunkStream final : public ChunkStream {
       // Until the writer asked (or gave up): which stream answers is decided
       // by the first Ask.
       absl::MutexLock l(&mu_);
-      mu_.Await(absl::Condition(
-          +[](HttpChunkStream* s) { return s->decided_ || s->cancelled_; }, this));
+      mu_.Await(absl::Condition(this, &HttpChunkStream::Decided));
     }
     if (ChunkStream* f = Fallback()) return f->Next(c);
     if (index_ == lengths_.size()) {
@@ -135,11 +134,7 @@ class HttpChunkStream final : public ChunkStream {
         absl::MutexLock l(&mu_);
         if (!answers_.empty()) pending_.pop_front();  // the previous answer is done
         answers_.clear();
-        mu_.Await(absl::Condition(
-            +[](HttpChunkStream* s) {
-              return !s->pending_.empty() || s->asking_done_ || s->cancelled_ || s->broken_;
-            },
-            this));
+        mu_.Await(absl::Condition(this, &HttpChunkStream::AnswerDueOrEnd));
         if (pending_.empty() || cancelled_ || broken_) return false;
         answers_ = pending_.front();
       }
@@ -182,6 +177,10 @@ class HttpChunkStream final : public ChunkStream {
   }
 
  private:
+  bool Decided() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return decided_ || cancelled_; }
+  bool AnswerDueOrEnd() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !pending_.empty() || asking_done_ || cancelled_ || broken_;
+  }
   ChunkStream* Fallback() {
     absl::MutexLock l(&mu_);
     return fallback_.get();
@@ -304,8 +303,8 @@ class HttpChunkStream final : public ChunkStream {
       const size_t colon = line.find(':');
       if (colon == absl::string_view::npos) continue;
       if (absl::EqualsIgnoreCase(line.substr(0, colon), "content-length")) {
-        have_length = absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)),
-                                       &content_length);
+        have_length =
+            absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)), &content_length);
       } else if (absl::EqualsIgnoreCase(line.substr(0, colon), "transfer-encoding")) {
         return Broken("an HTTP chunk answer without a plain length");
       }
