@@ -28,6 +28,7 @@ echo "ok 2: trust root v$("$CAIRN" trust show trust.root --json | jq .version)"
 # 3. First start: deploy/node.toml with this test's paths, checked, started.
 conf() {  # conf NAME [extra lines]: deploy/node.toml for node NAME
   sed -e "s|^data = .*|data = \"$T/$1\"|" -e "s|^listen = .*|listen = \"127.0.0.1:0\"|" \
+    -e "s|^http = .*|http = \"127.0.0.1:0\"|" \
     -e "s|^trust = .*|trust = \"$T/trust.root\"|" "$SRC/deploy/node.toml" >"$1.toml"
   [ $# -gt 1 ] && printf '%s\n' "${@:2}" >>"$1.toml"
   "$NODE" check-config "$1.toml" >"$1.check" 2>&1 || fail "check-config $1.toml: $(cat "$1.check")"

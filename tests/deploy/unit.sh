@@ -49,6 +49,7 @@ mkdir -p "$ETC"
   "$CAIRN" trust init --key root.key --out "$ETC/trust.root" >/dev/null)
 chmod 600 "$ETC/trust.root"
 sed -e "s|^data = .*|data = \"$WORK/state\"|" -e 's|^listen = .*|listen = "127.0.0.1:0"|' \
+  -e 's|^http = .*|http = "127.0.0.1:0"|' \
   "$SRC/deploy/node.toml" >"$ETC/node.toml"
 chmod 644 "$ETC/node.toml"
 # StateDirectory=: owned by the service user. LoadCredential=: a directory
