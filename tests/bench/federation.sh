@@ -50,7 +50,7 @@ $CAIRN trust delegate --trust trust.root --key root.key --namespace acme --publi
 # start NAME [serve args...]: a node on 127.0.0.1:0; sets ADDR_<NAME>.
 start() {
   local name=$1; shift
-  $NODE serve --data "$WORK/$name" --listen 127.0.0.1:0 --trust trust.root "$@" >"$name.out" 2>"$name.log" &
+  $NODE serve --data "$WORK/$name" --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root "$@" >"$name.out" 2>"$name.log" &
   PIDS+=($!)
   eval "PID_$name=$!"
   for _ in $(seq 200); do grep -q listening "$name.out" 2>/dev/null && break; sleep 0.02; done
@@ -59,7 +59,7 @@ start() {
 # start_at NAME PORT [args]: a node on a fixed port (for meshes).
 start_at() {
   local name=$1 port=$2; shift 2
-  $NODE serve --data "$WORK/$name" --listen 127.0.0.1:$port --trust trust.root "$@" >"$name.out" 2>"$name.log" &
+  $NODE serve --data "$WORK/$name" --listen 127.0.0.1:$port --http 127.0.0.1:0 --trust trust.root "$@" >"$name.out" 2>"$name.log" &
   PIDS+=($!)
 }
 has() { $CAIRN info "$2" --node "$1" --timeout 2 >/dev/null 2>&1; }

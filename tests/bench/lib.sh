@@ -35,7 +35,7 @@ bench_keys() {
 # bench_node: starts a node on data dir ./node ($NODE set); sets NODE_PID and
 # GRPC once it listens.
 bench_node() {
-  $NODE serve --data node --listen 127.0.0.1:0 --trust trust.root >node.out 2>node.log &
+  $NODE serve --data node --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root >node.out 2>node.log &
   NODE_PID=$!
   for _ in $(seq 200); do grep -q listening node.out 2>/dev/null && break; sleep 0.05; done
   GRPC=$(sed -n 's/^cairn-node listening on //p' node.out)

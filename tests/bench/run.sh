@@ -59,7 +59,9 @@ BYTES=$(du -cb model/*.safetensors | tail -1 | cut -f1)
 $CAIRN keygen --out root.key >/dev/null; $CAIRN keygen --out pub.key >/dev/null
 $CAIRN trust init --key root.key --out trust.root >/dev/null
 $CAIRN trust delegate --trust trust.root --key root.key --namespace bench --publisher pub.key.pub >/dev/null
-$NODE serve --data node --listen 127.0.0.1:0 --trust trust.root >node.out 2>node.log &
+# With its HTTP gateway beside the gRPC port, as deploy/node.toml runs it:
+# pulls then fetch chunks with POST /v1/chunks (sendfile on the node).
+$NODE serve --data node --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root >node.out 2>node.log &
 NODE_PID=$!
 for _ in $(seq 100); do grep -q listening node.out && break; sleep 0.1; done
 ADDR=$(sed -n 's/^cairn-node listening on //p' node.out)
@@ -85,26 +87,51 @@ SHARDS=$(cd model && ls *.safetensors)
 cat model/*.safetensors >/dev/null; cat node/chunks/packs/* >/dev/null  # both warm
 
 echo; echo "## pull over loopback, verified and written to disk (median of 3, warm page cache)"
-for i in 1 2 3; do
-  rm -rf c && mkdir c; T0=$(now)
-  for s in $SHARDS; do curl -sf -o "c/$s" "http://127.0.0.1:$PORT/$s"; done; T1=$(now)
-  echo "$T1 - $T0" | bc >>t_curl
-  rm -rf cs && mkdir cs; T0=$(now)
-  for s in $SHARDS; do curl -sf -o "cs/$s" "http://127.0.0.1:$PORT/$s" && sha256sum "cs/$s" >/dev/null; done; T1=$(now)
-  echo "$T1 - $T0" | bc >>t_curlsha
-  rm -rf p cache; T0=$(now)
-  $CAIRN pull bench/base --out p --store cache --json --fsync >pull.json; T1=$(now)
-  echo "$T1 - $T0" | bc >>t_cairn
-  rm -rf p cache; T0=$(now)
-  $CAIRN pull bench/base --out p --store cache --json >pull_nofsync.json; T1=$(now)
-  echo "$T1 - $T0" | bc >>t_cairn_nofsync
-done
+# Each pull against curl of the same files, their order alternated (whichever
+# writes first into fresh page cache pays for it on this kind of VM).
+curl_tree() {  # curl_tree DIR [sha]: nginx -> curl -o of both shards into DIR (made empty)
+  for s in $SHARDS; do
+    curl -sf -o "$1/$s" "http://127.0.0.1:$PORT/$s"
+    if [ -n "${2:-}" ]; then sha256sum "$1/$s" >/dev/null; fi
+  done
+}
+# timed FILE CMD...: appends CMD's wall time to FILE. The trees a command
+# writes are removed (and the removal written back) before the clock starts:
+# freeing a GiB of page cache takes seconds on this VM, and counting it
+# measured the removal, not the download.
+timed() {
+  local t0 t1
+  rm -rf c cs p cache && mkdir c cs && sync
+  t0=$(now); "${@:2}"; t1=$(now)
+  echo "$t1 - $t0" | bc >>"$1"
+}
+pull_tree() { $CAIRN pull bench/base --out p --store cache --json "$@" >pull.json; }
+pair() {  # pair CAIRN_TIMES CURL_TIMES [pull args]: one of each, order by round
+  if [ $((i % 2)) = 1 ]; then
+    timed "$2" curl_tree c; timed "$1" pull_tree "${@:3}"
+  else
+    timed "$1" pull_tree "${@:3}"; timed "$2" curl_tree c
+  fi
+}
+for i in 1 2 3; do pair t_cairn_nofsync t_curl; done
 cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
-TC=$(median <t_curl); TS=$(median <t_curlsha); TP=$(median <t_cairn); TN=$(median <t_cairn_nofsync)
-echo "nginx -> curl -o (2 shards):          $(gbps "$BYTES" "$TC") GB/s"
+for i in 1 2 3; do pair t_cairn t_curl_f --fsync; done
+for i in 1 2 3; do timed t_curlsha curl_tree cs sha; done
+TC=$(median <t_curl); TCF=$(median <t_curl_f); TS=$(median <t_curlsha)
+TP=$(median <t_cairn); TN=$(median <t_cairn_nofsync)
+echo "nginx -> curl -o (2 shards):          $(gbps "$BYTES" "$TC") GB/s (beside --fsync: $(gbps "$BYTES" "$TCF"))"
 echo "curl -o && sha256sum:                 $(gbps "$BYTES" "$TS") GB/s"
 echo "cairn pull (verified, default):      $(gbps "$BYTES" "$TN") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TN")x (goal >= 0.8), vs curl&&sha256sum $(ratio "$TS" "$TN")x (goal >= 3)"
-echo "cairn pull (verified, --fsync):       $(gbps "$BYTES" "$TP") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TP")x, vs curl&&sha256sum $(ratio "$TS" "$TP")x"
+echo "cairn pull (verified, --fsync):       $(gbps "$BYTES" "$TP") GB/s   ratio vs nginx->curl beside it $(ratio "$TCF" "$TP")x"
+
+# The same pulls over gRPC only (a node without its gateway: GetMany).
+kill "$NODE_PID"; wait "$NODE_PID" || true
+$NODE serve --data node --listen "$ADDR" --trust trust.root >node.out 2>>node.log &
+NODE_PID=$!
+for _ in $(seq 100); do grep -q listening node.out 2>/dev/null && break; sleep 0.1; done
+for i in 1 2 3; do pair t_cairn_grpc t_curl2; done
+TG=$(median <t_cairn_grpc); TC2=$(median <t_curl2)
+echo "cairn pull over gRPC (GetMany):       $(gbps "$BYTES" "$TG") GB/s   ratio vs nginx->curl beside it ($(gbps "$BYTES" "$TC2") GB/s) $(ratio "$TC2" "$TG")x"
 
 # The same pulls with the node re-hashing each chunk it serves (--verify-reads,
 # the default before the scrub): the cost of that option.
@@ -112,13 +139,9 @@ kill "$NODE_PID"; wait "$NODE_PID" || true
 $NODE serve --data node --listen "$ADDR" --trust trust.root --verify-reads >node.out 2>>node.log &
 NODE_PID=$!
 for _ in $(seq 100); do grep -q listening node.out 2>/dev/null && break; sleep 0.1; done
-for i in 1 2 3; do
-  rm -rf p cache; T0=$(now)
-  $CAIRN pull bench/base --out p --store cache --json >/dev/null; T1=$(now)
-  echo "$T1 - $T0" | bc >>t_cairn_v
-done
-TV=$(median <t_cairn_v)
-echo "cairn pull, node --verify-reads:      $(gbps "$BYTES" "$TV") GB/s   ratio vs nginx->curl $(ratio "$TC" "$TV")x, vs curl&&sha256sum $(ratio "$TS" "$TV")x"
+for i in 1 2 3; do pair t_cairn_v t_curl3; done
+TV=$(median <t_cairn_v); TC3=$(median <t_curl3)
+echo "cairn pull over gRPC, node --verify-reads: $(gbps "$BYTES" "$TV") GB/s   ratio vs nginx->curl beside it $(ratio "$TC3" "$TV")x"
 kill "$NODE_PID"; wait "$NODE_PID" || true
 : >node.out
 $NODE serve --data node --listen "$ADDR" --trust trust.root >node.out 2>>node.log &

@@ -71,7 +71,7 @@ Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptio
       absl::MutexLock l(&mu_);
       if (fatal_.ok()) fatal_ = absl::CancelledError("fetch cancelled");
       for (auto& s : sources_) s->stream->Cancel();
-      cv_.SignalAll();
+      WakeAll();
     });
   }
 }
@@ -85,7 +85,7 @@ Fetcher::~Fetcher() {
     // call open for ever.
     for (auto& s : sources_) s->stream->Cancel();
   }
-  cv_.SignalAll();
+  WakeAll();
   for (auto& s : sources_) {
     s->writer.join();
     s->reader.join();
@@ -105,7 +105,7 @@ void Fetcher::Add(const std::vector<ChunkWant>& wants) {
       queue_.insert(index);
     }
   }
-  cv_.SignalAll();
+  WakeAll();
 }
 
 Fetcher::Item* Fetcher::ItemAt(uint64_t index) {
@@ -166,7 +166,7 @@ void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
       std::fprintf(stderr, "cairn: %s\n", line.c_str());
     }
   }
-  cv_.SignalAll();
+  WakeAll();
 }
 
 bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
@@ -264,7 +264,7 @@ void Fetcher::WriteLoop(Source* s) {
     {
       absl::MutexLock l(&mu_);
       std::vector<uint64_t> batch;
-      while (!(stop_ || s->dead || s->reader_done || TakeBatch(s, &batch))) cv_.Wait(&mu_);
+      while (!(stop_ || s->dead || s->reader_done || TakeBatch(s, &batch))) writers_cv_.Wait(&mu_);
       if (batch.empty()) break;
       for (uint64_t index : batch) req.add_digests(std::string(DigestBytes(ItemAt(index)->digest)));
     }
@@ -280,7 +280,7 @@ void Fetcher::WriteLoop(Source* s) {
     absl::MutexLock l(&mu_);
     s->writer_done = true;
   }
-  cv_.SignalAll();
+  WakeAll();
 }
 
 void Fetcher::ReadLoop(Source* s) {
@@ -310,7 +310,7 @@ void Fetcher::ReadLoop(Source* s) {
       s->last_byte = opts_.clock->SteadyNow();
       if (Item* it = ItemAt(o.index)) it->missing |= s->bit;
       Release(s, o.index);
-      cv_.SignalAll();
+      WakeAll();
       continue;
     }
     if (c.data().size() != o.length) {
@@ -368,15 +368,16 @@ void Fetcher::ReadLoop(Source* s) {
     // (TakeBatch), idle writers when nothing is left to hand out (the
     // endgame). Nothing else changes for them.
     const size_t room = s->window > s->owed_bytes ? s->window - s->owed_bytes : 0;
-    if (o.index == base_ || queue_.empty() || room >= std::min(kBytesPerMessage, s->window / 4)) {
-      cv_.SignalAll();
+    if (o.index == base_) cv_.SignalAll();
+    if (queue_.empty() || room >= std::min(kBytesPerMessage, s->window / 4)) {
+      writers_cv_.SignalAll();
     }
   }
   {
     absl::MutexLock l(&mu_);
     if (!why.empty()) Demote(s, absl::StatusCode::kDataLoss, why);
     s->reader_done = true;
-    cv_.SignalAll();
+    WakeAll();
     // Finish() may only run once the writer is done with the stream.
     while (!s->writer_done) cv_.Wait(&mu_);
   }
@@ -386,7 +387,7 @@ void Fetcher::ReadLoop(Source* s) {
     Demote(s, absl::StatusCode::kUnavailable,
            st.ok() ? std::string("ended the chunk stream early") : std::string(st.message()));
   }
-  cv_.SignalAll();
+  WakeAll();
 }
 
 void Fetcher::Monitor(SteadyTime now) {
@@ -438,7 +439,7 @@ void Fetcher::Monitor(SteadyTime now) {
     }
   }
   // Idle writers re-check for endgame work as chunks grow late.
-  cv_.SignalAll();
+  WakeAll();
   // The head chunk is late: let an idle node race the one that owes it.
   Item& head = items_.front();
   if (!head.done && head.owners != 0 && !queue_.contains(base_) &&
@@ -446,7 +447,7 @@ void Fetcher::Monitor(SteadyTime now) {
     for (auto& s : sources_) {
       if (!s->dead && s->owed.empty() && !((head.owners | head.missing) & s->bit)) {
         queue_.insert(base_);
-        cv_.SignalAll();
+        WakeAll();
         break;
       }
     }
@@ -492,7 +493,7 @@ absl::Status Fetcher::Next(std::string* data) {
       const size_t used = owed_bytes_ + buffered_bytes_;
       const size_t room = opts_.memory_bytes > used ? opts_.memory_bytes - used : 0;
       if ((room >= kBytesPerMessage && room - length < kBytesPerMessage) || base_ % 16 == 0) {
-        cv_.SignalAll();
+        writers_cv_.SignalAll();
       }
       return absl::OkStatus();
     }

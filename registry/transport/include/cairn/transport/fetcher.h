@@ -102,7 +102,12 @@ class Fetcher {
   FetchOptions opts_;
   ChunkStore* cache_;
   mutable absl::Mutex mu_;
-  absl::CondVar cv_;
+  absl::CondVar cv_;          // the caller (Next) and readers waiting for their writer
+  absl::CondVar writers_cv_;  // writers waiting for work, room or an end
+  void WakeAll() {
+    cv_.SignalAll();
+    writers_cv_.SignalAll();
+  }
   std::vector<std::unique_ptr<Source>> sources_ ABSL_GUARDED_BY(mu_);
   std::deque<Item> items_ ABSL_GUARDED_BY(mu_);     // index base_ + i
   uint64_t base_ ABSL_GUARDED_BY(mu_) = 0;          // index of items_.front() == next to hand out
