@@ -54,7 +54,7 @@ start() {
   PIDS+=($!)
   eval "PID_$name=$!"
   for _ in $(seq 200); do grep -q listening "$name.out" 2>/dev/null && break; sleep 0.02; done
-  eval "ADDR_$name=$(awk '{print $NF}' "$name.out")"
+  eval "ADDR_$name=$(sed -n 's/^cairn-node listening on //p' "$name.out")"
 }
 # start_at NAME PORT [args]: a node on a fixed port (for meshes).
 start_at() {
