@@ -256,7 +256,17 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         (void)index_placed();
         return st;
       }
-      if (!st.ok()) return fail(Annotate(st, "fetching " + f.path() + "; nothing written"));
+      if (!st.ok()) {
+        // The nodes failed (gone, dropped): what arrived stays in the
+        // temporary file, indexed, so the same command later fetches only
+        // the rest; the file itself never appears under its name unless whole.
+        if (w.Flush().ok() && index_placed().ok() && !placed.empty()) {
+          return Annotate(st, StrCat("fetching ", f.path(), "; the ", placed.size(),
+                                     " chunks that arrived are kept, and the same command "
+                                     "resumes from them"));
+        }
+        return fail(Annotate(st, "fetching " + f.path() + "; nothing written"));
+      }
       run.last_chunk = std::chrono::steady_clock::now();
       res.chunks_fetched++;
       res.bytes_fetched += data.size();

@@ -16,7 +16,7 @@ namespace {
 class FederationImpl final : public FederationService {
  public:
   FederationImpl(Repository* repo, WorkPool* pool, StreamLimits limits, const Scrubber* scrub,
-                 const GcLoop* gc)
+                 const GcLoop* gc, std::shared_ptr<const std::atomic<int>> http_port)
       : FederationService(limits), waiter_(repo) {
     ServeOnPool<SummaryRequest, SummaryResponse>("Summary", pool,
                                                  [repo](auto*) { return repo->Summary(); });
@@ -30,8 +30,10 @@ class FederationImpl final : public FederationService {
       return repo->Feed(call->req().after(), call->req().max_events());
     };
     ServeOnPool<NodeInfoRequest, NodeInfoResponse>(
-        "NodeInfo", pool, [this, repo, scrub, gc](auto*) -> absl::StatusOr<NodeInfoResponse> {
+        "NodeInfo", pool,
+        [this, repo, scrub, gc, http_port](auto*) -> absl::StatusOr<NodeInfoResponse> {
           CAIRN_ASSIGN_OR_RETURN(NodeInfoResponse out, repo->NodeInfo());
+          if (http_port) out.set_chunks_http_port(static_cast<uint32_t>(http_port->load()));
           if (scrub != nullptr) *out.mutable_scrub() = scrub->Status();
           if (gc != nullptr) *out.mutable_gc() = gc->Status();
           // Called under the reader lock: SetUpstreamStatus({}) waits for calls
@@ -87,10 +89,11 @@ class FederationImpl final : public FederationService {
 
 }  // namespace
 
-std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool,
-                                                        StreamLimits limits, const Scrubber* scrub,
-                                                        const GcLoop* gc) {
-  return std::make_unique<FederationImpl>(repo, pool, limits, scrub, gc);
+std::unique_ptr<FederationService> NewFederationService(
+    Repository* repo, WorkPool* pool, StreamLimits limits, const Scrubber* scrub, const GcLoop* gc,
+    std::shared_ptr<const std::atomic<int>> chunks_http_port) {
+  return std::make_unique<FederationImpl>(repo, pool, limits, scrub, gc,
+                                          std::move(chunks_http_port));
 }
 
 }  // namespace cairn::node

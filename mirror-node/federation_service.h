@@ -31,9 +31,8 @@ class FederationService : public UnaryOverStream<cairn::v1::Federation::Callback
 class GcLoop;
 class Scrubber;
 // `scrub` (may be null; not owned, outlives the service) reports in NodeInfo.
-std::unique_ptr<FederationService> NewFederationService(Repository* repo, WorkPool* pool,
-                                                        StreamLimits limits,
-                                                        const Scrubber* scrub = nullptr,
-                                                        const GcLoop* gc = nullptr);
+std::unique_ptr<FederationService> NewFederationService(
+    Repository* repo, WorkPool* pool, StreamLimits limits, const Scrubber* scrub = nullptr,
+    const GcLoop* gc = nullptr, std::shared_ptr<const std::atomic<int>> chunks_http_port = nullptr);
 
 }  // namespace cairn::node

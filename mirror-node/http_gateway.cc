@@ -305,7 +305,8 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
     // Chunk requests are bounded by their size and the connection limits,
     // like Chunks.GetMany, not by the request rate (a fast pull makes
     // hundreds a second).
-    const bool chunks = req.method() == http::verb::post && req.target() == "/v1/chunks";
+    const bool chunks = req.method() == http::verb::post &&
+                        SV(req.target()).substr(0, SV(req.target()).find('?')) == "/v1/chunks";
     if (!chunks && !TakeToken(peer)) {
       x.endpoint = "rate_limited";
       Answer a = Error(http::status::too_many_requests, "too many requests; slow down");
@@ -325,7 +326,9 @@ asio::awaitable<void> HttpGateway::Impl::Serve(tcp::socket socket) {
       absl::MutexLock l(&request_counts.mu);
       request_counts.by_endpoint[{x.endpoint, x.status}]++;
     }
-    if (!keep || !req.keep_alive() || draining) break;
+    // While draining, requests the client already sent (pipelined chunk
+    // requests) are still answered; then the connection closes.
+    if (!keep || !req.keep_alive() || (draining && buffer.size() == 0 && !conn->HasInput())) break;
   }
   co_await conn->Close();
 }
@@ -405,7 +408,12 @@ asio::awaitable<bool> HttpGateway::Impl::Handle(Exchange& x) {
     }
   }
   x.target = target;
-  if (post && target == "/v1/chunks") co_return co_await PostChunks(x);
+  if (target.substr(0, target.find('?')) == "/v1/chunks") {
+    if (post) co_return co_await PostChunks(x);
+    Answer a = Error(http::status::method_not_allowed, "POST only (docs/protocol.md)");
+    a.headers.emplace_back("Allow", "POST");
+    co_return co_await SendAnswer(x, std::move(a));
+  }
   const bool api = target.substr(0, 12) == "/api/models/";
   if (req.method() != http::verb::get && req.method() != http::verb::head && !(post && api)) {
     Answer a = Error(http::status::method_not_allowed,

@@ -69,7 +69,8 @@ struct NodeServer::Services {
         chunks(NewChunksService(repo, &pool, &streams, Limits(o))),
         import_gate(o.import_from),
         publish(NewPublishService(repo, &pool, &streams, Limits(o), &import_gate)),
-        federation(NewFederationService(repo, &pool, Limits(o), o.scrub, o.gc)) {}
+        federation(
+            NewFederationService(repo, &pool, Limits(o), o.scrub, o.gc, o.chunks_http_port)) {}
   StreamLimits Limits(const ServerOptions& o) {
     return StreamLimits{&watchdog, std::chrono::seconds(o.stream_idle_seconds)};
   }

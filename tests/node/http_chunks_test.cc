@@ -89,6 +89,20 @@ std::vector<std::string> ReadChunkRequest(int fd, std::string* buf) {
 
 class HttpChunksTest : public HttpGatewayFixture {
  protected:
+  // The answer an honest port gives to `digests`, with `filler` instead of
+  // the bytes when not 0; empty when a digest is not stored.
+  std::string Answer(const std::vector<std::string>& digests, char filler = 0) {
+    std::string lengths, bytes;
+    for (const auto& raw : digests) {
+      std::string real;
+      auto d = DigestFromBytes(raw);
+      if (!d.ok() || !repo_->chunks()->Get(*d, &real).ok()) return "";
+      lengths += Be32(real.size());
+      bytes += filler != 0 ? std::string(real.size(), filler) : real;
+    }
+    return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(lengths.size() + bytes.size()) +
+           "\r\n\r\n" + lengths + bytes;
+  }
   std::vector<Digest> Stored() {
     std::vector<Digest> out;
     EXPECT_TRUE(repo_->chunks()->List(nullptr, 1000, &out).ok());
@@ -159,6 +173,34 @@ TEST_F(HttpChunksTest, PipelinedRequestsAreAnsweredInOrderOnOneConnection) {
   }
 }
 
+// A gateway that starts draining still answers the requests a client had
+// already sent on its connection (pipelined), then closes it.
+TEST_F(HttpChunksTest, ADrainingGatewayAnswersTheRequestsAlreadySent) {
+  auto stored = Stored();
+  ASSERT_GE(stored.size(), 3u);
+  testing::asio::io_context ioc;
+  testing::beast::tcp_stream s(ioc);
+  s.connect(testing::tcp::endpoint(testing::asio::ip::make_address("127.0.0.1"), gw_->port()));
+  std::string three;
+  for (int i = 0; i < 3; ++i) {
+    three += "POST /v1/chunks HTTP/1.1\r\nHost: x\r\nContent-Length: 32\r\n\r\n" +
+             std::string(DigestBytes(stored[i]));
+  }
+  testing::asio::write(s, testing::asio::buffer(three));
+  std::thread drain([this] { gw_->Drain(absl::Now() + absl::Seconds(10)); });
+  testing::beast::flat_buffer buf;
+  for (int i = 0; i < 3; ++i) {
+    testing::http::response<testing::http::string_body> resp;
+    testing::beast::error_code ec;
+    testing::http::read(s, buf, resp, ec);
+    ASSERT_FALSE(ec) << "answer " << i << ": " << ec.message();
+    std::string want;
+    ASSERT_TRUE(repo_->chunks()->Get(stored[i], &want).ok());
+    EXPECT_EQ(resp.body(), Be32(want.size()) + want) << i;
+  }
+  drain.join();
+}
+
 TEST_F(HttpChunksTest, APullUsesTheNamedPortAndWritesTheSameBytes) {
   auto node = NodeNaming(gw_->port());
   auto conn = std::move(Connection::Open(node->address(), 10)).value();
@@ -189,20 +231,8 @@ TEST_F(HttpChunksTest, CorruptBytesFromTheHttpPortDropTheNodeAndTheHonestOneComp
   FakePort liar([this](int fd) {
     std::string buf;
     for (;;) {
-      auto digests = ReadChunkRequest(fd, &buf);
-      if (digests.empty()) return;
-      std::string lengths, bytes;
-      for (const auto& raw : digests) {
-        std::string real;
-        auto d = DigestFromBytes(raw);
-        if (!d.ok() || !repo_->chunks()->Get(*d, &real).ok()) return;
-        lengths += Be32(real.size());
-        bytes += std::string(real.size(), 'x');
-      }
-      const std::string answer =
-          "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(lengths.size() + bytes.size()) +
-          "\r\n\r\n" + lengths + bytes;
-      if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) < 0) return;
+      const std::string all = Answer(ReadChunkRequest(fd, &buf), 'x');
+      if (all.empty() || ::send(fd, all.data(), all.size(), MSG_NOSIGNAL) < 0) return;
     }
   });
   auto lying = NodeNaming(liar.port());
@@ -219,9 +249,11 @@ TEST_F(HttpChunksTest, CorruptBytesFromTheHttpPortDropTheNodeAndTheHonestOneComp
   EXPECT_TRUE(dropped);
 }
 
-// Answers that break the framing: each ends the stream with a reason, and
-// nothing wrong is written.
-TEST_F(HttpChunksTest, BrokenFramingFromTheHttpPortIsRefused) {
+// Answers that break the framing (a 503 when the gateway's connection limits
+// are reached, a proxy's page, a chunked or endless answer, a length over
+// 1 MiB): the HTTP connection is given up, not the node, and what was not
+// answered is asked again over GetMany.
+TEST_F(HttpChunksTest, BrokenFramingFromTheHttpPortFallsBackToGetMany) {
   for (const std::string& answer :
        {std::string("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
         std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -235,12 +267,69 @@ TEST_F(HttpChunksTest, BrokenFramingFromTheHttpPortIsRefused) {
     });
     auto node = NodeNaming(bad.port());
     auto conn = std::move(Connection::Open(node->address(), 10)).value();
-    auto r = PullFrom({conn.get()}, "bad");
-    ASSERT_FALSE(r.ok()) << answer.substr(0, 40);
-    EXPECT_NE(std::string(r.status().message()).find("HTTP"), std::string::npos)
-        << r.status() << " for " << answer.substr(0, 40);
-    EXPECT_FALSE(std::filesystem::exists(dir_ / "bad/weights.bin"));
+    const std::string out = "out-" + std::to_string(answer.size());
+    auto r = PullFrom({conn.get()}, out);
+    ASSERT_TRUE(r.ok()) << r.status() << " for " << answer.substr(0, 40);
+    EXPECT_EQ(testing::ReadFile(dir_ / (out + "/weights.bin")), data_);
+    for (const auto& s : r->sources) EXPECT_EQ(s.demoted, "") << s.address;
   }
+}
+
+// A good answer, then the port closes with requests still unanswered (a
+// gateway that stops): the rest comes over GetMany, in order.
+TEST_F(HttpChunksTest, APortClosingMidPullHandsTheRestToGetMany) {
+  std::atomic<int> answered{0};
+  FakePort once([this, &answered](int fd) {
+    std::string buf;
+    const std::string all = Answer(ReadChunkRequest(fd, &buf));
+    if (!all.empty() && ::send(fd, all.data(), all.size(), MSG_NOSIGNAL) > 0) answered++;
+  });  // then closes, whatever else was asked
+  auto node = NodeNaming(once.port());
+  auto conn = std::move(Connection::Open(node->address(), 10)).value();
+  auto r = PullFrom({conn.get()}, "out");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.bin"), data_);
+  EXPECT_GE(answered.load(), 1);
+}
+
+// A pull whose only node fails part way (here its HTTP port answers, then
+// says nothing: dropped as stalled) keeps the verified chunks that arrived,
+// and the same command against a working node fetches only the rest.
+TEST_F(HttpChunksTest, AFailedPullKeepsWhatArrivedAndTheNextOneResumesFromIt) {
+  // Answers until it sent 1 MiB (a third of weights.bin), then says nothing.
+  FakePort once([this](int fd) {
+    std::string buf;
+    for (size_t sent = 0; sent < (1 << 20);) {
+      const std::string all = Answer(ReadChunkRequest(fd, &buf));
+      if (all.empty() || ::send(fd, all.data(), all.size(), MSG_NOSIGNAL) <= 0) return;
+      sent += all.size();
+    }
+    char b[4096];
+    while (::recv(fd, b, sizeof(b), 0) > 0) {
+    }  // silent until the client goes
+  });
+  auto stalling = NodeNaming(once.port());
+  auto a = std::move(Connection::Open(stalling->address(), 10)).value();
+  client::PullOptions po;
+  po.ref = "acme/m";
+  po.out = dir_ / "out";
+  po.store_dir = dir_ / "store";
+  po.streams_per_node = 1;
+  po.stall_seconds = 1;
+  auto failed = client::Pull({a.get()}, trust_.view, po);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(std::string(failed.status().message()).find("the same command resumes"),
+            std::string::npos)
+      << failed.status();
+  // Never under its name unless whole.
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "out/weights.bin"));
+
+  auto plain = NodeNaming(0);
+  auto b = std::move(Connection::Open(plain->address(), 10)).value();
+  auto resumed = client::Pull({b.get()}, trust_.view, po);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.bin"), data_);
+  EXPECT_GT(resumed->chunks_local, 0u) << "what arrived before the failure was fetched again";
 }
 
 }  // namespace

@@ -83,14 +83,17 @@ class HttpChunkStream final : public ChunkStream {
   }
 
   bool Ask(const cairn::v1::GetChunksRequest& req) override {
+    absl::MutexLock a(&ask_mu_);
     if (ChunkStream* f = Fallback()) return f->Ask(req);
     if (fd_ < 0 && !Connect()) {
       // Unreachable (a firewall, a gateway bound elsewhere): GetMany then.
-      absl::MutexLock l(&mu_);
-      if (cancelled_) return false;
-      fallback_ = std::make_unique<GrpcChunkStream>(conn_);
-      decided_ = true;
-      return fallback_->Ask(req);
+      {
+        absl::MutexLock l(&mu_);
+        if (cancelled_) return false;
+        fallback_ = std::make_unique<GrpcChunkStream>(conn_);
+        decided_ = true;
+      }
+      return Fallback()->Ask(req);
     }
     std::string body;
     for (const auto& d : req.digests()) body += d;
@@ -100,20 +103,26 @@ class HttpChunkStream final : public ChunkStream {
                "\r\n\r\n", body);
     {
       absl::MutexLock l(&mu_);
-      if (cancelled_ || broken_) return false;
+      if (cancelled_) return false;
       pending_.emplace_back(req.digests().begin(), req.digests().end());
       decided_ = true;
+      if (broken_) return true;  // the reader moves it to GetMany
     }
     for (size_t at = 0; at < text.size();) {
       const ssize_t n = ::send(fd_, text.data() + at, text.size() - at, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Broken(StrCat("cannot send to HTTP port ", port_, ": ", strerror(errno)));
+      if (n <= 0) {
+        // Asked all the same: the reader moves what is unanswered to GetMany.
+        Broken(StrCat("cannot send to HTTP port ", port_, ": ", strerror(errno)));
+        return true;
+      }
       at += static_cast<size_t>(n);
     }
     return true;
   }
 
   void DoneAsking() override {
+    absl::MutexLock a(&ask_mu_);
     if (ChunkStream* f = Fallback()) return f->DoneAsking();
     absl::MutexLock l(&mu_);
     asking_done_ = true;
@@ -128,39 +137,24 @@ class HttpChunkStream final : public ChunkStream {
       absl::MutexLock l(&mu_);
       mu_.Await(absl::Condition(this, &HttpChunkStream::Decided));
     }
-    if (ChunkStream* f = Fallback()) return f->Next(c);
-    if (index_ == lengths_.size()) {
-      {
-        absl::MutexLock l(&mu_);
-        if (!answers_.empty()) pending_.pop_front();  // the previous answer is done
-        answers_.clear();
-        mu_.Await(absl::Condition(this, &HttpChunkStream::AnswerDueOrEnd));
-        if (pending_.empty() || cancelled_ || broken_) return false;
-        answers_ = pending_.front();
-      }
-      if (!ReadHead()) return false;
-      index_ = 0;
+    for (;;) {
+      if (ChunkStream* f = Fallback()) return f->Next(c);
+      bool failed = false;
+      if (NextHttp(c, &failed)) return true;
+      // A port that answers other than as documented (503 when its
+      // connection limits are reached, a proxy's error page, a close while
+      // the node stops) costs this stream its HTTP connection, not the
+      // node: what is unanswered is asked again over GetMany, in order.
+      if (!failed || !SwitchToGrpc()) return false;
     }
-    const std::string& digest = answers_[index_];
-    const uint32_t len = lengths_[index_++];
-    c->Clear();
-    c->set_digest(digest);
-    if (len == kMissing) {
-      c->set_missing(true);
-      return true;
-    }
-    std::string* data = c->mutable_data();
-    data->resize(len);
-    return ReadExactly(data->data(), len);
   }
 
   absl::Status Finish() override {
     if (ChunkStream* f = Fallback()) return f->Finish();
     absl::MutexLock l(&mu_);
-    if (!error_.empty()) return absl::UnavailableError(error_);
-    if (!pending_.empty()) {
+    if (!pending_.empty() && !cancelled_) {
       return absl::UnavailableError(
-          StrCat("HTTP port ", port_, " closed with ", pending_.size(), " request(s) unanswered"));
+          StrCat("HTTP port ", port_, " left ", pending_.size(), " request(s) unanswered"));
     }
     return absl::OkStatus();
   }
@@ -184,6 +178,78 @@ class HttpChunkStream final : public ChunkStream {
   ChunkStream* Fallback() {
     absl::MutexLock l(&mu_);
     return fallback_.get();
+  }
+
+  // The next chunk over HTTP. False with *failed unset at the end of the
+  // stream (or once cancelled), with *failed set when the port broke.
+  bool NextHttp(cairn::v1::ChunkData* c, bool* failed) {
+    if (!current_ || got_ == answers_.size()) {
+      absl::MutexLock l(&mu_);
+      if (current_) pending_.pop_front();  // that answer is done
+      current_ = false;
+      mu_.Await(absl::Condition(this, &HttpChunkStream::AnswerDueOrEnd));
+      if (cancelled_) return false;
+      if (broken_ || pending_.empty()) {
+        *failed = broken_;
+        return false;
+      }
+      answers_ = pending_.front();
+      current_ = true;
+      got_ = 0;
+    }
+    if (got_ == 0 && lengths_.size() != answers_.size() && !ReadHead()) {
+      *failed = true;
+      return false;
+    }
+    const uint32_t len = lengths_[got_];
+    c->Clear();
+    c->set_digest(answers_[got_]);
+    if (len == kMissing) {
+      c->set_missing(true);
+    } else {
+      std::string* data = c->mutable_data();
+      data->resize(len);
+      if (!ReadExactly(data->data(), len)) {
+        *failed = true;
+        return false;
+      }
+    }
+    if (++got_ == answers_.size()) lengths_.clear();  // the next answer reads its head
+    return true;
+  }
+
+  // Moves this stream to GetMany: the requests not yet answered, from the
+  // first chunk not handed out, are asked again there. False once cancelled.
+  bool SwitchToGrpc() {
+    {
+      absl::MutexLock l(&mu_);
+      if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);  // a writer blocked in send returns
+    }
+    absl::MutexLock a(&ask_mu_);  // no Ask in progress from here on
+    std::vector<std::string> again;
+    bool done_asking;
+    {
+      absl::MutexLock l(&mu_);
+      if (cancelled_) return false;
+      for (size_t i = 0; i < pending_.size(); ++i) {
+        const auto& r = pending_[i];
+        for (size_t k = (i == 0 && current_) ? got_ : 0; k < r.size(); ++k) again.push_back(r[k]);
+      }
+      pending_.clear();
+      current_ = false;
+      fallback_ = std::make_unique<GrpcChunkStream>(conn_);
+      done_asking = asking_done_;
+    }
+    ChunkStream* f = Fallback();
+    for (size_t at = 0; at < again.size(); at += kMaxChunksPerMessage) {
+      cairn::v1::GetChunksRequest req;
+      for (size_t k = at; k < again.size() && k < at + kMaxChunksPerMessage; ++k) {
+        req.add_digests(again[k]);
+      }
+      if (!f->Ask(req)) break;  // its Next then reports how it ended
+    }
+    if (done_asking) f->DoneAsking();
+    return true;
   }
 
   bool Broken(std::string why) {
@@ -339,8 +405,10 @@ class HttpChunkStream final : public ChunkStream {
   std::string buf_;
   size_t start_ = 0;
   std::vector<std::string> answers_;  // digests of the request being answered
-  std::vector<uint32_t> lengths_;
-  size_t index_ = 0;
+  std::vector<uint32_t> lengths_;     // their lengths, once its head is read
+  bool current_ = false;              // pending_.front() is being read
+  size_t got_ = 0;                    // of its chunks, handed out
+  absl::Mutex ask_mu_;                // held by Ask, DoneAsking and the switch to GetMany
   absl::Mutex mu_;
   std::deque<std::vector<std::string>> pending_ ABSL_GUARDED_BY(mu_);  // asked, not yet answered
   std::unique_ptr<ChunkStream> fallback_ ABSL_GUARDED_BY(mu_);

@@ -142,6 +142,11 @@ void Fetcher::Release(Source* s, uint64_t index) {
 
 void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
   if (s->dead) return;
+  // Said once per node and reason: its other streams may say the same.
+  bool said = false;
+  for (const auto& other : sources_) {
+    said |= other->dead && other->conn->address() == s->conn->address() && other->why == why;
+  }
   s->dead = true;
   s->code = code;
   s->why = std::move(why);
@@ -158,7 +163,7 @@ void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
       }
     }
   }
-  if (!stop_) {
+  if (!stop_ && !said) {
     std::string line = StrCat("not using node ", s->conn->address(), " any more: ", s->why);
     if (opts_.log) {
       opts_.log(line);
@@ -455,10 +460,11 @@ void Fetcher::Monitor(SteadyTime now) {
 }
 
 absl::Status Fetcher::NoneCanServe(const std::string& what) const {
-  std::vector<std::string> why;
+  std::vector<std::string> why;  // once per node and reason (a node has several streams)
   for (const auto& s : sources_) {
-    why.push_back(
-        StrCat(s->conn->address(), ": ", s->dead ? s->why : std::string("does not have it")));
+    std::string line =
+        StrCat(s->conn->address(), ": ", s->dead ? s->why : std::string("does not have it"));
+    if (std::find(why.begin(), why.end(), line) == why.end()) why.push_back(std::move(line));
   }
   std::string msg = StrCat("no node can serve ", what, " (", StrJoin(why, "; "), ")");
   if (Live() > 0) return absl::NotFoundError(msg);

@@ -32,6 +32,7 @@ absl::StatusOr<std::string> GrpcUpstream::NodeId() {
   CAIRN_RETURN_IF_ERROR(
       FromGrpc(sources_[0]->federation()->NodeInfo(ctx.get(), {}, &r), "node info of " + address_));
   if (r.node_id().empty()) return absl::DataLossError("upstream " + address_ + " has no node id");
+  SetChunksHttpPort(r.chunks_http_port());
   return r.node_id();
 }
 
@@ -75,6 +76,13 @@ absl::StatusOr<cairn::v1::SummaryResponse> GrpcUpstream::Summary() {
   return r;
 }
 
+void GrpcUpstream::SetChunksHttpPort(uint32_t port) {
+  // The upstream's chunk streams use its HTTP chunk port when it names one.
+  for (size_t i = 0; i < upstream_streams_; ++i) {
+    sources_[i]->set_chunks_http_port(port > 0 && port < 65536 ? static_cast<int>(port) : 0);
+  }
+}
+
 absl::StatusOr<cairn::v1::ResolveResponse> GrpcUpstream::Resolve(const std::string& ref) {
   cairn::v1::ResolveRequest req;
   req.set_ref(ref);
@@ -83,11 +91,7 @@ absl::StatusOr<cairn::v1::ResolveResponse> GrpcUpstream::Resolve(const std::stri
   if (on_demand_hops_ > 0) ctx->AddMetadata(kOnDemandHopsHeader, std::to_string(on_demand_hops_));
   CAIRN_RETURN_IF_ERROR(
       FromGrpc(sources_[0]->registry()->Resolve(ctx.get(), req, &r), "resolve on " + address_));
-  // The upstream's chunk streams use its HTTP chunk port when it names one.
-  const uint32_t port = r.chunks_http_port();
-  for (size_t i = 0; i < upstream_streams_; ++i) {
-    sources_[i]->set_chunks_http_port(port > 0 && port < 65536 ? static_cast<int>(port) : 0);
-  }
+  SetChunksHttpPort(r.chunks_http_port());
   return r;
 }
 

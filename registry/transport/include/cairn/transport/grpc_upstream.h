@@ -36,6 +36,8 @@ class GrpcUpstream final : public Upstream {
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events) override;
   absl::StatusOr<cairn::v1::SummaryResponse> Summary() override;
   absl::StatusOr<cairn::v1::ResolveResponse> Resolve(const std::string& ref) override;
+  // The upstream's HTTP chunk port (NodeInfo, Resolve), for its chunk streams.
+  void SetChunksHttpPort(uint32_t port);
   absl::StatusOr<std::string> GetObject(const std::string& digest) override;
   // All at once, on gRPC's asynchronous client API (no thread per call).
   std::vector<absl::StatusOr<std::string>> GetObjects(
