@@ -243,6 +243,7 @@ std::vector<std::pair<std::string, Setter>> HttpKeys(ServeConfig* c) {
       {"tree_page_size", Int(&c->http_tree_page_size, 1, 100000)},
       {"max_read_ahead_mib", Int(&c->http_max_read_ahead_mib, 0, 1 << 20)},
       {"verify_reads", Bool(&c->http_verify_reads)},
+      {"verify_reads_with", OneOf(&c->http_verify_reads_with, {"crc32c", "sha256"})},
       {"sendfile", Bool(&c->http_sendfile)},
   };
 }

@@ -100,6 +100,9 @@ struct ServeConfig {
   int http_max_read_ahead_mib = 256;
   // Re-hash chunks before they go to HTTP clients (curl cannot verify).
   bool http_verify_reads = true;
+  // How: "crc32c" (the check recorded when the chunk's SHA-256 was verified
+  // on arrival; SHA-256 where none was recorded) or "sha256" (a full re-hash).
+  std::string http_verify_reads_with = "crc32c";
   // Send chunk bytes over plain HTTP with sendfile (no copy in the node).
   bool http_sendfile = true;
 };

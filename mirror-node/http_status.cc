@@ -144,6 +144,13 @@ Answer HttpGateway::Impl::Metrics() {
   metric("cairn_verification_failures_total", "counter",
          "Chunks that did not match their digest when read to be served.");
   out += StrCat("cairn_verification_failures_total ", counters.verification_failures.load(), "\n");
+  metric("cairn_http_chunk_checks_total", "counter",
+         "Chunks the gateway checked before sending them: with the CRC-32C recorded when their "
+         "SHA-256 was verified on arrival, or by re-hashing them.");
+  out += StrCat("cairn_http_chunk_checks_total{how=\"crc32c\"} ",
+                counters.chunks_checked_crc.load(), "\n");
+  out += StrCat("cairn_http_chunk_checks_total{how=\"sha256\"} ",
+                counters.chunks_checked_sha256.load(), "\n");
   metric("cairn_http_connections_open", "gauge", "HTTP connections open.");
   out += StrCat("cairn_http_connections_open ", connections.load(), "\n");
   metric("cairn_http_connections_refused_total", "counter",

@@ -11,6 +11,7 @@
 #include <deque>
 #include <sstream>
 
+#include "cairn/crc32c.h"
 #include "cairn/hash.h"
 #include "cairn/limits.h"
 #include "cairn/objects.h"
@@ -51,6 +52,7 @@ struct Piece {
 // with sendfile, re-hashed here first when `hash_extents`.
 struct ReadMode {
   bool hash = false, zero_copy = false, hash_extents = false;
+  bool crc = false;  // extents with a recorded CRC-32C are checked with it
 };
 absl::Status ChunkMismatch(ChunkStore* store, const Digest& d) {
   // Checked again by the store, which drops it: a repair refetches it.
@@ -61,7 +63,8 @@ absl::Status ChunkMismatch(ChunkStore* store, const Digest& d) {
 // the store when it verifies reads, else here, unless the operator trusts
 // the hash made on arrival), trimmed to [first, last] of the file.
 absl::StatusOr<std::vector<Piece>> ReadBatch(ChunkStore* store, ReadMode mode, const Batch& b,
-                                             uint64_t first, uint64_t last) {
+                                             uint64_t first, uint64_t last,
+                                             HttpCounters* counters) {
   std::vector<Piece> out;
   uint64_t at = b.offset;
   for (const auto& [digest, length] : b.chunks) {
@@ -83,7 +86,15 @@ absl::StatusOr<std::vector<Piece>> ReadBatch(ChunkStore* store, ReadMode mode, c
           if (r <= 0) return ChunkMismatch(store, d);
           got += r;
         }
-        if (Sha256Of(std::string_view(buf.data(), length)) != d) return ChunkMismatch(store, d);
+        const std::string_view bytes(buf.data(), length);
+        // The recorded CRC settles it when it matches; when it does not
+        // (rot, or a damaged index entry), the SHA-256 decides.
+        if (mode.crc && e->has_crc32c && Crc32c(bytes) == e->crc32c) {
+          counters->chunks_checked_crc++;
+        } else {
+          counters->chunks_checked_sha256++;
+          if (Sha256Of(bytes) != d) return ChunkMismatch(store, d);
+        }
       } else {
         // Into the page cache here, so the send on the I/O thread does not
         // wait for the disk.
@@ -94,6 +105,7 @@ absl::StatusOr<std::vector<Piece>> ReadBatch(ChunkStore* store, ReadMode mode, c
       return e.status();
     } else {
       CAIRN_RETURN_IF_ERROR(store->Get(d, &p.data));
+      if (mode.hash) counters->chunks_checked_sha256++;
       if (p.data.size() != length || (mode.hash && Sha256Of(p.data) != d)) {
         return ChunkMismatch(store, d);
       }
@@ -225,13 +237,14 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   // demand (read as each lands).
   mode.zero_copy = opts.zero_copy && x.conn.CanSendFile() && !f.fetch;
   mode.hash_extents = (opts.verify_reads && !f.chunks_for_client) || opts.store_verifies_reads;
+  mode.crc = opts.verify_with_crc;
   ChunkStore* store = repo->chunks_for_reads();
   // Starts reading batch `i` on the pool; its slot fills on this strand.
   auto start = [&](size_t i) {
     held.Add(batches[i].bytes);
     auto slot = std::make_shared<ReadSlot>(ex);
-    asio::post(work, [slot, ex, store, mode, b = batches[i], first, last] {
-      auto r = ReadBatch(store, mode, b, first, last);
+    asio::post(work, [slot, ex, store, mode, b = batches[i], first, last, c = &counters] {
+      auto r = ReadBatch(store, mode, b, first, last, c);
       asio::post(ex, [slot, r = std::move(r)]() mutable {
         slot->result = std::move(r);
         slot->done = true;
@@ -271,7 +284,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
       // A small file (a config, a tokenizer): read here; a hop to the pool
       // and back costs more than reading 64 KiB from the page cache.
       held.Add(b.bytes);
-      pieces = ReadBatch(store, mode, b, first, last);
+      pieces = ReadBatch(store, mode, b, first, last, &counters);
       started = i + 1;
     } else {
       // kInFlight batches at a time; one while chunks arrive on demand or

@@ -197,6 +197,7 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.gc = &gc;
     hopts.store_verifies_reads = cfg.verify_reads;
     hopts.verify_reads = cfg.http_verify_reads;
+    hopts.verify_with_crc = cfg.http_verify_reads_with == "crc32c";
     hopts.zero_copy = cfg.http_sendfile;
     hopts.max_connections = cfg.http_max_connections;
     hopts.max_connections_per_client = cfg.http_max_connections_per_client;
@@ -388,7 +389,7 @@ int main(int argc, char** argv) {
       "gc_compact_below_percent, gc_staged_retention_days, withheld_retention_days, "
       "yanked_retention_days, pack_file_mib; "
       "[http] max_connections, max_connections_per_client, requests_per_second_per_client, "
-      "tree_page_size, max_read_ahead_mib, verify_reads, sendfile; [on_demand] enabled, include, "
+      "tree_page_size, max_read_ahead_mib, verify_reads, verify_reads_with, sendfile; [on_demand] enabled, include, "
       "exclude, "
       "max_release_bytes; [[upstream]] address, include, exclude, "
       "max_release_bytes, max_bytes_per_second, min_bytes_per_second, tags, windows, streams; "

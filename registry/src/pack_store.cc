@@ -11,6 +11,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_format.h"
+#include "cairn/crc32c.h"
 #include "cairn/limits.h"
 #include "cairn/page_cache.h"
 #include "cairn/status.h"
@@ -27,21 +28,25 @@ namespace cairn {
 namespace pack {
 
 std::string EncodeLoc(const Loc& l) {
-  char b[24];
+  char b[28];
   std::memcpy(b, &l.pack, 4);
   std::memcpy(b + 4, &l.offset, 8);
   std::memcpy(b + 12, &l.length, 4);
   std::memcpy(b + 16, &l.stored_unix, 8);
-  return std::string(b, 24);
+  std::memcpy(b + 24, &l.crc, 4);
+  return std::string(b, l.has_crc ? 28 : 24);
 }
 
 bool DecodeLoc(std::string_view s, Loc* l) {
-  if (s.size() != 16 && s.size() != 24) return false;
+  if (s.size() != 16 && s.size() != 24 && s.size() < 28) return false;
   std::memcpy(&l->pack, s.data(), 4);
   std::memcpy(&l->offset, s.data() + 4, 8);
   std::memcpy(&l->length, s.data() + 12, 4);
   l->stored_unix = 0;
-  if (s.size() == 24) std::memcpy(&l->stored_unix, s.data() + 16, 8);
+  if (s.size() >= 24) std::memcpy(&l->stored_unix, s.data() + 16, 8);
+  l->has_crc = s.size() >= 28;
+  l->crc = 0;
+  if (l->has_crc) std::memcpy(&l->crc, s.data() + 24, 4);
   return true;
 }
 
@@ -111,6 +116,7 @@ absl::Status PackChunkStore::Put(const Digest& digest, std::string_view data, Pu
   if (mode == PutMode::kVerify && Sha256Of(data) != digest) {
     return absl::DataLossError("chunk bytes do not match digest " + DigestName(digest));
   }
+  const uint32_t crc = Crc32c(data);  // of the bytes just checked, for later reads
   absl::MutexLock l(&mu_);
   if (mem_.contains(digest)) return absl::OkStatus();
   const bool removing = removing_.contains(digest);
@@ -119,7 +125,7 @@ absl::Status PackChunkStore::Put(const Digest& digest, std::string_view data, Pu
     if (indexed) return absl::OkStatus();
   }
   CAIRN_RETURN_IF_ERROR(CheckFreeLocked(kHeader + data.size()));
-  CAIRN_RETURN_IF_ERROR(AppendLocked(digest, data, clock_->NowUnix()));
+  CAIRN_RETURN_IF_ERROR(AppendLocked(digest, data, crc, clock_->NowUnix()));
   if (removing) {
     auto it = mem_.find(digest);
     if (it != mem_.end()) reput_[digest] = it->second;
@@ -127,7 +133,7 @@ absl::Status PackChunkStore::Put(const Digest& digest, std::string_view data, Pu
   return absl::OkStatus();
 }
 
-absl::Status PackChunkStore::AppendLocked(const Digest& digest, std::string_view data,
+absl::Status PackChunkStore::AppendLocked(const Digest& digest, std::string_view data, uint32_t crc,
                                           int64_t stored_unix) {
   if (active_size_ + buffer_.size() + kHeader + data.size() > opts_.pack_bytes &&
       active_size_ + buffer_.size() > 0) {
@@ -135,8 +141,12 @@ absl::Status PackChunkStore::AppendLocked(const Digest& digest, std::string_view
     CAIRN_RETURN_IF_ERROR(FlushLocked());
     CAIRN_RETURN_IF_ERROR(OpenActiveLocked(active_id_ + 1));
   }
-  Loc loc{active_id_, active_size_ + buffer_.size() + kHeader, static_cast<uint32_t>(data.size()),
-          stored_unix};
+  Loc loc{active_id_,
+          active_size_ + buffer_.size() + kHeader,
+          static_cast<uint32_t>(data.size()),
+          stored_unix,
+          /*has_crc=*/true,
+          crc};
   uint32_t len = loc.length;
   buffer_.append("CRN1", 4);
   buffer_.append(reinterpret_cast<const char*>(&len), 4);
@@ -349,6 +359,8 @@ absl::StatusOr<ChunkExtent> PackChunkStore::Locate(const Digest& digest) {
   e.fd = fd->fd();
   e.offset = loc.offset;
   e.length = loc.length;
+  e.has_crc32c = loc.has_crc;
+  e.crc32c = loc.crc;
   e.pin = std::move(fd);  // PunchHoles skips a pack whose descriptor is held
   return e;
 }
@@ -455,7 +467,9 @@ absl::Status PackChunkStore::RecoverPackLocked(uint32_t id, uint64_t off) {
     std::memcpy(d.data(), header + 8, 32);
     if (Sha256Of(data) != d) break;  // torn or rotten: nothing after it is trusted
     CAIRN_ASSIGN_OR_RETURN(bool indexed, InIndexLocked(d));
-    if (!indexed) batch.Put(DigestSlice(d), EncodeLoc(Loc{id, off + kHeader, len, now}));
+    if (!indexed) {
+      batch.Put(DigestSlice(d), EncodeLoc(Loc{id, off + kHeader, len, now, true, Crc32c(data)}));
+    }
     off += kHeader + len;
   }
   batch.Put(rocksdb::Slice(kTailKey), EncodeTail(id, off));

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "cairn/crc32c.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "pack_store_impl.h"
@@ -267,10 +268,11 @@ absl::Status PackChunkStore::CompactPack(uint32_t id, const std::vector<Digest>&
       Forget(d);  // rotten: not carried over (the scrub would drop it too)
       continue;
     }
+    const uint32_t crc = Crc32c(data);
     absl::MutexLock l(&mu_);
     auto again = LocateLocked(d);
     if (!again.ok() || again->pack != id || again->offset != loc.offset) continue;
-    CAIRN_RETURN_IF_ERROR(AppendLocked(d, data, loc.stored_unix));
+    CAIRN_RETURN_IF_ERROR(AppendLocked(d, data, crc, loc.stored_unix));
     r->bytes_moved += loc.length;
   }
   absl::MutexLock l(&mu_);

@@ -39,9 +39,15 @@ struct Loc {
   uint64_t offset = 0;  // of the data, after the header
   uint32_t length = 0;
   int64_t stored_unix = 0;  // when stored; 0 in entries written before times were kept
+  // CRC-32C of the bytes, taken when their SHA-256 had been checked; absent
+  // from entries written before checks were kept.
+  bool has_crc = false;
+  uint32_t crc = 0;
 };
 
-// 24 bytes; DecodeLoc also reads the older 16-byte entries (no time).
+// 28 bytes (24 without a CRC); DecodeLoc also reads the older 16-byte entries
+// (no time), and longer ones by their first 28 bytes, so entries a later
+// version extends are not taken for damage.
 std::string EncodeLoc(const Loc& l);
 bool DecodeLoc(std::string_view s, Loc* l);
 rocksdb::Slice DigestSlice(const Digest& d);
@@ -101,8 +107,8 @@ class PackChunkStore final : public ChunkStore {
   absl::StatusOr<std::shared_ptr<ReadFd>> ReadFdLocked(uint32_t pack)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends a record to the buffer and notes it in mem_ (Put, compaction).
-  absl::Status AppendLocked(const Digest& digest, std::string_view data, int64_t stored_unix)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AppendLocked(const Digest& digest, std::string_view data, uint32_t crc,
+                            int64_t stored_unix) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropBufferedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteBufferLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status IndexLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

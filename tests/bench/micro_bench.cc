@@ -1,9 +1,10 @@
 // Google Benchmark micro-benchmarks of the hot paths, one core, in memory:
-// FastCDC cut-point search, SHA-256 (OpenSSL EVP), chunk + hash, and a pack
+// FastCDC cut-point search, SHA-256 (OpenSSL EVP), CRC-32C, chunk + hash, and a pack
 // store Put. Run: build/tests/bench/micro_bench (bytes/s are per core).
 #include <benchmark/benchmark.h>
 
 #include "cairn/chunker.h"
+#include "cairn/crc32c.h"
 #include "cairn/hash.h"
 #include "cairn/store.h"
 #include "testing.h"
@@ -41,6 +42,18 @@ void BM_Sha256(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * (Data().size() / block * block));
 }
 BENCHMARK(BM_Sha256)->Arg(64 << 10)->Arg(1 << 20);
+
+// The check the gateway makes of each chunk it sends (cairn/crc32c.h).
+void BM_Crc32c(benchmark::State& state) {
+  const size_t block = state.range(0);
+  for (auto _ : state) {
+    for (size_t off = 0; off + block <= Data().size(); off += block) {
+      benchmark::DoNotOptimize(cairn::Crc32c(Data().data() + off, block));
+    }
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * (Data().size() / block * block));
+}
+BENCHMARK(BM_Crc32c)->Arg(64 << 10)->Arg(1 << 20);
 
 void BM_ChunkAndHash(benchmark::State& state) {
   cairn::FastCdc cdc(cairn::ChunkerParams{});

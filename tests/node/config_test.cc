@@ -188,6 +188,17 @@ verify_read = true
                                              "http.verify_reads?)"));
 }
 
+TEST(NodeConfigTest, TheGatewaysReadCheckIsCrcUnlessSha256IsAsked) {
+  ServeConfig c;
+  EXPECT_EQ(c.http_verify_reads_with, "crc32c");
+  ASSERT_TRUE(ParseConfig("[http]\nverify_reads_with = \"sha256\"\n", "t.toml", &c).ok());
+  EXPECT_EQ(c.http_verify_reads_with, "sha256");
+  auto st = ParseConfig("[http]\nverify_reads_with = \"md5\"\n", "t.toml", &c);
+  ASSERT_THAT(st, cairn::testing::StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("t.toml:2: http.verify_reads_with"));
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("crc32c"));
+}
+
 TEST(NodeConfigTest, CheckConfigNamesEveryErrorAndTheFilesItCannotLoad) {
   testing::TempDir dir;
   testing::WriteFile(dir / "bad.toml", "[node]\nlisten = \"nohost\"\ntrust = \"" +

@@ -178,6 +178,10 @@ TEST_F(HttpGatewayTest, AChunkThatFailsVerificationCutsTheConnection) {
   EXPECT_LT(r.body.size(), data_.size());
   EXPECT_TRUE(data_.compare(0, r.body.size(), r.body) == 0) << "every byte sent is right";
   EXPECT_GE(gw_->counters().verification_failures.load(), 1u);
+  // Caught through the recorded CRC-32C (the default check), settled by the
+  // SHA-256 of the chunk that failed it.
+  EXPECT_GE(gw_->counters().chunks_checked_crc.load(), 1u);
+  EXPECT_GE(gw_->counters().chunks_checked_sha256.load(), 1u);
   // The gateway goes on serving what verifies.
   EXPECT_EQ(Get("/v1/files/acme/m/1/sub/config.json").status, 200);
 }

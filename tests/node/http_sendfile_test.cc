@@ -9,11 +9,13 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <filesystem>
+#include <fstream>
 
 #include "cairn/hash.h"
 #include "cairn/repository.h"
 #include "http_fixture.h"
 #include "http_gateway.h"
+#include "rocksdb/db.h"
 #include "testing.h"
 
 namespace cairn {
@@ -26,9 +28,11 @@ using tcp = asio::ip::tcp;
 
 class HttpSendfileTest : public testing::HttpGatewayFixture {
  protected:
-  std::unique_ptr<node::HttpGateway> StartGateway(bool verify, bool zero_copy, int idle = 60) {
+  std::unique_ptr<node::HttpGateway> StartGateway(bool verify, bool zero_copy, int idle = 60,
+                                                  bool crc = true) {
     node::HttpOptions o;
     o.verify_reads = verify;
+    o.verify_with_crc = crc;
     o.zero_copy = zero_copy;
     o.idle_seconds = idle;
     return std::move(node::HttpGateway::Start(repo_.get(), "127.0.0.1:0", o)).value();
@@ -74,6 +78,71 @@ TEST_F(HttpSendfileTest, BytesAndRangesAreExactWithAndWithoutHashing) {
     // Every byte went out with sendfile, or none did when it is off.
     EXPECT_EQ(zero_copy, m.zero_copy ? expected : 0);
   }
+}
+
+// Issue 13's throughput with verification on: each chunk is checked with the
+// CRC-32C recorded when its SHA-256 was verified on arrival, not re-hashed;
+// [http] verify_reads_with = "sha256" re-hashes every one.
+TEST_F(HttpSendfileTest, ChunksAreCheckedWithTheirRecordedCrcOrRehashedWhenAsked) {
+  const std::string f = "/v1/files/acme/m/latest/weights.bin";
+  for (bool crc : {true, false}) {
+    SCOPED_TRACE(::testing::Message() << "crc " << crc);
+    auto gw = StartGateway(/*verify=*/true, /*zero_copy=*/true, 60, crc);
+    testing::Reply r = Get(f, {}, http::verb::get, gw->port());
+    EXPECT_TRUE(r.complete && r.status == 200 && r.body == data_);
+    const auto& c = gw->counters();
+    // More than one chunk: 3 MiB at most 1 MiB a chunk.
+    EXPECT_GE((crc ? c.chunks_checked_crc : c.chunks_checked_sha256).load(), 3u);
+    EXPECT_EQ((crc ? c.chunks_checked_sha256 : c.chunks_checked_crc).load(), 0u);
+    EXPECT_EQ(c.verification_failures.load(), 0u);
+  }
+}
+
+// Index entries with a wrong CRC (a damaged entry) or none (written before
+// CRCs were kept): the SHA-256 decides, so good bytes are still served and
+// bad ones still never are.
+TEST_F(HttpSendfileTest, AWrongOrMissingCrcIsSettledByTheHash) {
+  gw_.reset();
+  server_.reset();
+  repo_.reset();
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open({}, dir_ / "node/chunks/index", &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}));
+    int n = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() != 32) continue;
+      std::string v = it->value().ToString();
+      ASSERT_EQ(v.size(), 28u);
+      if (n++ % 2 == 0) {
+        v[24] ^= 1;  // a wrong CRC
+      } else {
+        v.resize(24);  // the layout before CRCs
+      }
+      ASSERT_TRUE(db->Put({}, it->key(), v).ok());
+    }
+    ASSERT_GE(n, 4);
+  }
+  repo_ = std::move(Repository::Open(dir_ / "node", trust_.view)).value();
+  auto gw = StartGateway(/*verify=*/true, /*zero_copy=*/true);
+  testing::Reply r = Get("/v1/files/acme/m/1/weights.bin", {}, http::verb::get, gw->port());
+  EXPECT_TRUE(r.complete && r.status == 200 && r.body == data_);
+  EXPECT_EQ(gw->counters().chunks_checked_crc.load(), 0u);
+  EXPECT_GE(gw->counters().chunks_checked_sha256.load(), 3u);
+  EXPECT_EQ(gw->counters().verification_failures.load(), 0u);
+  // Rot under those entries is still caught.
+  for (const auto& p : Packs()) {
+    if (std::filesystem::file_size(p) < (2 << 20)) continue;
+    std::fstream fs(p, std::ios::in | std::ios::out | std::ios::binary);
+    fs.seekp(static_cast<std::streamoff>(std::filesystem::file_size(p) / 2));
+    fs.write("XXXXXXXX", 8);
+  }
+  r = Get("/v1/files/acme/m/1/weights.bin", {}, http::verb::get, gw->port());
+  EXPECT_FALSE(r.complete && r.status == 200);
+  EXPECT_TRUE(data_.compare(0, r.body.size(), r.body) == 0 || r.status != 200)
+      << "wrong bytes served";
+  EXPECT_GE(gw->counters().verification_failures.load(), 1u);
 }
 
 TEST_F(HttpSendfileTest, ClientsHangingUpMidBodyLeaveTheGatewayServing) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "cairn/crc32c.h"
 #include "cairn/store.h"
 #include "testing.h"
 
@@ -154,6 +155,13 @@ TEST_F(PackStoreGcTest, CompactionRewritesMostlyDeadPacksAndKeepsEveryLiveChunk)
   for (int i = 0; i < 60; ++i) {
     EXPECT_EQ(*s->Has(Sha256Of(chunks[i])), i % 4 == 0) << i;
     if (i % 4 == 0) ASSERT_TRUE(s->Check(Sha256Of(chunks[i])).ok()) << i;
+    // Moved chunks keep their CRC-32C (the gateway checks reads with it).
+    if (i % 4 == 0) {
+      auto e = s->Locate(Sha256Of(chunks[i]));
+      ASSERT_TRUE(e.ok()) << e.status();
+      EXPECT_TRUE(e->has_crc32c);
+      EXPECT_EQ(e->crc32c, Crc32c(chunks[i])) << i;
+    }
   }
 }
 

@@ -62,6 +62,11 @@ struct ChunkExtent {
   int fd = -1;
   uint64_t offset = 0;  // of the chunk's first byte in the file
   uint32_t length = 0;
+  // The CRC-32C recorded when the bytes' SHA-256 was checked, where the
+  // store keeps one: a reader can check the bytes with it instead of
+  // re-hashing them.
+  bool has_crc32c = false;
+  uint32_t crc32c = 0;
 };
 
 // Content-addressed chunk bytes. Implementations are thread-safe.
