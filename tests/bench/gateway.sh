@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # HTTP gateway benchmarks, each beside a reference in the same run:
-#   1. GET of one 1 GiB file through the gateway (every chunk re-hashed) vs
-#      nginx (sendfile) serving the same file; curl -o /dev/null, warm page
+#   1. GET of one 1 GiB file through the gateway (every chunk checked with the
+#      CRC-32C recorded when its SHA-256 was verified on arrival, the default)
+#      vs nginx (sendfile) serving the same file; curl -o /dev/null, warm page
 #      cache for both, order alternated, median of 3
 #   2. a whole snapshot (two shards and small files) through the Hub resolve
 #      endpoint vs nginx, the same way
+#   1c, 2c. both again with [http] verify_reads_with = "sha256" (every chunk
+#      re-hashed)
 #   1b, 2b. both again with [http] verify_reads = false (sent with sendfile,
 #      trusting the hash made when each chunk entered the node)
 #   3. 64 concurrent keep-alive clients (tests/bench/http_load; wrk cannot
@@ -87,75 +90,65 @@ fetch_all() {  # fetch_all BASE_URL: every file of the snapshot to /dev/null
   for f in $FILES; do args+=(-o /dev/null "$1/$f"); done
   curl -sf "${args[@]}"
 }
-echo; echo "## 1. one $SIZE_MIB MiB file, GET to /dev/null (median of 3, warm, alternating)"
-: >t_gw1; : >t_ng1
-for i in 1 2 3; do
-  for who in gw ng; do
-    [ $((i % 2)) = 0 ] && who=$([ $who = gw ] && echo ng || echo gw)
-    T0=$(now)
-    if [ $who = gw ]; then curl -sf -o /dev/null "http://$HTTP/acme/one/resolve/main/weights.bin"
-    else curl -sf -o /dev/null "http://127.0.0.1:$PORT/weights.bin"; fi
-    since "$T0" >>t_${who}1
+restart_node() {  # restart_node CONFIG: the node again, on that config; sets HTTP
+  kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+  $NODE serve --data node --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root --config "$1" \
+    >node.out 2>>node.log &
+  PIDS[0]=$!
+  for _ in $(seq 200); do grep -q 'http on' node.out 2>/dev/null && break; sleep 0.05; done
+  HTTP=$(sed -n 's/^cairn-node http on //p' node.out)
+}
+one_file() {  # one_file TAG: the 1 GiB file, gateway and nginx alternating, median of 3
+  : >t_gw$1; : >t_ng$1
+  for i in 1 2 3; do
+    for who in gw ng; do
+      [ $((i % 2)) = 0 ] && who=$([ $who = gw ] && echo ng || echo gw)
+      T0=$(now)
+      if [ $who = gw ]; then curl -sf -o /dev/null "http://$HTTP/acme/one/resolve/main/weights.bin"
+      else curl -sf -o /dev/null "http://127.0.0.1:$PORT/weights.bin"; fi
+      since "$T0" >>t_$who$1
+    done
   done
-done
-B=$((SIZE_MIB << 20)); G=$(median t_gw1); N=$(median t_ng1)
-echo "gateway $(gbps $B $G) GB/s ($G s), nginx $(gbps $B $N) GB/s ($N s): ratio $(ratio $N $G)x (goal >= 0.8)"
-
-echo; echo "## 2. a snapshot ($(echo $FILES | wc -w) files, $SIZE_MIB MiB) through resolve vs nginx"
-: >t_gw2; : >t_ng2
+  local b=$((SIZE_MIB << 20)) g n
+  g=$(median t_gw$1); n=$(median t_ng$1)
+  echo "gateway $(gbps $b $g) GB/s ($g s), nginx $(gbps $b $n) GB/s ($n s): ratio $(ratio $n $g)x (goal >= 0.8)"
+}
+snapshot() {  # snapshot TAG: every file of the model through resolve, the same way
+  : >t_gw$1; : >t_ng$1
+  for i in 1 2 3; do
+    if [ $((i % 2)) = 1 ]; then
+      T0=$(now); fetch_all "http://$HTTP/acme/model/resolve/main"; since "$T0" >>t_gw$1
+      T0=$(now); fetch_all "http://127.0.0.1:$PORT"; since "$T0" >>t_ng$1
+    else
+      T0=$(now); fetch_all "http://127.0.0.1:$PORT"; since "$T0" >>t_ng$1
+      T0=$(now); fetch_all "http://$HTTP/acme/model/resolve/main"; since "$T0" >>t_gw$1
+    fi
+  done
+  local g n
+  g=$(median t_gw$1); n=$(median t_ng$1)
+  echo "gateway $(gbps "$SNAP_BYTES" "$g") GB/s, nginx $(gbps "$SNAP_BYTES" "$n") GB/s: ratio $(ratio "$n" "$g")x (goal >= 0.8)"
+}
 SNAP_BYTES=$(du -sb model | cut -f1)
-for i in 1 2 3; do
-  if [ $((i % 2)) = 1 ]; then
-    T0=$(now); fetch_all "http://$HTTP/acme/model/resolve/main"; since "$T0" >>t_gw2
-    T0=$(now); fetch_all "http://127.0.0.1:$PORT"; since "$T0" >>t_ng2
-  else
-    T0=$(now); fetch_all "http://127.0.0.1:$PORT"; since "$T0" >>t_ng2
-    T0=$(now); fetch_all "http://$HTTP/acme/model/resolve/main"; since "$T0" >>t_gw2
-  fi
-done
-G=$(median t_gw2); N=$(median t_ng2)
-echo "gateway $(gbps "$SNAP_BYTES" "$G") GB/s, nginx $(gbps "$SNAP_BYTES" "$N") GB/s: ratio $(ratio "$N" "$G")x (goal >= 0.8)"
+echo; echo "## 1. one $SIZE_MIB MiB file, GET to /dev/null (median of 3, warm, alternating); each chunk checked with its recorded CRC-32C (the default)"
+one_file 1
+echo; echo "## 2. a snapshot ($(echo $FILES | wc -w) files, $SIZE_MIB MiB) through resolve vs nginx, the default"
+snapshot 2
+
+echo; echo "## 1c. the one file with [http] verify_reads_with = \"sha256\" (every chunk re-hashed)"
+printf '[http]\nrequests_per_second_per_client = 0\nverify_reads_with = "sha256"\n' >bench-sha.toml
+restart_node bench-sha.toml
+one_file 1c
+echo; echo "## 2c. the snapshot, every chunk re-hashed"
+snapshot 2c
 
 echo; echo "## 1b. the one file with [http] verify_reads = false (chunks verified on arrival; the scrub finds rot)"
-kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 printf '[http]\nrequests_per_second_per_client = 0\nverify_reads = false\n' >bench-nv.toml
-$NODE serve --data node --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root --config bench-nv.toml \
-  >node.out 2>>node.log &
-PIDS[0]=$!
-for _ in $(seq 200); do grep -q 'http on' node.out 2>/dev/null && break; sleep 0.05; done
-HTTP_NV=$(sed -n 's/^cairn-node http on //p' node.out)
-: >t_gw1n; : >t_ng1n
-for i in 1 2 3; do
-  for who in gw ng; do
-    [ $((i % 2)) = 0 ] && who=$([ $who = gw ] && echo ng || echo gw)
-    T0=$(now)
-    if [ $who = gw ]; then curl -sf -o /dev/null "http://$HTTP_NV/acme/one/resolve/main/weights.bin"
-    else curl -sf -o /dev/null "http://127.0.0.1:$PORT/weights.bin"; fi
-    since "$T0" >>t_${who}1n
-  done
-done
-G=$(median t_gw1n); N=$(median t_ng1n)
-echo "gateway $(gbps $B $G) GB/s ($G s), nginx $(gbps $B $N) GB/s ($N s): ratio $(ratio $N $G)x (goal >= 0.8)"
-echo; echo "## 2b. the snapshot with [http] verify_reads = false ($(echo $FILES | wc -w) files, $SIZE_MIB MiB) through resolve vs nginx"
-: >t_gw2n; : >t_ng2n
-for i in 1 2 3; do
-  if [ $((i % 2)) = 1 ]; then
-    T0=$(now); fetch_all "http://$HTTP_NV/acme/model/resolve/main"; since "$T0" >>t_gw2n
-    T0=$(now); fetch_all "http://127.0.0.1:$PORT"; since "$T0" >>t_ng2n
-  else
-    T0=$(now); fetch_all "http://127.0.0.1:$PORT"; since "$T0" >>t_ng2n
-    T0=$(now); fetch_all "http://$HTTP_NV/acme/model/resolve/main"; since "$T0" >>t_gw2n
-  fi
-done
-G=$(median t_gw2n); N=$(median t_ng2n)
-echo "gateway $(gbps "$SNAP_BYTES" "$G") GB/s, nginx $(gbps "$SNAP_BYTES" "$N") GB/s: ratio $(ratio "$N" "$G")x (goal >= 0.8)"
+restart_node bench-nv.toml
+one_file 1b
+echo; echo "## 2b. the snapshot with [http] verify_reads = false"
+snapshot 2b
 
-kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
-$NODE serve --data node --listen 127.0.0.1:0 --http 127.0.0.1:0 --trust trust.root --config bench.toml \
-  >node.out 2>>node.log &
-PIDS[0]=$!
-for _ in $(seq 200); do grep -q 'http on' node.out 2>/dev/null && break; sleep 0.05; done
-HTTP=$(sed -n 's/^cairn-node http on //p' node.out)
+restart_node bench.toml
 
 echo; echo "## 3. 64 concurrent clients for 10 s (tests/bench/http_load, keep-alive), latency"
 LOAD=$BIN/tests/bench/http_load

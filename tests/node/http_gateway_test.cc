@@ -137,6 +137,31 @@ TEST_F(HttpGatewayTest, HostilePathsAndHeadersGetClearErrors) {
   EXPECT_EQ(Get("/v1/files/acme/m/1/sub/config.json").status, 200);
 }
 
+// An answer counted as in progress until the client acknowledged it, polled
+// every 10 ms; a client that waits for each answer before asking again
+// acknowledges with its next request, so each request waited 10 ms (8
+// clients: p50 10.2 ms, 960 requests/s). The wait now ends when the client
+// sends again. 100 requests in a row took over a second; here well under.
+TEST_F(HttpGatewayTest, RequestsInARowOnOneConnectionAreNotPaced) {
+  asio::io_context ioc;
+  beast::tcp_stream s(ioc);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gw_->port()));
+  beast::flat_buffer buf;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 100; ++i) {
+    http::request<http::empty_body> req{http::verb::get, "/v1/files/acme/m/1/sub/config.json", 11};
+    req.set(http::field::host, "x");
+    http::write(s, req);
+    http::response<http::string_body> res;
+    http::read(s, buf, res);
+    ASSERT_EQ(res.result_int(), 200);
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  // 10 ms a request before; under 1 ms here, ASan and a busy machine allowed.
+  EXPECT_LT(took, std::chrono::milliseconds(700))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+}
+
 TEST_F(HttpGatewayTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   asio::io_context ioc;
   beast::tcp_stream s(ioc);
