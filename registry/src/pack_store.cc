@@ -47,7 +47,8 @@ bool DecodeLoc(std::string_view s, Loc* l) {
   l->has_crc = s.size() >= 28;
   l->crc = 0;
   if (l->has_crc) std::memcpy(&l->crc, s.data() + 24, 4);
-  return true;
+  // A length no chunk has is damage: reading it would allocate up to 4 GiB.
+  return l->length > 0 && l->length <= kMaxChunkSize;
 }
 
 rocksdb::Slice DigestSlice(const Digest& d) {

@@ -119,6 +119,13 @@ TEST(PackChunkStoreTest, IndexEntriesOfEveryLayoutAreRead) {
   ASSERT_TRUE(pack::DecodeLoc(now + "later", &r));
   EXPECT_EQ(r.crc, 0xdeadbeefu);
   EXPECT_FALSE(pack::DecodeLoc(now.substr(0, 20), &r));
+  // A damaged length (no chunk is over 1 MiB) is refused, not read: it would
+  // size the read buffer.
+  pack::Loc huge = l;
+  huge.length = 0xfffffff0u;
+  EXPECT_FALSE(pack::DecodeLoc(pack::EncodeLoc(huge), &r));
+  huge.length = 0;
+  EXPECT_FALSE(pack::DecodeLoc(pack::EncodeLoc(huge), &r));
   l.has_crc = false;
   EXPECT_EQ(pack::EncodeLoc(l).size(), 24u);
 }
