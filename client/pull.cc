@@ -326,7 +326,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   run.fetch_options.cancel = o.cancel;
   std::optional<Fetcher> fetcher;
   if (!o.offline) {
-    fetcher.emplace(sources, nullptr, run.fetch_options);
+    fetcher.emplace(sources, run.fetch_options);
     run.fetcher = &*fetcher;
   }
   Progress prog(static_cast<Progress::Mode>(o.progress), "pulling", res.bytes_total);

@@ -188,7 +188,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
                                         " changed in every local file; run without --offline"));
     }
     run.notice(StrCat("a local copy of a chunk of ", f.path(), " changed; fetching it again"));
-    Fetcher again(run.sources, nullptr, run.fetch_options);
+    Fetcher again(run.sources, run.fetch_options);
     again.Add({{d, len}});
     CAIRN_RETURN_IF_ERROR(again.Next(data));
     res.chunks_fetched++;

@@ -141,7 +141,7 @@ TEST_F(MirrorTest, AStalledMirrorIsDroppedWhenTheClockPassesTheStallTime) {
     absl::MutexLock l(&mu);
     dropped.push_back(line);
   };
-  Fetcher fetcher({Conn(stalled->address())}, /*cache=*/nullptr, fo);
+  Fetcher fetcher({Conn(stalled->address())}, fo);
   auto res = repo_->Resolve("acme/m");
   ASSERT_TRUE(res.ok());
   cairn::v1::Envelope env;

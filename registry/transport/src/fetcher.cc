@@ -48,8 +48,7 @@ struct Fetcher::Source {
   uint64_t bytes = 0, chunks = 0;
 };
 
-Fetcher::Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptions opts)
-    : opts_(opts), cache_(cache) {
+Fetcher::Fetcher(std::vector<Connection*> sources, FetchOptions opts) : opts_(opts) {
   if (sources.size() > 64) sources.resize(64);
   for (size_t i = 0; i < sources.size(); ++i) {
     auto s = std::make_unique<Source>();
@@ -327,13 +326,9 @@ void Fetcher::ReadLoop(Source* s) {
       why = "served corrupt bytes for chunk " + DigestName(o.digest);
       break;
     }
-    absl::Status st = cache_ == nullptr
-                          ? absl::OkStatus()
-                          : cache_->Put(o.digest, c.data(), PutMode::kDigestComputedFromData);
     auto now = opts_.clock->SteadyNow();
     absl::MutexLock l(&mu_);
     if (s->dead) break;
-    if (!st.ok() && fatal_.ok()) fatal_ = Annotate(st, "cache");
     s->owed.pop_front();
     s->owed_bytes -= o.length;
     owed_bytes_ -= o.length;

@@ -192,7 +192,7 @@ absl::Status GrpcUpstream::GetChunks(const std::vector<ChunkWant>& wanted, const
     // A bandwidth cap paces the upstream: never call it slow for obeying.
     fo.min_rate = std::min<uint64_t>(fo.min_rate, std::max<size_t>(1, buffer_limit_ / 2));
   }
-  Fetcher fetcher(sources, /*cache=*/nullptr, fo);
+  Fetcher fetcher(sources, fo);
   fetcher.Add(wanted);
   std::string data;
   for (const auto& w : wanted) {

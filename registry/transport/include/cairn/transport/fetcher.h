@@ -26,7 +26,6 @@
 #include "absl/synchronization/mutex.h"
 #include "cairn/clock.h"
 #include "cairn/hash.h"
-#include "cairn/store.h"
 #include "cairn/transport/channel.h"
 
 namespace cairn {
@@ -56,9 +55,8 @@ class Fetcher {
     std::string demoted;  // why, empty while in use
   };
 
-  // `sources` (at most 64, not owned) must outlive the fetcher. Verified
-  // chunks are also stored in `cache` (not owned, thread-safe) unless null.
-  Fetcher(std::vector<Connection*> sources, ChunkStore* cache, FetchOptions opts);
+  // `sources` (at most 64, not owned) must outlive the fetcher.
+  Fetcher(std::vector<Connection*> sources, FetchOptions opts);
   ~Fetcher();
   Fetcher(const Fetcher&) = delete;
   Fetcher& operator=(const Fetcher&) = delete;
@@ -67,7 +65,7 @@ class Fetcher {
   void Add(const std::vector<ChunkWant>& wants);
   // The next chunk's verified bytes. Blocks until it arrived from some node.
   // NotFound when no remaining node has it; Unavailable when every node was
-  // demoted (the message says why for each); the cache's error if it fails.
+  // demoted (the message says why for each); Cancelled after Cancel().
   absl::Status Next(std::string* data);
 
   bool Usable(size_t source) const;
@@ -100,7 +98,6 @@ class Fetcher {
   absl::Status NoneCanServe(const std::string& what) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   FetchOptions opts_;
-  ChunkStore* cache_;
   mutable absl::Mutex mu_;
   absl::CondVar cv_;          // the caller (Next) and readers waiting for their writer
   absl::CondVar writers_cv_;  // writers waiting for work, room or an end
