@@ -40,4 +40,7 @@ val() { awk -v k="$1" '$1 == k { print $2 }' "$T/metrics"; }
 [ "$(val 'cairn_disk_free_bytes')" -gt 0 ] || fail "disk free"
 [ "$(val 'cairn_store_bytes')" -gt 6000000 ] || fail "store size"
 [ "$(val 'cairn_http_bytes_sent_total{source="store"}')" -gt 0 ] || fail "bytes sent"
+# config.json was checked with the CRC the node recorded, not re-hashed.
+[ "$(val 'cairn_http_chunk_checks_total{how="crc32c"}')" -ge 1 ] || fail "CRC checks not counted"
+[ "$(val 'cairn_http_chunk_checks_total{how="sha256"}')" = 0 ] || fail "chunks re-hashed"
 echo "status_page OK"
