@@ -168,6 +168,19 @@ absl::Status PackChunkStore::Get(const Digest& digest, std::string* out) {
 absl::StatusOr<uint32_t> PackChunkStore::Check(const Digest& digest) {
   std::string bytes;
   CAIRN_RETURN_IF_ERROR(Read(digest, /*verify=*/true, &bytes));
+  // An entry written before CRCs were kept gets the CRC of the bytes just
+  // verified (if it still names the same place), so the gateway stops
+  // re-hashing the chunk once the scrub has passed over it.
+  absl::MutexLock l(&mu_);
+  if (!mem_.contains(digest)) {
+    auto loc = LocateLocked(digest);
+    if (loc.ok() && !loc->has_crc && loc->length == bytes.size()) {
+      loc->has_crc = true;
+      loc->crc = Crc32c(bytes);
+      index_->Put(rocksdb::WriteOptions(), DigestSlice(digest), EncodeLoc(*loc))
+          .PermitUncheckedError();  // the next pass tries again
+    }
+  }
   return static_cast<uint32_t>(bytes.size());
 }
 

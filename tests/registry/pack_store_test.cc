@@ -10,6 +10,7 @@
 #include "chunk_store_conformance.h"
 #include "fault_stores.h"
 #include "pack_store_impl.h"
+#include "rocksdb/db.h"
 #include "testing.h"
 
 namespace cairn::testing {
@@ -92,6 +93,34 @@ TEST(PackChunkStoreTest, LocateGivesTheCrcOfTheBytesStored) {
     EXPECT_TRUE(e->has_crc32c);
     EXPECT_EQ(e->crc32c, Crc32c(*c));
   }
+}
+
+// A chunk indexed before CRCs were kept gets one when the scrub's check has
+// verified its bytes.
+TEST(PackChunkStoreTest, ACheckedChunkWithoutACrcGetsOne) {
+  testing::TempDir dir;
+  const std::string c = testing::RandomBytes(40000, 5);
+  {
+    auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
+    ASSERT_TRUE(s->Put(Sha256Of(c), c).ok());
+    ASSERT_TRUE(s->Sync().ok());
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open({}, dir / "s/index", &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string v;
+    ASSERT_TRUE(db->Get({}, pack::DigestSlice(Sha256Of(c)), &v).ok());
+    ASSERT_EQ(v.size(), 28u);
+    ASSERT_TRUE(db->Put({}, pack::DigestSlice(Sha256Of(c)), v.substr(0, 24)).ok());
+  }
+  auto s = std::move(OpenPackChunkStore(dir / "s", {})).value();
+  EXPECT_FALSE(s->Locate(Sha256Of(c))->has_crc32c);
+  ASSERT_EQ(*s->Check(Sha256Of(c)), c.size());
+  auto e = s->Locate(Sha256Of(c));
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(e->has_crc32c);
+  EXPECT_EQ(e->crc32c, Crc32c(c));
 }
 
 // Entries written before CRCs were kept (16 and 24 bytes) are still read,
