@@ -9,19 +9,16 @@
 #include <cstring>
 #include <filesystem>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_format.h"
 #include "cairn/crc32c.h"
 #include "cairn/limits.h"
 #include "cairn/page_cache.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
-#include "copy_file.h"
 #include "pack_store_impl.h"
 #include "rocks_util.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
-#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace cairn {
@@ -254,47 +251,6 @@ absl::StatusOr<bool> PackChunkStore::Has(const Digest& digest) {
   if (mem_.contains(digest)) return true;
   if (removing_.contains(digest)) return false;
   return InIndexLocked(digest);
-}
-
-// The index as of now (after a sync, so it names only bytes on disk), then
-// each pack's bytes up to its size after that: every indexed record is
-// copied; records written meanwhile are past the index's tail, and the
-// copy's first open indexes the whole ones. A compaction waits (it would
-// delete a pack the copied index may still name), and removed records keep
-// their bytes until the copy is done (no hole is punched meanwhile).
-absl::StatusOr<uint64_t> PackChunkStore::Backup(const std::string& dir, Cancellation* cancel) {
-  absl::MutexLock c(&compact_mu_);
-  CAIRN_RETURN_IF_ERROR(MkdirP(dir + "/packs"));
-  {
-    absl::MutexLock l(&mu_);
-    CAIRN_RETURN_IF_ERROR(FlushLocked());
-    ++backups_;
-  }
-  absl::Cleanup resume = [this] {
-    {
-      absl::MutexLock l(&mu_);
-      --backups_;
-    }
-    PunchHoles();
-  };
-  rocksdb::Checkpoint* cp = nullptr;
-  CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(index_.get(), &cp), "checkpoint"));
-  std::unique_ptr<rocksdb::Checkpoint> owned(cp);
-  CAIRN_RETURN_IF_ERROR(FromRocks(owned->CreateCheckpoint(dir + "/index", 0),
-                                  "checkpoint of the chunk index to " + dir));
-  uint32_t last;
-  {
-    absl::MutexLock l(&mu_);
-    last = active_id_;
-  }
-  uint64_t total = 0;
-  for (uint32_t id = 1; id <= last; ++id) {
-    auto copied = CopyFile(PackPath(dir_, id), PackPath(dir, id), cancel);
-    if (absl::IsNotFound(copied.status())) continue;
-    CAIRN_RETURN_IF_ERROR(copied.status());
-    total += *copied;
-  }
-  return total;
 }
 
 absl::Status PackChunkStore::Flush() {

@@ -1,7 +1,7 @@
 // What garbage collection needs from the pack store: chunks listed with the
 // time they were stored, removal (index entry first, durably; then a hole
 // punched over the record), and compaction of packs mostly made of removed
-// records. Also the offline repair of a pack store's index.
+// records. Also the offline repair of a pack store's index, and backups.
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -11,11 +11,14 @@
 #include <cstring>
 #include <map>
 
+#include "absl/cleanup/cleanup.h"
 #include "cairn/crc32c.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "copy_file.h"
 #include "pack_store_impl.h"
 #include "rocks_util.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace cairn::pack {
@@ -284,6 +287,47 @@ absl::Status PackChunkStore::CompactPack(uint32_t id, const std::vector<Digest>&
     return ErrnoStatus(errno, "cannot delete " + PackPath(dir_, id));
   }
   return absl::OkStatus();
+}
+
+// The index as of now (after a sync, so it names only bytes on disk), then
+// each pack's bytes up to its size after that: every indexed record is
+// copied; records written meanwhile are past the index's tail, and the
+// copy's first open indexes the whole ones. A compaction waits (it would
+// delete a pack the copied index may still name), and removed records keep
+// their bytes until the copy is done (no hole is punched meanwhile).
+absl::StatusOr<uint64_t> PackChunkStore::Backup(const std::string& dir, Cancellation* cancel) {
+  absl::MutexLock c(&compact_mu_);
+  CAIRN_RETURN_IF_ERROR(MkdirP(dir + "/packs"));
+  {
+    absl::MutexLock l(&mu_);
+    CAIRN_RETURN_IF_ERROR(FlushLocked());
+    ++backups_;
+  }
+  absl::Cleanup resume = [this] {
+    {
+      absl::MutexLock l(&mu_);
+      --backups_;
+    }
+    PunchHoles();
+  };
+  rocksdb::Checkpoint* cp = nullptr;
+  CAIRN_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(index_.get(), &cp), "checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> owned(cp);
+  CAIRN_RETURN_IF_ERROR(FromRocks(owned->CreateCheckpoint(dir + "/index", 0),
+                                  "checkpoint of the chunk index to " + dir));
+  uint32_t last;
+  {
+    absl::MutexLock l(&mu_);
+    last = active_id_;
+  }
+  uint64_t total = 0;
+  for (uint32_t id = 1; id <= last; ++id) {
+    auto copied = CopyFile(PackPath(dir_, id), PackPath(dir, id), cancel);
+    if (absl::IsNotFound(copied.status())) continue;
+    CAIRN_RETURN_IF_ERROR(copied.status());
+    total += *copied;
+  }
+  return total;
 }
 
 }  // namespace cairn::pack
