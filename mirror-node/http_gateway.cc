@@ -1,7 +1,5 @@
 #include "http_gateway.h"
 
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 
 #include <array>
@@ -114,53 +112,8 @@ class ConnOf final : public Conn {
       co_return w;
     }
   }
-  // Until the kernel's send queue is empty (acknowledged), no progress for
-  // `timeout`, or the client sends again. The last ends the wait at once: a
-  // client that asks again has read the answer (or pipelines, and the next
-  // answer's wait covers this one's bytes too). Without it, every answer to
-  // a client that waits for it before asking again (the ACK rides its next
-  // request) waited a full poll period: 10 ms per request, p50 10 ms with 8
-  // keep-alive clients.
   asio::awaitable<void> WaitSent(std::chrono::seconds timeout) override {
-    auto& sock = tcp().socket();
-    struct Wait {
-      explicit Wait(const asio::any_io_executor& ex) : timer(ex) {}
-      asio::steady_timer timer;
-      bool readable = false;
-    };
-    auto w = std::make_shared<Wait>(co_await asio::this_coro::executor);
-    int last = -1;
-    auto since = std::chrono::steady_clock::now();
-    bool watching = false;
-    for (;;) {
-      int queued = 0;
-      if (w->readable || !sock.is_open() || ::ioctl(sock.native_handle(), SIOCOUTQ, &queued) != 0 ||
-          queued <= 0) {
-        break;
-      }
-      const auto now = std::chrono::steady_clock::now();
-      if (queued != last) {
-        last = queued;
-        since = now;
-      } else if (now - since > timeout) {
-        break;
-      }
-      if (!watching) {
-        watching = true;
-        sock.async_wait(tcp::socket::wait_read, [w](const ErrorCode& ec) {
-          if (ec == asio::error::operation_aborted) return;
-          w->readable = true;
-          w->timer.cancel();
-        });
-      }
-      ErrorCode ec;
-      w->timer.expires_after(std::chrono::milliseconds(10));
-      co_await w->timer.async_wait(Redirect(ec));
-    }
-    if (watching && !w->readable && sock.is_open()) {
-      ErrorCode ignored;
-      sock.cancel(ignored);  // the readability wait; nothing else is pending here
-    }
+    co_await WaitAcknowledged(tcp().socket(), timeout);
   }
   bool HasInput() override {
     ErrorCode ec;

@@ -57,6 +57,10 @@ struct Written {
   std::size_t bytes = 0;
 };
 
+// Waits until the socket's send queue is empty (acknowledged), no progress
+// for `timeout`, or the client sends again (http_stream.cc).
+asio::awaitable<void> WaitAcknowledged(tcp::socket& sock, std::chrono::seconds timeout);
+
 // A client connection, plain or TLS: the only part that knows which.
 class Conn {
  public:

@@ -2,6 +2,8 @@
 // batches read (and hashed) on the work pool ahead of the one being sent,
 // sent with sendfile over plain HTTP, a body cut rather than ever wrong.
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -127,6 +129,54 @@ struct ReadSlot {
 };
 
 }  // namespace
+
+// Until the kernel's send queue is empty (acknowledged), no progress for
+// `timeout`, or the client sends again. The last ends the wait at once: a
+// client that asks again has read the answer (or pipelines, and the next
+// answer's wait covers this one's bytes too). Without it, every answer to
+// a client that waits for it before asking again (the ACK rides its next
+// request) waited a full poll period: 10 ms per request, p50 10 ms with 8
+// keep-alive clients.
+asio::awaitable<void> gw::WaitAcknowledged(tcp::socket& sock, std::chrono::seconds timeout) {
+  struct Wait {
+    explicit Wait(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+    bool readable = false;
+  };
+  auto w = std::make_shared<Wait>(co_await asio::this_coro::executor);
+  int last = -1;
+  auto since = std::chrono::steady_clock::now();
+  bool watching = false;
+  for (;;) {
+    int queued = 0;
+    if (w->readable || !sock.is_open() || ::ioctl(sock.native_handle(), SIOCOUTQ, &queued) != 0 ||
+        queued <= 0) {
+      break;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (queued != last) {
+      last = queued;
+      since = now;
+    } else if (now - since > timeout) {
+      break;
+    }
+    if (!watching) {
+      watching = true;
+      sock.async_wait(tcp::socket::wait_read, [w](const ErrorCode& ec) {
+        if (ec == asio::error::operation_aborted) return;
+        w->readable = true;
+        w->timer.cancel();
+      });
+    }
+    ErrorCode ec;
+    w->timer.expires_after(std::chrono::milliseconds(10));
+    co_await w->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (watching && !w->readable && sock.is_open()) {
+    ErrorCode ignored;
+    sock.cancel(ignored);  // the readability wait; nothing else is pending here
+  }
+}
 
 asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   const Request& req = x.req;
