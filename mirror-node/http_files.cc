@@ -259,10 +259,13 @@ asio::awaitable<bool> HttpGateway::Impl::V1Chunk(Exchange& x, const std::string&
     CAIRN_RETURN_IF_ERROR(repo->chunks()->Get(d, &b));
     // Always hashed, whatever [http] verify_reads says: the answer is named
     // by its digest and marked immutable, so a cache in front keeps it.
-    if (!opts.store_verifies_reads && Sha256Of(b) != d) {
+    if (opts.store_verifies_reads) return b;
+    counters.chunks_checked_sha256++;
+    if (Sha256Of(b) != d) {
       repo->chunks()->Check(d).IgnoreError();  // drops it
-      counters.verification_failures++;
-      return absl::DataLossError("chunk " + DigestName(d) + " is damaged on this node");
+      auto st = absl::DataLossError("chunk " + DigestName(d) + " is damaged on this node");
+      NoteDamage("/v1/chunks/" + DigestName(d), st);
+      return st;
     }
     return b;
   });

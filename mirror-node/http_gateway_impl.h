@@ -292,6 +292,9 @@ struct HttpGateway::Impl {
   gw::Answer StatusPage();
   // Remembers an error for the status page (the last kRecentErrors).
   void NoteError(std::string what);
+  // A chunk found damaged when read to be served (the store dropped it):
+  // counted, logged and listed, whether or not a response got that far.
+  void NoteDamage(const std::string& path, const absl::Status& st);
   static constexpr size_t kRecentErrors = 20;
   absl::Mutex status_mu;
   std::function<std::vector<cairn::v1::UpstreamStatus>()> upstream_status

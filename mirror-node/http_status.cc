@@ -10,6 +10,7 @@
 #include "http_gateway_impl.h"
 #include "http_util.h"
 #include "scrub.h"
+#include "spdlog/spdlog.h"
 
 namespace cairn::node {
 
@@ -88,6 +89,12 @@ void HttpGateway::Impl::NoteError(std::string what) {
   absl::MutexLock l(&status_mu);
   recent_errors.emplace_back(repo->clock()->NowUnix(), std::move(what));
   while (recent_errors.size() > kRecentErrors) recent_errors.pop_front();
+}
+
+void HttpGateway::Impl::NoteDamage(const std::string& path, const absl::Status& st) {
+  counters.verification_failures++;
+  spdlog::error("HTTP: {}: {}", path, st.ToString());
+  NoteError(StrCat(path, ": ", st.message()));
 }
 
 uint64_t HttpGateway::Impl::StoreBytes() {

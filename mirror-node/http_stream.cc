@@ -293,14 +293,18 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
   auto start = [&](size_t i) {
     held.Add(batches[i].bytes);
     auto slot = std::make_shared<ReadSlot>(ex);
-    asio::post(work, [slot, ex, store, mode, b = batches[i], first, last, c = &counters] {
-      auto r = ReadBatch(store, mode, b, first, last, c);
-      asio::post(ex, [slot, r = std::move(r)]() mutable {
-        slot->result = std::move(r);
-        slot->done = true;
-        slot->timer.cancel();
-      });
-    });
+    asio::post(work,
+               [this, slot, ex, store, mode, b = batches[i], first, last, path = f.file.path()] {
+                 auto r = ReadBatch(store, mode, b, first, last, &counters);
+                 // Counted and logged here: a batch read ahead of a cut is never
+                 // looked at again, though the store dropped what it found damaged.
+                 if (absl::IsDataLoss(r.status())) NoteDamage(path, r.status());
+                 asio::post(ex, [slot, r = std::move(r)]() mutable {
+                   slot->result = std::move(r);
+                   slot->done = true;
+                   slot->timer.cancel();
+                 });
+               });
     return slot;
   };
   std::vector<std::shared_ptr<const void>> pins;  // of the extents sent
@@ -335,6 +339,7 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
       // and back costs more than reading 64 KiB from the page cache.
       held.Add(b.bytes);
       pieces = ReadBatch(store, mode, b, first, last, &counters);
+      if (absl::IsDataLoss(pieces.status())) NoteDamage(f.file.path(), pieces.status());
       started = i + 1;
     } else {
       // kInFlight batches at a time; one while chunks arrive on demand or
@@ -351,8 +356,9 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     }
     if (!pieces.ok() && !head_text.empty()) {
       // Nothing sent yet: a plain error answer.
-      if (absl::IsDataLoss(pieces.status())) counters.verification_failures++;
-      NoteError(StrCat(f.file.path(), ": ", pieces.status().message()));
+      if (!absl::IsDataLoss(pieces.status())) {  // damage was noted when read
+        NoteError(StrCat(f.file.path(), ": ", pieces.status().message()));
+      }
       spdlog::error("HTTP {}: {}: {}; answered 500", std::string(SV(req.target())), f.file.path(),
                     pieces.status().ToString());
       Answer a = Error(http::status::internal_server_error,
@@ -362,7 +368,6 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
     if (!pieces.ok()) {
       // Headers are out: the only honest answer is to cut the connection,
       // so the client sees a short body, never a wrong one.
-      if (absl::IsDataLoss(pieces.status())) counters.verification_failures++;
       if (!f.fetch || !absl::IsNotFound(pieces.status())) {
         // The store dropped the bad chunk; a node with upstreams fetches it
         // again, so the next request (a resume) is served whole.
@@ -372,7 +377,9 @@ asio::awaitable<bool> HttpGateway::Impl::SendFile(Exchange& x, FileToSend f) {
           });
         }
       }
-      NoteError(StrCat(f.file.path(), ": ", pieces.status().message(), "; connection cut"));
+      if (!absl::IsDataLoss(pieces.status())) {
+        NoteError(StrCat(f.file.path(), ": ", pieces.status().message(), "; connection cut"));
+      }
       spdlog::error("HTTP {}: {}: {}; connection aborted", std::string(SV(req.target())),
                     f.file.path(), pieces.status().ToString());
       x.conn.Abort();
