@@ -27,7 +27,7 @@ class FederationImpl final : public FederationService {
       RunOnPool<FeedRequest, FeedResponse>(pool, call, feed_now_);
     });
     feed_now_ = [repo](FeedCall* call) {
-      return repo->Feed(call->req().after(), call->req().max_events());
+      return repo->Feed(call->req());
     };
     ServeOnPool<NodeInfoRequest, NodeInfoResponse>(
         "NodeInfo", pool,

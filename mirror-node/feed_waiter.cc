@@ -57,7 +57,7 @@ void FeedWaiter::Loop() {
         w.call->Answer(grpc::Status::CANCELLED);
         continue;
       }
-      auto r = repo_->Feed(w.call->req().after(), w.call->req().max_events());
+      auto r = repo_->Feed(w.call->req());
       if (r.ok()) *w.call->resp() = std::move(*r);
       w.call->Answer(ToGrpc(r.status()));
     }

@@ -155,6 +155,14 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
     const uint64_t applied_before = rep.stats().events_applied;
     absl::Status st = rep.SyncOnce();
     const bool held = clock_->SteadyNow() - t0 > std::chrono::seconds(1);
+    // Logged as soon as the feed's releases are committed, before any
+    // anti-entropy round trip.
+    if (rep.stats().releases_committed != logged_releases) {
+      logged_releases = rep.stats().releases_committed;
+      spdlog::info("replication from {}: cursor {} of {}, {} releases, {} bytes fetched so far",
+                   address, rep.stats().cursor, rep.stats().upstream_head,
+                   rep.stats().releases_committed, rep.stats().bytes_fetched);
+    }
     if (st.ok() && clock_->SteadyNow() - last_reconcile > std::chrono::seconds(60)) {
       last_reconcile = clock_->SteadyNow();  // anti-entropy about once a minute
       auto fixed = rep.Reconcile();
@@ -172,12 +180,6 @@ void ReplicationLoop::Run(size_t index, UpstreamConfig config) {
       // answers at once with nothing (no long poll) is asked every
       // poll_seconds.
       wait = (rep.stats().events_applied != applied_before || held) ? 0 : poll_seconds_;
-      if (rep.stats().releases_committed != logged_releases) {
-        logged_releases = rep.stats().releases_committed;
-        spdlog::info("replication from {}: cursor {} of {}, {} releases, {} bytes fetched so far",
-                     address, rep.stats().cursor, rep.stats().upstream_head,
-                     rep.stats().releases_committed, rep.stats().bytes_fetched);
-      }
     } else {
       if (absl::IsCancelled(st)) {
         absl::MutexLock l(&mu_);

@@ -53,19 +53,30 @@ absl::Status Replicator::SyncOnce() {
   // A cursor that cannot be read is an error, never 0 (a replay from 0).
   CAIRN_ASSIGN_OR_RETURN(stats_.cursor, repo_->GetCursor(cursor_key_));
   stats_.outside_window = false;
-  // A root that does not verify is logged and ignored: the node keeps its own.
-  if (auto st = UpdateTrust(); !st.ok()) {
-    if (log_ && st.status().message() != last_trust_error_)
-      log_(std::string(st.status().message()));
-    last_trust_error_ = std::string(st.status().message());
-  } else {
-    last_trust_error_.clear();
-  }
   for (bool first = true;; first = false) {
     // Only the first call waits: once something arrived, drain and return
     // (so status and logs follow each batch).
     upstream_->SetLongPoll(first ? long_poll_ms_ : 0);
+    // The same round trip brings newer trust roots and the events' chunk
+    // lists: on a long link each would otherwise cost a round trip before
+    // the first chunk.
+    const uint64_t mine = repo_->trust().root().version();
+    upstream_->SetFeedExtras(mine, kFeedListBytes);
+    offered_lists_.clear();
     auto feed = upstream_->Feed(stats_.cursor, 100);
+    if (feed.ok() && feed->has_trust()) {
+      std::vector<std::string> chain(feed->trust().chain().begin(), feed->trust().chain().end());
+      NoteTrust(AdoptTrust(mine, chain));
+    } else if (first) {
+      // An upstream that does not carry them (an older node), or a failed
+      // call: asked on its own, so a revocation still comes first.
+      NoteTrust(UpdateTrust());
+    }
+    if (feed.ok()) {
+      for (const std::string& list : feed->chunk_lists()) {
+        offered_lists_.emplace(DigestName(Sha256Of(list)), list);
+      }
+    }
     if (absl::IsOutOfRange(feed.status()) && stats_.cursor > 0) {
       // Our cursor is past the upstream's head: it was restored from an older
       // copy (or replaced). Replay its whole feed: applying what we already
@@ -165,12 +176,27 @@ absl::Status Replicator::SyncOnce() {
   }
 }
 
+void Replicator::NoteTrust(const absl::StatusOr<int>& st) {
+  // A root that does not verify is logged and ignored: the node keeps its own.
+  if (!st.ok()) {
+    if (log_ && st.status().message() != last_trust_error_)
+      log_(std::string(st.status().message()));
+    last_trust_error_ = std::string(st.status().message());
+  } else {
+    last_trust_error_.clear();
+  }
+}
+
 absl::StatusOr<int> Replicator::UpdateTrust() {
   const uint64_t mine = repo_->trust().root().version();
   auto chain = upstream_->TrustChain(mine);
   if (!chain.ok()) return Annotate(chain.status(), "asking for newer trust roots");
-  if (chain->empty()) return 0;
-  auto adopted = repo_->AdoptTrustChain(*chain);
+  return AdoptTrust(mine, *chain);
+}
+
+absl::StatusOr<int> Replicator::AdoptTrust(uint64_t mine, const std::vector<std::string>& chain) {
+  if (chain.empty()) return 0;
+  auto adopted = repo_->AdoptTrustChain(chain);
   if (!adopted.ok()) {
     return Annotate(adopted.status(), StrCat("refused trust roots offered past v", mine));
   }
@@ -447,10 +473,10 @@ absl::Status Replicator::FetchMissing(const cairn::v1::Manifest& m) {
       return held.status();
     }
   }
-  for (size_t i = 0; i < order.size(); i += kListsInFlight) {
-    std::vector<std::string> batch(order.begin() + i,
-                                   order.begin() + std::min(order.size(), i + kListsInFlight));
-    std::vector<absl::StatusOr<std::string>> got = upstream_->GetObjects(batch);
+  // Stages one batch of lists, each checked against this signed manifest's
+  // root (a carried list like any other).
+  auto stage = [&](const std::vector<std::string>& batch,
+                   std::vector<absl::StatusOr<std::string>> got) -> absl::Status {
     if (got.size() != batch.size()) return absl::InternalError("GetObjects lost results");
     for (size_t j = 0; j < batch.size(); ++j) {
       CAIRN_RETURN_IF_ERROR(got[j].status());
@@ -462,6 +488,27 @@ absl::Status Replicator::FetchMissing(const cairn::v1::Manifest& m) {
       CAIRN_RETURN_IF_ERROR(cl.status());
       CAIRN_RETURN_IF_ERROR(repo_->StageReplicatedChunkList(*got[j]).status());
     }
+    return absl::OkStatus();
+  };
+  // The lists the feed's answer carried cost no round trip; the others are
+  // asked for kListsInFlight at a time.
+  std::vector<std::string> carried, ask;
+  std::vector<absl::StatusOr<std::string>> carried_lists;
+  for (const std::string& root : order) {
+    auto it = offered_lists_.find(root);
+    if (it == offered_lists_.end()) {
+      ask.push_back(root);
+      continue;
+    }
+    carried.push_back(root);
+    carried_lists.push_back(std::move(it->second));
+    offered_lists_.erase(it);
+  }
+  CAIRN_RETURN_IF_ERROR(stage(carried, std::move(carried_lists)));
+  for (size_t i = 0; i < ask.size(); i += kListsInFlight) {
+    std::vector<std::string> batch(ask.begin() + i,
+                                   ask.begin() + std::min(ask.size(), i + kListsInFlight));
+    CAIRN_RETURN_IF_ERROR(stage(batch, upstream_->GetObjects(batch)));
   }
   // Every list is held now. The chunks they name that this node lacks go
   // in batches of at most kWantsPerBatch: memory stays bounded however many

@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
+#include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/repository.h"
 #include "cairn/status.h"
@@ -54,6 +56,37 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
         return true;
       },
       &out));
+  return out;
+}
+
+absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(const cairn::v1::FeedRequest& req) {
+  CAIRN_ASSIGN_OR_RETURN(cairn::v1::FeedResponse out, Feed(req.after(), req.max_events()));
+  if (req.has_trust_after()) {
+    auto* trust = out.mutable_trust();  // set, even when empty: "none newer"
+    CAIRN_ASSIGN_OR_RETURN(auto chain, TrustChainAfter(req.trust_after()));
+    for (auto& r : chain) trust->add_chain(std::move(r));
+  }
+  // Chunk lists in event and file order while they fit; the first that
+  // does not ends the list (the follower asks for the rest as before).
+  size_t budget = std::min<size_t>(req.chunk_list_bytes(), kFeedListBytes);
+  absl::flat_hash_set<std::string> sent;
+  for (const auto& ev : out.events()) {
+    if (budget == 0) break;
+    auto env = ParseEnvelope(ev.manifest_envelope(), kMaxEnvelopeBytes);
+    if (!env.ok()) continue;
+    auto m = ParseManifest(env->payload());
+    if (!m.ok()) continue;
+    for (const auto& f : m->files()) {
+      if (!sent.insert(f.root()).second) continue;
+      auto list = GetObject(f.root());
+      if (!list.ok() || list->size() > budget) {
+        budget = 0;
+        break;
+      }
+      budget -= list->size();
+      out.add_chunk_lists(std::move(*list));
+    }
+  }
   return out;
 }
 

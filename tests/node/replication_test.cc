@@ -9,6 +9,8 @@
 
 #include "cairn/objects.h"
 #include "cairn/repository.h"
+#include "cairn/trust.h"
+#include "cairn/verify.h"
 #include "client.h"
 #include "cairn/transport/grpc_upstream.h"
 #include "replication_loop.h"
@@ -81,7 +83,19 @@ class ContractCheckingUpstream : public UpstreamWrapper {
     Call c(this);
     return UpstreamWrapper::GetChunks(w, sink);
   }
-  std::atomic<int> in_flight_{0}, max_in_flight_{0}, batches_{0};
+  absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after) override {
+    Call c(this);
+    trust_calls_++;
+    return UpstreamWrapper::TrustChain(after);
+  }
+  // With list_budget_ >= 0, the feed carries at most that many bytes of
+  // chunk lists (0: an upstream that carries none).
+  void SetFeedExtras(std::optional<uint64_t> trust_after, uint32_t bytes) override {
+    if (list_budget_ >= 0) bytes = std::min<uint32_t>(bytes, list_budget_);
+    UpstreamWrapper::SetFeedExtras(trust_after, bytes);
+  }
+  int list_budget_ = -1;
+  std::atomic<int> in_flight_{0}, max_in_flight_{0}, batches_{0}, trust_calls_{0};
   absl::Mutex mu_;
   std::set<std::thread::id> threads_ ABSL_GUARDED_BY(mu_);
 };
@@ -115,6 +129,15 @@ class ReplicationTest : public ::testing::Test {
     std::string d = dir_ / name;
     testing::WriteFile(d + "/model.safetensors",
                        testing::MakeSafetensors(std::vector<size_t>(20, 256 << 10), seed));
+    return d;
+  }
+  // A release of `n` small files (one chunk list each).
+  std::string ManyFiles(int n) {
+    std::string d = dir_ / "many";
+    for (int i = 0; i < n; ++i) {
+      testing::WriteFile(d + "/f" + std::to_string(i) + ".bin",
+                         testing::RandomBytes(40000, 100 + i));
+    }
     return d;
   }
   testing::TempDir dir_;
@@ -334,20 +357,17 @@ TEST_F(ReplicationTest, AnEventTheNodeDiedApplyingThreeTimesIsQuarantined) {
 namespace cairn {
 namespace {
 
-// A release of 20 files: its chunk lists are asked for in batches (one round
-// trip per 8 on a long link), yet the replicator calls its upstream from one
-// thread, one call at a time, as Upstream promises. It called GetObject from
-// eight std::async threads before.
+// A release of 20 files whose chunk lists the feed does not carry: they are
+// asked for in batches (one round trip per 8 on a long link), yet the
+// replicator calls its upstream from one thread, one call at a time, as
+// Upstream promises. It called GetObject from eight std::async threads before.
 TEST_F(ReplicationTest, TheReplicatorKeepsTheUpstreamContractOneCallAtATime) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
-  std::string d = dir_ / "many";
-  for (int i = 0; i < 20; ++i) {
-    testing::WriteFile(d + "/f" + std::to_string(i) + ".bin", testing::RandomBytes(40000, 100 + i));
-  }
-  Publish(a, d, "acme/many");
+  Publish(a, ManyFiles(20), "acme/many");
   auto checked = std::make_unique<ContractCheckingUpstream>(
       std::make_unique<GrpcUpstream>(a.address(), 10));
   ContractCheckingUpstream* u = checked.get();
+  u->list_budget_ = 0;
   Replicator rep(b.repo.get(), std::move(checked));
   ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
   EXPECT_EQ(rep.stats().releases_committed, 1u);
@@ -357,6 +377,70 @@ TEST_F(ReplicationTest, TheReplicatorKeepsTheUpstreamContractOneCallAtATime) {
     EXPECT_EQ(u->threads_.size(), 1u);
   }
   EXPECT_EQ(u->batches_.load(), 3);  // 20 lists: 8 + 8 + 4
+}
+
+// On a long link every call before the first chunk costs a round trip: the
+// feed's answer carries newer trust roots and the events' chunk lists, so a
+// follower asks for neither on its own. A list that does not fit the budget
+// is asked for as before; every carried list is still checked against the
+// signed manifest.
+TEST_F(ReplicationTest, TrustRootsAndChunkListsRideOnTheFeed) {
+  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
+  cairn::v1::TrustRoot r = trust_.view.root();
+  r.set_version(2);
+  ASSERT_EQ(*a.repo->AdoptTrustChain({*SignTrustRoot(r, {trust_.root.get()})}), 1);
+  Publish(a, ManyFiles(20), "acme/many");
+
+  auto checked = std::make_unique<ContractCheckingUpstream>(
+      std::make_unique<GrpcUpstream>(a.address(), 10));
+  ContractCheckingUpstream* u = checked.get();
+  Replicator rep(b.repo.get(), std::move(checked));
+  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
+  EXPECT_EQ(rep.stats().releases_committed, 1u);
+  EXPECT_EQ(b.repo->trust().root().version(), 2u);
+  EXPECT_EQ(rep.stats().trust_updates, 1u);
+  EXPECT_EQ(u->trust_calls_.load(), 0);  // the feed carried the root
+  EXPECT_EQ(u->batches_.load(), 0);      // and all 20 lists
+
+  // A budget for about half of them: the rest is asked for, in batches.
+  auto half = std::make_unique<ContractCheckingUpstream>(
+      std::make_unique<GrpcUpstream>(a.address(), 10));
+  ContractCheckingUpstream* h = half.get();
+  auto m = a.repo->Resolve("acme/many");
+  ASSERT_TRUE(m.ok());
+  std::string digest;
+  auto parsed = VerifyManifestEnvelope(a.repo->trust(), m->manifest_envelope(), &digest);
+  ASSERT_TRUE(parsed.ok());
+  h->list_budget_ = static_cast<int>(a.repo->GetObject(parsed->files(0).root())->size() * 10);
+  Replicator half_rep(c.repo.get(), std::move(half));
+  ASSERT_TRUE(half_rep.SyncOnce().ok()) << half_rep.stats().last_error;
+  EXPECT_EQ(half_rep.stats().releases_committed, 1u);
+  EXPECT_GE(h->batches_.load(), 1);
+  EXPECT_LE(h->batches_.load(), 2);  // 8 + 2 of the 10 or so not carried
+  EXPECT_TRUE(c.repo->Resolve("acme/many").ok());
+}
+
+// The node's side: what it carries is bounded by the request's budget, which
+// it caps, and trust roots come only when asked for.
+TEST_F(ReplicationTest, TheFeedCarriesListsWithinItsBudgetAndRootsOnlyWhenAsked) {
+  TestNode a = Start("a", trust_.view);
+  Publish(a, ManyFiles(20), "acme/many");
+  cairn::v1::FeedRequest req;
+  auto plain = a.repo->Feed(req);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->has_trust());
+  EXPECT_EQ(plain->chunk_lists_size(), 0);
+  req.set_trust_after(1);
+  req.set_chunk_list_bytes(1u << 30);  // capped at Repository::kFeedListBytes
+  auto full = a.repo->Feed(req);
+  ASSERT_TRUE(full.ok());
+  EXPECT_TRUE(full->has_trust());
+  EXPECT_EQ(full->trust().chain_size(), 0);  // none newer than v1
+  EXPECT_EQ(full->chunk_lists_size(), 20);
+  req.set_chunk_list_bytes(static_cast<uint32_t>(full->chunk_lists(0).size() * 3));
+  auto three = a.repo->Feed(req);
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ(three->chunk_lists_size(), 3);
 }
 
 TEST_F(ReplicationTest, TwoUpstreamsOfferingTheSameReleaseTransferItOnce) {

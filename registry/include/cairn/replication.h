@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "cairn/hash.h"
@@ -59,6 +61,13 @@ class Upstream {
   virtual absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t /*after_version*/) {
     return std::vector<std::string>{};
   }
+  // What later Feed calls ask to carry in the same round trip: the trust
+  // roots past `trust_after` (FeedResponse.trust) and the events' chunk
+  // lists up to `chunk_list_bytes`. An upstream that does not carry them
+  // leaves `trust` unset and sends no lists; the caller then asks
+  // TrustChain and GetObjects itself. Default: asks for nothing.
+  virtual void SetFeedExtras(std::optional<uint64_t> /*trust_after*/,
+                             uint32_t /*chunk_list_bytes*/) {}
 };
 
 // Forwards every call; subclass and override what a test breaks.
@@ -90,6 +99,9 @@ class UpstreamWrapper : public Upstream {
   void Cancel() override { target_->Cancel(); }
   absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) override {
     return target_->TrustChain(after_version);
+  }
+  void SetFeedExtras(std::optional<uint64_t> trust_after, uint32_t chunk_list_bytes) override {
+    target_->SetFeedExtras(trust_after, chunk_list_bytes);
   }
 
  protected:
@@ -180,6 +192,8 @@ class Replicator {
   // by SyncOnce first, so a revocation reaches a follower before the releases
   // it invalidates. Returns how many versions were adopted.
   absl::StatusOr<int> UpdateTrust();
+  // Bytes of chunk lists a Feed answer may carry (the node caps it at 1 MiB).
+  static constexpr uint32_t kFeedListBytes = 512 << 10;
 
   // Anti-entropy: compares the upstream's summary with this node's and
   // repairs what the feed missed (releases not held, tags older than the
@@ -227,6 +241,10 @@ class Replicator {
   // Fetches one batch; bytes_pending counts down from what the caller set.
   absl::Status Transfer(const std::vector<ChunkWant>& wanted);
   absl::Status EnsureCursorKey();
+  // Adopts `chain` (offered by the upstream, unverified) past root `mine`.
+  absl::StatusOr<int> AdoptTrust(uint64_t mine, const std::vector<std::string>& chain);
+  // UpdateTrust's outcome, logged once per distinct error.
+  void NoteTrust(const absl::StatusOr<int>& st);
 
   Repository* repo_;
   std::unique_ptr<Upstream> upstream_;
@@ -237,6 +255,9 @@ class Replicator {
   // ours: counted once, not fetched again on every reconcile.
   absl::flat_hash_set<std::string> yank_conflicts_seen_;
   std::string last_trust_error_;  // logged once, not every poll
+  // Chunk lists the last Feed answer carried, by root (at most
+  // kFeedListBytes): FetchMissing takes a list from here before asking.
+  absl::flat_hash_map<std::string, std::string> offered_lists_;
   uint32_t long_poll_ms_ = 0;
   ReplicationStats stats_;
   std::function<void(const ReplicationStats&)> progress_;

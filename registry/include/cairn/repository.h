@@ -217,6 +217,11 @@ class Repository {
   // node does not hold. OutOfRange when `after` is past the head (this node
   // was restored from an older copy, or is another node).
   absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t after, uint32_t max_events);
+  // Feed, plus what the request asks to carry in the same answer: the trust
+  // roots past `trust_after` and the events' chunk lists up to
+  // `chunk_list_bytes` (at most kFeedListBytes).
+  absl::StatusOr<cairn::v1::FeedResponse> Feed(const cairn::v1::FeedRequest& req);
+  static constexpr size_t kFeedListBytes = 1 << 20;
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
   // Served tags whose expiry is before now + `within_seconds` (expired ones
   // too), soonest first.

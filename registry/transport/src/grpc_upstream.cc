@@ -41,6 +41,8 @@ absl::StatusOr<cairn::v1::FeedResponse> GrpcUpstream::Feed(uint64_t after, uint3
   req.set_after(after);
   req.set_max_events(max_events);
   req.set_wait_ms(long_poll_ms_);
+  if (feed_trust_after_) req.set_trust_after(*feed_trust_after_);
+  req.set_chunk_list_bytes(feed_list_bytes_);
   cairn::v1::FeedResponse r;
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds_) +

@@ -57,6 +57,10 @@ class GrpcUpstream final : public Upstream {
   // Where "not using peer X any more: why" goes. Default: stderr.
   void SetLog(std::function<void(const std::string&)> log) { log_ = std::move(log); }
   void SetLongPoll(uint32_t wait_ms) override { long_poll_ms_ = wait_ms; }
+  void SetFeedExtras(std::optional<uint64_t> trust_after, uint32_t chunk_list_bytes) override {
+    feed_trust_after_ = trust_after;
+    feed_list_bytes_ = chunk_list_bytes;
+  }
   // Resolve calls say they come from a node fetching on demand, `hops`
   // nodes from the client that asked (gRPC metadata kOnDemandHopsHeader):
   // the upstream fetches on demand itself only within a bound, so a loop of
@@ -79,6 +83,8 @@ class GrpcUpstream final : public Upstream {
   size_t buffer_limit_ = 0;
   uint64_t min_rate_ = kDefaultMinRate;
   uint32_t long_poll_ms_ = 0;
+  std::optional<uint64_t> feed_trust_after_;
+  uint32_t feed_list_bytes_ = 0;
   int on_demand_hops_ = 0;
   absl::Mutex cancel_mu_;
   grpc::ClientContext* feed_ctx_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
