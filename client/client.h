@@ -216,6 +216,8 @@ struct PullResult {
   uint64_t bytes_total = 0, bytes_fetched = 0, bytes_local = 0;
   uint64_t chunks_total = 0, chunks_fetched = 0, chunks_local = 0;
   uint64_t files = 0;
+  // Chunk lists that came with the resolve answer / were asked for one by one.
+  uint64_t lists_carried = 0, lists_fetched = 0;
   bool partial = false;  // only some of the release's files were asked for
   double seconds = 0;
   // From the first chunk asked for to the last one received: the transfer
@@ -266,7 +268,12 @@ struct Resolved {
   // The release's newest yank record when the node sent one that verifies
   // (decoded only, without a trust root) and names this release.
   std::optional<cairn::v1::YankRecord> yank;
+  // Chunk lists the node sent with its answer (unverified: each is checked
+  // against the manifest's file entries before use).
+  std::vector<std::string> chunk_lists;
 };
+// Bytes of chunk lists a pull asks to come with the Resolve answer.
+inline constexpr uint32_t kResolveListBytes = 512 << 10;
 // Checks what a node (or the local store: `source` names it) answered for
 // `ref`: the tag and manifest verify under `trust` (when given) and name what
 // `ref` asks for.

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "cairn/clock.h"
 #include "cairn/crypto.h"
@@ -334,10 +335,30 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   run.res = &res;
   run.notice = notice;
 
-  // A file's chunk list: kept by an earlier pull, else from the first usable
-  // node that serves a valid one.
+  // Chunk lists the resolve answer carried: each kept only when a selected
+  // file's entry in the signed manifest names it (its root), like a fetched one.
+  absl::flat_hash_map<std::string, std::string> carried;
+  std::atomic<uint64_t> lists_carried{0}, lists_fetched{0};  // also from next_list's thread
+  {
+    absl::flat_hash_set<std::string_view> wanted;
+    for (int i : selected) wanted.insert(r.manifest.files(i).root());
+    for (std::string& list : r.chunk_lists) {
+      std::string root = DigestName(Sha256Of(list));
+      if (wanted.contains(root)) carried.emplace(std::move(root), std::move(list));
+    }
+    r.chunk_lists = {};  // anything else a node sent is dropped now
+  }
+  // A file's chunk list: kept by an earlier pull, carried by the resolve,
+  // else from the first usable node that serves a valid one.
   auto chunk_list = [&](const cairn::v1::FileEntry& f) -> absl::StatusOr<ChunkList> {
     if (auto kept = StoredChunkList(store, f)) return std::move(*kept);
+    if (auto it = carried.find(f.root()); it != carried.end()) {
+      auto cl = CheckChunkList(it->second, f.root(), f.size(), f.path());
+      if (cl.ok() && store->PutObject(f.root(), it->second).ok()) {
+        lists_carried++;
+        return cl;
+      }
+    }
     if (o.offline) {
       return absl::FailedPreconditionError("the chunk list of " + f.path() +
                                            " is not in the store; run without --offline");
@@ -347,7 +368,10 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     for (size_t i = 0; i < ordered.size(); ++i) {
       if (!fetcher->Usable(i * streams)) continue;
       cl = FetchChunkList(*ordered[i], f, store);
-      if (cl.ok()) return cl;
+      if (cl.ok()) {
+        lists_fetched++;
+        return cl;
+      }
       cl_errors.push_back(StrCat(ordered[i]->address(), ": ", cl.status().message()));
     }
     if (cl_errors.empty()) return fetcher->NoneLeft("the chunk list of " + f.path());
@@ -367,6 +391,8 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     if (!cl.ok()) return cl.status();
     CAIRN_RETURN_IF_ERROR(AssembleFile(run, root.fd, root_abs, f, *cl));
   }
+  res.lists_carried = lists_carried.load();
+  res.lists_fetched = lists_fetched.load();
   // A complete tree (its manifest and no partial list) stays complete when
   // some of its files are pulled again.
   const bool was_complete =

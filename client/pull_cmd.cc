@@ -140,6 +140,7 @@ int PullCommands::Run() {
                  {"chunks_total", r->chunks_total},
                  {"chunks_fetched", r->chunks_fetched},
                  {"chunks_local", r->chunks_local},
+                 {"chunk_lists", {{"carried", r->lists_carried}, {"fetched", r->lists_fetched}}},
                  {"evicted", r->evicted},
                  {"nodes", SourcesJson(r->sources)},
                  {"seconds", r->seconds},

@@ -91,6 +91,7 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
   cairn::v1::ResolveRequest req;
   req.set_ref(ref_text);
   req.set_include_withheld(include_withheld && trust == nullptr);
+  req.set_chunk_list_bytes(kResolveListBytes);
   cairn::v1::ResolveResponse resp;
   auto ctx = node.Context();
   int cb = cancel ? cancel->AddCallback([c = ctx.get()] { c->TryCancel(); }) : 0;
@@ -101,7 +102,10 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
   // from there is verified like the rest).
   const uint32_t port = resp.chunks_http_port();
   node.set_chunks_http_port(port > 0 && port < 65536 ? static_cast<int>(port) : 0);
-  return VerifyResolved(resp, trust, ref, "node " + node.address());
+  CAIRN_ASSIGN_OR_RETURN(Resolved out, VerifyResolved(resp, trust, ref, "node " + node.address()));
+  out.chunk_lists.assign(std::make_move_iterator(resp.mutable_chunk_lists()->begin()),
+                         std::make_move_iterator(resp.mutable_chunk_lists()->end()));
+  return out;
 }
 
 std::optional<std::string> YankedTagTarget(Connection& node, const std::string& ref_text,

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "cairn/chunker.h"
 #include "cairn/limits.h"
@@ -38,6 +39,9 @@ class RegistryImpl final : public UnaryOverStream<Registry::CallbackService> {
         if (r.ok()) {
           repo->NoteRequested(r->manifest_digest());  // eviction order
           if (http_port) r->set_chunks_http_port(static_cast<uint32_t>(http_port->load()));
+          size_t budget = std::min<size_t>(c->req().chunk_list_bytes(), Repository::kFeedListBytes);
+          absl::flat_hash_set<std::string> sent;
+          repo->AppendChunkLists(r->manifest_envelope(), &budget, &sent, r->mutable_chunk_lists());
           *c->resp() = std::move(*r);
           c->Answer(grpc::Status::OK);
         } else {

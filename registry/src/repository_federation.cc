@@ -71,23 +71,29 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(const cairn::v1::FeedRe
   size_t budget = std::min<size_t>(req.chunk_list_bytes(), kFeedListBytes);
   absl::flat_hash_set<std::string> sent;
   for (const auto& ev : out.events()) {
-    if (budget == 0) break;
-    auto env = ParseEnvelope(ev.manifest_envelope(), kMaxEnvelopeBytes);
-    if (!env.ok()) continue;
-    auto m = ParseManifest(env->payload());
-    if (!m.ok()) continue;
-    for (const auto& f : m->files()) {
-      if (!sent.insert(f.root()).second) continue;
-      auto list = GetObject(f.root());
-      if (!list.ok() || list->size() > budget) {
-        budget = 0;
-        break;
-      }
-      budget -= list->size();
-      out.add_chunk_lists(std::move(*list));
-    }
+    AppendChunkLists(ev.manifest_envelope(), &budget, &sent, out.mutable_chunk_lists());
   }
   return out;
+}
+
+void Repository::AppendChunkLists(std::string_view manifest_envelope, size_t* budget,
+                                  absl::flat_hash_set<std::string>* sent,
+                                  google::protobuf::RepeatedPtrField<std::string>* out) {
+  if (*budget == 0) return;
+  auto env = ParseEnvelope(manifest_envelope, kMaxEnvelopeBytes);
+  if (!env.ok()) return;
+  auto m = ParseManifest(env->payload());
+  if (!m.ok()) return;
+  for (const auto& f : m->files()) {
+    if (!sent->insert(f.root()).second) continue;
+    auto list = GetObject(f.root());
+    if (!list.ok() || list->size() > *budget) {
+      *budget = 0;
+      return;
+    }
+    *budget -= list->size();
+    out->Add(std::move(*list));
+  }
 }
 
 absl::Status Repository::Snapshot(cairn::v1::FeedResponse* out) {

@@ -420,6 +420,36 @@ TEST_F(ReplicationTest, TrustRootsAndChunkListsRideOnTheFeed) {
   EXPECT_TRUE(c.repo->Resolve("acme/many").ok());
 }
 
+// A pull's resolve answer carries the release's chunk lists: on a long link
+// no round trip per list comes before the first chunk. Lists past the
+// budget are asked for as before; a file already pulled needs none.
+TEST_F(ReplicationTest, APullsResolveAnswerCarriesTheChunkLists) {
+  TestNode a = Start("a", trust_.view);
+  const std::string many = ManyFiles(20);
+  Publish(a, many, "acme/many");
+  auto conn = std::move(Connection::Open(a.address(), 10)).value();
+  client::PullOptions po;
+  po.ref = "acme/many";
+  po.out = dir_ / "out";
+  po.store_dir = dir_ / "store";
+  auto r = client::Pull(*conn, trust_.view, po);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->lists_carried, 20u);
+  EXPECT_EQ(r->lists_fetched, 0u);
+  for (int i = 0; i < 20; ++i) {
+    const std::string f = "/f" + std::to_string(i) + ".bin";
+    EXPECT_EQ(testing::ReadFile(dir_ / "out" + f), testing::ReadFile(many + f));
+  }
+  // The node's answer within a budget: the first lists, in manifest order.
+  cairn::v1::ResolveRequest req;
+  req.set_ref("acme/many");
+  req.set_chunk_list_bytes(1);
+  cairn::v1::ResolveResponse resp;
+  auto ctx = conn->Context();
+  ASSERT_TRUE(conn->registry()->Resolve(ctx.get(), req, &resp).ok());
+  EXPECT_EQ(resp.chunk_lists_size(), 0);
+}
+
 // The node's side: what it carries is bounded by the request's budget, which
 // it caps, and trust roots come only when asked for.
 TEST_F(ReplicationTest, TheFeedCarriesListsWithinItsBudgetAndRootsOnlyWhenAsked) {

@@ -222,6 +222,13 @@ class Repository {
   // `chunk_list_bytes` (at most kFeedListBytes).
   absl::StatusOr<cairn::v1::FeedResponse> Feed(const cairn::v1::FeedRequest& req);
   static constexpr size_t kFeedListBytes = 1 << 20;
+  // Appends the chunk lists of the manifest in `manifest_envelope` to `out`,
+  // in file order, skipping (then recording) roots in `sent`, while each
+  // fits in what is left of `*budget`; the first that does not, or one not
+  // held, ends it (*budget becomes 0). For answers that carry lists.
+  void AppendChunkLists(std::string_view manifest_envelope, size_t* budget,
+                        absl::flat_hash_set<std::string>* sent,
+                        google::protobuf::RepeatedPtrField<std::string>* out);
   absl::StatusOr<cairn::v1::NodeInfoResponse> NodeInfo();
   // Served tags whose expiry is before now + `within_seconds` (expired ones
   // too), soonest first.
