@@ -153,6 +153,12 @@ class ModelStore;
 
 struct PullOptions {
   std::string ref;
+  // TUF's first step, moving the trust root forward; returns the root to
+  // judge by. When set (and not offline), it runs while the resolve is in
+  // flight, and the nodes' answers are verified only against the root it
+  // returns, which then replaces Pull's `trust` argument: a long link pays
+  // one round trip for both.
+  std::function<absl::StatusOr<TrustRootView>()> update_trust;
   // Where the release goes: a plain tree at `out`, or, when `out` is empty,
   // the store's own directory for it (ModelStore::ReleaseDir), with the tag
   // link moved to it.
@@ -274,6 +280,14 @@ struct Resolved {
 };
 // Bytes of chunk lists a pull asks to come with the Resolve answer.
 inline constexpr uint32_t kResolveListBytes = 512 << 10;
+// What a resolve may also do, for a pull on a long link.
+struct ResolveExtras {
+  uint32_t list_bytes = 0;  // chunk lists to ask for with the answer
+  // When set, called once a node answered and before its answer is
+  // verified: the root to judge it by. A pull moves its trust root forward
+  // meanwhile, and the answer is judged by the root that update leaves.
+  std::function<absl::StatusOr<const TrustRootView*>()> late_trust;
+};
 // Checks what a node (or the local store: `source` names it) answered for
 // `ref`: the tag and manifest verify under `trust` (when given) and name what
 // `ref` asks for.
@@ -285,7 +299,8 @@ absl::StatusOr<Resolved> VerifyResolved(const cairn::v1::ResolveResponse& resp,
 // Cancelled once `cancel` (not owned, may be null) fires.
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
                                          const std::string& ref, bool include_withheld = false,
-                                         Cancellation* cancel = nullptr);
+                                         Cancellation* cancel = nullptr,
+                                         const ResolveExtras& extras = {});
 
 // For commands that describe a release (info, lineage), not ones that use
 // it: when `resolving` failed because tag `ref` names a release its
@@ -302,7 +317,8 @@ struct MultiResolved {
   std::vector<std::string> warnings;  // nodes that failed, conflicting tags
 };
 absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& nodes,
-                                            const TrustRootView* trust, const std::string& ref);
+                                            const TrustRootView* trust, const std::string& ref,
+                                            const ResolveExtras& extras = {});
 
 // A node's identity, feed and replication status (Federation.NodeInfo).
 absl::StatusOr<cairn::v1::NodeInfoResponse> NodeStatus(Connection& node);

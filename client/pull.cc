@@ -241,10 +241,29 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   };
   // Everything signed is verified before anything is written.
   MultiResolved mr;
+  std::optional<TrustRootView> updated;
+  const TrustRootView* tv = &trust;
+  ResolveExtras extras;
+  extras.list_bytes = kResolveListBytes;
   if (o.offline) {
     CAIRN_ASSIGN_OR_RETURN(mr.resolved, ResolveOffline(store, trust, o.ref));
+  } else if (o.update_trust) {
+    // The trust update and the resolve share the round trip; no answer is
+    // judged before the update is done.
+    std::shared_future<absl::StatusOr<TrustRootView>> next =
+        std::async(std::launch::async, o.update_trust).share();
+    extras.late_trust = [&next]() -> absl::StatusOr<const TrustRootView*> {
+      const absl::StatusOr<TrustRootView>& got = next.get();
+      if (!got.ok()) return got.status();
+      return &*got;
+    };
+    auto resolved = ResolveAcross(nodes, &trust, o.ref, extras);
+    CAIRN_RETURN_IF_ERROR(next.get().status());
+    updated.emplace(*next.get());
+    tv = &*updated;
+    CAIRN_ASSIGN_OR_RETURN(mr, std::move(resolved));
   } else {
-    CAIRN_ASSIGN_OR_RETURN(mr, ResolveAcross(nodes, &trust, o.ref));
+    CAIRN_ASSIGN_OR_RETURN(mr, ResolveAcross(nodes, &trust, o.ref, extras));
   }
   for (const auto& w : mr.warnings) notice(w);
   Resolved& r = mr.resolved;
@@ -254,7 +273,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
   }
   if (r.tag && !o.state_dir.empty()) {
     CAIRN_RETURN_IF_ERROR(CheckAndRecordTag(
-        o.state_dir, trust, *r.tag, o.offline ? "the local store" : nodes[mr.node]->address()));
+        o.state_dir, *tv, *r.tag, o.offline ? "the local store" : nodes[mr.node]->address()));
   }
   CAIRN_RETURN_IF_ERROR(store->PutEnvelope(r.digest, r.envelope));
   CAIRN_ASSIGN_OR_RETURN(std::vector<int> selected, SelectFiles(r.manifest, o));

@@ -89,16 +89,20 @@ int PullCommands::Run() {
       // TUF's client workflow: first move the trust root forward along the
       // chain the mirrors hold (each version verified by the one before), so
       // a revocation takes effect before anything is judged by the old root.
-      std::vector<std::string> refused;
-      auto up = UpdateTrustFile(Raw(*conns), ctx_->settings.trust, &refused);
-      for (const auto& r : refused) {
-        std::fprintf(stderr, "cairn: warning: trust roots refused: %s\n", r.c_str());
-      }
-      if (up.ok() && up->to > up->from) {
-        std::fprintf(stderr, "cairn: trust root updated v%lu -> v%lu (from %s)\n",
-                     static_cast<unsigned long>(up->from), static_cast<unsigned long>(up->to),
-                     up->source.c_str());
-      }
+      // Pull runs it beside the resolve and judges the answers by its result.
+      pl_.update_trust = [this, nodes = Raw(*conns)]() -> absl::StatusOr<TrustRootView> {
+        std::vector<std::string> refused;
+        auto up = UpdateTrustFile(nodes, ctx_->settings.trust, &refused);
+        for (const auto& r : refused) {
+          std::fprintf(stderr, "cairn: warning: trust roots refused: %s\n", r.c_str());
+        }
+        if (up.ok() && up->to > up->from) {
+          std::fprintf(stderr, "cairn: trust root updated v%lu -> v%lu (from %s)\n",
+                       static_cast<unsigned long>(up->from), static_cast<unsigned long>(up->to),
+                       up->source.c_str());
+        }
+        return ctx_->LoadTrust();
+      };
     }
     auto tr = ctx_->LoadTrust();
     if (!tr.ok()) return Fail(tr.status());

@@ -86,12 +86,12 @@ absl::StatusOr<Resolved> VerifyResolved(const cairn::v1::ResolveResponse& resp,
 
 absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* trust,
                                          const std::string& ref_text, bool include_withheld,
-                                         Cancellation* cancel) {
+                                         Cancellation* cancel, const ResolveExtras& extras) {
   CAIRN_ASSIGN_OR_RETURN(Ref ref, ParseRef(ref_text));
   cairn::v1::ResolveRequest req;
   req.set_ref(ref_text);
   req.set_include_withheld(include_withheld && trust == nullptr);
-  req.set_chunk_list_bytes(kResolveListBytes);
+  req.set_chunk_list_bytes(extras.list_bytes);
   cairn::v1::ResolveResponse resp;
   auto ctx = node.Context();
   int cb = cancel ? cancel->AddCallback([c = ctx.get()] { c->TryCancel(); }) : 0;
@@ -102,6 +102,9 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
   // from there is verified like the rest).
   const uint32_t port = resp.chunks_http_port();
   node.set_chunks_http_port(port > 0 && port < 65536 ? static_cast<int>(port) : 0);
+  if (extras.late_trust) {
+    CAIRN_ASSIGN_OR_RETURN(trust, extras.late_trust());
+  }
   CAIRN_ASSIGN_OR_RETURN(Resolved out, VerifyResolved(resp, trust, ref, "node " + node.address()));
   out.chunk_lists.assign(std::make_move_iterator(resp.mutable_chunk_lists()->begin()),
                          std::make_move_iterator(resp.mutable_chunk_lists()->end()));
@@ -208,13 +211,14 @@ absl::StatusOr<std::vector<std::unique_ptr<Connection>>> OpenAll(
 }
 
 absl::StatusOr<MultiResolved> ResolveAcross(const std::vector<Connection*>& nodes,
-                                            const TrustRootView* trust, const std::string& ref) {
+                                            const TrustRootView* trust, const std::string& ref,
+                                            const ResolveExtras& extras) {
   // Every node is asked; once one answered, the others get as long again
   // (a slow mirror costs about one round trip of the fastest, not a timeout).
   std::vector<absl::StatusOr<Resolved>> got = RaceAll<absl::StatusOr<Resolved>>(
       nodes.size(),
       [&](size_t i, Cancellation* cancel) {
-        return ResolveVerified(*nodes[i], trust, ref, /*include_withheld=*/false, cancel);
+        return ResolveVerified(*nodes[i], trust, ref, /*include_withheld=*/false, cancel, extras);
       },
       [](const absl::StatusOr<Resolved>& r) { return r.ok(); },
       [&](size_t i) {
