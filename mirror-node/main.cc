@@ -198,6 +198,10 @@ int Serve(cairn::node::ServeConfig cfg) {
     hopts.store_verifies_reads = cfg.verify_reads;
     hopts.verify_reads = cfg.http_verify_reads;
     hopts.verify_with_crc = cfg.http_verify_reads_with == "crc32c";
+    if (!cfg.http_verify_reads && cfg.http_verify_reads_with != "crc32c") {
+      spdlog::warn("[http] verify_reads_with = \"{}\" has no effect: [http] verify_reads is false",
+                   cfg.http_verify_reads_with);
+    }
     hopts.zero_copy = cfg.http_sendfile;
     hopts.max_connections = cfg.http_max_connections;
     hopts.max_connections_per_client = cfg.http_max_connections_per_client;

@@ -193,6 +193,8 @@ TEST(NodeConfigTest, TheGatewaysReadCheckIsCrcUnlessSha256IsAsked) {
   EXPECT_EQ(c.http_verify_reads_with, "crc32c");
   ASSERT_TRUE(ParseConfig("[http]\nverify_reads_with = \"sha256\"\n", "t.toml", &c).ok());
   EXPECT_EQ(c.http_verify_reads_with, "sha256");
+  ASSERT_TRUE(ParseConfig("[http]\nverify_reads_with = \"CRC32C\"\n", "t.toml", &c).ok());
+  EXPECT_EQ(c.http_verify_reads_with, "crc32c");  // any case, kept in the canonical one
   auto st = ParseConfig("[http]\nverify_reads_with = \"md5\"\n", "t.toml", &c);
   ASSERT_THAT(st, cairn::testing::StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(st.message(), ::testing::HasSubstr("t.toml:2: http.verify_reads_with"));
