@@ -26,9 +26,7 @@ class FederationImpl final : public FederationService {
       if (call->req().wait_ms() > 0 && waiter_.Park(call)) return;
       RunOnPool<FeedRequest, FeedResponse>(pool, call, feed_now_);
     });
-    feed_now_ = [repo](FeedCall* call) {
-      return repo->Feed(call->req());
-    };
+    feed_now_ = [repo](FeedCall* call) { return repo->Feed(call->req()); };
     ServeOnPool<NodeInfoRequest, NodeInfoResponse>(
         "NodeInfo", pool,
         [this, repo, scrub, gc, http_port](auto*) -> absl::StatusOr<NodeInfoResponse> {

@@ -1,148 +1,9 @@
 // Node-to-node replication: real nodes on 127.0.0.1:0 following each other's
 // feeds through GrpcUpstream.
-#include "cairn/replication.h"
-
-#include <atomic>
-#include <filesystem>
-#include <set>
-#include <thread>
-
-#include "cairn/objects.h"
-#include "cairn/repository.h"
-#include "cairn/trust.h"
-#include "cairn/verify.h"
-#include "client.h"
-#include "cairn/transport/grpc_upstream.h"
-#include "replication_loop.h"
-#include "server.h"
-#include "testing.h"
+#include "replication_fixture.h"
 
 namespace cairn {
 namespace {
-
-using ::cairn::testing::StatusIs;
-using ::cairn::testing::TrustFixture;
-
-struct TestNode {
-  std::unique_ptr<Repository> repo;
-  std::unique_ptr<node::NodeServer> server;
-  std::string address() const { return server->address(); }
-  void Stop() {
-    server->Shutdown(0);
-    server.reset();
-  }
-};
-
-// Fails GetChunks after `budget` chunks: an upstream that dies mid-release.
-class FlakyUpstream : public UpstreamWrapper {
- public:
-  FlakyUpstream(std::unique_ptr<Upstream> inner, int budget)
-      : UpstreamWrapper(std::move(inner)), budget_(budget) {}
-  absl::Status GetChunks(const std::vector<ChunkWant>& wanted, const ChunkSink& sink) override {
-    return target()->GetChunks(wanted, [&](const Digest& d, std::string_view b) -> absl::Status {
-      if (budget_-- <= 0) return absl::UnavailableError("upstream went away");
-      fetched_++;
-      return sink(d, b);
-    });
-  }
-  int budget_;
-  int fetched_ = 0;
-};
-
-// Counts calls in flight and the threads they come from: the Upstream
-// contract is one caller at a time (Cancel aside).
-class ContractCheckingUpstream : public UpstreamWrapper {
- public:
-  using UpstreamWrapper::UpstreamWrapper;
-  struct Call {
-    explicit Call(ContractCheckingUpstream* u) : u_(u) {
-      int now = ++u_->in_flight_;
-      int seen = u_->max_in_flight_.load();
-      while (now > seen && !u_->max_in_flight_.compare_exchange_weak(seen, now)) {
-      }
-      absl::MutexLock l(&u_->mu_);
-      u_->threads_.insert(std::this_thread::get_id());
-    }
-    ~Call() { --u_->in_flight_; }
-    ContractCheckingUpstream* u_;
-  };
-  absl::StatusOr<cairn::v1::FeedResponse> Feed(uint64_t a, uint32_t m) override {
-    Call c(this);
-    return UpstreamWrapper::Feed(a, m);
-  }
-  absl::StatusOr<std::string> GetObject(const std::string& d) override {
-    Call c(this);
-    return UpstreamWrapper::GetObject(d);
-  }
-  std::vector<absl::StatusOr<std::string>> GetObjects(const std::vector<std::string>& d) override {
-    Call c(this);
-    batches_++;
-    return UpstreamWrapper::GetObjects(d);
-  }
-  absl::Status GetChunks(const std::vector<ChunkWant>& w, const ChunkSink& sink) override {
-    Call c(this);
-    return UpstreamWrapper::GetChunks(w, sink);
-  }
-  absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after) override {
-    Call c(this);
-    trust_calls_++;
-    return UpstreamWrapper::TrustChain(after);
-  }
-  // With list_budget_ >= 0, the feed carries at most that many bytes of
-  // chunk lists (0: an upstream that carries none).
-  void SetFeedExtras(std::optional<uint64_t> trust_after, uint32_t bytes) override {
-    if (list_budget_ >= 0) bytes = std::min<uint32_t>(bytes, list_budget_);
-    UpstreamWrapper::SetFeedExtras(trust_after, bytes);
-  }
-  int list_budget_ = -1;
-  std::atomic<int> in_flight_{0}, max_in_flight_{0}, batches_{0}, trust_calls_{0};
-  absl::Mutex mu_;
-  std::set<std::thread::id> threads_ ABSL_GUARDED_BY(mu_);
-};
-
-class ReplicationTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    trust_ = TrustFixture::Make("acme");
-    trust_.Save(dir_ / "keys");
-  }
-  TestNode Start(const std::string& name, const TrustRootView& trust) {
-    TestNode n;
-    n.repo = std::move(Repository::Open(dir_ / name, trust)).value();
-    n.server = std::move(node::NodeServer::Start(n.repo.get(), "127.0.0.1:0")).value();
-    return n;
-  }
-  client::PublishResult Publish(const TestNode& n, const std::string& dir, const std::string& name,
-                                const std::string& base = "") {
-    auto conn = std::move(Connection::Open(n.address(), 10)).value();
-    client::PublishOptions o;
-    o.dir = dir;
-    o.name = name;
-    o.version = "1";
-    o.key_paths = {dir_ / "keys/publisher.key"};
-    o.base = base;
-    auto r = client::Publish(*conn, o);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : client::PublishResult{};
-  }
-  std::string Model(const std::string& name, uint64_t seed) {
-    std::string d = dir_ / name;
-    testing::WriteFile(d + "/model.safetensors",
-                       testing::MakeSafetensors(std::vector<size_t>(20, 256 << 10), seed));
-    return d;
-  }
-  // A release of `n` small files (one chunk list each).
-  std::string ManyFiles(int n) {
-    std::string d = dir_ / "many";
-    for (int i = 0; i < n; ++i) {
-      testing::WriteFile(d + "/f" + std::to_string(i) + ".bin",
-                         testing::RandomBytes(40000, 100 + i));
-    }
-    return d;
-  }
-  testing::TempDir dir_;
-  TrustFixture trust_;
-};
 
 TEST_F(ReplicationTest, ThreeTierChainServesFromTheLastTierAfterTheFirstTwoStop) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
@@ -174,8 +35,7 @@ TEST_F(ReplicationTest, ThreeTierChainServesFromTheLastTierAfterTheFirstTwoStop)
 TEST_F(ReplicationTest, IdempotentAndResumesAfterTheUpstreamDiesMidRelease) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
   Publish(a, Model("m", 2), "acme/m");
-  auto flaky =
-      std::make_unique<FlakyUpstream>(std::make_unique<GrpcUpstream>(a.address(), 10), 30);
+  auto flaky = std::make_unique<FlakyUpstream>(std::make_unique<GrpcUpstream>(a.address(), 10), 30);
   FlakyUpstream* f = flaky.get();
   Replicator rep(b.repo.get(), std::move(flaky));
   EXPECT_THAT(rep.SyncOnce(), StatusIs(absl::StatusCode::kUnavailable));
@@ -237,8 +97,7 @@ TEST_F(ReplicationTest, ReleasesThatDoNotVerifyUnderTheDownstreamTrustAreNeverCo
 
 TEST_F(ReplicationTest, UnreachableUpstreamFailsWithinTheDeadline) {
   TestNode b = Start("b", trust_.view);
-  Replicator rep(b.repo.get(),
-                 std::make_unique<GrpcUpstream>(testing::ClosedPortAddress(), 2));
+  Replicator rep(b.repo.get(), std::make_unique<GrpcUpstream>(testing::ClosedPortAddress(), 2));
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_FALSE(rep.SyncOnce().ok());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
@@ -356,122 +215,6 @@ TEST_F(ReplicationTest, AnEventTheNodeDiedApplyingThreeTimesIsQuarantined) {
 
 namespace cairn {
 namespace {
-
-// A release of 20 files whose chunk lists the feed does not carry: they are
-// asked for in batches (one round trip per 8 on a long link), yet the
-// replicator calls its upstream from one thread, one call at a time, as
-// Upstream promises. It called GetObject from eight std::async threads before.
-TEST_F(ReplicationTest, TheReplicatorKeepsTheUpstreamContractOneCallAtATime) {
-  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view);
-  Publish(a, ManyFiles(20), "acme/many");
-  auto checked = std::make_unique<ContractCheckingUpstream>(
-      std::make_unique<GrpcUpstream>(a.address(), 10));
-  ContractCheckingUpstream* u = checked.get();
-  u->list_budget_ = 0;
-  Replicator rep(b.repo.get(), std::move(checked));
-  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
-  EXPECT_EQ(rep.stats().releases_committed, 1u);
-  EXPECT_EQ(u->max_in_flight_.load(), 1);
-  {
-    absl::MutexLock l(&u->mu_);
-    EXPECT_EQ(u->threads_.size(), 1u);
-  }
-  EXPECT_EQ(u->batches_.load(), 3);  // 20 lists: 8 + 8 + 4
-}
-
-// On a long link every call before the first chunk costs a round trip: the
-// feed's answer carries newer trust roots and the events' chunk lists, so a
-// follower asks for neither on its own. A list that does not fit the budget
-// is asked for as before; every carried list is still checked against the
-// signed manifest.
-TEST_F(ReplicationTest, TrustRootsAndChunkListsRideOnTheFeed) {
-  TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
-  cairn::v1::TrustRoot r = trust_.view.root();
-  r.set_version(2);
-  ASSERT_EQ(*a.repo->AdoptTrustChain({*SignTrustRoot(r, {trust_.root.get()})}), 1);
-  Publish(a, ManyFiles(20), "acme/many");
-
-  auto checked = std::make_unique<ContractCheckingUpstream>(
-      std::make_unique<GrpcUpstream>(a.address(), 10));
-  ContractCheckingUpstream* u = checked.get();
-  Replicator rep(b.repo.get(), std::move(checked));
-  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
-  EXPECT_EQ(rep.stats().releases_committed, 1u);
-  EXPECT_EQ(b.repo->trust().root().version(), 2u);
-  EXPECT_EQ(rep.stats().trust_updates, 1u);
-  EXPECT_EQ(u->trust_calls_.load(), 0);  // the feed carried the root
-  EXPECT_EQ(u->batches_.load(), 0);      // and all 20 lists
-
-  // A budget for about half of them: the rest is asked for, in batches.
-  auto half = std::make_unique<ContractCheckingUpstream>(
-      std::make_unique<GrpcUpstream>(a.address(), 10));
-  ContractCheckingUpstream* h = half.get();
-  auto m = a.repo->Resolve("acme/many");
-  ASSERT_TRUE(m.ok());
-  std::string digest;
-  auto parsed = VerifyManifestEnvelope(a.repo->trust(), m->manifest_envelope(), &digest);
-  ASSERT_TRUE(parsed.ok());
-  h->list_budget_ = static_cast<int>(a.repo->GetObject(parsed->files(0).root())->size() * 10);
-  Replicator half_rep(c.repo.get(), std::move(half));
-  ASSERT_TRUE(half_rep.SyncOnce().ok()) << half_rep.stats().last_error;
-  EXPECT_EQ(half_rep.stats().releases_committed, 1u);
-  EXPECT_GE(h->batches_.load(), 1);
-  EXPECT_LE(h->batches_.load(), 2);  // 8 + 2 of the 10 or so not carried
-  EXPECT_TRUE(c.repo->Resolve("acme/many").ok());
-}
-
-// A pull's resolve answer carries the release's chunk lists: on a long link
-// no round trip per list comes before the first chunk. Lists past the
-// budget are asked for as before; a file already pulled needs none.
-TEST_F(ReplicationTest, APullsResolveAnswerCarriesTheChunkLists) {
-  TestNode a = Start("a", trust_.view);
-  const std::string many = ManyFiles(20);
-  Publish(a, many, "acme/many");
-  auto conn = std::move(Connection::Open(a.address(), 10)).value();
-  client::PullOptions po;
-  po.ref = "acme/many";
-  po.out = dir_ / "out";
-  po.store_dir = dir_ / "store";
-  auto r = client::Pull(*conn, trust_.view, po);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->lists_carried, 20u);
-  EXPECT_EQ(r->lists_fetched, 0u);
-  for (int i = 0; i < 20; ++i) {
-    const std::string f = "/f" + std::to_string(i) + ".bin";
-    EXPECT_EQ(testing::ReadFile(dir_ / "out" + f), testing::ReadFile(many + f));
-  }
-  // The node's answer within a budget: the first lists, in manifest order.
-  cairn::v1::ResolveRequest req;
-  req.set_ref("acme/many");
-  req.set_chunk_list_bytes(1);
-  cairn::v1::ResolveResponse resp;
-  auto ctx = conn->Context();
-  ASSERT_TRUE(conn->registry()->Resolve(ctx.get(), req, &resp).ok());
-  EXPECT_EQ(resp.chunk_lists_size(), 0);
-}
-
-// The node's side: what it carries is bounded by the request's budget, which
-// it caps, and trust roots come only when asked for.
-TEST_F(ReplicationTest, TheFeedCarriesListsWithinItsBudgetAndRootsOnlyWhenAsked) {
-  TestNode a = Start("a", trust_.view);
-  Publish(a, ManyFiles(20), "acme/many");
-  cairn::v1::FeedRequest req;
-  auto plain = a.repo->Feed(req);
-  ASSERT_TRUE(plain.ok());
-  EXPECT_FALSE(plain->has_trust());
-  EXPECT_EQ(plain->chunk_lists_size(), 0);
-  req.set_trust_after(1);
-  req.set_chunk_list_bytes(1u << 30);  // capped at Repository::kFeedListBytes
-  auto full = a.repo->Feed(req);
-  ASSERT_TRUE(full.ok());
-  EXPECT_TRUE(full->has_trust());
-  EXPECT_EQ(full->trust().chain_size(), 0);  // none newer than v1
-  EXPECT_EQ(full->chunk_lists_size(), 20);
-  req.set_chunk_list_bytes(static_cast<uint32_t>(full->chunk_lists(0).size() * 3));
-  auto three = a.repo->Feed(req);
-  ASSERT_TRUE(three.ok());
-  EXPECT_EQ(three->chunk_lists_size(), 3);
-}
 
 TEST_F(ReplicationTest, TwoUpstreamsOfferingTheSameReleaseTransferItOnce) {
   TestNode a = Start("a", trust_.view), b = Start("b", trust_.view), c = Start("c", trust_.view);
