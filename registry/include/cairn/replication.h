@@ -188,9 +188,11 @@ class Replicator {
   absl::Status SyncOnce();
 
   // Asks the upstream for trust roots newer than this node's and adopts them
-  // when the chain verifies (the node's Repository::AdoptTrustChain). Called
-  // by SyncOnce first, so a revocation reaches a follower before the releases
-  // it invalidates. Returns how many versions were adopted.
+  // when the chain verifies (the node's Repository::AdoptTrustChain).
+  // SyncOnce adopts the roots its Feed answer carries, or calls this when
+  // the upstream carries none, before it verifies any event of the answer,
+  // so a revocation reaches a follower before the releases it invalidates.
+  // Returns how many versions were adopted.
   absl::StatusOr<int> UpdateTrust();
   // Bytes of chunk lists a Feed answer may carry (the node caps it at 1 MiB).
   static constexpr uint32_t kFeedListBytes = 512 << 10;
