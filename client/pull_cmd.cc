@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "cairn/objects.h"
+#include "cairn/status.h"
 #include "cairn/strings.h"
 #include "cli_util.h"
 #include "interrupt.h"
@@ -96,6 +97,12 @@ int PullCommands::Run() {
         for (const auto& r : refused) {
           std::fprintf(stderr, "cairn: warning: trust roots refused: %s\n", r.c_str());
         }
+        // A newer root that could not be kept must not leave the answers to
+        // be judged by the old one.
+        if (!up.ok()) {
+          return Annotate(up.status(), "updating the trust file " + ctx_->settings.trust +
+                                           " (--no-trust-update judges by it as it is)");
+        }
         if (up.ok() && up->to > up->from) {
           std::fprintf(stderr, "cairn: trust root updated v%lu -> v%lu (from %s)\n",
                        static_cast<unsigned long>(up->from), static_cast<unsigned long>(up->to),
@@ -104,7 +111,10 @@ int PullCommands::Run() {
         return ctx_->LoadTrust();
       };
     }
-    auto tr = ctx_->LoadTrust();
+    // With the update, the root in the file only starts the walk (it may
+    // have expired: the update is how a client catches up); the answers are
+    // judged by the root the update returns, expiry checked.
+    auto tr = pl_.update_trust ? LoadTrustFileForAdmin(ctx_->settings.trust) : ctx_->LoadTrust();
     if (!tr.ok()) return Fail(tr.status());
     pl_.fsync = do_fsync_;
     if (window_mib_ > 0) pl_.window_bytes = window_mib_ << 20;
@@ -123,6 +133,7 @@ int PullCommands::Run() {
     pl_.max_store_bytes = ctx_->settings.store_max_size;
     pl_.cancel = InterruptCancellation();
     auto r = Pull(Raw(*conns), *tr, pl_);
+    pl_.update_trust = nullptr;  // it holds the connections, which go now
     if (absl::IsCancelled(r.status()) && pl_.cancel && pl_.cancel->cancelled()) {
       std::fprintf(stderr,
                    "cairn: interrupted; what was fetched is kept: run the same command again to "

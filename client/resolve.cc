@@ -106,8 +106,13 @@ absl::StatusOr<Resolved> ResolveVerified(Connection& node, const TrustRootView* 
     CAIRN_ASSIGN_OR_RETURN(trust, extras.late_trust());
   }
   CAIRN_ASSIGN_OR_RETURN(Resolved out, VerifyResolved(resp, trust, ref, "node " + node.address()));
-  out.chunk_lists.assign(std::make_move_iterator(resp.mutable_chunk_lists()->begin()),
-                         std::make_move_iterator(resp.mutable_chunk_lists()->end()));
+  // At most what was asked for is kept, whatever a node sends.
+  size_t kept = 0;
+  for (std::string& list : *resp.mutable_chunk_lists()) {
+    kept += list.size();
+    if (kept > extras.list_bytes) break;
+    out.chunk_lists.push_back(std::move(list));
+  }
   return out;
 }
 

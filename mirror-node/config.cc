@@ -127,8 +127,7 @@ Setter OneOf(std::string* out, std::vector<std::string> allowed) {
     if (!v.is_string()) return "must be a string";
     std::string s = *v.value<std::string>();
     // Case does not matter ("SHA256" is sha256); the canonical spelling is kept.
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](unsigned char ch) { return std::tolower(ch); });
+    absl::AsciiStrToLower(&s);
     if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;

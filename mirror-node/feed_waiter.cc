@@ -52,12 +52,21 @@ void FeedWaiter::Loop() {
         }
       }
     }
+    // Chunk lists in the answers of one wake-up share a budget: thousands of
+    // parked followers answered at once must not each hold a megabyte.
+    size_t list_budget = kListBytesPerWake;
     for (const Waiter& w : due) {
       if (w.call->ctx()->IsCancelled()) {
         w.call->Answer(grpc::Status::CANCELLED);
         continue;
       }
-      auto r = repo_->Feed(w.call->req());
+      cairn::v1::FeedRequest req = w.call->req();
+      req.set_chunk_list_bytes(static_cast<uint32_t>(
+          std::min<size_t>({req.chunk_list_bytes(), Repository::kFeedListBytes, list_budget})));
+      auto r = repo_->Feed(req);
+      if (r.ok()) {
+        for (const auto& list : r->chunk_lists()) list_budget -= std::min(list_budget, list.size());
+      }
       if (r.ok()) *w.call->resp() = std::move(*r);
       w.call->Answer(ToGrpc(r.status()));
     }

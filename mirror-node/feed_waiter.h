@@ -20,6 +20,10 @@ namespace cairn::node {
 class FeedWaiter {
  public:
   static constexpr size_t kMaxWaiters = 4096;
+  // Chunk-list bytes all the answers of one wake-up may carry together
+  // (each also at most Repository::kFeedListBytes); past it, answers carry
+  // none and those followers ask for their lists as before.
+  static constexpr size_t kListBytesPerWake = 16 << 20;
   explicit FeedWaiter(Repository* repo) : repo_(repo) {}
   ~FeedWaiter() { Stop(); }
   FeedWaiter(const FeedWaiter&) = delete;

@@ -53,6 +53,11 @@ absl::Status Replicator::SyncOnce() {
   // A cursor that cannot be read is an error, never 0 (a replay from 0).
   CAIRN_ASSIGN_OR_RETURN(stats_.cursor, repo_->GetCursor(cursor_key_));
   stats_.outside_window = false;
+  // Carried lists live only while the answer that brought them is applied.
+  struct DropLists {
+    absl::flat_hash_map<std::string, std::string>* lists;
+    ~DropLists() { lists->clear(); }
+  } drop_lists{&offered_lists_};
   for (bool first = true;; first = false) {
     // Only the first call waits: once something arrived, drain and return
     // (so status and logs follow each batch).
@@ -61,7 +66,7 @@ absl::Status Replicator::SyncOnce() {
     // lists: on a long link each would otherwise cost a round trip before
     // the first chunk.
     const uint64_t mine = repo_->trust().root().version();
-    upstream_->SetFeedExtras(mine, kFeedListBytes);
+    upstream_->SetFeedExtras(mine, kFeedListAsk);
     offered_lists_.clear();
     auto feed = upstream_->Feed(stats_.cursor, 100);
     if (feed.ok() && feed->has_trust()) {
@@ -73,9 +78,14 @@ absl::Status Replicator::SyncOnce() {
       NoteTrust(UpdateTrust());
     }
     if (feed.ok()) {
-      for (const std::string& list : feed->chunk_lists()) {
-        offered_lists_.emplace(DigestName(Sha256Of(list)), list);
+      size_t kept = 0;  // what was asked for, whatever an upstream sends
+      for (std::string& list : *feed->mutable_chunk_lists()) {
+        kept += list.size();
+        if (kept > kFeedListAsk) break;
+        std::string root = DigestName(Sha256Of(list));
+        offered_lists_.emplace(std::move(root), std::move(list));
       }
+      feed->clear_chunk_lists();
     }
     if (absl::IsOutOfRange(feed.status()) && stats_.cursor > 0) {
       // Our cursor is past the upstream's head: it was restored from an older
@@ -415,7 +425,8 @@ absl::Status Replicator::FetchRelease(const cairn::v1::ResolveResponse& r,
 absl::Status Replicator::FetchMissing(const cairn::v1::Manifest& m) {
   // The chunk lists this node lacks, asked for kListsInFlight at a time and
   // staged as each batch arrives, checked against the signed manifest: at
-  // most one batch of lists is held in memory.
+  // most one batch of lists is held in memory, besides those the feed's
+  // answer carried (at most kFeedListAsk bytes).
   absl::flat_hash_map<std::string, const cairn::v1::FileEntry*> need;  // root -> a file naming it
   std::vector<std::string> order;
   // Manifest order; for FetchRelease the file a client waits for first, then

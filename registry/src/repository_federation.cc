@@ -62,13 +62,19 @@ absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(uint64_t after, uint32_
 absl::StatusOr<cairn::v1::FeedResponse> Repository::Feed(const cairn::v1::FeedRequest& req) {
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::FeedResponse out, Feed(req.after(), req.max_events()));
   if (req.has_trust_after()) {
-    auto* trust = out.mutable_trust();  // set, even when empty: "none newer"
-    CAIRN_ASSIGN_OR_RETURN(auto chain, TrustChainAfter(req.trust_after()));
-    for (auto& r : chain) trust->add_chain(std::move(r));
+    // Set, even when empty ("none newer"); left unset when the roots cannot
+    // be read now, so the follower asks TrustRoot on its own.
+    if (auto chain = TrustChainAfter(req.trust_after()); chain.ok()) {
+      auto* trust = out.mutable_trust();
+      for (auto& r : *chain) trust->add_chain(std::move(r));
+    }
   }
   // Chunk lists in event and file order while they fit; the first that
-  // does not ends the list (the follower asks for the rest as before).
-  size_t budget = std::min<size_t>(req.chunk_list_bytes(), kFeedListBytes);
+  // does not ends the list (the follower asks for the rest as before). The
+  // answer stays well under the message limit whatever the events weigh.
+  const size_t room = size_t{kMaxMessageBytes} -
+                      std::min<size_t>(out.ByteSizeLong() + (1 << 20), size_t{kMaxMessageBytes});
+  size_t budget = std::min<size_t>({req.chunk_list_bytes(), kFeedListBytes, room});
   absl::flat_hash_set<std::string> sent;
   for (const auto& ev : out.events()) {
     AppendChunkLists(ev.manifest_envelope(), &budget, &sent, out.mutable_chunk_lists());
@@ -86,6 +92,12 @@ void Repository::AppendChunkLists(std::string_view manifest_envelope, size_t* bu
   if (!m.ok()) return;
   for (const auto& f : m->files()) {
     if (!sent->insert(f.root()).second) continue;
+    // A list has one entry of at least 34 bytes per chunk, and chunks
+    // average 64 KiB: one that would not fit is not read at all.
+    if (f.size() / (64 << 10) * 34 > *budget) {
+      *budget = 0;
+      return;
+    }
     auto list = GetObject(f.root());
     if (!list.ok() || list->size() > *budget) {
       *budget = 0;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 
+#include "cairn/trust.h"
 #include "cli_fixture.h"
 #include "nlohmann/json.hpp"
 #include "testing.h"
@@ -400,6 +401,33 @@ TEST_F(CliTest, ARepublishRepairsChunksWhosePackWasCutShort) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(testing::ReadFile(dir_ / "out/weights.bin"),
             testing::ReadFile(dir_ / "big/weights.bin"));
+}
+
+// A client whose trust file expired catches up by walking to the newer root
+// the node holds: the file only starts the walk, and what the node answers is
+// judged by the root the walk ends on. (With the update moved beside the
+// resolve, the expiry was checked before the walk and the pull refused.)
+TEST_F(CliTest, APullWithAnExpiredTrustFileWalksToTheNodesNewerRoot) {
+  ASSERT_EQ(Publish(dir_ / "model", "acme/m", "1").exit_code, 0);
+  cairn::v1::TrustRoot r = trust_.view.root();
+  r.set_version(2);
+  r.set_expires_unix(std::time(nullptr) + 86400);
+  testing::WriteFile(dir_ / "v2.root", *SignTrustRoot(r, {trust_.root.get()}));
+  auto push = Cairn({"trust", "push", "--trust", dir_ / "v2.root", "--node", addr_});
+  ASSERT_EQ(push.exit_code, 0) << push.err;
+  // The client's v1, signed again with an expiry in the past.
+  cairn::v1::TrustRoot old = trust_.view.root();
+  old.set_expires_unix(std::time(nullptr) - 60);
+  testing::WriteFile(dir_ / "expired.root", *SignTrustRoot(old, {trust_.root.get()}));
+  auto pinned = Cairn({"pull", "acme/m", "--out", dir_ / "p", "--node", addr_, "--trust",
+                       dir_ / "expired.root", "--no-trust-update"});
+  EXPECT_NE(pinned.exit_code, 0);
+  EXPECT_THAT(pinned.err, HasSubstr("expired"));
+  auto pull = Cairn(
+      {"pull", "acme/m", "--out", dir_ / "out", "--node", addr_, "--trust", dir_ / "expired.root"});
+  ASSERT_EQ(pull.exit_code, 0) << pull.err;
+  EXPECT_THAT(pull.err, HasSubstr("trust root updated v1 -> v2"));
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/config.json"), "{}");
 }
 
 }  // namespace

@@ -122,5 +122,21 @@ TEST_F(ReplicationTest, TheFeedCarriesListsWithinItsBudgetAndRootsOnlyWhenAsked)
   EXPECT_EQ(three->chunk_lists_size(), 3);
 }
 
+// An upstream whose Feed answer carries no newer root (it is behind, or
+// hides a revocation) does not end the search: the follower's peers are
+// asked, as the TrustRoot path always did.
+TEST_F(ReplicationTest, AnEmptyCarriedChainStillAsksThePeers) {
+  TestNode a = Start("a", trust_.view), p = Start("p", trust_.view), b = Start("b", trust_.view);
+  cairn::v1::TrustRoot r = trust_.view.root();
+  r.set_version(2);
+  ASSERT_EQ(*p.repo->AdoptTrustChain({*SignTrustRoot(r, {trust_.root.get()})}), 1);
+  Publish(a, Model("m", 3), "acme/m");
+  Replicator rep(b.repo.get(),
+                 std::make_unique<GrpcUpstream>(a.address(), 10, std::vector{p.address()}));
+  ASSERT_TRUE(rep.SyncOnce().ok()) << rep.stats().last_error;
+  EXPECT_EQ(b.repo->trust().root().version(), 2u);
+  EXPECT_EQ(rep.stats().releases_committed, 1u);
+}
+
 }  // namespace
 }  // namespace cairn

@@ -194,8 +194,9 @@ class Replicator {
   // so a revocation reaches a follower before the releases it invalidates.
   // Returns how many versions were adopted.
   absl::StatusOr<int> UpdateTrust();
-  // Bytes of chunk lists a Feed answer may carry (the node caps it at 1 MiB).
-  static constexpr uint32_t kFeedListBytes = 512 << 10;
+  // Bytes of chunk lists a follower asks a Feed answer to carry, and keeps
+  // at most (the node caps what it sends at Repository::kFeedListBytes).
+  static constexpr uint32_t kFeedListAsk = 512 << 10;
 
   // Anti-entropy: compares the upstream's summary with this node's and
   // repairs what the feed missed (releases not held, tags older than the

@@ -58,6 +58,23 @@ absl::StatusOr<cairn::v1::FeedResponse> GrpcUpstream::Feed(uint64_t after, uint3
     feed_ctx_ = nullptr;
   }
   CAIRN_RETURN_IF_ERROR(FromGrpc(st, "feed of " + address_));
+  // An upstream that has nothing newer (or is behind, or hides a revocation)
+  // does not end the search: peers are asked, as TrustChain does.
+  if (feed_trust_after_ && r.has_trust() && r.trust().chain_size() == 0 &&
+      sources_.size() > upstream_streams_) {
+    for (auto& root : PeerTrustChain(*feed_trust_after_))
+      r.mutable_trust()->add_chain(std::move(root));
+  }
+  // More lists than asked for are not kept (a hostile upstream could send
+  // up to the message limit).
+  size_t kept = 0, list_bytes = 0;
+  for (auto& list : *r.mutable_chunk_lists()) {
+    list_bytes += list.size();
+    if (list_bytes > feed_list_bytes_) break;
+    ++kept;
+  }
+  r.mutable_chunk_lists()->DeleteSubrange(static_cast<int>(kept),
+                                          r.chunk_lists_size() - static_cast<int>(kept));
   return r;
 }
 
@@ -119,13 +136,24 @@ absl::StatusOr<std::vector<std::string>> GrpcUpstream::TrustChain(uint64_t after
   };
   auto mine = ask(sources_[0]->federation(), address_);
   if (mine.ok() && !mine->empty()) return mine;
+  auto theirs = PeerTrustChain(after_version);
+  if (!theirs.empty()) return theirs;
+  return mine;
+}
+
+std::vector<std::string> GrpcUpstream::PeerTrustChain(uint64_t after_version) {
+  cairn::v1::TrustRootRequest req;
+  req.set_after_version(after_version);
   for (size_t i = upstream_streams_; i < sources_.size(); ++i) {
     auto state = sources_[i]->channel()->GetState(/*try_to_connect=*/true);
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) continue;
-    auto theirs = ask(sources_[i]->federation(), sources_[i]->address());
-    if (theirs.ok() && !theirs->empty()) return theirs;
+    cairn::v1::TrustRootResponse r;
+    auto ctx = sources_[i]->Context();
+    if (sources_[i]->federation()->TrustRoot(ctx.get(), req, &r).ok() && r.chain_size() > 0) {
+      return std::vector<std::string>(r.chain().begin(), r.chain().end());
+    }
   }
-  return mine;
+  return {};
 }
 
 std::vector<absl::StatusOr<std::string>> GrpcUpstream::GetObjects(

@@ -70,6 +70,8 @@ class GrpcUpstream final : public Upstream {
   void Cancel() override;
   // From the upstream; when it has nothing newer, from the first peer that does.
   absl::StatusOr<std::vector<std::string>> TrustChain(uint64_t after_version) override;
+  // The first non-empty chain past `after_version` a reachable peer offers.
+  std::vector<std::string> PeerTrustChain(uint64_t after_version);
 
  private:
   // Cancelled by Cancel(): ends a chunk transfer in progress.
