@@ -131,6 +131,15 @@ class ReplicationTest : public ::testing::Test {
                        testing::MakeSafetensors(std::vector<size_t>(20, 256 << 10), seed));
     return d;
   }
+  // `ref` pulled from `n` into dir_/out (store dir_/store).
+  absl::StatusOr<client::PullResult> PullFrom(const TestNode& n, const std::string& ref) {
+    auto conn = std::move(Connection::Open(n.address(), 10)).value();
+    client::PullOptions po;
+    po.ref = ref;
+    po.out = dir_ / "out";
+    po.store_dir = dir_ / "store";
+    return client::Pull(*conn, trust_.view, po);
+  }
   // A release of `n` small files (one chunk list each).
   std::string ManyFiles(int n) {
     std::string d = dir_ / "many";

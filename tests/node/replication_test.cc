@@ -17,12 +17,7 @@ TEST_F(ReplicationTest, ThreeTierChainServesFromTheLastTierAfterTheFirstTwoStop)
   EXPECT_EQ(bc.stats().releases_committed, 1u);
   a.Stop();
   b.Stop();
-  auto conn = std::move(Connection::Open(c.address(), 10)).value();
-  client::PullOptions po;
-  po.ref = "acme/m";
-  po.out = dir_ / "out";
-  po.store_dir = dir_ / "cache";
-  auto r = client::Pull(*conn, trust_.view, po);
+  auto r = PullFrom(c, "acme/m");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->manifest, pub.manifest);
   EXPECT_EQ(testing::ReadFile(dir_ / "out/model.safetensors"),

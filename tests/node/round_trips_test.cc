@@ -76,12 +76,7 @@ TEST_F(ReplicationTest, APullsResolveAnswerCarriesTheChunkLists) {
   TestNode a = Start("a", trust_.view);
   const std::string many = ManyFiles(20);
   Publish(a, many, "acme/many");
-  auto conn = std::move(Connection::Open(a.address(), 10)).value();
-  client::PullOptions po;
-  po.ref = "acme/many";
-  po.out = dir_ / "out";
-  po.store_dir = dir_ / "store";
-  auto r = client::Pull(*conn, trust_.view, po);
+  auto r = PullFrom(a, "acme/many");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->lists_carried, 20u);
   EXPECT_EQ(r->lists_fetched, 0u);
@@ -94,6 +89,7 @@ TEST_F(ReplicationTest, APullsResolveAnswerCarriesTheChunkLists) {
   req.set_ref("acme/many");
   req.set_chunk_list_bytes(1);
   cairn::v1::ResolveResponse resp;
+  auto conn = std::move(Connection::Open(a.address(), 10)).value();
   auto ctx = conn->Context();
   ASSERT_TRUE(conn->registry()->Resolve(ctx.get(), req, &resp).ok());
   EXPECT_EQ(resp.chunk_lists_size(), 0);
