@@ -7,6 +7,7 @@
 # mirror have stopped (the client skips them), and stops everything cleanly.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$REPO/deploy/ports.sh"
 WORK=$(mktemp -d /tmp/cairn-federation.XXXXXX)
 # The demo's client state (rollback floors) stays with the demo.
 export XDG_STATE_HOME=$WORK/state
@@ -20,12 +21,6 @@ trap cleanup EXIT
 cd "$WORK"
 say() { printf '\n== %s\n' "$*"; }
 
-# Picks a free loopback port (nodes that follow each other need known addresses).
-free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 50); do ss -ltn | grep -q ":$p " || { echo "$p"; return; }; done
-  echo "no free port" >&2; exit 1
-}
 start() {  # name port [upstreams...]
   local name=$1 port=$2; shift 2
   local ups=()
@@ -34,8 +29,12 @@ start() {  # name port [upstreams...]
     "${ups[@]}" >"$name.out" 2>"$name.log" &
   PIDS+=($!)
   eval "PID_$name=$!"
-  for _ in $(seq 100); do grep -q listening "$name.out" 2>/dev/null && return; sleep 0.1; done
-  cat "$name.log"; echo "$name did not start" >&2; exit 1
+  for _ in $(seq 100); do
+    grep -q listening "$name.out" 2>/dev/null && return
+    kill -0 "$!" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -n 30 "$name.log"; echo "$name did not start" >&2; exit 1
 }
 wait_for() {  # node ref
   for _ in $(seq 300); do $CAIRN info "$2" --node "$1" >/dev/null 2>&1 && return; sleep 0.1; done

@@ -10,6 +10,7 @@
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "s3-frontends: needs root (the Ceph daemons)" >&2; exit 1; fi
 source "$(dirname "$0")/lib.sh"
+source "$REPO/deploy/ports.sh"
 WORK=$(mktemp -d /tmp/cairn-s3-frontends.XXXXXX)
 export XDG_STATE_HOME=$WORK/state CAIRN_TRUST=$WORK/trust.root
 PIDS=()
@@ -22,19 +23,24 @@ cleanup() {
 trap cleanup EXIT
 cd "$WORK"
 say() { printf '\n== %s\n' "$*"; }
-die() { echo "s3-frontends: $*" >&2; exit 1; }
-free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 50); do ss -ltn | grep -q ":$p " || { echo "$p"; return; }; done
-  die "no free port"
+die() {
+  local f
+  for f in a b; do eval "kill -0 \${PID_$f:-0}" 2>/dev/null || echo "$f is not running"; done >&2
+  for f in a.log b.log; do [ -s "$f" ] && { echo "--- last lines of $f"; tail -n 30 "$f"; }; done >&2
+  echo "s3-frontends: $*" >&2; exit 1
 }
 start() {  # start NAME GRPC_PORT HTTP_PORT UPSTREAM
   $NODE serve --data "$WORK/$1" --chunks s3://cairn/models --listen "127.0.0.1:$2" \
     --http "127.0.0.1:$3" --upstream "$4" --trust trust.root --region "$1" >"$1.out" 2>"$1.log" &
   PIDS+=($!)
   eval "PID_$1=$!"
-  for _ in $(seq 100); do grep -q listening "$1.out" 2>/dev/null && return; sleep 0.1; done
-  cat "$1.log"; die "$1 did not start"
+  # Up when both ports are bound ("http on" comes after "listening").
+  for _ in $(seq 100); do
+    grep -q 'http on' "$1.out" 2>/dev/null && return
+    kill -0 "$!" 2>/dev/null || break
+    sleep 0.1
+  done
+  die "$1 did not start"
 }
 fetched() {  # chunk bytes node $1 fetched from its upstreams
   $CAIRN status --node "$1" --json | jq '[.upstreams[].bytes_fetched] | add'

@@ -37,6 +37,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$WORK"
 source "$REPO/tests/bench/lib.sh"
+source "$REPO/deploy/ports.sh"
 
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 echo "# date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$REPO" rev-parse --short HEAD)"
@@ -81,7 +82,7 @@ echo; echo "## 1. node -> node replication over loopback, ${SIZE_MIB} MiB model"
 BYTES=$(du -cb model/* | tail -1 | cut -f1)
 start a
 $CAIRN publish model --name acme/m --version 1 --key pub.key --node "$ADDR_a" >/dev/null
-PORT=$(shuf -i 20000-60000 -n 1)
+PORT=$(free_port)
 mkdir -p nginx
 cat >nginx/nginx.conf <<NGX
 daemon off; worker_processes 1; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log;
@@ -137,7 +138,7 @@ T0=$(now)
 $CAIRN publish small --name acme/small --version 1 --key pub.key --node "$ADDR_t1" >/dev/null
 wait_has "$ADDR_t3" acme/small
 echo "64 MiB release: publish done -> held by tier 3 in $(since "$T0") s"
-BASE=$(shuf -i 20000-50000 -n 1)
+BASE=$(free_port 5)
 for i in 0 1 2 3 4; do
   up1=$(( (i + 1) % 5 )) up2=$(( (i + 4) % 5 ))
   start_at "m$i" $((BASE + i)) --upstream 127.0.0.1:$((BASE + up1)) --upstream 127.0.0.1:$((BASE + up2))

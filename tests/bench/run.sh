@@ -72,7 +72,8 @@ BASE=$(jqr .manifest pub.json)
 echo "publish (client chunk+hash, upload, node verify+store+fsync, commit), end to end: $(gbps "$BYTES" "$(echo "$T1 - $T0" | bc)") GB/s"
 
 # nginx serving the same files.
-for PORT in $(shuf -i 20000-60000 -n 20); do ss -ltn | grep -q ":$PORT " || break; done
+source "$REPO/deploy/ports.sh"
+PORT=$(free_port)
 mkdir -p nginx/logs
 cat >nginx/nginx.conf <<NGX
 daemon off; worker_processes 1; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log;

@@ -8,7 +8,8 @@
 # itself around the ring until the client's 15 s deadline, and the publish
 # (which resolves the name first) failed.
 source "$(dirname "$0")/../gateway/lib.sh" "$@"
-BASE=$(shuf -i 20000-50000 -n 1)
+source "$HERE/../../deploy/ports.sh"
+BASE=$(free_port 3)
 for i in 0 1 2; do
   LISTEN=127.0.0.1:$((BASE + i)) node_start "n$i" \
     --upstream 127.0.0.1:$((BASE + (i + 1) % 3)) --upstream 127.0.0.1:$((BASE + (i + 2) % 3))
