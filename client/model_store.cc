@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <thread>
 
 #include "cairn/clock.h"
@@ -37,10 +38,14 @@ uint64_t GetBE(std::string_view in, size_t at, int bytes) {
   return v;
 }
 
-// 8 bytes naming an absolute path: the first 8 of its SHA-256.
-std::string FileId(const std::string& path) {
+constexpr std::string_view kPathPrefix = "path";
+
+// The id a path had in stores made before ids were allocated: the first 8
+// bytes of its SHA-256.
+std::string LegacyId(const std::string& path) {
   return std::string(DigestBytes(Sha256Of(path)).substr(0, 8));
 }
+std::string PathKey(const std::string& path) { return std::string(kPathPrefix) + path; }
 std::string LocalKey(const Digest& d, const std::string& file_id) {
   return std::string(DigestBytes(d)) + file_id;
 }
@@ -164,6 +169,46 @@ absl::StatusOr<bool> ModelStore::Has(const Digest& d) {
   return !locs.empty();
 }
 
+absl::StatusOr<std::string> ModelStore::IdOf(const std::string& path, bool create,
+                                             std::vector<WriteOp>* ops) {
+  if (auto it = ids_.find(path); it != ids_.end()) return it->second;
+  auto id = meta_->Get(Table::kState, PathKey(path));
+  if (id.ok() && id->size() == 8) return ids_[path] = *id;
+  if (!id.ok() && !absl::IsNotFound(id.status())) return id.status();
+  std::string legacy = LegacyId(path);
+  auto named = meta_->Get(Table::kState, FileKey(legacy));
+  if (named.ok() && *named == path) return ids_[path] = legacy;
+  if (!named.ok() && !absl::IsNotFound(named.status())) return named.status();
+  if (!create) return std::string();
+  // A new id no record uses (64 random bits: a clash is checked anyway).
+  std::random_device rd;
+  std::string fresh;
+  for (int tries = 0; tries < 8; ++tries) {
+    fresh.clear();
+    PutBE(&fresh, (uint64_t{rd()} << 32) | rd(), 8);
+    auto used = meta_->Get(Table::kState, FileKey(fresh));
+    if (absl::IsNotFound(used.status())) break;
+    if (!used.ok()) return used.status();
+  }
+  ops->push_back(WriteOp{Table::kState, PathKey(path), fresh});
+  ops->push_back(WriteOp{Table::kState, FileKey(fresh), path});
+  files_[fresh] = {path, true};
+  return ids_[path] = fresh;
+}
+
+absl::StatusOr<ModelStore::KnownFile> ModelStore::FileOf(const std::string& id) {
+  if (auto it = files_.find(id); it != files_.end()) return it->second;
+  KnownFile f;
+  auto path = meta_->Get(Table::kState, FileKey(id));
+  if (!path.ok() && !absl::IsNotFound(path.status())) return path.status();
+  if (path.ok()) {
+    f.path = *path;
+    struct stat st;
+    f.exists = ::stat(f.path.c_str(), &st) == 0 || errno != ENOENT;
+  }
+  return files_[id] = f;
+}
+
 absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::Find(const Digest& d) {
   std::vector<std::pair<std::string, std::string>> entries;  // file id, value
   CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kLocal, DigestBytes(d), [&](auto k, auto v) {
@@ -172,15 +217,15 @@ absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::Find(const Digest&
   }));
   std::vector<Location> out;
   for (const auto& [id, v] : entries) {
-    auto path = meta_->Get(Table::kState, FileKey(id));
-    if (absl::IsNotFound(path.status())) continue;
-    CAIRN_RETURN_IF_ERROR(path.status());
-    // A file deleted since (a plain tree removed by hand) is forgotten now.
-    if (struct stat st; ::stat(path->c_str(), &st) != 0 && errno == ENOENT) {
+    CAIRN_ASSIGN_OR_RETURN(KnownFile f, FileOf(id));
+    // A file deleted since (a plain tree removed by hand), or one whose
+    // record went with its release, is forgotten now. (Whether a file
+    // exists is looked at once per process; a read verifies anyway.)
+    if (!f.exists) {
       CAIRN_RETURN_IF_ERROR(DropEntry(LocalKey(d, id)));
       continue;
     }
-    out.push_back({*path, GetBE(v, 0, 8), static_cast<uint32_t>(GetBE(v, 8, 4))});
+    out.push_back({f.path, id, GetBE(v, 0, 8), static_cast<uint32_t>(GetBE(v, 8, 4))});
   }
   return out;
 }
@@ -199,7 +244,7 @@ absl::Status ModelStore::Read(const Digest& d, std::string* out) {
       return absl::OkStatus();
     }
     // Changed or gone since it was written: only a refetch is lost.
-    CAIRN_RETURN_IF_ERROR(DropEntry(LocalKey(d, FileId(loc.path))));
+    CAIRN_RETURN_IF_ERROR(DropEntry(LocalKey(d, loc.file_id)));
   }
   out->clear();
   return absl::NotFoundError("chunk " + DigestName(d) + " is in no local file");
@@ -207,26 +252,45 @@ absl::Status ModelStore::Read(const Digest& d, std::string* out) {
 
 absl::Status ModelStore::AddLocations(const std::string& path, const std::vector<ChunkAt>& chunks) {
   if (chunks.empty()) return absl::OkStatus();
-  std::string id = FileId(path);
   std::vector<WriteOp> ops;
-  ops.reserve(chunks.size() + 1);
-  ops.push_back(WriteOp{Table::kState, FileKey(id), path});
+  ops.reserve(chunks.size() + 2);
+  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/true, &ops));
   for (const auto& c : chunks) {
     std::string v;
     PutBE(&v, c.offset, 8);
     PutBE(&v, c.length, 4);
     ops.push_back(WriteOp{Table::kLocal, LocalKey(c.digest, id), std::move(v)});
   }
-  return meta_->Commit(ops, /*sync=*/false);
+  absl::Status st = meta_->Commit(ops, /*sync=*/false);
+  if (!st.ok()) ids_.erase(path);  // a new id may not have been written
+  return st;
 }
 
 absl::Status ModelStore::DropLocations(const std::string& path,
                                        const std::vector<Digest>& digests) {
-  std::string id = FileId(path);
+  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
+  if (id.empty()) return absl::OkStatus();
   std::vector<WriteOp> ops;
   for (const auto& d : digests)
     ops.push_back(WriteOp{Table::kLocal, LocalKey(d, id), std::nullopt});
   if (ops.empty()) return absl::OkStatus();
+  return meta_->Commit(ops, /*sync=*/false);
+}
+
+absl::Status ModelStore::RenameFile(const std::string& from, const std::string& to) {
+  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(from, /*create=*/false));
+  CAIRN_ASSIGN_OR_RETURN(std::string replaced, IdOf(to, /*create=*/false));
+  if (id.empty() || id == replaced) return absl::OkStatus();
+  std::vector<WriteOp> ops;
+  // The replaced file's entries lose their file: Find drops them as met.
+  if (!replaced.empty()) ops.push_back(WriteOp{Table::kState, FileKey(replaced), std::nullopt});
+  ops.push_back(WriteOp{Table::kState, PathKey(from), std::nullopt});
+  ops.push_back(WriteOp{Table::kState, PathKey(to), id});
+  ops.push_back(WriteOp{Table::kState, FileKey(id), to});
+  ids_.erase(from);
+  ids_.erase(to);
+  files_.erase(id);
+  if (!replaced.empty()) files_.erase(replaced);
   return meta_->Commit(ops, /*sync=*/false);
 }
 
@@ -397,7 +461,16 @@ absl::Status ModelStore::Remove(const std::string& digest) {
           std::memcpy(d.data(), c.digest().data(), 32);
           ds.push_back(d);
         }
-        CAIRN_RETURN_IF_ERROR(DropLocations(r.dir + "/" + f.path(), ds));
+        const std::string path = r.dir + "/" + f.path();
+        CAIRN_RETURN_IF_ERROR(DropLocations(path, ds));
+        CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
+        if (!id.empty()) {
+          CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kState, PathKey(path), std::nullopt},
+                                               WriteOp{Table::kState, FileKey(id), std::nullopt}},
+                                              false));
+          ids_.erase(path);
+          files_.erase(id);
+        }
       }
     }
   }

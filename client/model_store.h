@@ -12,6 +12,10 @@
 //     kLocal     digest(32) fileid(8) -> offset(8) length(4), big-endian: a
 //                file holds the chunk there (as of when it was written)
 //     kState     "file" fileid(8)     -> the file's absolute path
+//                "path" path          -> its fileid (random; a file renamed
+//                into place keeps its id, so its entries are written once;
+//                a path with no such record has the id SHA-256(path)[0, 8),
+//                as stores made before had)
 //     kObjects   chunk list digest name -> its bytes (checked on every read)
 //     kEnvelopes manifest digest name   -> signed manifest envelope
 //     kTags      name \0 tag            -> the last signed tag verified
@@ -30,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "cairn/hash.h"
 #include "cairn/objects.h"
@@ -48,6 +53,7 @@ class ModelStore {
  public:
   struct Location {
     std::string path;
+    std::string file_id;  // 8 bytes
     uint64_t offset = 0;
     uint32_t length = 0;
   };
@@ -89,6 +95,10 @@ class ModelStore {
   absl::Status AddLocations(const std::string& path, const std::vector<ChunkAt>& chunks);
   // Forgets that `path` holds `digests`.
   absl::Status DropLocations(const std::string& path, const std::vector<Digest>& digests);
+  // The file at `from` was renamed to `to` (replacing what was there): its
+  // locations now name `to`, in one small write whatever its size; the
+  // locations of the file it replaced are forgotten.
+  absl::Status RenameFile(const std::string& from, const std::string& to);
   // Forgets every location whose file is gone or changed (re-reads all of
   // them). Returns how many entries were dropped and how many checked.
   absl::Status Scrub(uint64_t* dropped, uint64_t* checked);
@@ -128,9 +138,22 @@ class ModelStore {
  private:
   ModelStore(std::string dir, std::unique_ptr<MetaStore> meta);
   absl::Status DropEntry(const std::string& key);
+  // The id of the file at `path`; with `create`, a new one when it has none
+  // (written with `ops`, which the caller commits).
+  absl::StatusOr<std::string> IdOf(const std::string& path, bool create,
+                                   std::vector<WriteOp>* ops = nullptr);
+  // The path of file id `id` and whether it existed when first asked in
+  // this process ("" when the id names no file).
+  struct KnownFile {
+    std::string path;
+    bool exists = false;
+  };
+  absl::StatusOr<KnownFile> FileOf(const std::string& id);
 
   std::string dir_;
   std::unique_ptr<MetaStore> meta_;
+  absl::flat_hash_map<std::string, std::string> ids_;  // path -> id, as written here
+  absl::flat_hash_map<std::string, KnownFile> files_;  // id -> file, as looked up
 };
 
 // Bytes the files under `path` occupy on disk (st_blocks), not following

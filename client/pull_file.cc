@@ -26,8 +26,11 @@ using cairn::v1::ChunkList;
 namespace {
 
 constexpr uint64_t kBlock = 4096;
-// Shorter runs of local chunks are copied: a clone saves little there.
+// Shorter runs of local chunks are copied through user space (a kernel copy
+// saves little there); with reflinks, any run holding two whole blocks is
+// cloned, since a copied block costs its disk space again.
 constexpr uint64_t kMinClone = 256 << 10;
+constexpr uint64_t kMinReflink = 2 * kBlock;
 constexpr uint64_t kReadBatch = 8 << 20;
 
 Digest DigestOf(const cairn::v1::ChunkRef& c) {
@@ -313,7 +316,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         }
         no_run_until = run_end;
       }
-      if (run_len >= kMinClone) {
+      if (run_len >= (run.try_reflink ? kMinReflink : kMinClone)) {
         // The run is placed by the kernel (a clone of the whole blocks, or a
         // page-cache copy), then every chunk is read back where it now lies
         // and verified; the edges a clone leaves, and any chunk that does
@@ -474,13 +477,12 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
     }
   }
   if (o.fsync && ::fdatasync(out.fd) != 0) return fail(ErrnoStatus(errno, "fdatasync " + f.path()));
+  st = index_placed();  // all of them, under the temporary name until renamed
+  if (!st.ok()) return fail(st);
   if (::renameat(dfd.fd, tmp.c_str(), dfd.fd, base.c_str()) != 0) {
     return fail(ErrnoStatus(errno, "cannot rename into place " + f.path()));
   }
-  std::vector<Digest> ds;
-  for (const auto& p : placed) ds.push_back(p.digest);
-  CAIRN_RETURN_IF_ERROR(store->AddLocations(final_abs, placed));
-  CAIRN_RETURN_IF_ERROR(store->DropLocations(tmp_abs, ds));
+  CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs));
   res.files++;
   return absl::OkStatus();
 }

@@ -14,6 +14,15 @@ constexpr const char* kTableNames[] = {"objects",  "staging", "envelopes", "rele
                                        "children", "state",   "feed",      "local"};
 static_assert(std::size(kTableNames) == static_cast<size_t>(Table::kCount));
 
+// The client's index keeps its write-ahead logs unflushed from run to run
+// (OpenRocksMetaStore); a log is deleted only once every column family
+// holding entries in it was flushed, which happened only when one filled its
+// write buffer, and every command replayed all the kept logs at open (6 MB
+// after six 1 GiB pulls: `cairn ls` took 0.10 s, 0.05 s once flushed). Past
+// this many bytes of logs a close flushes (about once per 2 GiB pulled), and
+// within one run RocksDB flushes the families holding the oldest log.
+constexpr uint64_t kSmallWalCap = 2 << 20;
+
 class RocksMetaStore final : public MetaStore {
  public:
   RocksMetaStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> cfs,
@@ -22,8 +31,11 @@ class RocksMetaStore final : public MetaStore {
   ~RocksMetaStore() override {
     // Everything in table files at a clean close (a node): RepairDB, the last
     // resort after a lost MANIFEST, drops column families that live only in
-    // the WAL. Not the client's small index (see OpenRocksMetaStore).
-    if (flush_on_close_) db_->Flush(rocksdb::FlushOptions(), cfs_).PermitUncheckedError();
+    // the WAL. Not the client's small index (see OpenRocksMetaStore) unless
+    // its logs passed kSmallWalCap.
+    if (flush_on_close_ || WalBytes() > kSmallWalCap) {
+      db_->Flush(rocksdb::FlushOptions(), cfs_).PermitUncheckedError();
+    }
     for (auto* h : cfs_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
 
@@ -66,6 +78,13 @@ class RocksMetaStore final : public MetaStore {
   }
 
  private:
+  uint64_t WalBytes() {
+    rocksdb::VectorLogPtr logs;
+    if (!db_->GetSortedWalFiles(logs).ok()) return 0;
+    uint64_t total = 0;
+    for (const auto& l : logs) total += l->SizeFileBytes();
+    return total;
+  }
   rocksdb::ColumnFamilyHandle* Cf(Table t) { return cfs_[static_cast<int>(t) + 1]; }
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // [0] is "default"
@@ -106,6 +125,8 @@ absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string&
     // waited behind the others' writeback in every one of them).
     o.avoid_flush_during_shutdown = true;
     o.avoid_flush_during_recovery = true;
+    // ...but not for ever (kSmallWalCap).
+    o.max_total_wal_size = kSmallWalCap;
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descs = Families(small);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
