@@ -179,6 +179,7 @@ struct PullOptions {
   std::vector<std::string> files, include, exclude;
   // Also re-read each assembled file and compare its whole SHA-256 with the
   // manifest's (every chunk is verified either way; see docs/security.md).
+  // Also re-hash local chunks from files whose fingerprint is unchanged.
   bool paranoid = false;
   // With the store: evict least recently used releases until it fits
   // (0: no limit).
@@ -221,6 +222,9 @@ struct PullResult {
   std::string tag_path;  // in the store, pulled through a tag: its stable link
   uint64_t bytes_total = 0, bytes_fetched = 0, bytes_local = 0;
   uint64_t chunks_total = 0, chunks_fetched = 0, chunks_local = 0;
+  // Of bytes_local: taken from files whose fingerprint was the one recorded
+  // when cairn wrote or verified them, without reading them back.
+  uint64_t bytes_local_unread = 0;
   uint64_t files = 0;
   // Chunk lists that came with the resolve answer / were asked for one by one.
   uint64_t lists_carried = 0, lists_fetched = 0;

@@ -46,6 +46,7 @@ std::string LegacyId(const std::string& path) {
   return std::string(DigestBytes(Sha256Of(path)).substr(0, 8));
 }
 std::string PathKey(const std::string& path) { return std::string(kPathPrefix) + path; }
+std::string StatKey(const std::string& file_id) { return "stat" + file_id; }
 std::string LocalKey(const Digest& d, const std::string& file_id) {
   return std::string(DigestBytes(d)) + file_id;
 }
@@ -205,8 +206,39 @@ absl::StatusOr<ModelStore::KnownFile> ModelStore::FileOf(const std::string& id) 
     f.path = *path;
     struct stat st;
     f.exists = ::stat(f.path.c_str(), &st) == 0 || errno != ENOENT;
+    auto fp = meta_->Get(Table::kState, StatKey(id));
+    if (fp.ok()) f.fingerprint = *fp;
   }
   return files_[id] = f;
+}
+
+std::string ModelStore::Fingerprint(const struct stat& st) {
+  std::string fp;
+  PutBE(&fp, static_cast<uint64_t>(st.st_dev), 8);
+  PutBE(&fp, static_cast<uint64_t>(st.st_ino), 8);
+  PutBE(&fp, static_cast<uint64_t>(st.st_size), 8);
+  PutBE(&fp, static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, 8);
+  PutBE(&fp, static_cast<uint64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec, 8);
+  return fp;
+}
+
+absl::Status ModelStore::NoteKnownGood(const std::string& path, const struct stat& st) {
+  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
+  if (id.empty()) return absl::OkStatus();
+  files_.erase(id);
+  return meta_->Commit({WriteOp{Table::kState, StatKey(id), Fingerprint(st)}}, false);
+}
+
+absl::StatusOr<std::string> ModelStore::RecordedFingerprint(const std::string& path) {
+  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
+  if (id.empty()) return std::string();
+  CAIRN_ASSIGN_OR_RETURN(KnownFile f, FileOf(id));
+  return f.path == path ? f.fingerprint : std::string();
+}
+
+absl::Status ModelStore::Distrust(const std::string& id) {
+  if (auto it = files_.find(id); it != files_.end()) it->second.fingerprint.clear();
+  return meta_->Commit({WriteOp{Table::kState, StatKey(id), std::nullopt}}, false);
 }
 
 absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::Find(const Digest& d) {
@@ -225,7 +257,8 @@ absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::Find(const Digest&
       CAIRN_RETURN_IF_ERROR(DropEntry(LocalKey(d, id)));
       continue;
     }
-    out.push_back({f.path, id, GetBE(v, 0, 8), static_cast<uint32_t>(GetBE(v, 8, 4))});
+    out.push_back(
+        {f.path, id, f.fingerprint, GetBE(v, 0, 8), static_cast<uint32_t>(GetBE(v, 8, 4))});
   }
   return out;
 }
@@ -245,6 +278,7 @@ absl::Status ModelStore::Read(const Digest& d, std::string* out) {
     }
     // Changed or gone since it was written: only a refetch is lost.
     CAIRN_RETURN_IF_ERROR(DropEntry(LocalKey(d, loc.file_id)));
+    CAIRN_RETURN_IF_ERROR(Distrust(loc.file_id));
   }
   out->clear();
   return absl::NotFoundError("chunk " + DigestName(d) + " is in no local file");
@@ -277,7 +311,8 @@ absl::Status ModelStore::DropLocations(const std::string& path,
   return meta_->Commit(ops, /*sync=*/false);
 }
 
-absl::Status ModelStore::RenameFile(const std::string& from, const std::string& to) {
+absl::Status ModelStore::RenameFile(const std::string& from, const std::string& to,
+                                    const struct stat* known_good) {
   CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(from, /*create=*/false));
   CAIRN_ASSIGN_OR_RETURN(std::string replaced, IdOf(to, /*create=*/false));
   if (id.empty() || id == replaced) return absl::OkStatus();
@@ -287,6 +322,9 @@ absl::Status ModelStore::RenameFile(const std::string& from, const std::string& 
   ops.push_back(WriteOp{Table::kState, PathKey(from), std::nullopt});
   ops.push_back(WriteOp{Table::kState, PathKey(to), id});
   ops.push_back(WriteOp{Table::kState, FileKey(id), to});
+  ops.push_back(
+      WriteOp{Table::kState, StatKey(id),
+              known_good ? std::optional<std::string>(Fingerprint(*known_good)) : std::nullopt});
   ids_.erase(from);
   ids_.erase(to);
   files_.erase(id);
@@ -319,6 +357,7 @@ absl::Status ModelStore::Scrub(uint64_t* dropped, uint64_t* checked) {
     }
     if (!good) {
       CAIRN_RETURN_IF_ERROR(DropEntry(k));
+      if (k.size() == 40) CAIRN_RETURN_IF_ERROR(Distrust(k.substr(32)));
       ++*dropped;
     }
   }
@@ -466,7 +505,8 @@ absl::Status ModelStore::Remove(const std::string& digest) {
         CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
         if (!id.empty()) {
           CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kState, PathKey(path), std::nullopt},
-                                               WriteOp{Table::kState, FileKey(id), std::nullopt}},
+                                               WriteOp{Table::kState, FileKey(id), std::nullopt},
+                                               WriteOp{Table::kState, StatKey(id), std::nullopt}},
                                               false));
           ids_.erase(path);
           files_.erase(id);

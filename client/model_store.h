@@ -16,6 +16,9 @@
 //                into place keeps its id, so its entries are written once;
 //                a path with no such record has the id SHA-256(path)[0, 8),
 //                as stores made before had)
+//                "stat" fileid(8)     -> the file's fingerprint (device,
+//                inode, size, modification and change times, ns) when
+//                cairn last wrote or verified all of it (see Fingerprint)
 //     kObjects   chunk list digest name -> its bytes (checked on every read)
 //     kEnvelopes manifest digest name   -> signed manifest envelope
 //     kTags      name \0 tag            -> the last signed tag verified
@@ -26,6 +29,8 @@
 // stale entries are dropped). Files of `--out` trees are indexed too.
 // One process at a time opens a store (RocksDB's lock); Open waits for it.
 #pragma once
+
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <functional>
@@ -53,7 +58,8 @@ class ModelStore {
  public:
   struct Location {
     std::string path;
-    std::string file_id;  // 8 bytes
+    std::string file_id;      // 8 bytes
+    std::string fingerprint;  // as recorded when all of the file was known good; "" if never
     uint64_t offset = 0;
     uint32_t length = 0;
   };
@@ -97,8 +103,22 @@ class ModelStore {
   absl::Status DropLocations(const std::string& path, const std::vector<Digest>& digests);
   // The file at `from` was renamed to `to` (replacing what was there): its
   // locations now name `to`, in one small write whatever its size; the
-  // locations of the file it replaced are forgotten.
-  absl::Status RenameFile(const std::string& from, const std::string& to);
+  // locations of the file it replaced are forgotten. With `known_good`
+  // (its fstat after the rename), every byte of it is as cairn wrote and
+  // verified it at that moment: recorded as its fingerprint.
+  absl::Status RenameFile(const std::string& from, const std::string& to,
+                          const struct stat* known_good = nullptr);
+  // Records that every indexed chunk of the file at `path` was verified
+  // while it had `st` (its fingerprint).
+  absl::Status NoteKnownGood(const std::string& path, const struct stat& st);
+  // A file's fingerprint: device, inode, size, and the modification and
+  // change times in ns. Any write through the file system changes the
+  // change time (which no user can set); a later pull that finds a file's
+  // fingerprint unchanged may take its chunks without hashing them again
+  // (PullOptions::verify_local).
+  static std::string Fingerprint(const struct stat& st);
+  // The fingerprint recorded for the file at `path` ("" if none).
+  absl::StatusOr<std::string> RecordedFingerprint(const std::string& path);
   // Forgets every location whose file is gone or changed (re-reads all of
   // them). Returns how many entries were dropped and how many checked.
   absl::Status Scrub(uint64_t* dropped, uint64_t* checked);
@@ -147,7 +167,10 @@ class ModelStore {
   struct KnownFile {
     std::string path;
     bool exists = false;
+    std::string fingerprint;
   };
+  // Forgets the fingerprint of file `id` (a chunk of it did not verify).
+  absl::Status Distrust(const std::string& id);
   absl::StatusOr<KnownFile> FileOf(const std::string& id);
 
   std::string dir_;

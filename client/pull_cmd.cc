@@ -31,8 +31,8 @@ PullCommands::PullCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
   pull_->add_flag("--offline", pl_.offline,
                   "use no node: restore from files already in the store, verified");
   pull_->add_flag("--paranoid", pl_.paranoid,
-                  "also re-read each file and check its whole SHA-256 (every chunk is verified "
-                  "anyway)");
+                  "re-hash every chunk taken from a local file, even one unchanged since cairn "
+                  "wrote it, and re-read each file to check its whole SHA-256");
   pull_->add_option("--progress", progress_, "auto (a bar on a terminal), bar, lines, none")
       ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
   pull_->add_flag("--force", pl_.force,
@@ -152,6 +152,7 @@ int PullCommands::Run() {
                  {"bytes_total", r->bytes_total},
                  {"bytes_fetched", r->bytes_fetched},
                  {"bytes_local", r->bytes_local},
+                 {"bytes_local_unread", r->bytes_local_unread},
                  {"chunks_total", r->chunks_total},
                  {"chunks_fetched", r->chunks_fetched},
                  {"chunks_local", r->chunks_local},

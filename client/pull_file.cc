@@ -122,20 +122,32 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   res.chunks_total += cl.chunks_size();
 
   // Already in place (a second pull of the same release): re-indexed only.
+  // Its chunks are re-hashed unless cairn wrote or verified all of it and
+  // its fingerprint has not changed since (nor does --paranoid ask).
   {
     Fd have(::openat(dfd.fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     struct stat st;
+    auto unchanged = [&] {
+      auto fp = store->RecordedFingerprint(final_abs);
+      return !o.paranoid && fp.ok() && !fp->empty() && *fp == ModelStore::Fingerprint(st);
+    };
+    bool known = false;
     if (have.fd >= 0 && ::fstat(have.fd, &st) == 0 && S_ISREG(st.st_mode) &&
-        static_cast<uint64_t>(st.st_size) == f.size() && HoldsChunks(have.fd, cl)) {
-      std::vector<ChunkAt> at;
-      uint64_t off = 0;
-      for (const auto& c : cl.chunks()) {
-        at.push_back({DigestOf(c), off, c.length()});
-        off += c.length();
+        static_cast<uint64_t>(st.st_size) == f.size() &&
+        ((known = unchanged()) || HoldsChunks(have.fd, cl))) {
+      if (!known) {  // (a known file's locations are in the index already)
+        std::vector<ChunkAt> at;
+        uint64_t off = 0;
+        for (const auto& c : cl.chunks()) {
+          at.push_back({DigestOf(c), off, c.length()});
+          off += c.length();
+        }
+        CAIRN_RETURN_IF_ERROR(store->AddLocations(final_abs, at));
+        CAIRN_RETURN_IF_ERROR(store->NoteKnownGood(final_abs, st));
       }
-      CAIRN_RETURN_IF_ERROR(store->AddLocations(final_abs, at));
       res.chunks_local += cl.chunks_size();
       res.bytes_local += f.size();
+      if (known) res.bytes_local_unread += f.size();
       res.files++;
       run.progress->Add(f.size());
       return absl::OkStatus();
@@ -280,7 +292,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       // again (no_run_until), so a file costs one pass of lookups.
       uint64_t run_len = 0;
       int run_end = i;
-      std::string src_path;
+      std::string src_path, src_fp;
       uint64_t src_off = 0;
       if ((run.try_reflink || run.try_copy_range) && i >= no_run_until) {
         if (auto locs = local.find(d); locs != local.end()) {
@@ -308,6 +320,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
             if (rank > best_rank || (rank == best_rank && len > run_len)) {
               best_rank = rank;
               src_path = l.path;
+              src_fp = l.fingerprint;
               src_off = l.offset;
               run_len = len;
               run_end = end;
@@ -323,7 +336,23 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         // not verify, are written from verified bytes.
         absl::Status st = w.Flush();
         if (!st.ok()) return fail(Annotate(st, "writing " + f.path()));
+        std::vector<uint64_t> offs;
         Fd src = OpenRegular(src_path);
+        // A source cairn wrote or verified whole, unchanged since (same
+        // fingerprint before and after the copy), is not read back: the
+        // kernel placed the bytes that were verified (docs/security.md).
+        auto unchanged = [&] {
+          struct stat st;
+          return !o.paranoid && !src_fp.empty() && src.fd >= 0 && ::fstat(src.fd, &st) == 0 &&
+                 ModelStore::Fingerprint(st) == src_fp;
+        };
+        const bool trusted = unchanged();
+        auto mark_placed = [&](uint64_t from, uint64_t to) {
+          for (size_t k = 0; k < check.size(); ++k) {
+            check[k].ok = offs[k] >= from && offs[k] + check[k].length <= to;
+            if (check[k].ok) res.bytes_local_unread += check[k].length;
+          }
+        };
         uint64_t a = (at + kBlock - 1) / kBlock * kBlock;
         uint64_t b = (at + run_len) / kBlock * kBlock;
         bool placed_run = false;
@@ -337,7 +366,6 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
           if (placed_run) run.bytes_cloned += b - a;
           if (!placed_run && errno != EIO && errno != ENOSPC) run.try_reflink = false;
         }
-        std::vector<uint64_t> offs;
         uint64_t off = at;
         size_t count = 0;
         for (int k = i; k < run_end; ++k, ++count) {
@@ -350,27 +378,33 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         }
         check.resize(count);
         if (placed_run) {
-          VerifyInPlace(out.fd, offs, a, b, &check);
+          if (trusted && unchanged()) {
+            mark_placed(a, b);
+          } else {
+            VerifyInPlace(out.fd, offs, a, b, &check);
+          }
         } else if (src.fd >= 0 && run.try_copy_range) {
           // A page-cache copy in 32 MiB steps, each verified on another
-          // thread while the next is copied.
+          // thread while the next is copied (unless the source is trusted).
           std::mutex mu;
           std::condition_variable cv;
           bool copy_done = false;
           uint64_t copied_to = at;
-          std::thread verifier([&] {
-            std::string buf;
-            for (size_t k = 0; k < check.size(); ++k) {
-              {
-                std::unique_lock<std::mutex> l(mu);
-                cv.wait(l, [&] { return copy_done || copied_to >= offs[k] + check[k].length; });
-                if (copied_to < offs[k] + check[k].length) break;  // the copy stopped short
+          std::thread verifier;
+          if (!trusted)
+            verifier = std::thread([&] {
+              std::string buf;
+              for (size_t k = 0; k < check.size(); ++k) {
+                {
+                  std::unique_lock<std::mutex> l(mu);
+                  cv.wait(l, [&] { return copy_done || copied_to >= offs[k] + check[k].length; });
+                  if (copied_to < offs[k] + check[k].length) break;  // the copy stopped short
+                }
+                buf.resize(check[k].length);
+                check[k].ok = PreadAll(out.fd, buf.data(), buf.size(), offs[k]).ok() &&
+                              Sha256Of(buf) == check[k].digest;
               }
-              buf.resize(check[k].length);
-              check[k].ok = PreadAll(out.fd, buf.data(), buf.size(), offs[k]).ok() &&
-                            Sha256Of(buf) == check[k].digest;
-            }
-          });
+            });
           loff_t in_off = static_cast<loff_t>(src_off), out_off = static_cast<loff_t>(at);
           for (uint64_t left = run_len; left > 0;) {
             ssize_t got = ::copy_file_range(src.fd, &in_off, out.fd, &out_off,
@@ -389,7 +423,13 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
             copy_done = true;
             cv.notify_all();
           }
-          verifier.join();
+          if (verifier.joinable()) {
+            verifier.join();
+          } else if (unchanged()) {
+            mark_placed(at, copied_to);
+          } else {
+            VerifyInPlace(out.fd, offs, at, copied_to, &check);
+          }
           // What was not copied is written from verified bytes below.
           placed_run = copied_to > at;
         }
@@ -482,7 +522,11 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   if (::renameat(dfd.fd, tmp.c_str(), dfd.fd, base.c_str()) != 0) {
     return fail(ErrnoStatus(errno, "cannot rename into place " + f.path()));
   }
-  CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs));
+  // Every byte of it was verified or placed from a verified, unchanged file:
+  // its fingerprint now lets a later pull take its chunks without a re-read.
+  struct stat done;
+  const bool stat_ok = ::fstat(out.fd, &done) == 0;
+  CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs, stat_ok ? &done : nullptr));
   res.files++;
   return absl::OkStatus();
 }

@@ -29,6 +29,15 @@ grep -q "pulled acme/m 1.0" "$T/pull1.err" || fail "no summary on stderr"
 ino=$(stat -c %i "$P1/model.safetensors")
 "$CAIRN" pull acme/m --json >"$T/again.json" || fail "second pull"
 [ "$(jqr .chunks_fetched "$T/again.json")" = 0 ] || fail "second pull fetched chunks"
+# (and read nothing back: the file is as cairn wrote it, by its fingerprint)
+[ "$(jqr .bytes_local_unread "$T/again.json")" = "$(jqr .bytes_total "$T/again.json")" ] ||
+  fail "second pull re-read its unchanged files: $(cat "$T/again.json")"
+# A plain tree from the store's unchanged files: copied, not re-read.
+"$CAIRN" pull acme/m --out "$T/plain" --json >"$T/plain.json" || fail "pull --out from local files"
+[ "$(jqr .bytes_fetched "$T/plain.json")" = 0 ] || fail "pull --out fetched"
+[ "$(jqr .bytes_local_unread "$T/plain.json")" -gt 0 ] || fail "pull --out re-read unchanged files"
+cmp -s "$T/plain/model.safetensors" "$T/m1/model.safetensors" || fail "pull --out from local files differs"
+rm -rf "$T/plain"
 [ "$(stat -c %i "$P1/model.safetensors")" = "$ino" ] || fail "second pull rewrote the file"
 
 # A derivative: only its changed chunks come over the wire, and the store
@@ -117,7 +126,16 @@ grep -q "never pulled into the store" "$T/never.err" || fail "wrong offline erro
 "$CAIRN" ls --local acme/m --json | jq -e 'map(.version) == ["1.0","2.0"]' >/dev/null || fail "ls --local acme/m"
 "$CAIRN" ls --local | grep -Eq "20[0-9]{2}-[0-9]{2}-[0-9]{2}T" || fail "ls --local has no ISO time"
 # A file changed in the store: verify names it; pulling the release repairs it.
+# The change keeps the file's size and modification time: a local pull takes
+# chunks from a file unread only while its fingerprint (which includes the
+# change time) is the one recorded when cairn wrote it; here it must re-read,
+# find the damage and take the chunk from the other release's file.
+touch -r "$P2/model.safetensors" "$T/mtime.ref"
 printf 'XXXX' | dd of="$P2/model.safetensors" bs=1 seek=100 conv=notrunc status=none
+touch -r "$T/mtime.ref" "$P2/model.safetensors"
+"$CAIRN" pull acme/m@2.0 --offline --out "$T/off2" --json >"$T/off2.json" || fail "offline restore past a changed file"
+cmp -s "$T/off2/model.safetensors" "$T/m2/model.safetensors" || fail "a local pull copied a changed file's bytes"
+rm -rf "$T/off2"
 "$CAIRN" cache verify >"$T/verify.out" 2>&1 && fail "cache verify passed a damaged file"
 grep -q "DAMAGED acme/m 2.0" "$T/verify.out" || fail "cache verify: $(cat "$T/verify.out")"
 node_start a  # again, on the same data
