@@ -47,6 +47,7 @@ std::string LegacyId(const std::string& path) {
 }
 std::string PathKey(const std::string& path) { return std::string(kPathPrefix) + path; }
 std::string StatKey(const std::string& file_id) { return "stat" + file_id; }
+std::string RootKey(const std::string& root) { return "root" + root + '\0'; }
 std::string LocalKey(const Digest& d, const std::string& file_id) {
   return std::string(DigestBytes(d)) + file_id;
 }
@@ -234,6 +235,33 @@ absl::StatusOr<std::string> ModelStore::RecordedFingerprint(const std::string& p
   if (id.empty()) return std::string();
   CAIRN_ASSIGN_OR_RETURN(KnownFile f, FileOf(id));
   return f.path == path ? f.fingerprint : std::string();
+}
+
+absl::Status ModelStore::NoteRoot(const std::string& root, const std::string& path) {
+  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
+  if (id.empty()) return absl::OkStatus();
+  return meta_->Commit({WriteOp{Table::kState, RootKey(root) + id, ""}}, false);
+}
+
+absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::FilesWithRoot(
+    const std::string& root) {
+  std::vector<std::string> ids;
+  const std::string prefix = RootKey(root);
+  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kState, prefix, [&](auto k, auto) {
+    if (k.size() == prefix.size() + 8) ids.emplace_back(k.substr(prefix.size()));
+    return ids.size() < 16;
+  }));
+  std::vector<Location> out;
+  for (const auto& id : ids) {
+    CAIRN_ASSIGN_OR_RETURN(KnownFile f, FileOf(id));
+    if (!f.exists) {
+      CAIRN_RETURN_IF_ERROR(
+          meta_->Commit({WriteOp{Table::kState, prefix + id, std::nullopt}}, false));
+      continue;
+    }
+    if (!f.fingerprint.empty()) out.push_back({f.path, id, f.fingerprint, 0, 0});
+  }
+  return out;
 }
 
 absl::Status ModelStore::Distrust(const std::string& id) {

@@ -19,6 +19,8 @@
 //                "stat" fileid(8)     -> the file's fingerprint (device,
 //                inode, size, modification and change times, ns) when
 //                cairn last wrote or verified all of it (see Fingerprint)
+//                "root" root-name \0 fileid -> "": that file, when it had its
+//                fingerprint, held exactly the file whose chunk list is root
 //     kObjects   chunk list digest name -> its bytes (checked on every read)
 //     kEnvelopes manifest digest name   -> signed manifest envelope
 //     kTags      name \0 tag            -> the last signed tag verified
@@ -117,6 +119,13 @@ class ModelStore {
   // fingerprint unchanged may take its chunks without hashing them again
   // (PullOptions::verify_local).
   static std::string Fingerprint(const struct stat& st);
+  // Records that the file at `path` (fingerprint recorded) holds exactly the
+  // file whose chunk list digest is `root` ("sha256:...").
+  absl::Status NoteRoot(const std::string& root, const std::string& path);
+  // Existing files recorded as holding the file with chunk list `root`, with
+  // their fingerprints (offset 0, length 0); records of files gone are
+  // dropped.
+  absl::StatusOr<std::vector<Location>> FilesWithRoot(const std::string& root);
   // The fingerprint recorded for the file at `path` ("" if none).
   absl::StatusOr<std::string> RecordedFingerprint(const std::string& path);
   // Forgets every location whose file is gone or changed (re-reads all of

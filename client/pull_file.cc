@@ -144,6 +144,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         }
         CAIRN_RETURN_IF_ERROR(store->AddLocations(final_abs, at));
         CAIRN_RETURN_IF_ERROR(store->NoteKnownGood(final_abs, st));
+        CAIRN_RETURN_IF_ERROR(store->NoteRoot(f.root(), final_abs));
       }
       res.chunks_local += cl.chunks_size();
       res.bytes_local += f.size();
@@ -153,6 +154,10 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       return absl::OkStatus();
     }
   }
+
+  // A local file holding all of it, unchanged: one copy or clone.
+  CAIRN_ASSIGN_OR_RETURN(bool whole, PlaceWholeFile(run, dfd.fd, dir_abs, base, f, cl));
+  if (whole) return absl::OkStatus();
 
   // Which chunks come from the nodes: those no local file holds.
   std::vector<ChunkWant> wanted;
@@ -527,6 +532,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   struct stat done;
   const bool stat_ok = ::fstat(out.fd, &done) == 0;
   CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs, stat_ok ? &done : nullptr));
+  if (stat_ok) CAIRN_RETURN_IF_ERROR(store->NoteRoot(f.root(), final_abs));
   res.files++;
   return absl::OkStatus();
 }

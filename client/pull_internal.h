@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "cairn/transport/fetcher.h"
 #include "client.h"
 #include "model_store.h"
@@ -45,5 +46,14 @@ struct PullRun {
 // kept as it is. Every chunk's place is recorded in the store.
 absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs,
                           const cairn::v1::FileEntry& f, const cairn::v1::ChunkList& cl);
+
+// Places `f` as `base` in `dir_fd` (absolute `dir_abs`) by one in-kernel copy
+// or clone of a local file that holds it whole (same chunk list), when that
+// file's fingerprint is the one recorded when cairn wrote or verified it,
+// before and after the copy (docs/security.md). False when no such file is
+// there (the caller assembles the file chunk by chunk).
+absl::StatusOr<bool> PlaceWholeFile(PullRun& run, int dir_fd, const std::string& dir_abs,
+                                    const std::string& base, const cairn::v1::FileEntry& f,
+                                    const cairn::v1::ChunkList& cl);
 
 }  // namespace cairn::client
