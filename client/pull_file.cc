@@ -41,6 +41,13 @@ Digest DigestOf(const cairn::v1::ChunkRef& c) {
 
 // Whether `fd` (of the signed size) already holds every chunk of `cl`, each
 // re-hashed: a pull of a release already in place rewrites nothing.
+// The device in a fingerprint (ModelStore::Fingerprint: its first 8 bytes).
+uint64_t DeviceOf(std::string_view fp) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(fp[i]);
+  return v;
+}
+
 bool HoldsChunks(int fd, const ChunkList& cl) {
   std::string buf;
   uint64_t off = 0;
@@ -238,6 +245,8 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   std::string data;
   int no_run_until = 0;
   std::vector<LocalRead> batch, check;  // reused, with their buffers
+  struct stat out_st;
+  const uint64_t out_dev = ::fstat(out.fd, &out_st) == 0 ? static_cast<uint64_t>(out_st.st_dev) : 0;
   // Places a chunk's verified bytes next in the file (moved out of `bytes`).
   auto emit = [&](const Digest& d, std::string& bytes) -> absl::Status {
     const uint64_t at = w.pos();
@@ -320,8 +329,11 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
               len += nc.length();
               ++end;
             }
+            // A clone also needs the source on this file system: one known
+            // to be (by its fingerprint's device) is preferred.
             const bool congruent = l.offset % kBlock == at % kBlock;
-            const int rank = (run.try_reflink && congruent ? 1 : 0);
+            const bool here = l.fingerprint.size() >= 8 && DeviceOf(l.fingerprint) == out_dev;
+            const int rank = run.try_reflink && congruent ? (here ? 2 : 1) : 0;
             if (rank > best_rank || (rank == best_rank && len > run_len)) {
               best_rank = rank;
               src_path = l.path;
@@ -369,7 +381,10 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
           fcr.dest_offset = a;
           placed_run = ::ioctl(out.fd, FICLONERANGE, &fcr) == 0;
           if (placed_run) run.bytes_cloned += b - a;
-          if (!placed_run && errno != EIO && errno != ENOSPC) run.try_reflink = false;
+          // (another file system refuses one source, not every clone)
+          if (!placed_run && errno != EIO && errno != ENOSPC && errno != EXDEV) {
+            run.try_reflink = false;
+          }
         }
         uint64_t off = at;
         size_t count = 0;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "cairn/status.h"
@@ -26,7 +27,8 @@ bool CopyWhole(PullRun& run, int src, int out, uint64_t size) {
       run.bytes_cloned += size;
       return true;
     }
-    if (errno != EIO && errno != ENOSPC) run.try_reflink = false;
+    // (a source on another file system refuses, not the file system)
+    if (errno != EIO && errno != ENOSPC && errno != EXDEV) run.try_reflink = false;
   }
   if (!run.try_copy_range) return false;
   loff_t in_off = 0, out_off = 0;
@@ -50,6 +52,15 @@ absl::StatusOr<bool> PlaceWholeFile(PullRun& run, int dir_fd, const std::string&
   if (o.paranoid || f.size() == 0) return false;
   ModelStore* store = run.store;
   CAIRN_ASSIGN_OR_RETURN(auto candidates, store->FilesWithRoot(f.root()));
+  // Those on the target's file system first (a clone shares their blocks).
+  struct stat dir_st;
+  if (::fstat(dir_fd, &dir_st) == 0) {
+    std::string dev;
+    for (int i = 7; i >= 0; --i)
+      dev.push_back(static_cast<char>((uint64_t(dir_st.st_dev) >> (8 * i)) & 0xff));
+    std::stable_partition(candidates.begin(), candidates.end(),
+                          [&](const auto& c) { return c.fingerprint.compare(0, 8, dev) == 0; });
+  }
   for (const auto& c : candidates) {
     Fd src = OpenRegular(c.path);
     struct stat st;

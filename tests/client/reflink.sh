@@ -48,4 +48,19 @@ u2=$(used)
 [ "$(jq -r .bytes_fetched "$T/p3.json")" = 0 ] || fail "plain pull fetched"
 [ $((u2 - u1)) -le 2000000 ] || fail "the plain tree took $((u2 - u1)) bytes: not cloned"
 cmp -s "$T/mnt/plain/model.safetensors" "$T/m2/model.safetensors" || fail "plain tree differs"
+# A store on another file system ($T) that also holds the base: plain trees
+# on XFS still clone, from the base's files there (a clone refused across
+# file systems once no longer turned clones off for the whole pull, and
+# sources on the target's file system come first).
+export CAIRN_STORE=$T/store2
+"$CAIRN" pull acme/m@1.0 --json >/dev/null || fail "base pull into the second store"
+"$CAIRN" pull acme/m@1.0 --out "$T/mnt/b2" --json >/dev/null || fail "base --out on XFS"
+u3=$(used)
+"$CAIRN" pull acme/m@2.0 --out "$T/mnt/d2" --json >"$T/p4.json" || fail "derivative --out on XFS"
+u4=$(used)
+changed=$(jq -r .bytes_fetched "$T/p4.json")
+echo "derivative beside a store elsewhere: ${changed} bytes changed (fetched), $((u4 - u3)) bytes added on XFS"
+[ $((u4 - u3)) -le $((changed * 105 / 100 + 1000000)) ] ||
+  fail "the derivative took $((u4 - u3)) bytes on XFS for $changed changed: not cloned"
+cmp -s "$T/mnt/d2/model.safetensors" "$T/m2/model.safetensors" || fail "derivative tree differs"
 echo "reflink.sh: OK"
