@@ -19,39 +19,15 @@
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "model_store_keys.h"
 #include "safe_fs.h"
 
 namespace cairn::client {
 
 namespace fs = std::filesystem;
+using namespace store_keys;  // NOLINT: this file is the store
 
 namespace {
-
-constexpr std::string_view kFilePrefix = "file";
-
-void PutBE(std::string* out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t GetBE(std::string_view in, size_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(in[at + i]);
-  return v;
-}
-
-constexpr std::string_view kPathPrefix = "path";
-
-// The id a path had in stores made before ids were allocated: the first 8
-// bytes of its SHA-256.
-std::string LegacyId(const std::string& path) {
-  return std::string(DigestBytes(Sha256Of(path)).substr(0, 8));
-}
-std::string PathKey(const std::string& path) { return std::string(kPathPrefix) + path; }
-std::string StatKey(const std::string& file_id) { return "stat" + file_id; }
-std::string RootKey(const std::string& root) { return "root" + root + '\0'; }
-std::string LocalKey(const Digest& d, const std::string& file_id) {
-  return std::string(DigestBytes(d)) + file_id;
-}
-std::string FileKey(const std::string& file_id) { return std::string(kFilePrefix) + file_id; }
 
 std::string Key2(const std::string& a, const std::string& b) { return a + '\0' + b; }
 
@@ -171,104 +147,6 @@ absl::StatusOr<bool> ModelStore::Has(const Digest& d) {
   return !locs.empty();
 }
 
-absl::StatusOr<std::string> ModelStore::IdOf(const std::string& path, bool create,
-                                             std::vector<WriteOp>* ops) {
-  if (auto it = ids_.find(path); it != ids_.end()) return it->second;
-  auto id = meta_->Get(Table::kState, PathKey(path));
-  if (id.ok() && id->size() == 8) return ids_[path] = *id;
-  if (!id.ok() && !absl::IsNotFound(id.status())) return id.status();
-  std::string legacy = LegacyId(path);
-  auto named = meta_->Get(Table::kState, FileKey(legacy));
-  if (named.ok() && *named == path) return ids_[path] = legacy;
-  if (!named.ok() && !absl::IsNotFound(named.status())) return named.status();
-  if (!create) return std::string();
-  // A new id no record uses (64 random bits: a clash is checked anyway).
-  std::random_device rd;
-  std::string fresh;
-  for (int tries = 0; tries < 8; ++tries) {
-    fresh.clear();
-    PutBE(&fresh, (uint64_t{rd()} << 32) | rd(), 8);
-    auto used = meta_->Get(Table::kState, FileKey(fresh));
-    if (absl::IsNotFound(used.status())) break;
-    if (!used.ok()) return used.status();
-  }
-  ops->push_back(WriteOp{Table::kState, PathKey(path), fresh});
-  ops->push_back(WriteOp{Table::kState, FileKey(fresh), path});
-  files_[fresh] = {path, true};
-  return ids_[path] = fresh;
-}
-
-absl::StatusOr<ModelStore::KnownFile> ModelStore::FileOf(const std::string& id) {
-  if (auto it = files_.find(id); it != files_.end()) return it->second;
-  KnownFile f;
-  auto path = meta_->Get(Table::kState, FileKey(id));
-  if (!path.ok() && !absl::IsNotFound(path.status())) return path.status();
-  if (path.ok()) {
-    f.path = *path;
-    struct stat st;
-    f.exists = ::stat(f.path.c_str(), &st) == 0 || errno != ENOENT;
-    auto fp = meta_->Get(Table::kState, StatKey(id));
-    if (fp.ok()) f.fingerprint = *fp;
-  }
-  return files_[id] = f;
-}
-
-std::string ModelStore::Fingerprint(const struct stat& st) {
-  std::string fp;
-  PutBE(&fp, static_cast<uint64_t>(st.st_dev), 8);
-  PutBE(&fp, static_cast<uint64_t>(st.st_ino), 8);
-  PutBE(&fp, static_cast<uint64_t>(st.st_size), 8);
-  PutBE(&fp, static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, 8);
-  PutBE(&fp, static_cast<uint64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec, 8);
-  return fp;
-}
-
-absl::Status ModelStore::NoteKnownGood(const std::string& path, const struct stat& st) {
-  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
-  if (id.empty()) return absl::OkStatus();
-  files_.erase(id);
-  return meta_->Commit({WriteOp{Table::kState, StatKey(id), Fingerprint(st)}}, false);
-}
-
-absl::StatusOr<std::string> ModelStore::RecordedFingerprint(const std::string& path) {
-  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
-  if (id.empty()) return std::string();
-  CAIRN_ASSIGN_OR_RETURN(KnownFile f, FileOf(id));
-  return f.path == path ? f.fingerprint : std::string();
-}
-
-absl::Status ModelStore::NoteRoot(const std::string& root, const std::string& path) {
-  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
-  if (id.empty()) return absl::OkStatus();
-  return meta_->Commit({WriteOp{Table::kState, RootKey(root) + id, ""}}, false);
-}
-
-absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::FilesWithRoot(
-    const std::string& root) {
-  std::vector<std::string> ids;
-  const std::string prefix = RootKey(root);
-  CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kState, prefix, [&](auto k, auto) {
-    if (k.size() == prefix.size() + 8) ids.emplace_back(k.substr(prefix.size()));
-    return ids.size() < 16;
-  }));
-  std::vector<Location> out;
-  for (const auto& id : ids) {
-    CAIRN_ASSIGN_OR_RETURN(KnownFile f, FileOf(id));
-    if (!f.exists) {
-      CAIRN_RETURN_IF_ERROR(
-          meta_->Commit({WriteOp{Table::kState, prefix + id, std::nullopt}}, false));
-      continue;
-    }
-    if (!f.fingerprint.empty()) out.push_back({f.path, id, f.fingerprint, 0, 0});
-  }
-  return out;
-}
-
-absl::Status ModelStore::Distrust(const std::string& id) {
-  if (auto it = files_.find(id); it != files_.end()) it->second.fingerprint.clear();
-  return meta_->Commit({WriteOp{Table::kState, StatKey(id), std::nullopt}}, false);
-}
-
 absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::Find(const Digest& d) {
   std::vector<std::pair<std::string, std::string>> entries;  // file id, value
   CAIRN_RETURN_IF_ERROR(meta_->Scan(Table::kLocal, DigestBytes(d), [&](auto k, auto v) {
@@ -339,27 +217,6 @@ absl::Status ModelStore::DropLocations(const std::string& path,
   return meta_->Commit(ops, /*sync=*/false);
 }
 
-absl::Status ModelStore::RenameFile(const std::string& from, const std::string& to,
-                                    const struct stat* known_good) {
-  CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(from, /*create=*/false));
-  CAIRN_ASSIGN_OR_RETURN(std::string replaced, IdOf(to, /*create=*/false));
-  if (id.empty() || id == replaced) return absl::OkStatus();
-  std::vector<WriteOp> ops;
-  // The replaced file's entries lose their file: Find drops them as met.
-  if (!replaced.empty()) ops.push_back(WriteOp{Table::kState, FileKey(replaced), std::nullopt});
-  ops.push_back(WriteOp{Table::kState, PathKey(from), std::nullopt});
-  ops.push_back(WriteOp{Table::kState, PathKey(to), id});
-  ops.push_back(WriteOp{Table::kState, FileKey(id), to});
-  ops.push_back(
-      WriteOp{Table::kState, StatKey(id),
-              known_good ? std::optional<std::string>(Fingerprint(*known_good)) : std::nullopt});
-  ids_.erase(from);
-  ids_.erase(to);
-  files_.erase(id);
-  if (!replaced.empty()) files_.erase(replaced);
-  return meta_->Commit(ops, /*sync=*/false);
-}
-
 absl::Status ModelStore::Scrub(uint64_t* dropped, uint64_t* checked) {
   *dropped = *checked = 0;
   std::vector<std::pair<std::string, std::string>> entries;
@@ -389,7 +246,9 @@ absl::Status ModelStore::Scrub(uint64_t* dropped, uint64_t* checked) {
       ++*dropped;
     }
   }
-  return absl::OkStatus();
+  // And the records of files gone (temporary files of failed pulls, files
+  // removed by hand): names, fingerprints, roots.
+  return SweepRecords(dropped);
 }
 
 // ---- metadata ----
@@ -530,15 +389,7 @@ absl::Status ModelStore::Remove(const std::string& digest) {
         }
         const std::string path = r.dir + "/" + f.path();
         CAIRN_RETURN_IF_ERROR(DropLocations(path, ds));
-        CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(path, /*create=*/false));
-        if (!id.empty()) {
-          CAIRN_RETURN_IF_ERROR(meta_->Commit({WriteOp{Table::kState, PathKey(path), std::nullopt},
-                                               WriteOp{Table::kState, FileKey(id), std::nullopt},
-                                               WriteOp{Table::kState, StatKey(id), std::nullopt}},
-                                              false));
-          ids_.erase(path);
-          files_.erase(id);
-        }
+        CAIRN_RETURN_IF_ERROR(ForgetPath(path));
       }
     }
   }

@@ -17,18 +17,21 @@
 //                a path with no such record has the id SHA-256(path)[0, 8),
 //                as stores made before had)
 //                "stat" fileid(8)     -> the file's fingerprint (device,
-//                inode, size, modification and change times, ns) when
-//                cairn last wrote or verified all of it (see Fingerprint)
-//                "root" root-name \0 fileid -> "": that file, when it had its
+//                inode, size, modification and change times, ns) and the
+//                root of the file it held, when cairn last wrote or
+//                verified all of it (see Fingerprint)
+//                "root" root-name \0 fileid -> "": that file, with that
 //                fingerprint, held exactly the file whose chunk list is root
 //     kObjects   chunk list digest name -> its bytes (checked on every read)
 //     kEnvelopes manifest digest name   -> signed manifest envelope
 //     kTags      name \0 tag            -> the last signed tag verified
 //     kReleases  manifest digest name   -> release record (see Release)
 //
-// Nothing read from a file is trusted: a chunk's bytes are re-hashed on
-// every read, and a file changed or removed since only costs a refetch (its
-// stale entries are dropped). Files of `--out` trees are indexed too.
+// A chunk's bytes read from a file are re-hashed, and a file changed or
+// removed since only costs a refetch (its stale entries are dropped); the one
+// exception is a copy or clone from a file whose fingerprint is unchanged
+// since cairn wrote or verified all of it (docs/security.md). Files of
+// `--out` trees are indexed too.
 // One process at a time opens a store (RocksDB's lock); Open waits for it.
 #pragma once
 
@@ -103,31 +106,54 @@ class ModelStore {
   absl::Status AddLocations(const std::string& path, const std::vector<ChunkAt>& chunks);
   // Forgets that `path` holds `digests`.
   absl::Status DropLocations(const std::string& path, const std::vector<Digest>& digests);
+  // What the index knows of a file: its path, whether it existed when first
+  // looked at in this process, and the fingerprint and chunk list root
+  // recorded when cairn last wrote or verified all of it ("" if never, or
+  // since a chunk of it failed a check).
+  struct KnownFile {
+    std::string path;
+    bool exists = false;
+    std::string fingerprint;  // kFingerprintSize bytes, or ""
+    std::string root;         // "sha256:..." of the file it held, or ""
+  };
+  static constexpr size_t kFingerprintSize = 40;
+  // A file's fingerprint: device, inode, size, and the modification and
+  // change times in ns. A write through a local file system moves the
+  // change time (which no call can set back); a later pull that finds a
+  // file's fingerprint unchanged may take its chunks without hashing them
+  // again (docs/security.md, and what it cannot see).
+  static std::string Fingerprint(const struct stat& st);
+  // Whether fingerprints are worth recording for files on `fd`'s file system
+  // (local ones; not NFS, FUSE or SMB, whose times come from elsewhere).
+  static bool FingerprintsHold(int fd);
   // The file at `from` was renamed to `to` (replacing what was there): its
   // locations now name `to`, in one small write whatever its size; the
   // locations of the file it replaced are forgotten. With `known_good`
   // (its fstat after the rename), every byte of it is as cairn wrote and
-  // verified it at that moment: recorded as its fingerprint.
+  // verified it as the file whose chunk list is `root`: recorded.
   absl::Status RenameFile(const std::string& from, const std::string& to,
-                          const struct stat* known_good = nullptr);
-  // Records that every indexed chunk of the file at `path` was verified
-  // while it had `st` (its fingerprint).
-  absl::Status NoteKnownGood(const std::string& path, const struct stat& st);
-  // A file's fingerprint: device, inode, size, and the modification and
-  // change times in ns. Any write through the file system changes the
-  // change time (which no user can set); a later pull that finds a file's
-  // fingerprint unchanged may take its chunks without hashing them again
-  // (PullOptions::verify_local).
-  static std::string Fingerprint(const struct stat& st);
-  // Records that the file at `path` (fingerprint recorded) holds exactly the
-  // file whose chunk list digest is `root` ("sha256:...").
-  absl::Status NoteRoot(const std::string& root, const std::string& path);
+                          const struct stat* known_good = nullptr, const std::string& root = "");
+  // Gives the file at `path` a new id: whatever was recorded of it (chunk
+  // entries, fingerprint, root) is forgotten.
+  absl::Status ForgetPath(const std::string& path);
+  // Records that every chunk entry of the file at `path` was verified while
+  // it had `st` and held the file whose chunk list is `root`. Only for an id
+  // whose entries were all written for this content (after ForgetPath).
+  absl::Status NoteKnownGood(const std::string& path, const struct stat& st,
+                             const std::string& root);
+  // What is recorded of the file at `path` (an empty path if nothing).
+  absl::StatusOr<KnownFile> Known(const std::string& path);
   // Existing files recorded as holding the file with chunk list `root`, with
-  // their fingerprints (offset 0, length 0); records of files gone are
-  // dropped.
+  // their fingerprints (offset 0, length 0); records of files gone or known
+  // since as another file are dropped.
   absl::StatusOr<std::vector<Location>> FilesWithRoot(const std::string& root);
-  // The fingerprint recorded for the file at `path` ("" if none).
-  absl::StatusOr<std::string> RecordedFingerprint(const std::string& path);
+  // Forgets the fingerprint of file id `id` (a chunk of it did not verify).
+  absl::Status Distrust(const std::string& id);
+  // `loc` did not hold `d` when read: the entry goes, and its file's
+  // fingerprint.
+  absl::Status ForgetLocation(const Location& loc, const Digest& d);
+  // Drops the records of files that are gone ("path", "file", "stat", "root").
+  absl::Status SweepRecords(uint64_t* dropped);
   // Forgets every location whose file is gone or changed (re-reads all of
   // them). Returns how many entries were dropped and how many checked.
   absl::Status Scrub(uint64_t* dropped, uint64_t* checked);
@@ -171,15 +197,8 @@ class ModelStore {
   // (written with `ops`, which the caller commits).
   absl::StatusOr<std::string> IdOf(const std::string& path, bool create,
                                    std::vector<WriteOp>* ops = nullptr);
-  // The path of file id `id` and whether it existed when first asked in
-  // this process ("" when the id names no file).
-  struct KnownFile {
-    std::string path;
-    bool exists = false;
-    std::string fingerprint;
-  };
-  // Forgets the fingerprint of file `id` (a chunk of it did not verify).
-  absl::Status Distrust(const std::string& id);
+  // What is recorded of file id `id` (an empty path when the id names no
+  // file), looked up once per process.
   absl::StatusOr<KnownFile> FileOf(const std::string& id);
 
   std::string dir_;

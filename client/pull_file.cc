@@ -68,6 +68,7 @@ struct LocalRead {
   const std::vector<ModelStore::Location>* where = nullptr;
   std::string data;
   bool ok = false;
+  std::vector<const ModelStore::Location*> failed;  // read, but not these bytes
 };
 
 // Reads and verifies `batch` from its local files, half on another thread.
@@ -87,6 +88,7 @@ void ReadLocal(std::vector<LocalRead>* batch) {
           job.ok = true;
           break;
         }
+        job.failed.push_back(&loc);
       }
     }
   };
@@ -134,15 +136,19 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   {
     Fd have(::openat(dfd.fd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     struct stat st;
-    auto unchanged = [&] {
-      auto fp = store->RecordedFingerprint(final_abs);
-      return !o.paranoid && fp.ok() && !fp->empty() && *fp == ModelStore::Fingerprint(st);
+    auto unchanged = [&] {  // (and recorded as holding this very file)
+      auto rec = store->Known(final_abs);
+      return !o.paranoid && rec.ok() && !rec->fingerprint.empty() &&
+             rec->fingerprint == ModelStore::Fingerprint(st) && rec->root == f.root();
     };
     bool known = false;
     if (have.fd >= 0 && ::fstat(have.fd, &st) == 0 && S_ISREG(st.st_mode) &&
         static_cast<uint64_t>(st.st_size) == f.size() &&
         ((known = unchanged()) || HoldsChunks(have.fd, cl))) {
       if (!known) {  // (a known file's locations are in the index already)
+        // Whatever was recorded of this path may describe other contents: a
+        // new id, with entries for these.
+        CAIRN_RETURN_IF_ERROR(store->ForgetPath(final_abs));
         std::vector<ChunkAt> at;
         uint64_t off = 0;
         for (const auto& c : cl.chunks()) {
@@ -150,8 +156,9 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
           off += c.length();
         }
         CAIRN_RETURN_IF_ERROR(store->AddLocations(final_abs, at));
-        CAIRN_RETURN_IF_ERROR(store->NoteKnownGood(final_abs, st));
-        CAIRN_RETURN_IF_ERROR(store->NoteRoot(f.root(), final_abs));
+        if (ModelStore::FingerprintsHold(have.fd)) {
+          CAIRN_RETURN_IF_ERROR(store->NoteKnownGood(final_abs, st, f.root()));
+        }
       }
       res.chunks_local += cl.chunks_size();
       res.bytes_local += f.size();
@@ -193,7 +200,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
                " are in no local file; run without --offline to fetch them"));
   }
 
-  std::string tmp = StrCat(kPartialPrefix, ::getpid(), "-", run.file_index++);
+  std::string tmp = NextPartialName(run);
   const std::string tmp_abs = dir_abs + "/" + tmp;
   Fd out(::openat(dfd.fd, tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (out.fd < 0) return ErrnoStatus(errno, "cannot create a temporary file for " + f.path());
@@ -495,7 +502,15 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         batch_bytes += job.length;
       }
       batch.resize(count);
+      for (auto& job : batch) job.failed.clear();
       ReadLocal(&batch);
+      // A location that did not hold its chunk: forgotten, and its file is
+      // not trusted by fingerprint again.
+      for (const auto& job : batch) {
+        for (const auto* loc : job.failed) {
+          CAIRN_RETURN_IF_ERROR(store->ForgetLocation(*loc, job.digest));
+        }
+      }
       for (auto& job : batch) {
         if (job.ok) {
           res.chunks_local++;
@@ -544,10 +559,10 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
   }
   // Every byte of it was verified or placed from a verified, unchanged file:
   // its fingerprint now lets a later pull take its chunks without a re-read.
+  CAIRN_ASSIGN_OR_RETURN(bool good, RenamedIsOurs(dfd.fd, base, out.fd, f.path()));
   struct stat done;
-  const bool stat_ok = ::fstat(out.fd, &done) == 0;
-  CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs, stat_ok ? &done : nullptr));
-  if (stat_ok) CAIRN_RETURN_IF_ERROR(store->NoteRoot(f.root(), final_abs));
+  good = good && ::fstat(out.fd, &done) == 0 && ModelStore::FingerprintsHold(out.fd);
+  CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs, good ? &done : nullptr, f.root()));
   res.files++;
   return absl::OkStatus();
 }

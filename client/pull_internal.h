@@ -47,6 +47,17 @@ struct PullRun {
 absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs,
                           const cairn::v1::FileEntry& f, const cairn::v1::ChunkList& cl);
 
+// ".cairn-partial-PID-N-RANDOM": a new temporary name each time (a pid is
+// reused across runs, by containers always; an index record of an earlier
+// file under the same name must never describe this one).
+std::string NextPartialName(PullRun& run);
+
+// After renaming the temporary file `fd` to `base` in `dir_fd`: whether the
+// file now there is `fd`'s. When something replaced the temporary file
+// meanwhile, removes what it put there and fails (naming `path`).
+absl::StatusOr<bool> RenamedIsOurs(int dir_fd, const std::string& base, int fd,
+                                   const std::string& path);
+
 // Places `f` as `base` in `dir_fd` (absolute `dir_abs`) by one in-kernel copy
 // or clone of a local file that holds it whole (same chunk list), when that
 // file's fingerprint is the one recorded when cairn wrote or verified it,

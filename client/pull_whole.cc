@@ -1,12 +1,15 @@
 // A file of a pull that a local file already holds whole (pull_internal.h).
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <openssl/rand.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -45,6 +48,31 @@ bool CopyWhole(PullRun& run, int src, int out, uint64_t size) {
 
 }  // namespace
 
+std::string NextPartialName(PullRun& run) {
+  unsigned char r[4] = {0, 0, 0, 0};
+  if (RAND_bytes(r, sizeof r) != 1) {
+    const uint64_t t = static_cast<uint64_t>(::time(nullptr)) ^ reinterpret_cast<uintptr_t>(&run);
+    std::memcpy(r, &t, sizeof r);
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+  return StrCat(kPartialPrefix, ::getpid(), "-", run.file_index++, "-", hex);
+}
+
+absl::StatusOr<bool> RenamedIsOurs(int dir_fd, const std::string& base, int fd,
+                                   const std::string& path) {
+  struct stat ours, there;
+  if (::fstat(fd, &ours) != 0) return false;
+  if (::fstatat(dir_fd, base.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+      there.st_dev == ours.st_dev && there.st_ino == ours.st_ino) {
+    return true;
+  }
+  ::unlinkat(dir_fd, base.c_str(), 0);
+  return absl::DataLossError(StrCat(path, ": the file renamed into place was not the one cairn ",
+                                    "wrote (its temporary file was replaced meanwhile); removed, ",
+                                    "pull again"));
+}
+
 absl::StatusOr<bool> PlaceWholeFile(PullRun& run, int dir_fd, const std::string& dir_abs,
                                     const std::string& base, const cairn::v1::FileEntry& f,
                                     const cairn::v1::ChunkList& cl) {
@@ -70,7 +98,7 @@ absl::StatusOr<bool> PlaceWholeFile(PullRun& run, int dir_fd, const std::string&
              static_cast<uint64_t>(st.st_size) == f.size();
     };
     if (!unchanged()) continue;
-    const std::string tmp = StrCat(kPartialPrefix, ::getpid(), "-", run.file_index++);
+    const std::string tmp = NextPartialName(run);
     const std::string tmp_abs = dir_abs + "/" + tmp;
     Fd out(
         ::openat(dir_fd, tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
@@ -97,10 +125,10 @@ absl::StatusOr<bool> PlaceWholeFile(PullRun& run, int dir_fd, const std::string&
       return ok;
     }
     const std::string final_abs = dir_abs + "/" + base;
+    CAIRN_ASSIGN_OR_RETURN(bool good, RenamedIsOurs(dir_fd, base, out.fd, f.path()));
     struct stat done;
-    const bool stat_ok = ::fstat(out.fd, &done) == 0;
-    CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs, stat_ok ? &done : nullptr));
-    if (stat_ok) CAIRN_RETURN_IF_ERROR(store->NoteRoot(f.root(), final_abs));
+    good = good && ::fstat(out.fd, &done) == 0 && ModelStore::FingerprintsHold(out.fd);
+    CAIRN_RETURN_IF_ERROR(store->RenameFile(tmp_abs, final_abs, good ? &done : nullptr, f.root()));
     PullResult& res = *run.res;
     res.chunks_local += cl.chunks_size();
     res.bytes_local += f.size();

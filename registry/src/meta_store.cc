@@ -119,7 +119,9 @@ absl::StatusOr<std::unique_ptr<MetaStore>> OpenRocksMetaStore(const std::string&
     o.max_manifest_file_size = 4 << 20;
     // A run of the client writes a few hundred KB of index and exits: its
     // write-ahead log (unsynced; a killed process keeps it, a power loss
-    // may cost recent entries, which every reader re-verifies anyway) is
+    // may cost the most recent entries, a prefix of the log surviving:
+    // a lost entry only costs a refetch, a lost "forget" is never followed
+    // by the record it made room for) is
     // replayed at the next open instead of flushed to tables at each close.
     // That took a pull from 20 fsyncs to a few (20 pulls at once each
     // waited behind the others' writeback in every one of them).

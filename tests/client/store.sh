@@ -59,6 +59,24 @@ total=$(jqr .bytes "$T/du.json")
 [ "$total" -lt $(( files + 2000000 )) ] || fail "store takes $total bytes for $files bytes of files: a second copy?"
 [ ! -e "$STORE/packs" ] || fail "the store keeps pack files"
 
+# What the store records of a file describes the file it held, not its path:
+# 2.0 pulled over 1.0 in the same tree (same size, same name) is written; a
+# file replaced by hand and pulled over is re-indexed under a new record, so
+# a later pull of 1.0 takes nothing from it unread.
+"$CAIRN" pull acme/m@1.0 --out "$T/same" --json >/dev/null || fail "1.0 --out"
+"$CAIRN" pull acme/m@2.0 --out "$T/same" --json >/dev/null || fail "2.0 over 1.0"
+cmp -s "$T/same/model.safetensors" "$T/m2/model.safetensors" || fail "2.0 pulled over 1.0 kept 1.0's bytes"
+# (a store of its own, so that the tree replaced by hand is the only local
+# file the index knows for 1.0's chunks)
+CAIRN_STORE=$T/store3 "$CAIRN" pull acme/m@1.0 --out "$T/byhand" --json >/dev/null || fail "1.0 --out again"
+cp "$T/m2/model.safetensors" "$T/byhand/model.safetensors"  # in place: same inode
+CAIRN_STORE=$T/store3 "$CAIRN" pull acme/m@2.0 --out "$T/byhand" --json >/dev/null ||
+  fail "2.0 over a file replaced by hand"
+CAIRN_STORE=$T/store3 "$CAIRN" pull acme/m@1.0 --out "$T/again1" --json >/dev/null || fail "1.0 once more"
+cmp -s "$T/again1/model.safetensors" "$T/m1/model.safetensors" ||
+  fail "1.0 was assembled from a file that since holds 2.0"
+rm -rf "$T/same" "$T/byhand" "$T/again1"
+
 # A version, not a tag; a tag that does not exist says so.
 "$CAIRN" pull acme/m@1.0 --json >"$T/v.json" || fail "pull by version"
 [ "$(jqr .path "$T/v.json")" = "$P1" ] || fail "acme/m@1.0 is not release 1.0"
