@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -96,6 +97,27 @@ void ReadLocal(std::vector<LocalRead>* batch) {
   std::thread other(work, 1);
   work(0);
   other.join();
+}
+
+// Writes a chunk's verified `data` at `off` of `fd`, but not the part inside
+// the cloned blocks [a, b) when that part already holds these bytes: a
+// chunk at a clone's edge rewritten whole would unshare the blocks the clone
+// just shared (a derivative's every changed region cost two chunks more).
+absl::Status WriteAroundClone(int fd, const std::string& data, uint64_t off, uint64_t a,
+                              uint64_t b) {
+  const uint64_t end = off + data.size();
+  const uint64_t lo = std::max(off, a), hi = std::min(end, b);
+  if (lo >= hi) return WriteAllAt(fd, data, off);
+  std::string inside(hi - lo, '\0');
+  if (!PreadAll(fd, inside.data(), inside.size(), lo).ok() ||
+      std::memcmp(inside.data(), data.data() + (lo - off), inside.size()) != 0) {
+    return WriteAllAt(fd, data, off);
+  }
+  if (lo > off) CAIRN_RETURN_IF_ERROR(WriteAllAt(fd, std::string_view(data.data(), lo - off), off));
+  if (end > hi) {
+    CAIRN_RETURN_IF_ERROR(WriteAllAt(fd, std::string_view(data.data() + (hi - off), end - hi), hi));
+  }
+  return absl::OkStatus();
 }
 
 // Verifies the chunks `batch` placed at `offs` in `fd`, those inside
@@ -379,14 +401,14 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         };
         uint64_t a = (at + kBlock - 1) / kBlock * kBlock;
         uint64_t b = (at + run_len) / kBlock * kBlock;
-        bool placed_run = false;
+        bool placed_run = false, by_clone = false;
         if (src.fd >= 0 && run.try_reflink && (src_off - at) % kBlock == 0 && b > a) {
           file_clone_range fcr{};
           fcr.src_fd = src.fd;
           fcr.src_offset = src_off + (a - at);
           fcr.src_length = b - a;
           fcr.dest_offset = a;
-          placed_run = ::ioctl(out.fd, FICLONERANGE, &fcr) == 0;
+          placed_run = by_clone = ::ioctl(out.fd, FICLONERANGE, &fcr) == 0;
           if (placed_run) run.bytes_cloned += b - a;
           // (another file system refuses one source, not every clone)
           if (!placed_run && errno != EIO && errno != ENOSPC && errno != EXDEV) {
@@ -468,7 +490,10 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
               res.bytes_local += job.length;
             } else {
               st = local_bytes(job.digest, job.length, &data);
-              if (st.ok()) st = WriteAllAt(out.fd, data, offs[k]);
+              if (st.ok()) {
+                st = by_clone ? WriteAroundClone(out.fd, data, offs[k], a, b)
+                              : WriteAllAt(out.fd, data, offs[k]);
+              }
               if (!st.ok()) return fail(Annotate(st, "copying " + f.path()));
             }
             if (!in_file.contains(job.digest)) {
