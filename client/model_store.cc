@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cairn/clock.h"
+#include "cairn/limits.h"
 #include "cairn/objects.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
@@ -177,6 +178,7 @@ absl::Status ModelStore::Read(const Digest& d, std::string* out) {
   CAIRN_ASSIGN_OR_RETURN(std::vector<Location> locs, Find(d));
   for (const auto& loc : locs) {
     Fd fd = OpenRegular(loc.path);
+    if (loc.length > kMaxChunkSize) continue;  // (a damaged index)
     out->resize(loc.length);
     if (fd.fd >= 0 && PreadAll(fd.fd, out->data(), loc.length, loc.offset).ok() &&
         Sha256Of(*out) == d) {
@@ -236,7 +238,7 @@ absl::Status ModelStore::Scrub(uint64_t* dropped, uint64_t* checked) {
         auto p = meta_->Get(Table::kState, FileKey(id));
         fd = p.ok() ? OpenRegular(*p) : Fd();
       }
-      buf.resize(GetBE(v, 8, 4));
+      buf.resize(std::min<uint64_t>(GetBE(v, 8, 4), kMaxChunkSize + 1));
       good = fd.fd >= 0 && PreadAll(fd.fd, buf.data(), buf.size(), GetBE(v, 0, 8)).ok() &&
              DigestBytes(Sha256Of(buf)) == std::string_view(k).substr(0, 32);
     }
@@ -366,6 +368,18 @@ std::vector<std::string> ModelStore::TagsOf(const std::string& name,
   }
   std::sort(tags.begin(), tags.end());
   return tags;
+}
+
+absl::Status ModelStore::ForgetRelease(const std::string& digest) {
+  CAIRN_ASSIGN_OR_RETURN(Release r, GetRelease(digest));
+  auto env = GetEnvelope(digest);
+  cairn::v1::Envelope e;
+  cairn::v1::Manifest m;
+  if (!env.ok() || !e.ParseFromString(*env) || !m.ParseFromString(e.payload())) {
+    return absl::OkStatus();
+  }
+  for (const auto& f : m.files()) CAIRN_RETURN_IF_ERROR(ForgetPath(r.dir + "/" + f.path()));
+  return absl::OkStatus();
 }
 
 absl::Status ModelStore::Remove(const std::string& digest) {

@@ -152,6 +152,12 @@ class ModelStore {
   // `loc` did not hold `d` when read: the entry goes, and its file's
   // fingerprint.
   absl::Status ForgetLocation(const Location& loc, const Digest& d);
+  // Forgets what is recorded of every file of release `digest` (ForgetPath):
+  // it failed a check, so nothing of it is trusted by fingerprint.
+  absl::Status ForgetRelease(const std::string& digest);
+  // The fingerprint recorded for file id `id` now (cleared as soon as a chunk
+  // of it fails a check in this process), or "".
+  absl::StatusOr<std::string> FingerprintOf(const std::string& id);
   // Drops the records of files that are gone ("path", "file", "stat", "root").
   absl::Status SweepRecords(uint64_t* dropped);
   // Forgets every location whose file is gone or changed (re-reads all of

@@ -138,6 +138,11 @@ absl::StatusOr<std::vector<ModelStore::Location>> ModelStore::FilesWithRoot(
   return out;
 }
 
+absl::StatusOr<std::string> ModelStore::FingerprintOf(const std::string& id) {
+  CAIRN_ASSIGN_OR_RETURN(KnownFile f, FileOf(id));
+  return f.fingerprint;
+}
+
 absl::Status ModelStore::Distrust(const std::string& id) {
   if (auto it = files_.find(id); it != files_.end()) {
     it->second.fingerprint.clear();
@@ -156,7 +161,8 @@ absl::Status ModelStore::RenameFile(const std::string& from, const std::string& 
                                     const struct stat* known_good, const std::string& root) {
   CAIRN_ASSIGN_OR_RETURN(std::string id, IdOf(from, /*create=*/false));
   CAIRN_ASSIGN_OR_RETURN(std::string replaced, IdOf(to, /*create=*/false));
-  if (id.empty() || id == replaced) return absl::OkStatus();
+  if (id == replaced && !id.empty()) return absl::OkStatus();
+  if (id.empty()) return ForgetPath(to);  // (a file with no chunk: nothing to move)
   std::vector<WriteOp> ops;
   // The replaced file's entries lose their file: Find drops them as met.
   if (!replaced.empty()) {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,11 +135,19 @@ int RemoveStalePartials(int dir_fd) {
     std::string_view rest = name.substr(kPartialPrefix.size());
     int pid = 0;
     if (!ParseInt(rest.substr(0, rest.find('-')), &pid) || pid <= 0) continue;
-    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    // Left by a process that is gone, or by an earlier run with this pid (a
+    // container's cairn has the same pid every time); a live writer holds a
+    // lock on its file (checked below), an older cairn that does not is
+    // only known gone by its pid.
+    if (pid != ::getpid() && (::kill(pid, 0) == 0 || errno != ESRCH)) continue;
     stale.emplace_back(name);
   }
   int removed = 0;
-  for (const auto& name : stale) removed += ::unlinkat(::dirfd(d), name.c_str(), 0) == 0;
+  for (const auto& name : stale) {
+    Fd f(::openat(::dirfd(d), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (f.fd < 0 || ::flock(f.fd, LOCK_EX | LOCK_NB) != 0) continue;  // being written
+    removed += ::unlinkat(::dirfd(d), name.c_str(), 0) == 0;
+  }
   ::closedir(d);
   return removed;
 }

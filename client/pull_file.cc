@@ -1,6 +1,7 @@
 // Assembling one file of a pull from verified chunks (pull_internal.h).
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -224,9 +225,10 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
 
   std::string tmp = NextPartialName(run);
   const std::string tmp_abs = dir_abs + "/" + tmp;
-  Fd out(::openat(dfd.fd, tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  Fd out(::openat(dfd.fd, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (out.fd < 0) return ErrnoStatus(errno, "cannot create a temporary file for " + f.path());
-  std::vector<ChunkAt> placed;  // first occurrences, in file order
+  ::flock(out.fd, LOCK_EX | LOCK_NB);  // held while written (RemoveStalePartials)
+  std::vector<ChunkAt> placed;         // first occurrences, in file order
   auto fail = [&](absl::Status st) {
     ::unlinkat(dfd.fd, tmp.c_str(), 0);
     std::vector<Digest> ds;
@@ -335,7 +337,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
       // again (no_run_until), so a file costs one pass of lookups.
       uint64_t run_len = 0;
       int run_end = i;
-      std::string src_path, src_fp;
+      std::string src_path, src_id;
       uint64_t src_off = 0;
       if ((run.try_reflink || run.try_copy_range) && i >= no_run_until) {
         if (auto locs = local.find(d); locs != local.end()) {
@@ -366,7 +368,7 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
             if (rank > best_rank || (rank == best_rank && len > run_len)) {
               best_rank = rank;
               src_path = l.path;
-              src_fp = l.fingerprint;
+              src_id = l.file_id;
               src_off = l.offset;
               run_len = len;
               run_end = end;
@@ -388,9 +390,13 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
         // fingerprint before and after the copy), is not read back: the
         // kernel placed the bytes that were verified (docs/security.md).
         auto unchanged = [&] {
+          if (o.paranoid || src_id.empty() || src.fd < 0) return false;
+          // (the store's record now: a chunk of this file that failed a
+          // read-back earlier in this pull has cleared it)
+          auto fp = store->FingerprintOf(src_id);
           struct stat st;
-          return !o.paranoid && !src_fp.empty() && src.fd >= 0 && ::fstat(src.fd, &st) == 0 &&
-                 ModelStore::Fingerprint(st) == src_fp;
+          return fp.ok() && !fp->empty() && ::fstat(src.fd, &st) == 0 &&
+                 ModelStore::Fingerprint(st) == *fp;
         };
         const bool trusted = unchanged();
         auto mark_placed = [&](uint64_t from, uint64_t to) {

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <openssl/rand.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -100,9 +101,9 @@ absl::StatusOr<bool> PlaceWholeFile(PullRun& run, int dir_fd, const std::string&
     if (!unchanged()) continue;
     const std::string tmp = NextPartialName(run);
     const std::string tmp_abs = dir_abs + "/" + tmp;
-    Fd out(
-        ::openat(dir_fd, tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+    Fd out(::openat(dir_fd, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (out.fd < 0) return ErrnoStatus(errno, "cannot create a temporary file for " + f.path());
+    ::flock(out.fd, LOCK_EX | LOCK_NB);  // held while written (RemoveStalePartials)
     // Unchanged before and after: the kernel placed bytes cairn verified.
     if (!CopyWhole(run, src.fd, out.fd, f.size()) || !unchanged() ||
         (o.fsync && ::fdatasync(out.fd) != 0)) {

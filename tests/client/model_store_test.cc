@@ -5,6 +5,7 @@
 #include "model_store.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -87,6 +88,56 @@ TEST(ModelStoreTest, ARenamedFileKeepsItsLocationsAndTheReplacedFilesAreForgotte
   ASSERT_TRUE(store->DropLocations(final, {a[0].digest}).ok());
   EXPECT_TRUE(store->Find(a[0].digest)->empty());
   EXPECT_EQ(store->Find(a[1].digest)->size(), 1u);
+}
+
+TEST(ModelStoreTest, AFingerprintIsForgottenWithItsFileAndWhenAChunkFailsARead) {
+  testing::TempDir dir;
+  auto store = std::move(ModelStore::Open(dir / "s")).value();
+  std::string bytes;
+  auto chunks = Chunks(4, 9, &bytes);
+  const std::string tmp = dir / "tmp", final = dir / "final";
+  testing::WriteFile(tmp, bytes);
+  ASSERT_TRUE(store->AddLocations(tmp, chunks).ok());
+  std::filesystem::rename(tmp, final);
+  struct stat st;
+  ASSERT_EQ(::stat(final.c_str(), &st), 0);
+  ASSERT_TRUE(store->RenameFile(tmp, final, &st, "sha256:root").ok());
+  auto known = store->Known(final);
+  ASSERT_TRUE(known.ok());
+  EXPECT_EQ(known->fingerprint, ModelStore::Fingerprint(st));
+  EXPECT_EQ(known->root, "sha256:root");
+  EXPECT_EQ(store->FilesWithRoot("sha256:root")->size(), 1u);
+  // A chunk that fails a read (here: the bytes changed under the same
+  // fingerprint, as rot would) clears the fingerprint at once.
+  auto loc = (*store->Find(chunks[1].digest))[0];
+  EXPECT_EQ(*store->FingerprintOf(loc.file_id), ModelStore::Fingerprint(st));
+  ASSERT_TRUE(store->ForgetLocation(loc, chunks[1].digest).ok());
+  EXPECT_EQ(*store->FingerprintOf(loc.file_id), "");
+  EXPECT_TRUE(store->FilesWithRoot("sha256:root")->empty());
+  // ForgetPath: nothing recorded of the file survives, not even after a
+  // reopen, and its old entries no longer name it.
+  ASSERT_TRUE(store->NoteKnownGood(final, st, "sha256:root").ok());
+  ASSERT_TRUE(store->ForgetPath(final).ok());
+  store.reset();
+  store = std::move(ModelStore::Open(dir / "s")).value();
+  EXPECT_EQ(store->Known(final)->fingerprint, "");
+  EXPECT_TRUE(store->Find(chunks[0].digest)->empty());
+  EXPECT_TRUE(store->FilesWithRoot("sha256:root")->empty());
+  // A sweep drops the records of a file that is gone (a temporary file of a
+  // failed pull), and nothing of a live one.
+  const std::string gone = dir / "gone";
+  testing::WriteFile(gone, bytes);
+  ASSERT_TRUE(store->AddLocations(gone, chunks).ok());
+  ASSERT_TRUE(store->AddLocations(final, chunks).ok());
+  std::filesystem::remove(gone);
+  store.reset();
+  store = std::move(ModelStore::Open(dir / "s")).value();
+  uint64_t dropped = 0;
+  ASSERT_TRUE(store->SweepRecords(&dropped).ok());
+  EXPECT_EQ(dropped, 2u);  // its "path" and "file" records
+  auto locs = store->Find(chunks[0].digest);
+  ASSERT_EQ(locs->size(), 1u);
+  EXPECT_EQ((*locs)[0].path, final);
 }
 
 TEST(ModelStoreTest, TheIndexsLogsStayBoundedOverManyRuns) {
