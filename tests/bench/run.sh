@@ -71,6 +71,26 @@ T0=$(now); $CAIRN publish model --name bench/base --version 1 --key pub.key --js
 BASE=$(jqr .manifest pub.json)
 echo "publish (client chunk+hash, upload, node verify+store+fsync, commit), end to end: $(gbps "$BYTES" "$(echo "$T1 - $T0" | bc)") GB/s"
 
+# Publish of a model the node has never seen against `dd conv=fdatasync` of
+# the same bytes on the same disk (issue 15's reference): three new models,
+# page cache warm, order alternated, medians.
+: >t_pub; : >t_dd
+for i in 1 2 3; do
+  "$GEN" make "new$i" --shards 2 --shard-mib $((SIZE_MIB / 2)) --seed $((100 + i)) >/dev/null
+  cat "new$i"/* >/dev/null
+  order="pub dd"; [ $((i % 2)) = 0 ] && order="dd pub"
+  for who in $order; do
+    rm -f dd.out; sync
+    T0=$(now)
+    if [ $who = pub ]; then $CAIRN publish "new$i" --name "bench/new$i" --version 1 --key pub.key >/dev/null
+    else cat "new$i"/*.safetensors | dd of=dd.out bs=64K conv=fdatasync status=none; fi
+    echo "$(now) - $T0" | bc >>t_$who
+  done
+  rm -rf "new$i" dd.out
+done
+P=$(median <t_pub); D=$(median <t_dd)
+echo "publish of a new model: $(gbps "$BYTES" "$P") GB/s ($P s), dd conv=fdatasync $(gbps "$BYTES" "$D") GB/s ($D s): ratio $(ratio "$D" "$P")x (goal >= 0.8)"
+
 # nginx serving the same files.
 source "$REPO/deploy/ports.sh"
 PORT=$(free_port)
