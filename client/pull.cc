@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_join.h"
 #include "cairn/clock.h"
 #include "cairn/crypto.h"
 #include "cairn/limits.h"
@@ -117,41 +118,6 @@ absl::StatusOr<std::vector<int>> SelectFiles(const Manifest& m, const PullOption
   return out;
 }
 
-// Removes the partial files a killed pull left in `dir_fd`:
-// ".cairn-partial-<pid>-<n>" whose <pid> is no longer a running process (a
-// pull running now into the same tree keeps its own). Returns how many.
-int RemoveStalePartials(int dir_fd) {
-  int fd = ::dup(dir_fd);
-  if (fd < 0) return 0;
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    ::close(fd);
-    return 0;
-  }
-  std::vector<std::string> stale;
-  while (dirent* e = ::readdir(d)) {
-    std::string_view name(e->d_name);
-    if (name.substr(0, kPartialPrefix.size()) != kPartialPrefix) continue;
-    std::string_view rest = name.substr(kPartialPrefix.size());
-    int pid = 0;
-    if (!ParseInt(rest.substr(0, rest.find('-')), &pid) || pid <= 0) continue;
-    // Left by a process that is gone, or by an earlier run with this pid (a
-    // container's cairn has the same pid every time); a live writer holds a
-    // lock on its file (checked below), an older cairn that does not is
-    // only known gone by its pid.
-    if (pid != ::getpid() && (::kill(pid, 0) == 0 || errno != ESRCH)) continue;
-    stale.emplace_back(name);
-  }
-  int removed = 0;
-  for (const auto& name : stale) {
-    Fd f(::openat(::dirfd(d), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    if (f.fd < 0 || ::flock(f.fd, LOCK_EX | LOCK_NB) != 0) continue;  // being written
-    removed += ::unlinkat(::dirfd(d), name.c_str(), 0) == 0;
-  }
-  ::closedir(d);
-  return removed;
-}
-
 // The paths of the release an earlier pull recorded in OUT/.cairn, if any.
 absl::flat_hash_set<std::string> EarlierPulledPaths(const std::string& out) {
   absl::flat_hash_set<std::string> paths;
@@ -211,6 +177,38 @@ absl::Status CheckNothingForeignReplaced(int root_fd, const std::string& out,
 }
 
 }  // namespace
+
+int RemoveStalePartials(int dir_fd) {
+  int fd = ::dup(dir_fd);
+  if (fd < 0) return 0;
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return 0;
+  }
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name.substr(0, kPartialPrefix.size()) != kPartialPrefix) continue;
+    std::string_view rest = name.substr(kPartialPrefix.size());
+    int pid = 0;
+    if (!ParseInt(rest.substr(0, rest.find('-')), &pid) || pid <= 0) continue;
+    // Left by a process that is gone, or by an earlier run with this pid (a
+    // container's cairn has the same pid every time); a live writer holds a
+    // lock on its file (checked below), an older cairn that does not is
+    // only known gone by its pid.
+    if (pid != ::getpid() && (::kill(pid, 0) == 0 || errno != ESRCH)) continue;
+    stale.emplace_back(name);
+  }
+  int removed = 0;
+  for (const auto& name : stale) {
+    Fd f(::openat(::dirfd(d), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (f.fd < 0 || ::flock(f.fd, LOCK_EX | LOCK_NB) != 0) continue;  // being written
+    removed += ::unlinkat(::dirfd(d), name.c_str(), 0) == 0;
+  }
+  ::closedir(d);
+  return removed;
+}
 
 absl::StatusOr<PullResult> Pull(Connection& node, const TrustRootView& trust,
                                 const PullOptions& o) {
@@ -459,6 +457,31 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     }
     if (removed > 0) {
       notice(StrCat("removed ", removed, " partial file(s) left by an interrupted pull"));
+    }
+  }
+  // A release folder in the store holds the release and nothing else: a file
+  // planted there (a .py beside the weights runs with trust_remote_code) goes.
+  if (in_store && !res.partial) {
+    absl::flat_hash_set<std::string> listed;
+    for (const auto& f : r.manifest.files()) listed.insert(f.path());
+    std::vector<std::string> stray;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(res.path, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      const std::string rel = it->path().lexically_relative(res.path).generic_string();
+      if (it.depth() == 0 && rel == ".cairn") {
+        it.disable_recursion_pending();
+        continue;
+      }
+      if (!it->is_directory(ec) || it->is_symlink(ec)) {
+        if (!listed.contains(rel)) stray.push_back(rel);
+      }
+    }
+    for (const auto& rel : stray) std::filesystem::remove(res.path + "/" + rel, ec);
+    if (!stray.empty()) {
+      std::sort(stray.begin(), stray.end());
+      notice(StrCat("removed ", stray.size(), " file(s) the release does not have from ", res.path,
+                    ": ", absl::StrJoin(stray, ", ")));
     }
   }
   if (in_store) {

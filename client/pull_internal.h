@@ -47,6 +47,12 @@ struct PullRun {
 absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs,
                           const cairn::v1::FileEntry& f, const cairn::v1::ChunkList& cl);
 
+// Removes the partial files killed pulls left in `dir_fd` (".cairn-partial-
+// PID-..." that no process holds a lock on, and whose PID is gone or is this
+// process's: a container's cairn has the same pid every run). Returns how
+// many.
+int RemoveStalePartials(int dir_fd);
+
 // ".cairn-partial-PID-N-RANDOM": a new temporary name each time (a pid is
 // reused across runs, by containers always; an index record of an earlier
 // file under the same name must never describe this one).

@@ -1,8 +1,10 @@
 #include "store_cmd.h"
 
+#include <fcntl.h>
 #include <fnmatch.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "cairn/objects.h"
 #include "cairn/status.h"
@@ -12,6 +14,8 @@
 #include "model_store.h"
 #include "nlohmann/json.hpp"
 #include "progress.h"
+#include "pull_internal.h"
+#include "safe_fs.h"
 
 namespace cairn::client {
 
@@ -185,6 +189,19 @@ int StoreCommands::Run() {
     uint64_t dropped = 0, checked = 0;
     absl::Status st = s.Scrub(&dropped, &checked);
     if (!st.ok()) return Fail(st);
+    // Files of pulls into the store that were killed and not run again: the
+    // same command would have resumed from them; prune gives the space back.
+    int partials = 0;
+    {
+      std::error_code ec;
+      const std::string models = s.dir() + "/models";
+      for (auto it = std::filesystem::recursive_directory_iterator(models, ec);
+           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        if (!it->is_directory(ec) || it->is_symlink(ec)) continue;
+        Fd dfd(::open(it->path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (dfd.fd >= 0) partials += RemoveStalePartials(dfd.fd);
+      }
+    }
     std::vector<ModelStore::Release> evicted;
     if (limit > 0 || !max_size_.empty()) {
       auto e = s.Evict(limit, "");
@@ -200,11 +217,16 @@ int StoreCommands::Run() {
         std::printf("evicted %s %s %s\n", r.name.c_str(), r.version.c_str(), r.digest.c_str());
     }
     if (ctx_->as_json) {
-      PrintJson({{"evicted", ev}, {"stale_entries_dropped", dropped}, {"bytes", *total}});
+      PrintJson({{"evicted", ev},
+                 {"stale_entries_dropped", dropped},
+                 {"partial_files_removed", partials},
+                 {"bytes", *total}});
     } else {
-      std::printf("dropped %lu stale index entries of %lu; the store now takes %s\n",
-                  static_cast<unsigned long>(dropped), static_cast<unsigned long>(checked),
-                  Progress::Bytes(*total).c_str());
+      std::printf(
+          "dropped %lu stale index entries of %lu; removed %d file(s) of interrupted pulls; the "
+          "store now takes %s\n",
+          static_cast<unsigned long>(dropped), static_cast<unsigned long>(checked), partials,
+          Progress::Bytes(*total).c_str());
     }
     return 0;
   }
@@ -245,6 +267,9 @@ int StoreCommands::Run() {
         problems.push_back("its signed manifest is " + v->manifest + ", not this release's");
       } else {
         problems = v->problems;
+        // A file the release does not have, planted in a folder that tools
+        // load whole (a .py next to the weights runs with trust_remote_code).
+        for (const auto& x : v->extra) problems.push_back(x + ": not in the manifest");
       }
       bad += !problems.empty();
       // What is recorded of its files vouched for bytes they no longer hold

@@ -288,9 +288,9 @@ int TrustCommands::Run(
       return 0;
     }
     const auto& r = v->root();
-    std::printf("trust root v%lu  %s\nexpires   %ld (unix)%s\nroot keys %s (threshold %u)\n",
+    std::printf("trust root v%lu  %s\nexpires   %s%s\nroot keys %s (threshold %u)\n",
                 static_cast<unsigned long>(r.version()), v->digest().c_str(),
-                static_cast<long>(r.expires_unix()),
+                IsoDate(r.expires_unix()).c_str(),
                 r.expires_unix() <= SystemNowUnix() ? "  EXPIRED: run cairn trust update" : "",
                 StrJoin(r.root_key_ids(), ", ").c_str(), r.root_threshold());
     for (const auto& d : r.delegations()) {

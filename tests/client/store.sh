@@ -76,6 +76,22 @@ CAIRN_STORE=$T/store3 "$CAIRN" pull acme/m@1.0 --out "$T/again1" --json >/dev/nu
 cmp -s "$T/again1/model.safetensors" "$T/m1/model.safetensors" ||
   fail "1.0 was assembled from a file that since holds 2.0"
 rm -rf "$T/same" "$T/byhand" "$T/again1"
+# A partial pull of 2.0 over a tree of 1.0: the 1.0 file still there is
+# checked against 2.0's manifest by verify, not skipped.
+"$CAIRN" pull acme/m@1.0 --out "$T/mixed" --json >/dev/null || fail "1.0 for the mixed tree"
+"$CAIRN" pull acme/m@2.0 config.json --out "$T/mixed" --json >/dev/null || fail "2.0 config.json only"
+"$CAIRN" verify "$T/mixed" >"$T/mixed.out" 2>&1 && fail "verify passed a tree mixing 1.0 and 2.0: $(cat "$T/mixed.out")"
+grep -q "model.safetensors" "$T/mixed.out" || fail "verify did not name the 1.0 file: $(cat "$T/mixed.out")"
+rm -rf "$T/mixed"
+# A file planted in a store release (a .py beside the weights): cache verify
+# names it; a pull of the release removes it.
+echo 'import os' >"$P2/evil.py"
+"$CAIRN" cache verify >"$T/planted.out" 2>&1 && fail "cache verify passed a planted file"
+grep -q "evil.py: not in the manifest" "$T/planted.out" || fail "cache verify: $(cat "$T/planted.out")"
+"$CAIRN" pull acme/m@2.0 >/dev/null 2>"$T/planted.err" || fail "pull over a planted file"
+[ ! -e "$P2/evil.py" ] || fail "the pull left the planted file in the store"
+grep -q "removed 1 file(s) the release does not have" "$T/planted.err" || fail "no word of the removal"
+"$CAIRN" cache verify >/dev/null || fail "cache verify after the pull"
 
 # A partial file an interrupted pull left under the pid this cairn has now
 # (in a container, cairn is pid 1 every time) goes like any other: a partial
@@ -182,8 +198,13 @@ cmp -s "$P2/model.safetensors" "$T/m2/model.safetensors" || fail "not repaired"
 # rm forgets the release's chunks at once; a plain tree deleted by hand is
 # forgotten by prune.
 rm -rf "$T/off"
+# (and a file a killed pull into the store left: its pid is gone)
+dead=$(sh -c 'echo $$')
+head -c 100000 /dev/urandom >"$P2/.cairn-partial-$dead-0-0badc0de"
 "$CAIRN" cache prune --json >"$T/prune.json" || fail "prune"
 [ "$(jqr .stale_entries_dropped "$T/prune.json")" -gt 0 ] || fail "prune dropped no entry of the deleted tree"
+[ "$(jqr .partial_files_removed "$T/prune.json")" = 1 ] || fail "prune: $(cat "$T/prune.json")"
+[ ! -e "$P2/.cairn-partial-$dead-0-0badc0de" ] || fail "prune left a killed pull's file"
 "$CAIRN" cache prune --json >"$T/prune2.json" || fail "prune again"
 [ "$(jqr .stale_entries_dropped "$T/prune2.json")" = 0 ] || fail "prune dropped live entries"
 # A size limit: the least recently used release goes, never the one pulled.
