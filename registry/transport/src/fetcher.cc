@@ -162,7 +162,9 @@ void Fetcher::Demote(Source* s, absl::StatusCode code, std::string why) {
       }
     }
   }
-  if (!stop_ && !said) {
+  // (a stream the user's interrupt cancelled is not the node's fault)
+  const bool interrupted = opts_.cancel != nullptr && opts_.cancel->cancelled();
+  if (!stop_ && !said && !interrupted) {
     std::string line = StrCat("not using node ", s->conn->address(), " any more: ", s->why);
     if (opts_.log) {
       opts_.log(line);
