@@ -13,7 +13,7 @@ WORK=$(mktemp -d /tmp/cairn-federation.XXXXXX)
 export XDG_STATE_HOME=$WORK/state
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do if [ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; then kill -TERM "$p" 2>/dev/null || true; fi; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }

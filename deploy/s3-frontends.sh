@@ -15,7 +15,7 @@ WORK=$(mktemp -d /tmp/cairn-s3-frontends.XXXXXX)
 export XDG_STATE_HOME=$WORK/state CAIRN_TRUST=$WORK/trust.root
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do if [ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; then kill -TERM "$p" 2>/dev/null || true; fi; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   "$REPO/deploy/ceph-local.sh" stop "$WORK/ceph" >/dev/null 2>&1 || true
   rm -rf "$WORK"

@@ -14,7 +14,7 @@ OUT=${CAIRN_TEST_OUT:-$PWD}
 PIDS=()
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do if [ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; then kill "$p" 2>/dev/null || true; fi; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ $rc != 0 ]; then
     for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -30 "$f"; }; done

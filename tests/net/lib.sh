@@ -19,7 +19,7 @@ ID=$$
 NAMESPACES=() PIDS=()
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do if [ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; then kill "$p" 2>/dev/null || true; fi; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   for n in "${NAMESPACES[@]}"; do ip netns del "$n" 2>/dev/null || true; done
   if [ $rc != 0 ]; then

@@ -17,7 +17,10 @@ small() {  # small DIR SIZE
   MOUNTS+=("$1")
 }
 # The nodes are stopped (lib.sh's trap) before the file systems go.
-trap 'rc=$?; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done;
+# Whether PID $1 is still a child of this shell: a PID reaped earlier may be
+# another process's by now (pid_max is 32768 here, and threads take PIDs).
+still_ours() { [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; }
+trap 'rc=$?; for p in "${PIDS[@]}"; do { still_ours "$p" && kill "$p" 2>/dev/null; } || true; done;
       for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; umount_all;
       (exit $rc); cleanup' EXIT
 free_bytes() { df -B1 --output=avail "$1" | tail -1 | tr -d ' '; }
