@@ -17,6 +17,7 @@
 #include "cairn/status.h"
 #include "cairn/strings.h"
 #include "model_store.h"
+#include "model_store_keys.h"
 #include "pull_internal.h"
 #include "pull_writer.h"
 #include "safe_fs.h"
@@ -43,13 +44,6 @@ Digest DigestOf(const cairn::v1::ChunkRef& c) {
 
 // Whether `fd` (of the signed size) already holds every chunk of `cl`, each
 // re-hashed: a pull of a release already in place rewrites nothing.
-// The device in a fingerprint (ModelStore::Fingerprint: its first 8 bytes).
-uint64_t DeviceOf(std::string_view fp) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(fp[i]);
-  return v;
-}
-
 bool HoldsChunks(int fd, const ChunkList& cl) {
   std::string buf;
   uint64_t off = 0;
@@ -363,7 +357,8 @@ absl::Status AssembleFile(PullRun& run, int root_fd, const std::string& root_abs
             // A clone also needs the source on this file system: one known
             // to be (by its fingerprint's device) is preferred.
             const bool congruent = l.offset % kBlock == at % kBlock;
-            const bool here = l.fingerprint.size() >= 8 && DeviceOf(l.fingerprint) == out_dev;
+            const bool here =
+                l.fingerprint.size() >= 8 && store_keys::GetBE(l.fingerprint, 0, 8) == out_dev;
             const int rank = run.try_reflink && congruent ? (here ? 2 : 1) : 0;
             if (rank > best_rank || (rank == best_rank && len > run_len)) {
               best_rank = rank;
