@@ -237,6 +237,12 @@ struct PullResult {
     std::string address;
     uint64_t bytes = 0, chunks = 0;
     std::string demoted;  // why it was dropped, if it was
+    // Most bytes its streams had asked for and not yet received (added up
+    // over the streams): what a cut can cost again. The shortest time from
+    // asking for a chunk to having it, and the last rate, which size it.
+    uint64_t peak_in_flight = 0;
+    double rtt_seconds = 0;
+    double rate = 0;
   };
   std::vector<Source> sources;
   // Releases the store's size limit evicted after this pull ("NAME VERSION").

@@ -524,6 +524,11 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
       }
       it->bytes += st.bytes;
       it->chunks += st.chunks;
+      it->peak_in_flight += st.peak_in_flight;
+      it->rate += st.rate;
+      if (st.min_latency > 0 && (it->rtt_seconds == 0 || st.min_latency < it->rtt_seconds)) {
+        it->rtt_seconds = st.min_latency;
+      }
       if (it->demoted.empty()) it->demoted = st.demoted;
     }
   }

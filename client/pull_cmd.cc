@@ -1,5 +1,6 @@
 #include "pull_cmd.h"
 
+#include <cmath>
 #include <cstdio>
 #include <optional>
 
@@ -73,7 +74,13 @@ json SourcesJson(const std::vector<PullResult::Source>& sources) {
   json out = json::array();
   for (const auto& s : sources) {
     out.push_back(
-        {{"address", s.address}, {"bytes", s.bytes}, {"chunks", s.chunks}, {"dropped", s.demoted}});
+        {{"address", s.address},
+         {"bytes", s.bytes},
+         {"chunks", s.chunks},
+         {"dropped", s.demoted},
+         {"peak_in_flight", s.peak_in_flight},
+         {"rtt_ms", std::round(s.rtt_seconds * 1e4) / 10},
+         {"rate", static_cast<uint64_t>(s.rate)}});
   }
   return out;
 }

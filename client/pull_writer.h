@@ -9,7 +9,7 @@
 
 namespace cairn::client {
 
-// Keeps the chunks given to it (moved in, not copied) until about 4 MiB wait,
+// Keeps the chunks given to it (moved in, not copied) until about 1 MiB wait,
 // then writes them with pwritev(2) in pieces of at most kWritePiece bytes
 // (page_cache.h). All-zero chunks become holes (as cp --sparse=auto makes
 // them), so the caller sets the file's size at the end.
@@ -29,7 +29,8 @@ class ChunkWriter {
   int fd() const { return fd_; }
 
  private:
-  static constexpr size_t kBatchBytes = 4 << 20;
+  // Small: what waits here is lost to a kill (not yet indexed, fetched again).
+  static constexpr size_t kBatchBytes = 1 << 20;
   struct Piece {
     std::string data;
     bool hole = false;

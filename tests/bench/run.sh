@@ -185,22 +185,29 @@ echo "changed bytes: $CHANGED of $TOT ($(awk -v c="$CHANGED" -v t="$TOT" 'BEGIN 
 echo "uploaded: $UP bytes = $(ratio "$UP" "$CHANGED") x changed (goal <= 1.02 + manifest); $(awk -v u="$UP" -v t="$TOT" 'BEGIN {printf "%.2f%%", 100*u/t}') of the model (goal <= 12%)"
 echo "fetched:  $FE bytes = $(ratio "$FE" "$CHANGED") x changed; $(awk -v u="$FE" -v t="$TOT" 'BEGIN {printf "%.2f%%", 100*u/t}') of the model"
 
-echo; echo "## resume after a cut at 50%"
+echo; echo "## resume after a cut at 50% (goal: re-sent <= the bytes in flight + one chunk)"
 # The pull is killed at half the median time of a whole one (the managed
 # store writes chunks straight into the files, which are preallocated, so
-# their size says nothing); the node's log then says what was served twice.
-rm -rf p cache3; LOGLINES=$(wc -l <node.log)
+# their size says nothing). What the node sent twice: its HTTP chunk bytes
+# (metrics) and its gRPC chunk bytes (log) over both runs, less the model.
+HTTP=$(sed -n 's/^cairn-node http on //p' node.out)
+sent() {
+  local h g
+  h=$(curl -s "http://$HTTP/metrics" | awk '/^cairn_http_bytes_sent_total\{source="store"\}/ { print $2 }')
+  g=$(grep -o 'served [0-9]* chunks ([0-9]* bytes' node.log | awk '{ gsub(/\(/, "", $4); s += $4 } END { print s + 0 }')
+  echo $((h + g))
+}
+rm -rf p cache3; S0=$(sent)
 $CAIRN pull bench/base --out p --store cache3 --json >/dev/null 2>&1 &
 PULL=$!
 sleep "$(awk -v t="$TN" 'BEGIN { printf "%.2f", t / 2 }')"
 kill -9 $PULL 2>/dev/null || true; wait $PULL 2>/dev/null || true
 $CAIRN pull bench/base --out p --store cache3 --json >resume.json
 cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
-echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_local resume.json) already local"
 sleep 0.5
-SERVED=$(tail -n +"$((LOGLINES + 1))" node.log | grep -o 'served [0-9]* chunks' | awk '{ s += $2 } END { print s + 0 }')
-UNIQUE=$(jqr .chunks_total resume.json)
-echo "node side: chunks served for both runs: $SERVED, unique chunks in the model: $UNIQUE: $((SERVED - UNIQUE)) served twice (in flight when the client died)"
+TWICE=$(($(sent) - S0 - $(jqr .bytes_total resume.json)))
+echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_local resume.json) already local"
+echo "re-sent after the cut: $TWICE bytes; the resumed pull's peak in flight (asked, or arrived and waiting for its turn, over its streams): $(jqr '.nodes[0].peak_in_flight' resume.json) bytes, rtt $(jqr '.nodes[0].rtt_ms' resume.json) ms, $(jqr '.nodes[0].rate' resume.json) B/s; plus 1 MiB the file writer batches"
 
 if [ "$RSS_GIB" -gt 0 ]; then
   echo; echo "## peak RSS on a ${RSS_GIB} GiB model (goal <= 256 MiB each)"

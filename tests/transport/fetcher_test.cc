@@ -232,6 +232,38 @@ TEST_F(MirrorTest, ASlowSteadyMirrorIsNotTakenForAStalledOne) {
             testing::ReadFile(small + "/model.safetensors"));
 }
 
+// The window is sized from the path's bandwidth-delay product, not from a
+// second of throughput: on loopback (a round trip well under a millisecond)
+// each stream owes about its 2 MiB floor, so a pull cut short loses little
+// in flight.
+TEST_F(MirrorTest, TheWindowFollowsTheBandwidthDelayProduct) {
+  testing::WriteFile(dir_ / "big/w.bin", testing::RandomBytes(48 << 20, 9));
+  client::PublishOptions po;
+  po.dir = dir_ / "big";
+  po.name = "acme/big";
+  po.version = "1";
+  po.key_paths = {dir_ / "keys/publisher.key"};
+  ASSERT_TRUE(client::Publish(*honest_, po).ok());
+  auto opts = Opts("out");
+  opts.ref = "acme/big";
+  opts.streams_per_node = 2;
+  auto r = client::Pull({honest_.get()}, trust_.view, opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(testing::ReadFile(dir_ / "out/w.bin"), testing::ReadFile(dir_ / "big/w.bin"));
+  ASSERT_EQ(r->sources.size(), 1u);
+  const auto& s = r->sources[0];
+  ASSERT_GT(s.rtt_seconds, 0);
+  ASSERT_GT(s.rate, 0);
+  const double bdp = s.rate * s.rtt_seconds;
+  // Two streams, each owing at most twice its share of the BDP or 2 MiB;
+  // what they owe and what arrived out of order together at most four such
+  // windows; plus what slow start adds before the first rate sample. The old
+  // window of a second of throughput let them owe 2 x 16 MiB here, and hold
+  // up to 64 MiB more (42 MB measured).
+  EXPECT_LT(s.peak_in_flight, std::max(16 * bdp, 16.0 * (1 << 20)) + (8 << 20))
+      << "rtt " << s.rtt_seconds << " s, rate " << s.rate << " B/s";
+}
+
 TEST_F(MirrorTest, ChunksComeFromEveryMirrorWeightedByThroughput) {
   // Large against the first windows (2 MiB per stream), so that what each
   // node carries follows its speed.

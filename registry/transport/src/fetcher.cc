@@ -34,6 +34,11 @@ struct Fetcher::Source {
   // Everything below is guarded by Fetcher::mu_.
   std::deque<Owed> owed;  // in request order; the node answers in that order
   size_t owed_bytes = 0;
+  // Chunks it delivered that wait for their turn in Next() (a cut loses them
+  // too). Not counted against the window: a stream kept from running ahead
+  // of a slower one made loopback pulls a fifth slower (0.86 -> 1.04 s for
+  // 512 MiB); the fetcher's memory bound caps them.
+  size_t held_bytes = 0;
   size_t window = 0;
   bool dead = false, writer_done = false, reader_done = false;
   std::string why;
@@ -46,6 +51,7 @@ struct Fetcher::Source {
   // min_rtt; the average would feed on its own window).
   double min_latency = 1e9;
   uint64_t bytes = 0, chunks = 0;
+  size_t peak_owed = 0;  // the most bytes this stream owed at once
 };
 
 Fetcher::Fetcher(std::vector<Connection*> sources, FetchOptions opts) : opts_(opts) {
@@ -127,9 +133,23 @@ std::vector<Fetcher::SourceStats> Fetcher::Stats() const {
   absl::MutexLock l(&mu_);
   std::vector<SourceStats> out;
   for (const auto& s : sources_) {
-    out.push_back({s->conn->address(), s->bytes, s->chunks, s->why});
+    out.push_back({s->conn->address(), s->bytes, s->chunks, s->why, s->peak_owed,
+                   s->min_latency < 1e9 ? s->min_latency : 0, s->rate_ewma});
   }
   return out;
+}
+
+size_t Fetcher::InFlightCap() const {
+  // Asked for, or arrived and waiting for their turn: at most twice the live
+  // streams' windows (so one stream may run a window ahead of a slower one,
+  // and a consumer slower than the network stops the asking instead of
+  // piling chunks up; a cut loses at most this much), and never more than
+  // the memory bound.
+  size_t windows = 0;
+  for (const auto& s : sources_) {
+    if (!s->dead) windows += s->window;
+  }
+  return std::min(opts_.memory_bytes, std::max<size_t>(4 * windows, kMinWindow));
 }
 
 void Fetcher::Release(Source* s, uint64_t index) {
@@ -220,7 +240,7 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
     if (!idle && s->owed_bytes + len > s->window) break;
     // The chunk the caller waits for is always allowed, so memory never
     // deadlocks the fetch.
-    if (index != base_ && owed_bytes_ + buffered_bytes_ + len > opts_.memory_bytes) break;
+    if (index != base_ && owed_bytes_ + buffered_bytes_ + len > InFlightCap()) break;
     if (s->owed.empty()) {
       auto now = opts_.clock->SteadyNow();
       s->last_byte = s->rate_start = s->sample_start = now;
@@ -230,6 +250,7 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
     item->owners |= s->bit;
     s->owed.push_back({index, item->digest, item->length, opts_.clock->SteadyNow()});
     s->owed_bytes += len;
+    s->peak_owed = std::max(s->peak_owed, s->owed_bytes + s->held_bytes);
     owed_bytes_ += len;
     bytes += len;
     batch->push_back(index);
@@ -341,16 +362,25 @@ void Fetcher::ReadLoop(Source* s) {
     if (s->rate_ewma == 0) s->window = std::min(max_window, s->window + o.length);
     double dt = std::chrono::duration<double>(now - s->sample_start).count();
     s->min_latency = std::min(s->min_latency, std::chrono::duration<double>(now - o.asked).count());
-    if (dt >= 0.25) {
+    // The first rate sample comes after two round trips (at least 2 ms) or
+    // a first window's worth of chunks, whichever is first, so that slow
+    // start does not run on for a quarter second on a short path (the first
+    // chunk's time includes the connection's handshakes); later ones every
+    // four round trips, between 20 ms and 250 ms.
+    const bool first = s->rate_ewma == 0;
+    const double period = first ? std::max(0.002, 2 * s->min_latency)
+                                : std::clamp(4 * s->min_latency, 0.02, 0.25);
+    if (dt > 0 && (dt >= period || (first && s->sample_bytes >= kMinWindow))) {
       double rate = s->sample_bytes / dt;
       s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
-      // Twice the bandwidth-delay product this node shows (at least a
-      // second of its throughput): enough to keep a long lossy pipe full,
-      // little enough that a slow node does not sit on chunks the others
-      // could have sent.
-      double horizon = std::max(1.0, 2 * s->min_latency);
-      s->window =
-          std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * horizon), kMinWindow, max_window);
+      // Twice the bandwidth-delay product this node shows (its rate times
+      // the shortest ask-to-arrival time seen): enough to keep the pipe full
+      // through a lost packet's retransmission, little enough that a slow
+      // node does not sit on chunks the others could have sent, and that a
+      // cut pull loses at most that much in flight (a 2 MiB floor keeps a
+      // few requests queued on short paths).
+      s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * 2 * s->min_latency),
+                                     kMinWindow, max_window);
       s->sample_start = now;
       s->sample_bytes = 0;
     }
@@ -359,7 +389,9 @@ void Fetcher::ReadLoop(Source* s) {
       if (!it->done) {  // the first verified copy wins; only it counts
         it->done = true;
         it->data = std::move(*c.mutable_data());
+        it->from = static_cast<uint8_t>(s->id);
         buffered_bytes_ += o.length;
+        s->held_bytes += o.length;
         s->bytes += o.length;
         s->chunks++;
       }
@@ -488,13 +520,15 @@ absl::Status Fetcher::Next(std::string* data) {
       const uint32_t length = head.length;
       *data = std::move(head.data);
       buffered_bytes_ -= length;
+      sources_[head.from]->held_bytes -= length;
       items_.pop_front();
       ++base_;
       head_since_ = opts_.clock->SteadyNow();
       // Writers held back by the memory bound may go on once a batch fits
       // again; every 16 chunks in any case (the endgame looks at the head).
       const size_t used = owed_bytes_ + buffered_bytes_;
-      const size_t room = opts_.memory_bytes > used ? opts_.memory_bytes - used : 0;
+      const size_t cap = InFlightCap();
+      const size_t room = cap > used ? cap - used : 0;
       if ((room >= kBytesPerMessage && room - length < kBytesPerMessage) || base_ % 16 == 0) {
         writers_cv_.SignalAll();
       }

@@ -31,7 +31,7 @@
 namespace cairn {
 
 struct FetchOptions {
-  size_t window_bytes = 16 << 20;  // most bytes one node may owe us
+  size_t window_bytes = 16 << 20;  // most bytes one stream may owe us (2 x its BDP, 2 MiB floor)
   size_t memory_bytes = 64 << 20;  // owed + received-but-not-consumed, all nodes
   uint64_t min_rate = 32 << 10;    // bytes/s a node owing chunks must sustain...
   int rate_seconds = 10;           // ...measured over this long
@@ -53,6 +53,9 @@ class Fetcher {
     std::string address;
     uint64_t bytes = 0, chunks = 0;
     std::string demoted;  // why, empty while in use
+    size_t peak_in_flight = 0;  // most bytes asked for and not yet received
+    double min_latency = 0;     // seconds, shortest ask-to-arrival time seen
+    double rate = 0;            // bytes/s, the last smoothed estimate
   };
 
   // `sources` (at most 64, not owned) must outlive the fetcher.
@@ -82,6 +85,7 @@ class Fetcher {
     uint64_t owners = 0;   // bit per source with it outstanding
     uint64_t missing = 0;  // bit per source that said it lacks it
     SteadyTime asked;      // first handed to a node
+    uint8_t from = 0;      // the source whose copy arrived first (when done)
     std::string data;
   };
   struct Source;
@@ -90,6 +94,7 @@ class Fetcher {
   void ReadLoop(Source* s);
   // All under mu_.
   Item* ItemAt(uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t InFlightCap() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Demote(Source* s, absl::StatusCode code, std::string why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Release(Source* s, uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool TakeBatch(Source* s, std::vector<uint64_t>* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
