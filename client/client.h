@@ -237,14 +237,15 @@ struct PullResult {
     std::string address;
     uint64_t bytes = 0, chunks = 0;
     std::string demoted;  // why it was dropped, if it was
-    // Most bytes its streams had asked for and not yet received (added up
-    // over the streams): what a cut can cost again. The shortest time from
-    // asking for a chunk to having it, and the last rate, which size it.
-    uint64_t peak_in_flight = 0;
+    // The round trip its streams measured (the shortest) and their rates
+    // added up: what sizes their windows.
     double rtt_seconds = 0;
     double rate = 0;
   };
   std::vector<Source> sources;
+  // The most chunk bytes asked for, or arrived and waiting to be written, at
+  // once: about what a cut would have cost again.
+  uint64_t peak_in_flight = 0;
   // Releases the store's size limit evicted after this pull ("NAME VERSION").
   std::vector<std::string> evicted;
   // Every notice of the pull (also given to PullOptions::log as it happened).

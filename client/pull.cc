@@ -515,6 +515,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
     CAIRN_RETURN_IF_ERROR(store->PutTag(res.name, r.tag->tag(), r.tag_envelope));
   }
   if (fetcher) {
+    res.peak_in_flight = fetcher->PeakInFlight();
     for (const auto& st : fetcher->Stats()) {  // one line per node, streams added up
       auto it = std::find_if(res.sources.begin(), res.sources.end(),
                              [&](const auto& s) { return s.address == st.address; });
@@ -524,11 +525,8 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
       }
       it->bytes += st.bytes;
       it->chunks += st.chunks;
-      it->peak_in_flight += st.peak_in_flight;
       it->rate += st.rate;
-      if (st.min_latency > 0 && (it->rtt_seconds == 0 || st.min_latency < it->rtt_seconds)) {
-        it->rtt_seconds = st.min_latency;
-      }
+      if (st.rtt > 0 && (it->rtt_seconds == 0 || st.rtt < it->rtt_seconds)) it->rtt_seconds = st.rtt;
       if (it->demoted.empty()) it->demoted = st.demoted;
     }
   }

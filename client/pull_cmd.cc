@@ -44,7 +44,7 @@ PullCommands::PullCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
       "fdatasync each file before renaming it into place (survives a power loss; slower)");
   pull_->add_flag("--no-fsync", no_fsync_compat_, "the default; kept for scripts")->group("");
   pull_->add_option("--window-mib", window_mib_,
-                    "most MiB one node may owe at a time (default 16)");
+                    "most MiB one stream may owe at a time; the window is twice the measured bandwidth-delay product, up to this (default 16)");
   pull_
       ->add_option("--streams", pl_.streams_per_node,
                    "parallel connections to each node, 1-8 (default 2; more helps on lossy links)")
@@ -78,7 +78,6 @@ json SourcesJson(const std::vector<PullResult::Source>& sources) {
          {"bytes", s.bytes},
          {"chunks", s.chunks},
          {"dropped", s.demoted},
-         {"peak_in_flight", s.peak_in_flight},
          {"rtt_ms", std::round(s.rtt_seconds * 1e4) / 10},
          {"rate", static_cast<uint64_t>(s.rate)}});
   }
@@ -166,6 +165,7 @@ int PullCommands::Run() {
                  {"chunk_lists", {{"carried", r->lists_carried}, {"fetched", r->lists_fetched}}},
                  {"evicted", r->evicted},
                  {"nodes", SourcesJson(r->sources)},
+                 {"peak_in_flight", r->peak_in_flight},
                  {"seconds", r->seconds},
                  {"transfer_seconds", r->transfer_seconds}});
     } else {

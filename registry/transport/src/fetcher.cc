@@ -25,6 +25,7 @@ struct Fetcher::Source {
     Digest digest;
     uint32_t length;
     SteadyTime asked;
+    size_t ahead;  // bytes the stream owed before this chunk was asked for
   };
   size_t id = 0;
   uint64_t bit = 0;
@@ -34,11 +35,6 @@ struct Fetcher::Source {
   // Everything below is guarded by Fetcher::mu_.
   std::deque<Owed> owed;  // in request order; the node answers in that order
   size_t owed_bytes = 0;
-  // Chunks it delivered that wait for their turn in Next() (a cut loses them
-  // too). Not counted against the window: a stream kept from running ahead
-  // of a slower one made loopback pulls a fifth slower (0.86 -> 1.04 s for
-  // 512 MiB); the fetcher's memory bound caps them.
-  size_t held_bytes = 0;
   size_t window = 0;
   bool dead = false, writer_done = false, reader_done = false;
   std::string why;
@@ -46,12 +42,9 @@ struct Fetcher::Source {
   SteadyTime last_byte, rate_start, sample_start;
   uint64_t rate_bytes = 0, sample_bytes = 0;
   double rate_ewma = 0;
-  // Shortest time seen from asking for a chunk to having it: the path's
-  // round trip, without the queue this fetcher itself builds (like BBR's
-  // min_rtt; the average would feed on its own window).
-  double min_latency = 1e9;
+  // The path's round trip as this stream sees it (below; 1e9 until known).
+  double delay = 1e9;
   uint64_t bytes = 0, chunks = 0;
-  size_t peak_owed = 0;  // the most bytes this stream owed at once
 };
 
 Fetcher::Fetcher(std::vector<Connection*> sources, FetchOptions opts) : opts_(opts) {
@@ -129,12 +122,17 @@ bool Fetcher::Usable(size_t source) const {
   return source < sources_.size() && !sources_[source]->dead;
 }
 
+size_t Fetcher::PeakInFlight() const {
+  absl::MutexLock l(&mu_);
+  return peak_in_flight_;
+}
+
 std::vector<Fetcher::SourceStats> Fetcher::Stats() const {
   absl::MutexLock l(&mu_);
   std::vector<SourceStats> out;
   for (const auto& s : sources_) {
-    out.push_back({s->conn->address(), s->bytes, s->chunks, s->why, s->peak_owed,
-                   s->min_latency < 1e9 ? s->min_latency : 0, s->rate_ewma});
+    out.push_back(
+        {s->conn->address(), s->bytes, s->chunks, s->why, s->delay < 1e9 ? s->delay : 0, s->rate_ewma});
   }
   return out;
 }
@@ -248,10 +246,10 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
     }
     if (item->owners == 0) item->asked = opts_.clock->SteadyNow();
     item->owners |= s->bit;
-    s->owed.push_back({index, item->digest, item->length, opts_.clock->SteadyNow()});
+    s->owed.push_back({index, item->digest, item->length, opts_.clock->SteadyNow(), s->owed_bytes});
     s->owed_bytes += len;
-    s->peak_owed = std::max(s->peak_owed, s->owed_bytes + s->held_bytes);
     owed_bytes_ += len;
+    peak_in_flight_ = std::max(peak_in_flight_, owed_bytes_ + buffered_bytes_);
     bytes += len;
     batch->push_back(index);
     it = queue_.erase(it);
@@ -275,7 +273,8 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
         s->rate_bytes = s->sample_bytes = 0;
       }
       item->owners |= s->bit;
-      s->owed.push_back({index, item->digest, item->length, opts_.clock->SteadyNow()});
+      s->owed.push_back(
+          {index, item->digest, item->length, opts_.clock->SteadyNow(), s->owed_bytes});
       s->owed_bytes += item->length;
       owed_bytes_ += item->length;
       bytes += item->length;
@@ -288,14 +287,21 @@ bool Fetcher::TakeBatch(Source* s, std::vector<uint64_t>* batch) {
 void Fetcher::WriteLoop(Source* s) {
   for (;;) {
     cairn::v1::GetChunksRequest req;
+    uint64_t first = 0;
     {
       absl::MutexLock l(&mu_);
       std::vector<uint64_t> batch;
       while (!(stop_ || s->dead || s->reader_done || TakeBatch(s, &batch))) writers_cv_.Wait(&mu_);
       if (batch.empty()) break;
+      first = batch.front();  // batches are in index order
       for (uint64_t index : batch) req.add_digests(std::string(DigestBytes(ItemAt(index)->digest)));
     }
     if (!s->stream->Ask(req)) break;
+    // The round trip counts from here: the first Ask on a stream also waits
+    // for its connection's handshakes.
+    absl::MutexLock l(&mu_);
+    const auto now = opts_.clock->SteadyNow();
+    for (auto it = s->owed.rbegin(); it != s->owed.rend() && it->index >= first; ++it) it->asked = now;
   }
   bool graceful;
   {
@@ -361,25 +367,32 @@ void Fetcher::ReadLoop(Source* s) {
     const size_t max_window = std::max(opts_.window_bytes, kMinWindow);
     if (s->rate_ewma == 0) s->window = std::min(max_window, s->window + o.length);
     double dt = std::chrono::duration<double>(now - s->sample_start).count();
-    s->min_latency = std::min(s->min_latency, std::chrono::duration<double>(now - o.asked).count());
+    // The path's round trip: the shortest time from asking (the request
+    // handed to the connection) to having a chunk asked for while the
+    // stream owed nothing. Chunks asked behind others also wait for those
+    // (the window's own queue), so they would feed on the window and grow
+    // it; on a fresh connection the sample includes TCP's slow start for
+    // the first chunk, which errs towards a larger window on long links.
+    if (o.ahead == 0) {
+      s->delay = std::min(s->delay, std::chrono::duration<double>(now - o.asked).count());
+    }
     // The first rate sample comes after two round trips (at least 2 ms) or
     // a first window's worth of chunks, whichever is first, so that slow
     // start does not run on for a quarter second on a short path (the first
     // chunk's time includes the connection's handshakes); later ones every
     // four round trips, between 20 ms and 250 ms.
     const bool first = s->rate_ewma == 0;
-    const double period = first ? std::max(0.002, 2 * s->min_latency)
-                                : std::clamp(4 * s->min_latency, 0.02, 0.25);
+    const double period = first ? std::max(0.002, 2 * s->delay)
+                                : std::clamp(4 * s->delay, 0.02, 0.25);
     if (dt > 0 && (dt >= period || (first && s->sample_bytes >= kMinWindow))) {
       double rate = s->sample_bytes / dt;
       s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
       // Twice the bandwidth-delay product this node shows (its rate times
-      // the shortest ask-to-arrival time seen): enough to keep the pipe full
-      // through a lost packet's retransmission, little enough that a slow
-      // node does not sit on chunks the others could have sent, and that a
-      // cut pull loses at most that much in flight (a 2 MiB floor keeps a
-      // few requests queued on short paths).
-      s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * 2 * s->min_latency),
+      // its round trip, above): enough to keep the pipe full through a lost
+      // packet's repair, little enough that a slow node does not sit on
+      // chunks the others could have sent and that a cut pull loses little
+      // in flight; a 2 MiB floor keeps a few requests queued on short paths.
+      s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * 2 * s->delay),
                                      kMinWindow, max_window);
       s->sample_start = now;
       s->sample_bytes = 0;
@@ -389,9 +402,7 @@ void Fetcher::ReadLoop(Source* s) {
       if (!it->done) {  // the first verified copy wins; only it counts
         it->done = true;
         it->data = std::move(*c.mutable_data());
-        it->from = static_cast<uint8_t>(s->id);
         buffered_bytes_ += o.length;
-        s->held_bytes += o.length;
         s->bytes += o.length;
         s->chunks++;
       }
@@ -520,7 +531,6 @@ absl::Status Fetcher::Next(std::string* data) {
       const uint32_t length = head.length;
       *data = std::move(head.data);
       buffered_bytes_ -= length;
-      sources_[head.from]->held_bytes -= length;
       items_.pop_front();
       ++base_;
       head_since_ = opts_.clock->SteadyNow();

@@ -53,9 +53,8 @@ class Fetcher {
     std::string address;
     uint64_t bytes = 0, chunks = 0;
     std::string demoted;  // why, empty while in use
-    size_t peak_in_flight = 0;  // most bytes asked for and not yet received
-    double min_latency = 0;     // seconds, shortest ask-to-arrival time seen
-    double rate = 0;            // bytes/s, the last smoothed estimate
+    double rtt = 0;   // seconds: ask to arrival of a chunk asked with nothing owed (shortest)
+    double rate = 0;  // bytes/s, the last smoothed estimate
   };
 
   // `sources` (at most 64, not owned) must outlive the fetcher.
@@ -76,6 +75,9 @@ class Fetcher {
   // node's reason included.
   absl::Status NoneLeft(const std::string& what) const;
   std::vector<SourceStats> Stats() const;
+  // The most bytes asked for, or arrived and waiting for their turn, at once:
+  // what a cut could have cost.
+  size_t PeakInFlight() const;
 
  private:
   struct Item {
@@ -85,7 +87,6 @@ class Fetcher {
     uint64_t owners = 0;   // bit per source with it outstanding
     uint64_t missing = 0;  // bit per source that said it lacks it
     SteadyTime asked;      // first handed to a node
-    uint8_t from = 0;      // the source whose copy arrived first (when done)
     std::string data;
   };
   struct Source;
@@ -116,6 +117,7 @@ class Fetcher {
   std::set<uint64_t> queue_ ABSL_GUARDED_BY(mu_);   // indices waiting for a node
   size_t owed_bytes_ ABSL_GUARDED_BY(mu_) = 0;      // requested and not yet answered, all nodes
   size_t buffered_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // received, not yet handed out
+  size_t peak_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // most of owed_bytes_ + buffered_bytes_
   SteadyTime head_since_ ABSL_GUARDED_BY(mu_);
   absl::Status fatal_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
