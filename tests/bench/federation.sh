@@ -203,7 +203,32 @@ lossy() {
     done
   done
   TC=$(median $dir/t_curl) TL=$(median $dir/t_node)
-  echo "$cc, $mib MiB: curl over the link $(paste -sd/ $dir/t_curl) s; cairn-node replication ($streams streams) $(paste -sd/ $dir/t_node) s; medians: ratio $(ratio "$TC" "$TL")x (goal >= 1.0)"
+  echo "$cc, $mib MiB: curl over the link $(paste -sd/ $dir/t_curl) s; a fresh cairn-node's first replication ($streams streams) $(paste -sd/ $dir/t_node) s; medians: ratio $(ratio "$TC" "$TL")x (goal >= 1.0)"
+  # A follower that is already running and caught up, as a federation runs:
+  # each round publishes a new release of the same size on the upstream
+  # (inside its namespace, untimed) and times from the publish's return (its
+  # commit) to the follower's log line of it, against curl again.
+  rm -rf "$dir/b" "$dir/b.log"
+  ip netns exec $nb $NODE serve --data "$dir/b" --listen 127.0.0.1:7001 --trust trust.root --config $dir/b.toml >$dir/b.out 2>$dir/b.log &
+  local fpid=$!; PIDS+=($fpid)
+  wait_log "$dir/b.log" " 1 releases,"
+  : >$dir/t_curl; : >$dir/t_node
+  for run in 1 2 3; do
+    mkdir -p "$dir/www$run"; head -c $((mib << 20)) /dev/urandom >"$dir/www$run/weights.bin"
+    for who in curl node; do
+      [ $((run % 2)) = 0 ] && who=$([ $who = curl ] && echo node || echo curl)
+      if [ $who = curl ]; then
+        rm -f "$dir/curl.out"
+        T0=$(now); ip netns exec $nb curl -sf -o "$dir/curl.out" "http://10.79.0.1:$PORT/weights.bin"; since "$T0" >>$dir/t_curl
+      else
+        ip netns exec $na $CAIRN publish "$dir/www$run" --name acme/lossy --version $((run + 1)) --key pub.key --node 10.79.0.1:7000 >/dev/null
+        T0=$(now); wait_log "$dir/b.log" " $((run + 1)) releases,"; since "$T0" >>$dir/t_node
+      fi
+    done
+  done
+  kill $fpid; wait $fpid 2>/dev/null || true
+  TC=$(median $dir/t_curl) TL=$(median $dir/t_node)
+  echo "$cc, $mib MiB: curl $(paste -sd/ $dir/t_curl) s; a running follower replicating each new release ($streams streams) $(paste -sd/ $dir/t_node) s; medians: ratio $(ratio "$TC" "$TL")x (goal >= 1.0)"
 }
 # BBR (this machine's default): one TCP connection keeps the link ~70 % full.
 lossy bbr "$LOSSY_MIB" 1

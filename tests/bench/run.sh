@@ -207,7 +207,7 @@ cmp p/$(echo "$SHARDS" | head -1) model/$(echo "$SHARDS" | head -1)
 sleep 0.5
 TWICE=$(($(sent) - S0 - $(jqr .bytes_total resume.json)))
 echo "resumed pull: fetched $(jqr .chunks_fetched resume.json) chunks, $(jqr .chunks_local resume.json) already local"
-echo "re-sent after the cut: $TWICE bytes; the resumed pull's peak in flight (asked, or arrived and waiting for its turn, over its streams): $(jqr '.nodes[0].peak_in_flight' resume.json) bytes, rtt $(jqr '.nodes[0].rtt_ms' resume.json) ms, $(jqr '.nodes[0].rate' resume.json) B/s; plus 1 MiB the file writer batches"
+echo "re-sent after the cut: $TWICE bytes; the resumed pull's peak in flight (asked, or arrived and waiting for its turn): $(jqr .peak_in_flight resume.json) bytes (cap: 4 x the streams' windows), rtt $(jqr '.nodes[0].rtt_ms' resume.json) ms, $(jqr '.nodes[0].rate' resume.json) B/s; plus the file writer's 1 MiB batch and one chunk"
 
 if [ "$RSS_GIB" -gt 0 ]; then
   echo; echo "## peak RSS on a ${RSS_GIB} GiB model (goal <= 256 MiB each)"

@@ -8,6 +8,7 @@
 #include "cairn/limits.h"
 #include "cairn/status.h"
 #include "cairn/strings.h"
+#include "cairn/transport/probe.h"
 #include "chunk_stream.h"
 
 namespace cairn {
@@ -31,7 +32,7 @@ struct Fetcher::Source {
   uint64_t bit = 0;
   Connection* conn = nullptr;
   std::unique_ptr<ChunkStream> stream;  // HTTP or gRPC (chunk_stream.h)
-  std::thread writer, reader;
+  std::thread writer, reader, probe;
   // Everything below is guarded by Fetcher::mu_.
   std::deque<Owed> owed;  // in request order; the node answers in that order
   size_t owed_bytes = 0;
@@ -62,6 +63,14 @@ Fetcher::Fetcher(std::vector<Connection*> sources, FetchOptions opts) : opts_(op
     Source* p = s.get();
     p->writer = std::thread([this, p] { WriteLoop(p); });
     p->reader = std::thread([this, p] { ReadLoop(p); });
+    // A clean sample of the path's round trip, off the critical path: a
+    // chunk's own times include slow start and the queue (ReadLoop).
+    p->probe = std::thread([this, p] {
+      const double rtt = HandshakeSeconds(p->conn->address(), 1000);
+      if (rtt <= 0) return;
+      absl::MutexLock l(&mu_);
+      p->delay = std::min(p->delay, rtt);
+    });
   }
   if (opts_.cancel != nullptr) {
     // Cancelling ends every stream at once and wakes Next().
@@ -87,6 +96,7 @@ Fetcher::~Fetcher() {
   for (auto& s : sources_) {
     s->writer.join();
     s->reader.join();
+    s->probe.join();  // within its 1 s connect limit
   }
 }
 
@@ -131,8 +141,8 @@ std::vector<Fetcher::SourceStats> Fetcher::Stats() const {
   absl::MutexLock l(&mu_);
   std::vector<SourceStats> out;
   for (const auto& s : sources_) {
-    out.push_back(
-        {s->conn->address(), s->bytes, s->chunks, s->why, s->delay < 1e9 ? s->delay : 0, s->rate_ewma});
+    out.push_back({s->conn->address(), s->bytes, s->chunks, s->why, s->delay < 1e9 ? s->delay : 0,
+                   s->rate_ewma});
   }
   return out;
 }
@@ -301,7 +311,8 @@ void Fetcher::WriteLoop(Source* s) {
     // for its connection's handshakes.
     absl::MutexLock l(&mu_);
     const auto now = opts_.clock->SteadyNow();
-    for (auto it = s->owed.rbegin(); it != s->owed.rend() && it->index >= first; ++it) it->asked = now;
+    for (auto it = s->owed.rbegin(); it != s->owed.rend() && it->index >= first; ++it)
+      it->asked = now;
   }
   bool graceful;
   {
@@ -367,12 +378,13 @@ void Fetcher::ReadLoop(Source* s) {
     const size_t max_window = std::max(opts_.window_bytes, kMinWindow);
     if (s->rate_ewma == 0) s->window = std::min(max_window, s->window + o.length);
     double dt = std::chrono::duration<double>(now - s->sample_start).count();
-    // The path's round trip: the shortest time from asking (the request
-    // handed to the connection) to having a chunk asked for while the
-    // stream owed nothing. Chunks asked behind others also wait for those
-    // (the window's own queue), so they would feed on the window and grow
-    // it; on a fresh connection the sample includes TCP's slow start for
-    // the first chunk, which errs towards a larger window on long links.
+    // The path's round trip: the shortest of a TCP handshake's time (the
+    // probe) and the time from asking (the request handed to the
+    // connection) to having a chunk asked for while the stream owed
+    // nothing. Chunks asked behind others also wait for those (the window's
+    // own queue), so they would feed on the window and grow it; the first
+    // chunk on a fresh connection also waits out TCP's slow start and
+    // HTTP/2's first flow-control window (1.2-1.9 s on a 300 ms path).
     if (o.ahead == 0) {
       s->delay = std::min(s->delay, std::chrono::duration<double>(now - o.asked).count());
     }
@@ -382,18 +394,22 @@ void Fetcher::ReadLoop(Source* s) {
     // chunk's time includes the connection's handshakes); later ones every
     // four round trips, between 20 ms and 250 ms.
     const bool first = s->rate_ewma == 0;
-    const double period = first ? std::max(0.002, 2 * s->delay)
-                                : std::clamp(4 * s->delay, 0.02, 0.25);
+    const double period =
+        first ? std::max(0.002, 2 * s->delay) : std::clamp(4 * s->delay, 0.02, 0.25);
     if (dt > 0 && (dt >= period || (first && s->sample_bytes >= kMinWindow))) {
       double rate = s->sample_bytes / dt;
       s->rate_ewma = s->rate_ewma == 0 ? rate : 0.6 * s->rate_ewma + 0.4 * rate;
-      // Twice the bandwidth-delay product this node shows (its rate times
-      // its round trip, above): enough to keep the pipe full through a lost
-      // packet's repair, little enough that a slow node does not sit on
-      // chunks the others could have sent and that a cut pull loses little
-      // in flight; a 2 MiB floor keeps a few requests queued on short paths.
-      s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * 2 * s->delay),
-                                     kMinWindow, max_window);
+      // Ten times the bandwidth-delay product this node shows (its rate
+      // times its round trip, above). Chunks reach us in order, so every
+      // lost packet holds back what follows it for a round trip or more,
+      // and at 2 % loss on a 300 ms path repairs overlap all the time: with
+      // two BDPs a pull over such a link took 0.94x curl's time and a
+      // replication 0.85x (the old window, about ten BDPs there, 1.0x).
+      // Little enough that a slow node does not sit on chunks the others
+      // could have sent and that a cut pull loses little in flight; a 2 MiB
+      // floor keeps a few requests queued on short paths.
+      s->window = std::clamp<size_t>(static_cast<size_t>(s->rate_ewma * 10 * s->delay), kMinWindow,
+                                     max_window);
       s->sample_start = now;
       s->sample_bytes = 0;
     }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -214,6 +215,15 @@ absl::Status ProbeNode(const NodeAddress& a, bool use_tls, const TlsOptions& tls
     return absl::UnavailableError(StrCat("cannot connect to node ", a.target(), ": ", why));
   }
   return use_tls ? ProbeTls(a, tls, fd.fd, ms) : ProbePlain(a, fd.fd, ms);
+}
+
+double HandshakeSeconds(const std::string& address, int ms) {
+  auto a = ParseNodeAddress(address);
+  if (!a.ok()) return 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  Fd fd;
+  if (!Connect(*a, ms, &fd).empty()) return 0;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace cairn

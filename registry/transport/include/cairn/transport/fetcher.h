@@ -53,8 +53,8 @@ class Fetcher {
     std::string address;
     uint64_t bytes = 0, chunks = 0;
     std::string demoted;  // why, empty while in use
-    double rtt = 0;   // seconds: ask to arrival of a chunk asked with nothing owed (shortest)
-    double rate = 0;  // bytes/s, the last smoothed estimate
+    double rtt = 0;       // seconds: ask to arrival of a chunk asked with nothing owed (shortest)
+    double rate = 0;      // bytes/s, the last smoothed estimate
   };
 
   // `sources` (at most 64, not owned) must outlive the fetcher.

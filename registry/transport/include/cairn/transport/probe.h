@@ -1,6 +1,8 @@
 // Names why a node cannot be reached, in about one round trip.
 #pragma once
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "cairn/transport/address.h"
 #include "cairn/transport/channel.h"
@@ -14,5 +16,10 @@ namespace cairn {
 // requires or refuses. OK when nothing is wrong, or when the node is only
 // slow to answer (within `ms` per step): then the caller keeps waiting.
 absl::Status ProbeNode(const NodeAddress& a, bool use_tls, const TlsOptions& tls, int ms);
+
+// How long a TCP handshake with the node at `address` takes: one round trip
+// of the path, without any queue of ours. 0 when it cannot connect within
+// `ms` (the connection is closed at once; the node sees an empty one).
+double HandshakeSeconds(const std::string& address, int ms);
 
 }  // namespace cairn
