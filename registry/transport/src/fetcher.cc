@@ -501,12 +501,17 @@ void Fetcher::Monitor(SteadyTime now) {
   }
   // Idle writers re-check for endgame work as chunks grow late.
   WakeAll();
-  // The head chunk is late: let an idle node race the one that owes it.
+  // The head chunk is late: let a stream that is idle, or that delivered
+  // since the head was asked, race the one that owes it. Everything behind
+  // the head waits for it (a kill then loses all of it): over a lossy link
+  // a stream whose handshake lost a packet held a pull's first chunk for
+  // 9 s while the other stream fetched a whole window ahead.
   Item& head = items_.front();
   if (!head.done && head.owners != 0 && !queue_.contains(base_) &&
       now - head_since_ > std::chrono::milliseconds(opts_.duplicate_after_ms)) {
     for (auto& s : sources_) {
-      if (!s->dead && s->owed.empty() && !((head.owners | head.missing) & s->bit)) {
+      const bool moving = s->owed.empty() || s->last_byte > head.asked;
+      if (!s->dead && moving && !((head.owners | head.missing) & s->bit)) {
         queue_.insert(base_);
         WakeAll();
         break;
