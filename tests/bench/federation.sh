@@ -232,12 +232,15 @@ lossy() {
   # A pull (2 streams) killed at half of curl's median time, then resumed:
   # what node a sent twice (its log), against what the resumed pull had in
   # flight at most (goal: about one in-flight window, plus a chunk).
-  served() { grep -o 'served [0-9]* chunks, [0-9]* bytes' "$dir/a.log" | awk '{ s += $4 } END { printf "%.0f\n", s }'; }
+  served() { { grep -o 'served [0-9]* chunks, [0-9]* bytes' "$dir/a.log" || true; } | awk '{ s += $4 } END { printf "%.0f\n", s }'; }
   local s0 pp half
   s0=$(served); half=$(awk -v t="$TC" 'BEGIN { printf "%.1f", t / 2 }')
   ip netns exec $nb $CAIRN pull acme/lossy --out "$dir/pout" --store "$dir/pstore" --node 10.79.0.1:7000 --trust trust.root --json >/dev/null 2>&1 &
   pp=$!; sleep "$half"; kill -9 $pp 2>/dev/null || true; wait $pp 2>/dev/null || true
-  ip netns exec $nb $CAIRN pull acme/lossy --out "$dir/pout" --store "$dir/pstore" --node 10.79.0.1:7000 --trust trust.root --json >"$dir/resume.json" 2>/dev/null
+  if ! ip netns exec $nb $CAIRN pull acme/lossy --out "$dir/pout" --store "$dir/pstore" --node 10.79.0.1:7000 --trust trust.root --json >"$dir/resume.json" 2>"$dir/resume.err"; then
+    echo "$cc, $mib MiB: the resumed pull failed: $(tail -2 "$dir/resume.err")"
+    return
+  fi
   sleep 1
   echo "$cc, $mib MiB: a pull killed at $half s and resumed: node sent $(($(served) - s0 - $(jq .bytes_total "$dir/resume.json"))) bytes twice; the resumed pull fetched $(jq .bytes_fetched "$dir/resume.json") bytes, at most $(jq .peak_in_flight "$dir/resume.json") in flight (rtt $(jq '.nodes[0].rtt_ms' "$dir/resume.json") ms)"
 }
