@@ -192,10 +192,10 @@ echo; echo "## resume after a cut at 50% (goal: re-sent <= the bytes in flight +
 # (metrics) and its gRPC chunk bytes (log) over both runs, less the model.
 HTTP=$(sed -n 's/^cairn-node http on //p' node.out)
 sent() {
-  local h g
-  h=$(curl -s "http://$HTTP/metrics" | awk '/^cairn_http_bytes_sent_total\{source="store"\}/ { print $2 }')
-  g=$(grep -o 'served [0-9]* chunks ([0-9]* bytes' node.log | awk '{ gsub(/\(/, "", $4); s += $4 } END { print s + 0 }')
-  echo $((h + g))
+  local h=0 g
+  [ -n "$HTTP" ] && h=$(curl -s "http://$HTTP/metrics" | awk '/^cairn_http_bytes_sent_total\{source="store"\}/ { print $2 }')
+  g=$({ grep -o 'served [0-9]* chunks, [0-9]* bytes' node.log || true; } | awk '{ s += $4 } END { printf "%.0f\n", s }')
+  echo $((${h:-0} + g))
 }
 rm -rf p cache3; S0=$(sent)
 $CAIRN pull bench/base --out p --store cache3 --json >/dev/null 2>&1 &
