@@ -186,12 +186,16 @@ lossy() {
   # poll would start a pull-through of its own).
   : >$dir/t_curl; : >$dir/t_node
   local run who
+  # One timed curl of the same bytes over the same link.
+  curl_round() {
+    rm -f "$dir/curl.out"
+    T0=$(now); ip netns exec $nb curl -sf -o "$dir/curl.out" "http://10.79.0.1:$PORT/weights.bin"; since "$T0" >>$dir/t_curl
+  }
   for run in 1 2 3; do
     for who in curl node; do
       [ $((run % 2)) = 0 ] && who=$([ $who = curl ] && echo node || echo curl)
       if [ $who = curl ]; then
-        rm -f "$dir/curl.out"
-        T0=$(now); ip netns exec $nb curl -sf -o "$dir/curl.out" "http://10.79.0.1:$PORT/weights.bin"; since "$T0" >>$dir/t_curl
+        curl_round
       else
         rm -rf "$dir/b" "$dir/b.log"
         T0=$(now)
@@ -218,8 +222,7 @@ lossy() {
     for who in curl node; do
       [ $((run % 2)) = 0 ] && who=$([ $who = curl ] && echo node || echo curl)
       if [ $who = curl ]; then
-        rm -f "$dir/curl.out"
-        T0=$(now); ip netns exec $nb curl -sf -o "$dir/curl.out" "http://10.79.0.1:$PORT/weights.bin"; since "$T0" >>$dir/t_curl
+        curl_round
       else
         ip netns exec $na $CAIRN publish "$dir/www$run" --name acme/lossy --version $((run + 1)) --key pub.key --node 10.79.0.1:7000 >/dev/null
         T0=$(now); wait_log "$dir/b.log" " $((run + 1)) releases,"; since "$T0" >>$dir/t_node

@@ -54,6 +54,16 @@ class MirrorTest : public ::testing::Test {
     server_->Shutdown(0);
   }
 
+  // Publishes the tree at `dir` as `name` version 1.
+  void PublishTree(const std::string& dir, const std::string& name) {
+    client::PublishOptions o;
+    o.dir = dir;
+    o.name = name;
+    o.version = "1";
+    o.key_paths = {dir_ / "keys/publisher.key"};
+    ASSERT_TRUE(client::Publish(*honest_, o).ok());
+  }
+
   void Publish(const std::string& version, uint64_t tag_version) {
     client::PublishOptions o;
     o.dir = model_;
@@ -215,12 +225,7 @@ TEST_F(MirrorTest, ASlowSteadyMirrorIsNotTakenForAStalledOne) {
   const std::string small = dir_ / "small";
   testing::WriteFile(small + "/model.safetensors",
                      testing::MakeSafetensors(std::vector<size_t>(4, 16 << 10), 11));
-  client::PublishOptions po;
-  po.dir = small;
-  po.name = "acme/small";
-  po.version = "1";
-  po.key_paths = {dir_ / "keys/publisher.key"};
-  ASSERT_TRUE(client::Publish(*honest_, po).ok());
+  PublishTree(small, "acme/small");
   HostileNode* thin = Hostile(Attack::kTrickle);
   thin->trickle_bytes_per_second = 5 << 10;  // per stream: a 16 KiB chunk every 3.2 s
   client::PullOptions o = Opts("thin");
@@ -240,12 +245,7 @@ TEST_F(MirrorTest, ASlowSteadyMirrorIsNotTakenForAStalledOne) {
 // flight.
 TEST_F(MirrorTest, TheWindowFollowsTheBandwidthDelayProduct) {
   testing::WriteFile(dir_ / "big/w.bin", testing::RandomBytes(48 << 20, 9));
-  client::PublishOptions po;
-  po.dir = dir_ / "big";
-  po.name = "acme/big";
-  po.version = "1";
-  po.key_paths = {dir_ / "keys/publisher.key"};
-  ASSERT_TRUE(client::Publish(*honest_, po).ok());
+  PublishTree(dir_ / "big", "acme/big");
   auto opts = Opts("out");
   opts.ref = "acme/big";
   opts.streams_per_node = 2;
@@ -293,12 +293,7 @@ TEST_F(MirrorTest, ChunksComeFromEveryMirrorWeightedByThroughput) {
   // Large against the first windows (2 MiB per stream), so that what each
   // node carries follows its speed.
   testing::WriteFile(dir_ / "big/w.bin", testing::RandomBytes(32 << 20, 8));
-  client::PublishOptions o;
-  o.dir = dir_ / "big";
-  o.name = "acme/big";
-  o.version = "1";
-  o.key_paths = {dir_ / "keys/publisher.key"};
-  ASSERT_TRUE(client::Publish(*honest_, o).ok());
+  PublishTree(dir_ / "big", "acme/big");
   HostileNode* fast = Hostile(Attack::kNone);
   HostileNode* slow = Hostile(Attack::kNone);
   slow->delay_ms_per_batch =
