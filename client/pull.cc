@@ -525,7 +525,7 @@ absl::StatusOr<PullResult> Pull(const std::vector<Connection*>& nodes, const Tru
       }
       it->bytes += st.bytes;
       it->chunks += st.chunks;
-      it->rate += st.rate;
+      if (st.demoted.empty()) it->rate += st.rate;
       if (st.rtt > 0 && (it->rtt_seconds == 0 || st.rtt < it->rtt_seconds)) it->rtt_seconds = st.rtt;
       if (it->demoted.empty()) it->demoted = st.demoted;
     }

@@ -44,7 +44,7 @@ PullCommands::PullCommands(CLI::App* app, CliContext* ctx) : ctx_(ctx) {
       "fdatasync each file before renaming it into place (survives a power loss; slower)");
   pull_->add_flag("--no-fsync", no_fsync_compat_, "the default; kept for scripts")->group("");
   pull_->add_option("--window-mib", window_mib_,
-                    "most MiB one stream may owe at a time; the window is twice the measured bandwidth-delay product, up to this (default 16)");
+                    "most MiB one stream may owe at a time; the window is ten times the measured bandwidth-delay product, up to this (default 16)");
   pull_
       ->add_option("--streams", pl_.streams_per_node,
                    "parallel connections to each node, 1-8 (default 2; more helps on lossy links)")

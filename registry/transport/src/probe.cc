@@ -17,9 +17,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/synchronization/mutex.h"
 #include "cairn/strings.h"
 
 namespace cairn {
@@ -220,10 +223,76 @@ absl::Status ProbeNode(const NodeAddress& a, bool use_tls, const TlsOptions& tls
 double HandshakeSeconds(const std::string& address, int ms) {
   auto a = ParseNodeAddress(address);
   if (!a.ok()) return 0;
-  const auto t0 = std::chrono::steady_clock::now();
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  const std::string port = std::to_string(a->port);
+  if (::getaddrinfo(a->host.c_str(), port.c_str(), &hints, &res) != 0) return 0;
+  double out = 0;
   Fd fd;
-  if (!Connect(*a, ms, &fd).empty()) return 0;
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fd.fd =
+      ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, res->ai_protocol);
+  if (fd.fd >= 0) {
+    // Timed from the SYN, not from the name lookup.
+    const auto t0 = std::chrono::steady_clock::now();
+    int rc = ::connect(fd.fd, res->ai_addr, res->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd.fd, POLLOUT, 0};
+      int err = 0;
+      socklen_t len = sizeof(err);
+      rc = ::poll(&p, 1, ms) == 1 && ::getsockopt(fd.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+                   err == 0
+               ? 0
+               : -1;
+    }
+    if (rc == 0) out = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  ::freeaddrinfo(res);
+  return out;
+}
+
+namespace {
+struct RttEntry {
+  double rtt = 0;
+  std::chrono::steady_clock::time_point at;
+  bool probing = false;
+};
+// Never destroyed: a probe thread may still finish while the process exits.
+absl::Mutex& RttMu() {
+  static auto* mu = new absl::Mutex;
+  return *mu;
+}
+std::map<std::string, RttEntry>& RttCache() {  // under RttMu()
+  static auto* cache = new std::map<std::string, RttEntry>;
+  return *cache;
+}
+}  // namespace
+
+double CachedRoundTrip(const std::string& address) {
+  constexpr auto kFresh = std::chrono::minutes(10);
+  constexpr auto kRetry = std::chrono::seconds(10);
+  const std::string host = address.substr(0, address.rfind(':'));
+  const auto now = std::chrono::steady_clock::now();
+  {
+    absl::MutexLock l(&RttMu());
+    auto& cache = RttCache();
+    if (cache.size() >= 4096 && !cache.contains(host)) cache.clear();  // a bound, whatever is named
+    RttEntry& e = cache[host];
+    const bool fresh = e.at != std::chrono::steady_clock::time_point{} &&
+                       now - e.at < (e.rtt > 0 ? kFresh : kRetry);
+    if (fresh || e.probing) return e.rtt;
+    e.probing = true;
+  }
+  // Detached: it touches only the cache, so nobody waits for a slow or
+  // silent host (a name lookup has no timeout of ours).
+  std::thread([address, host] {
+    const double rtt = HandshakeSeconds(address, 2000);
+    absl::MutexLock l(&RttMu());
+    RttEntry& e = RttCache()[host];
+    e.rtt = rtt;
+    e.at = std::chrono::steady_clock::now();
+    e.probing = false;
+  }).detach();
+  return 0;
 }
 
 }  // namespace cairn

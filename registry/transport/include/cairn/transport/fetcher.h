@@ -4,7 +4,8 @@
 // Each node gets one GetMany stream with a reader and a writer thread. Work is
 // pulled, not pushed: a node's writer takes the next unassigned chunks when
 // its window has room, and the window follows the node's measured throughput
-// (about two seconds' worth), so faster nodes carry more of the load. A node
+// (ten times its bandwidth-delay product, 2 MiB at least), so faster nodes
+// carry more of the load. A node
 // that errors, stalls, falls below the minimum rate, sends more than it was
 // asked or serves a chunk whose hash is wrong is demoted for the rest of the
 // fetch, and its outstanding chunks go back to the others. When the chunk the
@@ -31,12 +32,12 @@
 namespace cairn {
 
 struct FetchOptions {
-  size_t window_bytes = 16 << 20;  // most bytes one stream may owe us (2 x its BDP, 2 MiB floor)
+  size_t window_bytes = 16 << 20;  // most bytes one stream may owe us (10 x its BDP, 2 MiB floor)
   size_t memory_bytes = 64 << 20;  // owed + received-but-not-consumed, all nodes
   uint64_t min_rate = 32 << 10;    // bytes/s a node owing chunks must sustain...
   int rate_seconds = 10;           // ...measured over this long
   int stall_seconds = 10;          // no byte at all for this long while owing: demoted
-  int duplicate_after_ms = 1000;   // head chunk late this long: ask an idle node too
+  int duplicate_after_ms = 1000;   // head chunk late this long: one more stream may race it
   int endgame_after_ms = 500;      // tail chunk owed this long: an idle node may race it
   // Where "not using node X any more: why" goes; default: stderr.
   std::function<void(const std::string&)> log;

@@ -18,8 +18,14 @@ namespace cairn {
 absl::Status ProbeNode(const NodeAddress& a, bool use_tls, const TlsOptions& tls, int ms);
 
 // How long a TCP handshake with the node at `address` takes: one round trip
-// of the path, without any queue of ours. 0 when it cannot connect within
-// `ms` (the connection is closed at once; the node sees an empty one).
+// of the path, without any queue of ours (timed from the SYN, after the name
+// lookup). 0 when it cannot connect within `ms` (the connection is closed at
+// once; the node sees an empty one).
 double HandshakeSeconds(const std::string& address, int ms);
+
+// The round trip to `address`'s host, probed with HandshakeSeconds on a
+// detached thread at most once per host every 10 minutes (every 10 s while
+// probes fail); 0 until a probe has answered. Never blocks on the network.
+double CachedRoundTrip(const std::string& address);
 
 }  // namespace cairn
