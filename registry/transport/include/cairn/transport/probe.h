@@ -23,9 +23,9 @@ absl::Status ProbeNode(const NodeAddress& a, bool use_tls, const TlsOptions& tls
 // once; the node sees an empty one).
 double HandshakeSeconds(const std::string& address, int ms);
 
-// The round trip to `address`'s host, probed with HandshakeSeconds on a
-// detached thread at most once per host every 10 minutes (every 10 s while
-// probes fail); 0 until a probe has answered. Never blocks on the network.
+// The round trip to `address`'s host: the shortest of three HandshakeSeconds
+// on a detached thread, at most once per host every 10 minutes (every 10 s
+// while they fail); 0 until one has answered. Never blocks on the network.
 double CachedRoundTrip(const std::string& address);
 
 }  // namespace cairn
