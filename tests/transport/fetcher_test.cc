@@ -28,6 +28,7 @@ using ::cairn::testing::Attack;
 using ::cairn::testing::HostileNode;
 using ::cairn::testing::StatusIs;
 using ::cairn::testing::TrustFixture;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
 class MirrorTest : public ::testing::Test {
@@ -205,11 +206,15 @@ TEST_F(MirrorTest, DeadStalledAndCorruptMirrorsBesideOneHealthyStillGiveExactByt
   // Both bad mirrors were given work, and dropped for what they did.
   std::map<std::string, client::PullResult::Source> by;
   for (const auto& s : r->sources) by[s.address] = s;
-  // The stalled mirror delivered nothing: it was dropped for stalling, or
-  // the others raced its chunks first.
+  // The stalled mirror delivered nothing: it was dropped for stalling (by
+  // the stall check, or by the rate check at 0 bytes/s when its other stream
+  // got its first chunks later and so kept the node from looking stalled;
+  // which check comes first depends on timing), or the others raced its
+  // chunks first.
   EXPECT_EQ(by[stalled->address()].bytes, 0u);
   if (!by[stalled->address()].demoted.empty()) {
-    EXPECT_THAT(by[stalled->address()].demoted, HasSubstr("stalled"));
+    EXPECT_THAT(by[stalled->address()].demoted,
+                AnyOf(HasSubstr("stalled"), HasSubstr("too slow: 0 bytes/s")));
   }
   EXPECT_THAT(by[corrupt->address()].demoted, HasSubstr("corrupt"));
   EXPECT_EQ(by[server_->address()].demoted, "");
