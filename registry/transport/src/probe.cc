@@ -35,8 +35,9 @@ struct Fd {
   }
 };
 
-// Connects within `ms`; "" on success, else why not.
-std::string Connect(const NodeAddress& a, int ms, Fd* out) {
+// Connects within `ms`; "" on success, else why not. `seconds`, when given,
+// gets the successful connect's time from its SYN (not the name lookup).
+std::string Connect(const NodeAddress& a, int ms, Fd* out, double* seconds = nullptr) {
   addrinfo hints{}, *res = nullptr;
   hints.ai_socktype = SOCK_STREAM;
   std::string port = std::to_string(a.port);
@@ -51,6 +52,7 @@ std::string Connect(const NodeAddress& a, int ms, Fd* out) {
       why = std::strerror(errno);
       continue;
     }
+    const auto t0 = std::chrono::steady_clock::now();
     int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
       pollfd p{fd, POLLOUT, 0};
@@ -68,6 +70,9 @@ std::string Connect(const NodeAddress& a, int ms, Fd* out) {
       errno = err;
     }
     if (rc == 0) {
+      if (seconds != nullptr) {
+        *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
       ::freeaddrinfo(res);
       out->fd = fd;
       return "";
@@ -222,32 +227,10 @@ absl::Status ProbeNode(const NodeAddress& a, bool use_tls, const TlsOptions& tls
 
 double HandshakeSeconds(const std::string& address, int ms) {
   auto a = ParseNodeAddress(address);
-  if (!a.ok()) return 0;
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_socktype = SOCK_STREAM;
-  const std::string port = std::to_string(a->port);
-  if (::getaddrinfo(a->host.c_str(), port.c_str(), &hints, &res) != 0) return 0;
-  double out = 0;
+  double seconds = 0;
   Fd fd;
-  fd.fd =
-      ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, res->ai_protocol);
-  if (fd.fd >= 0) {
-    // Timed from the SYN, not from the name lookup.
-    const auto t0 = std::chrono::steady_clock::now();
-    int rc = ::connect(fd.fd, res->ai_addr, res->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd.fd, POLLOUT, 0};
-      int err = 0;
-      socklen_t len = sizeof(err);
-      rc = ::poll(&p, 1, ms) == 1 && ::getsockopt(fd.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-                   err == 0
-               ? 0
-               : -1;
-    }
-    if (rc == 0) out = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  ::freeaddrinfo(res);
-  return out;
+  if (!a.ok() || !Connect(*a, ms, &fd, &seconds).empty()) return 0;
+  return seconds;
 }
 
 namespace {

@@ -54,7 +54,7 @@ class Fetcher {
     std::string address;
     uint64_t bytes = 0, chunks = 0;
     std::string demoted;  // why, empty while in use
-    double rtt = 0;       // seconds: ask to arrival of a chunk asked with nothing owed (shortest)
+    double rtt = 0;       // seconds: the shorter of a TCP handshake and a clean chunk's time
     double rate = 0;      // bytes/s, the last smoothed estimate
   };
 
